@@ -1,0 +1,1 @@
+export const DAEMON_PACKAGE = "@photoncloud/daemon";

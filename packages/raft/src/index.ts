@@ -1,0 +1,1 @@
+export const RAFT_PACKAGE = "@photoncloud/raft";

@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+// One-shot set-up shared by `npm start` and `npm test`: everything a fresh machine with only Node 20
+// and npm needs — pnpm, the workspace's dependencies (including the native build of better-sqlite3),
+// optional system tools for differential tests, and a compiled tree. Each step is idempotent and
+// cheap when already done, so both quick-start commands can always run it.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const quiet = process.env.PHOTON_SETUP_VERBOSE ? "inherit" : "pipe";
+
+function step(name, fn) {
+  const started = Date.now();
+  process.stderr.write(`setup: ${name} ... `);
+  try {
+    fn();
+  } catch (err) {
+    process.stderr.write("failed\n");
+    if (err.stdout) process.stderr.write(err.stdout.toString());
+    if (err.stderr) process.stderr.write(err.stderr.toString());
+    process.stderr.write(`setup: ${name} failed: ${err.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`ok (${Date.now() - started} ms)\n`);
+}
+
+function has(cmd, args = ["--version"]) {
+  return spawnSync(cmd, args, { stdio: "ignore" }).status === 0;
+}
+
+function run(cmd, args, opts = {}) {
+  return execFileSync(cmd, args, { cwd: root, stdio: quiet, ...opts });
+}
+
+step("pnpm", () => {
+  if (has("pnpm")) return;
+  run("npm", ["install", "--global", "pnpm@10"]);
+  if (!has("pnpm")) throw new Error("pnpm is still not on PATH after `npm install -g pnpm@10`");
+});
+
+step("dependencies (pnpm install)", () => {
+  run("pnpm", ["install", "--frozen-lockfile", "--prefer-offline"]);
+});
+
+step("native sqlite (better-sqlite3)", () => {
+  const probe = ["-e", "require('better-sqlite3')(':memory:').prepare('select 1').get()"];
+  const cwd = join(root, "packages", "raft");
+  if (spawnSync("node", probe, { cwd, stdio: "ignore" }).status === 0) return;
+  run("pnpm", ["rebuild", "better-sqlite3"]);
+  execFileSync("node", probe, { cwd, stdio: quiet });
+});
+
+// Differential tests run real etcd 3.4 beside chainfire. They are installed from Debian's packages
+// when we are root on a Debian-like machine; elsewhere the set-up says how to get them.
+step("etcd and etcdctl (for differential tests)", () => {
+  if (process.env.PHOTON_SKIP_ETCD === "1") return;
+  if (has("etcd") && has("etcdctl", ["version"])) return;
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!root || !existsSync("/usr/bin/apt-get")) {
+    process.stderr.write("(not root or no apt-get: install etcd-server and etcd-client yourself) ");
+    return;
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  try {
+    run("apt-get", ["install", "-y", "-q", "etcd-server", "etcd-client"], { env });
+  } catch {
+    run("apt-get", ["update", "-q"], { env });
+    run("apt-get", ["install", "-y", "-q", "etcd-server", "etcd-client"], { env });
+  }
+  // Debian starts the packaged etcd as a service; our tests run their own members.
+  spawnSync("sh", ["-c", "systemctl stop etcd 2>/dev/null; pkill -x etcd 2>/dev/null; true"]);
+});
+
+step("compile (tsc -b)", () => {
+  run("pnpm", ["exec", "tsc", "-b", "tsconfig.json"]);
+});
