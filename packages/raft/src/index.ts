@@ -1,1 +1,3 @@
-export const RAFT_PACKAGE = "@photoncloud/raft";
+// Public API of @photoncloud/raft.
+export * from "./core/types.js";
+export type { ApplyEntry, StateMachine } from "./service/state-machine.js";

@@ -1,0 +1,40 @@
+// The interface a replicated service (chainfire's MVCC store, flaredb's SQLite database) implements
+// to run on the shared Raft layer. The layer owns consensus, membership, transport, forwarding and
+// snapshots of its own metadata; the state machine owns only its data.
+
+/** One committed command, as handed to the state machine. */
+export interface ApplyEntry {
+  /** Raft log index of the entry; strictly increasing across calls. */
+  readonly index: bigint;
+  readonly term: bigint;
+  /**
+   * Wall-clock time (ms since the Unix epoch) stamped into the entry by the leader when it accepted
+   * the proposal. Identical on every member: use it instead of the local clock.
+   */
+  readonly timestampMs: number;
+  /** A 64-bit seed stamped by the leader; identical on every member: use it instead of local randomness. */
+  readonly seed: bigint;
+  /** The command, as given to `propose`. */
+  readonly command: Uint8Array;
+}
+
+/**
+ * A deterministic state machine. Given the same sequence of entries from the same snapshot, every
+ * member must reach byte-identical state and return identical results.
+ */
+export interface StateMachine {
+  /**
+   * Applies a batch of consecutive committed entries and durably records the last applied index in
+   * the same transaction, so a crash never applies an entry twice or skips one. Returns one encoded
+   * result per entry (an application-level error is a result, not a throw; a throw is fatal).
+   */
+  applyBatch(entries: readonly ApplyEntry[]): Uint8Array[];
+  /** The last index applied and durably recorded (0n for an empty machine). */
+  appliedIndex(): bigint;
+  /** A consistent image of the state as of `appliedIndex()`. */
+  snapshot(): Uint8Array;
+  /** Replaces the whole state with `image`, taken at `index`; records `index` as applied. */
+  restore(image: Uint8Array, index: bigint): void;
+  /** Releases resources (closes databases). */
+  close(): void;
+}
