@@ -1,3 +1,4 @@
 // Public API of @photoncloud/raft.
+export * from "./core/errors.js";
 export * from "./core/types.js";
-export type { ApplyEntry, StateMachine } from "./service/state-machine.js";
+export type { ApplyEntry, Replicated, StateMachine } from "./service/state-machine.js";

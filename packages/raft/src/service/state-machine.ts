@@ -38,3 +38,20 @@ export interface StateMachine {
   /** Releases resources (closes databases). */
   close(): void;
 }
+
+/**
+ * What a replicated service's API handlers need from the Raft layer. Implemented by the layer's
+ * facade; test doubles may apply commands directly for handler unit tests.
+ */
+export interface Replicated {
+  /**
+   * Replicates `command` through the log (forwarded to the leader when this member is a follower)
+   * and resolves with the state machine's result once the entry is applied on THIS member, so a
+   * read served here afterwards sees the write.
+   */
+  propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }>;
+  /** Runs `read` against local state once it reflects every write committed before the call (ReadIndex). */
+  linearizableRead<T>(read: () => T): Promise<T>;
+  /** Runs `read` against local state immediately (may be stale). */
+  serializableRead<T>(read: () => T): T;
+}
