@@ -108,4 +108,15 @@ export class MemoryStorage implements LogStorage {
     this.dummyIndex = index;
     this.dummyTerm = term;
   }
+
+  /** An independent copy (entries are immutable and shared). */
+  clone(): MemoryStorage {
+    const copy = new MemoryStorage();
+    copy.hardState = this.hardState;
+    copy.snap = this.snap;
+    copy.dummyIndex = this.dummyIndex;
+    copy.dummyTerm = this.dummyTerm;
+    copy.ents = [...this.ents];
+    return copy;
+  }
 }
