@@ -3,7 +3,7 @@
 import { parseArgs } from "node:util";
 import { runSeed, Simulator } from "./simulator.js";
 
-const DEFAULT_STEPS = 6000;
+const DEFAULT_STEPS = 15000;
 
 function parseSeeds(spec: string): { first: bigint; last: bigint } {
   const match = /^(\d+)(?:-(\d+))?$/.exec(spec.trim());

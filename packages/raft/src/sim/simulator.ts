@@ -18,6 +18,7 @@ import {
   MessageType,
   type NodeId,
   type Ready,
+  type ReadState,
   StateRole,
 } from "../core/types.js";
 import { applyDigest, Checker, Violation } from "./checker.js";
@@ -85,6 +86,11 @@ export class Simulator {
   private readonly trace: ((line: string) => void) | undefined;
   /** The liveness proposal, and the members that applied it. */
   private marker: Uint8Array | null = null;
+  /** Counters printed at the end of a traced run, to see what a seed exercised. */
+  readonly stats = new Map<string, number>();
+  /** Pending ReadIndex requests: context → highest index known committed when it was asked. */
+  private readonly reads = new Map<string, bigint>();
+  private readCount = 0;
   /** Set for the liveness phase: no more faults. */
   private healed = false;
   private readonly markerApplied = new Set<NodeId>();
@@ -119,6 +125,7 @@ export class Simulator {
         this.checkAll();
       }
       this.checkLiveness();
+      this.log(`stats ${[...this.stats].map(([k, v]) => `${k}=${v}`).join(", ")}`);
       return { seed: this.options.seed, violation: null, steps: step, commits: this.checker.maxCommitted };
     } catch (e) {
       const message = e instanceof Violation ? e.message : `exception: ${(e as Error).stack ?? e}`;
@@ -209,6 +216,7 @@ export class Simulator {
     const { deliver, dropped } = this.net.due(this.now);
     for (const m of dropped) this.onDropped(m);
     for (const m of deliver) {
+      this.count(`msg ${MESSAGE_NAMES[m.type]}`);
       const target = this.nodes.get(m.to);
       if (target?.core == null) {
         this.onDropped(m);
@@ -217,6 +225,10 @@ export class Simulator {
       this.stepInto(target.core, m);
       if (m.type === MessageType.Snap) this.nodes.get(m.from)?.core?.reportSnapshot(m.to, true);
     }
+  }
+
+  private count(key: string): void {
+    this.stats.set(key, (this.stats.get(key) ?? 0) + 1);
   }
 
   private onDropped(m: Message): void {
@@ -295,6 +307,7 @@ export class Simulator {
     const core = node.core as RaftCore;
     node.outstanding = null;
     if (!node.sentEarly) this.sendAll(rd.messages);
+    for (const rs of rd.readStates) this.checkRead(node, rs);
     if (rd.snapshot !== null) this.installSnapshot(node, rd);
     for (const e of rd.committedEntries) this.apply(node, core, e);
     core.advance(rd);
@@ -315,6 +328,7 @@ export class Simulator {
     node.smDigest = image.digest;
     node.confState = snap.metadata.confState;
     this.checker.checkApplied(node.id, node.smIndex, node.smDigest);
+    this.count("snapshots installed");
   }
 
   private apply(node: SimNode, core: RaftCore, e: Entry): void {
@@ -334,6 +348,7 @@ export class Simulator {
       this.checkCommit(node);
       node.confState = core.applyConfChange(cc);
       this.checkCommit(node);
+      if (e.index > 7n) this.count(`applied ${describeChange(cc).split(" ")[0]}`);
       this.log(
         `member ${node.id} applied ${describeChange(cc)} at ${e.index} -> ${describeConf(node.confState)}`,
       );
@@ -369,6 +384,7 @@ export class Simulator {
     else if (r < 115) this.transferRandom();
     else if (r < 118) this.startAddedMembers();
     else if (r < 120) this.campaignRandom();
+    else if (r < 150) this.readRandom();
   }
 
   /** A member campaigns out of turn (as after a local timer glitch): elections collide more often. */
@@ -393,6 +409,36 @@ export class Simulator {
       node.core.propose(data);
     } catch (e) {
       if (!(e instanceof ProposalDroppedError)) throw e;
+    }
+  }
+
+  /** Asks a random member for a linearizable read point. */
+  private readRandom(): void {
+    const node = this.pick(this.liveNodes());
+    if (node?.core == null) return;
+    const ctx = `r${++this.readCount}`;
+    try {
+      node.core.readIndex(new TextEncoder().encode(ctx));
+      this.reads.set(ctx, this.checker.maxCommitted);
+    } catch (e) {
+      if (!(e instanceof ProposalDroppedError)) throw e;
+    }
+  }
+
+  /**
+   * Linearizable reads: the read index must cover every entry known committed before the read was
+   * asked, or a read could miss a write that completed before it started.
+   */
+  private checkRead(node: SimNode, rs: ReadState): void {
+    const ctx = new TextDecoder().decode(rs.requestCtx);
+    const floor = this.reads.get(ctx);
+    if (floor === undefined) return;
+    this.count("reads confirmed");
+    if (rs.index < floor) {
+      throw new Violation(
+        "linearizable read",
+        `member ${node.id} read ${ctx} at ${rs.index} < committed ${floor}`,
+      );
     }
   }
 
@@ -493,7 +539,10 @@ export class Simulator {
         this.startNode(id, new SimDisk());
       } else if (node.core === null && node.removed) {
         node.removed = false;
-        if (this.random.chance(0.5)) {
+        // A fresh disk is only legitimate once no leader still counts the old incarnation's log
+        // (the operator waits for the removal to be applied): a member that loses its durable state
+        // while a leader relies on it breaks Raft's basic assumption.
+        if (this.random.chance(0.5) && !this.leaderTracks(id)) {
           node.disk = new SimDisk();
           this.disks.set(id, node.disk);
         }
@@ -514,6 +563,14 @@ export class Simulator {
         node.removed = true;
       }
     }
+  }
+
+  private leaderTracks(id: NodeId): boolean {
+    for (const n of this.liveNodes()) {
+      const core = n.core as RaftCore;
+      if (core.role === StateRole.Leader && (core.tracker.progress.get(id)?.match ?? 0n) > 0n) return true;
+    }
+    return false;
   }
 
   private transferRandom(): void {
@@ -574,6 +631,11 @@ export class Simulator {
     );
   }
 }
+
+const MESSAGE_NAMES = Object.fromEntries(Object.entries(MessageType).map(([k, v]) => [v, k])) as Record<
+  number,
+  string
+>;
 
 function proposalMessage(id: NodeId, data: Uint8Array): Message {
   return {
