@@ -212,54 +212,42 @@ export class InteractionEnv {
   }
 
   private dispatch(name: string, args: Args): void {
-    switch (name) {
-      case "add-nodes":
-        return this.addNodes(args);
-      case "campaign":
-        return this.h.node(this.id(args)).core.campaign();
-      case "stabilize":
-        return this.stabilize(args);
-      case "process-ready":
-        for (const v of args.positional) this.h.processReady(BigInt(v));
-        return;
-      case "deliver-msgs":
-        return this.deliverMsgs(args);
-      case "propose":
-        return this.h.node(this.id(args)).core.propose(new TextEncoder().encode(args.positional[1] ?? ""));
-      case "propose-conf-change":
-        return this.h.node(this.id(args)).core.proposeConfChange(parseConfChange(args.positional[1] ?? ""));
-      case "transfer-leadership":
-        return this.h
-          .node(BigInt(args.named.get("from") ?? "0"))
-          .core.transferLeader(BigInt(args.named.get("to") ?? "0"));
-      case "read-index":
-        return this.h.node(this.id(args)).core.readIndex(new TextEncoder().encode(args.positional[1] ?? ""));
-      case "tick-election":
-        return this.tickElection(this.id(args));
-      case "tick-heartbeat":
-        return this.tickTimes(this.id(args), 1);
-      case "compact":
-        return this.compact(this.id(args), BigInt(args.positional[1] ?? "0"));
-      case "isolate":
-        return this.isolate(this.id(args));
-      case "heal":
-        this.h.cut.clear();
-        return;
-      case "restart":
-        return this.h.restart(this.id(args), this.optionsOf(args));
-      case "status":
-        return this.status(this.id(args));
-      case "raft-state":
-        return this.raftState();
-      case "raft-log":
-        return this.raftLog(this.id(args));
-      case "log-level":
-        this.verbose = args.positional[0] !== "none";
-        return;
-      default:
-        throw new Error(`unknown command "${name}"`);
-    }
+    const handler = this.commands[name];
+    if (handler === undefined) throw new Error(`unknown command "${name}"`);
+    handler(args);
   }
+
+  private readonly commands: Record<string, (args: Args) => void> = {
+    "add-nodes": (args) => this.addNodes(args),
+    campaign: (args) => this.h.node(this.id(args)).core.campaign(),
+    stabilize: (args) => this.stabilize(args),
+    "process-ready": (args) => {
+      for (const v of args.positional) this.h.processReady(BigInt(v));
+    },
+    "deliver-msgs": (args) => this.deliverMsgs(args),
+    propose: (args) =>
+      this.h.node(this.id(args)).core.propose(new TextEncoder().encode(args.positional[1] ?? "")),
+    "propose-conf-change": (args) =>
+      this.h.node(this.id(args)).core.proposeConfChange(parseConfChange(args.positional[1] ?? "")),
+    "transfer-leadership": (args) =>
+      this.h
+        .node(BigInt(args.named.get("from") ?? "0"))
+        .core.transferLeader(BigInt(args.named.get("to") ?? "0")),
+    "read-index": (args) =>
+      this.h.node(this.id(args)).core.readIndex(new TextEncoder().encode(args.positional[1] ?? "")),
+    "tick-election": (args) => this.tickElection(this.id(args)),
+    "tick-heartbeat": (args) => this.tickTimes(this.id(args), 1),
+    compact: (args) => this.compact(this.id(args), BigInt(args.positional[1] ?? "0")),
+    isolate: (args) => this.isolate(this.id(args)),
+    heal: () => this.h.cut.clear(),
+    restart: (args) => this.h.restart(this.id(args), this.optionsOf(args)),
+    status: (args) => this.status(this.id(args)),
+    "raft-state": () => this.raftState(),
+    "raft-log": (args) => this.raftLog(this.id(args)),
+    "log-level": (args) => {
+      this.verbose = args.positional[0] !== "none";
+    },
+  };
 
   private optionsOf(args: Args): HarnessOptions {
     return {
