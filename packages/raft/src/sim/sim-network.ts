@@ -27,6 +27,8 @@ export class SimNetwork {
   constructor(
     private readonly random: SeededRandom,
     public faults: NetworkFaults,
+    /** Told about every message lost, so the sender's transport can report it (as a real one does). */
+    private readonly onLost: (m: Message) => void,
   ) {}
 
   get size(): number {
@@ -34,7 +36,10 @@ export class SimNetwork {
   }
 
   send(m: Message, now: number): void {
-    if (this.random.chance(this.faults.dropProbability)) return;
+    if (this.random.chance(this.faults.dropProbability)) {
+      this.onLost(m);
+      return;
+    }
     const copies = this.random.chance(this.faults.duplicateProbability) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
       const deliverAt = now + 1 + this.random.intBelow(Math.max(1, this.faults.delayMax));
@@ -62,8 +67,9 @@ export class SimNetwork {
     return { deliver, dropped };
   }
 
-  /** Drops everything addressed to or sent by `id` (a crashed member's sockets close). */
+  /** Drops everything addressed to `id` (a crashed member's connections close). */
   dropFor(id: NodeId): void {
+    for (const f of this.inFlight) if (f.m.to === id) this.onLost(f.m);
     this.inFlight = this.inFlight.filter((f) => f.m.to !== id);
   }
 

@@ -101,16 +101,24 @@ export class Simulator {
     this.trace = options.trace;
     this.preVote = this.random.chance(0.7);
     this.checkQuorum = this.random.chance(0.7);
-    this.net = new SimNetwork(this.random, {
-      dropProbability: 0.05,
-      duplicateProbability: 0.03,
-      delayMax: 20,
-    });
+    // Each seed draws its own fault profile, from a clean LAN to a very lossy, slow network.
+    this.net = new SimNetwork(
+      this.random,
+      {
+        dropProbability: this.random.intBelow(20) / 100,
+        duplicateProbability: this.random.intBelow(10) / 100,
+        delayMax: 1 + this.random.intBelow(50),
+      },
+      (m) => this.onDropped(m),
+    );
     const voterCount = this.random.chance(0.5) ? 3 : 5;
     const voters: NodeId[] = [];
     for (let i = 1; i <= voterCount; i++) voters.push(BigInt(i));
     for (const id of voters) this.startNode(id, new SimDisk({ voters, learners: [] }));
-    this.log(`start voters=${voters.join(",")} preVote=${this.preVote} checkQuorum=${this.checkQuorum}`);
+    const f = this.net.faults;
+    this.log(
+      `start voters=${voters.join(",")} preVote=${this.preVote} checkQuorum=${this.checkQuorum} drop=${f.dropProbability} duplicate=${f.duplicateProbability} delayMax=${f.delayMax}`,
+    );
   }
 
   private log(line: string): void {
@@ -265,6 +273,7 @@ export class Simulator {
     const core = node.core as RaftCore;
     const rd = core.ready();
     node.outstanding = rd;
+    if (rd.softState !== null && this.trace !== undefined) this.log(`role ${this.describeNode(node)}`);
     node.sentEarly = false;
     const durableHs = node.disk.durable.hardStateNow();
     const leaderMaySendFirst =
@@ -565,6 +574,14 @@ export class Simulator {
     }
   }
 
+  private describeNode(n: SimNode): string {
+    if (n.core === null) return `${n.id} down removed=${n.removed}`;
+    const st = n.core.status();
+    const roles = ["follower", "candidate", "leader", "pre-candidate"];
+    const hs = st.hardState;
+    return `${n.id} ${roles[st.softState.role]} term=${hs.term} vote=${hs.vote} lead=${st.softState.lead} commit=${hs.commit} applied=${st.applied} last=${n.core.log.lastIndex()}/${n.core.log.lastTerm()} conf=${describeConf(st.confState)} transferee=${st.leadTransferee}${[...st.progress].map(([id, pr]) => ` ${id}:${pr.state}/${pr.match}/${pr.next}`).join("")}`;
+  }
+
   private leaderTracks(id: NodeId): boolean {
     for (const n of this.liveNodes()) {
       const core = n.core as RaftCore;
@@ -625,6 +642,7 @@ export class Simulator {
         this.stepInto(leader.core, proposalMessage(leader.id, marker));
       }
     }
+    for (const n of this.nodes.values()) this.log(`final ${this.describeNode(n)}`);
     throw new Violation(
       "liveness",
       `no leader committed a new proposal within ${LIVENESS_TICKS} ticks after healing`,
