@@ -136,7 +136,9 @@ export class Simulator {
       this.log(`stats ${[...this.stats].map(([k, v]) => `${k}=${v}`).join(", ")}`);
       return { seed: this.options.seed, violation: null, steps: step, commits: this.checker.maxCommitted };
     } catch (e) {
-      const message = e instanceof Violation ? e.message : `exception: ${(e as Error).stack ?? e}`;
+      // One line per failing seed; the stack goes to the trace of a replay.
+      const message = e instanceof Violation ? e.message : `exception: ${(e as Error).message ?? e}`;
+      if (!(e instanceof Violation)) this.log(`stack ${(e as Error).stack ?? e}`);
       this.log(`VIOLATION ${message}`);
       return { seed: this.options.seed, violation: message, steps: step, commits: this.checker.maxCommitted };
     }
@@ -387,7 +389,7 @@ export class Simulator {
     else if (r < 96) this.restartRandom();
     else if (r < 99) this.partitionRandom();
     else if (r < 102) this.net.partition.clear();
-    else if (r < 104) this.clogRandom();
+    else if (r < 104) this.swizzleClog();
     else if (r < 108) this.unclogRandom();
     else if (r < 112) this.changeMembership();
     else if (r < 115) this.transferRandom();
@@ -468,9 +470,13 @@ export class Simulator {
     this.log(`partition ${[...this.net.partition].map(([id, g]) => `${id}:${g}`).join(" ")}`);
   }
 
-  private clogRandom(): void {
-    const node = this.pick([...this.nodes.keys()]);
-    if (node !== undefined) this.net.clogged.add(node);
+  /**
+   * Swizzle-clog: a random subset of members is clogged at once (their traffic waits, nothing is
+   * lost); unclogRandom later releases them one at a time in random order.
+   */
+  private swizzleClog(): void {
+    for (const id of this.nodes.keys()) if (this.random.chance(0.4)) this.net.clogged.add(id);
+    this.log(`clog ${[...this.net.clogged].join(",")}`);
   }
 
   private unclogRandom(): void {
