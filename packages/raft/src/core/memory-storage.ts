@@ -16,6 +16,8 @@ import {
 export class MemoryStorage implements LogStorage {
   private hardState: HardState = EMPTY_HARD_STATE;
   private snap: Snapshot;
+  /** The configuration as of the last applied conf change (or the snapshot), reported at start-up. */
+  private confState: ConfState;
   /** The compaction point: entries <= dummyIndex are gone; its term is still known. */
   private dummyIndex = 0n;
   private dummyTerm = 0n;
@@ -25,10 +27,20 @@ export class MemoryStorage implements LogStorage {
   constructor(init?: { voters?: NodeId[]; learners?: NodeId[] }) {
     const confState: ConfState = { voters: [...(init?.voters ?? [])], learners: [...(init?.learners ?? [])] };
     this.snap = { metadata: { index: 0n, term: 0n, confState }, data: new Uint8Array() };
+    this.confState = confState;
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {
-    return { hardState: this.hardState, confState: this.snap.metadata.confState };
+    return { hardState: this.hardState, confState: this.confState };
+  }
+
+  /**
+   * Records the configuration after a conf change entry was applied, for a driver whose state
+   * machine persists its applied index (it restarts with `applied` past the snapshot, so the
+   * configuration must be as of `applied`).
+   */
+  setConfState(cs: ConfState): void {
+    this.confState = cs;
   }
 
   hardStateNow(): HardState {
@@ -84,6 +96,7 @@ export class MemoryStorage implements LogStorage {
     const index = snap.metadata.index;
     if (index <= this.snap.metadata.index) return;
     this.snap = snap;
+    this.confState = snap.metadata.confState;
     this.dummyIndex = index;
     this.dummyTerm = snap.metadata.term;
     this.ents = [];
@@ -93,6 +106,7 @@ export class MemoryStorage implements LogStorage {
     assert(index >= this.snap.metadata.index, `snapshot ${index} older than ${this.snap.metadata.index}`);
     assert(index <= this.lastIndex(), `snapshot ${index} beyond last index ${this.lastIndex()}`);
     this.snap = { metadata: { index, term: this.term(index), confState }, data };
+    this.confState = confState;
     return this.snap;
   }
 
@@ -114,6 +128,7 @@ export class MemoryStorage implements LogStorage {
     const copy = new MemoryStorage();
     copy.hardState = this.hardState;
     copy.snap = this.snap;
+    copy.confState = this.confState;
     copy.dummyIndex = this.dummyIndex;
     copy.dummyTerm = this.dummyTerm;
     copy.ents = [...this.ents];

@@ -18,9 +18,14 @@ export class RaftLog {
   ) {
     this.unstable = new Unstable(storage.lastIndex() + 1n);
     // A restarted member re-delivers committed entries after `applied`, but never before the snapshot.
-    this.committed = committed;
     this.applied = maxBigint(applied, storage.firstIndex() - 1n);
-    assert(this.committed >= this.applied, `applied ${applied} beyond commit ${committed}`);
+    assert(
+      this.applied <= storage.lastIndex(),
+      `applied ${applied} beyond last index ${storage.lastIndex()}`,
+    );
+    // An applied entry was committed: a commit index persisted without fsync (mustSync false) may
+    // lag a state machine that records its applied index durably.
+    this.committed = maxBigint(committed, this.applied);
     assert(this.committed <= this.lastIndex(), `commit ${committed} beyond last index ${this.lastIndex()}`);
   }
 

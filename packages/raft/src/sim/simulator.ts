@@ -65,6 +65,8 @@ interface SimNode {
   lastCommitSeen: bigint;
   /** Stopped because it applied its own removal; restarted only when re-added. */
   removed: boolean;
+  /** With a durable state machine: its applied index and state, which survive crashes. */
+  durableSm: { index: bigint; digest: number } | null;
 }
 
 interface SnapshotImage {
@@ -80,6 +82,12 @@ export class Simulator {
   private readonly disks = new Map<NodeId, SimDisk>();
   private readonly preVote: boolean;
   private readonly checkQuorum: boolean;
+  /**
+   * Whether the state machine records its applied index durably (restart re-applies only what
+   * follows it, with the configuration the store recorded at apply time), or is rebuilt from the
+   * snapshot at restart (everything after the snapshot is re-applied).
+   */
+  private readonly smDurable: boolean;
   private now = 0;
   private proposals = 0;
   private readonly brokenRule: BrokenRule;
@@ -101,6 +109,7 @@ export class Simulator {
     this.trace = options.trace;
     this.preVote = this.random.chance(0.7);
     this.checkQuorum = this.random.chance(0.7);
+    this.smDurable = this.random.chance(0.5);
     // Each seed draws its own fault profile, from a clean LAN to a very lossy, slow network.
     this.net = new SimNetwork(
       this.random,
@@ -117,7 +126,7 @@ export class Simulator {
     for (const id of voters) this.startNode(id, new SimDisk({ voters, learners: [] }));
     const f = this.net.faults;
     this.log(
-      `start voters=${voters.join(",")} preVote=${this.preVote} checkQuorum=${this.checkQuorum} drop=${f.dropProbability} duplicate=${f.duplicateProbability} delayMax=${f.delayMax}`,
+      `start voters=${voters.join(",")} preVote=${this.preVote} checkQuorum=${this.checkQuorum} smDurable=${this.smDurable} drop=${f.dropProbability} duplicate=${f.duplicateProbability} delayMax=${f.delayMax}`,
     );
   }
 
@@ -161,6 +170,7 @@ export class Simulator {
       tickPhase: this.random.intBelow(TICK_INTERVAL),
       lastCommitSeen: disk.live.initialState().hardState.commit,
       removed: false,
+      durableSm: null,
     };
     node.core = this.makeCore(node);
     this.nodes.set(id, node);
@@ -200,8 +210,14 @@ export class Simulator {
       node.disk.write((s) => s.setHardState({ ...hs, vote: 0n }), true);
     }
     const snap = node.disk.live.snapshot();
-    node.smIndex = snap.metadata.index;
-    node.smDigest = decodeImage(snap.data)?.digest ?? 0;
+    const durable = node.durableSm;
+    if (this.smDurable && durable !== null && durable.index >= snap.metadata.index) {
+      node.smIndex = durable.index;
+      node.smDigest = durable.digest;
+    } else {
+      node.smIndex = snap.metadata.index;
+      node.smDigest = decodeImage(snap.data)?.digest ?? 0;
+    }
     node.confState = node.disk.live.initialState().confState;
     node.lastCommitSeen = node.disk.live.initialState().hardState.commit;
     node.core = this.makeCore(node);
@@ -338,6 +354,7 @@ export class Simulator {
     node.smIndex = snap.metadata.index;
     node.smDigest = image.digest;
     node.confState = snap.metadata.confState;
+    if (this.smDurable) node.durableSm = { index: node.smIndex, digest: node.smDigest };
     this.checker.checkApplied(node.id, node.smIndex, node.smDigest);
     this.count("snapshots installed");
   }
@@ -352,12 +369,16 @@ export class Simulator {
     node.smIndex = e.index;
     node.smDigest = applyDigest(node.smDigest, e);
     this.checker.checkApplied(node.id, e.index, node.smDigest);
+    if (this.smDurable) node.durableSm = { index: node.smIndex, digest: node.smDigest };
     if (this.marker !== null && bytesEqual(e.data, this.marker)) this.markerApplied.add(node.id);
     if (e.type === EntryType.ConfChange) {
       const cc = decodeConfChange(e.data);
       // Commits made under the old configuration are checked against it, before it changes.
       this.checkCommit(node);
-      node.confState = core.applyConfChange(cc);
+      const confState = core.applyConfChange(cc);
+      node.confState = confState;
+      // The store records the configuration in the same transaction as the applied index.
+      if (this.smDurable) node.disk.write((st) => st.setConfState(confState), true);
       this.checkCommit(node);
       if (e.index > 7n) this.count(`applied ${describeChange(cc).split(" ")[0]}`);
       this.log(
@@ -559,6 +580,7 @@ export class Simulator {
         // while a leader relies on it breaks Raft's basic assumption.
         if (this.random.chance(0.5) && !this.leaderTracks(id)) {
           node.disk = new SimDisk();
+          node.durableSm = null;
           this.disks.set(id, node.disk);
         }
         this.log(`start re-added member ${id}`);
