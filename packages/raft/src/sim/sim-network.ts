@@ -73,6 +73,11 @@ export class SimNetwork {
     this.inFlight = this.inFlight.filter((f) => f.m.to !== id);
   }
 
+  /** Drops everything sent by `id` (its old incarnation is gone for good). */
+  dropFrom(id: NodeId): void {
+    this.inFlight = this.inFlight.filter((f) => f.m.from !== id);
+  }
+
   heal(): void {
     this.partition.clear();
     this.clogged.clear();

@@ -581,6 +581,8 @@ export class Simulator {
         if (this.random.chance(0.5) && !this.leaderTracks(id)) {
           node.disk = new SimDisk();
           node.durableSm = null;
+          // Late messages of the old incarnation would speak for a log this one does not have.
+          this.net.dropFrom(id);
           this.disks.set(id, node.disk);
         }
         this.log(`start re-added member ${id}`);
