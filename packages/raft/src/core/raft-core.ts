@@ -158,7 +158,12 @@ export class RaftCore {
     this.stepMessage(makeMessage({ type: MessageType.TransferLeader, from: to, to: this.id }));
   }
 
-  /** Throws ProposalDroppedError when no leader is known. */
+  /**
+   * Asks for a linearizable read point; the answer arrives as a ReadState carrying `ctx` in a
+   * later Ready. Contexts must be unique among pending reads (a duplicate is ignored). Throws
+   * ProposalDroppedError when no leader is known. A read pending on a leader that loses its
+   * leadership is dropped silently: the caller needs a timeout.
+   */
   readIndex(ctx: Uint8Array): void {
     this.stepMessage(makeMessage({ type: MessageType.ReadIndex, from: this.id, context: ctx }));
   }
@@ -167,6 +172,10 @@ export class RaftCore {
     this.stepMessage(makeMessage({ type: MessageType.Unreachable, from: id, to: this.id }));
   }
 
+  /**
+   * The transport MUST report the outcome of every Snap message it was given (delivered or not):
+   * until then the leader keeps that follower in snapshot state and sends it nothing else.
+   */
   reportSnapshot(id: NodeId, ok: boolean): void {
     this.stepMessage(makeMessage({ type: MessageType.SnapStatus, from: id, to: this.id, reject: !ok }));
   }
@@ -186,6 +195,11 @@ export class RaftCore {
     );
   }
 
+  /**
+   * Hands out the next batch of work (see `Ready` in types.ts for the order in which the driver
+   * must handle it). The driver may keep stepping messages, ticking and proposing while a Ready is
+   * outstanding (e.g. during its fsync); `hasReady()` stays false until `advance(rd)`.
+   */
   ready(): Ready {
     assert(!this.readyOutstanding, "ready() called before advance() of the previous Ready");
     assert(this.hasReady(), "ready() called without hasReady()");
