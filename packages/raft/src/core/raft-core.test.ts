@@ -68,4 +68,39 @@ describe("RaftCore", () => {
     h.stabilize();
     expect(core.status().confState.learners).toEqual([4n]);
   });
+
+  it("counts the leader's own entries toward the commit only after they are persisted", () => {
+    // Proves the Ready contract: a single voter commits its entry in the Ready after the one that persisted it.
+    const h = new Harness();
+    const core = h.addNode(1n, { voters: [1n], learners: [] }).core;
+    core.campaign();
+    h.stabilize();
+    core.propose(enc("solo"));
+    const rd = core.ready();
+    expect(rd.entries.map((e) => dec(e.data))).toEqual(["solo"]);
+    expect(rd.committedEntries).toEqual([]);
+    h.node(1n).storage.append(rd.entries);
+    core.advance(rd);
+    const next = core.ready();
+    expect(next.committedEntries.map((e) => dec(e.data))).toEqual(["solo"]);
+    core.advance(next);
+  });
+
+  it("lets the driver step messages while a Ready is outstanding", () => {
+    // Proves stepping between ready() and advance() loses nothing and hasReady waits for advance.
+    const h = threeMembers();
+    h.node(1n).core.campaign();
+    h.stabilize();
+    const leader = h.node(1n).core;
+    leader.propose(enc("p1"));
+    const rd = leader.ready();
+    leader.propose(enc("p2"));
+    expect(leader.hasReady()).toBe(false);
+    h.node(1n).storage.append(rd.entries);
+    h.queue.push(...rd.messages);
+    leader.advance(rd);
+    h.stabilize();
+    const data = h.node(3n).applied.filter((e) => e.data.length > 0 && e.type === EntryType.Normal);
+    expect(data.map((e) => dec(e.data))).toEqual(["p1", "p2"]);
+  });
 });
