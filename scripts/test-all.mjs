@@ -2,18 +2,26 @@
 // The whole test command: static checks, then every vitest suite, then a deterministic-simulation
 // seed range. Stops at the first failing stage and prints a summary line per stage.
 import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const seeds = process.env.PHOTON_SIM_SEEDS ?? "1-300";
+const vitestReport = join(root, "work", "test-report", "vitest.json");
+mkdirSync(dirname(vitestReport), { recursive: true });
+rmSync(vitestReport, { force: true });
 
 const stages = [
   ["lint (biome)", "pnpm", ["exec", "biome", "check", "."]],
   ["import cycles", "node", ["scripts/check-cycles.mjs"]],
   ["generated code current", "node", ["scripts/codegen.mjs", "--check"]],
   ["typecheck + compile", "pnpm", ["exec", "tsc", "-b", "tsconfig.json"]],
-  ["vitest", "pnpm", ["exec", "vitest", "run"]],
+  [
+    "vitest",
+    "pnpm",
+    ["exec", "vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${vitestReport}`],
+  ],
   [
     `raft simulation (seeds ${seeds})`,
     "pnpm",
@@ -22,6 +30,18 @@ const stages = [
 ];
 
 const summary = [];
+
+/** The closing line CI reads: vitest's test counts plus one per other stage. */
+function countsLine() {
+  let passed = summary.filter((l) => l.startsWith("ok") && !l.includes(" vitest ")).length;
+  let failed = summary.filter((l) => l.startsWith("FAIL") && !l.includes(" vitest ")).length;
+  if (existsSync(vitestReport)) {
+    const report = JSON.parse(readFileSync(vitestReport, "utf8"));
+    passed += report.numPassedTests;
+    failed += report.numFailedTests + (report.numFailedTestSuites ?? 0);
+  }
+  return `${passed} passed, ${failed} failed`;
+}
 for (const [name, cmd, args] of stages) {
   const started = Date.now();
   console.log(`\n=== ${name}`);
@@ -29,8 +49,8 @@ for (const [name, cmd, args] of stages) {
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   summary.push(`${res.status === 0 ? "ok  " : "FAIL"} ${name} (${seconds}s)`);
   if (res.status !== 0) {
-    console.log(`\n${summary.join("\n")}`);
+    console.log(`\n${summary.join("\n")}\n${countsLine()}`);
     process.exit(res.status ?? 1);
   }
 }
-console.log(`\n${summary.join("\n")}`);
+console.log(`\n${summary.join("\n")}\n${countsLine()}`);
