@@ -23,7 +23,7 @@ const res = spawnSync(
     "--exit-code",
     "circular:1",
     "--exclude",
-    "/gen/",
+    "(/gen/|node_modules)",
     ...entries,
   ],
   { cwd: root, encoding: "utf8" },
