@@ -2,7 +2,18 @@
 // (grpcStatusOf). The same codes travel inside replicated results (ErrorDetail), so a member that
 // did not run the statement itself reports the exact error the applying state machine produced.
 
-import { status } from "@grpc/grpc-js";
+/**
+ * The gRPC status codes this server uses (values fixed by the gRPC specification). Kept here rather
+ * than imported from @grpc/grpc-js so the domain layer has no runtime dependency on the transport.
+ */
+export const GrpcStatus = {
+  INVALID_ARGUMENT: 3,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
+type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
 export const FlareDbErrorCode = {
   /** SQL text that SQLite cannot parse (or that our lexer cannot: unterminated strings). */
@@ -55,31 +66,31 @@ export class FlareDbError extends Error {
   }
 }
 
-const statusByCode: Record<FlareDbErrorCode, status> = {
-  FLAREDB_SQL_SYNTAX: status.INVALID_ARGUMENT,
-  FLAREDB_SQL_EXECUTION: status.INVALID_ARGUMENT,
-  FLAREDB_SQL_CONSTRAINT: status.FAILED_PRECONDITION,
-  FLAREDB_NONDETERMINISTIC: status.INVALID_ARGUMENT,
-  FLAREDB_STATEMENT_REFUSED: status.INVALID_ARGUMENT,
-  FLAREDB_SCHEMA_DESTRUCTIVE_DDL: status.FAILED_PRECONDITION,
-  FLAREDB_MAINTENANCE_STALE_BACKUP: status.FAILED_PRECONDITION,
-  FLAREDB_MAINTENANCE_ALREADY_OPEN: status.FAILED_PRECONDITION,
-  FLAREDB_MAINTENANCE_NOT_OPEN: status.FAILED_PRECONDITION,
-  FLAREDB_PARAMETER_MISMATCH: status.INVALID_ARGUMENT,
-  FLAREDB_MULTIPLE_STATEMENTS: status.INVALID_ARGUMENT,
-  FLAREDB_EMPTY_REQUEST: status.INVALID_ARGUMENT,
-  FLAREDB_REQUEST_TOO_LARGE: status.RESOURCE_EXHAUSTED,
-  FLAREDB_RESULT_TOO_LARGE: status.RESOURCE_EXHAUSTED,
-  FLAREDB_WRITE_IN_QUERY: status.INVALID_ARGUMENT,
-  FLAREDB_BACKUP_CORRUPT: status.INVALID_ARGUMENT,
-  FLAREDB_RESTORE_NOT_EMPTY: status.FAILED_PRECONDITION,
-  FLAREDB_NOT_LEADER: status.UNAVAILABLE,
-  FLAREDB_STALE_READ: status.UNAVAILABLE,
-  FLAREDB_BAD_COMMAND: status.INTERNAL,
+const statusByCode: Record<FlareDbErrorCode, GrpcStatusCode> = {
+  FLAREDB_SQL_SYNTAX: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_SQL_EXECUTION: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_SQL_CONSTRAINT: GrpcStatus.FAILED_PRECONDITION,
+  FLAREDB_NONDETERMINISTIC: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_STATEMENT_REFUSED: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_SCHEMA_DESTRUCTIVE_DDL: GrpcStatus.FAILED_PRECONDITION,
+  FLAREDB_MAINTENANCE_STALE_BACKUP: GrpcStatus.FAILED_PRECONDITION,
+  FLAREDB_MAINTENANCE_ALREADY_OPEN: GrpcStatus.FAILED_PRECONDITION,
+  FLAREDB_MAINTENANCE_NOT_OPEN: GrpcStatus.FAILED_PRECONDITION,
+  FLAREDB_PARAMETER_MISMATCH: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_MULTIPLE_STATEMENTS: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_EMPTY_REQUEST: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_REQUEST_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
+  FLAREDB_RESULT_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
+  FLAREDB_WRITE_IN_QUERY: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_BACKUP_CORRUPT: GrpcStatus.INVALID_ARGUMENT,
+  FLAREDB_RESTORE_NOT_EMPTY: GrpcStatus.FAILED_PRECONDITION,
+  FLAREDB_NOT_LEADER: GrpcStatus.UNAVAILABLE,
+  FLAREDB_STALE_READ: GrpcStatus.UNAVAILABLE,
+  FLAREDB_BAD_COMMAND: GrpcStatus.INTERNAL,
 };
 
-export function grpcStatusOf(code: string): status {
-  return (statusByCode as Record<string, status>)[code] ?? status.INTERNAL;
+export function grpcStatusOf(code: string): GrpcStatusCode {
+  return (statusByCode as Record<string, GrpcStatusCode>)[code] ?? GrpcStatus.INTERNAL;
 }
 
 export function isFlareDbErrorCode(code: string): code is FlareDbErrorCode {

@@ -3,10 +3,10 @@
 // Requests are validated before proposing (statement rules, parameters, SQL syntax, sizes), so bad
 // input costs no log entry and changes nothing; apply re-checks everything and is the authority.
 
-import { type Metadata, type ServerErrorResponse, status } from "@grpc/grpc-js";
+import type { Metadata, ServerErrorResponse } from "@grpc/grpc-js";
 import { RaftError } from "@photoncloud/raft";
 import Database from "better-sqlite3";
-import { FlareDbError, fromSqliteError, grpcStatusOf } from "../errors.js";
+import { FlareDbError, fromSqliteError, GrpcStatus, grpcStatusOf } from "../errors.js";
 import { Command, CommandResult } from "../gen/flaredb/v1/command.js";
 import {
   BackupFormat,
@@ -265,8 +265,9 @@ export function toServiceError(err: unknown): Partial<ServerErrorResponse> {
   if (err instanceof FlareDbError) {
     return { code: grpcStatusOf(err.code), details: `${err.code}: ${err.message}` };
   }
-  if (err instanceof RaftError) return { code: status.UNAVAILABLE, details: `${err.code}: ${err.message}` };
-  return { code: status.INTERNAL, details: "internal error in flaredb; see the server log" };
+  if (err instanceof RaftError)
+    return { code: GrpcStatus.UNAVAILABLE, details: `${err.code}: ${err.message}` };
+  return { code: GrpcStatus.INTERNAL, details: "internal error in flaredb; see the server log" };
 }
 
 function settle<T>(

@@ -74,14 +74,15 @@ export function dumpBody(db: Database.Database): string {
 
 function dumpRows(db: Database.Database, table: string, out: string[]): void {
   const q = quoteIdentifier(table);
-  const info = db.prepare(`SELECT name, pk, hidden FROM pragma_table_xinfo(?)`).all(table) as {
-    name: string;
-    pk: number;
-    hidden: number;
-  }[];
-  const list = db.prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(table) as
-    | { wr: number }
-    | undefined;
+  // Plain JS numbers for these small values, whatever the connection's safe-integer default.
+  const info = db
+    .prepare("SELECT name, pk, hidden FROM pragma_table_xinfo(?)")
+    .safeIntegers(false)
+    .all(table) as { name: string; pk: number; hidden: number }[];
+  const list = db
+    .prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?")
+    .safeIntegers(false)
+    .get(table) as { wr: number } | undefined;
   // Generated columns (hidden 2 or 3) are computed, never inserted.
   const columns = info.filter((c) => c.hidden === 0).map((c) => c.name);
   const withoutRowid = list?.wr === 1;
@@ -110,6 +111,8 @@ function dumpSequences(db: Database.Database, out: string[]): void {
     .raw(true)
     .safeIntegers(true)
     .all() as unknown[][];
+  // Loading rows with explicit keys already created counters; the dump's values replace them.
+  if (rows.length > 0) out.push("DELETE FROM sqlite_sequence;\n");
   for (const [name, seq] of rows) {
     out.push(`INSERT INTO sqlite_sequence(name, seq) VALUES(${sqlLiteral(name)}, ${sqlLiteral(seq)});\n`);
   }
@@ -139,6 +142,10 @@ export function sqliteBackup(
   appliedIndex: bigint,
 ): { bytes: Buffer; facts: BackupFacts } {
   const image = db.serialize();
+  // Header bytes 18/19 = 1: a rollback-journal file, which opens anywhere (also in memory, for
+  // verification); a WAL-mode image cannot be opened from memory.
+  image[18] = 1;
+  image[19] = 1;
   const contentSha256 = sha256(dumpBody(db));
   const trailer = Buffer.alloc(sqliteTrailerBytes);
   sqliteMagic.copy(trailer, 0);

@@ -68,6 +68,18 @@ const readablePragmas = new Set([
   "synchronous",
 ]);
 const assignablePragmas = new Set(["user_version", "application_id"]);
+const argumentPragmas = new Set([
+  "table_info",
+  "table_xinfo",
+  "table_list",
+  "index_list",
+  "index_info",
+  "index_xinfo",
+  "foreign_key_list",
+  "foreign_key_check",
+  "integrity_check",
+  "quick_check",
+]);
 
 const refuse = (message: string): FlareDbError => new FlareDbError("FLAREDB_STATEMENT_REFUSED", message);
 
@@ -179,8 +191,8 @@ function classifyPragma(sig: readonly Token[]): Classification {
     i = 3;
   }
   const name = sig[i] === undefined ? "" : identifierName(sig[i]!).toLowerCase();
-  const assigns = sig[i + 1]?.text === "=" || (sig[i + 1]?.text === "(" && !readablePragmas.has(name));
-  const hasArgument = sig[i + 1]?.text === "=" || sig[i + 1]?.text === "(";
+  // `PRAGMA x = v` and `PRAGMA x(v)` assign, except for the PRAGMAs whose argument names an object.
+  const assigns = sig[i + 1]?.text === "=" || (sig[i + 1]?.text === "(" && !argumentPragmas.has(name));
   if (assigns && assignablePragmas.has(name))
     return { kind: `PRAGMA ${name}`, ddl: true, destructive: false };
   const durability = [
@@ -205,7 +217,7 @@ function classifyPragma(sig: readonly Token[]): Classification {
       `PRAGMA ${name} is refused: it changes journaling or durability, which flaredb controls (rule: the storage settings are the same on every member)`,
     );
   }
-  if (readablePragmas.has(name) && !(hasArgument && assignablePragmas.has(name))) {
+  if (!assigns && readablePragmas.has(name)) {
     return { kind: `PRAGMA ${name}`, ddl: false, destructive: false };
   }
   throw refuse(
