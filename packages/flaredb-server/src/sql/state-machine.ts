@@ -64,6 +64,7 @@ interface Prepared {
 
 export class SqlStateMachine implements StateMachine {
   private db!: Database.Database;
+  private setAppliedStmt!: Database.Statement;
   private readonly builtin: Database.Database;
   private ctx: DeterminismContext;
   private readonly cache = new Map<string, Prepared>();
@@ -94,6 +95,7 @@ export class SqlStateMachine implements StateMachine {
       id INTEGER PRIMARY KEY, raft_index INTEGER NOT NULL, applied_at_ms INTEGER NOT NULL,
       kind TEXT NOT NULL, statement TEXT NOT NULL, maintenance INTEGER NOT NULL, destructive INTEGER NOT NULL)`);
     this.db = db;
+    this.setAppliedStmt = db.prepare(`UPDATE ${metaTable} SET applied_index = ?`);
     this.cache.clear();
     this.applied = db.prepare(`SELECT applied_index FROM ${metaTable}`).pluck().get() as bigint;
   }
@@ -113,7 +115,7 @@ export class SqlStateMachine implements StateMachine {
     this.db.exec("BEGIN IMMEDIATE");
     try {
       for (const entry of entries) results.push(this.applyEntry(entry));
-      this.db.prepare(`UPDATE ${metaTable} SET applied_index = ?`).run(previous);
+      this.setAppliedStmt.run(previous);
       this.db.exec("COMMIT");
     } catch (err) {
       if (this.db.inTransaction) this.db.exec("ROLLBACK");
@@ -419,7 +421,7 @@ export class SqlStateMachine implements StateMachine {
     rmSync(`${path}-shm`, { force: true });
     renameSync(staging, path);
     this.open();
-    this.db.prepare(`UPDATE ${metaTable} SET applied_index = ?`).run(index);
+    this.setAppliedStmt.run(index);
     this.applied = index;
   }
 
@@ -438,6 +440,10 @@ export class SqlStateMachine implements StateMachine {
   /** The underlying connection, for tests and tooling that compare replicas. */
   get database(): Database.Database {
     return this.db;
+  }
+
+  get path(): string {
+    return this.options.path;
   }
 }
 
