@@ -29,7 +29,7 @@ function populated(): SqlStateMachine {
   return sm;
 }
 
-function restoreInto(sm: SqlStateMachine, backup: Uint8Array) {
+function restoreInto(sm: SqlStateMachine, backup: Buffer) {
   const index = sm.appliedIndex() + 1n;
   return decode(sm.applyBatch([entry(index, Command.encode({ restore: { backup } }).finish())])[0]);
 }

@@ -5,10 +5,17 @@ import {
   type BackupResponse,
   BackupFormat,
   Consistency,
+  type ExecuteResponse,
   FlareDBServiceClient,
   FlareDBServiceService,
+  type MaintenanceBeginRequest,
+  type MaintenanceBeginResponse,
+  type MaintenanceEndResponse,
+  type MaintenanceStatusResponse,
   type QueryRequest,
   type QueryResponse,
+  type RestoreResponse,
+  type SchemaHistoryResponse,
   type Statement,
 } from "../src/gen/flaredb/v1/flaredb.js";
 import { dumpBody } from "../src/sql/backup.js";
@@ -43,13 +50,15 @@ async function stop(node: Node): Promise<void> {
   node.sm.close();
 }
 
-const unary =
-  <Req, Res>(fn: (req: Req, cb: (err: ServiceError | null, res: Res) => void) => unknown) =>
-  (req: Req): Promise<Res> =>
-    new Promise((resolve, reject) => fn(req, (err, res) => (err ? reject(err) : resolve(res))));
+/** Promisifies one unary call: `call<Res>((cb) => client.method(request, cb))`. */
+function call<Res>(invoke: (cb: (err: ServiceError | null, res: Res) => void) => unknown): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    invoke((err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
 
 function execute(node: Node, statements: Statement[], transaction = false) {
-  return unary(node.client.execute.bind(node.client))({ statements, transaction });
+  return call<ExecuteResponse>((cb) => node.client.execute({ statements, transaction }, cb));
 }
 
 function query(node: Node, req: Partial<QueryRequest>): Promise<QueryResponse[]> {
@@ -73,7 +82,7 @@ function backup(node: Node, format: BackupFormat): Promise<BackupResponse[]> {
   });
 }
 
-function restore(node: Node, bytes: Buffer, chunkBytes = 1000) {
+function restore(node: Node, bytes: Buffer, chunkBytes = 1000): Promise<RestoreResponse> {
   return new Promise((resolve, reject) => {
     const call = node.client.restore((err, res) => (err ? reject(err) : resolve(res)));
     for (let i = 0; i < bytes.length; i += chunkBytes)
@@ -309,8 +318,8 @@ describe("flaredb.v1 over gRPC", () => {
         );
         expect(fresh.sm.appliedIndex()).toBe(indexBefore);
         if (format === BackupFormat.BACKUP_FORMAT_SQL) {
-          const res = (await restore(fresh, bytes)) as { info: { contentSha256: string } };
-          expect(res.info.contentSha256).toBe(info.contentSha256);
+          const res = await restore(fresh, bytes);
+          expect(res.info?.contentSha256).toBe(info.contentSha256);
           const strip = (d: string) => d.replace(/INSERT INTO "_flaredb_schema_history".*'RESTORE'.*\n/, "");
           expect(strip(dumpBody(fresh.sm.database))).toBe(dumpBody(node.sm.database));
           // A second restore over live data is refused before proposing.
@@ -326,7 +335,8 @@ describe("flaredb.v1 over gRPC", () => {
     // Proves the Maintenance and SchemaHistory calls end to end.
     const messages = await backup(node, BackupFormat.BACKUP_FORMAT_SQL);
     const info = messages.at(-1)!.info!;
-    const begin = unary(node.client.maintenanceBegin.bind(node.client));
+    const begin = (req: MaintenanceBeginRequest) =>
+      call<MaintenanceBeginResponse>((cb) => node.client.maintenanceBegin(req, cb));
     const opened = await begin({
       backupAppliedIndex: info.appliedIndex,
       backupContentSha256: info.contentSha256,
@@ -335,16 +345,18 @@ describe("flaredb.v1 over gRPC", () => {
     expect(opened.state?.open).toBe(true);
     await execute(node, [stmt("CREATE TABLE old (a)")]);
     await execute(node, [stmt("DROP TABLE old")]);
-    const status_ = await unary(node.client.maintenanceStatus.bind(node.client))({});
+    const status_ = await call<MaintenanceStatusResponse>((cb) => node.client.maintenanceStatus({}, cb));
     expect(status_.state?.reason).toBe("drop old");
-    const ended = await unary(node.client.maintenanceEnd.bind(node.client))({});
+    const ended = await call<MaintenanceEndResponse>((cb) => node.client.maintenanceEnd({}, cb));
     expect(ended.state?.open).toBe(false);
     await expectError(
       begin({ backupAppliedIndex: info.appliedIndex, backupContentSha256: info.contentSha256, reason: "" }),
       status.FAILED_PRECONDITION,
       /FLAREDB_MAINTENANCE_STALE_BACKUP/,
     );
-    const history = await unary(node.client.schemaHistory.bind(node.client))({ afterIndex: 0n, limit: 0 });
+    const history = await call<SchemaHistoryResponse>((cb) =>
+      node.client.schemaHistory({ afterIndex: 0n, limit: 0 }, cb),
+    );
     expect(history.changes.map((c) => [c.kind, c.maintenance])).toEqual([
       ["CREATE TABLE", false],
       ["MAINTENANCE BEGIN", true],

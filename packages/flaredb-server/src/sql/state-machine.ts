@@ -213,9 +213,11 @@ export class SqlStateMachine implements StateMachine {
     } catch (err) {
       throw this.statementError(err);
     }
-    const changes = dmlKinds.has(info.kind) ? BigInt(run.changes) : 0n;
+    // The connection's change count is left over from earlier statements for anything that did not
+    // write; report 0 there so results are the same on every member.
+    const changes = dmlKinds.has(info.kind) && !stmt.readonly ? BigInt(run.changes) : 0n;
     const lastInsertId = insertKinds.has(info.kind) && changes > 0n ? BigInt(run.lastInsertRowid) : 0n;
-    if (dmlKinds.has(info.kind)) {
+    if (dmlKinds.has(info.kind) && !stmt.readonly) {
       this.ctx.changes = changes;
       if (lastInsertId > 0n) this.ctx.lastInsertRowid = lastInsertId;
     }
