@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { ApplyEntry } from "@photoncloud/raft";
 import { dumpBody } from "../src/sql/backup.js";
 import { SeededPrng } from "../src/sql/determinism.js";
+import { Command } from "../src/gen/flaredb/v1/command.js";
 import { SqlStateMachine } from "../src/sql/state-machine.js";
 import {
   cleanupDirs,
@@ -196,6 +197,86 @@ describe("replicas", () => {
     expect(row![1]).toBe("2030-01-02 03:04:05");
     expect(row![2]).toBe(new SeededPrng(7n).nextInt64());
     expect(row![3]).toBe("2030-01-02T03:04:05");
+    sm.close();
+  });
+
+  it("a read through the log (STRONG) returns the same rows on every member, ORDER BY random() included", () => {
+    // Proves query results computed inside apply are identical across members, and bounded.
+    const members = [tempMachine("q1"), tempMachine("q2"), tempMachine("q3")];
+    const setup = [
+      entry(1n, execCommand([stmt("CREATE TABLE n (x INTEGER)")])),
+      entry(
+        2n,
+        execCommand([
+          stmt(
+            "INSERT INTO n WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50) SELECT x FROM c",
+          ),
+        ]),
+      ),
+    ];
+    const q = Command.encode({
+      query: {
+        statement: stmt("SELECT x, random(), datetime('now') FROM n ORDER BY random() LIMIT 5"),
+        consistency: 4,
+        freshnessMs: 0n,
+        pageRows: 0,
+      },
+    }).finish();
+    const results = members.map((m) => {
+      m.applyBatch(setup);
+      return decode(m.applyBatch([entry(3n, q, 1_800_000_000_000, 99n)])[0]);
+    });
+    expect(results[0]!.query?.rows).toHaveLength(5);
+    expect(results[1]).toEqual(results[0]);
+    expect(results[2]).toEqual(results[0]);
+    for (const m of members) m.close();
+  });
+
+  it("refuses a result beyond the row bound instead of holding it in memory", () => {
+    // Proves resultRowsMax bounds reads, with a message saying how to narrow the query.
+    const sm = new SqlStateMachine({ path: tempMachine("bound").path, resultRowsMax: 10 });
+    sm.applyBatch([
+      entry(1n, execCommand([stmt("CREATE TABLE n (x INTEGER)")])),
+      entry(
+        2n,
+        execCommand([
+          stmt(
+            "INSERT INTO n WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 11) SELECT x FROM c",
+          ),
+        ]),
+      ),
+    ]);
+    expect(() => sm.withLocalContext(() => sm.queryRows(stmt("SELECT x FROM n")))).toThrow(
+      /more than 10 rows; add LIMIT/,
+    );
+    expect(sm.withLocalContext(() => sm.queryRows(stmt("SELECT x FROM n LIMIT 10")).rows)).toHaveLength(10);
+    sm.close();
+  });
+
+  it("without a transaction a failing statement is undone alone and reported in its result", () => {
+    // Proves per-statement results: earlier and later statements of the batch still apply.
+    const sm = tempMachine();
+    const [r] = sm
+      .applyBatch([
+        entry(
+          1n,
+          execCommand([
+            stmt("CREATE TABLE u (a TEXT UNIQUE)"),
+            stmt("INSERT INTO u VALUES ('x')"),
+            stmt("INSERT INTO u VALUES ('x'), ('y')"),
+            stmt("INSERT INTO u VALUES ('z')"),
+          ]),
+        ),
+      ])
+      .map(decode);
+    expect(r!.execute?.results.map((x) => x.error?.code ?? "ok")).toEqual([
+      "ok",
+      "ok",
+      "FLAREDB_SQL_CONSTRAINT",
+      "ok",
+    ]);
+    expect(r!.execute?.results[2]?.error?.statementIndex).toBe(2);
+    expect(rows(sm, "SELECT a FROM u ORDER BY a")).toEqual([["x"], ["z"]]);
     sm.close();
   });
 

@@ -93,10 +93,14 @@ export function createFlareDbService(
   };
 }
 
-class FlareDbApi {
-  /** A connection without the schema: SQL that fails to prepare here with a syntax error is refused early. */
-  private readonly scratch = new Database(":memory:");
+/** A connection without the schema: SQL that fails to prepare here with a syntax error is refused early. */
+let scratchConnection: Database.Database | undefined;
+function scratch(): Database.Database {
+  scratchConnection ??= new Database(":memory:");
+  return scratchConnection;
+}
 
+class FlareDbApi {
   constructor(
     private readonly sm: SqlStateMachine,
     private readonly replicated: ReplicatedDb,
@@ -137,7 +141,7 @@ class FlareDbApi {
       st.named.map((n) => stripPrefix(n.name)),
     );
     try {
-      this.scratch.prepare(info.sql);
+      scratch().prepare(info.sql);
     } catch (err) {
       const domain = fromSqliteError(err);
       if (domain.code === "FLAREDB_SQL_SYNTAX") throw domain;
