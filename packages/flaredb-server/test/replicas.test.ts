@@ -280,6 +280,26 @@ describe("replicas", () => {
     sm.close();
   });
 
+  it("a cached statement re-evaluates 'now' and random() for each entry", () => {
+    // Proves statement caching never freezes the first entry's time or randomness.
+    const sm = tempMachine();
+    const insert = execCommand([stmt("INSERT INTO t VALUES (datetime('now'), CURRENT_TIMESTAMP, random())")]);
+    sm.applyBatch([
+      entry(1n, execCommand([stmt("CREATE TABLE t (a TEXT, b TEXT, c INTEGER)")])),
+      entry(2n, insert, Date.UTC(2031, 0, 1), 1n),
+      entry(3n, insert, Date.UTC(2032, 0, 1), 2n),
+    ]);
+    sm.applyBatch([entry(4n, insert, Date.UTC(2033, 0, 1), 3n)]);
+    const got = rows(sm, "SELECT a, b, c FROM t ORDER BY rowid");
+    expect(got.map((r) => [r[0], r[1]])).toEqual([
+      ["2031-01-01 00:00:00", "2031-01-01 00:00:00"],
+      ["2032-01-01 00:00:00", "2032-01-01 00:00:00"],
+      ["2033-01-01 00:00:00", "2033-01-01 00:00:00"],
+    ]);
+    expect(got.map((r) => r[2])).toEqual([1n, 2n, 3n].map((seed) => new SeededPrng(seed).nextInt64()));
+    sm.close();
+  });
+
   it("refuses time-zone dependent modifiers and total_changes()", () => {
     // Proves statements that cannot be made deterministic are refused with the rule named.
     const sm = tempMachine();
