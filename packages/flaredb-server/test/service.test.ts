@@ -331,6 +331,22 @@ describe("flaredb.v1 over gRPC", () => {
     }
   });
 
+  it("refuses a restore upload over the server's bound", async () => {
+    // Proves the client stream is bounded: the upload is refused with RESOURCE_EXHAUSTED and nothing changes.
+    const small = await start({ restoreBytesMax: 1000 });
+    try {
+      const bytes = Buffer.concat((await backup(node, BackupFormat.BACKUP_FORMAT_SQL)).map((m) => m.data));
+      await expectError(
+        restore(small, bytes, 300),
+        status.RESOURCE_EXHAUSTED,
+        /FLAREDB_REQUEST_TOO_LARGE: the backup is over the restore limit of 1000 bytes/,
+      );
+      expect(small.sm.appliedIndex()).toBe(0n);
+    } finally {
+      await stop(small);
+    }
+  });
+
   it("opens a maintenance window against a fresh backup, then allows destructive DDL and records it", async () => {
     // Proves the Maintenance and SchemaHistory calls end to end.
     const messages = await backup(node, BackupFormat.BACKUP_FORMAT_SQL);

@@ -150,12 +150,15 @@ class FlareDbApi {
     return info;
   }
 
-  async propose(command: Command): Promise<{ result: CommandResult; index: bigint }> {
+  async propose(
+    command: Command,
+    bytesMax = this.o.requestBytesMax,
+  ): Promise<{ result: CommandResult; index: bigint }> {
     const bytes = Command.encode(command).finish();
-    if (bytes.length > this.o.requestBytesMax) {
+    if (bytes.length > bytesMax) {
       throw new FlareDbError(
         "FLAREDB_REQUEST_TOO_LARGE",
-        `the request is ${bytes.length} bytes, over the limit of ${this.o.requestBytesMax}; split it into smaller batches`,
+        `the request is ${bytes.length} bytes, over the limit of ${bytesMax}; split it into smaller batches`,
       );
     }
     const { result, index } = await this.replicated.propose(bytes);
@@ -259,7 +262,11 @@ class FlareDbApi {
         "restore replaces the whole database and is refused while it holds tables (rule: restore into a fresh cluster, or inside a maintenance window opened with `flaredbctl maintenance begin --backup <file>`)",
       );
     }
-    const { result, index } = await this.propose({ restore: { backup: bytes } });
+    // A restore is one entry by design (all members switch content at one index); its own bound applies.
+    const { result, index } = await this.propose(
+      { restore: { backup: bytes } },
+      this.o.restoreBytesMax + 1024,
+    );
     return { info: result.restored ?? backupInfo(verified), raftIndex: index };
   }
 }
