@@ -15,7 +15,10 @@ export class SeededPrng {
   private d: number;
 
   constructor(seed: bigint) {
-    let state = Number(BigInt.asUintN(32, seed)) | 0;
+    const lo = Number(BigInt.asUintN(32, seed)) | 0;
+    const hi = Number(BigInt.asUintN(32, seed >> 32n)) | 0;
+    // Both halves reach every state word, so seeds differing only in their high bits diverge at once.
+    let state = lo ^ Math.imul(hi ^ (hi >>> 16), 0x85ebca6b);
     const next = (): number => {
       state = (state + 0x9e3779b9) | 0;
       let z = state;
@@ -25,7 +28,7 @@ export class SeededPrng {
     };
     this.a = next();
     this.b = next();
-    state ^= Number(BigInt.asUintN(32, seed >> 32n)) | 0;
+    state ^= hi;
     this.c = next();
     this.d = next() | 1; // never the all-zero state
   }
