@@ -1,0 +1,171 @@
+// Makes SQLite's non-deterministic functions deterministic. Every member applies an entry with the
+// same context: the leader's timestamp stands in for the clock and a PRNG seeded from the entry's
+// seed stands in for SQLite's randomness. The built-ins are replaced on the connection by
+// application-defined functions that read the current context; the CURRENT_* keywords are rewritten
+// into calls of those functions by the statement inspector (see inspect.ts).
+
+import type Database from "better-sqlite3";
+import { FlareDbError } from "../errors.js";
+
+/** xoshiro128** seeded through splitmix32: small, fast, and the same on every platform. */
+export class SeededPrng {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+
+  constructor(seed: bigint) {
+    const lo = Number(BigInt.asUintN(32, seed)) | 0;
+    const hi = Number(BigInt.asUintN(32, seed >> 32n)) | 0;
+    // Both halves reach every state word, so seeds differing only in their high bits diverge at once.
+    let state = lo ^ Math.imul(hi ^ (hi >>> 16), 0x85ebca6b);
+    const next = (): number => {
+      state = (state + 0x9e3779b9) | 0;
+      let z = state;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.a = next();
+    this.b = next();
+    state ^= hi;
+    this.c = next();
+    this.d = next() | 1; // never the all-zero state
+  }
+
+  nextUint32(): number {
+    const rotl = (x: number, k: number): number => (x << k) | (x >>> (32 - k));
+    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
+    const t = this.b << 9;
+    this.c ^= this.a;
+    this.d ^= this.b;
+    this.b ^= this.c;
+    this.a ^= this.d;
+    this.c ^= t;
+    this.d = rotl(this.d, 11);
+    return result;
+  }
+
+  nextInt64(): bigint {
+    const hi = BigInt(this.nextUint32());
+    const lo = BigInt(this.nextUint32());
+    return BigInt.asIntN(64, (hi << 32n) | lo);
+  }
+
+  bytes(count: number): Buffer {
+    const out = Buffer.alloc(count);
+    for (let i = 0; i < count; i += 4) {
+      const v = this.nextUint32();
+      for (let k = 0; k < 4 && i + k < count; k++) out[i + k] = (v >>> (8 * k)) & 0xff;
+    }
+    return out;
+  }
+}
+
+/** What the replaced functions read: the entry's time and randomness, and per-entry counters. */
+export interface DeterminismContext {
+  timeMs: number;
+  random: SeededPrng;
+  /** Value of changes() / last_insert_rowid() as of the previous statement of this entry. */
+  changes: bigint;
+  lastInsertRowid: bigint;
+}
+
+/** SQLite's own largest blob; randomblob beyond it fails there too. */
+const randomBlobBytesMax = 1_000_000_000;
+
+/** The UTC text SQLite itself would produce for 'now', with millisecond precision. */
+export function isoTime(timeMs: number): string {
+  return new Date(timeMs).toISOString().replace("T", " ").replace("Z", "");
+}
+
+type DateFunction = "date" | "time" | "datetime" | "julianday" | "unixepoch" | "strftime" | "timediff";
+/** For each date function: which argument positions hold time values (the rest are modifiers). */
+const timeValueArgs: Record<DateFunction, { first: number; count: number }> = {
+  date: { first: 0, count: 1 },
+  time: { first: 0, count: 1 },
+  datetime: { first: 0, count: 1 },
+  julianday: { first: 0, count: 1 },
+  unixepoch: { first: 0, count: 1 },
+  strftime: { first: 1, count: 1 },
+  timediff: { first: 0, count: 2 },
+};
+
+/**
+ * Installs the deterministic replacements on `db`. `context()` is consulted on every call, so the
+ * state machine switches context per entry without re-registering anything. `builtin` is a
+ * private connection that keeps SQLite's own date functions, used once 'now' has been replaced by the
+ * entry's time.
+ */
+export function installDeterministicFunctions(
+  db: Database.Database,
+  builtin: Database.Database,
+  context: () => DeterminismContext,
+): void {
+  db.function("random", { deterministic: false, safeIntegers: true }, () => context().random.nextInt64());
+  db.function("randomblob", { deterministic: false, safeIntegers: true }, (n: unknown) => {
+    const count = Math.max(1, Math.min(randomBlobBytesMax, Number(typeof n === "bigint" ? n : (n ?? 1))));
+    return context().random.bytes(Number.isFinite(count) ? count : 1);
+  });
+  db.function("changes", { deterministic: false, safeIntegers: true }, () => context().changes);
+  db.function(
+    "last_insert_rowid",
+    { deterministic: false, safeIntegers: true },
+    () => context().lastInsertRowid,
+  );
+  db.function("total_changes", { deterministic: false }, () => {
+    throw new FlareDbError(
+      "FLAREDB_NONDETERMINISTIC",
+      "total_changes() counts changes since this member opened its database and differs between members (rule: no member-local state); use changes() instead",
+    );
+  });
+  db.function("load_extension", { varargs: true }, () => {
+    throw new FlareDbError(
+      "FLAREDB_STATEMENT_REFUSED",
+      "load_extension() is refused (rule: no native code loaded by SQL)",
+    );
+  });
+  const cache = new Map<string, Database.Statement>();
+  for (const name of Object.keys(timeValueArgs) as DateFunction[]) {
+    // Marked deterministic so that expression indexes and generated columns over date(col) keep
+    // working; 'now' is fixed per entry, so the result is the same on every member either way.
+    db.function(name, { varargs: true, deterministic: true, safeIntegers: true }, (...args: unknown[]) =>
+      callDateFunction(builtin, cache, name, args, context().timeMs),
+    );
+  }
+}
+
+function callDateFunction(
+  builtin: Database.Database,
+  cache: Map<string, Database.Statement>,
+  name: DateFunction,
+  args: unknown[],
+  timeMs: number,
+): unknown {
+  const spec = timeValueArgs[name];
+  const filled = [...args];
+  // date() with no time value means 'now' in SQLite.
+  while (filled.length < spec.first + spec.count && name !== "strftime") filled.push("now");
+  if (name === "strftime" && filled.length === 1) filled.push("now");
+  for (let i = 0; i < filled.length; i++) {
+    const arg = filled[i];
+    const isTimeValue = i >= spec.first && i < spec.first + spec.count;
+    if (typeof arg !== "string") continue;
+    const lower = arg.toLowerCase();
+    if (isTimeValue && lower === "now") filled[i] = isoTime(timeMs);
+    else if (!isTimeValue && (lower === "localtime" || lower === "utc")) {
+      throw new FlareDbError(
+        "FLAREDB_NONDETERMINISTIC",
+        `${name}(): the '${arg}' modifier depends on each member's time zone (rule: date/time functions work in UTC only); convert on the client`,
+      );
+    }
+  }
+  const key = `${name}/${filled.length}`;
+  let stmt = cache.get(key);
+  if (stmt === undefined) {
+    const placeholders = filled.map(() => "?").join(", ");
+    stmt = builtin.prepare(`SELECT ${name}(${placeholders})`).pluck().safeIntegers(true);
+    cache.set(key, stmt);
+  }
+  return stmt.get(...filled);
+}
