@@ -283,6 +283,8 @@ export class Simulator {
     } catch (e) {
       if (!(e instanceof ProposalDroppedError)) throw e;
     }
+    // Checked after every message, so that a leadership lasting less than one step is seen too.
+    if (core.role === StateRole.Leader) this.checker.checkLeader(core.id, core);
   }
 
   private handleReadies(): void {
