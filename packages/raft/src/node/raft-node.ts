@@ -48,8 +48,14 @@ export interface RaftNodeConfig {
   msgBytesMax: number;
   inflightMsgsMax: number;
   uncommittedBytesMax: number;
-  /** Initial members of a brand-new cluster (empty when joining an existing one). */
+  /**
+   * The members this one knows at first start. For a brand-new cluster they form the bootstrap
+   * configuration; with `join` they only give the peers' URLs (the configuration then comes from
+   * the leader's log or snapshot).
+   */
   initialMembers: readonly MemberInfo[];
+  /** True when this member joins an existing cluster (added by addMember first). */
+  join?: boolean;
   logger: RaftLogger;
 }
 
@@ -97,10 +103,11 @@ export class RaftNode {
   ) {
     this.id = config.id;
     const fresh = config.initialMembers;
+    const boot = config.join === true ? [] : fresh;
     this.store = new SqliteLogStore({
       path: join(config.dataDir, "raft.db"),
-      bootstrapVoters: fresh.filter((m) => !m.isLearner).map((m) => m.id),
-      bootstrapLearners: fresh.filter((m) => m.isLearner).map((m) => m.id),
+      bootstrapVoters: boot.filter((m) => !m.isLearner).map((m) => m.id),
+      bootstrapLearners: boot.filter((m) => m.isLearner).map((m) => m.id),
     });
     const saved = this.store.getAppMeta("members");
     if (saved === undefined) this.store.setAppMeta("members", encodeMembers(fresh));

@@ -4,7 +4,6 @@
 // Membership operations follow the operator contract (add/upsert/promote/replace URLs/remove).
 import { randomBytes } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
-import { encodeConfChange } from "../core/conf-change-codec.js";
 import { ProposalDroppedError, RaftError } from "../core/errors.js";
 import { type ConfChange, ConfChangeType, type NodeId, type SoftState, StateRole } from "../core/types.js";
 import type * as pb from "../gen/raft/v1/raft.js";
