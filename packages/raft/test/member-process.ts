@@ -1,0 +1,35 @@
+// One Raft member in its own process for the multi-process test. argv: id, port, dataDir,
+// members JSON. stdin lines: "propose <tag> <text>" | "info"; stdout lines: "ack <tag> <index>",
+// "err <tag> <message>", "info <applied> <role> <commands>".
+import { createInterface } from "node:readline";
+import { bindServer, startMember } from "../src/demo/local-cluster.js";
+import { memberFromJson } from "../src/service/members.js";
+
+const [idArg, portArg, dataDir, membersJson] = process.argv.slice(2);
+const members = (JSON.parse(membersJson as string) as Parameters<typeof memberFromJson>[0][]).map(
+  memberFromJson,
+);
+const bound = await bindServer(Number(portArg));
+const m = startMember(BigInt(idArg as string), bound, dataDir as string, members, {
+  tickMs: 20,
+  electionTicks: 10,
+  requestTimeoutMs: 5000,
+});
+const out = (s: string) => process.stdout.write(`${s}\n`);
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const [cmd, tag, ...rest] = line.split(" ");
+  if (cmd === "propose") {
+    m.service.propose(new TextEncoder().encode(rest.join(" "))).then(
+      (r) => out(`ack ${tag} ${r.index}`),
+      (e: Error) => out(`err ${tag} ${e.message.replace(/\n/g, " ")}`),
+    );
+  } else if (cmd === "info") {
+    out(`info ${m.service.node.appliedIndex()} ${m.service.status().role} ${m.machine.commands().length}`);
+  }
+});
+process.on("SIGTERM", () => {
+  m.service.stop();
+  m.server.forceShutdown();
+  process.exit(0);
+});
+out("ready");
