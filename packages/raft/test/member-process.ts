@@ -1,5 +1,5 @@
 // One Raft member in its own process for the multi-process test. argv: id, port, dataDir,
-// members JSON. stdin lines: "propose <tag> <text>" | "info"; stdout lines: "ack <tag> <index>",
+// members JSON. stdin lines: "propose <tag> <text>" | "info" | "transfer <id>"; stdout lines: "ack <tag> <index>",
 // "err <tag> <message>", "info <applied> <role> <commands>".
 import { createInterface } from "node:readline";
 import { bindServer, startMember } from "../src/demo/local-cluster.js";
@@ -23,6 +23,8 @@ createInterface({ input: process.stdin }).on("line", (line) => {
       (r) => out(`ack ${tag} ${r.index}`),
       (e: Error) => out(`err ${tag} ${e.message.replace(/\n/g, " ")}`),
     );
+  } else if (cmd === "transfer") {
+    if (m.service.status().role === "leader") m.service.transferLeader(BigInt(tag as string)).catch(() => {});
   } else if (cmd === "info") {
     out(`info ${m.service.node.appliedIndex()} ${m.service.status().role} ${m.machine.commands().length}`);
   }

@@ -228,10 +228,14 @@ export class RaftNode {
       this.role = rd.softState.role;
       this.listener?.onSoftState(rd.softState);
     }
+    // A leader may send before its own fsync (its term and vote were synced before it won, and it
+    // counts its own log toward the commit only after advance), overlapping both fsyncs.
+    const sendFirst = this.role === StateRole.Leader && rd.softState === null;
+    if (sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
     if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
       this.store.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
     }
-    if (rd.messages.length > 0) this.transport?.send(rd.messages);
+    if (!sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
     if (rd.snapshot !== null) {
       this.installSnapshotData(rd.snapshot.data, rd.snapshot.metadata.index);
       this.confState = rd.snapshot.metadata.confState;
