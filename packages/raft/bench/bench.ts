@@ -43,12 +43,13 @@ async function startCluster(dir: string): Promise<{ leader: LocalMember; stop: (
       {
         cwd: join(import.meta.dirname, ".."),
         stdio: ["pipe", "ignore", "inherit"],
+        env: { ...process.env, RAFT_TICK_MS: "100", RAFT_ELECTION_TICKS: "20" },
       },
     ),
   );
   const leader = startMember(1n, bound[0] as { server: never; url: string }, dir, members, {
     tickMs: 100,
-    electionTicks: 10,
+    electionTicks: 20,
     snapshotEntries: 100_000,
     snapshotTailEntries: 10_000,
     proposalQueueMax: 100_000,
@@ -100,7 +101,10 @@ async function main(): Promise<void> {
     );
     console.log("| in flight | proposals/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|");
     await run(leader, 16); // warm-up, not reported separately
+    const term0 = leader.service.status().term;
     for (const n of [1, 16, 128, 256]) await run(leader, n);
+    const st = leader.service.status();
+    console.log(`elections during the run: ${st.term - term0} (leader ${st.leader}, role ${st.role})`);
   } finally {
     stop();
     rmSync(dir, { recursive: true, force: true });

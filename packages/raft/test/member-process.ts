@@ -11,8 +11,8 @@ const members = (JSON.parse(membersJson as string) as Parameters<typeof memberFr
 );
 const bound = await bindServer(Number(portArg));
 const m = startMember(BigInt(idArg as string), bound, dataDir as string, members, {
-  tickMs: 20,
-  electionTicks: 10,
+  tickMs: Number(process.env.RAFT_TICK_MS ?? 20),
+  electionTicks: Number(process.env.RAFT_ELECTION_TICKS ?? 10),
   requestTimeoutMs: 5000,
 });
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -21,7 +21,10 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   if (cmd === "propose") {
     m.service.propose(new TextEncoder().encode(rest.join(" "))).then(
       (r) => out(`ack ${tag} ${r.index}`),
-      (e: Error) => out(`err ${tag} ${e.message.replace(/\n/g, " ")}`),
+      (e: Error) => {
+        process.stderr.write(`member ${idArg}: proposal ${tag} failed: ${e.message}\n`);
+        out(`err ${tag} ${e.message.replace(/\n/g, " ")}`);
+      },
     );
   } else if (cmd === "transfer") {
     if (m.service.status().role === "leader") m.service.transferLeader(BigInt(tag as string)).catch(() => {});

@@ -16,12 +16,17 @@ interface Child {
   proc: ChildProcessWithoutNullStreams;
   info: { applied: bigint; role: string; count: number } | null;
   alive: boolean;
+  /** Proposals sent and not yet answered (ack or err). */
+  outstanding: number;
 }
 
 const dir = mkdtempSync(join(tmpdir(), "raft-mp-"));
 const children = new Map<number, Child>();
 const acked = new Set<string>();
 let tagSeq = 0;
+/** Proposal tag → member process it was sent to, until answered. */
+const pending = new Map<number, Child>();
+const answeredTwice: number[] = [];
 
 afterAll(() => {
   for (const c of children.values()) if (c.alive) c.proc.kill("SIGKILL");
@@ -52,12 +57,19 @@ function spawnMember(id: number, port: number, membersJson: string): Child {
     ],
     { cwd: join(import.meta.dirname, ".."), stdio: ["pipe", "pipe", "inherit"] },
   );
-  const child: Child = { id, proc, info: null, alive: true };
+  const child: Child = { id, proc, info: null, alive: true, outstanding: 0 };
   proc.on("exit", () => {
     child.alive = false;
   });
+  proc.stdin.on("error", () => {
+    /* the child died; its unanswered proposals are not acknowledged */
+  });
   createInterface({ input: proc.stdout }).on("line", (line) => {
     const [kind, a, b, c] = line.split(" ");
+    if (kind === "ack" || kind === "err") {
+      if (!pending.delete(Number(a))) answeredTwice.push(Number(a));
+      child.outstanding--;
+    }
     if (kind === "ack") acked.add(`cmd-${a}`);
     else if (kind === "info") child.info = { applied: BigInt(a ?? "0"), role: b ?? "", count: Number(c) };
   });
@@ -67,6 +79,14 @@ function spawnMember(id: number, port: number, membersJson: string): Child {
 
 function send(c: Child, line: string): void {
   if (c.alive && c.proc.stdin.writable) c.proc.stdin.write(`${line}\n`);
+}
+
+function propose(c: Child): void {
+  if (!c.alive || c.outstanding >= 100) return;
+  c.outstanding++;
+  tagSeq++;
+  pending.set(tagSeq, c);
+  send(c, `propose ${tagSeq} cmd-${tagSeq}`);
 }
 
 async function refreshInfo(): Promise<void> {
@@ -102,11 +122,10 @@ describe("multi-process cluster", () => {
     );
     for (const i of [1, 2, 3]) spawnMember(i, ports[i - 1] as number, members);
     const load = setInterval(() => {
-      for (const c of children.values())
-        for (let k = 0; k < 5; k++) send(c, `propose ${++tagSeq} cmd-${tagSeq}`);
+      for (const c of children.values()) for (let k = 0; k < 5; k++) propose(c);
     }, 20);
     try {
-      await until("first acks", () => acked.size >= 100, 60_000);
+      await until("first acks", () => acked.size >= 300, 60_000);
       await refreshInfo();
       const leader = await until("a leader", async () => {
         await refreshInfo();
@@ -115,14 +134,16 @@ describe("multi-process cluster", () => {
       leader.proc.kill("SIGKILL");
       await until("leader dead", () => !leader.alive);
       const before = acked.size;
-      await until("progress without the old leader", () => acked.size >= before + 100, 60_000);
+      await until("progress without the old leader", () => acked.size >= before + 300, 60_000);
       spawnMember(leader.id, ports[leader.id - 1] as number, members);
       const after = acked.size;
-      await until("progress after restart", () => acked.size >= after + 100, 60_000);
+      await until("progress after restart", () => acked.size >= after + 300, 60_000);
     } finally {
       clearInterval(load);
     }
     // Let in-flight proposals settle, then wait for every member to apply the same entries.
+    await until("answers to every proposal", () => [...pending.values()].every((c) => !c.alive), 60_000);
+    expect(answeredTwice).toEqual([]);
     await until(
       "members converge",
       async () => {

@@ -233,7 +233,10 @@ export class RaftNode {
     const sendFirst = this.role === StateRole.Leader && rd.softState === null;
     if (sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
     if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
-      this.store.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
+      this.store.persist(
+        { hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot },
+        rd.mustSync,
+      );
     }
     if (!sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
     if (rd.snapshot !== null) {

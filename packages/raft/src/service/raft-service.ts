@@ -5,7 +5,16 @@
 import { randomBytes } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import { ProposalDroppedError, RaftError } from "../core/errors.js";
-import { type ConfChange, ConfChangeType, type NodeId, type SoftState, StateRole } from "../core/types.js";
+import { makeMessage } from "../core/messages.js";
+import {
+  type ConfChange,
+  ConfChangeType,
+  EntryType,
+  MessageType,
+  type NodeId,
+  type SoftState,
+  StateRole,
+} from "../core/types.js";
 import type * as pb from "../gen/raft/v1/raft.js";
 import { DEFAULT_NODE_CONFIG, type NodeListener, RaftNode, type RaftNodeConfig } from "../node/raft-node.js";
 import { GrpcTransport, type GrpcTransportConfig } from "../transport/grpc-transport.js";
@@ -71,6 +80,7 @@ export class RaftService implements Replicated, NodeListener {
   private readonly timeoutMs: number;
   private readonly queueMax: number;
   private nextRequest = 1n;
+  private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
   private readonly proposals = new Map<bigint, Waiter<{ result: Uint8Array; index: bigint }>>();
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
   private readonly confWaits = new Map<bigint, Waiter<void>>();
@@ -138,7 +148,7 @@ export class RaftService implements Replicated, NodeListener {
       throw err instanceof RaftError ? err : new NotLeaderError(leader);
     });
     if (res.errorCode !== "") throw errorFromCode(res.errorCode, res.errorMessage, res.leaderHint);
-    await this.waitApplied(res.index);
+    await this.withTimeout(this.waitApplied(res.index), `applying forwarded entry ${res.index} here`);
     return { result: res.result, index: res.index };
   }
 
@@ -149,7 +159,7 @@ export class RaftService implements Replicated, NodeListener {
       proposer: this.node.id,
       requestId,
       timestampMs: Date.now(),
-      seed: randomBytes(8).readBigUInt64BE(),
+      seed: this.nextSeed(),
       command,
     });
     return new Promise((resolve, reject) => {
@@ -158,14 +168,40 @@ export class RaftService implements Replicated, NodeListener {
         reject(new TimeoutError(`proposal not applied within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
       this.proposals.set(requestId, { resolve, reject, timer });
-      try {
-        this.node.withCore((c) => c.propose(data));
-      } catch (err) {
-        this.proposals.delete(requestId);
-        clearTimeout(timer);
-        reject(err);
-      }
+      this.propBatch.push({ requestId, data });
+      if (this.propBatch.length === 1) setImmediate(() => this.flushProposals());
     });
+  }
+
+  /** Proposals of one event-loop turn go to the core as ONE Prop message (one broadcast). */
+  private flushProposals(): void {
+    const batch = this.propBatch;
+    this.propBatch = [];
+    if (batch.length === 0) return;
+    const entries = batch.map((b) => ({ term: 0n, index: 0n, type: EntryType.Normal, data: b.data }));
+    try {
+      this.node.withCore((c) => c.step(makeMessage({ type: MessageType.Prop, from: this.node.id, entries })));
+    } catch (err) {
+      for (const b of batch) {
+        const w = this.proposals.get(b.requestId);
+        this.proposals.delete(b.requestId);
+        if (w !== undefined) this.fail(w, err);
+      }
+    }
+  }
+
+  private seedPool = Buffer.alloc(0);
+  private seedPos = 0;
+
+  /** Seeds come from a pooled CSPRNG buffer (one syscall per 1024 proposals). */
+  private nextSeed(): bigint {
+    if (this.seedPos + 8 > this.seedPool.length) {
+      this.seedPool = randomBytes(8192);
+      this.seedPos = 0;
+    }
+    const v = this.seedPool.readBigUInt64BE(this.seedPos);
+    this.seedPos += 8;
+    return v;
   }
 
   /** The leader side of forwarding: the result travels back with a stable error code. */

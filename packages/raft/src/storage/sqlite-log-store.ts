@@ -194,9 +194,18 @@ export class SqliteLogStore implements LogStorage {
     return this.hard;
   }
 
-  /** Writes one Ready's snapshot, entries and hard state in one transaction (one fsync). */
-  persist(batch: PersistBatch): void {
-    this.db.transaction(() => this.persistInTx(batch))();
+  /**
+   * Writes one Ready's snapshot, entries and hard state in one transaction (one fsync). With
+   * `sync` false (only the commit index moved) the WAL is not fsynced: the write is ordered before
+   * any later synced one, and a lost commit index is recovered from the leader.
+   */
+  persist(batch: PersistBatch, sync = true): void {
+    if (!sync) this.db.pragma("synchronous = NORMAL");
+    try {
+      this.db.transaction(() => this.persistInTx(batch))();
+    } finally {
+      if (!sync) this.db.pragma("synchronous = FULL");
+    }
   }
 
   private persistInTx(batch: PersistBatch): void {
