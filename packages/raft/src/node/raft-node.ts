@@ -14,7 +14,6 @@ import {
   type Entry,
   EntryType,
   type Message,
-  MessageType,
   type NodeId,
   type RaftLogger,
   type Ready,
