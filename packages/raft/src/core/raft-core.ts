@@ -136,7 +136,19 @@ export class RaftCore {
     else this.tickElection();
   }
 
+  /**
+   * Steps a message received from a peer. Local-only types (Hup, Beat, CheckQuorum, Unreachable,
+   * SnapStatus) are refused here: a peer must not be able to trigger them; use campaign(),
+   * reportUnreachable() and reportSnapshot().
+   */
   step(m: Message): void {
+    if (LOCAL_TYPES.has(m.type)) {
+      this.config.logger.warn(
+        { id: this.id, from: m.from, type: m.type },
+        "ignoring a local-only message type from a peer",
+      );
+      return;
+    }
     this.stepMessage(m);
   }
 

@@ -88,6 +88,13 @@ export class Simulator {
    * snapshot at restart (everything after the snapshot is re-applied).
    */
   private readonly smDurable: boolean;
+  /** Per-seed flow-control bounds: tiny ones force many small messages and back-pressure. */
+  private readonly bounds: {
+    heartbeatTicks: number;
+    msgBytesMax: number;
+    inflightMsgsMax: number;
+    uncommittedBytesMax: number;
+  };
   private now = 0;
   private proposals = 0;
   private readonly brokenRule: BrokenRule;
@@ -110,6 +117,12 @@ export class Simulator {
     this.preVote = this.random.chance(0.7);
     this.checkQuorum = this.random.chance(0.7);
     this.smDurable = this.random.chance(0.5);
+    this.bounds = {
+      heartbeatTicks: 1 + this.random.intBelow(3),
+      msgBytesMax: 8 + this.random.intBelow(256),
+      inflightMsgsMax: 1 + this.random.intBelow(8),
+      uncommittedBytesMax: this.random.chance(0.5) ? 0 : 64 + this.random.intBelow(4096),
+    };
     // Each seed draws its own fault profile, from a clean LAN to a very lossy, slow network.
     this.net = new SimNetwork(
       this.random,
@@ -126,7 +139,7 @@ export class Simulator {
     for (const id of voters) this.startNode(id, new SimDisk({ voters, learners: [] }));
     const f = this.net.faults;
     this.log(
-      `start voters=${voters.join(",")} preVote=${this.preVote} checkQuorum=${this.checkQuorum} smDurable=${this.smDurable} drop=${f.dropProbability} duplicate=${f.duplicateProbability} delayMax=${f.delayMax}`,
+      `start voters=${voters.join(",")} preVote=${this.preVote} checkQuorum=${this.checkQuorum} smDurable=${this.smDurable} bounds=${JSON.stringify(this.bounds)} drop=${f.dropProbability} duplicate=${f.duplicateProbability} delayMax=${f.delayMax}`,
     );
   }
 
@@ -183,11 +196,11 @@ export class Simulator {
       id: node.id,
       storage: node.disk.live,
       electionTicks: ELECTION_TICKS,
-      heartbeatTicks: 2,
+      heartbeatTicks: this.bounds.heartbeatTicks,
       applied: node.smIndex,
-      msgBytesMax: 64,
-      inflightMsgsMax: 4,
-      uncommittedBytesMax: 4096,
+      msgBytesMax: this.bounds.msgBytesMax,
+      inflightMsgsMax: this.bounds.inflightMsgsMax,
+      uncommittedBytesMax: this.bounds.uncommittedBytesMax,
       preVote: this.preVote,
       checkQuorum: this.checkQuorum,
       disableProposalForwarding: false,
@@ -270,6 +283,8 @@ export class Simulator {
     } catch (e) {
       if (!(e instanceof ProposalDroppedError)) throw e;
     }
+    // Checked after every message, so that a leadership lasting less than one step is seen too.
+    if (core.role === StateRole.Leader) this.checker.checkLeader(core.id, core);
   }
 
   private handleReadies(): void {
