@@ -43,14 +43,19 @@ async function startCluster(dir: string): Promise<{ leader: LocalMember; stop: (
       {
         cwd: join(import.meta.dirname, ".."),
         stdio: ["pipe", "ignore", "inherit"],
-        env: { ...process.env, RAFT_TICK_MS: "100", RAFT_ELECTION_TICKS: "20" },
+        env: {
+          ...process.env,
+          RAFT_TICK_MS: "100",
+          RAFT_ELECTION_TICKS: "20",
+          RAFT_SNAPSHOT_ENTRIES: "10000000",
+        },
       },
     ),
   );
   const leader = startMember(1n, bound[0] as { server: never; url: string }, dir, members, {
     tickMs: 100,
     electionTicks: 20,
-    snapshotEntries: 100_000,
+    snapshotEntries: 10_000_000,
     snapshotTailEntries: 10_000,
     proposalQueueMax: 100_000,
   });
