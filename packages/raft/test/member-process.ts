@@ -14,6 +14,7 @@ const m = startMember(BigInt(idArg as string), bound, dataDir as string, members
   tickMs: Number(process.env.RAFT_TICK_MS ?? 20),
   electionTicks: Number(process.env.RAFT_ELECTION_TICKS ?? 10),
   snapshotEntries: Number(process.env.RAFT_SNAPSHOT_ENTRIES ?? 10_000),
+  snapshotTailEntries: Math.floor(Number(process.env.RAFT_SNAPSHOT_ENTRIES ?? 10_000) / 4),
   requestTimeoutMs: 5000,
 });
 const out = (s: string) => process.stdout.write(`${s}\n`);

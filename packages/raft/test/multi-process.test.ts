@@ -55,7 +55,12 @@ function spawnMember(id: number, port: number, membersJson: string): Child {
       dir,
       membersJson,
     ],
-    { cwd: join(import.meta.dirname, ".."), stdio: ["pipe", "pipe", "inherit"] },
+    {
+      cwd: join(import.meta.dirname, ".."),
+      stdio: ["pipe", "pipe", "inherit"],
+      // Frequent snapshots and compaction, so the restarted member may catch up by snapshot.
+      env: { ...process.env, RAFT_SNAPSHOT_ENTRIES: "300" },
+    },
   );
   const child: Child = { id, proc, info: null, alive: true, outstanding: 0 };
   proc.on("exit", () => {

@@ -334,8 +334,16 @@ export class RaftNode {
     this.listener?.onConfApplied(e.index, cc);
   }
 
+  /** This member's next snapshot interval: jittered so members do not all stall at one index. */
+  private snapshotEvery = 0n;
+
   private maybeSnapshot(): void {
-    if (this.applied - this.lastSnapshot < BigInt(this.config.snapshotEntries)) return;
+    if (this.snapshotEvery === 0n) {
+      const base = this.config.snapshotEntries;
+      this.snapshotEvery = BigInt(base + Math.floor(Math.random() * (base / 2)));
+    }
+    if (this.applied - this.lastSnapshot < this.snapshotEvery) return;
+    this.snapshotEvery = 0n;
     const data = encodeLayerSnapshot(this.members.values(), this.sm.snapshot());
     this.store.createSnapshot(this.applied, this.confState, data, BigInt(this.config.snapshotTailEntries));
     this.lastSnapshot = this.applied;
