@@ -1,0 +1,351 @@
+// The driver: owns the core, the SQLite log store, the transport and the state machine. Timers tick
+// the core; transport messages are stepped in; the Ready loop persists each Ready in ONE SQLite
+// transaction, sends, applies committed entries in batches, serves ReadIndex results and advances.
+// It also snapshots every `snapshotEntries` applied entries and compacts the log, keeping a tail.
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { decodeConfChange } from "../core/conf-change-codec.js";
+import { RaftCore } from "../core/raft-core.js";
+import { SeededRandom } from "../core/random.js";
+import {
+  type ConfChange,
+  ConfChangeType,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type Message,
+  type NodeId,
+  type RaftLogger,
+  type Ready,
+  type SoftState,
+  StateRole,
+} from "../core/types.js";
+import { decodeEnvelope } from "../service/envelope.js";
+import {
+  decodeLayerSnapshot,
+  decodeMembers,
+  encodeLayerSnapshot,
+  encodeMembers,
+  type MemberInfo,
+  memberFromJson,
+} from "../service/members.js";
+import type { ApplyEntry, StateMachine } from "../service/state-machine.js";
+import { SqliteLogStore } from "../storage/sqlite-log-store.js";
+import type { GrpcTransport } from "../transport/grpc-transport.js";
+
+export interface RaftNodeConfig {
+  id: NodeId;
+  /** Directory of the member's log database (raft.db). */
+  dataDir: string;
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  /** Take a snapshot and compact after this many applied entries. */
+  snapshotEntries: number;
+  /** Entries kept in the log behind a snapshot, for followers that lag a little. */
+  snapshotTailEntries: number;
+  msgBytesMax: number;
+  inflightMsgsMax: number;
+  uncommittedBytesMax: number;
+  /**
+   * The members this one knows at first start. For a brand-new cluster they form the bootstrap
+   * configuration; with `join` they only give the peers' URLs (the configuration then comes from
+   * the leader's log or snapshot).
+   */
+  initialMembers: readonly MemberInfo[];
+  /** True when this member joins an existing cluster (added by addMember first). */
+  join?: boolean;
+  logger: RaftLogger;
+}
+
+export const DEFAULT_NODE_CONFIG = {
+  tickMs: 100,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  snapshotEntries: 10_000,
+  snapshotTailEntries: 5_000,
+  msgBytesMax: 1 << 20,
+  inflightMsgsMax: 256,
+  uncommittedBytesMax: 64 << 20,
+} as const;
+
+/** Events the service layer listens to. */
+export interface NodeListener {
+  onApplied(entry: ApplyEntry, result: Uint8Array, proposer: bigint, requestId: bigint): void;
+  onConfApplied(index: bigint, cc: ConfChange): void;
+  onReadStates(states: readonly { index: bigint; requestCtx: Uint8Array }[]): void;
+  onAppliedIndex(index: bigint): void;
+  onSoftState(ss: SoftState): void;
+}
+
+export class RaftNode {
+  readonly id: NodeId;
+  readonly core: RaftCore;
+  readonly store: SqliteLogStore;
+  private transport: GrpcTransport | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private scheduled = false;
+  private stopped = false;
+  private applied: bigint;
+  private lastSnapshot: bigint;
+  private confState: ConfState;
+  readonly members = new Map<NodeId, MemberInfo>();
+  /** When a message from each peer was last received (reachability for quorum checks). */
+  readonly lastHeard = new Map<NodeId, number>();
+  leader: NodeId = 0n;
+  role: StateRole = StateRole.Follower;
+  listener: NodeListener | null = null;
+
+  constructor(
+    readonly config: RaftNodeConfig,
+    readonly sm: StateMachine,
+  ) {
+    this.id = config.id;
+    const fresh = config.initialMembers;
+    const boot = config.join === true ? [] : fresh;
+    this.store = new SqliteLogStore({
+      path: join(config.dataDir, "raft.db"),
+      bootstrapVoters: boot.filter((m) => !m.isLearner).map((m) => m.id),
+      bootstrapLearners: boot.filter((m) => m.isLearner).map((m) => m.id),
+    });
+    const saved = this.store.getAppMeta("members");
+    if (saved === undefined) this.store.setAppMeta("members", encodeMembers(fresh));
+    for (const m of decodeMembers(this.store.getAppMeta("members") ?? new Uint8Array())) {
+      this.members.set(m.id, m);
+    }
+    this.recoverInterruptedInstall();
+    this.applied = sm.appliedIndex();
+    if (this.applied < this.store.firstIndex() - 1n) this.applied = this.store.firstIndex() - 1n;
+    this.lastSnapshot = this.store.snapshotIndex();
+    this.confState = this.store.initialState().confState;
+    this.core = new RaftCore({
+      id: config.id,
+      storage: this.store,
+      electionTicks: config.electionTicks,
+      heartbeatTicks: config.heartbeatTicks,
+      applied: this.applied,
+      msgBytesMax: config.msgBytesMax,
+      inflightMsgsMax: config.inflightMsgsMax,
+      uncommittedBytesMax: config.uncommittedBytesMax,
+      preVote: true,
+      checkQuorum: true,
+      disableProposalForwarding: false,
+      random: new SeededRandom(randomBytes(8).readBigUInt64BE()),
+      logger: config.logger,
+    });
+  }
+
+  /** A crash between storing a received snapshot and restoring the state machine: finish it now. */
+  private recoverInterruptedInstall(): void {
+    const snapIndex = this.store.snapshotIndex();
+    if (snapIndex === 0n || this.sm.appliedIndex() >= snapIndex) return;
+    this.installSnapshotData(this.store.snapshot().data, snapIndex);
+  }
+
+  attachTransport(t: GrpcTransport): void {
+    this.transport = t;
+    for (const m of this.members.values()) {
+      const url = m.peerUrls[0];
+      if (url !== undefined) t.setPeer(m.id, url);
+    }
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.core.tick();
+      this.schedule();
+    }, this.config.tickMs);
+    this.schedule();
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.store.close();
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  appliedIndex(): bigint {
+    return this.applied;
+  }
+
+  currentConfState(): ConfState {
+    return this.confState;
+  }
+
+  // ---- Inputs -----------------------------------------------------------------------------
+
+  step(m: Message): void {
+    if (this.stopped) return;
+    this.lastHeard.set(m.from, Date.now());
+    this.core.step(m);
+    this.schedule();
+  }
+
+  reportUnreachable(peer: NodeId): void {
+    if (this.stopped) return;
+    this.core.reportUnreachable(peer);
+  }
+
+  reportSnapshot(peer: NodeId, ok: boolean): void {
+    if (this.stopped) return;
+    this.core.reportSnapshot(peer, ok);
+    this.schedule();
+  }
+
+  /** Calls `fn` against the core (propose, readIndex, ...) and runs the Ready loop soon after. */
+  withCore<T>(fn: (core: RaftCore) => T): T {
+    const r = fn(this.core);
+    this.schedule();
+    return r;
+  }
+
+  schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.processReady();
+    });
+  }
+
+  // ---- The Ready loop ---------------------------------------------------------------------
+
+  private processReady(): void {
+    // A bounded number of rounds per turn keeps timers and I/O callbacks responsive.
+    for (let i = 0; i < 8 && !this.stopped && this.core.hasReady(); i++) this.handleReady(this.core.ready());
+    if (!this.stopped && this.core.hasReady()) this.schedule();
+  }
+
+  private handleReady(rd: Ready): void {
+    if (rd.softState !== null) {
+      this.leader = rd.softState.lead;
+      this.role = rd.softState.role;
+      this.listener?.onSoftState(rd.softState);
+    }
+    // A leader may send before its own fsync (its term and vote were synced before it won, and it
+    // counts its own log toward the commit only after advance), overlapping both fsyncs.
+    const sendFirst = this.role === StateRole.Leader && rd.softState === null;
+    if (sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
+    if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
+      this.store.persist(
+        { hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot },
+        rd.mustSync,
+      );
+    }
+    if (!sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
+    if (rd.snapshot !== null) {
+      this.installSnapshotData(rd.snapshot.data, rd.snapshot.metadata.index);
+      this.confState = rd.snapshot.metadata.confState;
+      this.applied = rd.snapshot.metadata.index;
+      this.lastSnapshot = rd.snapshot.metadata.index;
+    }
+    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
+    this.core.advance(rd);
+    if (rd.readStates.length > 0) this.listener?.onReadStates(rd.readStates);
+    this.listener?.onAppliedIndex(this.applied);
+    this.maybeSnapshot();
+  }
+
+  private installSnapshotData(data: Uint8Array, index: bigint): void {
+    const { members, image } = decodeLayerSnapshot(data);
+    this.sm.restore(image, index);
+    this.setMembers(members);
+  }
+
+  private setMembers(members: readonly MemberInfo[]): void {
+    for (const id of this.members.keys()) {
+      if (!members.some((m) => m.id === id)) this.transport?.removePeer(id);
+    }
+    this.members.clear();
+    for (const m of members) {
+      this.members.set(m.id, m);
+      const url = m.peerUrls[0];
+      if (url !== undefined) this.transport?.setPeer(m.id, url);
+    }
+    this.store.setAppMeta("members", encodeMembers(members));
+  }
+
+  private applyCommitted(ents: readonly Entry[]): void {
+    let batch: { e: ApplyEntry; proposer: bigint; requestId: bigint }[] = [];
+    const flush = () => {
+      if (batch.length === 0) return;
+      const results = this.sm.applyBatch(batch.map((b) => b.e));
+      batch.forEach((b, i) => {
+        this.listener?.onApplied(b.e, results[i] ?? new Uint8Array(), b.proposer, b.requestId);
+      });
+      batch = [];
+    };
+    for (const e of ents) {
+      if (e.index <= this.applied) continue;
+      if (e.type === EntryType.ConfChange) {
+        flush();
+        this.applyConfEntry(e);
+      } else if (e.data.length > 0) {
+        const env = decodeEnvelope(e.data);
+        batch.push({
+          e: {
+            index: e.index,
+            term: e.term,
+            timestampMs: env.timestampMs,
+            seed: env.seed,
+            command: env.command,
+          },
+          proposer: env.proposer,
+          requestId: env.requestId,
+        });
+      }
+      this.applied = e.index;
+    }
+    flush();
+  }
+
+  private applyConfEntry(e: Entry): void {
+    const cc = decodeConfChange(e.data);
+    // At restart the stored configuration already includes changes up to confIndex.
+    if (e.index > this.store.confIndex()) {
+      this.confState = this.core.applyConfChange(cc);
+      const next = new Map(this.members);
+      if (cc.type === ConfChangeType.RemoveNode) {
+        next.delete(cc.nodeId);
+        this.transport?.removePeer(cc.nodeId);
+      } else if (cc.context.length > 8) {
+        // context = [8-byte request tag][member JSON] (see RaftService.proposeConf).
+        const info = memberFromJson(JSON.parse(new TextDecoder().decode(cc.context.subarray(8))));
+        const prev = next.get(cc.nodeId);
+        const isLearner =
+          cc.type === ConfChangeType.AddLearnerNode ||
+          (cc.type === ConfChangeType.UpdateNode && (prev?.isLearner ?? false));
+        next.set(cc.nodeId, { ...info, id: cc.nodeId, isLearner });
+        const url = info.peerUrls[0];
+        if (url !== undefined) this.transport?.setPeer(cc.nodeId, url);
+      }
+      this.members.clear();
+      for (const [id, m] of next) this.members.set(id, m);
+      this.store.setConfState(this.confState, e.index, {
+        key: "app:members",
+        value: encodeMembers(next.values()),
+      });
+    }
+    this.listener?.onConfApplied(e.index, cc);
+  }
+
+  /** This member's next snapshot interval: jittered so members do not all stall at one index. */
+  private snapshotEvery = 0n;
+
+  private maybeSnapshot(): void {
+    if (this.snapshotEvery === 0n) {
+      const base = this.config.snapshotEntries;
+      this.snapshotEvery = BigInt(base + Math.floor(Math.random() * (base / 2)));
+    }
+    if (this.applied - this.lastSnapshot < this.snapshotEvery) return;
+    this.snapshotEvery = 0n;
+    const data = encodeLayerSnapshot(this.members.values(), this.sm.snapshot());
+    this.store.createSnapshot(this.applied, this.confState, data, BigInt(this.config.snapshotTailEntries));
+    this.lastSnapshot = this.applied;
+  }
+}

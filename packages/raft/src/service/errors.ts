@@ -1,0 +1,97 @@
+// Typed errors of the replicated-service layer, each with a stable `code`, and their one mapping
+// to gRPC status codes (used by every server that exposes the layer).
+import { status } from "@grpc/grpc-js";
+import { ProposalDroppedError, RaftError } from "../core/errors.js";
+import type { NodeId } from "../core/types.js";
+
+/** This member is not the leader; `leader` is the current leader's ID when known (0n otherwise). */
+export class NotLeaderError extends RaftError {
+  readonly code = "RAFT_NOT_LEADER";
+  constructor(readonly leader: NodeId) {
+    super(`this member is not the leader${leader !== 0n ? `; the leader is ${leader.toString(16)}` : ""}`);
+  }
+}
+
+export class NoLeaderError extends RaftError {
+  readonly code = "RAFT_NO_LEADER";
+  constructor() {
+    super("no leader is currently elected; retry shortly");
+  }
+}
+
+export class MemberNotFoundError extends RaftError {
+  readonly code = "RAFT_MEMBER_NOT_FOUND";
+  constructor(readonly id: NodeId) {
+    super(`member ${id.toString(16)} is not in the cluster; see memberList() for the current members`);
+  }
+}
+
+/** A membership change that would leave the cluster without a reachable quorum. */
+export class QuorumAtRiskError extends RaftError {
+  readonly code = "RAFT_QUORUM_AT_RISK";
+}
+
+export class TimeoutError extends RaftError {
+  readonly code = "RAFT_TIMEOUT";
+}
+
+/** Too many proposals in flight on this member; the caller should back off and retry. */
+export class TooManyRequestsError extends RaftError {
+  readonly code = "RAFT_TOO_MANY_REQUESTS";
+  constructor(limit: number) {
+    super(`more than ${limit} proposals in flight (proposalQueueMax); retry later`);
+  }
+}
+
+export class InvalidArgumentError extends RaftError {
+  readonly code = "RAFT_INVALID_ARGUMENT";
+}
+
+export class StoppedError extends RaftError {
+  readonly code = "RAFT_STOPPED";
+  constructor() {
+    super("the Raft member is stopped");
+  }
+}
+
+/** The membership change was refused because another one is still pending. */
+export class ConfChangePendingError extends RaftError {
+  readonly code = "RAFT_CONF_CHANGE_PENDING";
+  constructor() {
+    super("another membership change is still being applied; retry when it completes");
+  }
+}
+
+/** Maps a layer error to a gRPC status code and message (unknown errors → INTERNAL). */
+export function raftErrorToGrpcStatus(err: unknown): { code: status; details: string } {
+  const details = err instanceof Error ? err.message : String(err);
+  if (err instanceof NotLeaderError || err instanceof NoLeaderError)
+    return { code: status.UNAVAILABLE, details };
+  if (err instanceof ProposalDroppedError) return { code: status.UNAVAILABLE, details };
+  if (err instanceof MemberNotFoundError) return { code: status.NOT_FOUND, details };
+  if (err instanceof QuorumAtRiskError) return { code: status.FAILED_PRECONDITION, details };
+  if (err instanceof ConfChangePendingError) return { code: status.FAILED_PRECONDITION, details };
+  if (err instanceof TimeoutError) return { code: status.DEADLINE_EXCEEDED, details };
+  if (err instanceof TooManyRequestsError) return { code: status.RESOURCE_EXHAUSTED, details };
+  if (err instanceof InvalidArgumentError) return { code: status.INVALID_ARGUMENT, details };
+  if (err instanceof StoppedError) return { code: status.UNAVAILABLE, details };
+  return { code: status.INTERNAL, details };
+}
+
+/** Rebuilds a typed error from a stable code carried over the wire (forwarded proposals). */
+export function errorFromCode(code: string, message: string, leader: NodeId): Error {
+  switch (code) {
+    case "RAFT_NOT_LEADER":
+      return new NotLeaderError(leader);
+    case "RAFT_NO_LEADER":
+      return new NoLeaderError();
+    case "RAFT_TIMEOUT":
+      return new TimeoutError(message);
+    case "RAFT_TOO_MANY_REQUESTS":
+      return Object.assign(new TooManyRequestsError(0), { message });
+    case "RAFT_PROPOSAL_DROPPED":
+      return new ProposalDroppedError(message);
+    default:
+      return new Error(message);
+  }
+}

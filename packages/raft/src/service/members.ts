@@ -1,0 +1,58 @@
+// Membership metadata (name and URLs of each member), replicated in the ConfChange context,
+// persisted next to the log and carried in snapshots.
+import type { NodeId } from "../core/types.js";
+
+export interface MemberInfo {
+  readonly id: NodeId;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
+}
+
+interface MemberJson {
+  id: string;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+export function memberToJson(m: MemberInfo): MemberJson {
+  return {
+    id: m.id.toString(),
+    name: m.name,
+    peerUrls: [...m.peerUrls],
+    clientUrls: [...m.clientUrls],
+    isLearner: m.isLearner,
+  };
+}
+
+export function memberFromJson(j: MemberJson): MemberInfo {
+  return { ...j, id: BigInt(j.id) };
+}
+
+export function encodeMembers(ms: Iterable<MemberInfo>): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify([...ms].map(memberToJson)));
+}
+
+export function decodeMembers(b: Uint8Array): MemberInfo[] {
+  if (b.length === 0) return [];
+  return (JSON.parse(new TextDecoder().decode(b)) as MemberJson[]).map(memberFromJson);
+}
+
+/** The layer's snapshot: [4-byte length][members JSON][state machine image]. */
+export function encodeLayerSnapshot(members: Iterable<MemberInfo>, image: Uint8Array): Uint8Array {
+  const m = encodeMembers(members);
+  const out = new Uint8Array(4 + m.length + image.length);
+  new DataView(out.buffer).setUint32(0, m.length);
+  out.set(m, 4);
+  out.set(image, 4 + m.length);
+  return out;
+}
+
+export function decodeLayerSnapshot(b: Uint8Array): { members: MemberInfo[]; image: Uint8Array } {
+  if (b.length === 0) return { members: [], image: b };
+  const len = new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0);
+  return { members: decodeMembers(b.subarray(4, 4 + len)), image: b.subarray(4 + len) };
+}

@@ -1,0 +1,519 @@
+// The replicated-service facade: what chainfire and flaredb code against. Proposals are wrapped in
+// an envelope (leader timestamp and seed), forwarded from followers to the leader over the peer
+// RPC, and resolve only once applied on the serving member. Reads use batched ReadIndex.
+// Membership operations follow the operator contract (add/upsert/promote/replace URLs/remove).
+import { randomBytes } from "node:crypto";
+import type * as grpc from "@grpc/grpc-js";
+import { ProposalDroppedError, RaftError } from "../core/errors.js";
+import { makeMessage } from "../core/messages.js";
+import {
+  type ConfChange,
+  ConfChangeType,
+  EntryType,
+  MessageType,
+  type NodeId,
+  type SoftState,
+  StateRole,
+} from "../core/types.js";
+import type * as pb from "../gen/raft/v1/raft.js";
+import { DEFAULT_NODE_CONFIG, type NodeListener, RaftNode, type RaftNodeConfig } from "../node/raft-node.js";
+import { GrpcTransport, type GrpcTransportConfig } from "../transport/grpc-transport.js";
+import { encodeEnvelope } from "./envelope.js";
+import {
+  ConfChangePendingError,
+  errorFromCode,
+  InvalidArgumentError,
+  MemberNotFoundError,
+  NoLeaderError,
+  NotLeaderError,
+  QuorumAtRiskError,
+  StoppedError,
+  TimeoutError,
+  TooManyRequestsError,
+} from "./errors.js";
+import { type MemberInfo, memberToJson } from "./members.js";
+import type { ApplyEntry, Replicated, StateMachine } from "./state-machine.js";
+
+export interface RaftServiceConfig
+  extends Partial<Omit<RaftNodeConfig, "id" | "dataDir" | "initialMembers" | "logger">> {
+  id: NodeId;
+  dataDir: string;
+  initialMembers: readonly MemberInfo[];
+  logger?: RaftNodeConfig["logger"];
+  /** Proposals waiting to be applied on this member beyond which new ones are refused. */
+  proposalQueueMax?: number;
+  /** Deadline of proposals, reads and membership operations. */
+  requestTimeoutMs?: number;
+  transport?: Partial<GrpcTransportConfig>;
+}
+
+export interface MemberSpec {
+  name: string;
+  peerUrls: readonly string[];
+  clientUrls: readonly string[];
+  isLearner: boolean;
+}
+
+export interface RaftServiceStatus {
+  id: NodeId;
+  leader: NodeId;
+  term: bigint;
+  commit: bigint;
+  applied: bigint;
+  role: "follower" | "candidate" | "leader" | "pre-candidate";
+  raftIndex: bigint;
+  members: MemberInfo[];
+}
+
+const ROLE_NAMES = ["follower", "candidate", "leader", "pre-candidate"] as const;
+const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
+
+interface Waiter<T> {
+  resolve(v: T): void;
+  reject(e: unknown): void;
+  timer: NodeJS.Timeout;
+}
+
+export class RaftService implements Replicated, NodeListener {
+  readonly node: RaftNode;
+  readonly transport: GrpcTransport;
+  private readonly timeoutMs: number;
+  private readonly queueMax: number;
+  private nextRequest = 1n;
+  private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
+  private readonly proposals = new Map<bigint, Waiter<{ result: Uint8Array; index: bigint }>>();
+  private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
+  private readonly confWaits = new Map<bigint, Waiter<void>>();
+  private readonly readBatches = new Map<string, (() => void)[]>();
+  private pendingReads: (() => void)[] = [];
+  private readScheduled = false;
+  private leaderWaits: (() => void)[] = [];
+
+  constructor(
+    config: RaftServiceConfig,
+    readonly sm: StateMachine,
+  ) {
+    this.timeoutMs = config.requestTimeoutMs ?? 10_000;
+    this.queueMax = config.proposalQueueMax ?? 8192;
+    this.node = new RaftNode(
+      { ...DEFAULT_NODE_CONFIG, ...config, logger: config.logger ?? SILENT } as RaftNodeConfig,
+      sm,
+    );
+    this.node.listener = this;
+    this.transport = new GrpcTransport(
+      config.id,
+      {
+        onMessage: (m) => this.node.step(m),
+        onUnreachable: (p) => this.node.reportUnreachable(p),
+        onSnapshotStatus: (p, ok) => this.node.reportSnapshot(p, ok),
+        onForwardedPropose: (cmd) => this.servePropose(cmd),
+      },
+      config.transport,
+    );
+    this.node.attachTransport(this.transport);
+  }
+
+  /** Registers the peer-transport service on the daemon's gRPC server. */
+  register(server: grpc.Server): void {
+    this.transport.register(server);
+  }
+
+  start(): void {
+    this.node.start();
+  }
+
+  stop(): void {
+    this.transport.stop();
+    this.node.stop();
+    const err = new StoppedError();
+    for (const w of this.proposals.values()) this.fail(w, err);
+    for (const w of this.confWaits.values()) this.fail(w, err);
+    this.proposals.clear();
+    this.confWaits.clear();
+    this.sm.close();
+  }
+
+  private fail<T>(w: Waiter<T>, err: unknown): void {
+    clearTimeout(w.timer);
+    w.reject(err);
+  }
+
+  // ---- Proposals --------------------------------------------------------------------------
+
+  async propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
+    if (this.node.isStopped) throw new StoppedError();
+    const leader = await this.waitForLeader();
+    if (leader === this.node.id) return this.proposeLocal(command);
+    const res = await this.transport.forwardPropose(leader, command).catch((err: unknown) => {
+      throw err instanceof RaftError ? err : new NotLeaderError(leader);
+    });
+    if (res.errorCode !== "") throw errorFromCode(res.errorCode, res.errorMessage, res.leaderHint);
+    await this.withTimeout(this.waitApplied(res.index), `applying forwarded entry ${res.index} here`);
+    return { result: res.result, index: res.index };
+  }
+
+  private proposeLocal(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
+    if (this.proposals.size >= this.queueMax) return Promise.reject(new TooManyRequestsError(this.queueMax));
+    const requestId = this.nextRequest++;
+    const data = encodeEnvelope({
+      proposer: this.node.id,
+      requestId,
+      timestampMs: Date.now(),
+      seed: this.nextSeed(),
+      command,
+    });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.proposals.delete(requestId);
+        reject(new TimeoutError(`proposal not applied within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this.proposals.set(requestId, { resolve, reject, timer });
+      this.propBatch.push({ requestId, data });
+      if (this.propBatch.length === 1) setImmediate(() => this.flushProposals());
+    });
+  }
+
+  /** Proposals of one event-loop turn go to the core as ONE Prop message (one broadcast). */
+  private flushProposals(): void {
+    const batch = this.propBatch;
+    this.propBatch = [];
+    if (batch.length === 0) return;
+    const entries = batch.map((b) => ({ term: 0n, index: 0n, type: EntryType.Normal, data: b.data }));
+    try {
+      this.node.withCore((c) => c.step(makeMessage({ type: MessageType.Prop, from: this.node.id, entries })));
+    } catch (err) {
+      for (const b of batch) {
+        const w = this.proposals.get(b.requestId);
+        this.proposals.delete(b.requestId);
+        if (w !== undefined) this.fail(w, err);
+      }
+    }
+  }
+
+  private seedPool = Buffer.alloc(0);
+  private seedPos = 0;
+
+  /** Seeds come from a pooled CSPRNG buffer (one syscall per 1024 proposals). */
+  private nextSeed(): bigint {
+    if (this.seedPos + 8 > this.seedPool.length) {
+      this.seedPool = randomBytes(8192);
+      this.seedPos = 0;
+    }
+    const v = this.seedPool.readBigUInt64BE(this.seedPos);
+    this.seedPos += 8;
+    return v;
+  }
+
+  /** The leader side of forwarding: the result travels back with a stable error code. */
+  private async servePropose(command: Uint8Array): Promise<pb.ProposeResponse> {
+    const empty = Buffer.alloc(0);
+    if (this.node.role !== StateRole.Leader) {
+      const e = new NotLeaderError(this.node.leader);
+      return {
+        result: empty,
+        index: 0n,
+        errorCode: e.code,
+        errorMessage: e.message,
+        leaderHint: this.node.leader,
+      };
+    }
+    try {
+      const r = await this.proposeLocal(command);
+      return {
+        result: Buffer.from(r.result),
+        index: r.index,
+        errorCode: "",
+        errorMessage: "",
+        leaderHint: 0n,
+      };
+    } catch (err) {
+      const code = err instanceof RaftError ? err.code : "RAFT_INTERNAL";
+      return {
+        result: empty,
+        index: 0n,
+        errorCode: code,
+        errorMessage: String((err as Error).message),
+        leaderHint: this.node.leader,
+      };
+    }
+  }
+
+  // ---- NodeListener -----------------------------------------------------------------------
+
+  onApplied(entry: ApplyEntry, result: Uint8Array, proposer: bigint, requestId: bigint): void {
+    if (proposer !== this.node.id) return;
+    const w = this.proposals.get(requestId);
+    if (w === undefined) return;
+    this.proposals.delete(requestId);
+    clearTimeout(w.timer);
+    w.resolve({ result, index: entry.index });
+  }
+
+  onConfApplied(_index: bigint, cc: ConfChange): void {
+    if (cc.context.length < 8) return;
+    const tag = new DataView(cc.context.buffer, cc.context.byteOffset).getBigUint64(0);
+    const w = this.confWaits.get(tag);
+    if (w === undefined) return;
+    this.confWaits.delete(tag);
+    clearTimeout(w.timer);
+    w.resolve();
+  }
+
+  onReadStates(states: readonly { index: bigint; requestCtx: Uint8Array }[]): void {
+    for (const rs of states) {
+      const key = Buffer.from(rs.requestCtx).toString("hex");
+      const batch = this.readBatches.get(key);
+      if (batch === undefined) continue;
+      this.readBatches.delete(key);
+      this.waitApplied(rs.index).then(() => {
+        for (const f of batch) f();
+      });
+    }
+  }
+
+  onAppliedIndex(index: bigint): void {
+    if (this.appliedWaits.length === 0) return;
+    const still = this.appliedWaits.filter((w) => w.index > index);
+    const done = this.appliedWaits.filter((w) => w.index <= index);
+    this.appliedWaits.length = 0;
+    this.appliedWaits.push(...still);
+    for (const w of done) w.resolve();
+  }
+
+  onSoftState(ss: SoftState): void {
+    if (ss.lead === 0n) return;
+    const ws = this.leaderWaits;
+    this.leaderWaits = [];
+    for (const f of ws) f();
+  }
+
+  // ---- Helpers ----------------------------------------------------------------------------
+
+  private waitApplied(index: bigint): Promise<void> {
+    if (this.node.appliedIndex() >= index) return Promise.resolve();
+    return new Promise((resolve) => this.appliedWaits.push({ index, resolve }));
+  }
+
+  private withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(
+        () => reject(new TimeoutError(`${what} did not complete within ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
+      p.then(
+        (v) => {
+          clearTimeout(t);
+          resolve(v);
+        },
+        (e) => {
+          clearTimeout(t);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  private async waitForLeader(): Promise<NodeId> {
+    const deadline = Date.now() + this.timeoutMs;
+    while (this.node.leader === 0n) {
+      if (Date.now() > deadline || this.node.isStopped) throw new NoLeaderError();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, this.node.config.tickMs);
+        this.leaderWaits.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.node.leader;
+  }
+
+  // ---- Reads ------------------------------------------------------------------------------
+
+  linearizableRead<T>(read: () => T): Promise<T> {
+    if (this.node.isStopped) return Promise.reject(new StoppedError());
+    const p = new Promise<T>((resolve, reject) => {
+      this.pendingReads.push(() => {
+        try {
+          resolve(read());
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    if (!this.readScheduled) {
+      this.readScheduled = true;
+      setImmediate(() => this.flushReads());
+    }
+    return this.withTimeout(p, "linearizable read");
+  }
+
+  /** All reads queued in this turn share one ReadIndex request (the core batches further). */
+  private flushReads(): void {
+    this.readScheduled = false;
+    const batch = this.pendingReads;
+    this.pendingReads = [];
+    if (batch.length === 0 || this.node.isStopped) return;
+    const ctx = randomBytes(8);
+    this.readBatches.set(ctx.toString("hex"), batch);
+    this.node.withCore((c) => c.readIndex(ctx));
+    // A request lost to a leader change is re-issued until served or timed out.
+    const retry = setInterval(() => {
+      if (!this.readBatches.has(ctx.toString("hex")) || this.node.isStopped) {
+        clearInterval(retry);
+        return;
+      }
+      this.node.withCore((c) => c.readIndex(ctx));
+    }, this.node.config.tickMs * this.node.config.electionTicks);
+    setTimeout(() => clearInterval(retry), this.timeoutMs + 1000);
+  }
+
+  serializableRead<T>(read: () => T): T {
+    return read();
+  }
+
+  // ---- Membership -------------------------------------------------------------------------
+
+  memberList(): MemberInfo[] {
+    return [...this.node.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  private requireLeader(): void {
+    if (this.node.role !== StateRole.Leader) {
+      if (this.node.leader === 0n) throw new NoLeaderError();
+      throw new NotLeaderError(this.node.leader);
+    }
+  }
+
+  /** Voters heard from within two election timeouts (self always counts). */
+  private activeVoters(voters: readonly NodeId[]): NodeId[] {
+    const horizon = Date.now() - 2 * this.node.config.tickMs * this.node.config.electionTicks;
+    return voters.filter((v) => v === this.node.id || (this.node.lastHeard.get(v) ?? 0) >= horizon);
+  }
+
+  private checkQuorum(nextVoters: readonly NodeId[], what: string): void {
+    if (nextVoters.length === 0) throw new QuorumAtRiskError(`${what} would leave no voters`);
+    const active = this.activeVoters(nextVoters);
+    const quorum = Math.floor(nextVoters.length / 2) + 1;
+    if (active.length < quorum) {
+      throw new QuorumAtRiskError(
+        `${what} would leave ${nextVoters.length} voters needing a quorum of ${quorum}, but only ` +
+          `${active.length} of them are reachable (${active.map((v) => v.toString(16)).join(", ")}); ` +
+          "bring members back first",
+      );
+    }
+  }
+
+  /**
+   * Adds a member (new ID), promotes a learner (existing learner, isLearner=false), or replaces an
+   * existing member's URLs in place. A removed ID may be added again.
+   */
+  async addMember(id: NodeId, spec: MemberSpec): Promise<MemberInfo> {
+    if (id === 0n) throw new InvalidArgumentError("member id must not be 0");
+    if (spec.peerUrls.length === 0) throw new InvalidArgumentError("peerUrls must list at least one URL");
+    for (const u of [...spec.peerUrls, ...spec.clientUrls]) {
+      if (!/^(https?|grpcs?):\/\/[^/\s]+:\d+\/?$/.test(u)) {
+        throw new InvalidArgumentError(`URL "${u}" is malformed; expected scheme://host:port`);
+      }
+    }
+    this.requireLeader();
+    const existing = this.node.members.get(id);
+    const voters = this.node.currentConfState().voters;
+    let type: ConfChangeType;
+    if (existing === undefined) {
+      type = spec.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode;
+      if (!spec.isLearner) this.checkQuorum([...voters, id], `adding voter ${id.toString(16)}`);
+    } else if (existing.isLearner && !spec.isLearner) {
+      type = ConfChangeType.AddNode;
+      this.checkQuorum(voters, `promoting learner ${id.toString(16)}`);
+    } else {
+      if (!existing.isLearner && spec.isLearner) {
+        throw new InvalidArgumentError(
+          `member ${id.toString(16)} is a voter; demoting to learner is not supported`,
+        );
+      }
+      type = ConfChangeType.UpdateNode;
+    }
+    const info: MemberInfo = {
+      id,
+      ...spec,
+      isLearner:
+        type === ConfChangeType.AddLearnerNode ||
+        (type === ConfChangeType.UpdateNode && (existing?.isLearner ?? false)),
+    };
+    await this.proposeConf(type, id, info);
+    return this.node.members.get(id) ?? info;
+  }
+
+  /** Removes any member, including the current leader (the remaining voters elect a new one). */
+  async removeMember(id: NodeId): Promise<void> {
+    this.requireLeader();
+    const m = this.node.members.get(id);
+    const cs = this.node.currentConfState();
+    if (m === undefined && !cs.voters.includes(id) && !cs.learners.includes(id))
+      throw new MemberNotFoundError(id);
+    if (cs.voters.includes(id))
+      this.checkQuorum(
+        cs.voters.filter((v) => v !== id),
+        `removing voter ${id.toString(16)}`,
+      );
+    await this.proposeConf(ConfChangeType.RemoveNode, id, m);
+  }
+
+  private proposeConf(type: ConfChangeType, id: NodeId, info: MemberInfo | undefined): Promise<void> {
+    const tag = randomBytes(8);
+    const json =
+      info === undefined ? new Uint8Array() : new TextEncoder().encode(JSON.stringify(memberToJson(info)));
+    // context = [8-byte tag][member JSON]; the node reads the JSON part.
+    const context = new Uint8Array(8 + json.length);
+    context.set(tag, 0);
+    context.set(json, 8);
+    const key = tag.readBigUInt64BE();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.confWaits.delete(key);
+        reject(new TimeoutError(`membership change not applied within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this.confWaits.set(key, { resolve, reject, timer });
+      try {
+        this.node.withCore((c) => c.proposeConfChange({ type, nodeId: id, context }));
+      } catch (err) {
+        clearTimeout(timer);
+        this.confWaits.delete(key);
+        reject(
+          err instanceof ProposalDroppedError && /pending/.test(err.message)
+            ? new ConfChangePendingError()
+            : err,
+        );
+      }
+    });
+  }
+
+  async transferLeader(target: NodeId): Promise<void> {
+    this.requireLeader();
+    if (!this.node.currentConfState().voters.includes(target)) {
+      throw new MemberNotFoundError(target);
+    }
+    if (target === this.node.id) return;
+    this.node.withCore((c) => c.transferLeader(target));
+    const deadline = Date.now() + this.timeoutMs;
+    while (this.node.leader !== target) {
+      if (Date.now() > deadline) throw new TimeoutError(`leadership did not move to ${target.toString(16)}`);
+      await new Promise((r) => setTimeout(r, this.node.config.tickMs));
+    }
+  }
+
+  status(): RaftServiceStatus {
+    const s = this.node.core.status();
+    return {
+      id: this.node.id,
+      leader: this.node.leader,
+      term: s.hardState.term,
+      commit: s.hardState.commit,
+      applied: this.node.appliedIndex(),
+      role: ROLE_NAMES[this.node.role] ?? "follower",
+      raftIndex: this.node.store.lastIndex(),
+      members: this.memberList(),
+    };
+  }
+}

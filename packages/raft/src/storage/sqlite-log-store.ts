@@ -1,0 +1,316 @@
+// The durable Raft log on better-sqlite3. Everything one Ready needs on disk (snapshot, entries with
+// conflict-suffix truncation, hard state) is written in ONE transaction, so one fsync covers the
+// whole batch (group commit). WAL with synchronous=FULL makes each committed transaction durable
+// before `persist` returns; a kill -9 at any point leaves either the old or the new state.
+import Database from "better-sqlite3";
+import { CompactedError, UnavailableError } from "../core/errors.js";
+import {
+  type ConfState,
+  EMPTY_HARD_STATE,
+  type Entry,
+  type EntryType,
+  type HardState,
+  type LogStorage,
+  type NodeId,
+  type Snapshot,
+} from "../core/types.js";
+
+export interface PersistBatch {
+  readonly hardState: HardState | null;
+  readonly entries: readonly Entry[];
+  readonly snapshot: Snapshot | null;
+}
+
+export interface SqliteLogStoreOptions {
+  /** Path of the database file (created if missing). */
+  path: string;
+  /** Initial voters written at the very first start only (bootstrap of a brand-new cluster). */
+  bootstrapVoters?: readonly NodeId[];
+  bootstrapLearners?: readonly NodeId[];
+}
+
+type Row = { idx: bigint; term: bigint; type: bigint; data: Buffer };
+
+export function encodeConfState(cs: ConfState): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ v: cs.voters.map(String), l: cs.learners.map(String) }));
+}
+
+export function decodeConfState(b: Uint8Array): ConfState {
+  const o = JSON.parse(new TextDecoder().decode(b)) as { v: string[]; l: string[] };
+  return { voters: o.v.map((x) => BigInt(x)), learners: o.l.map((x) => BigInt(x)) };
+}
+
+export class SqliteLogStore implements LogStorage {
+  readonly db: Database.Database;
+  private hard: HardState = EMPTY_HARD_STATE;
+  private conf: ConfState = { voters: [], learners: [] };
+  /** Index of the last applied conf change recorded with `conf` (0n when from bootstrap/snapshot). */
+  private confIdx = 0n;
+  /** The compaction point: entries <= snapIndex are gone (a snapshot covers them); its term is kept. */
+  private snapIndex = 0n;
+  private snapTerm = 0n;
+  private last = 0n;
+  private lastTerm = 0n;
+  private readonly stmts;
+
+  constructor(opts: SqliteLogStoreOptions) {
+    this.db = new Database(opts.path);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = FULL");
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL,
+        type INTEGER NOT NULL, data BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
+      CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL,
+        term INTEGER NOT NULL, conf BLOB NOT NULL, data BLOB NOT NULL);
+    `);
+    this.stmts = {
+      getMeta: this.db.prepare("SELECT value FROM meta WHERE key = ?").safeIntegers(),
+      setMeta: this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
+      insert: this.db.prepare("INSERT OR REPLACE INTO entries (idx, term, type, data) VALUES (?, ?, ?, ?)"),
+      deleteFrom: this.db.prepare("DELETE FROM entries WHERE idx >= ?"),
+      deleteUpTo: this.db.prepare("DELETE FROM entries WHERE idx <= ?"),
+      deleteAll: this.db.prepare("DELETE FROM entries"),
+      range: this.db
+        .prepare("SELECT idx, term, type, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
+        .safeIntegers(),
+      term: this.db.prepare("SELECT term FROM entries WHERE idx = ?").safeIntegers(),
+      last: this.db.prepare("SELECT idx, term FROM entries ORDER BY idx DESC LIMIT 1").safeIntegers(),
+      getSnap: this.db.prepare("SELECT idx, term, conf, data FROM snapshot WHERE id = 1").safeIntegers(),
+      setSnap: this.db.prepare(
+        "INSERT OR REPLACE INTO snapshot (id, idx, term, conf, data) VALUES (1, ?, ?, ?, ?)",
+      ),
+    };
+    this.load(opts);
+  }
+
+  private load(opts: SqliteLogStoreOptions): void {
+    const hs = this.getMeta("hardState");
+    if (hs === undefined) {
+      // First start: record the bootstrap configuration durably (empty for a joining member).
+      this.conf = {
+        voters: [...(opts.bootstrapVoters ?? [])].sort(cmp),
+        learners: [...(opts.bootstrapLearners ?? [])].sort(cmp),
+      };
+      this.db.transaction(() => {
+        this.setMeta("hardState", encodeHardState(EMPTY_HARD_STATE));
+        this.setMeta("confState", encodeConfState(this.conf));
+        this.setMeta("confIndex", Buffer.from("0"));
+      })();
+    } else {
+      this.hard = decodeHardState(hs);
+      this.conf = decodeConfState(this.getMeta("confState") ?? encodeConfState(this.conf));
+      this.confIdx = BigInt(Buffer.from(this.getMeta("confIndex") ?? Buffer.from("0")).toString());
+    }
+    const comp = this.getMeta("compacted");
+    if (comp !== undefined) {
+      const [i, t] = Buffer.from(comp).toString().split(",");
+      this.snapIndex = BigInt(i ?? "0");
+      this.snapTerm = BigInt(t ?? "0");
+    }
+    const last = this.stmts.last.get() as { idx: bigint; term: bigint } | undefined;
+    if (last !== undefined && last.idx > this.snapIndex) {
+      this.last = last.idx;
+      this.lastTerm = last.term;
+    } else {
+      this.last = this.snapIndex;
+      this.lastTerm = this.snapTerm;
+    }
+  }
+
+  private getMeta(key: string): Buffer | undefined {
+    const row = this.stmts.getMeta.get(key) as { value: Buffer } | undefined;
+    return row?.value;
+  }
+
+  private setMeta(key: string, value: Uint8Array): void {
+    this.stmts.setMeta.run(key, Buffer.from(value));
+  }
+
+  // ---- LogStorage -------------------------------------------------------------------------
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return { hardState: this.hard, confState: this.conf };
+  }
+
+  firstIndex(): bigint {
+    return this.snapIndex + 1n;
+  }
+
+  lastIndex(): bigint {
+    return this.last;
+  }
+
+  term(index: bigint): bigint {
+    if (index < this.snapIndex) throw new CompactedError(index);
+    if (index === this.snapIndex) return this.snapTerm;
+    if (index > this.last) throw new UnavailableError(index);
+    if (index === this.last) return this.lastTerm;
+    const row = this.stmts.term.get(index) as { term: bigint } | undefined;
+    if (row === undefined) throw new UnavailableError(index);
+    return row.term;
+  }
+
+  entries(lo: bigint, hi: bigint, maxBytes: number): Entry[] {
+    if (lo <= this.snapIndex) throw new CompactedError(lo);
+    if (hi > this.last + 1n) throw new UnavailableError(hi);
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (const r of this.stmts.range.iterate(lo, hi) as Iterable<Row>) {
+      bytes += r.data.length;
+      if (out.length > 0 && bytes > maxBytes) break;
+      out.push({ index: r.idx, term: r.term, type: Number(r.type) as EntryType, data: r.data });
+    }
+    return out;
+  }
+
+  /** Index of the stored snapshot (0n when none). */
+  snapshotIndex(): bigint {
+    const row = this.stmts.getSnap.get() as { idx: bigint } | undefined;
+    return row?.idx ?? 0n;
+  }
+
+  snapshot(): Snapshot {
+    const row = this.stmts.getSnap.get() as
+      | { idx: bigint; term: bigint; conf: Buffer; data: Buffer }
+      | undefined;
+    if (row === undefined) {
+      return { metadata: { index: 0n, term: 0n, confState: this.conf }, data: new Uint8Array() };
+    }
+    return {
+      metadata: { index: row.idx, term: row.term, confState: decodeConfState(row.conf) },
+      data: row.data,
+    };
+  }
+
+  // ---- Write side -------------------------------------------------------------------------
+
+  /** The conf change index recorded with the current configuration (see `setConfState`). */
+  confIndex(): bigint {
+    return this.confIdx;
+  }
+
+  hardState(): HardState {
+    return this.hard;
+  }
+
+  /**
+   * Writes one Ready's snapshot, entries and hard state in one transaction (one fsync). With
+   * `sync` false (only the commit index moved) the WAL is not fsynced: the write is ordered before
+   * any later synced one, and a lost commit index is recovered from the leader.
+   */
+  persist(batch: PersistBatch, sync = true): void {
+    if (!sync) this.db.pragma("synchronous = NORMAL");
+    try {
+      this.db.transaction(() => this.persistInTx(batch))();
+    } finally {
+      if (!sync) this.db.pragma("synchronous = FULL");
+    }
+  }
+
+  private persistInTx(batch: PersistBatch): void {
+    const snap = batch.snapshot;
+    if (snap !== null && snap.metadata.index > this.snapIndex) {
+      // A snapshot from the leader replaces the whole log.
+      this.stmts.deleteAll.run();
+      this.writeSnapshotRow(snap);
+      this.last = snap.metadata.index;
+      this.lastTerm = snap.metadata.term;
+      this.conf = snap.metadata.confState;
+      this.confIdx = snap.metadata.index;
+      this.setMeta("confState", encodeConfState(this.conf));
+      this.setMeta("confIndex", Buffer.from(String(this.confIdx)));
+    }
+    const fresh = batch.entries.filter((e) => e.index > this.snapIndex);
+    const head = fresh[0];
+    if (head !== undefined) {
+      if (head.index > this.last + 1n) {
+        throw new Error(`append at ${head.index} leaves a gap after ${this.last}`);
+      }
+      if (head.index <= this.last) this.stmts.deleteFrom.run(head.index);
+      for (const e of fresh) this.stmts.insert.run(e.index, e.term, e.type, Buffer.from(e.data));
+      const tail = fresh[fresh.length - 1] as Entry;
+      this.last = tail.index;
+      this.lastTerm = tail.term;
+    }
+    if (batch.hardState !== null) {
+      this.setMeta("hardState", encodeHardState(batch.hardState));
+      this.hard = batch.hardState;
+    }
+  }
+
+  private writeSnapshotRow(snap: Snapshot): void {
+    const m = snap.metadata;
+    this.stmts.setSnap.run(
+      m.index,
+      m.term,
+      Buffer.from(encodeConfState(m.confState)),
+      Buffer.from(snap.data),
+    );
+    this.setCompacted(m.index, m.term);
+  }
+
+  private setCompacted(index: bigint, term: bigint): void {
+    this.setMeta("compacted", Buffer.from(`${index},${term}`));
+    this.snapIndex = index;
+    this.snapTerm = term;
+  }
+
+  /** Records the configuration after the conf change entry at `index` was applied. */
+  setConfState(cs: ConfState, index: bigint, extra?: { key: string; value: Uint8Array }): void {
+    this.db.transaction(() => {
+      this.setMeta("confState", encodeConfState(cs));
+      this.setMeta("confIndex", Buffer.from(String(index)));
+      if (extra !== undefined) this.setMeta(extra.key, extra.value);
+    })();
+    this.conf = cs;
+    this.confIdx = index;
+  }
+
+  /** Application metadata kept alongside the log (the service layer's membership table). */
+  getAppMeta(key: string): Uint8Array | undefined {
+    return this.getMeta(`app:${key}`);
+  }
+
+  setAppMeta(key: string, value: Uint8Array): void {
+    this.setMeta(`app:${key}`, value);
+  }
+
+  /**
+   * Stores a locally made snapshot at `index` (<= last) and discards entries up to
+   * `index - keepTail`, in one transaction.
+   */
+  createSnapshot(index: bigint, confState: ConfState, data: Uint8Array, keepTail: bigint): Snapshot {
+    const term = this.term(index);
+    const snap: Snapshot = { metadata: { index, term, confState }, data };
+    const compactTo = index - keepTail;
+    // A tail of entries stays after the snapshot so that slightly lagging followers catch up from
+    // the log instead of by snapshot.
+    const compactTerm = compactTo > this.snapIndex ? this.term(compactTo) : 0n;
+    this.db.transaction(() => {
+      this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), Buffer.from(data));
+      if (compactTo > this.snapIndex) {
+        this.stmts.deleteUpTo.run(compactTo);
+        this.setCompacted(compactTo, compactTerm);
+      }
+    })();
+    return snap;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function cmp(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function encodeHardState(hs: HardState): Uint8Array {
+  return Buffer.from(`${hs.term},${hs.vote},${hs.commit}`);
+}
+
+function decodeHardState(b: Uint8Array): HardState {
+  const [term, vote, commit] = Buffer.from(b).toString().split(",");
+  return { term: BigInt(term ?? "0"), vote: BigInt(vote ?? "0"), commit: BigInt(commit ?? "0") };
+}

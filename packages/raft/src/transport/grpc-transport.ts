@@ -1,0 +1,290 @@
+// The gRPC peer transport: one long-lived client stream of message BATCHES per peer, a bounded
+// queue per peer (drained in one batch per flush), reconnect with exponential backoff, chunked
+// snapshot transfer, and proposal forwarding to the leader. Failures are reported back to the
+// node (unreachable peers, snapshot outcomes) so the core can adjust its replication state.
+import * as grpc from "@grpc/grpc-js";
+import { type Message, MessageType, type NodeId } from "../core/types.js";
+import * as pb from "../gen/raft/v1/raft.js";
+import { messageFromProto, messageToProto, toBuffer } from "./codec.js";
+
+export interface TransportHandler {
+  /** A message from a peer, to be stepped into the core. */
+  onMessage(m: Message): void;
+  onUnreachable(peer: NodeId): void;
+  onSnapshotStatus(peer: NodeId, ok: boolean): void;
+  /** A proposal forwarded by a follower; resolves once applied on this member. */
+  onForwardedPropose(command: Uint8Array): Promise<pb.ProposeResponse>;
+}
+
+export interface GrpcTransportConfig {
+  /** Messages waiting per peer beyond which new messages to it are dropped (Raft retransmits). */
+  peerQueueMsgsMax: number;
+  /** Snapshot chunk size on the wire. */
+  snapshotChunkBytes: number;
+  reconnectBackoffMinMs: number;
+  reconnectBackoffMaxMs: number;
+  /** Deadline of a forwarded proposal. */
+  forwardTimeoutMs: number;
+  /** Client credentials for peer connections (TLS/mTLS); insecure when absent. */
+  credentials?: grpc.ChannelCredentials;
+}
+
+export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
+  peerQueueMsgsMax: 4096,
+  snapshotChunkBytes: 1 << 20,
+  reconnectBackoffMinMs: 50,
+  reconnectBackoffMaxMs: 2000,
+  forwardTimeoutMs: 10_000,
+};
+
+class Peer {
+  client: pb.RaftPeerClient;
+  queue: Message[] = [];
+  stream: grpc.ClientWritableStream<pb.MessageBatch> | null = null;
+  flushScheduled = false;
+  blocked = false;
+  backoffMs: number;
+  retryAt = 0;
+  closed = false;
+
+  constructor(
+    readonly id: NodeId,
+    public url: string,
+    private readonly t: GrpcTransport,
+  ) {
+    this.client = t.makeClient(url);
+    this.backoffMs = t.config.reconnectBackoffMinMs;
+  }
+
+  setUrl(url: string): void {
+    if (url === this.url) return;
+    this.url = url;
+    this.dropStream();
+    this.client.close();
+    this.client = this.t.makeClient(url);
+    this.retryAt = 0;
+  }
+
+  enqueue(m: Message): void {
+    if (this.queue.length >= this.t.config.peerQueueMsgsMax) {
+      this.t.handler.onUnreachable(this.id);
+      return;
+    }
+    this.queue.push(m);
+    this.scheduleFlush();
+  }
+
+  scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.queue.length === 0 || this.blocked || this.closed) return;
+    const now = Date.now();
+    if (now < this.retryAt) {
+      // Still backing off: drop what is queued (Raft resends) and report the peer unreachable.
+      this.queue = [];
+      this.t.handler.onUnreachable(this.id);
+      return;
+    }
+    const stream = this.ensureStream();
+    const batch = this.queue;
+    this.queue = [];
+    const ok = stream.write({ messages: batch.map(messageToProto) });
+    if (!ok) {
+      this.blocked = true;
+      stream.once("drain", () => {
+        this.blocked = false;
+        this.scheduleFlush();
+      });
+    }
+  }
+
+  private ensureStream(): grpc.ClientWritableStream<pb.MessageBatch> {
+    if (this.stream !== null) return this.stream;
+    const stream = this.client.sendMessages((err) => {
+      if (this.stream === stream) this.onStreamError(err);
+    });
+    stream.on("error", () => {
+      /* reported through the callback */
+    });
+    this.stream = stream;
+    return stream;
+  }
+
+  private onStreamError(err: grpc.ServiceError | null): void {
+    this.stream = null;
+    this.blocked = false;
+    if (this.closed) return;
+    if (err !== null) {
+      this.retryAt = Date.now() + this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, this.t.config.reconnectBackoffMaxMs);
+      this.t.handler.onUnreachable(this.id);
+    }
+  }
+
+  markHealthy(): void {
+    this.backoffMs = this.t.config.reconnectBackoffMinMs;
+  }
+
+  dropStream(): void {
+    const s = this.stream;
+    this.stream = null;
+    this.blocked = false;
+    s?.end();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.dropStream();
+    this.client.close();
+  }
+}
+
+export class GrpcTransport {
+  readonly config: GrpcTransportConfig;
+  private readonly peers = new Map<NodeId, Peer>();
+  private stopped = false;
+
+  constructor(
+    readonly selfId: NodeId,
+    readonly handler: TransportHandler,
+    config: Partial<GrpcTransportConfig> = {},
+  ) {
+    this.config = { ...DEFAULT_TRANSPORT_CONFIG, ...config };
+  }
+
+  makeClient(url: string): pb.RaftPeerClient {
+    const target = url.replace(/^(https?|grpcs?):\/\//, "");
+    return new pb.RaftPeerClient(target, this.config.credentials ?? grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": 256 << 20,
+      "grpc.max_send_message_length": 256 << 20,
+    });
+  }
+
+  /** Adds a peer or changes its URL (in-place endpoint replacement). */
+  setPeer(id: NodeId, url: string): void {
+    if (id === this.selfId || this.stopped) return;
+    const p = this.peers.get(id);
+    if (p === undefined) this.peers.set(id, new Peer(id, url, this));
+    else p.setUrl(url);
+  }
+
+  removePeer(id: NodeId): void {
+    this.peers.get(id)?.close();
+    this.peers.delete(id);
+  }
+
+  peerUrl(id: NodeId): string | undefined {
+    return this.peers.get(id)?.url;
+  }
+
+  send(msgs: readonly Message[]): void {
+    for (const m of msgs) {
+      const p = this.peers.get(m.to);
+      if (p === undefined) {
+        if (m.type === MessageType.Snap) this.handler.onSnapshotStatus(m.to, false);
+        else this.handler.onUnreachable(m.to);
+        continue;
+      }
+      if (m.type === MessageType.Snap) this.sendSnapshot(p, m);
+      else p.enqueue(m);
+    }
+  }
+
+  private sendSnapshot(p: Peer, m: Message): void {
+    const data = m.snapshot?.data ?? new Uint8Array();
+    const call = p.client.installSnapshot((err, ack) => {
+      const ok = err === null && ack?.ok === true;
+      if (ok) p.markHealthy();
+      this.handler.onSnapshotStatus(p.id, ok);
+    });
+    call.on("error", () => {
+      /* reported through the callback */
+    });
+    call.write({ message: messageToProto(m), data: Buffer.alloc(0), totalBytes: BigInt(data.length) });
+    const chunk = this.config.snapshotChunkBytes;
+    for (let off = 0; off < data.length; off += chunk) {
+      call.write({ message: undefined, data: toBuffer(data.subarray(off, off + chunk)), totalBytes: 0n });
+    }
+    call.end();
+  }
+
+  /** Forwards a proposal to `leader`; rejects with the gRPC error when it cannot be reached. */
+  forwardPropose(leader: NodeId, command: Uint8Array): Promise<pb.ProposeResponse> {
+    const p = this.peers.get(leader);
+    if (p === undefined) return Promise.reject(new Error(`no URL known for leader ${leader}`));
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + this.config.forwardTimeoutMs);
+      p.client.propose({ command: toBuffer(command) }, new grpc.Metadata(), { deadline }, (err, res) => {
+        if (err !== null) reject(err);
+        else resolve(res);
+      });
+    });
+  }
+
+  /** The server side: registers the peer service on a gRPC server owned by the caller. */
+  serviceImplementation(): pb.RaftPeerServer {
+    return {
+      sendMessages: (call, callback) => {
+        call.on("data", (batch: pb.MessageBatch) => {
+          if (this.stopped) return;
+          for (const m of batch.messages) this.handler.onMessage(messageFromProto(m));
+        });
+        call.on("end", () => callback(null, {}));
+        call.on("error", () => {
+          /* the sender reconnects */
+        });
+      },
+      installSnapshot: (call, callback) => this.receiveSnapshot(call, callback),
+      propose: (call, callback) => {
+        this.handler.onForwardedPropose(call.request.command).then(
+          (res) => callback(null, res),
+          (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }, null),
+        );
+      },
+    };
+  }
+
+  private receiveSnapshot(
+    call: grpc.ServerReadableStream<pb.SnapshotChunk, pb.SnapshotAck>,
+    callback: grpc.sendUnaryData<pb.SnapshotAck>,
+  ): void {
+    let head: pb.Message | undefined;
+    let total = 0n;
+    const parts: Buffer[] = [];
+    call.on("data", (c: pb.SnapshotChunk) => {
+      if (c.message !== undefined) {
+        head = c.message;
+        total = c.totalBytes;
+      } else parts.push(c.data);
+    });
+    call.on("end", () => {
+      const data = Buffer.concat(parts);
+      if (head === undefined || BigInt(data.length) !== total || this.stopped) {
+        callback(null, { ok: false });
+        return;
+      }
+      this.handler.onMessage(messageFromProto(head, data));
+      callback(null, { ok: true });
+    });
+    call.on("error", () => {
+      /* the sender reports the failure */
+    });
+  }
+
+  register(server: grpc.Server): void {
+    server.addService(pb.RaftPeerService, this.serviceImplementation());
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const p of this.peers.values()) p.close();
+    this.peers.clear();
+  }
+}
