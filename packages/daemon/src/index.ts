@@ -95,3 +95,4 @@ export {
   type UrlScheme,
 } from "./urls.js";
 export { formatVersion, gitCommitOf, type VersionInfo, versionInfo } from "./version.js";
+export { checkHealth, type HealthStatus, listServices, type ProbeOptions } from "./grpc/probe-clients.js";

@@ -48,6 +48,13 @@ export const echoOptions = defineOptions({
     default: 0,
     description: "pause in the last shutdown step (to test graceful shutdown)",
   },
+  simulateFailure: {
+    flag: "simulate-failure",
+    type: "enum",
+    values: ["none", "start", "uncaught"],
+    default: "none",
+    description: "fail on purpose (to test failure handling): during start, or by an uncaught error after it",
+  },
   ...logOptions("ECHO_"),
   ...clientTlsOptions("ECHO_"),
 });
@@ -114,6 +121,12 @@ export function main(): Promise<void> {
       });
       onShutdown("http", () => http.close());
       onShutdown("delay", () => new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs)));
+      if (config.simulateFailure === "start") throw new Error("simulated start-up failure");
+      if (config.simulateFailure === "uncaught") {
+        setTimeout(() => {
+          throw new Error("simulated uncaught error");
+        }, 10);
+      }
       logger.info(
         {
           grpcUrls: grpc.urls.map((u) => u.href),
