@@ -1,4 +1,10 @@
-import { credentials, loadPackageDefinition, type ServiceClientConstructor, status } from "@grpc/grpc-js";
+import {
+  credentials,
+  loadPackageDefinition,
+  type ServiceClientConstructor,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
@@ -31,6 +37,16 @@ interface EchoStub {
 function say(client: EchoStub, text: string): Promise<{ text: string }> {
   return new Promise((resolve, reject) =>
     client.Say({ text }, (err, reply) => (err ? reject(err) : resolve(reply))),
+  );
+}
+
+/** The error a call fails with (the test fails if it succeeds). */
+function sayError(client: EchoStub, text: string): Promise<ServiceError> {
+  return say(client, text).then(
+    (reply) => {
+      throw new Error(`expected an error, got ${JSON.stringify(reply)}`);
+    },
+    (err: unknown) => err as ServiceError,
   );
 }
 
@@ -86,14 +102,10 @@ describe("startGrpcServer", () => {
     // Proves what a client sees for each kind of failure, and that the internal text is only logged.
     const { client, logs } = await startEcho();
     expect(await say(client, "hello")).toEqual({ text: "hello" });
-    const notFound = await say(client, "missing").catch(
-      (e: unknown) => e as { code: number; details: string },
-    );
+    const notFound = await sayError(client, "missing");
     expect(notFound.code).toBe(status.NOT_FOUND);
     expect(notFound.details).toBe("nothing called missing");
-    const internal = await say(client, "fail").catch(
-      (e: unknown) => e as { code: number; details: string; metadata: { get(k: string): unknown[] } },
-    );
+    const internal = await sayError(client, "fail");
     expect(internal.code).toBe(status.INTERNAL);
     expect(internal.details).not.toContain("secret-path");
     const errorId = String(internal.metadata.get(ERROR_METADATA.errorId)[0]);
