@@ -31,6 +31,7 @@ type Callback = (
 interface EchoStub {
   Say(req: { text: string }, cb: Callback): void;
   Repeat(req: { text: string; count: number }): NodeJS.EventEmitter;
+  Hang(req: { text: string }): NodeJS.EventEmitter;
   close(): void;
 }
 
@@ -76,7 +77,7 @@ async function startEcho() {
     protoFiles: [ECHO_PROTO],
     logger,
     metrics,
-    shutdownTimeoutMs: 2000,
+    shutdownTimeoutMs: 500,
   });
   cleanups.push(() => grpc.shutdown());
   const address = `127.0.0.1:${grpc.urls[0]!.port}`;
@@ -127,6 +128,27 @@ describe("startGrpcServer", () => {
     expect(texts).toEqual(["x 0", "x 1", "x 2"]);
   });
 
+  it("maps a failing server stream to INTERNAL after the items already sent, and counts both outcomes", async () => {
+    // Proves streaming handlers get the same error mapping and metrics as unary ones.
+    const { client, metrics } = await startEcho();
+    const repeat = (text: string) =>
+      new Promise<{ texts: string[]; error?: ServiceError }>((resolve) => {
+        const texts: string[] = [];
+        const call = client.Repeat({ text, count: 3 });
+        call.on("data", (reply: { text: string }) => texts.push(reply.text));
+        call.on("end", () => resolve({ texts }));
+        call.on("error", (error: ServiceError) => resolve({ texts, error }));
+      });
+    expect((await repeat("ok")).texts).toEqual(["ok 0", "ok 1", "ok 2"]);
+    const failed = await repeat("fail");
+    expect(failed.texts).toEqual(["fail 0"]);
+    expect(failed.error?.code).toBe(status.INTERNAL);
+    expect(failed.error?.details).not.toContain("secret-path");
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('grpc_method="Repeat",grpc_type="server_stream",grpc_code="OK"} 1');
+    expect(text).toContain('grpc_method="Repeat",grpc_type="server_stream",grpc_code="INTERNAL"} 1');
+  });
+
   it("exposes gRPC counters and latency on /metrics after calls", async () => {
     // Proves an operator scraping /metrics sees calls by method and status code.
     const { client, metrics, logger } = await startEcho();
@@ -153,6 +175,21 @@ describe("startGrpcServer", () => {
     await expect(checkHealth(address, "", { deadlineMs: 1000 })).rejects.toMatchObject({
       code: expect.any(Number),
     });
+  });
+
+  it("cancels calls still open at the shutdown deadline so shutdown completes", async () => {
+    // Proves a never-ending stream (like a watch) cannot hold a SIGTERM hostage.
+    const { grpc, client } = await startEcho();
+    const call = client.Hang({ text: "waiting" });
+    const ended = new Promise<ServiceError | "ended">((resolve) => {
+      call.on("error", (err: ServiceError) => resolve(err));
+      call.on("end", () => resolve("ended"));
+    });
+    await new Promise((resolve) => call.once("data", resolve));
+    await grpc.shutdown();
+    const outcome = await ended;
+    expect(outcome).not.toBe("ended");
+    expect((outcome as ServiceError).code).toBe(status.CANCELLED);
   });
 
   it("refuses to bind an address already in use, naming the URL", async () => {
