@@ -75,7 +75,9 @@ export {
   type Logger,
   type LoggerConfig,
   type LogLevel,
-  redactPathsFor,
+  REDACTED,
+  scrubSecrets,
+  secretKeyMatcher,
 } from "./logging.js";
 export { createMetrics, type DaemonMetrics, type GrpcCallType, type MetricsConfig } from "./metrics.js";
 export {

@@ -32,16 +32,40 @@ describe("createLogger", () => {
     expect(text).toContain('"component":"x"');
   });
 
+  it("redacts by name suffix at any depth, inside arrays, and in child bindings", () => {
+    // Proves the suffix rule catches spelling variants and deep nesting, without hiding ordinary keys.
+    const out = capture();
+    const logger = createLogger({ name: "t", destination: out.stream as never });
+    logger.info(
+      {
+        a: { b: { c: { d: { e: { signingKey: "D1-deep" } } } } },
+        list: [{ "x-admin-token": "D2-array" }],
+        IAM_CRED_MASTER_KEY: "D3-env-style",
+        key: "visible-key",
+        tokenCount: 3,
+        payload: Buffer.from("kept"),
+      },
+      "m",
+    );
+    logger.child({ sessionToken: "D4-binding" }).info("child");
+    const text = out.text();
+    for (const secret of ["D1-deep", "D2-array", "D3-env-style", "D4-binding"])
+      expect(text).not.toContain(secret);
+    expect(text).toContain("visible-key");
+    expect(text).toContain('"tokenCount":3');
+    expect(text).toContain('"payload":{"type":"Buffer"');
+  });
+
   it("redacts extra keys and paths the daemon adds", () => {
     // Proves daemon-specific secret names are covered when declared.
     const out = capture();
     const logger = createLogger({
       name: "t",
       destination: out.stream as never,
-      secretKeys: ["credMasterKey"],
-      redactPaths: ['req.headers["x-admin-token"]'],
+      secretKeys: ["pin"],
+      redactPaths: ["req.body"],
     });
-    logger.info({ credMasterKey: "K1", req: { headers: { "x-admin-token": "K2" } }, visible: "shown" }, "m");
+    logger.info({ cardPin: "K1", req: { body: "K2" }, visible: "shown" }, "m");
     expect(out.text()).not.toContain("K1");
     expect(out.text()).not.toContain("K2");
     expect(out.text()).toContain("shown");
