@@ -12,6 +12,7 @@ export {
   type ValueSource,
 } from "./config/option-types.js";
 export {
+  assertValidOptionTable,
   type CommandSpec,
   conflict,
   describeConfig,

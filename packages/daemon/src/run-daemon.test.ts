@@ -100,6 +100,18 @@ describe("runDaemon (child process)", () => {
     expect(child.stderr()).not.toMatch(/\n\s+at /);
   });
 
+  it("exits 1 with a message on stderr when a listen address is taken", async () => {
+    // Proves a port clash names the flag and URL for the operator instead of a bare stack trace.
+    const first = spawnEcho([]);
+    const ready = await waitForLog(first, "echo ready");
+    const taken = (ready.grpcUrls as string[])[0]!;
+    const second = spawnEcho(["--listen-client-urls", taken]);
+    expect(await second.exited).toBe(1);
+    expect(second.stderr()).toContain(`echo: --listen-client-urls: cannot listen on ${taken}`);
+    first.proc.kill("SIGTERM");
+    expect(await first.exited).toBe(0);
+  });
+
   it("prints the version with git and node information", async () => {
     // Proves --version prints `<name> <version>` first, then build details, and exits 0.
     const child = spawnEcho(["--version"]);

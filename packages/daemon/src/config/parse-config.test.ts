@@ -276,4 +276,17 @@ describe("parseConfig errors name the key and the fix", () => {
       "--members: must be odd, got 4 (example: --members 3)",
     );
   });
+
+  it("rejects option tables with duplicate or reserved names (programmer errors)", () => {
+    // Proves mistakes in a daemon's own declaration fail loudly at start, not as odd operator errors.
+    const parse = (table: Record<string, object>) =>
+      parseConfig({ name: "d", options: defineOptions(table as never) }, [], {});
+    const spec = (flag: string, toml?: string) => ({ flag, toml, type: "string", description: "d" });
+    expect(() => parse({ a: spec("version") })).toThrow("flag --version is reserved or declared twice");
+    expect(() => parse({ a: spec("x"), b: spec("x") })).toThrow("flag --x is reserved or declared twice");
+    expect(() => parse({ a: spec("x", "k"), b: spec("y", "k") })).toThrow('TOML key "k" is declared twice');
+    expect(() => parse({ a: spec("x", "authn"), b: spec("y", "authn.key") })).toThrow(
+      'TOML key "authn" is both a value and the table of "authn.key"',
+    );
+  });
 });
