@@ -62,6 +62,8 @@ describe("runDaemon (child process)", () => {
     const ready = await waitForLog(child, "echo ready");
     const grpcUrl = (ready.grpcUrls as string[])[0]!;
     expect(await checkHealth(grpcUrl.replace("http://", ""))).toBe("SERVING");
+    const metrics = await (await fetch(`${(ready.httpUrls as string[])[0]}/metrics`)).text();
+    expect(metrics).toMatch(/^process_resident_memory_bytes\{daemon="echo"\} \d+/m);
     child.proc.kill("SIGTERM");
     expect(await child.exited).toBe(0);
     const steps = logLines(child)
