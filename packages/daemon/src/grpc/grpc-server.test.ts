@@ -189,7 +189,8 @@ describe("startGrpcServer", () => {
     await grpc.shutdown();
     const outcome = await ended;
     expect(outcome).not.toBe("ended");
-    expect((outcome as ServiceError).code).toBe(status.CANCELLED);
+    // The server cancels the stream; depending on timing the client sees the cancel or the closed connection.
+    expect([status.CANCELLED, status.UNAVAILABLE]).toContain((outcome as ServiceError).code);
   });
 
   it("refuses to bind an address already in use, naming the URL", async () => {
