@@ -1,1 +1,97 @@
-export const DAEMON_PACKAGE = "@photoncloud/daemon";
+// @photoncloud/daemon — the daemon kit. See README.md for the guide and an example.
+
+export { ConfigError, ConfigErrorCode, type ConfigIssue, configError } from "./config/config-error.js";
+export {
+  type ConfigOf,
+  defineOptions,
+  type OptionKind,
+  type OptionSpec,
+  type OptionTable,
+  type OptionValue,
+  type RawValue,
+  type ValueSource,
+} from "./config/option-types.js";
+export {
+  type CommandSpec,
+  conflict,
+  describeConfig,
+  type ParseOutcome,
+  parseConfig,
+  tomlKeyOf,
+} from "./config/parse-config.js";
+export {
+  clientTlsFiles,
+  clientTlsOptions,
+  logOptions,
+  peerTlsFiles,
+  peerTlsOptions,
+} from "./config/presets.js";
+export {
+  DomainError,
+  type DomainErrorOptions,
+  domainErrors,
+  ERROR_METADATA,
+  type GrpcStatus,
+  grpcError,
+  isMappedGrpcError,
+  type MappedGrpcError,
+  toGrpcError,
+} from "./errors.js";
+export {
+  type GrpcServerConfig,
+  type GrpcServiceRegistration,
+  type RunningGrpcServer,
+  serviceNameOf,
+  startGrpcServer,
+} from "./grpc/grpc-server.js";
+export {
+  bidiStream,
+  clientStream,
+  type InstrumentContext,
+  instrumentService,
+  serverStream,
+  unary,
+} from "./grpc/instrument.js";
+export { ListenError } from "./grpc/listen-error.js";
+export {
+  grpcServerCredentials,
+  httpsServerOptions,
+  loadTlsMaterial,
+  type TlsFiles,
+  type TlsMaterial,
+} from "./grpc/tls.js";
+export {
+  type HealthReport,
+  type HttpRouteHandler,
+  type HttpServerConfig,
+  type RunningHttpServer,
+  sendJson,
+  startHttpServer,
+} from "./http-server.js";
+export {
+  createLogger,
+  DEFAULT_SECRET_KEYS,
+  LOG_LEVELS,
+  type Logger,
+  type LoggerConfig,
+  type LogLevel,
+  redactPathsFor,
+} from "./logging.js";
+export { createMetrics, type DaemonMetrics, type GrpcCallType, type MetricsConfig } from "./metrics.js";
+export {
+  type DaemonContext,
+  type DaemonProcess,
+  type DaemonSpec,
+  runDaemon,
+  type ShutdownHook,
+} from "./run-daemon.js";
+export {
+  type DaemonUrl,
+  grpcBindAddress,
+  hostPort,
+  makeUrl,
+  parseUrl,
+  parseUrlList,
+  type UrlScheme,
+} from "./urls.js";
+export { formatVersion, gitCommitOf, type VersionInfo, versionInfo } from "./version.js";

@@ -1,0 +1,228 @@
+// From an option table to a typed config: command line (commander) > environment > TOML file >
+// defaults, every value validated by the same parser whatever its source.
+
+import { Command, CommanderError, Option } from "commander";
+import { ConfigError, ConfigErrorCode, type ConfigIssue, configError } from "./config-error.js";
+import { exampleValue, optionSchema, tomlExample } from "./option-parsers.js";
+import type { ConfigOf, OptionSpec, OptionTable, RawValue, ValueSource } from "./option-types.js";
+import { loadTomlFile } from "./toml-file.js";
+
+/** What a daemon tells the kit about itself, for --help and --version. */
+export interface CommandSpec<T extends OptionTable> {
+  /** Binary name, e.g. `chainfire`. */
+  readonly name: string;
+  /** One line for --help. */
+  readonly description?: string;
+  readonly options: T;
+  /** Environment variable that may name the config file when --config-file is absent. */
+  readonly configFileEnv?: string;
+}
+
+/** The outcome of parsing: run with a config, or print help / version and exit 0. */
+export type ParseOutcome<T extends OptionTable> =
+  | {
+      readonly action: "run";
+      readonly config: ConfigOf<T>;
+      /** Which source supplied each option. */
+      readonly sources: Readonly<Record<keyof T, ValueSource>>;
+      readonly configFile: string | undefined;
+    }
+  | { readonly action: "help"; readonly text: string }
+  | { readonly action: "version" };
+
+/** How an option is named to the operator, by source. */
+function keyFor(spec: OptionSpec, name: string, source: ValueSource, configFile?: string): string {
+  switch (source) {
+    case "flag":
+      return `--${spec.flag}`;
+    case "env":
+      return `${spec.env} (environment)`;
+    case "file":
+      return `config file ${configFile}: ${tomlKeyOf(spec, name)}`;
+    case "default":
+      return `default of option ${name}`;
+  }
+}
+
+function exampleFor(spec: OptionSpec, name: string, source: ValueSource): string {
+  if (source === "env") return `${spec.env}=${exampleValue(spec)}`;
+  if (source === "file") return `${tomlKeyOf(spec, name)} = ${tomlExample(spec)}`;
+  if (spec.flag !== undefined) return `--${spec.flag} ${exampleValue(spec)}`;
+  return `${tomlKeyOf(spec, name)} = ${tomlExample(spec)}`;
+}
+
+/** The TOML key of an option: its `toml`, else its flag, else its property name. */
+export function tomlKeyOf(spec: OptionSpec, name: string): string {
+  return spec.toml ?? spec.flag ?? name;
+}
+
+function helpLine(spec: OptionSpec): string {
+  const extras: string[] = [];
+  if (spec.default !== undefined) extras.push(`default: ${spec.secret ? "(secret)" : exampleValue(spec)}`);
+  if (spec.env !== undefined) extras.push(`env: ${spec.env}`);
+  if (spec.required) extras.push("required");
+  if (spec.type === "enum") extras.push(`one of: ${spec.values.join(", ")}`);
+  return extras.length > 0 ? `${spec.description} (${extras.join("; ")})` : spec.description;
+}
+
+interface CommandLine {
+  readonly program: Command;
+  /** Option property name → commander attribute name. */
+  readonly attributes: Map<string, string>;
+}
+
+function makeProgram<T extends OptionTable>(spec: CommandSpec<T>, output: string[]): CommandLine {
+  const program = new Command(spec.name)
+    .description(spec.description ?? "")
+    .exitOverride()
+    .allowExcessArguments(false)
+    .configureOutput({ writeOut: (s) => output.push(s), writeErr: (s) => output.push(s) })
+    .option(
+      "--config-file <path>",
+      `TOML config file with the same keys as the flags${
+        spec.configFileEnv ? ` (env: ${spec.configFileEnv})` : ""
+      }`,
+    )
+    .option("--version", "print the version and exit");
+  const attributes = new Map<string, string>();
+  for (const [name, option] of Object.entries(spec.options)) {
+    if (option.flag === undefined) continue;
+    const valueName = option.type === "bool" ? "[bool]" : "<value>";
+    const commanderOption = new Option(`--${option.flag} ${valueName}`, helpLine(option));
+    program.addOption(commanderOption);
+    attributes.set(name, commanderOption.attributeName());
+  }
+  return { program, attributes };
+}
+
+function commanderIssue(err: CommanderError): ConfigIssue {
+  const text = err.message.replace(/^error: /, "").replace(/\n/g, " ");
+  if (err.code === "commander.optionMissingArgument") {
+    return { code: ConfigErrorCode.InvalidValue, key: "argv", message: `${text} (example: --flag value)` };
+  }
+  return { code: ConfigErrorCode.UnknownFlag, key: "argv", message: `${text} (see --help)` };
+}
+
+/** Run commander; returns the parsed flags, or a help/version outcome. */
+function parseArgv<T extends OptionTable>(
+  spec: CommandSpec<T>,
+  argv: readonly string[],
+): { line: CommandLine } | { outcome: ParseOutcome<T> } {
+  const output: string[] = [];
+  const line = makeProgram(spec, output);
+  try {
+    line.program.parse([...argv], { from: "user" });
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    if (err.code === "commander.helpDisplayed" || err.code === "commander.help") {
+      return { outcome: { action: "help", text: output.join("") } };
+    }
+    throw new ConfigError(commanderIssue(err));
+  }
+  if (line.program.getOptionValue("version") === true) return { outcome: { action: "version" } };
+  return { line };
+}
+
+/** Pick the highest-precedence raw value of one option. */
+function rawValueOf(
+  name: string,
+  option: OptionSpec,
+  flags: CommandLine,
+  env: Readonly<Record<string, string | undefined>>,
+  file: Map<string, unknown>,
+): { raw: unknown; source: ValueSource } | undefined {
+  const attribute = flags.attributes.get(name);
+  const flagValue = attribute === undefined ? undefined : flags.program.getOptionValue(attribute);
+  if (flagValue !== undefined) return { raw: flagValue === true ? "true" : flagValue, source: "flag" };
+  const envValue = option.env === undefined ? undefined : env[option.env];
+  if (envValue !== undefined && envValue !== "") return { raw: envValue, source: "env" };
+  const tomlKey = tomlKeyOf(option, name);
+  if (file.has(tomlKey)) return { raw: file.get(tomlKey), source: "file" };
+  if (option.default !== undefined) return { raw: option.default as RawValue, source: "default" };
+  if (option.type === "bool") return { raw: false, source: "default" };
+  return undefined;
+}
+
+function missingIssue(name: string, option: OptionSpec): ConfigIssue {
+  const ways = [
+    option.flag !== undefined ? `--${option.flag} ${exampleValue(option)}` : undefined,
+    option.env !== undefined ? `${option.env}=${exampleValue(option)}` : undefined,
+    `${tomlKeyOf(option, name)} = ${tomlExample(option)} in the config file`,
+  ].filter((w) => w !== undefined);
+  const key = option.flag !== undefined ? `--${option.flag}` : tomlKeyOf(option, name);
+  return {
+    code: ConfigErrorCode.MissingRequired,
+    key,
+    message: `${key}: required (set ${ways.join(", or ")})`,
+  };
+}
+
+/**
+ * Parse the command line, environment and config file against an option table.
+ * Throws ConfigError listing every problem found.
+ */
+export function parseConfig<T extends OptionTable>(
+  spec: CommandSpec<T>,
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ParseOutcome<T> {
+  const parsed = parseArgv(spec, argv);
+  if ("outcome" in parsed) return parsed.outcome;
+  const flags = parsed.line;
+  const configFileFlag = flags.program.getOptionValue("configFile") as string | undefined;
+  const configFileEnv = spec.configFileEnv ? env[spec.configFileEnv] : undefined;
+  const configFile = configFileFlag ?? (configFileEnv === "" ? undefined : configFileEnv);
+  const knownKeys = Object.entries(spec.options).map(([name, o]) => tomlKeyOf(o, name));
+  const file = configFile === undefined ? new Map<string, unknown>() : loadTomlFile(configFile, knownKeys);
+
+  const issues: ConfigIssue[] = [];
+  const config: Record<string, unknown> = {};
+  const sources: Record<string, ValueSource> = {};
+  for (const [name, option] of Object.entries(spec.options)) {
+    const picked = rawValueOf(name, option, flags, env, file);
+    if (picked === undefined) {
+      if (option.required) issues.push(missingIssue(name, option));
+      config[name] = undefined;
+      continue;
+    }
+    const result = optionSchema(option).safeParse(picked.raw);
+    if (result.success) {
+      config[name] = result.data;
+      sources[name] = picked.source;
+      continue;
+    }
+    const key = keyFor(option, name, picked.source, configFile);
+    const problem = result.error.issues[0]?.message ?? "invalid value";
+    const example = problem.includes("e.g.") ? "" : ` (example: ${exampleFor(option, name, picked.source)})`;
+    issues.push({ code: ConfigErrorCode.InvalidValue, key, message: `${key}: ${problem}${example}` });
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+  return {
+    action: "run",
+    config: config as ConfigOf<T>,
+    sources: sources as Record<keyof T, ValueSource>,
+    configFile,
+  };
+}
+
+/** The config with secret options masked, for the "effective config" log line. */
+export function describeConfig<T extends OptionTable>(
+  options: T,
+  config: ConfigOf<T>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, option] of Object.entries(options)) {
+    const value = (config as Record<string, unknown>)[name];
+    if (value === undefined) continue;
+    if (option.secret) out[name] = "[REDACTED]";
+    else if (typeof value === "bigint") out[name] = `0x${value.toString(16)}`;
+    else if (option.type === "url-list") out[name] = (value as { href: string }[]).map((u) => u.href);
+    else out[name] = value;
+  }
+  return out;
+}
+
+/** Shorthand used by daemons for cross-option checks (e.g. https:// needs --cert-file). */
+export function conflict(key: string, message: string): ConfigError {
+  return configError(ConfigErrorCode.Conflict, key, `${key}: ${message}`);
+}

@@ -1,0 +1,130 @@
+// The daemon's HTTP side: /metrics (Prometheus), /health (JSON, 200 or 503), /version, and routes
+// the daemon adds (e.g. iam's /.well-known/jwks.json). One handler, several listeners.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import { ListenError } from "./grpc/listen-error.js";
+import { httpsServerOptions, loadTlsMaterial, type TlsFiles } from "./grpc/tls.js";
+import type { DaemonMetrics } from "./metrics.js";
+import { type DaemonUrl, makeUrl } from "./urls.js";
+
+export interface HealthReport {
+  readonly healthy: boolean;
+  /** Anything useful to an operator (leader, raft term, ...). Must not contain secrets. */
+  readonly [detail: string]: unknown;
+}
+
+export type HttpRouteHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+export interface HttpServerConfig {
+  readonly urls: readonly DaemonUrl[];
+  readonly tls?: TlsFiles;
+  readonly metrics?: DaemonMetrics;
+  /** Backs /health: 200 when healthy, 503 otherwise. Default: always healthy. */
+  readonly health?: () => HealthReport | Promise<HealthReport>;
+  /** Served as JSON on /version. */
+  readonly version?: Record<string, string>;
+  /** Extra GET routes by exact path. */
+  readonly routes?: Readonly<Record<string, HttpRouteHandler>>;
+  readonly logger: Logger;
+  /** How the URL list is named in messages, e.g. `--listen-http-urls`. */
+  readonly what?: string;
+}
+
+export interface RunningHttpServer {
+  /** The listen URLs with the ports actually bound. */
+  readonly urls: readonly DaemonUrl[];
+  close(): Promise<void>;
+}
+
+/** Write a JSON response. */
+export function sendJson(res: ServerResponse, statusCode: number, body: unknown): void {
+  const text = JSON.stringify(body, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+  res.writeHead(statusCode, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(text);
+}
+
+function builtinRoutes(config: HttpServerConfig): Record<string, HttpRouteHandler> {
+  return {
+    "/metrics": async (_req, res) => {
+      if (config.metrics === undefined) return sendJson(res, 404, { error: "metrics are not enabled" });
+      const text = await config.metrics.registry.metrics();
+      res.writeHead(200, { "content-type": config.metrics.registry.contentType });
+      res.end(text);
+    },
+    "/health": async (_req, res) => {
+      const report = config.health ? await config.health() : { healthy: true };
+      sendJson(res, report.healthy ? 200 : 503, report);
+    },
+    "/version": (_req, res) => sendJson(res, 200, config.version ?? {}),
+  };
+}
+
+function makeHandler(config: HttpServerConfig, logger: Logger) {
+  const routes = { ...builtinRoutes(config), ...config.routes };
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    const route = routes[path];
+    if (route === undefined) return sendJson(res, 404, { error: `no route ${path}` });
+    if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, { error: "use GET" });
+    Promise.resolve()
+      .then(() => route(req, res))
+      .catch((err: unknown) => {
+        logger.error({ err, path }, "HTTP handler failed");
+        if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
+        else res.destroy();
+      });
+  };
+}
+
+function listenOne(server: Server, url: DaemonUrl, what: string): Promise<DaemonUrl> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) =>
+      reject(new ListenError(url.href, err.code ?? err.message, what));
+    server.once("error", onError);
+    server.listen(url.port, url.host, () => {
+      server.off("error", onError);
+      resolve(makeUrl(url.scheme, url.host, (server.address() as AddressInfo).port));
+    });
+  });
+}
+
+function closeOne(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+/** Start one listener per URL (TLS for https://). Resolves once all are listening. */
+export async function startHttpServer(config: HttpServerConfig): Promise<RunningHttpServer> {
+  const what = config.what ?? "HTTP listener";
+  const logger = config.logger.child({ component: "http" });
+  const handler = makeHandler(config, logger);
+  const servers: Server[] = [];
+  const bound: DaemonUrl[] = [];
+  try {
+    for (const url of config.urls) {
+      const server = url.tls
+        ? createHttpsServer(
+            httpsServerOptions(loadTlsMaterial(config.tls ?? {}, `${what} (${url.href})`)),
+            handler,
+          )
+        : createServer(handler);
+      servers.push(server);
+      bound.push(await listenOne(server, url, what));
+    }
+  } catch (err) {
+    await Promise.all(servers.map(closeOne));
+    throw err;
+  }
+  logger.info({ urls: bound.map((u) => u.href) }, "HTTP server listening");
+  return {
+    urls: bound,
+    close: async () => {
+      await Promise.all(servers.map(closeOne));
+    },
+  };
+}
