@@ -10,6 +10,7 @@ import {
 } from "@photoncloud/daemon";
 import { IamCore, IamStore, createIamServices } from "@photoncloud/iam-api";
 import { type BootstrapResult, checkBootstrap } from "./bootstrap.js";
+import { markMappedErrors } from "./kit-adapter.js";
 import { runtimeMtlsCredentials } from "./mtls-credentials.js";
 import { iamOptions } from "./options.js";
 
@@ -59,10 +60,12 @@ async function startIam(ctx: Ctx): Promise<void> {
     urls: config.listenClientUrls,
     tls: { certFile: config.certFile, keyFile: config.keyFile },
     credentialsFor: (url) => (url.tls && mtls ? mtls.credentials : undefined),
-    services: createIamServices(core, {
-      token: boot.adminToken,
-      allowUnauthenticated: boot.allowUnauthenticatedAdmin,
-    }),
+    services: markMappedErrors(
+      createIamServices(core, {
+        token: boot.adminToken,
+        allowUnauthenticated: boot.allowUnauthenticatedAdmin,
+      }),
+    ),
     protoFiles: [IAM_PROTO],
     logger,
     metrics: ctx.metrics,
