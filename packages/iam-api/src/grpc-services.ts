@@ -101,7 +101,10 @@ export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
         via = `access-key:${req.accessKey.accessKeyId}`;
       } else if (req.clientCertificate) {
         const cert = call.getAuthContext?.()?.sslPeerCertificate;
-        if (!cert?.raw) throw unauthenticated("no TLS client certificate was presented on this connection");
+        if (!cert?.raw)
+          throw unauthenticated(
+            "no verified TLS client certificate on this connection: it must chain to a configured trust root (CERT_UNTRUSTED)",
+          );
         const id = core.authenticateCertificate(cert.raw);
         principalId = id.principalId;
         via = `mtls:${id.uriSan}`;

@@ -43,6 +43,8 @@ export interface IamCoreOptions {
   /** Dev mode only: generate a random signing key when none is configured or stored. */
   generateSigningKey: boolean;
   nowMs?: () => number;
+  /** Called with the trust roots' PEMs after every change (e.g. to refresh a TLS listener's CA list). */
+  onTrustRootsChanged?: (pems: string[]) => void;
 }
 
 /** Active credentials a principal may hold at once (AWS-style overlap of old and new). */
@@ -365,6 +367,7 @@ export class IamCore {
     const info = this.mtls.addTrustRoot(id, pem);
     this.options.store.upsertTrustRoot(id, pem, this.nowMs());
     this.audit.record(callerName(caller), "trust-root.add", id, "ok", { fingerprint: info.fingerprint256 });
+    this.trustRootsChanged();
     return info;
   }
 
@@ -373,6 +376,7 @@ export class IamCore {
     this.options.store.deleteTrustRoot(id);
     const removed = this.mtls.removeTrustRoot(id);
     this.audit.record(callerName(caller), "trust-root.remove", id, removed ? "ok" : "absent");
+    this.trustRootsChanged();
     return removed;
   }
 
@@ -405,6 +409,10 @@ export class IamCore {
       });
       throw err;
     }
+  }
+
+  private trustRootsChanged(): void {
+    this.options.onTrustRootsChanged?.(this.mtls.trustRoots().map((r) => r.pem));
   }
 
   private requireAdmin(caller: Caller, what: string): void {

@@ -33,7 +33,11 @@ async function startIam(ctx: Ctx): Promise<void> {
   mkdirSync(config.dataDir, { recursive: true });
   const store = new IamStore(join(config.dataDir, "iam.db"));
   ctx.onShutdown("store", () => store.close());
+  // The TLS listener's CA list follows the trust roots (grpc-js exposes a client certificate to
+  // handlers only when it verified at the TLS layer); the handler then re-checks roots and mappings.
+  let trustRootsChanged: (pems: string[]) => void = () => {};
   const core = await IamCore.open({
+    onTrustRootsChanged: (pems) => trustRootsChanged(pems),
     store,
     masterKey: boot.masterKey,
     issuer: config.issuer,
@@ -72,12 +76,7 @@ async function startIam(ctx: Ctx): Promise<void> {
     what: "--listen-client-urls",
   });
   ctx.onShutdown("grpc", () => grpc.shutdown());
-  if (mtls) {
-    // Keep the CA list the TLS layer advertises in step with run-time trust-root changes.
-    const timer = setInterval(() => mtls.setTrustRoots(core.mtls.trustRoots().map((r) => r.pem)), 1000);
-    timer.unref();
-    ctx.onShutdown("trust-root-refresh", () => clearInterval(timer));
-  }
+  if (mtls) trustRootsChanged = mtls.setTrustRoots;
   const http = await startHttpServer({
     urls: config.listenHttpUrls,
     metrics: ctx.metrics,

@@ -27,15 +27,17 @@ class RuntimeTrustProvider implements experimental.CertificateProvider {
     for (const l of this.caListeners) l({ caCertificate: this.ca });
   }
 
+  // grpc-js registers its watcher only after adding these listeners, so the first update must be
+  // delivered asynchronously or the server never learns that its credentials are loaded.
   addCaCertificateListener(listener: CaListener): void {
     this.caListeners.add(listener);
-    listener({ caCertificate: this.ca });
+    setImmediate(() => listener({ caCertificate: this.ca }));
   }
   removeCaCertificateListener(listener: CaListener): void {
     this.caListeners.delete(listener);
   }
   addIdentityCertificateListener(listener: IdListener): void {
-    listener(this.identity);
+    setImmediate(() => listener(this.identity));
   }
   removeIdentityCertificateListener(): void {}
 }

@@ -60,9 +60,13 @@ async function pollFor<T>(what: string, fn: () => T | undefined, deadlineMs = 30
 }
 
 /** Starts the daemon on ephemeral ports and waits (polling its log) until it is ready. */
-export async function startIam(args: string[], env: Record<string, string>): Promise<RunningIam> {
+export async function startIam(
+  args: string[],
+  env: Record<string, string>,
+  clientUrl = "http://127.0.0.1:0",
+): Promise<RunningIam> {
   const p = spawnIam(
-    ["--listen-client-urls", "http://127.0.0.1:0", "--listen-http-urls", "http://127.0.0.1:0", ...args],
+    ["--listen-client-urls", clientUrl, "--listen-http-urls", "http://127.0.0.1:0", ...args],
     env,
   );
   let exitCode: number | null | undefined;
@@ -79,7 +83,7 @@ export async function startIam(args: string[], env: Record<string, string>): Pro
     child: p.child,
     stdout: p.stdout,
     stderr: p.stderr,
-    grpcAddress: ready.grpcUrls[0]!.replace("http://", ""),
+    grpcAddress: ready.grpcUrls[0]!.replace(/^https?:\/\//, ""),
     httpUrl: ready.httpUrls[0]!,
     stop: async () => {
       if (exitCode === undefined) p.child.kill("SIGTERM");
