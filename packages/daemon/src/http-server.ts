@@ -91,9 +91,17 @@ function listenOne(server: Server, url: DaemonUrl, what: string): Promise<Daemon
   });
 }
 
+/** Keep-alive connections idle out at once; busy ones get this long to finish their response. */
+const CLOSE_GRACE_MS = 2000;
+
 function closeOne(server: Server): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    const timer = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
     server.closeIdleConnections();
   });
 }

@@ -12,6 +12,7 @@ export {
   type ValueSource,
 } from "./config/option-types.js";
 export {
+  assertValidOptionTable,
   type CommandSpec,
   conflict,
   describeConfig,
@@ -75,7 +76,9 @@ export {
   type Logger,
   type LoggerConfig,
   type LogLevel,
-  redactPathsFor,
+  REDACTED,
+  scrubSecrets,
+  secretKeyMatcher,
 } from "./logging.js";
 export { createMetrics, type DaemonMetrics, type GrpcCallType, type MetricsConfig } from "./metrics.js";
 export {
@@ -95,3 +98,4 @@ export {
   type UrlScheme,
 } from "./urls.js";
 export { formatVersion, gitCommitOf, type VersionInfo, versionInfo } from "./version.js";
+export { checkHealth, type HealthStatus, listServices, type ProbeOptions } from "./grpc/probe-clients.js";

@@ -3,6 +3,7 @@
 // reverse order (exit 0). A second signal forces exit 1; an uncaught error is logged and exits 1.
 
 import { ConfigError } from "./config/config-error.js";
+import { ListenError } from "./grpc/listen-error.js";
 import type { ConfigOf, OptionTable } from "./config/option-types.js";
 import { type CommandSpec, describeConfig, parseConfig } from "./config/parse-config.js";
 import { createLogger, type Logger, type LogLevel } from "./logging.js";
@@ -168,7 +169,11 @@ async function startDaemon<T extends OptionTable>(
     metrics: createMetrics({ defaultLabels: { daemon: spec.name } }),
     version,
     configFile,
-    onShutdown: (name, hook) => void hooks.push({ name, hook }),
+    onShutdown: (name, hook) => {
+      // Something started after a signal arrived mid-start: stop it now, the others are stopping.
+      if (stopping) void runHooks([{ name, hook }], logger);
+      else hooks.push({ name, hook });
+    },
     shuttingDown,
   };
   try {
@@ -180,6 +185,8 @@ async function startDaemon<T extends OptionTable>(
       return void proc.exit(2);
     }
     logger.fatal({ err }, "failed to start");
+    // A listener that cannot open is the operator's to fix: say so on stderr as well.
+    if (err instanceof ListenError) proc.writeErr(`${spec.name}: ${err.message}\n`);
     await runHooks(hooks, logger);
     return void proc.exit(1);
   }

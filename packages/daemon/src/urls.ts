@@ -22,6 +22,7 @@ const HOSTNAME =
 
 /** Why `text` is not a usable URL, or undefined when it is. */
 function urlProblem(text: string, url: URL | undefined): string | undefined {
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text)) return "has no scheme (start it with http:// or https://)";
   if (url === undefined) return "is not a URL";
   const scheme = url.protocol.slice(0, -1);
   if (scheme !== "http" && scheme !== "https") return `has scheme "${scheme}", expected http or https`;

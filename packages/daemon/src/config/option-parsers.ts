@@ -77,9 +77,8 @@ function parseUint64(raw: unknown): bigint | undefined {
 }
 
 function rangeText(spec: OptionSpec): string {
-  if (!("min" in spec || "max" in spec)) return "";
-  const min = "min" in spec ? spec.min : undefined;
-  const max = "max" in spec ? spec.max : undefined;
+  if (spec.type !== "int" && spec.type !== "duration-ms" && spec.type !== "bytes") return "";
+  const { min, max } = spec;
   if (min !== undefined && max !== undefined) return ` between ${min} and ${max}`;
   if (min !== undefined) return ` of at least ${min}`;
   return max !== undefined ? ` of at most ${max}` : "";
@@ -140,7 +139,10 @@ function parseKind(spec: OptionSpec, raw: unknown): unknown {
 
 /** Range and custom checks on a parsed value: a problem sentence, or undefined. */
 function checkValue(spec: OptionSpec, value: unknown): string | undefined {
-  if (typeof value === "number" && "min" in spec) {
+  if (
+    typeof value === "number" &&
+    (spec.type === "int" || spec.type === "duration-ms" || spec.type === "bytes")
+  ) {
     if ((spec.min !== undefined && value < spec.min) || (spec.max !== undefined && value > spec.max)) {
       return `expected ${expectedText(spec)}, got ${value}`;
     }

@@ -71,7 +71,34 @@ interface CommandLine {
   readonly attributes: Map<string, string>;
 }
 
+const RESERVED_FLAGS = ["config-file", "version", "help", "h"];
+
+/**
+ * Programmer errors in an option table (duplicate or reserved flags, duplicate TOML keys, a key that
+ * is also a table prefix of another) would otherwise show up as confusing operator errors.
+ */
+export function assertValidOptionTable(options: OptionTable): void {
+  const flags = new Set<string>(RESERVED_FLAGS);
+  const tomlKeys = new Set<string>(["config-file"]);
+  for (const [name, option] of Object.entries(options)) {
+    if (option.flag !== undefined) {
+      if (flags.has(option.flag))
+        throw new TypeError(`option ${name}: flag --${option.flag} is reserved or declared twice`);
+      flags.add(option.flag);
+    }
+    const key = tomlKeyOf(option, name);
+    if (tomlKeys.has(key)) throw new TypeError(`option ${name}: TOML key "${key}" is declared twice`);
+    tomlKeys.add(key);
+  }
+  for (const key of tomlKeys) {
+    const clash = [...tomlKeys].find((other) => other.startsWith(`${key}.`));
+    if (clash !== undefined)
+      throw new TypeError(`TOML key "${key}" is both a value and the table of "${clash}"`);
+  }
+}
+
 function makeProgram<T extends OptionTable>(spec: CommandSpec<T>, output: string[]): CommandLine {
+  assertValidOptionTable(spec.options);
   const program = new Command(spec.name)
     .description(spec.description ?? "")
     .exitOverride()

@@ -8,7 +8,7 @@ import { clientTlsFiles, clientTlsOptions, logOptions } from "../config/presets.
 import { defineOptions } from "../config/option-types.js";
 import { domainErrors } from "../errors.js";
 import { startGrpcServer } from "../grpc/grpc-server.js";
-import { serverStream, unary } from "../grpc/instrument.js";
+import { serverStream, unary, writeMessage } from "../grpc/instrument.js";
 import { startHttpServer } from "../http-server.js";
 import { runDaemon } from "../run-daemon.js";
 
@@ -48,6 +48,13 @@ export const echoOptions = defineOptions({
     default: 0,
     description: "pause in the last shutdown step (to test graceful shutdown)",
   },
+  simulateFailure: {
+    flag: "simulate-failure",
+    type: "enum",
+    values: ["none", "start", "uncaught"],
+    default: "none",
+    description: "fail on purpose (to test failure handling): during start, or by an uncaught error after it",
+  },
   ...logOptions("ECHO_"),
   ...clientTlsOptions("ECHO_"),
 });
@@ -78,7 +85,14 @@ export const echoImplementation = {
     return { text: request.text };
   }),
   Repeat: serverStream<RepeatRequest, EchoReply>(async (request, call) => {
-    for (let i = 0; i < request.count; i++) call.write({ text: `${request.text} ${i}` });
+    for (let i = 0; i < request.count; i++) {
+      if (request.text === "fail" && i === 1) throw new Error("stream broke at /var/lib/secret-path");
+      await writeMessage(call, { text: `${request.text} ${i}` });
+    }
+  }),
+  Hang: serverStream<EchoRequest, EchoReply>(async (request, call) => {
+    call.write({ text: request.text });
+    await new Promise<void>((resolve) => call.once("cancelled", () => resolve()));
   }),
 };
 
@@ -114,6 +128,12 @@ export function main(): Promise<void> {
       });
       onShutdown("http", () => http.close());
       onShutdown("delay", () => new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs)));
+      if (config.simulateFailure === "start") throw new Error("simulated start-up failure");
+      if (config.simulateFailure === "uncaught") {
+        setTimeout(() => {
+          throw new Error("simulated uncaught error");
+        }, 10);
+      }
       logger.info(
         {
           grpcUrls: grpc.urls.map((u) => u.href),

@@ -196,3 +196,25 @@ export function bidiStream<Req, Res>(
       .catch((err: unknown) => call.emit("error", err));
   };
 }
+
+/**
+ * Write one message to a server or bidi stream, waiting for the transport to drain when its buffer
+ * is full, so a large stream (snapshots, watch catch-up) does not pile up in memory.
+ */
+export function writeMessage<T>(
+  call: { write(message: T): boolean; once(event: "drain" | "close", listener: () => void): unknown },
+  message: T,
+): Promise<void> {
+  if (call.write(message)) return Promise.resolve();
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = () => {
+      if (!settled) {
+        settled = true;
+        resolve();
+      }
+    };
+    call.once("drain", done);
+    call.once("close", done);
+  });
+}

@@ -1,0 +1,84 @@
+// A throwaway PKI for TLS tests: a CA, and leaf certificates for 127.0.0.1 / localhost signed by it.
+// Keys come from node:crypto (fast); node-forge builds and signs the X.509 certificates.
+
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import forge from "node-forge";
+
+export interface Pem {
+  readonly cert: string;
+  readonly key: string;
+}
+
+function newKeys(): {
+  privateKey: forge.pki.rsa.PrivateKey;
+  publicKey: forge.pki.rsa.PublicKey;
+  keyPem: string;
+} {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+  const forgeKey = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
+  return { privateKey: forgeKey, publicKey: forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e), keyPem };
+}
+
+function baseCert(publicKey: forge.pki.PublicKey, commonName: string): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = publicKey;
+  cert.serialNumber = `01${randomBytes(8).toString("hex")}`;
+  cert.validity.notBefore = new Date(Date.now() - 60_000);
+  cert.validity.notAfter = new Date(Date.now() + 24 * 3600_000);
+  cert.setSubject([{ name: "commonName", value: commonName }]);
+  return cert;
+}
+
+export interface TestCa extends Pem {
+  /** Issue a leaf for 127.0.0.1/localhost usable as server and client certificate. */
+  issue(commonName: string): Pem;
+}
+
+export function createTestCa(commonName = "test CA"): TestCa {
+  const keys = newKeys();
+  const cert = baseCert(keys.publicKey, commonName);
+  cert.setIssuer(cert.subject.attributes);
+  cert.setExtensions([
+    { name: "basicConstraints", cA: true },
+    { name: "keyUsage", keyCertSign: true, cRLSign: true },
+  ]);
+  cert.sign(keys.privateKey, forge.md.sha256.create());
+  return {
+    cert: forge.pki.certificateToPem(cert),
+    key: keys.keyPem,
+    issue: (leafName) => {
+      const leafKeys = newKeys();
+      const leaf = baseCert(leafKeys.publicKey, leafName);
+      leaf.setIssuer(cert.subject.attributes);
+      leaf.setExtensions([
+        { name: "basicConstraints", cA: false },
+        { name: "keyUsage", digitalSignature: true, keyEncipherment: true },
+        { name: "extKeyUsage", serverAuth: true, clientAuth: true },
+        {
+          name: "subjectAltName",
+          altNames: [
+            { type: 7, ip: "127.0.0.1" },
+            { type: 2, value: "localhost" },
+          ],
+        },
+      ]);
+      leaf.sign(keys.privateKey, forge.md.sha256.create());
+      return { cert: forge.pki.certificateToPem(leaf), key: leafKeys.keyPem };
+    },
+  };
+}
+
+/** Write PEM strings to files in a fresh temporary directory; returns their paths by name. */
+export function writePemFiles(files: Record<string, string>): Record<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), "daemon-tls-"));
+  const paths: Record<string, string> = {};
+  for (const [name, text] of Object.entries(files)) {
+    paths[name] = join(dir, name);
+    writeFileSync(paths[name], text, { mode: 0o600 });
+  }
+  return paths;
+}
