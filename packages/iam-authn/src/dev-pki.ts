@@ -11,6 +11,8 @@ export interface IssueOptions {
   commonName: string;
   /** The one URI SAN for a client identity, e.g. spiffe://photon.local/svc/chainfire. */
   uriSan?: string;
+  /** More URI SANs; only for producing certificates that must be refused (iam accepts exactly one). */
+  extraUriSans?: string[];
   dnsNames?: string[];
   ipAddresses?: string[];
   validDays?: number;
@@ -58,6 +60,7 @@ export function issueDevCertificate(ca: PemPair, options: IssueOptions): PemPair
   cert.setIssuer(caCert.subject.attributes);
   const altNames: { type: number; value?: string; ip?: string }[] = [];
   if (options.uriSan) altNames.push({ type: 6, value: options.uriSan });
+  for (const uri of options.extraUriSans ?? []) altNames.push({ type: 6, value: uri });
   for (const dns of options.dnsNames ?? []) altNames.push({ type: 2, value: dns });
   for (const ip of options.ipAddresses ?? []) altNames.push({ type: 7, ip });
   const extensions: object[] = [

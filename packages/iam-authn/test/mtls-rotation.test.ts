@@ -95,6 +95,8 @@ describe("mTLS overlap-and-cutover rotation", () => {
     verifier.addTrustRoot("new", newCa.certPem);
     const noUri = issueDevCertificate(newCa, { commonName: "no-uri", dnsNames: ["x.local"] });
     expect(await call(noUri)).toBe("DENY CERT_URI_SAN_COUNT");
+    const twoUris = issueDevCertificate(newCa, { commonName: "two", uriSan: newId, extraUriSans: [oldId] });
+    expect(await call(twoUris)).toBe("DENY CERT_URI_SAN_COUNT");
     const expired = issueDevCertificate(newCa, {
       commonName: "old",
       uriSan: newId,
