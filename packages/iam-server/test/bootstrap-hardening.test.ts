@@ -1,9 +1,17 @@
 // Proves the seed's production bootstrap contract: each missing or unsafe item is refused with its message, a complete production config starts, and dev mode starts with a loud warning.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { runIamctl } from "../src/iamctl.js";
-import { type RunningIam, baseEnv, ed25519Pem, runToExit, startIam, tempDir } from "./harness.js";
+import {
+  type RunningIam,
+  baseEnv,
+  ed25519Pem,
+  removeTempDirs,
+  runToExit,
+  startIam,
+  tempDir,
+} from "./harness.js";
 
 const adminToken = "bootstrap-admin-token-6f1c2a9e8d7b";
 const masterKeyHex = "a1".repeat(32);
@@ -21,6 +29,8 @@ const without = (name: string) => {
   return env;
 };
 let running: RunningIam | undefined;
+
+afterAll(() => removeTempDirs());
 
 afterEach(async () => {
   await running?.stop();

@@ -1,7 +1,7 @@
 // Starts the compiled iam daemon as a child process (built by `pnpm build`) and reads its JSON logs.
 import { type ChildProcess, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,8 +18,17 @@ export interface RunningIam {
   stop: () => Promise<number | null>;
 }
 
+const createdDirs: string[] = [];
+
 export function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), "iam-server-"));
+  const dir = mkdtempSync(join(tmpdir(), "iam-server-"));
+  createdDirs.push(dir);
+  return dir;
+}
+
+/** Removes every directory tempDir() created (call from afterAll). */
+export function removeTempDirs(): void {
+  for (const dir of createdDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 export function ed25519Pem(): string {

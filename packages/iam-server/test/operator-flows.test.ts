@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runIamctl } from "../src/iamctl.js";
-import { type RunningIam, baseEnv, ed25519Pem, startIam, tempDir } from "./harness.js";
+import { type RunningIam, baseEnv, ed25519Pem, removeTempDirs, startIam, tempDir } from "./harness.js";
 
 const adminToken = "operator-flows-admin-token-4b8e1f";
 const masterKeyHex = "5c".repeat(32);
@@ -56,6 +56,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await iam?.stop();
+  removeTempDirs();
 });
 
 describe("operator flows through iamctl", () => {
