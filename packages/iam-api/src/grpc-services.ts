@@ -1,0 +1,234 @@
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Metadata, ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
+import type { SigningKeyRecord } from "@photoncloud/iam-authn";
+import { toGrpcError, unauthenticated } from "./errors.js";
+import {
+  CredentialsService,
+  MtlsIdentitiesService,
+  PrincipalsService,
+  SigningKeysService,
+  TokensService,
+  type Credential,
+  type IssueTokenRequest,
+  type IssueTokenResponse,
+  type Principal,
+  type SigningKey,
+} from "./gen/iam/v1/iam.js";
+import type { Caller, IamCore } from "./iam-core.js";
+import type { CredentialRow, PrincipalRow } from "./store.js";
+
+/** How admin calls are recognised. */
+export interface AdminAuthOptions {
+  /** The admin token, or null when none is configured (then only dev-mode unauthenticated admin works). */
+  token: string | null;
+  /** Dev only: treat callers without credentials as admin. */
+  allowUnauthenticated: boolean;
+}
+
+/** Compares a presented admin token with the configured one in constant time (HMACs equalise lengths). */
+export function adminTokenMatcher(token: string | null): (presented: string) => boolean {
+  if (token === null) return () => false;
+  const key = randomBytes(32);
+  const want = createHmac("sha256", key).update(token).digest();
+  return (presented) => timingSafeEqual(createHmac("sha256", key).update(presented).digest(), want);
+}
+
+type Handler<Req, Res> = (req: Req, caller: Caller, call: ServerUnaryCall<Req, Res>) => Promise<Res> | Res;
+
+const ms = (v: number | null): bigint => BigInt(v ?? 0);
+
+export const toSigningKey = (r: SigningKeyRecord): SigningKey => ({
+  kid: r.kid,
+  alg: r.alg,
+  state: r.state,
+  createdAt: ms(r.createdAtMs),
+  activatedAt: ms(r.activatedAtMs),
+  deactivatedAt: ms(r.deactivatedAtMs),
+  populationRevokedAt: ms(r.populationRevokedAtMs),
+  retiredAt: ms(r.retiredAtMs),
+  purgedAt: ms(r.purgedAtMs),
+});
+
+const toPrincipal = (p: PrincipalRow): Principal => ({
+  id: p.id,
+  kind: p.kind,
+  displayName: p.displayName,
+  enabled: p.enabled,
+  notBeforeEpochSeconds: BigInt(p.notBeforeEpochSeconds),
+  createdAt: ms(p.createdAtMs),
+});
+
+const toCredential = (c: CredentialRow): Credential => ({
+  accessKeyId: c.accessKeyId,
+  principalId: c.principalId,
+  state: c.state,
+  createdAt: ms(c.createdAtMs),
+  lastUsedAt: ms(c.lastUsedAtMs),
+  revokedAt: ms(c.revokedAtMs),
+});
+
+/** Builds the gRPC implementations of every iam.v1 service over one IamCore. */
+export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
+  const isAdminToken = adminTokenMatcher(admin.token);
+
+  async function callerOf(metadata: Metadata): Promise<Caller> {
+    const header = metadata.get("authorization")[0];
+    const bearer = typeof header === "string" && header.startsWith("Bearer ") ? header.slice(7) : null;
+    if (bearer === null) return admin.allowUnauthenticated ? { kind: "admin" } : { kind: "anonymous" };
+    if (isAdminToken(bearer)) return { kind: "admin" };
+    // Not the admin token: it must be a valid issued token, or the call is refused outright.
+    const v = await core.validateToken(bearer);
+    return { kind: "principal", principalId: v.subject };
+  }
+
+  function unary<Req, Res>(handler: Handler<Req, Res>) {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      callerOf(call.metadata)
+        .then((caller) => handler(call.request, caller, call))
+        .then(
+          (res) => callback(null, res),
+          (err: unknown) => callback(toGrpcError(err)),
+        );
+    };
+  }
+
+  const tokens: UntypedServiceImplementation = {
+    issueToken: unary<IssueTokenRequest, IssueTokenResponse>(async (req, caller, call) => {
+      let principalId: string;
+      let via: string;
+      if (req.accessKey) {
+        principalId = core.authenticateAccessKey(req.accessKey.accessKeyId, req.accessKey.secret);
+        via = `access-key:${req.accessKey.accessKeyId}`;
+      } else if (req.clientCertificate) {
+        const cert = call.getAuthContext?.()?.sslPeerCertificate;
+        if (!cert?.raw)
+          throw unauthenticated(
+            "no verified TLS client certificate on this connection: it must chain to a configured trust root (CERT_UNTRUSTED)",
+          );
+        const id = core.authenticateCertificate(cert.raw);
+        principalId = id.principalId;
+        via = `mtls:${id.uriSan}`;
+      } else if (req.adminSubject) {
+        if (caller.kind !== "admin") throw unauthenticated("admin_subject needs the admin token");
+        principalId = req.adminSubject;
+        via = "admin";
+      } else {
+        throw unauthenticated("give access_key, client_certificate or admin_subject");
+      }
+      const t = await core.issueToken(principalId, via, req.ttlSeconds, req.audience);
+      return {
+        token: t.token,
+        jti: t.jti,
+        kid: t.kid,
+        principalId,
+        expiresAtSeconds: BigInt(t.expiresAtSeconds),
+      };
+    }),
+    validateToken: (call: ServerUnaryCall<{ token: string }, unknown>, callback: sendUnaryData<unknown>) => {
+      // Validation needs no caller identity: skip caller resolution on this hot path.
+      core.validateToken(call.request.token).then(
+        (v) =>
+          callback(null, {
+            principalId: v.subject,
+            jti: v.jti,
+            kid: v.kid,
+            issuedAtSeconds: BigInt(v.issuedAtSeconds),
+            expiresAtSeconds: BigInt(v.expiresAtSeconds),
+          }),
+        (err: unknown) => callback(toGrpcError(err)),
+      );
+    },
+    revokeToken: unary<{ token: string; jti: string; expiresAtSeconds: bigint }, { jti: string }>(
+      async (req, caller) => ({
+        jti: await core.revokeToken(caller, req.token, req.jti, Number(req.expiresAtSeconds)),
+      }),
+    ),
+    getJwks: unary<object, { jwksJson: string }>(() => ({ jwksJson: JSON.stringify(core.keys.jwks()) })),
+  };
+
+  const keys: UntypedServiceImplementation = {
+    addKey: unary<{ alg: string; privateKeyPem: string }, SigningKey>(async (req, caller) =>
+      toSigningKey(await core.addKey(caller, req.alg, req.privateKeyPem)),
+    ),
+    activateKey: unary<{ kid: string }, SigningKey>((req, c) =>
+      toSigningKey(core.keyTransition(c, "activate", req.kid)),
+    ),
+    revokeKeyPopulation: unary<{ kid: string }, SigningKey>((req, c) =>
+      toSigningKey(core.keyTransition(c, "revoke-population", req.kid)),
+    ),
+    retireKey: unary<{ kid: string }, SigningKey>((req, c) =>
+      toSigningKey(core.keyTransition(c, "retire", req.kid)),
+    ),
+    purgeKey: unary<{ kid: string }, SigningKey>((req, c) =>
+      toSigningKey(core.keyTransition(c, "purge", req.kid)),
+    ),
+    listKeys: unary<object, { keys: SigningKey[] }>((_req, caller) => {
+      if (caller.kind !== "admin") throw unauthenticated("ListKeys needs the admin token");
+      return { keys: core.keys.list().map(toSigningKey) };
+    }),
+  };
+
+  const principals: UntypedServiceImplementation = {
+    createPrincipal: unary<{ id: string; kind: string; displayName: string }, Principal>((req, c) =>
+      toPrincipal(core.createPrincipal(c, req.id, req.kind || "service", req.displayName)),
+    ),
+    getPrincipal: unary<{ id: string }, Principal>((req) => toPrincipal(core.principal(req.id))),
+    listPrincipals: unary<object, { principals: Principal[] }>(() => ({
+      principals: core.listPrincipals().map(toPrincipal),
+    })),
+    setPrincipalEnabled: unary<{ id: string; enabled: boolean }, Principal>((req, c) =>
+      toPrincipal(core.setPrincipalEnabled(c, req.id, req.enabled)),
+    ),
+    bumpNotBefore: unary<{ id: string }, Principal>((req, c) => toPrincipal(core.bumpNotBefore(c, req.id))),
+  };
+
+  const credentials: UntypedServiceImplementation = {
+    createCredential: unary<{ principalId: string }, { credential: Credential; secret: string }>((req, c) => {
+      const created = core.createCredential(c, req.principalId);
+      return { credential: toCredential(created.credential), secret: created.secret };
+    }),
+    getCredentialSecret: unary<{ accessKeyId: string }, { accessKeyId: string; secret: string }>(
+      (req, c) => ({
+        accessKeyId: req.accessKeyId,
+        secret: core.credentialSecret(c, req.accessKeyId),
+      }),
+    ),
+    listCredentials: unary<{ principalId: string }, { credentials: Credential[] }>((req, c) => ({
+      credentials: core.listCredentials(c, req.principalId).map(toCredential),
+    })),
+    revokeCredential: unary<{ accessKeyId: string }, Credential>((req, c) =>
+      toCredential(core.revokeCredential(c, req.accessKeyId)),
+    ),
+  };
+
+  const mtls: UntypedServiceImplementation = {
+    addTrustRoot: unary<{ id: string; certificatePem: string }, object>((req, c) => {
+      const r = core.addTrustRoot(c, req.id, req.certificatePem);
+      return { id: r.id, subject: r.subject, fingerprintSha256: r.fingerprint256 };
+    }),
+    removeTrustRoot: unary<{ id: string }, { removed: boolean }>((req, c) => ({
+      removed: core.removeTrustRoot(c, req.id),
+    })),
+    listTrustRoots: unary<object, object>(() => ({
+      trustRoots: core.mtls
+        .trustRoots()
+        .map((r) => ({ id: r.id, subject: r.subject, fingerprintSha256: r.fingerprint256 })),
+    })),
+    mapIdentity: unary<{ uriSan: string; principalId: string }, object>((req, c) => {
+      core.mapIdentity(c, req.uriSan, req.principalId);
+      return req;
+    }),
+    unmapIdentity: unary<{ uriSan: string }, { removed: boolean }>((req, c) => ({
+      removed: core.unmapIdentity(c, req.uriSan),
+    })),
+    listIdentities: unary<object, object>(() => ({ identities: core.mtls.identities() })),
+  };
+
+  return [
+    { definition: TokensService, implementation: tokens },
+    { definition: SigningKeysService, implementation: keys },
+    { definition: PrincipalsService, implementation: principals },
+    { definition: CredentialsService, implementation: credentials },
+    { definition: MtlsIdentitiesService, implementation: mtls },
+  ];
+}

@@ -1,0 +1,5 @@
+export * from "./errors.js";
+export * from "./signing-keys.js";
+export * from "./tokens.js";
+export * from "./mtls.js";
+export * from "./dev-pki.js";

@@ -1,0 +1,270 @@
+import { randomBytes } from "node:crypto";
+import { type JWTPayload, SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify } from "jose";
+import { TokenRejectedError, TokenRejection } from "./errors.js";
+import { KeyState, type SigningKeySet } from "./signing-keys.js";
+
+/** What the validator needs to know about a principal on every call (not cached). */
+export interface PrincipalStatus {
+  enabled: boolean;
+  /** Tokens issued (iat) before this many seconds since the epoch are refused. */
+  notBeforeEpochSeconds: number;
+}
+
+export interface TokenServiceOptions {
+  keys: SigningKeySet;
+  issuer: string;
+  audience: string;
+  /** The JWT `typ` header every token carries and every validation demands. */
+  typ?: string;
+  defaultTtlSeconds: number;
+  clockToleranceSeconds: number;
+  /** Bound on the verified-token cache (entries); oldest are evicted first. */
+  verifiedCacheEntriesMax?: number;
+  nowMs?: () => number;
+  isRevoked?: (jti: string) => boolean;
+  principalStatus?: (subject: string) => PrincipalStatus | undefined;
+}
+
+export interface IssueRequest {
+  subject: string;
+  ttlSeconds?: number;
+  audience?: string;
+  /** Extra private claims; registered claim names are refused so they cannot be overridden. */
+  claims?: Record<string, string | number | boolean | string[]>;
+}
+
+export interface IssuedToken {
+  token: string;
+  jti: string;
+  kid: string;
+  issuedAtSeconds: number;
+  expiresAtSeconds: number;
+}
+
+export interface ValidatedToken {
+  subject: string;
+  jti: string;
+  kid: string;
+  issuedAtSeconds: number;
+  expiresAtSeconds: number;
+  claims: JWTPayload;
+}
+
+const registeredClaims = new Set(["iss", "sub", "aud", "exp", "nbf", "iat", "jti"]);
+
+function reject(code: TokenRejection, message: string): never {
+  throw new TokenRejectedError(code, message);
+}
+
+/**
+ * Issues and validates internal JWTs. A token whose signature was verified once is remembered (bounded
+ * cache keyed by the exact token string), so later validations skip the signature check; expiry,
+ * not-before, revocation, key state and principal state are still checked on every call.
+ */
+export class TokenService {
+  private readonly typ: string;
+  private readonly nowMs: () => number;
+  private readonly verified = new Map<string, ValidatedToken & { notBeforeSeconds: number }>();
+  private readonly cacheMax: number;
+  /** Signature checks performed so far (a cache hit performs none). */
+  signatureVerifications = 0;
+
+  constructor(private readonly options: TokenServiceOptions) {
+    this.typ = options.typ ?? "at+jwt";
+    this.nowMs = options.nowMs ?? Date.now;
+    this.cacheMax = options.verifiedCacheEntriesMax ?? 100_000;
+  }
+
+  async issue(req: IssueRequest): Promise<IssuedToken> {
+    const ttl = req.ttlSeconds ?? this.options.defaultTtlSeconds;
+    const maxTtl = this.options.keys.maxTokenTtlSeconds;
+    if (!Number.isInteger(ttl) || ttl <= 0 || ttl > maxTtl)
+      throw new RangeError(
+        `ttl_seconds must be an integer in 1..${maxTtl} (the configured maximum token TTL)`,
+      );
+    if (req.subject === "") throw new RangeError("subject must not be empty");
+    for (const name of Object.keys(req.claims ?? {}))
+      if (registeredClaims.has(name))
+        throw new RangeError(`claim ${name} is set by the issuer and cannot be supplied`);
+    const signer = this.options.keys.signer();
+    const iat = Math.floor(this.nowMs() / 1000);
+    const jti = randomBytes(16).toString("base64url");
+    const token = await new SignJWT({ ...req.claims })
+      .setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ: this.typ })
+      .setIssuer(this.options.issuer)
+      .setAudience(req.audience ?? this.options.audience)
+      .setSubject(req.subject)
+      .setIssuedAt(iat)
+      .setNotBefore(iat)
+      .setExpirationTime(iat + ttl)
+      .setJti(jti)
+      .sign(signer.privateKey);
+    return { token, jti, kid: signer.kid, issuedAtSeconds: iat, expiresAtSeconds: iat + ttl };
+  }
+
+  /** Validates `token`; throws TokenRejectedError naming the rule that refused it. */
+  async validate(token: string): Promise<ValidatedToken> {
+    const cached = this.verified.get(token);
+    if (cached) {
+      this.checkEveryCall(cached, cached.notBeforeSeconds);
+      return cached;
+    }
+    const result = await this.verifySignatureAndClaims(token);
+    if (this.verified.size >= this.cacheMax) {
+      const oldest = this.verified.keys().next();
+      if (!oldest.done) this.verified.delete(oldest.value);
+    }
+    this.verified.set(token, result);
+    return result;
+  }
+
+  /** Number of remembered verified tokens (observability and tests). */
+  get verifiedCacheSize(): number {
+    return this.verified.size;
+  }
+
+  private checkEveryCall(t: ValidatedToken, notBeforeSeconds: number): void {
+    const nowSeconds = this.nowMs() / 1000;
+    const tolerance = this.options.clockToleranceSeconds;
+    this.checkKeyUsable(t.kid);
+    if (nowSeconds - tolerance >= t.expiresAtSeconds)
+      reject(TokenRejection.Expired, `token expired at ${new Date(t.expiresAtSeconds * 1000).toISOString()}`);
+    if (nowSeconds + tolerance < notBeforeSeconds)
+      reject(TokenRejection.NotYetValid, "token is not valid yet (nbf)");
+    if (this.options.isRevoked?.(t.jti)) reject(TokenRejection.Revoked, `token ${t.jti} was revoked`);
+    if (this.options.principalStatus) {
+      const p = this.options.principalStatus(t.subject);
+      if (!p?.enabled)
+        reject(TokenRejection.PrincipalDisabled, `principal ${t.subject} is unknown or disabled`);
+      if (t.issuedAtSeconds < p.notBeforeEpochSeconds)
+        reject(
+          TokenRejection.BeforePrincipalEpoch,
+          `token was issued before principal ${t.subject}'s not-before epoch`,
+        );
+    }
+  }
+
+  private checkKeyUsable(kid: string): void {
+    const key = this.options.keys.lookup(kid);
+    if (!key) reject(TokenRejection.KidUnknown, `no signing key ${JSON.stringify(kid)}`);
+    const s = key.record.state;
+    if (s === KeyState.Retired || s === KeyState.Purged || s === KeyState.Staged)
+      reject(TokenRejection.KidRetired, `signing key ${kid} is ${s} and no longer verifies tokens`);
+    if (key.record.populationRevokedAtMs !== null)
+      reject(TokenRejection.PopulationRevoked, `every token signed by key ${kid} was revoked`);
+  }
+
+  private async verifySignatureAndClaims(
+    token: string,
+  ): Promise<ValidatedToken & { notBeforeSeconds: number }> {
+    const header = this.checkHeader(token);
+    const kid = header.kid;
+    this.checkKeyUsable(kid);
+    const key = this.options.keys.lookup(kid)!;
+    if (header.alg !== key.record.alg)
+      reject(
+        TokenRejection.AlgNotAllowed,
+        `alg ${header.alg} is not key ${kid}'s algorithm ${key.record.alg}`,
+      );
+    let payload: JWTPayload;
+    this.signatureVerifications += 1;
+    try {
+      ({ payload } = await jwtVerify(token, key.publicKey!, {
+        algorithms: [key.record.alg],
+        issuer: this.options.issuer,
+        audience: this.options.audience,
+        typ: this.typ,
+        clockTolerance: this.options.clockToleranceSeconds,
+        currentDate: new Date(this.nowMs()),
+        requiredClaims: ["exp", "iat", "sub", "jti"],
+      }));
+    } catch (err) {
+      throw mapJoseError(err);
+    }
+    const result = {
+      subject: payload.sub!,
+      jti: payload.jti!,
+      kid,
+      issuedAtSeconds: payload.iat!,
+      expiresAtSeconds: payload.exp!,
+      notBeforeSeconds: payload.nbf ?? payload.iat!,
+      claims: payload,
+    };
+    this.checkEveryCall(result, result.notBeforeSeconds);
+    return result;
+  }
+
+  /** Header checks that need no key: refused before any signature work is spent on the token. */
+  private checkHeader(token: string): { alg: string; kid: string } {
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      reject(TokenRejection.Malformed, "token is not a compact JWS");
+    }
+    if (token.split(".").length !== 3) reject(TokenRejection.Malformed, "token is not a compact JWS");
+    const alg = header.alg;
+    if (typeof alg !== "string" || alg.toLowerCase() === "none")
+      reject(TokenRejection.AlgNotAllowed, "unsigned tokens (alg none) are refused");
+    if (header.crit !== undefined)
+      reject(
+        TokenRejection.CritUnknown,
+        `critical header extensions ${JSON.stringify(header.crit)} are not understood`,
+      );
+    if (header.typ !== this.typ) reject(TokenRejection.TypMismatch, `typ must be ${this.typ}`);
+    if (typeof header.kid !== "string" || header.kid === "")
+      reject(TokenRejection.KidMissing, "token has no kid");
+    return { alg, kid: header.kid };
+  }
+}
+
+function mapJoseError(err: unknown): TokenRejectedError {
+  if (err instanceof joseErrors.JWTExpired)
+    return new TokenRejectedError(TokenRejection.Expired, "token expired");
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    const byClaim: Record<string, TokenRejection> = {
+      iss: TokenRejection.IssuerMismatch,
+      aud: TokenRejection.AudienceMismatch,
+      nbf: TokenRejection.NotYetValid,
+      typ: TokenRejection.TypMismatch,
+    };
+    if (err.reason === "missing")
+      return new TokenRejectedError(
+        err.claim === "exp" ? TokenRejection.ExpMissing : TokenRejection.ClaimMissing,
+        `token has no ${err.claim} claim`,
+      );
+    const code = byClaim[err.claim] ?? TokenRejection.Malformed;
+    return new TokenRejectedError(code, `claim ${err.claim} failed validation`);
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed)
+    return new TokenRejectedError(TokenRejection.SignatureInvalid, "signature verification failed");
+  if (err instanceof joseErrors.JOSEAlgNotAllowed)
+    return new TokenRejectedError(TokenRejection.AlgNotAllowed, "algorithm not allowed");
+  if (err instanceof joseErrors.JOSENotSupported)
+    return new TokenRejectedError(TokenRejection.CritUnknown, "unsupported token feature");
+  return new TokenRejectedError(TokenRejection.Malformed, "token is malformed");
+}
+
+/** Revoked token ids, remembered until the token would have expired anyway. */
+export class RevocationList {
+  private readonly revoked = new Map<string, number>();
+
+  add(jti: string, expiresAtSeconds: number): void {
+    this.revoked.set(jti, expiresAtSeconds);
+  }
+
+  has(jti: string): boolean {
+    return this.revoked.has(jti);
+  }
+
+  /** Forgets revocations whose tokens expired before `nowSeconds - toleranceSeconds`. */
+  prune(nowSeconds: number, toleranceSeconds: number): number {
+    let removed = 0;
+    for (const [jti, exp] of this.revoked)
+      if (exp + toleranceSeconds < nowSeconds) {
+        this.revoked.delete(jti);
+        removed += 1;
+      }
+    return removed;
+  }
+}
