@@ -229,9 +229,13 @@ export class MvccStore implements StateMachine {
     toRevision: bigint,
     rowLimit: number,
   ): { events: mvccpb.Event[]; lastRevision: bigint } {
-    const rows = this.backend.rowsBetween(fromRevision, toRevision, rowLimit + 1);
+    let rows = this.backend.rowsBetween(fromRevision, toRevision, rowLimit + 1);
     let lastRevision = toRevision;
-    if (rows.length > rowLimit) {
+    if (rows.length > rowLimit && rows[rowLimit]!.main === rows[0]!.main) {
+      // One revision larger than the chunk: read it whole, or the reader would never advance.
+      lastRevision = rows[0]!.main;
+      rows = this.backend.rowsBetween(lastRevision, lastRevision, Number.MAX_SAFE_INTEGER);
+    } else if (rows.length > rowLimit) {
       // Stop at a revision boundary so one revision's events are never split between reads.
       const cut = rows[rowLimit]!.main;
       lastRevision = cut - 1n;
@@ -247,6 +251,21 @@ export class MvccStore implements StateMachine {
       events.push({ type, kv, prevKv: prev });
     }
     return { events, lastRevision };
+  }
+
+  /** A txn without writes, served as a read (etcd serves read-only txns without a proposal). */
+  readTxn(req: etcd.TxnRequest): etcd.TxnResponse {
+    checkTxn(req, this.maxTxnOps);
+    if (!isReadOnlyTxn(req)) throw chainfireError("INVALID_REQUEST");
+    const ctx: WriteContext = { revision: this.revision + 1n, sub: 0, events: [], timestampMs: 0 };
+    const response = this.executeTxn(ctx, req, this.txnPath(req));
+    setHeaders(response, this.revision);
+    return response;
+  }
+
+  /** Rewrites the database file to release free pages (etcd's defragment; local, not replicated). */
+  defragment(): void {
+    this.backend.db.exec("VACUUM");
   }
 
   /** CRC-32 over every stored row up to `revision` (0n = newest), like etcd's HashKV. */
@@ -585,6 +604,13 @@ export class MvccStore implements StateMachine {
       this.alarmSet.set(name, { memberID: BigInt(memberId!), alarm: Number(alarm) });
     }
   }
+}
+
+/** Whether a txn (and every nested txn) only reads. */
+export function isReadOnlyTxn(req: etcd.TxnRequest): boolean {
+  return [...req.success, ...req.failure].every(
+    (op) => op.requestRange !== undefined || (op.requestTxn !== undefined && isReadOnlyTxn(op.requestTxn)),
+  );
 }
 
 function rangeHas(range: KeyRange, key: string): boolean {
