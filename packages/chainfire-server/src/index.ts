@@ -6,4 +6,11 @@ export * from "./errors.js";
 export { type Lease, Lessor, type LessorOptions } from "./mvcc/lessor.js";
 export { type CommitListener, isReadOnlyTxn, MvccStore, type MvccStoreOptions } from "./mvcc/store.js";
 export { LocalReplicated } from "./testing/local-replicated.js";
-export { type WatchDelivery, WatchHub, type WatchHubOptions, type WatchSink, type WatchSpec, Watcher } from "./watch/watch-hub.js";
+export {
+  type WatchDelivery,
+  WatchHub,
+  type WatchHubOptions,
+  type WatchSink,
+  type WatchSpec,
+  Watcher,
+} from "./watch/watch-hub.js";

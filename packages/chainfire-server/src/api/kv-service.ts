@@ -43,7 +43,10 @@ async function put(ctx: EtcdApiContext, req: etcd.PutRequest): Promise<etcd.PutR
   return result;
 }
 
-async function deleteRange(ctx: EtcdApiContext, req: etcd.DeleteRangeRequest): Promise<etcd.DeleteRangeResponse> {
+async function deleteRange(
+  ctx: EtcdApiContext,
+  req: etcd.DeleteRangeRequest,
+): Promise<etcd.DeleteRangeResponse> {
   checkDeleteRange(req);
   const result = (await proposeCommand(ctx, { deleteRange: req })).deleteRange!;
   result.header = responseHeader(ctx, result.header!.revision);

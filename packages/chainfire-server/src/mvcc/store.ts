@@ -510,7 +510,8 @@ export class MvccStore implements StateMachine {
     // An ID chosen at apply must be the same on every member: derive it from the leader's seed.
     if (id === 0n) id = entry.seed & INT63_MASK || 1n;
     if (this.lessor.get(id) !== undefined) throw chainfireError("LEASE_EXIST");
-    const ttl = req.TTL < this.lessor.options.minTtlSeconds ? this.lessor.options.minTtlSeconds : req.TTL;
+    const minTtl = this.lessor.options.minTtlSeconds;
+    const ttl = req.TTL >= minTtl ? req.TTL : minTtl;
     this.backend.putLease(id, ttl, 0n);
     this.lessor.add(id, ttl, 0n, entry.timestampMs);
     return { header: header(this.revision), ID: id, TTL: ttl, error: "" };

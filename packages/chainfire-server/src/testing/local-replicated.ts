@@ -53,7 +53,9 @@ export class LocalReplicated implements Replicated {
     }));
     try {
       const results = this.machine.applyBatch(entries);
-      batch.forEach((pending, i) => pending.resolve({ result: results[i]!, index: entries[i]!.index }));
+      batch.forEach((pending, i) => {
+        pending.resolve({ result: results[i]!, index: entries[i]!.index });
+      });
     } catch (err) {
       for (const pending of batch) pending.reject(err);
     }

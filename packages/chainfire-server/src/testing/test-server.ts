@@ -58,7 +58,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     store,
     hub,
     stop: async () => {
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      // Open watch streams would hold a graceful shutdown forever; tests end them by force.
+      server.forceShutdown();
       hub.close();
       store.close();
       rmSync(dir, { recursive: true, force: true });
