@@ -511,6 +511,7 @@ export class MvccStore implements StateMachine {
     if (id === 0n) id = entry.seed & INT63_MASK || 1n;
     if (this.lessor.get(id) !== undefined) throw chainfireError("LEASE_EXIST");
     const minTtl = this.lessor.options.minTtlSeconds;
+    // biome-ignore lint/complexity/useMathMinMax: Math.max does not accept bigint.
     const ttl = req.TTL >= minTtl ? req.TTL : minTtl;
     this.backend.putLease(id, ttl, 0n);
     this.lessor.add(id, ttl, 0n, entry.timestampMs);
