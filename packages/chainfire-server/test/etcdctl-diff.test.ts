@@ -115,6 +115,8 @@ async function session(endpoint: string): Promise<string[]> {
   await run(["get", "foo/a", "--rev=3"]);
   await run(["get", "foo/a", "--rev=100"]);
   await run(["get", "", "--from-key", "--keys-only"]);
+  await run(["get", "foo", "--prefix", "--consistency=s", "--print-value-only"]);
+  await run(["get", "foo/a", "foo/c", "-w", "json"]);
   await run(["del", "foo/c"]);
   await run(["del", "nothing"]);
   await run(["put", "foo/marker", "m1"]);
@@ -128,6 +130,7 @@ async function session(endpoint: string): Promise<string[]> {
   await run(["put", "leased", "v", `--lease=${id}`]);
   await run(["put", "leased2", "v", `--lease=${id}`]);
   await run(["lease", "timetolive", id, "--keys"]);
+  await run(["lease", "keep-alive", "--once", id]);
   await run(["lease", "list"]);
   await run(["put", "leased", "--ignore-value"]);
   await run(["get", "leased", "-w", "json"]);
@@ -141,6 +144,8 @@ async function session(endpoint: string): Promise<string[]> {
   await run(["get", "foo/a", "--rev=5"]);
   await run(["compaction", "4"]);
   await run(["get", "zoo", "-w", "json"]);
+  await run(["del", "a", "--from-key", "--prev-kv"]);
+  await run(["get", "", "--from-key", "-w", "json"]);
   return outputs;
 }
 

@@ -167,6 +167,24 @@ describe("etcd Lease over gRPC", () => {
   });
 });
 
+describe("lease expiry", () => {
+  it("expires a lease through the log when the leader's clock says so, deleting its keys", async () => {
+    // Proves the leader-driven expiry path: LeaseDriver proposes LeaseExpire, apply deletes the keys.
+    const grant = await call<etcd.LeaseGrantRequest, etcd.LeaseGrantResponse>(clients.lease, "leaseGrant", {
+      TTL: 1n,
+      ID: 0n,
+    });
+    await put("ephemeral", "v", { lease: grant.ID });
+    const w = watchStream();
+    w.create({ key: b("ephemeral") });
+    await until(() => w.responses.some((r) => r.created), "created");
+    await until(() => w.events(0n).some((e) => e.type === 1), "the delete event of the expired lease");
+    expect((await get({ key: b("ephemeral") })).count).toBe(0n);
+    expect(server.store.lessor.get(grant.ID)).toBeUndefined();
+    w.stream.end();
+  });
+});
+
 describe("etcd Watch over gRPC", () => {
   it("delivers live events, history from a start revision with prev_kv, and honours filters", async () => {
     // Proves many watchers on one stream: live, catch-up from history, and NOPUT filtering.

@@ -53,6 +53,7 @@ export class MvccStore implements StateMachine {
   private applied = 0n;
   private readonly alarmSet = new Map<string, etcd.AlarmMember>();
   private readonly listeners = new Set<CommitListener>();
+  private readonly restoreListeners = new Set<() => void>();
   private batchEvents: mvccpb.Event[] = [];
   readonly quotaBackendBytes: bigint;
   readonly maxTxnOps: number;
@@ -106,6 +107,7 @@ export class MvccStore implements StateMachine {
     }
     this.backend.setMetaValue("applied_index", index);
     this.load();
+    for (const listener of this.restoreListeners) listener();
   }
 
   close(): void {
@@ -117,6 +119,12 @@ export class MvccStore implements StateMachine {
   subscribe(listener: CommitListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Called after `restore` replaced the whole state (watchers must re-read from storage). */
+  onRestore(listener: () => void): () => void {
+    this.restoreListeners.add(listener);
+    return () => this.restoreListeners.delete(listener);
   }
 
   currentRevision(): bigint {

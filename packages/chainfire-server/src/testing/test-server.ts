@@ -7,6 +7,7 @@ import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { EtcdApiContext } from "../api/context.js";
 import { addEtcdServices } from "../api/server.js";
 import type { WatchServiceOptions } from "../api/watch-service.js";
+import { LeaseDriver } from "../mvcc/lease-driver.js";
 import { MvccStore, type MvccStoreOptions } from "../mvcc/store.js";
 import { WatchHub, type WatchHubOptions } from "../watch/watch-hub.js";
 import { LocalReplicated } from "./local-replicated.js";
@@ -30,8 +31,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const store = new MvccStore({ path: join(dir, "mvcc.db"), ...options.store });
   store.lessor.promote(Date.now());
   const hub = new WatchHub(store, options.hub);
+  const replicated = new LocalReplicated(store);
+  const leaseDriver = new LeaseDriver(replicated, store, Date.now, {
+    intervalMs: 50,
+    leasesPerProposalMax: 1000,
+  });
+  leaseDriver.start();
   const ctx: EtcdApiContext = {
-    replicated: new LocalReplicated(store),
+    replicated,
     store,
     hub,
     member: {
@@ -60,6 +67,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     stop: async () => {
       // Open watch streams would hold a graceful shutdown forever; tests end them by force.
       server.forceShutdown();
+      leaseDriver.stop();
       hub.close();
       store.close();
       rmSync(dir, { recursive: true, force: true });

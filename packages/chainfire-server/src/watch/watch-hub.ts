@@ -72,12 +72,19 @@ export class WatchHub {
   private readonly unsynced = new Set<Watcher>();
   private catchUpTimer: NodeJS.Timeout | null = null;
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeRestore: () => void;
 
   constructor(
     private readonly store: MvccStore,
     private readonly options: WatchHubOptions = { catchUpRowsMax: 1000, catchUpIntervalMs: 10 },
   ) {
     this.unsubscribe = store.subscribe((events, revision) => this.onCommit(events, revision));
+    // A snapshot install skips the events in between: every watcher re-reads them from storage (or
+    // is cancelled with the compact revision when they are gone).
+    this.unsubscribeRestore = store.onRestore(() => {
+      for (const set of this.singleKey.values()) for (const w of set) this.markUnsynced(w);
+      for (const w of this.ranged) this.markUnsynced(w);
+    });
   }
 
   get watcherCount(): number {
@@ -125,6 +132,7 @@ export class WatchHub {
 
   close(): void {
     this.unsubscribe();
+    this.unsubscribeRestore();
     if (this.catchUpTimer !== null) clearTimeout(this.catchUpTimer);
     this.catchUpTimer = null;
   }
