@@ -124,7 +124,11 @@ async function startEtcd(): Promise<{ endpoint: string; stop: () => void } | nul
   ) {
     if (Date.now() > deadline) throw new Error("etcd did not become healthy");
   }
-  return { endpoint, stop: () => (child.kill("SIGKILL"), rmSync(dir, { recursive: true, force: true })) };
+  const stop = () => {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { endpoint, stop };
 }
 
 const server = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "serve-single.ts")], {

@@ -55,6 +55,7 @@ export class MvccStore implements StateMachine {
   private readonly listeners = new Set<CommitListener>();
   private readonly restoreListeners = new Set<() => void>();
   private batchEvents: mvccpb.Event[] = [];
+  private sizeBytesCached: bigint | null = null;
   readonly quotaBackendBytes: bigint;
   readonly maxTxnOps: number;
 
@@ -84,6 +85,7 @@ export class MvccStore implements StateMachine {
     });
     const events = this.batchEvents;
     this.batchEvents = [];
+    this.sizeBytesCached = null;
     if (events.length > 0) for (const listener of this.listeners) listener(events, this.revision);
     return results;
   }
@@ -150,7 +152,9 @@ export class MvccStore implements StateMachine {
   /** Whether a write of about `requestBytes` fits under the quota (etcd's quota check before proposing). */
   quotaAvailable(requestBytes: number): boolean {
     if (this.quotaBackendBytes <= 0n) return true;
-    return this.backend.sizeBytes() + BigInt(requestBytes) <= this.quotaBackendBytes;
+    // The size is read once per applied batch: a PRAGMA per request costs more than the put itself.
+    this.sizeBytesCached ??= this.backend.sizeBytes();
+    return this.sizeBytesCached + BigInt(requestBytes) <= this.quotaBackendBytes;
   }
 
   private noSpace(): boolean {
