@@ -143,6 +143,7 @@ async function session(endpoint: string): Promise<string[]> {
   await run(["get", "foo/a", "--rev=4"]);
   await run(["get", "foo/a", "--rev=5"]);
   await run(["compaction", "4"]);
+  await run(["watch", "--rev=2", "foo/a"]);
   await run(["get", "zoo", "-w", "json"]);
   await run(["del", "a", "--from-key", "--prev-kv"]);
   await run(["get", "", "--from-key", "-w", "json"]);
