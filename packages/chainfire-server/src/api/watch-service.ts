@@ -119,7 +119,6 @@ class WatchStream {
         this.response(watcher.id, delivery.revision, {
           canceled: true,
           compactRevision: delivery.compactRevision,
-          cancelReason: "etcdserver: mvcc: required revision has been compacted",
         }),
       );
       return true;

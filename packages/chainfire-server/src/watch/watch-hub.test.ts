@@ -95,3 +95,37 @@ it("catches up from a past start revision in chunks, then follows live writes", 
   expect(received.map((e) => e.kv!.key.toString())).toEqual(Array(7).fill("k3"));
   expect(received[1]!.prevKv!.value.toString()).toBe(received[0]!.kv!.value.toString());
 });
+
+it("resumes a congested watcher on a quiet key from its delivery, not from before a compaction", async () => {
+  // Proves a synced watcher that falls behind is never wrongly cancelled by an unrelated compaction.
+  let accepting = false;
+  const received: mvccpb.Event[] = [];
+  let compactRevision: bigint | undefined;
+  const watcher = hub.watch(
+    0n,
+    {
+      key: Buffer.from("quiet"),
+      rangeEnd: Buffer.alloc(0),
+      startRevision: 0n,
+      prevKv: false,
+      noPut: false,
+      noDelete: false,
+    },
+    (_w, delivery) => {
+      if (!accepting) return false;
+      compactRevision ??= delivery.compactRevision;
+      received.push(...delivery.events);
+      return true;
+    },
+  );
+  putMany(30);
+  store.applyBatch(entriesFor([{ compaction: { revision: 25n, physical: true } }], index++));
+  store.applyBatch(
+    entriesFor([{ put: putRequest({ key: Buffer.from("quiet"), value: Buffer.from("v") }) }], index++),
+  );
+  expect(watcher.synced).toBe(false);
+  accepting = true;
+  hub.resume();
+  await until(() => watcher.synced, "synced");
+  expect([compactRevision, received.map((e) => e.kv!.key.toString())]).toEqual([undefined, ["quiet"]]);
+});

@@ -73,6 +73,8 @@ export class WatchHub {
   private catchUpTimer: NodeJS.Timeout | null = null;
   private readonly unsubscribe: () => void;
   private readonly unsubscribeRestore: () => void;
+  /** The newest revision delivered to synced watchers (the point they are all current to). */
+  private committedRevision = 0n;
 
   constructor(
     private readonly store: MvccStore,
@@ -82,9 +84,14 @@ export class WatchHub {
     // A snapshot install skips the events in between: every watcher re-reads them from storage (or
     // is cancelled with the compact revision when they are gone).
     this.unsubscribeRestore = store.onRestore(() => {
-      for (const set of this.singleKey.values()) for (const w of set) this.markUnsynced(w);
-      for (const w of this.ranged) this.markUnsynced(w);
+      const all = [...this.ranged, ...[...this.singleKey.values()].flatMap((set) => [...set])];
+      for (const w of all) {
+        if (w.synced && w.nextRevision <= this.committedRevision)
+          w.nextRevision = this.committedRevision + 1n;
+        this.markUnsynced(w);
+      }
     });
+    this.committedRevision = store.currentRevision();
   }
 
   get watcherCount(): number {
@@ -144,6 +151,7 @@ export class WatchHub {
   }
 
   private onCommit(events: mvccpb.Event[], revision: bigint): void {
+    this.committedRevision = revision;
     const touched = new Set<Watcher>();
     for (const event of events) {
       const set = this.singleKey.get(event.kv!.key.toString("latin1"));
@@ -157,8 +165,14 @@ export class WatchHub {
         watcher.nextRevision = revision + 1n;
         continue;
       }
-      if (watcher.sink(watcher, { events: selected, revision })) watcher.nextRevision = revision + 1n;
-      else this.markUnsynced(watcher);
+      if (watcher.sink(watcher, { events: selected, revision })) {
+        watcher.nextRevision = revision + 1n;
+      } else {
+        // A synced watcher has had everything before this delivery; resuming from here (not from a
+        // stale position on a quiet key) also keeps it clear of an unrelated compaction.
+        watcher.nextRevision = selected[0]!.kv!.modRevision;
+        this.markUnsynced(watcher);
+      }
     }
   }
 
