@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClients, type etcd } from "@photoncloud/chainfire-api";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
+import { storeBench } from "./store-bench.js";
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
 const IN_FLIGHT = [16, 128, 256];
@@ -68,6 +69,15 @@ async function suite(endpoint: string): Promise<Map<string, Result>> {
       ),
     );
   let n = 0;
+  // Untimed warm-up, so neither side is measured while the client or server JIT is still cold.
+  const warmUpEnd = Date.now() + 1000;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (Date.now() < warmUpEnd) {
+        await unary("put", putRequest({ key: Buffer.from(`k${n++ % 10000}`), value: VALUE }));
+      }
+    }),
+  );
   const results = new Map<string, Result>();
   for (const inFlight of IN_FLIGHT) {
     results.set(
@@ -141,6 +151,7 @@ const etcdServer = await startEtcd();
 const etcdResults = etcdServer ? await suite(etcdServer.endpoint) : null;
 etcdServer?.stop();
 
+for (const line of storeBench()) console.log(line);
 console.log(`single member, 256-byte values, ${DURATION_MS} ms per measurement`);
 console.log(
   "workload                      chainfire ops/s  p50 ms  p99 ms |  etcd ops/s  p50 ms  p99 ms | ratio",
