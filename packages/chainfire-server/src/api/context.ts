@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { command, type etcd } from "@photoncloud/chainfire-api";
 import type { Replicated } from "@photoncloud/raft";
-import { errorFromResult } from "../errors.js";
+import { chainfireError, errorFromResult } from "../errors.js";
 import type { MvccStore } from "../mvcc/store.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 
@@ -25,6 +25,8 @@ export interface EtcdApiContext {
   readonly version: string;
   /** Largest watch response before it is split into fragments (when the watcher asked for fragments). */
   readonly watchFragmentBytesMax: number;
+  /** Largest encoded command accepted for proposal (etcd's --max-request-bytes). */
+  readonly maxRequestBytes: number;
   /** Wall clock for leader-side lease bookkeeping. */
   nowMs(): number;
 }
@@ -43,7 +45,10 @@ export async function proposeCommand(
   ctx: EtcdApiContext,
   cmd: command.MvccCommand,
 ): Promise<command.MvccResult> {
-  const { result } = await ctx.replicated.propose(command.MvccCommand.encode(cmd).finish());
+  const encoded = command.MvccCommand.encode(cmd).finish();
+  // Checked before the log, as etcd does, so an oversize request changes nothing anywhere.
+  if (encoded.length > ctx.maxRequestBytes) throw chainfireError("REQUEST_TOO_LARGE");
+  const { result } = await ctx.replicated.propose(encoded);
   const decoded = command.MvccResult.decode(result);
   if (decoded.error) throw errorFromResult(decoded.error.code, decoded.error.message);
   return decoded;

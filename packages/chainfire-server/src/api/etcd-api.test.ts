@@ -99,6 +99,16 @@ describe("etcd KV over gRPC", () => {
     });
   });
 
+  it("refuses a request larger than max-request-bytes and changes nothing", async () => {
+    // Proves the --max-request-bytes check: etcd's message and code, no revision consumed.
+    const before = server.store.currentRevision();
+    await expect(put("big", "x".repeat(2 * 1024 * 1024))).rejects.toMatchObject({
+      code: 3,
+      details: "etcdserver: request is too large",
+    });
+    expect(server.store.currentRevision()).toBe(before);
+  });
+
   it("runs write txns through the log and read-only txns as reads", async () => {
     // Proves Txn over gRPC: a compare-and-put advances one revision, a read-only txn none.
     await put("cas", "old");

@@ -24,6 +24,7 @@ export interface TestServerOptions {
   hub?: WatchHubOptions;
   watch?: WatchServiceOptions;
   watchFragmentBytesMax?: number;
+  maxRequestBytes?: number;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -51,6 +52,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     },
     version: "3.4.0",
     watchFragmentBytesMax: options.watchFragmentBytesMax ?? 1536 * 1024,
+    maxRequestBytes: options.maxRequestBytes ?? 1536 * 1024,
     nowMs: () => Date.now(),
   };
   const server = new Server();
