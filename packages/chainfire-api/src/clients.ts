@@ -1,0 +1,50 @@
+// Typed client factories. Every client built by one call shares one channel, as etcd's own clients
+// do, so a test or tool opens one connection per endpoint.
+import { type ChannelCredentials, type ClientOptions, credentials } from "@grpc/grpc-js";
+import { ClusterClient as OperatorClusterClient } from "./gen/chainfire/v1/cluster.js";
+import {
+  ClusterClient,
+  KVClient,
+  LeaseClient,
+  MaintenanceClient,
+  WatchClient,
+} from "./gen/etcd/etcdserverpb/rpc.js";
+
+export interface EtcdClients {
+  kv: KVClient;
+  watch: WatchClient;
+  lease: LeaseClient;
+  cluster: ClusterClient;
+  maintenance: MaintenanceClient;
+}
+
+export interface ChainfireClients extends EtcdClients {
+  /** chainfire.v1.Cluster: the operator membership API. */
+  operator: OperatorClusterClient;
+  /** Closes the shared channel. */
+  close(): void;
+}
+
+/**
+ * Clients for one endpoint ("host:port"). Insecure credentials unless given, since the default dev
+ * cluster listens on loopback without TLS.
+ */
+export function createClients(
+  endpoint: string,
+  channelCredentials: ChannelCredentials = credentials.createInsecure(),
+  options: ClientOptions = {},
+): ChainfireClients {
+  const kv = new KVClient(endpoint, channelCredentials, options);
+  // Passing the first client's channel makes the others share its connection.
+  const shared = { ...options, channelOverride: kv.getChannel() };
+  const clients: ChainfireClients = {
+    kv,
+    watch: new WatchClient(endpoint, channelCredentials, shared),
+    lease: new LeaseClient(endpoint, channelCredentials, shared),
+    cluster: new ClusterClient(endpoint, channelCredentials, shared),
+    maintenance: new MaintenanceClient(endpoint, channelCredentials, shared),
+    operator: new OperatorClusterClient(endpoint, channelCredentials, shared),
+    close: () => kv.close(),
+  };
+  return clients;
+}

@@ -1,0 +1,60 @@
+// What the etcd API handlers need besides the Raft facade: the local MVCC store and watch hub, and
+// facts about this member that the Raft layer knows (term, leader). The daemon supplies the real ones.
+import { randomBytes } from "node:crypto";
+import { command, type etcd } from "@photoncloud/chainfire-api";
+import type { Replicated } from "@photoncloud/raft";
+import { chainfireError, errorFromResult } from "../errors.js";
+import type { MvccStore } from "../mvcc/store.js";
+import type { WatchHub } from "../watch/watch-hub.js";
+
+export interface MemberFacts {
+  readonly clusterId: bigint;
+  readonly memberId: bigint;
+  raftTerm(): bigint;
+  leaderId(): bigint;
+  raftIndex(): bigint;
+  isLearner(): boolean;
+}
+
+export interface EtcdApiContext {
+  readonly replicated: Replicated;
+  readonly store: MvccStore;
+  readonly hub: WatchHub;
+  readonly member: MemberFacts;
+  /** The version reported by Status; etcd clients gate features on it, so it names the etcd API level. */
+  readonly version: string;
+  /** Largest watch response before it is split into fragments (when the watcher asked for fragments). */
+  readonly watchFragmentBytesMax: number;
+  /** Largest encoded command accepted for proposal (etcd's --max-request-bytes). */
+  readonly maxRequestBytes: number;
+  /** Wall clock for leader-side lease bookkeeping. */
+  nowMs(): number;
+}
+
+export function responseHeader(ctx: EtcdApiContext, revision: bigint): etcd.ResponseHeader {
+  return {
+    clusterId: ctx.member.clusterId,
+    memberId: ctx.member.memberId,
+    revision,
+    raftTerm: ctx.member.raftTerm(),
+  };
+}
+
+/** Proposes a command and returns its result, turning a replicated error result into a throw. */
+export async function proposeCommand(
+  ctx: EtcdApiContext,
+  cmd: command.MvccCommand,
+): Promise<command.MvccResult> {
+  const encoded = command.MvccCommand.encode(cmd).finish();
+  // Checked before the log, as etcd does, so an oversize request changes nothing anywhere.
+  if (encoded.length > ctx.maxRequestBytes) throw chainfireError("REQUEST_TOO_LARGE");
+  const { result } = await ctx.replicated.propose(encoded);
+  const decoded = command.MvccResult.decode(result);
+  if (decoded.error) throw errorFromResult(decoded.error.code, decoded.error.message);
+  return decoded;
+}
+
+/** A random positive int64, for IDs the proposer chooses so every member applies the same one. */
+export function randomId63(): bigint {
+  return randomBytes(8).readBigUInt64BE() & ((1n << 63n) - 1n) || 1n;
+}

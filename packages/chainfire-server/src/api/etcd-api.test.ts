@@ -1,0 +1,311 @@
+import { type ChainfireClients, createClients, etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { deleteRangeRequest, putRequest, rangeRequest } from "../mvcc/messages.js";
+import { startTestServer, type TestServer } from "../testing/test-server.js";
+
+const b = (s: string) => Buffer.from(s);
+let server: TestServer;
+let clients: ChainfireClients;
+
+// Promisifies one generated unary method.
+function call<Req, Res>(client: object, method: string, request: Req): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    (client as Record<string, (r: Req, cb: (e: Error | null, res: Res) => void) => void>)[method]!.call(
+      client,
+      request,
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+  });
+}
+
+const put = (key: string, value: string, extra: Partial<etcd.PutRequest> = {}) =>
+  call<etcd.PutRequest, etcd.PutResponse>(
+    clients.kv,
+    "put",
+    putRequest({ key: b(key), value: b(value), ...extra }),
+  );
+const get = (fields: Partial<etcd.RangeRequest>) =>
+  call<etcd.RangeRequest, etcd.RangeResponse>(clients.kv, "range", rangeRequest(fields));
+
+async function until(check: () => boolean, what: string | (() => string)): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!check()) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+function watchStream() {
+  const stream = clients.watch.watch();
+  const responses: etcd.WatchResponse[] = [];
+  stream.on("data", (r: etcd.WatchResponse) => responses.push(r));
+  stream.on("error", () => {});
+  const create = (fields: Partial<etcd.WatchCreateRequest>) =>
+    stream.write({
+      createRequest: {
+        key: b(""),
+        rangeEnd: b(""),
+        startRevision: 0n,
+        progressNotify: false,
+        filters: [],
+        prevKv: false,
+        watchId: 0n,
+        fragment: false,
+        ...fields,
+      },
+    });
+  const events = (id: bigint): mvccpb.Event[] =>
+    responses.filter((r) => r.watchId === id).flatMap((r) => r.events);
+  return { stream, responses, create, events };
+}
+
+beforeEach(async () => {
+  server = await startTestServer({ store: { quotaBackendBytes: 64n * 1024n * 1024n } });
+  clients = createClients(server.endpoint);
+});
+afterEach(async () => {
+  clients.close();
+  await server.stop();
+});
+
+describe("etcd KV over gRPC", () => {
+  it("puts and gets with headers carrying cluster, member, revision and term", async () => {
+    // Proves the KV round trip through the generated client and the header contents.
+    const r = await put("a", "1");
+    expect(r.header).toEqual({
+      clusterId: 0xc1a57e12n,
+      memberId: 0x8e9e05c52164694dn,
+      revision: 2n,
+      raftTerm: 2n,
+    });
+    const got = await get({ key: b("a"), serializable: true });
+    expect(got.kvs.map((kv) => kv.value.toString())).toEqual(["1"]);
+  });
+
+  it("maps errors to etcd's gRPC codes and messages", async () => {
+    // Proves the status mapping: empty key is INVALID_ARGUMENT, compacted revision is OUT_OF_RANGE.
+    await expect(put("", "x")).rejects.toMatchObject({ code: 3, details: "etcdserver: key is not provided" });
+    await put("k", "1");
+    await put("k", "2");
+    await call(clients.kv, "compact", { revision: 3n, physical: true });
+    await expect(get({ key: b("k"), revision: 2n })).rejects.toMatchObject({
+      code: 11,
+      details: "etcdserver: mvcc: required revision has been compacted",
+    });
+    await expect(put("k", "v", { lease: 99n })).rejects.toMatchObject({
+      code: 5,
+      details: "etcdserver: requested lease not found",
+    });
+  });
+
+  it("refuses a request larger than max-request-bytes and changes nothing", async () => {
+    // Proves the --max-request-bytes check: etcd's message and code, no revision consumed.
+    const before = server.store.currentRevision();
+    await expect(put("big", "x".repeat(2 * 1024 * 1024))).rejects.toMatchObject({
+      code: 3,
+      details: "etcdserver: request is too large",
+    });
+    expect(server.store.currentRevision()).toBe(before);
+  });
+
+  it("runs write txns through the log and read-only txns as reads", async () => {
+    // Proves Txn over gRPC: a compare-and-put advances one revision, a read-only txn none.
+    await put("cas", "old");
+    const cmp = {
+      result: etcd.Compare_CompareResult.EQUAL,
+      target: etcd.Compare_CompareTarget.VALUE,
+      key: b("cas"),
+      value: b("old"),
+      rangeEnd: b(""),
+    };
+    const written = await call<etcd.TxnRequest, etcd.TxnResponse>(clients.kv, "txn", {
+      compare: [cmp],
+      success: [
+        { requestPut: putRequest({ key: b("cas"), value: b("new") }) },
+        { requestDeleteRange: deleteRangeRequest({ key: b("zz") }) },
+      ],
+      failure: [],
+    });
+    expect([written.succeeded, written.header!.revision]).toEqual([true, 3n]);
+    const read = await call<etcd.TxnRequest, etcd.TxnResponse>(clients.kv, "txn", {
+      compare: [cmp],
+      success: [],
+      failure: [{ requestRange: rangeRequest({ key: b("cas") }) }],
+    });
+    expect(read.succeeded).toBe(false);
+    expect(read.responses[0]!.responseRange!.kvs[0]!.value.toString()).toBe("new");
+    expect(server.store.currentRevision()).toBe(3n);
+  });
+});
+
+describe("etcd Lease over gRPC", () => {
+  it("grants, lists, keeps alive, reports time to live and revokes with attached keys", async () => {
+    // Proves the Lease service end to end, including TTL -1 for a revoked lease.
+    const grant = await call<etcd.LeaseGrantRequest, etcd.LeaseGrantResponse>(clients.lease, "leaseGrant", {
+      TTL: 60n,
+      ID: 0n,
+    });
+    expect(grant.ID > 0n).toBe(true);
+    await put("leased", "v", { lease: grant.ID });
+    const list = await call<etcd.LeaseLeasesRequest, etcd.LeaseLeasesResponse>(
+      clients.lease,
+      "leaseLeases",
+      {},
+    );
+    expect(list.leases.map((l) => l.ID)).toEqual([grant.ID]);
+    const ttl = await call<etcd.LeaseTimeToLiveRequest, etcd.LeaseTimeToLiveResponse>(
+      clients.lease,
+      "leaseTimeToLive",
+      { ID: grant.ID, keys: true },
+    );
+    expect([ttl.grantedTTL, ttl.keys.map(String)]).toEqual([60n, ["leased"]]);
+    expect(ttl.TTL > 0n && ttl.TTL <= 60n).toBe(true);
+    const keepAlive = clients.lease.leaseKeepAlive();
+    const renewed = new Promise<etcd.LeaseKeepAliveResponse>((resolve) => keepAlive.once("data", resolve));
+    keepAlive.write({ ID: grant.ID });
+    expect((await renewed).TTL).toBe(60n);
+    keepAlive.end();
+    await call(clients.lease, "leaseRevoke", { ID: grant.ID });
+    expect((await get({ key: b("leased") })).count).toBe(0n);
+    const gone = await call<etcd.LeaseTimeToLiveRequest, etcd.LeaseTimeToLiveResponse>(
+      clients.lease,
+      "leaseTimeToLive",
+      { ID: grant.ID, keys: false },
+    );
+    expect(gone.TTL).toBe(-1n);
+  });
+});
+
+describe("lease expiry", () => {
+  it("expires a lease through the log when the leader's clock says so, deleting its keys", async () => {
+    // Proves the leader-driven expiry path: LeaseDriver proposes LeaseExpire, apply deletes the keys.
+    const grant = await call<etcd.LeaseGrantRequest, etcd.LeaseGrantResponse>(clients.lease, "leaseGrant", {
+      TTL: 1n,
+      ID: 0n,
+    });
+    await put("ephemeral", "v", { lease: grant.ID });
+    const w = watchStream();
+    w.create({ key: b("ephemeral") });
+    await until(() => w.responses.some((r) => r.created), "created");
+    await until(() => w.events(0n).some((e) => e.type === 1), "the delete event of the expired lease");
+    expect((await get({ key: b("ephemeral") })).count).toBe(0n);
+    expect(server.store.lessor.get(grant.ID)).toBeUndefined();
+    w.stream.end();
+  });
+});
+
+describe("etcd Watch over gRPC", () => {
+  it("delivers live events, history from a start revision with prev_kv, and honours filters", async () => {
+    // Proves many watchers on one stream: live, catch-up from history, and NOPUT filtering.
+    await put("w/a", "1");
+    await put("w/a", "2");
+    const w = watchStream();
+    w.create({ key: b("w/"), rangeEnd: b("w0") });
+    w.create({ key: b("w/a"), startRevision: 2n, prevKv: true });
+    w.create({ key: b("w/"), rangeEnd: b("w0"), filters: [etcd.WatchCreateRequest_FilterType.NOPUT] });
+    await until(() => w.responses.filter((r) => r.created).length === 3, "three created responses");
+    await put("w/b", "3");
+    await call(clients.kv, "deleteRange", deleteRangeRequest({ key: b("w/a") }));
+    await until(
+      () => w.events(0n).length === 2 && w.events(1n).length === 3 && w.events(2n).length === 1,
+      "events",
+    );
+    expect(w.events(0n).map((e) => [e.type, e.kv!.key.toString(), e.kv!.modRevision])).toEqual([
+      [0, "w/b", 4n],
+      [1, "w/a", 5n],
+    ]);
+    expect(w.events(1n).map((e) => [e.kv!.value.toString(), e.prevKv?.value.toString()])).toEqual([
+      ["1", undefined],
+      ["2", "1"],
+      ["", "2"],
+    ]);
+    expect(w.events(2n).map((e) => e.type)).toEqual([1]);
+    w.stream.end();
+  });
+
+  it("cancels a watcher whose start revision is compacted, with the compact revision", async () => {
+    // Proves cancellation with compact_revision, and explicit cancel of another watcher.
+    for (let i = 0; i < 4; i++) await put("c", String(i));
+    await call(clients.kv, "compact", { revision: 4n, physical: true });
+    const w = watchStream();
+    w.create({ key: b("c"), startRevision: 2n });
+    await until(() => w.responses.some((r) => r.canceled), "compaction cancel");
+    const canceled = w.responses.find((r) => r.canceled)!;
+    expect([canceled.watchId, canceled.compactRevision]).toEqual([0n, 4n]);
+    w.create({ key: b("c") });
+    await until(() => w.responses.filter((r) => r.created).length === 2, "second watcher");
+    w.stream.write({ cancelRequest: { watchId: 1n } });
+    await until(() => w.responses.filter((r) => r.canceled).length === 2, "explicit cancel");
+    w.stream.write({ progressRequest: {} });
+    await until(() => w.responses.some((r) => r.watchId === -1n), "progress response");
+    expect(w.responses.find((r) => r.watchId === -1n)!.header!.revision).toBe(5n);
+    w.stream.end();
+  });
+
+  it("splits a large delivery into fragments when asked", async () => {
+    // Proves the fragment flag: one revision's events arrive in several responses, the last unflagged.
+    await server.stop();
+    server = await startTestServer({ watchFragmentBytesMax: 200 });
+    clients.close();
+    clients = createClients(server.endpoint);
+    const w = watchStream();
+    w.create({ key: b("f/"), rangeEnd: b("f0"), fragment: true });
+    await until(() => w.responses.some((r) => r.created), "created");
+    const ops = Array.from({ length: 10 }, (_, i) => ({
+      requestPut: putRequest({ key: b(`f/${i}`), value: Buffer.alloc(50, 1) }),
+    }));
+    await call(clients.kv, "txn", { compare: [], success: ops, failure: [] });
+    await until(() => w.events(0n).length === 10, "all ten events");
+    const parts = w.responses.filter((r) => r.events.length > 0);
+    expect(parts.length).toBeGreaterThan(1);
+    expect(parts.map((p) => p.fragment)).toEqual([...parts.slice(1).map(() => true), false]);
+    w.stream.end();
+  });
+
+  it("lets a congested watcher catch up from storage without losing or reordering events", async () => {
+    // Proves the slow-watcher path: thousands of events to a watcher that does not read stay complete and ordered.
+    const w = watchStream();
+    w.stream.pause();
+    w.create({ key: b("s/"), rangeEnd: b("s0") });
+    for (let batch = 0; batch < 20; batch++) {
+      await Promise.all(Array.from({ length: 100 }, (_, i) => put(`s/${batch * 100 + i}`, "x".repeat(200))));
+    }
+    w.stream.resume();
+    await until(
+      () => w.events(0n).length === 2000,
+      () => `2000 events, have ${w.events(0n).length}, hub unsynced watchers: ${server.hub.watcherCount}`,
+    );
+    const revisions = w.events(0n).map((e) => e.kv!.modRevision);
+    expect(revisions).toEqual([...revisions].sort((x, y) => (x < y ? -1 : 1)));
+    expect(new Set(revisions).size).toBe(2000);
+  });
+});
+
+describe("etcd Maintenance over gRPC", () => {
+  it("reports status, hashes and alarms", async () => {
+    // Proves Status fields, HashKV stability and the alarm list.
+    await put("m", "1");
+    const st = await call<etcd.StatusRequest, etcd.StatusResponse>(clients.maintenance, "status", {});
+    expect([st.version, st.leader, st.raftAppliedIndex, st.isLearner]).toEqual([
+      "3.4.0",
+      0x8e9e05c52164694dn,
+      1n,
+      false,
+    ]);
+    expect(st.dbSize > 0n).toBe(true);
+    const h1 = await call<etcd.HashKVRequest, etcd.HashKVResponse>(clients.maintenance, "hashKv", {
+      revision: 0n,
+    });
+    const h2 = await call<etcd.HashKVRequest, etcd.HashKVResponse>(clients.maintenance, "hashKv", {
+      revision: 0n,
+    });
+    expect(h1.hash).toBe(h2.hash);
+    const alarms = await call<etcd.AlarmRequest, etcd.AlarmResponse>(clients.maintenance, "alarm", {
+      action: 0,
+      memberID: 0n,
+      alarm: 0,
+    });
+    expect(alarms.alarms).toEqual([]);
+  });
+});

@@ -1,0 +1,82 @@
+// etcdserverpb.KV on the Replicated facade: writes are proposals, reads are served locally after a
+// ReadIndex (or immediately when serializable), read-only txns never enter the log.
+import type { etcd } from "@photoncloud/chainfire-api";
+import { chainfireError } from "../errors.js";
+import { isReadOnlyTxn } from "../mvcc/store.js";
+import { checkDeleteRange, checkPut, checkRange, checkTxn } from "../mvcc/txn-check.js";
+import { type EtcdApiContext, proposeCommand, responseHeader } from "./context.js";
+import { unary } from "./grpc-util.js";
+
+export function kvHandlers(ctx: EtcdApiContext): etcd.KVServer {
+  return {
+    range: unary((req: etcd.RangeRequest) => range(ctx, req)),
+    put: unary((req: etcd.PutRequest) => put(ctx, req)),
+    deleteRange: unary((req: etcd.DeleteRangeRequest) => deleteRange(ctx, req)),
+    txn: unary((req: etcd.TxnRequest) => txn(ctx, req)),
+    compact: unary((req: etcd.CompactionRequest) => compact(ctx, req)),
+  };
+}
+
+async function range(ctx: EtcdApiContext, req: etcd.RangeRequest): Promise<etcd.RangeResponse> {
+  checkRange(req);
+  const response = req.serializable
+    ? ctx.replicated.serializableRead(() => ctx.store.range(req))
+    : await ctx.replicated.linearizableRead(() => ctx.store.range(req));
+  response.header = responseHeader(ctx, response.header!.revision);
+  return response;
+}
+
+/** etcd checks the quota before proposing and raises the NOSPACE alarm through the log. */
+async function checkQuota(ctx: EtcdApiContext, requestBytes: number): Promise<void> {
+  if (ctx.store.quotaAvailable(requestBytes)) return;
+  await proposeCommand(ctx, {
+    alarm: { action: 1, memberID: ctx.member.memberId, alarm: 1 },
+  });
+  throw chainfireError("NO_SPACE");
+}
+
+async function put(ctx: EtcdApiContext, req: etcd.PutRequest): Promise<etcd.PutResponse> {
+  checkPut(req);
+  await checkQuota(ctx, req.key.length + req.value.length);
+  const result = (await proposeCommand(ctx, { put: req })).put!;
+  result.header = responseHeader(ctx, result.header!.revision);
+  return result;
+}
+
+async function deleteRange(
+  ctx: EtcdApiContext,
+  req: etcd.DeleteRangeRequest,
+): Promise<etcd.DeleteRangeResponse> {
+  checkDeleteRange(req);
+  const result = (await proposeCommand(ctx, { deleteRange: req })).deleteRange!;
+  result.header = responseHeader(ctx, result.header!.revision);
+  return result;
+}
+
+async function txn(ctx: EtcdApiContext, req: etcd.TxnRequest): Promise<etcd.TxnResponse> {
+  checkTxn(req, ctx.store.maxTxnOps);
+  let result: etcd.TxnResponse;
+  if (isReadOnlyTxn(req)) {
+    result = await ctx.replicated.linearizableRead(() => ctx.store.readTxn(req));
+  } else {
+    await checkQuota(ctx, txnBytes(req));
+    result = (await proposeCommand(ctx, { txn: req })).txn!;
+  }
+  result.header = responseHeader(ctx, result.header!.revision);
+  return result;
+}
+
+function txnBytes(req: etcd.TxnRequest): number {
+  let bytes = 0;
+  for (const op of [...req.success, ...req.failure]) {
+    if (op.requestPut) bytes += op.requestPut.key.length + op.requestPut.value.length;
+    if (op.requestTxn) bytes += txnBytes(op.requestTxn);
+  }
+  return bytes;
+}
+
+async function compact(ctx: EtcdApiContext, req: etcd.CompactionRequest): Promise<etcd.CompactionResponse> {
+  const result = (await proposeCommand(ctx, { compaction: req })).compaction!;
+  result.header = responseHeader(ctx, result.header!.revision);
+  return result;
+}

@@ -1,0 +1,68 @@
+// etcdserverpb.Maintenance: the parts served by one member's own state (Status, Hash, HashKV, Alarm,
+// Defragment, Snapshot). MoveLeader needs the Raft layer and answers UNIMPLEMENTED until wired.
+import { createHash } from "node:crypto";
+import { status } from "@grpc/grpc-js";
+import { etcd } from "@photoncloud/chainfire-api";
+import { type EtcdApiContext, proposeCommand, responseHeader } from "./context.js";
+import { unary } from "./grpc-util.js";
+
+const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
+
+export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer {
+  return {
+    alarm: unary((req: etcd.AlarmRequest) => alarm(ctx, req)),
+    status: unary(() => statusOf(ctx)),
+    defragment: unary(() => {
+      ctx.store.defragment();
+      return { header: responseHeader(ctx, ctx.store.currentRevision()) };
+    }),
+    hash: unary(() => ({ header: responseHeader(ctx, ctx.store.currentRevision()), hash: ctx.store.hash() })),
+    hashKv: unary((req: etcd.HashKVRequest) => {
+      const result = ctx.store.hashKV(req.revision);
+      return {
+        header: responseHeader(ctx, result.revision),
+        hash: result.hash,
+        compactRevision: result.compactRevision,
+      };
+    }),
+    snapshot: (call) => {
+      // Like etcd: the database image in chunks, then its sha256 as the last 32 bytes.
+      const image = Buffer.from(ctx.store.snapshot());
+      const whole = Buffer.concat([image, createHash("sha256").update(image).digest()]);
+      const header = responseHeader(ctx, ctx.store.currentRevision());
+      for (let offset = 0; offset < whole.length; offset += SNAPSHOT_CHUNK_BYTES) {
+        const blob = whole.subarray(offset, offset + SNAPSHOT_CHUNK_BYTES);
+        const remainingBytes = BigInt(whole.length - offset - blob.length);
+        call.write({ header, remainingBytes, blob });
+      }
+      call.end();
+    },
+    moveLeader: (_call, callback) => {
+      callback({ code: status.UNIMPLEMENTED, details: "chainfire: move-leader needs the Raft layer" });
+    },
+  };
+}
+
+function statusOf(ctx: EtcdApiContext): etcd.StatusResponse {
+  return {
+    header: responseHeader(ctx, ctx.store.currentRevision()),
+    version: ctx.version,
+    dbSize: ctx.store.dbSizeBytes(),
+    leader: ctx.member.leaderId(),
+    raftIndex: ctx.member.raftIndex(),
+    raftTerm: ctx.member.raftTerm(),
+    raftAppliedIndex: ctx.store.appliedIndex(),
+    errors: ctx.store.alarms().map((a) => `memberID:${a.memberID} alarm:${etcd.AlarmType[a.alarm]} `),
+    dbSizeInUse: ctx.store.dbSizeInUseBytes(),
+    isLearner: ctx.member.isLearner(),
+  };
+}
+
+async function alarm(ctx: EtcdApiContext, req: etcd.AlarmRequest): Promise<etcd.AlarmResponse> {
+  if (req.action === etcd.AlarmRequest_AlarmAction.GET) {
+    const alarms = await ctx.replicated.linearizableRead(() => ctx.store.alarms());
+    return { header: responseHeader(ctx, ctx.store.currentRevision()), alarms };
+  }
+  const result = (await proposeCommand(ctx, { alarm: req })).alarm!;
+  return { header: responseHeader(ctx, result.header!.revision), alarms: result.alarms };
+}

@@ -1,0 +1,190 @@
+// etcdserverpb.Watch: many watchers per bidirectional stream. The stream's own write buffer is the
+// bound per stream: once grpc-js reports it full, the hub's deliveries are refused and those watchers
+// fall back to catching up from storage when the stream drains.
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { etcd, mvccpb } from "@photoncloud/chainfire-api";
+import type { WatchDelivery, Watcher } from "../watch/watch-hub.js";
+import { type EtcdApiContext, responseHeader } from "./context.js";
+
+type WatchCall = ServerDuplexStream<etcd.WatchRequest, etcd.WatchResponse>;
+
+export interface WatchServiceOptions {
+  /** How often watchers that asked for progress_notify get an empty response (etcd: 10 minutes). */
+  progressIntervalMs: number;
+}
+
+export function watchHandlers(
+  ctx: EtcdApiContext,
+  options: WatchServiceOptions = { progressIntervalMs: 600_000 },
+): etcd.WatchServer {
+  return { watch: (call) => new WatchStream(ctx, call, options).start() };
+}
+
+class WatchStream {
+  private readonly watchers = new Map<bigint, Watcher>();
+  private readonly progressNotify = new Set<bigint>();
+  private readonly fragment = new Set<bigint>();
+  private nextId = 0n;
+  private congested = false;
+  private closed = false;
+  private progressTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly ctx: EtcdApiContext,
+    private readonly call: WatchCall,
+    private readonly options: WatchServiceOptions,
+  ) {}
+
+  start(): void {
+    this.call.on("data", (req: etcd.WatchRequest) => this.onRequest(req));
+    this.call.on("drain", () => {
+      this.congested = false;
+      this.ctx.hub.resume();
+    });
+    const close = () => this.close();
+    this.call.on("end", close);
+    this.call.on("error", close);
+    this.call.on("cancelled", close);
+    this.call.on("close", close);
+    this.progressTimer = setInterval(() => this.sendProgress(), this.options.progressIntervalMs);
+    this.progressTimer.unref();
+  }
+
+  private onRequest(req: etcd.WatchRequest): void {
+    if (this.closed) return;
+    if (req.createRequest) this.create(req.createRequest);
+    else if (req.cancelRequest) this.cancel(req.cancelRequest.watchId);
+    else if (req.progressRequest) {
+      // etcd 3.4 answers a progress request at once, addressed to no watcher (ID -1).
+      this.write(this.response(-1n, this.ctx.store.currentRevision(), {}));
+    }
+  }
+
+  private create(req: etcd.WatchCreateRequest): void {
+    let id = req.watchId;
+    if (id !== 0n && this.watchers.has(id)) {
+      this.write(
+        this.response(id, this.ctx.store.currentRevision(), {
+          created: true,
+          canceled: true,
+          cancelReason: "mvcc: duplicate watch ID provided",
+        }),
+      );
+      return;
+    }
+    if (id === 0n) {
+      while (this.watchers.has(this.nextId)) this.nextId++;
+      id = this.nextId++;
+    }
+    const filters = new Set(req.filters);
+    // The created response goes first, so it precedes any event of the new watcher.
+    this.write(this.response(id, this.ctx.store.currentRevision(), { created: true }));
+    const watcher = this.ctx.hub.watch(
+      id,
+      {
+        key: req.key,
+        rangeEnd: req.rangeEnd,
+        startRevision: req.startRevision,
+        prevKv: req.prevKv,
+        noPut: filters.has(etcd.WatchCreateRequest_FilterType.NOPUT),
+        noDelete: filters.has(etcd.WatchCreateRequest_FilterType.NODELETE),
+      },
+      (w, delivery) => this.deliver(w, delivery),
+    );
+    this.watchers.set(id, watcher);
+    if (req.progressNotify) this.progressNotify.add(id);
+    if (req.fragment) this.fragment.add(id);
+  }
+
+  private cancel(id: bigint): void {
+    const watcher = this.watchers.get(id);
+    if (watcher === undefined) return;
+    this.forget(watcher);
+    this.write(this.response(id, this.ctx.store.currentRevision(), { canceled: true }));
+  }
+
+  private forget(watcher: Watcher): void {
+    this.ctx.hub.cancel(watcher);
+    this.watchers.delete(watcher.id);
+    this.progressNotify.delete(watcher.id);
+    this.fragment.delete(watcher.id);
+  }
+
+  private deliver(watcher: Watcher, delivery: WatchDelivery): boolean {
+    if (this.closed) return true;
+    if (this.congested) return false;
+    if (delivery.compactRevision !== undefined) {
+      this.forget(watcher);
+      this.write(
+        this.response(watcher.id, delivery.revision, {
+          canceled: true,
+          compactRevision: delivery.compactRevision,
+        }),
+      );
+      return true;
+    }
+    const parts = this.fragment.has(watcher.id)
+      ? splitEvents(delivery.events, this.ctx.watchFragmentBytesMax)
+      : [delivery.events];
+    parts.forEach((events, i) => {
+      this.write(this.response(watcher.id, delivery.revision, { events, fragment: i < parts.length - 1 }));
+    });
+    return true;
+  }
+
+  private sendProgress(): void {
+    for (const id of this.progressNotify) {
+      const watcher = this.watchers.get(id);
+      if (watcher?.synced && !this.congested) {
+        this.write(this.response(id, this.ctx.store.currentRevision(), {}));
+      }
+    }
+  }
+
+  private response(id: bigint, revision: bigint, fields: Partial<etcd.WatchResponse>): etcd.WatchResponse {
+    return {
+      header: responseHeader(this.ctx, revision),
+      watchId: id,
+      created: false,
+      canceled: false,
+      compactRevision: 0n,
+      cancelReason: "",
+      fragment: false,
+      events: [],
+      ...fields,
+    };
+  }
+
+  private write(response: etcd.WatchResponse): void {
+    if (this.closed) return;
+    if (!this.call.write(response)) this.congested = true;
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.progressTimer !== null) clearInterval(this.progressTimer);
+    for (const watcher of [...this.watchers.values()]) this.ctx.hub.cancel(watcher);
+    this.watchers.clear();
+    this.call.end();
+  }
+}
+
+/** Splits events into groups of at most `bytesMax` encoded bytes (at least one event each). */
+function splitEvents(events: mvccpb.Event[], bytesMax: number): mvccpb.Event[][] {
+  const parts: mvccpb.Event[][] = [];
+  let current: mvccpb.Event[] = [];
+  let size = 0;
+  for (const event of events) {
+    const bytes = mvccpb.Event.encode(event).finish().length;
+    if (current.length > 0 && size + bytes > bytesMax) {
+      parts.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(event);
+    size += bytes;
+  }
+  parts.push(current);
+  return parts;
+}

@@ -1,0 +1,59 @@
+// The leader's side of lease expiry. Apply never consults a clock to expire a lease; instead the
+// leader's driver looks at its lessor on an interval and proposes LeaseExpire (and LeaseCheckpoint,
+// so remaining TTLs survive a leader change) through the log like any other write.
+import { command } from "@photoncloud/chainfire-api";
+import type { Replicated } from "@photoncloud/raft";
+import type { MvccStore } from "./store.js";
+
+export interface LeaseDriverOptions {
+  /** How often the leader looks for expired leases and due checkpoints. */
+  intervalMs: number;
+  /** Most leases expired (or checkpointed) by one proposal. */
+  leasesPerProposalMax: number;
+}
+
+export class LeaseDriver {
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+
+  constructor(
+    private readonly replicated: Replicated,
+    private readonly store: MvccStore,
+    private readonly nowMs: () => number = Date.now,
+    private readonly options: LeaseDriverOptions = { intervalMs: 500, leasesPerProposalMax: 1000 },
+  ) {}
+
+  start(): void {
+    if (this.timer !== null) return;
+    this.timer = setInterval(() => void this.tick().catch(() => {}), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /**
+   * One round; does nothing on a follower (its lessor is not primary). A failed proposal (leadership
+   * lost) is retried by the next leader's driver, which restarts the countdown from the checkpoints.
+   */
+  async tick(): Promise<void> {
+    if (this.running || !this.store.lessor.isPrimary) return;
+    this.running = true;
+    try {
+      const now = this.nowMs();
+      const max = this.options.leasesPerProposalMax;
+      const expired = this.store.lessor.expiredLeases(now, max);
+      if (expired.length > 0) await this.propose({ leaseExpire: { ids: expired } });
+      const checkpoints = this.store.lessor.checkpointsDue(now, max);
+      if (checkpoints.length > 0) await this.propose({ leaseCheckpoint: { checkpoints } });
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async propose(cmd: command.MvccCommand): Promise<void> {
+    await this.replicated.propose(command.MvccCommand.encode(cmd).finish());
+  }
+}

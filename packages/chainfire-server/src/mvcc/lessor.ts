@@ -1,0 +1,130 @@
+// Leases. What a lease is (ID, granted TTL, checkpointed remaining TTL, attached keys) is replicated
+// state changed only by apply. WHEN a lease expires is decided by the leader alone from its own
+// clock: the server drives `promote`/`demote` on leadership changes, `renew` on keep-alives,
+// `expiredLeases` to find leases to revoke through the log, and `checkpointsDue` to persist remaining
+// TTLs so a new leader continues the countdown instead of restarting it.
+
+export interface Lease {
+  readonly id: bigint;
+  /** Granted TTL in seconds. */
+  readonly ttlSeconds: bigint;
+  /** Remaining TTL recorded by the last checkpoint; 0n when none was taken. */
+  remainingTtlSeconds: bigint;
+  /** Attached keys (index strings). */
+  readonly keys: Set<string>;
+  /** Leader-only: when the lease expires (ms since epoch); null on followers. */
+  expiryMs: number | null;
+}
+
+export interface LessorOptions {
+  /** Shortest TTL granted (seconds); shorter requests are raised to it, as etcd does. */
+  minTtlSeconds: bigint;
+  /** How often (ms) a lease's remaining TTL is checkpointed through the log. */
+  checkpointIntervalMs: number;
+}
+
+export const MAX_LEASE_TTL_SECONDS = 9_000_000_000n;
+
+export class Lessor {
+  private readonly leases = new Map<bigint, Lease>();
+  private primary = false;
+  private readonly lastCheckpointMs = new Map<bigint, number>();
+
+  constructor(readonly options: LessorOptions) {}
+
+  get isPrimary(): boolean {
+    return this.primary;
+  }
+
+  get(id: bigint): Lease | undefined {
+    return this.leases.get(id);
+  }
+
+  ids(): bigint[] {
+    return [...this.leases.keys()];
+  }
+
+  /** Apply path: records a granted lease. `nowMs` is the entry's leader timestamp. */
+  add(id: bigint, ttlSeconds: bigint, remainingTtlSeconds: bigint, nowMs: number | null): Lease {
+    const lease: Lease = { id, ttlSeconds, remainingTtlSeconds, keys: new Set(), expiryMs: null };
+    if (this.primary && nowMs !== null) lease.expiryMs = nowMs + Number(ttlSeconds) * 1000;
+    this.leases.set(id, lease);
+    return lease;
+  }
+
+  /** Apply path: forgets a lease (its keys are deleted by the store). */
+  delete(id: bigint): void {
+    this.leases.delete(id);
+    this.lastCheckpointMs.delete(id);
+  }
+
+  clear(): void {
+    this.leases.clear();
+    this.lastCheckpointMs.clear();
+  }
+
+  attach(id: bigint, key: string): void {
+    this.leases.get(id)?.keys.add(key);
+  }
+
+  detach(id: bigint, key: string): void {
+    this.leases.get(id)?.keys.delete(key);
+  }
+
+  /** This member became leader: start every lease's countdown from its remaining (or granted) TTL. */
+  promote(nowMs: number): void {
+    this.primary = true;
+    for (const lease of this.leases.values()) {
+      const seconds = lease.remainingTtlSeconds > 0n ? lease.remainingTtlSeconds : lease.ttlSeconds;
+      lease.expiryMs = nowMs + Number(seconds) * 1000;
+    }
+  }
+
+  /** This member lost leadership: only the leader tracks expiry. */
+  demote(): void {
+    this.primary = false;
+    for (const lease of this.leases.values()) lease.expiryMs = null;
+  }
+
+  /** Leader: a keep-alive. Returns the granted TTL, or null when the lease does not exist. */
+  renew(id: bigint, nowMs: number): bigint | null {
+    const lease = this.leases.get(id);
+    if (lease === undefined) return null;
+    if (this.primary) lease.expiryMs = nowMs + Number(lease.ttlSeconds) * 1000;
+    return lease.ttlSeconds;
+  }
+
+  /** Seconds left (truncated, as etcd reports); the granted TTL when this member is not tracking expiry. */
+  remainingSeconds(lease: Lease, nowMs: number): bigint {
+    if (lease.expiryMs === null) {
+      return lease.remainingTtlSeconds > 0n ? lease.remainingTtlSeconds : lease.ttlSeconds;
+    }
+    const leftMs = Math.max(0, lease.expiryMs - nowMs);
+    return BigInt(Math.floor(leftMs / 1000));
+  }
+
+  /** Leader: leases whose time is up, oldest deadline first, at most `max`. Propose their expiry. */
+  expiredLeases(nowMs: number, max = 1000): bigint[] {
+    if (!this.primary) return [];
+    const expired: Lease[] = [];
+    for (const lease of this.leases.values()) {
+      if (lease.expiryMs !== null && lease.expiryMs <= nowMs) expired.push(lease);
+    }
+    expired.sort((a, b) => a.expiryMs! - b.expiryMs!);
+    return expired.slice(0, max).map((lease) => lease.id);
+  }
+
+  /** Leader: the remaining TTLs worth recording now (one per lease per checkpoint interval). */
+  checkpointsDue(nowMs: number, max = 1000): { ID: bigint; remainingTTL: bigint }[] {
+    if (!this.primary) return [];
+    const due: { ID: bigint; remainingTTL: bigint }[] = [];
+    for (const lease of this.leases.values()) {
+      if (due.length >= max || lease.expiryMs === null) continue;
+      const last = this.lastCheckpointMs.get(lease.id) ?? Number.NEGATIVE_INFINITY;
+      if (nowMs - last < this.options.checkpointIntervalMs) continue;
+      this.lastCheckpointMs.set(lease.id, nowMs);
+      due.push({ ID: lease.id, remainingTTL: this.remainingSeconds(lease, nowMs) });
+    }
+    return due;
+  }
+}

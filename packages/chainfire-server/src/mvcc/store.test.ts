@@ -1,0 +1,267 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type command, etcd } from "@photoncloud/chainfire-api";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { decodeResult, entriesFor } from "../testing/commands.js";
+import { deleteRangeRequest, putRequest, rangeRequest } from "./messages.js";
+import { MvccStore } from "./store.js";
+
+const b = (s: string) => Buffer.from(s);
+let dir: string;
+let store: MvccStore;
+let nextIndex: bigint;
+
+function apply(...cmds: command.MvccCommand[]): command.MvccResult[] {
+  const results = store.applyBatch(entriesFor(cmds, nextIndex, 1_000_000));
+  nextIndex += BigInt(cmds.length);
+  return results.map(decodeResult);
+}
+const put = (key: string, value: string, extra: Partial<etcd.PutRequest> = {}) =>
+  apply({ put: putRequest({ key: b(key), value: b(value), ...extra }) })[0]!;
+const keysOf = (r: etcd.RangeResponse) => r.kvs.map((kv) => kv.key.toString());
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "chainfire-mvcc-"));
+  store = new MvccStore({ path: join(dir, "mvcc.db") });
+  nextIndex = 1n;
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("MvccStore", () => {
+  it("tracks the global revision and per-key create/mod revision and version", () => {
+    // Proves etcd's per-key bookkeeping across puts and a delete/recreate.
+    put("a", "1");
+    put("b", "1");
+    put("a", "2");
+    const a = store.range(rangeRequest({ key: b("a") })).kvs[0]!;
+    expect([a.createRevision, a.modRevision, a.version, a.value.toString()]).toEqual([2n, 4n, 2n, "2"]);
+    apply({ deleteRange: deleteRangeRequest({ key: b("a") }) });
+    put("a", "3");
+    const again = store.range(rangeRequest({ key: b("a") })).kvs[0]!;
+    expect([again.createRevision, again.version, store.currentRevision()]).toEqual([6n, 1n, 6n]);
+  });
+
+  it("reads history at a revision and refuses compacted and future revisions with etcd's errors", () => {
+    // Proves Range at a revision, and compaction removing history with the exact error texts.
+    put("k", "v1");
+    put("k", "v2");
+    expect(store.range(rangeRequest({ key: b("k"), revision: 2n })).kvs[0]!.value.toString()).toBe("v1");
+    expect(() => store.range(rangeRequest({ key: b("k"), revision: 9n }))).toThrow(
+      "etcdserver: mvcc: required revision is a future revision",
+    );
+    const [compacted] = apply({ compaction: { revision: 3n, physical: true } });
+    expect(compacted!.compaction).toBeDefined();
+    expect(() => store.range(rangeRequest({ key: b("k"), revision: 2n }))).toThrow(
+      "etcdserver: mvcc: required revision has been compacted",
+    );
+    expect(store.range(rangeRequest({ key: b("k"), revision: 3n })).kvs[0]!.value.toString()).toBe("v2");
+    const [again] = apply({ compaction: { revision: 3n, physical: true } });
+    expect(again!.error?.message).toBe("etcdserver: mvcc: required revision has been compacted");
+  });
+
+  it("honours prefix, from-key, limit, count, sort, keys_only, count_only and revision filters", () => {
+    // Proves every RangeRequest field on one data set.
+    for (const [k, v] of [
+      ["p/a", "3"],
+      ["p/b", "1"],
+      ["p/c", "2"],
+      ["q", "0"],
+    ])
+      put(k!, v!);
+    put("p/b", "9");
+    const prefix = store.range(rangeRequest({ key: b("p/"), rangeEnd: b("p0") }));
+    expect(keysOf(prefix)).toEqual(["p/a", "p/b", "p/c"]);
+    expect(keysOf(store.range(rangeRequest({ key: b("p/b"), rangeEnd: Buffer.from([0]) })))).toEqual([
+      "p/b",
+      "p/c",
+      "q",
+    ]);
+    const limited = store.range(rangeRequest({ key: b("p/"), rangeEnd: b("p0"), limit: 2n }));
+    expect([keysOf(limited), limited.more, limited.count]).toEqual([["p/a", "p/b"], true, 3n]);
+    const byValue = store.range(
+      rangeRequest({ key: b("p/"), rangeEnd: b("p0"), sortTarget: etcd.RangeRequest_SortTarget.VALUE }),
+    );
+    expect(keysOf(byValue)).toEqual(["p/c", "p/a", "p/b"]);
+    const desc = store.range(
+      rangeRequest({
+        key: b("p/"),
+        rangeEnd: b("p0"),
+        sortOrder: etcd.RangeRequest_SortOrder.DESCEND,
+        limit: 1n,
+      }),
+    );
+    expect([keysOf(desc), desc.more]).toEqual([["p/c"], true]);
+    const keysOnly = store.range(rangeRequest({ key: b("p/a"), keysOnly: true }));
+    expect(keysOnly.kvs[0]!.value.length).toBe(0);
+    const countOnly = store.range(rangeRequest({ key: b("p/"), rangeEnd: b("p0"), countOnly: true }));
+    expect([countOnly.kvs.length, countOnly.count]).toEqual([0, 3n]);
+    const modded = store.range(rangeRequest({ key: b("p/"), rangeEnd: b("p0"), minModRevision: 5n }));
+    expect(keysOf(modded)).toEqual(["p/b"]);
+    const created = store.range(rangeRequest({ key: b("p/"), rangeEnd: b("p0"), maxCreateRevision: 3n }));
+    expect(keysOf(created)).toEqual(["p/a", "p/b"]);
+  });
+
+  it("applies put options: prev_kv, ignore_value, ignore_lease, and refuses unknown leases", () => {
+    // Proves Put's options and their errors, which change nothing.
+    put("k", "v1");
+    const r = put("k", "v2", { prevKv: true });
+    expect(r.put!.prevKv!.value.toString()).toBe("v1");
+    put("k", "", { ignoreValue: true });
+    expect(store.range(rangeRequest({ key: b("k") })).kvs[0]!.value.toString()).toBe("v2");
+    expect(put("missing", "", { ignoreValue: true }).error!.message).toBe("etcdserver: key not found");
+    const before = store.currentRevision();
+    expect(put("k", "v", { lease: 42n }).error!.message).toBe("etcdserver: requested lease not found");
+    expect(store.currentRevision()).toBe(before);
+  });
+
+  it("runs txns with compares on every target, nested txns and one revision", () => {
+    // Proves txn branching, nested txns, reads of the txn's own writes and one revision per txn.
+    put("x", "1");
+    const [res] = apply({
+      txn: {
+        compare: [
+          {
+            result: etcd.Compare_CompareResult.EQUAL,
+            target: etcd.Compare_CompareTarget.VALUE,
+            key: b("x"),
+            value: b("1"),
+            rangeEnd: Buffer.alloc(0),
+          },
+          {
+            result: etcd.Compare_CompareResult.LESS,
+            target: etcd.Compare_CompareTarget.VERSION,
+            key: b("y"),
+            version: 1n,
+            rangeEnd: Buffer.alloc(0),
+          },
+        ],
+        success: [
+          { requestPut: putRequest({ key: b("y"), value: b("2") }) },
+          { requestPut: putRequest({ key: b("z"), value: b("3") }) },
+          { requestRange: rangeRequest({ key: b("y") }) },
+          {
+            requestTxn: {
+              compare: [
+                {
+                  result: etcd.Compare_CompareResult.EQUAL,
+                  target: etcd.Compare_CompareTarget.LEASE,
+                  key: b("x"),
+                  lease: 0n,
+                  rangeEnd: Buffer.alloc(0),
+                },
+              ],
+              success: [{ requestDeleteRange: deleteRangeRequest({ key: b("x"), prevKv: true }) }],
+              failure: [],
+            },
+          },
+        ],
+        failure: [],
+      },
+    });
+    const txn = res!.txn!;
+    expect(txn.succeeded).toBe(true);
+    expect(txn.responses[2]!.responseRange!.kvs[0]!.value.toString()).toBe("2");
+    expect(txn.responses[3]!.responseTxn!.responses[0]!.responseDeleteRange!.deleted).toBe(1n);
+    expect(store.currentRevision()).toBe(3n);
+    const z = store.range(rangeRequest({ key: b("z") })).kvs[0]!;
+    expect(z.modRevision).toBe(3n);
+  });
+
+  it("refuses duplicate keys and too many operations in a txn", () => {
+    // Proves etcd's txn request checks, with the exact messages.
+    const dup = apply({
+      txn: {
+        compare: [],
+        success: [
+          { requestPut: putRequest({ key: b("a"), value: b("1") }) },
+          { requestDeleteRange: deleteRangeRequest({ key: b("a") }) },
+        ],
+        failure: [],
+      },
+    })[0]!;
+    expect(dup.error!.message).toBe("etcdserver: duplicate key given in txn request");
+    const ops = Array.from({ length: 129 }, (_, i) => ({
+      requestPut: putRequest({ key: b(`k${i}`), value: b("v") }),
+    }));
+    const many = apply({ txn: { compare: [], success: ops, failure: [] } })[0]!;
+    expect(many.error!.message).toBe("etcdserver: too many operations in txn request");
+    expect(store.currentRevision()).toBe(1n);
+  });
+
+  it("grants, checkpoints and revokes leases, deleting attached keys in one revision", () => {
+    // Proves lease grant (explicit and derived IDs), attachment and revoke.
+    const grant = apply({ leaseGrant: { TTL: 60n, ID: 7n } })[0]!.leaseGrant!;
+    expect([grant.ID, grant.TTL]).toEqual([7n, 60n]);
+    expect(apply({ leaseGrant: { TTL: 60n, ID: 7n } })[0]!.error!.message).toBe(
+      "etcdserver: lease already exists",
+    );
+    const auto = apply({ leaseGrant: { TTL: 1n, ID: 0n } })[0]!.leaseGrant!;
+    expect(auto.ID > 0n && auto.TTL === 2n).toBe(true);
+    put("l1", "a", { lease: 7n });
+    put("l2", "b", { lease: 7n });
+    apply({ leaseCheckpoint: { checkpoints: [{ ID: 7n, remainingTTL: 30n }] } });
+    expect(store.lessor.get(7n)!.remainingTtlSeconds).toBe(30n);
+    apply({ leaseRevoke: { ID: 7n } });
+    expect(store.range(rangeRequest({ key: b("l"), rangeEnd: b("m") })).count).toBe(0n);
+    expect(store.currentRevision()).toBe(4n);
+    expect(apply({ leaseRevoke: { ID: 7n } })[0]!.error!.message).toBe(
+      "etcdserver: requested lease not found",
+    );
+  });
+
+  it("lets only the leader decide expiry and keeps the remaining TTL across a leader change", () => {
+    // Proves the lessor API the server drives: expiry from the leader clock, checkpoints survive demotion.
+    apply({ leaseGrant: { TTL: 10n, ID: 5n } });
+    expect(store.lessor.expiredLeases(10_000_000)).toEqual([]);
+    store.lessor.promote(0);
+    expect(store.lessor.expiredLeases(9_999)).toEqual([]);
+    expect(store.lessor.expiredLeases(10_000)).toEqual([5n]);
+    const due = store.lessor.checkpointsDue(4_000);
+    apply({ leaseCheckpoint: { checkpoints: due } });
+    store.lessor.demote();
+    store.lessor.promote(100_000);
+    expect(store.lessor.remainingSeconds(store.lessor.get(5n)!, 100_000)).toBe(6n);
+    apply({ leaseExpire: { ids: [5n, 99n] } });
+    expect(store.lessor.get(5n)).toBeUndefined();
+  });
+
+  it("survives reopening, and restores from a snapshot image", () => {
+    // Proves durability of data, leases and applied index, and snapshot/restore.
+    put("k", "v");
+    apply({ leaseGrant: { TTL: 60n, ID: 3n } });
+    put("k", "w", { lease: 3n });
+    const image = store.snapshot();
+    const hash = store.hashKV(0n).hash;
+    store.close();
+    store = new MvccStore({ path: join(dir, "mvcc.db") });
+    expect([store.appliedIndex(), store.currentRevision()]).toEqual([3n, 3n]);
+    expect(store.lessor.get(3n)!.keys.has("k")).toBe(true);
+    put("other", "x");
+    store.restore(image, 3n);
+    expect(store.range(rangeRequest({ key: b("other") })).count).toBe(0n);
+    expect(store.hashKV(0n).hash).toBe(hash);
+  });
+
+  it("raises NOSPACE and then refuses puts until the alarm is cleared", () => {
+    // Proves the quota check and the capped apply while the NOSPACE alarm is active.
+    store.close();
+    store = new MvccStore({ path: join(dir, "q.db"), quotaBackendBytes: 1n });
+    expect(store.quotaAvailable(10)).toBe(false);
+    apply({
+      alarm: { action: etcd.AlarmRequest_AlarmAction.ACTIVATE, memberID: 1n, alarm: etcd.AlarmType.NOSPACE },
+    });
+    expect(put("k", "v").error!.message).toBe("etcdserver: mvcc: database space exceeded");
+    apply({
+      alarm: {
+        action: etcd.AlarmRequest_AlarmAction.DEACTIVATE,
+        memberID: 1n,
+        alarm: etcd.AlarmType.NOSPACE,
+      },
+    });
+    expect(put("k", "v").put).toBeDefined();
+  });
+});

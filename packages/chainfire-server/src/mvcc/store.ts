@@ -1,0 +1,735 @@
+// chainfire's MVCC store: etcd's data model (global revision; per key create/mod revision, version,
+// lease; history until compaction) as a Raft StateMachine. Writes arrive only as encoded MvccCommands
+// through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
+// are served from the in-memory key index, touching SQLite only for values of older revisions.
+import { rmSync, writeFileSync } from "node:fs";
+import { crc32 } from "node:zlib";
+import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
+import type { ApplyEntry, StateMachine } from "@photoncloud/raft";
+import { ChainfireError, chainfireError } from "../errors.js";
+import { Backend, type Row } from "./backend.js";
+import { entryAt, KeyIndex, type KeyRecord } from "./key-index.js";
+import { type KeyRange, keyBytes, keyRange, keyString } from "./key-range.js";
+import { Lessor, MAX_LEASE_TTL_SECONDS } from "./lessor.js";
+import { EMPTY, header, tombstone } from "./messages.js";
+import { checkDeleteRange, checkPut, checkTxn, DEFAULT_MAX_TXN_OPS } from "./txn-check.js";
+
+export interface MvccStoreOptions {
+  /** SQLite file, or ":memory:". */
+  path: string;
+  /** NOSPACE is raised when the database would grow past this (etcd's --quota-backend-bytes); 0n = none. */
+  quotaBackendBytes?: bigint;
+  maxTxnOps?: number;
+  minLeaseTtlSeconds?: bigint;
+  leaseCheckpointIntervalMs?: number;
+}
+
+/** Receives the events of each applied batch, in revision order, after the batch is durable. */
+export type CommitListener = (events: mvccpb.Event[], revision: bigint) => void;
+
+/** One revision being written: every change in it shares `revision`, sub-revisions count up. */
+interface WriteContext {
+  readonly revision: bigint;
+  sub: number;
+  readonly events: mvccpb.Event[];
+  readonly timestampMs: number;
+}
+
+/** The branch choices of a txn, evaluated against the state before it, as etcd does. */
+interface TxnPath {
+  succeeded: boolean;
+  nested: TxnPath[];
+}
+
+const DEFAULT_QUOTA_BYTES = 2n * 1024n * 1024n * 1024n;
+const INT63_MASK = (1n << 63n) - 1n;
+
+export class MvccStore implements StateMachine {
+  private backend: Backend;
+  private readonly index = new KeyIndex();
+  readonly lessor: Lessor;
+  private revision = 0n;
+  private compacted = 0n;
+  private applied = 0n;
+  private readonly alarmSet = new Map<string, etcd.AlarmMember>();
+  private readonly listeners = new Set<CommitListener>();
+  private readonly restoreListeners = new Set<() => void>();
+  private batchEvents: mvccpb.Event[] = [];
+  private sizeBytesCached: bigint | null = null;
+  readonly quotaBackendBytes: bigint;
+  readonly maxTxnOps: number;
+
+  constructor(private readonly options: MvccStoreOptions) {
+    this.quotaBackendBytes = options.quotaBackendBytes ?? DEFAULT_QUOTA_BYTES;
+    this.maxTxnOps = options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS;
+    this.lessor = new Lessor({
+      minTtlSeconds: options.minLeaseTtlSeconds ?? 2n,
+      checkpointIntervalMs: options.leaseCheckpointIntervalMs ?? 5 * 60_000,
+    });
+    this.backend = new Backend(options.path);
+    this.load();
+  }
+
+  // ---- StateMachine -------------------------------------------------------------------------------
+
+  applyBatch(entries: readonly ApplyEntry[]): Uint8Array[] {
+    this.batchEvents = [];
+    const results = this.backend.transaction(() => {
+      const out = entries.map((entry) => this.applyEntry(entry));
+      const last = entries[entries.length - 1];
+      if (last !== undefined) this.applied = last.index;
+      this.backend.setMetaValue("applied_index", this.applied);
+      this.backend.setMetaValue("current_revision", this.revision);
+      this.backend.setMetaValue("compact_revision", this.compacted);
+      return out;
+    });
+    const events = this.batchEvents;
+    this.batchEvents = [];
+    this.sizeBytesCached = null;
+    if (events.length > 0) for (const listener of this.listeners) listener(events, this.revision);
+    return results;
+  }
+
+  appliedIndex(): bigint {
+    return this.applied;
+  }
+
+  snapshot(): Uint8Array {
+    return this.backend.serialize();
+  }
+
+  restore(image: Uint8Array, index: bigint): void {
+    this.backend.close();
+    if (this.options.path === ":memory:") {
+      this.backend = new Backend(Buffer.from(image));
+    } else {
+      for (const suffix of ["", "-wal", "-shm"]) rmSync(this.options.path + suffix, { force: true });
+      writeFileSync(this.options.path, image);
+      this.backend = new Backend(this.options.path);
+    }
+    this.backend.setMetaValue("applied_index", index);
+    this.load();
+    for (const listener of this.restoreListeners) listener();
+  }
+
+  close(): void {
+    this.backend.close();
+  }
+
+  // ---- observers ----------------------------------------------------------------------------------
+
+  subscribe(listener: CommitListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Called after `restore` replaced the whole state (watchers must re-read from storage). */
+  onRestore(listener: () => void): () => void {
+    this.restoreListeners.add(listener);
+    return () => this.restoreListeners.delete(listener);
+  }
+
+  currentRevision(): bigint {
+    return this.revision;
+  }
+
+  compactRevision(): bigint {
+    return this.compacted;
+  }
+
+  dbSizeBytes(): bigint {
+    return this.backend.sizeBytes();
+  }
+
+  dbSizeInUseBytes(): bigint {
+    return this.backend.sizeInUseBytes();
+  }
+
+  alarms(): etcd.AlarmMember[] {
+    return [...this.alarmSet.values()];
+  }
+
+  /** Whether a write of about `requestBytes` fits under the quota (etcd's quota check before proposing). */
+  quotaAvailable(requestBytes: number): boolean {
+    if (this.quotaBackendBytes <= 0n) return true;
+    // The size is read once per applied batch: a PRAGMA per request costs more than the put itself.
+    this.sizeBytesCached ??= this.backend.sizeBytes();
+    return this.sizeBytesCached + BigInt(requestBytes) <= this.quotaBackendBytes;
+  }
+
+  private noSpace(): boolean {
+    for (const alarm of this.alarmSet.values()) if (alarm.alarm === etcd.AlarmType.NOSPACE) return true;
+    return false;
+  }
+
+  // ---- reads --------------------------------------------------------------------------------------
+
+  /** Range as of now (or `req.revision`), with every RangeRequest field honoured as etcd does. */
+  range(req: etcd.RangeRequest): etcd.RangeResponse {
+    return this.rangeAt(req, this.revision);
+  }
+
+  private rangeAt(req: etcd.RangeRequest, current: bigint): etcd.RangeResponse {
+    if (req.key.length === 0) throw chainfireError("EMPTY_KEY");
+    const revision = req.revision > 0n ? req.revision : current;
+    if (revision > current) throw chainfireError("FUTURE_REV");
+    if (revision < this.compacted) throw chainfireError("COMPACTED");
+    const filtered =
+      req.minModRevision !== 0n ||
+      req.maxModRevision !== 0n ||
+      req.minCreateRevision !== 0n ||
+      req.maxCreateRevision !== 0n;
+    const sorted = req.sortOrder !== etcd.RangeRequest_SortOrder.NONE || req.sortTarget !== 0;
+    // Like etcd: fetch one past the limit to learn `more`, or everything when sorting/filtering.
+    const fetch = req.limit > 0n && !sorted && !filtered ? Number(req.limit) + 1 : Number.POSITIVE_INFINITY;
+    let kvs: mvccpb.KeyValue[] = [];
+    let count = 0;
+    for (const record of this.index.scan(keyRange(req.key, req.rangeEnd))) {
+      if (!this.existsAt(record, revision)) continue;
+      count++;
+      if (!req.countOnly && kvs.length < fetch) kvs.push(this.valueAt(record, revision)!);
+    }
+    if (filtered) kvs = kvs.filter((kv) => passesFilters(req, kv));
+    if (sorted) kvs = sortKvs(kvs, req);
+    let more = false;
+    if (req.limit > 0n && kvs.length > Number(req.limit)) {
+      kvs = kvs.slice(0, Number(req.limit));
+      more = true;
+    }
+    if (req.keysOnly) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
+    return { header: header(current), kvs, more, count: BigInt(count) };
+  }
+
+  private existsAt(record: KeyRecord, revision: bigint): boolean {
+    const last = record.revisions[record.revisions.length - 1];
+    if (last !== undefined && last.main <= revision) return record.current !== null;
+    const entry = entryAt(record, revision);
+    return entry !== undefined && !entry.tombstone;
+  }
+
+  /** The key's value visible at `revision`, or null. */
+  private valueAt(record: KeyRecord, revision: bigint): mvccpb.KeyValue | null {
+    const last = record.revisions[record.revisions.length - 1];
+    if (last !== undefined && last.main <= revision) return record.current;
+    const entry = entryAt(record, revision);
+    if (entry === undefined || entry.tombstone) return null;
+    const row = this.backend.row(entry.main, entry.sub);
+    return row === undefined ? null : kvFromRow(row);
+  }
+
+  /** The value a key had just before (main, sub): a watch event's prev_kv. */
+  valueBefore(key: string, main: bigint, sub: number): mvccpb.KeyValue | null {
+    const record = this.index.get(key);
+    if (record === undefined) return null;
+    let previous: { main: bigint; sub: number; tombstone: boolean } | undefined;
+    for (const entry of record.revisions) {
+      if (entry.main > main || (entry.main === main && entry.sub >= sub)) break;
+      previous = entry;
+    }
+    if (previous === undefined || previous.tombstone) return null;
+    const row = this.backend.row(previous.main, previous.sub);
+    return row === undefined ? null : kvFromRow(row);
+  }
+
+  /**
+   * Stored events with fromRevision <= revision <= toRevision in `range`, in order, reading at most
+   * `rowLimit` rows; returns the events and the last revision fully read (watch catch-up).
+   */
+  eventsBetween(
+    range: KeyRange,
+    fromRevision: bigint,
+    toRevision: bigint,
+    rowLimit: number,
+  ): { events: mvccpb.Event[]; lastRevision: bigint } {
+    let rows = this.backend.rowsBetween(fromRevision, toRevision, rowLimit + 1);
+    let lastRevision = toRevision;
+    if (rows.length > rowLimit && rows[rowLimit]!.main === rows[0]!.main) {
+      // One revision larger than the chunk: read it whole, or the reader would never advance.
+      lastRevision = rows[0]!.main;
+      rows = this.backend.rowsBetween(lastRevision, lastRevision, Number.MAX_SAFE_INTEGER);
+    } else if (rows.length > rowLimit) {
+      // Stop at a revision boundary so one revision's events are never split between reads.
+      const cut = rows[rowLimit]!.main;
+      lastRevision = cut - 1n;
+      while (rows.length > 0 && rows[rows.length - 1]!.main >= cut) rows.pop();
+    }
+    const events: mvccpb.Event[] = [];
+    for (const row of rows) {
+      const key = row.key.toString("latin1");
+      if (!rangeHas(range, key)) continue;
+      const kv = row.tombstone !== 0n ? tombstone(Buffer.from(row.key), row.main) : kvFromRow(row);
+      const prev = this.valueBefore(key, row.main, Number(row.sub)) ?? undefined;
+      const type = row.tombstone !== 0n ? mvccpb.Event_EventType.DELETE : mvccpb.Event_EventType.PUT;
+      events.push({ type, kv, prevKv: prev });
+    }
+    return { events, lastRevision };
+  }
+
+  /** A txn without writes, served as a read (etcd serves read-only txns without a proposal). */
+  readTxn(req: etcd.TxnRequest): etcd.TxnResponse {
+    checkTxn(req, this.maxTxnOps);
+    if (!isReadOnlyTxn(req)) throw chainfireError("INVALID_REQUEST");
+    const ctx: WriteContext = { revision: this.revision + 1n, sub: 0, events: [], timestampMs: 0 };
+    const response = this.executeTxn(ctx, req, this.txnPath(req));
+    setHeaders(response, this.revision);
+    return response;
+  }
+
+  /** Rewrites the database file to release free pages (etcd's defragment; local, not replicated). */
+  defragment(): void {
+    this.backend.db.exec("VACUUM");
+  }
+
+  /** CRC-32 over every stored row up to `revision` (0n = newest), like etcd's HashKV. */
+  hashKV(revision: bigint): { hash: number; revision: bigint; compactRevision: bigint } {
+    const upTo = revision > 0n ? revision : this.revision;
+    if (upTo > this.revision) throw chainfireError("FUTURE_REV");
+    if (upTo < this.compacted) throw chainfireError("COMPACTED");
+    let hash = 0;
+    for (const row of this.backend.allRows()) {
+      if (row.main > upTo) break;
+      hash = crc32(rowBytes(row), hash);
+    }
+    return { hash: hash >>> 0, revision: this.revision, compactRevision: this.compacted };
+  }
+
+  /** CRC-32 over the whole store image (etcd's Hash covers the whole backend). */
+  hash(): number {
+    return crc32(this.backend.serialize()) >>> 0;
+  }
+
+  // ---- apply --------------------------------------------------------------------------------------
+
+  private applyEntry(entry: ApplyEntry): Uint8Array {
+    let result: command.MvccResult;
+    try {
+      result = this.execute(command.MvccCommand.decode(entry.command), entry);
+    } catch (err) {
+      if (!(err instanceof ChainfireError)) throw err;
+      result = { error: { code: err.code, message: err.message } };
+    }
+    return command.MvccResult.encode(result).finish();
+  }
+
+  private execute(cmd: command.MvccCommand, entry: ApplyEntry): command.MvccResult {
+    if (cmd.put) return { put: this.applyPut(cmd.put, entry) };
+    if (cmd.deleteRange) return { deleteRange: this.applyDeleteRange(cmd.deleteRange, entry) };
+    if (cmd.txn) return { txn: this.applyTxn(cmd.txn, entry) };
+    if (cmd.compaction) return { compaction: this.applyCompaction(cmd.compaction) };
+    if (cmd.leaseGrant) return { leaseGrant: this.applyLeaseGrant(cmd.leaseGrant, entry) };
+    if (cmd.leaseRevoke) return { leaseRevoke: this.applyLeaseRevoke(cmd.leaseRevoke.ID, entry) };
+    if (cmd.leaseCheckpoint) return { leaseCheckpoint: this.applyLeaseCheckpoint(cmd.leaseCheckpoint) };
+    if (cmd.leaseExpire) return { leaseExpire: this.applyLeaseExpire(cmd.leaseExpire, entry) };
+    if (cmd.alarm) return { alarm: this.applyAlarm(cmd.alarm) };
+    throw chainfireError("INVALID_REQUEST");
+  }
+
+  private begin(entry: ApplyEntry): WriteContext {
+    return { revision: this.revision + 1n, sub: 0, events: [], timestampMs: entry.timestampMs };
+  }
+
+  /** Ends a write: the revision advances only when something changed, as in etcd. */
+  private end(ctx: WriteContext): void {
+    if (ctx.sub === 0) return;
+    this.revision = ctx.revision;
+    for (const event of ctx.events) this.batchEvents.push(event);
+  }
+
+  private readRevision(ctx: WriteContext): bigint {
+    return ctx.sub > 0 ? ctx.revision : this.revision;
+  }
+
+  private applyPut(req: etcd.PutRequest, entry: ApplyEntry): etcd.PutResponse {
+    checkPut(req);
+    if (this.noSpace()) throw chainfireError("NO_SPACE");
+    this.checkPutPreconditions(req);
+    const ctx = this.begin(entry);
+    const prev = this.put(ctx, req);
+    this.end(ctx);
+    return { header: header(this.revision), prevKv: req.prevKv ? (prev ?? undefined) : undefined };
+  }
+
+  private checkPutPreconditions(req: etcd.PutRequest): void {
+    if (req.ignoreValue || req.ignoreLease) {
+      if (this.index.get(keyString(req.key))?.current == null) throw chainfireError("KEY_NOT_FOUND");
+    }
+    if (req.lease !== 0n && this.lessor.get(req.lease) === undefined) throw chainfireError("LEASE_NOT_FOUND");
+  }
+
+  private put(ctx: WriteContext, req: etcd.PutRequest): mvccpb.KeyValue | null {
+    const key = keyString(req.key);
+    const record = this.index.getOrCreate(key);
+    const prev = record.current;
+    const lease = req.ignoreLease ? (prev?.lease ?? 0n) : req.lease;
+    const kv: mvccpb.KeyValue = {
+      key: keyBytes(key),
+      createRevision: prev?.createRevision ?? ctx.revision,
+      modRevision: ctx.revision,
+      version: (prev?.version ?? 0n) + 1n,
+      value: req.ignoreValue ? (prev?.value ?? EMPTY) : Buffer.from(req.value),
+      lease,
+    };
+    const sub = ctx.sub++;
+    this.backend.putRow({
+      main: ctx.revision,
+      sub: BigInt(sub),
+      key: kv.key,
+      create_rev: kv.createRevision,
+      version: kv.version,
+      lease,
+      value: kv.value,
+      tombstone: 0n,
+    });
+    record.revisions.push({ main: ctx.revision, sub, tombstone: false });
+    record.current = kv;
+    if (prev !== null && prev.lease !== 0n && prev.lease !== lease) this.lessor.detach(prev.lease, key);
+    if (lease !== 0n) this.lessor.attach(lease, key);
+    ctx.events.push({ type: mvccpb.Event_EventType.PUT, kv, prevKv: prev ?? undefined });
+    return prev;
+  }
+
+  private applyDeleteRange(req: etcd.DeleteRangeRequest, entry: ApplyEntry): etcd.DeleteRangeResponse {
+    checkDeleteRange(req);
+    const ctx = this.begin(entry);
+    const deleted = this.deleteRange(ctx, keyRange(req.key, req.rangeEnd));
+    this.end(ctx);
+    return {
+      header: header(this.revision),
+      deleted: BigInt(deleted.length),
+      prevKvs: req.prevKv ? deleted : [],
+    };
+  }
+
+  private deleteRange(ctx: WriteContext, range: KeyRange): mvccpb.KeyValue[] {
+    const records = [...this.index.scan(range)].filter((record) => record.current !== null);
+    return records.map((record) => this.deleteKey(ctx, record));
+  }
+
+  private deleteKey(ctx: WriteContext, record: KeyRecord): mvccpb.KeyValue {
+    const prev = record.current!;
+    const sub = ctx.sub++;
+    const key = prev.key;
+    this.backend.putRow({
+      main: ctx.revision,
+      sub: BigInt(sub),
+      key,
+      create_rev: 0n,
+      version: 0n,
+      lease: 0n,
+      value: null,
+      tombstone: 1n,
+    });
+    record.revisions.push({ main: ctx.revision, sub, tombstone: true });
+    record.current = null;
+    if (prev.lease !== 0n) this.lessor.detach(prev.lease, record.key);
+    ctx.events.push({ type: mvccpb.Event_EventType.DELETE, kv: tombstone(key, ctx.revision), prevKv: prev });
+    return prev;
+  }
+
+  private applyTxn(req: etcd.TxnRequest, entry: ApplyEntry): etcd.TxnResponse {
+    checkTxn(req, this.maxTxnOps);
+    const path = this.txnPath(req);
+    this.checkTxnPreconditions(req, path);
+    const ctx = this.begin(entry);
+    const response = this.executeTxn(ctx, req, path);
+    this.end(ctx);
+    setHeaders(response, this.revision);
+    return response;
+  }
+
+  private txnPath(req: etcd.TxnRequest): TxnPath {
+    const succeeded = req.compare.every((c) => this.compare(c));
+    const nested: TxnPath[] = [];
+    for (const op of succeeded ? req.success : req.failure) {
+      if (op.requestTxn) nested.push(this.txnPath(op.requestTxn));
+    }
+    return { succeeded, nested };
+  }
+
+  private checkTxnPreconditions(req: etcd.TxnRequest, path: TxnPath): void {
+    let nestedIndex = 0;
+    for (const op of path.succeeded ? req.success : req.failure) {
+      if (op.requestPut) {
+        if (this.noSpace()) throw chainfireError("NO_SPACE");
+        this.checkPutPreconditions(op.requestPut);
+      }
+      if (op.requestTxn) this.checkTxnPreconditions(op.requestTxn, path.nested[nestedIndex++]!);
+    }
+  }
+
+  private executeTxn(ctx: WriteContext, req: etcd.TxnRequest, path: TxnPath): etcd.TxnResponse {
+    let nestedIndex = 0;
+    const responses: etcd.ResponseOp[] = [];
+    for (const op of path.succeeded ? req.success : req.failure) {
+      if (op.requestRange) {
+        responses.push({ responseRange: this.rangeAt(op.requestRange, this.readRevision(ctx)) });
+      } else if (op.requestPut) {
+        const prev = this.put(ctx, op.requestPut);
+        const prevKv = op.requestPut.prevKv ? (prev ?? undefined) : undefined;
+        responses.push({ responsePut: { header: undefined, prevKv } });
+      } else if (op.requestDeleteRange) {
+        const d = op.requestDeleteRange;
+        const deleted = this.deleteRange(ctx, keyRange(d.key, d.rangeEnd));
+        responses.push({
+          responseDeleteRange: {
+            header: undefined,
+            deleted: BigInt(deleted.length),
+            prevKvs: d.prevKv ? deleted : [],
+          },
+        });
+      } else if (op.requestTxn) {
+        responses.push({ responseTxn: this.executeTxn(ctx, op.requestTxn, path.nested[nestedIndex++]!) });
+      }
+    }
+    return { header: undefined, succeeded: path.succeeded, responses };
+  }
+
+  /** etcd's compare: every key in the range must satisfy it; a missing key compares as zero values. */
+  private compare(c: etcd.Compare): boolean {
+    const records = [...this.index.scan(keyRange(c.key, c.rangeEnd))].filter((r) => r.current !== null);
+    if (records.length === 0) {
+      if (c.target === etcd.Compare_CompareTarget.VALUE) return false;
+      return compareKv(c, null);
+    }
+    return records.every((record) => compareKv(c, record.current));
+  }
+
+  private applyCompaction(req: etcd.CompactionRequest): etcd.CompactionResponse {
+    if (req.revision <= this.compacted) throw chainfireError("COMPACTED");
+    if (req.revision > this.revision) throw chainfireError("FUTURE_REV");
+    for (const record of [...this.index.all()]) this.compactKey(record, req.revision);
+    this.compacted = req.revision;
+    return { header: header(this.revision) };
+  }
+
+  /** Drops every entry older than the one visible at `revision`, and that one too if it is a tombstone. */
+  private compactKey(record: KeyRecord, revision: bigint): void {
+    const revisions = record.revisions;
+    let keep = 0;
+    while (keep + 1 < revisions.length && revisions[keep + 1]!.main <= revision) keep++;
+    if (revisions[keep]!.main > revision) return;
+    if (revisions[keep]!.tombstone) keep++;
+    if (keep === 0) return;
+    for (const entry of revisions.slice(0, keep)) this.backend.removeRow(entry.main, entry.sub);
+    record.revisions = revisions.slice(keep);
+    if (record.revisions.length === 0) this.index.remove(record.key);
+  }
+
+  private applyLeaseGrant(req: etcd.LeaseGrantRequest, entry: ApplyEntry): etcd.LeaseGrantResponse {
+    if (this.noSpace()) throw chainfireError("NO_SPACE");
+    if (req.TTL > MAX_LEASE_TTL_SECONDS) throw chainfireError("LEASE_TTL_TOO_LARGE");
+    let id = req.ID;
+    // An ID chosen at apply must be the same on every member: derive it from the leader's seed.
+    if (id === 0n) id = entry.seed & INT63_MASK || 1n;
+    if (this.lessor.get(id) !== undefined) throw chainfireError("LEASE_EXIST");
+    const minTtl = this.lessor.options.minTtlSeconds;
+    // biome-ignore lint/complexity/useMathMinMax: Math.max does not accept bigint.
+    const ttl = req.TTL >= minTtl ? req.TTL : minTtl;
+    this.backend.putLease(id, ttl, 0n);
+    this.lessor.add(id, ttl, 0n, entry.timestampMs);
+    return { header: header(this.revision), ID: id, TTL: ttl, error: "" };
+  }
+
+  private applyLeaseRevoke(id: bigint, entry: ApplyEntry): etcd.LeaseRevokeResponse {
+    const lease = this.lessor.get(id);
+    if (lease === undefined) throw chainfireError("LEASE_NOT_FOUND");
+    const ctx = this.begin(entry);
+    // One revision deletes every attached key, in key order, as etcd's revoke does.
+    for (const key of [...lease.keys].sort()) {
+      const record = this.index.get(key);
+      if (record?.current != null) this.deleteKey(ctx, record);
+    }
+    this.end(ctx);
+    this.lessor.delete(id);
+    this.backend.deleteLease(id);
+    return { header: header(this.revision) };
+  }
+
+  private applyLeaseCheckpoint(req: etcd.LeaseCheckpointRequest): etcd.LeaseCheckpointResponse {
+    for (const checkpoint of req.checkpoints) {
+      const lease = this.lessor.get(checkpoint.ID);
+      if (lease === undefined) continue;
+      lease.remainingTtlSeconds = checkpoint.remainingTTL;
+      this.backend.putLease(lease.id, lease.ttlSeconds, checkpoint.remainingTTL);
+    }
+    return { header: header(this.revision) };
+  }
+
+  private applyLeaseExpire(req: command.LeaseExpireRequest, entry: ApplyEntry): etcd.LeaseRevokeResponse {
+    for (const id of req.ids) {
+      if (this.lessor.get(id) !== undefined) this.applyLeaseRevoke(id, entry);
+    }
+    return { header: header(this.revision) };
+  }
+
+  private applyAlarm(req: etcd.AlarmRequest): etcd.AlarmResponse {
+    const name = `alarm:${req.memberID}:${req.alarm}`;
+    const member: etcd.AlarmMember = { memberID: req.memberID, alarm: req.alarm };
+    if (req.action === etcd.AlarmRequest_AlarmAction.ACTIVATE && req.alarm !== etcd.AlarmType.NONE) {
+      const fresh = !this.alarmSet.has(name);
+      this.alarmSet.set(name, member);
+      this.backend.setMetaValue(name, 1n);
+      return { header: header(this.revision), alarms: fresh ? [member] : [] };
+    }
+    if (req.action === etcd.AlarmRequest_AlarmAction.DEACTIVATE) {
+      const existed = this.alarmSet.delete(name);
+      this.backend.db.prepare("DELETE FROM meta WHERE name = ?").run(name);
+      return { header: header(this.revision), alarms: existed ? [member] : [] };
+    }
+    return { header: header(this.revision), alarms: this.alarms() };
+  }
+
+  // ---- loading ------------------------------------------------------------------------------------
+
+  private load(): void {
+    this.index.clear();
+    this.lessor.clear();
+    this.alarmSet.clear();
+    this.applied = this.backend.meta("applied_index");
+    // etcd's store starts at revision 1, so the first write is revision 2; etcdctl users see the same.
+    this.revision = this.backend.meta("current_revision") || 1n;
+    this.compacted = this.backend.meta("compact_revision");
+    const lastRows = new Map<string, Row>();
+    const records: KeyRecord[] = [];
+    for (const row of this.backend.allRows()) {
+      const key = row.key.toString("latin1");
+      let record = this.index.get(key);
+      if (record === undefined) {
+        record = { key, revisions: [], current: null };
+        records.push(record);
+        this.index.set(record);
+      }
+      record.revisions.push({ main: row.main, sub: Number(row.sub), tombstone: row.tombstone !== 0n });
+      lastRows.set(key, row);
+    }
+    this.index.sortKeys();
+    for (const lease of this.backend.allLeases())
+      this.lessor.add(lease.id, lease.ttl, lease.remaining_ttl, null);
+    for (const record of records) {
+      const row = lastRows.get(record.key)!;
+      record.current = row.tombstone !== 0n ? null : kvFromRow(row);
+      if (record.current !== null && record.current.lease !== 0n) {
+        this.lessor.attach(record.current.lease, record.key);
+      }
+    }
+    const alarms = this.backend.db.prepare("SELECT name FROM meta WHERE name LIKE 'alarm:%'").pluck().all();
+    for (const name of alarms as string[]) {
+      const [, memberId, alarm] = name.split(":");
+      this.alarmSet.set(name, { memberID: BigInt(memberId!), alarm: Number(alarm) });
+    }
+  }
+}
+
+/** Whether a txn (and every nested txn) only reads. */
+export function isReadOnlyTxn(req: etcd.TxnRequest): boolean {
+  return [...req.success, ...req.failure].every(
+    (op) => op.requestRange !== undefined || (op.requestTxn !== undefined && isReadOnlyTxn(op.requestTxn)),
+  );
+}
+
+function rangeHas(range: KeyRange, key: string): boolean {
+  if (range.single) return key === range.start;
+  return key >= range.start && (range.end === null || key < range.end);
+}
+
+function kvFromRow(row: Row): mvccpb.KeyValue {
+  return {
+    key: Buffer.from(row.key),
+    createRevision: row.create_rev,
+    modRevision: row.main,
+    version: row.version,
+    value: row.value === null ? EMPTY : Buffer.from(row.value),
+    lease: row.lease,
+  };
+}
+
+function rowBytes(row: Row): Buffer {
+  const numbers = Buffer.alloc(48);
+  numbers.writeBigInt64BE(row.main, 0);
+  numbers.writeBigInt64BE(row.sub, 8);
+  numbers.writeBigInt64BE(row.create_rev, 16);
+  numbers.writeBigInt64BE(row.version, 24);
+  numbers.writeBigInt64BE(row.lease, 32);
+  numbers.writeBigInt64BE(row.tombstone, 40);
+  return Buffer.concat([numbers, row.key, row.value ?? EMPTY]);
+}
+
+function passesFilters(req: etcd.RangeRequest, kv: mvccpb.KeyValue): boolean {
+  if (req.minModRevision !== 0n && kv.modRevision < req.minModRevision) return false;
+  if (req.maxModRevision !== 0n && kv.modRevision > req.maxModRevision) return false;
+  if (req.minCreateRevision !== 0n && kv.createRevision < req.minCreateRevision) return false;
+  if (req.maxCreateRevision !== 0n && kv.createRevision > req.maxCreateRevision) return false;
+  return true;
+}
+
+function compareBigint(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Sorts as etcd: a non-KEY target with order NONE sorts ascending. The sort is stable. */
+function sortKvs(kvs: mvccpb.KeyValue[], req: etcd.RangeRequest): mvccpb.KeyValue[] {
+  const T = etcd.RangeRequest_SortTarget;
+  let order = req.sortOrder;
+  if (order === etcd.RangeRequest_SortOrder.NONE) order = etcd.RangeRequest_SortOrder.ASCEND;
+  const by = (a: mvccpb.KeyValue, b: mvccpb.KeyValue): number => {
+    switch (req.sortTarget) {
+      case T.VERSION:
+        return compareBigint(a.version, b.version);
+      case T.CREATE:
+        return compareBigint(a.createRevision, b.createRevision);
+      case T.MOD:
+        return compareBigint(a.modRevision, b.modRevision);
+      case T.VALUE:
+        return Buffer.compare(a.value, b.value);
+      default:
+        return Buffer.compare(a.key, b.key);
+    }
+  };
+  const sign = order === etcd.RangeRequest_SortOrder.DESCEND ? -1 : 1;
+  return [...kvs].sort((a, b) => sign * by(a, b));
+}
+
+function compareKv(c: etcd.Compare, kv: mvccpb.KeyValue | null): boolean {
+  const T = etcd.Compare_CompareTarget;
+  let result: number;
+  switch (c.target) {
+    case T.VALUE:
+      result = Buffer.compare(kv?.value ?? EMPTY, c.value ?? EMPTY);
+      break;
+    case T.CREATE:
+      result = compareBigint(kv?.createRevision ?? 0n, c.createRevision ?? 0n);
+      break;
+    case T.MOD:
+      result = compareBigint(kv?.modRevision ?? 0n, c.modRevision ?? 0n);
+      break;
+    case T.LEASE:
+      result = compareBigint(kv?.lease ?? 0n, c.lease ?? 0n);
+      break;
+    default:
+      result = compareBigint(kv?.version ?? 0n, c.version ?? 0n);
+  }
+  const R = etcd.Compare_CompareResult;
+  switch (c.result) {
+    case R.EQUAL:
+      return result === 0;
+    case R.GREATER:
+      return result > 0;
+    case R.LESS:
+      return result < 0;
+    case R.NOT_EQUAL:
+      return result !== 0;
+    default:
+      return false;
+  }
+}
+
+/** Gives every response inside a txn a header at the txn's revision. */
+function setHeaders(response: etcd.TxnResponse, revision: bigint): void {
+  response.header = header(revision);
+  for (const op of response.responses) {
+    if (op.responsePut) op.responsePut.header = header(revision);
+    if (op.responseDeleteRange) op.responseDeleteRange.header = header(revision);
+    if (op.responseRange) op.responseRange.header = header(revision);
+    if (op.responseTxn) setHeaders(op.responseTxn, revision);
+  }
+}
