@@ -13,7 +13,6 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** proto folders (relative to proto/) → the package whose src/gen/ holds their generated code. */
 export const targets = [
   { package: "packages/raft", protos: ["raft"] },
-  { package: "packages/daemon", protos: ["grpc"] },
   { package: "packages/chainfire-api", protos: ["etcd", "chainfire"] },
   { package: "packages/flaredb-server", protos: ["flaredb"] },
   { package: "packages/iam-api", protos: ["iam"] },

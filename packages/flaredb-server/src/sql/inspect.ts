@@ -38,8 +38,8 @@ const timeKeywords: Record<string, string> = {
   CURRENT_TIME: "(time('now'))",
 };
 
-/** PRAGMAs that may be read (never assigned), and the two that may be assigned (stored in the file). */
-const readablePragmas = new Set([
+/** PRAGMAs that take a table or index argument (or check the whole file); all of them read only. */
+const argumentPragmas = new Set([
   "table_info",
   "table_xinfo",
   "table_list",
@@ -50,6 +50,10 @@ const readablePragmas = new Set([
   "foreign_key_check",
   "integrity_check",
   "quick_check",
+]);
+/** PRAGMAs that may be read (never assigned), and the two that may be assigned (stored in the file). */
+const readablePragmas = new Set([
+  ...argumentPragmas,
   "user_version",
   "application_id",
   "schema_version",
@@ -68,18 +72,6 @@ const readablePragmas = new Set([
   "synchronous",
 ]);
 const assignablePragmas = new Set(["user_version", "application_id"]);
-const argumentPragmas = new Set([
-  "table_info",
-  "table_xinfo",
-  "table_list",
-  "index_list",
-  "index_info",
-  "index_xinfo",
-  "foreign_key_list",
-  "foreign_key_check",
-  "integrity_check",
-  "quick_check",
-]);
 
 const refuse = (message: string): FlareDbError => new FlareDbError("FLAREDB_STATEMENT_REFUSED", message);
 
