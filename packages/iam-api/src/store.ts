@@ -63,6 +63,8 @@ const numOrNull = (v: unknown): number | null => (v === null ? null : Number(v a
 /** The iam SQLite database (single node). All 64-bit columns are read with safeIntegers. */
 export class IamStore {
   readonly db: Database.Database;
+  /** Statements compiled once and reused: preparing costs more than running a small statement. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -76,21 +78,37 @@ export class IamStore {
     this.db.close();
   }
 
+  private stmt(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   // ---- principals
   insertPrincipal(p: PrincipalRow): void {
-    this.db
-      .prepare("INSERT INTO principals VALUES (?, ?, ?, ?, ?, ?)")
-      .run(p.id, p.kind, p.displayName, p.enabled ? 1 : 0, p.notBeforeEpochSeconds, p.createdAtMs);
+    this.stmt("INSERT INTO principals VALUES (?, ?, ?, ?, ?, ?)").run(
+      p.id,
+      p.kind,
+      p.displayName,
+      p.enabled ? 1 : 0,
+      p.notBeforeEpochSeconds,
+      p.createdAtMs,
+    );
   }
 
   updatePrincipal(p: PrincipalRow): void {
-    this.db
-      .prepare("UPDATE principals SET enabled = ?, not_before_s = ? WHERE id = ?")
-      .run(p.enabled ? 1 : 0, p.notBeforeEpochSeconds, p.id);
+    this.stmt("UPDATE principals SET enabled = ?, not_before_s = ? WHERE id = ?").run(
+      p.enabled ? 1 : 0,
+      p.notBeforeEpochSeconds,
+      p.id,
+    );
   }
 
   principals(): PrincipalRow[] {
-    const rows = this.db.prepare("SELECT * FROM principals ORDER BY id").safeIntegers().all() as Record<
+    const rows = this.stmt("SELECT * FROM principals ORDER BY id").safeIntegers().all() as Record<
       string,
       unknown
     >[];
@@ -106,68 +124,57 @@ export class IamStore {
 
   // ---- credentials
   insertCredential(c: CredentialRow): void {
-    this.db
-      .prepare("INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?)")
-      .run(
-        c.accessKeyId,
-        c.principalId,
-        c.secretSealed,
-        c.state,
-        c.createdAtMs,
-        c.lastUsedAtMs,
-        c.revokedAtMs,
-      );
+    this.stmt("INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+      c.accessKeyId,
+      c.principalId,
+      c.secretSealed,
+      c.state,
+      c.createdAtMs,
+      c.lastUsedAtMs,
+      c.revokedAtMs,
+    );
   }
 
   credential(accessKeyId: string): CredentialRow | undefined {
-    const r = this.db
-      .prepare("SELECT * FROM credentials WHERE access_key_id = ?")
-      .safeIntegers()
-      .get(accessKeyId);
+    const r = this.stmt("SELECT * FROM credentials WHERE access_key_id = ?").safeIntegers().get(accessKeyId);
     return r ? credentialRow(r as Record<string, unknown>) : undefined;
   }
 
   credentials(principalId?: string): CredentialRow[] {
     const rows = principalId
-      ? this.db
-          .prepare("SELECT * FROM credentials WHERE principal_id = ? ORDER BY created_ms")
+      ? this.stmt("SELECT * FROM credentials WHERE principal_id = ? ORDER BY created_ms")
           .safeIntegers()
           .all(principalId)
-      : this.db.prepare("SELECT * FROM credentials ORDER BY principal_id, created_ms").safeIntegers().all();
+      : this.stmt("SELECT * FROM credentials ORDER BY principal_id, created_ms").safeIntegers().all();
     return (rows as Record<string, unknown>[]).map(credentialRow);
   }
 
   activeCredentialCount(principalId: string): number {
-    const r = this.db
-      .prepare("SELECT count(*) AS n FROM credentials WHERE principal_id = ? AND state = 'active'")
+    const r = this.stmt("SELECT count(*) AS n FROM credentials WHERE principal_id = ? AND state = 'active'")
       .safeIntegers()
       .get(principalId) as { n: bigint };
     return Number(r.n);
   }
 
   touchCredential(accessKeyId: string, atMs: number): void {
-    this.db.prepare("UPDATE credentials SET last_used_ms = ? WHERE access_key_id = ?").run(atMs, accessKeyId);
+    this.stmt("UPDATE credentials SET last_used_ms = ? WHERE access_key_id = ?").run(atMs, accessKeyId);
   }
 
   revokeCredential(accessKeyId: string, atMs: number): void {
-    this.db
-      .prepare(
-        "UPDATE credentials SET state = 'revoked', revoked_ms = ? WHERE access_key_id = ? AND state = 'active'",
-      )
-      .run(atMs, accessKeyId);
+    this.stmt(
+      "UPDATE credentials SET state = 'revoked', revoked_ms = ? WHERE access_key_id = ? AND state = 'active'",
+    ).run(atMs, accessKeyId);
   }
 
   // ---- signing keys
   upsertKey(k: StoredKey): void {
-    this.db
-      .prepare(
-        "INSERT INTO signing_keys VALUES (?, ?, ?) ON CONFLICT(kid) DO UPDATE SET record_json = excluded.record_json, private_sealed = excluded.private_sealed",
-      )
-      .run(k.record.kid, JSON.stringify(k.record), k.privateSealed);
+    this.stmt(
+      "INSERT INTO signing_keys VALUES (?, ?, ?) ON CONFLICT(kid) DO UPDATE SET record_json = excluded.record_json, private_sealed = excluded.private_sealed",
+    ).run(k.record.kid, JSON.stringify(k.record), k.privateSealed);
   }
 
   keys(): StoredKey[] {
-    const rows = this.db.prepare("SELECT * FROM signing_keys").all() as {
+    const rows = this.stmt("SELECT * FROM signing_keys").all() as {
       record_json: string;
       private_sealed: Buffer | null;
     }[];
@@ -176,11 +183,11 @@ export class IamStore {
 
   // ---- revocations
   insertRevocation(jti: string, expiresAtSeconds: number): void {
-    this.db.prepare("INSERT OR IGNORE INTO revocations VALUES (?, ?)").run(jti, expiresAtSeconds);
+    this.stmt("INSERT OR IGNORE INTO revocations VALUES (?, ?)").run(jti, expiresAtSeconds);
   }
 
   revocations(): { jti: string; expiresAtSeconds: number }[] {
-    const rows = this.db.prepare("SELECT * FROM revocations").safeIntegers().all() as {
+    const rows = this.stmt("SELECT * FROM revocations").safeIntegers().all() as {
       jti: string;
       expires_s: bigint;
     }[];
@@ -189,34 +196,32 @@ export class IamStore {
 
   // ---- trust roots and identity mappings
   upsertTrustRoot(id: string, pem: string, atMs: number): void {
-    this.db.prepare("INSERT OR REPLACE INTO trust_roots VALUES (?, ?, ?)").run(id, pem, atMs);
+    this.stmt("INSERT OR REPLACE INTO trust_roots VALUES (?, ?, ?)").run(id, pem, atMs);
   }
 
   deleteTrustRoot(id: string): boolean {
-    return this.db.prepare("DELETE FROM trust_roots WHERE id = ?").run(id).changes > 0;
+    return this.stmt("DELETE FROM trust_roots WHERE id = ?").run(id).changes > 0;
   }
 
   trustRoots(): { id: string; pem: string }[] {
-    return this.db.prepare("SELECT id, pem FROM trust_roots ORDER BY id").all() as {
+    return this.stmt("SELECT id, pem FROM trust_roots ORDER BY id").all() as {
       id: string;
       pem: string;
     }[];
   }
 
   upsertMapping(uriSan: string, principalId: string, atMs: number): void {
-    this.db
-      .prepare("INSERT OR REPLACE INTO identity_mappings VALUES (?, ?, ?)")
-      .run(uriSan, principalId, atMs);
+    this.stmt("INSERT OR REPLACE INTO identity_mappings VALUES (?, ?, ?)").run(uriSan, principalId, atMs);
   }
 
   deleteMapping(uriSan: string): boolean {
-    return this.db.prepare("DELETE FROM identity_mappings WHERE uri_san = ?").run(uriSan).changes > 0;
+    return this.stmt("DELETE FROM identity_mappings WHERE uri_san = ?").run(uriSan).changes > 0;
   }
 
   mappings(): { uriSan: string; principalId: string }[] {
-    return this.db
-      .prepare("SELECT uri_san AS uriSan, principal_id AS principalId FROM identity_mappings")
-      .all() as {
+    return this.stmt(
+      "SELECT uri_san AS uriSan, principal_id AS principalId FROM identity_mappings",
+    ).all() as {
       uriSan: string;
       principalId: string;
     }[];
@@ -224,14 +229,13 @@ export class IamStore {
 
   // ---- audit
   appendAudit(e: Omit<AuditEntry, "seq">): void {
-    this.db
-      .prepare("INSERT INTO audit (at_ms, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)")
-      .run(e.atMs, e.actor, e.action, e.target, e.outcome, e.detail);
+    this.stmt(
+      "INSERT INTO audit (at_ms, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    ).run(e.atMs, e.actor, e.action, e.target, e.outcome, e.detail);
   }
 
   audit(limit = 1000): AuditEntry[] {
-    const rows = this.db
-      .prepare("SELECT * FROM audit ORDER BY seq DESC LIMIT ?")
+    const rows = this.stmt("SELECT * FROM audit ORDER BY seq DESC LIMIT ?")
       .safeIntegers()
       .all(limit) as Record<string, unknown>[];
     return rows.map((r) => ({

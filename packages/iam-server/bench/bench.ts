@@ -1,20 +1,46 @@
 // IssueToken / ValidateToken over gRPC against the real daemon (a child process), next to raw jose
 // sign/verify on the same key in the same run. Prints a Markdown table; not a test.
+//
+// Rows are measured in interleaved slices (round after round, every row gets one slice per round), so
+// that a change in machine load during the run affects the raw rows and the gRPC rows alike and the
+// ratios compare like with like.
 import { spawn } from "node:child_process";
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
-import { join } from "node:path";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata, credentials } from "@grpc/grpc-js";
 import { iamv1 } from "@photoncloud/iam-api";
 import { SignJWT, jwtVerify } from "jose";
+import { H2GrpcClient } from "./h2-client.js";
 
+/** Measured time per row, split over the rounds. */
 const durationMs = Number(process.env.IAM_BENCH_DURATION_MS ?? 3000);
+const rounds = Number(process.env.IAM_BENCH_ROUNDS ?? 6);
+/** Rows to run (comma-separated: issue1, issue64, validate1, validate64, fresh64); all by default. */
+const only = process.env.IAM_BENCH_ONLY?.split(",").map((s) => s.trim());
+const wanted = (row: string) => only === undefined || only.includes(row);
+/** Clients to drive the daemon with: h2 (lean HTTP/2 gRPC client) and/or grpc-js. */
+const clientNames = (process.env.IAM_BENCH_CLIENTS ?? "h2,grpc-js").split(",").map((c) => c.trim());
 const adminToken = randomBytes(24).toString("hex");
 const pem = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 const privateKey = createPrivateKey(pem);
 const publicKey = createPublicKey(privateKey);
+const issueRequest = { adminSubject: "bench", ttlSeconds: 0, audience: "" };
+
+/** One measured row: `op` is called with a running counter; `prepare` runs (unmeasured) before a slice. */
+interface Row {
+  name: string;
+  inFlight: number;
+  op: (i: number) => Promise<unknown>;
+  prepare?: (sliceMs: number) => Promise<void>;
+  /** True when the row ran out of input (e.g. fresh tokens); the slice then ends early. */
+  exhausted?: () => boolean;
+  ops: number;
+  elapsedMs: number;
+  latenciesMs: number[];
+}
 
 interface Result {
   name: string;
@@ -23,33 +49,41 @@ interface Result {
   p99Ms: number;
 }
 
-/** Runs `op` with `inFlight` concurrent loops for the bench duration; returns rate and p99 latency. */
-async function measure(name: string, inFlight: number, op: (i: number) => Promise<unknown>): Promise<Result> {
-  const latencies: number[] = [];
-  let counter = 0;
-  const end = performance.now() + durationMs;
+function row(name: string, inFlight: number, op: Row["op"], extra: Partial<Row> = {}): Row {
+  return { name, inFlight, op, ops: 0, elapsedMs: 0, latenciesMs: [], ...extra };
+}
+
+/** Runs one slice of `r` with `inFlight` concurrent loops; adds to its totals. */
+async function slice(r: Row, sliceMs: number): Promise<void> {
+  await r.prepare?.(sliceMs);
+  let counter = r.ops;
   const started = performance.now();
+  const end = started + sliceMs;
   await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (performance.now() < end) {
+    Array.from({ length: r.inFlight }, async () => {
+      while (performance.now() < end && !r.exhausted?.()) {
         const t = performance.now();
-        await op(counter++);
-        latencies.push(performance.now() - t);
+        await r.op(counter++);
+        r.latenciesMs.push(performance.now() - t);
+        r.ops += 1;
       }
     }),
   );
-  const elapsedS = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const p99Ms = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? 0;
-  return { name, inFlight, opsPerSecond: latencies.length / elapsedS, p99Ms };
+  r.elapsedMs += performance.now() - started;
 }
 
-async function startDaemon(dataDir: string): Promise<{ address: string; stop: () => void }> {
+function result(r: Row): Result {
+  const sorted = r.latenciesMs.sort((a, b) => a - b);
+  const p99Ms = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? 0;
+  return { name: r.name, inFlight: r.inFlight, opsPerSecond: (r.ops * 1000) / r.elapsedMs, p99Ms };
+}
+
+async function startDaemon(dataDir: string): Promise<{ address: string; stop: () => Promise<void> }> {
   const bin = fileURLToPath(new URL("../bin/iam.js", import.meta.url));
+  // Executed as an operator runs it (its shebang carries the daemon's Node.js flags).
   const child = spawn(
-    process.execPath,
+    bin,
     [
-      bin,
       "--data-dir",
       dataDir,
       "--listen-client-urls",
@@ -59,10 +93,13 @@ async function startDaemon(dataDir: string): Promise<{ address: string; stop: ()
     ],
     {
       env: {
-        PATH: process.env.PATH ?? "",
+        // The shebang's `env node` finds the same Node.js as the bench's.
+        PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}`,
         IAM_ADMIN_TOKEN: adminToken,
         IAM_SIGNING_KEY: pem,
         IAM_CRED_MASTER_KEY: randomBytes(32).toString("hex"),
+        // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon under the bench load.
+        NODE_OPTIONS: process.env.IAM_BENCH_DAEMON_NODE_OPTIONS ?? "",
       },
       stdio: ["ignore", "pipe", "inherit"],
     },
@@ -76,7 +113,14 @@ async function startDaemon(dataDir: string): Promise<{ address: string; stop: ()
     });
     child.on("exit", (code) => reject(new Error(`iam exited ${code}`)));
   });
-  return { address, stop: () => child.kill("SIGTERM") };
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    address,
+    stop: () => {
+      child.kill("SIGTERM");
+      return exited;
+    },
+  };
 }
 
 function unary<Req, Res>(client: object, method: string, md: Metadata) {
@@ -88,7 +132,7 @@ function unary<Req, Res>(client: object, method: string, md: Metadata) {
     );
 }
 
-async function rawJose(): Promise<Result[]> {
+async function rawJoseRows(): Promise<Row[]> {
   const sign = () =>
     new SignJWT({})
       .setProtectedHeader({ alg: "EdDSA", kid: "bench", typ: "at+jwt" })
@@ -101,11 +145,89 @@ async function rawJose(): Promise<Result[]> {
       .sign(privateKey);
   const token = await sign();
   return [
-    await measure("raw jose sign (EdDSA)", 1, sign),
-    await measure("raw jose verify (EdDSA)", 1, () =>
+    row("raw jose sign (EdDSA)", 1, sign),
+    row("raw jose verify (EdDSA)", 1, () =>
       jwtVerify(token, publicKey, { issuer: "photon-iam", audience: "photon" }),
     ),
   ];
+}
+
+interface BenchClient {
+  name: string;
+  issue: (req: typeof issueRequest) => Promise<{ token: string }>;
+  validate: (req: { token: string }) => Promise<{ principalId: string }>;
+  close: () => void;
+}
+
+function grpcJsClient(address: string, admin: Metadata): BenchClient {
+  const tokens = new iamv1.TokensClient(address, credentials.createInsecure());
+  return {
+    name: "grpc-js client",
+    issue: unary(tokens, "issueToken", admin),
+    validate: unary(tokens, "validateToken", new Metadata()),
+    close: () => tokens.close(),
+  };
+}
+
+function h2Client(address: string): BenchClient {
+  const h2 = new H2GrpcClient(address);
+  const { IssueTokenRequest, IssueTokenResponse, ValidateTokenRequest, ValidateTokenResponse } = iamv1;
+  const validate = h2.unary("/iam.v1.Tokens/ValidateToken", ValidateTokenRequest, ValidateTokenResponse);
+  const auth = `Bearer ${adminToken}`;
+  return {
+    name: "HTTP/2 client",
+    issue: h2.unary("/iam.v1.Tokens/IssueToken", IssueTokenRequest, IssueTokenResponse, auth),
+    validate: (req) => validate({ token: req.token }),
+    close: () => h2.close(),
+  };
+}
+
+/** A successful validation must name the bench principal; anything else would be measuring failures. */
+async function validated(client: BenchClient, token: string): Promise<void> {
+  const v = await client.validate({ token });
+  if (v.principalId !== "bench") throw new Error(`unexpected validation answer ${JSON.stringify(v)}`);
+}
+
+/** The gRPC rows for one client: IssueToken and ValidateToken at 1 and 64 in flight. */
+async function clientRows(client: BenchClient): Promise<Row[]> {
+  const rows: Row[] = [];
+  const label = (what: string) => `gRPC ${what} [${client.name}]`;
+  const mint = (n: number) =>
+    Promise.all(Array.from({ length: n }, () => client.issue(issueRequest).then((r) => r.token)));
+  const pool = await mint(1000);
+  // The cached rows measure the steady state: every pool token has been seen once before.
+  await Promise.all(pool.map((t) => validated(client, t)));
+  for (const inFlight of [1, 64])
+    if (wanted(`issue${inFlight}`))
+      rows.push(row(label("IssueToken"), inFlight, () => client.issue(issueRequest)));
+  for (const inFlight of [1, 64])
+    if (wanted(`validate${inFlight}`))
+      rows.push(
+        row(label("ValidateToken (1000 tokens, cached)"), inFlight, (i) =>
+          validated(client, pool[i % pool.length]!),
+        ),
+      );
+  if (wanted("fresh64")) {
+    // Every call validates a token the daemon has never seen (minted, unmeasured, before each slice).
+    let fresh: string[] = [];
+    let next = 0;
+    let lastRate = 2000;
+    const r: Row = row(
+      label("ValidateToken (each token first seen)"),
+      64,
+      () => validated(client, fresh[next++]!),
+      {
+        prepare: async (sliceMs) => {
+          lastRate = r.elapsedMs > 0 ? (r.ops * 1000) / r.elapsedMs : lastRate;
+          fresh = await mint(Math.ceil((lastRate * sliceMs * 1.5) / 1000) + 64);
+          next = 0;
+        },
+        exhausted: () => next >= fresh.length,
+      },
+    );
+    rows.push(r);
+  }
+  return rows;
 }
 
 async function main(): Promise<void> {
@@ -113,40 +235,29 @@ async function main(): Promise<void> {
   const daemon = await startDaemon(dataDir);
   const md = new Metadata();
   md.set("authorization", `Bearer ${adminToken}`);
-  const tokens = new iamv1.TokensClient(daemon.address, credentials.createInsecure());
   const principals = new iamv1.PrincipalsClient(daemon.address, credentials.createInsecure());
   await unary(principals, "createPrincipal", md)({ id: "bench", kind: "service", displayName: "" });
-  const issue = unary<object, { token: string }>(tokens, "issueToken", md);
-  const validate = unary<object, object>(tokens, "validateToken", new Metadata());
-  const issueReq = { adminSubject: "bench", ttlSeconds: 0, audience: "" };
-  const pool = await Promise.all(Array.from({ length: 1000 }, () => issue(issueReq).then((r) => r.token)));
-  const results: Result[] = [...(await rawJose())];
-  for (const inFlight of [1, 64])
-    results.push(await measure("gRPC IssueToken", inFlight, () => issue(issueReq)));
-  for (const inFlight of [1, 64])
-    results.push(
-      await measure("gRPC ValidateToken (1000 tokens, cached)", inFlight, (i) =>
-        validate({ token: pool[i % pool.length] }),
-      ),
-    );
-  const fresh = await Promise.all(Array.from({ length: 4000 }, () => issue(issueReq).then((r) => r.token)));
-  results.push(
-    await measure("gRPC ValidateToken (each token first seen)", 64, (i) =>
-      validate({ token: fresh[i % fresh.length] }),
-    ),
-  );
-  tokens.close();
   principals.close();
-  daemon.stop();
-  report(results);
+  const clients = clientNames.map((c) =>
+    c === "h2" ? h2Client(daemon.address) : grpcJsClient(daemon.address, md),
+  );
+  const rows: Row[] = [...(await rawJoseRows())];
+  for (const client of clients) rows.push(...(await clientRows(client)));
+  const loadBefore = loadavg()[0]!;
+  for (let round = 0; round < rounds; round++) for (const r of rows) await slice(r, durationMs / rounds);
+  const loadAfter = loadavg()[0]!;
+  for (const client of clients) client.close();
+  await daemon.stop();
+  report(rows.map(result), loadBefore, loadAfter);
   rmSync(dataDir, { recursive: true, force: true });
 }
 
-function report(results: Result[]): void {
+function report(results: Result[], loadBefore: number, loadAfter: number): void {
   const rawSign = results[0]!.opsPerSecond;
   const rawVerify = results[1]!.opsPerSecond;
   console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}, node ${process.version}`);
-  console.log(`duration per row: ${durationMs} ms\n`);
+  console.log(`load average (1 min) before/after: ${loadBefore.toFixed(2)} / ${loadAfter.toFixed(2)}`);
+  console.log(`measured time per row: ${durationMs} ms in ${rounds} interleaved slices\n`);
   console.log("| measurement | in flight | ops/s | p99 ms | ratio |");
   console.log("|---|---:|---:|---:|---|");
   for (const r of results) {
