@@ -75,6 +75,23 @@ function reject(code: TokenRejection, message: string): never {
  * Issues and validates internal JWTs. A token whose signature was verified once is remembered (bounded
  * cache keyed by the exact token string), so later validations skip the signature check; expiry,
  * not-before, revocation, key state and principal state are still checked on every call.
+ *
+ * Why skipping the signature check on a hit is safe:
+ * - The key is the whole compact token (header, payload and signature), compared as a string, so a
+ *   hit is byte-for-byte the token that passed; there is no hash whose collision could alias a forgery.
+ * - Only tokens that passed every check are inserted, so input cannot plant an entry, and refusals are
+ *   not cached: a refused token is judged again from scratch each time.
+ * - What a hit skips is a pure function of those bytes and of settings fixed for the life of the
+ *   service (issuer, audience, typ, the key's pinned algorithm and public key, required claims):
+ *   the same bytes give the same answer. A kid names one public key (it is the key's JWK thumbprint),
+ *   so a kid cannot come back with other key material.
+ * - Everything that changes with time or operator action is re-evaluated on each hit by the same
+ *   code a miss ends with (`checkEveryCall`): the key's state (retired, purged, staged, population
+ *   revoked), exp and nbf against the current clock, the jti's revocation, the principal's enabled
+ *   flag and not-before epoch, all read from in-memory state that is updated in the same call that
+ *   persists an operator's change, before that call answers.
+ * - Entries are frozen, so no caller can alter a remembered expiry or subject. The cache is bounded
+ *   (`verifiedCacheEntriesMax`, oldest evicted first); an evicted token is simply verified again.
  */
 export class TokenService {
   private readonly typ: string;
@@ -196,15 +213,15 @@ export class TokenService {
     } catch (err) {
       throw mapJoseError(err);
     }
-    const result = {
+    const result = Object.freeze({
       subject: payload.sub!,
       jti: payload.jti!,
       kid,
       issuedAtSeconds: payload.iat!,
       expiresAtSeconds: payload.exp!,
       notBeforeSeconds: payload.nbf ?? payload.iat!,
-      claims: payload,
-    };
+      claims: Object.freeze(payload),
+    });
     this.checkEveryCall(result, result.notBeforeSeconds);
     return result;
   }

@@ -205,4 +205,41 @@ describe("JWT attack table", () => {
     await expect(tokens.validate(other.token)).rejects.toMatchObject({ code: "TOKEN_EXPIRED" });
     clock.nowMs -= 66_000;
   });
+
+  it("refuses a remembered token once its principal, epoch or key changes, without verifying it again", async () => {
+    // Proves a cache hit re-reads principal state and key state: each change refuses the same token.
+    const own = { nowMs: t0 * 1000 };
+    const status = { enabled: true, notBeforeEpochSeconds: 0 };
+    const ownKeys = new SigningKeySet({ maxTokenTtlSeconds: 600, clockToleranceSeconds: 5 });
+    const first = await ownKeys.generate("EdDSA", own.nowMs);
+    ownKeys.activate(first.kid, own.nowMs);
+    const service = new TokenService({
+      keys: ownKeys,
+      issuer: "photon-iam",
+      audience: "photon",
+      defaultTtlSeconds: 300,
+      clockToleranceSeconds: 5,
+      nowMs: () => own.nowMs,
+      principalStatus: () => status,
+    });
+    const { token } = await service.issue({ subject: "carol" });
+    await service.validate(token);
+    const refusal = () => service.validate(token).catch((e: TokenRejectedError) => e.code);
+    status.enabled = false;
+    expect(await refusal()).toBe("TOKEN_PRINCIPAL_DISABLED");
+    status.enabled = true;
+    status.notBeforeEpochSeconds = t0 + 1;
+    expect(await refusal()).toBe("TOKEN_BEFORE_PRINCIPAL_EPOCH");
+    status.notBeforeEpochSeconds = 0;
+    expect((await service.validate(token)).subject).toBe("carol");
+    const second = await ownKeys.generate("EdDSA", own.nowMs);
+    ownKeys.activate(second.kid, own.nowMs);
+    ownKeys.revokePopulation(first.kid, own.nowMs);
+    expect(await refusal()).toBe("TOKEN_KEY_POPULATION_REVOKED");
+    ownKeys.retire(first.kid, own.nowMs);
+    expect(await refusal()).toBe("TOKEN_KID_RETIRED");
+    ownKeys.purge(first.kid, own.nowMs);
+    expect(await refusal()).toBe("TOKEN_KID_RETIRED");
+    expect(service.signatureVerifications).toBe(1);
+  });
 });

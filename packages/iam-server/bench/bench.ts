@@ -6,9 +6,9 @@
 // ratios compare like with like.
 import { spawn } from "node:child_process";
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata, credentials } from "@grpc/grpc-js";
 import { iamv1 } from "@photoncloud/iam-api";
@@ -80,10 +80,16 @@ function result(r: Row): Result {
 
 async function startDaemon(dataDir: string): Promise<{ address: string; stop: () => Promise<void> }> {
   const bin = fileURLToPath(new URL("../bin/iam.js", import.meta.url));
-  // Executed as an operator runs it (its shebang carries the daemon's Node.js flags).
+  // Started with the Node.js flags of the launcher's shebang, as an operator's `iam` gets them.
+  const shebang = readFileSync(bin, "utf8").split("\n")[0]!;
+  const launcherFlags = shebang.split(/\s+/).filter((w) => w.startsWith("--"));
   const child = spawn(
-    bin,
+    process.execPath,
     [
+      ...launcherFlags,
+      // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon under the bench load.
+      ...(process.env.IAM_BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean),
+      bin,
       "--data-dir",
       dataDir,
       "--listen-client-urls",
@@ -93,13 +99,10 @@ async function startDaemon(dataDir: string): Promise<{ address: string; stop: ()
     ],
     {
       env: {
-        // The shebang's `env node` finds the same Node.js as the bench's.
-        PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}`,
+        PATH: process.env.PATH ?? "",
         IAM_ADMIN_TOKEN: adminToken,
         IAM_SIGNING_KEY: pem,
         IAM_CRED_MASTER_KEY: randomBytes(32).toString("hex"),
-        // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon under the bench load.
-        NODE_OPTIONS: process.env.IAM_BENCH_DAEMON_NODE_OPTIONS ?? "",
       },
       stdio: ["ignore", "pipe", "inherit"],
     },

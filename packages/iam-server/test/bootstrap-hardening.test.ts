@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { runIamctl } from "../src/iamctl.js";
 import {
+  getJson,
   type RunningIam,
   baseEnv,
   ed25519Pem,
@@ -87,9 +88,7 @@ describe("bootstrap hardening", () => {
       ["--data-dir", dir, "--config-file", join(dir, "iam.toml")],
       baseEnv({ PHOTON_IAM_ADMIN_TOKEN: adminToken, IAM_CRED_MASTER_KEY: masterB64 }),
     );
-    const jwks = (await (await fetch(`${running.httpUrl}/.well-known/jwks.json`)).json()) as {
-      keys: { alg: string }[];
-    };
+    const jwks = await getJson<{ keys: { alg: string }[] }>(`${running.httpUrl}/.well-known/jwks.json`);
     expect(jwks.keys.map((k) => k.alg)).toEqual(["EdDSA"]);
     expect(running.stderr()).not.toContain("DEVELOPMENT MODE");
     // Secrets reach neither log stream.

@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -99,4 +100,29 @@ export async function startIam(
       return p.exited;
     },
   };
+}
+
+/**
+ * GETs a JSON document over a new connection. A pooled keep-alive connection (as `fetch` uses) races
+ * the daemon's idle timeout: when the test process is slow to run (a loaded machine) the pool can reuse
+ * a socket the daemon closed about 5 s after the previous request, and the request fails with
+ * "other side closed". A fresh connection per request cannot hit that.
+ */
+export function getJson<T>(url: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => {
+        if (res.statusCode !== 200) return reject(new Error(`GET ${url}: HTTP ${res.statusCode}: ${body}`));
+        try {
+          resolve(JSON.parse(body) as T);
+        } catch (err) {
+          reject(err);
+        }
+      });
+      res.on("error", reject);
+    }).on("error", reject);
+  });
 }

@@ -3,7 +3,15 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runIamctl } from "../src/iamctl.js";
-import { type RunningIam, baseEnv, ed25519Pem, removeTempDirs, startIam, tempDir } from "./harness.js";
+import {
+  type RunningIam,
+  baseEnv,
+  ed25519Pem,
+  getJson,
+  removeTempDirs,
+  startIam,
+  tempDir,
+} from "./harness.js";
 
 const adminToken = "operator-flows-admin-token-4b8e1f";
 const masterKeyHex = "5c".repeat(32);
@@ -79,9 +87,9 @@ describe("operator flows through iamctl", () => {
     const oldToken = (await ctl(["token", "issue", "--subject", "svc-a"])).token as string;
     const added = await ctl(["key", "add", "--alg", "ES256"]);
     const jwks = async () =>
-      (
-        (await (await fetch(`${iam.httpUrl}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }
-      ).keys.map((k) => k.kid);
+      (await getJson<{ keys: { kid: string }[] }>(`${iam.httpUrl}/.well-known/jwks.json`)).keys.map(
+        (k) => k.kid,
+      );
     expect(await jwks()).toContain(added.kid);
     await ctl(["key", "activate", added.kid as string]);
     const newToken = await ctl(["token", "issue", "--subject", "svc-a"]);
