@@ -122,13 +122,9 @@ async function startDaemon(
   dataDir: string,
 ): Promise<{ address: string; pid: number; stop: () => Promise<void> }> {
   const bin = fileURLToPath(new URL("../bin/iam.js", import.meta.url));
-  // Started with the Node.js flags of the launcher's shebang, as an operator's `iam` gets them.
-  const shebang = readFileSync(bin, "utf8").split("\n")[0]!;
-  const launcherFlags = shebang.split(/\s+/).filter((w) => w.startsWith("--"));
   const child = spawn(
     process.execPath,
     [
-      ...launcherFlags,
       // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon under the bench load.
       ...(process.env.IAM_BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean),
       bin,
