@@ -274,7 +274,20 @@ async function clientRows(client: BenchClient): Promise<Row[]> {
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), "iam-bench-"));
-  const daemon = await startDaemon(dataDir);
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  try {
+    daemon = await startDaemon(dataDir);
+    const { results, loadBefore, loadAfter } = await run(daemon);
+    await daemon.stop();
+    report(results, loadBefore, loadAfter);
+  } finally {
+    // A failed run must not leave the daemon or its data directory behind.
+    await daemon?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function run(daemon: { address: string; pid: number }) {
   const md = new Metadata();
   md.set("authorization", `Bearer ${adminToken}`);
   const principals = new iamv1.PrincipalsClient(daemon.address, credentials.createInsecure());
@@ -283,16 +296,16 @@ async function main(): Promise<void> {
   const clients = clientNames.map((c) =>
     c === "h2" ? h2Client(daemon.address) : grpcJsClient(daemon.address, md),
   );
-  const rows: Row[] = [...(await rawJoseRows())];
-  for (const client of clients) rows.push(...(await clientRows(client)));
-  const loadBefore = loadavg()[0]!;
-  for (let round = 0; round < rounds; round++)
-    for (const r of rows) await slice(r, durationMs / rounds, daemon.pid);
-  const loadAfter = loadavg()[0]!;
-  for (const client of clients) client.close();
-  await daemon.stop();
-  report(rows.map(result), loadBefore, loadAfter);
-  rmSync(dataDir, { recursive: true, force: true });
+  try {
+    const rows: Row[] = [...(await rawJoseRows())];
+    for (const client of clients) rows.push(...(await clientRows(client)));
+    const loadBefore = loadavg()[0]!;
+    for (let round = 0; round < rounds; round++)
+      for (const r of rows) await slice(r, durationMs / rounds, daemon.pid);
+    return { results: rows.map(result), loadBefore, loadAfter: loadavg()[0]! };
+  } finally {
+    for (const client of clients) client.close();
+  }
 }
 
 /**
