@@ -94,6 +94,8 @@ function listenOne(server: Server, url: DaemonUrl, what: string): Promise<Daemon
 /** Keep-alive connections idle out at once; busy ones get this long to finish their response. */
 const CLOSE_GRACE_MS = 2000;
 
+const KEEP_ALIVE_MS = 65_000;
+
 function closeOne(server: Server): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
@@ -121,6 +123,10 @@ export async function startHttpServer(config: HttpServerConfig): Promise<Running
             handler,
           )
         : createServer(handler);
+      // Idle keep-alive connections outlive any client's idle timeout (Node's 5 s default is shorter
+      // than some clients', which then reuse a socket the server has just closed).
+      server.keepAliveTimeout = KEEP_ALIVE_MS;
+      server.headersTimeout = KEEP_ALIVE_MS + 1000;
       servers.push(server);
       bound.push(await listenOne(server, url, what));
     }
