@@ -40,16 +40,37 @@ function labelsOf(method: MethodDefinition<unknown, unknown>): CallLabels {
   return { grpc_service: service, grpc_method: name, grpc_type: type };
 }
 
-/** Records a call's start now and its end once (the first final status wins). */
-function startRecording(ctx: InstrumentContext, labels: CallLabels): (code: status) => void {
-  ctx.metrics?.grpcStarted.inc(labels);
-  const stopTimer = ctx.metrics?.grpcHandlingSeconds.startTimer(labels);
-  let done = false;
-  return (code) => {
-    if (done) return;
-    done = true;
-    stopTimer?.();
-    ctx.metrics?.grpcHandled.inc({ ...labels, grpc_code: status[code] ?? String(code) });
+type Recorder = () => (code: status) => void;
+
+/**
+ * Per method, the labelled metric children are resolved once (label validation and hashing on
+ * every call cost measurably on hot paths); each call records its start now and its end once
+ * (the first final status wins).
+ */
+function methodRecorder(ctx: InstrumentContext, labels: CallLabels): Recorder {
+  const metrics = ctx.metrics;
+  if (metrics === undefined) return () => () => {};
+  const started = metrics.grpcStarted.labels(labels);
+  const seconds = metrics.grpcHandlingSeconds.labels(labels);
+  const handled = new Map<status, { inc(): void }>();
+  const handledFor = (code: status) => {
+    let child = handled.get(code);
+    if (child === undefined) {
+      child = metrics.grpcHandled.labels({ ...labels, grpc_code: status[code] ?? String(code) });
+      handled.set(code, child);
+    }
+    return child;
+  };
+  return () => {
+    started.inc();
+    const stopTimer = seconds.startTimer();
+    let done = false;
+    return (code) => {
+      if (done) return;
+      done = true;
+      stopTimer();
+      handledFor(code).inc();
+    };
   };
 }
 
@@ -59,11 +80,11 @@ type AnyCallback = (error: unknown, value?: unknown, trailer?: unknown, flags?: 
 function wrapCallbackHandler(
   handler: (call: unknown, callback: AnyCallback) => unknown,
   ctx: InstrumentContext,
-  labels: CallLabels,
+  recorder: Recorder,
   path: string,
 ): UntypedHandleCall {
   return ((call: unknown, callback: AnyCallback) => {
-    const record = startRecording(ctx, labels);
+    const record = recorder();
     let answered = false;
     const reply: AnyCallback = (error, value, trailer, flags) => {
       if (answered) return;
@@ -95,11 +116,11 @@ interface EmitterCall {
 function wrapStreamHandler(
   handler: (call: unknown) => unknown,
   ctx: InstrumentContext,
-  labels: CallLabels,
+  recorder: Recorder,
   path: string,
 ): UntypedHandleCall {
   return ((call: EmitterCall) => {
-    const record = startRecording(ctx, labels);
+    const record = recorder();
     const originalEmit = call.emit.bind(call);
     // grpc-js turns an emitted "error" into the call's status; map it first so nothing leaks.
     call.emit = (event: string | symbol, ...args: unknown[]) => {
@@ -132,12 +153,12 @@ export function instrumentService(
   for (const [name, method] of Object.entries(definition)) {
     const handler = implementation[name] ?? implementation[method.originalName ?? name];
     if (handler === undefined) continue; // grpc-js answers UNIMPLEMENTED for missing methods.
-    const labels = labelsOf(method as MethodDefinition<unknown, unknown>);
+    const recorder = methodRecorder(ctx, labelsOf(method as MethodDefinition<unknown, unknown>));
     const fn = handler as (...args: never[]) => unknown;
     // Responses stream (server/bidi) → status via emit("error")/end(); otherwise via a callback.
     wrapped[name] = method.responseStream
-      ? wrapStreamHandler(fn as (call: unknown) => unknown, ctx, labels, method.path)
-      : wrapCallbackHandler(fn as (call: unknown, cb: AnyCallback) => unknown, ctx, labels, method.path);
+      ? wrapStreamHandler(fn as (call: unknown) => unknown, ctx, recorder, method.path)
+      : wrapCallbackHandler(fn as (call: unknown, cb: AnyCallback) => unknown, ctx, recorder, method.path);
   }
   return wrapped;
 }
