@@ -29,7 +29,7 @@ import {
   type MemberInfo,
   memberFromJson,
 } from "../service/members.js";
-import type { ApplyEntry, StateMachine } from "../service/state-machine.js";
+import type { ApplyEntry, SnapshotJob, StateMachine } from "../service/state-machine.js";
 import { SqliteLogStore } from "../storage/sqlite-log-store.js";
 import type { GrpcTransport } from "../transport/grpc-transport.js";
 
@@ -313,6 +313,8 @@ export class RaftNode {
       if (cc.type === ConfChangeType.RemoveNode) {
         next.delete(cc.nodeId);
         this.transport?.removePeer(cc.nodeId);
+      } else if (cc.type === ConfChangeType.UpdateNode && !this.inConfig(cc.nodeId)) {
+        // A metadata update that raced with the member's removal: it must not bring it back.
       } else if (cc.context.length > 8) {
         // context = [8-byte request tag][member JSON] (see RaftService.proposeConf).
         const info = memberFromJson(JSON.parse(new TextDecoder().decode(cc.context.subarray(8))));
@@ -334,6 +336,10 @@ export class RaftNode {
     this.listener?.onConfApplied(e.index, cc);
   }
 
+  private inConfig(id: NodeId): boolean {
+    return this.confState.voters.includes(id) || this.confState.learners.includes(id);
+  }
+
   /** This member's next snapshot interval: jittered so members do not all stall at one index. */
   private snapshotEvery = 0n;
 
@@ -342,10 +348,62 @@ export class RaftNode {
       const base = this.config.snapshotEntries;
       this.snapshotEvery = BigInt(base + Math.floor(Math.random() * (base / 2)));
     }
-    if (this.applied - this.lastSnapshot < this.snapshotEvery) return;
+    if (this.snapshotJob !== null || this.applied - this.lastSnapshot < this.snapshotEvery) return;
     this.snapshotEvery = 0n;
+    if (this.sm.beginSnapshot !== undefined) {
+      this.beginSnapshotJob(this.sm.beginSnapshot.bind(this.sm));
+      return;
+    }
     const data = encodeLayerSnapshot(this.members.values(), this.sm.snapshot());
     this.store.createSnapshot(this.applied, this.confState, data, BigInt(this.config.snapshotTailEntries));
     this.lastSnapshot = this.applied;
+  }
+
+  /** The snapshot being produced off the event loop, if any (one at a time). */
+  private snapshotJob: Promise<void> | null = null;
+
+  /**
+   * Starts an off-loop snapshot at the current applied index. Members and ConfState are captured
+   * now, in the same call stack as the machine pins its view, so the stored snapshot is exactly
+   * the state at that index (see README, "Snapshots off the event loop").
+   */
+  private beginSnapshotJob(begin: () => SnapshotJob): void {
+    // The machine's own index may trail ours: entries it never sees (ConfChange, a new leader's
+    // empty entry) advance only the node's. Its state at its index is the state at ours.
+    const index = this.applied;
+    const members = [...this.members.values()];
+    const confState = this.confState;
+    const smIndex = this.sm.appliedIndex();
+    const job = begin();
+    if (job.index !== smIndex) {
+      throw new Error(
+        `state machine pinned its snapshot at ${job.index}, not at its applied index ${smIndex} (a bug)`,
+      );
+    }
+    this.lastSnapshot = index;
+    this.snapshotJob = job.image
+      .then((image) => this.finishSnapshot(index, members, confState, image))
+      .catch((err: unknown) => {
+        if (this.stopped) return;
+        this.config.logger.warn(
+          { index, err: String(err) },
+          "snapshot failed; retrying at the next interval",
+        );
+      })
+      .finally(() => {
+        this.snapshotJob = null;
+      });
+  }
+
+  private finishSnapshot(
+    index: bigint,
+    members: readonly MemberInfo[],
+    confState: ConfState,
+    image: Uint8Array,
+  ): void {
+    // A newer snapshot (installed from the leader) supersedes this one; a stopped store is closed.
+    if (this.stopped || this.store.snapshotIndex() >= index || index < this.store.firstIndex() - 1n) return;
+    const data = encodeLayerSnapshot(members, image);
+    this.store.createSnapshot(index, confState, data, BigInt(this.config.snapshotTailEntries));
   }
 }

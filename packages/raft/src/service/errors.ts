@@ -21,8 +21,13 @@ export class NoLeaderError extends RaftError {
 
 export class MemberNotFoundError extends RaftError {
   readonly code = "RAFT_MEMBER_NOT_FOUND";
-  constructor(readonly id: NodeId) {
-    super(`member ${id.toString(16)} is not in the cluster; see memberList() for the current members`);
+  constructor(
+    readonly id: NodeId,
+    message?: string,
+  ) {
+    super(
+      message ?? `member ${id.toString(16)} is not in the cluster; list the members to see the current ones`,
+    );
   }
 }
 
@@ -62,10 +67,24 @@ export class ConfChangePendingError extends RaftError {
   }
 }
 
+/** This member is not the leader and could not reach the leader to forward the request. */
+export class LeaderUnreachableError extends RaftError {
+  readonly code = "RAFT_LEADER_UNREACHABLE";
+  constructor(
+    readonly leader: NodeId,
+    detail: string,
+  ) {
+    super(
+      `the leader ${leader.toString(16)} could not be reached from this member (${detail}); retry, ` +
+        "or send the request to the leader",
+    );
+  }
+}
+
 /** Maps a layer error to a gRPC status code and message (unknown errors → INTERNAL). */
 export function raftErrorToGrpcStatus(err: unknown): { code: status; details: string } {
   const details = err instanceof Error ? err.message : String(err);
-  if (err instanceof NotLeaderError || err instanceof NoLeaderError)
+  if (err instanceof NotLeaderError || err instanceof NoLeaderError || err instanceof LeaderUnreachableError)
     return { code: status.UNAVAILABLE, details };
   if (err instanceof ProposalDroppedError) return { code: status.UNAVAILABLE, details };
   if (err instanceof MemberNotFoundError) return { code: status.NOT_FOUND, details };
@@ -91,6 +110,18 @@ export function errorFromCode(code: string, message: string, leader: NodeId): Er
       return Object.assign(new TooManyRequestsError(0), { message });
     case "RAFT_PROPOSAL_DROPPED":
       return new ProposalDroppedError(message);
+    case "RAFT_MEMBER_NOT_FOUND":
+      return new MemberNotFoundError(0n, message);
+    case "RAFT_QUORUM_AT_RISK":
+      return new QuorumAtRiskError(message);
+    case "RAFT_CONF_CHANGE_PENDING":
+      return new ConfChangePendingError();
+    case "RAFT_INVALID_ARGUMENT":
+      return new InvalidArgumentError(message);
+    case "RAFT_STOPPED":
+      return new StoppedError();
+    case "RAFT_LEADER_UNREACHABLE":
+      return Object.assign(new LeaderUnreachableError(leader, ""), { message });
     default:
       return new Error(message);
   }
