@@ -43,22 +43,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+/**
+ * Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. An error
+ * thrown by `check` ends the wait at once (callers turn expected transient failures into undefined).
+ */
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: unknown;
   for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-    }
-    // Yield to the event loop between probes; each probe is itself a network round trip.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    // A short pause between probes; each probe is itself a network round trip.
     await new Promise<void>((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -129,6 +128,8 @@ export interface Member {
   metricsPort: number;
   proc: ChildProcess | undefined;
   stderr: string;
+  /** Set while the test has killed it on purpose. */
+  killed?: boolean;
   proxy?: EgressProxy;
   db: FlareDBServiceClient;
   cluster: ClusterClient;
@@ -205,7 +206,12 @@ export class TestCluster {
       ...["--listen-metrics-urls", url(m.metricsPort)],
       ...["--initial-cluster", this.members.map((x) => `${x.name}=${url(x.peerPort)}`).join(",")],
       ...["--initial-cluster-token", this.o.token],
-      ...["--heartbeat-interval", String(this.o.heartbeatMs), "--election-timeout", String(this.o.electionMs)],
+      ...[
+        "--heartbeat-interval",
+        String(this.o.heartbeatMs),
+        "--election-timeout",
+        String(this.o.electionMs),
+      ],
       ...["--snapshot-count", String(this.o.snapshotCount), "--log-level", "warn"],
     ];
   }
@@ -213,11 +219,14 @@ export class TestCluster {
   private spawn(m: Member): void {
     const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" };
     if (m.proxy) env.grpc_proxy = `http://127.0.0.1:${m.proxy.port}`;
-    const proc = spawn(process.execPath, this.args(m), { env, stdio: ["ignore", "ignore", "pipe"] });
+    const proc = spawn(process.execPath, this.args(m), { env, stdio: ["ignore", "pipe", "pipe"] });
     m.stderr = "";
-    proc.stderr!.on("data", (d: Buffer) => {
+    // Logs (stdout, warnings and errors only) and stderr, kept for the report of a crash.
+    const keep = (d: Buffer) => {
       m.stderr = (m.stderr + d.toString()).slice(-20_000);
-    });
+    };
+    proc.stdout!.on("data", keep);
+    proc.stderr!.on("data", keep);
     m.proc = proc;
   }
 
@@ -228,7 +237,7 @@ export class TestCluster {
   async waitReady(): Promise<number> {
     for (const m of this.members) {
       if (!this.alive(m)) continue;
-      await until(`${m.name} to answer Status`, async () => (await this.status(m)) ?? undefined, 60_000).catch(
+      await until(`${m.name} to answer Status`, () => this.status(m).catch(() => undefined), 60_000).catch(
         (err: Error) => {
           throw new Error(`${err.message}\n${m.name} stderr:\n${m.stderr}`);
         },
@@ -242,11 +251,11 @@ export class TestCluster {
     return until(
       "an agreed leader",
       async () => {
-        const leaders = await Promise.all(among.map((m) => this.status(m).then((s) => s.header?.leaderId)));
+        const statuses = await Promise.all(among.map((m) => this.status(m).catch(() => undefined)));
+        const leaders = statuses.map((s) => s?.header?.leaderId);
         const first = leaders[0];
         if (first === undefined || first === 0n || leaders.some((l) => l !== first)) return undefined;
-        const statuses = await Promise.all(among.map((m) => this.status(m)));
-        const idx = statuses.findIndex((s) => s.header?.memberId === first);
+        const idx = statuses.findIndex((s) => s?.header?.memberId === first);
         return idx < 0 ? undefined : among[idx]!.index;
       },
       60_000,
@@ -258,9 +267,10 @@ export class TestCluster {
     return until(
       "members to converge on one applied index",
       async () => {
-        const s = await Promise.all(among.map((m) => this.status(m)));
-        const applied = s.map((x) => x.raftAppliedIndex);
-        const last = s.map((x) => x.raftIndex);
+        const s = await Promise.all(among.map((m) => this.status(m).catch(() => undefined)));
+        if (s.some((x) => x === undefined)) return undefined;
+        const applied = s.map((x) => x!.raftAppliedIndex);
+        const last = s.map((x) => x!.raftIndex);
         const a0 = applied[0]!;
         if (a0 < atLeast || applied.some((a) => a !== a0) || last.some((l) => l > a0)) return undefined;
         return a0;
@@ -270,7 +280,8 @@ export class TestCluster {
   }
 
   partition(m: Member): void {
-    for (const o of this.members) if (o !== m) this.cut.add(`${Math.min(m.index, o.index)}-${Math.max(m.index, o.index)}`);
+    for (const o of this.members)
+      if (o !== m) this.cut.add(`${Math.min(m.index, o.index)}-${Math.max(m.index, o.index)}`);
     for (const x of this.members) x.proxy?.enforce();
   }
 
@@ -283,12 +294,21 @@ export class TestCluster {
     return new Promise((resolve) => {
       if (!this.alive(m)) return resolve();
       proc.once("exit", () => resolve());
+      m.killed = true;
       proc.kill("SIGKILL");
     });
   }
 
   restart(m: Member): void {
+    m.killed = false;
     this.spawn(m);
+  }
+
+  /** The stderr of members that exited without being asked to: a crash is a failure to report. */
+  crashes(): string[] {
+    return this.members
+      .filter((m) => m.proc !== undefined && !this.alive(m) && !m.killed)
+      .map((m) => `${m.name} exited (${m.proc!.exitCode ?? m.proc!.signalCode}):\n${m.stderr}`);
   }
 
   async stop(): Promise<void> {
@@ -321,7 +341,12 @@ export class TestCluster {
     );
   }
 
-  query(m: Member, statement: Statement, consistency: Consistency, opts: { freshnessMs?: number; deadlineMs?: number } = {}) {
+  query(
+    m: Member,
+    statement: Statement,
+    consistency: Consistency,
+    opts: { freshnessMs?: number; deadlineMs?: number } = {},
+  ) {
     return new Promise<{ rows: Value[][]; appliedIndex: bigint }>((resolve, reject) => {
       const rows: Value[][] = [];
       let appliedIndex = 0n;
@@ -338,7 +363,11 @@ export class TestCluster {
     });
   }
 
-  backup(m: Member, format: BackupFormat = BackupFormat.BACKUP_FORMAT_SQL, consistency = Consistency.CONSISTENCY_NONE) {
+  backup(
+    m: Member,
+    format: BackupFormat = BackupFormat.BACKUP_FORMAT_SQL,
+    consistency = Consistency.CONSISTENCY_NONE,
+  ) {
     return new Promise<{ bytes: Buffer; info: BackupInfo }>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let info: BackupInfo | undefined;
@@ -354,8 +383,11 @@ export class TestCluster {
 
   restore(m: Member, bytes: Buffer) {
     return new Promise<RestoreResponse>((resolve, reject) => {
-      const call = m.db.restore({ deadline: Date.now() + 60_000 }, (err, res) => (err ? reject(err) : resolve(res)));
-      for (let i = 0; i < bytes.length; i += 256 * 1024) call.write({ data: bytes.subarray(i, i + 256 * 1024) });
+      const call = m.db.restore({ deadline: Date.now() + 60_000 }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
+      for (let i = 0; i < bytes.length; i += 256 * 1024)
+        call.write({ data: bytes.subarray(i, i + 256 * 1024) });
       call.end();
     });
   }
@@ -368,7 +400,9 @@ export function unaryCall<T>(
   deadlineMs: number,
 ): Promise<T> {
   return new Promise((resolve, reject) => {
-    invoke(new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    invoke(new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) =>
+      err ? reject(err) : resolve(res),
+    );
   });
 }
 
