@@ -319,6 +319,7 @@ export class TestCluster {
         m.proxy?.close();
         if (!this.alive(m)) return;
         const exited = new Promise<void>((resolve) => m.proc!.once("exit", () => resolve()));
+        m.killed = true;
         m.proc!.kill("SIGTERM");
         const timer = setTimeout(() => m.proc!.kill("SIGKILL"), 10_000);
         await exited;
