@@ -143,6 +143,8 @@ export interface ClusterOptions {
   heartbeatMs?: number;
   electionMs?: number;
   snapshotCount?: number;
+  /** Extra arguments for node itself (e.g. --cpu-prof for profiling). */
+  nodeArgs?: string[];
 }
 
 export class TestCluster {
@@ -164,6 +166,7 @@ export class TestCluster {
       heartbeatMs: 50,
       electionMs: 500,
       snapshotCount: 10_000,
+      nodeArgs: [],
       ...options,
     });
     for (let i = 0; i < c.o.size; i++) {
@@ -200,6 +203,7 @@ export class TestCluster {
   private args(m: Member): string[] {
     const url = (port: number) => `http://127.0.0.1:${port}`;
     return [
+      ...this.o.nodeArgs,
       daemonBin,
       ...["--name", m.name, "--data-dir", m.dataDir],
       ...["--listen-client-urls", url(m.clientPort), "--listen-peer-urls", url(m.peerPort)],
