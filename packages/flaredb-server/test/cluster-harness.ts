@@ -24,6 +24,12 @@ import {
 } from "../src/gen/flaredb/v1/flaredb.js";
 
 const packageDir = join(import.meta.dirname, "..");
+
+/** Every member process started here: killed when this process exits, whatever the test did. */
+const started = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+});
 const daemonBin = join(packageDir, "bin", "flaredb.js");
 
 export function requireBuilt(): void {
@@ -232,6 +238,8 @@ export class TestCluster {
     proc.stdout!.on("data", keep);
     proc.stderr!.on("data", keep);
     m.proc = proc;
+    started.add(proc);
+    proc.once("exit", () => started.delete(proc));
   }
 
   alive(m: Member): boolean {
