@@ -14,6 +14,10 @@ export interface TransportHandler {
   onSnapshotStatus(peer: NodeId, ok: boolean): void;
   /** A proposal forwarded by a follower; resolves once applied on this member. */
   onForwardedPropose(command: Uint8Array): Promise<pb.ProposeResponse>;
+  /** A membership operation forwarded by a non-leader member; resolves once applied here. */
+  onForwardedMembership?(request: pb.MembershipRequest): Promise<pb.MembershipResponse>;
+  /** This member's view of the cluster's identity (cluster ID 0 when unknown). */
+  onClusterInfo?(): pb.ClusterInfoResponse;
 }
 
 export interface GrpcTransportConfig {
@@ -237,6 +241,36 @@ export class GrpcTransport {
     });
   }
 
+  /** Forwards a membership operation to `leader`; rejects with the gRPC error when it cannot be reached. */
+  forwardMembership(
+    leader: NodeId,
+    request: pb.MembershipRequest,
+    timeoutMs: number,
+  ): Promise<pb.MembershipResponse> {
+    const p = this.peers.get(leader);
+    if (p === undefined) return Promise.reject(new Error(`no URL known for leader ${leader.toString(16)}`));
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + timeoutMs);
+      p.client.changeMembership(request, new grpc.Metadata(), { deadline }, (err, res) => {
+        if (err !== null) reject(err);
+        else resolve(res);
+      });
+    });
+  }
+
+  /** Asks `peer` for the cluster's identity. */
+  clusterInfo(peer: NodeId, timeoutMs: number): Promise<pb.ClusterInfoResponse> {
+    const p = this.peers.get(peer);
+    if (p === undefined) return Promise.reject(new Error(`no URL known for member ${peer.toString(16)}`));
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + timeoutMs);
+      p.client.clusterInfo({}, new grpc.Metadata(), { deadline }, (err, res) => {
+        if (err !== null) reject(err);
+        else resolve(res);
+      });
+    });
+  }
+
   /** The server side: registers the peer service on a gRPC server owned by the caller. */
   serviceImplementation(): pb.RaftPeerServer {
     return {
@@ -251,6 +285,23 @@ export class GrpcTransport {
         });
       },
       installSnapshot: (call, callback) => this.receiveSnapshot(call, callback),
+      changeMembership: (call, callback) => {
+        const serve = this.handler.onForwardedMembership;
+        if (serve === undefined || this.stopped) {
+          callback(
+            { code: grpc.status.UNAVAILABLE, details: "membership forwarding is not served here" },
+            null,
+          );
+          return;
+        }
+        serve.call(this.handler, call.request).then(
+          (res) => callback(null, res),
+          (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }, null),
+        );
+      },
+      clusterInfo: (_call, callback) => {
+        callback(null, this.handler.onClusterInfo?.() ?? { clusterId: 0n, memberId: this.selfId });
+      },
       propose: (call, callback) => {
         this.handler.onForwardedPropose(call.request.command).then(
           (res) => callback(null, res),
