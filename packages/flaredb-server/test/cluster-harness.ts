@@ -169,8 +169,9 @@ export class TestCluster {
       size: 3,
       token: `t-${process.pid}-${Date.now()}`,
       partitionable: false,
+      // Short, but with room for a machine loaded far beyond its cores (no spurious elections).
       heartbeatMs: 50,
-      electionMs: 500,
+      electionMs: 1000,
       snapshotCount: 10_000,
       nodeArgs: [],
       ...options,

@@ -3,7 +3,7 @@
 // ledger, and the consistency levels across an honest partition of the leader.
 
 import { status } from "@grpc/grpc-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Statement } from "../src/gen/flaredb/v1/flaredb.js";
 import {
   BackupFormat,
@@ -17,10 +17,16 @@ import {
 } from "./cluster-harness.js";
 
 let cluster: TestCluster;
+/** Set after each test, so writers of a test that failed or timed out stop instead of running on. */
+let abortWorkload = false;
 
 beforeAll(async () => {
   cluster = await TestCluster.start({ partitionable: true });
 }, 120_000);
+
+afterEach(() => {
+  abortWorkload = true;
+});
 
 afterAll(async () => {
   const crashes = cluster?.crashes() ?? [];
@@ -130,7 +136,7 @@ describe("flaredb cluster (3 processes)", () => {
     let next = 0;
     let failed = false;
     const writers = Array.from({ length: 8 }, async () => {
-      while (next < 240 && !failed) {
+      while (next < 240 && !failed && !abortWorkload) {
         const n = next++;
         const step = workloadStep(n);
         await write(step.statements, step.transaction).catch((err: Error) => {
@@ -156,11 +162,11 @@ describe("flaredb cluster (3 processes)", () => {
     );
     expect(Number(distinct.rows[0]![0]!.intValue)).toBeGreaterThan(10);
     expect(all[0]!.bytes.toString()).not.toContain("'never'");
-  });
+  }, 180_000);
 
   it("refuses bad input with a clear error and applies nothing", async () => {
     // Proves syntax errors, parameter mismatches, several statements in one, oversize requests and writes sent to Query change nothing.
-    const before = await cluster.waitConverged();
+    await cluster.waitConverged();
     const contentBefore = (await dumps(cluster.members)).map((d) => d.info.contentSha256);
     const m = pick(cluster.members);
     const syntax = await failure(cluster.execute(m, [st("INSERT INTO items(name VALUES ('x')")]));
@@ -183,10 +189,9 @@ describe("flaredb cluster (3 processes)", () => {
     expect(writeInQuery.code).toBe(status.INVALID_ARGUMENT);
     expect(writeInQuery.details).toMatch(/FLAREDB_WRITE_IN_QUERY: .*send writes with Execute/);
     expect(errorCode(writeInQuery)).toBe("FLAREDB_WRITE_IN_QUERY");
-    const after = await Promise.all(cluster.members.map((x) => cluster.status(x)));
-    for (const s of after) expect(s.raftAppliedIndex).toBe(before);
+    // (The applied index may still move: a new leader's empty entry. The content must not.)
     expect((await dumps(cluster.members)).map((d) => d.info.contentSha256)).toEqual(contentBefore);
-  });
+  }, 180_000);
 
   it("refuses destructive DDL online, accepts it in a maintenance window, and records the ledger", async () => {
     // Proves the additive-first guard over the network and that every member holds the same schema history.
@@ -267,7 +272,7 @@ describe("flaredb cluster (3 processes)", () => {
     expect(histories[0]!.changes.map((c) => c.kind)).toEqual(
       expect.arrayContaining(["MAINTENANCE BEGIN", "MAINTENANCE END"]),
     );
-  });
+  }, 180_000);
 
   it("serves each consistency level as documented across a partition of the leader", async () => {
     // Proves WEAK is refused by a partitioned old leader once it knows, NONE's freshness bound, and LINEARIZABLE never stale.
@@ -327,5 +332,5 @@ describe("flaredb cluster (3 processes)", () => {
     });
     expect(healed).toBe(2n);
     await cluster.waitConverged();
-  });
+  }, 180_000);
 });
