@@ -4,6 +4,7 @@
 
 import { status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { runFlaredbctl } from "../src/bin/flaredbctl.js";
 import type { Statement } from "../src/gen/flaredb/v1/flaredb.js";
 import {
   BackupFormat,
@@ -271,6 +272,44 @@ describe("flaredb cluster (3 processes)", () => {
     ]);
     expect(histories[0]!.changes.map((c) => c.kind)).toEqual(
       expect.arrayContaining(["MAINTENANCE BEGIN", "MAINTENANCE END"]),
+    );
+  }, 180_000);
+
+  it("flaredbctl reports every endpoint, lists members with their client URLs and transfers leadership", async () => {
+    // Proves the flaredb.v1.Cluster binding end to end through the CLI: endpoint status, member list, leader transfer.
+    const endpoints = cluster.members.map((m) => `127.0.0.1:${m.clientPort}`).join(",");
+    const ctl = async (...args: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runFlaredbctl(["node", "flaredbctl", "--endpoints", endpoints, ...args], {
+        out: (t) => out.push(t),
+        err: (t) => err.push(t),
+      });
+      return { code, out: out.join("\n"), err: err.join("\n") };
+    };
+    const status = await ctl("-w", "json", "endpoint", "status");
+    expect(status.code, status.err).toBe(0);
+    const rows = JSON.parse(status.out) as { isLeader: boolean; version: string }[];
+    expect(rows).toHaveLength(3);
+    expect(rows.filter((r) => r.isLeader)).toHaveLength(1);
+    expect(rows.every((r) => r.version === "0.1.0")).toBe(true);
+    // Each member publishes its client URLs through the log once a leader is known.
+    const members = await until("every member's client URL in the member list", async () => {
+      const r = await ctl("-w", "json", "member", "list");
+      const list = JSON.parse(r.out).members as { name: string; clientUrls: string[] }[];
+      return list.every((m) => m.clientUrls.length > 0) ? list : undefined;
+    });
+    expect(members.map((m) => m.name).sort()).toEqual(["n1", "n2", "n3"]);
+    const leader = await cluster.waitForLeader();
+    const target = cluster.members.find((m) => m.index !== leader)!;
+    const moved = await ctl("leader", "transfer", target.name);
+    expect(moved.code, moved.err).toBe(0);
+    expect(await cluster.waitForLeader()).toBe(target.index);
+    const notLeader = await failure(
+      cluster.query(cluster.members[leader]!, st("SELECT 1"), Consistency.CONSISTENCY_WEAK),
+    );
+    expect(notLeader.details).toMatch(
+      new RegExp(`FLAREDB_NOT_LEADER: .*\\(leader: http://127\\.0\\.0\\.1:${target.clientPort}\\)`),
     );
   }, 180_000);
 
