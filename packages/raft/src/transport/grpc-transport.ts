@@ -38,6 +38,17 @@ export interface GrpcTransportConfig {
   credentialsFor?: (url: string) => grpc.ChannelCredentials;
 }
 
+export interface PeerStats {
+  url: string;
+  /** Messages waiting for the next flush (at most peerQueueMsgsMax). */
+  queuedMsgs: number;
+  /** The wait after the next stream failure (doubles per failure up to reconnectBackoffMaxMs). */
+  backoffMs: number;
+  /** True while sends are being dropped after a failure. */
+  backingOff: boolean;
+  streamOpen: boolean;
+}
+
 export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
   peerQueueMsgsMax: 4096,
   snapshotChunkBytes: 1 << 20,
@@ -101,6 +112,9 @@ class Peer {
       this.t.handler.onUnreachable(this.id);
       return;
     }
+    // A connected channel ends the backoff: the next failure starts again from the minimum.
+    if (this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY)
+      this.markHealthy();
     const stream = this.ensureStream();
     const batch = this.queue;
     this.queue = [];
@@ -177,6 +191,10 @@ export class GrpcTransport {
     return new pb.RaftPeerClient(target, credentials, {
       "grpc.max_receive_message_length": 256 << 20,
       "grpc.max_send_message_length": 256 << 20,
+      // grpc-js's own reconnect backoff (1 s up to 120 s by default) would delay reaching a restarted
+      // peer long after our backoff allows it: keep both on the same bounds.
+      "grpc.initial_reconnect_backoff_ms": this.config.reconnectBackoffMinMs,
+      "grpc.max_reconnect_backoff_ms": this.config.reconnectBackoffMaxMs,
     });
   }
 
@@ -195,6 +213,19 @@ export class GrpcTransport {
 
   peerUrl(id: NodeId): string | undefined {
     return this.peers.get(id)?.url;
+  }
+
+  /** A peer's connection state, for status pages and tests. */
+  peerStats(id: NodeId): PeerStats | undefined {
+    const p = this.peers.get(id);
+    if (p === undefined) return undefined;
+    return {
+      url: p.url,
+      queuedMsgs: p.queue.length,
+      backoffMs: p.backoffMs,
+      backingOff: Date.now() < p.retryAt,
+      streamOpen: p.stream !== null,
+    };
   }
 
   send(msgs: readonly Message[]): void {
