@@ -27,9 +27,17 @@ const packageDir = join(import.meta.dirname, "..");
 
 /** Every member process started here: killed when this process exits, whatever the test did. */
 const started = new Set<ChildProcess>();
-process.once("exit", () => {
+function killStarted(): void {
   for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
-});
+}
+process.once("exit", killStarted);
+// A test runner may end its worker with a signal: the members must not outlive it either.
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.once(signal, () => {
+    killStarted();
+    process.exit(128 + (signal === "SIGTERM" ? 15 : 2));
+  });
+}
 const daemonBin = join(packageDir, "bin", "flaredb.js");
 
 export function requireBuilt(): void {
@@ -156,6 +164,7 @@ export interface ClusterOptions {
 export class TestCluster {
   readonly members: Member[] = [];
   private readonly root: string;
+  private stopped = false;
   /** Pairs "a-b" (member indexes, a < b) whose traffic is cut. */
   private readonly cut = new Set<string>();
 
@@ -313,6 +322,8 @@ export class TestCluster {
   }
 
   restart(m: Member): void {
+    // A test that timed out may still be running after the cluster was stopped: start nothing then.
+    if (this.stopped) throw new Error("the cluster is stopped");
     m.killed = false;
     this.spawn(m);
   }
@@ -325,6 +336,7 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     await Promise.all(
       this.members.map(async (m) => {
         m.db.close();
