@@ -149,6 +149,19 @@ describe("startMember + membershipHandlers", () => {
     expect(next!.member.header().raftTerm).toBe(termBefore + 1n);
   }, 120_000);
 
+  it("tells a removed member, and only it, that it was removed", async () => {
+    // Proves onRemoved fires on the removed follower (which may never learn its removal's commit).
+    await startCluster(["r1", "r2", "r3"]);
+    const leader = await until("leader", () => leaderOf(members));
+    const [victim, survivor] = members.filter((m) => m !== leader) as [TestMember, TestMember];
+    const fired: string[] = [];
+    for (const m of members) m.member.onRemoved(() => fired.push(m.name));
+    await retryQuorum(() => membershipHandlers(leader.member).memberRemove({ id: victim.member.memberId }));
+    await until("the removed member is told", () => fired.includes(victim.name));
+    expect(fired).toEqual([victim.name]);
+    expect(leaderOf([leader, survivor])).toBeDefined();
+  }, 120_000);
+
   it("restarts a member from its data directory, ignoring the initial-cluster flags", async () => {
     // Proves a restarted member keeps its ID, rejoins and catches up, like etcd's restart.
     const { ports } = await startCluster(["a", "b", "c"]);

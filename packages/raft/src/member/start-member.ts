@@ -20,6 +20,7 @@ import type { StateMachine } from "../service/state-machine.js";
 import { formatId } from "./ids.js";
 import { type MemberPlan, planMember, readIdentity, writeIdentity } from "./member-config.js";
 import { registerMemberMetrics } from "./member-metrics.js";
+import { RemovalWatcher } from "./removal-watcher.js";
 import type { MemberConfig } from "./member-options.js";
 
 export interface StartMemberArgs {
@@ -55,6 +56,12 @@ export interface RunningMember {
   version: string;
   /** Header fields for responses: cluster_id, member_id, raft_term, leader_id (leader 0 when unknown). */
   header(): MemberHeader;
+  /**
+   * Calls `fn` once when this member learns it was removed from the cluster (its own removal
+   * applied, or, with no leader for 5 election timeouts, a peer following a leader does not list
+   * it). The daemon typically stops (etcd exits). Watching starts with the first registration.
+   */
+  onRemoved(fn: () => void): void;
 }
 
 /** Peer snapshots and batches can be large; the peer port is not exposed to clients. */
@@ -278,6 +285,15 @@ function runningMember(
   raft: RaftService,
   peerServer: RunningGrpcServer,
 ): RunningMember {
+  const c = args.config;
+  const watcher = new RemovalWatcher(
+    raft,
+    plan.memberId,
+    c.electionTimeoutMs,
+    5 * c.electionTimeoutMs,
+    args.logger,
+  );
+  args.onShutdown(`${args.daemon} removal watcher`, () => watcher.stop());
   const member: RunningMember = {
     raft,
     memberId: plan.memberId,
@@ -291,6 +307,7 @@ function runningMember(
       raftTerm: raft.node.core.term,
       leaderId: raft.node.leader,
     }),
+    onRemoved: (fn) => watcher.onRemoved(fn),
   };
   return member;
 }

@@ -138,7 +138,15 @@ export class RaftService implements Replicated, NodeListener {
         onSnapshotStatus: (p, ok) => this.node.reportSnapshot(p, ok),
         onForwardedPropose: (cmd) => this.servePropose(cmd),
         onForwardedMembership: (req) => this.serveMembership(req),
-        onClusterInfo: () => ({ clusterId: this.clusterId, memberId: this.node.id }),
+        onClusterInfo: () => {
+          const cs = this.node.currentConfState();
+          return {
+            clusterId: this.clusterId,
+            memberId: this.node.id,
+            leaderId: this.node.leader,
+            memberIds: [...cs.voters, ...cs.learners],
+          };
+        },
       },
       config.transport,
     );

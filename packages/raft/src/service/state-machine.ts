@@ -20,7 +20,11 @@ export interface ApplyEntry {
 
 /** A snapshot being produced off the event loop (see `StateMachine.beginSnapshot`). */
 export interface SnapshotJob {
-  /** The index the image is pinned at: `appliedIndex()` when the job began. */
+  /**
+   * The index the image is pinned at: `appliedIndex()` when the job began. (The layer stores the
+   * snapshot at its own applied index, which may be higher: entries the machine never sees, such
+   * as membership changes, do not change its state.)
+   */
   readonly index: bigint;
   readonly image: Promise<Uint8Array>;
 }

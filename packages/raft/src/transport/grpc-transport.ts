@@ -331,7 +331,15 @@ export class GrpcTransport {
         );
       },
       clusterInfo: (_call, callback) => {
-        callback(null, this.handler.onClusterInfo?.() ?? { clusterId: 0n, memberId: this.selfId });
+        callback(
+          null,
+          this.handler.onClusterInfo?.() ?? {
+            clusterId: 0n,
+            memberId: this.selfId,
+            leaderId: 0n,
+            memberIds: [],
+          },
+        );
       },
       propose: (call, callback) => {
         this.handler.onForwardedPropose(call.request.command).then(

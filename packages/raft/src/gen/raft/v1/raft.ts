@@ -150,6 +150,12 @@ export interface ClusterInfoResponse {
   /** 0 when the answering member does not know it either. */
   clusterId: bigint;
   memberId: bigint;
+  /**
+   * The leader the answering member knows (0 when none), and the voters and learners of its
+   * configuration: a member that hears it is not among them while a leader exists was removed.
+   */
+  leaderId: bigint;
+  memberIds: bigint[];
 }
 
 function createBaseEntry(): Entry {
@@ -1473,7 +1479,7 @@ export const ClusterInfoRequest: MessageFns<ClusterInfoRequest> = {
 };
 
 function createBaseClusterInfoResponse(): ClusterInfoResponse {
-  return { clusterId: 0n, memberId: 0n };
+  return { clusterId: 0n, memberId: 0n, leaderId: 0n, memberIds: [] };
 }
 
 export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
@@ -1489,6 +1495,22 @@ export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
         throw new globalThis.Error("value provided for field message.memberId of type uint64 too large");
       }
       writer.uint32(16).uint64(message.memberId);
+    }
+    if (message.leaderId !== 0n) {
+      if (BigInt.asUintN(64, message.leaderId) !== message.leaderId) {
+        throw new globalThis.Error("value provided for field message.leaderId of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.leaderId);
+    }
+    if (message.memberIds.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.memberIds) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field memberIds of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -1521,6 +1543,32 @@ export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
 
             message.memberId = reader.uint64() as bigint;
             continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaderId = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.memberIds.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.memberIds.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
           }
         }
         if ((tag & 7) === 4 || tag === 0) {
