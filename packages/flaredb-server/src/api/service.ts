@@ -3,10 +3,11 @@
 // Requests are validated before proposing (statement rules, parameters, SQL syntax, sizes), so bad
 // input costs no log entry and changes nothing; apply re-checks everything and is the authority.
 
-import type { Metadata, ServerErrorResponse } from "@grpc/grpc-js";
-import { RaftError } from "@photoncloud/raft";
+import { Metadata, type ServerErrorResponse, status } from "@grpc/grpc-js";
+import { ERROR_METADATA, grpcError, isMappedGrpcError, type MappedGrpcError } from "@photoncloud/daemon";
+import { NotLeaderError, RaftError, raftErrorToGrpcStatus } from "@photoncloud/raft";
 import Database from "better-sqlite3";
-import { FlareDbError, fromSqliteError, GrpcStatus, grpcStatusOf } from "../errors.js";
+import { FlareDbError, fromSqliteError, grpcStatusOf } from "../errors.js";
 import { Command, CommandResult } from "../gen/flaredb/v1/command.js";
 import {
   BackupFormat,
@@ -93,6 +94,8 @@ export function createFlareDbService(
   };
 }
 
+const checkedTextsMax = 1024;
+
 /** A connection without the schema: SQL that fails to prepare here with a syntax error is refused early. */
 let scratchConnection: Database.Database | undefined;
 function scratch(): Database.Database {
@@ -131,15 +134,28 @@ class FlareDbApi {
     return result.execute ?? { results: [], raftIndex: index };
   }
 
+  /** Statement texts that passed the rules and the syntax check, with their inspection (bounded). */
+  private readonly checked = new Map<string, StatementInfo>();
+
   /** Statement rules, parameters and syntax, checked without touching the database. */
   precheck(st: Statement | undefined): StatementInfo {
     if (st === undefined) throw new FlareDbError("FLAREDB_EMPTY_REQUEST", "the statement is missing");
-    const info = inspectStatement(st.sql);
+    const info = this.checked.get(st.sql) ?? this.inspectText(st.sql);
     checkParameters(
       info,
       st.positional.length,
       st.named.map((n) => stripPrefix(n.name)),
     );
+    return info;
+  }
+
+  /**
+   * Inspects new statement text and prepares it on the schema-less scratch connection. The result
+   * is cached per text: applications repeat the same statements, and a failed prepare (any real
+   * table is missing there) costs two exception objects per request.
+   */
+  private inspectText(sql: string): StatementInfo {
+    const info = inspectStatement(sql);
     try {
       scratch().prepare(info.sql);
     } catch (err) {
@@ -147,6 +163,8 @@ class FlareDbApi {
       if (domain.code === "FLAREDB_SQL_SYNTAX") throw domain;
       // Anything else (no such table, no such function) depends on the schema: apply decides.
     }
+    if (this.checked.size >= checkedTextsMax) this.checked.delete(this.checked.keys().next().value!);
+    this.checked.set(sql, info);
     return info;
   }
 
@@ -271,14 +289,27 @@ class FlareDbApi {
   }
 }
 
-/** The one mapping from errors to gRPC status for this server. */
-export function toServiceError(err: unknown): Partial<ServerErrorResponse> {
+/**
+ * The one mapping from errors to gRPC status for this server. The result is marked as mapped for the
+ * daemon kit (which would otherwise report it as INTERNAL) and carries the stable code in the
+ * `x-photon-error-code` metadata; a Raft "not leader" error also carries the leader's ID.
+ */
+export function toServiceError(err: unknown): MappedGrpcError {
+  const metadata = new Metadata();
   if (err instanceof FlareDbError) {
-    return { code: grpcStatusOf(err.code), details: `${err.code}: ${err.message}` };
+    metadata.set(ERROR_METADATA.code, err.code);
+    return grpcError(grpcStatusOf(err.code), `${err.code}: ${err.message}`, metadata);
   }
-  if (err instanceof RaftError)
-    return { code: GrpcStatus.UNAVAILABLE, details: `${err.code}: ${err.message}` };
-  return { code: GrpcStatus.INTERNAL, details: "internal error in flaredb; see the server log" };
+  if (err instanceof RaftError) {
+    metadata.set(ERROR_METADATA.code, err.code);
+    if (err instanceof NotLeaderError && err.leader !== 0n)
+      metadata.set(ERROR_METADATA.leaderId, err.leader.toString(16));
+    const { code } = raftErrorToGrpcStatus(err);
+    return grpcError(code === status.OK ? status.INTERNAL : code, `${err.code}: ${err.message}`, metadata);
+  }
+  if (isMappedGrpcError(err)) return err;
+  metadata.set(ERROR_METADATA.code, "INTERNAL");
+  return grpcError(status.INTERNAL, "internal error in flaredb; see the server log", metadata);
 }
 
 function settle<T>(
