@@ -11,7 +11,7 @@ import {
   startMember,
   stopMember,
 } from "../src/demo/local-cluster.js";
-import { QuorumAtRiskError } from "../src/service/errors.js";
+import { QuorumAtRiskError, TimeoutError } from "../src/service/errors.js";
 import { until } from "./helpers.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -49,6 +49,29 @@ describe("RaftService", () => {
       follower.machine.commands().map((c) => c.command.toString()),
     );
     expect(seen).toEqual(["hello", "world"]);
+  }, 60_000);
+
+  it("keeps a linearizable read pending on a member that knows no leader, then times it out", async () => {
+    // Proves a ReadIndex refused for want of a leader neither crashes the member nor answers stale.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    const bound = await Promise.all([bindServer(), bindServer(), bindServer()]);
+    const config = bound.map((b, i) => ({
+      id: BigInt(i + 1),
+      name: `m${i + 1}`,
+      peerUrls: [b.url],
+      clientUrls: [],
+      isLearner: false,
+    }));
+    for (const b of bound.slice(1)) b.server.forceShutdown();
+    const alone = startMember(1n, bound[0] as (typeof bound)[0], dir, config, {
+      ...opts,
+      requestTimeoutMs: 1500,
+    });
+    members = [alone];
+    // Several retry periods pass (each re-issues the refused request) before the deadline.
+    await expect(alone.service.linearizableRead(() => "read")).rejects.toBeInstanceOf(TimeoutError);
+    expect(alone.service.node.isStopped).toBe(false);
+    expect(alone.service.status().leader).toBe(0n);
   }, 60_000);
 
   it("runs the membership sequence and catches up a member by snapshot", async () => {

@@ -2,13 +2,11 @@
 // for the consistency levels that do not go through ReadIndex (WEAK and NONE with a freshness bound).
 
 import type { RaftService } from "@photoncloud/raft";
-import { ProposalDroppedError, StateRole } from "@photoncloud/raft";
+import { StateRole } from "@photoncloud/raft";
 import type { ReplicatedDb } from "./replicated-db.js";
 
 export class RaftReplicatedDb implements ReplicatedDb {
-  constructor(private readonly raft: RaftService) {
-    guardReadIndexWithoutLeader(raft);
-  }
+  constructor(private readonly raft: RaftService) {}
 
   propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
     return this.raft.propose(command);
@@ -67,23 +65,3 @@ export class RaftReplicatedDb implements ReplicatedDb {
   }
 }
 
-/**
- * RaftService issues (and re-issues, from a timer) ReadIndex requests through `node.withCore`; on a
- * member that knows no leader the core refuses with ProposalDroppedError ("no leader to confirm a
- * read"), and from the timer that error is uncaught and stops the process. A linearizable read on a
- * partitioned member must instead stay pending and time out (DEADLINE_EXCEEDED), so that one refusal
- * is absorbed here: the read is re-issued at the next retry, once a leader is known. Remove when the
- * service layer handles the refusal itself.
- */
-function guardReadIndexWithoutLeader(raft: RaftService): void {
-  const node = raft.node;
-  const withCore = node.withCore.bind(node);
-  node.withCore = <T>(fn: Parameters<typeof withCore<T>>[0]): T => {
-    try {
-      return withCore(fn);
-    } catch (err) {
-      if (err instanceof ProposalDroppedError && /confirm a read/.test(err.message)) return undefined as T;
-      throw err;
-    }
-  };
-}

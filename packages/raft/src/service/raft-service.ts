@@ -396,16 +396,28 @@ export class RaftService implements Replicated, NodeListener {
     if (batch.length === 0 || this.node.isStopped) return;
     const ctx = randomBytes(8);
     this.readBatches.set(ctx.toString("hex"), batch);
-    this.node.withCore((c) => c.readIndex(ctx));
+    this.requestReadIndex(ctx);
     // A request lost to a leader change is re-issued until served or timed out.
     const retry = setInterval(() => {
       if (!this.readBatches.has(ctx.toString("hex")) || this.node.isStopped) {
         clearInterval(retry);
         return;
       }
-      this.node.withCore((c) => c.readIndex(ctx));
+      this.requestReadIndex(ctx);
     }, this.node.config.tickMs * this.node.config.electionTicks);
     setTimeout(() => clearInterval(retry), this.timeoutMs + 1000);
+  }
+
+  /**
+   * A member that knows no leader (an election, a partition) refuses the request; the reads stay
+   * queued, the retry timer re-issues them once a leader is known, and the deadline bounds the wait.
+   */
+  private requestReadIndex(ctx: Uint8Array): void {
+    try {
+      this.node.withCore((c) => c.readIndex(ctx));
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
+    }
   }
 
   serializableRead<T>(read: () => T): T {
