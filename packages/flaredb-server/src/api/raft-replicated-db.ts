@@ -64,4 +64,3 @@ export class RaftReplicatedDb implements ReplicatedDb {
     return this.raft.node.members.get(leader)?.clientUrls[0];
   }
 }
-
