@@ -18,13 +18,13 @@ interface Progress {
 function progressBar(io: CtlIo, label: string): Progress {
   if (!io.stderrIsTty) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {percentage}% | {done} / {total}`, hideCursor: true, stream: process.stderr },
+    { format: `${label} [{bar}] {percentage}% | {doneSize} / {totalSize}`, hideCursor: true, stream: process.stderr },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
   return {
     update(doneBytes, totalBytes) {
-      const payload = { done: humanBytes(doneBytes), total: humanBytes(totalBytes) };
+      const payload = { doneSize: humanBytes(doneBytes), totalSize: humanBytes(totalBytes) };
       if (!started) bar.start(totalBytes, doneBytes, payload);
       else bar.update(doneBytes, payload);
       started = true;
