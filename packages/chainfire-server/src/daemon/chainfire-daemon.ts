@@ -64,6 +64,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     path: dataDirLayout.mvccDb(config.dataDir),
     quotaBackendBytes: BigInt(config.quotaBackendBytes),
     maxTxnOps: config.maxTxnOps,
+    leaseCheckpointIntervalMs: config.leaseCheckpointIntervalMs,
   });
   let member: RunningMember;
   try {

@@ -25,6 +25,15 @@ export const chainfireOptions = defineOptions({
     min: 1,
     description: "most operations in one transaction (etcd's --max-txn-ops)",
   },
+  leaseCheckpointIntervalMs: {
+    flag: "experimental-lease-checkpoint-interval",
+    env: "CHAINFIRE_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL",
+    type: "duration-ms",
+    default: "5s",
+    min: 100,
+    description:
+      "how often the leader records each lease's remaining TTL through the log, so a new leader continues the countdown",
+  },
   snapshotCatchupEntries: {
     flag: "experimental-snapshot-catchup-entries",
     env: "CHAINFIRE_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
