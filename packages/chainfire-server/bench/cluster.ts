@@ -19,6 +19,7 @@ export interface ClusterMember {
   readonly name: string;
   readonly clientPort: number;
   readonly peerPort: number;
+  readonly metricsPort: number;
   readonly dataDir: string;
   /** host:port of the client URL. */
   readonly endpoint: string;
@@ -64,11 +65,12 @@ export class Cluster {
   static async plan(options: ClusterOptions): Promise<Cluster> {
     const members: ClusterMember[] = [];
     for (let i = 1; i <= (options.size ?? 3); i++) {
-      const [clientPort, peerPort] = [await freePort(), await freePort()];
+      const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
       members.push({
         name: `m${i}`,
         clientPort,
         peerPort,
+        metricsPort,
         dataDir: join(options.dir, `m${i}`),
         endpoint: `127.0.0.1:${clientPort}`,
         process: null,
@@ -95,11 +97,12 @@ export class Cluster {
 
   /** Plans one more member (ports, data dir) outside the initial cluster, for membership tests. */
   async planExtra(name: string): Promise<ClusterMember> {
-    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const member: ClusterMember = {
       name,
       clientPort,
       peerPort,
+      metricsPort,
       dataDir: join(this.options.dir, name),
       endpoint: `127.0.0.1:${clientPort}`,
       process: null,
@@ -118,6 +121,7 @@ export class Cluster {
       `--listen-client-urls=http://127.0.0.1:${m.clientPort}`,
       `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
       `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      `--listen-metrics-urls=http://127.0.0.1:${m.metricsPort}`,
       `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
       `--initial-cluster=${joining?.initialCluster ?? this.initialCluster}`,
       `--initial-cluster-state=${joining ? "existing" : "new"}`,
