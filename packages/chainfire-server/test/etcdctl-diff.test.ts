@@ -94,15 +94,22 @@ class Normaliser {
     for (const [from, to] of [...this.names].sort((a, b) => b[0].length - a[0].length)) {
       out = out.split(from).join(to);
     }
-    return out
-      .replace(/"cluster_id":\d+/g, '"cluster_id":<c>')
-      .replace(/cluster [0-9a-f]{1,16}\b/g, "cluster <c>")
-      .replace(/"raft_term":\d+/g, '"raft_term":<t>')
-      .replace(/"(raftTerm|raftIndex|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
-      .replace(/"version":"[0-9.]+"/g, '"version":<v>')
-      .replace(/took = [0-9.]+[µm]?s/g, "took = <t>")
-      .replace(/"took":"[0-9.]+[µm]?s"/g, '"took":"<t>"')
-      .replace(/remaining\(\d+s\)/g, "remaining(<n>s)");
+    return (
+      out
+        .replace(/"cluster_id":\d+/g, '"cluster_id":<c>')
+        .replace(/cluster +[0-9a-f]{1,16}\b/g, "cluster <c>")
+        .replace(/"raft_term":\d+/g, '"raft_term":<t>')
+        .replace(/"(raftTerm|raftIndex|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
+        .replace(/"version":"[0-9.]+"/g, '"version":<v>')
+        .replace(/took = [0-9.]+[µm]?s/g, "took = <t>")
+        .replace(/"took":"[0-9.]+[µm]?s"/g, '"took":"<t>"')
+        .replace(/remaining\(\d+s\)/g, "remaining(<n>s)")
+        // etcd lists a lease's keys from a Go map (random order): compare them as a set.
+        .replace(
+          /attached keys\(\[([^\]]*)\]\)/g,
+          (_m, keys: string) => `attached keys([${keys.split(" ").sort().join(" ")}])`,
+        )
+    );
   }
 }
 
