@@ -4,6 +4,7 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
+import { checkHealth, listServices } from "@photoncloud/daemon";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
@@ -149,6 +150,24 @@ describe("bad requests on a running member", () => {
       rangeRequest({ key: b("fill/0"), serializable: true }),
     );
     expect(read.count).toBe(1n);
+  });
+});
+
+describe("operational endpoints", () => {
+  it("serves gRPC health, reflection, /health, /metrics and /version", async () => {
+    // Proves the standard daemon surfaces on a running member.
+    const endpoint = `127.0.0.1:${m.ports.client}`;
+    expect(await checkHealth(endpoint)).toBe("SERVING");
+    expect(await listServices(endpoint)).toEqual(
+      expect.arrayContaining(["etcdserverpb.KV", "etcdserverpb.Cluster", "chainfire.v1.Cluster"]),
+    );
+    const base = `http://127.0.0.1:${m.ports.metrics}`;
+    const health = await fetch(`${base}/health`);
+    expect([health.status, ((await health.json()) as { healthy: boolean }).healthy]).toEqual([200, true]);
+    expect(await (await fetch(`${base}/metrics`)).text()).toMatch(
+      /grpc_server_handled_total\{[^}]*grpc_method="Put"/,
+    );
+    expect(await (await fetch(`${base}/version`)).json()).toMatchObject({ name: "chainfire" });
   });
 });
 
