@@ -33,7 +33,7 @@ beforeAll(async () => {
       extraFlags: ["--quota-backend-bytes", "256KiB"],
     }),
   ]);
-}, 60_000);
+}, 180_000);
 
 afterAll(() => cluster.close());
 
@@ -56,7 +56,7 @@ const putOp = (key: string): etcd.RequestOp => ({
   },
 });
 
-describe("bad requests on a running member", () => {
+describe("bad requests on a running member", { timeout: 150_000 }, () => {
   it("refuses KV input with etcd's errors and consumes no revision", async () => {
     // Proves the KV input checks end to end through the daemon; the revision never moves.
     await put(m, "k", "1");
@@ -153,7 +153,7 @@ describe("bad requests on a running member", () => {
   });
 });
 
-describe("operational endpoints", () => {
+describe("operational endpoints", { timeout: 150_000 }, () => {
   it("serves gRPC health, reflection, /health, /metrics and /version", async () => {
     // Proves the standard daemon surfaces on a running member.
     const endpoint = `127.0.0.1:${m.ports.client}`;
@@ -171,7 +171,7 @@ describe("operational endpoints", () => {
   });
 });
 
-describe("bad flags and config", () => {
+describe("bad flags and config", { timeout: 150_000 }, () => {
   it("exits 2 with a message naming the key, and creates no data directory", async () => {
     // Proves start-up validation: every bad setting is reported before anything is written.
     const dir = (name: string) => join(cluster.root, `never-${name}`);

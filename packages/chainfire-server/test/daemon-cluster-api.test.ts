@@ -19,7 +19,7 @@ beforeAll(async () => {
   members = await Promise.all(names.map((n) => cluster.allocate(n)));
   const initial = cluster.initialCluster(names);
   await Promise.all(names.map((n) => cluster.start(n, { initialCluster: initial })));
-}, 60_000);
+}, 180_000);
 
 afterAll(() => cluster.close());
 
@@ -48,7 +48,7 @@ function putLeased(m: Member, key: string, lease: bigint) {
   });
 }
 
-describe("leases on a 3-member cluster", () => {
+describe("leases on a 3-member cluster", { timeout: 150_000 }, () => {
   it("relays keep-alives from a follower and keeps the remaining TTL across a leader change", async () => {
     // Proves follower relaying and that a new leader continues the countdown instead of restarting it.
     const {
@@ -95,7 +95,7 @@ describe("leases on a 3-member cluster", () => {
   });
 });
 
-describe("etcd's Cluster API on a 3-member cluster", () => {
+describe("etcd's Cluster API on a 3-member cluster", { timeout: 150_000 }, () => {
   it("adds a learner by peer URL, lets it find its ID, promotes, updates and removes it", async () => {
     // Proves MemberAdd/Promote/Update/Remove/List through etcd's API, sent to a follower.
     const {
