@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ctl } from "../src/ctl/testing.js";
+import { ctl, until } from "../src/ctl/testing.js";
 import { DaemonCluster, type Member } from "./support/daemon-cluster.js";
 import { testCa } from "./support/test-pki.js";
 
@@ -37,10 +37,15 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
     const tls = [endpoint, `--cacert=${ca.caFile}`, `--cert=${operator.cert}`, `--key=${operator.key}`];
     expect((await ctl([...tls, "put", "tls/k", "v"])).out).toBe("OK\n");
     expect((await ctl([...tls, "get", "tls/k", "--print-value-only"])).out).toBe("v\n");
-    const members = await ctl([...tls, "member", "list"]);
-    expect(members.out).toMatch(
-      /, started, s1, https:\/\/127\.0\.0\.1:\d+, https:\/\/127\.0\.0\.1:\d+, false\n$/,
-    );
+    // The member publishes its client URLs shortly after it starts: poll for them.
+    const published = /, started, s1, https:\/\/127\.0\.0\.1:\d+, https:\/\/127\.0\.0\.1:\d+, false\n$/;
+    let listed = "";
+    await until(async () => {
+      listed = (await ctl([...tls, "member", "list"])).out;
+      return published.test(listed);
+    }, "s1's https:// client URL").catch((err: Error) => {
+      throw new Error(`${err.message}; last list: ${listed}`);
+    });
     expect((await ctl([...tls, "endpoint", "health"])).code).toBe(0);
   });
 
