@@ -27,8 +27,8 @@ import { WatchHub } from "../watch/watch-hub.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
 import { forwardingMembership } from "./forwarding.js";
-import { discoverJoinId } from "./join-discovery.js";
-import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
+import { discoverJoinId, memberListOf } from "./join-discovery.js";
+import { LeaderClients, LeadershipWatcher, memberFacts, RemovalWatcher } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
 import { type ChainfireOptions, chainfireOptions } from "./options.js";
 import { publishAttributes } from "./publish.js";
@@ -102,6 +102,21 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     shuttingDown: ctx.shuttingDown,
   };
   startLeaseMachinery(ctx, member, store);
+  const peerTls = {
+    trustedCaFile: config.peerTrustedCaFile,
+    certFile: config.peerCertFile,
+    keyFile: config.peerKeyFile,
+  };
+  const askPeer = (url: string) => memberListOf(url, { tls: peerTls, deadlineMs: 1000 });
+  const removal = new RemovalWatcher(member, askPeer, 2 * config.electionTimeoutMs, () => {
+    logger.warn(
+      { memberId: formatId(member.memberId) },
+      "this member was removed from the cluster; stopping",
+    );
+    process.kill(process.pid, "SIGTERM");
+  });
+  removal.start(config.heartbeatIntervalMs);
+  ctx.onShutdown("removal-watch", () => removal.stop());
   const local: MembershipOps = membershipHandlers(member, () => ({
     dbSizeBytes: store.dbSizeBytes(),
     revision: store.currentRevision(),

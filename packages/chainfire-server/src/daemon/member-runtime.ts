@@ -21,7 +21,8 @@ export function memberFacts(member: RunningMember): MemberFacts {
     leaderId: () => member.header().leaderId,
     raftIndex: () => raft.status().raftIndex,
     raftAppliedIndex: () => raft.status().applied,
-    isLearner: () => raft.node.members.get(member.memberId)?.isLearner ?? false,
+    // The configuration, not the member metadata: it is what Raft itself acts on.
+    isLearner: () => raft.node.currentConfState().learners.includes(member.memberId),
   };
 }
 
@@ -60,6 +61,75 @@ export class LeadershipWatcher {
     if (leading) this.store.lessor.promote(Date.now());
     else this.store.lessor.demote();
     this.onChange(leading);
+  }
+}
+
+/**
+ * Calls `onRemoved` once when this member, having been part of the configuration, is no longer in
+ * it: a removed member stops, as etcd's do, instead of lingering without a cluster. A removed leader
+ * applies its own removal; a removed follower may never receive it (the leader stops writing to it),
+ * so while it has no leader it asks the other members, and a member that has a leader and does not
+ * list it settles the question.
+ */
+export class RemovalWatcher {
+  private timer: NodeJS.Timeout | null = null;
+  private seen = false;
+  private leaderlessSinceMs: number | null = null;
+  private probing = false;
+
+  constructor(
+    private readonly member: RunningMember,
+    private readonly askPeer: (peerUrl: string) => Promise<chainfirev1.MemberListResponse>,
+    private readonly leaderlessProbeMs: number,
+    private readonly onRemoved: () => void,
+  ) {}
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => this.check(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private removed(): void {
+    if (this.timer === null) return;
+    this.stop();
+    this.onRemoved();
+  }
+
+  private check(): void {
+    const { raft, memberId } = this.member;
+    if (!raft.node.members.has(memberId)) {
+      if (this.seen) this.removed();
+      return;
+    }
+    this.seen = true;
+    if (raft.node.leader !== 0n) {
+      this.leaderlessSinceMs = null;
+      return;
+    }
+    this.leaderlessSinceMs ??= Date.now();
+    if (Date.now() - this.leaderlessSinceMs >= this.leaderlessProbeMs && !this.probing) {
+      this.probing = true;
+      void this.probePeers().finally(() => {
+        this.probing = false;
+        this.leaderlessSinceMs = Date.now();
+      });
+    }
+  }
+
+  private async probePeers(): Promise<void> {
+    const { raft, memberId } = this.member;
+    for (const peer of raft.node.members.values()) {
+      const url = peer.peerUrls[0];
+      if (peer.id === memberId || url === undefined) continue;
+      const view = await this.askPeer(url).catch(() => undefined);
+      const leaderKnown = view !== undefined && (view.header?.leaderId ?? 0n) !== 0n;
+      if (leaderKnown && !view.members.some((m) => m.id === memberId)) return this.removed();
+    }
   }
 }
 

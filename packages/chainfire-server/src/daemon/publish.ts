@@ -18,12 +18,19 @@ export function publishAttributes(
   void shuttingDown.then(() => (stopped = true));
   const { name, clientUrls } = own;
   const attempt = async (): Promise<boolean> => {
+    // Wait until this member's own log has made it a voter or a learner: before that its member
+    // list may be the --initial-cluster guess, whose learner flag must never be sent back.
+    const conf = member.raft.node.currentConfState();
+    const isLearner = conf.learners.includes(member.memberId);
+    if (!isLearner && !conf.voters.includes(member.memberId)) return false;
     const { members } = await membership.memberList();
     const mine = members.find((m) => m.id === member.memberId);
-    if (mine === undefined) return false; // not yet in the configuration this member knows
+    if (mine === undefined) return false;
     const same = mine.name === name && mine.clientUrls.join(",") === clientUrls.join(",");
     if (same) return true;
-    await membership.memberAdd({ ...mine, name, clientUrls: [...clientUrls] });
+    // Empty peer URLs keep the stored ones: this member's own view of them may be stale (an
+    // operator may have replaced them while it was down), and it must not undo that.
+    await membership.memberAdd({ id: mine.id, name, peerUrls: [], clientUrls: [...clientUrls], isLearner });
     logger.info({ name, clientUrls }, "published this member's name and client URLs");
     return true;
   };
