@@ -51,7 +51,14 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
 
   it("fails clearly without a client certificate, with a foreign one, or with half a pair", async () => {
     // Proves a refused handshake is an error naming the endpoint, and a missing --key is a usage error.
-    const noCert = await ctl([endpoint, `--cacert=${ca.caFile}`, "--command-timeout=5s", "get", "tls/k"]);
+    const noCert = await ctl([
+      endpoint,
+      `--cacert=${ca.caFile}`,
+      "--command-timeout=5s",
+      "--dial-timeout=5s",
+      "get",
+      "tls/k",
+    ]);
     expect(noCert.code).toBe(1);
     expect(noCert.out).toBe("");
     expect(noCert.err).toContain(`cannot reach 127.0.0.1:${member.ports.client}`);
@@ -62,6 +69,7 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
       `--cert=${stranger.cert}`,
       `--key=${stranger.key}`,
       "--command-timeout=5s",
+      "--dial-timeout=5s",
       "get",
       "tls/k",
     ]);
