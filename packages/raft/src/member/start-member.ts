@@ -19,6 +19,7 @@ import { RaftService, type RaftServiceConfig } from "../service/raft-service.js"
 import type { StateMachine } from "../service/state-machine.js";
 import { formatId } from "./ids.js";
 import { type MemberPlan, planMember, readIdentity, writeIdentity } from "./member-config.js";
+import { registerMemberMetrics } from "./member-metrics.js";
 import type { MemberConfig } from "./member-options.js";
 
 export interface StartMemberArgs {
@@ -148,6 +149,7 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
   args.onShutdown(`${args.daemon} peer server`, () => peerServer.shutdown());
   raft.start();
   args.onShutdown(`${args.daemon} raft`, () => raft.stop());
+  if (args.metrics !== undefined) registerMemberMetrics(args.metrics, raft, plan.memberId);
   logger.info(
     {
       memberId: formatId(plan.memberId),
