@@ -1,6 +1,7 @@
 // Proves that bad input gets a clear error and changes nothing: empty key, oversize request, too
 // many txn ops, duplicate txn keys, compacted revision, unknown member, malformed URLs, a full
 // backend (NOSPACE alarm), and bad flags or config (the daemon exits 2 naming the key, creating nothing).
+// The limits of the first member come from a --config-file, so its keys are proven to take effect.
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
@@ -23,10 +24,13 @@ const b = (s: string) => Buffer.from(s);
 beforeAll(async () => {
   m = await cluster.allocate("solo");
   small = await cluster.allocate("small");
+  // The limits come from a TOML config file with the flags' keys (what the KV tests below rely on).
+  const soloConfig = join(cluster.root, "solo.toml");
+  writeFileSync(soloConfig, 'max-request-bytes = "64KiB"\nmax-txn-ops = 4\n');
   await Promise.all([
     cluster.start("solo", {
       initialCluster: cluster.initialCluster(["solo"]),
-      extraFlags: ["--max-request-bytes", "64KiB", "--max-txn-ops", "4"],
+      extraFlags: ["--config-file", soloConfig],
     }),
     cluster.start("small", {
       initialCluster: cluster.initialCluster(["small"]),
