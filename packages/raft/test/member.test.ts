@@ -137,6 +137,18 @@ describe("startMember + membershipHandlers", () => {
     expect(names).toEqual(["n1", "n2", "n3"]);
   }, 120_000);
 
+  it("hands leadership over when the leader stops gracefully", async () => {
+    // Proves the shutdown hooks transfer leadership first: a new leader exists as soon as stop returns.
+    await startCluster(["g1", "g2", "g3"]);
+    const leader = await until("leader", () => leaderOf(members));
+    const termBefore = leader.member.header().raftTerm;
+    await leader.stop();
+    const rest = members.filter((m) => m !== leader);
+    const next = leaderOf(rest);
+    expect(next).toBeDefined();
+    expect(next!.member.header().raftTerm).toBe(termBefore + 1n);
+  }, 120_000);
+
   it("restarts a member from its data directory, ignoring the initial-cluster flags", async () => {
     // Proves a restarted member keeps its ID, rejoins and catches up, like etcd's restart.
     const { ports } = await startCluster(["a", "b", "c"]);
