@@ -98,6 +98,8 @@ class Normaliser {
       out
         .replace(/"cluster_id":\d+/g, '"cluster_id":<c>')
         .replace(/cluster +[0-9a-f]{1,16}\b/g, "cluster <c>")
+        // etcdctl prints IDs with %16x: an ID with a leading zero nibble comes space-padded.
+        .replace(/ {2,}<id:/g, " <id:")
         .replace(/"raft_term":\d+/g, '"raft_term":<t>')
         .replace(/"(raftTerm|raftIndex|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
         .replace(/"version":"[0-9.]+"/g, '"version":<v>')
@@ -301,7 +303,7 @@ async function memberSession(s: Session): Promise<void> {
     "--learner",
     `--peer-urls=http://127.0.0.1:${m4.peerPort}`,
   ]);
-  const id = /Member ([0-9a-f]+) added/.exec(add.out)?.[1];
+  const id = /Member +([0-9a-f]+) added/.exec(add.out)?.[1];
   expect(id, add.out).toBeDefined();
   s.norm.memberId(BigInt(`0x${id}`), "m4");
   s.outputs.push(
