@@ -40,6 +40,7 @@ beforeAll(async () => {
       extraFlags: ["--quota-backend-bytes", "256KiB"],
     }),
   ]);
+  await Promise.all([cluster.leaderId([m]), cluster.leaderId([small])]);
 }, 180_000);
 
 afterAll(() => cluster.close());
@@ -244,6 +245,7 @@ describe("data directory from an offline restore", { timeout: 150_000 }, () => {
     const restored = await cluster.allocate("restored");
     storeOnlyDataDir("restored", 0n);
     await cluster.start("restored", { initialCluster: cluster.initialCluster(["restored"]) });
+    await cluster.leaderId([restored]);
     const got = await call<etcd.RangeResponse>(
       restored.clients.kv,
       "range",
