@@ -1,0 +1,188 @@
+// What the etcd handlers learn from the running Raft member: header facts, whether this member is a
+// learner, leadership changes (the lessor follows them) and where the leader's client URL is.
+import { readFileSync } from "node:fs";
+import { type ChannelCredentials, credentials } from "@grpc/grpc-js";
+import { type chainfirev1, createClients, type etcd } from "@photoncloud/chainfire-api";
+import { parseUrl } from "@photoncloud/daemon";
+import { type RunningMember, StateRole } from "@photoncloud/raft";
+import type { LeaderForwarding, MemberFacts } from "../api/context.js";
+import { chainfireError } from "../errors.js";
+import type { MvccStore } from "../mvcc/store.js";
+
+export function memberFacts(member: RunningMember): MemberFacts {
+  const { raft } = member;
+  return {
+    // A joining member learns the cluster ID from the cluster after it starts.
+    get clusterId() {
+      return member.clusterId;
+    },
+    memberId: member.memberId,
+    raftTerm: () => member.header().raftTerm,
+    leaderId: () => member.header().leaderId,
+    raftIndex: () => raft.status().raftIndex,
+    raftAppliedIndex: () => raft.status().applied,
+    // The configuration, not the member metadata: it is what Raft itself acts on.
+    isLearner: () => raft.node.currentConfState().learners.includes(member.memberId),
+  };
+}
+
+/**
+ * Promotes the lessor when this member becomes leader and demotes it when it stops being one. The
+ * new leader restarts each countdown from the last checkpointed remaining TTL, so leases survive a
+ * leader change without being cut short or made eternal.
+ */
+export class LeadershipWatcher {
+  private timer: NodeJS.Timeout | null = null;
+  private leading = false;
+
+  constructor(
+    private readonly member: RunningMember,
+    private readonly store: MvccStore,
+    private readonly onChange: (leading: boolean) => void = () => {},
+  ) {}
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => this.check(), intervalMs);
+    this.timer.unref();
+    this.check();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    if (this.leading) this.store.lessor.demote();
+    this.leading = false;
+  }
+
+  private check(): void {
+    const leading = this.member.raft.node.role === StateRole.Leader;
+    if (leading === this.leading) return;
+    this.leading = leading;
+    if (leading) this.store.lessor.promote(Date.now());
+    else this.store.lessor.demote();
+    this.onChange(leading);
+  }
+}
+
+/**
+ * Calls `onRemoved` once when this member, having been part of the configuration, is no longer in
+ * it: a removed member stops, as etcd's do, instead of lingering without a cluster. A removed leader
+ * applies its own removal; a removed follower may never receive it (the leader stops writing to it),
+ * so while it has no leader it asks the other members, and a member that has a leader and does not
+ * list it settles the question.
+ */
+export class RemovalWatcher {
+  private timer: NodeJS.Timeout | null = null;
+  private seen = false;
+  private leaderlessSinceMs: number | null = null;
+  private probing = false;
+
+  constructor(
+    private readonly member: RunningMember,
+    private readonly askPeer: (peerUrl: string) => Promise<chainfirev1.MemberListResponse>,
+    private readonly leaderlessProbeMs: number,
+    private readonly onRemoved: () => void,
+  ) {}
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => this.check(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private removed(): void {
+    if (this.timer === null) return;
+    this.stop();
+    this.onRemoved();
+  }
+
+  private check(): void {
+    const { raft, memberId } = this.member;
+    if (!raft.node.members.has(memberId)) {
+      if (this.seen) this.removed();
+      return;
+    }
+    this.seen = true;
+    if (raft.node.leader !== 0n) {
+      this.leaderlessSinceMs = null;
+      return;
+    }
+    this.leaderlessSinceMs ??= Date.now();
+    if (Date.now() - this.leaderlessSinceMs >= this.leaderlessProbeMs && !this.probing) {
+      this.probing = true;
+      void this.probePeers().finally(() => {
+        this.probing = false;
+        this.leaderlessSinceMs = Date.now();
+      });
+    }
+  }
+
+  private async probePeers(): Promise<void> {
+    const { raft, memberId } = this.member;
+    for (const peer of raft.node.members.values()) {
+      const url = peer.peerUrls[0];
+      if (peer.id === memberId || url === undefined) continue;
+      const view = await this.askPeer(url).catch(() => undefined);
+      const leaderKnown = view !== undefined && (view.header?.leaderId ?? 0n) !== 0n;
+      if (leaderKnown && !view.members.some((m) => m.id === memberId)) return this.removed();
+    }
+  }
+}
+
+export interface ClientTls {
+  readonly trustedCaFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+}
+
+/**
+ * Clients for the leader's first client URL, kept while the leader and its URL stay the same: lease
+ * keep-alive and time-to-live go there, where the lessor counts down. Returns null when this member
+ * is the leader; throws when no leader (or no published client URL of it) is known.
+ */
+export class LeaderClients implements LeaderForwarding {
+  private cached: { url: string; clients: ReturnType<typeof createClients> } | null = null;
+
+  constructor(
+    private readonly member: RunningMember,
+    private readonly tls: ClientTls,
+  ) {}
+
+  leaseClient(): etcd.LeaseClient | null {
+    const { raft } = this.member;
+    const leader = raft.node.leader;
+    if (leader === 0n) throw chainfireError("NO_LEADER");
+    if (leader === this.member.memberId) return null;
+    const url = raft.node.members.get(leader)?.clientUrls[0];
+    if (url === undefined) throw chainfireError("NO_LEADER");
+    if (this.cached !== null && this.cached.url === url) return this.cached.clients.lease;
+    this.cached?.clients.close();
+    const parsed = parseUrl(url);
+    const clients = createClients(`${hostOf(parsed.host)}:${parsed.port}`, this.credentialsFor(parsed.tls));
+    this.cached = { url, clients };
+    return clients.lease;
+  }
+
+  close(): void {
+    this.cached?.clients.close();
+    this.cached = null;
+  }
+
+  private credentialsFor(tls: boolean): ChannelCredentials {
+    if (!tls) return credentials.createInsecure();
+    const read = (file: string | undefined) => (file === undefined ? null : readFileSync(file));
+    return credentials.createSsl(
+      read(this.tls.trustedCaFile),
+      read(this.tls.keyFile),
+      read(this.tls.certFile),
+    );
+  }
+}
+
+function hostOf(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}

@@ -1,0 +1,266 @@
+// Proves that bad input gets a clear error and changes nothing: empty key, oversize request, too
+// many txn ops, duplicate txn keys, compacted revision, unknown member, malformed URLs, a full
+// backend (NOSPACE alarm), and bad flags or config (the daemon exits 2 naming the key, creating nothing).
+// The limits of the first member come from a --config-file, so its keys are proven to take effect.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
+import { checkHealth, listServices } from "@photoncloud/daemon";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dataDirLayout } from "../src/daemon/data-dir.js";
+import { MvccStore } from "../src/mvcc/store.js";
+import { entriesFor } from "../src/testing/commands.js";
+import {
+  call,
+  DaemonCluster,
+  type Member,
+  put,
+  rangeRequest,
+  runDaemonToExit,
+} from "./support/daemon-cluster.js";
+
+const cluster = new DaemonCluster({ token: "bad-input-test" });
+let m: Member;
+let small: Member;
+const b = (s: string) => Buffer.from(s);
+
+beforeAll(async () => {
+  m = await cluster.allocate("solo");
+  small = await cluster.allocate("small");
+  // The limits come from a TOML config file with the flags' keys (what the KV tests below rely on).
+  const soloConfig = join(cluster.root, "solo.toml");
+  writeFileSync(soloConfig, 'max-request-bytes = "64KiB"\nmax-txn-ops = 4\n');
+  await Promise.all([
+    cluster.start("solo", {
+      initialCluster: cluster.initialCluster(["solo"]),
+      extraFlags: ["--config-file", soloConfig],
+    }),
+    cluster.start("small", {
+      initialCluster: cluster.initialCluster(["small"]),
+      extraFlags: ["--quota-backend-bytes", "256KiB"],
+    }),
+  ]);
+  await Promise.all([cluster.leaderId([m]), cluster.leaderId([small])]);
+}, 180_000);
+
+afterAll(() => cluster.close());
+
+async function revision(member: Member): Promise<bigint> {
+  return (await cluster.status(member)).header!.revision;
+}
+
+async function members(): Promise<chainfirev1.Member[]> {
+  return (await call<chainfirev1.MemberListResponse>(m.clients.operator, "memberList", {})).members;
+}
+
+const putOp = (key: string): etcd.RequestOp => ({
+  requestPut: {
+    key: b(key),
+    value: b("v"),
+    lease: 0n,
+    prevKv: false,
+    ignoreValue: false,
+    ignoreLease: false,
+  },
+});
+
+describe("bad requests on a running member", { timeout: 150_000 }, () => {
+  it("refuses KV input with etcd's errors and consumes no revision", async () => {
+    // Proves the KV input checks end to end through the daemon; the revision never moves.
+    await put(m, "k", "1");
+    const before = await revision(m);
+    await expect(put(m, "", "x")).rejects.toMatchObject({
+      code: 3,
+      details: "etcdserver: key is not provided",
+    });
+    await expect(put(m, "big", "x".repeat(100 * 1024))).rejects.toMatchObject({
+      code: 3,
+      details: "etcdserver: request is too large",
+    });
+    // Beyond the gRPC frame limit (request limit + etcd's 512 KiB overhead) the transport refuses it.
+    await expect(put(m, "huge", "x".repeat(1024 * 1024))).rejects.toMatchObject({ code: 8 });
+    await expect(
+      call(m.clients.kv, "txn", { compare: [], success: ["a", "b", "c", "d", "e"].map(putOp), failure: [] }),
+    ).rejects.toMatchObject({ code: 3, details: "etcdserver: too many operations in txn request" });
+    await expect(
+      call(m.clients.kv, "txn", { compare: [], success: [putOp("dup"), putOp("dup")], failure: [] }),
+    ).rejects.toMatchObject({ code: 3, details: "etcdserver: duplicate key given in txn request" });
+    expect(await revision(m)).toBe(before);
+  });
+
+  it("refuses a compacted revision with OUT_OF_RANGE", async () => {
+    // Proves reads at a compacted revision fail clearly while current reads still work.
+    const first = (await put(m, "c", "1")).header!.revision;
+    await put(m, "c", "2");
+    const last = (await put(m, "c", "3")).header!.revision;
+    await call(m.clients.kv, "compact", { revision: last, physical: true });
+    await expect(
+      call(m.clients.kv, "range", rangeRequest({ key: b("c"), revision: first })),
+    ).rejects.toMatchObject({ code: 11, details: "etcdserver: mvcc: required revision has been compacted" });
+    const now = await call<etcd.RangeResponse>(m.clients.kv, "range", rangeRequest({ key: b("c") }));
+    expect(now.kvs[0]!.value.toString()).toBe("3");
+  });
+
+  it("refuses unknown members and malformed URLs on both membership APIs, changing nothing", async () => {
+    // Proves the membership error paths: NOT_FOUND for unknown IDs, INVALID_ARGUMENT for bad URLs.
+    const before = await members();
+    const unknown = 0x1234_5678n;
+    await expect(call(m.clients.cluster, "memberRemove", { ID: unknown })).rejects.toMatchObject({
+      code: 5,
+      details: "etcdserver: member not found",
+    });
+    await expect(call(m.clients.cluster, "memberPromote", { ID: unknown })).rejects.toMatchObject({
+      code: 5,
+    });
+    await expect(call(m.clients.maintenance, "moveLeader", { targetID: unknown })).rejects.toMatchObject({
+      code: 9,
+      details: "etcdserver: bad leader transferee",
+    });
+    await expect(call(m.clients.operator, "memberRemove", { id: unknown })).rejects.toMatchObject({
+      code: 5,
+    });
+    await expect(
+      call(m.clients.cluster, "memberAdd", { peerURLs: ["127.0.0.1:2380"], isLearner: true }),
+    ).rejects.toMatchObject({ code: 3, details: "etcdserver: given member URLs are invalid" });
+    const bad = await call(m.clients.operator, "memberAdd", {
+      id: 0n,
+      name: "x",
+      peerUrls: ["http//127.0.0.1:1"],
+      clientUrls: [],
+      isLearner: true,
+    }).catch((err: { code: number; details: string }) => err);
+    expect(bad).toMatchObject({ code: 3 });
+    expect((bad as { details: string }).details).toMatch(/http\/\/127\.0\.0\.1:1/);
+    expect(await members()).toEqual(before);
+  });
+
+  it("raises the NOSPACE alarm when the backend outgrows --quota-backend-bytes and then refuses writes", async () => {
+    // Proves the quota: writes fail with etcd's error, the alarm is listed and reported by Status, reads work.
+    let refused: unknown;
+    for (let i = 0; i < 200 && refused === undefined; i++) {
+      refused = await put(small, `fill/${i}`, "x".repeat(8 * 1024)).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    }
+    expect(refused).toMatchObject({ code: 8, details: "etcdserver: mvcc: database space exceeded" });
+    const alarms = await call<etcd.AlarmResponse>(small.clients.maintenance, "alarm", {
+      action: 0,
+      memberID: 0n,
+      alarm: 0,
+    });
+    expect(alarms.alarms.map((a) => a.alarm)).toEqual([1]);
+    expect((await cluster.status(small)).errors.join()).toMatch(/NOSPACE/);
+    await expect(put(small, "more", "x")).rejects.toMatchObject({ code: 8 });
+    const read = await call<etcd.RangeResponse>(
+      small.clients.kv,
+      "range",
+      rangeRequest({ key: b("fill/0"), serializable: true }),
+    );
+    expect(read.count).toBe(1n);
+  });
+});
+
+describe("operational endpoints", { timeout: 150_000 }, () => {
+  it("serves gRPC health, reflection, /health, /metrics and /version", async () => {
+    // Proves the standard daemon surfaces on a running member.
+    const endpoint = `127.0.0.1:${m.ports.client}`;
+    expect(await checkHealth(endpoint)).toBe("SERVING");
+    expect(await listServices(endpoint)).toEqual(
+      expect.arrayContaining(["etcdserverpb.KV", "etcdserverpb.Cluster", "chainfire.v1.Cluster"]),
+    );
+    const base = `http://127.0.0.1:${m.ports.metrics}`;
+    const health = await fetch(`${base}/health`);
+    expect([health.status, ((await health.json()) as { healthy: boolean }).healthy]).toEqual([200, true]);
+    expect(await (await fetch(`${base}/metrics`)).text()).toMatch(
+      /grpc_server_handled_total\{[^}]*grpc_method="Put"/,
+    );
+    expect(await (await fetch(`${base}/version`)).json()).toMatchObject({ name: "chainfire" });
+  });
+});
+
+describe("bad flags and config", { timeout: 150_000 }, () => {
+  it("exits 2 with a message naming the key, and creates no data directory", async () => {
+    // Proves start-up validation: every bad setting is reported before anything is written.
+    const dir = (name: string) => join(cluster.root, `never-${name}`);
+    const config = join(cluster.root, "bad.toml");
+    writeFileSync(config, 'name = "x"\nlisten-client-url = "http://127.0.0.1:1"\n');
+    const cases: [string, string[], RegExp][] = [
+      [
+        "election",
+        ["--data-dir", dir("election"), "--heartbeat-interval", "100", "--election-timeout", "200"],
+        /election-timeout/,
+      ],
+      [
+        "unknown",
+        ["--data-dir", dir("unknown"), "--listen-client-url", "http://127.0.0.1:1"],
+        /listen-client-url/,
+      ],
+      [
+        "url",
+        ["--data-dir", dir("url"), "--listen-client-urls", "http//127.0.0.1:1"],
+        /--listen-client-urls/,
+      ],
+      ["quota", ["--data-dir", dir("quota"), "--quota-backend-bytes", "lots"], /--quota-backend-bytes/],
+      ["no-dir", [], /--data-dir/],
+      ["config", ["--data-dir", dir("config"), "--config-file", config], /listen-client-url/],
+      [
+        "cluster",
+        ["--data-dir", dir("cluster"), "--initial-cluster", "a=http://127.0.0.1:1"],
+        /initial-cluster/,
+      ],
+    ];
+    const results = await Promise.all(cases.map(([, args]) => runDaemonToExit(args)));
+    results.forEach((r, i) => {
+      const [name, , pattern] = cases[i]!;
+      expect({ name, code: r.code }).toEqual({ name, code: 2 });
+      expect(r.stderr).toMatch(pattern);
+      expect(existsSync(dir(name))).toBe(false);
+    });
+  }, 120_000);
+});
+
+describe("data directory from an offline restore", { timeout: 150_000 }, () => {
+  /** A data dir holding only mvcc.db with one key, applied up to `appliedIndex`. */
+  function storeOnlyDataDir(name: string, appliedIndex: bigint): string {
+    const dir = join(cluster.root, name);
+    mkdirSync(dir);
+    const store = new MvccStore({ path: dataDirLayout.mvccDb(dir) });
+    const put = {
+      key: b("restored"),
+      value: b("yes"),
+      lease: 0n,
+      prevKv: false,
+      ignoreValue: false,
+      ignoreLease: false,
+    };
+    store.applyBatch(entriesFor([{ put }], appliedIndex === 0n ? 1n : appliedIndex));
+    if (appliedIndex === 0n) store.restore(store.snapshot(), 0n);
+    store.close();
+    return dir;
+  }
+
+  it("starts a new cluster on a restored mvcc.db (applied index 0) with its data", async () => {
+    // Proves the restore contract: only mvcc.db, no raft/; the member bootstraps a log and serves the data.
+    const restored = await cluster.allocate("restored");
+    storeOnlyDataDir("restored", 0n);
+    await cluster.start("restored", { initialCluster: cluster.initialCluster(["restored"]) });
+    await cluster.leaderId([restored]);
+    const got = await call<etcd.RangeResponse>(
+      restored.clients.kv,
+      "range",
+      rangeRequest({ key: b("restored") }),
+    );
+    expect(got.kvs.map((kv) => kv.value.toString())).toEqual(["yes"]);
+    expect((await put(restored, "after", "1")).header!.revision).toBe(3n);
+  });
+
+  it("refuses a data dir whose store applied entries of a log that is missing", async () => {
+    // Proves the half-deleted data dir check: exit 2, a message that names the fix, nothing changed.
+    const dir = storeOnlyDataDir("orphan", 7n);
+    const r = await runDaemonToExit(["--data-dir", dir, "--initial-cluster-token", "orphan"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/raft\.db is missing.*snapshot restore/);
+    expect(existsSync(dataDirLayout.raftDir(dir))).toBe(false);
+  });
+});

@@ -1,0 +1,152 @@
+// Proves the cluster-wide APIs on 3 members: leases (keep-alive and time-to-live sent to a follower
+// reach the leader's countdown; the remaining TTL survives a leader change; leader-decided expiry
+// deletes keys everywhere) and etcd's Cluster API (MemberAdd by peer URL with the joiner finding its
+// ID, Promote, Update, Remove; a learner refusing MemberList as etcd 3.4 does).
+import type { etcd } from "@photoncloud/chainfire-api";
+import { memberIdForPeerUrls } from "../src/daemon/etcd-cluster-service.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, DaemonCluster, type Member, put, readPrefix, until } from "./support/daemon-cluster.js";
+
+const cluster = new DaemonCluster({
+  token: "lease-test",
+  extraFlags: ["--experimental-lease-checkpoint-interval", "200ms"],
+});
+let members: Member[];
+const b = (s: string) => Buffer.from(s);
+
+beforeAll(async () => {
+  const names = ["l1", "l2", "l3"];
+  members = await Promise.all(names.map((n) => cluster.allocate(n)));
+  const initial = cluster.initialCluster(names);
+  await Promise.all(names.map((n) => cluster.start(n, { initialCluster: initial })));
+}, 180_000);
+
+afterAll(() => cluster.close());
+
+async function followers(): Promise<{ leader: Member; followers: Member[] }> {
+  const leader = await cluster.memberNamed(await cluster.leaderId());
+  return { leader, followers: members.filter((m) => m !== leader) };
+}
+
+function timeToLive(m: Member, id: bigint): Promise<etcd.LeaseTimeToLiveResponse> {
+  return call<etcd.LeaseTimeToLiveResponse>(m.clients.lease, "leaseTimeToLive", { ID: id, keys: true });
+}
+
+async function grant(m: Member, ttl: bigint): Promise<bigint> {
+  const res = await call<etcd.LeaseGrantResponse>(m.clients.lease, "leaseGrant", { TTL: ttl, ID: 0n });
+  return res.ID;
+}
+
+function putLeased(m: Member, key: string, lease: bigint) {
+  return call(m.clients.kv, "put", {
+    key: b(key),
+    value: b("v"),
+    lease,
+    prevKv: false,
+    ignoreValue: false,
+    ignoreLease: false,
+  });
+}
+
+describe("leases on a 3-member cluster", { timeout: 150_000 }, () => {
+  it("relays keep-alives from a follower and keeps the remaining TTL across a leader change", async () => {
+    // Proves follower relaying and that a new leader continues the countdown instead of restarting it.
+    const {
+      leader,
+      followers: [f1, f2],
+    } = await followers();
+    const id = await grant(f1!, 30n);
+    await putLeased(f1!, "lease/kept", id);
+    const keepAlive = f2!.clients.lease.leaseKeepAlive();
+    const renewed = new Promise<etcd.LeaseKeepAliveResponse>((resolve) => keepAlive.once("data", resolve));
+    keepAlive.write({ ID: id });
+    expect((await renewed).TTL).toBe(30n);
+    keepAlive.end();
+    const counted = await until(async () => {
+      const ttl = await timeToLive(f1!, id);
+      return ttl.TTL <= 27n ? ttl : undefined;
+    }, "the leader's countdown to pass 3 seconds");
+    expect(counted.keys.map(String)).toEqual(["lease/kept"]);
+    const target = (await cluster.status(f2!)).header!.memberId;
+    await call(leader.clients.maintenance, "moveLeader", { targetID: target });
+    await cluster.leaderId(members, (await cluster.status(leader)).header!.memberId);
+    const after = await timeToLive(f1!, id);
+    expect(after.TTL).toBeGreaterThan(0n);
+    expect(after.TTL).toBeLessThanOrEqual(27n);
+    expect(after.grantedTTL).toBe(30n);
+  });
+
+  it("expires a lease on the leader's clock and deletes its keys everywhere", async () => {
+    // Proves leader-driven expiry through the log: every member loses the key, the lease is gone.
+    const {
+      followers: [f1],
+    } = await followers();
+    const id = await grant(f1!, 2n);
+    await putLeased(f1!, "lease/short", id);
+    for (const m of members) {
+      await until(
+        async () => !(await readPrefix(m, "lease/short", true)).has("lease/short"),
+        `${m.name} to drop the key`,
+      );
+    }
+    expect((await timeToLive(f1!, id)).TTL).toBe(-1n);
+    const listed = await call<etcd.LeaseLeasesResponse>(f1!.clients.lease, "leaseLeases", {});
+    expect(listed.leases.map((l) => l.ID)).not.toContain(id);
+  });
+});
+
+describe("etcd's Cluster API on a 3-member cluster", { timeout: 150_000 }, () => {
+  it("adds a learner by peer URL, lets it find its ID, promotes, updates and removes it", async () => {
+    // Proves MemberAdd/Promote/Update/Remove/List through etcd's API, sent to a follower.
+    const {
+      followers: [f1],
+    } = await followers();
+    const joiner = await cluster.allocate("e4");
+    const peerUrl = cluster.peerUrl(joiner);
+    const added = await call<etcd.MemberAddResponse>(f1!.clients.cluster, "memberAdd", {
+      peerURLs: [peerUrl],
+      isLearner: true,
+    });
+    const id = memberIdForPeerUrls(cluster.token, [peerUrl]);
+    expect(added.member).toEqual({ ID: id, name: "", peerURLs: [peerUrl], clientURLs: [], isLearner: true });
+    // Started without --member-id: it asks the others which ID its peer URL was given.
+    await cluster.start("e4", {
+      state: "existing",
+      initialCluster: `${cluster.initialCluster(["l1", "l2", "l3"])},e4=${peerUrl}`,
+    });
+    expect((await cluster.status(joiner)).header!.memberId).toBe(id);
+    const published = await until(async () => {
+      const list = await call<etcd.MemberListResponse>(f1!.clients.cluster, "memberList", {});
+      const mine = list.members.find((m) => m.ID === id);
+      return mine?.name === "e4" ? mine : undefined;
+    }, "e4 to publish its name and client URLs");
+    expect(published.clientURLs).toEqual([cluster.clientUrl(joiner)]);
+    await expect(call(joiner.clients.cluster, "memberList", {})).rejects.toMatchObject({
+      code: 14,
+      details: "etcdserver: rpc not supported for learner",
+    });
+    await until(
+      () => call(f1!.clients.cluster, "memberPromote", { ID: id }).then(() => true),
+      "the promotion of e4",
+    );
+    await expect(call(f1!.clients.cluster, "memberPromote", { ID: id })).rejects.toMatchObject({
+      code: 9,
+      details: "etcdserver: can only promote a learner member",
+    });
+    await put(joiner, "etcd-api/after-promote", "v");
+    const otherPeer = cluster.peerUrl(members[0]!);
+    await expect(
+      call(f1!.clients.cluster, "memberUpdate", { ID: id, peerURLs: [otherPeer] }),
+    ).rejects.toMatchObject({ code: 9, details: "etcdserver: Peer URLs already exists" });
+    const updated = await call<etcd.MemberUpdateResponse>(f1!.clients.cluster, "memberUpdate", {
+      ID: id,
+      peerURLs: [peerUrl],
+    });
+    expect(updated.members.find((m) => m.ID === id)!.isLearner).toBe(false);
+    const removed = await call<etcd.MemberRemoveResponse>(f1!.clients.cluster, "memberRemove", { ID: id });
+    expect(removed.members.map((m) => m.ID)).not.toContain(id);
+    // A removed member stops by itself, cleanly, as etcd's do.
+    expect(await cluster.exited("e4")).toBe(0);
+    expect((await readPrefix(f1!, "etcd-api/", false)).get("etcd-api/after-promote")).toBe("v");
+  });
+});
