@@ -21,3 +21,33 @@ export {
   type TransportHandler,
 } from "./transport/grpc-transport.js";
 export { AppendLogMachine } from "./service/sqlite-test-machine.js";
+export { deriveClusterId, deriveMemberId, formatId, parseId } from "./member/ids.js";
+export { parseInitialCluster } from "./member/initial-cluster.js";
+export {
+  type MemberPlan,
+  planMember,
+  readIdentity,
+  resolveMemberUrls,
+  type StoredIdentity,
+} from "./member/member-config.js";
+export { type MemberConfig, type MemberPorts, memberOptions } from "./member/member-options.js";
+export {
+  type ClusterMember,
+  type ExtraStatus,
+  type LeaderTransferRequest,
+  type LeaderTransferResponse,
+  type MemberAddRequest,
+  type MemberAddResponse,
+  type MemberListResponse,
+  type MemberRemoveRequest,
+  type MemberRemoveResponse,
+  type MembershipHandlers,
+  membershipHandlers,
+  type StatusResponse,
+} from "./member/membership-handlers.js";
+export {
+  type MemberHeader,
+  type RunningMember,
+  type StartMemberArgs,
+  startMember,
+} from "./member/start-member.js";

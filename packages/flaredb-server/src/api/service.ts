@@ -3,10 +3,11 @@
 // Requests are validated before proposing (statement rules, parameters, SQL syntax, sizes), so bad
 // input costs no log entry and changes nothing; apply re-checks everything and is the authority.
 
-import type { Metadata, ServerErrorResponse } from "@grpc/grpc-js";
-import { RaftError } from "@photoncloud/raft";
+import { Metadata, type ServerErrorResponse, status } from "@grpc/grpc-js";
+import { ERROR_METADATA, grpcError, isMappedGrpcError, type MappedGrpcError } from "@photoncloud/daemon";
+import { NotLeaderError, RaftError, raftErrorToGrpcStatus } from "@photoncloud/raft";
 import Database from "better-sqlite3";
-import { FlareDbError, fromSqliteError, GrpcStatus, grpcStatusOf } from "../errors.js";
+import { FlareDbError, fromSqliteError, grpcStatusOf } from "../errors.js";
 import { Command, CommandResult } from "../gen/flaredb/v1/command.js";
 import {
   BackupFormat,
@@ -271,14 +272,27 @@ class FlareDbApi {
   }
 }
 
-/** The one mapping from errors to gRPC status for this server. */
-export function toServiceError(err: unknown): Partial<ServerErrorResponse> {
+/**
+ * The one mapping from errors to gRPC status for this server. The result is marked as mapped for the
+ * daemon kit (which would otherwise report it as INTERNAL) and carries the stable code in the
+ * `x-photon-error-code` metadata; a Raft "not leader" error also carries the leader's ID.
+ */
+export function toServiceError(err: unknown): MappedGrpcError {
+  const metadata = new Metadata();
   if (err instanceof FlareDbError) {
-    return { code: grpcStatusOf(err.code), details: `${err.code}: ${err.message}` };
+    metadata.set(ERROR_METADATA.code, err.code);
+    return grpcError(grpcStatusOf(err.code), `${err.code}: ${err.message}`, metadata);
   }
-  if (err instanceof RaftError)
-    return { code: GrpcStatus.UNAVAILABLE, details: `${err.code}: ${err.message}` };
-  return { code: GrpcStatus.INTERNAL, details: "internal error in flaredb; see the server log" };
+  if (err instanceof RaftError) {
+    metadata.set(ERROR_METADATA.code, err.code);
+    if (err instanceof NotLeaderError && err.leader !== 0n)
+      metadata.set(ERROR_METADATA.leaderId, err.leader.toString(16));
+    const { code } = raftErrorToGrpcStatus(err);
+    return grpcError(code === status.OK ? status.INTERNAL : code, `${err.code}: ${err.message}`, metadata);
+  }
+  if (isMappedGrpcError(err)) return err;
+  metadata.set(ERROR_METADATA.code, "INTERNAL");
+  return grpcError(status.INTERNAL, "internal error in flaredb; see the server log", metadata);
 }
 
 function settle<T>(

@@ -21,8 +21,13 @@ export class NoLeaderError extends RaftError {
 
 export class MemberNotFoundError extends RaftError {
   readonly code = "RAFT_MEMBER_NOT_FOUND";
-  constructor(readonly id: NodeId) {
-    super(`member ${id.toString(16)} is not in the cluster; see memberList() for the current members`);
+  constructor(
+    readonly id: NodeId,
+    message?: string,
+  ) {
+    super(
+      message ?? `member ${id.toString(16)} is not in the cluster; list the members to see the current ones`,
+    );
   }
 }
 
@@ -91,6 +96,16 @@ export function errorFromCode(code: string, message: string, leader: NodeId): Er
       return Object.assign(new TooManyRequestsError(0), { message });
     case "RAFT_PROPOSAL_DROPPED":
       return new ProposalDroppedError(message);
+    case "RAFT_MEMBER_NOT_FOUND":
+      return new MemberNotFoundError(0n, message);
+    case "RAFT_QUORUM_AT_RISK":
+      return new QuorumAtRiskError(message);
+    case "RAFT_CONF_CHANGE_PENDING":
+      return new ConfChangePendingError();
+    case "RAFT_INVALID_ARGUMENT":
+      return new InvalidArgumentError(message);
+    case "RAFT_STOPPED":
+      return new StoppedError();
     default:
       return new Error(message);
   }

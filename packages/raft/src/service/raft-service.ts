@@ -65,6 +65,16 @@ export interface RaftServiceStatus {
   members: MemberInfo[];
 }
 
+/** An upsert's spec with the stored values where the request leaves a field empty. */
+function mergeSpec(existing: MemberInfo, spec: MemberSpec): MemberSpec {
+  return {
+    name: spec.name !== "" ? spec.name : existing.name,
+    peerUrls: spec.peerUrls.length > 0 ? spec.peerUrls : existing.peerUrls,
+    clientUrls: spec.clientUrls.length > 0 ? spec.clientUrls : existing.clientUrls,
+    isLearner: spec.isLearner,
+  };
+}
+
 const ROLE_NAMES = ["follower", "candidate", "leader", "pre-candidate"] as const;
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -409,8 +419,15 @@ export class RaftService implements Replicated, NodeListener {
    * existing member's URLs in place. A removed ID may be added again.
    */
   async addMember(id: NodeId, spec: MemberSpec): Promise<MemberInfo> {
+    return (await this.upsertMember(id, spec)).member;
+  }
+
+  /**
+   * `addMember` that also says whether the ID already existed (`updated`). For an existing ID an
+   * empty name, peerUrls or clientUrls keeps the stored value (so promotion needs only the ID).
+   */
+  async upsertMember(id: NodeId, spec: MemberSpec): Promise<{ member: MemberInfo; updated: boolean }> {
     if (id === 0n) throw new InvalidArgumentError("member id must not be 0");
-    if (spec.peerUrls.length === 0) throw new InvalidArgumentError("peerUrls must list at least one URL");
     for (const u of [...spec.peerUrls, ...spec.clientUrls]) {
       if (!/^(https?|grpcs?):\/\/[^/\s]+:\d+\/?$/.test(u)) {
         throw new InvalidArgumentError(`URL "${u}" is malformed; expected scheme://host:port`);
@@ -418,22 +435,13 @@ export class RaftService implements Replicated, NodeListener {
     }
     this.requireLeader();
     const existing = this.node.members.get(id);
-    const voters = this.node.currentConfState().voters;
-    let type: ConfChangeType;
-    if (existing === undefined) {
-      type = spec.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode;
-      if (!spec.isLearner) this.checkQuorum([...voters, id], `adding voter ${id.toString(16)}`);
-    } else if (existing.isLearner && !spec.isLearner) {
-      type = ConfChangeType.AddNode;
-      this.checkQuorum(voters, `promoting learner ${id.toString(16)}`);
-    } else {
-      if (!existing.isLearner && spec.isLearner) {
-        throw new InvalidArgumentError(
-          `member ${id.toString(16)} is a voter; demoting to learner is not supported`,
-        );
-      }
-      type = ConfChangeType.UpdateNode;
+    if (existing !== undefined) spec = mergeSpec(existing, spec);
+    if (spec.peerUrls.length === 0) {
+      throw new InvalidArgumentError(
+        `new member ${id.toString(16)}: peerUrls must list at least one URL (e.g. http://10.0.0.4:2380)`,
+      );
     }
+    const type = this.upsertType(id, existing, spec);
     const info: MemberInfo = {
       id,
       ...spec,
@@ -442,7 +450,26 @@ export class RaftService implements Replicated, NodeListener {
         (type === ConfChangeType.UpdateNode && (existing?.isLearner ?? false)),
     };
     await this.proposeConf(type, id, info);
-    return this.node.members.get(id) ?? info;
+    return { member: this.node.members.get(id) ?? info, updated: existing !== undefined };
+  }
+
+  /** The ConfChange an upsert needs, after the quorum guard for changes that add voters. */
+  private upsertType(id: NodeId, existing: MemberInfo | undefined, spec: MemberSpec): ConfChangeType {
+    const voters = this.node.currentConfState().voters;
+    if (existing === undefined) {
+      if (!spec.isLearner) this.checkQuorum([...voters, id], `adding voter ${id.toString(16)}`);
+      return spec.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode;
+    }
+    if (existing.isLearner && !spec.isLearner) {
+      this.checkQuorum(voters, `promoting learner ${id.toString(16)}`);
+      return ConfChangeType.AddNode;
+    }
+    if (!existing.isLearner && spec.isLearner) {
+      throw new InvalidArgumentError(
+        `member ${id.toString(16)} is a voter; demoting to learner is not supported (remove it and add it again)`,
+      );
+    }
+    return ConfChangeType.UpdateNode;
   }
 
   /** Removes any member, including the current leader (the remaining voters elect a new one). */

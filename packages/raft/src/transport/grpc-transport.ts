@@ -25,8 +25,13 @@ export interface GrpcTransportConfig {
   reconnectBackoffMaxMs: number;
   /** Deadline of a forwarded proposal. */
   forwardTimeoutMs: number;
-  /** Client credentials for peer connections (TLS/mTLS); insecure when absent. */
+  /** Client credentials for every peer connection (TLS/mTLS); see `credentialsFor`. */
   credentials?: grpc.ChannelCredentials;
+  /**
+   * Client credentials per peer URL (takes precedence over `credentials`). Without either, https://
+   * peers get TLS with the system roots and http:// peers are plain.
+   */
+  credentialsFor?: (url: string) => grpc.ChannelCredentials;
 }
 
 export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
@@ -161,7 +166,11 @@ export class GrpcTransport {
 
   makeClient(url: string): pb.RaftPeerClient {
     const target = url.replace(/^(https?|grpcs?):\/\//, "");
-    return new pb.RaftPeerClient(target, this.config.credentials ?? grpc.credentials.createInsecure(), {
+    const credentials =
+      this.config.credentialsFor?.(url) ??
+      this.config.credentials ??
+      (url.startsWith("https://") ? grpc.credentials.createSsl() : grpc.credentials.createInsecure());
+    return new pb.RaftPeerClient(target, credentials, {
       "grpc.max_receive_message_length": 256 << 20,
       "grpc.max_send_message_length": 256 << 20,
     });

@@ -1,0 +1,185 @@
+// Starts one Raft member of a daemon from its MemberConfig: the RaftService over <data-dir>/raft/,
+// and the RaftPeer gRPC server on --listen-peer-urls (TLS per the --peer-* flags, which also give
+// the client credentials for connections to https:// peers).
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import {
+  type DaemonMetrics,
+  type Logger,
+  loadTlsMaterial,
+  peerTlsFiles,
+  type RunningGrpcServer,
+  startGrpcServer,
+} from "@photoncloud/daemon";
+import type { RaftLogger } from "../core/types.js";
+import { RaftPeerService } from "../gen/raft/v1/raft.js";
+import { RaftService, type RaftServiceConfig } from "../service/raft-service.js";
+import type { StateMachine } from "../service/state-machine.js";
+import { formatId } from "./ids.js";
+import { type MemberPlan, planMember, readIdentity, writeIdentity } from "./member-config.js";
+import type { MemberConfig } from "./member-options.js";
+
+export interface StartMemberArgs {
+  /** Used in messages and metrics. */
+  daemon: "chainfire" | "flaredb";
+  config: MemberConfig;
+  /** The daemon's state machine; RaftService.stop() closes it. */
+  stateMachine: StateMachine;
+  logger: Logger;
+  metrics?: DaemonMetrics;
+  onShutdown(name: string, fn: () => Promise<void> | void): void;
+  version: string;
+  /** Tests: shorter timeouts, small snapshot intervals. */
+  raftOverrides?: Partial<RaftServiceConfig>;
+}
+
+export interface MemberHeader {
+  clusterId: bigint;
+  memberId: bigint;
+  raftTerm: bigint;
+  leaderId: bigint;
+}
+
+export interface RunningMember {
+  raft: RaftService;
+  memberId: bigint;
+  /** 0n only while a member that joined an existing cluster has not yet learned it. */
+  clusterId: bigint;
+  /** RaftPeer on --listen-peer-urls (TLS per --peer-* flags). */
+  peerServer: RunningGrpcServer;
+  /** The config the member runs with (the membership handlers read the cluster token from it). */
+  config: MemberConfig;
+  version: string;
+  /** Header fields for responses: cluster_id, member_id, raft_term, leader_id (leader 0 when unknown). */
+  header(): MemberHeader;
+}
+
+/** Peer snapshots and batches can be large; the peer port is not exposed to clients. */
+const PEER_MESSAGE_BYTES_MAX = 256 << 20;
+
+/** grpc-js logs bigint fields as numbers (precision lost): IDs go out as hex, other numbers in decimal. */
+function raftLogger(logger: Logger): RaftLogger {
+  const conv = (fields: Record<string, unknown>) => {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(fields)) {
+      if (typeof v !== "bigint") out[k] = v;
+      else
+        out[k] = /(^id$|Id$|^from$|^to$|^lead(er)?$)/.test(k)
+          ? formatId(BigInt.asUintN(64, v))
+          : v.toString();
+    }
+    return out;
+  };
+  return {
+    debug: (f, m) => logger.debug(conv(f), m),
+    info: (f, m) => logger.info(conv(f), m),
+    warn: (f, m) => logger.warn(conv(f), m),
+    error: (f, m) => logger.error(conv(f), m),
+  };
+}
+
+/**
+ * Client credentials for connections to peers: https:// peers get TLS with --peer-trusted-ca-file
+ * (system roots when unset) and, when --peer-cert-file/--peer-key-file are set, present that
+ * certificate (mTLS); http:// peers are plain.
+ */
+function peerCredentialsFor(config: MemberConfig): (url: string) => grpc.ChannelCredentials {
+  const files = peerTlsFiles(config);
+  const haveCert = files.certFile !== undefined && files.keyFile !== undefined;
+  const material = haveCert ? loadTlsMaterial(files, "--initial-advertise-peer-urls") : undefined;
+  const ca =
+    material?.ca ?? (config.peerTrustedCaFile !== undefined ? readFileSync(config.peerTrustedCaFile) : null);
+  const tls = grpc.credentials.createSsl(ca, material?.key ?? null, material?.cert ?? null);
+  const plain = grpc.credentials.createInsecure();
+  return (url) => (url.startsWith("https://") ? tls : plain);
+}
+
+function raftConfig(args: StartMemberArgs, plan: MemberPlan, raftDir: string): RaftServiceConfig {
+  const c = args.config;
+  return {
+    id: plan.memberId,
+    dataDir: raftDir,
+    initialMembers: plan.initialMembers,
+    join: plan.join,
+    tickMs: c.heartbeatIntervalMs,
+    heartbeatTicks: 1,
+    electionTicks: Math.max(5, Math.round(c.electionTimeoutMs / c.heartbeatIntervalMs)),
+    snapshotEntries: c.snapshotCount,
+    snapshotTailEntries: Math.min(5000, Math.max(1, Math.floor(c.snapshotCount / 2))),
+    logger: raftLogger(args.logger.child({ component: "raft" })),
+    ...args.raftOverrides,
+    transport: { credentialsFor: peerCredentialsFor(c), ...args.raftOverrides?.transport },
+  };
+}
+
+/**
+ * Validates the config (ConfigError naming the key and the fix), creates <data-dir>/raft/, starts
+ * the RaftService and its peer server, and registers their shutdown with `onShutdown` (the member
+ * stops after everything the daemon registers later, i.e. after its client server).
+ */
+export async function startMember(args: StartMemberArgs): Promise<RunningMember> {
+  const { config, logger } = args;
+  const raftDir = join(config.dataDir, "raft");
+  const stored = readIdentity(raftDir);
+  const plan = planMember(config, stored);
+  mkdirSync(raftDir, { recursive: true, mode: 0o700 });
+  const raft = new RaftService(raftConfig(args, plan, raftDir), args.stateMachine);
+  if (stored === undefined) writeIdentity(raftDir, plan);
+  let peerServer: RunningGrpcServer;
+  try {
+    peerServer = await startGrpcServer({
+      urls: config.listenPeerUrls,
+      tls: peerTlsFiles(config),
+      services: [{ definition: RaftPeerService, implementation: raft.transport.serviceImplementation() }],
+      maxReceiveMessageBytes: PEER_MESSAGE_BYTES_MAX,
+      maxSendMessageBytes: PEER_MESSAGE_BYTES_MAX,
+      logger,
+      ...(args.metrics !== undefined ? { metrics: args.metrics } : {}),
+      // Other members keep their streams open: do not wait long for them at shutdown.
+      shutdownTimeoutMs: 500,
+      what: "--listen-peer-urls",
+    });
+  } catch (err) {
+    raft.stop();
+    throw err;
+  }
+  args.onShutdown(`${args.daemon} peer server`, () => peerServer.shutdown());
+  raft.start();
+  args.onShutdown(`${args.daemon} raft`, () => raft.stop());
+  logger.info(
+    {
+      memberId: formatId(plan.memberId),
+      clusterId: formatId(plan.clusterId),
+      name: plan.name,
+      restart: plan.restart,
+      join: plan.join,
+      peerUrls: peerServer.urls.map((u) => u.href),
+    },
+    plan.restart ? "raft member restarted (initial cluster flags ignored)" : "raft member started",
+  );
+  return runningMember(args, plan, raft, peerServer);
+}
+
+function runningMember(
+  args: StartMemberArgs,
+  plan: MemberPlan,
+  raft: RaftService,
+  peerServer: RunningGrpcServer,
+): RunningMember {
+  const member: RunningMember = {
+    raft,
+    memberId: plan.memberId,
+    clusterId: plan.clusterId,
+    peerServer,
+    config: args.config,
+    version: args.version,
+    header: () => ({
+      clusterId: member.clusterId,
+      memberId: plan.memberId,
+      raftTerm: raft.node.core.term,
+      leaderId: raft.node.leader,
+    }),
+  };
+  return member;
+}

@@ -1,0 +1,95 @@
+// Test helpers for the member kit: free loopback ports, a silent logger, members started with
+// startMember from etcd-style flags, and their shutdown hooks run in reverse order.
+import { mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { createLogger, parseConfig } from "@photoncloud/daemon";
+import { type MemberConfig, memberOptions } from "../src/member/member-options.js";
+import { type RunningMember, startMember } from "../src/member/start-member.js";
+import { AppendLogMachine } from "../src/service/sqlite-test-machine.js";
+
+export const options = memberOptions("RAFTTEST_", { client: 2379, peer: 2380, metrics: 2381 });
+
+/** Ports the OS reports free on 127.0.0.1 (listened on with port 0, then released). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<import("node:net").Server>((resolve, reject) => {
+          const s = createServer();
+          s.once("error", reject);
+          s.listen(0, "127.0.0.1", () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as import("node:net").AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+export function memberConfig(argv: string[]): MemberConfig {
+  const out = parseConfig({ name: "rafttest", options }, argv, {});
+  if (out.action !== "run") throw new Error("expected a runnable config");
+  return out.config;
+}
+
+export interface TestMember {
+  name: string;
+  member: RunningMember;
+  machine: AppendLogMachine;
+  stop(): Promise<void>;
+}
+
+export async function startTestMember(name: string, argv: string[]): Promise<TestMember> {
+  const config = memberConfig(["--name", name, ...argv]);
+  mkdirSync(config.dataDir, { recursive: true });
+  const machine = new AppendLogMachine(join(config.dataDir, "app.db"));
+  const hooks: { name: string; fn: () => Promise<void> | void }[] = [];
+  const member = await startMember({
+    daemon: "chainfire",
+    config,
+    stateMachine: machine,
+    logger: createLogger({ name: "rafttest", level: "silent" }),
+    onShutdown: (n, fn) => hooks.push({ name: n, fn }),
+    version: "0.0.0-test",
+    raftOverrides: { requestTimeoutMs: 20_000 },
+  });
+  let stopped = false;
+  return {
+    name,
+    member,
+    machine,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      for (const h of hooks.reverse()) await h.fn();
+    },
+  };
+}
+
+/** etcd-style flags for member `name` of a loopback cluster with short Raft timeouts. */
+export function clusterFlags(
+  dir: string,
+  name: string,
+  peerPort: number,
+  clientPort: number,
+  initialCluster: string,
+): string[] {
+  return [
+    "--data-dir",
+    join(dir, name),
+    "--listen-peer-urls",
+    `http://127.0.0.1:${peerPort}`,
+    "--listen-client-urls",
+    `http://127.0.0.1:${clientPort}`,
+    "--initial-cluster",
+    initialCluster,
+    "--initial-cluster-token",
+    "test-token",
+    "--heartbeat-interval",
+    "20",
+    "--election-timeout",
+    "200",
+  ];
+}
