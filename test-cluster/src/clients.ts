@@ -186,7 +186,15 @@ export class SqlClient {
 
   /** The whole backup stream: bytes plus the info the server reports. */
   backup(format: pb.BackupFormat): Promise<{ data: Buffer; info: pb.BackupInfo | undefined }> {
-    const req: pb.BackupRequest = { format, consistency: pb.Consistency.CONSISTENCY_LINEARIZABLE };
+    return this.backupWith(format, pb.Consistency.CONSISTENCY_LINEARIZABLE);
+  }
+
+  /** A backup at a chosen consistency: NONE gives this member's own state (replica comparison). */
+  backupWith(
+    format: pb.BackupFormat,
+    consistency: pb.Consistency,
+  ): Promise<{ data: Buffer; info: pb.BackupInfo | undefined }> {
+    const req: pb.BackupRequest = { format, consistency };
     const stream = this.client.backup(req, {
       deadline: Date.now() + 60_000,
     });

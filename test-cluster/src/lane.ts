@@ -67,9 +67,18 @@ export class LaneContext {
 
   /**
    * Runs one step. Its return value becomes `<name>.json`; a throw is recorded there too and ends the
-   * lane (later steps build on earlier ones) unless `continueOnFailure` is set.
+   * lane, since later steps build on earlier ones.
    */
-  async step<T>(name: string, fn: () => Promise<T> | T, options: { continueOnFailure?: boolean } = {}) {
+  async step<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
+    return (await this.run(name, fn, false)) as T;
+  }
+
+  /** A step that later steps do not depend on: a failure is recorded and the lane goes on. */
+  async check<T>(name: string, fn: () => Promise<T> | T): Promise<T | undefined> {
+    return this.run(name, fn, true);
+  }
+
+  private async run<T>(name: string, fn: () => Promise<T> | T, continueOnFailure: boolean) {
     const startedAt = new Date();
     this.log(`step ${name} ...`);
     const artifact = `${name}.json`;
@@ -94,7 +103,7 @@ export class LaneContext {
       this.writeArtifact(artifact, detail);
       this.steps.push({ name, ok: false, ms, artifact, error });
       this.log(`step ${name} FAILED: ${error}`);
-      if (options.continueOnFailure) return undefined;
+      if (continueOnFailure) return undefined;
       throw new StepFailedError(name, err);
     }
   }

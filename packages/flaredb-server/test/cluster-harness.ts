@@ -44,7 +44,11 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -205,7 +209,12 @@ export class TestCluster {
       ...["--listen-metrics-urls", url(m.metricsPort)],
       ...["--initial-cluster", this.members.map((x) => `${x.name}=${url(x.peerPort)}`).join(",")],
       ...["--initial-cluster-token", this.o.token],
-      ...["--heartbeat-interval", String(this.o.heartbeatMs), "--election-timeout", String(this.o.electionMs)],
+      ...[
+        "--heartbeat-interval",
+        String(this.o.heartbeatMs),
+        "--election-timeout",
+        String(this.o.electionMs),
+      ],
       ...["--snapshot-count", String(this.o.snapshotCount), "--log-level", "warn"],
     ];
   }
@@ -228,11 +237,13 @@ export class TestCluster {
   async waitReady(): Promise<number> {
     for (const m of this.members) {
       if (!this.alive(m)) continue;
-      await until(`${m.name} to answer Status`, async () => (await this.status(m)) ?? undefined, 60_000).catch(
-        (err: Error) => {
-          throw new Error(`${err.message}\n${m.name} stderr:\n${m.stderr}`);
-        },
-      );
+      await until(
+        `${m.name} to answer Status`,
+        async () => (await this.status(m)) ?? undefined,
+        60_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}\n${m.name} stderr:\n${m.stderr}`);
+      });
     }
     return this.waitForLeader();
   }
@@ -270,7 +281,8 @@ export class TestCluster {
   }
 
   partition(m: Member): void {
-    for (const o of this.members) if (o !== m) this.cut.add(`${Math.min(m.index, o.index)}-${Math.max(m.index, o.index)}`);
+    for (const o of this.members)
+      if (o !== m) this.cut.add(`${Math.min(m.index, o.index)}-${Math.max(m.index, o.index)}`);
     for (const x of this.members) x.proxy?.enforce();
   }
 
@@ -321,7 +333,12 @@ export class TestCluster {
     );
   }
 
-  query(m: Member, statement: Statement, consistency: Consistency, opts: { freshnessMs?: number; deadlineMs?: number } = {}) {
+  query(
+    m: Member,
+    statement: Statement,
+    consistency: Consistency,
+    opts: { freshnessMs?: number; deadlineMs?: number } = {},
+  ) {
     return new Promise<{ rows: Value[][]; appliedIndex: bigint }>((resolve, reject) => {
       const rows: Value[][] = [];
       let appliedIndex = 0n;
@@ -338,7 +355,11 @@ export class TestCluster {
     });
   }
 
-  backup(m: Member, format: BackupFormat = BackupFormat.BACKUP_FORMAT_SQL, consistency = Consistency.CONSISTENCY_NONE) {
+  backup(
+    m: Member,
+    format: BackupFormat = BackupFormat.BACKUP_FORMAT_SQL,
+    consistency = Consistency.CONSISTENCY_NONE,
+  ) {
     return new Promise<{ bytes: Buffer; info: BackupInfo }>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let info: BackupInfo | undefined;
@@ -354,8 +375,11 @@ export class TestCluster {
 
   restore(m: Member, bytes: Buffer) {
     return new Promise<RestoreResponse>((resolve, reject) => {
-      const call = m.db.restore({ deadline: Date.now() + 60_000 }, (err, res) => (err ? reject(err) : resolve(res)));
-      for (let i = 0; i < bytes.length; i += 256 * 1024) call.write({ data: bytes.subarray(i, i + 256 * 1024) });
+      const call = m.db.restore({ deadline: Date.now() + 60_000 }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
+      for (let i = 0; i < bytes.length; i += 256 * 1024)
+        call.write({ data: bytes.subarray(i, i + 256 * 1024) });
       call.end();
     });
   }
@@ -368,7 +392,9 @@ export function unaryCall<T>(
   deadlineMs: number,
 ): Promise<T> {
   return new Promise((resolve, reject) => {
-    invoke(new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    invoke(new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) =>
+      err ? reject(err) : resolve(res),
+    );
   });
 }
 

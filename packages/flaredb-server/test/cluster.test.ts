@@ -5,7 +5,16 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Statement } from "../src/gen/flaredb/v1/flaredb.js";
-import { BackupFormat, Consistency, failure, type Member, st, TestCluster, until, unaryCall } from "./cluster-harness.js";
+import {
+  BackupFormat,
+  Consistency,
+  failure,
+  type Member,
+  st,
+  TestCluster,
+  until,
+  unaryCall,
+} from "./cluster-harness.js";
 
 let cluster: TestCluster;
 
@@ -32,57 +41,90 @@ async function write(statements: Statement[], transaction = false) {
   });
 }
 
-const errorCode = (err: { metadata?: { get(k: string): unknown[] } }) => String(err.metadata?.get("x-photon-error-code")[0] ?? "");
+const errorCode = (err: { metadata?: { get(k: string): unknown[] } }) =>
+  String(err.metadata?.get("x-photon-error-code")[0] ?? "");
 
 function workloadStep(n: number): { statements: Statement[]; transaction: boolean } {
   const choice = n % 7;
   switch (choice) {
     case 0:
     case 1:
-      return { statements: [st("INSERT INTO items(name, payload) VALUES (?, randomblob(8))", `item-${n}`)], transaction: false };
+      return {
+        statements: [st("INSERT INTO items(name, payload) VALUES (?, randomblob(8))", `item-${n}`)],
+        transaction: false,
+      };
     case 2:
       return {
-        statements: [st("UPDATE items SET r = random(), touched = CURRENT_TIMESTAMP WHERE id = (SELECT id FROM items ORDER BY random() LIMIT 1)")],
+        statements: [
+          st(
+            "UPDATE items SET r = random(), touched = CURRENT_TIMESTAMP WHERE id = (SELECT id FROM items ORDER BY random() LIMIT 1)",
+          ),
+        ],
         transaction: false,
       };
     case 3:
       return {
         statements: [
-          st("INSERT INTO picks(item_id, at, jd) SELECT id, strftime('%Y-%m-%d %H:%M:%f', 'now'), julianday('now') FROM items ORDER BY random() LIMIT 2"),
+          st(
+            "INSERT INTO picks(item_id, at, jd) SELECT id, strftime('%Y-%m-%d %H:%M:%f', 'now'), julianday('now') FROM items ORDER BY random() LIMIT 2",
+          ),
         ],
         transaction: false,
       };
     case 4:
       // A failing transaction: applies nothing on any member, but goes through the log.
       return {
-        statements: [st("INSERT INTO items(name) VALUES ('never')"), st("INSERT INTO missing_table VALUES (1)")],
+        statements: [
+          st("INSERT INTO items(name) VALUES ('never')"),
+          st("INSERT INTO missing_table VALUES (1)"),
+        ],
         transaction: true,
       };
     case 5:
       return {
-        statements: [st("DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 1)"), st("INSERT INTO items(name) VALUES (hex(randomblob(4)))")],
+        statements: [
+          st("DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 1)"),
+          st("INSERT INTO items(name) VALUES (hex(randomblob(4)))"),
+        ],
         transaction: true,
       };
     default:
-      return { statements: [st("UPDATE items SET name = name || '-' || abs(random() % 10), day = date('now', '+1 day') WHERE id % 5 = ?", BigInt(n % 5))], transaction: false };
+      return {
+        statements: [
+          st(
+            "UPDATE items SET name = name || '-' || abs(random() % 10), day = date('now', '+1 day') WHERE id % 5 = ?",
+            BigInt(n % 5),
+          ),
+        ],
+        transaction: false,
+      };
   }
 }
 
 async function dumps(members: readonly Member[]) {
-  return Promise.all(members.map((m) => cluster.backup(m, BackupFormat.BACKUP_FORMAT_SQL, Consistency.CONSISTENCY_NONE)));
+  return Promise.all(
+    members.map((m) => cluster.backup(m, BackupFormat.BACKUP_FORMAT_SQL, Consistency.CONSISTENCY_NONE)),
+  );
 }
 
 describe("flaredb cluster (3 processes)", () => {
   it("keeps replicas byte-identical under a randomized non-deterministic workload", async () => {
     // Proves determinism end to end: random(), randomblob(), 'now', CURRENT_* defaults, triggers and ORDER BY random() give identical dumps on every member.
-    await write([
-      st(
-        "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, r INTEGER DEFAULT (random()), payload BLOB, created TEXT DEFAULT CURRENT_TIMESTAMP, day TEXT DEFAULT CURRENT_DATE, touched TEXT)",
-      ),
-      st("CREATE TABLE audit (id INTEGER PRIMARY KEY, item_id INTEGER, at TEXT, tag INTEGER, stamp TEXT DEFAULT (CURRENT_TIME))"),
-      st("CREATE TRIGGER items_ai AFTER INSERT ON items BEGIN INSERT INTO audit(item_id, at, tag) VALUES (new.id, datetime('now'), random()); END"),
-      st("CREATE TABLE picks (id INTEGER PRIMARY KEY, item_id INTEGER, at TEXT, jd REAL)"),
-    ], true);
+    await write(
+      [
+        st(
+          "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, r INTEGER DEFAULT (random()), payload BLOB, created TEXT DEFAULT CURRENT_TIMESTAMP, day TEXT DEFAULT CURRENT_DATE, touched TEXT)",
+        ),
+        st(
+          "CREATE TABLE audit (id INTEGER PRIMARY KEY, item_id INTEGER, at TEXT, tag INTEGER, stamp TEXT DEFAULT (CURRENT_TIME))",
+        ),
+        st(
+          "CREATE TRIGGER items_ai AFTER INSERT ON items BEGIN INSERT INTO audit(item_id, at, tag) VALUES (new.id, datetime('now'), random()); END",
+        ),
+        st("CREATE TABLE picks (id INTEGER PRIMARY KEY, item_id INTEGER, at TEXT, jd REAL)"),
+      ],
+      true,
+    );
     let next = 0;
     const writers = Array.from({ length: 8 }, async () => {
       while (next < 240) {
@@ -98,7 +140,11 @@ describe("flaredb cluster (3 processes)", () => {
       expect(d.bytes.equals(all[0]!.bytes)).toBe(true);
     }
     // The workload really exercised randomness: many distinct values, identical everywhere.
-    const distinct = await cluster.query(cluster.members[0]!, st("SELECT count(DISTINCT r), count(DISTINCT tag) FROM items, audit"), Consistency.CONSISTENCY_NONE);
+    const distinct = await cluster.query(
+      cluster.members[0]!,
+      st("SELECT count(DISTINCT r), count(DISTINCT tag) FROM items, audit"),
+      Consistency.CONSISTENCY_NONE,
+    );
     expect(Number(distinct.rows[0]![0]!.intValue)).toBeGreaterThan(10);
     expect(all[0]!.bytes.toString()).not.toContain("'never'");
   });
@@ -114,11 +160,17 @@ describe("flaredb cluster (3 processes)", () => {
     const params = await failure(cluster.execute(m, [st("INSERT INTO items(name) VALUES (?)", "a", "b")]));
     expect(params.code).toBe(status.INVALID_ARGUMENT);
     expect(params.details).toMatch(/FLAREDB_PARAMETER_MISMATCH.*/);
-    const multiple = await failure(cluster.execute(m, [st("INSERT INTO items(name) VALUES ('a'); INSERT INTO items(name) VALUES ('b')")]));
+    const multiple = await failure(
+      cluster.execute(m, [st("INSERT INTO items(name) VALUES ('a'); INSERT INTO items(name) VALUES ('b')")]),
+    );
     expect(multiple.details).toMatch(/FLAREDB_MULTIPLE_STATEMENTS: .*expected one statement, found 2/);
-    const oversize = await failure(cluster.execute(m, [st("INSERT INTO items(name) VALUES (?)", "x".repeat(2 * 1024 * 1024))]));
+    const oversize = await failure(
+      cluster.execute(m, [st("INSERT INTO items(name) VALUES (?)", "x".repeat(2 * 1024 * 1024))]),
+    );
     expect(oversize.code).toBe(status.RESOURCE_EXHAUSTED);
-    const writeInQuery = await failure(cluster.query(m, st("DELETE FROM items"), Consistency.CONSISTENCY_STRONG));
+    const writeInQuery = await failure(
+      cluster.query(m, st("DELETE FROM items"), Consistency.CONSISTENCY_STRONG),
+    );
     expect(writeInQuery.code).toBe(status.INVALID_ARGUMENT);
     expect(writeInQuery.details).toMatch(/FLAREDB_WRITE_IN_QUERY: .*send writes with Execute/);
     expect(errorCode(writeInQuery)).toBe("FLAREDB_WRITE_IN_QUERY");
@@ -129,7 +181,14 @@ describe("flaredb cluster (3 processes)", () => {
 
   it("refuses destructive DDL online, accepts it in a maintenance window, and records the ledger", async () => {
     // Proves the additive-first guard over the network and that every member holds the same schema history.
-    await write([st("CREATE TABLE g (a INTEGER, keep TEXT)"), st("ALTER TABLE g ADD COLUMN b TEXT"), st("CREATE INDEX g_a ON g(a)")], true);
+    await write(
+      [
+        st("CREATE TABLE g (a INTEGER, keep TEXT)"),
+        st("ALTER TABLE g ADD COLUMN b TEXT"),
+        st("CREATE INDEX g_a ON g(a)"),
+      ],
+      true,
+    );
     const destructive = [
       "ALTER TABLE g RENAME COLUMN a TO a2",
       "ALTER TABLE g DROP COLUMN b",
@@ -143,18 +202,31 @@ describe("flaredb cluster (3 processes)", () => {
       expect(err.details).toMatch(/maintenance begin --backup/);
     }
     const leader = cluster.members[await cluster.waitForLeader()]!;
-    const backup = await cluster.backup(leader, BackupFormat.BACKUP_FORMAT_SQL, Consistency.CONSISTENCY_LINEARIZABLE);
+    const backup = await cluster.backup(
+      leader,
+      BackupFormat.BACKUP_FORMAT_SQL,
+      Consistency.CONSISTENCY_LINEARIZABLE,
+    );
     await unaryCall(
       (md, o, cb) =>
         leader.db.maintenanceBegin(
-          { backupAppliedIndex: backup.info.appliedIndex, backupContentSha256: backup.info.contentSha256, reason: "rename and drop g" },
+          {
+            backupAppliedIndex: backup.info.appliedIndex,
+            backupContentSha256: backup.info.contentSha256,
+            reason: "rename and drop g",
+          },
           md,
           o,
           cb,
         ),
       20_000,
     );
-    for (const sql of ["ALTER TABLE g RENAME COLUMN a TO a2", "ALTER TABLE g DROP COLUMN b", "ALTER TABLE g RENAME TO g2", "DROP TABLE g2"]) {
+    for (const sql of [
+      "ALTER TABLE g RENAME COLUMN a TO a2",
+      "ALTER TABLE g DROP COLUMN b",
+      "ALTER TABLE g RENAME TO g2",
+      "DROP TABLE g2",
+    ]) {
       await write([st(sql)], true);
     }
     await unaryCall((md, o, cb) => leader.db.maintenanceEnd({}, md, o, cb), 20_000);
@@ -164,14 +236,15 @@ describe("flaredb cluster (3 processes)", () => {
 
     const histories = await Promise.all(
       cluster.members.map((m) =>
-        unaryCall<{ changes: { kind: string; maintenance: boolean; destructive: boolean; statement: string }[] }>(
-          (md, o, cb) => m.db.schemaHistory({ afterIndex: 0n, limit: 0 }, md, o, cb),
-          20_000,
-        ),
+        unaryCall<{
+          changes: { kind: string; maintenance: boolean; destructive: boolean; statement: string }[];
+        }>((md, o, cb) => m.db.schemaHistory({ afterIndex: 0n, limit: 0 }, md, o, cb), 20_000),
       ),
     );
     for (const h of histories) expect(h).toEqual(histories[0]);
-    const g = histories[0]!.changes.filter((c) => /\bg2?\b/.test(c.statement)).map((c) => [c.kind, c.maintenance, c.destructive]);
+    const g = histories[0]!.changes
+      .filter((c) => /\bg2?\b/.test(c.statement))
+      .map((c) => [c.kind, c.maintenance, c.destructive]);
     expect(g).toEqual([
       ["CREATE TABLE", false, false],
       ["ALTER TABLE ADD COLUMN", false, false],
@@ -182,17 +255,23 @@ describe("flaredb cluster (3 processes)", () => {
       ["DROP TABLE", true, true],
       ["CREATE TABLE", false, false],
     ]);
-    expect(histories[0]!.changes.map((c) => c.kind)).toEqual(expect.arrayContaining(["MAINTENANCE BEGIN", "MAINTENANCE END"]));
+    expect(histories[0]!.changes.map((c) => c.kind)).toEqual(
+      expect.arrayContaining(["MAINTENANCE BEGIN", "MAINTENANCE END"]),
+    );
   });
 
   it("serves each consistency level as documented across a partition of the leader", async () => {
     // Proves WEAK is refused by a partitioned old leader once it knows, NONE's freshness bound, and LINEARIZABLE never stale.
-    await write([st("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER)"), st("INSERT INTO kv VALUES ('x', 1)")], true);
+    await write(
+      [st("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER)"), st("INSERT INTO kv VALUES ('x', 1)")],
+      true,
+    );
     await cluster.waitConverged();
     const leaderIndex = await cluster.waitForLeader();
     const old = cluster.members[leaderIndex]!;
     const others = cluster.members.filter((m) => m !== old);
-    const read = (m: Member, c: Consistency, o = {}) => cluster.query(m, st("SELECT v FROM kv WHERE k = 'x'"), c, o).then((r) => r.rows[0]?.[0]?.intValue);
+    const read = (m: Member, c: Consistency, o = {}) =>
+      cluster.query(m, st("SELECT v FROM kv WHERE k = 'x'"), c, o).then((r) => r.rows[0]?.[0]?.intValue);
     expect(await read(old, Consistency.CONSISTENCY_WEAK)).toBe(1n);
     const notLeader = await failure(read(others[0]!, Consistency.CONSISTENCY_WEAK));
     expect(notLeader.code).toBe(status.UNAVAILABLE);
@@ -231,7 +310,9 @@ describe("flaredb cluster (3 processes)", () => {
 
     cluster.heal();
     const healed = await until("the old leader to serve the new value linearizably", async () => {
-      const v = await read(old, Consistency.CONSISTENCY_LINEARIZABLE, { deadlineMs: 3000 }).catch(() => undefined);
+      const v = await read(old, Consistency.CONSISTENCY_LINEARIZABLE, { deadlineMs: 3000 }).catch(
+        () => undefined,
+      );
       if (v === 1n) throw new Error("a linearizable read returned the stale value 1");
       return v;
     });

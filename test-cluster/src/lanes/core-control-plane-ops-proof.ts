@@ -166,12 +166,11 @@ export const coreControlPlaneOpsProof: LaneDefinition = {
   description:
     "chainfire API surface, operator-doc markers, iam bootstrap hardening and rotation tests, scope contract",
   async run(ctx) {
-    const independent = { continueOnFailure: true };
-    await ctx.step("chainfire-api-surface", () => chainfireSurface(ctx), independent);
-    await ctx.step("operator-doc-markers", () => docMarkers(), independent);
-    await ctx.step("iam-bootstrap-source-markers", () => bootstrapSourceMarkers(), independent);
-    await ctx.step("iam-bootstrap-hardening", () => observeBootstrapHardening(ctx.runDir), independent);
-    await ctx.step("iam-rotation-tests", () => rotationTestRun(ctx), independent);
-    await ctx.step("scope-fixed-contract", () => scopeContract(), independent);
+    await ctx.check("chainfire-api-surface", () => chainfireSurface(ctx));
+    await ctx.check("operator-doc-markers", () => docMarkers());
+    await ctx.check("iam-bootstrap-source-markers", () => bootstrapSourceMarkers());
+    await ctx.check("iam-bootstrap-hardening", () => observeBootstrapHardening(ctx.runDir));
+    await ctx.check("iam-rotation-tests", () => rotationTestRun(ctx));
+    await ctx.check("scope-fixed-contract", () => scopeContract());
   },
 };

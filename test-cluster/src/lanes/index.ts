@@ -1,8 +1,9 @@
 // Every proof lane, by the name operators type after `pnpm cluster`.
 import type { LaneDefinition } from "../lane.js";
 import { coreControlPlaneOpsProof } from "./core-control-plane-ops-proof.js";
+import { durabilityProof } from "./durability-proof.js";
 
-export const lanes: readonly LaneDefinition[] = [coreControlPlaneOpsProof];
+export const lanes: readonly LaneDefinition[] = [coreControlPlaneOpsProof, durabilityProof];
 
 export function findLane(name: string): LaneDefinition | undefined {
   return lanes.find((l) => l.name === name);
