@@ -177,7 +177,7 @@ async function flaredbHalf(ctx: LaneContext) {
     return describeCluster(source);
   });
   const backupFile = join(ctx.runDir, "flaredb-backup.sql");
-  const backup = await ctx.step("flaredb-logical-backup", async () => {
+  await ctx.step("flaredb-logical-backup", async () => {
     const b = await flaredbSeed(source);
     writeFileSync(backupFile, b.data);
     return { file: backupFile, bytes: b.data.length, info: b.info };
