@@ -50,6 +50,31 @@ export const errorSpecs = {
   NOT_CAPABLE: { message: "etcdserver: not capable", grpcStatus: status.UNAVAILABLE },
   NO_LEADER: { message: "etcdserver: no leader", grpcStatus: status.UNAVAILABLE },
   INVALID_REQUEST: { message: "etcdserver: invalid request", grpcStatus: status.INVALID_ARGUMENT },
+  NOT_SUPPORTED_FOR_LEARNER: {
+    message: "etcdserver: rpc not supported for learner",
+    grpcStatus: status.UNAVAILABLE,
+  },
+  TIMEOUT: { message: "etcdserver: request timed out", grpcStatus: status.UNAVAILABLE },
+  TOO_MANY_REQUESTS: { message: "etcdserver: too many requests", grpcStatus: status.RESOURCE_EXHAUSTED },
+  STOPPED: { message: "etcdserver: server stopped", grpcStatus: status.UNAVAILABLE },
+  MEMBER_EXIST: { message: "etcdserver: member ID already exist", grpcStatus: status.FAILED_PRECONDITION },
+  PEER_URL_EXIST: { message: "etcdserver: Peer URLs already exists", grpcStatus: status.FAILED_PRECONDITION },
+  MEMBER_BAD_URLS: {
+    message: "etcdserver: given member URLs are invalid",
+    grpcStatus: status.INVALID_ARGUMENT,
+  },
+  MEMBER_NOT_LEARNER: {
+    message: "etcdserver: can only promote a learner member",
+    grpcStatus: status.FAILED_PRECONDITION,
+  },
+  BAD_LEADER_TRANSFEREE: {
+    message: "etcdserver: bad leader transferee",
+    grpcStatus: status.FAILED_PRECONDITION,
+  },
+  NOT_ENOUGH_STARTED: {
+    message: "etcdserver: re-configuration failed due to not enough started members",
+    grpcStatus: status.FAILED_PRECONDITION,
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorSpecs;
@@ -65,11 +90,37 @@ export function errorFromResult(code: string, message: string): ChainfireError {
   return new ChainfireError(code, message, spec?.grpcStatus ?? status.INTERNAL);
 }
 
+/**
+ * The Raft layer's stable error codes, as etcd words the same conditions (etcd clients retry on
+ * these texts). Codes travel with forwarded proposals, so matching the code (not the class) also
+ * covers errors rebuilt from the wire.
+ */
+const raftCodes: Record<string, ErrorCode> = {
+  RAFT_NOT_LEADER: "NO_LEADER",
+  RAFT_NO_LEADER: "NO_LEADER",
+  RAFT_PROPOSAL_DROPPED: "NO_LEADER",
+  RAFT_TIMEOUT: "TIMEOUT",
+  RAFT_TOO_MANY_REQUESTS: "TOO_MANY_REQUESTS",
+  RAFT_STOPPED: "STOPPED",
+  RAFT_MEMBER_NOT_FOUND: "MEMBER_NOT_FOUND",
+};
+
 /** The one mapping to a gRPC status for the etcd API handlers. */
 export function toGrpcError(err: unknown): { code: status; details: string } {
   if (err instanceof ChainfireError) return { code: err.grpcStatus, details: err.message };
   const code = (err as { code?: unknown })?.code;
-  if (code === "RAFT_PROPOSAL_DROPPED") return { code: status.UNAVAILABLE, details: "etcdserver: no leader" };
   const message = err instanceof Error ? err.message : String(err);
+  if (code === "RAFT_QUORUM_AT_RISK" || code === "RAFT_CONF_CHANGE_PENDING") {
+    // etcd's text first (clients match on it), then why, which the Raft layer explains.
+    return {
+      code: status.FAILED_PRECONDITION,
+      details: `${errorSpecs.NOT_ENOUGH_STARTED.message}: ${message}`,
+    };
+  }
+  if (code === "RAFT_INVALID_ARGUMENT")
+    return { code: status.INVALID_ARGUMENT, details: `etcdserver: ${message}` };
+  const mapped = typeof code === "string" ? raftCodes[code] : undefined;
+  if (mapped !== undefined)
+    return { code: errorSpecs[mapped].grpcStatus, details: errorSpecs[mapped].message };
   return { code: status.INTERNAL, details: `etcdserver: ${message}` };
 }

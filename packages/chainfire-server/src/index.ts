@@ -15,3 +15,7 @@ export {
   type WatchSpec,
   Watcher,
 } from "./watch/watch-hub.js";
+export { CHAINFIRE_VERSION, ETCD_API_VERSION, main, startChainfire } from "./daemon/chainfire-daemon.js";
+export { dataDirLayout } from "./daemon/data-dir.js";
+export { memberIdForPeerUrls } from "./daemon/etcd-cluster-service.js";
+export { type ChainfireOptions, chainfireOptions, DEFAULT_PORTS } from "./daemon/options.js";

@@ -13,7 +13,18 @@ export interface MemberFacts {
   raftTerm(): bigint;
   leaderId(): bigint;
   raftIndex(): bigint;
+  /** The last Raft index applied (membership entries included); the store's own index when absent. */
+  raftAppliedIndex?(): bigint;
   isLearner(): boolean;
+}
+
+/**
+ * Where requests that only the leader can answer go when this member is not the leader: lease
+ * keep-alives and time-to-live (the expiry clock runs on the leader). `leaseClient()` returns null
+ * when this member is the leader (serve locally) and throws when no leader is known.
+ */
+export interface LeaderForwarding {
+  leaseClient(): etcd.LeaseClient | null;
 }
 
 export interface EtcdApiContext {
@@ -29,6 +40,10 @@ export interface EtcdApiContext {
   readonly maxRequestBytes: number;
   /** Wall clock for leader-side lease bookkeeping. */
   nowMs(): number;
+  /** Absent in a single-member server, where this member is always the leader. */
+  readonly forwarding?: LeaderForwarding;
+  /** Resolves when the server shuts down: long-lived streams (watch, keep-alive) end then. */
+  readonly shuttingDown?: Promise<void>;
 }
 
 export function responseHeader(ctx: EtcdApiContext, revision: bigint): etcd.ResponseHeader {

@@ -1,10 +1,14 @@
 // Adapts async handlers to grpc-js callbacks with the one error mapping of this server.
-import { Metadata, type sendUnaryData, type ServerUnaryCall, type ServiceError } from "@grpc/grpc-js";
+import type { sendUnaryData, ServerUnaryCall, ServiceError } from "@grpc/grpc-js";
+import { type GrpcStatus, isMappedGrpcError, grpcError as kitGrpcError } from "@photoncloud/daemon";
 import { toGrpcError } from "../errors.js";
 
-export function grpcError(err: unknown): Partial<ServiceError> {
+/** The mapped error, marked so the daemon kit's instrumentation passes it through unchanged. */
+export function grpcError(err: unknown): ServiceError {
+  // Already a status (e.g. relayed from the leader): keep it as it is.
+  if (isMappedGrpcError(err)) return err;
   const mapped = toGrpcError(err);
-  return { code: mapped.code, details: mapped.details, message: mapped.details, metadata: new Metadata() };
+  return kitGrpcError(mapped.code as GrpcStatus, mapped.details);
 }
 
 export function unary<Req, Res>(

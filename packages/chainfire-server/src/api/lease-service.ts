@@ -1,10 +1,11 @@
 // etcdserverpb.Lease. Grant and revoke go through the log; keep-alive and time-to-live are answered
-// from the lessor, whose expiry clock runs on the leader (the daemon forwards them there).
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+// from the lessor, whose expiry clock runs on the leader (a follower relays them there).
+import { type ClientDuplexStream, type ServerDuplexStream, type ServiceError, status } from "@grpc/grpc-js";
 import type { etcd } from "@photoncloud/chainfire-api";
+import { type GrpcStatus, grpcError as kitGrpcError } from "@photoncloud/daemon";
 import { chainfireError } from "../errors.js";
 import { type EtcdApiContext, proposeCommand, randomId63, responseHeader } from "./context.js";
-import { unary } from "./grpc-util.js";
+import { grpcError, unary } from "./grpc-util.js";
 
 export function leaseHandlers(ctx: EtcdApiContext): etcd.LeaseServer {
   return {
@@ -38,6 +39,13 @@ async function timeToLive(
   ctx: EtcdApiContext,
   req: etcd.LeaseTimeToLiveRequest,
 ): Promise<etcd.LeaseTimeToLiveResponse> {
+  const leader = ctx.forwarding?.leaseClient() ?? null;
+  if (leader !== null) {
+    // Only the leader's lessor counts the remaining time down.
+    return new Promise((resolve, reject) => {
+      leader.leaseTimeToLive(req, (err, res) => (err ? reject(forwardedError(err)) : resolve(res)));
+    });
+  }
   return ctx.replicated.linearizableRead(() => {
     const header = responseHeader(ctx, ctx.store.currentRevision());
     const lease = ctx.store.lessor.get(req.ID);
@@ -49,16 +57,61 @@ async function timeToLive(
   });
 }
 
-function keepAlive(
-  ctx: EtcdApiContext,
-  call: ServerDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse>,
-): void {
+type KeepAliveCall = ServerDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse>;
+
+/**
+ * Keep-alives renew the leader's expiry clock. On the leader they are answered here; on a follower
+ * the stream is relayed to the leader, and ends with an error if the leader goes away (etcd clients
+ * then open a new stream, which reaches the new leader).
+ */
+function keepAlive(ctx: EtcdApiContext, call: KeepAliveCall): void {
+  let upstream: ClientDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse> | null = null;
+  let ended = false;
+  const finish = (err?: ServiceError) => {
+    if (ended) return;
+    ended = true;
+    upstream?.cancel();
+    if (err) call.emit("error", err);
+    else call.end();
+  };
   call.on("data", (req: etcd.LeaseKeepAliveRequest) => {
-    // An unknown lease answers TTL 0, which clients read as "expired".
-    const ttl = ctx.store.lessor.renew(req.ID, ctx.nowMs()) ?? 0n;
-    call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: req.ID, TTL: ttl });
+    if (ended) return;
+    let leader: etcd.LeaseClient | null;
+    try {
+      leader = upstream === null ? (ctx.forwarding?.leaseClient() ?? null) : null;
+    } catch (err) {
+      return finish(grpcError(err));
+    }
+    if (upstream === null && leader === null) {
+      // An unknown lease answers TTL 0, which clients read as "expired".
+      const ttl = ctx.store.lessor.renew(req.ID, ctx.nowMs()) ?? 0n;
+      call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: req.ID, TTL: ttl });
+      return;
+    }
+    if (upstream === null && leader !== null) upstream = relay(leader, call, finish);
+    upstream!.write(req);
   });
-  call.on("end", () => call.end());
-  call.on("error", () => call.end());
-  call.on("cancelled", () => call.end());
+  call.on("end", () => finish());
+  call.on("error", () => finish());
+  call.on("cancelled", () => finish());
+  void ctx.shuttingDown?.then(() => finish());
+}
+
+function relay(
+  leader: etcd.LeaseClient,
+  call: KeepAliveCall,
+  finish: (err?: ServiceError) => void,
+): ClientDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse> {
+  const upstream = leader.leaseKeepAlive();
+  upstream.on("data", (res: etcd.LeaseKeepAliveResponse) => call.write(res));
+  upstream.on("error", (err: ServiceError) => finish(forwardedError(err)));
+  upstream.on("end", () => finish());
+  return upstream;
+}
+
+/** A leader's answer keeps its status and text; a broken connection to it reads as "no leader". */
+function forwardedError(err: ServiceError): ServiceError {
+  if (err.code === status.UNAVAILABLE || err.code === status.CANCELLED)
+    return grpcError(chainfireError("NO_LEADER"));
+  return kitGrpcError(err.code as GrpcStatus, err.details);
 }

@@ -51,7 +51,7 @@ function statusOf(ctx: EtcdApiContext): etcd.StatusResponse {
     leader: ctx.member.leaderId(),
     raftIndex: ctx.member.raftIndex(),
     raftTerm: ctx.member.raftTerm(),
-    raftAppliedIndex: ctx.store.appliedIndex(),
+    raftAppliedIndex: ctx.member.raftAppliedIndex?.() ?? ctx.store.appliedIndex(),
     errors: ctx.store.alarms().map((a) => `memberID:${a.memberID} alarm:${etcd.AlarmType[a.alarm]} `),
     dbSizeInUse: ctx.store.dbSizeInUseBytes(),
     isLearner: ctx.member.isLearner(),

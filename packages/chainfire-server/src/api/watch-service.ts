@@ -46,6 +46,8 @@ class WatchStream {
     this.call.on("error", close);
     this.call.on("cancelled", close);
     this.call.on("close", close);
+    // Open watch streams would hold a graceful shutdown until its deadline: end them first.
+    void this.ctx.shuttingDown?.then(close);
     this.progressTimer = setInterval(() => this.sendProgress(), this.options.progressIntervalMs);
     this.progressTimer.unref();
   }

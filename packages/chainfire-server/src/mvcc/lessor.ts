@@ -90,7 +90,12 @@ export class Lessor {
   renew(id: bigint, nowMs: number): bigint | null {
     const lease = this.leases.get(id);
     if (lease === undefined) return null;
-    if (this.primary) lease.expiryMs = nowMs + Number(lease.ttlSeconds) * 1000;
+    if (this.primary) {
+      lease.expiryMs = nowMs + Number(lease.ttlSeconds) * 1000;
+      // The recorded remaining TTL is now too short: record the renewal at the next round, so a
+      // leader change right after a keep-alive does not expire the lease early.
+      this.lastCheckpointMs.delete(id);
+    }
     return lease.ttlSeconds;
   }
 

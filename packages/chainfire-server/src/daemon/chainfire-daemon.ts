@@ -1,0 +1,209 @@
+// The chainfire daemon: the MVCC store as the Raft member's state machine (member kit), the etcd v3
+// API and chainfire.v1.Cluster on the client URLs (health, reflection, metrics), and the background
+// parts that follow leadership (lessor, lease expiry proposals).
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { chainfirev1 } from "@photoncloud/chainfire-api";
+import {
+  ConfigError,
+  clientTlsFiles,
+  type DaemonContext,
+  runDaemon,
+  startGrpcServer,
+  startHttpServer,
+} from "@photoncloud/daemon";
+import {
+  formatId,
+  membershipHandlers,
+  parseInitialCluster,
+  type RunningMember,
+  resolveMemberUrls,
+  startMember,
+} from "@photoncloud/raft";
+import type { EtcdApiContext } from "../api/context.js";
+import { LeaseDriver } from "../mvcc/lease-driver.js";
+import { MvccStore } from "../mvcc/store.js";
+import { WatchHub } from "../watch/watch-hub.js";
+import { clientServices, operatorHandlers } from "./client-services.js";
+import { dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
+import { forwardingMembership } from "./forwarding.js";
+import { discoverJoinId } from "./join-discovery.js";
+import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
+import type { MembershipOps } from "./membership.js";
+import { type ChainfireOptions, chainfireOptions } from "./options.js";
+import { publishAttributes } from "./publish.js";
+
+export const CHAINFIRE_VERSION = "0.1.0";
+/** What Maintenance.Status reports: etcd clients (etcdctl 3.4) gate features on the API level. */
+export const ETCD_API_VERSION = "3.4.0";
+const PROTO_ROOT = fileURLToPath(new URL("../../../../proto", import.meta.url));
+/** etcd lets gRPC frames exceed --max-request-bytes by this much; the request check is exact. */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+type Ctx = DaemonContext<ChainfireOptions>;
+
+/** Runs the daemon as this process (parses argv, starts, stops on SIGTERM/SIGINT). */
+export function main(): Promise<void> {
+  return runDaemon({
+    name: "chainfire",
+    version: CHAINFIRE_VERSION,
+    description: "chainfire: the etcd-compatible Raft key-value store of the PhotonCloud control plane",
+    options: chainfireOptions,
+    configFileEnv: "CHAINFIRE_CONFIG_FILE",
+    logLevelOption: "logLevel",
+    logFileOption: "logFile",
+    main: startChainfire,
+  });
+}
+
+export async function startChainfire(ctx: Ctx): Promise<void> {
+  const { config, logger } = ctx;
+  const createdDir = !existsSync(config.dataDir);
+  mkdirSync(config.dataDir, { recursive: true });
+  const store = new MvccStore({
+    path: dataDirLayout.mvccDb(config.dataDir),
+    quotaBackendBytes: BigInt(config.quotaBackendBytes),
+    maxTxnOps: config.maxTxnOps,
+    leaseCheckpointIntervalMs: config.leaseCheckpointIntervalMs,
+  });
+  let member: RunningMember;
+  try {
+    prepareDataDir(config.dataDir, () => store.appliedIndex());
+    member = await startRaftMember(ctx, store);
+  } catch (err) {
+    // A configuration mistake leaves no trace: nothing of this start stays on disk.
+    if (err instanceof ConfigError) {
+      store.close();
+      if (createdDir) rmSync(config.dataDir, { recursive: true, force: true });
+    }
+    throw err;
+  }
+  const hub = new WatchHub(store);
+  ctx.onShutdown("watch-hub", () => hub.close());
+  const leaderClients = new LeaderClients(member, {
+    client: clientTlsFiles(config),
+    peer: {
+      trustedCaFile: config.peerTrustedCaFile,
+      certFile: config.peerCertFile,
+      keyFile: config.peerKeyFile,
+    },
+  });
+  ctx.onShutdown("leader-clients", () => leaderClients.close());
+  const apiCtx: EtcdApiContext = {
+    replicated: member.raft,
+    store,
+    hub,
+    member: memberFacts(member),
+    version: ETCD_API_VERSION,
+    watchFragmentBytesMax: config.maxRequestBytes,
+    maxRequestBytes: config.maxRequestBytes,
+    nowMs: () => Date.now(),
+    forwarding: leaderClients,
+    shuttingDown: ctx.shuttingDown,
+  };
+  startLeaseMachinery(ctx, member, store);
+  const local: MembershipOps = membershipHandlers(member, () => ({
+    dbSizeBytes: store.dbSizeBytes(),
+    revision: store.currentRevision(),
+    compactRevision: store.compactRevision(),
+  }));
+  const membership = forwardingMembership(local, leaderClients);
+  // On the peer URL: what followers relay to the leader, and the member list joining members read
+  // to find their own ID. Only local handlers here, so a relayed call is never relayed again.
+  member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(local));
+  await startServers(ctx, apiCtx, membership, member);
+  const clientUrls = resolveMemberUrls(config).advertiseClientUrls.map((u) => u.href);
+  publishAttributes(member, membership, { name: config.name, clientUrls }, logger, ctx.shuttingDown);
+  logger.info(
+    {
+      memberId: formatId(member.memberId),
+      clusterId: formatId(member.clusterId),
+      clientUrls: config.listenClientUrls.map((u) => u.href),
+    },
+    "chainfire member ready",
+  );
+}
+
+async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMember> {
+  const { config, logger } = ctx;
+  let memberId = config.memberId;
+  if (memberId === undefined && config.initialClusterState === "existing" && !hasRaftLog(config.dataDir)) {
+    const urls = resolveMemberUrls(config);
+    const own = urls.initialAdvertisePeerUrls.map((u) => u.href);
+    const cluster = parseInitialCluster(urls.initialCluster, config.initialClusterToken);
+    memberId = await discoverJoinId(
+      {
+        ownPeerUrls: own,
+        otherPeerUrls: cluster.flatMap((m) => m.peerUrls).filter((u) => !own.includes(u)),
+        tls: {
+          trustedCaFile: config.peerTrustedCaFile,
+          certFile: config.peerCertFile,
+          keyFile: config.peerKeyFile,
+        },
+        deadlineMs: 2000,
+      },
+      logger,
+    );
+  }
+  return startMember({
+    daemon: "chainfire",
+    config: memberId === undefined ? config : { ...config, memberId },
+    stateMachine: store,
+    logger,
+    metrics: ctx.metrics,
+    onShutdown: ctx.onShutdown,
+    version: CHAINFIRE_VERSION,
+    raftOverrides:
+      config.snapshotCatchupEntries === undefined
+        ? {}
+        : { snapshotTailEntries: config.snapshotCatchupEntries },
+  });
+}
+
+function startLeaseMachinery(ctx: Ctx, member: RunningMember, store: MvccStore): void {
+  const watcher = new LeadershipWatcher(member, store, (leading) =>
+    ctx.logger.info({ leading }, leading ? "lessor promoted: this member leads" : "lessor demoted"),
+  );
+  watcher.start(ctx.config.heartbeatIntervalMs);
+  ctx.onShutdown("lessor", () => watcher.stop());
+  const driver = new LeaseDriver(member.raft, store, Date.now, {
+    intervalMs: Math.max(50, ctx.config.heartbeatIntervalMs * 5),
+    leasesPerProposalMax: 1000,
+  });
+  driver.start();
+  ctx.onShutdown("lease-driver", () => driver.stop());
+}
+
+async function startServers(
+  ctx: Ctx,
+  apiCtx: EtcdApiContext,
+  membership: MembershipOps,
+  member: RunningMember,
+): Promise<void> {
+  const { config, logger } = ctx;
+  const grpc = await startGrpcServer({
+    urls: config.listenClientUrls,
+    tls: clientTlsFiles(config),
+    services: clientServices({ ctx: apiCtx, membership, clusterToken: config.initialClusterToken }),
+    protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],
+    includeDirs: [PROTO_ROOT],
+    maxReceiveMessageBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    logger,
+    metrics: ctx.metrics,
+    shutdownTimeoutMs: 3000,
+    what: "--listen-client-urls",
+  });
+  ctx.onShutdown("client-grpc", () => grpc.shutdown());
+  const http = await startHttpServer({
+    urls: config.listenMetricsUrls,
+    metrics: ctx.metrics,
+    logger,
+    health: () => {
+      const leader = member.raft.node.leader;
+      return { healthy: leader !== 0n, leader: leader === 0n ? null : formatId(leader) };
+    },
+    version: { name: "chainfire", version: CHAINFIRE_VERSION, etcdApi: ETCD_API_VERSION },
+    what: "--listen-metrics-urls",
+  });
+  ctx.onShutdown("metrics-http", () => http.close());
+}

@@ -1,0 +1,139 @@
+// The services on the client URLs: etcd's KV, Watch, Lease, Maintenance and Cluster, plus
+// chainfire.v1.Cluster (the operator contract). Learners answer only Status and serializable Range,
+// like etcd's learner interceptor; every other call gets etcd's "rpc not supported for learner".
+import {
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  status,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import { chainfirev1, etcd } from "@photoncloud/chainfire-api";
+import {
+  DomainError,
+  type GrpcServiceRegistration,
+  type GrpcStatus,
+  grpcError as kitGrpcError,
+  isMappedGrpcError,
+} from "@photoncloud/daemon";
+import { raftErrorToGrpcStatus } from "@photoncloud/raft";
+import { type EtcdApiContext, responseHeader } from "../api/context.js";
+import { grpcError, unary } from "../api/grpc-util.js";
+import { kvHandlers } from "../api/kv-service.js";
+import { leaseHandlers } from "../api/lease-service.js";
+import { maintenanceHandlers } from "../api/maintenance-service.js";
+import { type WatchServiceOptions, watchHandlers } from "../api/watch-service.js";
+import { chainfireError } from "../errors.js";
+import { etcdClusterHandlers } from "./etcd-cluster-service.js";
+import type { MembershipOps } from "./membership.js";
+
+export interface ClientServiceDeps {
+  readonly ctx: EtcdApiContext;
+  readonly membership: MembershipOps;
+  readonly clusterToken: string;
+  readonly watch?: WatchServiceOptions;
+}
+
+export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration[] {
+  const { ctx } = deps;
+  const header = () => responseHeader(ctx, ctx.store.currentRevision());
+  const maintenance: etcd.MaintenanceServer = {
+    ...maintenanceHandlers(ctx),
+    moveLeader: unary(async (req: etcd.MoveLeaderRequest) => {
+      try {
+        await deps.membership.leaderTransfer({ targetId: req.targetID, targetName: "" });
+      } catch (err) {
+        // etcd's word for a target that is not a voting member of this cluster.
+        const code = (err as { code?: unknown }).code;
+        if (code === "RAFT_MEMBER_NOT_FOUND" || (isMappedGrpcError(err) && code === status.NOT_FOUND))
+          throw chainfireError("BAD_LEADER_TRANSFEREE");
+        throw err;
+      }
+      return { header: header() };
+    }),
+  };
+  const etcdServices: [ServiceDefinition, object][] = [
+    [etcd.KVService, kvHandlers(ctx)],
+    [etcd.WatchService, watchHandlers(ctx, deps.watch)],
+    [etcd.LeaseService, leaseHandlers(ctx)],
+    [etcd.MaintenanceService, maintenance],
+    [
+      etcd.ClusterService,
+      etcdClusterHandlers({ membership: deps.membership, clusterToken: deps.clusterToken, header }),
+    ],
+  ];
+  return [
+    ...etcdServices.map(([definition, implementation]) => ({
+      definition,
+      implementation: learnerGuard(definition, implementation, () => ctx.member.isLearner()),
+    })),
+    { definition: chainfirev1.ClusterService, implementation: operatorHandlers(deps.membership) },
+  ];
+}
+
+/** etcd's learner rule: Status, and Range with serializable=true; nothing else. */
+function allowedForLearner(method: string, request: unknown): boolean {
+  if (method === "status") return true;
+  return method === "range" && (request as etcd.RangeRequest).serializable === true;
+}
+
+type AnyUnary = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void;
+type AnyStream = (call: { emit(event: "error", err: unknown): boolean }) => void;
+
+function learnerGuard(
+  definition: ServiceDefinition,
+  implementation: object,
+  isLearner: () => boolean,
+): UntypedServiceImplementation {
+  const refused = () => grpcError(chainfireError("NOT_SUPPORTED_FOR_LEARNER"));
+  const wrapped: UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(implementation)) {
+    const method = definition[name];
+    if (method === undefined) continue;
+    if (method.requestStream || method.responseStream) {
+      wrapped[name] = ((call) => {
+        if (isLearner()) call.emit("error", refused());
+        else (handler as AnyStream)(call);
+      }) as AnyStream;
+    } else {
+      wrapped[name] = ((call, callback) => {
+        if (isLearner() && !allowedForLearner(name, call.request)) callback(refused());
+        else (handler as AnyUnary)(call, callback);
+      }) as AnyUnary;
+    }
+  }
+  return wrapped;
+}
+
+/** chainfire.v1.Cluster: the kit's handlers with the Raft layer's own error mapping. */
+export function operatorHandlers(membership: MembershipOps): chainfirev1.ClusterServer {
+  const mapped = <Req, Res>(fn: (req: Req) => Promise<Res>) =>
+    unaryRaft(async (req: Req) => {
+      try {
+        return await fn(req);
+      } catch (err) {
+        if (isMappedGrpcError(err) || err instanceof DomainError) throw err;
+        const { code, details } = raftErrorToGrpcStatus(err);
+        throw kitGrpcError(code as GrpcStatus, details);
+      }
+    });
+  return {
+    memberAdd: mapped((req: chainfirev1.MemberAddRequest) => membership.memberAdd(req)),
+    memberRemove: mapped((req: chainfirev1.MemberRemoveRequest) => membership.memberRemove(req)),
+    memberList: mapped(() => membership.memberList()),
+    status: mapped(() => membership.status()),
+    leaderTransfer: mapped((req: chainfirev1.LeaderTransferRequest) => membership.leaderTransfer(req)),
+  };
+}
+
+/** A unary adapter whose errors are already gRPC errors (so they skip the etcd mapping). */
+function unaryRaft<Req, Res>(
+  fn: (request: Req) => Promise<Res>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    fn(call.request).then(
+      (response) => callback(null, response),
+      (err: unknown) => callback(err as never),
+    );
+  };
+}

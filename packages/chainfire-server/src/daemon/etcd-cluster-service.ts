@@ -1,0 +1,104 @@
+// etcdserverpb.Cluster mapped onto the membership contract. etcd's MemberAdd carries no name, so the
+// new member's ID is derived from the cluster token and its peer URLs; the joining daemon finds that
+// ID by its peer URL (see join-discovery.ts), as etcd's joining members do. Update and Promote are
+// upserts of the same ID. Errors use etcd's texts, so etcdctl prints what it prints against etcd.
+import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
+import { parseUrl } from "@photoncloud/daemon";
+import { deriveMemberId } from "@photoncloud/raft";
+import { chainfireError } from "../errors.js";
+import { unary } from "../api/grpc-util.js";
+import type { MembershipOps } from "./membership.js";
+
+export interface EtcdClusterDeps {
+  readonly membership: MembershipOps;
+  readonly clusterToken: string;
+  /** The etcd response header for this member (cluster, member, revision, term). */
+  header(): etcd.ResponseHeader;
+}
+
+export function etcdClusterHandlers(deps: EtcdClusterDeps): etcd.ClusterServer {
+  return {
+    memberAdd: unary((req: etcd.MemberAddRequest) => memberAdd(deps, req)),
+    memberRemove: unary(async (req: etcd.MemberRemoveRequest) => {
+      await requireMember(deps, req.ID);
+      const res = await deps.membership.memberRemove({ id: req.ID });
+      return { header: deps.header(), members: res.members.map(toEtcdMember) };
+    }),
+    memberUpdate: unary((req: etcd.MemberUpdateRequest) => memberUpdate(deps, req)),
+    memberList: unary(async () => {
+      const res = await deps.membership.memberList();
+      return { header: deps.header(), members: res.members.map(toEtcdMember) };
+    }),
+    memberPromote: unary(async (req: etcd.MemberPromoteRequest) => {
+      const member = await requireMember(deps, req.ID);
+      if (!member.isLearner) throw chainfireError("MEMBER_NOT_LEARNER");
+      const res = await deps.membership.memberAdd({ ...member, isLearner: false });
+      return { header: deps.header(), members: res.members.map(toEtcdMember) };
+    }),
+  };
+}
+
+/** The ID etcd's MemberAdd gives a member: derived from the token and its sorted peer URLs. */
+export function memberIdForPeerUrls(clusterToken: string, peerUrls: readonly string[]): bigint {
+  return deriveMemberId(clusterToken, `peer-urls:${[...peerUrls].sort().join(",")}`);
+}
+
+async function memberAdd(deps: EtcdClusterDeps, req: etcd.MemberAddRequest): Promise<etcd.MemberAddResponse> {
+  const peerUrls = checkUrls(req.peerURLs);
+  const current = (await deps.membership.memberList()).members;
+  if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u))))
+    throw chainfireError("PEER_URL_EXIST");
+  const id = memberIdForPeerUrls(deps.clusterToken, peerUrls);
+  if (current.some((m) => m.id === id)) throw chainfireError("MEMBER_EXIST");
+  const res = await deps.membership.memberAdd({
+    id,
+    name: "",
+    peerUrls,
+    clientUrls: [],
+    isLearner: req.isLearner,
+  });
+  return {
+    header: deps.header(),
+    member: toEtcdMember(res.member ?? { id, name: "", peerUrls, clientUrls: [], isLearner: req.isLearner }),
+    members: res.members.map(toEtcdMember),
+  };
+}
+
+async function memberUpdate(
+  deps: EtcdClusterDeps,
+  req: etcd.MemberUpdateRequest,
+): Promise<etcd.MemberUpdateResponse> {
+  const peerUrls = checkUrls(req.peerURLs);
+  const member = await requireMember(deps, req.ID);
+  const current = (await deps.membership.memberList()).members;
+  const taken = current.some((m) => m.id !== req.ID && m.peerUrls.some((u) => peerUrls.includes(u)));
+  if (taken) throw chainfireError("PEER_URL_EXIST");
+  const res = await deps.membership.memberAdd({ ...member, peerUrls });
+  return { header: deps.header(), members: res.members.map(toEtcdMember) };
+}
+
+async function requireMember(deps: EtcdClusterDeps, id: bigint): Promise<chainfirev1.Member> {
+  const member = (await deps.membership.memberList()).members.find((m) => m.id === id);
+  if (member === undefined) throw chainfireError("MEMBER_NOT_FOUND");
+  return member;
+}
+
+/** etcd refuses an empty list or any URL that is not scheme://host:port. */
+function checkUrls(urls: readonly string[]): string[] {
+  if (urls.length === 0) throw chainfireError("MEMBER_BAD_URLS");
+  try {
+    return urls.map((u) => parseUrl(u).href);
+  } catch {
+    throw chainfireError("MEMBER_BAD_URLS");
+  }
+}
+
+export function toEtcdMember(m: chainfirev1.Member): etcd.Member {
+  return {
+    ID: m.id,
+    name: m.name,
+    peerURLs: [...m.peerUrls],
+    clientURLs: [...m.clientUrls],
+    isLearner: m.isLearner,
+  };
+}

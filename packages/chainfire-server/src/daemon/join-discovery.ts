@@ -1,0 +1,61 @@
+// How a member added through etcd's MemberAdd (which carries peer URLs, not a name) learns its ID
+// before its first start: it asks the members listed in --initial-cluster for the member list and
+// picks the entry with its own peer URL, as etcd's joining members do. Members started with
+// --member-id, or added by name through chainfire.v1.Cluster (ID derived from token + name), and
+// members restarting from their own log skip this.
+import { readFileSync } from "node:fs";
+import { type ChannelCredentials, credentials, Metadata } from "@grpc/grpc-js";
+import { chainfirev1 } from "@photoncloud/chainfire-api";
+import { type Logger, parseUrl } from "@photoncloud/daemon";
+
+export interface JoinLookup {
+  readonly ownPeerUrls: readonly string[];
+  readonly otherPeerUrls: readonly string[];
+  readonly tls: {
+    trustedCaFile?: string | undefined;
+    certFile?: string | undefined;
+    keyFile?: string | undefined;
+  };
+  readonly deadlineMs: number;
+}
+
+export async function discoverJoinId(lookup: JoinLookup, logger: Logger): Promise<bigint | undefined> {
+  const own = new Set(lookup.ownPeerUrls.map((u) => parseUrl(u).href));
+  for (const url of lookup.otherPeerUrls) {
+    try {
+      const members = await listMembers(url, lookup);
+      const mine = members.find((m) => m.peerUrls.some((u) => own.has(parseUrl(u).href)));
+      if (mine !== undefined) {
+        logger.info({ memberId: mine.id.toString(16), via: url }, "found this member's ID by its peer URL");
+        return mine.id;
+      }
+      return undefined;
+    } catch (err) {
+      logger.debug({ err, url }, "peer did not answer the member list");
+    }
+  }
+  return undefined;
+}
+
+function listMembers(url: string, lookup: JoinLookup): Promise<chainfirev1.Member[]> {
+  const parsed = parseUrl(url);
+  const client = new chainfirev1.ClusterClient(
+    `${parsed.host}:${parsed.port}`,
+    channelCredentials(parsed.tls, lookup),
+  );
+  return new Promise<chainfirev1.Member[]>((resolve, reject) => {
+    client.memberList({}, new Metadata(), { deadline: Date.now() + lookup.deadlineMs }, (err, res) =>
+      err ? reject(err) : resolve(res.members),
+    );
+  }).finally(() => client.close());
+}
+
+function channelCredentials(tls: boolean, lookup: JoinLookup): ChannelCredentials {
+  if (!tls) return credentials.createInsecure();
+  const read = (file: string | undefined) => (file === undefined ? null : readFileSync(file));
+  return credentials.createSsl(
+    read(lookup.tls.trustedCaFile),
+    read(lookup.tls.keyFile),
+    read(lookup.tls.certFile),
+  );
+}

@@ -1,0 +1,47 @@
+// chainfire's options: the member kit's etcd-named group (name, data dir, URLs, cluster bootstrap,
+// Raft timing, TLS, logging) plus the flags only the KV store has. The same keys work in the TOML
+// file given by --config-file and as CHAINFIRE_* environment variables.
+import { defineOptions } from "@photoncloud/daemon";
+import { memberOptions } from "@photoncloud/raft";
+
+/** etcd's default ports: client 2379, peer 2380, metrics 2381. */
+export const DEFAULT_PORTS = { client: 2379, peer: 2380, metrics: 2381 } as const;
+
+export const chainfireOptions = defineOptions({
+  ...memberOptions("CHAINFIRE_", DEFAULT_PORTS),
+  quotaBackendBytes: {
+    flag: "quota-backend-bytes",
+    env: "CHAINFIRE_QUOTA_BACKEND_BYTES",
+    type: "bytes",
+    default: "2GiB",
+    min: 1,
+    description: "raise the NOSPACE alarm and refuse writes once the backend database exceeds this size",
+  },
+  maxTxnOps: {
+    flag: "max-txn-ops",
+    env: "CHAINFIRE_MAX_TXN_OPS",
+    type: "int",
+    default: 128,
+    min: 1,
+    description: "most operations in one transaction (etcd's --max-txn-ops)",
+  },
+  leaseCheckpointIntervalMs: {
+    flag: "experimental-lease-checkpoint-interval",
+    env: "CHAINFIRE_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL",
+    type: "duration-ms",
+    default: "5s",
+    min: 100,
+    description:
+      "how often the leader records each lease's remaining TTL through the log, so a new leader continues the countdown",
+  },
+  snapshotCatchupEntries: {
+    flag: "experimental-snapshot-catchup-entries",
+    env: "CHAINFIRE_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+    type: "int",
+    min: 1,
+    description:
+      "log entries kept behind a snapshot for slow followers (default: half of --snapshot-count, at most 5000); a follower further behind gets the snapshot",
+  },
+});
+
+export type ChainfireOptions = typeof chainfireOptions;

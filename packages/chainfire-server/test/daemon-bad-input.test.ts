@@ -1,0 +1,194 @@
+// Proves that bad input gets a clear error and changes nothing: empty key, oversize request, too
+// many txn ops, duplicate txn keys, compacted revision, unknown member, malformed URLs, a full
+// backend (NOSPACE alarm), and bad flags or config (the daemon exits 2 naming the key, creating nothing).
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  call,
+  DaemonCluster,
+  type Member,
+  put,
+  rangeRequest,
+  runDaemonToExit,
+} from "./support/daemon-cluster.js";
+
+const cluster = new DaemonCluster({ token: "bad-input-test" });
+let m: Member;
+let small: Member;
+const b = (s: string) => Buffer.from(s);
+
+beforeAll(async () => {
+  m = await cluster.allocate("solo");
+  small = await cluster.allocate("small");
+  await Promise.all([
+    cluster.start("solo", {
+      initialCluster: cluster.initialCluster(["solo"]),
+      extraFlags: ["--max-request-bytes", "64KiB", "--max-txn-ops", "4"],
+    }),
+    cluster.start("small", {
+      initialCluster: cluster.initialCluster(["small"]),
+      extraFlags: ["--quota-backend-bytes", "256KiB"],
+    }),
+  ]);
+}, 60_000);
+
+afterAll(() => cluster.close());
+
+async function revision(member: Member): Promise<bigint> {
+  return (await cluster.status(member)).header!.revision;
+}
+
+async function members(): Promise<chainfirev1.Member[]> {
+  return (await call<chainfirev1.MemberListResponse>(m.clients.operator, "memberList", {})).members;
+}
+
+const putOp = (key: string): etcd.RequestOp => ({
+  requestPut: {
+    key: b(key),
+    value: b("v"),
+    lease: 0n,
+    prevKv: false,
+    ignoreValue: false,
+    ignoreLease: false,
+  },
+});
+
+describe("bad requests on a running member", () => {
+  it("refuses KV input with etcd's errors and consumes no revision", async () => {
+    // Proves the KV input checks end to end through the daemon; the revision never moves.
+    await put(m, "k", "1");
+    const before = await revision(m);
+    await expect(put(m, "", "x")).rejects.toMatchObject({
+      code: 3,
+      details: "etcdserver: key is not provided",
+    });
+    await expect(put(m, "big", "x".repeat(100 * 1024))).rejects.toMatchObject({
+      code: 3,
+      details: "etcdserver: request is too large",
+    });
+    // Beyond the gRPC frame limit (request limit + etcd's 512 KiB overhead) the transport refuses it.
+    await expect(put(m, "huge", "x".repeat(1024 * 1024))).rejects.toMatchObject({ code: 8 });
+    await expect(
+      call(m.clients.kv, "txn", { compare: [], success: ["a", "b", "c", "d", "e"].map(putOp), failure: [] }),
+    ).rejects.toMatchObject({ code: 3, details: "etcdserver: too many operations in txn request" });
+    await expect(
+      call(m.clients.kv, "txn", { compare: [], success: [putOp("dup"), putOp("dup")], failure: [] }),
+    ).rejects.toMatchObject({ code: 3, details: "etcdserver: duplicate key given in txn request" });
+    expect(await revision(m)).toBe(before);
+  });
+
+  it("refuses a compacted revision with OUT_OF_RANGE", async () => {
+    // Proves reads at a compacted revision fail clearly while current reads still work.
+    const first = (await put(m, "c", "1")).header!.revision;
+    await put(m, "c", "2");
+    const last = (await put(m, "c", "3")).header!.revision;
+    await call(m.clients.kv, "compact", { revision: last, physical: true });
+    await expect(
+      call(m.clients.kv, "range", rangeRequest({ key: b("c"), revision: first })),
+    ).rejects.toMatchObject({ code: 11, details: "etcdserver: mvcc: required revision has been compacted" });
+    const now = await call<etcd.RangeResponse>(m.clients.kv, "range", rangeRequest({ key: b("c") }));
+    expect(now.kvs[0]!.value.toString()).toBe("3");
+  });
+
+  it("refuses unknown members and malformed URLs on both membership APIs, changing nothing", async () => {
+    // Proves the membership error paths: NOT_FOUND for unknown IDs, INVALID_ARGUMENT for bad URLs.
+    const before = await members();
+    const unknown = 0x1234_5678n;
+    await expect(call(m.clients.cluster, "memberRemove", { ID: unknown })).rejects.toMatchObject({
+      code: 5,
+      details: "etcdserver: member not found",
+    });
+    await expect(call(m.clients.cluster, "memberPromote", { ID: unknown })).rejects.toMatchObject({
+      code: 5,
+    });
+    await expect(call(m.clients.maintenance, "moveLeader", { targetID: unknown })).rejects.toMatchObject({
+      code: 9,
+      details: "etcdserver: bad leader transferee",
+    });
+    await expect(call(m.clients.operator, "memberRemove", { id: unknown })).rejects.toMatchObject({
+      code: 5,
+    });
+    await expect(
+      call(m.clients.cluster, "memberAdd", { peerURLs: ["127.0.0.1:2380"], isLearner: true }),
+    ).rejects.toMatchObject({ code: 3, details: "etcdserver: given member URLs are invalid" });
+    const bad = await call(m.clients.operator, "memberAdd", {
+      id: 0n,
+      name: "x",
+      peerUrls: ["http//127.0.0.1:1"],
+      clientUrls: [],
+      isLearner: true,
+    }).catch((err: { code: number; details: string }) => err);
+    expect(bad).toMatchObject({ code: 3 });
+    expect((bad as { details: string }).details).toMatch(/http\/\/127\.0\.0\.1:1/);
+    expect(await members()).toEqual(before);
+  });
+
+  it("raises the NOSPACE alarm when the backend outgrows --quota-backend-bytes and then refuses writes", async () => {
+    // Proves the quota: writes fail with etcd's error, the alarm is listed and reported by Status, reads work.
+    let refused: unknown;
+    for (let i = 0; i < 200 && refused === undefined; i++) {
+      refused = await put(small, `fill/${i}`, "x".repeat(8 * 1024)).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    }
+    expect(refused).toMatchObject({ code: 8, details: "etcdserver: mvcc: database space exceeded" });
+    const alarms = await call<etcd.AlarmResponse>(small.clients.maintenance, "alarm", {
+      action: 0,
+      memberID: 0n,
+      alarm: 0,
+    });
+    expect(alarms.alarms.map((a) => a.alarm)).toEqual([1]);
+    expect((await cluster.status(small)).errors.join()).toMatch(/NOSPACE/);
+    await expect(put(small, "more", "x")).rejects.toMatchObject({ code: 8 });
+    const read = await call<etcd.RangeResponse>(
+      small.clients.kv,
+      "range",
+      rangeRequest({ key: b("fill/0"), serializable: true }),
+    );
+    expect(read.count).toBe(1n);
+  });
+});
+
+describe("bad flags and config", () => {
+  it("exits 2 with a message naming the key, and creates no data directory", async () => {
+    // Proves start-up validation: every bad setting is reported before anything is written.
+    const dir = (name: string) => join(cluster.root, `never-${name}`);
+    const config = join(cluster.root, "bad.toml");
+    writeFileSync(config, 'name = "x"\nlisten-client-url = "http://127.0.0.1:1"\n');
+    const cases: [string, string[], RegExp][] = [
+      [
+        "election",
+        ["--data-dir", dir("election"), "--heartbeat-interval", "100", "--election-timeout", "200"],
+        /election-timeout/,
+      ],
+      [
+        "unknown",
+        ["--data-dir", dir("unknown"), "--listen-client-url", "http://127.0.0.1:1"],
+        /listen-client-url/,
+      ],
+      [
+        "url",
+        ["--data-dir", dir("url"), "--listen-client-urls", "http//127.0.0.1:1"],
+        /--listen-client-urls/,
+      ],
+      ["quota", ["--data-dir", dir("quota"), "--quota-backend-bytes", "lots"], /--quota-backend-bytes/],
+      ["no-dir", [], /--data-dir/],
+      ["config", ["--data-dir", dir("config"), "--config-file", config], /listen-client-url/],
+      [
+        "cluster",
+        ["--data-dir", dir("cluster"), "--initial-cluster", "a=http://127.0.0.1:1"],
+        /initial-cluster/,
+      ],
+    ];
+    const results = await Promise.all(cases.map(([, args]) => runDaemonToExit(args)));
+    results.forEach((r, i) => {
+      const [name, , pattern] = cases[i]!;
+      expect({ name, code: r.code }).toEqual({ name, code: 2 });
+      expect(r.stderr).toMatch(pattern);
+      expect(existsSync(dir(name))).toBe(false);
+    });
+  }, 120_000);
+});

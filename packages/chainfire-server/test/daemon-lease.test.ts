@@ -1,0 +1,94 @@
+// Proves leases across members: keep-alive and time-to-live sent to a follower reach the leader's
+// countdown; the remaining TTL survives a leader change (checkpointed, not reset); and expiry,
+// decided by the leader, deletes the lease's keys on every member through the log.
+import type { etcd } from "@photoncloud/chainfire-api";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, DaemonCluster, type Member, readPrefix, until } from "./support/daemon-cluster.js";
+
+const cluster = new DaemonCluster({
+  token: "lease-test",
+  extraFlags: ["--experimental-lease-checkpoint-interval", "200ms"],
+});
+let members: Member[];
+const b = (s: string) => Buffer.from(s);
+
+beforeAll(async () => {
+  const names = ["l1", "l2", "l3"];
+  members = await Promise.all(names.map((n) => cluster.allocate(n)));
+  const initial = cluster.initialCluster(names);
+  await Promise.all(names.map((n) => cluster.start(n, { initialCluster: initial })));
+}, 60_000);
+
+afterAll(() => cluster.close());
+
+async function followers(): Promise<{ leader: Member; followers: Member[] }> {
+  const leader = await cluster.memberNamed(await cluster.leaderId());
+  return { leader, followers: members.filter((m) => m !== leader) };
+}
+
+function timeToLive(m: Member, id: bigint): Promise<etcd.LeaseTimeToLiveResponse> {
+  return call<etcd.LeaseTimeToLiveResponse>(m.clients.lease, "leaseTimeToLive", { ID: id, keys: true });
+}
+
+async function grant(m: Member, ttl: bigint): Promise<bigint> {
+  const res = await call<etcd.LeaseGrantResponse>(m.clients.lease, "leaseGrant", { TTL: ttl, ID: 0n });
+  return res.ID;
+}
+
+function putLeased(m: Member, key: string, lease: bigint) {
+  return call(m.clients.kv, "put", {
+    key: b(key),
+    value: b("v"),
+    lease,
+    prevKv: false,
+    ignoreValue: false,
+    ignoreLease: false,
+  });
+}
+
+describe("leases on a 3-member cluster", () => {
+  it("relays keep-alives from a follower and keeps the remaining TTL across a leader change", async () => {
+    // Proves follower relaying and that a new leader continues the countdown instead of restarting it.
+    const {
+      leader,
+      followers: [f1, f2],
+    } = await followers();
+    const id = await grant(f1!, 30n);
+    await putLeased(f1!, "lease/kept", id);
+    const keepAlive = f2!.clients.lease.leaseKeepAlive();
+    const renewed = new Promise<etcd.LeaseKeepAliveResponse>((resolve) => keepAlive.once("data", resolve));
+    keepAlive.write({ ID: id });
+    expect((await renewed).TTL).toBe(30n);
+    keepAlive.end();
+    const counted = await until(async () => {
+      const ttl = await timeToLive(f1!, id);
+      return ttl.TTL <= 27n ? ttl : undefined;
+    }, "the leader's countdown to pass 3 seconds");
+    expect(counted.keys.map(String)).toEqual(["lease/kept"]);
+    const target = (await cluster.status(f2!)).header!.memberId;
+    await call(leader.clients.maintenance, "moveLeader", { targetID: target });
+    await cluster.leaderId(members, (await cluster.status(leader)).header!.memberId);
+    const after = await timeToLive(f1!, id);
+    expect(after.TTL).toBeGreaterThan(0n);
+    expect(after.TTL).toBeLessThanOrEqual(27n);
+    expect(after.grantedTTL).toBe(30n);
+  });
+
+  it("expires a lease on the leader's clock and deletes its keys everywhere", async () => {
+    // Proves leader-driven expiry through the log: every member loses the key, the lease is gone.
+    const {
+      followers: [f1],
+    } = await followers();
+    const id = await grant(f1!, 2n);
+    await putLeased(f1!, "lease/short", id);
+    for (const m of members) {
+      await until(
+        async () => !(await readPrefix(m, "lease/short", true)).has("lease/short"),
+        `${m.name} to drop the key`,
+      );
+    }
+    expect((await timeToLive(f1!, id)).TTL).toBe(-1n);
+    const listed = await call<etcd.LeaseLeasesResponse>(f1!.clients.lease, "leaseLeases", {});
+    expect(listed.leases.map((l) => l.ID)).not.toContain(id);
+  });
+});
