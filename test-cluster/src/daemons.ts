@@ -1,6 +1,6 @@
 // Finds each daemon's entry point. A daemon that is not in this checkout, or not compiled yet, is
 // reported with the reason and the fix instead of failing later with a spawn error.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { repoRoot } from "./paths.js";
 
@@ -33,19 +33,40 @@ export function locateDaemon(kind: DaemonKind): DaemonLocation {
     }
     return { available: true, kind, command: override, args: [] };
   }
-  const pkg = join(repoRoot(), "packages", packageOf[kind]);
-  const bin = join(pkg, "bin", `${kind}.js`);
-  if (!existsSync(bin)) {
+  const found = workspaceBin(packageOf[kind], kind);
+  if (!found.ok) return { available: false, kind, reason: found.reason };
+  return { available: true, kind, command: process.execPath, args: [found.path] };
+}
+
+/**
+ * The script a workspace package declares as bin `name` (package.json "bin"), if it exists on disk.
+ * Packages point their bins either at a small launcher or straight into dist/, so "declared but
+ * missing" means "not compiled".
+ */
+export function workspaceBin(
+  pkgDir: string,
+  name: string,
+): { ok: true; path: string } | { ok: false; reason: string } {
+  const pkg = join(repoRoot(), "packages", pkgDir);
+  const manifest = join(pkg, "package.json");
+  const bins = existsSync(manifest)
+    ? ((JSON.parse(readFileSync(manifest, "utf8")) as { bin?: Record<string, string> }).bin ?? {})
+    : {};
+  const rel = bins[name];
+  if (rel === undefined) {
     return {
-      available: false,
-      kind,
-      reason: `the ${kind} daemon is not in this checkout (packages/${packageOf[kind]}/bin/${kind}.js is missing)`,
+      ok: false,
+      reason: `${name} is not in this checkout (packages/${pkgDir}/package.json declares no bin "${name}")`,
     };
   }
-  if (!existsSync(join(pkg, "dist"))) {
-    return { available: false, kind, reason: `the ${kind} daemon is not compiled: run \`pnpm build\`` };
+  const path = join(pkg, rel);
+  if (!existsSync(path) || !existsSync(join(pkg, "dist"))) {
+    return {
+      ok: false,
+      reason: `${name} is not compiled (packages/${pkgDir}/${rel} is missing): run \`pnpm build\``,
+    };
   }
-  return { available: true, kind, command: process.execPath, args: [bin] };
+  return { ok: true, path };
 }
 
 /** Same as locateDaemon, but throws a DaemonUnavailableError when the daemon cannot run. */

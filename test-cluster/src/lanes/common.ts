@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Cluster, type MemberDescriptor, type RaftKind, laneTiming } from "../cluster.js";
 import { KvClient } from "../clients.js";
 import type { LaneContext } from "../lane.js";
-import { repoRoot } from "../paths.js";
+import { workspaceBin } from "../daemons.js";
 import { pollUntil } from "../poll.js";
 import { waitForLeader } from "../raft-view.js";
 
@@ -89,10 +89,13 @@ export function runCtl(
   args: string[],
   deadlineMs = 60_000,
 ) {
-  const pkg = ctl === "chainfirectl" ? "chainfire-server" : "flaredb-server";
   const override = process.env[`PHOTON_${ctl.toUpperCase()}_BIN`];
+  const found = override
+    ? undefined
+    : workspaceBin(ctl === "chainfirectl" ? "chainfire-server" : "flaredb-server", ctl);
+  if (found !== undefined && !found.ok) return Promise.reject(new Error(found.reason));
   const command = override ?? process.execPath;
-  const argv = override ? args : [join(repoRoot(), "packages", pkg, "bin", `${ctl}.js`), ...args];
+  const argv = override ? args : [(found as { path: string }).path, ...args];
   return new Promise<CtlResult>((resolve, reject) => {
     const child = spawn(command, argv, {
       stdio: ["ignore", "pipe", "pipe"],

@@ -2,8 +2,9 @@
 import type { LaneDefinition } from "../lane.js";
 import { coreControlPlaneOpsProof } from "./core-control-plane-ops-proof.js";
 import { durabilityProof } from "./durability-proof.js";
+import { rolloutSoak } from "./rollout-soak.js";
 
-export const lanes: readonly LaneDefinition[] = [coreControlPlaneOpsProof, durabilityProof];
+export const lanes: readonly LaneDefinition[] = [coreControlPlaneOpsProof, durabilityProof, rolloutSoak];
 
 export function findLane(name: string): LaneDefinition | undefined {
   return lanes.find((l) => l.name === name);
