@@ -1,174 +1,148 @@
-// Single-member benchmark: put, linearizable range and serializable range throughput and latency at
-// several in-flight counts against chainfire (LocalReplicated instead of Raft, in its own process)
-// and, when `etcd` is on PATH, a single-member etcd started the same way; prints chainfire/etcd ratios.
-// The 3-member comparison the issue asks for needs the Raft layer and is added with the daemon.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+// 3-member benchmark: put, linearizable range and serializable range throughput and p50/p99 latency
+// at 16, 128 and 256 requests in flight (256-byte values) against a 3-member chainfire and, when
+// `etcd` is on PATH, a 3-member etcd started the same way (same flags, same machine, same run);
+// prints chainfire/etcd ratios. In-flight requests are spread evenly over the three members, as
+// etcd's own benchmark tool does with several endpoints.
+//
+// Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_KINDS ("chainfire,etcd").
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClients, type etcd } from "@photoncloud/chainfire-api";
+import { Metadata } from "@grpc/grpc-js";
+import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
+import { Cluster, type ClusterKind, hasBinary, PACKAGE_DIR } from "./cluster.js";
 import { storeBench } from "./store-bench.js";
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
+const WARM_UP_MS = 1000;
 const IN_FLIGHT = [16, 128, 256];
+const KEY_COUNT = 10_000;
 const VALUE = Buffer.alloc(256, 7);
+const WORKLOADS = ["put", "range-linearizable", "range-serializable"] as const;
 
 interface Result {
   opsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
+  errors: number;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
+function unary(clients: ChainfireClients, method: "put" | "range", req: unknown): Promise<unknown> {
+  const fn = clients.kv[method] as unknown as (
+    r: unknown,
+    m: Metadata,
+    o: { deadline: number },
+    cb: (e: Error | null, r: unknown) => void,
+  ) => void;
+  return new Promise((resolve, reject) =>
+    fn.call(clients.kv, req, new Metadata(), { deadline: Date.now() + 30_000 }, (err, res) =>
+      err ? reject(err) : resolve(res),
+    ),
+  );
 }
 
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve) => {
-    let buf = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes("\n")) resolve(buf.split("\n")[0]!);
-    });
-  });
+let keyCounter = 0;
+const nextKey = () => Buffer.from(`k${keyCounter++ % KEY_COUNT}`);
+
+function operation(workload: (typeof WORKLOADS)[number], clients: ChainfireClients): () => Promise<unknown> {
+  if (workload === "put") return () => unary(clients, "put", putRequest({ key: nextKey(), value: VALUE }));
+  const serializable = workload === "range-serializable";
+  return () => unary(clients, "range", rangeRequest({ key: nextKey(), serializable }));
 }
 
-async function measure(op: () => Promise<unknown>, inFlight: number): Promise<Result> {
+/** Runs `inFlight` closed-loop workers (worker i on member i mod n) for the duration. */
+async function measure(
+  ops: (() => Promise<unknown>)[],
+  inFlight: number,
+  durationMs: number,
+): Promise<Result> {
   const latencies: number[] = [];
-  const end = Date.now() + DURATION_MS;
-  const worker = async () => {
+  let errors = 0;
+  const end = Date.now() + durationMs;
+  const worker = async (i: number) => {
+    const op = ops[i % ops.length]!;
     while (Date.now() < end) {
       const t0 = performance.now();
-      await op();
-      latencies.push(performance.now() - t0);
+      try {
+        await op();
+        latencies.push(performance.now() - t0);
+      } catch {
+        errors++;
+      }
     }
   };
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: inFlight }, worker));
+  await Promise.all(Array.from({ length: inFlight }, (_, i) => worker(i)));
   const seconds = (performance.now() - t0) / 1000;
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  return { opsPerSecond: latencies.length / seconds, p50Ms: at(0.5), p99Ms: at(0.99) };
+  return { opsPerSecond: latencies.length / seconds, p50Ms: at(0.5), p99Ms: at(0.99), errors };
 }
 
-async function suite(endpoint: string): Promise<Map<string, Result>> {
-  const clients = createClients(endpoint);
-  const unary = <Req, Res>(method: "put" | "range", req: Req) =>
-    new Promise<Res>((resolve, reject) =>
-      (clients.kv[method] as unknown as (r: Req, cb: (e: Error | null, r: Res) => void) => void).call(
-        clients.kv,
-        req,
-        (err, res) => (err ? reject(err) : resolve(res)),
-      ),
-    );
-  let n = 0;
-  // Untimed warm-up, so neither side is measured while the client or server JIT is still cold.
-  const warmUpEnd = Date.now() + 1000;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (Date.now() < warmUpEnd) {
-        await unary("put", putRequest({ key: Buffer.from(`k${n++ % 10000}`), value: VALUE }));
-      }
-    }),
-  );
+async function suite(kind: ClusterKind): Promise<Map<string, Result>> {
+  const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
+  const cluster = await Cluster.start({ kind, dir });
+  const clients = cluster.members.map((m) => createClients(m.endpoint));
   const results = new Map<string, Result>();
-  for (const inFlight of IN_FLIGHT) {
-    results.set(
-      `put@${inFlight}`,
-      await measure(
-        () =>
-          unary<etcd.PutRequest, etcd.PutResponse>(
-            "put",
-            putRequest({ key: Buffer.from(`k${n++ % 10000}`), value: VALUE }),
-          ),
-        inFlight,
-      ),
+  try {
+    // Untimed warm-up that also fills the key space, so reads find values and JITs are warm.
+    await measure(
+      clients.map((c) => operation("put", c)),
+      16,
+      WARM_UP_MS,
     );
-    results.set(
-      `range-linearizable@${inFlight}`,
-      await measure(() => unary("range", rangeRequest({ key: Buffer.from(`k${n++ % 10000}`) })), inFlight),
-    );
-    results.set(
-      `range-serializable@${inFlight}`,
-      await measure(
-        () => unary("range", rangeRequest({ key: Buffer.from(`k${n++ % 10000}`), serializable: true })),
-        inFlight,
-      ),
-    );
+    for (const inFlight of IN_FLIGHT) {
+      for (const workload of WORKLOADS) {
+        const ops = clients.map((c) => operation(workload, c));
+        results.set(`${workload}@${inFlight}`, await measure(ops, inFlight, DURATION_MS));
+      }
+    }
+  } finally {
+    for (const c of clients) c.close();
+    cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
-  clients.close();
   return results;
 }
 
-async function startEtcd(): Promise<{ endpoint: string; stop: () => void } | null> {
-  if (spawnSync("which", ["etcd"]).status !== 0) return null;
-  const dir = mkdtempSync(join(tmpdir(), "etcd-bench-"));
-  const [client, peer] = [await freePort(), await freePort()];
-  const child = spawn(
-    "etcd",
-    [
-      "--name=bench",
-      `--data-dir=${join(dir, "data")}`,
-      `--listen-client-urls=http://127.0.0.1:${client}`,
-      `--advertise-client-urls=http://127.0.0.1:${client}`,
-      `--listen-peer-urls=http://127.0.0.1:${peer}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
-      `--initial-cluster=bench=http://127.0.0.1:${peer}`,
-      "--log-level=error",
-    ],
-    { stdio: "ignore" },
-  );
-  const endpoint = `127.0.0.1:${client}`;
-  const deadline = Date.now() + 30_000;
-  while (
-    spawnSync("etcdctl", [`--endpoints=${endpoint}`, "endpoint", "health"], {
-      env: { ...process.env, ETCDCTL_API: "3" },
-    }).status !== 0
-  ) {
-    if (Date.now() > deadline) throw new Error("etcd did not become healthy");
-  }
-  const stop = () => {
-    child.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
-  };
-  return { endpoint, stop };
+function row(name: string, c: Result | undefined, e: Result | undefined): string {
+  const cell = (r: Result | undefined, f: (r: Result) => string, width: number) =>
+    (r ? f(r) : "-").padStart(width);
+  return [
+    name.padEnd(24),
+    cell(c, (r) => r.opsPerSecond.toFixed(0), 10),
+    cell(c, (r) => r.p50Ms.toFixed(1), 7),
+    cell(c, (r) => r.p99Ms.toFixed(1), 7),
+    cell(c, (r) => String(r.errors), 5),
+    "|",
+    cell(e, (r) => r.opsPerSecond.toFixed(0), 10),
+    cell(e, (r) => r.p50Ms.toFixed(1), 7),
+    cell(e, (r) => r.p99Ms.toFixed(1), 7),
+    cell(e, (r) => String(r.errors), 5),
+    "|",
+    (c && e ? (c.opsPerSecond / e.opsPerSecond).toFixed(2) : "-").padStart(6),
+    (c && e ? (c.p99Ms / e.p99Ms).toFixed(2) : "-").padStart(9),
+  ].join(" ");
 }
 
-const server = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "serve-single.ts")], {
-  stdio: ["ignore", "pipe", "inherit"],
-  env: { ...process.env, NODE_OPTIONS: "--conditions=source" },
-});
-const chainfire = await suite(await firstLine(server));
-server.kill("SIGTERM");
-const etcdServer = await startEtcd();
-const etcdResults = etcdServer ? await suite(etcdServer.endpoint) : null;
-etcdServer?.stop();
-
+const kinds = (process.env.BENCH_KINDS ?? "chainfire,etcd").split(",") as ClusterKind[];
+// The daemon runs from dist/: compile first (incremental, quick when nothing changed).
+const build = spawnSync("pnpm", ["exec", "tsc", "-b"], { cwd: PACKAGE_DIR, stdio: "inherit" });
+if (build.status !== 0) throw new Error("build failed: the benchmark needs the compiled daemon");
 for (const line of storeBench()) console.log(line);
-console.log(`single member, 256-byte values, ${DURATION_MS} ms per measurement`);
+const chainfire = kinds.includes("chainfire") ? await suite("chainfire") : null;
+const etcd = kinds.includes("etcd") && hasBinary("etcd") ? await suite("etcd") : null;
 console.log(
-  "workload                      chainfire ops/s  p50 ms  p99 ms |  etcd ops/s  p50 ms  p99 ms | ratio",
+  `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, requests spread over the members`,
 );
-for (const [name, c] of chainfire) {
-  const e = etcdResults?.get(name);
-  const cols = [
-    name.padEnd(28),
-    c.opsPerSecond.toFixed(0).padStart(16),
-    c.p50Ms.toFixed(2).padStart(7),
-    c.p99Ms.toFixed(2).padStart(7),
-    "|",
-    (e ? e.opsPerSecond.toFixed(0) : "-").padStart(11),
-    (e ? e.p50Ms.toFixed(2) : "-").padStart(7),
-    (e ? e.p99Ms.toFixed(2) : "-").padStart(7),
-    "|",
-    e ? (c.opsPerSecond / e.opsPerSecond).toFixed(2) : "-",
-  ];
-  console.log(cols.join(" "));
+console.log(
+  `${"workload".padEnd(24)}  chainfire/s  p50 ms  p99 ms  errs |     etcd/s  p50 ms  p99 ms  errs | ratio p99 ratio`,
+);
+for (const inFlight of IN_FLIGHT) {
+  for (const workload of WORKLOADS) {
+    const name = `${workload}@${inFlight}`;
+    console.log(row(name, chainfire?.get(name), etcd?.get(name)));
+  }
 }

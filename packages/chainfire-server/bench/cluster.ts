@@ -1,0 +1,191 @@
+// Starts a 3-member cluster of real processes on loopback with etcd's flags — either etcd itself or
+// the chainfire daemon (whose flags mirror etcd's) — so benchmarks and differential tests start both
+// the same way. Used by bench/bench.ts and test/etcdctl-*.test.ts.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Metadata } from "@grpc/grpc-js";
+import { createClients } from "@photoncloud/chainfire-api";
+import { rangeRequest } from "../src/mvcc/messages.js";
+
+export type ClusterKind = "etcd" | "chainfire";
+
+export const PACKAGE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const CHAINFIRE_BIN = join(PACKAGE_DIR, "dist/bin/chainfire.js");
+
+export interface ClusterMember {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dataDir: string;
+  /** host:port of the client URL. */
+  readonly endpoint: string;
+  process: ChildProcess | null;
+  log: string;
+}
+
+export interface ClusterOptions {
+  kind: ClusterKind;
+  /** Parent directory; each member's data dir is <dir>/<name>. */
+  dir: string;
+  size?: number;
+  token?: string;
+  heartbeatMs?: number;
+  electionMs?: number;
+  /** Data dirs already prepared (e.g. by `snapshot restore`): keep them instead of wiping. */
+  keepDataDirs?: boolean;
+  extraArgs?: string[];
+}
+
+export function hasBinary(name: string): boolean {
+  return spawnSync("which", [name]).status === 0;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+export class Cluster {
+  private constructor(
+    readonly options: ClusterOptions,
+    readonly members: ClusterMember[],
+  ) {}
+
+  /** Picks ports and names (m1, m2, ...) without starting anything. */
+  static async plan(options: ClusterOptions): Promise<Cluster> {
+    const members: ClusterMember[] = [];
+    for (let i = 1; i <= (options.size ?? 3); i++) {
+      const [clientPort, peerPort] = [await freePort(), await freePort()];
+      members.push({
+        name: `m${i}`,
+        clientPort,
+        peerPort,
+        dataDir: join(options.dir, `m${i}`),
+        endpoint: `127.0.0.1:${clientPort}`,
+        process: null,
+        log: "",
+      });
+    }
+    return new Cluster(options, members);
+  }
+
+  static async start(options: ClusterOptions): Promise<Cluster> {
+    const cluster = await Cluster.plan(options);
+    cluster.startAll();
+    await cluster.waitReady();
+    return cluster;
+  }
+
+  get endpoints(): string {
+    return this.members.map((m) => m.endpoint).join(",");
+  }
+
+  get initialCluster(): string {
+    return this.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
+  }
+
+  /** Plans one more member (ports, data dir) outside the initial cluster, for membership tests. */
+  async planExtra(name: string): Promise<ClusterMember> {
+    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const member: ClusterMember = {
+      name,
+      clientPort,
+      peerPort,
+      dataDir: join(this.options.dir, name),
+      endpoint: `127.0.0.1:${clientPort}`,
+      process: null,
+      log: "",
+    };
+    rmSync(member.dataDir, { recursive: true, force: true });
+    return member;
+  }
+
+  /** The etcd flags of one member; identical for both kinds. */
+  args(m: ClusterMember, joining?: { initialCluster: string }): string[] {
+    const o = this.options;
+    return [
+      `--name=${m.name}`,
+      `--data-dir=${m.dataDir}`,
+      `--listen-client-urls=http://127.0.0.1:${m.clientPort}`,
+      `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
+      `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      `--initial-cluster=${joining?.initialCluster ?? this.initialCluster}`,
+      `--initial-cluster-state=${joining ? "existing" : "new"}`,
+      `--initial-cluster-token=${o.token ?? `bench-${o.kind}`}`,
+      `--heartbeat-interval=${o.heartbeatMs ?? 100}`,
+      `--election-timeout=${o.electionMs ?? 1000}`,
+      ...(o.extraArgs ?? []),
+    ];
+  }
+
+  startAll(): void {
+    for (const m of this.members) {
+      if (!this.options.keepDataDirs) rmSync(m.dataDir, { recursive: true, force: true });
+      mkdirSync(this.options.dir, { recursive: true });
+      this.startMember(m);
+    }
+  }
+
+  startMember(m: ClusterMember, joining?: { initialCluster: string }): void {
+    if (this.options.kind === "chainfire" && !existsSync(CHAINFIRE_BIN)) {
+      throw new Error(`${CHAINFIRE_BIN} is missing: build first (pnpm exec tsc -b)`);
+    }
+    const [command, prefix] =
+      this.options.kind === "etcd" ? ["etcd", ["--log-level=error"]] : [process.execPath, [CHAINFIRE_BIN]];
+    const child = spawn(command, [...prefix, ...this.args(m, joining)], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    // Keep the tail of stderr so a failed start can say why.
+    child.stderr!.on("data", (d: Buffer) => {
+      m.log = (m.log + d.toString()).slice(-8000);
+    });
+    m.process = child;
+  }
+
+  /** Every member answers a linearizable read (so a leader exists and each member reaches it). */
+  async waitReady(deadlineMs = 90_000): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    for (const m of this.members) {
+      const clients = createClients(m.endpoint);
+      try {
+        for (;;) {
+          const ok = await new Promise<boolean>((resolve) => {
+            clients.kv.range(
+              rangeRequest({ key: Buffer.from("ready") }),
+              new Metadata(),
+              { deadline: Date.now() + 3000 },
+              (err) => resolve(err === null),
+            );
+          });
+          if (ok) break;
+          if (m.process?.exitCode !== null && m.process?.exitCode !== undefined) {
+            throw new Error(`${this.options.kind} ${m.name} exited (${m.process.exitCode}): ${m.log}`);
+          }
+          if (Date.now() > deadline) throw new Error(`${this.options.kind} ${m.name} not ready: ${m.log}`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      } finally {
+        clients.close();
+      }
+    }
+  }
+
+  stopMember(m: ClusterMember): void {
+    m.process?.kill("SIGKILL");
+    m.process = null;
+  }
+
+  stop(): void {
+    for (const m of this.members) this.stopMember(m);
+  }
+}

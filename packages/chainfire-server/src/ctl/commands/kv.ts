@@ -1,0 +1,233 @@
+// `put|get|del|watch`, shaped like etcdctl's so an etcd user's habits carry over: --prefix,
+// --from-key, --rev, --limit, --sort-by/--order, --keys-only, --prev-kv, simple output of key then value.
+import { etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { deleteRangeRequest, putRequest, rangeRequest as rangeRequestOf } from "../../mvcc/messages.js";
+import { type Connection, call, fromGrpc } from "../connection.js";
+import { badArgument, CtlError } from "../errors.js";
+import { type CtlIo, type OutputFormat, parseHexId, toJson } from "../format.js";
+
+/** The smallest key after every key with this prefix; "\0" (everything) when the prefix is all 0xff. */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+export interface RangeFlags {
+  prefix?: boolean;
+  fromKey?: boolean;
+}
+
+export function rangeOf(
+  key: string,
+  rangeEnd: string | undefined,
+  flags: RangeFlags,
+): { key: Buffer; rangeEnd: Buffer } {
+  if (flags.prefix && flags.fromKey) throw badArgument("--prefix and --from-key cannot be used together");
+  if (rangeEnd !== undefined && (flags.prefix || flags.fromKey)) {
+    throw badArgument("a range end cannot be combined with --prefix or --from-key");
+  }
+  const k = Buffer.from(key);
+  if (flags.fromKey) return { key: k.length === 0 ? Buffer.from([0]) : k, rangeEnd: Buffer.from([0]) };
+  if (flags.prefix) return { key: k.length === 0 ? Buffer.from([0]) : k, rangeEnd: prefixEnd(k) };
+  return { key: k, rangeEnd: Buffer.from(rangeEnd ?? "") };
+}
+
+function printKvs(
+  io: CtlIo,
+  kvs: readonly mvccpb.KeyValue[],
+  opts: { keysOnly?: boolean; valuesOnly?: boolean },
+): void {
+  for (const kv of kvs) {
+    if (!opts.valuesOnly) io.out(kv.key.toString());
+    if (!opts.keysOnly) io.out(kv.value.toString());
+  }
+}
+
+function parseBigint(text: string | undefined, flag: string): bigint {
+  if (text === undefined) return 0n;
+  if (!/^\d+$/.test(text)) throw badArgument(`${flag}: "${text}" is not a non-negative integer`);
+  return BigInt(text);
+}
+
+export interface PutFlags {
+  lease?: string;
+  prevKv?: boolean;
+  ignoreValue?: boolean;
+  ignoreLease?: boolean;
+}
+
+export async function put(
+  conn: Connection,
+  io: CtlIo,
+  format: OutputFormat,
+  key: string,
+  value: string | undefined,
+  flags: PutFlags,
+): Promise<void> {
+  if (key === "") throw badArgument("put needs a non-empty key");
+  let text = value;
+  if (text === undefined && !flags.ignoreValue) {
+    if (!io.readStdin) throw badArgument("put needs a value (or --ignore-value)");
+    text = (await io.readStdin()).replace(/\n$/, "");
+  }
+  const req = putRequest({
+    key: Buffer.from(key),
+    value: Buffer.from(text ?? ""),
+    lease: flags.lease === undefined ? 0n : parseHexId(flags.lease, "--lease"),
+    prevKv: flags.prevKv === true,
+    ignoreValue: flags.ignoreValue === true,
+    ignoreLease: flags.ignoreLease === true,
+  });
+  const kv = conn.clients().kv;
+  const res = await call(conn, conn.endpoints[0]!, kv.put.bind(kv), req);
+  if (format === "json") return io.out(toJson(res));
+  io.out("OK");
+  if (res.prevKv) printKvs(io, [res.prevKv], {});
+}
+
+export interface GetFlags extends RangeFlags {
+  rev?: string;
+  limit?: string;
+  sortBy?: string;
+  order?: string;
+  keysOnly?: boolean;
+  countOnly?: boolean;
+  printValueOnly?: boolean;
+  consistency?: string;
+}
+
+const SORT_TARGETS: Record<string, etcd.RangeRequest_SortTarget> = {
+  KEY: etcd.RangeRequest_SortTarget.KEY,
+  VERSION: etcd.RangeRequest_SortTarget.VERSION,
+  CREATE: etcd.RangeRequest_SortTarget.CREATE,
+  MODIFY: etcd.RangeRequest_SortTarget.MOD,
+  VALUE: etcd.RangeRequest_SortTarget.VALUE,
+};
+const SORT_ORDERS: Record<string, etcd.RangeRequest_SortOrder> = {
+  ASCEND: etcd.RangeRequest_SortOrder.ASCEND,
+  DESCEND: etcd.RangeRequest_SortOrder.DESCEND,
+};
+
+export function rangeRequest(key: string, rangeEnd: string | undefined, flags: GetFlags): etcd.RangeRequest {
+  const sortTarget = SORT_TARGETS[(flags.sortBy ?? "KEY").toUpperCase()];
+  if (sortTarget === undefined)
+    throw badArgument(`--sort-by must be KEY, VERSION, CREATE, MODIFY or VALUE (got "${flags.sortBy}")`);
+  let sortOrder = etcd.RangeRequest_SortOrder.NONE;
+  if (flags.order !== undefined) {
+    const order = SORT_ORDERS[flags.order.toUpperCase()];
+    if (order === undefined) throw badArgument(`--order must be ASCEND or DESCEND (got "${flags.order}")`);
+    sortOrder = order;
+  } else if (flags.sortBy !== undefined) {
+    sortOrder = etcd.RangeRequest_SortOrder.ASCEND;
+  }
+  const consistency = (flags.consistency ?? "l").toLowerCase();
+  if (consistency !== "l" && consistency !== "s")
+    throw badArgument(`--consistency must be l or s (got "${flags.consistency}")`);
+  return rangeRequestOf({
+    ...rangeOf(key, rangeEnd, flags),
+    revision: parseBigint(flags.rev, "--rev"),
+    limit: parseBigint(flags.limit, "--limit"),
+    sortOrder,
+    sortTarget,
+    serializable: consistency === "s",
+    keysOnly: flags.keysOnly === true,
+    countOnly: flags.countOnly === true,
+  });
+}
+
+export async function get(
+  conn: Connection,
+  io: CtlIo,
+  format: OutputFormat,
+  key: string,
+  rangeEnd: string | undefined,
+  flags: GetFlags,
+): Promise<void> {
+  const kv = conn.clients().kv;
+  const res = await call(conn, conn.endpoints[0]!, kv.range.bind(kv), rangeRequest(key, rangeEnd, flags));
+  if (format === "json") return io.out(toJson(res));
+  if (flags.countOnly) return io.out(String(res.count));
+  printKvs(io, res.kvs, { keysOnly: flags.keysOnly, valuesOnly: flags.printValueOnly });
+}
+
+export async function del(
+  conn: Connection,
+  io: CtlIo,
+  format: OutputFormat,
+  key: string,
+  rangeEnd: string | undefined,
+  flags: RangeFlags & { prevKv?: boolean },
+): Promise<void> {
+  const req = deleteRangeRequest({
+    ...rangeOf(key, rangeEnd, flags),
+    prevKv: flags.prevKv === true,
+  });
+  const kv = conn.clients().kv;
+  const res = await call(conn, conn.endpoints[0]!, kv.deleteRange.bind(kv), req);
+  if (format === "json") return io.out(toJson(res));
+  io.out(String(res.deleted));
+  printKvs(io, res.prevKvs, {});
+}
+
+function printEvent(io: CtlIo, format: OutputFormat, ev: mvccpb.Event, prevKv: boolean): void {
+  if (format === "json") {
+    io.out(toJson(ev));
+    return;
+  }
+  io.out(ev.type === 0 ? "PUT" : "DELETE");
+  if (prevKv && ev.prevKv) printKvs(io, [ev.prevKv], {});
+  printKvs(io, ev.kv ? [ev.kv] : [], {});
+}
+
+/** Streams events until interrupted (io.signal) or the server cancels the watch. */
+export async function watch(
+  conn: Connection,
+  io: CtlIo,
+  format: OutputFormat,
+  key: string,
+  rangeEnd: string | undefined,
+  flags: RangeFlags & { rev?: string; prevKv?: boolean },
+): Promise<void> {
+  const create: etcd.WatchCreateRequest = {
+    ...rangeOf(key, rangeEnd, flags),
+    startRevision: parseBigint(flags.rev, "--rev"),
+    progressNotify: false,
+    filters: [],
+    prevKv: flags.prevKv === true,
+    watchId: 0n,
+    fragment: false,
+  };
+  const endpoint = conn.endpoints[0]!;
+  const stream = conn.clients().watch.watch();
+  await new Promise<void>((resolve, reject) => {
+    const stop = () => {
+      stream.cancel();
+      resolve();
+    };
+    io.signal?.addEventListener("abort", stop, { once: true });
+    stream.on("data", (res: etcd.WatchResponse) => {
+      if (res.canceled) {
+        const why =
+          res.compactRevision > 0n
+            ? `required revision has been compacted (compact revision ${res.compactRevision})`
+            : res.cancelReason || "canceled by the server";
+        stream.cancel();
+        reject(new CtlError("SERVER_ERROR", `watch ${why}`));
+        return;
+      }
+      for (const ev of res.events) printEvent(io, format, ev, create.prevKv);
+    });
+    stream.on("error", (err: import("@grpc/grpc-js").ServiceError) => {
+      if (io.signal?.aborted) return resolve();
+      reject(fromGrpc(err, endpoint));
+    });
+    stream.on("end", () => resolve());
+    stream.write({ createRequest: create });
+  });
+}

@@ -1,0 +1,36 @@
+// `snapshot restore`: the offline restore, then the exact flags the member must start with.
+import { RestoreError, restoreSnapshot } from "../../snapshot/restore.js";
+import { badArgument, CtlError } from "../errors.js";
+import type { CtlIo } from "../format.js";
+
+export interface RestoreFlags {
+  name: string;
+  dataDir: string;
+  initialCluster: string;
+  initialAdvertisePeerUrls: string;
+  initialClusterToken: string;
+  skipHashCheck?: boolean;
+}
+
+export function snapshotRestoreCommand(io: CtlIo, file: string, flags: RestoreFlags): void {
+  let result: ReturnType<typeof restoreSnapshot>;
+  try {
+    result = restoreSnapshot(file, flags);
+  } catch (err) {
+    if (err instanceof RestoreError) {
+      throw err.code === "DATA_DIR_EXISTS"
+        ? new CtlError("DATA_DIR_EXISTS", err.message)
+        : badArgument(err.message);
+    }
+    throw err;
+  }
+  io.out(
+    `Restored ${file} (revision ${result.status.revision}, ${result.status.totalKeys} keys) into ${result.dataDir}`,
+  );
+  io.out("Start this member of the new cluster with:");
+  io.out(
+    `  chainfire --name=${flags.name} --data-dir=${flags.dataDir} --initial-cluster=${flags.initialCluster} ` +
+      `--initial-advertise-peer-urls=${flags.initialAdvertisePeerUrls} --initial-cluster-token=${flags.initialClusterToken} ` +
+      "--initial-cluster-state=new",
+  );
+}

@@ -1,0 +1,101 @@
+// `snapshot save|status|restore`. save streams Maintenance.Snapshot from ONE member into
+// <file>.part, checks the trailing sha256 and only then renames it into place, so a file at the
+// given path is always a whole, verified snapshot.
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import type { ServiceError } from "@grpc/grpc-js";
+import type { etcd } from "@photoncloud/chainfire-api";
+import cliProgress from "cli-progress";
+import { readSnapshotFile, snapshotStatus, verifySnapshotBytes } from "../../snapshot/snapshot-file.js";
+import { type Connection, fromGrpc } from "../connection.js";
+import { badArgument } from "../errors.js";
+import { type CtlIo, humanBytes, type OutputFormat, renderTable, toJson } from "../format.js";
+
+interface Progress {
+  update(doneBytes: number, totalBytes: number): void;
+  stop(): void;
+}
+
+function progressBar(io: CtlIo, label: string): Progress {
+  if (!io.stderrIsTty) return { update() {}, stop() {} };
+  const bar = new cliProgress.SingleBar(
+    { format: `${label} [{bar}] {percentage}% | {doneSize} / {totalSize}`, hideCursor: true, stream: process.stderr },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update(doneBytes, totalBytes) {
+      const payload = { doneSize: humanBytes(doneBytes), totalSize: humanBytes(totalBytes) };
+      if (!started) bar.start(totalBytes, doneBytes, payload);
+      else bar.update(doneBytes, payload);
+      started = true;
+    },
+    stop: () => (started ? bar.stop() : undefined),
+  };
+}
+
+function receive(conn: Connection, io: CtlIo): Promise<Buffer> {
+  const endpoint = conn.endpoints[0]!;
+  const progress = progressBar(io, "snapshot");
+  const chunks: Buffer[] = [];
+  let receivedBytes = 0;
+  return new Promise<Buffer>((resolve, reject) => {
+    const stream = conn.clients().maintenance.snapshot({});
+    stream.on("data", (res: etcd.SnapshotResponse) => {
+      chunks.push(Buffer.from(res.blob));
+      receivedBytes += res.blob.length;
+      progress.update(receivedBytes, receivedBytes + Number(res.remainingBytes));
+    });
+    stream.on("error", (err: ServiceError) => {
+      progress.stop();
+      reject(fromGrpc(err, endpoint));
+    });
+    stream.on("end", () => {
+      progress.stop();
+      resolve(Buffer.concat(chunks));
+    });
+  });
+}
+
+export async function snapshotSave(conn: Connection, io: CtlIo, file: string): Promise<void> {
+  if (conn.endpoints.length !== 1) {
+    throw badArgument(
+      `snapshot save takes exactly one endpoint (got ${conn.endpoints.length}); pick one member`,
+    );
+  }
+  const bytes = await receive(conn, io);
+  // Refuse to leave a bad file behind: the stream's own trailer must match its content.
+  verifySnapshotBytes(bytes, `snapshot from ${conn.endpoints[0]!.address}`);
+  const partial = `${file}.part`;
+  try {
+    const fd = openSync(partial, "w", 0o600);
+    try {
+      writeSync(fd, bytes);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(partial, file);
+  } catch (err) {
+    rmSync(partial, { force: true });
+    throw badArgument(`cannot write snapshot to ${file}: ${(err as Error).message}`);
+  }
+  io.out(`Snapshot saved at ${file}`);
+}
+
+export function snapshotStatusCommand(io: CtlIo, format: OutputFormat, file: string): void {
+  const s = snapshotStatus(readSnapshotFile(file), file);
+  if (format === "json") {
+    io.out(
+      toJson({ hash: s.hash, revision: s.revision, totalKey: s.totalKeys, totalSize: s.totalSizeBytes }),
+    );
+    return;
+  }
+  const row = [
+    s.hash.toString(16).padStart(8, "0"),
+    String(s.revision),
+    String(s.totalKeys),
+    humanBytes(s.totalSizeBytes),
+  ];
+  if (format === "table") io.out(renderTable(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [row]));
+  else io.out(row.join(", "));
+}

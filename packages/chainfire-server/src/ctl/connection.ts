@@ -1,0 +1,144 @@
+// Connecting to chainfire (or etcd) endpoints: endpoint parsing, TLS credentials from etcdctl's
+// flags, one client set per endpoint, and unary calls with a deadline whose gRPC failures become
+// CtlErrors that say which endpoint failed and why.
+import { readFileSync } from "node:fs";
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
+import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
+import { badArgument, CtlError } from "./errors.js";
+
+export interface GlobalOptions {
+  endpoints: string;
+  writeOut: "simple" | "table" | "json";
+  cacert?: string;
+  cert?: string;
+  key?: string;
+  dialTimeout: string;
+  commandTimeout: string;
+}
+
+export interface Endpoint {
+  /** host:port as dialled and printed. */
+  readonly address: string;
+  readonly tls: boolean;
+}
+
+export function parseEndpoints(text: string): Endpoint[] {
+  const parts = text
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
+  if (parts.length === 0) throw badArgument("--endpoints is empty; give host:port[,host:port...]");
+  return parts.map((part) => {
+    const match = /^(?:(https?):\/\/)?([^/\s]+?:\d{1,5})\/?$/.exec(part);
+    if (!match) {
+      throw badArgument(
+        `--endpoints: "${part}" is not host:port or http(s)://host:port (e.g. 127.0.0.1:2379)`,
+      );
+    }
+    return { address: match[2]!, tls: match[1] === "https" };
+  });
+}
+
+/** Durations as etcdctl writes them: "5s", "500ms", "1m"; a bare number means seconds. */
+export function parseDurationMs(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!match) throw badArgument(`${flag}: "${text}" is not a duration (e.g. 5s, 500ms, 1m)`);
+  const factor = match[2] === "ms" ? 1 : match[2] === "m" ? 60_000 : 1000;
+  return Number(match[1]) * factor;
+}
+
+function readPem(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw badArgument(`${flag}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+export function channelCredentials(opts: GlobalOptions, endpoint: Endpoint): ChannelCredentials {
+  if ((opts.cert === undefined) !== (opts.key === undefined)) {
+    throw badArgument("--cert and --key go together: give both for client-certificate authentication");
+  }
+  const wantsTls = endpoint.tls || opts.cacert !== undefined || opts.cert !== undefined;
+  if (!wantsTls) return credentials.createInsecure();
+  return credentials.createSsl(
+    opts.cacert ? readPem(opts.cacert, "--cacert") : null,
+    opts.key ? readPem(opts.key, "--key") : null,
+    opts.cert ? readPem(opts.cert, "--cert") : null,
+  );
+}
+
+export class Connection {
+  readonly endpoints: Endpoint[];
+  readonly commandTimeoutMs: number;
+  readonly dialTimeoutMs: number;
+  private readonly open = new Map<string, ChainfireClients>();
+
+  constructor(readonly options: GlobalOptions) {
+    this.endpoints = parseEndpoints(options.endpoints);
+    this.commandTimeoutMs = parseDurationMs(options.commandTimeout, "--command-timeout");
+    this.dialTimeoutMs = parseDurationMs(options.dialTimeout, "--dial-timeout");
+  }
+
+  clients(endpoint: Endpoint = this.endpoints[0]!): ChainfireClients {
+    let clients = this.open.get(endpoint.address);
+    if (!clients) {
+      clients = createClients(endpoint.address, channelCredentials(this.options, endpoint), {
+        "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      });
+      this.open.set(endpoint.address, clients);
+    }
+    return clients;
+  }
+
+  deadline(): Date {
+    return new Date(Date.now() + this.commandTimeoutMs);
+  }
+
+  close(): void {
+    for (const clients of this.open.values()) clients.close();
+    this.open.clear();
+  }
+}
+
+type UnaryMethod<Req, Res> = (
+  req: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (err: ServiceError | null, res: Res) => void,
+) => unknown;
+
+/** Calls a generated unary method with the command deadline; failures become CtlErrors. */
+export function call<Req, Res>(
+  conn: Connection,
+  endpoint: Endpoint,
+  method: UnaryMethod<Req, Res>,
+  req: Req,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method(req, new Metadata(), { deadline: conn.deadline() }, (err, res) =>
+      err ? reject(fromGrpc(err, endpoint)) : resolve(res),
+    );
+  });
+}
+
+/** Turns a gRPC failure into what an operator needs: which endpoint, and the server's own words. */
+export function fromGrpc(err: ServiceError, endpoint: Endpoint): CtlError {
+  if (err.code === status.UNAVAILABLE && /connect|No connection|ECONNREFUSED/i.test(err.details)) {
+    return new CtlError("UNREACHABLE", `cannot reach ${endpoint.address}: ${err.details}`);
+  }
+  if (err.code === status.DEADLINE_EXCEEDED) {
+    return new CtlError(
+      "UNREACHABLE",
+      `${endpoint.address} did not answer in time (deadline exceeded); check the endpoint or raise --command-timeout`,
+    );
+  }
+  return new CtlError("SERVER_ERROR", err.details || status[err.code] || "unknown server error");
+}

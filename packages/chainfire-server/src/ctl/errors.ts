@@ -1,0 +1,24 @@
+// The CLI's own failure kinds. Each carries a stable code so tests and scripts can tell a usage
+// mistake from an unreachable server; the message is what the operator reads on stderr.
+export type CtlErrorCode =
+  | "BAD_ARGUMENT"
+  | "UNREACHABLE"
+  | "SERVER_ERROR"
+  | "SNAPSHOT_CORRUPT"
+  | "SNAPSHOT_TRUNCATED"
+  | "DATA_DIR_EXISTS"
+  | "MEMBER_NOT_FOUND";
+
+export class CtlError extends Error {
+  constructor(
+    readonly code: CtlErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "CtlError";
+  }
+}
+
+export function badArgument(message: string): CtlError {
+  return new CtlError("BAD_ARGUMENT", message);
+}

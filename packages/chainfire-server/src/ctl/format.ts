@@ -1,0 +1,83 @@
+// Output rendering shared by every command: etcdctl's three shapes (simple lines, a bordered table,
+// JSON). 64-bit values are bigints and are printed with every digit, never through a JS number.
+
+import { badArgument } from "./errors.js";
+
+export type OutputFormat = "simple" | "table" | "json";
+
+/** 16 lower-case hex digits, as etcd shows member IDs. */
+export function formatId(id: bigint): string {
+  return id.toString(16).padStart(16, "0");
+}
+
+/** Accepts hex (with or without 0x, as etcdctl prints it); the error names the argument. */
+export function parseHexId(text: string, what: string): bigint {
+  const digits = text.startsWith("0x") || text.startsWith("0X") ? text.slice(2) : text;
+  if (!/^[0-9a-fA-F]{1,16}$/.test(digits)) {
+    throw badArgument(`${what} "${text}" is not a hex ID (up to 16 hex digits, e.g. 8e9e05c52164694d)`);
+  }
+  return BigInt(`0x${digits}`);
+}
+
+/** Decimal-SI sizes like etcd's (go-humanize): 20480 → "20 kB". */
+export function humanBytes(bytes: bigint | number): string {
+  const value = Number(bytes);
+  if (value < 10) return `${value} B`;
+  const units = ["B", "kB", "MB", "GB", "TB", "PB"];
+  const exponent = Math.min(Math.floor(Math.log(value) / Math.log(1000)), units.length - 1);
+  const scaled = Math.floor((value / 1000 ** exponent) * 10 + 0.5) / 10;
+  return `${scaled < 10 ? scaled.toFixed(1) : scaled.toFixed(0)} ${units[exponent]}`;
+}
+
+function snakeCase(name: string): string {
+  // Upper-case keys ("Endpoint", "Status") are etcdctl's own wrapper names and stay as they are.
+  return /^[A-Z]/.test(name) ? name : name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+const BIGINT_MARK = "\u0000bigint:";
+
+function plain(value: unknown): unknown {
+  if (typeof value === "bigint") return `${BIGINT_MARK}${value}`;
+  if (value instanceof Uint8Array) return Buffer.from(value).toString("base64");
+  if (Array.isArray(value)) return value.map(plain);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, inner]) => inner !== undefined)
+        .map(([k, inner]) => [snakeCase(k), plain(inner)]),
+    );
+  }
+  return value;
+}
+
+/**
+ * JSON with proto field names (snake_case), bigints as exact integer literals and bytes as base64,
+ * which is how etcd's JSON output carries keys and values.
+ */
+export function toJson(value: unknown): string {
+  return JSON.stringify(plain(value)).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+}
+
+/** A bordered table in etcdctl's style: centred upper-case headers, right-aligned cells. */
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const rule = `+${widths.map((w) => "-".repeat(w + 2)).join("+")}+`;
+  const centre = (text: string, width: number) => {
+    const left = Math.ceil((width - text.length) / 2);
+    return " ".repeat(left) + text + " ".repeat(width - text.length - left);
+  };
+  const head = `|${headers.map((h, i) => ` ${centre(h, widths[i]!)} `).join("|")}|`;
+  const body = rows.map((r) => `|${r.map((c, i) => ` ${c.padStart(widths[i]!)} `).join("|")}|`);
+  return [rule, head, rule, ...body, rule].join("\n");
+}
+
+/** Where commands write: stdout/stderr streams plus whether stderr is an interactive terminal. */
+export interface CtlIo {
+  out(text: string): void;
+  err(text: string): void;
+  readonly stderrIsTty: boolean;
+  /** Aborted when the user interrupts (Ctrl-C); long-running commands (watch) stop on it. */
+  readonly signal?: AbortSignal;
+  /** Standard input as text, for `put` without a value. */
+  readStdin?(): Promise<string>;
+}

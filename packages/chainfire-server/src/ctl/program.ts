@@ -1,0 +1,228 @@
+// chainfirectl's command tree (commander). Every action resolves or throws; `runCtl` turns a throw
+// into one clear line on stderr and a non-zero exit status, and never lets a stack trace reach the
+// operator for an expected failure.
+import { Command, CommanderError, Option } from "commander";
+import { SnapshotFileError } from "../snapshot/snapshot-file.js";
+import { endpointHealth, endpointStatus } from "./commands/endpoint.js";
+import { del, get, put, watch } from "./commands/kv.js";
+import {
+  leaderTransfer,
+  listMembers,
+  memberAdd,
+  memberPromote,
+  memberRemove,
+  memberUpdate,
+  printMembers,
+} from "./commands/member.js";
+import { snapshotSave, snapshotStatusCommand } from "./commands/snapshot.js";
+import { snapshotRestoreCommand } from "./commands/snapshot-restore.js";
+import { Connection, type GlobalOptions } from "./connection.js";
+import { CtlError } from "./errors.js";
+import type { CtlIo, OutputFormat } from "./format.js";
+
+export const CTL_VERSION = "0.1.0";
+
+type Action = (conn: Connection, format: OutputFormat, ...args: never[]) => Promise<void>;
+
+/** Wraps an action: opens the connection from the global flags and always closes it. */
+function withConnection(action: Action) {
+  return async (...args: unknown[]) => {
+    const command = args[args.length - 1] as Command;
+    const globals = command.optsWithGlobals() as GlobalOptions;
+    const conn = new Connection(globals);
+    try {
+      await (action as (...a: unknown[]) => Promise<void>)(conn, globals.writeOut, ...args.slice(0, -1));
+    } finally {
+      conn.close();
+    }
+  };
+}
+
+function globalOptions(program: Command): void {
+  program
+    .addOption(
+      new Option("--endpoints <list>", "comma-separated gRPC endpoints")
+        .default("127.0.0.1:2379")
+        .env("CHAINFIRECTL_ENDPOINTS"),
+    )
+    .addOption(
+      new Option("-w, --write-out <format>", "output format")
+        .choices(["simple", "table", "json"])
+        .default("simple"),
+    )
+    .option("--cacert <file>", "verify servers with this CA bundle (enables TLS)")
+    .option("--cert <file>", "client certificate for mTLS (with --key)")
+    .option("--key <file>", "client private key for mTLS (with --cert)")
+    .option("--dial-timeout <duration>", "connection timeout", "2s")
+    .option("--command-timeout <duration>", "per-request timeout", "5s");
+}
+
+function memberCommands(program: Command, io: CtlIo): void {
+  const member = program.command("member").description("membership (chainfire.v1.Cluster)");
+  member
+    .command("list")
+    .description("list members")
+    .action(withConnection(async (conn, format) => printMembers(io, format, await listMembers(conn))));
+  member
+    .command("add <name>")
+    .description("add a member, or update one that has this ID/name (upsert)")
+    .option("--peer-urls <urls>", "comma-separated peer URLs")
+    .option("--client-urls <urls>", "comma-separated client URLs")
+    .option("--learner", "add as a learner (non-voting)")
+    .option("--id <hex>", "explicit member ID (default: derived from the name and cluster token)")
+    .action(
+      withConnection((conn, format, name: string, opts: object) => memberAdd(conn, io, format, name, opts)),
+    );
+  member
+    .command("remove <id>")
+    .description("remove a member (any, including the leader)")
+    .action(withConnection((conn, format, id: string) => memberRemove(conn, io, format, id)));
+  member
+    .command("promote <id>")
+    .description("promote a learner to voter")
+    .action(withConnection((conn, format, id: string) => memberPromote(conn, io, format, id)));
+  member
+    .command("update <id>")
+    .description("replace a member's URLs in place")
+    .option("--peer-urls <urls>", "comma-separated peer URLs")
+    .option("--client-urls <urls>", "comma-separated client URLs")
+    .action(
+      withConnection((conn, format, id: string, opts: object) => memberUpdate(conn, io, format, id, opts)),
+    );
+  const leader = program.command("leader").description("leadership");
+  leader
+    .command("transfer <target>")
+    .description("hand leadership to a voter, by name or hex ID")
+    .action(withConnection((conn, format, target: string) => leaderTransfer(conn, io, format, target)));
+}
+
+function endpointCommands(program: Command, io: CtlIo): void {
+  const endpoint = program.command("endpoint").description("per-endpoint status and health");
+  endpoint
+    .command("status")
+    .option("--cluster", "ask every member listed by `member list`")
+    .action(
+      withConnection((conn, format, opts: { cluster?: boolean }) =>
+        endpointStatus(conn, io, format, opts.cluster === true),
+      ),
+    );
+  endpoint
+    .command("health")
+    .option("--cluster", "ask every member listed by `member list`")
+    .action(
+      withConnection((conn, format, opts: { cluster?: boolean }) =>
+        endpointHealth(conn, io, format, opts.cluster === true),
+      ),
+    );
+}
+
+function rangeOptions(command: Command): Command {
+  return command.option("--prefix", "treat the key as a prefix").option("--from-key", "every key >= the key");
+}
+
+function kvCommands(program: Command, io: CtlIo): void {
+  program
+    .command("put <key> [value]")
+    .description("put a key (value from stdin when omitted)")
+    .option("--lease <hex>", "attach to this lease")
+    .option("--prev-kv", "print the previous key-value")
+    .option("--ignore-value", "keep the current value")
+    .option("--ignore-lease", "keep the current lease")
+    .action(
+      withConnection((conn, format, key: string, value: string | undefined, opts: object) =>
+        put(conn, io, format, key, value, opts),
+      ),
+    );
+  rangeOptions(program.command("get <key> [range_end]").description("get keys"))
+    .option("--rev <revision>", "read at this revision")
+    .option("--limit <n>", "at most n keys")
+    .option("--sort-by <target>", "KEY, VERSION, CREATE, MODIFY or VALUE")
+    .option("--order <order>", "ASCEND or DESCEND")
+    .option("--keys-only", "keys without values")
+    .option("--count-only", "only the number of keys")
+    .option("--print-value-only", "values without keys")
+    .option("--consistency <l|s>", "l = linearizable, s = serializable", "l")
+    .action(
+      withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
+        get(conn, io, format, key, end, opts),
+      ),
+    );
+  rangeOptions(program.command("del <key> [range_end]").description("delete keys"))
+    .option("--prev-kv", "print the deleted key-values")
+    .action(
+      withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
+        del(conn, io, format, key, end, opts),
+      ),
+    );
+  rangeOptions(program.command("watch <key> [range_end]").description("print events until interrupted"))
+    .option("--rev <revision>", "start at this revision (history catch-up)")
+    .option("--prev-kv", "print the previous key-value with each event")
+    .action(
+      withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
+        watch(conn, io, format, key, end, opts),
+      ),
+    );
+}
+
+function snapshotCommands(program: Command, io: CtlIo): void {
+  const snapshot = program.command("snapshot").description("backup and restore");
+  snapshot
+    .command("save <file>")
+    .description("stream a snapshot from one member into a file")
+    .action(withConnection((conn, _format, file: string) => snapshotSave(conn, io, file)));
+  snapshot
+    .command("status <file>")
+    .description("hash, revision, total keys and size of a snapshot file")
+    .action((file: string, _opts: object, command: Command) =>
+      snapshotStatusCommand(io, command.optsWithGlobals().writeOut, file),
+    );
+  snapshot
+    .command("restore <file>")
+    .description("offline: write a fresh data dir for one member of a NEW cluster from a snapshot file")
+    .requiredOption("--name <name>", "this member's name (in --initial-cluster)")
+    .requiredOption("--data-dir <dir>", "data directory to create (must not exist or be empty)")
+    .requiredOption("--initial-cluster <list>", "name=peerURL,... of the new cluster")
+    .requiredOption("--initial-advertise-peer-urls <urls>", "this member's peer URLs")
+    .option(
+      "--initial-cluster-token <token>",
+      "token of the new cluster (gives it a new identity)",
+      "photoncloud-cluster",
+    )
+    .option("--skip-hash-check", "accept a database copy without the trailing sha256")
+    .action((file: string, opts: object) => snapshotRestoreCommand(io, file, opts as never));
+}
+
+export function buildProgram(io: CtlIo): Command {
+  const program = new Command("chainfirectl")
+    .description("command-line client for chainfire (etcdctl-compatible flags)")
+    .version(CTL_VERSION)
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.out(s.replace(/\n$/, "")),
+      writeErr: (s) => io.err(s.replace(/\n$/, "")),
+    });
+  globalOptions(program);
+  memberCommands(program, io);
+  endpointCommands(program, io);
+  kvCommands(program, io);
+  snapshotCommands(program, io);
+  return program;
+}
+
+/** Runs one invocation; returns the process exit status. */
+export async function runCtl(argv: readonly string[], io: CtlIo): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof CtlError || err instanceof SnapshotFileError) {
+      io.err(`Error: ${err.message}`);
+      return err instanceof CtlError && err.code === "BAD_ARGUMENT" ? 2 : 1;
+    }
+    io.err(`Error: ${(err as Error).message ?? String(err)}`);
+    return 1;
+  }
+}

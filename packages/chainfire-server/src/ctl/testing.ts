@@ -1,0 +1,37 @@
+// In-process harness for chainfirectl tests and tools: runs one invocation, captures what it printed.
+import { runCtl } from "./program.js";
+
+export interface CtlRun {
+  code: number;
+  out: string;
+  err: string;
+}
+
+export async function ctl(
+  args: readonly string[],
+  options: { stdin?: string; signal?: AbortSignal } = {},
+): Promise<CtlRun> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCtl(args, {
+    out: (text) => out.push(text),
+    err: (text) => err.push(text),
+    stderrIsTty: false,
+    signal: options.signal,
+    readStdin: options.stdin === undefined ? undefined : async () => options.stdin!,
+  });
+  return { code, out: out.map((l) => `${l}\n`).join(""), err: err.map((l) => `${l}\n`).join("") };
+}
+
+/** Polls `check` every 25 ms until it holds; fails after `deadlineMs` naming what was awaited. */
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  deadlineMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

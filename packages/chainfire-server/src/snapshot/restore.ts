@@ -1,0 +1,122 @@
+// Offline restore (like etcdutl's): turns one snapshot file into the data directory of one member
+// of a NEW cluster. Every member of the new cluster restores the same file; the state machine image
+// is kept (revisions continue) while the Raft side starts afresh: applied_index is reset to 0 and no
+// raft/ directory is written, so the daemon bootstraps a new log, cluster ID and member IDs from its
+// --initial-cluster / --initial-cluster-token flags (layout agreed in the daemon's data-dir contract).
+// Every check runs before anything is written; the directory appears whole or not at all.
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import Database from "better-sqlite3";
+import {
+  readSnapshotFile,
+  rollbackJournalCopy,
+  type SnapshotStatus,
+  snapshotStatus,
+} from "./snapshot-file.js";
+
+export const MVCC_DB_FILE = "mvcc.db";
+
+export interface RestoreOptions {
+  name: string;
+  dataDir: string;
+  initialCluster: string;
+  initialAdvertisePeerUrls: string;
+  initialClusterToken: string;
+  skipHashCheck?: boolean;
+}
+
+export type RestoreErrorCode = "BAD_RESTORE_ARGUMENT" | "DATA_DIR_EXISTS";
+
+export class RestoreError extends Error {
+  constructor(
+    readonly code: RestoreErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RestoreError";
+  }
+}
+
+/** `name=url[,name=url]` (a name may repeat for several URLs) → name → URLs, validated. */
+export function parseInitialCluster(text: string): Map<string, string[]> {
+  const members = new Map<string, string[]>();
+  for (const part of text.split(",").map((p) => p.trim())) {
+    const match = /^([^=\s]+)=(https?:\/\/[^\s,]+:\d{1,5})$/.exec(part);
+    if (!match) {
+      throw new RestoreError(
+        "BAD_RESTORE_ARGUMENT",
+        `--initial-cluster: "${part}" is not name=http(s)://host:port (e.g. n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2381)`,
+      );
+    }
+    members.set(match[1]!, [...(members.get(match[1]!) ?? []), match[2]!]);
+  }
+  return members;
+}
+
+function checkArguments(opts: RestoreOptions): Map<string, string[]> {
+  const cluster = parseInitialCluster(opts.initialCluster);
+  const own = cluster.get(opts.name);
+  if (!own) {
+    throw new RestoreError(
+      "BAD_RESTORE_ARGUMENT",
+      `--name "${opts.name}" is not in --initial-cluster (${[...cluster.keys()].join(", ")})`,
+    );
+  }
+  const advertised = opts.initialAdvertisePeerUrls.split(",").map((u) => u.trim());
+  if ([...advertised].sort().join(",") !== [...own].sort().join(",")) {
+    throw new RestoreError(
+      "BAD_RESTORE_ARGUMENT",
+      `--initial-advertise-peer-urls (${advertised.join(",")}) must equal ${opts.name}'s URLs in --initial-cluster (${own.join(",")})`,
+    );
+  }
+  if (opts.initialClusterToken === "") {
+    throw new RestoreError("BAD_RESTORE_ARGUMENT", "--initial-cluster-token must not be empty");
+  }
+  if (existsSync(opts.dataDir) && readdirSync(opts.dataDir).length > 0) {
+    throw new RestoreError(
+      "DATA_DIR_EXISTS",
+      `--data-dir ${opts.dataDir} already exists and is not empty; restore only into a new directory`,
+    );
+  }
+  return cluster;
+}
+
+/** The image as the new cluster's store must start: Raft position 0, the old members' alarms gone. */
+function freshImage(image: Buffer): Buffer {
+  const db = new Database(rollbackJournalCopy(image));
+  try {
+    db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('applied_index', 0)").run();
+    db.prepare("DELETE FROM meta WHERE name LIKE 'alarm:%'").run();
+    // A rollback-journal image: the daemon switches it to WAL when it opens it.
+    return db.serialize();
+  } finally {
+    db.close();
+  }
+}
+
+export interface RestoreResult {
+  status: SnapshotStatus;
+  dataDir: string;
+  members: Map<string, string[]>;
+}
+
+export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResult {
+  const members = checkArguments(opts);
+  const snapshot = readSnapshotFile(file, opts.skipHashCheck === true);
+  const status = snapshotStatus(snapshot, file);
+  const image = freshImage(snapshot.image);
+  const target = resolve(opts.dataDir);
+  // Build beside the target and rename, so an interrupted restore never leaves a half data dir.
+  const staging = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true, mode: 0o700 });
+  try {
+    writeFileSync(join(staging, MVCC_DB_FILE), image, { mode: 0o600 });
+    if (existsSync(target)) rmSync(target, { recursive: true });
+    renameSync(staging, target);
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    throw err;
+  }
+  return { status, dataDir: target, members };
+}

@@ -1,0 +1,149 @@
+// The snapshot file as `snapshot save` writes it and etcd's tools expect it: the state machine image
+// (a SQLite database, the MVCC store's `snapshot()`) followed by the sha256 of the image, 32 bytes.
+// Everything that reads a snapshot file goes through `readSnapshotFile`, which refuses a corrupt or
+// truncated file before any caller acts on it.
+import { createHash } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { crc32 } from "node:zlib";
+import Database from "better-sqlite3";
+
+export const SHA256_BYTES = 32;
+/** SQLite images are whole pages (multiples of 512), so a trailing hash leaves exactly 32 over. */
+const PAGE_GRANULE_BYTES = 512;
+
+export type SnapshotErrorCode = "SNAPSHOT_CORRUPT" | "SNAPSHOT_TRUNCATED" | "SNAPSHOT_UNREADABLE";
+
+export class SnapshotFileError extends Error {
+  constructor(
+    readonly code: SnapshotErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "SnapshotFileError";
+  }
+}
+
+export interface SnapshotImage {
+  /** The SQLite image without the trailer. */
+  readonly image: Buffer;
+  /** True when a trailing sha256 was present and matched. */
+  readonly hashChecked: boolean;
+}
+
+/** Splits image and trailer and checks the sha256; `skipHashCheck` accepts a bare database copy. */
+export function verifySnapshotBytes(bytes: Buffer, path: string, skipHashCheck = false): SnapshotImage {
+  const remainder = bytes.length % PAGE_GRANULE_BYTES;
+  const hasTrailer = remainder === SHA256_BYTES;
+  if (!hasTrailer && !skipHashCheck) {
+    throw new SnapshotFileError(
+      "SNAPSHOT_TRUNCATED",
+      `${path}: ${bytes.length} bytes is not an image plus its 32-byte sha256 (truncated or not a snapshot file); ` +
+        "a database copied without a hash needs --skip-hash-check",
+    );
+  }
+  if (!hasTrailer && remainder !== 0) {
+    throw new SnapshotFileError(
+      "SNAPSHOT_TRUNCATED",
+      `${path}: ${bytes.length} bytes is not a whole database image (truncated)`,
+    );
+  }
+  const image = hasTrailer ? bytes.subarray(0, bytes.length - SHA256_BYTES) : bytes;
+  if (hasTrailer && !skipHashCheck) {
+    const expected = bytes.subarray(bytes.length - SHA256_BYTES);
+    const actual = createHash("sha256").update(image).digest();
+    if (!actual.equals(expected)) {
+      throw new SnapshotFileError(
+        "SNAPSHOT_CORRUPT",
+        `${path}: sha256 mismatch (file says ${expected.toString("hex").slice(0, 16)}…, content is ${actual.toString("hex").slice(0, 16)}…): the snapshot is corrupt`,
+      );
+    }
+  }
+  return { image, hashChecked: hasTrailer && !skipHashCheck };
+}
+
+export function readSnapshotFile(path: string, skipHashCheck = false): SnapshotImage {
+  let bytes: Buffer;
+  try {
+    if (!statSync(path).isFile()) throw new Error("not a regular file");
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new SnapshotFileError(
+      "SNAPSHOT_UNREADABLE",
+      `cannot read snapshot ${path}: ${(err as Error).message}`,
+    );
+  }
+  return verifySnapshotBytes(bytes, path, skipHashCheck);
+}
+
+export interface SnapshotStatus {
+  /** CRC-32 of the image (what Maintenance.Hash answered when the snapshot was taken). */
+  hash: number;
+  revision: bigint;
+  compactRevision: bigint;
+  totalKeys: bigint;
+  totalSizeBytes: bigint;
+}
+
+/**
+ * The store runs in WAL mode, so its serialized image says so in header bytes 18-19; SQLite cannot
+ * open a WAL-mode image in memory. A copy marked as rollback-journal (1, 1) opens, with identical pages.
+ */
+export function rollbackJournalCopy(image: Buffer): Buffer {
+  const copy = Buffer.from(image);
+  if (copy.length >= 100 && copy.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000") {
+    copy[18] = 1;
+    copy[19] = 1;
+  }
+  return copy;
+}
+
+/** Opens the image read-only in memory, checks it is a whole, sane MVCC database, and runs `fn`. */
+export function withImageDatabase<T>(image: Buffer, path: string, fn: (db: Database.Database) => T): T {
+  let db: Database.Database;
+  try {
+    db = new Database(rollbackJournalCopy(image));
+  } catch (err) {
+    throw new SnapshotFileError(
+      "SNAPSHOT_CORRUPT",
+      `${path}: not a chainfire snapshot (${(err as Error).message})`,
+    );
+  }
+  try {
+    const check = db.pragma("quick_check", { simple: true });
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+      .pluck()
+      .all() as string[];
+    if (check !== "ok" || !["kv", "meta", "lease"].every((t) => tables.includes(t))) {
+      throw new SnapshotFileError(
+        "SNAPSHOT_CORRUPT",
+        `${path}: not a chainfire MVCC image (integrity: ${String(check)})`,
+      );
+    }
+    return fn(db);
+  } catch (err) {
+    if (err instanceof SnapshotFileError) throw err;
+    throw new SnapshotFileError("SNAPSHOT_CORRUPT", `${path}: unreadable image (${(err as Error).message})`);
+  } finally {
+    db.close();
+  }
+}
+
+export function snapshotStatus(snapshot: SnapshotImage, path: string): SnapshotStatus {
+  return withImageDatabase(snapshot.image, path, (db) => {
+    const meta = db.prepare("SELECT value FROM meta WHERE name = ?").safeIntegers().pluck();
+    // A key is live when its newest row is not a tombstone (one row per key per revision).
+    const liveKeys = db
+      .prepare("SELECT COUNT(*) FROM (SELECT tombstone, MAX(main) FROM kv GROUP BY key) WHERE tombstone = 0")
+      .safeIntegers()
+      .pluck()
+      .get() as bigint;
+    return {
+      hash: crc32(snapshot.image) >>> 0,
+      revision: (meta.get("current_revision") as bigint | undefined) ?? 0n,
+      compactRevision: (meta.get("compact_revision") as bigint | undefined) ?? 0n,
+      totalKeys: liveKeys,
+      totalSizeBytes: BigInt(snapshot.image.length),
+    };
+  });
+}

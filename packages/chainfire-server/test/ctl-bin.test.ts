@@ -1,0 +1,59 @@
+// The chainfirectl executable as an operator runs it: real process, stdout/stderr and exit status.
+import { execFile } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestServer, type TestServer } from "../src/testing/test-server.js";
+
+const packageDir = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+function chainfirectl(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      ["--conditions=source", "--import", "tsx", join(packageDir, "src/bin/chainfirectl.ts"), ...args],
+      { cwd: packageDir, timeout: 60_000 },
+      (error, out, err) => resolve({ code: error ? Number(error.code ?? 1) : 0, out, err }),
+    );
+    if (stdin !== undefined) child.stdin!.end(stdin);
+  });
+}
+
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startTestServer();
+});
+
+afterAll(async () => {
+  await server.stop();
+});
+
+describe("chainfirectl executable", () => {
+  it("round-trips a value read from stdin and exits 0", async () => {
+    // Proves the bin wires argv, stdin and stdout to the command tree.
+    const put = await chainfirectl([`--endpoints=${server.endpoint}`, "put", "bin/k"], "piped value\n");
+    expect(put).toEqual({ code: 0, out: "OK\n", err: "" });
+    const get = await chainfirectl([
+      `--endpoints=http://${server.endpoint}`,
+      "get",
+      "bin/k",
+      "--print-value-only",
+    ]);
+    expect(get.out).toBe("piped value\n");
+  }, 120_000);
+
+  it("prints one error line on stderr and exits non-zero when the server is down", async () => {
+    // Proves failures reach the shell as a status and a message, without a stack trace.
+    const down = await chainfirectl([
+      "--endpoints=127.0.0.1:1",
+      "--command-timeout=2s",
+      "endpoint",
+      "status",
+    ]);
+    expect(down.code).toBe(1);
+    expect(down.out).toBe("");
+    expect(down.err).toContain("127.0.0.1:1");
+    expect(down.err).not.toMatch(/\n\s+at /);
+  }, 120_000);
+});

@@ -1,0 +1,139 @@
+// chainfirectl's put/get/del/watch and endpoint commands against a single-member chainfire server.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestServer, type TestServer } from "../src/testing/test-server.js";
+import { runCtl } from "../src/ctl/program.js";
+import { ctl, until } from "../src/ctl/testing.js";
+
+let server: TestServer;
+let ep: string[];
+
+beforeAll(async () => {
+  server = await startTestServer();
+  ep = [`--endpoints=${server.endpoint}`];
+  for (const [k, v] of [
+    ["a/1", "x"],
+    ["a/2", "z"],
+    ["a/3", "y"],
+    ["b", "w"],
+  ]) {
+    expect((await ctl([...ep, "put", k!, v!])).out).toBe("OK\n");
+  }
+});
+
+afterAll(async () => {
+  await server.stop();
+});
+
+describe("chainfirectl kv", () => {
+  it("gets by prefix, from-key, limit, sort and keys-only like etcdctl", async () => {
+    // Proves the range flags map to the RangeRequest fields an etcd user expects.
+    expect((await ctl([...ep, "get", "a/", "--prefix"])).out).toBe("a/1\nx\na/2\nz\na/3\ny\n");
+    expect((await ctl([...ep, "get", "a/3", "--from-key", "--keys-only"])).out).toBe("a/3\nb\n");
+    expect((await ctl([...ep, "get", "a/", "--prefix", "--limit=1", "--print-value-only"])).out).toBe("x\n");
+    const sorted = await ctl([
+      ...ep,
+      "get",
+      "a/",
+      "--prefix",
+      "--sort-by=VALUE",
+      "--order=DESCEND",
+      "--keys-only",
+    ]);
+    expect(sorted.out).toBe("a/2\na/3\na/1\n");
+    expect((await ctl([...ep, "get", "a/", "--prefix", "--count-only"])).out).toBe("3\n");
+    expect((await ctl([...ep, "get", "a/1", "a/3", "--consistency=s", "--keys-only"])).out).toBe(
+      "a/1\na/2\n",
+    );
+  });
+
+  it("reads an old revision and prints JSON with exact 64-bit fields and base64 keys", async () => {
+    // Proves --rev reaches history and -w json carries revisions as exact integers.
+    const put = await ctl([...ep, "put", "a/1", "x2", "--prev-kv"]);
+    expect(put.out).toBe("OK\na/1\nx\n");
+    const json = JSON.parse((await ctl([...ep, "get", "a/1", "-w", "json"])).out);
+    expect(json.kvs[0].key).toBe(Buffer.from("a/1").toString("base64"));
+    expect(json.kvs[0].version).toBe(2);
+    const modRevision = json.kvs[0].mod_revision as number;
+    expect((await ctl([...ep, "get", "a/1", `--rev=${modRevision - 1}`, "--print-value-only"])).out).toBe(
+      "x\n",
+    );
+  });
+
+  it("deletes a prefix printing the count and previous values, and reads put values from stdin", async () => {
+    // Proves del --prev-kv and put without a value argument.
+    expect((await ctl([...ep, "put", "c/1"], { stdin: "from-stdin\n" })).code).toBe(0);
+    expect((await ctl([...ep, "get", "c/1", "--print-value-only"])).out).toBe("from-stdin\n");
+    expect((await ctl([...ep, "del", "c/", "--prefix", "--prev-kv"])).out).toBe("1\nc/1\nfrom-stdin\n");
+    expect((await ctl([...ep, "del", "nothing"])).out).toBe("0\n");
+  });
+
+  it("watches from a past revision with previous values until interrupted", async () => {
+    // Proves watch --rev catches up history, streams live events and stops cleanly on Ctrl-C.
+    const first = JSON.parse((await ctl([...ep, "put", "w/k", "v1", "-w", "json"])).out).header
+      .revision as number;
+    const controller = new AbortController();
+    const lines: string[] = [];
+    const running = runCtl([...ep, "watch", "w/", "--prefix", `--rev=${first}`, "--prev-kv"], {
+      out: (t) => lines.push(t),
+      err: (t) => lines.push(`ERR ${t}`),
+      stderrIsTty: false,
+      signal: controller.signal,
+    });
+    await until(() => lines.length >= 3, "the historical event");
+    await ctl([...ep, "put", "w/k", "v2"]);
+    await until(() => lines.length >= 8, "the live event");
+    controller.abort();
+    expect(await running).toBe(0);
+    expect(lines).toEqual(["PUT", "w/k", "v1", "PUT", "w/k", "v1", "w/k", "v2"]);
+  });
+
+  it("reports endpoint status and health per endpoint in every output format", async () => {
+    // Proves the endpoint commands read each member's own Status and commit a read through it.
+    const simple = (await ctl([...ep, "endpoint", "status"])).out.trim().split(", ");
+    expect(simple[0]).toBe(server.endpoint);
+    expect(simple[1]).toMatch(/^[0-9a-f]{16}$/);
+    expect(simple[4]).toBe("true");
+    const table = (await ctl([...ep, "endpoint", "status", "-w", "table"])).out;
+    expect(table).toContain("RAFT APPLIED INDEX");
+    const json = JSON.parse((await ctl([...ep, "endpoint", "status", "-w", "json"])).out);
+    expect(json[0].Endpoint).toBe(server.endpoint);
+    const health = await ctl([...ep, "endpoint", "health"]);
+    expect(health.code).toBe(0);
+    expect(health.out).toMatch(
+      new RegExp(`^${server.endpoint} is healthy: successfully committed proposal: took = `),
+    );
+    expect(JSON.parse((await ctl([...ep, "endpoint", "health", "-w", "json"])).out)[0].health).toBe(true);
+  });
+});
+
+describe("chainfirectl errors", () => {
+  it("answers bad flags, bad endpoints and unreachable servers with one clear line and a non-zero exit", async () => {
+    // Proves an operator mistake is named on stderr, exits non-zero, and changes nothing.
+    const sort = await ctl([...ep, "get", "a", "--sort-by=SIZE"]);
+    expect(sort.code).toBe(2);
+    expect(sort.err).toContain("--sort-by must be KEY, VERSION, CREATE, MODIFY or VALUE");
+    const bad = await ctl(["--endpoints=not an endpoint", "get", "a"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--endpoints: "not an endpoint" is not host:port');
+    const down = await ctl(["--endpoints=127.0.0.1:1", "--command-timeout=3s", "get", "a"]);
+    expect(down.code).toBe(1);
+    expect(down.err).toMatch(/127\.0\.0\.1:1/);
+    const statusDown = await ctl([
+      `--endpoints=${server.endpoint},127.0.0.1:1`,
+      "--command-timeout=3s",
+      "endpoint",
+      "health",
+    ]);
+    expect(statusDown.code).toBe(1);
+    expect(statusDown.out).toContain(`${server.endpoint} is healthy`);
+    expect(statusDown.err).toContain("127.0.0.1:1 is unhealthy");
+    const empty = await ctl([...ep, "put", "", "v"]);
+    expect(empty.code).toBe(2);
+    const lease = await ctl([...ep, "put", "k", "v", "--lease=zz"]);
+    expect(lease.err).toContain('--lease "zz" is not a hex ID');
+    const unknown = await ctl([...ep, "frobnicate"]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.err).toContain("unknown command");
+    expect((await ctl([...ep, "get", "k"])).out).toBe("");
+  });
+});
