@@ -107,7 +107,14 @@ export class KvClient {
   }
 
   put(key: string, value: string, deadlineMs = 5000): Promise<etcd.PutResponse> {
-    const req = { key: Buffer.from(key), value: Buffer.from(value) } as etcd.PutRequest;
+    const req: etcd.PutRequest = {
+      key: Buffer.from(key),
+      value: Buffer.from(value),
+      lease: 0n,
+      prevKv: false,
+      ignoreValue: false,
+      ignoreLease: false,
+    };
     return unary(this.clients.kv, this.clients.kv.put as never, req, deadlineMs);
   }
 
@@ -119,13 +126,23 @@ export class KvClient {
     const key = Buffer.from(prefix);
     const rangeEnd = Buffer.from(key);
     rangeEnd[rangeEnd.length - 1] = (rangeEnd[rangeEnd.length - 1] ?? 0) + 1;
-    const req = {
+    // ts-proto's encoder needs every field present.
+    const req: etcd.RangeRequest = {
       key,
       rangeEnd,
-      serializable: options.serializable ?? false,
+      limit: 0n,
       revision: options.revision ?? 0n,
+      sortOrder: 0,
+      sortTarget: 0,
+      serializable: options.serializable ?? false,
+      keysOnly: false,
+      countOnly: false,
+      minModRevision: 0n,
+      maxModRevision: 0n,
+      minCreateRevision: 0n,
+      maxCreateRevision: 0n,
     };
-    return unary(this.clients.kv, this.clients.kv.range as never, req as etcd.RangeRequest, 10_000);
+    return unary(this.clients.kv, this.clients.kv.range as never, req, 10_000);
   }
 
   close(): void {

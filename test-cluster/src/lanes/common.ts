@@ -189,23 +189,25 @@ export async function putKeys(
   entries: ReadonlyMap<string, string>,
   deadlineMs = 30_000,
 ) {
-  for (const [key, value] of entries) {
-    await pollUntil(
-      `put ${key}`,
-      async () => {
-        for (const m of members) {
-          const kv = new KvClient(m.clientUrl);
-          try {
-            return await kv.put(key, value, 3000);
-          } catch {
-            // Try the next member; the poll retries the whole list until the deadline.
-          } finally {
-            kv.close();
+  const clients = members.map((m) => new KvClient(m.clientUrl));
+  try {
+    for (const [key, value] of entries) {
+      await pollUntil(
+        `put ${key}`,
+        async () => {
+          for (const kv of clients) {
+            try {
+              return await kv.put(key, value, 3000);
+            } catch {
+              // Try the next member; the poll retries the whole list until the deadline.
+            }
           }
-        }
-        throw new Error(`no member accepted put ${key}`);
-      },
-      { deadlineMs, intervalMs: 100 },
-    );
+          throw new Error(`no member accepted put ${key}`);
+        },
+        { deadlineMs, intervalMs: 100 },
+      );
+    }
+  } finally {
+    for (const kv of clients) kv.close();
   }
 }
