@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type DaemonKind, locateDaemon } from "./daemons.js";
+import { type DaemonKind, locateDaemon, requireDaemon } from "./daemons.js";
 import { freePorts } from "./ports.js";
 import { type DevSecrets, iamSecretEnv } from "./secrets.js";
 import { SupervisedProcess } from "./supervisor.js";
@@ -162,6 +162,16 @@ export class Cluster {
     const member = new ClusterMember(desc, location.command, [...location.args, ...args], env);
     this.members.set(desc.id, member);
     return member;
+  }
+
+  /**
+   * Plans a Raft member that joins the running cluster (`--initial-cluster-state existing`), or
+   * re-plans a removed one under the same descriptor; the previous process must be stopped.
+   */
+  joinMember(desc: MemberDescriptor, initialCluster: string): ClusterMember {
+    const previous = this.members.get(desc.id);
+    if (previous?.proc.running) throw new Error(`${desc.id} is still running (pid ${previous.proc.pid})`);
+    return this.addMember(desc, requireDaemon(desc.kind), raftArgs(desc, this, initialCluster, "existing"));
   }
 
   member(id: string): ClusterMember {
