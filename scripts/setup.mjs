@@ -4,7 +4,7 @@
 // optional system tools for differential tests, and a compiled tree. Each step is idempotent and
 // cheap when already done, so both quick-start commands can always run it.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -95,3 +95,22 @@ step("nix-instantiate (for the .nix parse check)", () => {
 step("compile (tsc -b)", () => {
   run("pnpm", ["exec", "tsc", "-b", "tsconfig.json"]);
 });
+
+// Some packages point their bins into dist/, which does not exist during the first install, so pnpm
+// skips linking them; once compiled, one more (offline, quick) install links every bin.
+step("link package bins", () => {
+  const missing = workspaceBins().filter((name) => !existsSync(join(root, "node_modules", ".bin", name)));
+  if (missing.length === 0) return;
+  run("pnpm", ["install", "--frozen-lockfile", "--prefer-offline"]);
+});
+
+function workspaceBins() {
+  const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  const deps = Object.keys({ ...manifest.dependencies, ...manifest.devDependencies });
+  return deps
+    .filter((d) => d.startsWith("@photoncloud/"))
+    .flatMap((d) => {
+      const pkg = join(root, "packages", d.slice("@photoncloud/".length), "package.json");
+      return existsSync(pkg) ? Object.keys(JSON.parse(readFileSync(pkg, "utf8")).bin ?? {}) : [];
+    });
+}

@@ -13,6 +13,8 @@ const vitestReport = join(root, "work", "test-report", "vitest.json");
 mkdirSync(dirname(vitestReport), { recursive: true });
 rmSync(vitestReport, { force: true });
 
+// The soak runs at least one full round of restarts whatever the duration; 30s keeps it to one round.
+const soak = process.env.PHOTON_SOAK_DURATION ?? "30s";
 const lane = (name, ...extra) => [
   `proof lane ${name}`,
   "node",
@@ -37,6 +39,9 @@ const stages = [
   [".nix files parse", "node", ["test-cluster/scripts/check-nix-parse.mjs"]],
   // The proof lanes: each starts its own cluster and leaves its artifacts under work/<lane>/.
   lane("core-control-plane-ops-proof"),
+  lane("durability-proof"),
+  lane("chainfire-live-membership-proof"),
+  lane("rollout-soak", "--duration", soak),
 ];
 
 const summary = [];

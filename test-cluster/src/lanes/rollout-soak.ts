@@ -21,6 +21,7 @@ interface RestartEvent {
   readonly how: "maintenance (SIGTERM)" | "power loss (SIGKILL)";
   readonly wasLeader: boolean;
   readonly leaderTransferredTo?: string;
+  /** From the moment the process was gone until it was healthy again (and its cluster had a leader). */
   readonly downMs: number;
   readonly backHealthyMs: number;
   /** Longest time the member's daemon went without an acknowledged write, from stop until 2 s after it was back. */
@@ -130,16 +131,22 @@ class Soak {
 
 async function runSoak(ctx: LaneContext, soak: Soak, cluster: Cluster, durationMs: number) {
   const started = Date.now();
-  const order = [...cluster.ofKind("chainfire"), ...cluster.ofKind("flaredb"), ...cluster.ofKind("iam")];
+  const chainfire = cluster.ofKind("chainfire");
+  const flaredb = cluster.ofKind("flaredb");
+  const iam = cluster.ofKind("iam");
   let round = 0;
   // At least one full round happens whatever the duration: every member restarted once, and one
-  // member of each Raft daemon power-cut.
+  // member of each Raft daemon power-cut. The two Raft clusters are independent, so member i of
+  // each is maintained at the same time (iam alongside the first pair): one member down per cluster.
   do {
-    for (const m of order) await soak.maintain(m);
-    for (const kind of ["chainfire", "flaredb"] as const) {
-      const members = cluster.ofKind(kind);
-      await soak.powerLoss(members[round % members.length]!);
+    for (let i = 0; i < Math.max(chainfire.length, flaredb.length); i++) {
+      const batch = [chainfire[i], flaredb[i], ...(i === 0 ? iam : [])].filter((m) => m !== undefined);
+      await Promise.all(batch.map((m) => soak.maintain(m)));
     }
+    await Promise.all([
+      soak.powerLoss(chainfire[round % chainfire.length]!),
+      soak.powerLoss(flaredb[round % flaredb.length]!),
+    ]);
     round++;
   } while (Date.now() - started < durationMs);
   ctx.log(`soak finished after ${round} rounds`);

@@ -18,7 +18,11 @@ interface Progress {
 function progressBar(io: CtlIo, label: string): Progress {
   if (!io.stderrIsTty) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {percentage}% | {doneSize} / {totalSize}`, hideCursor: true, stream: process.stderr },
+    {
+      format: `${label} [{bar}] {percentage}% | {doneSize} / {totalSize}`,
+      hideCursor: true,
+      stream: process.stderr,
+    },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
