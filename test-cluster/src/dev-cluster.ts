@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } 
 import { join } from "node:path";
 import { Cluster, type ClusterMember, type MemberDescriptor } from "./cluster.js";
 import { repoRoot, workRoot } from "./paths.js";
-import { delay, pollUntil } from "./poll.js";
+import { delay, fatal, pollUntil } from "./poll.js";
 import { busyPorts } from "./ports.js";
 import { memberStatus, waitForLeader } from "./raft-view.js";
 import { type DevSecrets, ensureDevSecrets } from "./secrets.js";
@@ -251,10 +251,9 @@ async function upDetached(options: UpOptions, out: (line: string) => void): Prom
   const file = await pollUntil(
     "the detached dev cluster to report running",
     () => {
-      if (exited)
-        throw new Error(
-          `the supervisor exited; see ${logFile}:\n${readFileSync(logFile, "utf8").slice(-2000)}`,
-        );
+      if (exited) {
+        fatal(new Error(`the supervisor exited; see ${logFile}:\n${readFileSync(logFile, "utf8").slice(-2000)}`));
+      }
       const f = readClusterFile();
       return f?.state === "running" && f.supervisorPid === child.pid ? f : undefined;
     },
