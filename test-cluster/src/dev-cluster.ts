@@ -252,7 +252,9 @@ async function upDetached(options: UpOptions, out: (line: string) => void): Prom
     "the detached dev cluster to report running",
     () => {
       if (exited) {
-        fatal(new Error(`the supervisor exited; see ${logFile}:\n${readFileSync(logFile, "utf8").slice(-2000)}`));
+        fatal(
+          new Error(`the supervisor exited; see ${logFile}:\n${readFileSync(logFile, "utf8").slice(-2000)}`),
+        );
       }
       const f = readClusterFile();
       return f?.state === "running" && f.supervisorPid === child.pid ? f : undefined;
