@@ -1,6 +1,6 @@
-// flaredb state-machine benchmark: how fast one member applies committed entries, next to the local
-// reference (better-sqlite3, WAL, synchronous=FULL, one row per commit). Prints figures; asserts
-// nothing. The 3-member end-to-end figures need the Raft runtime and are measured there.
+// flaredb benchmark: the local reference (better-sqlite3, WAL, synchronous=FULL, one row per commit),
+// how fast one member's state machine applies committed entries, and a 3-member cluster end to end
+// (bench/cluster-bench.ts). Prints figures; asserts nothing.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +9,7 @@ import Database from "better-sqlite3";
 import type { ApplyEntry } from "@photoncloud/raft";
 import { Command } from "../src/gen/flaredb/v1/command.js";
 import { SqlStateMachine } from "../src/sql/state-machine.js";
+import { clusterBench } from "./cluster-bench.js";
 
 const dir = mkdtempSync(join(tmpdir(), "flaredb-bench-"));
 const rowsPerRun = Number(process.env.FLAREDB_BENCH_ROWS ?? 5000);
@@ -96,7 +97,8 @@ function pointSelectRate(): number {
 
 try {
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
-  console.log(`local reference (WAL, synchronous=FULL, 1 row/commit): ${fmt(localReference())} commits/s`);
+  const reference = localReference();
+  console.log(`local reference (WAL, synchronous=FULL, 1 row/commit): ${fmt(reference)} commits/s`);
   for (const batch of [1, 16, 64, 256]) {
     console.log(
       `state machine, single-row INSERT entries, ${batch} entries/applyBatch: ${fmt(applyRate(batch, 1))} entries/s`,
@@ -106,6 +108,14 @@ try {
     `state machine, 100-row transaction entries, 16 entries/applyBatch: ${fmt(applyRate(16, 100) * 100)} rows/s`,
   );
   console.log(`state machine, local point SELECT (prepared, cached): ${fmt(pointSelectRate())} queries/s`);
+  console.log("3-member cluster (3 flaredb processes on loopback, client sends to the leader):");
+  await clusterBench(rowsPerRun, (f) => {
+    const ratio =
+      f.workload === "single-row INSERT" ? ` (${(f.perSecond / reference).toFixed(2)}× reference)` : "";
+    console.log(
+      `  ${f.workload}, ${f.inFlight} in flight, ${f.ops} ops: ${fmt(f.perSecond)} ${f.unit}${ratio}, p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms`,
+    );
+  });
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

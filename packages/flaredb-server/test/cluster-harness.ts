@@ -24,6 +24,12 @@ import {
 } from "../src/gen/flaredb/v1/flaredb.js";
 
 const packageDir = join(import.meta.dirname, "..");
+
+/** Every member process started here: killed when this process exits, whatever the test did. */
+const started = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+});
 const daemonBin = join(packageDir, "bin", "flaredb.js");
 
 export function requireBuilt(): void {
@@ -43,26 +49,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+/**
+ * Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. An error
+ * thrown by `check` ends the wait at once (callers turn expected transient failures into undefined).
+ */
 export async function until<T>(
   what: string,
   check: () => Promise<T | undefined>,
   timeoutMs = 30_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: unknown;
   for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-    }
-    // Yield to the event loop between probes; each probe is itself a network round trip.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    // A short pause between probes; each probe is itself a network round trip.
     await new Promise<void>((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -133,6 +134,8 @@ export interface Member {
   metricsPort: number;
   proc: ChildProcess | undefined;
   stderr: string;
+  /** Set while the test has killed it on purpose. */
+  killed?: boolean;
   proxy?: EgressProxy;
   db: FlareDBServiceClient;
   cluster: ClusterClient;
@@ -146,6 +149,8 @@ export interface ClusterOptions {
   heartbeatMs?: number;
   electionMs?: number;
   snapshotCount?: number;
+  /** Extra arguments for node itself (e.g. --cpu-prof for profiling). */
+  nodeArgs?: string[];
 }
 
 export class TestCluster {
@@ -164,9 +169,11 @@ export class TestCluster {
       size: 3,
       token: `t-${process.pid}-${Date.now()}`,
       partitionable: false,
+      // Short, but with room for a machine loaded far beyond its cores (no spurious elections).
       heartbeatMs: 50,
-      electionMs: 500,
+      electionMs: 1000,
       snapshotCount: 10_000,
+      nodeArgs: [],
       ...options,
     });
     for (let i = 0; i < c.o.size; i++) {
@@ -203,6 +210,7 @@ export class TestCluster {
   private args(m: Member): string[] {
     const url = (port: number) => `http://127.0.0.1:${port}`;
     return [
+      ...this.o.nodeArgs,
       daemonBin,
       ...["--name", m.name, "--data-dir", m.dataDir],
       ...["--listen-client-urls", url(m.clientPort), "--listen-peer-urls", url(m.peerPort)],
@@ -222,12 +230,17 @@ export class TestCluster {
   private spawn(m: Member): void {
     const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" };
     if (m.proxy) env.grpc_proxy = `http://127.0.0.1:${m.proxy.port}`;
-    const proc = spawn(process.execPath, this.args(m), { env, stdio: ["ignore", "ignore", "pipe"] });
+    const proc = spawn(process.execPath, this.args(m), { env, stdio: ["ignore", "pipe", "pipe"] });
     m.stderr = "";
-    proc.stderr!.on("data", (d: Buffer) => {
+    // Logs (stdout, warnings and errors only) and stderr, kept for the report of a crash.
+    const keep = (d: Buffer) => {
       m.stderr = (m.stderr + d.toString()).slice(-20_000);
-    });
+    };
+    proc.stdout!.on("data", keep);
+    proc.stderr!.on("data", keep);
     m.proc = proc;
+    started.add(proc);
+    proc.once("exit", () => started.delete(proc));
   }
 
   alive(m: Member): boolean {
@@ -237,13 +250,11 @@ export class TestCluster {
   async waitReady(): Promise<number> {
     for (const m of this.members) {
       if (!this.alive(m)) continue;
-      await until(
-        `${m.name} to answer Status`,
-        async () => (await this.status(m)) ?? undefined,
-        60_000,
-      ).catch((err: Error) => {
-        throw new Error(`${err.message}\n${m.name} stderr:\n${m.stderr}`);
-      });
+      await until(`${m.name} to answer Status`, () => this.status(m).catch(() => undefined), 60_000).catch(
+        (err: Error) => {
+          throw new Error(`${err.message}\n${m.name} stderr:\n${m.stderr}`);
+        },
+      );
     }
     return this.waitForLeader();
   }
@@ -253,11 +264,11 @@ export class TestCluster {
     return until(
       "an agreed leader",
       async () => {
-        const leaders = await Promise.all(among.map((m) => this.status(m).then((s) => s.header?.leaderId)));
+        const statuses = await Promise.all(among.map((m) => this.status(m).catch(() => undefined)));
+        const leaders = statuses.map((s) => s?.header?.leaderId);
         const first = leaders[0];
         if (first === undefined || first === 0n || leaders.some((l) => l !== first)) return undefined;
-        const statuses = await Promise.all(among.map((m) => this.status(m)));
-        const idx = statuses.findIndex((s) => s.header?.memberId === first);
+        const idx = statuses.findIndex((s) => s?.header?.memberId === first);
         return idx < 0 ? undefined : among[idx]!.index;
       },
       60_000,
@@ -269,9 +280,10 @@ export class TestCluster {
     return until(
       "members to converge on one applied index",
       async () => {
-        const s = await Promise.all(among.map((m) => this.status(m)));
-        const applied = s.map((x) => x.raftAppliedIndex);
-        const last = s.map((x) => x.raftIndex);
+        const s = await Promise.all(among.map((m) => this.status(m).catch(() => undefined)));
+        if (s.some((x) => x === undefined)) return undefined;
+        const applied = s.map((x) => x!.raftAppliedIndex);
+        const last = s.map((x) => x!.raftIndex);
         const a0 = applied[0]!;
         if (a0 < atLeast || applied.some((a) => a !== a0) || last.some((l) => l > a0)) return undefined;
         return a0;
@@ -295,12 +307,21 @@ export class TestCluster {
     return new Promise((resolve) => {
       if (!this.alive(m)) return resolve();
       proc.once("exit", () => resolve());
+      m.killed = true;
       proc.kill("SIGKILL");
     });
   }
 
   restart(m: Member): void {
+    m.killed = false;
     this.spawn(m);
+  }
+
+  /** The stderr of members that exited without being asked to: a crash is a failure to report. */
+  crashes(): string[] {
+    return this.members
+      .filter((m) => m.proc !== undefined && !this.alive(m) && !m.killed)
+      .map((m) => `${m.name} exited (${m.proc!.exitCode ?? m.proc!.signalCode}):\n${m.stderr}`);
   }
 
   async stop(): Promise<void> {
@@ -311,6 +332,7 @@ export class TestCluster {
         m.proxy?.close();
         if (!this.alive(m)) return;
         const exited = new Promise<void>((resolve) => m.proc!.once("exit", () => resolve()));
+        m.killed = true;
         m.proc!.kill("SIGTERM");
         const timer = setTimeout(() => m.proc!.kill("SIGKILL"), 10_000);
         await exited;

@@ -18,6 +18,7 @@ export {
   DEFAULT_TRANSPORT_CONFIG,
   GrpcTransport,
   type GrpcTransportConfig,
+  type PeerStats,
   type TransportHandler,
 } from "./transport/grpc-transport.js";
 export { AppendLogMachine } from "./service/sqlite-test-machine.js";

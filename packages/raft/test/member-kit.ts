@@ -5,8 +5,11 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { createLogger, parseConfig } from "@photoncloud/daemon";
 import { type MemberConfig, memberOptions } from "../src/member/member-options.js";
+import { membershipHandlers } from "../src/member/membership-handlers.js";
 import { type RunningMember, startMember } from "../src/member/start-member.js";
+import { QuorumAtRiskError } from "../src/service/errors.js";
 import { AppendLogMachine } from "../src/service/sqlite-test-machine.js";
+import { until } from "./helpers.js";
 
 export const options = memberOptions("RAFTTEST_", { client: 2379, peer: 2380, metrics: 2381 });
 
@@ -92,4 +95,39 @@ export function clusterFlags(
     "--election-timeout",
     "200",
   ];
+}
+
+export function leaderOf(ms: readonly TestMember[]): TestMember | undefined {
+  return ms.find((m) => !m.member.raft.node.isStopped && m.member.raft.status().role === "leader");
+}
+
+/** On a loaded machine a leader may briefly not have heard a voter (QuorumAtRisk): retry only that. */
+export async function retryQuorum<T>(op: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await op();
+    } catch (err) {
+      if (!(err instanceof QuorumAtRiskError) || Date.now() > deadline) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts members `names` on free ports under `dir`; resolves once there is a leader and all have published. */
+export async function startTestCluster(
+  dir: string,
+  names: string[],
+): Promise<{ members: TestMember[]; ports: number[]; cluster: string; flags: string[][] }> {
+  const ports = await freePorts(names.length * 2);
+  const cluster = names.map((n, i) => `${n}=http://127.0.0.1:${ports[2 * i]}`).join(",");
+  const flags = names.map((n, i) => clusterFlags(dir, n, ports[2 * i]!, ports[2 * i + 1]!, cluster));
+  const members = await Promise.all(names.map((n, i) => startTestMember(n, flags[i]!)));
+  await until("client URLs published", async () => {
+    const leader = leaderOf(members);
+    if (leader === undefined) return false;
+    const list = await membershipHandlers(leader.member).memberList();
+    return list.members.length === names.length && list.members.every((m) => m.clientUrls.length === 1);
+  });
+  return { members, ports, cluster, flags };
 }

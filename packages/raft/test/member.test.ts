@@ -7,9 +7,17 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { deriveClusterId, deriveMemberId } from "../src/member/ids.js";
 import { membershipHandlers } from "../src/member/membership-handlers.js";
-import { MemberNotFoundError, QuorumAtRiskError } from "../src/service/errors.js";
+import { MemberNotFoundError } from "../src/service/errors.js";
 import { until } from "./helpers.js";
-import { clusterFlags, freePorts, startTestMember, type TestMember } from "./member-kit.js";
+import {
+  clusterFlags,
+  freePorts,
+  leaderOf,
+  retryQuorum,
+  startTestCluster,
+  startTestMember,
+  type TestMember,
+} from "./member-kit.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 let members: TestMember[] = [];
@@ -21,41 +29,26 @@ afterEach(async () => {
   if (dir !== "") rmSync(dir, { recursive: true, force: true });
 });
 
-function leaderOf(ms: TestMember[]): TestMember | undefined {
-  return ms.find((m) => !m.member.raft.node.isStopped && m.member.raft.status().role === "leader");
-}
-
-/** On a loaded machine a leader may briefly not have heard a voter (QuorumAtRisk): retry only that. */
-async function retryQuorum<T>(op: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      return await op();
-    } catch (err) {
-      if (!(err instanceof QuorumAtRiskError) || Date.now() > deadline) throw err;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function startCluster(names: string[]): Promise<{ ports: number[]; cluster: string }> {
+async function startCluster(names: string[]) {
   dir = mkdtempSync(join(tmpdir(), "raft-member-"));
-  const ports = await freePorts(names.length * 2);
-  const cluster = names.map((n, i) => `${n}=http://127.0.0.1:${ports[2 * i]}`).join(",");
-  members = await Promise.all(
-    names.map((n, i) => startTestMember(n, clusterFlags(dir, n, ports[2 * i]!, ports[2 * i + 1]!, cluster))),
-  );
-  return { ports, cluster };
+  const c = await startTestCluster(dir, names);
+  members = c.members;
+  return c;
 }
 
 describe("startMember + membershipHandlers", () => {
   it("runs a 3-member cluster and the operator membership sequence through the handlers", async () => {
     // Proves list, learner add (ID derived from the name), promotion by re-adding, status, transfer by name.
-    const { cluster } = await startCluster(["n1", "n2", "n3"]);
+    const { cluster, ports } = await startCluster(["n1", "n2", "n3"]);
     const ids = ["n1", "n2", "n3"].map((n) => deriveMemberId("test-token", n));
     let leader = await until("leader", () => leaderOf(members));
     const lh = membershipHandlers(leader.member, () => ({ revision: 7n }));
     const list = await lh.memberList();
+    // Each member published its --advertise-client-urls (= --listen-client-urls) through the log.
+    for (const m of list.members) {
+      const i = ["n1", "n2", "n3"].indexOf(m.name);
+      expect(m.clientUrls).toEqual([`http://127.0.0.1:${ports[2 * i + 1]}`]);
+    }
     expect(list.members.map((m) => m.name)).toEqual(
       [...members].sort((a, b) => (a.member.memberId < b.member.memberId ? -1 : 1)).map((m) => m.name),
     );
@@ -93,6 +86,8 @@ describe("startMember + membershipHandlers", () => {
     ]);
     members.push(n4);
     expect(n4.member.memberId).toBe(id4);
+    // The joining member learns the cluster ID from its peers.
+    await until("n4 learns the cluster ID", () => n4.member.clusterId === leader.member.clusterId);
     const h4 = membershipHandlers(n4.member);
     await until("n4 caught up", () =>
       n4.machine.commands().some((c) => c.command.toString() === "before-n4"),
@@ -126,17 +121,19 @@ describe("startMember + membershipHandlers", () => {
       MemberNotFoundError,
     );
 
-    // Remove the leader n4 itself; the others elect a new leader and list three members.
+    // Remove the leader n4 itself; the others elect a new leader, which commits the removal in its
+    // term (the old leader may step down before telling them the commit) and lists three members.
     const removed = await retryQuorum(() => h4.memberRemove({ id: id4 }));
     expect(removed.members.map((m) => m.id)).not.toContain(id4);
     await n4.stop();
     const rest = members.filter((m) => m !== n4);
-    leader = await until("new leader", () => leaderOf(rest));
-    expect((await membershipHandlers(leader.member).memberList()).members.map((m) => m.name).sort()).toEqual([
-      "n1",
-      "n2",
-      "n3",
-    ]);
+    const names = await until("a new leader listing n1-n3", async () => {
+      const l = leaderOf(rest);
+      if (l === undefined) return undefined;
+      const list = (await membershipHandlers(l.member).memberList()).members.map((m) => m.name).sort();
+      return list.includes("n4") ? undefined : list;
+    });
+    expect(names).toEqual(["n1", "n2", "n3"]);
   }, 120_000);
 
   it("restarts a member from its data directory, ignoring the initial-cluster flags", async () => {

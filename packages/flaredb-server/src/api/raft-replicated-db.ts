@@ -2,11 +2,13 @@
 // for the consistency levels that do not go through ReadIndex (WEAK and NONE with a freshness bound).
 
 import type { RaftService } from "@photoncloud/raft";
-import { StateRole } from "@photoncloud/raft";
+import { ProposalDroppedError, StateRole } from "@photoncloud/raft";
 import type { ReplicatedDb } from "./replicated-db.js";
 
 export class RaftReplicatedDb implements ReplicatedDb {
-  constructor(private readonly raft: RaftService) {}
+  constructor(private readonly raft: RaftService) {
+    guardReadIndexWithoutLeader(raft);
+  }
 
   propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
     return this.raft.propose(command);
@@ -29,19 +31,32 @@ export class RaftReplicatedDb implements ReplicatedDb {
   isLeader(): boolean {
     const node = this.raft.node;
     if (node.isStopped || node.role !== StateRole.Leader) return false;
-    const voters = node.currentConfState().voters;
-    const horizon = Date.now() - node.config.tickMs * node.config.electionTicks;
-    const heard = voters.filter((v) => v === node.id || (node.lastHeard.get(v) ?? 0) >= horizon).length;
-    return heard >= Math.floor(voters.length / 2) + 1;
+    return this.quorumContactAgeMs() <= node.config.tickMs * node.config.electionTicks;
   }
 
-  /** 0 on the leader; ms since the last message from the current leader; Infinity when there is none. */
+  /**
+   * On the leader: how long ago it last heard from a quorum (itself included), i.e. how stale its
+   * claim to be current may be. On a follower: ms since the last message from its leader; Infinity
+   * when it knows no leader or never heard from it.
+   */
   lastContactMs(): number {
     const node = this.raft.node;
-    if (node.role === StateRole.Leader) return 0;
+    if (node.role === StateRole.Leader) return this.quorumContactAgeMs();
     if (node.leader === 0n) return Number.POSITIVE_INFINITY;
     const at = node.lastHeard.get(node.leader);
     return at === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Date.now() - at);
+  }
+
+  /** Age of the quorum-th most recent contact among the voters (self counts as now). */
+  private quorumContactAgeMs(): number {
+    const node = this.raft.node;
+    const now = Date.now();
+    const voters = node.currentConfState().voters;
+    const ages = voters
+      .map((v) => (v === node.id ? 0 : now - (node.lastHeard.get(v) ?? Number.NEGATIVE_INFINITY)))
+      .sort((a, b) => a - b);
+    const quorum = Math.floor(voters.length / 2) + 1;
+    return Math.max(0, ages[quorum - 1] ?? Number.POSITIVE_INFINITY);
   }
 
   /** The leader's first client URL, from the replicated member list. */
@@ -50,4 +65,25 @@ export class RaftReplicatedDb implements ReplicatedDb {
     if (leader === 0n) return undefined;
     return this.raft.node.members.get(leader)?.clientUrls[0];
   }
+}
+
+/**
+ * RaftService issues (and re-issues, from a timer) ReadIndex requests through `node.withCore`; on a
+ * member that knows no leader the core refuses with ProposalDroppedError ("no leader to confirm a
+ * read"), and from the timer that error is uncaught and stops the process. A linearizable read on a
+ * partitioned member must instead stay pending and time out (DEADLINE_EXCEEDED), so that one refusal
+ * is absorbed here: the read is re-issued at the next retry, once a leader is known. Remove when the
+ * service layer handles the refusal itself.
+ */
+function guardReadIndexWithoutLeader(raft: RaftService): void {
+  const node = raft.node;
+  const withCore = node.withCore.bind(node);
+  node.withCore = <T>(fn: Parameters<typeof withCore<T>>[0]): T => {
+    try {
+      return withCore(fn);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError && /confirm a read/.test(err.message)) return undefined as T;
+      throw err;
+    }
+  };
 }

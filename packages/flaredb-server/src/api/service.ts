@@ -94,6 +94,8 @@ export function createFlareDbService(
   };
 }
 
+const checkedTextsMax = 1024;
+
 /** A connection without the schema: SQL that fails to prepare here with a syntax error is refused early. */
 let scratchConnection: Database.Database | undefined;
 function scratch(): Database.Database {
@@ -132,15 +134,28 @@ class FlareDbApi {
     return result.execute ?? { results: [], raftIndex: index };
   }
 
+  /** Statement texts that passed the rules and the syntax check, with their inspection (bounded). */
+  private readonly checked = new Map<string, StatementInfo>();
+
   /** Statement rules, parameters and syntax, checked without touching the database. */
   precheck(st: Statement | undefined): StatementInfo {
     if (st === undefined) throw new FlareDbError("FLAREDB_EMPTY_REQUEST", "the statement is missing");
-    const info = inspectStatement(st.sql);
+    const info = this.checked.get(st.sql) ?? this.inspectText(st.sql);
     checkParameters(
       info,
       st.positional.length,
       st.named.map((n) => stripPrefix(n.name)),
     );
+    return info;
+  }
+
+  /**
+   * Inspects new statement text and prepares it on the schema-less scratch connection. The result
+   * is cached per text: applications repeat the same statements, and a failed prepare (any real
+   * table is missing there) costs two exception objects per request.
+   */
+  private inspectText(sql: string): StatementInfo {
+    const info = inspectStatement(sql);
     try {
       scratch().prepare(info.sql);
     } catch (err) {
@@ -148,6 +163,8 @@ class FlareDbApi {
       if (domain.code === "FLAREDB_SQL_SYNTAX") throw domain;
       // Anything else (no such table, no such function) depends on the schema: apply decides.
     }
+    if (this.checked.size >= checkedTextsMax) this.checked.delete(this.checked.keys().next().value!);
+    this.checked.set(sql, info);
     return info;
   }
 

@@ -35,10 +35,15 @@ export const flaredbOptions = defineOptions({
     flag: "db-synchronous",
     env: "FLAREDB_DB_SYNCHRONOUS",
     type: "enum",
-    values: ["full", "normal"],
-    default: "full",
+    values: ["normal", "full"],
+    // normal is safe here: every entry is already durable in the Raft log (synchronous=FULL) before
+    // it is applied, and a snapshot is stored durably before the log is compacted behind it. After a
+    // power loss that rolled the database back, the member restarts from the database's applied
+    // index and re-applies the log, or restores the stored snapshot first when the database is older
+    // than it. full adds one fsync per applied batch for no extra safety.
+    default: "normal",
     description:
-      "SQLite synchronous mode of the database: full makes every applied batch durable on its own; normal leaves the last batches to be re-applied from the Raft log after a power loss",
+      "SQLite synchronous mode of the database: normal (the Raft log already holds every applied entry durably and re-applies it after a power loss) or full (also fsync every applied batch)",
   },
   maxResultRows: {
     flag: "max-result-rows",

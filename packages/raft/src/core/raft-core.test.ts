@@ -69,6 +69,22 @@ describe("RaftCore", () => {
     expect(core.status().confState.learners).toEqual([4n]);
   });
 
+  it("lets UpdateNode through while a change is pending, without blocking the next change", () => {
+    // Proves metadata-only changes are exempt from the one-pending rule in both directions.
+    const h = threeMembers();
+    h.node(1n).core.campaign();
+    h.stabilize();
+    const core = h.node(1n).core;
+    const none = new Uint8Array();
+    core.proposeConfChange({ type: ConfChangeType.AddLearnerNode, nodeId: 4n, context: none });
+    core.proposeConfChange({ type: ConfChangeType.UpdateNode, nodeId: 2n, context: none });
+    h.stabilize();
+    core.proposeConfChange({ type: ConfChangeType.UpdateNode, nodeId: 3n, context: none });
+    core.proposeConfChange({ type: ConfChangeType.AddLearnerNode, nodeId: 5n, context: none });
+    h.stabilize();
+    expect(core.status().confState).toEqual({ voters: [1n, 2n, 3n], learners: [4n, 5n] });
+  });
+
   it("counts the leader's own entries toward the commit only after they are persisted", () => {
     // Proves the Ready contract: a single voter commits its entry in the Ready after the one that persisted it.
     const h = new Harness();

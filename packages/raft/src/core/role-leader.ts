@@ -63,7 +63,11 @@ function handleProposal(r: RaftCore, m: Message): void {
   const confChanges = m.entries.filter((e) => e.type === EntryType.ConfChange);
   if (confChanges.length > 1) r.drop("only one membership change per proposal");
   const first = confChanges[0];
-  if (first !== undefined) {
+  // UpdateNode changes no configuration (it carries member metadata only): it neither waits for
+  // nor blocks a pending change, so members can publish their URLs while operators reconfigure.
+  const changesConfig =
+    first !== undefined && r.decodeProposedConfChange(first).type !== ConfChangeType.UpdateNode;
+  if (first !== undefined && changesConfig) {
     if (r.pendingConfIndex > r.log.applied) r.drop("another membership change is pending");
     const cc = r.decodeProposedConfChange(first);
     if (cc.type === ConfChangeType.AddLearnerNode && r.tracker.voters.has(cc.nodeId)) {
@@ -73,7 +77,7 @@ function handleProposal(r: RaftCore, m: Message): void {
     }
   }
   if (!r.appendEntries(m.entries)) r.drop("too much uncommitted data (uncommittedBytesMax)");
-  if (first !== undefined) r.pendingConfIndex = r.log.lastIndex();
+  if (changesConfig) r.pendingConfIndex = r.log.lastIndex();
   r.bcastAppend();
 }
 

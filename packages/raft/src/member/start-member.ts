@@ -14,6 +14,7 @@ import {
 } from "@photoncloud/daemon";
 import type { RaftLogger } from "../core/types.js";
 import { RaftPeerService } from "../gen/raft/v1/raft.js";
+import { MemberNotFoundError } from "../service/errors.js";
 import { RaftService, type RaftServiceConfig } from "../service/raft-service.js";
 import type { StateMachine } from "../service/state-machine.js";
 import { formatId } from "./ids.js";
@@ -158,7 +159,70 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
     },
     plan.restart ? "raft member restarted (initial cluster flags ignored)" : "raft member started",
   );
-  return runningMember(args, plan, raft, peerServer);
+  const member = runningMember(args, plan, raft, peerServer);
+  raft.clusterId = plan.clusterId;
+  const retryMs = config.electionTimeoutMs;
+  if (member.clusterId === 0n) void learnClusterId(member, raftDir, plan.name, retryMs, logger);
+  void publishSelf(member, plan, retryMs, logger);
+  return member;
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A member that joined a running cluster asks its peers for the cluster ID until one knows it,
+ * then records it in member.json (so it survives restarts).
+ */
+async function learnClusterId(
+  member: RunningMember,
+  raftDir: string,
+  name: string,
+  retryMs: number,
+  logger: Logger,
+): Promise<void> {
+  const raft = member.raft;
+  while (!raft.node.isStopped) {
+    for (const peer of raft.node.members.keys()) {
+      if (peer === member.memberId || raft.node.isStopped) continue;
+      const info = await raft.transport.clusterInfo(peer, retryMs).catch(() => undefined);
+      if (info === undefined || info.clusterId === 0n) continue;
+      member.clusterId = info.clusterId;
+      raft.clusterId = info.clusterId;
+      writeIdentity(raftDir, { name, memberId: member.memberId, clusterId: info.clusterId });
+      logger.info({ clusterId: formatId(info.clusterId), from: formatId(peer) }, "learned the cluster ID");
+      return;
+    }
+    await pause(retryMs);
+  }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * etcd's publish: once the cluster has a leader, this member records its name and advertised
+ * client URLs in the replicated member list (through the leader), unless they are already there.
+ * Retried every `retryMs` until done, the member is removed, or Raft stops.
+ */
+async function publishSelf(member: RunningMember, plan: MemberPlan, retryMs: number, logger: Logger) {
+  const raft = member.raft;
+  while (!raft.node.isStopped) {
+    const me = raft.node.members.get(member.memberId);
+    if (me !== undefined && me.name === plan.name && sameList(me.clientUrls, plan.advertiseClientUrls))
+      return;
+    if (raft.node.leader !== 0n) {
+      try {
+        await raft.publishAttributes(member.memberId, plan.name, plan.advertiseClientUrls);
+        logger.info({ clientUrls: plan.advertiseClientUrls }, "published this member's client URLs");
+        return;
+      } catch (err) {
+        if (err instanceof MemberNotFoundError) return;
+        logger.debug({ err: (err as Error).message }, "publishing client URLs failed; retrying");
+      }
+    }
+    await pause(retryMs);
+  }
 }
 
 function runningMember(

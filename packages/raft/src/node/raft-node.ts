@@ -313,6 +313,8 @@ export class RaftNode {
       if (cc.type === ConfChangeType.RemoveNode) {
         next.delete(cc.nodeId);
         this.transport?.removePeer(cc.nodeId);
+      } else if (cc.type === ConfChangeType.UpdateNode && !this.inConfig(cc.nodeId)) {
+        // A metadata update that raced with the member's removal: it must not bring it back.
       } else if (cc.context.length > 8) {
         // context = [8-byte request tag][member JSON] (see RaftService.proposeConf).
         const info = memberFromJson(JSON.parse(new TextDecoder().decode(cc.context.subarray(8))));
@@ -332,6 +334,10 @@ export class RaftNode {
       });
     }
     this.listener?.onConfApplied(e.index, cc);
+  }
+
+  private inConfig(id: NodeId): boolean {
+    return this.confState.voters.includes(id) || this.confState.learners.includes(id);
   }
 
   /** This member's next snapshot interval: jittered so members do not all stall at one index. */

@@ -67,10 +67,24 @@ export class ConfChangePendingError extends RaftError {
   }
 }
 
+/** This member is not the leader and could not reach the leader to forward the request. */
+export class LeaderUnreachableError extends RaftError {
+  readonly code = "RAFT_LEADER_UNREACHABLE";
+  constructor(
+    readonly leader: NodeId,
+    detail: string,
+  ) {
+    super(
+      `the leader ${leader.toString(16)} could not be reached from this member (${detail}); retry, ` +
+        "or send the request to the leader",
+    );
+  }
+}
+
 /** Maps a layer error to a gRPC status code and message (unknown errors → INTERNAL). */
 export function raftErrorToGrpcStatus(err: unknown): { code: status; details: string } {
   const details = err instanceof Error ? err.message : String(err);
-  if (err instanceof NotLeaderError || err instanceof NoLeaderError)
+  if (err instanceof NotLeaderError || err instanceof NoLeaderError || err instanceof LeaderUnreachableError)
     return { code: status.UNAVAILABLE, details };
   if (err instanceof ProposalDroppedError) return { code: status.UNAVAILABLE, details };
   if (err instanceof MemberNotFoundError) return { code: status.NOT_FOUND, details };
@@ -106,6 +120,8 @@ export function errorFromCode(code: string, message: string, leader: NodeId): Er
       return new InvalidArgumentError(message);
     case "RAFT_STOPPED":
       return new StoppedError();
+    case "RAFT_LEADER_UNREACHABLE":
+      return Object.assign(new LeaderUnreachableError(leader, ""), { message });
     default:
       return new Error(message);
   }

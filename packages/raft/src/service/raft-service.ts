@@ -23,6 +23,7 @@ import {
   ConfChangePendingError,
   errorFromCode,
   InvalidArgumentError,
+  LeaderUnreachableError,
   MemberNotFoundError,
   NoLeaderError,
   NotLeaderError,
@@ -32,6 +33,13 @@ import {
   TooManyRequestsError,
 } from "./errors.js";
 import { type MemberInfo, memberToJson } from "./members.js";
+import {
+  memberFromRecord,
+  membershipError,
+  membershipOk,
+  membershipRefusal,
+  memberToRecord,
+} from "./membership-wire.js";
 import type { ApplyEntry, Replicated, StateMachine } from "./state-machine.js";
 
 export interface RaftServiceConfig
@@ -75,6 +83,16 @@ function mergeSpec(existing: MemberInfo, spec: MemberSpec): MemberSpec {
   };
 }
 
+/** What a membership operation yields (NO_MEMBER for remove and transfer). */
+interface MembershipResult {
+  member: MemberInfo;
+  updated: boolean;
+  /** Log index of the applied change; 0n for a leader transfer. */
+  index: bigint;
+}
+
+const NO_MEMBER: MemberInfo = { id: 0n, name: "", peerUrls: [], clientUrls: [], isLearner: false };
+
 const ROLE_NAMES = ["follower", "candidate", "leader", "pre-candidate"] as const;
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -87,13 +105,15 @@ interface Waiter<T> {
 export class RaftService implements Replicated, NodeListener {
   readonly node: RaftNode;
   readonly transport: GrpcTransport;
+  /** The cluster's ID as known to the daemon (0n when unknown); served to joining members. */
+  clusterId = 0n;
   private readonly timeoutMs: number;
   private readonly queueMax: number;
   private nextRequest = 1n;
   private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
   private readonly proposals = new Map<bigint, Waiter<{ result: Uint8Array; index: bigint }>>();
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
-  private readonly confWaits = new Map<bigint, Waiter<void>>();
+  private readonly confWaits = new Map<bigint, Waiter<bigint>>();
   private readonly readBatches = new Map<string, (() => void)[]>();
   private pendingReads: (() => void)[] = [];
   private readScheduled = false;
@@ -117,6 +137,8 @@ export class RaftService implements Replicated, NodeListener {
         onUnreachable: (p) => this.node.reportUnreachable(p),
         onSnapshotStatus: (p, ok) => this.node.reportSnapshot(p, ok),
         onForwardedPropose: (cmd) => this.servePropose(cmd),
+        onForwardedMembership: (req) => this.serveMembership(req),
+        onClusterInfo: () => ({ clusterId: this.clusterId, memberId: this.node.id }),
       },
       config.transport,
     );
@@ -259,14 +281,14 @@ export class RaftService implements Replicated, NodeListener {
     w.resolve({ result, index: entry.index });
   }
 
-  onConfApplied(_index: bigint, cc: ConfChange): void {
+  onConfApplied(index: bigint, cc: ConfChange): void {
     if (cc.context.length < 8) return;
     const tag = new DataView(cc.context.buffer, cc.context.byteOffset).getBigUint64(0);
     const w = this.confWaits.get(tag);
     if (w === undefined) return;
     this.confWaits.delete(tag);
     clearTimeout(w.timer);
-    w.resolve();
+    w.resolve(index);
   }
 
   onReadStates(states: readonly { index: bigint; requestCtx: Uint8Array }[]): void {
@@ -416,7 +438,7 @@ export class RaftService implements Replicated, NodeListener {
 
   /**
    * Adds a member (new ID), promotes a learner (existing learner, isLearner=false), or replaces an
-   * existing member's URLs in place. A removed ID may be added again.
+   * existing member's URLs in place. A removed ID may be added again. Accepted on any member.
    */
   async addMember(id: NodeId, spec: MemberSpec): Promise<MemberInfo> {
     return (await this.upsertMember(id, spec)).member;
@@ -425,6 +447,8 @@ export class RaftService implements Replicated, NodeListener {
   /**
    * `addMember` that also says whether the ID already existed (`updated`). For an existing ID an
    * empty name, peerUrls or clientUrls keeps the stored value (so promotion needs only the ID).
+   * On a non-leader member the operation is forwarded to the leader; it resolves once the change is
+   * applied on THIS member (a member list read here afterwards shows it).
    */
   async upsertMember(id: NodeId, spec: MemberSpec): Promise<{ member: MemberInfo; updated: boolean }> {
     if (id === 0n) throw new InvalidArgumentError("member id must not be 0");
@@ -433,6 +457,82 @@ export class RaftService implements Replicated, NodeListener {
         throw new InvalidArgumentError(`URL "${u}" is malformed; expected scheme://host:port`);
       }
     }
+    const request = { add: { member: memberToRecord({ id, ...spec }) } };
+    return this.routeMembership(request, () => this.upsertLocal(id, spec));
+  }
+
+  /** Removes any member, including the current leader (the remaining voters elect a new one). */
+  async removeMember(id: NodeId): Promise<void> {
+    await this.routeMembership({ remove: { id } }, () => this.removeLocal(id));
+  }
+
+  /** Hands leadership to voter `target`; resolves once this member sees `target` lead. */
+  async transferLeader(target: NodeId): Promise<void> {
+    await this.routeMembership({ transfer: { target } }, () => this.transferLocal(target));
+    await this.waitLeaderIs(target, `seeing ${target.toString(16)} lead`);
+  }
+
+  /** A member publishes its own name and client URLs (role and peer URLs unchanged). */
+  async publishAttributes(id: NodeId, name: string, clientUrls: readonly string[]): Promise<MemberInfo> {
+    const request = { publish: { id, name, clientUrls: [...clientUrls] } };
+    return (await this.routeMembership(request, () => this.publishLocal(id, name, clientUrls))).member;
+  }
+
+  /**
+   * Runs `local` when this member leads, otherwise forwards `request` to the leader (retrying a
+   * bounded number of times while leadership moves) and waits until the change is applied here.
+   */
+  private async routeMembership(
+    request: pb.MembershipRequest,
+    local: () => Promise<MembershipResult>,
+  ): Promise<MembershipResult> {
+    if (this.node.isStopped) throw new StoppedError();
+    for (let attempt = 1; ; attempt++) {
+      const leader = await this.waitForLeader();
+      if (leader === this.node.id) return local();
+      const res = await this.transport
+        .forwardMembership(leader, request, this.timeoutMs + 1000)
+        .catch((err: unknown) => {
+          throw new LeaderUnreachableError(leader, (err as { details?: string }).details ?? String(err));
+        });
+      if (res.errorCode === "RAFT_NOT_LEADER" && attempt < 3) {
+        await new Promise((r) => setTimeout(r, this.node.config.tickMs));
+        continue;
+      }
+      if (res.errorCode !== "") throw membershipError(res, request);
+      // A member removed by this request may never learn the commit of its own removal: no wait.
+      if (request.remove?.id !== this.node.id) {
+        await this.withTimeout(this.waitApplied(res.index), `applying membership change ${res.index} here`);
+      }
+      const member = res.member === undefined ? NO_MEMBER : memberFromRecord(res.member);
+      return { member: this.node.members.get(member.id) ?? member, updated: res.updated, index: res.index };
+    }
+  }
+
+  /** The leader side of forwarding: runs the operation here; refusals travel back as codes. */
+  private async serveMembership(req: pb.MembershipRequest): Promise<pb.MembershipResponse> {
+    try {
+      this.requireLeader();
+      let r: MembershipResult | undefined;
+      if (req.add?.member !== undefined) {
+        const m = memberFromRecord(req.add.member);
+        r = await this.upsertLocal(m.id, m);
+      } else if (req.remove !== undefined) r = await this.removeLocal(req.remove.id);
+      else if (req.transfer !== undefined) r = await this.transferLocal(req.transfer.target);
+      else if (req.publish !== undefined) {
+        r = await this.publishLocal(req.publish.id, req.publish.name, req.publish.clientUrls);
+      } else throw new InvalidArgumentError("membership request names no operation");
+      return membershipOk({
+        member: r.member.id === 0n ? undefined : memberToRecord(r.member),
+        updated: r.updated,
+        index: r.index,
+      });
+    } catch (err) {
+      return membershipRefusal(err, this.node.leader);
+    }
+  }
+
+  private async upsertLocal(id: NodeId, spec: MemberSpec): Promise<MembershipResult> {
     this.requireLeader();
     const existing = this.node.members.get(id);
     if (existing !== undefined) spec = mergeSpec(existing, spec);
@@ -444,13 +544,15 @@ export class RaftService implements Replicated, NodeListener {
     const type = this.upsertType(id, existing, spec);
     const info: MemberInfo = {
       id,
-      ...spec,
+      name: spec.name,
+      peerUrls: [...spec.peerUrls],
+      clientUrls: [...spec.clientUrls],
       isLearner:
         type === ConfChangeType.AddLearnerNode ||
         (type === ConfChangeType.UpdateNode && (existing?.isLearner ?? false)),
     };
-    await this.proposeConf(type, id, info);
-    return { member: this.node.members.get(id) ?? info, updated: existing !== undefined };
+    const index = await this.proposeConf(type, id, info);
+    return { member: this.node.members.get(id) ?? info, updated: existing !== undefined, index };
   }
 
   /** The ConfChange an upsert needs, after the quorum guard for changes that add voters. */
@@ -472,8 +574,7 @@ export class RaftService implements Replicated, NodeListener {
     return ConfChangeType.UpdateNode;
   }
 
-  /** Removes any member, including the current leader (the remaining voters elect a new one). */
-  async removeMember(id: NodeId): Promise<void> {
+  private async removeLocal(id: NodeId): Promise<MembershipResult> {
     this.requireLeader();
     const m = this.node.members.get(id);
     const cs = this.node.currentConfState();
@@ -484,10 +585,52 @@ export class RaftService implements Replicated, NodeListener {
         cs.voters.filter((v) => v !== id),
         `removing voter ${id.toString(16)}`,
       );
-    await this.proposeConf(ConfChangeType.RemoveNode, id, m);
+    const index = await this.proposeConf(ConfChangeType.RemoveNode, id, m);
+    return { member: NO_MEMBER, updated: true, index };
   }
 
-  private proposeConf(type: ConfChangeType, id: NodeId, info: MemberInfo | undefined): Promise<void> {
+  private async publishLocal(
+    id: NodeId,
+    name: string,
+    clientUrls: readonly string[],
+  ): Promise<MembershipResult> {
+    this.requireLeader();
+    const existing = this.node.members.get(id);
+    if (existing === undefined) throw new MemberNotFoundError(id);
+    const info: MemberInfo = { ...existing, name, clientUrls: [...clientUrls] };
+    const index = await this.proposeConf(ConfChangeType.UpdateNode, id, info);
+    return { member: this.node.members.get(id) ?? info, updated: true, index };
+  }
+
+  private async transferLocal(target: NodeId): Promise<MembershipResult> {
+    this.requireLeader();
+    const cs = this.node.currentConfState();
+    if (cs.learners.includes(target)) {
+      throw new InvalidArgumentError(
+        `member ${target.toString(16)} is a learner and cannot lead; promote it first (add it again with isLearner=false)`,
+      );
+    }
+    if (!cs.voters.includes(target)) throw new MemberNotFoundError(target);
+    if (target !== this.node.id) {
+      this.node.withCore((c) => c.transferLeader(target));
+      await this.waitLeaderIs(target, `moving leadership to ${target.toString(16)}`);
+    }
+    return { member: NO_MEMBER, updated: false, index: 0n };
+  }
+
+  /** Resolves once this member sees `target` as leader (polled each tick, up to the request timeout). */
+  private async waitLeaderIs(target: NodeId, what: string): Promise<void> {
+    const deadline = Date.now() + this.timeoutMs;
+    while (this.node.leader !== target) {
+      if (this.node.isStopped) throw new StoppedError();
+      if (Date.now() > deadline)
+        throw new TimeoutError(`${what} did not complete within ${this.timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, this.node.config.tickMs));
+    }
+  }
+
+  /** Resolves with the log index of the change once it is applied on this member. */
+  private proposeConf(type: ConfChangeType, id: NodeId, info: MemberInfo | undefined): Promise<bigint> {
     const tag = randomBytes(8);
     const json =
       info === undefined ? new Uint8Array() : new TextEncoder().encode(JSON.stringify(memberToJson(info)));
@@ -514,20 +657,6 @@ export class RaftService implements Replicated, NodeListener {
         );
       }
     });
-  }
-
-  async transferLeader(target: NodeId): Promise<void> {
-    this.requireLeader();
-    if (!this.node.currentConfState().voters.includes(target)) {
-      throw new MemberNotFoundError(target);
-    }
-    if (target === this.node.id) return;
-    this.node.withCore((c) => c.transferLeader(target));
-    const deadline = Date.now() + this.timeoutMs;
-    while (this.node.leader !== target) {
-      if (Date.now() > deadline) throw new TimeoutError(`leadership did not move to ${target.toString(16)}`);
-      await new Promise((r) => setTimeout(r, this.node.config.tickMs));
-    }
   }
 
   status(): RaftServiceStatus {

@@ -558,7 +558,7 @@ export class Simulator {
 
   private chooseChange(cs: ConfState): ConfChange | undefined {
     const context = new Uint8Array();
-    const r = this.random.intBelow(3);
+    const r = this.random.intBelow(4);
     const outsiders: NodeId[] = [];
     for (let i = 1; i <= IDS_MAX; i++) {
       const id = BigInt(i);
@@ -567,6 +567,11 @@ export class Simulator {
     if (r === 0) {
       const id = this.pick(outsiders);
       return id === undefined ? undefined : { type: ConfChangeType.AddLearnerNode, nodeId: id, context };
+    }
+    if (r === 3) {
+      // Metadata only; exempt from the one-pending rule, so it may overlap any other change.
+      const id = this.pick([...cs.voters, ...cs.learners]);
+      return id === undefined ? undefined : { type: ConfChangeType.UpdateNode, nodeId: id, context };
     }
     if (r === 1 && cs.voters.length < VOTERS_MAX) {
       const id = this.pick(cs.learners);

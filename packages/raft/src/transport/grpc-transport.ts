@@ -14,6 +14,10 @@ export interface TransportHandler {
   onSnapshotStatus(peer: NodeId, ok: boolean): void;
   /** A proposal forwarded by a follower; resolves once applied on this member. */
   onForwardedPropose(command: Uint8Array): Promise<pb.ProposeResponse>;
+  /** A membership operation forwarded by a non-leader member; resolves once applied here. */
+  onForwardedMembership?(request: pb.MembershipRequest): Promise<pb.MembershipResponse>;
+  /** This member's view of the cluster's identity (cluster ID 0 when unknown). */
+  onClusterInfo?(): pb.ClusterInfoResponse;
 }
 
 export interface GrpcTransportConfig {
@@ -32,6 +36,17 @@ export interface GrpcTransportConfig {
    * peers get TLS with the system roots and http:// peers are plain.
    */
   credentialsFor?: (url: string) => grpc.ChannelCredentials;
+}
+
+export interface PeerStats {
+  url: string;
+  /** Messages waiting for the next flush (at most peerQueueMsgsMax). */
+  queuedMsgs: number;
+  /** The wait after the next stream failure (doubles per failure up to reconnectBackoffMaxMs). */
+  backoffMs: number;
+  /** True while sends are being dropped after a failure. */
+  backingOff: boolean;
+  streamOpen: boolean;
 }
 
 export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
@@ -97,6 +112,9 @@ class Peer {
       this.t.handler.onUnreachable(this.id);
       return;
     }
+    // A connected channel ends the backoff: the next failure starts again from the minimum.
+    if (this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY)
+      this.markHealthy();
     const stream = this.ensureStream();
     const batch = this.queue;
     this.queue = [];
@@ -173,6 +191,10 @@ export class GrpcTransport {
     return new pb.RaftPeerClient(target, credentials, {
       "grpc.max_receive_message_length": 256 << 20,
       "grpc.max_send_message_length": 256 << 20,
+      // grpc-js's own reconnect backoff (1 s up to 120 s by default) would delay reaching a restarted
+      // peer long after our backoff allows it: keep both on the same bounds.
+      "grpc.initial_reconnect_backoff_ms": this.config.reconnectBackoffMinMs,
+      "grpc.max_reconnect_backoff_ms": this.config.reconnectBackoffMaxMs,
     });
   }
 
@@ -191,6 +213,19 @@ export class GrpcTransport {
 
   peerUrl(id: NodeId): string | undefined {
     return this.peers.get(id)?.url;
+  }
+
+  /** A peer's connection state, for status pages and tests. */
+  peerStats(id: NodeId): PeerStats | undefined {
+    const p = this.peers.get(id);
+    if (p === undefined) return undefined;
+    return {
+      url: p.url,
+      queuedMsgs: p.queue.length,
+      backoffMs: p.backoffMs,
+      backingOff: Date.now() < p.retryAt,
+      streamOpen: p.stream !== null,
+    };
   }
 
   send(msgs: readonly Message[]): void {
@@ -237,6 +272,36 @@ export class GrpcTransport {
     });
   }
 
+  /** Forwards a membership operation to `leader`; rejects with the gRPC error when it cannot be reached. */
+  forwardMembership(
+    leader: NodeId,
+    request: pb.MembershipRequest,
+    timeoutMs: number,
+  ): Promise<pb.MembershipResponse> {
+    const p = this.peers.get(leader);
+    if (p === undefined) return Promise.reject(new Error(`no URL known for leader ${leader.toString(16)}`));
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + timeoutMs);
+      p.client.changeMembership(request, new grpc.Metadata(), { deadline }, (err, res) => {
+        if (err !== null) reject(err);
+        else resolve(res);
+      });
+    });
+  }
+
+  /** Asks `peer` for the cluster's identity. */
+  clusterInfo(peer: NodeId, timeoutMs: number): Promise<pb.ClusterInfoResponse> {
+    const p = this.peers.get(peer);
+    if (p === undefined) return Promise.reject(new Error(`no URL known for member ${peer.toString(16)}`));
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + timeoutMs);
+      p.client.clusterInfo({}, new grpc.Metadata(), { deadline }, (err, res) => {
+        if (err !== null) reject(err);
+        else resolve(res);
+      });
+    });
+  }
+
   /** The server side: registers the peer service on a gRPC server owned by the caller. */
   serviceImplementation(): pb.RaftPeerServer {
     return {
@@ -251,6 +316,23 @@ export class GrpcTransport {
         });
       },
       installSnapshot: (call, callback) => this.receiveSnapshot(call, callback),
+      changeMembership: (call, callback) => {
+        const serve = this.handler.onForwardedMembership;
+        if (serve === undefined || this.stopped) {
+          callback(
+            { code: grpc.status.UNAVAILABLE, details: "membership forwarding is not served here" },
+            null,
+          );
+          return;
+        }
+        serve.call(this.handler, call.request).then(
+          (res) => callback(null, res),
+          (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }, null),
+        );
+      },
+      clusterInfo: (_call, callback) => {
+        callback(null, this.handler.onClusterInfo?.() ?? { clusterId: 0n, memberId: this.selfId });
+      },
       propose: (call, callback) => {
         this.handler.onForwardedPropose(call.request.command).then(
           (res) => callback(null, res),

@@ -96,6 +96,62 @@ export interface ProposeResponse {
   leaderHint: bigint;
 }
 
+export interface MemberRecord {
+  id: bigint;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+/** Add, or upsert an existing ID (empty name / URL lists keep the stored values). */
+export interface AddMemberOp {
+  member: MemberRecord | undefined;
+}
+
+export interface RemoveMemberOp {
+  id: bigint;
+}
+
+export interface TransferLeaderOp {
+  target: bigint;
+}
+
+/** A member publishes its own name and client URLs (its role and peer URLs are kept). */
+export interface PublishAttributesOp {
+  id: bigint;
+  name: string;
+  clientUrls: string[];
+}
+
+export interface MembershipRequest {
+  add?: AddMemberOp | undefined;
+  remove?: RemoveMemberOp | undefined;
+  transfer?: TransferLeaderOp | undefined;
+  publish?: PublishAttributesOp | undefined;
+}
+
+export interface MembershipResponse {
+  /** A stable error code (empty on success) and its message, when the leader refused. */
+  errorCode: string;
+  errorMessage: string;
+  leaderHint: bigint;
+  /** Add and publish: the member as stored; `updated` when the ID already existed. */
+  member: MemberRecord | undefined;
+  updated: boolean;
+  /** The log index of the applied change (0 for a transfer), so the forwarding member can wait for it. */
+  index: bigint;
+}
+
+export interface ClusterInfoRequest {
+}
+
+export interface ClusterInfoResponse {
+  /** 0 when the answering member does not know it either. */
+  clusterId: bigint;
+  memberId: bigint;
+}
+
 function createBaseEntry(): Entry {
   return { term: 0n, index: 0n, type: 0, data: Buffer.alloc(0) };
 }
@@ -887,6 +943,598 @@ export const ProposeResponse: MessageFns<ProposeResponse> = {
   },
 };
 
+function createBaseMemberRecord(): MemberRecord {
+  return { id: 0n, name: "", peerUrls: [], clientUrls: [], isLearner: false };
+}
+
+export const MemberRecord: MessageFns<MemberRecord> = {
+  encode(message: MemberRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    for (const v of message.peerUrls) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.clientUrls) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.isLearner !== false) {
+      writer.uint32(40).bool(message.isLearner);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.peerUrls.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.clientUrls.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.isLearner = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseAddMemberOp(): AddMemberOp {
+  return { member: undefined };
+}
+
+export const AddMemberOp: MessageFns<AddMemberOp> = {
+  encode(message: AddMemberOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.member !== undefined) {
+      MemberRecord.encode(message.member, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddMemberOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddMemberOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.member = MemberRecord.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseRemoveMemberOp(): RemoveMemberOp {
+  return { id: 0n };
+}
+
+export const RemoveMemberOp: MessageFns<RemoveMemberOp> = {
+  encode(message: RemoveMemberOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveMemberOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveMemberOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseTransferLeaderOp(): TransferLeaderOp {
+  return { target: 0n };
+}
+
+export const TransferLeaderOp: MessageFns<TransferLeaderOp> = {
+  encode(message: TransferLeaderOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.target !== 0n) {
+      if (BigInt.asUintN(64, message.target) !== message.target) {
+        throw new globalThis.Error("value provided for field message.target of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.target);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLeaderOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLeaderOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.target = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBasePublishAttributesOp(): PublishAttributesOp {
+  return { id: 0n, name: "", clientUrls: [] };
+}
+
+export const PublishAttributesOp: MessageFns<PublishAttributesOp> = {
+  encode(message: PublishAttributesOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    for (const v of message.clientUrls) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishAttributesOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishAttributesOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.clientUrls.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseMembershipRequest(): MembershipRequest {
+  return { add: undefined, remove: undefined, transfer: undefined, publish: undefined };
+}
+
+export const MembershipRequest: MessageFns<MembershipRequest> = {
+  encode(message: MembershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.add !== undefined) {
+      AddMemberOp.encode(message.add, writer.uint32(10).fork()).join();
+    }
+    if (message.remove !== undefined) {
+      RemoveMemberOp.encode(message.remove, writer.uint32(18).fork()).join();
+    }
+    if (message.transfer !== undefined) {
+      TransferLeaderOp.encode(message.transfer, writer.uint32(26).fork()).join();
+    }
+    if (message.publish !== undefined) {
+      PublishAttributesOp.encode(message.publish, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MembershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.add = AddMemberOp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.remove = RemoveMemberOp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.transfer = TransferLeaderOp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.publish = PublishAttributesOp.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseMembershipResponse(): MembershipResponse {
+  return { errorCode: "", errorMessage: "", leaderHint: 0n, member: undefined, updated: false, index: 0n };
+}
+
+export const MembershipResponse: MessageFns<MembershipResponse> = {
+  encode(message: MembershipResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.errorCode !== "") {
+      writer.uint32(10).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(18).string(message.errorMessage);
+    }
+    if (message.leaderHint !== 0n) {
+      if (BigInt.asUintN(64, message.leaderHint) !== message.leaderHint) {
+        throw new globalThis.Error("value provided for field message.leaderHint of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.leaderHint);
+    }
+    if (message.member !== undefined) {
+      MemberRecord.encode(message.member, writer.uint32(34).fork()).join();
+    }
+    if (message.updated !== false) {
+      writer.uint32(40).bool(message.updated);
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MembershipResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembershipResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaderHint = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.member = MemberRecord.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.updated = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseClusterInfoRequest(): ClusterInfoRequest {
+  return {};
+}
+
+export const ClusterInfoRequest: MessageFns<ClusterInfoRequest> = {
+  encode(_: ClusterInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterInfoRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterInfoRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseClusterInfoResponse(): ClusterInfoResponse {
+  return { clusterId: 0n, memberId: 0n };
+}
+
+export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
+  encode(message: ClusterInfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clusterId !== 0n) {
+      if (BigInt.asUintN(64, message.clusterId) !== message.clusterId) {
+        throw new globalThis.Error("value provided for field message.clusterId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.clusterId);
+    }
+    if (message.memberId !== 0n) {
+      if (BigInt.asUintN(64, message.memberId) !== message.memberId) {
+        throw new globalThis.Error("value provided for field message.memberId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.memberId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterInfoResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterInfoResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.clusterId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.memberId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
 export type RaftPeerService = typeof RaftPeerService;
 export const RaftPeerService = {
   /** A long-lived stream of message batches from one member to another (order is kept per stream). */
@@ -919,6 +1567,29 @@ export const RaftPeerService = {
     responseSerialize: (value: ProposeResponse): Buffer => Buffer.from(ProposeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ProposeResponse => ProposeResponse.decode(value),
   },
+  /**
+   * A membership operation (or leader transfer) received by a non-leader member, forwarded to the
+   * leader; refusals come back as stable error codes.
+   */
+  changeMembership: {
+    path: "/photoncloud.raft.v1.RaftPeer/ChangeMembership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MembershipRequest): Buffer => Buffer.from(MembershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MembershipRequest => MembershipRequest.decode(value),
+    responseSerialize: (value: MembershipResponse): Buffer => Buffer.from(MembershipResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MembershipResponse => MembershipResponse.decode(value),
+  },
+  /** The cluster's identity, asked by a member that joined a running cluster. */
+  clusterInfo: {
+    path: "/photoncloud.raft.v1.RaftPeer/ClusterInfo" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClusterInfoRequest): Buffer => Buffer.from(ClusterInfoRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClusterInfoRequest => ClusterInfoRequest.decode(value),
+    responseSerialize: (value: ClusterInfoResponse): Buffer => Buffer.from(ClusterInfoResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClusterInfoResponse => ClusterInfoResponse.decode(value),
+  },
 } as const;
 
 export interface RaftPeerServer extends UntypedServiceImplementation {
@@ -928,6 +1599,13 @@ export interface RaftPeerServer extends UntypedServiceImplementation {
   installSnapshot: handleClientStreamingCall<SnapshotChunk, SnapshotAck>;
   /** A follower forwards a client's proposal to the leader; the result comes back once applied there. */
   propose: handleUnaryCall<ProposeRequest, ProposeResponse>;
+  /**
+   * A membership operation (or leader transfer) received by a non-leader member, forwarded to the
+   * leader; refusals come back as stable error codes.
+   */
+  changeMembership: handleUnaryCall<MembershipRequest, MembershipResponse>;
+  /** The cluster's identity, asked by a member that joined a running cluster. */
+  clusterInfo: handleUnaryCall<ClusterInfoRequest, ClusterInfoResponse>;
 }
 
 export interface RaftPeerClient extends Client {
@@ -978,6 +1656,41 @@ export interface RaftPeerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ProposeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A membership operation (or leader transfer) received by a non-leader member, forwarded to the
+   * leader; refusals come back as stable error codes.
+   */
+  changeMembership(
+    request: MembershipRequest,
+    callback: (error: ServiceError | null, response: MembershipResponse) => void,
+  ): ClientUnaryCall;
+  changeMembership(
+    request: MembershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MembershipResponse) => void,
+  ): ClientUnaryCall;
+  changeMembership(
+    request: MembershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MembershipResponse) => void,
+  ): ClientUnaryCall;
+  /** The cluster's identity, asked by a member that joined a running cluster. */
+  clusterInfo(
+    request: ClusterInfoRequest,
+    callback: (error: ServiceError | null, response: ClusterInfoResponse) => void,
+  ): ClientUnaryCall;
+  clusterInfo(
+    request: ClusterInfoRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ClusterInfoResponse) => void,
+  ): ClientUnaryCall;
+  clusterInfo(
+    request: ClusterInfoRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ClusterInfoResponse) => void,
   ): ClientUnaryCall;
 }
 

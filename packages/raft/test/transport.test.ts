@@ -1,0 +1,103 @@
+// Proves the gRPC peer transport's bounds and recovery: the per-peer queue never holds more than
+// peerQueueMsgsMax messages (the overflow is reported, not buffered), a dead peer is retried with
+// exponential backoff up to the maximum, and a peer that comes back is reached again with the
+// backoff reset.
+import type * as grpc from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { makeMessage } from "../src/core/messages.js";
+import { type Message, MessageType } from "../src/core/types.js";
+import { bindServer } from "../src/demo/local-cluster.js";
+import { GrpcTransport, type GrpcTransportConfig } from "../src/transport/grpc-transport.js";
+import { until } from "./helpers.js";
+import { freePorts } from "./member-kit.js";
+
+interface Endpoint {
+  transport: GrpcTransport;
+  received: Message[];
+  unreachable: bigint[];
+}
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+function endpoint(id: bigint, config: Partial<GrpcTransportConfig> = {}): Endpoint {
+  const received: Message[] = [];
+  const unreachable: bigint[] = [];
+  const transport = new GrpcTransport(
+    id,
+    {
+      onMessage: (m) => received.push(m),
+      onUnreachable: (p) => unreachable.push(p),
+      onSnapshotStatus: () => {},
+      onForwardedPropose: () => Promise.reject(new Error("not used")),
+    },
+    config,
+  );
+  cleanups.push(() => transport.stop());
+  return { transport, received, unreachable };
+}
+
+async function serve(e: Endpoint, port = 0): Promise<{ server: grpc.Server; url: string }> {
+  const bound = await bindServer(port);
+  e.transport.register(bound.server);
+  cleanups.push(() => bound.server.forceShutdown());
+  return bound;
+}
+
+const heartbeat = (to: bigint, commit: bigint) =>
+  makeMessage({ type: MessageType.Heartbeat, from: 1n, to, term: 1n, commit });
+
+describe("GrpcTransport", () => {
+  it("holds at most peerQueueMsgsMax messages per peer and reports the overflow", async () => {
+    // Proves the bound: messages beyond it in one turn are dropped and reported, the rest arrive in order.
+    const receiver = endpoint(2n);
+    const { url } = await serve(receiver);
+    const sender = endpoint(1n, { peerQueueMsgsMax: 4 });
+    sender.transport.setPeer(2n, url);
+    sender.transport.send(Array.from({ length: 10 }, (_, i) => heartbeat(2n, BigInt(i + 1))));
+    expect(sender.transport.peerStats(2n)?.queuedMsgs).toBe(4);
+    expect(sender.unreachable).toEqual(Array(6).fill(2n));
+    await until("4 messages delivered", () => receiver.received.length >= 4);
+    expect(receiver.received.map((m) => m.commit)).toEqual([1n, 2n, 3n, 4n]);
+    // The queue drains in one batch; later sends are accepted again.
+    sender.transport.send([heartbeat(2n, 11n)]);
+    await until("a later message delivered", () => receiver.received.some((m) => m.commit === 11n));
+    expect(receiver.received).toHaveLength(5);
+  });
+
+  it("backs off exponentially from a dead peer, then reconnects and resets the backoff", async () => {
+    // Proves reconnect with backoff bounded by reconnectBackoffMaxMs and recovery once the peer listens.
+    const [port] = await freePorts(1);
+    const sender = endpoint(1n, { reconnectBackoffMinMs: 20, reconnectBackoffMaxMs: 160 });
+    sender.transport.setPeer(2n, `http://127.0.0.1:${port}`);
+    expect(sender.transport.peerStats(2n)?.backoffMs).toBe(20);
+    const seen = new Set<number>();
+    let n = 0n;
+    await until("backoff reaches the maximum", () => {
+      sender.transport.send([heartbeat(2n, ++n)]);
+      seen.add(sender.transport.peerStats(2n)!.backoffMs);
+      return sender.transport.peerStats(2n)!.backoffMs === 160;
+    });
+    expect([...seen].sort((a, b) => a - b)).toEqual(expect.arrayContaining([40, 80, 160]));
+    expect(sender.unreachable.length).toBeGreaterThan(0);
+    // Kept at the maximum while the peer stays down.
+    await until("several more failures", () => {
+      sender.transport.send([heartbeat(2n, ++n)]);
+      return sender.unreachable.length > 20;
+    });
+    expect(sender.transport.peerStats(2n)?.backoffMs).toBe(160);
+
+    const receiver = endpoint(2n);
+    await serve(receiver, port);
+    await until("a message reaches the restarted peer", () => {
+      sender.transport.send([heartbeat(2n, ++n)]);
+      return receiver.received.length > 0;
+    });
+    await until("backoff reset after reconnecting", () => {
+      sender.transport.send([heartbeat(2n, ++n)]);
+      return sender.transport.peerStats(2n)?.backoffMs === 20;
+    });
+  });
+});
