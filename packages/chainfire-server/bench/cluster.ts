@@ -19,6 +19,7 @@ export interface ClusterMember {
   readonly name: string;
   readonly clientPort: number;
   readonly peerPort: number;
+  readonly metricsPort: number;
   readonly dataDir: string;
   /** host:port of the client URL. */
   readonly endpoint: string;
@@ -54,6 +55,10 @@ export function freePort(): Promise<number> {
   });
 }
 
+export class MemberExitedError extends Error {
+  readonly code = "MEMBER_EXITED";
+}
+
 export class Cluster {
   private constructor(
     readonly options: ClusterOptions,
@@ -64,11 +69,12 @@ export class Cluster {
   static async plan(options: ClusterOptions): Promise<Cluster> {
     const members: ClusterMember[] = [];
     for (let i = 1; i <= (options.size ?? 3); i++) {
-      const [clientPort, peerPort] = [await freePort(), await freePort()];
+      const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
       members.push({
         name: `m${i}`,
         clientPort,
         peerPort,
+        metricsPort,
         dataDir: join(options.dir, `m${i}`),
         endpoint: `127.0.0.1:${clientPort}`,
         process: null,
@@ -78,11 +84,24 @@ export class Cluster {
     return new Cluster(options, members);
   }
 
+  /**
+   * Plans, starts and waits. A port picked free can be taken by another process before the member
+   * binds it (parallel test files): when a member of a fresh cluster exits while starting, the whole
+   * cluster is planned again on new ports, a bounded number of times.
+   */
   static async start(options: ClusterOptions): Promise<Cluster> {
-    const cluster = await Cluster.plan(options);
-    cluster.startAll();
-    await cluster.waitReady();
-    return cluster;
+    const attemptsMax = options.keepDataDirs ? 1 : 3;
+    for (let attempt = 1; ; attempt++) {
+      const cluster = await Cluster.plan(options);
+      cluster.startAll();
+      try {
+        await cluster.waitReady();
+        return cluster;
+      } catch (err) {
+        cluster.stop();
+        if (!(err instanceof MemberExitedError) || attempt >= attemptsMax) throw err;
+      }
+    }
   }
 
   get endpoints(): string {
@@ -95,11 +114,12 @@ export class Cluster {
 
   /** Plans one more member (ports, data dir) outside the initial cluster, for membership tests. */
   async planExtra(name: string): Promise<ClusterMember> {
-    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const member: ClusterMember = {
       name,
       clientPort,
       peerPort,
+      metricsPort,
       dataDir: join(this.options.dir, name),
       endpoint: `127.0.0.1:${clientPort}`,
       process: null,
@@ -118,6 +138,7 @@ export class Cluster {
       `--listen-client-urls=http://127.0.0.1:${m.clientPort}`,
       `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
       `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      `--listen-metrics-urls=http://127.0.0.1:${m.metricsPort}`,
       `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
       `--initial-cluster=${joining?.initialCluster ?? this.initialCluster}`,
       `--initial-cluster-state=${joining ? "existing" : "new"}`,
@@ -143,12 +164,14 @@ export class Cluster {
     const [command, prefix] =
       this.options.kind === "etcd" ? ["etcd", ["--log-level=error"]] : [process.execPath, [CHAINFIRE_BIN]];
     const child = spawn(command, [...prefix, ...this.args(m, joining)], {
-      stdio: ["ignore", "ignore", "pipe"],
+      stdio: ["ignore", "pipe", "pipe"],
     });
-    // Keep the tail of stderr so a failed start can say why.
-    child.stderr!.on("data", (d: Buffer) => {
+    // Keep the tail of the output (logs go to stdout or stderr) so a failed start can say why.
+    const keep = (d: Buffer) => {
       m.log = (m.log + d.toString()).slice(-8000);
-    });
+    };
+    child.stdout!.on("data", keep);
+    child.stderr!.on("data", keep);
     m.process = child;
   }
 
@@ -169,7 +192,9 @@ export class Cluster {
           });
           if (ok) break;
           if (m.process?.exitCode !== null && m.process?.exitCode !== undefined) {
-            throw new Error(`${this.options.kind} ${m.name} exited (${m.process.exitCode}): ${m.log}`);
+            throw new MemberExitedError(
+              `${this.options.kind} ${m.name} exited (${m.process.exitCode}): ${m.log}`,
+            );
           }
           if (Date.now() > deadline) throw new Error(`${this.options.kind} ${m.name} not ready: ${m.log}`);
           await new Promise((resolve) => setTimeout(resolve, 100));

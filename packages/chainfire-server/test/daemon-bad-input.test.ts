@@ -4,6 +4,7 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
+import { checkHealth, listServices } from "@photoncloud/daemon";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
@@ -32,7 +33,7 @@ beforeAll(async () => {
       extraFlags: ["--quota-backend-bytes", "256KiB"],
     }),
   ]);
-}, 60_000);
+}, 180_000);
 
 afterAll(() => cluster.close());
 
@@ -55,7 +56,7 @@ const putOp = (key: string): etcd.RequestOp => ({
   },
 });
 
-describe("bad requests on a running member", () => {
+describe("bad requests on a running member", { timeout: 150_000 }, () => {
   it("refuses KV input with etcd's errors and consumes no revision", async () => {
     // Proves the KV input checks end to end through the daemon; the revision never moves.
     await put(m, "k", "1");
@@ -152,7 +153,25 @@ describe("bad requests on a running member", () => {
   });
 });
 
-describe("bad flags and config", () => {
+describe("operational endpoints", { timeout: 150_000 }, () => {
+  it("serves gRPC health, reflection, /health, /metrics and /version", async () => {
+    // Proves the standard daemon surfaces on a running member.
+    const endpoint = `127.0.0.1:${m.ports.client}`;
+    expect(await checkHealth(endpoint)).toBe("SERVING");
+    expect(await listServices(endpoint)).toEqual(
+      expect.arrayContaining(["etcdserverpb.KV", "etcdserverpb.Cluster", "chainfire.v1.Cluster"]),
+    );
+    const base = `http://127.0.0.1:${m.ports.metrics}`;
+    const health = await fetch(`${base}/health`);
+    expect([health.status, ((await health.json()) as { healthy: boolean }).healthy]).toEqual([200, true]);
+    expect(await (await fetch(`${base}/metrics`)).text()).toMatch(
+      /grpc_server_handled_total\{[^}]*grpc_method="Put"/,
+    );
+    expect(await (await fetch(`${base}/version`)).json()).toMatchObject({ name: "chainfire" });
+  });
+});
+
+describe("bad flags and config", { timeout: 150_000 }, () => {
   it("exits 2 with a message naming the key, and creates no data directory", async () => {
     // Proves start-up validation: every bad setting is reported before anything is written.
     const dir = (name: string) => join(cluster.root, `never-${name}`);

@@ -3,7 +3,7 @@
 // restart as a voter, removal of the current leader, re-add of the removed member, scale-in — with
 // every key written before a step readable from every member after it.
 import { rmSync } from "node:fs";
-import { type chainfirev1, createClients, type etcd } from "@photoncloud/chainfire-api";
+import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   call,
@@ -119,7 +119,7 @@ describe("chainfire membership sequence across processes", () => {
     await cluster.stop("node04");
     n4.clients.close();
     n4.ports = { client: await freePort(), peer: await freePort(), metrics: await freePort() };
-    n4.clients = createClients(`127.0.0.1:${n4.ports.client}`);
+    n4.clients = cluster.clientsFor(n4.ports.client);
     const replaced = await memberAdd(follower(), {
       id: id4,
       name: "node04",

@@ -13,7 +13,8 @@ export async function ctl(
 ): Promise<CtlRun> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runCtl(args, {
+  // Tests run on a shared, loaded machine: a generous default deadline (an explicit flag still wins).
+  const code = await runCtl(["--command-timeout=30s", ...args], {
     out: (text) => out.push(text),
     err: (text) => err.push(text),
     stderrIsTty: false,

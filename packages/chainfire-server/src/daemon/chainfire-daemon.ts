@@ -196,6 +196,8 @@ async function startServers(
   ctx.onShutdown("client-grpc", () => grpc.shutdown());
   const http = await startHttpServer({
     urls: config.listenMetricsUrls,
+    // https:// metrics URLs use the client certificate, like etcd's.
+    tls: clientTlsFiles(config),
     metrics: ctx.metrics,
     logger,
     health: () => {

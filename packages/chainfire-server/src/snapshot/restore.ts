@@ -4,10 +4,21 @@
 // raft/ directory is written, so the daemon bootstraps a new log, cluster ID and member IDs from its
 // --initial-cluster / --initial-cluster-token flags (layout agreed in the daemon's data-dir contract).
 // Every check runs before anything is written; the directory appears whole or not at all.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import {
+  type ProgressListener,
   readSnapshotFile,
   rollbackJournalCopy,
   type SnapshotStatus,
@@ -23,6 +34,8 @@ export interface RestoreOptions {
   initialAdvertisePeerUrls: string;
   initialClusterToken: string;
   skipHashCheck?: boolean;
+  /** Hashing then writing, as one 0..2×image-size scale. */
+  onProgress?: ProgressListener;
 }
 
 export type RestoreErrorCode = "BAD_RESTORE_ARGUMENT" | "DATA_DIR_EXISTS";
@@ -94,6 +107,22 @@ function freshImage(image: Buffer): Buffer {
   }
 }
 
+const WRITE_CHUNK_BYTES = 4 * 1024 * 1024;
+
+function writeImage(path: string, image: Buffer, onProgress: ProgressListener): void {
+  const fd = openSync(path, "wx", 0o600);
+  try {
+    for (let offset = 0; offset < image.length; offset += WRITE_CHUNK_BYTES) {
+      const chunk = image.subarray(offset, offset + WRITE_CHUNK_BYTES);
+      writeSync(fd, chunk, 0, chunk.length, offset);
+      onProgress(offset + chunk.length, image.length);
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export interface RestoreResult {
   status: SnapshotStatus;
   dataDir: string;
@@ -102,7 +131,10 @@ export interface RestoreResult {
 
 export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResult {
   const members = checkArguments(opts);
-  const snapshot = readSnapshotFile(file, opts.skipHashCheck === true);
+  const progress = opts.onProgress;
+  const snapshot = readSnapshotFile(file, opts.skipHashCheck === true, (done, total) =>
+    progress?.(done, total * 2),
+  );
   const status = snapshotStatus(snapshot, file);
   const image = freshImage(snapshot.image);
   const target = resolve(opts.dataDir);
@@ -111,7 +143,7 @@ export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResu
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   try {
-    writeFileSync(join(staging, MVCC_DB_FILE), image, { mode: 0o600 });
+    writeImage(join(staging, MVCC_DB_FILE), image, (done, total) => progress?.(total + done, total * 2));
     if (existsSync(target)) rmSync(target, { recursive: true });
     renameSync(staging, target);
   } catch (err) {

@@ -31,7 +31,26 @@ export interface SnapshotImage {
 }
 
 /** Splits image and trailer and checks the sha256; `skipHashCheck` accepts a bare database copy. */
-export function verifySnapshotBytes(bytes: Buffer, path: string, skipHashCheck = false): SnapshotImage {
+/** Reports how far a long step (hashing, writing) has gone; drives the CLI's progress bar. */
+export type ProgressListener = (doneBytes: number, totalBytes: number) => void;
+
+const HASH_CHUNK_BYTES = 4 * 1024 * 1024;
+
+function sha256(image: Buffer, onProgress?: ProgressListener): Buffer {
+  const hash = createHash("sha256");
+  for (let offset = 0; offset < image.length; offset += HASH_CHUNK_BYTES) {
+    hash.update(image.subarray(offset, offset + HASH_CHUNK_BYTES));
+    onProgress?.(Math.min(offset + HASH_CHUNK_BYTES, image.length), image.length);
+  }
+  return hash.digest();
+}
+
+export function verifySnapshotBytes(
+  bytes: Buffer,
+  path: string,
+  skipHashCheck = false,
+  onProgress?: ProgressListener,
+): SnapshotImage {
   const remainder = bytes.length % PAGE_GRANULE_BYTES;
   const hasTrailer = remainder === SHA256_BYTES;
   if (!hasTrailer && !skipHashCheck) {
@@ -50,7 +69,7 @@ export function verifySnapshotBytes(bytes: Buffer, path: string, skipHashCheck =
   const image = hasTrailer ? bytes.subarray(0, bytes.length - SHA256_BYTES) : bytes;
   if (hasTrailer && !skipHashCheck) {
     const expected = bytes.subarray(bytes.length - SHA256_BYTES);
-    const actual = createHash("sha256").update(image).digest();
+    const actual = sha256(image, onProgress);
     if (!actual.equals(expected)) {
       throw new SnapshotFileError(
         "SNAPSHOT_CORRUPT",
@@ -61,7 +80,11 @@ export function verifySnapshotBytes(bytes: Buffer, path: string, skipHashCheck =
   return { image, hashChecked: hasTrailer && !skipHashCheck };
 }
 
-export function readSnapshotFile(path: string, skipHashCheck = false): SnapshotImage {
+export function readSnapshotFile(
+  path: string,
+  skipHashCheck = false,
+  onProgress?: ProgressListener,
+): SnapshotImage {
   let bytes: Buffer;
   try {
     if (!statSync(path).isFile()) throw new Error("not a regular file");
@@ -72,7 +95,7 @@ export function readSnapshotFile(path: string, skipHashCheck = false): SnapshotI
       `cannot read snapshot ${path}: ${(err as Error).message}`,
     );
   }
-  return verifySnapshotBytes(bytes, path, skipHashCheck);
+  return verifySnapshotBytes(bytes, path, skipHashCheck, onProgress);
 }
 
 export interface SnapshotStatus {

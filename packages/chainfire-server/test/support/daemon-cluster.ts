@@ -1,11 +1,11 @@
 // Multi-process test support: chainfire daemons as child processes on free loopback ports, with
 // short Raft timeouts, typed clients per member, and polling helpers with deadlines.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Metadata } from "@grpc/grpc-js";
+import { credentials, Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients, type etcd, type mvccpb } from "@photoncloud/chainfire-api";
 
 const PACKAGE_DIR = join(import.meta.dirname, "..", "..");
@@ -23,10 +23,14 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Thrown by a check to stop polling at once (e.g. the process it waits for has exited). */
+export class GiveUp extends Error {}
+
+/** Polls `check` until it returns a value (not undefined/false); errors count as "not yet". */
 export async function until<T>(
   check: () => Promise<T | undefined | false> | T | undefined | false,
   what: string | (() => string),
-  timeoutMs = 30_000,
+  timeoutMs = 60_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -35,6 +39,7 @@ export async function until<T>(
       const value = await check();
       if (value !== undefined && value !== false) return value as T;
     } catch (err) {
+      if (err instanceof GiveUp) throw err;
       lastError = err;
     }
     if (Date.now() > deadline) {
@@ -86,8 +91,16 @@ export interface StartOptions {
   extraFlags?: string[];
 }
 
+/** Member TLS: https:// client and peer URLs with mTLS on both, and the client identity tests use. */
+export interface ClusterTls {
+  caFile: string;
+  member: { cert: string; key: string };
+  client: { cert: string; key: string };
+}
+
 export interface ClusterOptions {
   token?: string;
+  tls?: ClusterTls;
   heartbeatMs?: number;
   electionMs?: number;
   extraFlags?: string[];
@@ -109,7 +122,7 @@ export class DaemonCluster {
       ports,
       dataDir: join(this.root, name),
       proc: null,
-      clients: createClients(`127.0.0.1:${ports.client}`),
+      clients: this.clientsFor(ports.client),
       output: [],
       exitCode: null,
     };
@@ -117,12 +130,47 @@ export class DaemonCluster {
     return member;
   }
 
+  private get scheme(): string {
+    return this.options.tls === undefined ? "http" : "https";
+  }
+
   peerUrl(m: Member): string {
-    return `http://127.0.0.1:${m.ports.peer}`;
+    return `${this.scheme}://127.0.0.1:${m.ports.peer}`;
   }
 
   clientUrl(m: Member): string {
-    return `http://127.0.0.1:${m.ports.client}`;
+    return `${this.scheme}://127.0.0.1:${m.ports.client}`;
+  }
+
+  /** Clients for a client port, presenting the test client certificate when TLS is on. */
+  clientsFor(
+    port: number,
+    identity: { cert: string; key: string } | null = this.options.tls?.client ?? null,
+  ): ChainfireClients {
+    const tls = this.options.tls;
+    if (tls === undefined) return createClients(`127.0.0.1:${port}`);
+    const read = (f: string | undefined) => (f === undefined ? null : readFileSync(f));
+    const creds = credentials.createSsl(read(tls.caFile), read(identity?.key), read(identity?.cert));
+    return createClients(`127.0.0.1:${port}`, creds);
+  }
+
+  private tlsFlags(): string[] {
+    const tls = this.options.tls;
+    if (tls === undefined) return [];
+    const { caFile, member } = tls;
+    return [
+      ...[
+        "--cert-file",
+        member.cert,
+        "--key-file",
+        member.key,
+        "--trusted-ca-file",
+        caFile,
+        "--client-cert-auth",
+      ],
+      ...["--peer-cert-file", member.cert, "--peer-key-file", member.key, "--peer-trusted-ca-file", caFile],
+      "--peer-client-cert-auth",
+    ];
   }
 
   initialCluster(names: readonly string[]): string {
@@ -159,6 +207,7 @@ export class DaemonCluster {
       String(this.options.electionMs ?? 500),
       "--log-level",
       "warn",
+      ...this.tlsFlags(),
       ...(this.options.extraFlags ?? []),
       ...(start.extraFlags ?? []),
     ];
@@ -177,10 +226,14 @@ export class DaemonCluster {
       m.exitCode = code ?? (signal === null ? 0 : -1);
       if (m.proc === proc) m.proc = null;
     });
-    await until(async () => {
-      if (m.exitCode !== null) throw new Error(`${name} exited with ${m.exitCode}: ${m.output.join("")}`);
-      return (await this.status(m)) !== undefined;
-    }, `${name} to serve Status`).catch((err: Error) => {
+    await until(
+      async () => {
+        if (m.exitCode !== null) throw new GiveUp(`${name} exited with ${m.exitCode}`);
+        return (await this.status(m)) !== undefined;
+      },
+      `${name} to serve Status`,
+      90_000,
+    ).catch((err: Error) => {
       throw new Error(`${err.message}\n--- ${name} output ---\n${m.output.join("").slice(-4000)}`);
     });
     return m;

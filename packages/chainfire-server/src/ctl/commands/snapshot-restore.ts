@@ -2,6 +2,7 @@
 import { RestoreError, restoreSnapshot } from "../../snapshot/restore.js";
 import { badArgument, CtlError } from "../errors.js";
 import type { CtlIo } from "../format.js";
+import { progressBar } from "./snapshot.js";
 
 export interface RestoreFlags {
   name: string;
@@ -14,8 +15,9 @@ export interface RestoreFlags {
 
 export function snapshotRestoreCommand(io: CtlIo, file: string, flags: RestoreFlags): void {
   let result: ReturnType<typeof restoreSnapshot>;
+  const progress = progressBar(io, "restore");
   try {
-    result = restoreSnapshot(file, flags);
+    result = restoreSnapshot(file, { ...flags, onProgress: progress.update });
   } catch (err) {
     if (err instanceof RestoreError) {
       throw err.code === "DATA_DIR_EXISTS"
@@ -23,6 +25,8 @@ export function snapshotRestoreCommand(io: CtlIo, file: string, flags: RestoreFl
         : badArgument(err.message);
     }
     throw err;
+  } finally {
+    progress.stop();
   }
   io.out(
     `Restored ${file} (revision ${result.status.revision}, ${result.status.totalKeys} keys) into ${result.dataDir}`,

@@ -15,7 +15,8 @@ interface Progress {
   stop(): void;
 }
 
-function progressBar(io: CtlIo, label: string): Progress {
+/** A byte-progress bar on stderr when it is a terminal; silent otherwise (scripts, pipes, tests). */
+export function progressBar(io: CtlIo, label: string): Progress {
   if (!io.stderrIsTty) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
     {

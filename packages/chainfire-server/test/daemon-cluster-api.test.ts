@@ -1,9 +1,11 @@
-// Proves leases across members: keep-alive and time-to-live sent to a follower reach the leader's
-// countdown; the remaining TTL survives a leader change (checkpointed, not reset); and expiry,
-// decided by the leader, deletes the lease's keys on every member through the log.
+// Proves the cluster-wide APIs on 3 members: leases (keep-alive and time-to-live sent to a follower
+// reach the leader's countdown; the remaining TTL survives a leader change; leader-decided expiry
+// deletes keys everywhere) and etcd's Cluster API (MemberAdd by peer URL with the joiner finding its
+// ID, Promote, Update, Remove; a learner refusing MemberList as etcd 3.4 does).
 import type { etcd } from "@photoncloud/chainfire-api";
+import { memberIdForPeerUrls } from "../src/daemon/etcd-cluster-service.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, DaemonCluster, type Member, readPrefix, until } from "./support/daemon-cluster.js";
+import { call, DaemonCluster, type Member, put, readPrefix, until } from "./support/daemon-cluster.js";
 
 const cluster = new DaemonCluster({
   token: "lease-test",
@@ -17,7 +19,7 @@ beforeAll(async () => {
   members = await Promise.all(names.map((n) => cluster.allocate(n)));
   const initial = cluster.initialCluster(names);
   await Promise.all(names.map((n) => cluster.start(n, { initialCluster: initial })));
-}, 60_000);
+}, 180_000);
 
 afterAll(() => cluster.close());
 
@@ -46,7 +48,7 @@ function putLeased(m: Member, key: string, lease: bigint) {
   });
 }
 
-describe("leases on a 3-member cluster", () => {
+describe("leases on a 3-member cluster", { timeout: 150_000 }, () => {
   it("relays keep-alives from a follower and keeps the remaining TTL across a leader change", async () => {
     // Proves follower relaying and that a new leader continues the countdown instead of restarting it.
     const {
@@ -90,5 +92,60 @@ describe("leases on a 3-member cluster", () => {
     expect((await timeToLive(f1!, id)).TTL).toBe(-1n);
     const listed = await call<etcd.LeaseLeasesResponse>(f1!.clients.lease, "leaseLeases", {});
     expect(listed.leases.map((l) => l.ID)).not.toContain(id);
+  });
+});
+
+describe("etcd's Cluster API on a 3-member cluster", { timeout: 150_000 }, () => {
+  it("adds a learner by peer URL, lets it find its ID, promotes, updates and removes it", async () => {
+    // Proves MemberAdd/Promote/Update/Remove/List through etcd's API, sent to a follower.
+    const {
+      followers: [f1],
+    } = await followers();
+    const joiner = await cluster.allocate("e4");
+    const peerUrl = cluster.peerUrl(joiner);
+    const added = await call<etcd.MemberAddResponse>(f1!.clients.cluster, "memberAdd", {
+      peerURLs: [peerUrl],
+      isLearner: true,
+    });
+    const id = memberIdForPeerUrls(cluster.token, [peerUrl]);
+    expect(added.member).toEqual({ ID: id, name: "", peerURLs: [peerUrl], clientURLs: [], isLearner: true });
+    // Started without --member-id: it asks the others which ID its peer URL was given.
+    await cluster.start("e4", {
+      state: "existing",
+      initialCluster: `${cluster.initialCluster(["l1", "l2", "l3"])},e4=${peerUrl}`,
+    });
+    expect((await cluster.status(joiner)).header!.memberId).toBe(id);
+    const published = await until(async () => {
+      const list = await call<etcd.MemberListResponse>(f1!.clients.cluster, "memberList", {});
+      const mine = list.members.find((m) => m.ID === id);
+      return mine?.name === "e4" ? mine : undefined;
+    }, "e4 to publish its name and client URLs");
+    expect(published.clientURLs).toEqual([cluster.clientUrl(joiner)]);
+    await expect(call(joiner.clients.cluster, "memberList", {})).rejects.toMatchObject({
+      code: 14,
+      details: "etcdserver: rpc not supported for learner",
+    });
+    await until(
+      () => call(f1!.clients.cluster, "memberPromote", { ID: id }).then(() => true),
+      "the promotion of e4",
+    );
+    await expect(call(f1!.clients.cluster, "memberPromote", { ID: id })).rejects.toMatchObject({
+      code: 9,
+      details: "etcdserver: can only promote a learner member",
+    });
+    await put(joiner, "etcd-api/after-promote", "v");
+    const otherPeer = cluster.peerUrl(members[0]!);
+    await expect(
+      call(f1!.clients.cluster, "memberUpdate", { ID: id, peerURLs: [otherPeer] }),
+    ).rejects.toMatchObject({ code: 9, details: "etcdserver: Peer URLs already exists" });
+    const updated = await call<etcd.MemberUpdateResponse>(f1!.clients.cluster, "memberUpdate", {
+      ID: id,
+      peerURLs: [peerUrl],
+    });
+    expect(updated.members.find((m) => m.ID === id)!.isLearner).toBe(false);
+    const removed = await call<etcd.MemberRemoveResponse>(f1!.clients.cluster, "memberRemove", { ID: id });
+    expect(removed.members.map((m) => m.ID)).not.toContain(id);
+    await cluster.stop("e4");
+    expect((await readPrefix(f1!, "etcd-api/", false)).get("etcd-api/after-promote")).toBe("v");
   });
 });
