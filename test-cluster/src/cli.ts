@@ -21,9 +21,15 @@ function integer(text: string): number {
   return n;
 }
 
+/**
+ * Separate network namespaces would need a bridge with non-loopback addresses; this project keeps
+ * all of its test traffic on 127.0.0.0/8, so the option is refused with the reason.
+ */
 function netnsUnsupported(): never {
   throw new Error(
-    "--netns is not available in this build: lanes run every member on 127.0.0.1 in the host network namespace",
+    "--netns is not supported: every member runs on 127.0.0.1 in the host network namespace, because test " +
+      "traffic is kept on loopback (namespaces would need a bridge with non-loopback addresses). Run the lane " +
+      "without --netns",
   );
 }
 
