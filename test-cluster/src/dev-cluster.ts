@@ -141,7 +141,7 @@ async function checkPorts(cluster: Cluster): Promise<void> {
 }
 
 /** Restarts a member that exits on its own, with a back-off, at most 5 times per minute. */
-function supervise(member: ClusterMember, log: (line: string) => void): void {
+function supervise(member: ClusterMember, log: (line: string) => void, restarted: () => void): void {
   const recent: number[] = [];
   member.proc.onUnexpectedExit = (exit) => {
     const now = Date.now();
@@ -157,7 +157,10 @@ function supervise(member: ClusterMember, log: (line: string) => void): void {
       `${member.desc.id} exited (code ${exit.code}, signal ${exit.signal}); restarting, see ${member.desc.logFile}`,
     );
     void delay(500 * recent.length).then(() => {
-      if (!member.proc.running) member.proc.start();
+      if (member.proc.running) return;
+      member.proc.start();
+      // cluster.json carries every pid, so that `down` can still stop members if this supervisor dies.
+      restarted();
     });
   };
 }
@@ -224,7 +227,8 @@ export async function up(options: UpOptions, out: (line: string) => void): Promi
     throw err;
   }
   const file = writeClusterFile(cluster, secrets, "running", startedAt);
-  for (const m of cluster.members.values()) supervise(m, (l) => out(l));
+  const rewrite = () => void writeClusterFile(cluster, secrets, stopping ? "stopped" : "running", startedAt);
+  for (const m of cluster.members.values()) supervise(m, (l) => out(l), rewrite);
   printEndpoints(file, out);
   out("\nThe cluster runs until Ctrl-C (or `pnpm cluster down` from another shell).");
   await new Promise<never>(() => {});
