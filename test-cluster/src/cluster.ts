@@ -2,7 +2,7 @@
 // flags) and optionally one iam. Used by `cluster up` (fixed, well-known ports) and by every lane
 // (ephemeral ports, short Raft timeouts, its own run directory).
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type DaemonKind, locateDaemon, requireDaemon } from "./daemons.js";
 import { freePorts } from "./ports.js";
@@ -47,6 +47,8 @@ export interface ClusterOptions {
   readonly timing?: RaftTiming;
   /** Required when iam is in the cluster. */
   readonly secrets?: DevSecrets;
+  /** The data directories were prepared before the first start (e.g. restored from a snapshot). */
+  readonly keepData?: boolean;
 }
 
 /** Well-known ports: member i of chainfire uses 2379/2380/2381 + 10000·(2i), as etcd's own examples do. */
@@ -104,27 +106,27 @@ export class Cluster {
   /** Plans every member (ports, flags, directories); nothing starts until start(). */
   static async create(options: ClusterOptions): Promise<Cluster> {
     const cluster = new Cluster(options);
-    for (const kind of ["chainfire", "flaredb"] as const) {
-      const count = options[kind];
+    for (const kind of ["chainfire", "flaredb", "iam"] as const) {
+      const count = kind === "iam" ? (options.iam ? 1 : 0) : options[kind];
       if (count === 0) continue;
       const location = locateDaemon(kind);
-      if (!location.available) {
-        cluster.unavailable.push({ kind, reason: location.reason });
-        continue;
-      }
-      const descs = [];
-      for (let i = 0; i < count; i++) descs.push(await cluster.describe(kind, i));
-      const initialCluster = descs.map((d) => `${d.name}=${d.peerUrl}`).join(",");
-      for (const d of descs) cluster.addMember(d, location, raftArgs(d, cluster, initialCluster, "new"));
-    }
-    if (options.iam) {
-      const location = locateDaemon("iam");
-      if (location.available) {
-        const d = await cluster.describe("iam", 0);
-        cluster.addMember(d, location, iamArgs(d), options.secrets ? iamSecretEnv(options.secrets) : {});
-      } else cluster.unavailable.push({ kind: "iam", reason: location.reason });
+      if (location.available) await cluster.plan(kind, count, location);
+      else cluster.unavailable.push({ kind, reason: location.reason });
     }
     return cluster;
+  }
+
+  /** (Re)plans the `count` initial members of one kind: ports, flags and directories. */
+  private async plan(kind: DaemonKind, count: number, location: { command: string; args: string[] }) {
+    if (kind === "iam") {
+      const d = await this.describe("iam", 0);
+      this.addMember(d, location, iamArgs(d), this.options.secrets ? iamSecretEnv(this.options.secrets) : {});
+      return;
+    }
+    const descs = [];
+    for (let i = 0; i < count; i++) descs.push(await this.describe(kind, i));
+    const initialCluster = descs.map((d) => `${d.name}=${d.peerUrl}`).join(",");
+    for (const d of descs) this.addMember(d, location, raftArgs(d, this, initialCluster, "new"));
   }
 
   /** A descriptor for member `index` of `kind`, with its ports and directories. */
@@ -187,9 +189,43 @@ export class Cluster {
 
   /** Starts every member not yet running and waits until each answers its health check. */
   async start(deadlineMs = 60_000, options: { detached?: boolean } = {}): Promise<void> {
-    const pending = [...this.members.values()].filter((m) => !m.proc.running);
-    for (const m of pending) m.proc.start(options);
-    await Promise.all(pending.map((m) => m.proc.waitHealthy(deadlineMs)));
+    for (let attempt = 1; ; attempt++) {
+      const pending = [...this.members.values()].filter((m) => !m.proc.running);
+      for (const m of pending) m.proc.start(options);
+      try {
+        await Promise.all(pending.map((m) => m.proc.waitHealthy(deadlineMs)));
+        this.everStarted = true;
+        return;
+      } catch (err) {
+        if (!(await this.replanAfterPortClash(attempt))) throw err;
+      }
+    }
+  }
+
+  private everStarted = false;
+
+  /**
+   * A free port picked for a member can be taken by another program before the member binds it. On
+   * the very first start of an ephemeral-port cluster whose data directories are still empty, the
+   * kinds that hit EADDRINUSE are stopped, wiped and planned again on new ports (at most 3 attempts).
+   */
+  private async replanAfterPortClash(attempt: number): Promise<boolean> {
+    if (this.options.ports !== "ephemeral" || this.everStarted || attempt >= 3 || this.options.keepData)
+      return false;
+    const clashed = [...this.members.values()].filter(
+      (m) => !m.proc.running && /EADDRINUSE/.test(m.proc.logTail(40)),
+    );
+    if (clashed.length === 0) return false;
+    await this.stop(5000);
+    for (const kind of new Set(clashed.map((m) => m.desc.kind))) {
+      const members = this.ofKind(kind);
+      for (const m of members) {
+        rmSync(m.desc.dataDir, { recursive: true, force: true });
+        this.members.delete(m.desc.id);
+      }
+      await this.plan(kind, members.length, requireDaemon(kind));
+    }
+    return true;
   }
 
   /** SIGTERM to every member at once (SIGKILL after the grace period). */

@@ -14,6 +14,7 @@ export interface LaneClusterOptions {
   readonly chainfire?: number;
   readonly flaredb?: number;
   readonly iam?: boolean;
+  readonly keepData?: boolean;
 }
 
 /** A planned (not yet started) cluster in `<runDir>/<name>/` with lane timing, stopped when the lane ends. */
@@ -30,6 +31,7 @@ export async function createLaneCluster(
     ports: "ephemeral",
     timing: laneTiming,
     token: `${ctx.lane}-${name}`,
+    keepData: o.keepData ?? false,
   });
   if (cluster.unavailable.length > 0) {
     throw new Error(cluster.unavailable.map((u) => `${u.kind} is not available: ${u.reason}`).join("; "));
@@ -138,10 +140,14 @@ export interface KeyRecord {
 }
 
 /** Every key under `prefix` as one member sees it (serializable: its own state, no leader round trip). */
-export async function readKeys(member: MemberDescriptor, prefix: string): Promise<KeyRecord[]> {
+export async function readKeys(
+  member: MemberDescriptor,
+  prefix: string,
+  options: { linearizable?: boolean } = {},
+): Promise<KeyRecord[]> {
   const kv = new KvClient(member.clientUrl);
   try {
-    const res = await kv.range(prefix, { serializable: true });
+    const res = await kv.range(prefix, { serializable: !options.linearizable });
     return res.kvs.map((k) => ({
       key: Buffer.from(k.key).toString(),
       value: Buffer.from(k.value).toString(),

@@ -18,8 +18,8 @@ import {
   putKeys,
   readKeys,
   runCtl,
+  type KeyRecord,
   startAndSettle,
-  startLaneCluster,
 } from "./common.js";
 
 const prefix = "durability/";
@@ -41,12 +41,12 @@ async function chainfireSeed(source: Cluster) {
   // Overwrite some keys so that versions and mod revisions differ from create revisions.
   const rewrites = new Map([...entries].filter((_, i) => i % 7 === 0).map(([k, v]) => [k, `${v}-v2`]));
   await putKeys(members, rewrites);
-  const keys = await readKeys(members[0]!, prefix);
-  return { keys: keys.length, rewritten: rewrites.size, sample: keys.slice(0, 3) };
+  const keys = await readKeys(members[0]!, prefix, { linearizable: true });
+  return { keys, summary: { keys: keys.length, rewritten: rewrites.size, sample: keys.slice(0, 3) } };
 }
 
-async function chainfireRestore(ctx: LaneContext, source: Cluster, snapshotFile: string) {
-  const target = await createLaneCluster(ctx, "chainfire-restored", { chainfire: 3 });
+/** Offline restore of the snapshot into the (empty) data directories of a planned new cluster. */
+async function chainfireRestore(ctx: LaneContext, target: Cluster, snapshotFile: string) {
   const members = descs(target, "chainfire");
   for (const m of members) {
     await ctlOk(ctx, "chainfirectl", [
@@ -55,10 +55,13 @@ async function chainfireRestore(ctx: LaneContext, source: Cluster, snapshotFile:
       ...["--initial-cluster-token", target.token],
     ]);
   }
-  await startAndSettle(target);
-  const original = await readKeys(descs(source, "chainfire")[0]!, prefix);
+  return { restored: members.map((m) => ({ member: m.id, dataDir: m.dataDir })), token: target.token };
+}
+
+/** Every key with its create/mod revision and version, on every member of the restored cluster. */
+async function chainfireCompare(target: Cluster, original: readonly KeyRecord[]) {
   const perMember: Record<string, number> = {};
-  for (const m of members) {
+  for (const m of descs(target, "chainfire")) {
     const restored = await pollUntil(
       `${m.id} to hold the restored keys`,
       async () => {
@@ -68,8 +71,9 @@ async function chainfireRestore(ctx: LaneContext, source: Cluster, snapshotFile:
       { deadlineMs: 30_000 },
     );
     const diff = original.filter((k, i) => JSON.stringify(k) !== JSON.stringify(restored[i]));
-    if (diff.length > 0)
+    if (diff.length > 0) {
       throw new Error(`${m.id}: ${diff.length} keys differ after restore, first ${diff[0]!.key}`);
+    }
     perMember[m.id] = restored.length;
   }
   return { comparedKeysWithRevisions: original.length, perMember };
@@ -164,48 +168,77 @@ export const durabilityProof: LaneDefinition = {
   description:
     "chainfire snapshot/restore and flaredb logical backup/restore into fresh clusters, compared; damaged backups refused",
   async run(ctx) {
-    await flaredbHalf(ctx);
-    await chainfireHalf(ctx);
+    const sources = await startPair(ctx, "source");
+    const backupFile = join(ctx.runDir, "flaredb-backup.sql");
+    await ctx.step("flaredb-logical-backup", async () => {
+      const b = await flaredbSeed(sources.flaredb);
+      writeFileSync(backupFile, b.data);
+      return { file: backupFile, bytes: b.data.length, info: b.info };
+    });
+    const seeded = await ctx.step("chainfire-seed", () => chainfireSeed(sources.chainfire));
+    const snapshotFile = join(ctx.runDir, "chainfire-snapshot.db");
+    await ctx.step("chainfire-snapshot-save", async () => {
+      const ep = descs(sources.chainfire, "chainfire")[0]!.clientUrl.replace(/^http:\/\//, "");
+      const r = await ctlOk(ctx, "chainfirectl", ["--endpoints", ep, "snapshot", "save", snapshotFile]);
+      return {
+        file: snapshotFile,
+        bytes: readFileSync(snapshotFile).length,
+        output: r.stdout.trim().slice(0, 500),
+      };
+    });
+    // The originals are no longer needed: everything below runs against fresh clusters.
+    await Promise.all([sources.flaredb.stop(), sources.chainfire.stop()]);
+    await ctx.step("chainfire-damaged-snapshot-refused", () => chainfireCorruptRefused(ctx, snapshotFile));
+    const fresh = await planPair(ctx, "restored");
+    await ctx.step("chainfire-snapshot-restore", () => chainfireRestore(ctx, fresh.chainfire, snapshotFile));
+    await ctx.step("start-fresh-clusters", async () => {
+      await Promise.all([startAndSettle(fresh.flaredb), startAndSettle(fresh.chainfire)]);
+      return { flaredb: describeCluster(fresh.flaredb), chainfire: describeCluster(fresh.chainfire) };
+    });
+    await ctx.step("chainfire-restore-compare", () => chainfireCompare(fresh.chainfire, seeded.keys));
+    await ctx.step("flaredb-damaged-backup-refused", () =>
+      flaredbDamagedRefused(ctx, fresh.flaredb, backupFile),
+    );
+    await ctx.step("flaredb-restore-compare", async () => {
+      const sql = new SqlClient(descs(fresh.flaredb, "flaredb")[0]!.clientUrl);
+      try {
+        const restored = await sql.restore(readFileSync(backupFile));
+        const perMember = await memberDumps(fresh.flaredb, readFileSync(backupFile, "utf8"));
+        const original = comparableDump(readFileSync(backupFile, "utf8"));
+        return {
+          restoredAtIndex: restored.raftIndex,
+          compared:
+            "every CREATE and INSERT of the dump, in order, on every member (schema-history rows counted apart)",
+          original: { statements: original.lines.length, historyRows: original.historyRows },
+          perMember,
+        };
+      } finally {
+        sql.close();
+      }
+    });
   },
 };
 
-async function flaredbHalf(ctx: LaneContext) {
-  let source!: Cluster;
-  let target!: Cluster;
-  await ctx.step("start-flaredb-source-cluster", async () => {
-    source = await startLaneCluster(ctx, "flaredb-source", { flaredb: 3 });
-    return describeCluster(source);
+/** One flaredb and one chainfire cluster, planned but not started. */
+async function planPair(ctx: LaneContext, name: string) {
+  return {
+    flaredb: await createLaneCluster(ctx, `flaredb-${name}`, { flaredb: 3 }),
+    // Restored data directories are written before the first start: never re-planned.
+    chainfire: await createLaneCluster(ctx, `chainfire-${name}`, {
+      chainfire: 3,
+      keepData: name === "restored",
+    }),
+  };
+}
+
+/** Both source clusters, started side by side. */
+async function startPair(ctx: LaneContext, name: string) {
+  const pair = await planPair(ctx, name);
+  await ctx.step(`start-${name}-clusters`, async () => {
+    await Promise.all([startAndSettle(pair.flaredb), startAndSettle(pair.chainfire)]);
+    return { flaredb: describeCluster(pair.flaredb), chainfire: describeCluster(pair.chainfire) };
   });
-  const backupFile = join(ctx.runDir, "flaredb-backup.sql");
-  await ctx.step("flaredb-logical-backup", async () => {
-    const b = await flaredbSeed(source);
-    writeFileSync(backupFile, b.data);
-    return { file: backupFile, bytes: b.data.length, info: b.info };
-  });
-  await ctx.step("start-flaredb-fresh-cluster", async () => {
-    target = await startLaneCluster(ctx, "flaredb-restored", { flaredb: 3 });
-    return describeCluster(target);
-  });
-  await ctx.step("flaredb-damaged-backup-refused", () => flaredbDamagedRefused(ctx, target, backupFile));
-  await ctx.step("flaredb-restore-compare", async () => {
-    const sql = new SqlClient(descs(target, "flaredb")[0]!.clientUrl);
-    try {
-      const restored = await sql.restore(readFileSync(backupFile));
-      const perMember = await memberDumps(target, readFileSync(backupFile, "utf8"));
-      const original = comparableDump(readFileSync(backupFile, "utf8"));
-      return {
-        restoredAtIndex: restored.raftIndex,
-        compared:
-          "every CREATE and INSERT of the dump, in order, on every member (schema-history rows counted apart)",
-        original: { statements: original.lines.length, historyRows: original.historyRows },
-        perMember,
-      };
-    } finally {
-      sql.close();
-    }
-  });
-  await source.stop();
-  await target.stop();
+  return pair;
 }
 
 async function flaredbDamagedRefused(ctx: LaneContext, target: Cluster, backupFile: string) {
@@ -231,25 +264,4 @@ async function flaredbDamagedRefused(ctx: LaneContext, target: Cluster, backupFi
   } finally {
     sql.close();
   }
-}
-
-async function chainfireHalf(ctx: LaneContext) {
-  let source!: Cluster;
-  await ctx.step("start-chainfire-source-cluster", async () => {
-    source = await startLaneCluster(ctx, "chainfire-source", { chainfire: 3 });
-    return describeCluster(source);
-  });
-  const snapshotFile = join(ctx.runDir, "chainfire-snapshot.db");
-  await ctx.step("chainfire-seed", () => chainfireSeed(source));
-  await ctx.step("chainfire-snapshot-save", async () => {
-    const ep = descs(source, "chainfire")[0]!.clientUrl.replace(/^http:\/\//, "");
-    const r = await ctlOk(ctx, "chainfirectl", ["--endpoints", ep, "snapshot", "save", snapshotFile]);
-    return {
-      file: snapshotFile,
-      bytes: readFileSync(snapshotFile).length,
-      output: r.stdout.trim().slice(0, 500),
-    };
-  });
-  await ctx.step("chainfire-snapshot-restore-compare", () => chainfireRestore(ctx, source, snapshotFile));
-  await ctx.step("chainfire-damaged-snapshot-refused", () => chainfireCorruptRefused(ctx, snapshotFile));
 }
