@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BackupFormat, Consistency, SqlClient } from "../clients.js";
-import type { Cluster } from "../cluster.js";
+import type { Cluster, MemberDescriptor } from "../cluster.js";
 import type { LaneContext, LaneDefinition } from "../lane.js";
 import { pollUntil } from "../poll.js";
 import {
@@ -33,14 +33,22 @@ export function corrupt(source: string, target: string): { offset: number } {
   return { offset };
 }
 
+/** Eight writers, each with its own share of the keys (a key is written by exactly one of them). */
+async function putConcurrently(members: readonly MemberDescriptor[], entries: ReadonlyMap<string, string>) {
+  const shares = Array.from({ length: 8 }, () => new Map<string, string>());
+  let i = 0;
+  for (const [k, v] of entries) shares[i++ % shares.length]!.set(k, v);
+  await Promise.all(shares.map((share) => putKeys(members, share)));
+}
+
 async function chainfireSeed(source: Cluster) {
   const members = descs(source, "chainfire");
   const entries = new Map<string, string>();
   for (let i = 0; i < 200; i++) entries.set(`${prefix}key-${String(i).padStart(4, "0")}`, `value-${i}`);
-  await putKeys(members, entries);
+  await putConcurrently(members, entries);
   // Overwrite some keys so that versions and mod revisions differ from create revisions.
   const rewrites = new Map([...entries].filter((_, i) => i % 7 === 0).map(([k, v]) => [k, `${v}-v2`]));
-  await putKeys(members, rewrites);
+  await putConcurrently(members, rewrites);
   const keys = await readKeys(members[0]!, prefix, { linearizable: true });
   return { keys, summary: { keys: keys.length, rewritten: rewrites.size, sample: keys.slice(0, 3) } };
 }
@@ -108,13 +116,19 @@ async function flaredbSeed(source: Cluster) {
       "CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER, note BLOB)",
     );
     await sql.execute("CREATE INDEX accounts_owner ON accounts (owner)");
-    for (let i = 0; i < 100; i++) {
-      await sql.execute("INSERT INTO accounts (owner, balance, note) VALUES (?, ?, ?)", [
+    // Eight concurrent writers with explicit ids, so the content does not depend on their interleaving.
+    const insert = (i: number) =>
+      sql.execute("INSERT INTO accounts (id, owner, balance, note) VALUES (?, ?, ?, ?)", [
+        BigInt(i + 1),
         `owner-${i % 13}`,
         BigInt(i * 1000 - 7),
         Buffer.from([i, 255 - i]),
       ]);
-    }
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, w) => {
+        for (let i = w; i < 100; i += 8) await insert(i);
+      }),
+    );
     const backup = await sql.backup(BackupFormat.BACKUP_FORMAT_SQL);
     return backup;
   } finally {
