@@ -1,11 +1,15 @@
 // Proves that bad input gets a clear error and changes nothing: empty key, oversize request, too
 // many txn ops, duplicate txn keys, compacted revision, unknown member, malformed URLs, a full
 // backend (NOSPACE alarm), and bad flags or config (the daemon exits 2 naming the key, creating nothing).
-import { existsSync, writeFileSync } from "node:fs";
+// The limits of the first member come from a --config-file, so its keys are proven to take effect.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import { checkHealth, listServices } from "@photoncloud/daemon";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dataDirLayout } from "../src/daemon/data-dir.js";
+import { MvccStore } from "../src/mvcc/store.js";
+import { entriesFor } from "../src/testing/commands.js";
 import {
   call,
   DaemonCluster,
@@ -23,10 +27,13 @@ const b = (s: string) => Buffer.from(s);
 beforeAll(async () => {
   m = await cluster.allocate("solo");
   small = await cluster.allocate("small");
+  // The limits come from a TOML config file with the flags' keys (what the KV tests below rely on).
+  const soloConfig = join(cluster.root, "solo.toml");
+  writeFileSync(soloConfig, 'max-request-bytes = "64KiB"\nmax-txn-ops = 4\n');
   await Promise.all([
     cluster.start("solo", {
       initialCluster: cluster.initialCluster(["solo"]),
-      extraFlags: ["--max-request-bytes", "64KiB", "--max-txn-ops", "4"],
+      extraFlags: ["--config-file", soloConfig],
     }),
     cluster.start("small", {
       initialCluster: cluster.initialCluster(["small"]),
@@ -210,4 +217,48 @@ describe("bad flags and config", { timeout: 150_000 }, () => {
       expect(existsSync(dir(name))).toBe(false);
     });
   }, 120_000);
+});
+
+describe("data directory from an offline restore", { timeout: 150_000 }, () => {
+  /** A data dir holding only mvcc.db with one key, applied up to `appliedIndex`. */
+  function storeOnlyDataDir(name: string, appliedIndex: bigint): string {
+    const dir = join(cluster.root, name);
+    mkdirSync(dir);
+    const store = new MvccStore({ path: dataDirLayout.mvccDb(dir) });
+    const put = {
+      key: b("restored"),
+      value: b("yes"),
+      lease: 0n,
+      prevKv: false,
+      ignoreValue: false,
+      ignoreLease: false,
+    };
+    store.applyBatch(entriesFor([{ put }], appliedIndex === 0n ? 1n : appliedIndex));
+    if (appliedIndex === 0n) store.restore(store.snapshot(), 0n);
+    store.close();
+    return dir;
+  }
+
+  it("starts a new cluster on a restored mvcc.db (applied index 0) with its data", async () => {
+    // Proves the restore contract: only mvcc.db, no raft/; the member bootstraps a log and serves the data.
+    const restored = await cluster.allocate("restored");
+    storeOnlyDataDir("restored", 0n);
+    await cluster.start("restored", { initialCluster: cluster.initialCluster(["restored"]) });
+    const got = await call<etcd.RangeResponse>(
+      restored.clients.kv,
+      "range",
+      rangeRequest({ key: b("restored") }),
+    );
+    expect(got.kvs.map((kv) => kv.value.toString())).toEqual(["yes"]);
+    expect((await put(restored, "after", "1")).header!.revision).toBe(3n);
+  });
+
+  it("refuses a data dir whose store applied entries of a log that is missing", async () => {
+    // Proves the half-deleted data dir check: exit 2, a message that names the fix, nothing changed.
+    const dir = storeOnlyDataDir("orphan", 7n);
+    const r = await runDaemonToExit(["--data-dir", dir, "--initial-cluster-token", "orphan"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/raft\.db is missing.*snapshot restore/);
+    expect(existsSync(dataDirLayout.raftDir(dir))).toBe(false);
+  });
 });

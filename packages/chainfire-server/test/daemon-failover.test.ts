@@ -72,7 +72,7 @@ describe("kill -9 under write load", () => {
       const victim = role === "leader" ? leader : cluster.running().find((m) => m !== leader)!;
       await cluster.stop(victim.name, "SIGKILL");
       // The survivors elect (if needed) and keep acknowledging writes: far more than the log keeps.
-      await ackedGrowsBy(300, `after killing the ${role}`);
+      await ackedGrowsBy(150, `after killing the ${role}`);
       await cluster.start(victim.name, { initialCluster: initial });
       await ackedGrowsBy(50, `after restarting the ${role}`);
       for (const m of cluster.running()) await expectAllAcked(m);

@@ -131,7 +131,10 @@ describe("chainfire membership sequence across processes", () => {
       state: "existing",
       initialCluster: `${initial},node04=${cluster.peerUrl(n4)}`,
     });
-    const listed = (await memberList(n1!)).find((m) => m.id === id4)!;
+    const listed = await until(async () => {
+      const entry = (await memberList(n1!)).find((m) => m.id === id4);
+      return entry?.peerUrls[0] === cluster.peerUrl(n4) ? entry : undefined;
+    }, "node01 to list node04's new URLs");
     expect([listed.peerUrls, listed.clientUrls]).toEqual([[cluster.peerUrl(n4)], [cluster.clientUrl(n4)]]);
     await writeStepKey(n4);
     await expectReadableEverywhere([...base, n4]);
@@ -165,7 +168,8 @@ describe("chainfire membership sequence across processes", () => {
       () => call(operator(remover), "memberRemove", { id: removedId }).then(() => true),
       "leader removal",
     );
-    await cluster.stop(leader.name);
+    // A removed member stops by itself, cleanly, as etcd's do.
+    expect(await cluster.exited(leader.name)).toBe(0);
     const remaining = [...base, n4].filter((m) => m !== leader);
     const newLeader = await cluster.leaderId(remaining, removedId);
     expect(remaining.map((m) => m.name)).toContain((await cluster.memberNamed(newLeader)).name);
@@ -192,7 +196,7 @@ describe("chainfire membership sequence across processes", () => {
 
     // 8. Scale back in: node04 leaves; the original three keep every key.
     await until(() => call(operator(n1!), "memberRemove", { id: id4 }).then(() => true), "node04 removal");
-    await cluster.stop("node04");
+    expect(await cluster.exited("node04")).toBe(0);
     await writeStepKey(n3!);
     await expectReadableEverywhere(base);
     const names = (await memberList(n2!)).map((m) => m.name).sort();

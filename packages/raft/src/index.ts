@@ -12,7 +12,7 @@ export {
   type RaftServiceConfig,
   type RaftServiceStatus,
 } from "./service/raft-service.js";
-export type { ApplyEntry, Replicated, StateMachine } from "./service/state-machine.js";
+export type { ApplyEntry, Replicated, SnapshotJob, StateMachine } from "./service/state-machine.js";
 export { type PersistBatch, SqliteLogStore, type SqliteLogStoreOptions } from "./storage/sqlite-log-store.js";
 export {
   DEFAULT_TRANSPORT_CONFIG,

@@ -3,7 +3,7 @@
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { createLogger, parseConfig } from "@photoncloud/daemon";
+import { createLogger, type DaemonMetrics, parseConfig } from "@photoncloud/daemon";
 import { type MemberConfig, memberOptions } from "../src/member/member-options.js";
 import { membershipHandlers } from "../src/member/membership-handlers.js";
 import { type RunningMember, startMember } from "../src/member/start-member.js";
@@ -44,7 +44,11 @@ export interface TestMember {
   stop(): Promise<void>;
 }
 
-export async function startTestMember(name: string, argv: string[]): Promise<TestMember> {
+export async function startTestMember(
+  name: string,
+  argv: string[],
+  metrics?: DaemonMetrics,
+): Promise<TestMember> {
   const config = memberConfig(["--name", name, ...argv]);
   mkdirSync(config.dataDir, { recursive: true });
   const machine = new AppendLogMachine(join(config.dataDir, "app.db"));
@@ -56,6 +60,7 @@ export async function startTestMember(name: string, argv: string[]): Promise<Tes
     logger: createLogger({ name: "rafttest", level: "silent" }),
     onShutdown: (n, fn) => hooks.push({ name: n, fn }),
     version: "0.0.0-test",
+    ...(metrics !== undefined ? { metrics } : {}),
     raftOverrides: { requestTimeoutMs: 20_000 },
   });
   let stopped = false;

@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createMetrics } from "@photoncloud/daemon";
 import { afterEach, describe, expect, it } from "vitest";
 import { deriveClusterId, deriveMemberId } from "../src/member/ids.js";
 import { membershipHandlers } from "../src/member/membership-handlers.js";
@@ -136,6 +137,18 @@ describe("startMember + membershipHandlers", () => {
     expect(names).toEqual(["n1", "n2", "n3"]);
   }, 120_000);
 
+  it("hands leadership over when the leader stops gracefully", async () => {
+    // Proves the shutdown hooks transfer leadership first: a new leader exists as soon as stop returns.
+    await startCluster(["g1", "g2", "g3"]);
+    const leader = await until("leader", () => leaderOf(members));
+    const termBefore = leader.member.header().raftTerm;
+    await leader.stop();
+    const rest = members.filter((m) => m !== leader);
+    const next = leaderOf(rest);
+    expect(next).toBeDefined();
+    expect(next!.member.header().raftTerm).toBe(termBefore + 1n);
+  }, 120_000);
+
   it("restarts a member from its data directory, ignoring the initial-cluster flags", async () => {
     // Proves a restarted member keeps its ID, rejoins and catches up, like etcd's restart.
     const { ports } = await startCluster(["a", "b", "c"]);
@@ -144,14 +157,25 @@ describe("startMember + membershipHandlers", () => {
     const i = members.indexOf(victim);
     await victim.stop();
     await until("write while down", () => leader.member.raft.propose(enc("while-down")));
-    const back = await startTestMember(victim.name, [
-      ...clusterFlags(dir, victim.name, ports[2 * i]!, ports[2 * i + 1]!, "ignored=http://127.0.0.1:1"),
-    ]);
+    const metrics = createMetrics({ withoutDefaultMetrics: true });
+    const back = await startTestMember(
+      victim.name,
+      [...clusterFlags(dir, victim.name, ports[2 * i]!, ports[2 * i + 1]!, "ignored=http://127.0.0.1:1")],
+      metrics,
+    );
     members[i] = back;
     expect(back.member.memberId).toBe(victim.member.memberId);
     expect(back.member.clusterId).toBe(victim.member.clusterId);
     await until("restarted member caught up", () =>
       back.machine.commands().some((c) => c.command.toString() === "while-down"),
     );
+    // Its raft_* gauges report a follower that knows the leader, with the three voters.
+    await until("metrics show the leader", async () =>
+      /^raft_has_leader 1$/m.test(await metrics.registry.metrics()),
+    );
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^raft_is_leader 0$/m);
+    expect(text).toMatch(/^raft_voters 3$/m);
+    expect(text).toMatch(/^raft_applied_index [1-9]\d*$/m);
   }, 120_000);
 });

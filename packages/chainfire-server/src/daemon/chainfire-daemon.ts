@@ -26,12 +26,10 @@ import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/watch-hub.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
-import { forwardingMembership } from "./forwarding.js";
-import { discoverJoinId } from "./join-discovery.js";
-import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
+import { discoverJoinId, memberListOf } from "./join-discovery.js";
+import { LeaderClients, LeadershipWatcher, memberFacts, RemovalWatcher } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
 import { type ChainfireOptions, chainfireOptions } from "./options.js";
-import { publishAttributes } from "./publish.js";
 
 export const CHAINFIRE_VERSION = "0.1.0";
 /** What Maintenance.Status reports: etcd clients (etcdctl 3.4) gate features on the API level. */
@@ -80,14 +78,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   }
   const hub = new WatchHub(store);
   ctx.onShutdown("watch-hub", () => hub.close());
-  const leaderClients = new LeaderClients(member, {
-    client: clientTlsFiles(config),
-    peer: {
-      trustedCaFile: config.peerTrustedCaFile,
-      certFile: config.peerCertFile,
-      keyFile: config.peerKeyFile,
-    },
-  });
+  const leaderClients = new LeaderClients(member, clientTlsFiles(config));
   ctx.onShutdown("leader-clients", () => leaderClients.close());
   const apiCtx: EtcdApiContext = {
     replicated: member.raft,
@@ -102,18 +93,30 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     shuttingDown: ctx.shuttingDown,
   };
   startLeaseMachinery(ctx, member, store);
-  const local: MembershipOps = membershipHandlers(member, () => ({
+  const peerTls = {
+    trustedCaFile: config.peerTrustedCaFile,
+    certFile: config.peerCertFile,
+    keyFile: config.peerKeyFile,
+  };
+  const askPeer = (url: string) => memberListOf(url, { tls: peerTls, deadlineMs: 1000 });
+  const removal = new RemovalWatcher(member, askPeer, 2 * config.electionTimeoutMs, () => {
+    logger.warn(
+      { memberId: formatId(member.memberId) },
+      "this member was removed from the cluster; stopping",
+    );
+    process.kill(process.pid, "SIGTERM");
+  });
+  removal.start(config.heartbeatIntervalMs);
+  ctx.onShutdown("removal-watch", () => removal.stop());
+  const membership: MembershipOps = membershipHandlers(member, () => ({
     dbSizeBytes: store.dbSizeBytes(),
     revision: store.currentRevision(),
     compactRevision: store.compactRevision(),
   }));
-  const membership = forwardingMembership(local, leaderClients);
-  // On the peer URL: what followers relay to the leader, and the member list joining members read
-  // to find their own ID. Only local handlers here, so a relayed call is never relayed again.
-  member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(local));
+  // On the peer URL too: the member list, which a joining member reads to find the ID given to its
+  // peer URL, and a removed member reads to learn of its removal.
+  member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(membership));
   await startServers(ctx, apiCtx, membership, member);
-  const clientUrls = resolveMemberUrls(config).advertiseClientUrls.map((u) => u.href);
-  publishAttributes(member, membership, { name: config.name, clientUrls }, logger, ctx.shuttingDown);
   logger.info(
     {
       memberId: formatId(member.memberId),

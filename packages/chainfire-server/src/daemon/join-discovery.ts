@@ -37,20 +37,31 @@ export async function discoverJoinId(lookup: JoinLookup, logger: Logger): Promis
   return undefined;
 }
 
-function listMembers(url: string, lookup: JoinLookup): Promise<chainfirev1.Member[]> {
+/** A peer's view of the membership: its member list and whether it knows a leader. */
+export function listMembers(
+  url: string,
+  lookup: Pick<JoinLookup, "tls" | "deadlineMs">,
+): Promise<chainfirev1.Member[]> {
+  return memberListOf(url, lookup).then((res) => res.members);
+}
+
+export function memberListOf(
+  url: string,
+  lookup: Pick<JoinLookup, "tls" | "deadlineMs">,
+): Promise<chainfirev1.MemberListResponse> {
   const parsed = parseUrl(url);
   const client = new chainfirev1.ClusterClient(
     `${parsed.host}:${parsed.port}`,
     channelCredentials(parsed.tls, lookup),
   );
-  return new Promise<chainfirev1.Member[]>((resolve, reject) => {
+  return new Promise<chainfirev1.MemberListResponse>((resolve, reject) => {
     client.memberList({}, new Metadata(), { deadline: Date.now() + lookup.deadlineMs }, (err, res) =>
-      err ? reject(err) : resolve(res.members),
+      err ? reject(err) : resolve(res),
     );
   }).finally(() => client.close());
 }
 
-function channelCredentials(tls: boolean, lookup: JoinLookup): ChannelCredentials {
+function channelCredentials(tls: boolean, lookup: Pick<JoinLookup, "tls">): ChannelCredentials {
   if (!tls) return credentials.createInsecure();
   const read = (file: string | undefined) => (file === undefined ? null : readFileSync(file));
   return credentials.createSsl(

@@ -21,7 +21,8 @@ export function memberFacts(member: RunningMember): MemberFacts {
     leaderId: () => member.header().leaderId,
     raftIndex: () => raft.status().raftIndex,
     raftAppliedIndex: () => raft.status().applied,
-    isLearner: () => raft.node.members.get(member.memberId)?.isLearner ?? false,
+    // The configuration, not the member metadata: it is what Raft itself acts on.
+    isLearner: () => raft.node.currentConfState().learners.includes(member.memberId),
   };
 }
 
@@ -63,66 +64,122 @@ export class LeadershipWatcher {
   }
 }
 
+/**
+ * Calls `onRemoved` once when this member, having been part of the configuration, is no longer in
+ * it: a removed member stops, as etcd's do, instead of lingering without a cluster. A removed leader
+ * applies its own removal; a removed follower may never receive it (the leader stops writing to it),
+ * so while it has no leader it asks the other members, and a member that has a leader and does not
+ * list it settles the question.
+ */
+export class RemovalWatcher {
+  private timer: NodeJS.Timeout | null = null;
+  private seen = false;
+  private leaderlessSinceMs: number | null = null;
+  private probing = false;
+
+  constructor(
+    private readonly member: RunningMember,
+    private readonly askPeer: (peerUrl: string) => Promise<chainfirev1.MemberListResponse>,
+    private readonly leaderlessProbeMs: number,
+    private readonly onRemoved: () => void,
+  ) {}
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => this.check(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private removed(): void {
+    if (this.timer === null) return;
+    this.stop();
+    this.onRemoved();
+  }
+
+  private check(): void {
+    const { raft, memberId } = this.member;
+    if (!raft.node.members.has(memberId)) {
+      if (this.seen) this.removed();
+      return;
+    }
+    this.seen = true;
+    if (raft.node.leader !== 0n) {
+      this.leaderlessSinceMs = null;
+      return;
+    }
+    this.leaderlessSinceMs ??= Date.now();
+    if (Date.now() - this.leaderlessSinceMs >= this.leaderlessProbeMs && !this.probing) {
+      this.probing = true;
+      void this.probePeers().finally(() => {
+        this.probing = false;
+        this.leaderlessSinceMs = Date.now();
+      });
+    }
+  }
+
+  private async probePeers(): Promise<void> {
+    const { raft, memberId } = this.member;
+    for (const peer of raft.node.members.values()) {
+      const url = peer.peerUrls[0];
+      if (peer.id === memberId || url === undefined) continue;
+      const view = await this.askPeer(url).catch(() => undefined);
+      const leaderKnown = view !== undefined && (view.header?.leaderId ?? 0n) !== 0n;
+      if (leaderKnown && !view.members.some((m) => m.id === memberId)) return this.removed();
+    }
+  }
+}
+
 export interface ClientTls {
   readonly trustedCaFile?: string | undefined;
   readonly certFile?: string | undefined;
   readonly keyFile?: string | undefined;
 }
 
-type Clients = ReturnType<typeof createClients>;
-
 /**
- * Clients for the leader, kept while the leader and its URL stay the same: on its first client URL
- * (lease keep-alive and time-to-live) and on its first peer URL (membership operations, served
- * there by chainfire.v1.Cluster, since peer URLs are known from the start while client URLs are
- * published later). Returns null when this member is the leader; throws when no leader is known.
+ * Clients for the leader's first client URL, kept while the leader and its URL stay the same: lease
+ * keep-alive and time-to-live go there, where the lessor counts down. Returns null when this member
+ * is the leader; throws when no leader (or no published client URL of it) is known.
  */
 export class LeaderClients implements LeaderForwarding {
-  private readonly cached = new Map<"client" | "peer", { url: string; clients: Clients }>();
+  private cached: { url: string; clients: ReturnType<typeof createClients> } | null = null;
 
   constructor(
     private readonly member: RunningMember,
-    private readonly tls: { client: ClientTls; peer: ClientTls },
+    private readonly tls: ClientTls,
   ) {}
 
   leaseClient(): etcd.LeaseClient | null {
-    return this.clientsFor("client")?.lease ?? null;
-  }
-
-  operatorClient(): chainfirev1.ClusterClient | null {
-    return this.clientsFor("peer")?.operator ?? null;
-  }
-
-  close(): void {
-    for (const entry of this.cached.values()) entry.clients.close();
-    this.cached.clear();
-  }
-
-  private clientsFor(kind: "client" | "peer"): Clients | null {
     const { raft } = this.member;
     const leader = raft.node.leader;
     if (leader === 0n) throw chainfireError("NO_LEADER");
     if (leader === this.member.memberId) return null;
-    const info = raft.node.members.get(leader);
-    const url = (kind === "client" ? info?.clientUrls : info?.peerUrls)?.[0];
+    const url = raft.node.members.get(leader)?.clientUrls[0];
     if (url === undefined) throw chainfireError("NO_LEADER");
-    const cached = this.cached.get(kind);
-    if (cached !== undefined && cached.url === url) return cached.clients;
-    cached?.clients.close();
+    if (this.cached !== null && this.cached.url === url) return this.cached.clients.lease;
+    this.cached?.clients.close();
     const parsed = parseUrl(url);
-    const clients = createClients(
-      `${hostOf(parsed.host)}:${parsed.port}`,
-      this.credentialsFor(kind, parsed.tls),
-    );
-    this.cached.set(kind, { url, clients });
-    return clients;
+    const clients = createClients(`${hostOf(parsed.host)}:${parsed.port}`, this.credentialsFor(parsed.tls));
+    this.cached = { url, clients };
+    return clients.lease;
   }
 
-  private credentialsFor(kind: "client" | "peer", tls: boolean): ChannelCredentials {
+  close(): void {
+    this.cached?.clients.close();
+    this.cached = null;
+  }
+
+  private credentialsFor(tls: boolean): ChannelCredentials {
     if (!tls) return credentials.createInsecure();
-    const files = this.tls[kind];
     const read = (file: string | undefined) => (file === undefined ? null : readFileSync(file));
-    return credentials.createSsl(read(files.trustedCaFile), read(files.keyFile), read(files.certFile));
+    return credentials.createSsl(
+      read(this.tls.trustedCaFile),
+      read(this.tls.keyFile),
+      read(this.tls.certFile),
+    );
   }
 }
 

@@ -247,10 +247,18 @@ export class DaemonCluster {
   async stop(name: string, signal: "SIGKILL" | "SIGTERM" = "SIGTERM"): Promise<number | null> {
     const m = this.get(name);
     const proc = m.proc;
-    if (proc === null) return m.exitCode;
+    if (proc === null || proc.exitCode !== null || proc.signalCode !== null) return m.exitCode;
     const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
     proc.kill(signal);
     return exited;
+  }
+
+  /** Resolves with the exit code once the member's process has ended by itself. */
+  async exited(name: string): Promise<number | null> {
+    const m = this.get(name);
+    return until(() => (m.proc === null ? { code: m.exitCode } : undefined), `${name} to exit`).then(
+      (r) => r.code,
+    );
   }
 
   running(): Member[] {

@@ -149,7 +149,8 @@ export function membershipHandlers(
         version: member.version,
         raftIndex: s.raftIndex,
         raftAppliedIndex: s.applied,
-        isLearner: s.members.find((m) => m.id === member.memberId)?.isLearner ?? false,
+        // From the Raft configuration, not metadata (a joiner's first metadata is a guess).
+        isLearner: raft.node.currentConfState().learners.includes(member.memberId),
         dbSizeBytes: extra.dbSizeBytes ?? 0n,
         revision: extra.revision ?? 0n,
         compactRevision: extra.compactRevision ?? 0n,

@@ -29,7 +29,7 @@ import {
   type MemberInfo,
   memberFromJson,
 } from "../service/members.js";
-import type { ApplyEntry, StateMachine } from "../service/state-machine.js";
+import type { ApplyEntry, SnapshotJob, StateMachine } from "../service/state-machine.js";
 import { SqliteLogStore } from "../storage/sqlite-log-store.js";
 import type { GrpcTransport } from "../transport/grpc-transport.js";
 
@@ -348,10 +348,57 @@ export class RaftNode {
       const base = this.config.snapshotEntries;
       this.snapshotEvery = BigInt(base + Math.floor(Math.random() * (base / 2)));
     }
-    if (this.applied - this.lastSnapshot < this.snapshotEvery) return;
+    if (this.snapshotJob !== null || this.applied - this.lastSnapshot < this.snapshotEvery) return;
     this.snapshotEvery = 0n;
+    if (this.sm.beginSnapshot !== undefined) {
+      this.beginSnapshotJob(this.sm.beginSnapshot.bind(this.sm));
+      return;
+    }
     const data = encodeLayerSnapshot(this.members.values(), this.sm.snapshot());
     this.store.createSnapshot(this.applied, this.confState, data, BigInt(this.config.snapshotTailEntries));
     this.lastSnapshot = this.applied;
+  }
+
+  /** The snapshot being produced off the event loop, if any (one at a time). */
+  private snapshotJob: Promise<void> | null = null;
+
+  /**
+   * Starts an off-loop snapshot at the current applied index. Members and ConfState are captured
+   * now, in the same call stack as the machine pins its view, so the stored snapshot is exactly
+   * the state at that index (see README, "Snapshots off the event loop").
+   */
+  private beginSnapshotJob(begin: () => SnapshotJob): void {
+    const index = this.applied;
+    const members = [...this.members.values()];
+    const confState = this.confState;
+    const job = begin();
+    if (job.index !== index) {
+      throw new Error(`state machine pinned its snapshot at ${job.index}, expected ${index} (a bug)`);
+    }
+    this.lastSnapshot = index;
+    this.snapshotJob = job.image
+      .then((image) => this.finishSnapshot(index, members, confState, image))
+      .catch((err: unknown) => {
+        if (this.stopped) return;
+        this.config.logger.warn(
+          { index, err: String(err) },
+          "snapshot failed; retrying at the next interval",
+        );
+      })
+      .finally(() => {
+        this.snapshotJob = null;
+      });
+  }
+
+  private finishSnapshot(
+    index: bigint,
+    members: readonly MemberInfo[],
+    confState: ConfState,
+    image: Uint8Array,
+  ): void {
+    // A newer snapshot (installed from the leader) supersedes this one; a stopped store is closed.
+    if (this.stopped || this.store.snapshotIndex() >= index || index < this.store.firstIndex() - 1n) return;
+    const data = encodeLayerSnapshot(members, image);
+    this.store.createSnapshot(index, confState, data, BigInt(this.config.snapshotTailEntries));
   }
 }

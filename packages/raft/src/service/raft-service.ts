@@ -406,8 +406,21 @@ export class RaftService implements Replicated, NodeListener {
 
   // ---- Membership -------------------------------------------------------------------------
 
+  /**
+   * The members, by ID. The learner flag comes from the Raft configuration when it names the
+   * member: a joining member's metadata starts as its --initial-cluster guess (all voters).
+   */
   memberList(): MemberInfo[] {
-    return [...this.node.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const cs = this.node.currentConfState();
+    return [...this.node.members.values()]
+      .map((m) =>
+        cs.voters.includes(m.id)
+          ? { ...m, isLearner: false }
+          : cs.learners.includes(m.id)
+            ? { ...m, isLearner: true }
+            : m,
+      )
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   private requireLeader(): void {

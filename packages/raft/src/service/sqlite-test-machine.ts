@@ -1,16 +1,23 @@
 // A tiny durable state machine used by the demo, tests and benchmark: it appends each command to a
 // table and records the applied index in the same transaction (so no entry is applied twice).
 import Database from "better-sqlite3";
-import type { ApplyEntry, StateMachine } from "./state-machine.js";
+import { SnapshotWorker } from "./snapshot-worker.js";
+import type { ApplyEntry, SnapshotJob, StateMachine } from "./state-machine.js";
 
 export class AppendLogMachine implements StateMachine {
   readonly db: Database.Database;
   private applied: bigint;
   private readonly insert;
   private readonly setApplied;
+  private readonly snapshots: SnapshotWorker;
 
   constructor(path: string) {
     this.db = new Database(path);
+    this.snapshots = new SnapshotWorker({
+      path,
+      appliedSql: "SELECT idx FROM applied WHERE id = 1",
+      imageSql: "SELECT idx, cmd FROM log ORDER BY idx",
+    });
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = NORMAL");
     this.db.exec(`CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, term INTEGER, ts REAL, cmd BLOB);
@@ -53,6 +60,24 @@ export class AppendLogMachine implements StateMachine {
     return new TextEncoder().encode(JSON.stringify(rows));
   }
 
+  /**
+   * The same image as snapshot(), built by a worker thread from a view pinned at appliedIndex().
+   * The first call starts the worker and takes that one snapshot synchronously.
+   */
+  beginSnapshot(): SnapshotJob {
+    const job = this.snapshots.begin(this.applied);
+    return job ?? { index: this.applied, image: Promise.resolve(this.snapshot()) };
+  }
+
+  /** Starts the snapshot worker ahead of the first snapshot (otherwise the first one starts it). */
+  startSnapshotWorker(): Promise<void> {
+    return this.snapshots.start();
+  }
+
+  get snapshotWorkerReady(): boolean {
+    return this.snapshots.isReady;
+  }
+
   restore(image: Uint8Array, index: bigint): void {
     const rows =
       image.length === 0 ? [] : (JSON.parse(new TextDecoder().decode(image)) as [string, string][]);
@@ -65,6 +90,7 @@ export class AppendLogMachine implements StateMachine {
   }
 
   close(): void {
+    this.snapshots.close();
     if (this.db.open) this.db.close();
   }
 }

@@ -18,6 +18,13 @@ export interface ApplyEntry {
   readonly command: Uint8Array;
 }
 
+/** A snapshot being produced off the event loop (see `StateMachine.beginSnapshot`). */
+export interface SnapshotJob {
+  /** The index the image is pinned at: `appliedIndex()` when the job began. */
+  readonly index: bigint;
+  readonly image: Promise<Uint8Array>;
+}
+
 /**
  * A deterministic state machine. Given the same sequence of entries from the same snapshot, every
  * member must reach byte-identical state and return identical results.
@@ -33,6 +40,14 @@ export interface StateMachine {
   appliedIndex(): bigint;
   /** A consistent image of the state as of `appliedIndex()`. */
   snapshot(): Uint8Array;
+  /**
+   * Optional: a snapshot produced without blocking the event loop. Called right after the entry at
+   * `appliedIndex()` was applied and before any later one is; the machine must pin a read view at
+   * exactly that index before returning (e.g. a SQLite read transaction on a second connection),
+   * then produce the same image `snapshot()` would have, while later entries are applied. The
+   * promise rejects when the view cannot be kept; the layer then tries again at the next interval.
+   */
+  beginSnapshot?(): SnapshotJob;
   /** Replaces the whole state with `image`, taken at `index`; records `index` as applied. */
   restore(image: Uint8Array, index: bigint): void;
   /** Releases resources (closes databases). */

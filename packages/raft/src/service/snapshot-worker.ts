@@ -1,0 +1,150 @@
+// Off-event-loop snapshots for SQLite state machines that keep their applied index in the same
+// database: a worker thread with its own connection pins a read transaction at the caller's
+// applied index (the caller blocks only until the view is pinned), then builds the image while
+// the caller keeps applying entries. The view is checked: the applied index read inside it must be
+// the one expected, otherwise the job fails.
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
+import type { SnapshotJob } from "./state-machine.js";
+
+/**
+ * Runs in the worker (plain CommonJS, so it needs no TypeScript loader). `appliedSql` returns one
+ * row with column `idx`; `imageSql` returns the rows of the image, turned into JSON
+ * `[[idx, base64(cmd)], ...]`, the format of AppendLogMachine.snapshot().
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.defaultSafeIntegers(true);
+const applied = db.prepare(workerData.appliedSql);
+const rows = db.prepare(workerData.imageSql);
+const pinned = new Int32Array(workerData.signal);
+parentPort.postMessage({ ready: true });
+function signal() { Atomics.store(pinned, 0, 1); Atomics.notify(pinned, 0); }
+parentPort.on("message", (job) => {
+  let image;
+  try {
+    db.exec("BEGIN");
+    const row = applied.get();
+    const at = row === undefined ? 0n : row.idx;
+    signal();
+    if (at.toString() !== job.index) throw new Error("pinned view is at index " + at + ", expected " + job.index);
+    const out = [];
+    for (const r of rows.iterate()) out.push([r.idx.toString(), Buffer.from(r.cmd).toString("base64")]);
+    image = Buffer.from(JSON.stringify(out));
+  } catch (err) {
+    signal();
+    parentPort.postMessage({ id: job.id, error: String((err && err.message) || err) });
+    return;
+  } finally {
+    if (db.inTransaction) db.exec("COMMIT");
+  }
+  const ab = image.buffer.slice(image.byteOffset, image.byteOffset + image.byteLength);
+  parentPort.postMessage({ id: job.id, image: ab }, [ab]);
+});
+`;
+
+interface Pending {
+  resolve(image: Uint8Array): void;
+  reject(err: Error): void;
+}
+
+export interface SnapshotWorkerOptions {
+  /** The database file (WAL mode, so a reader's view is not disturbed by the writer). */
+  path: string;
+  appliedSql: string;
+  imageSql: string;
+  /** How long `begin` may block waiting for the worker to pin its view. */
+  pinTimeoutMs?: number;
+}
+
+export class SnapshotWorker {
+  private worker: Worker | null = null;
+  private readonly signal = new SharedArrayBuffer(4);
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private ready = false;
+
+  constructor(private readonly options: SnapshotWorkerOptions) {}
+
+  /**
+   * Pins a view at `index` (blocking until pinned, bounded) and returns the job producing the
+   * image; `undefined` while the worker is still starting (it is started by the first call), so
+   * the caller never blocks on a thread start-up and takes this snapshot synchronously instead.
+   */
+  begin(index: bigint): SnapshotJob | undefined {
+    const worker = this.ensureWorker();
+    if (!this.ready) return undefined;
+    const flag = new Int32Array(this.signal);
+    Atomics.store(flag, 0, 0);
+    const id = this.nextId++;
+    const image = new Promise<Uint8Array>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    worker.postMessage({ id, index: index.toString() });
+    const waited = Atomics.wait(flag, 0, 0, this.options.pinTimeoutMs ?? 500);
+    if (waited === "timed-out") {
+      // The worker may still pin a later view: its answer no longer matters.
+      this.settle(id, new Error("the snapshot worker did not pin its view in time"));
+    }
+    return { index, image };
+  }
+
+  /** Starts the worker (if needed) and resolves once it can pin views. */
+  async start(): Promise<void> {
+    const worker = this.ensureWorker();
+    if (this.ready) return;
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: { ready?: boolean }) => {
+        if (m.ready !== true) return;
+        worker.off("message", onMessage);
+        resolve();
+      };
+      worker.on("message", onMessage);
+      worker.once("error", reject);
+    });
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker !== null) return this.worker;
+    const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { ...this.options, driver, signal: this.signal },
+    });
+    worker.unref();
+    worker.on("message", (m: { id: number; ready?: boolean; image?: ArrayBuffer; error?: string }) => {
+      if (m.ready === true) this.ready = true;
+      else if (m.image !== undefined) this.pending.get(m.id)?.resolve(new Uint8Array(m.image));
+      else this.settle(m.id, new Error(m.error ?? "snapshot failed"));
+      this.pending.delete(m.id);
+    });
+    worker.on("error", (err) => this.failAll(err));
+    worker.on("exit", () => {
+      this.worker = null;
+      this.ready = false;
+      this.failAll(new Error("the snapshot worker exited"));
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  private settle(id: number, err: Error): void {
+    this.pending.get(id)?.reject(err);
+    this.pending.delete(id);
+  }
+
+  private failAll(err: Error): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, err);
+  }
+
+  close(): void {
+    this.failAll(new Error("the state machine was closed"));
+    void this.worker?.terminate();
+    this.worker = null;
+    this.ready = false;
+  }
+}
