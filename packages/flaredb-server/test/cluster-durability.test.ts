@@ -141,6 +141,7 @@ describe("flaredb durability (3 processes)", () => {
 
   it("restores a backup into a fresh cluster with an identical dump; refuses corrupt and truncated files", async () => {
     // Proves backup → restore through the log reproduces the data on every member, and damaged backups change nothing.
+    expect(sqliteBackup, "backups taken by the previous test (it must have passed)").toBeDefined();
     const cluster = await TestCluster.start();
     clusters.push(cluster);
     const target = cluster.members[1]!;

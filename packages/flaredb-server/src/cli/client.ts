@@ -163,19 +163,31 @@ export class FlareDbConnection {
     throw last!;
   }
 
-  /** Opens a client stream on the first endpoint; `feed` writes the messages and ends the stream. */
-  clientStream<Req, Res>(
+  /**
+   * Opens a client stream; `feed` writes the messages and ends the stream. When an endpoint cannot
+   * be reached the whole stream is sent again to the next one (`feed` must be repeatable).
+   */
+  async clientStream<Req, Res>(
     open: (e: Endpoint, cb: Callback<Res>) => ClientWritableStream<Req>,
     feed: (stream: ClientWritableStream<Req>) => Promise<void>,
   ): Promise<Res> {
-    const e = this.endpoints[0]!;
-    return new Promise<Res>((resolve, reject) => {
-      const stream = open(e, (err, res) => (err ? reject(toCallError(err, e.url)) : resolve(res)));
-      feed(stream).catch((err: unknown) => {
-        stream.cancel();
-        reject(err);
-      });
-    });
+    let last: CallError | undefined;
+    for (const e of this.endpoints) {
+      try {
+        return await new Promise<Res>((resolve, reject) => {
+          const stream = open(e, (err, res) => (err ? reject(toCallError(err, e.url)) : resolve(res)));
+          feed(stream).catch((err: unknown) => {
+            stream.cancel();
+            reject(new LocalFailure(err));
+          });
+        });
+      } catch (err) {
+        if (err instanceof LocalFailure) throw err.inner;
+        last = toCallError(err, e.url);
+        if (!unreachable(last)) throw last;
+      }
+    }
+    throw last!;
   }
 }
 

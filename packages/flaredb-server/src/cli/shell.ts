@@ -5,7 +5,7 @@
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { createInterface, type Interface } from "node:readline";
+import { createInterface } from "node:readline";
 import { significant, splitStatements, TokenKind, tokenize } from "../sql/tokenizer.js";
 import type { FlareDbConnection } from "./client.js";
 import { cellText } from "./format.js";
@@ -73,7 +73,9 @@ export async function runShell(conn: FlareDbConnection, o: ShellOptions): Promis
   const print = (text: string) => output.write(`${text}\n`);
   if (interactive) print(`flaredb shell on ${conn.endpointUrls.join(", ")} — .help for commands`);
   let buffer = "";
+  // Piped input (a script) gets no prompts, only answers.
   const prompt = () => {
+    if (!interactive) return;
     rl.setPrompt(buffer === "" ? "flaredb> " : "   ...> ");
     rl.prompt();
   };
@@ -81,7 +83,7 @@ export async function runShell(conn: FlareDbConnection, o: ShellOptions): Promis
   for await (const line of rl) {
     if (buffer === "" && line.trim().startsWith(".")) {
       remember(historyFile, line, interactive);
-      if ((await dotCommand(conn, line.trim(), state, print, rl)) === "quit") break;
+      if ((await dotCommand(conn, line.trim(), state, print)) === "quit") break;
     } else {
       buffer = buffer === "" ? line : `${buffer}\n${line}`;
       if (statementComplete(buffer)) {
@@ -128,7 +130,6 @@ async function dotCommand(
   line: string,
   state: { format: OutputFormat; consistency: ConsistencyName },
   print: (t: string) => void,
-  rl: Interface,
 ): Promise<"quit" | undefined> {
   const [cmd, ...args] = line.split(/\s+/);
   switch (cmd) {
@@ -191,7 +192,6 @@ async function dotCommand(
       return;
     default:
       print(`unknown command ${cmd}; .help lists the commands`);
-      rl.prompt();
       return;
   }
 }
