@@ -6,7 +6,7 @@
 //
 // Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_KINDS ("chainfire,etcd").
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -27,6 +27,24 @@ interface Result {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /** CPU time the three server processes spent per completed request (all threads, user + system). */
+  serverCpuUsPerOp: number;
+}
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/**
+ * CPU seconds used so far by these processes (/proc/<pid>/stat utime + stime). On a shared, loaded
+ * machine throughput mostly measures the scheduler's share each process gets (a Go server with many
+ * runnable threads gets more than a single-threaded Node.js one); CPU per request does not.
+ */
+function cpuSeconds(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS_PER_SECOND;
 }
 
 function unary(clients: ChainfireClients, method: "put" | "range", req: unknown): Promise<unknown> {
@@ -57,7 +75,9 @@ async function measure(
   ops: (() => Promise<unknown>)[],
   inFlight: number,
   durationMs: number,
+  pids: readonly number[],
 ): Promise<Result> {
+  const cpuBefore = cpuSeconds(pids);
   const latencies: number[] = [];
   let errors = 0;
   const end = Date.now() + durationMs;
@@ -78,7 +98,14 @@ async function measure(
   const seconds = (performance.now() - t0) / 1000;
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  return { opsPerSecond: latencies.length / seconds, p50Ms: at(0.5), p99Ms: at(0.99), errors };
+  const serverCpuUsPerOp = ((cpuSeconds(pids) - cpuBefore) * 1e6) / Math.max(1, latencies.length);
+  return {
+    opsPerSecond: latencies.length / seconds,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    errors,
+    serverCpuUsPerOp,
+  };
 }
 
 async function suite(kind: ClusterKind): Promise<Map<string, Result>> {
@@ -86,17 +113,19 @@ async function suite(kind: ClusterKind): Promise<Map<string, Result>> {
   const cluster = await Cluster.start({ kind, dir });
   const clients = cluster.members.map((m) => createClients(m.endpoint));
   const results = new Map<string, Result>();
+  const pids = cluster.members.map((m) => m.process!.pid!);
   try {
     // Untimed warm-up that also fills the key space, so reads find values and JITs are warm.
     await measure(
       clients.map((c) => operation("put", c)),
       16,
       WARM_UP_MS,
+      pids,
     );
     for (const inFlight of IN_FLIGHT) {
       for (const workload of WORKLOADS) {
         const ops = clients.map((c) => operation(workload, c));
-        results.set(`${workload}@${inFlight}`, await measure(ops, inFlight, DURATION_MS));
+        results.set(`${workload}@${inFlight}`, await measure(ops, inFlight, DURATION_MS, pids));
       }
     }
   } finally {
@@ -116,14 +145,17 @@ function row(name: string, c: Result | undefined, e: Result | undefined): string
     cell(c, (r) => r.p50Ms.toFixed(1), 7),
     cell(c, (r) => r.p99Ms.toFixed(1), 7),
     cell(c, (r) => String(r.errors), 5),
+    cell(c, (r) => r.serverCpuUsPerOp.toFixed(0), 8),
     "|",
     cell(e, (r) => r.opsPerSecond.toFixed(0), 10),
     cell(e, (r) => r.p50Ms.toFixed(1), 7),
     cell(e, (r) => r.p99Ms.toFixed(1), 7),
     cell(e, (r) => String(r.errors), 5),
+    cell(e, (r) => r.serverCpuUsPerOp.toFixed(0), 8),
     "|",
     (c && e ? (c.opsPerSecond / e.opsPerSecond).toFixed(2) : "-").padStart(6),
     (c && e ? (c.p99Ms / e.p99Ms).toFixed(2) : "-").padStart(9),
+    (c && e ? (c.serverCpuUsPerOp / e.serverCpuUsPerOp).toFixed(2) : "-").padStart(9),
   ].join(" ");
 }
 
@@ -138,7 +170,7 @@ console.log(
   `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, requests spread over the members`,
 );
 console.log(
-  `${"workload".padEnd(24)}  chainfire/s  p50 ms  p99 ms  errs |     etcd/s  p50 ms  p99 ms  errs | ratio p99 ratio`,
+  `${"workload".padEnd(24)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op | ratio p99 ratio cpu ratio`,
 );
 for (const inFlight of IN_FLIGHT) {
   for (const workload of WORKLOADS) {

@@ -181,27 +181,41 @@ export class Cluster {
     for (const m of this.members) {
       const clients = createClients(m.endpoint);
       try {
-        for (;;) {
-          const ok = await new Promise<boolean>((resolve) => {
-            clients.kv.range(
-              rangeRequest({ key: Buffer.from("ready") }),
-              new Metadata(),
-              { deadline: Date.now() + 3000 },
-              (err) => resolve(err === null),
-            );
-          });
-          if (ok) break;
-          if (m.process?.exitCode !== null && m.process?.exitCode !== undefined) {
-            throw new MemberExitedError(
-              `${this.options.kind} ${m.name} exited (${m.process.exitCode}): ${m.log}`,
-            );
-          }
-          if (Date.now() > deadline) throw new Error(`${this.options.kind} ${m.name} not ready: ${m.log}`);
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
+        // First a leader (Status, served locally), then a linearizable read through it: readiness
+        // as an operator checks it, without sending reads into an election.
+        await this.poll(m, deadline, (done) =>
+          clients.maintenance.status({}, new Metadata(), { deadline: Date.now() + 3000 }, (err, res) =>
+            done(err === null && res.leader !== 0n),
+          ),
+        );
+        await this.poll(m, deadline, (done) =>
+          clients.kv.range(
+            rangeRequest({ key: Buffer.from("ready") }),
+            new Metadata(),
+            { deadline: Date.now() + 3000 },
+            (err) => done(err === null),
+          ),
+        );
       } finally {
         clients.close();
       }
+    }
+  }
+
+  private async poll(
+    m: ClusterMember,
+    deadline: number,
+    attempt: (done: (ok: boolean) => void) => void,
+  ): Promise<void> {
+    for (;;) {
+      if (await new Promise<boolean>((resolve) => attempt(resolve))) return;
+      if (m.process?.exitCode !== null && m.process?.exitCode !== undefined) {
+        throw new MemberExitedError(
+          `${this.options.kind} ${m.name} exited (${m.process.exitCode}): ${m.log}`,
+        );
+      }
+      if (Date.now() > deadline) throw new Error(`${this.options.kind} ${m.name} not ready: ${m.log}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 

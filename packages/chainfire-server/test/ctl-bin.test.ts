@@ -48,6 +48,7 @@ describe("chainfirectl executable", () => {
     const down = await chainfirectl([
       "--endpoints=127.0.0.1:1",
       "--command-timeout=2s",
+      "--dial-timeout=2s",
       "endpoint",
       "status",
     ]);

@@ -115,12 +115,19 @@ describe("chainfirectl errors", () => {
     const bad = await ctl(["--endpoints=not an endpoint", "get", "a"]);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('--endpoints: "not an endpoint" is not host:port');
-    const down = await ctl(["--endpoints=127.0.0.1:1", "--command-timeout=3s", "get", "a"]);
+    const down = await ctl([
+      "--endpoints=127.0.0.1:1",
+      "--command-timeout=3s",
+      "--dial-timeout=3s",
+      "get",
+      "a",
+    ]);
     expect(down.code).toBe(1);
     expect(down.err).toMatch(/127\.0\.0\.1:1/);
     const statusDown = await ctl([
       `--endpoints=${server.endpoint},127.0.0.1:1`,
       "--command-timeout=3s",
+      "--dial-timeout=3s",
       "endpoint",
       "health",
     ]);

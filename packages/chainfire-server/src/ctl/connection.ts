@@ -11,6 +11,7 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
+import { rangeRequest } from "../mvcc/messages.js";
 import { badArgument, CtlError } from "./errors.js";
 
 export interface GlobalOptions {
@@ -80,6 +81,7 @@ export class Connection {
   readonly commandTimeoutMs: number;
   readonly dialTimeoutMs: number;
   private readonly open = new Map<string, ChainfireClients>();
+  private readonly dialled = new Map<string, Promise<void>>();
 
   constructor(readonly options: GlobalOptions) {
     this.endpoints = parseEndpoints(options.endpoints);
@@ -96,6 +98,40 @@ export class Connection {
       this.open.set(endpoint.address, clients);
     }
     return clients;
+  }
+
+  /**
+   * Resolves once the endpoint's channel is connected, within --dial-timeout, so an unreachable
+   * endpoint fails fast with a connection error instead of waiting out --command-timeout.
+   */
+  ready(endpoint: Endpoint = this.endpoints[0]!): Promise<void> {
+    let pending = this.dialled.get(endpoint.address);
+    if (!pending) {
+      const client = this.clients(endpoint).kv;
+      pending = new Promise<void>((resolve, reject) => {
+        client.waitForReady(Date.now() + this.dialTimeoutMs, (err) => {
+          if (!err) return resolve();
+          // waitForReady only says "deadline": one fail-fast probe carries the channel's real
+          // reason (refused, TLS alert, unknown host) into the message.
+          client.range(
+            rangeRequest({ key: Buffer.from("dial-probe") }),
+            new Metadata(),
+            { deadline: Date.now() + 1000 },
+            (probe) => {
+              const why = probe ? fromGrpc(probe, endpoint).message : err.message;
+              reject(
+                new CtlError(
+                  "UNREACHABLE",
+                  `${why} (no connection within --dial-timeout=${this.options.dialTimeout})`,
+                ),
+              );
+            },
+          );
+        });
+      });
+      this.dialled.set(endpoint.address, pending);
+    }
+    return pending;
   }
 
   deadline(): Date {
@@ -122,11 +158,14 @@ export function call<Req, Res>(
   method: UnaryMethod<Req, Res>,
   req: Req,
 ): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    method(req, new Metadata(), { deadline: conn.deadline() }, (err, res) =>
-      err ? reject(fromGrpc(err, endpoint)) : resolve(res),
-    );
-  });
+  return conn.ready(endpoint).then(
+    () =>
+      new Promise<Res>((resolve, reject) => {
+        method(req, new Metadata(), { deadline: conn.deadline() }, (err, res) =>
+          err ? reject(fromGrpc(err, endpoint)) : resolve(res),
+        );
+      }),
+  );
 }
 
 /** Turns a gRPC failure into what an operator needs: which endpoint, and the server's own words. */

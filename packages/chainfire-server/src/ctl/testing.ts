@@ -14,7 +14,7 @@ export async function ctl(
   const out: string[] = [];
   const err: string[] = [];
   // Tests run on a shared, loaded machine: a generous default deadline (an explicit flag still wins).
-  const code = await runCtl(["--command-timeout=30s", ...args], {
+  const code = await runCtl(["--command-timeout=30s", "--dial-timeout=30s", ...args], {
     out: (text) => out.push(text),
     err: (text) => err.push(text),
     stderrIsTty: false,

@@ -204,6 +204,7 @@ export async function watch(
     fragment: false,
   };
   const endpoint = conn.endpoints[0]!;
+  await conn.ready(endpoint);
   const stream = conn.clients().watch.watch();
   await new Promise<void>((resolve, reject) => {
     const stop = () => {

@@ -67,6 +67,7 @@ export async function snapshotSave(conn: Connection, io: CtlIo, file: string): P
       `snapshot save takes exactly one endpoint (got ${conn.endpoints.length}); pick one member`,
     );
   }
+  await conn.ready();
   const bytes = await receive(conn, io);
   // Refuse to leave a bad file behind: the stream's own trailer must match its content.
   verifySnapshotBytes(bytes, `snapshot from ${conn.endpoints[0]!.address}`);
