@@ -1,5 +1,6 @@
-# One daemon as a package: `bin/<name>` and `bin/<name>ctl` wrappers that run the compiled entry
-# points from the workspace with the Node they were built for.
+# One daemon as a package: `bin/<name>` and `bin/<name>ctl` wrappers that run the entry points the
+# workspace package declares in its package.json "bin" (read at evaluation time, so a package that
+# moves its bins into dist/ needs no change here) with the Node they were built for.
 { lib, runCommand, makeWrapper, nodejs_20, workspace, name }:
 
 let
@@ -9,6 +10,8 @@ let
     iam = "iam-server";
   }.${name};
   root = "${workspace}/lib/photoncloud/packages/${pkgDir}";
+  bins = (builtins.fromJSON (builtins.readFile ../packages/${pkgDir}/package.json)).bin;
+  wrap = bin: "makeWrapper ${nodejs_20}/bin/node $out/bin/${bin} --add-flags ${root}/${bins.${bin}}";
 in
 runCommand "photoncloud-${name}-${workspace.version}"
   {
@@ -21,6 +24,6 @@ runCommand "photoncloud-${name}-${workspace.version}"
   }
   ''
     mkdir -p $out/bin
-    makeWrapper ${nodejs_20}/bin/node $out/bin/${name} --add-flags ${root}/bin/${name}.js
-    makeWrapper ${nodejs_20}/bin/node $out/bin/${name}ctl --add-flags ${root}/bin/${name}ctl.js
+    ${wrap name}
+    ${wrap "${name}ctl"}
   ''
