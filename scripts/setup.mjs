@@ -4,7 +4,7 @@
 // optional system tools for differential tests, and a compiled tree. Each step is idempotent and
 // cheap when already done, so both quick-start commands can always run it.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -73,6 +73,44 @@ step("etcd and etcdctl (for differential tests)", () => {
   spawnSync("sh", ["-c", "systemctl stop etcd 2>/dev/null; pkill -x etcd 2>/dev/null; true"]);
 });
 
+// The nix packaging cannot be built here (nix cannot fetch), but CI checks that every .nix file
+// parses with Debian's nix-bin (`nix-instantiate --parse`), installed the same way as etcd.
+step("nix-instantiate (for the .nix parse check)", () => {
+  if (process.env.PHOTON_SKIP_NIX === "1") return;
+  if (has("nix-instantiate")) return;
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!root || !existsSync("/usr/bin/apt-get")) {
+    process.stderr.write("(not root or no apt-get: install nix-bin yourself) ");
+    return;
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  try {
+    run("apt-get", ["install", "-y", "-q", "--no-install-recommends", "nix-bin"], { env });
+  } catch {
+    run("apt-get", ["update", "-q"], { env });
+    run("apt-get", ["install", "-y", "-q", "--no-install-recommends", "nix-bin"], { env });
+  }
+});
+
 step("compile (tsc -b)", () => {
   run("pnpm", ["exec", "tsc", "-b", "tsconfig.json"]);
 });
+
+// Some packages point their bins into dist/, which does not exist during the first install, so pnpm
+// skips linking them; once compiled, one more (offline, quick) install links every bin.
+step("link package bins", () => {
+  const missing = workspaceBins().filter((name) => !existsSync(join(root, "node_modules", ".bin", name)));
+  if (missing.length === 0) return;
+  run("pnpm", ["install", "--frozen-lockfile", "--prefer-offline"]);
+});
+
+function workspaceBins() {
+  const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  const deps = Object.keys({ ...manifest.dependencies, ...manifest.devDependencies });
+  return deps
+    .filter((d) => d.startsWith("@photoncloud/"))
+    .flatMap((d) => {
+      const pkg = join(root, "packages", d.slice("@photoncloud/".length), "package.json");
+      return existsSync(pkg) ? Object.keys(JSON.parse(readFileSync(pkg, "utf8")).bin ?? {}) : [];
+    });
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The whole test command: static checks, then every vitest suite, then a deterministic-simulation
-// seed range. Stops at the first failing stage and prints a summary line per stage.
+// The whole test command: static checks, then every vitest suite, a deterministic-simulation seed
+// range, the .nix parse check, and the proof lanes (a short rollout-soak; PHOTON_SOAK_DURATION
+// changes its length). Stops at the first failing stage and prints a summary line per stage.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -11,6 +12,14 @@ const seeds = process.env.PHOTON_SIM_SEEDS ?? "1-300";
 const vitestReport = join(root, "work", "test-report", "vitest.json");
 mkdirSync(dirname(vitestReport), { recursive: true });
 rmSync(vitestReport, { force: true });
+
+// The soak runs at least one full round of restarts whatever the duration; 30s keeps it to one round.
+const soak = process.env.PHOTON_SOAK_DURATION ?? "30s";
+const lane = (name, ...extra) => [
+  `proof lane ${name}`,
+  "node",
+  ["test-cluster/bin/cluster.js", name, ...extra],
+];
 
 const stages = [
   ["lint (biome)", "pnpm", ["exec", "biome", "check", "."]],
@@ -27,6 +36,12 @@ const stages = [
     "pnpm",
     ["--filter", "@photoncloud/raft", "run", "--silent", "sim", "--seeds", seeds],
   ],
+  [".nix files parse", "node", ["test-cluster/scripts/check-nix-parse.mjs"]],
+  // The proof lanes: each starts its own cluster and leaves its artifacts under work/<lane>/.
+  lane("core-control-plane-ops-proof"),
+  lane("durability-proof"),
+  lane("chainfire-live-membership-proof"),
+  lane("rollout-soak", "--duration", soak),
 ];
 
 const summary = [];

@@ -1,0 +1,29 @@
+# One daemon as a package: `bin/<name>` and `bin/<name>ctl` wrappers that run the entry points the
+# workspace package declares in its package.json "bin" (read at evaluation time, so a package that
+# moves its bins into dist/ needs no change here) with the Node they were built for.
+{ lib, runCommand, makeWrapper, nodejs_20, workspace, name }:
+
+let
+  pkgDir = {
+    chainfire = "chainfire-server";
+    flaredb = "flaredb-server";
+    iam = "iam-server";
+  }.${name};
+  root = "${workspace}/lib/photoncloud/packages/${pkgDir}";
+  bins = (builtins.fromJSON (builtins.readFile ../packages/${pkgDir}/package.json)).bin;
+  wrap = bin: "makeWrapper ${nodejs_20}/bin/node $out/bin/${bin} --add-flags ${root}/${bins.${bin}}";
+in
+runCommand "photoncloud-${name}-${workspace.version}"
+  {
+    nativeBuildInputs = [ makeWrapper ];
+    meta = {
+      description = "PhotonCloud ${name} daemon and ${name}ctl";
+      mainProgram = name;
+      platforms = lib.platforms.linux;
+    };
+  }
+  ''
+    mkdir -p $out/bin
+    ${wrap name}
+    ${wrap "${name}ctl"}
+  ''
