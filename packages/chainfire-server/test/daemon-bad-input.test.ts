@@ -17,6 +17,7 @@ import {
   put,
   rangeRequest,
   runDaemonToExit,
+  until,
 } from "./support/daemon-cluster.js";
 
 const cluster = new DaemonCluster({ token: "bad-input-test" });
@@ -41,6 +42,8 @@ beforeAll(async () => {
     }),
   ]);
   await Promise.all([cluster.leaderId([m]), cluster.leaderId([small])]);
+  // Each member publishes its client URLs once it leads; the membership checks compare lists after that.
+  await until(async () => (await members())[0]?.clientUrls.length === 1, "solo to publish its client URLs");
 }, 180_000);
 
 afterAll(() => cluster.close());
