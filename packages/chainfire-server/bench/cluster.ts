@@ -200,6 +200,30 @@ export class Cluster {
         clients.close();
       }
     }
+    await this.waitPublished(deadline);
+  }
+
+  /**
+   * Every member lists every member with its client URLs: each has published itself, as etcd
+   * members do before serving, so tools that dial members' client URLs (etcdctl's health check
+   * before a member add, lease relays) find them.
+   */
+  private async waitPublished(deadline: number): Promise<void> {
+    const m = this.members[0]!;
+    const clients = createClients(m.endpoint);
+    try {
+      await this.poll(m, deadline, (done) =>
+        clients.cluster.memberList({}, new Metadata(), { deadline: Date.now() + 3000 }, (err, res) =>
+          done(
+            err === null &&
+              res.members.length === this.members.length &&
+              res.members.every((x) => x.clientURLs.length > 0),
+          ),
+        ),
+      );
+    } finally {
+      clients.close();
+    }
   }
 
   private async poll(

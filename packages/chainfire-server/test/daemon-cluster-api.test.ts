@@ -19,6 +19,8 @@ beforeAll(async () => {
   members = await Promise.all(names.map((n) => cluster.allocate(n)));
   const initial = cluster.initialCluster(names);
   await Promise.all(names.map((n) => cluster.start(n, { initialCluster: initial })));
+  // Relays go to the leader's published client URL, so every member has published before the tests.
+  await cluster.published(members);
 }, 180_000);
 
 afterAll(() => cluster.close());
@@ -58,7 +60,10 @@ describe("leases on a 3-member cluster", { timeout: 150_000 }, () => {
     const id = await grant(f1!, 30n);
     await putLeased(f1!, "lease/kept", id);
     const keepAlive = f2!.clients.lease.leaseKeepAlive();
-    const renewed = new Promise<etcd.LeaseKeepAliveResponse>((resolve) => keepAlive.once("data", resolve));
+    const renewed = new Promise<etcd.LeaseKeepAliveResponse>((resolve, reject) => {
+      keepAlive.once("data", resolve);
+      keepAlive.once("error", reject);
+    });
     keepAlive.write({ ID: id });
     expect((await renewed).TTL).toBe(30n);
     keepAlive.end();

@@ -296,13 +296,18 @@ async function memberSession(s: Session): Promise<void> {
   s.norm.port(m4.clientPort, "m4-client");
   s.norm.port(m4.peerPort, "m4-peer");
   s.norm.port(movedPeerPort, "m4-peer-moved");
-  const add = await etcdctl(s.cluster.members[0]!.endpoint, [
-    "member",
-    "add",
-    "m4",
-    "--learner",
-    `--peer-urls=http://127.0.0.1:${m4.peerPort}`,
-  ]);
+  // etcd refuses reconfiguration ("unhealthy cluster") until its peers have been connected for
+  // 5 s; an operator retries, and so does this step.
+  const add = await until(async () => {
+    const r = await etcdctl(s.cluster.members[0]!.endpoint, [
+      "member",
+      "add",
+      "m4",
+      "--learner",
+      `--peer-urls=http://127.0.0.1:${m4.peerPort}`,
+    ]);
+    return /unhealthy cluster/.test(r.out) ? undefined : r;
+  }, "member add to be accepted");
   const id = /Member +([0-9a-f]+) added/.exec(add.out)?.[1];
   expect(id, add.out).toBeDefined();
   s.norm.memberId(BigInt(`0x${id}`), "m4");

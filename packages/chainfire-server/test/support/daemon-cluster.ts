@@ -275,6 +275,16 @@ export class DaemonCluster {
     }, "the members to agree on a leader");
   }
 
+  /** Every listed member appears with its client URLs in `via`'s member list (each has published itself). */
+  async published(members: readonly Member[] = this.running(), via: Member = members[0]!): Promise<void> {
+    await until(async () => {
+      const res = await call<etcd.MemberListResponse>(via.clients.cluster, "memberList", {});
+      return res.members.length >= members.length && res.members.every((x) => x.clientURLs.length > 0)
+        ? true
+        : undefined;
+    }, "every member to publish its client URLs");
+  }
+
   async memberNamed(id: bigint): Promise<Member> {
     for (const m of this.running()) {
       const st = await this.status(m).catch(() => undefined);
