@@ -11,6 +11,8 @@ import {
   startMember,
   stopMember,
 } from "../src/demo/local-cluster.js";
+import { makeMessage } from "../src/core/messages.js";
+import { EntryType, MessageType } from "../src/core/types.js";
 import { QuorumAtRiskError, TimeoutError } from "../src/service/errors.js";
 import { until } from "./helpers.js";
 
@@ -51,8 +53,9 @@ describe("RaftService", () => {
     expect(seen).toEqual(["hello", "world"]);
   }, 60_000);
 
-  it("keeps a linearizable read pending on a member that knows no leader, then times it out", async () => {
-    // Proves a ReadIndex refused for want of a leader neither crashes the member nor answers stale.
+  it("drops a forwarded proposal and keeps a linearizable read pending on a member that knows no leader", async () => {
+    // Proves a peer's proposal or a ReadIndex refused for want of a leader neither crashes the member
+    // nor answers stale.
     dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
     const bound = await Promise.all([bindServer(), bindServer(), bindServer()]);
     const config = bound.map((b, i) => ({
@@ -68,6 +71,14 @@ describe("RaftService", () => {
       requestTimeoutMs: 1500,
     });
     members = [alone];
+    // A proposal forwarded by a peer while no leader is known is dropped, not thrown at the transport.
+    const forwarded = makeMessage({
+      type: MessageType.Prop,
+      from: 2n,
+      to: 1n,
+      entries: [{ term: 0n, index: 0n, type: EntryType.Normal, data: enc("forwarded") }],
+    });
+    expect(() => alone.service.node.step(forwarded)).not.toThrow();
     // Several retry periods pass (each re-issues the refused request) before the deadline.
     await expect(alone.service.linearizableRead(() => "read")).rejects.toBeInstanceOf(TimeoutError);
     expect(alone.service.node.isStopped).toBe(false);

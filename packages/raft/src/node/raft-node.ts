@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { decodeConfChange } from "../core/conf-change-codec.js";
+import { ProposalDroppedError } from "../core/errors.js";
 import { RaftCore } from "../core/raft-core.js";
 import { SeededRandom } from "../core/random.js";
 import {
@@ -182,7 +183,13 @@ export class RaftNode {
   step(m: Message): void {
     if (this.stopped) return;
     this.lastHeard.set(m.from, Date.now());
-    this.core.step(m);
+    try {
+      this.core.step(m);
+    } catch (err) {
+      // A proposal a peer forwarded while this member knows no leader is dropped, as etcd drops it:
+      // the proposer's deadline answers its caller. Nothing a peer sends may stop this member.
+      if (!(err instanceof ProposalDroppedError)) throw err;
+    }
     this.schedule();
   }
 
