@@ -8,17 +8,10 @@ import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import { checkHealth, listServices } from "@photoncloud/daemon";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dataDirLayout } from "../src/daemon/data-dir.js";
+import { rangeRequest } from "../src/mvcc/messages.js";
 import { MvccStore } from "../src/mvcc/store.js";
 import { entriesFor } from "../src/testing/commands.js";
-import {
-  call,
-  DaemonCluster,
-  type Member,
-  put,
-  rangeRequest,
-  runDaemonToExit,
-  until,
-} from "./support/daemon-cluster.js";
+import { call, DaemonCluster, type Member, put, runDaemonToExit, until } from "./support/daemon-cluster.js";
 
 const cluster = new DaemonCluster({ token: "bad-input-test" });
 let m: Member;

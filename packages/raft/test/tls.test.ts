@@ -12,15 +12,16 @@ import { membershipHandlers } from "../src/member/membership-handlers.js";
 import { GrpcTransport } from "../src/transport/grpc-transport.js";
 import { until } from "./helpers.js";
 import { freePorts, leaderOf, startTestMember, type TestMember } from "./member-kit.js";
-import { createAuthority, writePems } from "./pki.js";
+import { createTestCa } from "@photoncloud/daemon/testing";
+import { writePems } from "./pki.js";
 
 let members: TestMember[] = [];
 // RSA key generation is slow on a loaded machine: one PKI serves both tests.
 let pkiCache: ReturnType<typeof makePki> | undefined;
 function makePki() {
-  const ca = createAuthority("peer CA");
+  const ca = createTestCa("peer CA");
   const leaves = Object.fromEntries(["t1", "t2", "t3"].map((n) => [n, ca.issue(n)]));
-  return { ca, leaves, stranger: createAuthority("other CA").issue("stranger") };
+  return { ca, leaves, stranger: createTestCa("other CA").issue("stranger") };
 }
 const pki = () => (pkiCache ??= makePki());
 let dir = "";

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients, type etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { rangeRequest } from "../../src/mvcc/messages.js";
 
 const PACKAGE_DIR = join(import.meta.dirname, "..", "..");
 /** The compiled daemon (the test command compiles first): starts in a fraction of tsx's time. */
@@ -346,25 +347,6 @@ export function put(m: Member, key: string, value: string, deadlineMs?: number):
     { key: enc(key), value: enc(value), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false },
     deadlineMs,
   );
-}
-
-export function rangeRequest(fields: Partial<etcd.RangeRequest>): etcd.RangeRequest {
-  return {
-    key: enc(""),
-    rangeEnd: enc(""),
-    limit: 0n,
-    revision: 0n,
-    sortOrder: 0,
-    sortTarget: 0,
-    serializable: false,
-    keysOnly: false,
-    countOnly: false,
-    minModRevision: 0n,
-    maxModRevision: 0n,
-    minCreateRevision: 0n,
-    maxCreateRevision: 0n,
-    ...fields,
-  };
 }
 
 /** Every key under `prefix` on one member, as key → value. */

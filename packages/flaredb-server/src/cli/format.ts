@@ -1,6 +1,7 @@
 // How flaredbctl reads parameters from the command line and prints values, tables and JSON.
 
 import type { NamedValue, Value } from "../gen/flaredb/v1/flaredb.js";
+import { toSqlValue } from "../sql/values.js";
 
 /**
  * One `--param`: `:name=value` (also `@name=` / `$name=`) is named, anything else positional.
@@ -47,19 +48,9 @@ export function splitParams(params: readonly string[]): { positional: Value[]; n
   return { positional, named };
 }
 
-/** The JavaScript value of a wire value: null, bigint, number, string or Buffer. */
-export function plainValue(v: Value | undefined): null | bigint | number | string | Buffer {
-  if (v === undefined) return null;
-  if (v.intValue !== undefined) return v.intValue;
-  if (v.realValue !== undefined) return v.realValue;
-  if (v.textValue !== undefined) return v.textValue;
-  if (v.blobValue !== undefined) return Buffer.from(v.blobValue);
-  return null;
-}
-
 /** A value as text for a table cell (blobs as SQL hex literals, like the sqlite3 shell's quote mode). */
 export function cellText(v: Value | undefined): string {
-  const p = plainValue(v);
+  const p = toSqlValue(v);
   if (p === null) return "NULL";
   if (Buffer.isBuffer(p)) return `x'${p.toString("hex")}'`;
   return String(p);

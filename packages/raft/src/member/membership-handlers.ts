@@ -3,7 +3,7 @@
 // (camelCase, bigint IDs). Each daemon binds them to its own generated service. Errors are the
 // Raft service's typed errors (map them with raftErrorToGrpcStatus or the daemon kit).
 import { InvalidArgumentError, MemberNotFoundError } from "../service/errors.js";
-import type { MemberInfo } from "../service/members.js";
+import { memberToRecord } from "../service/membership-wire.js";
 import { deriveMemberId } from "./ids.js";
 import type { MemberHeader, RunningMember } from "./start-member.js";
 
@@ -79,16 +79,6 @@ export interface MembershipHandlers {
   leaderTransfer(req: LeaderTransferRequest): Promise<LeaderTransferResponse>;
 }
 
-function toClusterMember(m: MemberInfo): ClusterMember {
-  return {
-    id: m.id,
-    name: m.name,
-    peerUrls: [...m.peerUrls],
-    clientUrls: [...m.clientUrls],
-    isLearner: m.isLearner,
-  };
-}
-
 /** The target of a leader transfer: its ID, or the member whose name is `targetName`. */
 function transferTarget(member: RunningMember, req: LeaderTransferRequest): bigint {
   if (req.targetId !== 0n) return req.targetId;
@@ -111,7 +101,7 @@ export function membershipHandlers(
   extraStatus?: () => ExtraStatus,
 ): MembershipHandlers {
   const raft = member.raft;
-  const members = () => raft.memberList().map(toClusterMember);
+  const members = () => raft.memberList().map(memberToRecord);
   return {
     async memberAdd(req) {
       if (req.id === 0n && req.name === "") {
@@ -128,7 +118,7 @@ export function membershipHandlers(
       });
       return {
         header: member.header(),
-        member: toClusterMember(r.member),
+        member: memberToRecord(r.member),
         members: members(),
         updated: r.updated,
       };

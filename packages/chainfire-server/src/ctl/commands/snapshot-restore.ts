@@ -1,17 +1,10 @@
 // `snapshot restore`: the offline restore, then the exact flags the member must start with.
-import { RestoreError, restoreSnapshot } from "../../snapshot/restore.js";
+import { RestoreError, type RestoreOptions, restoreSnapshot } from "../../snapshot/restore.js";
 import { badArgument, CtlError } from "../errors.js";
 import type { CtlIo } from "../format.js";
 import { progressBar } from "./snapshot.js";
 
-export interface RestoreFlags {
-  name: string;
-  dataDir: string;
-  initialCluster: string;
-  initialAdvertisePeerUrls: string;
-  initialClusterToken: string;
-  skipHashCheck?: boolean;
-}
+export type RestoreFlags = Omit<RestoreOptions, "onProgress">;
 
 export function snapshotRestoreCommand(io: CtlIo, file: string, flags: RestoreFlags): void {
   let result: ReturnType<typeof restoreSnapshot>;
