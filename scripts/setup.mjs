@@ -52,44 +52,45 @@ step("native sqlite (better-sqlite3)", () => {
   execFileSync("node", probe, { cwd, stdio: quiet });
 });
 
-// Differential tests run real etcd 3.4 beside chainfire. They are installed from Debian's packages
-// when we are root on a Debian-like machine; elsewhere the set-up says how to get them.
-step("etcd and etcdctl (for differential tests)", () => {
-  if (process.env.PHOTON_SKIP_ETCD === "1") return;
-  if (has("etcd") && has("etcdctl", ["version"])) return;
+// Debian packages some tests need are installed when we are root on a Debian-like machine;
+// elsewhere the set-up says which packages to install. apt's index is refreshed only if needed.
+function aptInstall(packages, extraArgs = []) {
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   if (!root || !existsSync("/usr/bin/apt-get")) {
-    process.stderr.write("(not root or no apt-get: install etcd-server and etcd-client yourself) ");
+    process.stderr.write(`(not root or no apt-get: install ${packages.join(", ")} yourself) `);
     return;
   }
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const args = ["install", "-y", "-q", ...extraArgs, ...packages];
   try {
-    run("apt-get", ["install", "-y", "-q", "etcd-server", "etcd-client"], { env });
+    run("apt-get", args, { env });
   } catch {
     run("apt-get", ["update", "-q"], { env });
-    run("apt-get", ["install", "-y", "-q", "etcd-server", "etcd-client"], { env });
+    run("apt-get", args, { env });
   }
+}
+
+// Differential tests run real etcd 3.4 beside chainfire.
+step("etcd and etcdctl (for differential tests)", () => {
+  if (process.env.PHOTON_SKIP_ETCD === "1") return;
+  if (has("etcd") && has("etcdctl", ["version"])) return;
+  aptInstall(["etcd-server", "etcd-client"]);
   // Debian starts the packaged etcd as a service; our tests run their own members.
   spawnSync("sh", ["-c", "systemctl stop etcd 2>/dev/null; pkill -x etcd 2>/dev/null; true"]);
 });
 
 // The nix packaging cannot be built here (nix cannot fetch), but CI checks that every .nix file
-// parses with Debian's nix-bin (`nix-instantiate --parse`), installed the same way as etcd.
+// parses with Debian's nix-bin (`nix-instantiate --parse`).
 step("nix-instantiate (for the .nix parse check)", () => {
   if (process.env.PHOTON_SKIP_NIX === "1") return;
   if (has("nix-instantiate")) return;
-  const root = typeof process.getuid === "function" && process.getuid() === 0;
-  if (!root || !existsSync("/usr/bin/apt-get")) {
-    process.stderr.write("(not root or no apt-get: install nix-bin yourself) ");
-    return;
-  }
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  try {
-    run("apt-get", ["install", "-y", "-q", "--no-install-recommends", "nix-bin"], { env });
-  } catch {
-    run("apt-get", ["update", "-q"], { env });
-    run("apt-get", ["install", "-y", "-q", "--no-install-recommends", "nix-bin"], { env });
-  }
+  aptInstall(["nix-bin"], ["--no-install-recommends"]);
+});
+
+// `--netns` lanes give each member its own network namespace with iproute2's `ip`.
+step("iproute2 (for --netns lanes)", () => {
+  if (has("ip", ["-V"])) return;
+  aptInstall(["iproute2"], ["--no-install-recommends"]);
 });
 
 step("compile (tsc -b)", () => {
