@@ -276,11 +276,11 @@ export class NetnsNetwork {
     return entry;
   }
 
-  /** `command args` run inside the member's namespace. `ip netns exec` execs, so the pid is the command's. */
-  wrap(member: string, command: string, args: readonly string[]): { command: string; args: string[] } {
-    const entry = this.members.get(member);
-    if (entry === undefined) throw new Error(`no --netns member ${member}`);
-    return { command: this.ip, args: ["netns", "exec", entry.namespace, command, ...args] };
+  /** `command args` run inside `namespace`. `ip netns exec` execs, so the pid is the command's own. */
+  wrap(namespace: string, command: string, args: readonly string[]): { command: string; args: string[] } {
+    if (![...this.members.values()].some((m) => m.namespace === namespace))
+      throw new Error(`no --netns namespace ${namespace} in ${this.bridge}`);
+    return { command: this.ip, args: ["netns", "exec", namespace, command, ...args] };
   }
 
   private entry(member: string): NetnsMember {

@@ -69,7 +69,7 @@ describe.runIf(canRun)("a two-member namespace network (root)", () => {
     network.onChange = (d) => seen.push(d.members.length);
     for (const name of ["a", "b"]) {
       const m = network.ensureMember(name);
-      const wrapped = network.wrap(name, process.execPath, [fakeMember, String(port)]);
+      const wrapped = network.wrap(m.namespace, process.execPath, [fakeMember, String(port)]);
       const proc = new SupervisedProcess({
         name,
         ...wrapped,
