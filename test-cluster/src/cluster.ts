@@ -25,7 +25,7 @@ export interface MemberDescriptor {
   readonly dataDir: string;
   readonly logFile: string;
   /** With --netns: the member's own namespace and address on the run's bridge. */
-  readonly netns?: { readonly namespace: string; readonly address: string };
+  readonly netns?: { readonly member: string; readonly namespace: string; readonly address: string };
 }
 
 export interface RaftTiming {
@@ -165,7 +165,9 @@ export class Cluster {
       metricsUrl: url(ports.metrics),
       dataDir: join(this.options.dir, "data", kind === "iam" ? "iam" : `${kind}-${name}`),
       logFile: join(this.options.dir, "logs", `${kind === "iam" ? "iam" : `${kind}-${name}`}.log`),
-      ...(ns === undefined ? {} : { netns: { namespace: ns.namespace, address: ns.address } }),
+      ...(ns === undefined
+        ? {}
+        : { netns: { member: ns.member, namespace: ns.namespace, address: ns.address } }),
     };
     return desc;
   }
