@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { down, status, up } from "./dev-cluster.js";
 import { interruptLane, runLane, summaryTable } from "./lane.js";
 import { lanes } from "./lanes/index.js";
+import { cleanLeftovers, netnsPreflight } from "./netns.js";
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -21,21 +22,9 @@ function integer(text: string): number {
   return n;
 }
 
-/**
- * Separate network namespaces would need a bridge with non-loopback addresses; this project keeps
- * all of its test traffic on 127.0.0.0/8, so the option is refused with the reason.
- */
-function netnsUnsupported(): never {
-  throw new Error(
-    "--netns is not supported: every member runs on 127.0.0.1 in the host network namespace, because test " +
-      "traffic is kept on loopback (namespaces would need a bridge with non-loopback addresses). Run the lane " +
-      "without --netns",
-  );
-}
-
 export function buildProgram(): Command {
   const program = new Command("cluster")
-    .description("PhotonCloud dev cluster and proof lanes (loopback only)")
+    .description("PhotonCloud dev cluster and proof lanes (loopback, or one network namespace per member)")
     .showHelpAfterError();
   program
     .command("up")
@@ -43,9 +32,11 @@ export function buildProgram(): Command {
     .option("--detach", "run the supervisor in the background and return once the cluster is up")
     .option("--fresh", "delete the dev cluster's data before starting")
     .option("--ephemeral-ports", "use free ports instead of the well-known 2379/2479/8543 layout")
+    .option("--netns", "run each member in its own network namespace (root and iproute2 required)")
     .addOption(new Option("--chainfire <n>", "chainfire members").argParser(integer).default(3))
     .addOption(new Option("--flaredb <n>", "flaredb members").argParser(integer).default(3))
     .action(async (o) => {
+      if (o.netns) netnsPreflight();
       process.exitCode = await up(o, out);
     });
   program
@@ -63,6 +54,23 @@ export function buildProgram(): Command {
     .action(async (o) => {
       process.exitCode = await status(o.writeOut, out);
     });
+  program
+    .command("netns-clean")
+    .description("remove network namespaces, veths and bridges left by --netns runs that crashed (root)")
+    .option("--force", "also remove the networks of runs that are still running")
+    .action((o: { force?: boolean }) => {
+      const report = cleanLeftovers({ force: o.force });
+      for (const r of report.removed)
+        out(
+          `removed ${r.bridge ?? `run ${r.id} (no bridge)`}: ${r.namespaces.length} namespace(s)` +
+            `${r.ownerPid === null ? "" : `, owner pid ${r.ownerPid} gone`}`,
+        );
+      for (const r of report.skipped)
+        out(`kept pc${r.id}: its run (pid ${r.ownerPid}) is still running; --force removes it anyway`);
+      for (const p of report.problems) out(`could not remove ${p}`);
+      if (report.removed.length === 0 && report.skipped.length === 0) out("no --netns leftovers");
+      process.exitCode = report.problems.length > 0 ? 1 : 0;
+    });
   for (const lane of lanes) {
     program
       .command(lane.name)
@@ -75,13 +83,13 @@ export function buildProgram(): Command {
       )
       .option("--netns", "run each member in its own network namespace (root and iproute2 required)")
       .action(async (o: { duration?: number; netns?: boolean }) => {
-        if (o.netns) netnsUnsupported();
+        if (o.netns) netnsPreflight();
         const onSignal = (signal: string) => {
           if (!interruptLane(signal)) process.exit(130);
         };
         process.on("SIGINT", onSignal);
         process.on("SIGTERM", onSignal);
-        const result = await runLane(lane, { durationMs: o.duration, verbose: true });
+        const result = await runLane(lane, { durationMs: o.duration, verbose: true, netns: o.netns });
         out(summaryTable(result));
         process.exitCode = result.ok ? 0 : 1;
       });

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type DaemonKind, locateDaemon, requireDaemon } from "./daemons.js";
+import type { NetnsNetwork } from "./netns.js";
 import { freePorts } from "./ports.js";
 import { type DevSecrets, iamSecretEnv } from "./secrets.js";
 import { SupervisedProcess } from "./supervisor.js";
@@ -23,6 +24,8 @@ export interface MemberDescriptor {
   readonly metricsUrl: string;
   readonly dataDir: string;
   readonly logFile: string;
+  /** With --netns: the member's own namespace and address on the run's bridge. */
+  readonly netns?: { readonly member: string; readonly namespace: string; readonly address: string };
 }
 
 export interface RaftTiming {
@@ -49,6 +52,12 @@ export interface ClusterOptions {
   readonly secrets?: DevSecrets;
   /** The data directories were prepared before the first start (e.g. restored from a snapshot). */
   readonly keepData?: boolean;
+  /**
+   * Each member in its own namespace on this network, at its own address with the well-known ports
+   * of member 1 (`ports` is then ignored). `netnsLabel` tells apart clusters sharing one network.
+   */
+  readonly netns?: NetnsNetwork;
+  readonly netnsLabel?: string;
 }
 
 /** Well-known ports: member i of chainfire uses 2379/2380/2381 + 10000·(2i), as etcd's own examples do. */
@@ -131,15 +140,21 @@ export class Cluster {
 
   /** A descriptor for member `index` of `kind`, with its ports and directories. */
   async describe(kind: DaemonKind, index: number, name = kind === "iam" ? "iam" : nodeName(index)) {
+    const { netns, netnsLabel } = this.options;
+    const slug = kind === "iam" ? "iam" : `${kind}-${name}`;
+    const ns = netns?.ensureMember(netnsLabel ? `${netnsLabel}-${slug}` : slug);
     const ports =
-      this.options.ports === "fixed"
-        ? fixedPorts(kind, index)
-        : await freePorts(3).then(([client, peer, metrics]) => ({
-            client: client!,
-            peer: peer!,
-            metrics: metrics!,
-          }));
-    const url = (port: number) => `http://127.0.0.1:${port}`;
+      ns !== undefined
+        ? fixedPorts(kind, 0)
+        : this.options.ports === "fixed"
+          ? fixedPorts(kind, index)
+          : await freePorts(3).then(([client, peer, metrics]) => ({
+              client: client!,
+              peer: peer!,
+              metrics: metrics!,
+            }));
+    const host = ns?.address ?? "127.0.0.1";
+    const url = (port: number) => `http://${host}:${port}`;
     const id = kind === "iam" ? "iam" : `${kind}/${name}`;
     const desc: MemberDescriptor = {
       id,
@@ -150,6 +165,9 @@ export class Cluster {
       metricsUrl: url(ports.metrics),
       dataDir: join(this.options.dir, "data", kind === "iam" ? "iam" : `${kind}-${name}`),
       logFile: join(this.options.dir, "logs", `${kind === "iam" ? "iam" : `${kind}-${name}`}.log`),
+      ...(ns === undefined
+        ? {}
+        : { netns: { member: ns.member, namespace: ns.namespace, address: ns.address } }),
     };
     return desc;
   }
@@ -161,7 +179,14 @@ export class Cluster {
     extraEnv: Record<string, string> = {},
   ): ClusterMember {
     const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...extraEnv };
-    const member = new ClusterMember(desc, location.command, [...location.args, ...args], env);
+    let command = location.command;
+    let argv = [...location.args, ...args];
+    if (desc.netns !== undefined) {
+      if (this.options.netns === undefined)
+        throw new Error(`${desc.id} has a namespace but the cluster no network`);
+      ({ command, args: argv } = this.options.netns.wrap(desc.netns.namespace, command, argv));
+    }
+    const member = new ClusterMember(desc, command, argv, env);
     this.members.set(desc.id, member);
     return member;
   }
@@ -210,7 +235,8 @@ export class Cluster {
    * kinds that hit EADDRINUSE are stopped, wiped and planned again on new ports (at most 3 attempts).
    */
   private async replanAfterPortClash(attempt: number): Promise<boolean> {
-    if (this.options.ports !== "ephemeral" || this.everStarted || attempt >= 3 || this.options.keepData)
+    const { ports, keepData, netns } = this.options;
+    if (ports !== "ephemeral" || netns !== undefined || this.everStarted || attempt >= 3 || keepData)
       return false;
     const clashed = [...this.members.values()].filter(
       (m) => !m.proc.running && /EADDRINUSE/.test(m.proc.logTail(40)),

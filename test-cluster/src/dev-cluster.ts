@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster, type ClusterMember, type MemberDescriptor } from "./cluster.js";
+import { NetnsNetwork, type NetworkDescription, cleanLeftovers } from "./netns.js";
 import { repoRoot, workRoot } from "./paths.js";
 import { delay, fatal, pollUntil } from "./poll.js";
 import { busyPorts } from "./ports.js";
@@ -20,6 +21,8 @@ export interface UpOptions {
   readonly chainfire?: number;
   readonly flaredb?: number;
   readonly deadlineMs?: number;
+  /** Each member in its own network namespace on a private bridge (root and iproute2). */
+  readonly netns?: boolean;
 }
 
 export interface ClusterFile {
@@ -33,6 +36,8 @@ export interface ClusterFile {
   readonly unavailable: { kind: string; reason: string }[];
   readonly secrets: Omit<DevSecrets, "dir"> & { dir: string; note: string };
   readonly etcdctl: string | null;
+  /** With --netns: the bridge, subnet and each member's namespace and address (also network.json). */
+  readonly network: NetworkDescription | null;
 }
 
 export function devClusterDir(): string {
@@ -84,6 +89,7 @@ export function etcdctlCommand(chainfireClientUrls: readonly string[]): string {
 
 function writeClusterFile(
   cluster: Cluster,
+  network: NetnsNetwork | undefined,
   secrets: DevSecrets,
   state: ClusterFile["state"],
   startedAt: Date,
@@ -110,6 +116,7 @@ function writeClusterFile(
       note: "files are mode 0600; export IAM_ADMIN_TOKEN=$(cat <adminTokenFile>) to use iamctl",
     },
     etcdctl: chainfire.length > 0 ? etcdctlCommand(chainfire) : null,
+    network: network?.describe() ?? null,
   };
   writeFileSync(clusterFilePath(), `${toJson(file)}\n`);
   return file;
@@ -189,6 +196,11 @@ export async function up(options: UpOptions, out: (line: string) => void): Promi
   if (options.fresh) rmSync(join(dir, "data"), { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const secrets = ensureDevSecrets(join(dir, "secrets"));
+  const network = options.netns ? NetnsNetwork.create() : undefined;
+  if (network !== undefined) {
+    network.onChange = (d) => writeFileSync(join(dir, "network.json"), `${toJson(d)}\n`);
+    out(`network namespaces on bridge ${network.bridge} (${network.subnet})`);
+  }
   const cluster = await Cluster.create({
     dir,
     chainfire: options.chainfire ?? 3,
@@ -197,10 +209,12 @@ export async function up(options: UpOptions, out: (line: string) => void): Promi
     ports: options.ephemeralPorts ? "ephemeral" : "fixed",
     token: "photoncloud-dev-cluster",
     secrets,
+    ...(network === undefined ? {} : { netns: network }),
   });
   for (const u of cluster.unavailable) out(`${u.kind}: skipped — ${u.reason}`);
   if (cluster.members.size === 0) throw new Error("no daemon can run yet: nothing to start");
-  if (!options.ephemeralPorts) await checkPorts(cluster);
+  // In namespaces every member has its own address: the host's ports do not matter.
+  if (!options.ephemeralPorts && network === undefined) await checkPorts(cluster);
   const startedAt = new Date();
   let stopping = false;
   const stopAll = async (signal: string) => {
@@ -208,13 +222,14 @@ export async function up(options: UpOptions, out: (line: string) => void): Promi
     stopping = true;
     out(`\n${signal}: stopping the dev cluster ...`);
     await cluster.stop();
-    writeClusterFile(cluster, secrets, "stopped", startedAt);
+    writeClusterFile(cluster, network, secrets, "stopped", startedAt);
+    network?.destroy();
     out("dev cluster stopped");
     process.exit(0);
   };
   process.on("SIGINT", () => void stopAll("SIGINT"));
   process.on("SIGTERM", () => void stopAll("SIGTERM"));
-  writeClusterFile(cluster, secrets, "starting", startedAt);
+  writeClusterFile(cluster, network, secrets, "starting", startedAt);
   try {
     await cluster.start(options.deadlineMs ?? 60_000);
     for (const kind of ["chainfire", "flaredb"] as const) {
@@ -223,11 +238,13 @@ export async function up(options: UpOptions, out: (line: string) => void): Promi
     }
   } catch (err) {
     await cluster.stop();
-    writeClusterFile(cluster, secrets, "stopped", startedAt);
+    writeClusterFile(cluster, network, secrets, "stopped", startedAt);
+    network?.destroy();
     throw err;
   }
-  const file = writeClusterFile(cluster, secrets, "running", startedAt);
-  const rewrite = () => void writeClusterFile(cluster, secrets, stopping ? "stopped" : "running", startedAt);
+  const file = writeClusterFile(cluster, network, secrets, "running", startedAt);
+  const rewrite = () =>
+    void writeClusterFile(cluster, network, secrets, stopping ? "stopped" : "running", startedAt);
   for (const m of cluster.members.values()) supervise(m, (l) => out(l), rewrite);
   printEndpoints(file, out);
   out("\nThe cluster runs until Ctrl-C (or `pnpm cluster down` from another shell).");
@@ -243,6 +260,7 @@ async function upDetached(options: UpOptions, out: (line: string) => void): Prom
   const args = [join(repoRoot(), "test-cluster", "bin", "cluster.js"), "up"];
   if (options.fresh) args.push("--fresh");
   if (options.ephemeralPorts) args.push("--ephemeral-ports");
+  if (options.netns) args.push("--netns");
   const fd = openSync(logFile, "a");
   const child = spawn(process.execPath, args, {
     detached: true,
@@ -292,6 +310,14 @@ export async function down(out: (line: string) => void): Promise<number> {
     );
   } catch {
     for (const m of file.members) if (ownsPid(m.pid, m.dataDir)) process.kill(m.pid!, "SIGKILL");
+  }
+  // A supervisor that died could not remove its namespaces and bridge: remove them now.
+  if (file.network !== null && file.network !== undefined && !alive(file.supervisorPid)) {
+    try {
+      for (const p of cleanLeftovers().problems) out(`could not remove ${p}`);
+    } catch (err) {
+      out(`the cluster's network namespaces are left: ${(err as Error).message}`);
+    }
   }
   out("dev cluster stopped");
   return 0;

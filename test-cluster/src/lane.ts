@@ -4,6 +4,7 @@
 // stopped — whether it passed, failed or was interrupted.
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
+import { NetnsNetwork } from "./netns.js";
 import { utcStamp, workRoot } from "./paths.js";
 import { formatTable, toJson } from "./table.js";
 
@@ -14,6 +15,8 @@ export interface LaneOptions {
   readonly workDir?: string;
   /** Print progress lines (the CLI does; tests do not). */
   readonly verbose?: boolean;
+  /** Each member in its own network namespace (root and iproute2 required); see netns.ts. */
+  readonly netns?: boolean;
 }
 
 export interface StepRecord {
@@ -47,6 +50,8 @@ export class StepFailedError extends Error {
 
 export class LaneContext {
   readonly steps: StepRecord[] = [];
+  /** With --netns: the run's bridge and namespaces, described in `network.json`. */
+  network: NetnsNetwork | undefined;
   private readonly cleanups: { name: string; fn: () => Promise<void> | void }[] = [];
 
   constructor(
@@ -177,6 +182,20 @@ export async function runLane(def: LaneDefinition, options: LaneOptions = {}): P
     interrupted = (signal) => reject(new Error(`interrupted by ${signal}`));
   });
   try {
+    if (options.netns) {
+      const network = NetnsNetwork.create();
+      ctx.network = network;
+      network.onChange = (d) => ctx.writeArtifact("network.json", d);
+      ctx.writeArtifact("network.json", network.describe());
+      ctx.log(`network namespaces on bridge ${network.bridge} (${network.subnet})`);
+      // Registered first, so it runs last: after every cluster of the lane has been stopped.
+      ctx.onCleanup(`network ${network.bridge}`, () => {
+        network.healAll();
+        ctx.writeArtifact("network.json", network.describe());
+        const problems = network.destroy();
+        if (problems.length > 0) throw new Error(problems.join("; "));
+      });
+    }
     await Promise.race([def.run(ctx), stopSignal]);
   } catch (err) {
     error = err instanceof StepFailedError ? err.message : `${(err as Error).message ?? err}`;

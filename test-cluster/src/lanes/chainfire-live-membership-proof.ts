@@ -3,9 +3,10 @@
 // the temporary voter, removal of the current leader, re-add of the removed member, final scale-in.
 // Keys written before each step must be readable from every member after it.
 import { rmSync } from "node:fs";
-import { MembershipClient } from "../clients.js";
+import { KvClient, MembershipClient } from "../clients.js";
 import type { Cluster, MemberDescriptor } from "../cluster.js";
 import type { LaneContext, LaneDefinition } from "../lane.js";
+import type { NetnsNetwork } from "../netns.js";
 import { pollUntil } from "../poll.js";
 import { hexId, waitForLeader } from "../raft-view.js";
 import { describeCluster, descs, expectKeysEverywhere, putKeys, startLaneCluster } from "./common.js";
@@ -142,6 +143,76 @@ async function removeMember(run: MembershipRun, desc: MemberDescriptor, id: bigi
   await run.cluster.member(desc.id).proc.stop(10_000);
 }
 
+/**
+ * --netns only: cut the current leader off from the other voters (prohibit routes both ways; the
+ * host still reaches everyone). The majority must elect a new leader and keep acknowledging writes,
+ * the isolated leader must not acknowledge one; after healing, the old leader must follow the new
+ * leader and hold every acknowledged write (checked by the step's `after`, on every member).
+ */
+async function networkPartition(run: MembershipRun, network: NetnsNetwork) {
+  const before = await waitForLeader(run.activeDescs(), 30_000);
+  const old = run.activeDescs().find((d) => run.ids.get(d.id) === before.leaderId);
+  if (old?.netns === undefined)
+    throw new Error(`the leader ${hexId(before.leaderId)} is not an active member`);
+  const others = run.activeDescs().filter((d) => d.id !== old.id);
+  const cutAt = Date.now();
+  const cut = network.isolate(
+    old.netns.member,
+    others.map((d) => d.netns!.member),
+  );
+  try {
+    const next = await pollUntil(
+      "the majority side to elect a new leader",
+      async () => {
+        const now = await waitForLeader(others, 10_000);
+        if (now.leaderId === before.leaderId) throw new Error(`${old.name} is still their leader`);
+        return now;
+      },
+      { deadlineMs: 30_000, intervalMs: 200 },
+    );
+    const electedMs = Date.now() - cutAt;
+    const batch = new Map<string, string>();
+    for (let i = 0; i < 10; i++) batch.set(`${prefix}network-partition/majority-${i}`, `majority-${i}`);
+    await putKeys(others, batch);
+    for (const [k, v] of batch) run.written.set(k, v);
+    // The isolated side cannot reach a quorum: a write sent to it must not be acknowledged. (Its key
+    // lies outside the checked prefix: an unacknowledged write may still be applied after healing.)
+    const kv = new KvClient(old.clientUrl);
+    let isolatedWrite: string;
+    try {
+      await kv.put("partition-probe/isolated-leader", "must-not-be-acknowledged", 3000);
+      isolatedWrite = "acknowledged";
+    } catch (err) {
+      isolatedWrite = `not acknowledged: ${(err as Error).message.split("\n")[0]}`;
+    } finally {
+      kv.close();
+    }
+    if (isolatedWrite === "acknowledged")
+      throw new Error(`${old.name}, cut off from the majority, acknowledged a write`);
+    network.healAll();
+    const healedAt = Date.now();
+    const rejoined = await pollUntil(
+      `${old.name} to follow the new leader`,
+      async () => {
+        const now = await waitForLeader(run.activeDescs(), 10_000);
+        return now.leaderId === before.leaderId ? undefined : now;
+      },
+      { deadlineMs: 30_000, intervalMs: 200 },
+    );
+    return {
+      isolated: { name: old.name, id: hexId(before.leaderId), address: old.netns.address, term: before.term },
+      cut: cut.map((p) => `${p.a} x ${p.b}`),
+      majority: others.map((d) => d.name),
+      newLeader: { id: hexId(next.leaderId), term: next.term, electedMs },
+      majorityWritesAcknowledged: batch.size,
+      isolatedLeaderWrite: isolatedWrite,
+      healed: { leaderAfterHeal: hexId(rejoined.leaderId), followingMs: Date.now() - healedAt },
+    };
+  } finally {
+    network.healAll();
+  }
+}
+
 export const chainfireLiveMembershipProof: LaneDefinition = {
   name: "chainfire-live-membership-proof",
   description:
@@ -209,5 +280,7 @@ export const chainfireLiveMembershipProof: LaneDefinition = {
       const names = await run.waitMembers("three members", (ms) => ms.length === 3);
       return { removed: last.name, remaining: names };
     });
+    const network = ctx.network;
+    if (network !== undefined) await run.step("network-partition", () => networkPartition(run, network));
   },
 };

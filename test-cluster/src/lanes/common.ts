@@ -32,6 +32,8 @@ export async function createLaneCluster(
     timing: laneTiming,
     token: `${ctx.lane}-${name}`,
     keepData: o.keepData ?? false,
+    // A lane's only cluster is called "cluster": its namespaces are then just pc-<id>-<kind>-<name>.
+    ...(ctx.network === undefined ? {} : { netns: ctx.network, netnsLabel: name === "cluster" ? "" : name }),
   });
   if (cluster.unavailable.length > 0) {
     throw new Error(cluster.unavailable.map((u) => `${u.kind} is not available: ${u.reason}`).join("; "));

@@ -42,6 +42,7 @@ async function chainfireSurface(ctx: LaneContext) {
     iam: false,
     ports: "ephemeral",
     timing: laneTiming,
+    ...(ctx.network === undefined ? {} : { netns: ctx.network, netnsLabel: "surface" }),
   });
   ctx.onCleanup("chainfire member", () => cluster.stop());
   await cluster.start(60_000);
@@ -169,7 +170,7 @@ export const coreControlPlaneOpsProof: LaneDefinition = {
     await ctx.check("chainfire-api-surface", () => chainfireSurface(ctx));
     await ctx.check("operator-doc-markers", () => docMarkers());
     await ctx.check("iam-bootstrap-source-markers", () => bootstrapSourceMarkers());
-    await ctx.check("iam-bootstrap-hardening", () => observeBootstrapHardening(ctx.runDir));
+    await ctx.check("iam-bootstrap-hardening", () => observeBootstrapHardening(ctx.runDir, ctx.network));
     await ctx.check("iam-rotation-tests", () => rotationTestRun(ctx));
     await ctx.check("scope-fixed-contract", () => scopeContract());
   },

@@ -7,6 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { requireDaemon } from "../daemons.js";
 import { repoRoot } from "../paths.js";
+import type { NetnsNetwork } from "../netns.js";
 import { freePorts } from "../ports.js";
 import { SupervisedProcess } from "../supervisor.js";
 
@@ -16,10 +17,15 @@ interface Outcome {
 }
 
 /** Runs iam until it exits by itself (a refused start), with a deadline. */
-function runToExit(args: string[], env: Record<string, string>, logFile: string): Promise<Outcome> {
-  const daemon = requireDaemon("iam");
+function runToExit(
+  args: string[],
+  env: Record<string, string>,
+  logFile: string,
+  where: Where,
+): Promise<Outcome> {
+  const daemon = command(args, where);
   return new Promise((resolve, reject) => {
-    const child = spawn(daemon.command, [...daemon.args, ...args], {
+    const child = spawn(daemon.command, daemon.args, {
       env,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -37,6 +43,21 @@ function runToExit(args: string[], env: Record<string, string>, logFile: string)
       resolve({ exitCode: code, stderr: err });
     });
   });
+}
+
+/** Where the daemon runs: on loopback, or (--netns) in its own namespace at its own address. */
+interface Where {
+  readonly host: string;
+  readonly network?: NetnsNetwork;
+  readonly namespace?: string;
+}
+
+function command(args: string[], where: Where): { command: string; args: string[] } {
+  const daemon = requireDaemon("iam");
+  const argv = [...daemon.args, ...args];
+  if (where.network === undefined || where.namespace === undefined)
+    return { command: daemon.command, args: argv };
+  return where.network.wrap(where.namespace, daemon.command, argv);
 }
 
 function secretsEnv(dir: string) {
@@ -66,25 +87,29 @@ function problemLines(stderr: string): string[] {
 }
 
 /** The refusal and acceptance cases, each checked; throws listing every expectation that failed. */
-export async function observeBootstrapHardening(runDir: string) {
+export async function observeBootstrapHardening(runDir: string, network?: NetnsNetwork) {
   const dir = join(runDir, "iam-bootstrap");
   mkdirSync(join(dir, "logs"), { recursive: true });
   const base = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp" };
   const secrets = secretsEnv(dir);
   const failures: string[] = [];
   const dataDir = (name: string) => join(dir, `data-${name}`);
-  const [client, http] = await freePorts(2);
+  const ns = network?.ensureMember("iam-bootstrap");
+  const where: Where =
+    ns === undefined ? { host: "127.0.0.1" } : { host: ns.address, network, namespace: ns.namespace };
+  const [client, http] = ns === undefined ? await freePorts(2) : [8543, 8544];
   const listen = [
     "--listen-client-urls",
-    `http://127.0.0.1:${client}`,
+    `http://${where.host}:${client}`,
     "--listen-http-urls",
-    `http://127.0.0.1:${http}`,
+    `http://${where.host}:${http}`,
   ];
 
   const nothing = await runToExit(
     ["--data-dir", dataDir("nothing"), ...listen],
     base,
     join(dir, "logs", "nothing-set.log"),
+    where,
   );
   const missing = requiredItems.filter((item) => !nothing.stderr.includes(item));
   if (nothing.exitCode === 0 || nothing.exitCode === null)
@@ -95,6 +120,7 @@ export async function observeBootstrapHardening(runDir: string) {
     ["--data-dir", dataDir("short-key"), ...listen],
     { ...base, ...secrets, IAM_CRED_MASTER_KEY: "00ff" },
     join(dir, "logs", "short-master-key.log"),
+    where,
   );
   if (shortKey.exitCode === 0 || !shortKey.stderr.includes("IAM_CRED_MASTER_KEY")) {
     failures.push("a master key that is not 32 bytes was not refused by name");
@@ -104,6 +130,7 @@ export async function observeBootstrapHardening(runDir: string) {
     ["--data-dir", dataDir("unauth"), ...listen],
     { ...base, ...secrets, IAM_ALLOW_UNAUTHENTICATED_ADMIN: "true" },
     join(dir, "logs", "unauthenticated-admin.log"),
+    where,
   );
   if (unauth.exitCode === 0 || !unauth.stderr.includes("IAM_ALLOW_UNAUTHENTICATED_ADMIN")) {
     failures.push("IAM_ALLOW_UNAUTHENTICATED_ADMIN=true outside dev mode was not refused by name");
@@ -113,7 +140,8 @@ export async function observeBootstrapHardening(runDir: string) {
     ["--data-dir", dataDir("complete"), ...listen],
     { ...base, ...secrets },
     join(dir, "logs", "complete.log"),
-    `http://127.0.0.1:${http}/health`,
+    `http://${where.host}:${http}/health`,
+    where,
   );
   if (!started.healthy)
     failures.push(`with every item set the daemon did not become healthy: ${started.error}`);
@@ -141,12 +169,11 @@ async function startsAndStops(
   env: Record<string, string>,
   logFile: string,
   healthUrl: string,
+  where: Where,
 ) {
-  const daemon = requireDaemon("iam");
   const proc = new SupervisedProcess({
     name: "iam",
-    command: daemon.command,
-    args: [...daemon.args, ...args],
+    ...command(args, where),
     env,
     logFile,
     healthUrl,
