@@ -18,7 +18,8 @@
         in
         {
           # The same CLI as `pnpm cluster`, pointed at the packaged daemons. Artifacts go to ./work
-          # of the directory it is run from (PHOTON_WORK_DIR overrides).
+          # of the directory it is run from (PHOTON_WORK_DIR overrides). Flags pass through: `--netns`
+          # (a network namespace per member) needs root; iproute2's `ip` is on the PATH below.
           cluster = pkgs.writeShellApplication {
             name = "photon-cluster";
             runtimeInputs = [ pkgs.nodejs_20 pkgs.pnpm_10 pkgs.iproute2 ];

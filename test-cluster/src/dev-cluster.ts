@@ -3,7 +3,7 @@
 // `up` is the supervisor: it restarts a member that dies on its own and stops everything on Ctrl-C
 // or SIGTERM (which is what `down` sends it).
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster, type ClusterMember, type MemberDescriptor } from "./cluster.js";
 import { NetnsNetwork, type NetworkDescription, cleanLeftovers } from "./netns.js";
@@ -188,6 +188,27 @@ export function printEndpoints(file: ClusterFile, out: (line: string) => void): 
   if (file.etcdctl !== null) out(`\nTry:\n  ${file.etcdctl}`);
 }
 
+/**
+ * The members' data remembers their peer URLs, so a dev cluster restarted on existing data must keep
+ * its addresses: loopback stays loopback, and a --netns cluster gets its previous subnet back (the
+ * members are planned in the same order, so each gets its old address). Returns that subnet.
+ */
+function previousSubnet(dir: string, netns: boolean): string | undefined {
+  const data = join(dir, "data");
+  const hasData = existsSync(data) && readdirSync(data).length > 0;
+  const previous = readClusterFile();
+  if (!hasData || previous === undefined) return undefined;
+  const previousNetns = previous.network !== null && previous.network !== undefined;
+  if (previousNetns !== netns) {
+    throw new Error(
+      `the data in ${data} was created ${previousNetns ? "with" : "without"} --netns and its members remember ` +
+        `${previousNetns ? `addresses in ${previous.network!.subnet}` : "127.0.0.1 peer URLs"}: start it ` +
+        `${previousNetns ? "with" : "without"} --netns, or add --fresh to start over`,
+    );
+  }
+  return previous.network?.subnet;
+}
+
 /** `cluster up`: start, print, then supervise in the foreground until SIGINT/SIGTERM. */
 export async function up(options: UpOptions, out: (line: string) => void): Promise<number> {
   await refuseIfRunning();
@@ -196,7 +217,8 @@ export async function up(options: UpOptions, out: (line: string) => void): Promi
   if (options.fresh) rmSync(join(dir, "data"), { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const secrets = ensureDevSecrets(join(dir, "secrets"));
-  const network = options.netns ? NetnsNetwork.create() : undefined;
+  const network = options.netns ? NetnsNetwork.create({ subnet: previousSubnet(dir, true) }) : undefined;
+  if (network === undefined) previousSubnet(dir, false);
   if (network !== undefined) {
     network.onChange = (d) => writeFileSync(join(dir, "network.json"), `${toJson(d)}\n`);
     out(`network namespaces on bridge ${network.bridge} (${network.subnet})`);

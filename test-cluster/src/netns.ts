@@ -127,17 +127,30 @@ function toInt(addr: string): number | undefined {
   return ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!;
 }
 
+function overlaps(used: [number, number][], base: string): boolean {
+  const first = toInt(`${base}.0`)!;
+  const last = first + 255;
+  return used.some(([lo, hi]) => lo <= last && first <= hi);
+}
+
 /** A 10.A.B.0/24 that overlaps nothing the host has an address or a route for. */
 function pickSubnet(ip: string): string {
   const used = usedRanges(ip);
   for (let attempt = 0; attempt < 200; attempt++) {
     const [a, b] = randomBytes(2);
     const base = `10.${100 + (a! % 150)}.${b!}`;
-    const first = toInt(`${base}.0`)!;
-    const last = first + 255;
-    if (!used.some(([lo, hi]) => lo <= last && first <= hi)) return base;
+    if (!overlaps(used, base)) return base;
   }
   throw new Error("could not find a free 10.x.y.0/24 for the --netns bridge");
+}
+
+/** `subnet` (10.A.B.0/24) if nothing on the host uses it: a cluster restarted on its old addresses. */
+function reuseSubnet(ip: string, subnet: string): string {
+  const m = /^(10\.\d{1,3}\.\d{1,3})\.0\/24$/.exec(subnet);
+  if (m === null || toInt(`${m[1]}.0`) === undefined)
+    throw new Error(`${subnet} is not a 10.x.y.0/24 subnet`);
+  if (overlaps(usedRanges(ip), m[1]!)) throw new Error(`${subnet} is already in use on this host`);
+  return m[1]!;
 }
 
 function listNamespaces(ip: string): string[] {
@@ -227,13 +240,17 @@ export class NetnsNetwork {
     return `${this.base}.1`;
   }
 
-  /** Creates the bridge (with the gateway address) on a free 10.x.y.0/24; requires root and `ip`. */
-  static create(): NetnsNetwork {
+  /**
+   * Creates the bridge (with the gateway address) on a free 10.x.y.0/24, or on `subnet` when given
+   * (members then get the same addresses as the last time, in the same order); requires root and `ip`.
+   */
+  static create(options: { subnet?: string } = {}): NetnsNetwork {
     const ip = netnsPreflight();
     let id = randomBytes(3).toString("hex");
     const taken = new Set(listLinks(ip).map((l) => l.name));
     while (taken.has(`pc${id}`)) id = randomBytes(3).toString("hex");
-    const network = new NetnsNetwork(ip, id, pickSubnet(ip));
+    const base = options.subnet === undefined ? pickSubnet(ip) : reuseSubnet(ip, options.subnet);
+    const network = new NetnsNetwork(ip, id, base);
     liveNetworks.add(network);
     installExitHook();
     try {
