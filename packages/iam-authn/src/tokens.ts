@@ -152,11 +152,22 @@ export class TokenService {
 
   /** Validates `token`; throws TokenRejectedError naming the rule that refused it. */
   async validate(token: string): Promise<ValidatedToken> {
+    return this.validateCached(token) ?? this.validateFirstSeen(token);
+  }
+
+  /**
+   * Synchronous validation of a token verified before: its answer when it is in the verified-token
+   * cache (after the checks made on every call, which throw TokenRejectedError), undefined when it is
+   * not (then `validate` it). Lets a caller answer repeat validations without a promise.
+   */
+  validateCached(token: string): ValidatedToken | undefined {
     const cached = this.verified.get(token);
-    if (cached) {
-      this.checkEveryCall(cached, cached.notBeforeSeconds);
-      return cached;
-    }
+    if (cached === undefined) return undefined;
+    this.checkEveryCall(cached, cached.notBeforeSeconds);
+    return cached;
+  }
+
+  private async validateFirstSeen(token: string): Promise<ValidatedToken> {
     const result = await this.verifySignatureAndClaims(token);
     if (this.verified.size >= this.cacheMax) {
       const oldest = this.verified.keys().next();
