@@ -104,8 +104,9 @@ export class IamCore {
     return this.credentialBox !== null;
   }
 
-  close(): void {
-    this.audit.flush();
+  /** Drains the audit log (every record made so far is committed when this resolves). */
+  close(): Promise<void> {
+    return this.audit.close();
   }
 
   private loadKeys(): SigningKeyRecord[] {
