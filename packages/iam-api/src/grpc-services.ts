@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Metadata, ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
-import type { SigningKeyRecord } from "@photoncloud/iam-authn";
+import type { SigningKeyRecord, ValidatedToken } from "@photoncloud/iam-authn";
 import { toGrpcError, unauthenticated } from "./errors.js";
 import {
   CredentialsService,
@@ -67,33 +67,70 @@ const toCredential = (c: CredentialRow): Credential => ({
   revokedAt: ms(c.revokedAtMs),
 });
 
+const adminCaller: Caller = Object.freeze({ kind: "admin" });
+const anonymousCaller: Caller = Object.freeze({ kind: "anonymous" });
+const principalCaller = (v: ValidatedToken): Caller => ({ kind: "principal", principalId: v.subject });
+
+const validateResponse = (v: ValidatedToken) => ({
+  principalId: v.subject,
+  jti: v.jti,
+  kid: v.kid,
+  issuedAtSeconds: BigInt(v.issuedAtSeconds),
+  expiresAtSeconds: BigInt(v.expiresAtSeconds),
+});
+
 /** Builds the gRPC implementations of every iam.v1 service over one IamCore. */
 export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
   const isAdminToken = adminTokenMatcher(admin.token);
 
-  async function callerOf(metadata: Metadata): Promise<Caller> {
+  /**
+   * Who is calling. Synchronous for the admin token, for no token and for a token verified before;
+   * a promise only when a bearer token must have its signature checked.
+   */
+  function callerOf(metadata: Metadata): Caller | Promise<Caller> {
     const header = metadata.get("authorization")[0];
     const bearer = typeof header === "string" && header.startsWith("Bearer ") ? header.slice(7) : null;
-    if (bearer === null) return admin.allowUnauthenticated ? { kind: "admin" } : { kind: "anonymous" };
-    if (isAdminToken(bearer)) return { kind: "admin" };
+    if (bearer === null) return admin.allowUnauthenticated ? adminCaller : anonymousCaller;
+    if (isAdminToken(bearer)) return adminCaller;
     // Not the admin token: it must be a valid issued token, or the call is refused outright.
-    const v = await core.validateToken(bearer);
-    return { kind: "principal", principalId: v.subject };
+    const v = core.validateToken(bearer);
+    return v instanceof Promise ? v.then(principalCaller) : principalCaller(v);
   }
 
+  /**
+   * Adapts a handler to grpc-js. Most calls (admin token or a known bearer token, synchronous
+   * handler) are answered in the same turn, with no promise: awaiting costs a microtask hop and an
+   * allocation per step on the hot path. Promises are followed only where one was returned.
+   */
   function unary<Req, Res>(handler: Handler<Req, Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-      callerOf(call.metadata)
-        .then((caller) => handler(call.request, caller, call))
-        .then(
-          (res) => callback(null, res),
-          (err: unknown) => callback(toGrpcError(err)),
-        );
+      const fail = (err: unknown) => callback(toGrpcError(err));
+      const answer = (res: Res | Promise<Res>) => {
+        if (res instanceof Promise) res.then((r) => callback(null, r), fail);
+        else callback(null, res);
+      };
+      const run = (caller: Caller) => {
+        let res: Res | Promise<Res>;
+        try {
+          res = handler(call.request, caller, call);
+        } catch (err) {
+          return fail(err);
+        }
+        answer(res);
+      };
+      let caller: Caller | Promise<Caller>;
+      try {
+        caller = callerOf(call.metadata);
+      } catch (err) {
+        return fail(err);
+      }
+      if (caller instanceof Promise) caller.then(run, fail);
+      else run(caller);
     };
   }
 
   const tokens: UntypedServiceImplementation = {
-    issueToken: unary<IssueTokenRequest, IssueTokenResponse>(async (req, caller, call) => {
+    issueToken: unary<IssueTokenRequest, IssueTokenResponse>((req, caller, call) => {
       let principalId: string;
       let via: string;
       if (req.accessKey) {
@@ -115,7 +152,7 @@ export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
       } else {
         throw unauthenticated("give access_key, client_certificate or admin_subject");
       }
-      const t = await core.issueToken(principalId, via, req.ttlSeconds, req.audience);
+      const t = core.issueToken(principalId, via, req.ttlSeconds, req.audience);
       return {
         token: t.token,
         jti: t.jti,
@@ -125,18 +162,20 @@ export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
       };
     }),
     validateToken: (call: ServerUnaryCall<{ token: string }, unknown>, callback: sendUnaryData<unknown>) => {
-      // Validation needs no caller identity: skip caller resolution on this hot path.
-      core.validateToken(call.request.token).then(
-        (v) =>
-          callback(null, {
-            principalId: v.subject,
-            jti: v.jti,
-            kid: v.kid,
-            issuedAtSeconds: BigInt(v.issuedAtSeconds),
-            expiresAtSeconds: BigInt(v.expiresAtSeconds),
-          }),
-        (err: unknown) => callback(toGrpcError(err)),
-      );
+      // Validation needs no caller identity: skip caller resolution on this hot path. A token verified
+      // before is answered synchronously.
+      let v: ValidatedToken | Promise<ValidatedToken>;
+      try {
+        v = core.validateToken(call.request.token);
+      } catch (err) {
+        return callback(toGrpcError(err));
+      }
+      if (v instanceof Promise)
+        v.then(
+          (r) => callback(null, validateResponse(r)),
+          (err: unknown) => callback(toGrpcError(err)),
+        );
+      else callback(null, validateResponse(v));
     },
     revokeToken: unary<{ token: string; jti: string; expiresAtSeconds: bigint }, { jti: string }>(
       async (req, caller) => ({

@@ -104,8 +104,9 @@ export class IamCore {
     return this.credentialBox !== null;
   }
 
-  close(): void {
-    this.audit.flush();
+  /** Drains the audit log (every record made so far is committed when this resolves). */
+  close(): Promise<void> {
+    return this.audit.close();
   }
 
   private loadKeys(): SigningKeyRecord[] {
@@ -278,16 +279,11 @@ export class IamCore {
 
   // ---------------------------------------------------------------- tokens
 
-  async issueToken(
-    principalId: string,
-    via: string,
-    ttlSeconds: number,
-    audience: string,
-  ): Promise<IssuedToken> {
+  issueToken(principalId: string, via: string, ttlSeconds: number, audience: string): IssuedToken {
     const p = this.principals.get(principalId);
     if (!p) throw notFound(`principal ${principalId}`);
     if (!p.enabled) throw failedPrecondition(`principal ${principalId} is disabled`);
-    const issued = await this.tokens.issue({
+    const issued = this.tokens.issue({
       subject: principalId,
       ...(ttlSeconds > 0 ? { ttlSeconds } : {}),
       ...(audience ? { audience } : {}),
@@ -296,18 +292,32 @@ export class IamCore {
     return issued;
   }
 
-  async validateToken(token: string): Promise<ValidatedToken> {
+  /**
+   * Validates `token`: synchronously when it was verified before (the verified-token cache; the checks
+   * made on every call still run), through a signature check (a promise) when it is first seen.
+   * Refusals are audited either way.
+   */
+  validateToken(token: string): ValidatedToken | Promise<ValidatedToken> {
+    let cached: ValidatedToken | undefined;
     try {
-      return await this.tokens.validate(token);
+      cached = this.tokens.validateCached(token);
     } catch (err) {
-      // Refusals are authentication decisions worth keeping; the token itself is stored only as an HMAC.
-      if (err instanceof TokenRejectedError)
-        this.audit.record("anonymous", "token.validate", "-", "denied", {
-          reason: err.code,
-          tokenHmac: this.audit.fingerprint(token),
-        });
-      throw err;
+      throw this.refused(token, err);
     }
+    if (cached !== undefined) return cached;
+    return this.tokens.validate(token).catch((err: unknown) => {
+      throw this.refused(token, err);
+    });
+  }
+
+  /** Refusals are authentication decisions worth keeping; the token itself is stored only as an HMAC. */
+  private refused(token: string, err: unknown): unknown {
+    if (err instanceof TokenRejectedError)
+      this.audit.record("anonymous", "token.validate", "-", "denied", {
+        reason: err.code,
+        tokenHmac: this.audit.fingerprint(token),
+      });
+    return err;
   }
 
   async revokeToken(caller: Caller, token: string, jti: string, expiresAtSeconds: number): Promise<string> {

@@ -67,7 +67,7 @@ afterAll(async () => {
   credsClient?.close();
   principalsClient?.close();
   await new Promise<void>((r) => server.tryShutdown(() => r()));
-  core.close();
+  await core.close();
   store.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -126,7 +126,7 @@ describe("credential rotation", () => {
     expect((await issueWith(newId, newCred.secret)).principalId).toBe("svc-flaredb");
     await expect(issueWith(newId, "wrong-secret")).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
 
-    core.audit.flush();
+    await core.audit.flush();
     const listed = await rpc(
       credsClient.listCredentials,
       credsClient,

@@ -47,6 +47,13 @@ interface LoadedKey {
   publicKey: KeyObject | null;
 }
 
+/** The active signing key, as handed to the token issuer (one frozen object per activation). */
+export interface Signer {
+  readonly kid: string;
+  readonly alg: SigningAlg;
+  readonly privateKey: KeyObject;
+}
+
 function algOf(key: KeyObject): SigningAlg {
   if (key.asymmetricKeyType === "ed25519") return "EdDSA";
   if (key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1") return "ES256";
@@ -68,6 +75,8 @@ function load(record: SigningKeyRecord): LoadedKey {
  */
 export class SigningKeySet {
   private readonly keys = new Map<string, LoadedKey>();
+  /** The active key's signer, found once and dropped on every state change (see `changed`). */
+  private cachedSigner: Signer | undefined;
 
   constructor(
     private readonly options: SigningKeySetOptions,
@@ -224,11 +233,20 @@ export class SigningKeySet {
     return { keys };
   }
 
-  /** The active signer, or throws NoActiveKeyError. */
-  signer(): { kid: string; alg: SigningAlg; privateKey: KeyObject } {
+  /**
+   * The active signer, or throws NoActiveKeyError. Issuing asks for it on every token, so it is kept
+   * until the next state change of any key (every change goes through `changed`, which drops it).
+   */
+  signer(): Signer {
+    if (this.cachedSigner !== undefined) return this.cachedSigner;
     const key = this.activeKey();
     if (!key?.privateKey) throw new NoActiveKeyError();
-    return { kid: key.record.kid, alg: key.record.alg, privateKey: key.privateKey };
+    this.cachedSigner = Object.freeze({
+      kid: key.record.kid,
+      alg: key.record.alg,
+      privateKey: key.privateKey,
+    });
+    return this.cachedSigner;
   }
 
   /** Looks a key up for verification without judging its state (the validator does that). */
@@ -249,6 +267,7 @@ export class SigningKeySet {
   }
 
   private changed(record: SigningKeyRecord): void {
+    this.cachedSigner = undefined;
     this.options.onChange?.({ ...record });
   }
 }

@@ -1,7 +1,8 @@
 import { randomFillSync } from "node:crypto";
-import { type JWTPayload, SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify } from "jose";
+import { type JWTPayload, decodeProtectedHeader, errors as joseErrors, jwtVerify } from "jose";
 import { TokenRejectedError, TokenRejection } from "./errors.js";
-import { KeyState, type SigningKeySet } from "./signing-keys.js";
+import { encodeProtectedHeader, signCompactJws } from "./jws-sign.js";
+import { KeyState, type Signer, type SigningKeySet } from "./signing-keys.js";
 
 /** What the validator needs to know about a principal on every call (not cached). */
 export interface PrincipalStatus {
@@ -98,6 +99,9 @@ export class TokenService {
   private readonly nowMs: () => number;
   private readonly verified = new Map<string, ValidatedToken & { notBeforeSeconds: number }>();
   private readonly cacheMax: number;
+  /** The signer the encoded header below was made for (the key set hands out one object per key). */
+  private headerSigner: Signer | undefined;
+  private encodedHeader = "";
   /** Signature checks performed so far (a cache hit performs none). */
   signatureVerifications = 0;
 
@@ -107,7 +111,12 @@ export class TokenService {
     this.cacheMax = options.verifiedCacheEntriesMax ?? 100_000;
   }
 
-  async issue(req: IssueRequest): Promise<IssuedToken> {
+  /**
+   * Signs a token for `req.subject` with the active key, synchronously (see `signCompactJws`): the
+   * header is {alg, kid, typ} and the claims are the private claims followed by iss, aud, sub, iat, nbf,
+   * exp and jti, serialised exactly as jose's SignJWT would.
+   */
+  issue(req: IssueRequest): IssuedToken {
     const ttl = req.ttlSeconds ?? this.options.defaultTtlSeconds;
     const maxTtl = this.options.keys.maxTokenTtlSeconds;
     if (!Number.isInteger(ttl) || ttl <= 0 || ttl > maxTtl)
@@ -115,32 +124,50 @@ export class TokenService {
         `ttl_seconds must be an integer in 1..${maxTtl} (the configured maximum token TTL)`,
       );
     if (req.subject === "") throw new RangeError("subject must not be empty");
-    for (const name of Object.keys(req.claims ?? {}))
-      if (registeredClaims.has(name))
-        throw new RangeError(`claim ${name} is set by the issuer and cannot be supplied`);
+    if (req.claims !== undefined)
+      for (const name of Object.keys(req.claims))
+        if (registeredClaims.has(name))
+          throw new RangeError(`claim ${name} is set by the issuer and cannot be supplied`);
     const signer = this.options.keys.signer();
+    if (signer !== this.headerSigner) {
+      this.encodedHeader = encodeProtectedHeader({ alg: signer.alg, kid: signer.kid, typ: this.typ });
+      this.headerSigner = signer;
+    }
     const iat = Math.floor(this.nowMs() / 1000);
+    const exp = iat + ttl;
     const jti = newJti();
-    const token = await new SignJWT({ ...req.claims })
-      .setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ: this.typ })
-      .setIssuer(this.options.issuer)
-      .setAudience(req.audience ?? this.options.audience)
-      .setSubject(req.subject)
-      .setIssuedAt(iat)
-      .setNotBefore(iat)
-      .setExpirationTime(iat + ttl)
-      .setJti(jti)
-      .sign(signer.privateKey);
-    return { token, jti, kid: signer.kid, issuedAtSeconds: iat, expiresAtSeconds: iat + ttl };
+    const claims = {
+      ...req.claims,
+      iss: this.options.issuer,
+      aud: req.audience ?? this.options.audience,
+      sub: req.subject,
+      iat,
+      nbf: iat,
+      exp,
+      jti,
+    };
+    const token = signCompactJws(this.encodedHeader, claims, signer.alg, signer.privateKey);
+    return { token, jti, kid: signer.kid, issuedAtSeconds: iat, expiresAtSeconds: exp };
   }
 
   /** Validates `token`; throws TokenRejectedError naming the rule that refused it. */
   async validate(token: string): Promise<ValidatedToken> {
+    return this.validateCached(token) ?? this.validateFirstSeen(token);
+  }
+
+  /**
+   * Synchronous validation of a token verified before: its answer when it is in the verified-token
+   * cache (after the checks made on every call, which throw TokenRejectedError), undefined when it is
+   * not (then `validate` it). Lets a caller answer repeat validations without a promise.
+   */
+  validateCached(token: string): ValidatedToken | undefined {
     const cached = this.verified.get(token);
-    if (cached) {
-      this.checkEveryCall(cached, cached.notBeforeSeconds);
-      return cached;
-    }
+    if (cached === undefined) return undefined;
+    this.checkEveryCall(cached, cached.notBeforeSeconds);
+    return cached;
+  }
+
+  private async validateFirstSeen(token: string): Promise<ValidatedToken> {
     const result = await this.verifySignatureAndClaims(token);
     if (this.verified.size >= this.cacheMax) {
       const oldest = this.verified.keys().next();
