@@ -6,6 +6,7 @@
 //
 // FLAREDB_BENCH_DAEMON_NODE_ARGS: extra node arguments for the members, space-separated (e.g.
 // `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them; profiles are written when they stop).
+// FLAREDB_BENCH_IN_FLIGHT (default 1,16,64): the single-row INSERT concurrency levels.
 // FLAREDB_BENCH_INSERT_ONLY=1: stop after the single-row INSERT figures (short comparison runs).
 
 import {
@@ -35,6 +36,16 @@ export interface Figure extends LoadResult {
 function daemonNodeArgs(): string[] {
   const raw = process.env.FLAREDB_BENCH_DAEMON_NODE_ARGS ?? "";
   return raw.split(/\s+/).filter((a) => a.length > 0);
+}
+
+/** FLAREDB_BENCH_IN_FLIGHT: the single-row INSERT concurrency levels, comma-separated (default 1,16,64). */
+function insertInFlight(): number[] {
+  const raw = process.env.FLAREDB_BENCH_IN_FLIGHT ?? "1,16,64";
+  const levels = raw.split(",").map((x) => Number(x.trim()));
+  if (levels.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new Error(`FLAREDB_BENCH_IN_FLIGHT must be positive integers separated by commas, got ${raw}`);
+  }
+  return levels;
 }
 
 /** Every statement of the answer affected `rows` rows and none failed. */
@@ -98,7 +109,7 @@ export async function clusterBench(rows: number, report: (f: Figure) => void): P
       checkExecute(await execute({ statements, transaction: false }), 1, 1n);
     };
     await closedLoop(200, 16, insert); // warm-up: session, prepared statements, JIT
-    for (const inFlight of [1, 16, 64]) {
+    for (const inFlight of insertInFlight()) {
       const count = inFlight === 1 ? Math.min(rows, 1000) : rows;
       await run("single-row INSERT", "rows/s", count, inFlight, insert);
     }
