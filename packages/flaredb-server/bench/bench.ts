@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { formatCpuPerOp } from "@photoncloud/daemon/bench";
 import type { ApplyEntry } from "@photoncloud/raft";
 import { Command } from "../src/gen/flaredb/v1/command.js";
 import { SqlStateMachine } from "../src/sql/state-machine.js";
@@ -115,6 +116,7 @@ try {
     console.log(
       `  ${f.workload}, ${f.inFlight} in flight, ${f.ops} ops: ${fmt(f.perSecond)} ${f.unit}${ratio}, p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms`,
     );
+    console.log(`    CPU µs/op: ${formatCpuPerOp(f.cpuMicrosPerOp)}`);
   });
 } finally {
   rmSync(dir, { recursive: true, force: true });

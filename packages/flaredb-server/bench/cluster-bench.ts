@@ -1,91 +1,153 @@
-// flaredb end to end: three `flaredb` processes on loopback (default Raft timings), a gRPC client in
-// this process sending to the leader. Single-row INSERT at 1/16/64 in flight, 100-row batched
-// INSERTs, and point SELECT at each consistency level; throughput and latency percentiles.
+// flaredb end to end: three `flaredb` processes on loopback (default Raft timings), a lean HTTP/2
+// gRPC client (@photoncloud/daemon/bench) in this process sending to the leader. Single-row INSERT at
+// 1/16/64 in flight, 100-row batched INSERTs, and point SELECT at each consistency level; throughput,
+// latency percentiles and CPU microseconds per operation of each member and of the client. Every
+// answer is checked: a benchmark that counts errors as operations measures nothing.
+//
+// FLAREDB_BENCH_DAEMON_NODE_ARGS: extra node arguments for the members, space-separated (e.g.
+// `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them; profiles are written when they stop).
+// FLAREDB_BENCH_IN_FLIGHT (default 1,16,64): the single-row INSERT concurrency levels.
+// FLAREDB_BENCH_INSERT_ONLY=1: stop after the single-row INSERT figures (short comparison runs).
 
-import { Consistency, type Member, st, TestCluster } from "../test/cluster-harness.js";
+import {
+  closedLoop,
+  type CpuTargets,
+  cpuMicrosPerOp,
+  H2GrpcClient,
+  type LoadResult,
+  sampleCpu,
+} from "@photoncloud/daemon/bench";
+import {
+  Consistency,
+  type ExecuteResponse,
+  FlareDBServiceService,
+  type Statement,
+} from "../src/gen/flaredb/v1/flaredb.js";
+import { type Member, st, TestCluster } from "../test/cluster-harness.js";
 
-export interface Figure {
+export interface Figure extends LoadResult {
   workload: string;
   inFlight: number;
-  ops: number;
-  perSecond: number;
   unit: string;
-  p50Ms: number;
-  p99Ms: number;
+  /** CPU µs per operation: one entry per member (by name, the leader marked) and `client`. */
+  cpuMicrosPerOp: Record<string, number>;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+function daemonNodeArgs(): string[] {
+  const raw = process.env.FLAREDB_BENCH_DAEMON_NODE_ARGS ?? "";
+  return raw.split(/\s+/).filter((a) => a.length > 0);
 }
 
-/** Runs `op` `count` times with `inFlight` concurrent callers; returns throughput and latencies. */
-async function measure(count: number, inFlight: number, op: (i: number) => Promise<unknown>) {
-  const latencies: number[] = [];
-  let next = 0;
-  const started = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < count) {
-        const i = next++;
-        const t0 = process.hrtime.bigint();
-        await op(i);
-        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      }
-    }),
-  );
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  latencies.sort((a, b) => a - b);
-  return { perSecond: count / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+/** FLAREDB_BENCH_IN_FLIGHT: the single-row INSERT concurrency levels, comma-separated (default 1,16,64). */
+function insertInFlight(): number[] {
+  const raw = process.env.FLAREDB_BENCH_IN_FLIGHT ?? "1,16,64";
+  const levels = raw.split(",").map((x) => Number(x.trim()));
+  if (levels.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new Error(`FLAREDB_BENCH_IN_FLIGHT must be positive integers separated by commas, got ${raw}`);
+  }
+  return levels;
+}
+
+/** Every statement of the answer affected `rows` rows and none failed. */
+function checkExecute(res: ExecuteResponse, statements: number, rowsEach: bigint): void {
+  if (res.results.length !== statements) {
+    throw new Error(`Execute answered ${res.results.length} results for ${statements} statements`);
+  }
+  for (const r of res.results) {
+    if (r.error !== undefined) throw new Error(`statement failed: ${r.error.code}: ${r.error.message}`);
+    if (r.rowsAffected !== rowsEach)
+      throw new Error(`statement affected ${r.rowsAffected} rows, not ${rowsEach}`);
+  }
 }
 
 export async function clusterBench(rows: number, report: (f: Figure) => void): Promise<void> {
-  const cluster = await TestCluster.start({ heartbeatMs: 100, electionMs: 1000 });
+  const cluster = await TestCluster.start({ heartbeatMs: 100, electionMs: 1000, nodeArgs: daemonNodeArgs() });
+  const leader: Member = cluster.members[await cluster.waitForLeader()]!;
+  const client = new H2GrpcClient(`127.0.0.1:${leader.clientPort}`);
   try {
-    const leader: Member = cluster.members[await cluster.waitForLeader()]!;
-    await cluster.execute(leader, [
-      st("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER, at TEXT DEFAULT CURRENT_TIMESTAMP)"),
-    ]);
-    const insert = (i: number) =>
-      cluster.execute(leader, [st("INSERT INTO t(name, n) VALUES (?, ?)", `row ${i}`, BigInt(i))]);
-    await measure(200, 16, insert); // warm-up: connections, prepared statements, JIT
-    for (const inFlight of [1, 16, 64]) {
+    const targets: Record<string, number | "self"> = {};
+    for (const m of cluster.members) targets[m === leader ? `${m.name} (leader)` : m.name] = m.proc!.pid!;
+    targets.client = "self";
+    const execute = client.unary(FlareDBServiceService.execute, { deadlineMs: 30_000 });
+    const query = client.serverStream(FlareDBServiceService.query, { deadlineMs: 30_000 });
+    const run = async (
+      workload: string,
+      unit: string,
+      count: number,
+      inFlight: number,
+      op: (i: number) => Promise<unknown>,
+      scale = 1,
+    ) => {
+      const before = sampleCpu(targets as CpuTargets);
+      const r = await closedLoop(count, inFlight, op);
+      const cpu = cpuMicrosPerOp(before, sampleCpu(targets as CpuTargets), count * scale);
+      report({
+        workload,
+        inFlight,
+        unit,
+        ...r,
+        ops: count * scale,
+        perSecond: r.perSecond * scale,
+        cpuMicrosPerOp: cpu,
+      });
+    };
+
+    checkExecute(
+      await execute({
+        statements: [
+          st(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER, at TEXT DEFAULT CURRENT_TIMESTAMP)",
+          ),
+        ],
+        transaction: false,
+      }),
+      1,
+      0n,
+    );
+    const insert = async (i: number) => {
+      const statements: Statement[] = [st("INSERT INTO t(name, n) VALUES (?, ?)", `row ${i}`, BigInt(i))];
+      checkExecute(await execute({ statements, transaction: false }), 1, 1n);
+    };
+    await closedLoop(200, 16, insert); // warm-up: session, prepared statements, JIT
+    for (const inFlight of insertInFlight()) {
       const count = inFlight === 1 ? Math.min(rows, 1000) : rows;
-      const r = await measure(count, inFlight, insert);
-      report({ workload: "single-row INSERT", inFlight, ops: count, unit: "rows/s", ...r });
+      await run("single-row INSERT", "rows/s", count, inFlight, insert);
     }
-    const batch = (i: number) =>
-      cluster.execute(
-        leader,
-        Array.from({ length: 100 }, (_, k) =>
-          st("INSERT INTO t(name, n) VALUES (?, ?)", `batch ${i}.${k}`, BigInt(k)),
-        ),
-        true,
+
+    if (process.env.FLAREDB_BENCH_INSERT_ONLY === "1") return;
+
+    const batch = async (i: number) => {
+      const statements = Array.from({ length: 100 }, (_, k) =>
+        st("INSERT INTO t(name, n) VALUES (?, ?)", `batch ${i}.${k}`, BigInt(k)),
       );
+      checkExecute(await execute({ statements, transaction: true }), 100, 1n);
+    };
     const batches = Math.max(20, Math.floor(rows / 50));
-    const b = await measure(batches, 16, batch);
-    report({
-      workload: "100-row batched INSERT (one transaction)",
-      inFlight: 16,
-      ops: batches * 100,
-      unit: "rows/s",
-      ...b,
-      perSecond: b.perSecond * 100,
-    });
+    await run("100-row batched INSERT (one transaction)", "rows/s", batches, 16, batch, 100);
+
     const levels = [
       ["NONE", Consistency.CONSISTENCY_NONE],
       ["WEAK", Consistency.CONSISTENCY_WEAK],
       ["LINEARIZABLE", Consistency.CONSISTENCY_LINEARIZABLE],
       ["STRONG", Consistency.CONSISTENCY_STRONG],
     ] as const;
-    for (const [name, level] of levels) {
-      const select = (i: number) =>
-        cluster.query(leader, st("SELECT name, n FROM t WHERE id = ?", BigInt(1 + (i % 1000))), level);
-      const count = level === Consistency.CONSISTENCY_STRONG ? Math.min(rows, 3000) : rows;
-      const r = await measure(count, 16, select);
-      report({ workload: `point SELECT ${name}`, inFlight: 16, ops: count, unit: "queries/s", ...r });
+    for (const [name, consistency] of levels) {
+      const select = async (i: number) => {
+        const id = BigInt(1 + (i % 1000));
+        const pages = await query({
+          statement: st("SELECT name, n FROM t WHERE id = ?", id),
+          consistency,
+          freshnessMs: 0n,
+          pageRows: 0,
+        });
+        const found = pages.reduce((n, p) => n + p.rows.length, 0);
+        if (found !== 1) throw new Error(`point SELECT of id ${id} returned ${found} rows`);
+      };
+      const count = consistency === Consistency.CONSISTENCY_STRONG ? Math.min(rows, 3000) : rows;
+      await run(`point SELECT ${name}`, "queries/s", count, 16, select);
     }
   } finally {
+    await client.close();
     await cluster.stop();
   }
 }

@@ -1,0 +1,22 @@
+// @photoncloud/daemon/bench — load-generation helpers for the daemons' benchmarks: a lean HTTP/2
+// gRPC client, a closed-loop driver and CPU-time sampling of this process and of daemon processes.
+
+export { closedLoop, type LoadResult, percentile } from "./closed-loop.js";
+export {
+  type CpuSample,
+  type CpuTargets,
+  cpuMicrosPerOp,
+  formatCpuPerOp,
+  processCpuMicros,
+  sampleCpu,
+  selfCpuMicros,
+} from "./cpu-time.js";
+export {
+  type CallOptions,
+  GrpcCallError,
+  type GrpcMethod,
+  H2GrpcClient,
+  type H2GrpcClientOptions,
+  type MessageCodec,
+  methodOf,
+} from "./h2-grpc-client.js";
