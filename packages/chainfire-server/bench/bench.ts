@@ -4,7 +4,12 @@
 // prints chainfire/etcd ratios. In-flight requests are spread evenly over the three members, as
 // etcd's own benchmark tool does with several endpoints.
 //
-// Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_KINDS ("chainfire,etcd").
+// Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_KINDS ("chainfire,etcd"),
+// BENCH_WORKLOADS (a comma-separated subset of put,range-linearizable,range-serializable),
+// BENCH_IN_FLIGHT (comma-separated levels, default 16,128,256), CHAINFIRE_BENCH_DAEMON_NODE_ARGS
+// (extra Node.js arguments for the chainfire daemons, split on spaces, e.g.
+// "--cpu-prof --cpu-prof-dir=/tmp/prof"; the members are then stopped with SIGTERM so that
+// exit-time output is written).
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,10 +22,30 @@ import { storeBench } from "./store-bench.js";
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
 const WARM_UP_MS = 1000;
-const IN_FLIGHT = [16, 128, 256];
+const IN_FLIGHT = listEnv("BENCH_IN_FLIGHT", ["16", "128", "256"]).map((v) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_IN_FLIGHT: "${v}" is not a positive integer`);
+  return n;
+});
 const KEY_COUNT = 10_000;
 const VALUE = Buffer.alloc(256, 7);
-const WORKLOADS = ["put", "range-linearizable", "range-serializable"] as const;
+const ALL_WORKLOADS = ["put", "range-linearizable", "range-serializable"] as const;
+type Workload = (typeof ALL_WORKLOADS)[number];
+const WORKLOADS = listEnv("BENCH_WORKLOADS", [...ALL_WORKLOADS]).map((w) => {
+  if (!(ALL_WORKLOADS as readonly string[]).includes(w)) {
+    throw new Error(`BENCH_WORKLOADS: "${w}" is not one of ${ALL_WORKLOADS.join(", ")}`);
+  }
+  return w as Workload;
+});
+const DAEMON_NODE_ARGS = (process.env.CHAINFIRE_BENCH_DAEMON_NODE_ARGS ?? "")
+  .split(" ")
+  .filter((a) => a !== "");
+
+function listEnv(name: string, fallback: string[]): string[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  return raw.split(",").map((v) => v.trim());
+}
 
 interface Result {
   opsPerSecond: number;
@@ -29,6 +54,8 @@ interface Result {
   errors: number;
   /** CPU time the three server processes spent per completed request (all threads, user + system). */
   serverCpuUsPerOp: number;
+  /** The same for the leader's process alone (0 when the leader is not known). */
+  leaderCpuUsPerOp: number;
 }
 
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -64,7 +91,7 @@ function unary(clients: ChainfireClients, method: "put" | "range", req: unknown)
 let keyCounter = 0;
 const nextKey = () => Buffer.from(`k${keyCounter++ % KEY_COUNT}`);
 
-function operation(workload: (typeof WORKLOADS)[number], clients: ChainfireClients): () => Promise<unknown> {
+function operation(workload: Workload, clients: ChainfireClients): () => Promise<unknown> {
   if (workload === "put") return () => unary(clients, "put", putRequest({ key: nextKey(), value: VALUE }));
   const serializable = workload === "range-serializable";
   return () => unary(clients, "range", rangeRequest({ key: nextKey(), serializable }));
@@ -76,8 +103,10 @@ async function measure(
   inFlight: number,
   durationMs: number,
   pids: readonly number[],
+  leaderPid: number | undefined,
 ): Promise<Result> {
   const cpuBefore = cpuSeconds(pids);
+  const leaderCpuBefore = leaderPid === undefined ? 0 : cpuSeconds([leaderPid]);
   const latencies: number[] = [];
   let errors = 0;
   const end = Date.now() + durationMs;
@@ -99,7 +128,12 @@ async function measure(
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   const serverCpuUsPerOp = ((cpuSeconds(pids) - cpuBefore) * 1e6) / Math.max(1, latencies.length);
+  const leaderCpuUsPerOp =
+    leaderPid === undefined
+      ? 0
+      : ((cpuSeconds([leaderPid]) - leaderCpuBefore) * 1e6) / Math.max(1, latencies.length);
   return {
+    leaderCpuUsPerOp,
     opsPerSecond: latencies.length / seconds,
     p50Ms: at(0.5),
     p99Ms: at(0.99),
@@ -110,10 +144,11 @@ async function measure(
 
 async function suite(kind: ClusterKind): Promise<Map<string, Result>> {
   const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
-  const cluster = await Cluster.start({ kind, dir });
+  const cluster = await Cluster.start({ kind, dir, nodeArgs: DAEMON_NODE_ARGS });
   const clients = cluster.members.map((m) => createClients(m.endpoint));
   const results = new Map<string, Result>();
   const pids = cluster.members.map((m) => m.process!.pid!);
+  const leaderPid = await findLeaderPid(clients, pids);
   try {
     // Untimed warm-up that also fills the key space, so reads find values and JITs are warm.
     await measure(
@@ -121,19 +156,37 @@ async function suite(kind: ClusterKind): Promise<Map<string, Result>> {
       16,
       WARM_UP_MS,
       pids,
+      leaderPid,
     );
     for (const inFlight of IN_FLIGHT) {
       for (const workload of WORKLOADS) {
         const ops = clients.map((c) => operation(workload, c));
-        results.set(`${workload}@${inFlight}`, await measure(ops, inFlight, DURATION_MS, pids));
+        results.set(`${workload}@${inFlight}`, await measure(ops, inFlight, DURATION_MS, pids, leaderPid));
       }
     }
   } finally {
     for (const c of clients) c.close();
-    cluster.stop();
+    if (DAEMON_NODE_ARGS.length > 0 && kind === "chainfire") await cluster.stopGracefully();
+    else cluster.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   return results;
+}
+
+/** The process of the member that reports itself leader (undefined when none does). */
+async function findLeaderPid(
+  clients: ChainfireClients[],
+  pids: readonly number[],
+): Promise<number | undefined> {
+  for (const [i, c] of clients.entries()) {
+    const res = await new Promise<{ leader: bigint; self: bigint } | null>((resolve) =>
+      c.maintenance.status({}, new Metadata(), { deadline: Date.now() + 3000 }, (err, r) =>
+        resolve(err === null ? { leader: r.leader, self: r.header?.memberId ?? 0n } : null),
+      ),
+    );
+    if (res !== null && res.leader !== 0n && res.leader === res.self) return pids[i];
+  }
+  return undefined;
 }
 
 function row(name: string, c: Result | undefined, e: Result | undefined): string {
@@ -146,12 +199,14 @@ function row(name: string, c: Result | undefined, e: Result | undefined): string
     cell(c, (r) => r.p99Ms.toFixed(1), 7),
     cell(c, (r) => String(r.errors), 5),
     cell(c, (r) => r.serverCpuUsPerOp.toFixed(0), 8),
+    cell(c, (r) => r.leaderCpuUsPerOp.toFixed(0), 8),
     "|",
     cell(e, (r) => r.opsPerSecond.toFixed(0), 10),
     cell(e, (r) => r.p50Ms.toFixed(1), 7),
     cell(e, (r) => r.p99Ms.toFixed(1), 7),
     cell(e, (r) => String(r.errors), 5),
     cell(e, (r) => r.serverCpuUsPerOp.toFixed(0), 8),
+    cell(e, (r) => r.leaderCpuUsPerOp.toFixed(0), 8),
     "|",
     (c && e ? (c.opsPerSecond / e.opsPerSecond).toFixed(2) : "-").padStart(6),
     (c && e ? (c.p99Ms / e.p99Ms).toFixed(2) : "-").padStart(9),
@@ -170,7 +225,7 @@ console.log(
   `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, requests spread over the members`,
 );
 console.log(
-  `${"workload".padEnd(24)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op | ratio p99 ratio cpu ratio`,
+  `${"workload".padEnd(24)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op | ratio p99 ratio cpu ratio`,
 );
 for (const inFlight of IN_FLIGHT) {
   for (const workload of WORKLOADS) {

@@ -38,6 +38,8 @@ export interface ClusterOptions {
   /** Data dirs already prepared (e.g. by `snapshot restore`): keep them instead of wiping. */
   keepDataDirs?: boolean;
   extraArgs?: string[];
+  /** Extra Node.js arguments for chainfire daemons (e.g. `--cpu-prof`); ignored for etcd. */
+  nodeArgs?: string[];
 }
 
 export function hasBinary(name: string): boolean {
@@ -162,7 +164,9 @@ export class Cluster {
       throw new Error(`${CHAINFIRE_BIN} is missing: build first (pnpm exec tsc -b)`);
     }
     const [command, prefix] =
-      this.options.kind === "etcd" ? ["etcd", ["--log-level=error"]] : [process.execPath, [CHAINFIRE_BIN]];
+      this.options.kind === "etcd"
+        ? ["etcd", ["--log-level=error"]]
+        : [process.execPath, [...(this.options.nodeArgs ?? []), CHAINFIRE_BIN]];
     const child = spawn(command, [...prefix, ...this.args(m, joining)], {
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -250,5 +254,26 @@ export class Cluster {
 
   stop(): void {
     for (const m of this.members) this.stopMember(m);
+  }
+
+  /**
+   * SIGTERM to every member, then waits (up to `deadlineMs`) for them to exit, so exit-time output
+   * such as `--cpu-prof` profiles is written; members still running then are killed.
+   */
+  async stopGracefully(deadlineMs = 20_000): Promise<void> {
+    const exits = this.members.map((m) => {
+      const child = m.process;
+      if (child === null || child.exitCode !== null) return Promise.resolve();
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      child.kill("SIGTERM");
+      return exited;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs);
+    });
+    await Promise.race([Promise.all(exits), deadline]);
+    clearTimeout(timer);
+    this.stop();
   }
 }

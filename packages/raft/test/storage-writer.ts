@@ -1,5 +1,6 @@
 // Child process for the kill -9 test: appends batches to a SqliteLogStore in a loop and prints the
-// last index after each committed (synced) batch.
+// last index after each batch once `sync()` has made it durable (what the node waits for before
+// anything that depends on the batch leaves the member).
 import { SqliteLogStore } from "../src/storage/sqlite-log-store.js";
 
 const store = new SqliteLogStore({ path: process.argv[2] as string, bootstrapVoters: [1n, 2n, 3n] });
@@ -19,5 +20,6 @@ for (;;) {
   store.persist({ hardState: { term, vote: 1n, commit: tail - 5n }, entries, snapshot: null });
   if (tail % 500n < 20n)
     store.createSnapshot(tail - 10n, { voters: [1n, 2n, 3n], learners: [] }, Buffer.from("img"), 50n);
+  await store.sync();
   process.stdout.write(`${tail}\n`);
 }

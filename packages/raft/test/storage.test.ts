@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { SqliteLogStore } from "../src/storage/sqlite-log-store.js";
 
@@ -42,6 +43,45 @@ describe("SqliteLogStore", () => {
     r.createSnapshot(2n, { voters: [1n, 3n], learners: [] }, Buffer.from("x"), 1n);
     expect(r.firstIndex()).toBe(2n);
     expect(r.snapshot().metadata.index).toBe(2n);
+    r.close();
+  });
+
+  it("keeps a commit-only hard state in memory until the next transaction or close", async () => {
+    // Proves commit-only Readys cost no write, term/vote changes always do, and nothing is lost at close.
+    const path = join(dir, "lazy.db");
+    const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
+    const e = (index: bigint, term: bigint) => ({ index, term, type: 0 as const, data: Buffer.from([1]) });
+    expect(s.hasUnsynced()).toBe(false);
+    expect(
+      s.persist({ hardState: { term: 1n, vote: 1n, commit: 0n }, entries: [e(1n, 1n)], snapshot: null }),
+    ).toBe(true);
+    expect(s.hasUnsynced()).toBe(true);
+    await s.sync();
+    expect(s.hasUnsynced()).toBe(false);
+    expect(s.persist({ hardState: { term: 1n, vote: 1n, commit: 1n }, entries: [], snapshot: null })).toBe(
+      false,
+    );
+    expect(s.hasUnsynced()).toBe(false);
+    expect(s.hardState().commit).toBe(1n);
+    // A reader sees only what was written: the commit-only change is not on disk yet.
+    const peek = new Database(path, { readonly: true });
+    const row = peek.prepare("SELECT value FROM meta WHERE key = 'hardState'").get() as { value: Buffer };
+    expect(row.value.toString()).toBe("1,1,0");
+    peek.close();
+    expect(s.persist({ hardState: { term: 2n, vote: 0n, commit: 1n }, entries: [], snapshot: null })).toBe(
+      true,
+    );
+    expect(
+      s.persist({ hardState: { term: 2n, vote: 0n, commit: 1n }, entries: [e(2n, 2n)], snapshot: null }),
+    ).toBe(true);
+    await s.sync();
+    expect(s.persist({ hardState: { term: 2n, vote: 0n, commit: 2n }, entries: [], snapshot: null })).toBe(
+      false,
+    );
+    s.close();
+    const r = new SqliteLogStore({ path });
+    expect(r.initialState().hardState).toEqual({ term: 2n, vote: 0n, commit: 2n });
+    expect(r.lastIndex()).toBe(2n);
     r.close();
   });
 

@@ -1,6 +1,8 @@
 // The driver: owns the core, the SQLite log store, the transport and the state machine. Timers tick
-// the core; transport messages are stepped in; the Ready loop persists each Ready in ONE SQLite
-// transaction, sends, applies committed entries in batches, serves ReadIndex results and advances.
+// the core; transport messages are stepped in; the Ready loop writes each Ready in ONE SQLite
+// transaction, syncs it off the event loop (one fsync on libuv's thread pool per Ready, while the
+// loop keeps serving), then sends, applies committed entries in batches, serves ReadIndex results
+// and advances. Nothing that depends on a Ready's writes leaves before its fsync has completed.
 // It also snapshots every `snapshotEntries` applied entries and compacts the log, keeping a tail.
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -222,13 +224,47 @@ export class RaftNode {
 
   // ---- The Ready loop ---------------------------------------------------------------------
 
+  /** True from a Ready whose writes are being synced until it is finished and advanced. */
+  private readySyncing = false;
+
   private processReady(): void {
     // A bounded number of rounds per turn keeps timers and I/O callbacks responsive.
-    for (let i = 0; i < 8 && !this.stopped && this.core.hasReady(); i++) this.handleReady(this.core.ready());
-    if (!this.stopped && this.core.hasReady()) this.schedule();
+    for (let i = 0; i < 8 && !this.stopped && !this.readySyncing && this.core.hasReady(); i++) {
+      const rd = this.core.ready();
+      if (this.writeReady(rd)) {
+        // The fsync runs off the event loop; meanwhile the loop keeps stepping messages and taking
+        // proposals (the core holds them for the next Ready), which is what batches the next one.
+        this.readySyncing = true;
+        this.store.sync().then(
+          () => {
+            this.readySyncing = false;
+            if (this.stopped) return;
+            this.finishReady(rd);
+            this.schedule();
+          },
+          (err: unknown) => this.failStorage(err),
+        );
+        return;
+      }
+      this.finishReady(rd);
+    }
+    if (!this.stopped && !this.readySyncing && this.core.hasReady()) this.schedule();
   }
 
-  private handleReady(rd: Ready): void {
+  /**
+   * An fsync failed: what was written may not be on disk, so nothing that depends on it may be
+   * sent, applied or acknowledged. The member stops (as etcd does); waiting callers time out.
+   */
+  private failStorage(err: unknown): void {
+    this.config.logger.error({ err: String(err) }, "raft log fsync failed; stopping this member");
+    this.stop();
+  }
+
+  /**
+   * The first half of a Ready: soft state, the leader's early sends, and the writes. Returns true
+   * when the writes must be synced before the rest (`finishReady`) may run.
+   */
+  private writeReady(rd: Ready): boolean {
     if (rd.softState !== null) {
       this.leader = rd.softState.lead;
       this.role = rd.softState.role;
@@ -238,13 +274,20 @@ export class RaftNode {
     // counts its own log toward the commit only after advance), overlapping both fsyncs.
     const sendFirst = this.role === StateRole.Leader && rd.softState === null;
     if (sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
+    this.readyMessagesSent = sendFirst;
     if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
-      this.store.persist(
-        { hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot },
-        rd.mustSync,
-      );
+      this.store.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
     }
-    if (!sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
+    // Every write so far (also conf state and snapshots stored between Readys) is covered.
+    return this.store.hasUnsynced();
+  }
+
+  /** Whether `writeReady` already sent the Ready's messages. */
+  private readyMessagesSent = false;
+
+  /** The second half, once the Ready's writes are durable: send, install, apply, advance. */
+  private finishReady(rd: Ready): void {
+    if (!this.readyMessagesSent && rd.messages.length > 0) this.transport?.send(rd.messages);
     if (rd.snapshot !== null) {
       this.installSnapshotData(rd.snapshot.data, rd.snapshot.metadata.index);
       this.confState = rd.snapshot.metadata.confState;

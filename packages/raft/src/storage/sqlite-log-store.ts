@@ -1,7 +1,12 @@
 // The durable Raft log on better-sqlite3. Everything one Ready needs on disk (snapshot, entries with
-// conflict-suffix truncation, hard state) is written in ONE transaction, so one fsync covers the
-// whole batch (group commit). WAL with synchronous=FULL makes each committed transaction durable
-// before `persist` returns; a kill -9 at any point leaves either the old or the new state.
+// conflict-suffix truncation, hard state) is written in ONE transaction. The database runs in WAL
+// mode with synchronous=NORMAL: a committed transaction is in the WAL file (the OS page cache) when
+// `persist` returns, so it survives kill -9 at once; it survives power loss once `sync()` resolves
+// (an fsync of the WAL file on libuv's thread pool, off the event loop). One `sync()` covers every
+// transaction written before it (group commit), and SQLite's WAL checksums make a crash keep a
+// prefix of the transactions, each whole or absent.
+import { closeSync, fsync, fsyncSync, openSync } from "node:fs";
+import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { CompactedError, UnavailableError } from "../core/errors.js";
 import {
@@ -51,12 +56,28 @@ export class SqliteLogStore implements LogStorage {
   private snapTerm = 0n;
   private last = 0n;
   private lastTerm = 0n;
+  /**
+   * The term and vote last written to the database. A hard state that moves only the commit index
+   * stays in memory (`hard`) until the next transaction or `close`: a lost commit index is
+   * recovered (from the state machine's applied index and from the leader), a lost vote is not.
+   */
+  private writtenTerm = 0n;
+  private writtenVote = 0n;
+  private hardDirty = false;
+  /** A descriptor of the WAL file for `sync()` (null for an in-memory database). */
+  private walFd: number | null = null;
+  /** Transactions written so far, and how many of them the last completed fsync covers. */
+  private writeSeq = 0;
+  private syncedSeq = 0;
+  /** The fsync in flight, if any; later callers wait for it and then start their own. */
+  private syncing: Promise<void> | null = null;
+  private closed = false;
   private readonly stmts;
 
   constructor(opts: SqliteLogStoreOptions) {
     this.db = new Database(opts.path);
     this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
+    this.db.pragma("synchronous = NORMAL");
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL,
         type INTEGER NOT NULL, data BLOB NOT NULL);
@@ -82,6 +103,23 @@ export class SqliteLogStore implements LogStorage {
       ),
     };
     this.load(opts);
+    this.openWal(opts.path);
+  }
+
+  /**
+   * Opens the WAL file (SQLite created it on the first transaction) and syncs everything written
+   * so far, the directory included, so the files themselves survive power loss.
+   */
+  private openWal(path: string): void {
+    if (this.db.memory) return;
+    this.walFd = openSync(`${path}-wal`, "r");
+    fsyncSync(this.walFd);
+    const dirFd = openSync(dirname(path), "r");
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
   }
 
   private load(opts: SqliteLogStoreOptions): void {
@@ -99,6 +137,8 @@ export class SqliteLogStore implements LogStorage {
       })();
     } else {
       this.hard = decodeHardState(hs);
+      this.writtenTerm = this.hard.term;
+      this.writtenVote = this.hard.vote;
       this.conf = decodeConfState(this.getMeta("confState") ?? encodeConfState(this.conf));
       this.confIdx = BigInt(Buffer.from(this.getMeta("confIndex") ?? Buffer.from("0")).toString());
     }
@@ -195,17 +235,59 @@ export class SqliteLogStore implements LogStorage {
   }
 
   /**
-   * Writes one Ready's snapshot, entries and hard state in one transaction (one fsync). With
-   * `sync` false (only the commit index moved) the WAL is not fsynced: the write is ordered before
-   * any later synced one, and a lost commit index is recovered from the leader.
+   * Writes one Ready's snapshot, entries and hard state in one transaction; `sync()` then makes it
+   * durable. A hard state that moves only the commit index (no entries, no snapshot, same term and
+   * vote) is kept in memory and written with the next transaction or at `close`. Returns true when
+   * a transaction was written (so `sync()` has work to do).
    */
-  persist(batch: PersistBatch, sync = true): void {
-    if (!sync) this.db.pragma("synchronous = NORMAL");
-    try {
-      this.db.transaction(() => this.persistInTx(batch))();
-    } finally {
-      if (!sync) this.db.pragma("synchronous = FULL");
+  persist(batch: PersistBatch): boolean {
+    if (batch.hardState !== null) {
+      this.hard = batch.hardState;
+      this.hardDirty = true;
     }
+    const termOrVote = this.hard.term !== this.writtenTerm || this.hard.vote !== this.writtenVote;
+    if (batch.snapshot === null && batch.entries.length === 0 && !termOrVote) return false;
+    this.db.transaction(() => this.persistInTx(batch))();
+    this.writeSeq++;
+    return true;
+  }
+
+  /** True while some transaction written so far is not yet covered by a completed fsync. */
+  hasUnsynced(): boolean {
+    return this.walFd !== null && this.syncedSeq < this.writeSeq;
+  }
+
+  /**
+   * Resolves once every transaction written before the call is on stable storage. The fsync runs
+   * on libuv's thread pool; concurrent callers share it or queue one more behind it. Rejects with
+   * the fsync error (the caller must stop: what was written may not be durable).
+   */
+  async sync(): Promise<void> {
+    const target = this.writeSeq;
+    while (this.syncedSeq < target && this.walFd !== null) {
+      if (this.syncing === null) this.syncing = this.fsyncOnce();
+      await this.syncing;
+    }
+  }
+
+  private fsyncOnce(): Promise<void> {
+    const fd = this.walFd;
+    const covered = this.writeSeq;
+    return new Promise<void>((resolve, reject) => {
+      if (fd === null) {
+        resolve();
+        return;
+      }
+      fsync(fd, (err) => {
+        this.syncing = null;
+        if (err !== null) {
+          reject(err);
+          return;
+        }
+        if (covered > this.syncedSeq) this.syncedSeq = covered;
+        resolve();
+      });
+    });
   }
 
   private persistInTx(batch: PersistBatch): void {
@@ -228,15 +310,20 @@ export class SqliteLogStore implements LogStorage {
         throw new Error(`append at ${head.index} leaves a gap after ${this.last}`);
       }
       if (head.index <= this.last) this.stmts.deleteFrom.run(head.index);
-      for (const e of fresh) this.stmts.insert.run(e.index, e.term, e.type, Buffer.from(e.data));
+      for (const e of fresh) this.stmts.insert.run(e.index, e.term, e.type, toBuffer(e.data));
       const tail = fresh[fresh.length - 1] as Entry;
       this.last = tail.index;
       this.lastTerm = tail.term;
     }
-    if (batch.hardState !== null) {
-      this.setMeta("hardState", encodeHardState(batch.hardState));
-      this.hard = batch.hardState;
-    }
+    this.writeHardStateIfDirty();
+  }
+
+  private writeHardStateIfDirty(): void {
+    if (!this.hardDirty) return;
+    this.setMeta("hardState", encodeHardState(this.hard));
+    this.writtenTerm = this.hard.term;
+    this.writtenVote = this.hard.vote;
+    this.hardDirty = false;
   }
 
   private writeSnapshotRow(snap: Snapshot): void {
@@ -263,6 +350,7 @@ export class SqliteLogStore implements LogStorage {
       this.setMeta("confIndex", Buffer.from(String(index)));
       if (extra !== undefined) this.setMeta(extra.key, extra.value);
     })();
+    this.writeSeq++;
     this.conf = cs;
     this.confIdx = index;
   }
@@ -274,6 +362,7 @@ export class SqliteLogStore implements LogStorage {
 
   setAppMeta(key: string, value: Uint8Array): void {
     this.setMeta(`app:${key}`, value);
+    this.writeSeq++;
   }
 
   /**
@@ -294,12 +383,31 @@ export class SqliteLogStore implements LogStorage {
         this.setCompacted(compactTo, compactTerm);
       }
     })();
+    this.writeSeq++;
     return snap;
   }
 
+  /**
+   * Writes a hard state still held in memory, closes the database (SQLite checkpoints and syncs
+   * the WAL) and then the WAL descriptor, once any fsync in flight has finished with it.
+   */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.hardDirty) this.db.transaction(() => this.writeHardStateIfDirty())();
     this.db.close();
+    const fd = this.walFd;
+    this.walFd = null;
+    if (fd === null) return;
+    const closeFd = () => closeSync(fd);
+    if (this.syncing === null) closeFd();
+    else this.syncing.then(closeFd, closeFd);
   }
+}
+
+/** The bytes as a Buffer without a copy when they already are one (entries usually are). */
+function toBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 function cmp(a: bigint, b: bigint): number {
