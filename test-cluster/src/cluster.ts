@@ -1,6 +1,7 @@
 // A cluster of supervised members on loopback: N chainfire and M flaredb Raft members (etcd-style
 // flags) and optionally one iam. Used by `cluster up` (fixed, well-known ports) and by every lane
-// (ephemeral ports, short Raft timeouts, its own run directory).
+// (ephemeral ports, short Raft timeouts, its own run directory). With --netns each member runs in its
+// own network namespace at its own address instead (see netns.ts).
 import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -183,7 +184,7 @@ export class Cluster {
     let argv = [...location.args, ...args];
     if (desc.netns !== undefined) {
       if (this.options.netns === undefined)
-        throw new Error(`${desc.id} has a namespace but the cluster no network`);
+        throw new Error(`${desc.id} has a namespace but the cluster has no network`);
       ({ command, args: argv } = this.options.netns.wrap(desc.netns.namespace, command, argv));
     }
     const member = new ClusterMember(desc, command, argv, env);

@@ -1,5 +1,6 @@
 // The dev cluster behind `pnpm cluster up|down|status`: 3 chainfire + 3 flaredb + 1 iam on
-// loopback, data and logs under work/dev-cluster/, every endpoint in work/dev-cluster/cluster.json.
+// loopback (or, with --netns, each in its own network namespace), data and logs under
+// work/dev-cluster/, every endpoint in work/dev-cluster/cluster.json.
 // `up` is the supervisor: it restarts a member that dies on its own and stops everything on Ctrl-C
 // or SIGTERM (which is what `down` sends it).
 import { spawn } from "node:child_process";

@@ -6,9 +6,11 @@
 //   member  pc-<id>-<member>  a namespace with loopback up and eth0 = 10.A.B.N/24, whose peer pv<id>N
 //                             is attached to the bridge
 //
-// Members talk to each other over the bridge (layer 2: no forwarding, no sysctl changes). A partition
-// is a pair of `prohibit` routes, one inside each namespace. Everything is torn down by destroy(),
-// by a process exit hook, or afterwards by `pnpm cluster netns-clean` (runs whose owner is gone).
+// Members talk to each other over the bridge (layer 2: no forwarding, no sysctl changes; this bridge
+// alone is exempted from br_netfilter, so host firewall rules do not filter traffic between members).
+// A partition is a pair of `prohibit` routes, one inside each namespace. Everything is torn down by
+// destroy(), by a process exit hook, or afterwards by `pnpm cluster netns-clean` (runs whose owner is
+// gone).
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync } from "node:fs";
@@ -256,6 +258,10 @@ export class NetnsNetwork {
     try {
       run(ip, ["link", "add", network.bridge, "type", "bridge"]);
       run(ip, ["link", "set", "dev", network.bridge, "alias", `photoncloud-netns pid=${process.pid}`]);
+      // Frames between members stay on this bridge: keep the host's firewall (e.g. a FORWARD policy
+      // of DROP, with br_netfilter loaded) out of them, for this bridge only.
+      run(ip, ["link", "set", "dev", network.bridge, "type", "bridge", "nf_call_iptables", "0"]);
+      run(ip, ["link", "set", "dev", network.bridge, "type", "bridge", "nf_call_ip6tables", "0"]);
       run(ip, ["addr", "add", `${network.gateway}/24`, "dev", network.bridge]);
       run(ip, ["link", "set", network.bridge, "up"]);
     } catch (err) {

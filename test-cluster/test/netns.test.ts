@@ -2,14 +2,16 @@
 // is missing and the fix; as root with `ip`, two members in their own namespaces reach each other
 // over the bridge, the supervised pid is the daemon's own (SIGTERM reaches it), a partition really
 // blocks traffic between them (while the host still reaches both) and healing restores it, and
-// destroy() leaves no namespace, veth or bridge behind.
+// destroy() leaves no namespace, veth or bridge behind; a lane run with netns records network.json and
+// removes its network although a step failed.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { pollUntil } from "../src/poll.js";
+import { type LaneDefinition, runLane } from "../src/lane.js";
 import { NetnsNetwork, NetnsUnavailableError, findIp, netnsPreflight } from "../src/netns.js";
 import { SupervisedProcess } from "../src/supervisor.js";
 
@@ -120,5 +122,37 @@ describe.runIf(canRun)("a two-member namespace network (root)", () => {
       deadlineMs: 10_000,
     });
     expect(procs[1]!.exit).toEqual({ code: null, signal: "SIGKILL" });
+  });
+});
+
+describe("a lane with --netns", () => {
+  const workDir = mkdtempSync(join(tmpdir(), "test-cluster-netns-lane-"));
+  afterAll(() => rmSync(workDir, { recursive: true, force: true }));
+
+  it("writes network.json and removes the network even when a step fails (or refuses without root/ip)", async () => {
+    let namespace = "";
+    const lane: LaneDefinition = {
+      name: "netns-demo-lane",
+      description: "test",
+      async run(ctx) {
+        const m = ctx.network!.ensureMember("demo");
+        namespace = m.namespace;
+        await ctx.step("fails", () => {
+          throw new Error("deliberate failure with a namespace up");
+        });
+      },
+    };
+    const result = await runLane(lane, { workDir, netns: true });
+    expect(result.ok).toBe(false);
+    if (!canRun) {
+      expect(result.error).toMatch(/--netns needs (root|iproute2's `ip`)/);
+      return;
+    }
+    expect(result.error).toMatch(/deliberate failure/);
+    const network = JSON.parse(readFileSync(join(result.runDir, "network.json"), "utf8"));
+    expect(network.members).toEqual([expect.objectContaining({ member: "demo", namespace })]);
+    const ip = findIp()!;
+    expect(spawnSync(ip, ["netns", "list"], { encoding: "utf8" }).stdout).not.toContain(namespace);
+    expect(spawnSync(ip, ["-o", "link", "show"], { encoding: "utf8" }).stdout).not.toContain(network.bridge);
   });
 });
