@@ -280,6 +280,51 @@ describe("replicas", () => {
     sm.close();
   });
 
+  it("a lone statement that fails half-way is undone entirely, and the next entry applies", () => {
+    // Proves the entry's savepoint undoes a lone failing statement: OR FAIL keeps the rows a failing
+    // statement wrote before the conflict unless something rolls them back.
+    const sm = tempMachine();
+    const results = sm
+      .applyBatch([
+        entry(1n, execCommand([stmt("CREATE TABLE u (a TEXT UNIQUE)")])),
+        entry(2n, execCommand([stmt("INSERT INTO u VALUES ('x')")])),
+        entry(3n, execCommand([stmt("INSERT OR FAIL INTO u VALUES ('p'), ('q'), ('x')")])),
+        entry(4n, execCommand([stmt("INSERT INTO u VALUES ('z')")])),
+      ])
+      .map(decode);
+    expect(results.map((r) => r.execute?.results[0]?.error?.code ?? "ok")).toEqual([
+      "ok",
+      "ok",
+      "FLAREDB_SQL_CONSTRAINT",
+      "ok",
+    ]);
+    expect(rows(sm, "SELECT a FROM u ORDER BY a")).toEqual([["x"], ["z"]]);
+    sm.close();
+  });
+
+  it("'now' results are shared within an entry but keep the exact text of strftime's format", () => {
+    // Proves the per-entry cache of date functions over 'now' never mixes up different calls.
+    const sm = tempMachine();
+    const t = Date.UTC(2030, 5, 6, 7, 8, 9);
+    sm.applyBatch([
+      entry(1n, execCommand([stmt("CREATE TABLE t (a TEXT, b TEXT, c TEXT, d TEXT, e TEXT)")])),
+      entry(
+        2n,
+        execCommand([
+          stmt(
+            "INSERT INTO t VALUES (strftime('now'), strftime('NOW'), date('now'), datetime('NOW'), time())",
+          ),
+        ]),
+        t,
+        1n,
+      ),
+    ]);
+    expect(rows(sm, "SELECT a, b, c, d, e FROM t")).toEqual([
+      ["now", "NOW", "2030-06-06", "2030-06-06 07:08:09", "07:08:09"],
+    ]);
+    sm.close();
+  });
+
   it("a cached statement re-evaluates 'now' and random() for each entry", () => {
     // Proves statement caching never freezes the first entry's time or randomness.
     const sm = tempMachine();

@@ -103,14 +103,7 @@ export class H2GrpcClient {
 
   /** A function performing one unary call of `method`; headers are built once here. */
   unary<Req, Res>(method: GrpcMethod<Req, Res>, options: CallOptions = {}): (request: Req) => Promise<Res> {
-    const stream = this.serverStream(method, options);
-    return async (request) => {
-      const messages = await stream(request);
-      if (messages.length !== 1) {
-        throw new GrpcCallError(statusInternal, `a unary call answered ${messages.length} messages`, {});
-      }
-      return messages[0]!;
-    };
+    return this.caller<Req, Res, Res>(method, options, true);
   }
 
   /** A function performing one server-streaming call of `method` and collecting every message. */
@@ -118,6 +111,14 @@ export class H2GrpcClient {
     method: GrpcMethod<Req, Res>,
     options: CallOptions = {},
   ): (request: Req) => Promise<Res[]> {
+    return this.caller<Req, Res, Res[]>(method, options, false);
+  }
+
+  private caller<Req, Res, Out>(
+    method: GrpcMethod<Req, Res>,
+    options: CallOptions,
+    unary: boolean,
+  ): (request: Req) => Promise<Out> {
     const headers = this.headersFor(method.path, options);
     const deadlineMs = options.deadlineMs;
     return (request) => {
@@ -126,7 +127,7 @@ export class H2GrpcClient {
       frame[0] = 0;
       frame.writeUInt32BE(body.length, 1);
       frame.set(body, 5);
-      return new Promise<Res[]>((resolve, reject) => {
+      return new Promise<Out>((resolve, reject) => {
         if (this.sessionError !== undefined || this.session.closed || this.session.destroyed) {
           reject(unavailable(this.sessionError ?? new Error("the client is closed")));
           return;
@@ -138,7 +139,13 @@ export class H2GrpcClient {
           reject(unavailable(err as Error));
           return;
         }
-        const call = new PendingCall(stream, method.responseDeserialize, resolve, reject);
+        const call = new PendingCall(
+          stream,
+          method.responseDeserialize,
+          unary,
+          resolve as (v: unknown) => void,
+          reject,
+        );
         if (deadlineMs !== undefined) call.startDeadline(deadlineMs);
         stream.end(frame);
       });
@@ -178,7 +185,8 @@ export class H2GrpcClient {
 /** The state of one call: response headers, message frames, trailers. */
 class PendingCall<Res> {
   private readonly chunks: Buffer[] = [];
-  private readonly metadata: Record<string, string> = {};
+  /** Response headers and trailers, turned into metadata only for an error. */
+  private readonly headerBlocks: IncomingHttpHeaders[] = [];
   private grpcStatus = -1;
   private grpcMessage = "";
   private done = false;
@@ -187,7 +195,9 @@ class PendingCall<Res> {
   constructor(
     private readonly stream: ClientHttp2Stream,
     private readonly decode: (bytes: Buffer) => Res,
-    private readonly resolve: (messages: Res[]) => void,
+    /** Resolve with the one message (unary) or with all of them (server streaming). */
+    private readonly unary: boolean,
+    private readonly resolve: (value: unknown) => void,
     private readonly reject: (err: Error) => void,
   ) {
     // A trailers-only answer (the usual error) carries grpc-status in the response headers.
@@ -200,20 +210,28 @@ class PendingCall<Res> {
 
   startDeadline(ms: number): void {
     this.timer = setTimeout(() => {
-      this.fail(new GrpcCallError(statusDeadlineExceeded, `no answer within ${ms} ms`, this.metadata));
+      this.fail(new GrpcCallError(statusDeadlineExceeded, `no answer within ${ms} ms`, this.metadata()));
       this.stream.close(constants.NGHTTP2_CANCEL);
     }, ms);
   }
 
   private readHeaders(h: IncomingHttpHeaders): void {
-    for (const [name, value] of Object.entries(h)) {
-      if (value === undefined || name.startsWith(":")) continue;
-      this.metadata[name] = Array.isArray(value) ? value.join(", ") : value;
-    }
+    this.headerBlocks.push(h);
     const s = h["grpc-status"];
     if (s !== undefined) this.grpcStatus = Number(s);
     const m = h["grpc-message"];
     if (typeof m === "string") this.grpcMessage = decodeGrpcMessage(m);
+  }
+
+  private metadata(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const h of this.headerBlocks) {
+      for (const [name, value] of Object.entries(h)) {
+        if (value === undefined || name.startsWith(":")) continue;
+        out[name] = Array.isArray(value) ? value.join(", ") : value;
+      }
+    }
+    return out;
   }
 
   private fail(err: Error): void {
@@ -233,7 +251,7 @@ class PendingCall<Res> {
       return;
     }
     if (this.grpcStatus !== 0) {
-      this.fail(new GrpcCallError(this.grpcStatus, this.grpcMessage, this.metadata));
+      this.fail(new GrpcCallError(this.grpcStatus, this.grpcMessage, this.metadata()));
       return;
     }
     let messages: Res[];
@@ -243,9 +261,13 @@ class PendingCall<Res> {
       this.fail(err as Error);
       return;
     }
+    if (this.unary && messages.length !== 1) {
+      this.fail(new GrpcCallError(statusInternal, `a unary call answered ${messages.length} messages`, {}));
+      return;
+    }
     this.done = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    this.resolve(messages);
+    this.resolve(this.unary ? messages[0] : messages);
   }
 
   /** Splits the body into length-prefixed messages and decodes each. */

@@ -62,13 +62,68 @@ export class SeededPrng {
   }
 }
 
-/** What the replaced functions read: the entry's time and randomness, and per-entry counters. */
-export interface DeterminismContext {
-  timeMs: number;
-  random: SeededPrng;
+/**
+ * Date-function results over 'now' for one timestamp. Entries proposed in the same millisecond share
+ * it (a column default of CURRENT_TIMESTAMP runs once per inserted row), so the state machine keeps
+ * one across entries and it restarts whenever the timestamp changes.
+ */
+export class NowCache {
+  private timeMs = Number.NaN;
+  private iso = "";
+  private readonly results = new Map<string, unknown>();
+
+  /** isoTime(timeMs), computed once per timestamp. */
+  isoOf(timeMs: number): string {
+    this.moveTo(timeMs);
+    if (this.iso === "") this.iso = isoTime(timeMs);
+    return this.iso;
+  }
+
+  get(timeMs: number, key: string): unknown {
+    this.moveTo(timeMs);
+    return this.results.get(key);
+  }
+
+  has(timeMs: number, key: string): boolean {
+    this.moveTo(timeMs);
+    return this.results.has(key);
+  }
+
+  set(timeMs: number, key: string, value: unknown): void {
+    this.moveTo(timeMs);
+    this.results.set(key, value);
+  }
+
+  private moveTo(timeMs: number): void {
+    if (timeMs === this.timeMs) return;
+    this.timeMs = timeMs;
+    this.iso = "";
+    this.results.clear();
+  }
+}
+
+/**
+ * What the replaced functions read: the entry's time and randomness, and per-entry counters. The
+ * PRNG is created on first use: most statements never call random() or randomblob(), and seeding
+ * one per entry shows in the apply profile.
+ */
+export class DeterminismContext {
   /** Value of changes() / last_insert_rowid() as of the previous statement of this entry. */
-  changes: bigint;
-  lastInsertRowid: bigint;
+  changes = 0n;
+  lastInsertRowid = 0n;
+  private prng: SeededPrng | undefined;
+
+  /** `seed` is the entry's seed, or a function giving one (local reads draw it only when used). */
+  constructor(
+    readonly timeMs: number,
+    private readonly seed: bigint | (() => bigint),
+    readonly now: NowCache = new NowCache(),
+  ) {}
+
+  get random(): SeededPrng {
+    this.prng ??= new SeededPrng(typeof this.seed === "bigint" ? this.seed : this.seed());
+    return this.prng;
+  }
 }
 
 /** SQLite's own largest blob; randomblob beyond it fails there too. */
@@ -130,7 +185,7 @@ export function installDeterministicFunctions(
     // Marked deterministic so that expression indexes and generated columns over date(col) keep
     // working; 'now' is fixed per entry, so the result is the same on every member either way.
     db.function(name, { varargs: true, deterministic: true, safeIntegers: true }, (...args: unknown[]) =>
-      callDateFunction(builtin, cache, name, args, context().timeMs),
+      callDateFunction(builtin, cache, name, args, context()),
     );
   }
 }
@@ -140,7 +195,23 @@ function callDateFunction(
   cache: Map<string, Database.Statement>,
   name: DateFunction,
   args: unknown[],
-  timeMs: number,
+  ctx: DeterminismContext,
+): unknown {
+  const onlyNow = args.every((a) => typeof a === "string" && a.toLowerCase() === "now");
+  // The exact text is part of the key: strftime's first argument is a format ('NOW' ≠ 'now').
+  const memoKey = onlyNow ? `${name}\u0000${args.join("\u0000")}` : undefined;
+  if (memoKey !== undefined && ctx.now.has(ctx.timeMs, memoKey)) return ctx.now.get(ctx.timeMs, memoKey);
+  const result = runDateFunction(builtin, cache, name, args, ctx);
+  if (memoKey !== undefined) ctx.now.set(ctx.timeMs, memoKey, result);
+  return result;
+}
+
+function runDateFunction(
+  builtin: Database.Database,
+  cache: Map<string, Database.Statement>,
+  name: DateFunction,
+  args: unknown[],
+  ctx: DeterminismContext,
 ): unknown {
   const spec = timeValueArgs[name];
   const filled = [...args];
@@ -152,7 +223,7 @@ function callDateFunction(
     const isTimeValue = i >= spec.first && i < spec.first + spec.count;
     if (typeof arg !== "string") continue;
     const lower = arg.toLowerCase();
-    if (isTimeValue && lower === "now") filled[i] = isoTime(timeMs);
+    if (isTimeValue && lower === "now") filled[i] = ctx.now.isoOf(ctx.timeMs);
     else if (!isTimeValue && (lower === "localtime" || lower === "utc")) {
       throw new FlareDbError(
         "FLAREDB_NONDETERMINISTIC",

@@ -29,7 +29,7 @@ import {
   sqliteBackup,
   verifyBackup,
 } from "./backup.js";
-import { type DeterminismContext, installDeterministicFunctions, SeededPrng } from "./determinism.js";
+import { DeterminismContext, installDeterministicFunctions, NowCache } from "./determinism.js";
 import { checkParameters, inspectStatement, internalTablePrefix, type StatementInfo } from "./inspect.js";
 import { splitStatements } from "./tokenizer.js";
 import { fromSqlValue, namedObject, stripPrefix, toSqlValue } from "./values.js";
@@ -62,11 +62,44 @@ interface Prepared {
   stmt: Database.Statement;
 }
 
+/**
+ * Transaction control, prepared once per connection: exec() would parse the text again on every
+ * entry and statement, and apply runs several of these per entry.
+ */
+interface Control {
+  begin: Database.Statement;
+  commit: Database.Statement;
+  rollback: Database.Statement;
+  entrySavepoint: Database.Statement;
+  entryRelease: Database.Statement;
+  entryRollback: Database.Statement;
+  stmtSavepoint: Database.Statement;
+  stmtRelease: Database.Statement;
+  stmtRollback: Database.Statement;
+}
+
+function prepareControl(db: Database.Database): Control {
+  return {
+    begin: db.prepare("BEGIN IMMEDIATE"),
+    commit: db.prepare("COMMIT"),
+    rollback: db.prepare("ROLLBACK"),
+    entrySavepoint: db.prepare("SAVEPOINT entry"),
+    entryRelease: db.prepare("RELEASE entry"),
+    entryRollback: db.prepare("ROLLBACK TO entry"),
+    stmtSavepoint: db.prepare("SAVEPOINT stmt"),
+    stmtRelease: db.prepare("RELEASE stmt"),
+    stmtRollback: db.prepare("ROLLBACK TO stmt"),
+  };
+}
+
 export class SqlStateMachine implements StateMachine {
   private db!: Database.Database;
   private setAppliedStmt!: Database.Statement;
+  private control!: Control;
   private readonly builtin: Database.Database;
   private ctx: DeterminismContext;
+  /** Shared by the entries applied here (reads outside the log use their own). */
+  private readonly applyNow = new NowCache();
   private readonly cache = new Map<string, Prepared>();
   private applied = 0n;
   private readonly statementCacheMax: number;
@@ -96,6 +129,7 @@ export class SqlStateMachine implements StateMachine {
       kind TEXT NOT NULL, statement TEXT NOT NULL, maintenance INTEGER NOT NULL, destructive INTEGER NOT NULL)`);
     this.db = db;
     this.setAppliedStmt = db.prepare(`UPDATE ${metaTable} SET applied_index = ?`);
+    this.control = prepareControl(db);
     this.cache.clear();
     this.applied = db.prepare(`SELECT applied_index FROM ${metaTable}`).pluck().get() as bigint;
   }
@@ -112,13 +146,13 @@ export class SqlStateMachine implements StateMachine {
       previous = e.index;
     }
     const results: Uint8Array[] = [];
-    this.db.exec("BEGIN IMMEDIATE");
+    this.control.begin.run();
     try {
       for (const entry of entries) results.push(this.applyEntry(entry));
       this.setAppliedStmt.run(previous);
-      this.db.exec("COMMIT");
+      this.control.commit.run();
     } catch (err) {
-      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      if (this.db.inTransaction) this.control.rollback.run();
       throw err;
     } finally {
       this.ctx = readContext();
@@ -128,12 +162,7 @@ export class SqlStateMachine implements StateMachine {
   }
 
   private applyEntry(entry: ApplyEntry): Uint8Array {
-    this.ctx = {
-      timeMs: entry.timestampMs,
-      random: new SeededPrng(entry.seed),
-      changes: 0n,
-      lastInsertRowid: 0n,
-    };
+    this.ctx = new DeterminismContext(entry.timestampMs, entry.seed, this.applyNow);
     // An empty command is a no-op entry (e.g. a leader's first entry of its term).
     if (entry.command.length === 0) return new Uint8Array(0);
     let command: Command;
@@ -144,15 +173,16 @@ export class SqlStateMachine implements StateMachine {
         new FlareDbError("FLAREDB_BAD_COMMAND", `undecodable command: ${(err as Error).message}`),
       );
     }
-    this.db.exec("SAVEPOINT entry");
+    const c = this.control;
+    c.entrySavepoint.run();
     try {
       const result = this.dispatch(command, entry);
-      this.db.exec("RELEASE entry");
+      c.entryRelease.run();
       return CommandResult.encode(result).finish();
     } catch (err) {
       if (!(err instanceof FlareDbError)) throw err;
-      this.db.exec("ROLLBACK TO entry");
-      this.db.exec("RELEASE entry");
+      c.entryRollback.run();
+      c.entryRelease.run();
       return encodeError(err);
     }
   }
@@ -174,20 +204,27 @@ export class SqlStateMachine implements StateMachine {
     if (req.statements.length === 0)
       throw new FlareDbError("FLAREDB_EMPTY_REQUEST", "ExecuteRequest.statements is empty");
     const results: StatementResult[] = [];
+    const c = this.control;
+    // A lone statement outside a transaction is undone by rolling back to the entry's savepoint
+    // (still open: applyEntry releases it), which saves a savepoint of its own.
+    const alone = !req.transaction && req.statements.length === 1;
     req.statements.forEach((st, i) => {
       if (req.transaction) {
         results.push(this.attributed(() => this.runStatement(st, entry), i));
         return;
       }
       // Without a transaction each statement stands alone: a failure undoes that statement only.
-      this.db.exec("SAVEPOINT stmt");
+      if (!alone) c.stmtSavepoint.run();
       try {
         results.push(this.attributed(() => this.runStatement(st, entry), i));
-        this.db.exec("RELEASE stmt");
+        if (!alone) c.stmtRelease.run();
       } catch (err) {
         if (!(err instanceof FlareDbError)) throw err;
-        this.db.exec("ROLLBACK TO stmt");
-        this.db.exec("RELEASE stmt");
+        if (alone) c.entryRollback.run();
+        else {
+          c.stmtRollback.run();
+          c.stmtRelease.run();
+        }
         results.push({ rowsAffected: 0n, lastInsertId: 0n, error: detailOf(err) });
       }
     });
@@ -449,13 +486,9 @@ export class SqlStateMachine implements StateMachine {
   }
 }
 
+/** The context of reads outside the log: this member's clock, fresh randomness drawn when used. */
 function readContext(): DeterminismContext {
-  return {
-    timeMs: Date.now(),
-    random: new SeededPrng(randomBytes(8).readBigUInt64BE()),
-    changes: 0n,
-    lastInsertRowid: 0n,
-  };
+  return new DeterminismContext(Date.now(), () => randomBytes(8).readBigUInt64BE());
 }
 
 function userObjects(db: Database.Database): { type: string; name: string }[] {
