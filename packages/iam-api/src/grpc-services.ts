@@ -9,12 +9,15 @@ import {
   SigningKeysService,
   TokensService,
   type Credential,
+  IssueTokenResponse,
   type IssueTokenRequest,
-  type IssueTokenResponse,
+  type MessageFns,
+  ValidateTokenResponse,
   type Principal,
   type SigningKey,
 } from "./gen/iam/v1/iam.js";
 import type { Caller, IamCore } from "./iam-core.js";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CredentialRow, PrincipalRow } from "./store.js";
 
 /** How admin calls are recognised. */
@@ -88,6 +91,33 @@ const validateResponse = (v: ValidatedToken) => ({
   issuedAtSeconds: BigInt(v.issuedAtSeconds),
   expiresAtSeconds: BigInt(v.expiresAtSeconds),
 });
+
+/**
+ * A response serialiser that reuses one writer. The generated one starts every response in a fresh
+ * 128-byte buffer, grows it (an issued token does not fit), slices it and copies the slice again into
+ * a Buffer; here the buffer grows once for the life of the process and the bytes are copied once.
+ * Serialisation is synchronous, so one writer per method cannot be shared by two calls at a time.
+ */
+function reusingWriter<T>(message: MessageFns<T>): (value: T) => Buffer {
+  const writer = new BinaryWriter();
+  return (value) => {
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = message.encode(value, writer).finish();
+    } catch (err) {
+      writer.finish(); // an encoder that threw half-way leaves bytes behind: drop them
+      throw err;
+    }
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+/** iam.v1.Tokens with the hot responses (IssueToken, ValidateToken) serialised by `reusingWriter`. */
+export const tokensDefinition = {
+  ...TokensService,
+  issueToken: { ...TokensService.issueToken, responseSerialize: reusingWriter(IssueTokenResponse) },
+  validateToken: { ...TokensService.validateToken, responseSerialize: reusingWriter(ValidateTokenResponse) },
+};
 
 /** Builds the gRPC implementations of every iam.v1 service over one IamCore. */
 export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
@@ -274,7 +304,7 @@ export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
   };
 
   return [
-    { definition: TokensService, implementation: tokens },
+    { definition: tokensDefinition, implementation: tokens },
     { definition: SigningKeysService, implementation: keys },
     { definition: PrincipalsService, implementation: principals },
     { definition: CredentialsService, implementation: credentials },
