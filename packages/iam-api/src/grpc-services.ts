@@ -119,6 +119,28 @@ export const tokensDefinition = {
   validateToken: { ...TokensService.validateToken, responseSerialize: reusingWriter(ValidateTokenResponse) },
 };
 
+/** Runs a handler for a known caller and answers: at once for a value, when settled for a promise. */
+function runHandler<Req, Res>(
+  handler: Handler<Req, Res>,
+  call: ServerUnaryCall<Req, Res>,
+  caller: Caller,
+  callback: sendUnaryData<Res>,
+): void {
+  let res: Res | Promise<Res>;
+  try {
+    res = handler(call.request, caller, call);
+  } catch (err) {
+    callback(toGrpcError(err));
+    return;
+  }
+  if (res instanceof Promise)
+    res.then(
+      (r) => callback(null, r),
+      (err: unknown) => callback(toGrpcError(err)),
+    );
+  else callback(null, res);
+}
+
 /** Builds the gRPC implementations of every iam.v1 service over one IamCore. */
 export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
   const isAdminToken = adminTokenMatcher(admin.token);
@@ -144,28 +166,18 @@ export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
    */
   function unary<Req, Res>(handler: Handler<Req, Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-      const fail = (err: unknown) => callback(toGrpcError(err));
-      const answer = (res: Res | Promise<Res>) => {
-        if (res instanceof Promise) res.then((r) => callback(null, r), fail);
-        else callback(null, res);
-      };
-      const run = (caller: Caller) => {
-        let res: Res | Promise<Res>;
-        try {
-          res = handler(call.request, caller, call);
-        } catch (err) {
-          return fail(err);
-        }
-        answer(res);
-      };
       let caller: Caller | Promise<Caller>;
       try {
         caller = callerOf(call.metadata);
       } catch (err) {
-        return fail(err);
+        return callback(toGrpcError(err));
       }
-      if (caller instanceof Promise) caller.then(run, fail);
-      else run(caller);
+      if (caller instanceof Promise)
+        caller.then(
+          (c) => runHandler(handler, call, c, callback),
+          (err: unknown) => callback(toGrpcError(err)),
+        );
+      else runHandler(handler, call, caller, callback);
     };
   }
 
