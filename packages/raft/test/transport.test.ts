@@ -1,13 +1,19 @@
 // Proves the gRPC peer transport's bounds and recovery: the per-peer queue never holds more than
 // peerQueueMsgsMax messages (the overflow is reported, not buffered), a dead peer is retried with
 // exponential backoff up to the maximum, and a peer that comes back is reached again with the
-// backoff reset.
+// backoff reset; forwarded proposals travel in one ProposeBatch call, or one Propose call each
+// against a member that does not serve ProposeBatch.
 import type * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeMessage } from "../src/core/messages.js";
 import { type Message, MessageType } from "../src/core/types.js";
 import { bindServer } from "../src/demo/local-cluster.js";
-import { GrpcTransport, type GrpcTransportConfig } from "../src/transport/grpc-transport.js";
+import type * as pb from "../src/gen/raft/v1/raft.js";
+import {
+  GrpcTransport,
+  type GrpcTransportConfig,
+  type TransportHandler,
+} from "../src/transport/grpc-transport.js";
 import { until } from "./helpers.js";
 import { freePorts } from "./member-kit.js";
 
@@ -22,7 +28,11 @@ afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-function endpoint(id: bigint, config: Partial<GrpcTransportConfig> = {}): Endpoint {
+function endpoint(
+  id: bigint,
+  config: Partial<GrpcTransportConfig> = {},
+  handlers: Partial<Pick<TransportHandler, "onForwardedPropose" | "onForwardedProposeBatch">> = {},
+): Endpoint {
   const received: Message[] = [];
   const unreachable: bigint[] = [];
   const transport = new GrpcTransport(
@@ -32,6 +42,7 @@ function endpoint(id: bigint, config: Partial<GrpcTransportConfig> = {}): Endpoi
       onUnreachable: (p) => unreachable.push(p),
       onSnapshotStatus: () => {},
       onForwardedPropose: () => Promise.reject(new Error("not used")),
+      ...handlers,
     },
     config,
   );
@@ -99,5 +110,52 @@ describe("GrpcTransport", () => {
       sender.transport.send([heartbeat(2n, ++n)]);
       return sender.transport.peerStats(2n)?.backoffMs === 20;
     });
+  });
+
+  it("forwards proposals in one ProposeBatch call, or one Propose each to a member without it", async () => {
+    // Proves the batch keeps the commands' order in its results, and the fallback for older members.
+    const answer = (c: Uint8Array, index: bigint): pb.ProposeResponse => ({
+      result: Buffer.from(c).reverse(),
+      index,
+      errorCode: "",
+      errorMessage: "",
+      leaderHint: 0n,
+    });
+    const batches: number[] = [];
+    let unary = 0;
+    const batching = endpoint(
+      2n,
+      {},
+      {
+        onForwardedProposeBatch: (cs) => {
+          batches.push(cs.length);
+          return Promise.resolve(cs.map((c, i) => answer(c, BigInt(i + 1))));
+        },
+      },
+    );
+    const older = endpoint(
+      3n,
+      {},
+      {
+        onForwardedPropose: (c) => {
+          unary++;
+          return Promise.resolve(answer(c, 7n));
+        },
+      },
+    );
+    const sender = endpoint(1n);
+    sender.transport.setPeer(2n, (await serve(batching)).url);
+    sender.transport.setPeer(3n, (await serve(older)).url);
+    const commands = [Buffer.from("ab"), Buffer.from("cd"), Buffer.from("ef")];
+    const viaBatch = await sender.transport.forwardProposeBatch(2n, commands);
+    expect(batches).toEqual([3]);
+    expect(viaBatch.map((r) => [Buffer.from(r.result).toString(), r.index])).toEqual([
+      ["ba", 1n],
+      ["dc", 2n],
+      ["fe", 3n],
+    ]);
+    const viaUnary = await sender.transport.forwardProposeBatch(3n, commands);
+    expect(unary).toBe(3);
+    expect(viaUnary.map((r) => Buffer.from(r.result).toString())).toEqual(["ba", "dc", "fe"]);
   });
 });

@@ -96,6 +96,15 @@ const NO_MEMBER: MemberInfo = { id: 0n, name: "", peerUrls: [], clientUrls: [], 
 const ROLE_NAMES = ["follower", "candidate", "leader", "pre-candidate"] as const;
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
+/** Commands forwarded in one ProposeBatch call at most (more wait for the next call). */
+const FORWARD_BATCH_COMMANDS_MAX = 1024;
+
+interface ForwardWaiter {
+  command: Uint8Array;
+  resolve(res: pb.ProposeResponse): void;
+  reject(err: unknown): void;
+}
+
 interface Waiter<T> {
   resolve(v: T): void;
   reject(e: unknown): void;
@@ -111,6 +120,9 @@ export class RaftService implements Replicated, NodeListener {
   private readonly queueMax: number;
   private nextRequest = 1n;
   private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
+  /** Proposals to forward to `forwardLeader`, sent together at the end of this event-loop turn. */
+  private forwardBatch: ForwardWaiter[] = [];
+  private forwardLeader: NodeId = 0n;
   private readonly proposals = new Map<bigint, Waiter<{ result: Uint8Array; index: bigint }>>();
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
   private readonly confWaits = new Map<bigint, Waiter<bigint>>();
@@ -137,6 +149,7 @@ export class RaftService implements Replicated, NodeListener {
         onUnreachable: (p) => this.node.reportUnreachable(p),
         onSnapshotStatus: (p, ok) => this.node.reportSnapshot(p, ok),
         onForwardedPropose: (cmd) => this.servePropose(cmd),
+        onForwardedProposeBatch: (cmds) => this.serveProposeBatch(cmds),
         onForwardedMembership: (req) => this.serveMembership(req),
         onClusterInfo: () => {
           const cs = this.node.currentConfState();
@@ -184,7 +197,7 @@ export class RaftService implements Replicated, NodeListener {
     if (this.node.isStopped) throw new StoppedError();
     const leader = await this.waitForLeader();
     if (leader === this.node.id) return this.proposeLocal(command);
-    const res = await this.transport.forwardPropose(leader, command).catch((err: unknown) => {
+    const res = await this.forward(leader, command).catch((err: unknown) => {
       throw err instanceof RaftError ? err : new NotLeaderError(leader);
     });
     if (res.errorCode !== "") throw errorFromCode(res.errorCode, res.errorMessage, res.leaderHint);
@@ -211,6 +224,40 @@ export class RaftService implements Replicated, NodeListener {
       this.propBatch.push({ requestId, data });
       if (this.propBatch.length === 1) setImmediate(() => this.flushProposals());
     });
+  }
+
+  /**
+   * Queues a proposal for the leader; all proposals of one event-loop turn go in ONE ProposeBatch
+   * call (one HTTP/2 stream and one Prop message on the leader, instead of one of each per
+   * proposal). A leader change between turns flushes the batch for the old leader first.
+   */
+  private forward(leader: NodeId, command: Uint8Array): Promise<pb.ProposeResponse> {
+    if (leader !== this.forwardLeader) this.flushForwards();
+    this.forwardLeader = leader;
+    return new Promise((resolve, reject) => {
+      this.forwardBatch.push({ command, resolve, reject });
+      if (this.forwardBatch.length === 1) setImmediate(() => this.flushForwards());
+      else if (this.forwardBatch.length >= FORWARD_BATCH_COMMANDS_MAX) this.flushForwards();
+    });
+  }
+
+  private flushForwards(): void {
+    const batch = this.forwardBatch;
+    if (batch.length === 0) return;
+    this.forwardBatch = [];
+    this.transport
+      .forwardProposeBatch(
+        this.forwardLeader,
+        batch.map((w) => w.command),
+      )
+      .then(
+        (results) => {
+          for (const [i, w] of batch.entries()) w.resolve(results[i] as pb.ProposeResponse);
+        },
+        (err: unknown) => {
+          for (const w of batch) w.reject(err);
+        },
+      );
   }
 
   /** Proposals of one event-loop turn go to the core as ONE Prop message (one broadcast). */
@@ -242,6 +289,11 @@ export class RaftService implements Replicated, NodeListener {
     const v = this.seedPool.readBigUInt64BE(this.seedPos);
     this.seedPos += 8;
     return v;
+  }
+
+  /** The leader side of batched forwarding: one result per command, in order. */
+  private serveProposeBatch(commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
+    return Promise.all(commands.map((c) => this.servePropose(c)));
   }
 
   /** The leader side of forwarding: the result travels back with a stable error code. */

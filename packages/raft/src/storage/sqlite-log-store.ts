@@ -2,10 +2,10 @@
 // conflict-suffix truncation, hard state) is written in ONE transaction. The database runs in WAL
 // mode with synchronous=NORMAL: a committed transaction is in the WAL file (the OS page cache) when
 // `persist` returns, so it survives kill -9 at once; it survives power loss once `sync()` resolves
-// (an fsync of the WAL file on libuv's thread pool, off the event loop). One `sync()` covers every
+// (an fdatasync of the WAL file on libuv's thread pool, off the event loop). One `sync()` covers every
 // transaction written before it (group commit), and SQLite's WAL checksums make a crash keep a
 // prefix of the transactions, each whole or absent.
-import { closeSync, fsync, fsyncSync, openSync } from "node:fs";
+import { closeSync, fdatasync, fsyncSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { CompactedError, UnavailableError } from "../core/errors.js";
@@ -19,6 +19,11 @@ import {
   type NodeId,
   type Snapshot,
 } from "../core/types.js";
+import { EntryTail } from "./entry-tail.js";
+
+/** Bounds of the in-memory tail of newest entries. */
+const TAIL_ENTRIES_MAX = 8192;
+const TAIL_BYTES_MAX = 32 << 20;
 
 export interface PersistBatch {
   readonly hardState: HardState | null;
@@ -72,6 +77,8 @@ export class SqliteLogStore implements LogStorage {
   /** The fsync in flight, if any; later callers wait for it and then start their own. */
   private syncing: Promise<void> | null = null;
   private closed = false;
+  /** The newest entries, served without reading SQLite (see entry-tail.ts). */
+  private readonly tail = new EntryTail(TAIL_ENTRIES_MAX, TAIL_BYTES_MAX);
   private readonly stmts;
 
   constructor(opts: SqliteLogStoreOptions) {
@@ -186,6 +193,7 @@ export class SqliteLogStore implements LogStorage {
     if (index === this.snapIndex) return this.snapTerm;
     if (index > this.last) throw new UnavailableError(index);
     if (index === this.last) return this.lastTerm;
+    if (this.tail.has(index)) return this.tail.at(index).term;
     const row = this.stmts.term.get(index) as { term: bigint } | undefined;
     if (row === undefined) throw new UnavailableError(index);
     return row.term;
@@ -194,6 +202,7 @@ export class SqliteLogStore implements LogStorage {
   entries(lo: bigint, hi: bigint, maxBytes: number): Entry[] {
     if (lo <= this.snapIndex) throw new CompactedError(lo);
     if (hi > this.last + 1n) throw new UnavailableError(hi);
+    if (this.tail.has(lo)) return this.tail.slice(lo, hi, maxBytes);
     const out: Entry[] = [];
     let bytes = 0;
     for (const r of this.stmts.range.iterate(lo, hi) as Iterable<Row>) {
@@ -247,8 +256,11 @@ export class SqliteLogStore implements LogStorage {
     }
     const termOrVote = this.hard.term !== this.writtenTerm || this.hard.vote !== this.writtenVote;
     if (batch.snapshot === null && batch.entries.length === 0 && !termOrVote) return false;
-    this.db.transaction(() => this.persistInTx(batch))();
+    const written = this.db.transaction(() => this.persistInTx(batch))();
     this.writeSeq++;
+    // The tail follows the transaction only once it has committed.
+    if (written.replacedLog) this.tail.clear();
+    this.tail.append(written.fresh);
     return true;
   }
 
@@ -278,7 +290,8 @@ export class SqliteLogStore implements LogStorage {
         resolve();
         return;
       }
-      fsync(fd, (err) => {
+      // fdatasync, as SQLite itself uses on Linux: the WAL's data and size, not its timestamps.
+      fdatasync(fd, (err) => {
         this.syncing = null;
         if (err !== null) {
           reject(err);
@@ -290,9 +303,11 @@ export class SqliteLogStore implements LogStorage {
     });
   }
 
-  private persistInTx(batch: PersistBatch): void {
+  /** Returns whether a snapshot replaced the log, and the entries appended. */
+  private persistInTx(batch: PersistBatch): { replacedLog: boolean; fresh: Entry[] } {
     const snap = batch.snapshot;
-    if (snap !== null && snap.metadata.index > this.snapIndex) {
+    const replacedLog = snap !== null && snap.metadata.index > this.snapIndex;
+    if (replacedLog) {
       // A snapshot from the leader replaces the whole log.
       this.stmts.deleteAll.run();
       this.writeSnapshotRow(snap);
@@ -316,6 +331,7 @@ export class SqliteLogStore implements LogStorage {
       this.lastTerm = tail.term;
     }
     this.writeHardStateIfDirty();
+    return { replacedLog, fresh };
   }
 
   private writeHardStateIfDirty(): void {
@@ -384,6 +400,7 @@ export class SqliteLogStore implements LogStorage {
       }
     })();
     this.writeSeq++;
+    this.tail.dropUpTo(this.snapIndex);
     return snap;
   }
 

@@ -1,6 +1,6 @@
 // The gRPC peer transport: one long-lived client stream of message BATCHES per peer, a bounded
 // queue per peer (drained in one batch per flush), reconnect with exponential backoff, chunked
-// snapshot transfer, and proposal forwarding to the leader. Failures are reported back to the
+// snapshot transfer, and proposal forwarding to the leader (batched per event-loop turn). Failures are reported back to the
 // node (unreachable peers, snapshot outcomes) so the core can adjust its replication state.
 import * as grpc from "@grpc/grpc-js";
 import { type Message, MessageType, type NodeId } from "../core/types.js";
@@ -14,6 +14,11 @@ export interface TransportHandler {
   onSnapshotStatus(peer: NodeId, ok: boolean): void;
   /** A proposal forwarded by a follower; resolves once applied on this member. */
   onForwardedPropose(command: Uint8Array): Promise<pb.ProposeResponse>;
+  /**
+   * Proposals a follower forwarded in one call; one result per command, in order. Without it the
+   * ProposeBatch RPC answers UNIMPLEMENTED (the follower then falls back to Propose).
+   */
+  onForwardedProposeBatch?(commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]>;
   /** A membership operation forwarded by a non-leader member; resolves once applied here. */
   onForwardedMembership?(request: pb.MembershipRequest): Promise<pb.MembershipResponse>;
   /** This member's view of the cluster's identity (cluster ID 0 when unknown). */
@@ -63,6 +68,8 @@ class Peer {
   stream: grpc.ClientWritableStream<pb.MessageBatch> | null = null;
   flushScheduled = false;
   blocked = false;
+  /** The peer answered UNIMPLEMENTED to ProposeBatch (an older version): forward one by one. */
+  noProposeBatch = false;
   backoffMs: number;
   retryAt = 0;
   closed = false;
@@ -83,6 +90,7 @@ class Peer {
     this.client.close();
     this.client = this.t.makeClient(url);
     this.retryAt = 0;
+    this.noProposeBatch = false;
   }
 
   enqueue(m: Message): void {
@@ -145,6 +153,8 @@ class Peer {
     this.blocked = false;
     if (this.closed) return;
     if (err !== null) {
+      // The peer may come back as a newer version: ask it for ProposeBatch again.
+      this.noProposeBatch = false;
       this.retryAt = Date.now() + this.backoffMs;
       this.backoffMs = Math.min(this.backoffMs * 2, this.t.config.reconnectBackoffMaxMs);
       this.t.handler.onUnreachable(this.id);
@@ -272,6 +282,38 @@ export class GrpcTransport {
     });
   }
 
+  /**
+   * Forwards proposals to `leader` in one ProposeBatch call; resolves with one result per command,
+   * in order. A leader that does not serve ProposeBatch (an older member during a rolling upgrade)
+   * gets them one Propose call each. Rejects with the gRPC error when it cannot be reached.
+   */
+  async forwardProposeBatch(leader: NodeId, commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
+    const p = this.peers.get(leader);
+    if (p === undefined) throw new Error(`no URL known for leader ${leader}`);
+    if (!p.noProposeBatch) {
+      try {
+        return await this.callProposeBatch(p, commands);
+      } catch (err) {
+        if ((err as grpc.ServiceError).code !== grpc.status.UNIMPLEMENTED) throw err;
+        p.noProposeBatch = true;
+      }
+    }
+    return Promise.all(commands.map((c) => this.forwardPropose(leader, c)));
+  }
+
+  private callProposeBatch(p: Peer, commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + this.config.forwardTimeoutMs);
+      const request = { commands: commands.map(toBuffer) };
+      p.client.proposeBatch(request, new grpc.Metadata(), { deadline }, (err, res) => {
+        if (err !== null) reject(err);
+        else if (res.results.length !== commands.length) {
+          reject(new Error(`leader answered ${res.results.length} results for ${commands.length} proposals`));
+        } else resolve(res.results);
+      });
+    });
+  }
+
   /** Forwards a membership operation to `leader`; rejects with the gRPC error when it cannot be reached. */
   forwardMembership(
     leader: NodeId,
@@ -339,6 +381,17 @@ export class GrpcTransport {
             leaderId: 0n,
             memberIds: [],
           },
+        );
+      },
+      proposeBatch: (call, callback) => {
+        const serve = this.handler.onForwardedProposeBatch;
+        if (serve === undefined || this.stopped) {
+          callback({ code: grpc.status.UNIMPLEMENTED, details: "ProposeBatch is not served here" }, null);
+          return;
+        }
+        serve.call(this.handler, call.request.commands).then(
+          (results) => callback(null, { results }),
+          (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }, null),
         );
       },
       propose: (call, callback) => {

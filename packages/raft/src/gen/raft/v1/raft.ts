@@ -96,6 +96,15 @@ export interface ProposeResponse {
   leaderHint: bigint;
 }
 
+export interface ProposeBatchRequest {
+  commands: Buffer[];
+}
+
+export interface ProposeBatchResponse {
+  /** One per command, in the request's order. */
+  results: ProposeResponse[];
+}
+
 export interface MemberRecord {
   id: bigint;
   name: string;
@@ -949,6 +958,98 @@ export const ProposeResponse: MessageFns<ProposeResponse> = {
   },
 };
 
+function createBaseProposeBatchRequest(): ProposeBatchRequest {
+  return { commands: [] };
+}
+
+export const ProposeBatchRequest: MessageFns<ProposeBatchRequest> = {
+  encode(message: ProposeBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.commands) {
+      writer.uint32(10).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProposeBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProposeBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commands.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseProposeBatchResponse(): ProposeBatchResponse {
+  return { results: [] };
+}
+
+export const ProposeBatchResponse: MessageFns<ProposeBatchResponse> = {
+  encode(message: ProposeBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ProposeResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProposeBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProposeBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ProposeResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
 function createBaseMemberRecord(): MemberRecord {
   return { id: 0n, name: "", peerUrls: [], clientUrls: [], isLearner: false };
 }
@@ -1616,6 +1717,22 @@ export const RaftPeerService = {
     responseDeserialize: (value: Buffer): ProposeResponse => ProposeResponse.decode(value),
   },
   /**
+   * The proposals a follower received in one event-loop turn, forwarded to the leader in one call
+   * (one HTTP/2 stream for many proposals); one result per command, in order, each once applied
+   * on the leader. A member that does not serve it answers UNIMPLEMENTED and the follower falls
+   * back to Propose.
+   */
+  proposeBatch: {
+    path: "/photoncloud.raft.v1.RaftPeer/ProposeBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ProposeBatchRequest): Buffer => Buffer.from(ProposeBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ProposeBatchRequest => ProposeBatchRequest.decode(value),
+    responseSerialize: (value: ProposeBatchResponse): Buffer =>
+      Buffer.from(ProposeBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ProposeBatchResponse => ProposeBatchResponse.decode(value),
+  },
+  /**
    * A membership operation (or leader transfer) received by a non-leader member, forwarded to the
    * leader; refusals come back as stable error codes.
    */
@@ -1647,6 +1764,13 @@ export interface RaftPeerServer extends UntypedServiceImplementation {
   installSnapshot: handleClientStreamingCall<SnapshotChunk, SnapshotAck>;
   /** A follower forwards a client's proposal to the leader; the result comes back once applied there. */
   propose: handleUnaryCall<ProposeRequest, ProposeResponse>;
+  /**
+   * The proposals a follower received in one event-loop turn, forwarded to the leader in one call
+   * (one HTTP/2 stream for many proposals); one result per command, in order, each once applied
+   * on the leader. A member that does not serve it answers UNIMPLEMENTED and the follower falls
+   * back to Propose.
+   */
+  proposeBatch: handleUnaryCall<ProposeBatchRequest, ProposeBatchResponse>;
   /**
    * A membership operation (or leader transfer) received by a non-leader member, forwarded to the
    * leader; refusals come back as stable error codes.
@@ -1704,6 +1828,27 @@ export interface RaftPeerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ProposeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The proposals a follower received in one event-loop turn, forwarded to the leader in one call
+   * (one HTTP/2 stream for many proposals); one result per command, in order, each once applied
+   * on the leader. A member that does not serve it answers UNIMPLEMENTED and the follower falls
+   * back to Propose.
+   */
+  proposeBatch(
+    request: ProposeBatchRequest,
+    callback: (error: ServiceError | null, response: ProposeBatchResponse) => void,
+  ): ClientUnaryCall;
+  proposeBatch(
+    request: ProposeBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ProposeBatchResponse) => void,
+  ): ClientUnaryCall;
+  proposeBatch(
+    request: ProposeBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ProposeBatchResponse) => void,
   ): ClientUnaryCall;
   /**
    * A membership operation (or leader transfer) received by a non-leader member, forwarded to the
