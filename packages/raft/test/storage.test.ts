@@ -142,6 +142,32 @@ describe("SqliteLogStore", () => {
     s.close();
   });
 
+  it("reports as durable only entries covered by a completed sync and not rewritten since", async () => {
+    // Proves durableLastIndex: it rises when a sync completes and falls at once on a rewrite.
+    const path = join(dir, "durable.db");
+    const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
+    const e = (index: bigint, term: bigint) => ({ index, term, type: 0 as const, data: Buffer.from([1]) });
+    const append = (term: bigint, ...ents: ReturnType<typeof e>[]) =>
+      s.persist({ hardState: { term, vote: 1n, commit: 0n }, entries: ents, snapshot: null });
+    append(1n, e(1n, 1n), e(2n, 1n), e(3n, 1n));
+    expect(s.durableLastIndex()).toBe(0n);
+    await s.sync();
+    expect(s.durableLastIndex()).toBe(3n);
+    append(1n, e(4n, 1n));
+    expect(s.durableLastIndex()).toBe(3n);
+    append(2n, e(2n, 2n));
+    expect(s.durableLastIndex()).toBe(1n);
+    // A rewrite while a sync runs is not covered by that sync.
+    append(2n, e(3n, 2n));
+    const running = s.sync();
+    append(3n, e(3n, 3n));
+    await running;
+    expect(s.durableLastIndex()).toBe(2n);
+    await s.sync();
+    expect(s.durableLastIndex()).toBe(3n);
+    s.close();
+  });
+
   it("survives kill -9 of a writer at any point", async () => {
     // Proves every batch acknowledged before SIGKILL is on disk and the log is consistent.
     for (let round = 0; round < 3; round++) {

@@ -38,6 +38,11 @@ export class Backend {
   private readonly upsertLease: Database.Statement;
   private readonly removeLease: Database.Statement;
   private readonly rowsFrom: Database.Statement;
+  private readonly pageCount: Database.Statement;
+  private readonly pageSize: Database.Statement;
+  private readonly freelistCount: Database.Statement;
+  /** One transaction wrapper for every batch (better-sqlite3 builds a new one per `db.transaction`). */
+  private readonly runInTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
 
   constructor(source: string | Buffer) {
     this.db = new Database(source as string);
@@ -60,10 +65,15 @@ export class Backend {
     this.rowsFrom = this.db
       .prepare("SELECT * FROM kv WHERE main >= ? AND main <= ? ORDER BY main, sub LIMIT ?")
       .safeIntegers();
+    // Read once per applied batch for the quota check: prepared here, not compiled per call.
+    this.pageCount = this.db.prepare("PRAGMA page_count").pluck();
+    this.pageSize = this.db.prepare("PRAGMA page_size").pluck();
+    this.freelistCount = this.db.prepare("PRAGMA freelist_count").pluck();
+    this.runInTransaction = this.db.transaction((fn: () => unknown) => fn());
   }
 
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.runInTransaction(fn) as T;
   }
 
   putRow(r: Row): void {
@@ -108,14 +118,14 @@ export class Backend {
   }
 
   sizeBytes(): bigint {
-    const pages = this.db.pragma("page_count", { simple: true }) as number;
-    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
+    const pages = this.pageCount.get() as number;
+    const pageSize = this.pageSize.get() as number;
     return BigInt(pages) * BigInt(pageSize);
   }
 
   sizeInUseBytes(): bigint {
-    const free = this.db.pragma("freelist_count", { simple: true }) as number;
-    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
+    const free = this.freelistCount.get() as number;
+    const pageSize = this.pageSize.get() as number;
     return this.sizeBytes() - BigInt(free) * BigInt(pageSize);
   }
 

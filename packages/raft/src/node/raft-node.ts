@@ -235,6 +235,7 @@ export class RaftNode {
         // The fsync runs off the event loop; meanwhile the loop keeps stepping messages and taking
         // proposals (the core holds them for the next Ready), which is what batches the next one.
         this.readySyncing = true;
+        this.applyDurableEarly(rd);
         this.store.sync().then(
           () => {
             this.readySyncing = false;
@@ -284,6 +285,24 @@ export class RaftNode {
 
   /** Whether `writeReady` already sent the Ready's messages. */
   private readyMessagesSent = false;
+  /** Whether `applyDurableEarly` already applied the Ready's committed entries. */
+  private readyApplied = false;
+
+  /**
+   * Committed entries that are already durable HERE (covered by an earlier sync, not rewritten
+   * since) are applied while this Ready's sync runs, instead of after it: the cluster committed
+   * them and a crash cannot leave the state machine ahead of this member's log. Membership
+   * entries and snapshots keep the strict order (send, then install/apply).
+   */
+  private applyDurableEarly(rd: Ready): void {
+    this.readyApplied = false;
+    const last = rd.committedEntries[rd.committedEntries.length - 1];
+    if (last === undefined || rd.snapshot !== null || last.index > this.store.durableLastIndex()) return;
+    if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) return;
+    this.applyCommitted(rd.committedEntries);
+    this.readyApplied = true;
+    this.listener?.onAppliedIndex(this.applied);
+  }
 
   /** The second half, once the Ready's writes are durable: send, install, apply, advance. */
   private finishReady(rd: Ready): void {
@@ -294,7 +313,8 @@ export class RaftNode {
       this.applied = rd.snapshot.metadata.index;
       this.lastSnapshot = rd.snapshot.metadata.index;
     }
-    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
+    if (rd.committedEntries.length > 0 && !this.readyApplied) this.applyCommitted(rd.committedEntries);
+    this.readyApplied = false;
     this.core.advance(rd);
     if (rd.readStates.length > 0) this.listener?.onReadStates(rd.readStates);
     this.listener?.onAppliedIndex(this.applied);

@@ -76,10 +76,18 @@ export class SqliteLogStore implements LogStorage {
   private syncedSeq = 0;
   /** The fsync in flight, if any; later callers wait for it and then start their own. */
   private syncing: Promise<void> | null = null;
+  /** See `durableLastIndex`. */
+  private durableLast = 0n;
+  /** The lowest `index - 1` rewritten since the running sync started (null: none). */
+  private rewrittenSinceSyncStart: bigint | null = null;
   private closed = false;
   /** The newest entries, served without reading SQLite (see entry-tail.ts). */
   private readonly tail = new EntryTail(TAIL_ENTRIES_MAX, TAIL_BYTES_MAX);
   private readonly stmts;
+  /** The Ready write, wrapped once (better-sqlite3 builds a new wrapper per `db.transaction`). */
+  private readonly persistTx: Database.Transaction<
+    (batch: PersistBatch) => { replacedLog: boolean; fresh: Entry[] }
+  >;
 
   constructor(opts: SqliteLogStoreOptions) {
     this.db = new Database(opts.path);
@@ -109,8 +117,11 @@ export class SqliteLogStore implements LogStorage {
         "INSERT OR REPLACE INTO snapshot (id, idx, term, conf, data) VALUES (1, ?, ?, ?, ?)",
       ),
     };
+    this.persistTx = this.db.transaction((batch: PersistBatch) => this.persistInTx(batch));
     this.load(opts);
     this.openWal(opts.path);
+    // openWal synced everything loaded (an in-memory database has nothing to lose anyway).
+    this.durableLast = this.last;
   }
 
   /**
@@ -256,12 +267,28 @@ export class SqliteLogStore implements LogStorage {
     }
     const termOrVote = this.hard.term !== this.writtenTerm || this.hard.vote !== this.writtenVote;
     if (batch.snapshot === null && batch.entries.length === 0 && !termOrVote) return false;
-    const written = this.db.transaction(() => this.persistInTx(batch))();
+    const written = this.persistTx(batch);
     this.writeSeq++;
     // The tail follows the transaction only once it has committed.
     if (written.replacedLog) this.tail.clear();
     this.tail.append(written.fresh);
+    // Entries rewritten by this transaction are not durable until the next sync completes.
+    const head = written.fresh[0];
+    const keep = written.replacedLog ? 0n : head !== undefined ? head.index - 1n : this.durableLast;
+    if (keep < this.durableLast) this.durableLast = keep;
+    if (this.rewrittenSinceSyncStart === null || keep < this.rewrittenSinceSyncStart) {
+      this.rewrittenSinceSyncStart = keep;
+    }
     return true;
+  }
+
+  /**
+   * The highest index such that every entry up to it, as the log holds it now, is covered by a
+   * completed sync (so it survives power loss). Committed entries up to it may be applied while
+   * a later sync is still running.
+   */
+  durableLastIndex(): bigint {
+    return this.durableLast;
   }
 
   /** True while some transaction written so far is not yet covered by a completed fsync. */
@@ -285,6 +312,9 @@ export class SqliteLogStore implements LogStorage {
   private fsyncOnce(): Promise<void> {
     const fd = this.walFd;
     const covered = this.writeSeq;
+    // What this sync makes durable: the log as it is now, less what is rewritten while it runs.
+    const lastAtStart = this.last;
+    this.rewrittenSinceSyncStart = null;
     return new Promise<void>((resolve, reject) => {
       if (fd === null) {
         resolve();
@@ -298,6 +328,9 @@ export class SqliteLogStore implements LogStorage {
           return;
         }
         if (covered > this.syncedSeq) this.syncedSeq = covered;
+        const rewritten = this.rewrittenSinceSyncStart;
+        const durable = rewritten !== null && rewritten < lastAtStart ? rewritten : lastAtStart;
+        if (durable > this.durableLast) this.durableLast = durable;
         resolve();
       });
     });
