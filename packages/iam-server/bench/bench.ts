@@ -4,16 +4,16 @@
 // Rows are measured in interleaved slices (round after round, every row gets one slice per round), so
 // that a change in machine load during the run affects the raw rows and the gRPC rows alike and the
 // ratios compare like with like.
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata, credentials } from "@grpc/grpc-js";
+import { H2GrpcClient, methodOf, processCpuMicros, selfCpuMicros } from "@photoncloud/daemon/bench";
 import { iamv1 } from "@photoncloud/iam-api";
 import { SignJWT, jwtVerify } from "jose";
-import { H2GrpcClient } from "./h2-client.js";
 
 /** Measured time per row, split over the rounds. */
 const durationMs = Number(process.env.IAM_BENCH_DURATION_MS ?? 3000);
@@ -68,19 +68,8 @@ function row(name: string, inFlight: number, op: Row["op"], extra: Partial<Row> 
   };
 }
 
-const clockTicksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
-
-/** CPU time (user + system, all threads) a process has used so far, from /proc (Linux). */
-function processCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
-}
-
-const benchCpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
+const processCpuMs = (pid: number) => processCpuMicros(pid) / 1000;
+const benchCpuMs = () => selfCpuMicros() / 1000;
 
 /** Runs one slice of `r` with `inFlight` concurrent loops; adds to its totals. */
 async function slice(r: Row, sliceMs: number, daemonPid: number): Promise<void> {
@@ -214,11 +203,13 @@ function grpcJsClient(address: string, admin: Metadata): BenchClient {
 function h2Client(address: string): BenchClient {
   const h2 = new H2GrpcClient(address);
   const { IssueTokenRequest, IssueTokenResponse, ValidateTokenRequest, ValidateTokenResponse } = iamv1;
-  const validate = h2.unary("/iam.v1.Tokens/ValidateToken", ValidateTokenRequest, ValidateTokenResponse);
-  const auth = `Bearer ${adminToken}`;
+  const validate = h2.unary(
+    methodOf("/iam.v1.Tokens/ValidateToken", ValidateTokenRequest, ValidateTokenResponse),
+  );
+  const admin = { metadata: { authorization: `Bearer ${adminToken}` } };
   return {
     name: "HTTP/2 client",
-    issue: h2.unary("/iam.v1.Tokens/IssueToken", IssueTokenRequest, IssueTokenResponse, auth),
+    issue: h2.unary(methodOf("/iam.v1.Tokens/IssueToken", IssueTokenRequest, IssueTokenResponse), admin),
     validate: (req) => validate({ token: req.token }),
     close: () => h2.close(),
   };
