@@ -50,8 +50,15 @@ export class RaftLog {
     return this.storage.term(index);
   }
 
-  /** Term of entry `index`, or 0 when it is compacted or not present. */
+  /**
+   * Term of entry `index`, or 0 when it is compacted or not present. Checks the bounds first: a
+   * follower asks for the term of every entry past its log on each append (findConflict), and an
+   * exception per append would be built, with its stack trace, only to be caught here.
+   */
   termOrZero(index: bigint): bigint {
+    const unstableTerm = this.unstable.maybeTerm(index);
+    if (unstableTerm !== undefined) return unstableTerm;
+    if (index < this.firstIndex() - 1n || index > this.lastIndex()) return 0n;
     try {
       return this.term(index);
     } catch (e) {
