@@ -17,20 +17,8 @@ const busyTimeoutMs = 10_000;
 /** One audit row: [atMs, actor, action, target, outcome, detail JSON]. */
 type AuditRow = [number, string, string, string, string, string];
 
-/** Settles once a batch is committed (or has failed). */
-class Deferred {
-  readonly promise: Promise<void>;
-  resolve!: () => void;
-  reject!: (err: Error) => void;
-  constructor() {
-    this.promise = new Promise<void>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
-    // A batch nobody waits for must not turn its failure into an unhandled rejection.
-    this.promise.catch(() => {});
-  }
-}
+/** Told once a batch is committed (null) or could not be written (the error). */
+export type DurableCallback = (err: Error | null) => void;
 
 interface Batch {
   id: number;
@@ -40,8 +28,8 @@ interface Batch {
   rows: AuditRow[];
   /** Credential last-used times: [accessKeyId, atMs]. */
   used: [string, number][];
-  /** Created when someone waits for the batch. */
-  done: Deferred | null;
+  /** Who waits for the batch to be committed. */
+  waiters: DurableCallback[];
 }
 
 type WriterMessage = { committed: number } | { failed: number; error: string } | { closed: true };
@@ -86,10 +74,10 @@ parentPort.on("message", (m) => {
  * Secrets are never recorded: `fingerprint` gives an HMAC.
  *
  * Durability (audit before answer): `record()` returns the record's sequence number and
- * `durable(seq)` a promise that settles when the batch holding that record is committed (fsync'd);
- * the gRPC layer answers a call that recorded anything only after that promise resolves, and fails
- * the call (UNAVAILABLE) if it rejects, so no caller ever holds a token or a result whose audit record
- * could still be lost by a crash (kill -9, power loss). Batches are formed by group commit: when the
+ * `whenDurable(seq, done)` (or the promise `durable(seq)`) reports when the batch holding that record
+ * is committed (fsync'd); the gRPC layer answers a call that recorded anything only after that, and
+ * fails the call (UNAVAILABLE) if the batch could not be written, so no caller ever holds a token or a
+ * result whose audit record could still be lost by a crash (kill -9, power loss). Batches are formed by group commit: when the
  * writer is idle, what was recorded is handed over at once (at the end of the current event-loop turn,
  * so calls parsed together share a batch); while a commit is in flight, records accumulate and go as
  * the next batch as soon as it completes (or when `batchEntriesMax` entries are waiting). There is no
@@ -101,7 +89,7 @@ parentPort.on("message", (m) => {
  */
 export class AuditLog {
   private pending: AuditRow[] = [];
-  private pendingDone: Deferred | null = null;
+  private pendingWaiters: DurableCallback[] = [];
   private lastUsed = new Map<string, number>();
   private handOverQueued = false;
   private writer: Worker | null = null;
@@ -153,31 +141,44 @@ export class AuditLog {
   }
 
   /**
-   * Settles when the record `seq` (and, for the writer's batches, every record before it) is
-   * committed; rejects if its batch could not be written.
+   * Calls `done` once the record `seq` (and, for the writer's batches, every record before it) is
+   * committed, with the error if its batch could not be written. A callback, not a promise: the
+   * request path calls this once per audited call.
    */
-  durable(seq: number): Promise<void> {
+  whenDurable(seq: number, done: DurableCallback): void {
     const failed = this.lastFailure;
-    if (failed !== null && seq >= failed.firstSeq && seq <= failed.lastSeq)
-      return Promise.reject(failed.error);
+    if (failed !== null && seq >= failed.firstSeq && seq <= failed.lastSeq) {
+      done(failed.error);
+      return;
+    }
     if (seq > this.seq - this.pending.length) {
-      this.pendingDone ??= new Deferred();
-      return this.pendingDone.promise;
+      this.pendingWaiters.push(done);
+      return;
     }
     for (const batch of this.uncommitted.values()) {
       if (seq <= batch.lastSeq && seq >= batch.firstSeq) {
-        batch.done ??= new Deferred();
-        return batch.done.promise;
+        batch.waiters.push(done);
+        return;
       }
     }
-    return Promise.resolve(); // committed already
+    done(null); // committed already
+  }
+
+  /** `whenDurable` as a promise. */
+  durable(seq: number): Promise<void> {
+    return new Promise((resolve, reject) => this.whenDurable(seq, (err) => (err ? reject(err) : resolve())));
   }
 
   /** Hands over what is pending and resolves once everything recorded so far is committed. */
   async flush(): Promise<void> {
     const last = this.seq;
     this.handOver();
-    await Promise.all([...this.uncommitted.values()].map((b) => this.waitFor(b)));
+    await Promise.all(
+      [...this.uncommitted.values()].map(
+        (b) =>
+          new Promise<void>((resolve, reject) => b.waiters.push((err) => (err ? reject(err) : resolve()))),
+      ),
+    );
     await this.durable(last);
   }
 
@@ -204,11 +205,6 @@ export class AuditLog {
       writer.once("exit", () => resolve());
       writer.postMessage("close");
     });
-  }
-
-  private waitFor(batch: Batch): Promise<void> {
-    batch.done ??= new Deferred();
-    return batch.done.promise;
   }
 
   /**
@@ -238,10 +234,10 @@ export class AuditLog {
       lastSeq: this.seq,
       rows: this.pending,
       used: [...this.lastUsed],
-      done: this.pendingDone,
+      waiters: this.pendingWaiters,
     };
     this.pending = [];
-    this.pendingDone = null;
+    this.pendingWaiters = [];
     this.lastUsed = new Map();
     const entries = batch.rows.length + batch.used.length;
     if (this.writer === null || this.uncommittedEntries + entries > uncommittedEntriesMax) {
@@ -276,10 +272,10 @@ export class AuditLog {
         cause: err,
       });
       this.lastFailure = { firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, error };
-      batch.done?.reject(error);
+      settle(batch, error);
       return;
     }
-    batch.done?.resolve();
+    settle(batch, null);
   }
 
   private startWriter(path: string): Worker {
@@ -303,7 +299,7 @@ export class AuditLog {
     this.uncommitted.delete(id);
     this.uncommittedEntries -= batch.rows.length + batch.used.length;
     // The writer commits in sending order: everything sent before this batch is committed too.
-    batch.done?.resolve();
+    settle(batch, null);
     if (this.uncommitted.size === 0) {
       // What gathered while this commit ran is the next batch: hand it over now.
       this.handOver();
@@ -322,5 +318,18 @@ export class AuditLog {
     for (const batch of batches) this.commitHere(batch, cause);
     // Records gathered while waiting for the writer are committed here from now on.
     this.handOver();
+  }
+}
+
+/** Tells every waiter of a batch; one that throws does not keep the others from being told. */
+function settle(batch: Batch, err: Error | null): void {
+  for (const done of batch.waiters) {
+    try {
+      done(err);
+    } catch (thrown) {
+      queueMicrotask(() => {
+        throw thrown;
+      });
+    }
   }
 }

@@ -134,19 +134,15 @@ function auditedReply(audit: AuditLog) {
       const last = audit.recorded;
       if (last === before) callback(null, res);
       else
-        audit.durable(last).then(
-          () => callback(null, res),
-          (err: unknown) => callback(toGrpcError(auditUnavailable(err))),
+        audit.whenDurable(last, (err) =>
+          err === null ? callback(null, res) : callback(toGrpcError(auditUnavailable(err))),
         );
     },
     fail<Res>(before: number, callback: sendUnaryData<Res>, error: unknown): void {
       const last = audit.recorded;
       if (last === before) callback(toGrpcError(error));
       else
-        audit.durable(last).then(
-          () => callback(toGrpcError(error)),
-          (err: unknown) => callback(toGrpcError(auditUnavailable(err))),
-        );
+        audit.whenDurable(last, (err) => callback(toGrpcError(err === null ? error : auditUnavailable(err))));
     },
   };
 }
