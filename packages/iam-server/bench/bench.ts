@@ -11,9 +11,9 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata, credentials } from "@grpc/grpc-js";
+import { H2GrpcClient, methodOf } from "@photoncloud/daemon/bench";
 import { iamv1 } from "@photoncloud/iam-api";
 import { SignJWT, jwtVerify } from "jose";
-import { H2GrpcClient } from "./h2-client.js";
 
 /** Measured time per row, split over the rounds. */
 const durationMs = Number(process.env.IAM_BENCH_DURATION_MS ?? 3000);
@@ -214,13 +214,18 @@ function grpcJsClient(address: string, admin: Metadata): BenchClient {
 function h2Client(address: string): BenchClient {
   const h2 = new H2GrpcClient(address);
   const { IssueTokenRequest, IssueTokenResponse, ValidateTokenRequest, ValidateTokenResponse } = iamv1;
-  const validate = h2.unary("/iam.v1.Tokens/ValidateToken", ValidateTokenRequest, ValidateTokenResponse);
-  const auth = `Bearer ${adminToken}`;
+  const validate = h2.unary(
+    methodOf("/iam.v1.Tokens/ValidateToken", ValidateTokenRequest, ValidateTokenResponse),
+  );
+  // Only IssueToken carries the admin token (ValidateToken needs no caller identity).
+  const issue = h2.unary(methodOf("/iam.v1.Tokens/IssueToken", IssueTokenRequest, IssueTokenResponse), {
+    metadata: { authorization: `Bearer ${adminToken}` },
+  });
   return {
     name: "HTTP/2 client",
-    issue: h2.unary("/iam.v1.Tokens/IssueToken", IssueTokenRequest, IssueTokenResponse, auth),
+    issue,
     validate: (req) => validate({ token: req.token }),
-    close: () => h2.close(),
+    close: () => void h2.close(),
   };
 }
 
