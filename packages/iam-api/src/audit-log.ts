@@ -11,6 +11,12 @@ const batchEntriesMax = 512;
  * callers down instead of growing memory without limit.
  */
 const uncommittedEntriesMax = 65_536;
+/**
+ * Batches the writer may hold at once: the one it commits and the next, queued, so that it starts the
+ * next commit as soon as one ends instead of idling until the main thread (busy serving calls) reads
+ * its "committed" message and hands over more.
+ */
+const writerDepth = 2;
 /** How long a writer waits for the other connection's write lock before failing a batch. */
 const busyTimeoutMs = 10_000;
 
@@ -79,9 +85,10 @@ parentPort.on("message", (m) => {
  * fails the call (UNAVAILABLE) if the batch could not be written, so no caller ever holds a token or a
  * result whose audit record could still be lost by a crash (kill -9, power loss). Batches are formed by group commit: when the
  * writer is idle, what was recorded is handed over at once (at the end of the current event-loop turn,
- * so calls parsed together share a batch); while a commit is in flight, records accumulate and go as
- * the next batch as soon as it completes (or when `batchEntriesMax` entries are waiting). There is no
- * timer: an idle writer adds no delay beyond one commit. `close()` (at shutdown, after the gRPC
+ * so calls parsed together share a batch); while the writer is busy (one batch committing, the next
+ * queued behind it: `writerDepth`), records accumulate and go as one batch when a commit completes
+ * (or when `batchEntriesMax` entries are waiting). There is no timer: an idle writer adds no delay
+ * beyond one commit. `close()` (at shutdown, after the gRPC
  * server stopped taking calls) drains every record before it resolves. If the writer thread fails,
  * the batches it had not committed are written by the main thread, which then writes every later
  * batch itself (a batch the writer had committed without saying so may then appear twice: a
@@ -208,19 +215,20 @@ export class AuditLog {
   }
 
   /**
-   * Group commit: with no batch in flight, hand over at the end of this event-loop turn; with one in
-   * flight, keep gathering (`committed` hands over the next batch) unless the batch is full.
+   * Group commit: while the writer has room (fewer than `writerDepth` batches), hand over at the end
+   * of this event-loop turn; otherwise keep gathering (`committed` hands over the next batch) unless
+   * the batch is full.
    */
   private schedule(): void {
     if (this.pending.length + this.lastUsed.size >= batchEntriesMax) {
       this.handOver();
       return;
     }
-    if (this.uncommitted.size === 0 && !this.handOverQueued) {
+    if (this.uncommitted.size < writerDepth && !this.handOverQueued) {
       this.handOverQueued = true;
       setImmediate(() => {
         this.handOverQueued = false;
-        if (this.uncommitted.size === 0) this.handOver();
+        if (this.uncommitted.size < writerDepth) this.handOver();
       });
     }
   }
@@ -300,11 +308,9 @@ export class AuditLog {
     this.uncommittedEntries -= batch.rows.length + batch.used.length;
     // The writer commits in sending order: everything sent before this batch is committed too.
     settle(batch, null);
-    if (this.uncommitted.size === 0) {
-      // What gathered while this commit ran is the next batch: hand it over now.
-      this.handOver();
-      if (this.uncommitted.size === 0) this.writer?.unref();
-    }
+    // What gathered while this commit ran is the next batch: hand it over now.
+    if (this.uncommitted.size < writerDepth) this.handOver();
+    if (this.uncommitted.size === 0) this.writer?.unref();
   }
 
   /** The writer failed: the main thread commits what it had not, and every batch from now on. */
