@@ -39,6 +39,16 @@ export const masterKeyMissing = () =>
     status.FAILED_PRECONDITION,
     "credential issuance is disabled: set IAM_CRED_MASTER_KEY to 32 bytes (64 hex characters or base64) and restart",
   );
+/**
+ * The audit record of a request could not be made durable, so the request is not answered with its
+ * result (its effect may have happened: the caller should retry once the audit log is writable).
+ */
+export const auditUnavailable = (cause: unknown) =>
+  new IamApiError(
+    "AUDIT_UNAVAILABLE",
+    status.UNAVAILABLE,
+    `the audit log could not record this request, so it is not answered: ${(cause as Error)?.message ?? String(cause)}`,
+  );
 
 /** The one mapping from any error this server raises to a gRPC status code and client-safe message. */
 export function toGrpcError(err: unknown): { code: status; details: string } {

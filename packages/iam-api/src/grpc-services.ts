@@ -1,7 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Metadata, ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
 import type { SigningKeyRecord, ValidatedToken } from "@photoncloud/iam-authn";
-import { toGrpcError, unauthenticated } from "./errors.js";
+import { auditUnavailable, toGrpcError, unauthenticated } from "./errors.js";
 import {
   CredentialsService,
   MtlsIdentitiesService,
@@ -16,6 +16,7 @@ import {
   type Principal,
   type SigningKey,
 } from "./gen/iam/v1/iam.js";
+import type { AuditLog } from "./audit-log.js";
 import type { Caller, IamCore } from "./iam-core.js";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CredentialRow, PrincipalRow } from "./store.js";
@@ -119,31 +120,62 @@ export const tokensDefinition = {
   validateToken: { ...TokensService.validateToken, responseSerialize: reusingWriter(ValidateTokenResponse) },
 };
 
-/** Runs a handler for a known caller and answers: at once for a value, when settled for a promise. */
+/**
+ * Audit before answer. A call that made audit records (seen as a change of `audit.recorded` since
+ * `before`) is answered only once the batch holding its last record is committed; one that made none
+ * is answered at once. If the record cannot be written the call fails with UNAVAILABLE instead of
+ * answering unaudited. For a handler that settles later, `before` is taken when the call started, so
+ * records made meanwhile by other calls also count: it may wait for a commit it did not need, never
+ * answer before one it needed.
+ */
+function auditedReply(audit: AuditLog) {
+  return {
+    ok<Res>(before: number, callback: sendUnaryData<Res>, res: Res): void {
+      const last = audit.recorded;
+      if (last === before) callback(null, res);
+      else
+        audit.whenDurable(last, (err) =>
+          err === null ? callback(null, res) : callback(toGrpcError(auditUnavailable(err))),
+        );
+    },
+    fail<Res>(before: number, callback: sendUnaryData<Res>, error: unknown): void {
+      const last = audit.recorded;
+      if (last === before) callback(toGrpcError(error));
+      else
+        audit.whenDurable(last, (err) => callback(toGrpcError(err === null ? error : auditUnavailable(err))));
+    },
+  };
+}
+
+/** Runs a handler for a known caller and answers (after its audit records are durable). */
 function runHandler<Req, Res>(
   handler: Handler<Req, Res>,
   call: ServerUnaryCall<Req, Res>,
   caller: Caller,
   callback: sendUnaryData<Res>,
+  reply: ReturnType<typeof auditedReply>,
+  before: number,
 ): void {
   let res: Res | Promise<Res>;
   try {
     res = handler(call.request, caller, call);
   } catch (err) {
-    callback(toGrpcError(err));
+    reply.fail(before, callback, err);
     return;
   }
   if (res instanceof Promise)
     res.then(
-      (r) => callback(null, r),
-      (err: unknown) => callback(toGrpcError(err)),
+      (r) => reply.ok(before, callback, r),
+      (err: unknown) => reply.fail(before, callback, err),
     );
-  else callback(null, res);
+  else reply.ok(before, callback, res);
 }
 
 /** Builds the gRPC implementations of every iam.v1 service over one IamCore. */
 export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
   const isAdminToken = adminTokenMatcher(admin.token);
+  const audit = core.audit;
+  const reply = auditedReply(audit);
 
   /**
    * Who is calling. Synchronous for the admin token, for no token and for a token verified before;
@@ -160,24 +192,27 @@ export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
   }
 
   /**
-   * Adapts a handler to grpc-js. Most calls (admin token or a known bearer token, synchronous
-   * handler) are answered in the same turn, with no promise: awaiting costs a microtask hop and an
-   * allocation per step on the hot path. Promises are followed only where one was returned.
+   * Adapts a handler to grpc-js. Most calls that make no audit record (admin token or a known bearer
+   * token, synchronous handler) are answered in the same turn, with no promise: awaiting costs a
+   * microtask hop and an allocation per step on the hot path. Promises are followed only where one
+   * was returned, or where an audit record must be committed before the answer.
    */
   function unary<Req, Res>(handler: Handler<Req, Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      const before = audit.recorded;
       let caller: Caller | Promise<Caller>;
       try {
         caller = callerOf(call.metadata);
       } catch (err) {
-        return callback(toGrpcError(err));
+        return reply.fail(before, callback, err);
       }
       if (caller instanceof Promise)
         caller.then(
-          (c) => runHandler(handler, call, c, callback),
-          (err: unknown) => callback(toGrpcError(err)),
+          // A caller resolved without audit records: the handler's own records are what count.
+          (c) => runHandler(handler, call, c, callback, reply, audit.recorded),
+          (err: unknown) => reply.fail(before, callback, err),
         );
-      else runHandler(handler, call, caller, callback);
+      else runHandler(handler, call, caller, callback, reply, before);
     };
   }
 
@@ -215,17 +250,19 @@ export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
     }),
     validateToken: (call: ServerUnaryCall<{ token: string }, unknown>, callback: sendUnaryData<unknown>) => {
       // Validation needs no caller identity: skip caller resolution on this hot path. A token verified
-      // before is answered synchronously.
+      // before is answered synchronously. Only refusals are audited: a valid token is answered
+      // without waiting for the audit log, a refusal once its record is durable.
+      const before = audit.recorded;
       let v: ValidatedToken | Promise<ValidatedToken>;
       try {
         v = core.validateToken(call.request.token);
       } catch (err) {
-        return callback(toGrpcError(err));
+        return reply.fail(before, callback, err);
       }
       if (v instanceof Promise)
         v.then(
           (r) => callback(null, validateResponse(r)),
-          (err: unknown) => callback(toGrpcError(err)),
+          (err: unknown) => reply.fail(before, callback, err),
         );
       else callback(null, validateResponse(v));
     },

@@ -1,4 +1,4 @@
-// Proves that audit records made on the request path are committed by the writer thread in the order they were made, that flush waits for the commit, and that close drains every record.
+// Proves that audit records made on the request path are committed by the writer thread in the order they were made, that durable(seq) and flush wait for the commit (and fail when it cannot be made), and that close drains every record.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -56,6 +56,27 @@ describe("audit log", () => {
     await audit.flush();
     expect(store.audit().map((e) => e.target)).toEqual(["kid-1"]);
     await audit.close();
+    store.close();
+  });
+
+  it("durable(seq) resolves once that record is visible to another connection, and rejects when it cannot be written", async () => {
+    const { store, path } = openStore();
+    const audit = new AuditLog(store, hmacKey, Date.now);
+    const seq = audit.record("admin", "token.issue", "svc-a", "ok", { jti: "j1" });
+    expect(audit.recorded).toBe(seq);
+    await audit.durable(seq);
+    const reader = new IamStore(path);
+    expect(reader.audit().map((e) => e.target)).toEqual(["svc-a"]);
+    // From now on every insert fails, in the writer and on the main thread alike.
+    reader.db.exec(
+      "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit disk refused'); END",
+    );
+    reader.close();
+    const lost = audit.record("admin", "token.issue", "svc-b", "ok", { jti: "j2" });
+    await expect(audit.durable(lost)).rejects.toThrow(
+      /audit records could not be written.*audit disk refused/,
+    );
+    await expect(audit.close()).rejects.toThrow(/audit disk refused/);
     store.close();
   });
 });

@@ -1,9 +1,9 @@
-// Proves that a SIGTERM drains the audit log: every token the daemon answered, including those answered while it was shutting down, has its audit record in the database after the daemon stopped.
+// Proves that an answered request has a durable audit record: after a SIGTERM (drain) and after a SIGKILL (no drain) every token a client received has its audit record in the database, and a request whose record cannot be written is refused (UNAVAILABLE) instead of answered.
 import { join } from "node:path";
-import { Metadata, credentials } from "@grpc/grpc-js";
+import { Metadata, credentials, status } from "@grpc/grpc-js";
 import { IamStore, iamv1 } from "@photoncloud/iam-api";
 import { afterAll, describe, expect, it } from "vitest";
-import { baseEnv, ed25519Pem, removeTempDirs, startIam, tempDir } from "./harness.js";
+import { type RunningIam, baseEnv, ed25519Pem, removeTempDirs, startIam, tempDir } from "./harness.js";
 
 const adminToken = "audit-drain-admin-token-7d41c9";
 
@@ -67,5 +67,120 @@ describe("audit log at shutdown", () => {
     store.close();
     expect(jtis.length).toBeGreaterThanOrEqual(2000);
     expect(jtis.filter((jti) => !audited.has(jti))).toEqual([]);
+  });
+});
+
+/** The jtis of every token.issue record in the database. */
+function auditedJtis(dbPath: string): Set<string> {
+  const store = new IamStore(dbPath);
+  try {
+    return new Set(
+      store
+        .audit(1_000_000)
+        .filter((e) => e.action === "token.issue" && e.outcome === "ok")
+        .map((e) => (JSON.parse(e.detail) as { jti: string }).jti),
+    );
+  } finally {
+    store.close();
+  }
+}
+
+/** Resolves with the child's exit signal, or fails after `deadlineMs`. */
+function exitOf(iam: RunningIam, deadlineMs: number): Promise<string | null> {
+  const { child } = iam;
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.signalCode);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`iam did not exit within ${deadlineMs} ms`)), deadlineMs);
+    child.once("exit", (_code, signal) => {
+      clearTimeout(timer);
+      resolve(signal);
+    });
+  });
+}
+
+describe("audit before answer", () => {
+  it("has the audit record of every token a client received after a SIGKILL during 64 concurrent IssueToken calls", async () => {
+    const dataDir = tempDir();
+    const iam = await startIam(
+      ["--data-dir", dataDir],
+      baseEnv({
+        IAM_ADMIN_TOKEN: adminToken,
+        IAM_CRED_MASTER_KEY: "a1".repeat(32),
+        IAM_SIGNING_KEY: ed25519Pem(),
+      }),
+    );
+    const md = new Metadata();
+    md.set("authorization", `Bearer ${adminToken}`);
+    const principals = new iamv1.PrincipalsClient(iam.grpcAddress, credentials.createInsecure());
+    const tokens = new iamv1.TokensClient(iam.grpcAddress, credentials.createInsecure());
+    const jtis: string[] = [];
+    let killed = false;
+    try {
+      await unary(principals, "createPrincipal", md)({ id: "svc-kill", kind: "service", displayName: "" });
+      const issue = unary<object, { jti: string }>(tokens, "issueToken", md);
+      // 64 callers issue tokens without pause; the daemon is killed (no drain, no shutdown hook) while
+      // calls are in flight. Every token a caller received counts; callers stop at their first failure.
+      const callers = Array.from({ length: 64 }, async () => {
+        for (;;) {
+          try {
+            jtis.push((await issue({ adminSubject: "svc-kill", ttlSeconds: 0, audience: "" })).jti);
+          } catch {
+            return;
+          }
+          if (jtis.length >= 1500 && !killed) {
+            killed = true;
+            iam.child.kill("SIGKILL");
+          }
+        }
+      });
+      await Promise.all(callers);
+    } finally {
+      principals.close();
+      tokens.close();
+      if (!killed) iam.child.kill("SIGKILL");
+    }
+    expect(killed).toBe(true);
+    expect(await exitOf(iam, 30_000)).toBe("SIGKILL");
+
+    const audited = auditedJtis(join(dataDir, "iam.db"));
+    expect(jtis.length).toBeGreaterThanOrEqual(1500);
+    expect(jtis.filter((jti) => !audited.has(jti))).toEqual([]);
+  });
+
+  it("refuses IssueToken with UNAVAILABLE when its audit record cannot be written", async () => {
+    const dataDir = tempDir();
+    const iam = await startIam(
+      ["--data-dir", dataDir],
+      baseEnv({
+        IAM_ADMIN_TOKEN: adminToken,
+        IAM_CRED_MASTER_KEY: "a1".repeat(32),
+        IAM_SIGNING_KEY: ed25519Pem(),
+      }),
+    );
+    const md = new Metadata();
+    md.set("authorization", `Bearer ${adminToken}`);
+    const principals = new iamv1.PrincipalsClient(iam.grpcAddress, credentials.createInsecure());
+    const tokens = new iamv1.TokensClient(iam.grpcAddress, credentials.createInsecure());
+    try {
+      await unary(principals, "createPrincipal", md)({ id: "svc-noaudit", kind: "service", displayName: "" });
+      const issue = unary<object, { jti: string }>(tokens, "issueToken", md);
+      await issue({ adminSubject: "svc-noaudit", ttlSeconds: 0, audience: "" });
+      // Another connection makes every audit insert fail, as a full or broken disk would.
+      const store = new IamStore(join(dataDir, "iam.db"));
+      store.db.exec(
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit disk refused'); END",
+      );
+      store.close();
+      const err = await issue({ adminSubject: "svc-noaudit", ttlSeconds: 0, audience: "" }).then(
+        () => null,
+        (e: { code: number; details: string }) => e,
+      );
+      expect(err?.code).toBe(status.UNAVAILABLE);
+      expect(err?.details).toMatch(/audit log could not record this request.*audit disk refused/);
+    } finally {
+      principals.close();
+      tokens.close();
+      expect(await iam.stop()).not.toBeUndefined();
+    }
   });
 });
