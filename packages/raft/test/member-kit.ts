@@ -1,7 +1,7 @@
 // Test helpers for the member kit: free loopback ports, a silent logger, members started with
 // startMember from etcd-style flags, and their shutdown hooks run in reverse order.
 import { mkdirSync } from "node:fs";
-import { createServer } from "node:net";
+import { freePort } from "@photoncloud/daemon/testing";
 import { join } from "node:path";
 import { createLogger, type DaemonMetrics, parseConfig } from "@photoncloud/daemon";
 import { type MemberConfig, memberOptions } from "../src/member/member-options.js";
@@ -13,21 +13,10 @@ import { until } from "./helpers.js";
 
 export const options = memberOptions("RAFTTEST_", { client: 2379, peer: 2380, metrics: 2381 });
 
-/** Ports the OS reports free on 127.0.0.1 (listened on with port 0, then released). */
+/** `count` distinct free loopback ports (outside the kernel's ephemeral range). */
 export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<import("node:net").Server>((resolve, reject) => {
-          const s = createServer();
-          s.once("error", reject);
-          s.listen(0, "127.0.0.1", () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as import("node:net").AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) ports.push(await freePort());
   return ports;
 }
 

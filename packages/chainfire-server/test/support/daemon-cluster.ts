@@ -2,27 +2,18 @@
 // short Raft timeouts, typed clients per member, and polling helpers with deadlines.
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients, type etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { freePort } from "@photoncloud/daemon/testing";
 import { rangeRequest } from "../../src/mvcc/messages.js";
 
 const PACKAGE_DIR = join(import.meta.dirname, "..", "..");
 /** The compiled daemon (the test command compiles first): starts in a fraction of tsx's time. */
 const BIN = join(PACKAGE_DIR, "dist", "bin", "chainfire.js");
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Thrown by a check to stop polling at once (e.g. the process it waits for has exited). */
 export class GiveUp extends Error {}
