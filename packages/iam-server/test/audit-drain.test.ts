@@ -16,21 +16,27 @@ function unary<Req, Res>(client: object, method: string, md: Metadata): (req: Re
 
 afterAll(() => removeTempDirs());
 
+/** A production-mode daemon on a fresh data directory, admin metadata and its two clients. */
+async function startWithClients() {
+  const dataDir = tempDir();
+  const iam = await startIam(
+    ["--data-dir", dataDir],
+    baseEnv({
+      IAM_ADMIN_TOKEN: adminToken,
+      IAM_CRED_MASTER_KEY: "a1".repeat(32),
+      IAM_SIGNING_KEY: ed25519Pem(),
+    }),
+  );
+  const md = new Metadata();
+  md.set("authorization", `Bearer ${adminToken}`);
+  const principals = new iamv1.PrincipalsClient(iam.grpcAddress, credentials.createInsecure());
+  const tokens = new iamv1.TokensClient(iam.grpcAddress, credentials.createInsecure());
+  return { dataDir, iam, md, principals, tokens };
+}
+
 describe("audit log at shutdown", () => {
   it("has the audit record of every issued token after SIGTERM", async () => {
-    const dataDir = tempDir();
-    const iam = await startIam(
-      ["--data-dir", dataDir],
-      baseEnv({
-        IAM_ADMIN_TOKEN: adminToken,
-        IAM_CRED_MASTER_KEY: "a1".repeat(32),
-        IAM_SIGNING_KEY: ed25519Pem(),
-      }),
-    );
-    const md = new Metadata();
-    md.set("authorization", `Bearer ${adminToken}`);
-    const principals = new iamv1.PrincipalsClient(iam.grpcAddress, credentials.createInsecure());
-    const tokens = new iamv1.TokensClient(iam.grpcAddress, credentials.createInsecure());
+    const { dataDir, iam, md, principals, tokens } = await startWithClients();
     const jtis: string[] = [];
     let stopped: Promise<number | null> | undefined;
     try {
@@ -57,14 +63,7 @@ describe("audit log at shutdown", () => {
     expect(stopped).toBeDefined();
     expect(await stopped).toBe(0);
 
-    const store = new IamStore(join(dataDir, "iam.db"));
-    const audited = new Set(
-      store
-        .audit(10_000)
-        .filter((e) => e.action === "token.issue" && e.outcome === "ok")
-        .map((e) => (JSON.parse(e.detail) as { jti: string }).jti),
-    );
-    store.close();
+    const audited = auditedJtis(join(dataDir, "iam.db"));
     expect(jtis.length).toBeGreaterThanOrEqual(2000);
     expect(jtis.filter((jti) => !audited.has(jti))).toEqual([]);
   });
@@ -100,19 +99,7 @@ function exitOf(iam: RunningIam, deadlineMs: number): Promise<string | null> {
 
 describe("audit before answer", () => {
   it("has the audit record of every token a client received after a SIGKILL during 64 concurrent IssueToken calls", async () => {
-    const dataDir = tempDir();
-    const iam = await startIam(
-      ["--data-dir", dataDir],
-      baseEnv({
-        IAM_ADMIN_TOKEN: adminToken,
-        IAM_CRED_MASTER_KEY: "a1".repeat(32),
-        IAM_SIGNING_KEY: ed25519Pem(),
-      }),
-    );
-    const md = new Metadata();
-    md.set("authorization", `Bearer ${adminToken}`);
-    const principals = new iamv1.PrincipalsClient(iam.grpcAddress, credentials.createInsecure());
-    const tokens = new iamv1.TokensClient(iam.grpcAddress, credentials.createInsecure());
+    const { dataDir, iam, md, principals, tokens } = await startWithClients();
     const jtis: string[] = [];
     let killed = false;
     try {
@@ -148,19 +135,7 @@ describe("audit before answer", () => {
   });
 
   it("refuses IssueToken with UNAVAILABLE when its audit record cannot be written", async () => {
-    const dataDir = tempDir();
-    const iam = await startIam(
-      ["--data-dir", dataDir],
-      baseEnv({
-        IAM_ADMIN_TOKEN: adminToken,
-        IAM_CRED_MASTER_KEY: "a1".repeat(32),
-        IAM_SIGNING_KEY: ed25519Pem(),
-      }),
-    );
-    const md = new Metadata();
-    md.set("authorization", `Bearer ${adminToken}`);
-    const principals = new iamv1.PrincipalsClient(iam.grpcAddress, credentials.createInsecure());
-    const tokens = new iamv1.TokensClient(iam.grpcAddress, credentials.createInsecure());
+    const { dataDir, iam, md, principals, tokens } = await startWithClients();
     try {
       await unary(principals, "createPrincipal", md)({ id: "svc-noaudit", kind: "service", displayName: "" });
       const issue = unary<object, { jti: string }>(tokens, "issueToken", md);
