@@ -218,8 +218,8 @@ export async function up(options: UpOptions, out: (line: string) => void): Promi
   if (options.fresh) rmSync(join(dir, "data"), { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const secrets = ensureDevSecrets(join(dir, "secrets"));
-  const network = options.netns ? NetnsNetwork.create({ subnet: previousSubnet(dir, true) }) : undefined;
-  if (network === undefined) previousSubnet(dir, false);
+  const subnet = previousSubnet(dir, options.netns === true);
+  const network = options.netns ? NetnsNetwork.create({ subnet }) : undefined;
   if (network !== undefined) {
     network.onChange = (d) => writeFileSync(join(dir, "network.json"), `${toJson(d)}\n`);
     out(`network namespaces on bridge ${network.bridge} (${network.subnet})`);

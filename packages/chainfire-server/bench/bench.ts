@@ -11,11 +11,12 @@
 // "--cpu-prof --cpu-prof-dir=/tmp/prof"; the members are then stopped with SIGTERM so that
 // exit-time output is written).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
+import { processCpuMicros } from "@photoncloud/daemon/bench";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
 import { Cluster, type ClusterKind, hasBinary, PACKAGE_DIR } from "./cluster.js";
 import { storeBench } from "./store-bench.js";
@@ -58,20 +59,15 @@ interface Result {
   leaderCpuUsPerOp: number;
 }
 
-const CLOCK_TICKS_PER_SECOND = 100;
-
 /**
- * CPU seconds used so far by these processes (/proc/<pid>/stat utime + stime). On a shared, loaded
+ * CPU seconds used so far by these processes (all threads, user + system). On a shared, loaded
  * machine throughput mostly measures the scheduler's share each process gets (a Go server with many
  * runnable threads gets more than a single-threaded Node.js one); CPU per request does not.
  */
 function cpuSeconds(pids: readonly number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks / CLOCK_TICKS_PER_SECOND;
+  let micros = 0;
+  for (const pid of pids) micros += processCpuMicros(pid);
+  return micros / 1e6;
 }
 
 function unary(clients: ChainfireClients, method: "put" | "range", req: unknown): Promise<unknown> {

@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fixedPorts } from "../cluster.js";
 import { requireDaemon } from "../daemons.js";
 import { repoRoot } from "../paths.js";
 import type { NetnsNetwork } from "../netns.js";
@@ -97,7 +98,8 @@ export async function observeBootstrapHardening(runDir: string, network?: NetnsN
   const ns = network?.ensureMember("iam-bootstrap");
   const where: Where =
     ns === undefined ? { host: "127.0.0.1" } : { host: ns.address, network, namespace: ns.namespace };
-  const [client, http] = ns === undefined ? await freePorts(2) : [8543, 8544];
+  const iamPorts = fixedPorts("iam", 0);
+  const [client, http] = ns === undefined ? await freePorts(2) : [iamPorts.client, iamPorts.metrics];
   const listen = [
     "--listen-client-urls",
     `http://${where.host}:${client}`,

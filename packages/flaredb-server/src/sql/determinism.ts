@@ -79,19 +79,13 @@ export class NowCache {
     return this.iso;
   }
 
-  get(timeMs: number, key: string): unknown {
+  /** The result memoised under `key` for `timeMs`, computed by `compute` the first time. */
+  memo(timeMs: number, key: string, compute: () => unknown): unknown {
     this.moveTo(timeMs);
-    return this.results.get(key);
-  }
-
-  has(timeMs: number, key: string): boolean {
-    this.moveTo(timeMs);
-    return this.results.has(key);
-  }
-
-  set(timeMs: number, key: string, value: unknown): void {
-    this.moveTo(timeMs);
+    if (this.results.has(key)) return this.results.get(key);
+    const value = compute();
     this.results.set(key, value);
+    return value;
   }
 
   private moveTo(timeMs: number): void {
@@ -200,10 +194,8 @@ function callDateFunction(
   const onlyNow = args.every((a) => typeof a === "string" && a.toLowerCase() === "now");
   // The exact text is part of the key: strftime's first argument is a format ('NOW' ≠ 'now').
   const memoKey = onlyNow ? `${name}\u0000${args.join("\u0000")}` : undefined;
-  if (memoKey !== undefined && ctx.now.has(ctx.timeMs, memoKey)) return ctx.now.get(ctx.timeMs, memoKey);
-  const result = runDateFunction(builtin, cache, name, args, ctx);
-  if (memoKey !== undefined) ctx.now.set(ctx.timeMs, memoKey, result);
-  return result;
+  const run = () => runDateFunction(builtin, cache, name, args, ctx);
+  return memoKey === undefined ? run() : ctx.now.memo(ctx.timeMs, memoKey, run);
 }
 
 function runDateFunction(
