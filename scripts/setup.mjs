@@ -87,6 +87,13 @@ step("nix-instantiate (for the .nix parse check)", () => {
   aptInstall(["nix-bin"], ["--no-install-recommends"]);
 });
 
+// h2load (a C HTTP/2 load generator) drives the daemons in `pnpm bench` without taking half of a
+// small machine's CPU as a Node.js load generator would; the bench helpers' tests run it.
+step("h2load (for benchmarks)", () => {
+  if (has("h2load", ["--version"])) return;
+  aptInstall(["nghttp2-client"], ["--no-install-recommends"]);
+});
+
 // `--netns` lanes give each member its own network namespace with iproute2's `ip`.
 step("iproute2 (for --netns lanes)", () => {
   if (has("ip", ["-V"])) return;

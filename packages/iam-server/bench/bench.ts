@@ -11,7 +11,15 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata, credentials } from "@grpc/grpc-js";
-import { H2GrpcClient, methodOf, processCpuMicros, selfCpuMicros } from "@photoncloud/daemon/bench";
+import {
+  grpcHandledCounts,
+  H2GrpcClient,
+  h2loadAvailable,
+  methodOf,
+  processCpuMicros,
+  runH2Load,
+  selfCpuMicros,
+} from "@photoncloud/daemon/bench";
 import { iamv1 } from "@photoncloud/iam-api";
 import { SignJWT, jwtVerify } from "jose";
 
@@ -21,19 +29,41 @@ const rounds = Number(process.env.IAM_BENCH_ROUNDS ?? 6);
 /** Rows to run (comma-separated: issue1, issue64, validate1, validate64, fresh64); all by default. */
 const only = process.env.IAM_BENCH_ONLY?.split(",").map((s) => s.trim());
 const wanted = (row: string) => only === undefined || only.includes(row);
-/** Clients to drive the daemon with: h2 (lean HTTP/2 gRPC client) and/or grpc-js. */
-const clientNames = (process.env.IAM_BENCH_CLIENTS ?? "h2,grpc-js").split(",").map((c) => c.trim());
+/**
+ * Clients to drive the daemon with: h2 (lean HTTP/2 gRPC client), grpc-js, h2load (nghttp2's load
+ * generator in C; by default only when it is installed).
+ */
+const clientNames = (process.env.IAM_BENCH_CLIENTS ?? `h2,grpc-js${h2loadAvailable() ? ",h2load" : ""}`)
+  .split(",")
+  .map((c) => c.trim());
+for (const c of clientNames)
+  if (!["h2", "grpc-js", "h2load"].includes(c))
+    throw new Error(`IAM_BENCH_CLIENTS: unknown client ${JSON.stringify(c)} (h2, grpc-js, h2load)`);
+if (clientNames.includes("h2load") && !h2loadAvailable())
+  throw new Error("IAM_BENCH_CLIENTS names h2load, which is not on PATH (apt-get install nghttp2-client)");
 const adminToken = randomBytes(24).toString("hex");
 const pem = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 const privateKey = createPrivateKey(pem);
 const publicKey = createPublicKey(privateKey);
 const issueRequest = { adminSubject: "bench", ttlSeconds: 0, audience: "" };
 
-/** One measured row: `op` is called with a running counter; `prepare` runs (unmeasured) before a slice. */
+/** A slice run by another process (h2load): what it did and the CPU it used. */
+interface ExternalSlice {
+  ops: number;
+  seconds: number;
+  latenciesMs: readonly number[];
+  clientCpuMs: number;
+}
+
+/**
+ * One measured row: `op` is called with a running counter; `prepare` runs (unmeasured) before a
+ * slice. A row with `external` has its slices run by another process instead of `op`.
+ */
 interface Row {
   name: string;
   inFlight: number;
   op: (i: number) => Promise<unknown>;
+  external?: (sliceMs: number) => Promise<ExternalSlice>;
   prepare?: (sliceMs: number) => Promise<void>;
   /** True when the row ran out of input (e.g. fresh tokens); the slice then ends early. */
   exhausted?: () => boolean;
@@ -74,6 +104,16 @@ const benchCpuMs = () => selfCpuMicros() / 1000;
 /** Runs one slice of `r` with `inFlight` concurrent loops; adds to its totals. */
 async function slice(r: Row, sliceMs: number, daemonPid: number): Promise<void> {
   await r.prepare?.(sliceMs);
+  if (r.external !== undefined) {
+    const daemon0 = processCpuMs(daemonPid);
+    const s = await r.external(sliceMs);
+    r.daemonCpuMs += processCpuMs(daemonPid) - daemon0;
+    r.benchCpuMs += s.clientCpuMs;
+    r.ops += s.ops;
+    r.elapsedMs += s.seconds * 1000;
+    for (const ms of s.latenciesMs) r.latenciesMs.push(ms);
+    return;
+  }
   const bench0 = benchCpuMs();
   const daemon0 = processCpuMs(daemonPid);
   let counter = r.ops;
@@ -109,7 +149,7 @@ function result(r: Row): Result {
 
 async function startDaemon(
   dataDir: string,
-): Promise<{ address: string; pid: number; stop: () => Promise<void> }> {
+): Promise<{ address: string; metricsUrl: string; pid: number; stop: () => Promise<void> }> {
   const bin = fileURLToPath(new URL("../bin/iam.js", import.meta.url));
   const child = spawn(
     process.execPath,
@@ -135,17 +175,18 @@ async function startDaemon(
     },
   );
   let out = "";
-  const address = await new Promise<string>((resolve, reject) => {
+  const ready = await new Promise<{ grpcUrls: string[]; httpUrls: string[] }>((resolve, reject) => {
     child.stdout!.on("data", (d: Buffer) => {
       out += d.toString();
       const line = out.split("\n").find((l) => l.includes('"msg":"iam ready"'));
-      if (line) resolve((JSON.parse(line).grpcUrls[0] as string).replace("http://", ""));
+      if (line) resolve(JSON.parse(line));
     });
     child.on("exit", (code) => reject(new Error(`iam exited ${code}`)));
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return {
-    address,
+    address: ready.grpcUrls[0]!.replace("http://", ""),
+    metricsUrl: new URL("/metrics", ready.httpUrls[0]).href,
     pid: child.pid!,
     stop: () => {
       child.kill("SIGTERM");
@@ -263,6 +304,55 @@ async function clientRows(client: BenchClient): Promise<Row[]> {
   return rows;
 }
 
+/**
+ * h2load's rows: the same calls with one fixed request each (IssueToken as admin; ValidateToken of
+ * one token the daemon has seen). h2load does not read gRPC statuses, so each slice is checked on the
+ * daemon's /metrics: every call it counted must be answered OK there, and no call may have failed.
+ */
+async function h2loadRows(daemon: { address: string; metricsUrl: string }, token: string): Promise<Row[]> {
+  const target = `http://${daemon.address}`;
+  const checked =
+    (path: string, request: Uint8Array, metadata: Record<string, string>, inFlight: number) =>
+    async (sliceMs: number): Promise<ExternalSlice> => {
+      const before = await grpcHandledCounts(daemon.metricsUrl, path);
+      const r = await runH2Load({ target, path, request, metadata, inFlight, durationMs: sliceMs });
+      const after = await grpcHandledCounts(daemon.metricsUrl, path);
+      const delta = (code: string) => (after.get(code) ?? 0) - (before.get(code) ?? 0);
+      const notOk = [...after.keys()].filter((c) => c !== "OK" && delta(c) > 0);
+      if (r.failed > 0 || notOk.length > 0 || delta("OK") < r.succeeded)
+        throw new Error(
+          `h2load ${path}: ${r.succeeded} succeeded and ${r.failed} failed by HTTP, but the daemon ` +
+            `answered ${delta("OK")} OK and ${notOk.map((c) => `${delta(c)} ${c}`).join(", ") || "nothing else"}`,
+        );
+      return {
+        ops: r.succeeded,
+        seconds: r.seconds,
+        latenciesMs: r.latenciesMs,
+        clientCpuMs: r.cpuMicros / 1000,
+      };
+    };
+  const issue = iamv1.IssueTokenRequest.encode(issueRequest).finish();
+  const validate = iamv1.ValidateTokenRequest.encode({ token }).finish();
+  const admin = { authorization: `Bearer ${adminToken}` };
+  const rows: Row[] = [];
+  const unused = () => Promise.reject(new Error("this row is run by h2load"));
+  for (const inFlight of [1, 64])
+    if (wanted(`issue${inFlight}`))
+      rows.push(
+        row("gRPC IssueToken [h2load]", inFlight, unused, {
+          external: checked("/iam.v1.Tokens/IssueToken", issue, admin, inFlight),
+        }),
+      );
+  for (const inFlight of [1, 64])
+    if (wanted(`validate${inFlight}`))
+      rows.push(
+        row("gRPC ValidateToken (1 token, cached) [h2load]", inFlight, unused, {
+          external: checked("/iam.v1.Tokens/ValidateToken", validate, {}, inFlight),
+        }),
+      );
+  return rows;
+}
+
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), "iam-bench-"));
   let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
@@ -278,18 +368,29 @@ async function main(): Promise<void> {
   }
 }
 
-async function run(daemon: { address: string; pid: number }) {
+async function run(daemon: { address: string; metricsUrl: string; pid: number }) {
   const md = new Metadata();
   md.set("authorization", `Bearer ${adminToken}`);
   const principals = new iamv1.PrincipalsClient(daemon.address, credentials.createInsecure());
   await unary(principals, "createPrincipal", md)({ id: "bench", kind: "service", displayName: "" });
   principals.close();
-  const clients = clientNames.map((c) =>
-    c === "h2" ? h2Client(daemon.address) : grpcJsClient(daemon.address, md),
-  );
+  const clients = clientNames
+    .filter((c) => c !== "h2load")
+    .map((c) => (c === "h2" ? h2Client(daemon.address) : grpcJsClient(daemon.address, md)));
   try {
     const rows: Row[] = [...(await rawJoseRows())];
     for (const client of clients) rows.push(...(await clientRows(client)));
+    if (clientNames.includes("h2load")) {
+      // The token h2load validates: issued and checked once (it names the bench principal).
+      const checker = h2Client(daemon.address);
+      try {
+        const { token } = await checker.issue(issueRequest);
+        await validated(checker, token);
+        rows.push(...(await h2loadRows(daemon, token)));
+      } finally {
+        checker.close();
+      }
+    }
     const loadBefore = loadavg()[0]!;
     for (let round = 0; round < rounds; round++)
       for (const r of rows) await slice(r, durationMs / rounds, daemon.pid);

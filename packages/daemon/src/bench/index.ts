@@ -1,5 +1,6 @@
 // @photoncloud/daemon/bench — load-generation helpers for the daemons' benchmarks: a lean HTTP/2
-// gRPC client, a closed-loop driver and CPU-time sampling of this process and of daemon processes.
+// gRPC client, a closed-loop driver, CPU-time sampling of this process and of daemon processes, and
+// h2load (a C load generator) for unary calls when it is installed.
 
 export { closedLoop, type LoadResult, percentile } from "./closed-loop.js";
 export {
@@ -20,3 +21,11 @@ export {
   type MessageCodec,
   methodOf,
 } from "./h2-grpc-client.js";
+export {
+  grpcHandledCounts,
+  type H2LoadOptions,
+  type H2LoadResult,
+  h2loadAvailable,
+  parseRun as parseH2LoadRun,
+  runH2Load,
+} from "./h2load.js";
