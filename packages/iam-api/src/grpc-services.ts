@@ -353,7 +353,12 @@ export function createIamServices(core: IamCore, admin: AdminAuthOptions) {
   };
 
   return [
-    { definition: tokensDefinition, implementation: tokens },
+    // The calls every service makes: served by the daemon kit's lean unary path.
+    {
+      definition: tokensDefinition,
+      implementation: tokens,
+      leanUnaryMethods: ["issueToken", "validateToken"],
+    },
     { definition: SigningKeysService, implementation: keys },
     { definition: PrincipalsService, implementation: principals },
     { definition: CredentialsService, implementation: credentials },

@@ -170,6 +170,10 @@ async function startDaemon(
         IAM_ADMIN_TOKEN: adminToken,
         IAM_SIGNING_KEY: pem,
         IAM_CRED_MASTER_KEY: randomBytes(32).toString("hex"),
+        // PHOTON_GRPC_LEAN_UNARY=0 compares with grpc-js serving every call.
+        ...(process.env.PHOTON_GRPC_LEAN_UNARY === undefined
+          ? {}
+          : { PHOTON_GRPC_LEAN_UNARY: process.env.PHOTON_GRPC_LEAN_UNARY }),
       },
       stdio: ["ignore", "pipe", "inherit"],
     },

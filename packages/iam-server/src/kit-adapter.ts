@@ -9,7 +9,7 @@ type UnaryHandler = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnar
  * them, so clients see the intended status and message.
  */
 export function markMappedErrors(services: GrpcServiceRegistration[]): GrpcServiceRegistration[] {
-  return services.map(({ definition, implementation }) => {
+  return services.map(({ definition, implementation, ...rest }) => {
     const wrapped: UntypedServiceImplementation = {};
     for (const [name, handler] of Object.entries(implementation)) {
       const unary = handler as UnaryHandler;
@@ -20,6 +20,6 @@ export function markMappedErrors(services: GrpcServiceRegistration[]): GrpcServi
           return callback(err, value);
         })) as UnaryHandler;
     }
-    return { definition, implementation: wrapped };
+    return { ...rest, definition, implementation: wrapped };
   });
 }

@@ -67,13 +67,19 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function startEcho() {
+async function startEcho(lean = false) {
   const sink = logSink();
   const logger = createLogger({ name: "test", destination: sink.stream as never });
   const metrics = createMetrics({ withoutDefaultMetrics: true });
   const grpc = await startGrpcServer({
     urls: parseUrlList("http://127.0.0.1:0"),
-    services: [{ definition: echoServiceDefinition(), implementation: echoImplementation }],
+    services: [
+      {
+        definition: echoServiceDefinition(),
+        implementation: echoImplementation,
+        leanUnaryMethods: lean ? ["Say"] : [],
+      },
+    ],
     protoFiles: [ECHO_PROTO],
     logger,
     metrics,
@@ -86,10 +92,11 @@ async function startEcho() {
   return { grpc, address, client, metrics, logger, logs: sink.text };
 }
 
-describe("startGrpcServer", () => {
+// Every behaviour below holds whether the unary Say is served by grpc-js or by the kit's lean path.
+describe.each([false, true])("startGrpcServer (Say on the lean unary path: %s)", (lean) => {
   it("binds port 0 and reports the real port, answering health and reflection", async () => {
     // Proves the standard services every daemon must expose are there on an ephemeral port.
-    const { grpc, address } = await startEcho();
+    const { grpc, address } = await startEcho(lean);
     expect(grpc.urls[0]!.port).toBeGreaterThan(0);
     expect(grpc.urls[0]!.href).toBe(`http://${address}`);
     expect(await checkHealth(address)).toBe("SERVING");
@@ -101,7 +108,7 @@ describe("startGrpcServer", () => {
 
   it("maps handler errors: domain errors keep their status, others become INTERNAL without leaking", async () => {
     // Proves what a client sees for each kind of failure, and that the internal text is only logged.
-    const { client, logs } = await startEcho();
+    const { client, logs } = await startEcho(lean);
     expect(await say(client, "hello")).toEqual({ text: "hello" });
     const notFound = await sayError(client, "missing");
     expect(notFound.code).toBe(status.NOT_FOUND);
@@ -117,7 +124,7 @@ describe("startGrpcServer", () => {
 
   it("streams server-streaming replies and ends the call", async () => {
     // Proves the serverStream adapter writes every item then ends with OK.
-    const { client } = await startEcho();
+    const { client } = await startEcho(lean);
     const texts: string[] = [];
     await new Promise<void>((resolve, reject) => {
       const call = client.Repeat({ text: "x", count: 3 });
@@ -130,7 +137,7 @@ describe("startGrpcServer", () => {
 
   it("maps a failing server stream to INTERNAL after the items already sent, and counts both outcomes", async () => {
     // Proves streaming handlers get the same error mapping and metrics as unary ones.
-    const { client, metrics } = await startEcho();
+    const { client, metrics } = await startEcho(lean);
     const repeat = (text: string) =>
       new Promise<{ texts: string[]; error?: ServiceError }>((resolve) => {
         const texts: string[] = [];
@@ -151,7 +158,7 @@ describe("startGrpcServer", () => {
 
   it("exposes gRPC counters and latency on /metrics after calls", async () => {
     // Proves an operator scraping /metrics sees calls by method and status code.
-    const { client, metrics, logger } = await startEcho();
+    const { client, metrics, logger } = await startEcho(lean);
     await say(client, "a");
     await say(client, "missing").catch(() => undefined);
     const http = await startHttpServer({ urls: parseUrlList("http://127.0.0.1:0"), metrics, logger });
@@ -168,7 +175,7 @@ describe("startGrpcServer", () => {
 
   it("reports NOT_SERVING when told and on shutdown", async () => {
     // Proves health reflects setServing, and that shutdown stops the listener.
-    const { grpc, address } = await startEcho();
+    const { grpc, address } = await startEcho(lean);
     grpc.setServing("photon.example.v1.Echo", false);
     expect(await checkHealth(address, "photon.example.v1.Echo")).toBe("NOT_SERVING");
     await grpc.shutdown();
@@ -179,7 +186,7 @@ describe("startGrpcServer", () => {
 
   it("cancels calls still open at the shutdown deadline so shutdown completes", async () => {
     // Proves a never-ending stream (like a watch) cannot hold a SIGTERM hostage.
-    const { grpc, client } = await startEcho();
+    const { grpc, client } = await startEcho(lean);
     const call = client.Hang({ text: "waiting" });
     const ended = new Promise<ServiceError | "ended">((resolve) => {
       call.on("error", (err: ServiceError) => resolve(err));
@@ -195,7 +202,7 @@ describe("startGrpcServer", () => {
 
   it("refuses to bind an address already in use, naming the URL", async () => {
     // Proves a second server on the same port fails with a ListenError saying where.
-    const { grpc, logger } = await startEcho();
+    const { grpc, logger } = await startEcho(lean);
     const url = grpc.urls[0]!.href;
     await expect(
       startGrpcServer({ urls: parseUrlList(url), services: [], logger, what: "--listen-client-urls" }),

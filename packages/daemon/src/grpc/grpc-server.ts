@@ -15,6 +15,7 @@ import type { Logger } from "pino";
 import type { DaemonMetrics } from "../metrics.js";
 import { type DaemonUrl, grpcBindAddress, makeUrl } from "../urls.js";
 import { instrumentService } from "./instrument.js";
+import { attachLeanUnary, type LeanRoute, type UnaryHandler } from "./lean-unary.js";
 import { ListenError } from "./listen-error.js";
 import { grpcServerCredentials, loadTlsMaterial, type TlsFiles } from "./tls.js";
 
@@ -22,6 +23,11 @@ export interface GrpcServiceRegistration {
   readonly definition: ServiceDefinition;
   /** grpc-js style handlers (callback or the kit's async adapters); wrapped with mapping + metrics. */
   readonly implementation: UntypedServiceImplementation;
+  /**
+   * Unary methods (keys of `definition`) served by the kit's lean path instead of grpc-js's call
+   * machinery (see lean-unary.ts): for hot, small calls. Same handler, same wire behaviour.
+   */
+  readonly leanUnaryMethods?: readonly string[];
 }
 
 export interface GrpcServerConfig {
@@ -103,16 +109,28 @@ function addReflection(server: Server, config: GrpcServerConfig): void {
 /** Create, populate and bind a gRPC server. Resolves once every URL is listening. */
 export async function startGrpcServer(config: GrpcServerConfig): Promise<RunningGrpcServer> {
   const what = config.what ?? "gRPC listener";
-  const server = new Server({
+  const options: ChannelOptions = {
     "grpc.max_receive_message_length": config.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
     "grpc.max_send_message_length": config.maxSendMessageBytes ?? 4 * 1024 * 1024,
     ...config.channelOptions,
-  });
+  };
+  const server = new Server(options);
   const ctx = { logger: config.logger.child({ component: "grpc" }), metrics: config.metrics };
   const serviceNames = config.services.map((s) => serviceNameOf(s.definition));
+  const lean = new Map<string, LeanRoute>();
   for (const service of config.services) {
-    server.addService(service.definition, instrumentService(service.definition, service.implementation, ctx));
+    const implementation = instrumentService(service.definition, service.implementation, ctx);
+    server.addService(service.definition, implementation);
+    for (const name of service.leanUnaryMethods ?? []) {
+      const method = service.definition[name];
+      const where = `leanUnaryMethods of ${serviceNameOf(service.definition)}`;
+      if (method === undefined) throw new Error(`${where}: ${name} is not one of its methods`);
+      if (method.requestStream || method.responseStream) throw new Error(`${where}: ${name} is not unary`);
+      lean.set(method.path, { method, handler: implementation[name] as unknown as UnaryHandler });
+    }
   }
+  // PHOTON_GRPC_LEAN_UNARY=0 serves every method through grpc-js (to compare, or to rule the lean path out).
+  if (process.env.PHOTON_GRPC_LEAN_UNARY === "0") lean.clear();
   const health = new HealthImplementation({
     "": "SERVING",
     ...Object.fromEntries(serviceNames.map((n) => [n, "SERVING" as const])),
@@ -125,6 +143,10 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   try {
     for (const [i, url] of config.urls.entries())
       bound.push(await bindOne(server, url, credentials[i]!, what));
+    attachLeanUnary(server, lean, {
+      maxReceiveMessageBytes: Number(options["grpc.max_receive_message_length"]),
+      maxSendMessageBytes: Number(options["grpc.max_send_message_length"]),
+    });
   } catch (err) {
     server.forceShutdown();
     throw err;

@@ -1,0 +1,395 @@
+// A lean path for hot unary methods on the kit's gRPC servers.
+//
+// grpc-js serves every call through a chain of objects (an intercepting call, a stream decoder, a
+// responder, a writable-stream wrapper) and several events and promise turns per call. For small
+// unary calls that machinery costs about as much CPU as the HTTP/2 stream itself, and it makes most of
+// the garbage. For the methods a service names (`leanUnaryMethods`), this module takes the HTTP/2
+// stream before grpc-js does and serves the call directly: read one length-prefixed message, call the
+// kit's (instrumented) handler with a call object that has what unary handlers use, and answer with
+// the same headers, message framing and trailers grpc-js sends.
+//
+// Everything unusual is left to grpc-js, unchanged: another content type, a compressed request
+// (grpc-encoding other than identity), a malformed grpc-timeout, and every method not named. The
+// HTTP/2 servers, sessions, TLS, keepalive and graceful shutdown stay grpc-js's (a lean call is a
+// stream of the same session). Server interceptors do not run on the lean path; the kit adds none.
+//
+// What a unary handler gets (grpc-js's ServerUnaryCall): request, metadata (the request headers less
+// the transport ones, as grpc-js gives it), cancelled and the "cancelled" event, getPeer, getDeadline,
+// getPath, getHost, getAuthContext (TLS peer certificate), getConnectionInfo and sendMetadata.
+
+import { EventEmitter } from "node:events";
+import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import { TLSSocket } from "node:tls";
+import { Metadata, type MethodDefinition, type Server, status } from "@grpc/grpc-js";
+
+type Http2Stream = ServerHttp2Stream;
+
+/** A unary handler in grpc-js's shape: `(call, callback)`. */
+export type UnaryHandler = (
+  call: LeanUnaryCall,
+  callback: (err: unknown, value?: unknown, trailer?: Metadata | null, flags?: number) => void,
+) => void;
+
+export interface LeanRoute {
+  readonly method: MethodDefinition<unknown, unknown>;
+  readonly handler: UnaryHandler;
+}
+
+export interface LeanLimits {
+  readonly maxReceiveMessageBytes: number;
+  readonly maxSendMessageBytes: number;
+}
+
+const deadlinePattern = /^(\d{1,8})\s*([HMSmun])$/;
+const unitMs: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+/** Headers grpc-js removes before the application sees the metadata. */
+const transportHeaders = [
+  "grpc-timeout",
+  "grpc-encoding",
+  "grpc-accept-encoding",
+  "accept-encoding",
+  "te",
+  "content-type",
+];
+
+const responseHeaders = {
+  ":status": 200,
+  "content-type": "application/grpc+proto",
+  "grpc-accept-encoding": "identity,deflate,gzip",
+  "grpc-encoding": "identity",
+};
+
+/** The call object a unary handler gets on the lean path (grpc-js's ServerUnaryCall surface). */
+export class LeanUnaryCall extends EventEmitter {
+  cancelled = false;
+  request: unknown = undefined;
+  /** Metadata to send with the response headers (`sendMetadata`). */
+  private headerMetadata: Metadata | null = null;
+
+  constructor(
+    private readonly stream: Http2Stream,
+    private readonly headers: IncomingHttpHeaders,
+    readonly metadata: Metadata,
+    private readonly path: string,
+    private readonly deadline: number,
+  ) {
+    super();
+  }
+
+  getPeer(): string {
+    const socket = this.stream.session?.socket;
+    if (socket?.remoteAddress === undefined) return "unknown";
+    return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
+  }
+
+  getDeadline(): number {
+    return this.deadline;
+  }
+
+  getPath(): string {
+    return this.path;
+  }
+
+  getHost(): string {
+    return String(this.headers[":authority"] ?? this.headers.host ?? "");
+  }
+
+  getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: unknown } {
+    const socket = this.stream.session?.socket;
+    if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
+    const cert = socket.getPeerCertificate();
+    return { transportSecurityType: "ssl", sslPeerCertificate: cert.raw ? cert : undefined };
+  }
+
+  getConnectionInfo(): {
+    localAddress?: string;
+    localPort?: number;
+    remoteAddress?: string;
+    remotePort?: number;
+  } {
+    const s = this.stream.session?.socket;
+    return {
+      localAddress: s?.localAddress,
+      localPort: s?.localPort,
+      remoteAddress: s?.remoteAddress,
+      remotePort: s?.remotePort,
+    };
+  }
+
+  sendMetadata(md: Metadata): void {
+    if (this.headerMetadata === null) this.headerMetadata = md.clone();
+    else this.headerMetadata.merge(md);
+  }
+
+  /** @internal the metadata `sendMetadata` gathered. */
+  takeHeaderMetadata(): Metadata | null {
+    return this.headerMetadata;
+  }
+}
+
+/** Percent-encodes a status message as grpc-js does (`encodeURI`). */
+function grpcMessage(details: string): string {
+  return encodeURI(details);
+}
+
+interface StatusLike {
+  code: number;
+  details: string;
+  metadata: Metadata | null;
+}
+
+/** grpc-js's mapping of what a handler passes to its callback as an error. */
+function errorToStatus(err: unknown, trailer: Metadata | null | undefined): StatusLike {
+  const e = (err ?? {}) as { code?: unknown; details?: unknown; message?: unknown; metadata?: unknown };
+  const code =
+    typeof e.code === "number" && Number.isInteger(e.code) && status[e.code] !== undefined
+      ? e.code
+      : status.UNKNOWN;
+  const details =
+    typeof e.details === "string" ? e.details : typeof e.message === "string" ? e.message : "Unknown Error";
+  const metadata = e.metadata instanceof Metadata ? e.metadata : (trailer ?? null);
+  return { code, details, metadata };
+}
+
+/** One lean unary call from stream open to its status. */
+class LeanCall {
+  private readonly chunks: Buffer[] = [];
+  private received = 0;
+  private done = false;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly call: LeanUnaryCall;
+
+  constructor(
+    private readonly stream: Http2Stream,
+    headers: IncomingHttpHeaders,
+    private readonly route: LeanRoute,
+    private readonly limits: LeanLimits,
+    timeoutMs: number | undefined,
+  ) {
+    const metadata = Metadata.fromHttp2Headers(headers);
+    for (const h of transportHeaders) metadata.remove(h);
+    const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
+    this.call = new LeanUnaryCall(stream, headers, metadata, route.method.path, deadline);
+    stream.on("error", () => {
+      // A stream error is followed by "close", which cancels the call; nothing can be sent now.
+    });
+    // Closed before it was answered: the client went away (or the session did).
+    stream.once("close", () => {
+      if (!this.done) this.cancel();
+    });
+    stream.on("data", (chunk: Buffer) => this.onData(chunk));
+    stream.once("end", () => this.onEnd());
+    if (timeoutMs !== undefined)
+      this.timer = setTimeout(
+        () => this.finish({ code: status.DEADLINE_EXCEEDED, details: "Deadline exceeded", metadata: null }),
+        timeoutMs,
+      );
+  }
+
+  /** The request message's declared length, once its 5-byte prefix has arrived. */
+  private declared = -1;
+
+  private onData(chunk: Buffer): void {
+    if (this.done) return;
+    this.received += chunk.length;
+    this.chunks.push(chunk);
+    if (this.declared < 0 && this.received >= 5) {
+      const head = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks);
+      this.declared = head.readUInt32BE(1);
+      const max = this.limits.maxReceiveMessageBytes;
+      if (this.declared > max) {
+        this.finish({
+          code: status.RESOURCE_EXHAUSTED,
+          details: `Received message larger than max (${this.declared} vs ${max})`,
+          metadata: null,
+        });
+        return;
+      }
+    }
+    // More than one message: refused now (as grpc-js refuses it), not buffered.
+    if (this.declared >= 0 && this.received > this.declared + 5) this.secondMessage();
+  }
+
+  private secondMessage(): void {
+    this.finish({
+      code: status.UNIMPLEMENTED,
+      details: `Received a second request message for server streaming method ${this.route.method.path}`,
+      metadata: null,
+    });
+  }
+
+  private onEnd(): void {
+    if (this.done) return;
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const path = this.route.method.path;
+    if (body.length < 5) {
+      this.finish({
+        code: status.UNIMPLEMENTED,
+        details: `Received no request message for server streaming method ${path}`,
+        metadata: null,
+      });
+      return;
+    }
+    if (body.length < 5 + this.declared) {
+      this.finish({
+        code: status.UNIMPLEMENTED,
+        details: `Received no request message for server streaming method ${path}`,
+        metadata: null,
+      });
+      return;
+    }
+    // A set compressed flag under identity encoding is read as it stands, as grpc-js does.
+    try {
+      this.call.request = this.route.method.requestDeserialize(body.subarray(5));
+    } catch {
+      this.finish({ code: status.INTERNAL, details: "Error deserializing request", metadata: null });
+      return;
+    }
+    try {
+      this.route.handler(this.call, (err, value, trailer) => this.answer(err, value, trailer));
+    } catch {
+      // As grpc-js answers a handler that throws: no internal text leaks.
+      this.finish({ code: status.UNKNOWN, details: "Unknown error", metadata: null });
+    }
+  }
+
+  private answer(err: unknown, value: unknown, trailer: Metadata | null | undefined): void {
+    if (this.done) return;
+    if (err) {
+      this.finish(errorToStatus(err, trailer));
+      return;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = this.route.method.responseSerialize(value);
+    } catch (e) {
+      this.finish({
+        code: status.INTERNAL,
+        details: `Error serializing response: ${(e as Error).message}`,
+        metadata: null,
+      });
+      return;
+    }
+    if (bytes.length > this.limits.maxSendMessageBytes) {
+      this.finish({
+        code: status.RESOURCE_EXHAUSTED,
+        details: `Sent message larger than max (${bytes.length} vs. ${this.limits.maxSendMessageBytes})`,
+        metadata: null,
+      });
+      return;
+    }
+    this.done = true;
+    this.clearTimer();
+    const stream = this.stream;
+    if (stream.destroyed || stream.closed) return;
+    const frame = Buffer.allocUnsafe(5 + bytes.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(bytes.length, 1);
+    frame.set(bytes, 5);
+    const headerMd = this.call.takeHeaderMetadata();
+    const headers =
+      headerMd === null ? responseHeaders : { ...responseHeaders, ...headerMd.toHttp2Headers() };
+    stream.once("wantTrailers", () => {
+      const trailers = trailer == null ? okTrailers : { ...okTrailers, ...trailer.toHttp2Headers() };
+      stream.sendTrailers(trailers);
+    });
+    stream.respond(headers, { waitForTrailers: true });
+    stream.end(frame);
+  }
+
+  /** Ends the call with a non-OK status (trailers only, unless headers went out already). */
+  private finish(s: StatusLike): void {
+    if (this.done) return;
+    this.done = true;
+    this.clearTimer();
+    const stream = this.stream;
+    if (stream.destroyed || stream.closed) return;
+    const trailers = {
+      ...responseHeaders,
+      "grpc-status": String(s.code),
+      "grpc-message": grpcMessage(s.details),
+      ...(s.metadata?.toHttp2Headers() ?? {}),
+    };
+    delete (trailers as Record<string, unknown>)["grpc-accept-encoding"];
+    delete (trailers as Record<string, unknown>)["grpc-encoding"];
+    stream.respond(trailers, { endStream: true });
+    // The handler may still be running (deadline): it learns the call is over.
+    if (s.code === status.DEADLINE_EXCEEDED) this.cancel();
+  }
+
+  private cancel(): void {
+    this.clearTimer();
+    this.done = true;
+    if (this.call.cancelled) return;
+    this.call.cancelled = true;
+    process.nextTick(() => this.call.emit("cancelled", "cancelled"));
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+}
+
+const okTrailers = { "grpc-status": "0", "grpc-message": "OK" };
+
+/**
+ * Whether the lean path can serve a stream with these headers; anything else goes to grpc-js. Returns
+ * the timeout in ms (undefined: none) or null to hand the stream to grpc-js.
+ */
+function leanTimeout(headers: IncomingHttpHeaders): number | undefined | null {
+  const contentType = headers["content-type"];
+  if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) return null;
+  const encoding = headers["grpc-encoding"];
+  if (encoding !== undefined && encoding !== "identity") return null;
+  const timeout = headers["grpc-timeout"];
+  if (timeout === undefined) return undefined;
+  const m = typeof timeout === "string" ? deadlinePattern.exec(timeout) : null;
+  if (m === null) return null;
+  return (Number(m[1]) * unitMs[m[2]!]!) | 0;
+}
+
+type StreamListener = (stream: Http2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) => void;
+
+/**
+ * Puts the lean path in front of grpc-js on every HTTP/2 server `server` listens with. Call after every
+ * bind. Throws if grpc-js's servers cannot be found (a grpc-js upgrade changed its internals): the
+ * kit's tests catch that before a daemon runs without its lean path.
+ */
+export function attachLeanUnary(
+  server: Server,
+  routes: ReadonlyMap<string, LeanRoute>,
+  limits: LeanLimits,
+): void {
+  if (routes.size === 0) return;
+  // grpc-js reads -1 as "no limit".
+  const bound = (n: number) => (n < 0 ? Number.POSITIVE_INFINITY : n);
+  const effective = {
+    maxReceiveMessageBytes: bound(limits.maxReceiveMessageBytes),
+    maxSendMessageBytes: bound(limits.maxSendMessageBytes),
+  };
+  const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(http2Servers instanceof Map) || http2Servers.size === 0)
+    throw new Error(
+      "grpc-js server internals changed: cannot find its HTTP/2 servers for the lean unary path",
+    );
+  for (const h2 of http2Servers.keys() as IterableIterator<Http2Server>) {
+    const grpcListeners = h2.listeners("stream") as StreamListener[];
+    if (grpcListeners.length === 0)
+      throw new Error("grpc-js server internals changed: its HTTP/2 server has no stream listener");
+    h2.removeAllListeners("stream");
+    h2.on("stream", (stream: Http2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) => {
+      const route = routes.get(headers[":path"] as string);
+      if (route !== undefined) {
+        const timeout = leanTimeout(headers);
+        if (timeout !== null) {
+          new LeanCall(stream, headers, route, effective, timeout);
+          return;
+        }
+      }
+      for (const l of grpcListeners) l.call(h2, stream, headers, ...rest);
+    });
+  }
+}
