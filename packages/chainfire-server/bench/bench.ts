@@ -9,16 +9,30 @@
 // BENCH_IN_FLIGHT (comma-separated levels, default 16,128,256), CHAINFIRE_BENCH_DAEMON_NODE_ARGS
 // (extra Node.js arguments for the chainfire daemons, split on spaces, e.g.
 // "--cpu-prof --cpu-prof-dir=/tmp/prof"; the members are then stopped with SIGTERM so that
-// exit-time output is written).
+// exit-time output is written), BENCH_H2LOAD ("0" leaves out the h2load table).
+//
+// When h2load (nghttp2's load generator in C) is installed, every workload also runs under it: one
+// h2load per member with a third of the requests in flight each, one fixed request each (puts to one
+// key, ranges of one key). The Node.js client above spends more CPU per request than etcd does serving
+// it, on the same two cores; h2load spends ~10 µs. h2load does not read gRPC statuses: each run is
+// checked on the members' grpc_server_handled_total counters (and puts on the revision they made).
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
-import { processCpuMicros } from "@photoncloud/daemon/bench";
+import {
+  grpcHandledCounts,
+  type H2LoadResult,
+  h2loadAvailable,
+  percentile,
+  processCpuMicros,
+  runH2Load,
+} from "@photoncloud/daemon/bench";
+import { etcd as etcdpb } from "@photoncloud/chainfire-api";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
-import { Cluster, type ClusterKind, hasBinary, PACKAGE_DIR } from "./cluster.js";
+import { Cluster, type ClusterKind, hasBinary, type ClusterMember, PACKAGE_DIR } from "./cluster.js";
 import { storeBench } from "./store-bench.js";
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
@@ -160,6 +174,13 @@ async function suite(kind: ClusterKind): Promise<Map<string, Result>> {
         results.set(`${workload}@${inFlight}`, await measure(ops, inFlight, DURATION_MS, pids, leaderPid));
       }
     }
+    if (H2LOAD)
+      for (const inFlight of IN_FLIGHT) {
+        for (const workload of WORKLOADS) {
+          const r = await measureH2Load(workload, cluster.members, clients[0]!, inFlight, pids, leaderPid);
+          results.set(`${workload}@${inFlight} [h2load]`, r);
+        }
+      }
   } finally {
     for (const c of clients) c.close();
     if (DAEMON_NODE_ARGS.length > 0 && kind === "chainfire") await cluster.stopGracefully();
@@ -167,6 +188,96 @@ async function suite(kind: ClusterKind): Promise<Map<string, Result>> {
     rmSync(dir, { recursive: true, force: true });
   }
   return results;
+}
+
+const H2LOAD = process.env.BENCH_H2LOAD !== "0" && h2loadAvailable();
+
+const h2loadRequest: Record<Workload, { path: string; bytes: Uint8Array }> = {
+  put: {
+    path: "/etcdserverpb.KV/Put",
+    bytes: etcdpb.PutRequest.encode(putRequest({ key: Buffer.from("h2load"), value: VALUE })).finish(),
+  },
+  "range-linearizable": {
+    path: "/etcdserverpb.KV/Range",
+    bytes: etcdpb.RangeRequest.encode(rangeRequest({ key: Buffer.from("k1") })).finish(),
+  },
+  "range-serializable": {
+    path: "/etcdserverpb.KV/Range",
+    bytes: etcdpb.RangeRequest.encode(rangeRequest({ key: Buffer.from("k1"), serializable: true })).finish(),
+  },
+};
+
+async function currentRevision(clients: ChainfireClients): Promise<bigint> {
+  const res = (await unary(
+    clients,
+    "range",
+    rangeRequest({ key: Buffer.from("k1") }),
+  )) as etcdpb.RangeResponse;
+  return res.header?.revision ?? -1n;
+}
+
+/**
+ * One h2load per member at once, `inFlight` split over them. A request counts only if the members'
+ * status counters saw as many OK answers and nothing else; puts must also have made as many revisions.
+ */
+async function measureH2Load(
+  workload: Workload,
+  members: readonly ClusterMember[],
+  clients: ChainfireClients,
+  inFlight: number,
+  pids: readonly number[],
+  leaderPid: number | undefined,
+): Promise<Result> {
+  const { path, bytes } = h2loadRequest[workload];
+  const metrics = members.map((m) => `http://127.0.0.1:${m.metricsPort}/metrics`);
+  const handledTotals = async () => {
+    let ok = 0;
+    let all = 0;
+    for (const url of metrics) {
+      const counts = await grpcHandledCounts(url, path);
+      ok += counts.get("OK") ?? 0;
+      for (const v of counts.values()) all += v;
+    }
+    return { ok, all };
+  };
+  const rev0 = await currentRevision(clients);
+  const handled0 = await handledTotals();
+  const cpuBefore = cpuSeconds(pids);
+  const leaderCpuBefore = leaderPid === undefined ? 0 : cpuSeconds([leaderPid]);
+  const runs: H2LoadResult[] = await Promise.all(
+    members.map((m, i) =>
+      runH2Load({
+        target: `http://${m.endpoint}`,
+        path,
+        request: bytes,
+        inFlight: Math.floor(inFlight / members.length) + (i < inFlight % members.length ? 1 : 0),
+        durationMs: DURATION_MS,
+      }),
+    ),
+  );
+  const serverCpu = cpuSeconds(pids) - cpuBefore;
+  const leaderCpu = leaderPid === undefined ? 0 : cpuSeconds([leaderPid]) - leaderCpuBefore;
+  const handled = await handledTotals();
+  const ok = handled.ok - handled0.ok;
+  const calls = handled.all - handled0.all;
+  const succeeded = runs.reduce((n, r) => n + r.succeeded, 0);
+  const failed = runs.reduce((n, r) => n + r.failed, 0);
+  const revisions = workload === "put" ? (await currentRevision(clients)) - rev0 : BigInt(succeeded);
+  if (failed > 0 || ok !== calls || ok < succeeded || revisions < BigInt(succeeded))
+    throw new Error(
+      `h2load ${workload}@${inFlight}: ${succeeded} answered (${failed} failed by HTTP); the members ` +
+        `answered ${ok} of ${calls} calls OK; ${revisions} revisions were made`,
+    );
+  const latencies = runs.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
+  const seconds = Math.max(...runs.map((r) => r.seconds));
+  return {
+    opsPerSecond: succeeded / seconds,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    errors: failed,
+    serverCpuUsPerOp: (serverCpu * 1e6) / Math.max(1, succeeded),
+    leaderCpuUsPerOp: (leaderCpu * 1e6) / Math.max(1, succeeded),
+  };
 }
 
 /** The process of the member that reports itself leader (undefined when none does). */
@@ -189,7 +300,7 @@ function row(name: string, c: Result | undefined, e: Result | undefined): string
   const cell = (r: Result | undefined, f: (r: Result) => string, width: number) =>
     (r ? f(r) : "-").padStart(width);
   return [
-    name.padEnd(24),
+    name.padEnd(33),
     cell(c, (r) => r.opsPerSecond.toFixed(0), 10),
     cell(c, (r) => r.p50Ms.toFixed(1), 7),
     cell(c, (r) => r.p99Ms.toFixed(1), 7),
@@ -221,11 +332,13 @@ console.log(
   `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, requests spread over the members`,
 );
 console.log(
-  `${"workload".padEnd(24)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op | ratio p99 ratio cpu ratio`,
+  `${"workload".padEnd(33)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op | ratio p99 ratio cpu ratio`,
 );
-for (const inFlight of IN_FLIGHT) {
-  for (const workload of WORKLOADS) {
-    const name = `${workload}@${inFlight}`;
-    console.log(row(name, chainfire?.get(name), etcd?.get(name)));
+for (const client of H2LOAD ? ["", " [h2load]"] : [""]) {
+  for (const inFlight of IN_FLIGHT) {
+    for (const workload of WORKLOADS) {
+      const name = `${workload}@${inFlight}${client}`;
+      console.log(row(name, chainfire?.get(name), etcd?.get(name)));
+    }
   }
 }

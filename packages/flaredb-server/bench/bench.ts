@@ -111,8 +111,9 @@ try {
   console.log(`state machine, local point SELECT (prepared, cached): ${fmt(pointSelectRate())} queries/s`);
   console.log("3-member cluster (3 flaredb processes on loopback, client sends to the leader):");
   await clusterBench(rowsPerRun, (f) => {
-    const ratio =
-      f.workload === "single-row INSERT" ? ` (${(f.perSecond / reference).toFixed(2)}× reference)` : "";
+    const ratio = f.workload.startsWith("single-row INSERT")
+      ? ` (${(f.perSecond / reference).toFixed(2)}× reference)`
+      : "";
     console.log(
       `  ${f.workload}, ${f.inFlight} in flight, ${f.ops} ops: ${fmt(f.perSecond)} ${f.unit}${ratio}, p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms`,
     );

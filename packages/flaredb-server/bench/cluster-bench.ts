@@ -8,17 +8,24 @@
 // `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them; profiles are written when they stop).
 // FLAREDB_BENCH_IN_FLIGHT (default 1,16,64): the single-row INSERT concurrency levels.
 // FLAREDB_BENCH_INSERT_ONLY=1: stop after the single-row INSERT figures (short comparison runs).
+// FLAREDB_BENCH_H2LOAD_MS (default 3000): how long each single-row INSERT level runs under h2load
+// (nghttp2's load generator in C, used when it is installed; 0 leaves it out). The same statement is
+// sent every time; the rows the table gained and the leader's gRPC status counters are checked.
 
 import {
   closedLoop,
   type CpuTargets,
   cpuMicrosPerOp,
+  grpcHandledCounts,
   H2GrpcClient,
+  h2loadAvailable,
   type LoadResult,
+  runH2Load,
   sampleCpu,
 } from "@photoncloud/daemon/bench";
 import {
   Consistency,
+  ExecuteRequest,
   type ExecuteResponse,
   FlareDBServiceService,
   type Statement,
@@ -112,6 +119,62 @@ export async function clusterBench(rows: number, report: (f: Figure) => void): P
     for (const inFlight of insertInFlight()) {
       const count = inFlight === 1 ? Math.min(rows, 1000) : rows;
       await run("single-row INSERT", "rows/s", count, inFlight, insert);
+    }
+
+    const h2loadMs = Number(process.env.FLAREDB_BENCH_H2LOAD_MS ?? 3000);
+    if (h2loadMs > 0 && h2loadAvailable()) {
+      const countRows = async () => {
+        const pages = await query({
+          statement: st("SELECT count(*) FROM t"),
+          consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+          freshnessMs: 0n,
+          pageRows: 0,
+        });
+        return pages[0]?.rows[0]?.values[0]?.intValue ?? -1n;
+      };
+      const path = "/flaredb.v1.FlareDBService/Execute";
+      const request = ExecuteRequest.encode({
+        statements: [st("INSERT INTO t(name, n) VALUES (?, ?)", "h2load row", 0n)],
+        transaction: false,
+      }).finish();
+      const metricsUrl = `http://127.0.0.1:${leader.metricsPort}/metrics`;
+      const members = Object.fromEntries(Object.entries(targets).filter(([name]) => name !== "client"));
+      for (const inFlight of insertInFlight()) {
+        const rows0 = await countRows();
+        const handled0 = await grpcHandledCounts(metricsUrl, path);
+        const before = sampleCpu(members as CpuTargets);
+        const r = await runH2Load({
+          target: `http://127.0.0.1:${leader.clientPort}`,
+          path,
+          request,
+          inFlight,
+          durationMs: h2loadMs,
+        });
+        const cpu = cpuMicrosPerOp(before, sampleCpu(members as CpuTargets), r.succeeded);
+        cpu.client = r.cpuMicros / r.succeeded;
+        const gained = (await countRows()) - rows0;
+        const handled = await grpcHandledCounts(metricsUrl, path);
+        const ok = (handled.get("OK") ?? 0) - (handled0.get("OK") ?? 0);
+        const calls =
+          [...handled.values()].reduce((a, b) => a + b, 0) -
+          [...handled0.values()].reduce((a, b) => a + b, 0);
+        if (r.failed > 0 || calls !== ok || ok < r.succeeded || gained < BigInt(r.succeeded))
+          throw new Error(
+            `h2load INSERT @${inFlight}: ${r.succeeded} answered (${r.failed} failed by HTTP), the leader ` +
+              `answered ${ok} of ${calls} calls OK and the table gained ${gained} rows`,
+          );
+        report({
+          workload: "single-row INSERT [h2load]",
+          inFlight,
+          unit: "rows/s",
+          ops: r.succeeded,
+          seconds: r.seconds,
+          perSecond: r.perSecond,
+          p50Ms: r.p50Ms,
+          p99Ms: r.p99Ms,
+          cpuMicrosPerOp: cpu,
+        });
+      }
     }
 
     if (process.env.FLAREDB_BENCH_INSERT_ONLY === "1") return;

@@ -66,6 +66,8 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
     ...etcdServices.map(([definition, implementation]) => ({
       definition,
       implementation: learnerGuard(definition, implementation, () => ctx.member.isLearner()),
+      // The KV calls are the hot ones: served by the daemon kit's lean unary path.
+      ...(definition === etcd.KVService ? { leanUnaryMethods: ["range", "put", "deleteRange", "txn"] } : {}),
     })),
     { definition: chainfirev1.ClusterService, implementation: operatorHandlers(deps.membership) },
   ];

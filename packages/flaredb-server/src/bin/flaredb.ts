@@ -154,6 +154,8 @@ async function startFlareDb(ctx: Ctx): Promise<void> {
           requestBytesMax: config.maxRequestBytes,
           restoreBytesMax: config.maxRestoreBytes,
         }),
+        // Statements are the hot call: served by the daemon kit's lean unary path.
+        leanUnaryMethods: ["execute"],
       },
       { definition: ClusterService, implementation: clusterService(member, dbPath) },
     ],
