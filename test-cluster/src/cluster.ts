@@ -36,7 +36,7 @@ export interface RaftTiming {
 }
 
 /** etcd's defaults: what an operator gets from a plain start. */
-export const defaultTiming: RaftTiming = { heartbeatMs: 100, electionMs: 1000, snapshotCount: 10_000 };
+export const defaultTiming: RaftTiming = { heartbeatMs: 100, electionMs: 1000, snapshotCount: 100_000 };
 /** Lanes: elections and snapshots happen within their few-minute budget. */
 export const laneTiming: RaftTiming = { heartbeatMs: 50, electionMs: 500, snapshotCount: 500 };
 

@@ -68,7 +68,13 @@ function checkExecute(res: ExecuteResponse, statements: number, rowsEach: bigint
 }
 
 export async function clusterBench(rows: number, report: (f: Figure) => void): Promise<void> {
-  const cluster = await TestCluster.start({ heartbeatMs: 100, electionMs: 1000, nodeArgs: daemonNodeArgs() });
+  // The daemon's default snapshot interval (the test harness snapshots more often).
+  const cluster = await TestCluster.start({
+    heartbeatMs: 100,
+    electionMs: 1000,
+    snapshotCount: 100_000,
+    nodeArgs: daemonNodeArgs(),
+  });
   const leader: Member = cluster.members[await cluster.waitForLeader()]!;
   const client = new H2GrpcClient(`127.0.0.1:${leader.clientPort}`);
   try {

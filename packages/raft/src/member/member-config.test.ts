@@ -35,7 +35,7 @@ describe("memberOptions", () => {
     expect(c.listenMetricsUrls.map((u) => u.href)).toEqual(["http://127.0.0.1:2381"]);
     expect(c.initialClusterState).toBe("new");
     expect(c.initialClusterToken).toBe("photoncloud-cluster");
-    expect([c.heartbeatIntervalMs, c.electionTimeoutMs, c.snapshotCount]).toEqual([100, 1000, 10000]);
+    expect([c.heartbeatIntervalMs, c.electionTimeoutMs, c.snapshotCount]).toEqual([100, 1000, 100_000]);
     expect(c.maxRequestBytes).toBe(1572864);
     const plan = planMember(c, undefined);
     expect(plan.memberId).toBe(deriveMemberId("photoncloud-cluster", "default"));

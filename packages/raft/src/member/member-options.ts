@@ -121,7 +121,7 @@ export function memberOptions(envPrefix: string, ports: MemberPorts) {
       flag: "snapshot-count",
       env: env("SNAPSHOT_COUNT"),
       type: "int",
-      default: 10000,
+      default: 100_000,
       min: 1,
       description: "applied entries between snapshots (the log is compacted behind each snapshot)",
     },
