@@ -99,3 +99,4 @@ export {
 } from "./urls.js";
 export { formatVersion, gitCommitOf, type VersionInfo, versionInfo } from "./version.js";
 export { checkHealth, type HealthStatus, listServices, type ProbeOptions } from "./grpc/probe-clients.js";
+export { type EncodesWith, reusingEncoder } from "./grpc/reusing-writer.js";

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Metadata, ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
+import { reusingEncoder } from "@photoncloud/daemon";
 import type { SigningKeyRecord, ValidatedToken } from "@photoncloud/iam-authn";
 import { auditUnavailable, toGrpcError, unauthenticated } from "./errors.js";
 import {
@@ -93,25 +94,7 @@ const validateResponse = (v: ValidatedToken) => ({
   expiresAtSeconds: BigInt(v.expiresAtSeconds),
 });
 
-/**
- * A response serialiser that reuses one writer. The generated one starts every response in a fresh
- * 128-byte buffer, grows it (an issued token does not fit), slices it and copies the slice again into
- * a Buffer; here the buffer grows once for the life of the process and the bytes are copied once.
- * Serialisation is synchronous, so one writer per method cannot be shared by two calls at a time.
- */
-function reusingWriter<T>(message: MessageFns<T>): (value: T) => Buffer {
-  const writer = new BinaryWriter();
-  return (value) => {
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = message.encode(value, writer).finish();
-    } catch (err) {
-      writer.finish(); // an encoder that threw half-way leaves bytes behind: drop them
-      throw err;
-    }
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  };
-}
+const reusingWriter = <T>(message: MessageFns<T>) => reusingEncoder(message, () => new BinaryWriter());
 
 /** iam.v1.Tokens with the hot responses (IssueToken, ValidateToken) serialised by `reusingWriter`. */
 export const tokensDefinition = {

@@ -4,7 +4,14 @@
 // input costs no log entry and changes nothing; apply re-checks everything and is the authority.
 
 import { Metadata, type ServerErrorResponse, status } from "@grpc/grpc-js";
-import { ERROR_METADATA, grpcError, isMappedGrpcError, type MappedGrpcError } from "@photoncloud/daemon";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import {
+  ERROR_METADATA,
+  grpcError,
+  isMappedGrpcError,
+  type MappedGrpcError,
+  reusingEncoder,
+} from "@photoncloud/daemon";
 import { NotLeaderError, RaftError, raftErrorToGrpcStatus } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 import { FlareDbError, fromSqliteError, grpcStatusOf } from "../errors.js";
@@ -103,6 +110,9 @@ function scratch(): Database.Database {
   return scratchConnection;
 }
 
+/** Every proposal is encoded here: one writer reused (see reusingEncoder). */
+const encodeCommand = reusingEncoder(Command, () => new BinaryWriter());
+
 class FlareDbApi {
   constructor(
     private readonly sm: SqlStateMachine,
@@ -172,7 +182,7 @@ class FlareDbApi {
     command: Command,
     bytesMax = this.o.requestBytesMax,
   ): Promise<{ result: CommandResult; index: bigint }> {
-    const bytes = Command.encode(command).finish();
+    const bytes = encodeCommand(command);
     if (bytes.length > bytesMax) {
       throw new FlareDbError(
         "FLAREDB_REQUEST_TOO_LARGE",

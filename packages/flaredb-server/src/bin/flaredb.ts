@@ -12,6 +12,7 @@ import {
   clientTlsFiles,
   type DaemonContext,
   defineOptions,
+  reusingEncoder,
   runDaemon,
   startGrpcServer,
   startHttpServer,
@@ -22,7 +23,8 @@ import { Gauge } from "prom-client";
 import { RaftReplicatedDb } from "../api/raft-replicated-db.js";
 import { createFlareDbService, toServiceError } from "../api/service.js";
 import { ClusterService, type ClusterServer } from "../gen/flaredb/v1/cluster.js";
-import { FlareDBServiceService } from "../gen/flaredb/v1/flaredb.js";
+import { ExecuteResponse, FlareDBServiceService } from "../gen/flaredb/v1/flaredb.js";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { SqlStateMachine } from "../sql/state-machine.js";
 import { FLAREDB_VERSION } from "../version.js";
 
@@ -149,7 +151,14 @@ async function startFlareDb(ctx: Ctx): Promise<void> {
     tls: clientTlsFiles(config),
     services: [
       {
-        definition: FlareDBServiceService,
+        // Execute answers are serialised through one reused writer (the hot call).
+        definition: {
+          ...FlareDBServiceService,
+          execute: {
+            ...FlareDBServiceService.execute,
+            responseSerialize: reusingEncoder(ExecuteResponse, () => new BinaryWriter()),
+          },
+        },
         implementation: createFlareDbService(sm, replicated, {
           requestBytesMax: config.maxRequestBytes,
           restoreBytesMax: config.maxRestoreBytes,

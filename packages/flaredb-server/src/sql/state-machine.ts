@@ -11,6 +11,8 @@ import type { ApplyEntry, StateMachine } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 import { FlareDbError, fromSqliteError } from "../errors.js";
 import { Command, CommandResult, type QueryResult, type RestoreCommand } from "../gen/flaredb/v1/command.js";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { reusingEncoder } from "@photoncloud/daemon";
 import type {
   BackupInfo,
   ExecuteRequest,
@@ -91,6 +93,9 @@ function prepareControl(db: Database.Database): Control {
     stmtRollback: db.prepare("ROLLBACK TO stmt"),
   };
 }
+
+/** Every applied entry's result is encoded here: one writer reused (see reusingEncoder). */
+const encodeResult = reusingEncoder(CommandResult, () => new BinaryWriter());
 
 export class SqlStateMachine implements StateMachine {
   private db!: Database.Database;
@@ -178,7 +183,7 @@ export class SqlStateMachine implements StateMachine {
     try {
       const result = this.dispatch(command, entry);
       c.entryRelease.run();
-      return CommandResult.encode(result).finish();
+      return encodeResult(result);
     } catch (err) {
       if (!(err instanceof FlareDbError)) throw err;
       c.entryRollback.run();
