@@ -96,6 +96,15 @@ const NO_MEMBER: MemberInfo = { id: 0n, name: "", peerUrls: [], clientUrls: [], 
 const ROLE_NAMES = ["follower", "candidate", "leader", "pre-candidate"] as const;
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
+/** Commands forwarded in one ProposeBatch call at most (more wait for the next call). */
+const FORWARD_BATCH_COMMANDS_MAX = 1024;
+
+interface ForwardWaiter {
+  command: Uint8Array;
+  resolve(res: pb.ProposeResponse): void;
+  reject(err: unknown): void;
+}
+
 interface Waiter<T> {
   resolve(v: T): void;
   reject(e: unknown): void;
@@ -111,6 +120,9 @@ export class RaftService implements Replicated, NodeListener {
   private readonly queueMax: number;
   private nextRequest = 1n;
   private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
+  /** Proposals to forward to `forwardLeader`, sent together at the end of this event-loop turn. */
+  private forwardBatch: ForwardWaiter[] = [];
+  private forwardLeader: NodeId = 0n;
   private readonly proposals = new Map<bigint, Waiter<{ result: Uint8Array; index: bigint }>>();
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
   private readonly confWaits = new Map<bigint, Waiter<bigint>>();
@@ -181,22 +193,19 @@ export class RaftService implements Replicated, NodeListener {
 
   // ---- Proposals --------------------------------------------------------------------------
 
-  /**
-   * Proposes `command` and resolves once it is applied HERE. On a follower the proposal travels to
-   * the leader as a raft Prop message on the peer stream (as etcd forwards proposals): no RPC and no
-   * answer from the leader; every member applies the entry and the proposer, named in the entry's
-   * envelope, resolves its own waiter. A proposal the leader drops (it stepped down meanwhile) is
-   * failed when this member sees the leader change (NotLeaderError: the entry may still be
-   * committed, as after any error from a write), otherwise by the request timeout.
-   */
   async propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
     if (this.node.isStopped) throw new StoppedError();
     const leader = await this.waitForLeader();
-    return this.proposeLocal(command, leader === this.node.id ? 0n : leader);
+    if (leader === this.node.id) return this.proposeLocal(command);
+    const res = await this.forward(leader, command).catch((err: unknown) => {
+      throw err instanceof RaftError ? err : new NotLeaderError(leader);
+    });
+    if (res.errorCode !== "") throw errorFromCode(res.errorCode, res.errorMessage, res.leaderHint);
+    await this.withTimeout(this.waitApplied(res.index), `applying forwarded entry ${res.index} here`);
+    return { result: res.result, index: res.index };
   }
 
-  /** `via`: the leader a follower's proposal goes to (0n on the leader itself). */
-  private proposeLocal(command: Uint8Array, via = 0n): Promise<{ result: Uint8Array; index: bigint }> {
+  private proposeLocal(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
     if (this.proposals.size >= this.queueMax) return Promise.reject(new TooManyRequestsError(this.queueMax));
     const requestId = this.nextRequest++;
     const data = encodeEnvelope({
@@ -209,29 +218,46 @@ export class RaftService implements Replicated, NodeListener {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.proposals.delete(requestId);
-        this.forwarded.delete(requestId);
         reject(new TimeoutError(`proposal not applied within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
       this.proposals.set(requestId, { resolve, reject, timer });
-      if (via !== 0n) this.forwarded.set(requestId, via);
       this.propBatch.push({ requestId, data });
       if (this.propBatch.length === 1) setImmediate(() => this.flushProposals());
     });
   }
 
-  /** Proposals sent to a leader from here (request id -> that leader), until applied or failed. */
-  private readonly forwarded = new Map<bigint, NodeId>();
+  /**
+   * Queues a proposal for the leader; all proposals of one event-loop turn go in ONE ProposeBatch
+   * call (one HTTP/2 stream and one Prop message on the leader, instead of one of each per
+   * proposal). A leader change between turns flushes the batch for the old leader first.
+   */
+  private forward(leader: NodeId, command: Uint8Array): Promise<pb.ProposeResponse> {
+    if (leader !== this.forwardLeader) this.flushForwards();
+    this.forwardLeader = leader;
+    return new Promise((resolve, reject) => {
+      this.forwardBatch.push({ command, resolve, reject });
+      if (this.forwardBatch.length === 1) setImmediate(() => this.flushForwards());
+      else if (this.forwardBatch.length >= FORWARD_BATCH_COMMANDS_MAX) this.flushForwards();
+    });
+  }
 
-  /** The leader changed: proposals sent to another leader may have been dropped; fail them. */
-  private failForwarded(newLeader: NodeId): void {
-    for (const [requestId, via] of this.forwarded) {
-      if (via === newLeader) continue;
-      this.forwarded.delete(requestId);
-      const w = this.proposals.get(requestId);
-      if (w === undefined) continue;
-      this.proposals.delete(requestId);
-      this.fail(w, new NotLeaderError(newLeader));
-    }
+  private flushForwards(): void {
+    const batch = this.forwardBatch;
+    if (batch.length === 0) return;
+    this.forwardBatch = [];
+    this.transport
+      .forwardProposeBatch(
+        this.forwardLeader,
+        batch.map((w) => w.command),
+      )
+      .then(
+        (results) => {
+          for (const [i, w] of batch.entries()) w.resolve(results[i] as pb.ProposeResponse);
+        },
+        (err: unknown) => {
+          for (const w of batch) w.reject(err);
+        },
+      );
   }
 
   /** Proposals of one event-loop turn go to the core as ONE Prop message (one broadcast). */
@@ -246,7 +272,6 @@ export class RaftService implements Replicated, NodeListener {
       for (const b of batch) {
         const w = this.proposals.get(b.requestId);
         this.proposals.delete(b.requestId);
-        this.forwarded.delete(b.requestId);
         if (w !== undefined) this.fail(w, err);
       }
     }
@@ -312,7 +337,6 @@ export class RaftService implements Replicated, NodeListener {
     const w = this.proposals.get(requestId);
     if (w === undefined) return;
     this.proposals.delete(requestId);
-    this.forwarded.delete(requestId);
     clearTimeout(w.timer);
     w.resolve({ result, index: entry.index });
   }
@@ -349,7 +373,6 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   onSoftState(ss: SoftState): void {
-    if (this.forwarded.size > 0) this.failForwarded(ss.lead);
     if (ss.lead === 0n) return;
     const ws = this.leaderWaits;
     this.leaderWaits = [];
