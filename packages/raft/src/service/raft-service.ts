@@ -10,6 +10,7 @@ import {
   type ConfChange,
   ConfChangeType,
   EntryType,
+  type Message,
   MessageType,
   type NodeId,
   type SoftState,
@@ -18,10 +19,9 @@ import {
 import type * as pb from "../gen/raft/v1/raft.js";
 import { DEFAULT_NODE_CONFIG, type NodeListener, RaftNode, type RaftNodeConfig } from "../node/raft-node.js";
 import { GrpcTransport, type GrpcTransportConfig } from "../transport/grpc-transport.js";
-import { encodeEnvelope } from "./envelope.js";
+import { encodeEnvelope, restampEnvelope } from "./envelope.js";
 import {
   ConfChangePendingError,
-  errorFromCode,
   InvalidArgumentError,
   LeaderUnreachableError,
   MemberNotFoundError,
@@ -96,15 +96,6 @@ const NO_MEMBER: MemberInfo = { id: 0n, name: "", peerUrls: [], clientUrls: [], 
 const ROLE_NAMES = ["follower", "candidate", "leader", "pre-candidate"] as const;
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** Commands forwarded in one ProposeBatch call at most (more wait for the next call). */
-const FORWARD_BATCH_COMMANDS_MAX = 1024;
-
-interface ForwardWaiter {
-  command: Uint8Array;
-  resolve(res: pb.ProposeResponse): void;
-  reject(err: unknown): void;
-}
-
 interface Waiter<T> {
   resolve(v: T): void;
   reject(e: unknown): void;
@@ -118,11 +109,12 @@ export class RaftService implements Replicated, NodeListener {
   clusterId = 0n;
   private readonly timeoutMs: number;
   private readonly queueMax: number;
-  private nextRequest = 1n;
+  /**
+   * Request numbers start at a random point: after a restart, entries this member proposed before
+   * it stopped may still be applied, and must not match a new caller's request.
+   */
+  private nextRequest = randomBytes(8).readBigUInt64BE(0) >> 2n;
   private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
-  /** Proposals to forward to `forwardLeader`, sent together at the end of this event-loop turn. */
-  private forwardBatch: ForwardWaiter[] = [];
-  private forwardLeader: NodeId = 0n;
   private readonly proposals = new Map<bigint, Waiter<{ result: Uint8Array; index: bigint }>>();
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
   private readonly confWaits = new Map<bigint, Waiter<bigint>>();
@@ -145,7 +137,7 @@ export class RaftService implements Replicated, NodeListener {
     this.transport = new GrpcTransport(
       config.id,
       {
-        onMessage: (m) => this.node.step(m),
+        onMessage: (m) => this.stepFromPeer(m),
         onUnreachable: (p) => this.node.reportUnreachable(p),
         onSnapshotStatus: (p, ok) => this.node.reportSnapshot(p, ok),
         onForwardedPropose: (cmd) => this.servePropose(cmd),
@@ -193,16 +185,19 @@ export class RaftService implements Replicated, NodeListener {
 
   // ---- Proposals --------------------------------------------------------------------------
 
+  /**
+   * Every member proposes the same way: the command is wrapped in an envelope naming this member
+   * and a request number, and the caller resolves once the entry is applied HERE. A follower sends
+   * its proposals to the leader as one Raft Prop message per event-loop turn on the peer stream
+   * (etcd's forwarding), so a forwarded write costs one stream message instead of a ProposeBatch
+   * call and its answer. A proposal the leader drops (it lost leadership before appending it, a
+   * transfer is in progress, the message was lost) is never applied: its caller gets the
+   * TimeoutError at the deadline, as an entry lost to a leader change always did.
+   */
   async propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
     if (this.node.isStopped) throw new StoppedError();
-    const leader = await this.waitForLeader();
-    if (leader === this.node.id) return this.proposeLocal(command);
-    const res = await this.forward(leader, command).catch((err: unknown) => {
-      throw err instanceof RaftError ? err : new NotLeaderError(leader);
-    });
-    if (res.errorCode !== "") throw errorFromCode(res.errorCode, res.errorMessage, res.leaderHint);
-    await this.withTimeout(this.waitApplied(res.index), `applying forwarded entry ${res.index} here`);
-    return { result: res.result, index: res.index };
+    await this.waitForLeader();
+    return this.proposeLocal(command);
   }
 
   private proposeLocal(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
@@ -227,45 +222,20 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   /**
-   * Queues a proposal for the leader; all proposals of one event-loop turn go in ONE ProposeBatch
-   * call (one HTTP/2 stream and one Prop message on the leader, instead of one of each per
-   * proposal). A leader change between turns flushes the batch for the old leader first.
+   * Proposals of one event-loop turn go out as ONE Prop message: into the core on the leader (one
+   * broadcast), straight to the leader's peer stream on a follower (not through this member's
+   * Ready loop, which may be waiting for an fsync).
    */
-  private forward(leader: NodeId, command: Uint8Array): Promise<pb.ProposeResponse> {
-    if (leader !== this.forwardLeader) this.flushForwards();
-    this.forwardLeader = leader;
-    return new Promise((resolve, reject) => {
-      this.forwardBatch.push({ command, resolve, reject });
-      if (this.forwardBatch.length === 1) setImmediate(() => this.flushForwards());
-      else if (this.forwardBatch.length >= FORWARD_BATCH_COMMANDS_MAX) this.flushForwards();
-    });
-  }
-
-  private flushForwards(): void {
-    const batch = this.forwardBatch;
-    if (batch.length === 0) return;
-    this.forwardBatch = [];
-    this.transport
-      .forwardProposeBatch(
-        this.forwardLeader,
-        batch.map((w) => w.command),
-      )
-      .then(
-        (results) => {
-          for (const [i, w] of batch.entries()) w.resolve(results[i] as pb.ProposeResponse);
-        },
-        (err: unknown) => {
-          for (const w of batch) w.reject(err);
-        },
-      );
-  }
-
-  /** Proposals of one event-loop turn go to the core as ONE Prop message (one broadcast). */
   private flushProposals(): void {
     const batch = this.propBatch;
     this.propBatch = [];
     if (batch.length === 0) return;
     const entries = batch.map((b) => ({ term: 0n, index: 0n, type: EntryType.Normal, data: b.data }));
+    const leader = this.node.leader;
+    if (leader !== this.node.id && leader !== 0n && !this.node.isStopped) {
+      this.transport.send([makeMessage({ type: MessageType.Prop, from: this.node.id, to: leader, entries })]);
+      return;
+    }
     try {
       this.node.withCore((c) => c.step(makeMessage({ type: MessageType.Prop, from: this.node.id, entries })));
     } catch (err) {
@@ -275,6 +245,21 @@ export class RaftService implements Replicated, NodeListener {
         if (w !== undefined) this.fail(w, err);
       }
     }
+  }
+
+  /**
+   * A Prop a follower sent: the leader's clock and a fresh seed replace the proposer's (the
+   * envelope's time is the leader's, as when the leader itself proposes). Rewritten in place: the
+   * bytes were just decoded from the peer stream and belong to this message alone.
+   */
+  private stepFromPeer(m: Message): void {
+    if (m.type === MessageType.Prop && this.node.role === StateRole.Leader) {
+      const now = Date.now();
+      for (const e of m.entries) {
+        if (e.type === EntryType.Normal) restampEnvelope(e.data, now, this.nextSeed());
+      }
+    }
+    this.node.step(m);
   }
 
   private seedPool = Buffer.alloc(0);
@@ -291,12 +276,15 @@ export class RaftService implements Replicated, NodeListener {
     return v;
   }
 
-  /** The leader side of batched forwarding: one result per command, in order. */
+  /**
+   * The leader side of ProposeBatch, which members of earlier versions use to forward (this version
+   * sends Prop messages): one result per command, in order.
+   */
   private serveProposeBatch(commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
     return Promise.all(commands.map((c) => this.servePropose(c)));
   }
 
-  /** The leader side of forwarding: the result travels back with a stable error code. */
+  /** The leader side of Propose (earlier versions): the result travels back with a stable error code. */
   private async servePropose(command: Uint8Array): Promise<pb.ProposeResponse> {
     const empty = Buffer.alloc(0);
     if (this.node.role !== StateRole.Leader) {
