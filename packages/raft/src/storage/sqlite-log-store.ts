@@ -381,7 +381,7 @@ export class SqliteLogStore implements LogStorage {
       m.index,
       m.term,
       Buffer.from(encodeConfState(m.confState)),
-      Buffer.from(snap.data),
+      toBuffer(snap.data),
     );
     this.setCompacted(m.index, m.term);
   }
@@ -426,7 +426,7 @@ export class SqliteLogStore implements LogStorage {
     // the log instead of by snapshot.
     const compactTerm = compactTo > this.snapIndex ? this.term(compactTo) : 0n;
     this.db.transaction(() => {
-      this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), Buffer.from(data));
+      this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), toBuffer(data));
       if (compactTo > this.snapIndex) {
         this.stmts.deleteUpTo.run(compactTo);
         this.setCompacted(compactTo, compactTerm);
