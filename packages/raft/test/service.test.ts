@@ -98,6 +98,26 @@ describe("RaftService", () => {
     expect(row.ts).toBeGreaterThanOrEqual(before);
   }, 60_000);
 
+  it("fails a proposal sent to a leader that stopped once another leads, well before its deadline", async () => {
+    // Proves a follower's proposal lost with its leader ends in NotLeaderError (or NoLeaderError)
+    // about an election timeout after the change, not at the 20 s request deadline.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    const follower = members.find((m) => m !== leader) as LocalMember;
+    await proposeRetry(follower, "before");
+    stopMember(leader);
+    const started = Date.now();
+    const outcome = await follower.service.propose(enc("lost")).then(
+      () => "applied",
+      (err: unknown) => (err as { code?: string }).code ?? String(err),
+    );
+    expect(["RAFT_NOT_LEADER", "RAFT_NO_LEADER"]).toContain(outcome);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const cmds = follower.machine.commands().map((c) => c.command.toString());
+    expect(cmds).not.toContain("lost");
+  }, 60_000);
+
   it("drops a forwarded proposal and keeps a linearizable read pending on a member that knows no leader", async () => {
     // Proves a peer's proposal or a ReadIndex refused for want of a leader neither crashes the member
     // nor answers stale.

@@ -100,6 +100,8 @@ interface Waiter<T> {
   resolve(v: T): void;
   reject(e: unknown): void;
   timer: NodeJS.Timeout;
+  /** The leader this member sent the proposal to (unset: stepped into this member's own core). */
+  sentTo?: NodeId;
 }
 
 export class RaftService implements Replicated, NodeListener {
@@ -168,6 +170,7 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   stop(): void {
+    if (this.sentCheck !== null) clearTimeout(this.sentCheck);
     this.transport.stop();
     this.node.stop();
     const err = new StoppedError();
@@ -190,9 +193,9 @@ export class RaftService implements Replicated, NodeListener {
    * and a request number, and the caller resolves once the entry is applied HERE. A follower sends
    * its proposals to the leader as one Raft Prop message per event-loop turn on the peer stream
    * (etcd's forwarding), so a forwarded write costs one stream message instead of a ProposeBatch
-   * call and its answer. A proposal the leader drops (it lost leadership before appending it, a
-   * transfer is in progress, the message was lost) is never applied: its caller gets the
-   * TimeoutError at the deadline, as an entry lost to a leader change always did.
+   * call and its answer. A proposal the leader drops is never applied: after a leader change its
+   * caller gets NotLeaderError (see scheduleSentCheck), otherwise (a transfer in progress, too
+   * much uncommitted data) the TimeoutError at the deadline, as etcd's callers do.
    */
   async propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
     if (this.node.isStopped) throw new StoppedError();
@@ -233,6 +236,10 @@ export class RaftService implements Replicated, NodeListener {
     const entries = batch.map((b) => ({ term: 0n, index: 0n, type: EntryType.Normal, data: b.data }));
     const leader = this.node.leader;
     if (leader !== this.node.id && leader !== 0n && !this.node.isStopped) {
+      for (const b of batch) {
+        const w = this.proposals.get(b.requestId);
+        if (w !== undefined) w.sentTo = leader;
+      }
       this.transport.send([makeMessage({ type: MessageType.Prop, from: this.node.id, to: leader, entries })]);
       return;
     }
@@ -361,10 +368,38 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   onSoftState(ss: SoftState): void {
+    if (ss.lead !== this.lastLeader) {
+      this.lastLeader = ss.lead;
+      this.scheduleSentCheck();
+    }
     if (ss.lead === 0n) return;
     const ws = this.leaderWaits;
     this.leaderWaits = [];
     for (const f of ws) f();
+  }
+
+  private lastLeader: NodeId = 0n;
+  private sentCheck: NodeJS.Timeout | null = null;
+
+  /**
+   * The leader changed: proposals sent to an earlier leader may have been dropped (it lost
+   * leadership first, or died). One election timeout later, those not applied here fail with
+   * NotLeaderError (NoLeaderError while none is known), as a forwarding call to a failed leader
+   * did, instead of holding their callers until the request deadline. An entry the earlier leader
+   * did replicate is usually applied within that time and resolves normally; one applied later
+   * still is applied (the caller was told the outcome is unknown, as with any leader failure).
+   */
+  private scheduleSentCheck(): void {
+    if (this.sentCheck !== null || this.node.isStopped) return;
+    this.sentCheck = setTimeout(() => {
+      this.sentCheck = null;
+      const lead = this.node.leader;
+      for (const [id, w] of this.proposals) {
+        if (w.sentTo === undefined || w.sentTo === lead) continue;
+        this.proposals.delete(id);
+        this.fail(w, lead === 0n ? new NoLeaderError() : new NotLeaderError(lead));
+      }
+    }, this.node.config.tickMs * this.node.config.electionTicks);
   }
 
   // ---- Helpers ----------------------------------------------------------------------------

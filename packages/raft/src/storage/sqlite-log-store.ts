@@ -377,12 +377,7 @@ export class SqliteLogStore implements LogStorage {
 
   private writeSnapshotRow(snap: Snapshot): void {
     const m = snap.metadata;
-    this.stmts.setSnap.run(
-      m.index,
-      m.term,
-      Buffer.from(encodeConfState(m.confState)),
-      toBuffer(snap.data),
-    );
+    this.stmts.setSnap.run(m.index, m.term, Buffer.from(encodeConfState(m.confState)), toBuffer(snap.data));
     this.setCompacted(m.index, m.term);
   }
 
