@@ -4,7 +4,9 @@
 // prints chainfire/etcd ratios. In-flight requests are spread evenly over the three members, as
 // etcd's own benchmark tool does with several endpoints.
 //
-// Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_KINDS ("chainfire,etcd"),
+// Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_WARM_UP_MS (untimed puts before the
+// first measurement, default 1000; V8 is still compiling the daemons' hot paths for several seconds
+// at these rates, so steady-state figures need a longer one), BENCH_KINDS ("chainfire,etcd"),
 // BENCH_WORKLOADS (a comma-separated subset of put,range-linearizable,range-serializable),
 // BENCH_IN_FLIGHT (comma-separated levels, default 16,128,256), CHAINFIRE_BENCH_DAEMON_NODE_ARGS
 // (extra Node.js arguments for the chainfire daemons, split on spaces, e.g.
@@ -36,7 +38,12 @@ import { Cluster, type ClusterKind, hasBinary, type ClusterMember, PACKAGE_DIR }
 import { storeBench } from "./store-bench.js";
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
-const WARM_UP_MS = 1000;
+const WARM_UP_MS = Number(process.env.BENCH_WARM_UP_MS ?? 1000);
+if (!Number.isInteger(WARM_UP_MS) || WARM_UP_MS < 0) {
+  throw new Error(
+    `BENCH_WARM_UP_MS: "${process.env.BENCH_WARM_UP_MS}" is not a whole number of milliseconds`,
+  );
+}
 const IN_FLIGHT = listEnv("BENCH_IN_FLIGHT", ["16", "128", "256"]).map((v) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_IN_FLIGHT: "${v}" is not a positive integer`);

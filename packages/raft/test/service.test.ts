@@ -13,6 +13,7 @@ import {
 } from "../src/demo/local-cluster.js";
 import { makeMessage } from "../src/core/messages.js";
 import { EntryType, MessageType } from "../src/core/types.js";
+import { encodeEnvelope } from "../src/service/envelope.js";
 import { QuorumAtRiskError, TimeoutError } from "../src/service/errors.js";
 import { until } from "./helpers.js";
 
@@ -51,6 +52,70 @@ describe("RaftService", () => {
       follower.machine.commands().map((c) => c.command.toString()),
     );
     expect(seen).toEqual(["hello", "world"]);
+  }, 60_000);
+
+  it("carries a follower's proposals to the leader as Prop messages, stamped with the leader's time", async () => {
+    // Proves a follower proposes over the peer stream (no ProposeBatch call), resolves with its own
+    // apply, and the leader replaces the proposer's time and seed in the envelope.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    const follower = members.find((m) => m !== leader) as LocalMember;
+    let proposeBatchCalls = 0;
+    const forwardBatch = follower.service.transport.forwardProposeBatch.bind(follower.service.transport);
+    follower.service.transport.forwardProposeBatch = (to, commands) => {
+      proposeBatchCalls++;
+      return forwardBatch(to, commands);
+    };
+    const results = await Promise.all(["a", "b", "c"].map((t) => proposeRetry(follower, t)));
+    expect(proposeBatchCalls).toBe(0);
+    for (const r of results) expect(follower.service.node.appliedIndex()).toBeGreaterThanOrEqual(r.index);
+
+    // An envelope stamped with time 0 and seed 0 by its proposer arrives stamped by the leader.
+    const before = Date.now();
+    const data = encodeEnvelope({
+      proposer: follower.id,
+      requestId: 1n,
+      timestampMs: 0,
+      seed: 0n,
+      command: enc("stamped"),
+    });
+    follower.service.transport.send([
+      makeMessage({
+        type: MessageType.Prop,
+        from: follower.id,
+        to: leader.id,
+        entries: [{ term: 0n, index: 0n, type: EntryType.Normal, data }],
+      }),
+    ]);
+    const row = await until(
+      "stamped entry applied",
+      () =>
+        leader.machine.db.prepare("SELECT ts FROM log WHERE cmd = ?").get(Buffer.from("stamped")) as
+          | { ts: number }
+          | undefined,
+    );
+    expect(row.ts).toBeGreaterThanOrEqual(before);
+  }, 60_000);
+
+  it("fails a proposal sent to a leader that stopped once another leads, well before its deadline", async () => {
+    // Proves a follower's proposal lost with its leader ends in NotLeaderError (or NoLeaderError)
+    // about an election timeout after the change, not at the 20 s request deadline.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    const follower = members.find((m) => m !== leader) as LocalMember;
+    await proposeRetry(follower, "before");
+    stopMember(leader);
+    const started = Date.now();
+    const outcome = await follower.service.propose(enc("lost")).then(
+      () => "applied",
+      (err: unknown) => (err as { code?: string }).code ?? String(err),
+    );
+    expect(["RAFT_NOT_LEADER", "RAFT_NO_LEADER"]).toContain(outcome);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const cmds = follower.machine.commands().map((c) => c.command.toString());
+    expect(cmds).not.toContain("lost");
   }, 60_000);
 
   it("drops a forwarded proposal and keeps a linearizable read pending on a member that knows no leader", async () => {

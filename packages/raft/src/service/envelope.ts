@@ -1,6 +1,7 @@
-// The envelope the leader wraps around every command: who proposed it (member and request number,
-// so the proposer can match the applied entry to its caller), the leader's wall-clock time and a
-// 64-bit seed. Every member decodes the same bytes, so timestamp and seed are deterministic.
+// The envelope wrapped around every command: who proposed it (member and request number, so the
+// proposer can match the applied entry to its caller), the leader's wall-clock time and a 64-bit
+// seed. The proposer writes it; the leader re-stamps time and seed of proposals a follower sent
+// (restampEnvelope). Every member decodes the same bytes, so timestamp and seed are deterministic.
 const HEADER = 1 + 8 + 8 + 8 + 8;
 const VERSION = 1;
 
@@ -22,6 +23,17 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
   v.setBigUint64(25, e.seed);
   out.set(e.command, HEADER);
   return out;
+}
+
+/**
+ * Replaces time and seed in an encoded envelope, in place. Bytes that are not an envelope of this
+ * version are left alone (apply rejects them as before).
+ */
+export function restampEnvelope(b: Uint8Array, timestampMs: number, seed: bigint): void {
+  if (b.length < HEADER || b[0] !== VERSION) return;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  v.setFloat64(17, timestampMs);
+  v.setBigUint64(25, seed);
 }
 
 export function decodeEnvelope(b: Uint8Array): Envelope {

@@ -10,6 +10,7 @@ import {
   type ConfChange,
   ConfChangeType,
   EntryType,
+  type Message,
   MessageType,
   type NodeId,
   type SoftState,
@@ -18,10 +19,9 @@ import {
 import type * as pb from "../gen/raft/v1/raft.js";
 import { DEFAULT_NODE_CONFIG, type NodeListener, RaftNode, type RaftNodeConfig } from "../node/raft-node.js";
 import { GrpcTransport, type GrpcTransportConfig } from "../transport/grpc-transport.js";
-import { encodeEnvelope } from "./envelope.js";
+import { encodeEnvelope, restampEnvelope } from "./envelope.js";
 import {
   ConfChangePendingError,
-  errorFromCode,
   InvalidArgumentError,
   LeaderUnreachableError,
   MemberNotFoundError,
@@ -96,19 +96,12 @@ const NO_MEMBER: MemberInfo = { id: 0n, name: "", peerUrls: [], clientUrls: [], 
 const ROLE_NAMES = ["follower", "candidate", "leader", "pre-candidate"] as const;
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** Commands forwarded in one ProposeBatch call at most (more wait for the next call). */
-const FORWARD_BATCH_COMMANDS_MAX = 1024;
-
-interface ForwardWaiter {
-  command: Uint8Array;
-  resolve(res: pb.ProposeResponse): void;
-  reject(err: unknown): void;
-}
-
 interface Waiter<T> {
   resolve(v: T): void;
   reject(e: unknown): void;
   timer: NodeJS.Timeout;
+  /** The leader this member sent the proposal to (unset: stepped into this member's own core). */
+  sentTo?: NodeId;
 }
 
 export class RaftService implements Replicated, NodeListener {
@@ -118,11 +111,12 @@ export class RaftService implements Replicated, NodeListener {
   clusterId = 0n;
   private readonly timeoutMs: number;
   private readonly queueMax: number;
-  private nextRequest = 1n;
+  /**
+   * Request numbers start at a random point: after a restart, entries this member proposed before
+   * it stopped may still be applied, and must not match a new caller's request.
+   */
+  private nextRequest = randomBytes(8).readBigUInt64BE(0) >> 2n;
   private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
-  /** Proposals to forward to `forwardLeader`, sent together at the end of this event-loop turn. */
-  private forwardBatch: ForwardWaiter[] = [];
-  private forwardLeader: NodeId = 0n;
   private readonly proposals = new Map<bigint, Waiter<{ result: Uint8Array; index: bigint }>>();
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
   private readonly confWaits = new Map<bigint, Waiter<bigint>>();
@@ -145,7 +139,7 @@ export class RaftService implements Replicated, NodeListener {
     this.transport = new GrpcTransport(
       config.id,
       {
-        onMessage: (m) => this.node.step(m),
+        onMessage: (m) => this.stepFromPeer(m),
         onUnreachable: (p) => this.node.reportUnreachable(p),
         onSnapshotStatus: (p, ok) => this.node.reportSnapshot(p, ok),
         onForwardedPropose: (cmd) => this.servePropose(cmd),
@@ -176,6 +170,7 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   stop(): void {
+    if (this.sentCheck !== null) clearTimeout(this.sentCheck);
     this.transport.stop();
     this.node.stop();
     const err = new StoppedError();
@@ -193,16 +188,19 @@ export class RaftService implements Replicated, NodeListener {
 
   // ---- Proposals --------------------------------------------------------------------------
 
+  /**
+   * Every member proposes the same way: the command is wrapped in an envelope naming this member
+   * and a request number, and the caller resolves once the entry is applied HERE. A follower sends
+   * its proposals to the leader as one Raft Prop message per event-loop turn on the peer stream
+   * (etcd's forwarding), so a forwarded write costs one stream message instead of a ProposeBatch
+   * call and its answer. A proposal the leader drops is never applied: after a leader change its
+   * caller gets NotLeaderError (see scheduleSentCheck), otherwise (a transfer in progress, too
+   * much uncommitted data) the TimeoutError at the deadline, as etcd's callers do.
+   */
   async propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
     if (this.node.isStopped) throw new StoppedError();
-    const leader = await this.waitForLeader();
-    if (leader === this.node.id) return this.proposeLocal(command);
-    const res = await this.forward(leader, command).catch((err: unknown) => {
-      throw err instanceof RaftError ? err : new NotLeaderError(leader);
-    });
-    if (res.errorCode !== "") throw errorFromCode(res.errorCode, res.errorMessage, res.leaderHint);
-    await this.withTimeout(this.waitApplied(res.index), `applying forwarded entry ${res.index} here`);
-    return { result: res.result, index: res.index };
+    await this.waitForLeader();
+    return this.proposeLocal(command);
   }
 
   private proposeLocal(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
@@ -227,45 +225,24 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   /**
-   * Queues a proposal for the leader; all proposals of one event-loop turn go in ONE ProposeBatch
-   * call (one HTTP/2 stream and one Prop message on the leader, instead of one of each per
-   * proposal). A leader change between turns flushes the batch for the old leader first.
+   * Proposals of one event-loop turn go out as ONE Prop message: into the core on the leader (one
+   * broadcast), straight to the leader's peer stream on a follower (not through this member's
+   * Ready loop, which may be waiting for an fsync).
    */
-  private forward(leader: NodeId, command: Uint8Array): Promise<pb.ProposeResponse> {
-    if (leader !== this.forwardLeader) this.flushForwards();
-    this.forwardLeader = leader;
-    return new Promise((resolve, reject) => {
-      this.forwardBatch.push({ command, resolve, reject });
-      if (this.forwardBatch.length === 1) setImmediate(() => this.flushForwards());
-      else if (this.forwardBatch.length >= FORWARD_BATCH_COMMANDS_MAX) this.flushForwards();
-    });
-  }
-
-  private flushForwards(): void {
-    const batch = this.forwardBatch;
-    if (batch.length === 0) return;
-    this.forwardBatch = [];
-    this.transport
-      .forwardProposeBatch(
-        this.forwardLeader,
-        batch.map((w) => w.command),
-      )
-      .then(
-        (results) => {
-          for (const [i, w] of batch.entries()) w.resolve(results[i] as pb.ProposeResponse);
-        },
-        (err: unknown) => {
-          for (const w of batch) w.reject(err);
-        },
-      );
-  }
-
-  /** Proposals of one event-loop turn go to the core as ONE Prop message (one broadcast). */
   private flushProposals(): void {
     const batch = this.propBatch;
     this.propBatch = [];
     if (batch.length === 0) return;
     const entries = batch.map((b) => ({ term: 0n, index: 0n, type: EntryType.Normal, data: b.data }));
+    const leader = this.node.leader;
+    if (leader !== this.node.id && leader !== 0n && !this.node.isStopped) {
+      for (const b of batch) {
+        const w = this.proposals.get(b.requestId);
+        if (w !== undefined) w.sentTo = leader;
+      }
+      this.transport.send([makeMessage({ type: MessageType.Prop, from: this.node.id, to: leader, entries })]);
+      return;
+    }
     try {
       this.node.withCore((c) => c.step(makeMessage({ type: MessageType.Prop, from: this.node.id, entries })));
     } catch (err) {
@@ -275,6 +252,21 @@ export class RaftService implements Replicated, NodeListener {
         if (w !== undefined) this.fail(w, err);
       }
     }
+  }
+
+  /**
+   * A Prop a follower sent: the leader's clock and a fresh seed replace the proposer's (the
+   * envelope's time is the leader's, as when the leader itself proposes). Rewritten in place: the
+   * bytes were just decoded from the peer stream and belong to this message alone.
+   */
+  private stepFromPeer(m: Message): void {
+    if (m.type === MessageType.Prop && this.node.role === StateRole.Leader) {
+      const now = Date.now();
+      for (const e of m.entries) {
+        if (e.type === EntryType.Normal) restampEnvelope(e.data, now, this.nextSeed());
+      }
+    }
+    this.node.step(m);
   }
 
   private seedPool = Buffer.alloc(0);
@@ -291,12 +283,15 @@ export class RaftService implements Replicated, NodeListener {
     return v;
   }
 
-  /** The leader side of batched forwarding: one result per command, in order. */
+  /**
+   * The leader side of ProposeBatch, which members of earlier versions use to forward (this version
+   * sends Prop messages): one result per command, in order.
+   */
   private serveProposeBatch(commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
     return Promise.all(commands.map((c) => this.servePropose(c)));
   }
 
-  /** The leader side of forwarding: the result travels back with a stable error code. */
+  /** The leader side of Propose (earlier versions): the result travels back with a stable error code. */
   private async servePropose(command: Uint8Array): Promise<pb.ProposeResponse> {
     const empty = Buffer.alloc(0);
     if (this.node.role !== StateRole.Leader) {
@@ -373,10 +368,38 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   onSoftState(ss: SoftState): void {
+    if (ss.lead !== this.lastLeader) {
+      this.lastLeader = ss.lead;
+      this.scheduleSentCheck();
+    }
     if (ss.lead === 0n) return;
     const ws = this.leaderWaits;
     this.leaderWaits = [];
     for (const f of ws) f();
+  }
+
+  private lastLeader: NodeId = 0n;
+  private sentCheck: NodeJS.Timeout | null = null;
+
+  /**
+   * The leader changed: proposals sent to an earlier leader may have been dropped (it lost
+   * leadership first, or died). One election timeout later, those not applied here fail with
+   * NotLeaderError (NoLeaderError while none is known), as a forwarding call to a failed leader
+   * did, instead of holding their callers until the request deadline. An entry the earlier leader
+   * did replicate is usually applied within that time and resolves normally; one applied later
+   * still is applied (the caller was told the outcome is unknown, as with any leader failure).
+   */
+  private scheduleSentCheck(): void {
+    if (this.sentCheck !== null || this.node.isStopped) return;
+    this.sentCheck = setTimeout(() => {
+      this.sentCheck = null;
+      const lead = this.node.leader;
+      for (const [id, w] of this.proposals) {
+        if (w.sentTo === undefined || w.sentTo === lead) continue;
+        this.proposals.delete(id);
+        this.fail(w, lead === 0n ? new NoLeaderError() : new NotLeaderError(lead));
+      }
+    }, this.node.config.tickMs * this.node.config.electionTicks);
   }
 
   // ---- Helpers ----------------------------------------------------------------------------

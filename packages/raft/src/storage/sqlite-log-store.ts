@@ -377,12 +377,7 @@ export class SqliteLogStore implements LogStorage {
 
   private writeSnapshotRow(snap: Snapshot): void {
     const m = snap.metadata;
-    this.stmts.setSnap.run(
-      m.index,
-      m.term,
-      Buffer.from(encodeConfState(m.confState)),
-      Buffer.from(snap.data),
-    );
+    this.stmts.setSnap.run(m.index, m.term, Buffer.from(encodeConfState(m.confState)), toBuffer(snap.data));
     this.setCompacted(m.index, m.term);
   }
 
@@ -426,7 +421,7 @@ export class SqliteLogStore implements LogStorage {
     // the log instead of by snapshot.
     const compactTerm = compactTo > this.snapIndex ? this.term(compactTo) : 0n;
     this.db.transaction(() => {
-      this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), Buffer.from(data));
+      this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), toBuffer(data));
       if (compactTo > this.snapIndex) {
         this.stmts.deleteUpTo.run(compactTo);
         this.setCompacted(compactTo, compactTerm);
