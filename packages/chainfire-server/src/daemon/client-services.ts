@@ -8,6 +8,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import {
   DomainError,
@@ -15,6 +16,7 @@ import {
   type GrpcStatus,
   grpcError as kitGrpcError,
   isMappedGrpcError,
+  reusingEncoder,
 } from "@photoncloud/daemon";
 import { raftErrorToGrpcStatus } from "@photoncloud/raft";
 import { type EtcdApiContext, responseHeader } from "../api/context.js";
@@ -53,7 +55,7 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
     }),
   };
   const etcdServices: [ServiceDefinition, object][] = [
-    [etcd.KVService, kvHandlers(ctx)],
+    [kvDefinition, kvHandlers(ctx)],
     [etcd.WatchService, watchHandlers(ctx, deps.watch)],
     [etcd.LeaseService, leaseHandlers(ctx)],
     [etcd.MaintenanceService, maintenance],
@@ -67,11 +69,19 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
       definition,
       implementation: learnerGuard(definition, implementation, () => ctx.member.isLearner()),
       // The KV calls are the hot ones: served by the daemon kit's lean unary path.
-      ...(definition === etcd.KVService ? { leanUnaryMethods: ["range", "put", "deleteRange", "txn"] } : {}),
+      ...(definition === kvDefinition ? { leanUnaryMethods: ["range", "put", "deleteRange", "txn"] } : {}),
     })),
     { definition: chainfirev1.ClusterService, implementation: operatorHandlers(deps.membership) },
   ];
 }
+
+const newWriter = () => new BinaryWriter();
+/** etcdserverpb.KV with the hot answers (Range, Put) serialised through reused writers. */
+const kvDefinition = {
+  ...etcd.KVService,
+  range: { ...etcd.KVService.range, responseSerialize: reusingEncoder(etcd.RangeResponse, newWriter) },
+  put: { ...etcd.KVService.put, responseSerialize: reusingEncoder(etcd.PutResponse, newWriter) },
+};
 
 /** etcd's learner rule: Status, and Range with serializable=true; nothing else. */
 function allowedForLearner(method: string, request: unknown): boolean {
