@@ -65,11 +65,21 @@ export class LeanUnaryCall extends EventEmitter {
   request: unknown = undefined;
   /** Metadata to send with the response headers (`sendMetadata`). */
   private headerMetadata: Metadata | null = null;
+  private requestMetadata: Metadata | null = null;
+
+  /** The request headers less the transport ones, built when a handler first asks for them. */
+  get metadata(): Metadata {
+    if (this.requestMetadata === null) {
+      const md = Metadata.fromHttp2Headers(this.headers);
+      for (const h of transportHeaders) md.remove(h);
+      this.requestMetadata = md;
+    }
+    return this.requestMetadata;
+  }
 
   constructor(
     private readonly stream: Http2Stream,
     private readonly headers: IncomingHttpHeaders,
-    readonly metadata: Metadata,
     private readonly path: string,
     private readonly deadline: number,
   ) {
@@ -166,10 +176,8 @@ class LeanCall {
     private readonly limits: LeanLimits,
     timeoutMs: number | undefined,
   ) {
-    const metadata = Metadata.fromHttp2Headers(headers);
-    for (const h of transportHeaders) metadata.remove(h);
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
-    this.call = new LeanUnaryCall(stream, headers, metadata, route.method.path, deadline);
+    this.call = new LeanUnaryCall(stream, headers, route.method.path, deadline);
     stream.on("error", () => {
       // A stream error is followed by "close", which cancels the call; nothing can be sent now.
     });
