@@ -383,6 +383,9 @@ export function attachLeanUnary(
     throw new Error(
       "grpc-js server internals changed: cannot find its HTTP/2 servers for the lean unary path",
     );
+  // grpc-js counts a session's open streams for grpc.max_connection_idle_ms; lean streams count too.
+  const internals = server as unknown as { onStreamOpened?: (stream: Http2Stream) => void };
+  const streamOpened = internals.onStreamOpened?.bind(server);
   for (const h2 of http2Servers.keys() as IterableIterator<Http2Server>) {
     const grpcListeners = h2.listeners("stream") as StreamListener[];
     if (grpcListeners.length === 0)
@@ -393,6 +396,7 @@ export function attachLeanUnary(
       if (route !== undefined) {
         const timeout = leanTimeout(headers);
         if (timeout !== null) {
+          streamOpened?.(stream);
           new LeanCall(stream, headers, route, effective, timeout);
           return;
         }
