@@ -5,8 +5,8 @@
 // etcd's own benchmark tool does with several endpoints.
 //
 // Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_WARM_UP_MS (untimed puts before the
-// first measurement, default 1000; V8 is still compiling the daemons' hot paths for several seconds
-// at these rates, so steady-state figures need a longer one), BENCH_KINDS ("chainfire,etcd"),
+// first measurement, default 10000: V8 is still compiling the daemons' hot paths for several seconds
+// at these rates, and a daemon's steady state is what the figures are for; etcd gets the same), BENCH_KINDS ("chainfire,etcd"),
 // BENCH_WORKLOADS (a comma-separated subset of put,range-linearizable,range-serializable),
 // BENCH_IN_FLIGHT (comma-separated levels, default 16,128,256), CHAINFIRE_BENCH_DAEMON_NODE_ARGS
 // (extra Node.js arguments for the chainfire daemons, split on spaces, e.g.
@@ -38,7 +38,7 @@ import { Cluster, type ClusterKind, hasBinary, type ClusterMember, PACKAGE_DIR }
 import { storeBench } from "./store-bench.js";
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
-const WARM_UP_MS = Number(process.env.BENCH_WARM_UP_MS ?? 1000);
+const WARM_UP_MS = Number(process.env.BENCH_WARM_UP_MS ?? 10_000);
 if (!Number.isInteger(WARM_UP_MS) || WARM_UP_MS < 0) {
   throw new Error(
     `BENCH_WARM_UP_MS: "${process.env.BENCH_WARM_UP_MS}" is not a whole number of milliseconds`,
