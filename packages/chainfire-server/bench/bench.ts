@@ -25,7 +25,7 @@ import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
 import {
-  grpcHandledCounts,
+  grpcHandledTotals,
   type H2LoadResult,
   h2loadAvailable,
   percentile,
@@ -237,16 +237,7 @@ async function measureH2Load(
 ): Promise<Result> {
   const { path, bytes } = h2loadRequest[workload];
   const metrics = members.map((m) => `http://127.0.0.1:${m.metricsPort}/metrics`);
-  const handledTotals = async () => {
-    let ok = 0;
-    let all = 0;
-    for (const url of metrics) {
-      const counts = await grpcHandledCounts(url, path);
-      ok += counts.get("OK") ?? 0;
-      for (const v of counts.values()) all += v;
-    }
-    return { ok, all };
-  };
+  const handledTotals = () => grpcHandledTotals(metrics, path);
   const rev0 = await currentRevision(clients);
   const handled0 = await handledTotals();
   const cpuBefore = cpuSeconds(pids);

@@ -16,7 +16,7 @@ import {
   closedLoop,
   type CpuTargets,
   cpuMicrosPerOp,
-  grpcHandledCounts,
+  grpcHandledTotals,
   H2GrpcClient,
   h2loadAvailable,
   type LoadResult,
@@ -147,7 +147,7 @@ export async function clusterBench(rows: number, report: (f: Figure) => void): P
       const members = Object.fromEntries(Object.entries(targets).filter(([name]) => name !== "client"));
       for (const inFlight of insertInFlight()) {
         const rows0 = await countRows();
-        const handled0 = await grpcHandledCounts(metricsUrl, path);
+        const handled0 = await grpcHandledTotals([metricsUrl], path);
         const before = sampleCpu(members as CpuTargets);
         const r = await runH2Load({
           target: `http://127.0.0.1:${leader.clientPort}`,
@@ -159,11 +159,9 @@ export async function clusterBench(rows: number, report: (f: Figure) => void): P
         const cpu = cpuMicrosPerOp(before, sampleCpu(members as CpuTargets), r.succeeded);
         cpu.client = r.cpuMicros / r.succeeded;
         const gained = (await countRows()) - rows0;
-        const handled = await grpcHandledCounts(metricsUrl, path);
-        const ok = (handled.get("OK") ?? 0) - (handled0.get("OK") ?? 0);
-        const calls =
-          [...handled.values()].reduce((a, b) => a + b, 0) -
-          [...handled0.values()].reduce((a, b) => a + b, 0);
+        const handled = await grpcHandledTotals([metricsUrl], path);
+        const ok = handled.ok - handled0.ok;
+        const calls = handled.all - handled0.all;
         if (r.failed > 0 || calls !== ok || ok < r.succeeded || gained < BigInt(r.succeeded))
           throw new Error(
             `h2load INSERT @${inFlight}: ${r.succeeded} answered (${r.failed} failed by HTTP), the leader ` +

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 let clockTicksPerSecond: number | undefined;
 
 /** The kernel's clock tick (USER_HZ), from `getconf CLK_TCK`; 100 where getconf is missing. */
-function ticksPerSecond(): number {
+export function ticksPerSecond(): number {
   if (clockTicksPerSecond === undefined) {
     let v = 100;
     try {

@@ -2,7 +2,7 @@ import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Server, type ServerUnaryCall, ServerCredentials, type sendUnaryData } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { grpcHandledCounts, h2loadAvailable, parseRun, runH2Load } from "./h2load.js";
+import { grpcHandledCounts, grpcHandledTotals, h2loadAvailable, parseRun, runH2Load } from "./h2load.js";
 
 const identity = (b: Buffer) => b;
 const definition = {
@@ -122,5 +122,8 @@ describe("grpcHandledCounts", () => {
     const { port } = http.address() as AddressInfo;
     const counts = await grpcHandledCounts(`http://127.0.0.1:${port}/metrics`, "/a.v1.S/M");
     expect(Object.fromEntries(counts)).toEqual({ OK: 41, UNAVAILABLE: 2 });
+    // Summed over pages (here the same page twice, as if two daemons).
+    const url = `http://127.0.0.1:${port}/metrics`;
+    expect(await grpcHandledTotals([url, url], "/a.v1.S/M")).toEqual({ ok: 82, all: 86 });
   });
 });

@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { percentile } from "./closed-loop.js";
+import { ticksPerSecond as clockTicksPerSecond } from "./cpu-time.js";
 
 /** True when `h2load` is on PATH. */
 export function h2loadAvailable(): boolean {
@@ -111,22 +112,12 @@ export async function runH2Load(options: H2LoadOptions): Promise<H2LoadResult> {
   }
 }
 
-function clockTicks(): number {
-  try {
-    const v = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
-    if (Number.isInteger(v) && v > 0) return v;
-  } catch {
-    // No getconf: Linux has used 100 on every common architecture.
-  }
-  return 100;
-}
-
 /** h2load's summary, its per-request log and the shell's /proc stat line, as one result. */
 export function parseRun(
   report: string,
   log: string,
   shellStat: string,
-  ticksPerSecond = clockTicks(),
+  ticksPerSecond = clockTicksPerSecond(),
 ): H2LoadResult {
   const finished = report.match(/finished in ([\d.]+)(m?s),/);
   const requests = report.match(/requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed/);
@@ -176,4 +167,29 @@ export async function grpcHandledCounts(metricsUrl: string, path: string): Promi
     if (code !== undefined) counts.set(code, (counts.get(code) ?? 0) + value);
   }
   return counts;
+}
+
+/** Calls answered OK and calls answered at all. */
+export interface HandledTotals {
+  readonly ok: number;
+  readonly all: number;
+}
+
+/**
+ * `grpcHandledCounts` summed over several daemons' /metrics pages (one page: one daemon): take it
+ * before and after a load run; the differences must be equal (every call OK) and cover what the
+ * load generator counted.
+ */
+export async function grpcHandledTotals(
+  metricsUrls: readonly string[],
+  path: string,
+): Promise<HandledTotals> {
+  let ok = 0;
+  let all = 0;
+  for (const url of metricsUrls) {
+    const counts = await grpcHandledCounts(url, path);
+    ok += counts.get("OK") ?? 0;
+    for (const v of counts.values()) all += v;
+  }
+  return { ok, all };
 }

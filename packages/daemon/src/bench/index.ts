@@ -23,8 +23,10 @@ export {
 } from "./h2-grpc-client.js";
 export {
   grpcHandledCounts,
+  grpcHandledTotals,
   type H2LoadOptions,
   type H2LoadResult,
+  type HandledTotals,
   h2loadAvailable,
   parseRun as parseH2LoadRun,
   runH2Load,

@@ -52,9 +52,9 @@ const transportHeaders = [
   "content-type",
 ];
 
+const trailersOnlyHeaders = { ":status": 200, "content-type": "application/grpc+proto" };
 const responseHeaders = {
-  ":status": 200,
-  "content-type": "application/grpc+proto",
+  ...trailersOnlyHeaders,
   "grpc-accept-encoding": "identity,deflate,gzip",
   "grpc-encoding": "identity",
 };
@@ -137,11 +137,6 @@ export class LeanUnaryCall extends EventEmitter {
   }
 }
 
-/** Percent-encodes a status message as grpc-js does (`encodeURI`). */
-function grpcMessage(details: string): string {
-  return encodeURI(details);
-}
-
 interface StatusLike {
   code: number;
   details: string;
@@ -178,9 +173,7 @@ class LeanCall {
   ) {
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
     this.call = new LeanUnaryCall(stream, headers, route.method.path, deadline);
-    stream.on("error", () => {
-      // A stream error is followed by "close", which cancels the call; nothing can be sent now.
-    });
+    stream.on("error", ignoreStreamError);
     // Closed before it was answered: the client went away (or the session did).
     stream.once("close", () => {
       if (!this.done) this.cancel();
@@ -215,30 +208,20 @@ class LeanCall {
       }
     }
     // More than one message: refused now (as grpc-js refuses it), not buffered.
-    if (this.declared >= 0 && this.received > this.declared + 5) this.secondMessage();
-  }
-
-  private secondMessage(): void {
-    this.finish({
-      code: status.UNIMPLEMENTED,
-      details: `Received a second request message for server streaming method ${this.route.method.path}`,
-      metadata: null,
-    });
+    if (this.declared >= 0 && this.received > this.declared + 5)
+      this.finish({
+        code: status.UNIMPLEMENTED,
+        details: `Received a second request message for server streaming method ${this.route.method.path}`,
+        metadata: null,
+      });
   }
 
   private onEnd(): void {
     if (this.done) return;
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     const path = this.route.method.path;
-    if (body.length < 5) {
-      this.finish({
-        code: status.UNIMPLEMENTED,
-        details: `Received no request message for server streaming method ${path}`,
-        metadata: null,
-      });
-      return;
-    }
-    if (body.length < 5 + this.declared) {
+    // No complete message: nothing (declared < 0) or fewer bytes than the prefix announced.
+    if (this.declared < 0 || body.length < 5 + this.declared) {
       this.finish({
         code: status.UNIMPLEMENTED,
         details: `Received no request message for server streaming method ${path}`,
@@ -312,15 +295,16 @@ class LeanCall {
     this.clearTimer();
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
-    const trailers = {
-      ...responseHeaders,
-      "grpc-status": String(s.code),
-      "grpc-message": grpcMessage(s.details),
-      ...(s.metadata?.toHttp2Headers() ?? {}),
-    };
-    delete (trailers as Record<string, unknown>)["grpc-accept-encoding"];
-    delete (trailers as Record<string, unknown>)["grpc-encoding"];
-    stream.respond(trailers, { endStream: true });
+    // Trailers only; the message percent-encoded as grpc-js does (encodeURI).
+    stream.respond(
+      {
+        ...trailersOnlyHeaders,
+        "grpc-status": String(s.code),
+        "grpc-message": encodeURI(s.details),
+        ...(s.metadata?.toHttp2Headers() ?? {}),
+      },
+      { endStream: true },
+    );
     // The handler may still be running (deadline): it learns the call is over.
     if (s.code === status.DEADLINE_EXCEEDED) this.cancel();
   }
@@ -342,6 +326,9 @@ class LeanCall {
 }
 
 const okTrailers = { "grpc-status": "0", "grpc-message": "OK" };
+
+/** A stream error is followed by "close", which cancels the call; nothing can be sent then. */
+function ignoreStreamError(): void {}
 
 /**
  * Whether the lean path can serve a stream with these headers; anything else goes to grpc-js. Returns
