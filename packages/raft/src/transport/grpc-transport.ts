@@ -2,7 +2,9 @@
 // queue per peer (drained in one batch per flush), reconnect with exponential backoff, chunked
 // snapshot transfer, and proposal forwarding to the leader (batched per event-loop turn). Failures are reported back to the
 // node (unreachable peers, snapshot outcomes) so the core can adjust its replication state.
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
+import { reusingEncoder } from "@photoncloud/daemon";
 import { type Message, MessageType, type NodeId } from "../core/types.js";
 import * as pb from "../gen/raft/v1/raft.js";
 import { messageFromProto, messageToProto, toBuffer } from "./codec.js";
@@ -61,6 +63,14 @@ export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
   reconnectBackoffMaxMs: 2000,
   forwardTimeoutMs: 10_000,
 };
+
+const SEND_MESSAGES = pb.RaftPeerService.sendMessages;
+/**
+ * Outgoing batches are encoded through one reused writer: an AppendEntries batch runs to tens of
+ * kilobytes, and the generated serializer grows a fresh buffer by doubling for each one, then copies
+ * the bytes twice.
+ */
+const encodeBatch = reusingEncoder(pb.MessageBatch, () => new BinaryWriter());
 
 class Peer {
   client: pb.RaftPeerClient;
@@ -138,9 +148,14 @@ class Peer {
 
   private ensureStream(): grpc.ClientWritableStream<pb.MessageBatch> {
     if (this.stream !== null) return this.stream;
-    const stream = this.client.sendMessages((err) => {
-      if (this.stream === stream) this.onStreamError(err);
-    });
+    const stream = this.client.makeClientStreamRequest(
+      SEND_MESSAGES.path,
+      encodeBatch,
+      SEND_MESSAGES.responseDeserialize,
+      (err: grpc.ServiceError | null) => {
+        if (this.stream === stream) this.onStreamError(err);
+      },
+    );
     stream.on("error", () => {
       /* reported through the callback */
     });
