@@ -63,6 +63,8 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     quotaBackendBytes: BigInt(config.quotaBackendBytes),
     maxTxnOps: config.maxTxnOps,
     leaseCheckpointIntervalMs: config.leaseCheckpointIntervalMs,
+    backendBatchIntervalMs: config.backendBatchIntervalMs,
+    backendBatchLimit: config.backendBatchLimit,
   });
   let member: RunningMember;
   try {

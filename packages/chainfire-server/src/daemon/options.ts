@@ -17,6 +17,24 @@ export const chainfireOptions = defineOptions({
     min: 1,
     description: "raise the NOSPACE alarm and refuse writes once the backend database exceeds this size",
   },
+  backendBatchIntervalMs: {
+    flag: "backend-batch-interval",
+    env: "CHAINFIRE_BACKEND_BATCH_INTERVAL",
+    type: "duration-ms",
+    default: "100ms",
+    min: 0,
+    description:
+      "longest time applied writes stay in the backend's open transaction before it commits (etcd's --backend-batch-interval; 0 commits every applied batch). The Raft log already holds them durably",
+  },
+  backendBatchLimit: {
+    flag: "backend-batch-limit",
+    env: "CHAINFIRE_BACKEND_BATCH_LIMIT",
+    type: "int",
+    default: 10_000,
+    min: 1,
+    description:
+      "most row writes the backend's open transaction holds before it commits (etcd's --backend-batch-limit)",
+  },
   maxTxnOps: {
     flag: "max-txn-ops",
     env: "CHAINFIRE_MAX_TXN_OPS",

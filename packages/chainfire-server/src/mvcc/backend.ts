@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) 
 CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, remaining_ttl INTEGER NOT NULL);
 `;
 
+/** etcd's defaults for --backend-batch-interval (100 ms) and --backend-batch-limit (10,000 writes). */
+export const DEFAULT_BATCH_INTERVAL_MS = 100;
+export const DEFAULT_BATCH_LIMIT = 10_000;
+
 export class Backend {
   readonly db: Database.Database;
   private readonly insertRow: Database.Statement;
@@ -41,10 +45,24 @@ export class Backend {
   private readonly pageCount: Database.Statement;
   private readonly pageSize: Database.Statement;
   private readonly freelistCount: Database.Statement;
-  /** One transaction wrapper for every batch (better-sqlite3 builds a new one per `db.transaction`). */
-  private readonly runInTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
+  private readonly beginStmt: Database.Statement;
+  private readonly commitStmt: Database.Statement;
+  private readonly rollbackStmt: Database.Statement;
+  /** Rows written into the open write transaction since it began. */
+  private pendingWrites = 0;
+  private commitTimer: NodeJS.Timeout | null = null;
 
-  constructor(source: string | Buffer) {
+  /**
+   * @param batchIntervalMs how long applied batches may stay in the open write transaction (etcd's
+   *   --backend-batch-interval); 0 commits every batch.
+   * @param batchLimit how many row writes one write transaction may hold before the batch that
+   *   crosses it commits (etcd's --backend-batch-limit).
+   */
+  constructor(
+    source: string | Buffer,
+    private readonly batchIntervalMs = DEFAULT_BATCH_INTERVAL_MS,
+    private readonly batchLimit = DEFAULT_BATCH_LIMIT,
+  ) {
     this.db = new Database(source as string);
     // The Raft log is the durable record: after a crash the entries past the recorded applied index
     // are applied again, so the state machine can trade fsync per commit for throughput.
@@ -69,15 +87,56 @@ export class Backend {
     this.pageCount = this.db.prepare("PRAGMA page_count").pluck();
     this.pageSize = this.db.prepare("PRAGMA page_size").pluck();
     this.freelistCount = this.db.prepare("PRAGMA freelist_count").pluck();
-    this.runInTransaction = this.db.transaction((fn: () => unknown) => fn());
+    this.beginStmt = this.db.prepare("BEGIN");
+    this.commitStmt = this.db.prepare("COMMIT");
+    this.rollbackStmt = this.db.prepare("ROLLBACK");
   }
 
+  /**
+   * Runs one applied batch inside the open write transaction (beginning one if needed) and commits
+   * it when the batch limit is reached; otherwise a timer commits it `batchIntervalMs` later. As in
+   * etcd's backend, a COMMIT per Raft round (WAL frames for every dirty page, and a checkpoint every
+   * thousand pages) is the largest fixed cost of a small round. Deferring it is safe: the applied
+   * index is written in the same transaction as the data, and the Raft log, durable before an entry
+   * is applied, still holds every entry past the last committed applied index, so a crash only
+   * means re-applying them at restart. Reads on this connection see the applied, uncommitted rows.
+   * A throw (fatal for the member) rolls the whole open transaction back, so the file stays at the
+   * last committed applied index.
+   */
   transaction<T>(fn: () => T): T {
-    return this.runInTransaction(fn) as T;
+    if (!this.db.inTransaction) this.beginStmt.run();
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      this.rollback();
+      throw err;
+    }
+    if (this.pendingWrites >= this.batchLimit || this.batchIntervalMs <= 0) this.commit();
+    else this.commitTimer ??= setTimeout(() => this.commit(), this.batchIntervalMs).unref();
+    return result;
+  }
+
+  /** Commits the open write transaction, if any (before the file is read elsewhere or closed). */
+  commit(): void {
+    this.clearPending();
+    if (this.db.open && this.db.inTransaction) this.commitStmt.run();
+  }
+
+  private rollback(): void {
+    this.clearPending();
+    if (this.db.inTransaction) this.rollbackStmt.run();
+  }
+
+  private clearPending(): void {
+    this.pendingWrites = 0;
+    if (this.commitTimer !== null) clearTimeout(this.commitTimer);
+    this.commitTimer = null;
   }
 
   putRow(r: Row): void {
     this.insertRow.run(r.main, r.sub, r.key, r.create_rev, r.version, r.lease, r.value, r.tombstone);
+    this.pendingWrites++;
   }
 
   row(main: bigint, sub: number): Row | undefined {
@@ -86,6 +145,7 @@ export class Backend {
 
   removeRow(main: bigint, sub: number): void {
     this.deleteRow.run(main, sub);
+    this.pendingWrites++;
   }
 
   /** Rows with fromMain <= main <= toMain in revision order, at most `limit`. */
@@ -130,10 +190,18 @@ export class Backend {
   }
 
   serialize(): Buffer {
+    this.commit();
     return this.db.serialize();
   }
 
+  /** Rebuilds the file to release free pages (VACUUM cannot run inside a transaction). */
+  vacuum(): void {
+    this.commit();
+    this.db.exec("VACUUM");
+  }
+
   close(): void {
+    this.commit();
     this.db.close();
   }
 }

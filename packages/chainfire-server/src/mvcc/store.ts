@@ -22,9 +22,13 @@ export interface MvccStoreOptions {
   maxTxnOps?: number;
   minLeaseTtlSeconds?: bigint;
   leaseCheckpointIntervalMs?: number;
+  /** How long applied writes may wait in the backend's open transaction (see Backend). */
+  backendBatchIntervalMs?: number;
+  /** How many row writes the backend's open transaction may hold (see Backend). */
+  backendBatchLimit?: number;
 }
 
-/** Receives the events of each applied batch, in revision order, after the batch is durable. */
+/** Receives the events of each applied batch, in revision order, once the batch is applied. */
 export type CommitListener = (events: mvccpb.Event[], revision: bigint) => void;
 
 /** One revision being written: every change in it shares `revision`, sub-revisions count up. */
@@ -66,7 +70,7 @@ export class MvccStore implements StateMachine {
       minTtlSeconds: options.minLeaseTtlSeconds ?? 2n,
       checkpointIntervalMs: options.leaseCheckpointIntervalMs ?? 5 * 60_000,
     });
-    this.backend = new Backend(options.path);
+    this.backend = this.openBackend(options.path);
     this.load();
   }
 
@@ -94,6 +98,10 @@ export class MvccStore implements StateMachine {
     return this.applied;
   }
 
+  private openBackend(source: string | Buffer): Backend {
+    return new Backend(source, this.options.backendBatchIntervalMs, this.options.backendBatchLimit);
+  }
+
   snapshot(): Uint8Array {
     return this.backend.serialize();
   }
@@ -101,11 +109,11 @@ export class MvccStore implements StateMachine {
   restore(image: Uint8Array, index: bigint): void {
     this.backend.close();
     if (this.options.path === ":memory:") {
-      this.backend = new Backend(Buffer.from(image));
+      this.backend = this.openBackend(Buffer.from(image));
     } else {
       for (const suffix of ["", "-wal", "-shm"]) rmSync(this.options.path + suffix, { force: true });
       writeFileSync(this.options.path, image);
-      this.backend = new Backend(this.options.path);
+      this.backend = this.openBackend(this.options.path);
     }
     this.backend.setMetaValue("applied_index", index);
     this.load();
@@ -277,7 +285,7 @@ export class MvccStore implements StateMachine {
 
   /** Rewrites the database file to release free pages (etcd's defragment; local, not replicated). */
   defragment(): void {
-    this.backend.db.exec("VACUUM");
+    this.backend.vacuum();
   }
 
   /** CRC-32 over every stored row up to `revision` (0n = newest), like etcd's HashKV. */
