@@ -35,14 +35,20 @@ export interface SnapshotJob {
  */
 export interface StateMachine {
   /**
-   * Applies a batch of consecutive committed entries and durably records the last applied index in
-   * the same transaction, so a crash never applies an entry twice or skips one. Returns one encoded
-   * result per entry (an application-level error is a result, not a throw; a throw is fatal).
+   * Applies a batch of consecutive committed entries and records the last applied index in the same
+   * transaction as their changes, so a crash never applies an entry twice or skips one. That
+   * transaction may commit later (chainfire batches commits as etcd does): every entry is durable in
+   * the log before it is applied, and after a crash the layer re-applies the entries past the index
+   * the machine reopens at. Returns one encoded result per entry (an application-level error is a
+   * result, not a throw; a throw is fatal).
    */
   applyBatch(entries: readonly ApplyEntry[]): Uint8Array[];
-  /** The last index applied and durably recorded (0n for an empty machine). */
+  /** The last index applied (0n for an empty machine); at open, the last one stored. */
   appliedIndex(): bigint;
-  /** A consistent image of the state as of `appliedIndex()`. */
+  /**
+   * A consistent image of the state as of `appliedIndex()`. Everything applied so far must be stored
+   * when it returns: the layer compacts the log behind the snapshot.
+   */
   snapshot(): Uint8Array;
   /**
    * Optional: a snapshot produced without blocking the event loop. Called right after the entry at
