@@ -13,6 +13,7 @@ export {
   type RaftServiceStatus,
 } from "./service/raft-service.js";
 export type { ApplyEntry, Replicated, SnapshotJob, StateMachine } from "./service/state-machine.js";
+export { SnapshotWorker, type SnapshotWorkerOptions } from "./service/snapshot-worker.js";
 export { type PersistBatch, SqliteLogStore, type SqliteLogStoreOptions } from "./storage/sqlite-log-store.js";
 export {
   DEFAULT_TRANSPORT_CONFIG,

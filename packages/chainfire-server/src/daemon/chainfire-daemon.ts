@@ -69,6 +69,12 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   let member: RunningMember;
   try {
     prepareDataDir(config.dataDir, () => store.appliedIndex());
+    await store.startSnapshotWorker().catch((err: unknown) => {
+      logger.warn(
+        { err: String(err) },
+        "snapshot worker did not start; snapshots are taken on the event loop",
+      );
+    });
     member = await startRaftMember(ctx, store);
   } catch (err) {
     // A configuration mistake leaves no trace: nothing of this start stays on disk.

@@ -295,6 +295,27 @@ describe("MvccStore", () => {
     );
   });
 
+  it("takes a snapshot off the event loop, exactly at the applied index it began at", async () => {
+    // Proves the worker's image is the state when beginSnapshot was called, although batches
+    // (still in the open backend transaction, then committed) are applied while it is produced.
+    store.close();
+    store = new MvccStore({ path: join(dir, "snapjob.db"), backendBatchIntervalMs: 60_000 });
+    await store.startSnapshotWorker();
+    expect(store.snapshotsOffLoop).toBe(true);
+    for (let i = 0; i < 50; i++) put(`k${i}`, `v${i}`);
+    const expected = store.hashKV(0n);
+    const job = store.beginSnapshot();
+    expect(job.index).toBe(store.appliedIndex());
+    for (let i = 0; i < 50; i++) put(`k${i}`, "later");
+    store.snapshot(); // commits the later batches while the worker may still be reading
+    const copy = new MvccStore({ path: join(dir, "from-image.db") });
+    copy.restore(await job.image, job.index);
+    expect(copy.hashKV(0n)).toEqual(expected);
+    expect(copy.range(rangeRequest({ key: b("k7") })).kvs[0]!.value.toString()).toBe("v7");
+    expect(copy.appliedIndex()).toBe(job.index);
+    copy.close();
+  });
+
   it("raises NOSPACE and then refuses puts until the alarm is cleared", () => {
     // Proves the quota check and the capped apply while the NOSPACE alarm is active.
     store.close();

@@ -5,7 +5,7 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
-import type { ApplyEntry, StateMachine } from "@photoncloud/raft";
+import { type ApplyEntry, type SnapshotJob, SnapshotWorker, type StateMachine } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, type Row } from "./backend.js";
 import { entryAt, KeyIndex, type KeyRecord } from "./key-index.js";
@@ -27,6 +27,9 @@ export interface MvccStoreOptions {
   /** How many row writes the backend's open transaction may hold (see Backend). */
   backendBatchLimit?: number;
 }
+
+/** Where the snapshot worker finds the applied index in the pinned view. */
+const APPLIED_SQL = "SELECT value AS idx FROM meta WHERE name = 'applied_index'";
 
 /** Receives the events of each applied batch, in revision order, once the batch is applied. */
 export type CommitListener = (events: mvccpb.Event[], revision: bigint) => void;
@@ -62,6 +65,8 @@ export class MvccStore implements StateMachine {
   private sizeBytesCached: bigint | null = null;
   readonly quotaBackendBytes: bigint;
   readonly maxTxnOps: number;
+  /** Takes snapshots off the event loop once `startSnapshotWorker` was called (file stores only). */
+  private snapshots: SnapshotWorker | null = null;
 
   constructor(private readonly options: MvccStoreOptions) {
     this.quotaBackendBytes = options.quotaBackendBytes ?? DEFAULT_QUOTA_BYTES;
@@ -106,7 +111,39 @@ export class MvccStore implements StateMachine {
     return this.backend.serialize();
   }
 
+  /**
+   * Starts the thread that takes snapshots off the event loop (see `beginSnapshot`). Serializing a
+   * store of tens of megabytes takes hundreds of milliseconds, long enough to stall every request
+   * on this member and, on a leader, to let followers start an election.
+   */
+  async startSnapshotWorker(): Promise<void> {
+    if (this.options.path === ":memory:") return;
+    this.snapshots ??= new SnapshotWorker({ path: this.options.path, appliedSql: APPLIED_SQL });
+    await this.snapshots.start();
+  }
+
+  /** Whether `beginSnapshot` hands the work to the worker (it is running). */
+  get snapshotsOffLoop(): boolean {
+    return this.snapshots?.isReady === true;
+  }
+
+  /**
+   * A snapshot at the applied index, produced off the event loop: the open backend transaction is
+   * committed, the worker's own connection pins a read view of the file (this call blocks only
+   * until it has), and it serializes that view while later entries are applied here. Without a
+   * running worker the snapshot is taken here and now.
+   */
+  beginSnapshot(): SnapshotJob {
+    this.backend.commit();
+    const job = this.snapshotsOffLoop ? this.snapshots?.begin(this.applied) : undefined;
+    return job ?? { index: this.applied, image: Promise.resolve(this.snapshot()) };
+  }
+
   restore(image: Uint8Array, index: bigint): void {
+    // The worker's connection would keep reading the file this replaces: start a new one after.
+    const worker = this.snapshots;
+    this.snapshots = null;
+    worker?.close();
     this.backend.close();
     if (this.options.path === ":memory:") {
       this.backend = this.openBackend(Buffer.from(image));
@@ -117,10 +154,13 @@ export class MvccStore implements StateMachine {
     }
     this.backend.setMetaValue("applied_index", index);
     this.load();
+    if (worker !== null) void this.startSnapshotWorker().catch(() => {});
     for (const listener of this.restoreListeners) listener();
   }
 
   close(): void {
+    this.snapshots?.close();
+    this.snapshots = null;
     this.backend.close();
   }
 

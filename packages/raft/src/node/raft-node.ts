@@ -27,7 +27,8 @@ import { decodeEnvelope } from "../service/envelope.js";
 import {
   decodeLayerSnapshot,
   decodeMembers,
-  encodeLayerSnapshot,
+  concatBytes,
+  encodeLayerSnapshotParts,
   encodeMembers,
   type MemberInfo,
   memberFromJson,
@@ -424,9 +425,12 @@ export class RaftNode {
       this.beginSnapshotJob(this.sm.beginSnapshot.bind(this.sm));
       return;
     }
-    const data = encodeLayerSnapshot(this.members.values(), this.sm.snapshot());
-    this.store.createSnapshot(this.applied, this.confState, data, BigInt(this.config.snapshotTailEntries));
-    this.lastSnapshot = this.applied;
+    // The image is taken here, on the loop; storing it (tens of megabytes) is not.
+    const index = this.applied;
+    const members = [...this.members.values()];
+    const confState = this.confState;
+    this.lastSnapshot = index;
+    this.trackSnapshotJob(index, this.finishSnapshot(index, members, confState, this.sm.snapshot()));
   }
 
   /** The snapshot being produced off the event loop, if any (one at a time). */
@@ -451,8 +455,14 @@ export class RaftNode {
       );
     }
     this.lastSnapshot = index;
-    this.snapshotJob = job.image
-      .then((image) => this.finishSnapshot(index, members, confState, image))
+    this.trackSnapshotJob(
+      index,
+      job.image.then((image) => this.finishSnapshot(index, members, confState, image)),
+    );
+  }
+
+  private trackSnapshotJob(index: bigint, work: Promise<void>): void {
+    this.snapshotJob = work
       .catch((err: unknown) => {
         if (this.stopped) return;
         this.config.logger.warn(
@@ -465,15 +475,28 @@ export class RaftNode {
       });
   }
 
-  private finishSnapshot(
+  /** Stores a snapshot image taken at `index`: written to its own file off the loop, then recorded. */
+  private async finishSnapshot(
     index: bigint,
     members: readonly MemberInfo[],
     confState: ConfState,
     image: Uint8Array,
-  ): void {
-    // A newer snapshot (installed from the leader) supersedes this one; a stopped store is closed.
-    if (this.stopped || this.store.snapshotIndex() >= index || index < this.store.firstIndex() - 1n) return;
-    const data = encodeLayerSnapshot(members, image);
-    this.store.createSnapshot(index, confState, data, BigInt(this.config.snapshotTailEntries));
+  ): Promise<void> {
+    if (!this.snapshotStillWanted(index)) return;
+    const parts = encodeLayerSnapshotParts(members, image);
+    const tail = BigInt(this.config.snapshotTailEntries);
+    const file = await this.store.writeSnapshotFile(index, parts);
+    if (file === null) {
+      this.store.createSnapshot(index, confState, concatBytes(parts), tail);
+    } else if (this.snapshotStillWanted(index)) {
+      this.store.createSnapshotFromFile(index, confState, file, tail);
+    } else if (!this.stopped) {
+      this.store.discardSnapshotFile(file);
+    }
+  }
+
+  /** A newer snapshot (installed from the leader) supersedes one at `index`; a stopped store is closed. */
+  private snapshotStillWanted(index: bigint): boolean {
+    return !this.stopped && this.store.snapshotIndex() < index && index >= this.store.firstIndex() - 1n;
   }
 }

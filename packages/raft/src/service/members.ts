@@ -43,11 +43,25 @@ export function decodeMembers(b: Uint8Array): MemberInfo[] {
 
 /** The layer's snapshot: [4-byte length][members JSON][state machine image]. */
 export function encodeLayerSnapshot(members: Iterable<MemberInfo>, image: Uint8Array): Uint8Array {
+  return concatBytes(encodeLayerSnapshotParts(members, image));
+}
+
+/** The same bytes as `encodeLayerSnapshot`, as [header, image]: written out without copying the image. */
+export function encodeLayerSnapshotParts(members: Iterable<MemberInfo>, image: Uint8Array): Uint8Array[] {
   const m = encodeMembers(members);
-  const out = new Uint8Array(4 + m.length + image.length);
-  new DataView(out.buffer).setUint32(0, m.length);
-  out.set(m, 4);
-  out.set(image, 4 + m.length);
+  const head = new Uint8Array(4 + m.length);
+  new DataView(head.buffer).setUint32(0, m.length);
+  head.set(m, 4);
+  return [head, image];
+}
+
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 

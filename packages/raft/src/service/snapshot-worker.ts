@@ -9,8 +9,9 @@ import type { SnapshotJob } from "./state-machine.js";
 
 /**
  * Runs in the worker (plain CommonJS, so it needs no TypeScript loader). `appliedSql` returns one
- * row with column `idx`; `imageSql` returns the rows of the image, turned into JSON
- * `[[idx, base64(cmd)], ...]`, the format of AppendLogMachine.snapshot().
+ * row with column `idx`. The image is the whole database file as of the pinned view (SQLite's
+ * serialization) or, with `imageSql`, its rows turned into JSON `[[idx, base64(cmd)], ...]`, the
+ * format of AppendLogMachine.snapshot().
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
@@ -18,7 +19,7 @@ const Database = require(workerData.driver);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.defaultSafeIntegers(true);
 const applied = db.prepare(workerData.appliedSql);
-const rows = db.prepare(workerData.imageSql);
+const rows = workerData.imageSql === undefined ? null : db.prepare(workerData.imageSql);
 const pinned = new Int32Array(workerData.signal);
 parentPort.postMessage({ ready: true });
 function signal() { Atomics.store(pinned, 0, 1); Atomics.notify(pinned, 0); }
@@ -30,9 +31,13 @@ parentPort.on("message", (job) => {
     const at = row === undefined ? 0n : row.idx;
     signal();
     if (at.toString() !== job.index) throw new Error("pinned view is at index " + at + ", expected " + job.index);
-    const out = [];
-    for (const r of rows.iterate()) out.push([r.idx.toString(), Buffer.from(r.cmd).toString("base64")]);
-    image = Buffer.from(JSON.stringify(out));
+    if (rows === null) {
+      image = db.serialize();
+    } else {
+      const out = [];
+      for (const r of rows.iterate()) out.push([r.idx.toString(), Buffer.from(r.cmd).toString("base64")]);
+      image = Buffer.from(JSON.stringify(out));
+    }
   } catch (err) {
     signal();
     parentPort.postMessage({ id: job.id, error: String((err && err.message) || err) });
@@ -54,7 +59,8 @@ export interface SnapshotWorkerOptions {
   /** The database file (WAL mode, so a reader's view is not disturbed by the writer). */
   path: string;
   appliedSql: string;
-  imageSql: string;
+  /** Rows of a JSON image (see WORKER_SOURCE); without it the image is the serialized database. */
+  imageSql?: string;
   /** How long `begin` may block waiting for the worker to pin its view. */
   pinTimeoutMs?: number;
 }

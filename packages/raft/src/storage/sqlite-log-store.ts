@@ -5,8 +5,9 @@
 // (an fdatasync of the WAL file on libuv's thread pool, off the event loop). One `sync()` covers every
 // transaction written before it (group commit), and SQLite's WAL checksums make a crash keep a
 // prefix of the transactions, each whole or absent.
-import { closeSync, fdatasync, fsyncSync, openSync } from "node:fs";
-import { dirname } from "node:path";
+import { closeSync, fdatasync, fsyncSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { open, rename, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { CompactedError, UnavailableError } from "../core/errors.js";
 import {
@@ -20,6 +21,13 @@ import {
   type Snapshot,
 } from "../core/types.js";
 import { EntryTail } from "./entry-tail.js";
+
+/** Locally made snapshots are files named `snap-<index>.snap` beside the database (see `writeSnapshotFile`). */
+const SNAP_FILE = /^snap-(\d+)\.snap(\.tmp)?$/;
+/** The meta key naming the file that holds the stored snapshot's data, when a file does. */
+const SNAP_FILE_KEY = "snapFile";
+
+const EMPTY = new Uint8Array(0);
 
 /** Bounds of the in-memory tail of newest entries. */
 const TAIL_ENTRIES_MAX = 8192;
@@ -81,6 +89,10 @@ export class SqliteLogStore implements LogStorage {
   /** The lowest `index - 1` rewritten since the running sync started (null: none). */
   private rewrittenSinceSyncStart: bigint | null = null;
   private closed = false;
+  /** The folder of snapshot files (null for an in-memory database). */
+  private readonly snapDir: string | null;
+  /** Snapshot files no longer referenced, deleted once the transaction that let go of them is synced. */
+  private obsoleteFiles: { seq: number; file: string }[] = [];
   /** The newest entries, served without reading SQLite (see entry-tail.ts). */
   private readonly tail = new EntryTail(TAIL_ENTRIES_MAX, TAIL_BYTES_MAX);
   private readonly stmts;
@@ -103,6 +115,7 @@ export class SqliteLogStore implements LogStorage {
     this.stmts = {
       getMeta: this.db.prepare("SELECT value FROM meta WHERE key = ?").safeIntegers(),
       setMeta: this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
+      deleteMeta: this.db.prepare("DELETE FROM meta WHERE key = ?"),
       insert: this.db.prepare("INSERT OR REPLACE INTO entries (idx, term, type, data) VALUES (?, ?, ?, ?)"),
       deleteFrom: this.db.prepare("DELETE FROM entries WHERE idx >= ?"),
       deleteUpTo: this.db.prepare("DELETE FROM entries WHERE idx <= ?"),
@@ -118,7 +131,9 @@ export class SqliteLogStore implements LogStorage {
       ),
     };
     this.persistTx = this.db.transaction((batch: PersistBatch) => this.persistInTx(batch));
+    this.snapDir = this.db.memory ? null : dirname(opts.path);
     this.load(opts);
+    this.removeStraySnapshotFiles();
     this.openWal(opts.path);
     // openWal synced everything loaded (an in-memory database has nothing to lose anyway).
     this.durableLast = this.last;
@@ -237,9 +252,14 @@ export class SqliteLogStore implements LogStorage {
     if (row === undefined) {
       return { metadata: { index: 0n, term: 0n, confState: this.conf }, data: new Uint8Array() };
     }
+    const file = this.getMeta(SNAP_FILE_KEY);
+    const data =
+      file !== undefined && this.snapDir !== null
+        ? readFileSync(join(this.snapDir, file.toString()))
+        : row.data;
     return {
       metadata: { index: row.idx, term: row.term, confState: decodeConfState(row.conf) },
-      data: row.data,
+      data,
     };
   }
 
@@ -328,6 +348,7 @@ export class SqliteLogStore implements LogStorage {
           return;
         }
         if (covered > this.syncedSeq) this.syncedSeq = covered;
+        this.deleteObsoleteFiles();
         const rewritten = this.rewrittenSinceSyncStart;
         const durable = rewritten !== null && rewritten < lastAtStart ? rewritten : lastAtStart;
         if (durable > this.durableLast) this.durableLast = durable;
@@ -378,7 +399,75 @@ export class SqliteLogStore implements LogStorage {
   private writeSnapshotRow(snap: Snapshot): void {
     const m = snap.metadata;
     this.stmts.setSnap.run(m.index, m.term, Buffer.from(encodeConfState(m.confState)), toBuffer(snap.data));
+    this.releaseSnapshotFile();
     this.setCompacted(m.index, m.term);
+  }
+
+  /** Inside a transaction: the stored snapshot's file (if any) is let go of (see `obsoleteFiles`). */
+  private releaseSnapshotFile(): void {
+    const file = this.getMeta(SNAP_FILE_KEY);
+    if (file === undefined) return;
+    this.stmts.deleteMeta.run(SNAP_FILE_KEY);
+    // Deleted once the transaction is synced: until then a crash may bring the reference back.
+    this.obsoleteFiles.push({ seq: this.writeSeq + 1, file: file.toString() });
+  }
+
+  /** Deletes the obsolete snapshot files that the last completed sync covers. */
+  private deleteObsoleteFiles(): void {
+    const dir = this.snapDir;
+    if (dir === null || this.obsoleteFiles.length === 0) return;
+    const keep: { seq: number; file: string }[] = [];
+    for (const o of this.obsoleteFiles) {
+      if (o.seq <= this.syncedSeq) void unlink(join(dir, o.file)).catch(() => {});
+      else keep.push(o);
+    }
+    this.obsoleteFiles = keep;
+  }
+
+  /** At open: snapshot files nothing refers to (a crash while writing or replacing one) are removed. */
+  private removeStraySnapshotFiles(): void {
+    const dir = this.snapDir;
+    if (dir === null) return;
+    const current = this.getMeta(SNAP_FILE_KEY)?.toString();
+    for (const name of readdirSync(dir)) {
+      if (SNAP_FILE.test(name) && name !== current) rmSync(join(dir, name), { force: true });
+    }
+  }
+
+  /**
+   * Writes a locally made snapshot's data to its own file, off the event loop (libuv's thread pool):
+   * written, synced, renamed into place and the folder synced. Storing tens of megabytes in the
+   * database instead would stall the loop for as long as the write and the checkpoint after it.
+   * Returns the file's name for `createSnapshotFromFile`, or null for an in-memory database
+   * (store the data with `createSnapshot` then).
+   */
+  async writeSnapshotFile(index: bigint, parts: readonly Uint8Array[]): Promise<string | null> {
+    const dir = this.snapDir;
+    if (dir === null) return null;
+    const name = `snap-${index}.snap`;
+    const tmp = join(dir, `${name}.tmp`);
+    const fh = await open(tmp, "w");
+    try {
+      await fh.writev(parts.map(toBuffer));
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, join(dir, name));
+    const dirHandle = await open(dir, "r");
+    try {
+      await dirHandle.sync();
+    } finally {
+      await dirHandle.close();
+    }
+    return name;
+  }
+
+  /** Deletes a snapshot file written by `writeSnapshotFile` that will not be stored after all. */
+  discardSnapshotFile(name: string): void {
+    if (this.snapDir !== null && name !== this.getMeta(SNAP_FILE_KEY)?.toString()) {
+      rmSync(join(this.snapDir, name), { force: true });
+    }
   }
 
   private setCompacted(index: bigint, term: bigint): void {
@@ -414,14 +503,34 @@ export class SqliteLogStore implements LogStorage {
    * `index - keepTail`, in one transaction.
    */
   createSnapshot(index: bigint, confState: ConfState, data: Uint8Array, keepTail: bigint): Snapshot {
+    const term = this.storeSnapshot(index, confState, data, null, keepTail);
+    return { metadata: { index, term, confState }, data };
+  }
+
+  /**
+   * Like `createSnapshot`, for data already in the file `name` from `writeSnapshotFile`: the
+   * database records only the file's name. The file replaced is deleted once this is synced.
+   */
+  createSnapshotFromFile(index: bigint, confState: ConfState, name: string, keepTail: bigint): void {
+    this.storeSnapshot(index, confState, EMPTY, name, keepTail);
+  }
+
+  private storeSnapshot(
+    index: bigint,
+    confState: ConfState,
+    data: Uint8Array,
+    file: string | null,
+    keepTail: bigint,
+  ): bigint {
     const term = this.term(index);
-    const snap: Snapshot = { metadata: { index, term, confState }, data };
     const compactTo = index - keepTail;
     // A tail of entries stays after the snapshot so that slightly lagging followers catch up from
     // the log instead of by snapshot.
     const compactTerm = compactTo > this.snapIndex ? this.term(compactTo) : 0n;
     this.db.transaction(() => {
       this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), toBuffer(data));
+      this.releaseSnapshotFile();
+      if (file !== null) this.setMeta(SNAP_FILE_KEY, Buffer.from(file));
       if (compactTo > this.snapIndex) {
         this.stmts.deleteUpTo.run(compactTo);
         this.setCompacted(compactTo, compactTerm);
@@ -429,7 +538,7 @@ export class SqliteLogStore implements LogStorage {
     })();
     this.writeSeq++;
     this.tail.dropUpTo(this.snapIndex);
-    return snap;
+    return term;
   }
 
   /**
