@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { Command } from "../src/gen/flaredb/v1/command.js";
 import { dumpBody, verifyBackup } from "../src/sql/backup.js";
 import type { SqlStateMachine } from "../src/sql/state-machine.js";
@@ -116,5 +116,29 @@ describe("backup and restore", () => {
     expect(target.appliedIndex()).toBe(100n);
     source.close();
     target.close();
+  });
+
+  it("takes a Raft snapshot off the event loop, exactly at the applied index it began at", async () => {
+    // Proves the worker's image is the state when beginSnapshot was called, although statements
+    // are applied while it is produced, and that a restore restarts the worker on the new file.
+    const source = populated();
+    await source.startSnapshotWorker();
+    expect(source.snapshotsOffLoop).toBe(true);
+    const expected = dumpBody(source.database);
+    const job = source.beginSnapshot();
+    expect(job.index).toBe(source.appliedIndex());
+    applySql(source, "INSERT INTO plain VALUES (1234)");
+    const target = tempMachine();
+    target.restore(await job.image, job.index);
+    expect(dumpBody(target.database)).toBe(expected);
+    expect(target.appliedIndex()).toBe(job.index);
+    // After its own restore, the source's next off-loop snapshot is of the restored file.
+    source.restore(target.snapshot(), job.index);
+    await vi.waitFor(() => expect(source.snapshotsOffLoop).toBe(true), { timeout: 20_000 });
+    const again = source.beginSnapshot();
+    const third = tempMachine();
+    third.restore(await again.image, again.index);
+    expect(dumpBody(third.database)).toBe(expected);
+    for (const sm of [source, target, third]) sm.close();
   });
 });

@@ -136,6 +136,9 @@ async function startFlareDb(ctx: Ctx): Promise<void> {
     synchronous: config.dbSynchronous,
     resultRowsMax: config.maxResultRows,
   });
+  await sm.startSnapshotWorker().catch((err: unknown) => {
+    logger.warn({ err: String(err) }, "snapshot worker did not start; snapshots are taken on the event loop");
+  });
   const member = await startMember({
     daemon: "flaredb",
     config,

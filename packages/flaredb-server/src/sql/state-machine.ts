@@ -7,7 +7,7 @@
 
 import { randomBytes } from "node:crypto";
 import { renameSync, rmSync, writeFileSync } from "node:fs";
-import type { ApplyEntry, StateMachine } from "@photoncloud/raft";
+import { type ApplyEntry, type SnapshotJob, SnapshotWorker, type StateMachine } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 import { FlareDbError, fromSqliteError } from "../errors.js";
 import { Command, CommandResult, type QueryResult, type RestoreCommand } from "../gen/flaredb/v1/command.js";
@@ -451,11 +451,47 @@ export class SqlStateMachine implements StateMachine {
     return this.db.serialize();
   }
 
+  /** Takes snapshots off the event loop once `startSnapshotWorker` was called. */
+  private snapshots: SnapshotWorker | null = null;
+
+  /**
+   * Starts the thread that takes snapshots off the event loop (see `beginSnapshot`): serializing a
+   * large database stalls every request on this member for as long as it takes.
+   */
+  async startSnapshotWorker(): Promise<void> {
+    if (this.options.path === ":memory:") return;
+    this.snapshots ??= new SnapshotWorker({
+      path: this.options.path,
+      appliedSql: `SELECT applied_index AS idx FROM ${metaTable}`,
+    });
+    await this.snapshots.start();
+  }
+
+  /** Whether `beginSnapshot` hands the work to the worker (it is running). */
+  get snapshotsOffLoop(): boolean {
+    return this.snapshots?.isReady === true;
+  }
+
+  /**
+   * A snapshot at the applied index, produced off the event loop: the worker's own connection pins
+   * a read view of the database (this call blocks only until it has; every applied batch is
+   * already committed) and serializes it while later entries are applied here. Without a running
+   * worker the snapshot is taken here and now.
+   */
+  beginSnapshot(): SnapshotJob {
+    const job = this.snapshotsOffLoop ? this.snapshots?.begin(this.applied) : undefined;
+    return job ?? { index: this.applied, image: Promise.resolve(this.snapshot()) };
+  }
+
   restore(image: Uint8Array, index: bigint): void {
     const header = Buffer.from(image.buffer, image.byteOffset, Math.min(16, image.byteLength)).toString(
       "binary",
     );
     if (header !== "SQLite format 3\0") throw new Error("snapshot image is not a SQLite database");
+    // The worker's connection would keep reading the file this replaces: start a new one after.
+    const worker = this.snapshots;
+    this.snapshots = null;
+    worker?.close();
     this.db.close();
     const path = this.options.path;
     const staging = `${path}.restore`;
@@ -467,9 +503,12 @@ export class SqlStateMachine implements StateMachine {
     this.open();
     this.setAppliedStmt.run(index);
     this.applied = index;
+    if (worker !== null) void this.startSnapshotWorker().catch(() => {});
   }
 
   close(): void {
+    this.snapshots?.close();
+    this.snapshots = null;
     this.cache.clear();
     if (this.db.open) this.db.close();
     if (this.builtin.open) this.builtin.close();
