@@ -4,6 +4,9 @@
 // prints chainfire/etcd ratios. In-flight requests are spread evenly over the three members, as
 // etcd's own benchmark tool does with several endpoints.
 //
+// Both clusters run side by side for the whole run and each row is measured on one, then the other
+// (see runSuites), so the ratios compare figures taken a few seconds apart.
+//
 // Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_WARM_UP_MS (untimed puts before the
 // first measurement, default 10000: V8 is still compiling the daemons' hot paths for several seconds
 // at these rates, and a daemon's steady state is what the figures are for; etcd gets the same), BENCH_KINDS ("chainfire,etcd"),
@@ -159,42 +162,80 @@ async function measure(
   };
 }
 
-async function suite(kind: ClusterKind): Promise<Map<string, Result>> {
+/** One running cluster under measurement; both kinds run side by side, loaded one at a time. */
+interface Suite {
+  readonly kind: ClusterKind;
+  readonly cluster: Cluster;
+  readonly clients: ChainfireClients[];
+  readonly pids: number[];
+  readonly leaderPid: number | undefined;
+  readonly dir: string;
+  readonly results: Map<string, Result>;
+}
+
+async function startSuite(kind: ClusterKind): Promise<Suite> {
   const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
   const cluster = await Cluster.start({ kind, dir, nodeArgs: DAEMON_NODE_ARGS });
   const clients = cluster.members.map((m) => createClients(m.endpoint));
-  const results = new Map<string, Result>();
   const pids = cluster.members.map((m) => m.process!.pid!);
   const leaderPid = await findLeaderPid(clients, pids);
-  try {
-    // Untimed warm-up that also fills the key space, so reads find values and JITs are warm.
+  return { kind, cluster, clients, pids, leaderPid, dir, results: new Map() };
+}
+
+async function stopSuite(s: Suite): Promise<void> {
+  for (const c of s.clients) c.close();
+  if (DAEMON_NODE_ARGS.length > 0 && s.kind === "chainfire") await s.cluster.stopGracefully();
+  else s.cluster.stop();
+  rmSync(s.dir, { recursive: true, force: true });
+}
+
+/**
+ * Every row is measured on each cluster back to back (the order alternating from row to row), so
+ * that a machine whose speed drifts over the minutes of a run (other tenants of the host, thermal
+ * limits) weighs on both sides of a ratio alike. The idle cluster meanwhile only sends heartbeats.
+ */
+async function runSuites(suites: readonly Suite[]): Promise<void> {
+  // Untimed warm-up that also fills the key space, so reads find values and JITs are warm.
+  for (const s of suites) {
     await measure(
-      clients.map((c) => operation("put", c)),
+      s.clients.map((c) => operation("put", c)),
       16,
       WARM_UP_MS,
-      pids,
-      leaderPid,
+      s.pids,
+      s.leaderPid,
     );
+  }
+  const rows: { name: string; run: (s: Suite) => Promise<Result> }[] = [];
+  for (const inFlight of IN_FLIGHT) {
+    for (const workload of WORKLOADS) {
+      rows.push({
+        name: `${workload}@${inFlight}`,
+        run: (s) =>
+          measure(
+            s.clients.map((c) => operation(workload, c)),
+            inFlight,
+            DURATION_MS,
+            s.pids,
+            s.leaderPid,
+          ),
+      });
+    }
+  }
+  if (H2LOAD) {
     for (const inFlight of IN_FLIGHT) {
       for (const workload of WORKLOADS) {
-        const ops = clients.map((c) => operation(workload, c));
-        results.set(`${workload}@${inFlight}`, await measure(ops, inFlight, DURATION_MS, pids, leaderPid));
+        rows.push({
+          name: `${workload}@${inFlight} [h2load]`,
+          run: (s) =>
+            measureH2Load(workload, s.cluster.members, s.clients[0]!, inFlight, s.pids, s.leaderPid),
+        });
       }
     }
-    if (H2LOAD)
-      for (const inFlight of IN_FLIGHT) {
-        for (const workload of WORKLOADS) {
-          const r = await measureH2Load(workload, cluster.members, clients[0]!, inFlight, pids, leaderPid);
-          results.set(`${workload}@${inFlight} [h2load]`, r);
-        }
-      }
-  } finally {
-    for (const c of clients) c.close();
-    if (DAEMON_NODE_ARGS.length > 0 && kind === "chainfire") await cluster.stopGracefully();
-    else cluster.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
-  return results;
+  for (const [i, r] of rows.entries()) {
+    const order = i % 2 === 0 ? suites : [...suites].reverse();
+    for (const s of order) s.results.set(r.name, await r.run(s));
+  }
 }
 
 const H2LOAD = process.env.BENCH_H2LOAD !== "0" && h2loadAvailable();
@@ -324,8 +365,16 @@ const kinds = (process.env.BENCH_KINDS ?? "chainfire,etcd").split(",") as Cluste
 const build = spawnSync("pnpm", ["exec", "tsc", "-b"], { cwd: PACKAGE_DIR, stdio: "inherit" });
 if (build.status !== 0) throw new Error("build failed: the benchmark needs the compiled daemon");
 for (const line of storeBench()) console.log(line);
-const chainfire = kinds.includes("chainfire") ? await suite("chainfire") : null;
-const etcd = kinds.includes("etcd") && hasBinary("etcd") ? await suite("etcd") : null;
+const suites: Suite[] = [];
+try {
+  if (kinds.includes("chainfire")) suites.push(await startSuite("chainfire"));
+  if (kinds.includes("etcd") && hasBinary("etcd")) suites.push(await startSuite("etcd"));
+  await runSuites(suites);
+} finally {
+  for (const s of suites) await stopSuite(s);
+}
+const chainfire = suites.find((s) => s.kind === "chainfire")?.results ?? null;
+const etcd = suites.find((s) => s.kind === "etcd")?.results ?? null;
 console.log(
   `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, requests spread over the members`,
 );
