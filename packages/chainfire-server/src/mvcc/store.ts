@@ -4,7 +4,9 @@
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
 import { rmSync, writeFileSync } from "node:fs";
 import { crc32 } from "node:zlib";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
+import { reusingEncoder } from "@photoncloud/daemon";
 import { type ApplyEntry, type SnapshotJob, SnapshotWorker, type StateMachine } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, type Row } from "./backend.js";
@@ -27,6 +29,9 @@ export interface MvccStoreOptions {
   /** How many row writes the backend's open transaction may hold (see Backend). */
   backendBatchLimit?: number;
 }
+
+/** Every applied entry's result is encoded through one reused writer (see reusingEncoder). */
+const encodeResult = reusingEncoder(command.MvccResult, () => new BinaryWriter());
 
 /** Where the snapshot worker finds the applied index in the pinned view. */
 const APPLIED_SQL = "SELECT value AS idx FROM meta WHERE name = 'applied_index'";
@@ -356,7 +361,7 @@ export class MvccStore implements StateMachine {
       if (!(err instanceof ChainfireError)) throw err;
       result = { error: { code: err.code, message: err.message } };
     }
-    return command.MvccResult.encode(result).finish();
+    return encodeResult(result);
   }
 
   private execute(cmd: command.MvccCommand, entry: ApplyEntry): command.MvccResult {
@@ -410,11 +415,12 @@ export class MvccStore implements StateMachine {
     const prev = record.current;
     const lease = req.ignoreLease ? (prev?.lease ?? 0n) : req.lease;
     const kv: mvccpb.KeyValue = {
-      key: keyBytes(key),
+      // The decoded request's buffers are its own (the decoder copies): held as they are.
+      key: prev?.key ?? req.key,
       createRevision: prev?.createRevision ?? ctx.revision,
       modRevision: ctx.revision,
       version: (prev?.version ?? 0n) + 1n,
-      value: req.ignoreValue ? (prev?.value ?? EMPTY) : Buffer.from(req.value),
+      value: req.ignoreValue ? (prev?.value ?? EMPTY) : req.value,
       lease,
     };
     const sub = ctx.sub++;
