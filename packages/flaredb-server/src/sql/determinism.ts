@@ -125,7 +125,10 @@ const randomBlobBytesMax = 1_000_000_000;
 
 /** The UTC text SQLite itself would produce for 'now', with millisecond precision. */
 export function isoTime(timeMs: number): string {
-  return new Date(timeMs).toISOString().replace("T", " ").replace("Z", "");
+  const iso = new Date(timeMs).toISOString();
+  // "YYYY-MM-DDTHH:MM:SS.mmmZ"; years outside 0000-9999 have a longer, signed form.
+  if (iso.length === 24) return `${iso.slice(0, 10)} ${iso.slice(11, 23)}`;
+  return iso.replace("T", " ").replace("Z", "");
 }
 
 type DateFunction = "date" | "time" | "datetime" | "julianday" | "unixepoch" | "strftime" | "timediff";
@@ -184,6 +187,13 @@ export function installDeterministicFunctions(
   }
 }
 
+/** Whether `args` is a single 'now' or, for date/time/datetime, nothing (SQLite reads that as 'now'). */
+function isNowAlone(args: unknown[]): boolean {
+  if (args.length === 0) return true;
+  const a = args[0];
+  return args.length === 1 && typeof a === "string" && a.length === 3 && a.toLowerCase() === "now";
+}
+
 function callDateFunction(
   builtin: Database.Database,
   cache: Map<string, Database.Statement>,
@@ -191,6 +201,13 @@ function callDateFunction(
   args: unknown[],
   ctx: DeterminismContext,
 ): unknown {
+  // datetime/date/time of 'now' alone (CURRENT_TIMESTAMP, CURRENT_DATE and CURRENT_TIME, a column
+  // default on every inserted row) are parts of the entry's ISO time: SQLite formats them from the
+  // same value, truncating the milliseconds. No round trip through the builtin connection.
+  if ((name === "datetime" || name === "date" || name === "time") && isNowAlone(args)) {
+    const iso = ctx.now.isoOf(ctx.timeMs);
+    return name === "datetime" ? iso.slice(0, 19) : name === "date" ? iso.slice(0, 10) : iso.slice(11, 19);
+  }
   const onlyNow = args.every((a) => typeof a === "string" && a.toLowerCase() === "now");
   // The exact text is part of the key: strftime's first argument is a format ('NOW' ≠ 'now').
   const memoKey = onlyNow ? `${name}\u0000${args.join("\u0000")}` : undefined;
