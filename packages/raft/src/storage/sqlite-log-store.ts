@@ -28,6 +28,11 @@ const SNAP_FILE = /^snap-(\d+)\.snap(\.tmp)?$/;
 const SNAP_FILE_KEY = "snapFile";
 
 const EMPTY = new Uint8Array(0);
+/**
+ * Compacted entries are deleted this many per transaction, riding along with the next writes: a
+ * snapshot compacts ~100k entries at once, and one DELETE of them all held the event loop ~0.2 s.
+ */
+const TRIM_ENTRIES_PER_TX = 256;
 
 /** Bounds of the in-memory tail of newest entries. */
 const TAIL_ENTRIES_MAX = 8192;
@@ -89,6 +94,13 @@ export class SqliteLogStore implements LogStorage {
   /** The lowest `index - 1` rewritten since the running sync started (null: none). */
   private rewrittenSinceSyncStart: bigint | null = null;
   private closed = false;
+  /**
+   * Rows below the log's first index may still be in the table, from `trimFrom` up to `trimTo`
+   * inclusive (none when trimFrom > trimTo): compaction is logical at once (the first index moves)
+   * and physical over the following transactions (see TRIM_ENTRIES_PER_TX).
+   */
+  private trimFrom = 1n;
+  private trimTo = 0n;
   /** The folder of snapshot files (null for an in-memory database). */
   private readonly snapDir: string | null;
   /** Snapshot files no longer referenced, deleted once the transaction that let go of them is synced. */
@@ -118,7 +130,8 @@ export class SqliteLogStore implements LogStorage {
       deleteMeta: this.db.prepare("DELETE FROM meta WHERE key = ?"),
       insert: this.db.prepare("INSERT OR REPLACE INTO entries (idx, term, type, data) VALUES (?, ?, ?, ?)"),
       deleteFrom: this.db.prepare("DELETE FROM entries WHERE idx >= ?"),
-      deleteUpTo: this.db.prepare("DELETE FROM entries WHERE idx <= ?"),
+      deleteBetween: this.db.prepare("DELETE FROM entries WHERE idx >= ? AND idx < ?"),
+      firstRow: this.db.prepare("SELECT min(idx) FROM entries").pluck().safeIntegers(),
       deleteAll: this.db.prepare("DELETE FROM entries"),
       range: this.db
         .prepare("SELECT idx, term, type, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
@@ -133,6 +146,8 @@ export class SqliteLogStore implements LogStorage {
     this.persistTx = this.db.transaction((batch: PersistBatch) => this.persistInTx(batch));
     this.snapDir = this.db.memory ? null : dirname(opts.path);
     this.load(opts);
+    this.trimFrom = (this.stmts.firstRow.get() as bigint | null) ?? this.snapIndex + 1n;
+    this.trimTo = this.snapIndex;
     this.removeStraySnapshotFiles();
     this.openWal(opts.path);
     // openWal synced everything loaded (an in-memory database has nothing to lose anyway).
@@ -364,6 +379,7 @@ export class SqliteLogStore implements LogStorage {
     if (replacedLog) {
       // A snapshot from the leader replaces the whole log.
       this.stmts.deleteAll.run();
+      this.trimFrom = snap.metadata.index + 1n;
       this.writeSnapshotRow(snap);
       this.last = snap.metadata.index;
       this.lastTerm = snap.metadata.term;
@@ -384,6 +400,7 @@ export class SqliteLogStore implements LogStorage {
       this.last = tail.index;
       this.lastTerm = tail.term;
     }
+    this.trimSome();
     this.writeHardStateIfDirty();
     return { replacedLog, fresh };
   }
@@ -470,6 +487,15 @@ export class SqliteLogStore implements LogStorage {
     }
   }
 
+  /** Inside a transaction: deletes the next few compacted rows still in the table. */
+  private trimSome(): void {
+    if (this.trimFrom > this.trimTo) return;
+    const end = this.trimFrom + BigInt(TRIM_ENTRIES_PER_TX);
+    const stop = end <= this.trimTo + 1n ? end : this.trimTo + 1n;
+    this.stmts.deleteBetween.run(this.trimFrom, stop);
+    this.trimFrom = stop;
+  }
+
   private setCompacted(index: bigint, term: bigint): void {
     this.setMeta("compacted", Buffer.from(`${index},${term}`));
     this.snapIndex = index;
@@ -532,8 +558,9 @@ export class SqliteLogStore implements LogStorage {
       this.releaseSnapshotFile();
       if (file !== null) this.setMeta(SNAP_FILE_KEY, Buffer.from(file));
       if (compactTo > this.snapIndex) {
-        this.stmts.deleteUpTo.run(compactTo);
         this.setCompacted(compactTo, compactTerm);
+        this.trimTo = compactTo;
+        this.trimSome();
       }
     })();
     this.writeSeq++;
