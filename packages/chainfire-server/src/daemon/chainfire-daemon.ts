@@ -65,6 +65,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     leaseCheckpointIntervalMs: config.leaseCheckpointIntervalMs,
     backendBatchIntervalMs: config.backendBatchIntervalMs,
     backendBatchLimit: config.backendBatchLimit,
+    backgroundCheckpoints: true,
   });
   let member: RunningMember;
   try {

@@ -1,5 +1,6 @@
 // The SQLite side of the MVCC store: revision-keyed rows (one per key change, tombstones included),
 // leases and a few counters. Every 64-bit column is read with safeIntegers so it arrives as bigint.
+import { WalCheckpointer } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 
 export interface Row {
@@ -51,6 +52,8 @@ export class Backend {
   /** Rows written into the open write transaction since it began. */
   private pendingWrites = 0;
   private commitTimer: NodeJS.Timeout | null = null;
+  /** Checkpoints the WAL from a worker thread, when asked for (see WalCheckpointer). */
+  private checkpointer: WalCheckpointer | null = null;
 
   /**
    * @param batchIntervalMs how long applied batches may stay in the open write transaction (etcd's
@@ -62,6 +65,7 @@ export class Backend {
     source: string | Buffer,
     private readonly batchIntervalMs = DEFAULT_BATCH_INTERVAL_MS,
     private readonly batchLimit = DEFAULT_BATCH_LIMIT,
+    backgroundCheckpoints = false,
   ) {
     this.db = new Database(source as string);
     // The Raft log is the durable record: after a crash the entries past the recorded applied index
@@ -90,6 +94,9 @@ export class Backend {
     this.beginStmt = this.db.prepare("BEGIN");
     this.commitStmt = this.db.prepare("COMMIT");
     this.rollbackStmt = this.db.prepare("ROLLBACK");
+    if (backgroundCheckpoints && typeof source === "string" && source !== ":memory:") {
+      this.checkpointer = new WalCheckpointer(this.db);
+    }
   }
 
   /**
@@ -202,6 +209,7 @@ export class Backend {
 
   close(): void {
     this.commit();
+    this.checkpointer?.close();
     this.db.close();
   }
 }

@@ -28,6 +28,8 @@ export interface MvccStoreOptions {
   backendBatchIntervalMs?: number;
   /** How many row writes the backend's open transaction may hold (see Backend). */
   backendBatchLimit?: number;
+  /** Checkpoint the database's WAL from a worker thread (see WalCheckpointer); the daemon does. */
+  backgroundCheckpoints?: boolean;
 }
 
 /** Every applied entry's result is encoded through one reused writer (see reusingEncoder). */
@@ -109,7 +111,12 @@ export class MvccStore implements StateMachine {
   }
 
   private openBackend(source: string | Buffer): Backend {
-    return new Backend(source, this.options.backendBatchIntervalMs, this.options.backendBatchLimit);
+    return new Backend(
+      source,
+      this.options.backendBatchIntervalMs,
+      this.options.backendBatchLimit,
+      this.options.backgroundCheckpoints,
+    );
   }
 
   snapshot(): Uint8Array {

@@ -116,6 +116,7 @@ function raftConfig(args: StartMemberArgs, plan: MemberPlan, raftDir: string): R
     electionTicks: Math.max(5, Math.round(c.electionTimeoutMs / c.heartbeatIntervalMs)),
     snapshotEntries: c.snapshotCount,
     snapshotTailEntries: Math.min(5000, Math.max(1, Math.floor(c.snapshotCount / 2))),
+    backgroundCheckpoints: true,
     logger: raftLogger(args.logger.child({ component: "raft" })),
     ...args.raftOverrides,
     transport: { credentialsFor: peerCredentialsFor(c), ...args.raftOverrides?.transport },

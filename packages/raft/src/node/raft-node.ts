@@ -59,6 +59,8 @@ export interface RaftNodeConfig {
   initialMembers: readonly MemberInfo[];
   /** True when this member joins an existing cluster (added by addMember first). */
   join?: boolean;
+  /** Checkpoint raft.db's WAL from a worker thread (see WalCheckpointer); daemons turn it on. */
+  backgroundCheckpoints?: boolean;
   logger: RaftLogger;
 }
 
@@ -111,6 +113,7 @@ export class RaftNode {
       path: join(config.dataDir, "raft.db"),
       bootstrapVoters: boot.filter((m) => !m.isLearner).map((m) => m.id),
       bootstrapLearners: boot.filter((m) => m.isLearner).map((m) => m.id),
+      backgroundCheckpoints: config.backgroundCheckpoints,
     });
     const saved = this.store.getAppMeta("members");
     if (saved === undefined) this.store.setAppMeta("members", encodeMembers(fresh));

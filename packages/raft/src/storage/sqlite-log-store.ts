@@ -21,6 +21,7 @@ import {
   type Snapshot,
 } from "../core/types.js";
 import { EntryTail } from "./entry-tail.js";
+import { WalCheckpointer } from "./wal-checkpointer.js";
 
 /** Locally made snapshots are files named `snap-<index>.snap` beside the database (see `writeSnapshotFile`). */
 const SNAP_FILE = /^snap-(\d+)\.snap(\.tmp)?$/;
@@ -50,6 +51,8 @@ export interface SqliteLogStoreOptions {
   /** Initial voters written at the very first start only (bootstrap of a brand-new cluster). */
   bootstrapVoters?: readonly NodeId[];
   bootstrapLearners?: readonly NodeId[];
+  /** Checkpoint the WAL from a worker thread instead of in the committing call (see WalCheckpointer). */
+  backgroundCheckpoints?: boolean;
 }
 
 type Row = { idx: bigint; term: bigint; type: bigint; data: Buffer };
@@ -100,6 +103,7 @@ export class SqliteLogStore implements LogStorage {
    * and physical over the following transactions (see TRIM_ENTRIES_PER_TX).
    */
   private trimFrom = 1n;
+  private checkpointer: WalCheckpointer | null = null;
   private trimTo = 0n;
   /** The folder of snapshot files (null for an in-memory database). */
   private readonly snapDir: string | null;
@@ -149,6 +153,8 @@ export class SqliteLogStore implements LogStorage {
     this.trimFrom = (this.stmts.firstRow.get() as bigint | null) ?? this.snapIndex + 1n;
     this.trimTo = this.snapIndex;
     this.removeStraySnapshotFiles();
+    if (opts.backgroundCheckpoints === true && !this.db.memory)
+      this.checkpointer = new WalCheckpointer(this.db);
     this.openWal(opts.path);
     // openWal synced everything loaded (an in-memory database has nothing to lose anyway).
     this.durableLast = this.last;
@@ -576,6 +582,7 @@ export class SqliteLogStore implements LogStorage {
     if (this.closed) return;
     this.closed = true;
     if (this.hardDirty) this.db.transaction(() => this.writeHardStateIfDirty())();
+    this.checkpointer?.close();
     this.db.close();
     const fd = this.walFd;
     this.walFd = null;
