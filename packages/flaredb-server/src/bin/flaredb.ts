@@ -135,6 +135,7 @@ async function startFlareDb(ctx: Ctx): Promise<void> {
     path: dbPath,
     synchronous: config.dbSynchronous,
     resultRowsMax: config.maxResultRows,
+    backgroundCheckpoints: true,
   });
   await sm.startSnapshotWorker().catch((err: unknown) => {
     logger.warn({ err: String(err) }, "snapshot worker did not start; snapshots are taken on the event loop");

@@ -7,7 +7,13 @@
 
 import { randomBytes } from "node:crypto";
 import { renameSync, rmSync, writeFileSync } from "node:fs";
-import { type ApplyEntry, type SnapshotJob, SnapshotWorker, type StateMachine } from "@photoncloud/raft";
+import {
+  type ApplyEntry,
+  type SnapshotJob,
+  SnapshotWorker,
+  type StateMachine,
+  WalCheckpointer,
+} from "@photoncloud/raft";
 import Database from "better-sqlite3";
 import { FlareDbError, fromSqliteError } from "../errors.js";
 import { Command, CommandResult, type QueryResult, type RestoreCommand } from "../gen/flaredb/v1/command.js";
@@ -45,6 +51,8 @@ export interface SqlStateMachineOptions {
   readonly statementCacheMax?: number;
   /** Most rows one query may return (through the log or locally); beyond it the query fails. */
   readonly resultRowsMax?: number;
+  /** Checkpoint the database's WAL from a worker thread (see WalCheckpointer); the daemon does. */
+  readonly backgroundCheckpoints?: boolean;
 }
 
 export interface QueryRows {
@@ -118,6 +126,8 @@ export class SqlStateMachine implements StateMachine {
     this.open();
   }
 
+  private checkpointer: WalCheckpointer | null = null;
+
   private open(): void {
     const db = new Database(this.options.path);
     db.pragma("journal_mode = WAL");
@@ -137,6 +147,14 @@ export class SqlStateMachine implements StateMachine {
     this.control = prepareControl(db);
     this.cache.clear();
     this.applied = db.prepare(`SELECT applied_index FROM ${metaTable}`).pluck().get() as bigint;
+    if (this.options.backgroundCheckpoints === true) this.checkpointer = new WalCheckpointer(db);
+  }
+
+  /** The background checkpoints stop first, so that this connection's close is the last one. */
+  private closeDb(): void {
+    this.checkpointer?.close();
+    this.checkpointer = null;
+    this.db.close();
   }
 
   appliedIndex(): bigint {
@@ -492,7 +510,7 @@ export class SqlStateMachine implements StateMachine {
     const worker = this.snapshots;
     this.snapshots = null;
     worker?.close();
-    this.db.close();
+    this.closeDb();
     const path = this.options.path;
     const staging = `${path}.restore`;
     writeFileSync(staging, image, { flush: true });
@@ -510,7 +528,7 @@ export class SqlStateMachine implements StateMachine {
     this.snapshots?.close();
     this.snapshots = null;
     this.cache.clear();
-    if (this.db.open) this.db.close();
+    if (this.db.open) this.closeDb();
     if (this.builtin.open) this.builtin.close();
   }
 
