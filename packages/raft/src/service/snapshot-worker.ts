@@ -107,6 +107,7 @@ export class SnapshotWorker {
       };
       worker.on("message", onMessage);
       worker.once("error", reject);
+      worker.once("exit", () => reject(new Error("the snapshot worker exited before it was ready")));
     });
   }
 

@@ -559,16 +559,34 @@ export class SqliteLogStore implements LogStorage {
     // A tail of entries stays after the snapshot so that slightly lagging followers catch up from
     // the log instead of by snapshot.
     const compactTerm = compactTo > this.snapIndex ? this.term(compactTo) : 0n;
-    this.db.transaction(() => {
-      this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), toBuffer(data));
-      this.releaseSnapshotFile();
-      if (file !== null) this.setMeta(SNAP_FILE_KEY, Buffer.from(file));
-      if (compactTo > this.snapIndex) {
-        this.setCompacted(compactTo, compactTerm);
-        this.trimTo = compactTo;
-        this.trimSome();
-      }
-    })();
+    // The transaction also moves fields in memory; a failed one (the member carries on: the next
+    // interval retries) must leave them as the database still has them.
+    const before = {
+      snapIndex: this.snapIndex,
+      snapTerm: this.snapTerm,
+      trimFrom: this.trimFrom,
+      trimTo: this.trimTo,
+      obsolete: this.obsoleteFiles.length,
+    };
+    try {
+      this.db.transaction(() => {
+        this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), toBuffer(data));
+        this.releaseSnapshotFile();
+        if (file !== null) this.setMeta(SNAP_FILE_KEY, Buffer.from(file));
+        if (compactTo > this.snapIndex) {
+          this.setCompacted(compactTo, compactTerm);
+          this.trimTo = compactTo;
+          this.trimSome();
+        }
+      })();
+    } catch (err) {
+      this.snapIndex = before.snapIndex;
+      this.snapTerm = before.snapTerm;
+      this.trimFrom = before.trimFrom;
+      this.trimTo = before.trimTo;
+      this.obsoleteFiles.length = before.obsolete;
+      throw err;
+    }
     this.writeSeq++;
     this.tail.dropUpTo(this.snapIndex);
     return term;
