@@ -6,10 +6,6 @@ export function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
 
-export function keyBytes(key: string): Buffer {
-  return Buffer.from(key, "latin1");
-}
-
 /**
  * A key range as etcd defines it: an empty end is the single key; an end of "\0" is every key >= key;
  * otherwise [key, end). `end === null` means unbounded above.

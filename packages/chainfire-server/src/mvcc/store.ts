@@ -11,7 +11,7 @@ import { type ApplyEntry, type SnapshotJob, SnapshotWorker, type StateMachine } 
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, type Row } from "./backend.js";
 import { entryAt, KeyIndex, type KeyRecord } from "./key-index.js";
-import { type KeyRange, keyBytes, keyRange, keyString } from "./key-range.js";
+import { type KeyRange, keyRange, keyString } from "./key-range.js";
 import { Lessor, MAX_LEASE_TTL_SECONDS } from "./lessor.js";
 import { EMPTY, header, tombstone } from "./messages.js";
 import { checkDeleteRange, checkPut, checkTxn, DEFAULT_MAX_TXN_OPS } from "./txn-check.js";
@@ -73,7 +73,7 @@ export class MvccStore implements StateMachine {
   readonly quotaBackendBytes: bigint;
   readonly maxTxnOps: number;
   /** Takes snapshots off the event loop once `startSnapshotWorker` was called (file stores only). */
-  private snapshots: SnapshotWorker | null = null;
+  private readonly snapshots: SnapshotWorker | null;
 
   constructor(private readonly options: MvccStoreOptions) {
     this.quotaBackendBytes = options.quotaBackendBytes ?? DEFAULT_QUOTA_BYTES;
@@ -83,6 +83,10 @@ export class MvccStore implements StateMachine {
       checkpointIntervalMs: options.leaseCheckpointIntervalMs ?? 5 * 60_000,
     });
     this.backend = this.openBackend(options.path);
+    this.snapshots =
+      options.path === ":memory:"
+        ? null
+        : new SnapshotWorker({ path: options.path, appliedSql: APPLIED_SQL });
     this.load();
   }
 
@@ -129,9 +133,7 @@ export class MvccStore implements StateMachine {
    * on this member and, on a leader, to let followers start an election.
    */
   async startSnapshotWorker(): Promise<void> {
-    if (this.options.path === ":memory:") return;
-    this.snapshots ??= new SnapshotWorker({ path: this.options.path, appliedSql: APPLIED_SQL });
-    await this.snapshots.start();
+    await this.snapshots?.start();
   }
 
   /** Whether `beginSnapshot` hands the work to the worker (it is running). */
@@ -152,10 +154,6 @@ export class MvccStore implements StateMachine {
   }
 
   restore(image: Uint8Array, index: bigint): void {
-    // The worker's connection would keep reading the file this replaces: start a new one after.
-    const worker = this.snapshots;
-    this.snapshots = null;
-    worker?.close();
     this.backend.close();
     if (this.options.path === ":memory:") {
       this.backend = this.openBackend(Buffer.from(image));
@@ -166,13 +164,12 @@ export class MvccStore implements StateMachine {
     }
     this.backend.setMetaValue("applied_index", index);
     this.load();
-    if (worker !== null) void this.startSnapshotWorker().catch(() => {});
+    this.snapshots?.restart();
     for (const listener of this.restoreListeners) listener();
   }
 
   close(): void {
     this.snapshots?.close();
-    this.snapshots = null;
     this.backend.close();
   }
 

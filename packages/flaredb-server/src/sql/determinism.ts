@@ -125,10 +125,7 @@ const randomBlobBytesMax = 1_000_000_000;
 
 /** The UTC text SQLite itself would produce for 'now', with millisecond precision. */
 export function isoTime(timeMs: number): string {
-  const iso = new Date(timeMs).toISOString();
-  // "YYYY-MM-DDTHH:MM:SS.mmmZ"; years outside 0000-9999 have a longer, signed form.
-  if (iso.length === 24) return `${iso.slice(0, 10)} ${iso.slice(11, 23)}`;
-  return iso.replace("T", " ").replace("Z", "");
+  return new Date(timeMs).toISOString().replace("T", " ").replace("Z", "");
 }
 
 type DateFunction = "date" | "time" | "datetime" | "julianday" | "unixepoch" | "strftime" | "timediff";

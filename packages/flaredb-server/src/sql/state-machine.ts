@@ -117,16 +117,22 @@ export class SqlStateMachine implements StateMachine {
   private applied = 0n;
   private readonly statementCacheMax: number;
   readonly resultRowsMax: number;
+  /** Takes snapshots off the event loop once `startSnapshotWorker` was called. */
+  private readonly snapshots: SnapshotWorker;
+  /** Checkpoints the database's WAL from a worker thread, when asked for (see WalCheckpointer). */
+  private checkpointer: WalCheckpointer | null = null;
 
   constructor(private readonly options: SqlStateMachineOptions) {
     this.statementCacheMax = options.statementCacheMax ?? 512;
     this.resultRowsMax = options.resultRowsMax ?? 100_000;
     this.builtin = new Database(":memory:");
     this.ctx = readContext();
+    this.snapshots = new SnapshotWorker({
+      path: options.path,
+      appliedSql: `SELECT applied_index AS idx FROM ${metaTable}`,
+    });
     this.open();
   }
-
-  private checkpointer: WalCheckpointer | null = null;
 
   private open(): void {
     const db = new Database(this.options.path);
@@ -469,25 +475,17 @@ export class SqlStateMachine implements StateMachine {
     return this.db.serialize();
   }
 
-  /** Takes snapshots off the event loop once `startSnapshotWorker` was called. */
-  private snapshots: SnapshotWorker | null = null;
-
   /**
    * Starts the thread that takes snapshots off the event loop (see `beginSnapshot`): serializing a
    * large database stalls every request on this member for as long as it takes.
    */
   async startSnapshotWorker(): Promise<void> {
-    if (this.options.path === ":memory:") return;
-    this.snapshots ??= new SnapshotWorker({
-      path: this.options.path,
-      appliedSql: `SELECT applied_index AS idx FROM ${metaTable}`,
-    });
     await this.snapshots.start();
   }
 
   /** Whether `beginSnapshot` hands the work to the worker (it is running). */
   get snapshotsOffLoop(): boolean {
-    return this.snapshots?.isReady === true;
+    return this.snapshots.isReady;
   }
 
   /**
@@ -497,7 +495,7 @@ export class SqlStateMachine implements StateMachine {
    * worker the snapshot is taken here and now.
    */
   beginSnapshot(): SnapshotJob {
-    const job = this.snapshotsOffLoop ? this.snapshots?.begin(this.applied) : undefined;
+    const job = this.snapshotsOffLoop ? this.snapshots.begin(this.applied) : undefined;
     return job ?? { index: this.applied, image: Promise.resolve(this.snapshot()) };
   }
 
@@ -506,10 +504,6 @@ export class SqlStateMachine implements StateMachine {
       "binary",
     );
     if (header !== "SQLite format 3\0") throw new Error("snapshot image is not a SQLite database");
-    // The worker's connection would keep reading the file this replaces: start a new one after.
-    const worker = this.snapshots;
-    this.snapshots = null;
-    worker?.close();
     this.closeDb();
     const path = this.options.path;
     const staging = `${path}.restore`;
@@ -521,12 +515,11 @@ export class SqlStateMachine implements StateMachine {
     this.open();
     this.setAppliedStmt.run(index);
     this.applied = index;
-    if (worker !== null) void this.startSnapshotWorker().catch(() => {});
+    this.snapshots.restart();
   }
 
   close(): void {
-    this.snapshots?.close();
-    this.snapshots = null;
+    this.snapshots.close();
     this.cache.clear();
     if (this.db.open) this.closeDb();
     if (this.builtin.open) this.builtin.close();

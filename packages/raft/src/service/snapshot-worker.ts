@@ -148,6 +148,17 @@ export class SnapshotWorker {
     for (const id of [...this.pending.keys()]) this.settle(id, err);
   }
 
+  /**
+   * After the database file was replaced (a restore): a started worker's connection still reads the
+   * old file, so it is closed and a new one started (until that one is ready, `begin` answers
+   * undefined and the caller snapshots synchronously). Nothing happens if no worker was started.
+   */
+  restart(): void {
+    if (this.worker === null) return;
+    this.close();
+    void this.start().catch(() => {});
+  }
+
   close(): void {
     this.failAll(new Error("the state machine was closed"));
     void this.worker?.terminate();

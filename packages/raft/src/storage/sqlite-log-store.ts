@@ -103,8 +103,9 @@ export class SqliteLogStore implements LogStorage {
    * and physical over the following transactions (see TRIM_ENTRIES_PER_TX).
    */
   private trimFrom = 1n;
-  private checkpointer: WalCheckpointer | null = null;
   private trimTo = 0n;
+  /** Checkpoints the WAL from a worker thread, when asked for (see WalCheckpointer). */
+  private checkpointer: WalCheckpointer | null = null;
   /** The folder of snapshot files (null for an in-memory database). */
   private readonly snapDir: string | null;
   /** Snapshot files no longer referenced, deleted once the transaction that let go of them is synced. */
