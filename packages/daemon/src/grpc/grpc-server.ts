@@ -8,16 +8,20 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import type { Logger } from "pino";
 import type { DaemonMetrics } from "../metrics.js";
 import { type DaemonUrl, grpcBindAddress, makeUrl } from "../urls.js";
+import { GrpcFront } from "../h2/grpc-front.js";
 import { instrumentService } from "./instrument.js";
-import { attachLeanUnary, type LeanRoute, type UnaryHandler } from "./lean-unary.js";
+import { attachLeanUnary, effectiveLimits, type LeanRoute, type UnaryHandler } from "./lean-unary.js";
 import { ListenError } from "./listen-error.js";
-import { grpcServerCredentials, loadTlsMaterial, type TlsFiles } from "./tls.js";
+import { grpcServerCredentials, httpsServerOptions, loadTlsMaterial, type TlsFiles } from "./tls.js";
 
 export interface GrpcServiceRegistration {
   readonly definition: ServiceDefinition;
@@ -77,9 +81,10 @@ function bindOne(
   url: DaemonUrl,
   credentials: ServerCredentials,
   what: string,
+  address = grpcBindAddress(url),
 ): Promise<DaemonUrl> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(grpcBindAddress(url), credentials, (err, port) => {
+    server.bindAsync(address, credentials, (err, port) => {
       if (err) reject(new ListenError(url.href, err.message, what));
       else resolve(makeUrl(url.scheme, url.host, port));
     });
@@ -139,16 +144,52 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   addReflection(server, config);
 
   const credentials = config.urls.map((url) => credentialsFor(config, url, what));
+  const limits = effectiveLimits({
+    maxReceiveMessageBytes: Number(options["grpc.max_receive_message_length"]),
+    maxSendMessageBytes: Number(options["grpc.max_send_message_length"]),
+  });
+  // Listeners with lean methods get the kit's own HTTP/2 front (../h2/grpc-front.ts), unless their
+  // credentials are the daemon's own (handlers there may need the caller's TLS identity).
+  // PHOTON_GRPC_FRONT=0 leaves every listener to grpc-js (to compare, or to rule the front out).
+  const fronted = config.urls.map(
+    (url) =>
+      lean.size > 0 && process.env.PHOTON_GRPC_FRONT !== "0" && config.credentialsFor?.(url) === undefined,
+  );
   const bound: DaemonUrl[] = [];
+  const fronts: GrpcFront[] = [];
+  let fallbackDir: string | null = null;
   try {
+    if (fronted.includes(true)) {
+      // mkdtemp makes the directory private to this user: only the fronts reach the socket.
+      fallbackDir = mkdtempSync(join(tmpdir(), "photon-grpc-"));
+      const fallbackSocketPath = join(fallbackDir, "grpc.sock");
+      await bindOne(
+        server,
+        makeUrl("http", `unix:${fallbackSocketPath}`, 0),
+        ServerCredentials.createInsecure(),
+        what,
+        `unix:${fallbackSocketPath}`,
+      );
+      for (const [i, url] of config.urls.entries()) {
+        if (!fronted[i]) continue;
+        const tls = url.tls
+          ? httpsServerOptions(loadTlsMaterial(config.tls ?? {}, `${what} (${url.href})`))
+          : undefined;
+        const front = new GrpcFront({ routes: lean, limits, fallbackSocketPath, ...(tls ? { tls } : {}) });
+        fronts.push(front);
+        const port = await front.listen(url.host, url.port).catch((err: Error) => {
+          throw new ListenError(url.href, err.message, what);
+        });
+        bound[i] = makeUrl(url.scheme, url.host, port);
+      }
+    }
     for (const [i, url] of config.urls.entries())
-      bound.push(await bindOne(server, url, credentials[i]!, what));
-    attachLeanUnary(server, lean, {
-      maxReceiveMessageBytes: Number(options["grpc.max_receive_message_length"]),
-      maxSendMessageBytes: Number(options["grpc.max_send_message_length"]),
-    });
+      if (!fronted[i]) bound[i] = await bindOne(server, url, credentials[i]!, what);
+    attachLeanUnary(server, lean, limits);
   } catch (err) {
     server.forceShutdown();
+    for (const f of fronts) void f.close(0);
+    if (fallbackDir !== null) rmSync(fallbackDir, { recursive: true, force: true });
     throw err;
   }
   ctx.logger.info({ urls: bound.map((u) => u.href), services: serviceNames }, "gRPC server listening");
@@ -158,7 +199,14 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
     health,
     serviceNames,
     setServing: (name, serving) => health.setStatus(name, serving ? "SERVING" : "NOT_SERVING"),
-    shutdown: () => shutdownGrpc(server, health, ["", ...serviceNames], config.shutdownTimeoutMs ?? 5000),
+    shutdown: async () => {
+      const timeoutMs = config.shutdownTimeoutMs ?? 5000;
+      await Promise.all([
+        shutdownGrpc(server, health, ["", ...serviceNames], timeoutMs),
+        ...fronts.map((f) => f.close(timeoutMs)),
+      ]);
+      if (fallbackDir !== null) rmSync(fallbackDir, { recursive: true, force: true });
+    },
   };
 }
 

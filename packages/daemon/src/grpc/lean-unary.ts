@@ -3,15 +3,15 @@
 // grpc-js serves every call through a chain of objects (an intercepting call, a stream decoder, a
 // responder, a writable-stream wrapper) and several events and promise turns per call. For small
 // unary calls that machinery costs about as much CPU as the HTTP/2 stream itself, and it makes most of
-// the garbage. For the methods a service names (`leanUnaryMethods`), this module takes the HTTP/2
-// stream before grpc-js does and serves the call directly: read one length-prefixed message, call the
-// kit's (instrumented) handler with a call object that has what unary handlers use, and answer with
-// the same headers, message framing and trailers grpc-js sends.
+// the garbage. For the methods a service names (`leanUnaryMethods`), a LeanCall serves the call
+// directly: read one length-prefixed message, call the kit's (instrumented) handler with a call object
+// that has what unary handlers use, and answer with the same headers, message framing and trailers
+// grpc-js sends. Its stream is one of the kit's own HTTP/2 front (../h2/grpc-front.ts) or, on
+// listeners left to grpc-js, a stream of grpc-js's Node http2 servers taken before grpc-js sees it.
 //
 // Everything unusual is left to grpc-js, unchanged: another content type, a compressed request
-// (grpc-encoding other than identity), a malformed grpc-timeout, and every method not named. The
-// HTTP/2 servers, sessions, TLS, keepalive and graceful shutdown stay grpc-js's (a lean call is a
-// stream of the same session). Server interceptors do not run on the lean path; the kit adds none.
+// (grpc-encoding other than identity), a malformed grpc-timeout, and every method not named. Server
+// interceptors do not run on the lean path; the kit adds none.
 //
 // What a unary handler gets (grpc-js's ServerUnaryCall): request, metadata (the request headers less
 // the transport ones, as grpc-js gives it), cancelled and the "cancelled" event, getPeer, getDeadline,
@@ -19,6 +19,7 @@
 
 import { EventEmitter } from "node:events";
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { Metadata, type MethodDefinition, type Server, status } from "@grpc/grpc-js";
 
@@ -53,6 +54,7 @@ const transportHeaders = [
 ];
 
 const trailersOnlyHeaders = { ":status": 200, "content-type": "application/grpc+proto" };
+export const leanTrailersOnlyHeaders = trailersOnlyHeaders;
 const responseHeaders = {
   ...trailersOnlyHeaders,
   "grpc-accept-encoding": "identity,deflate,gzip",
@@ -78,7 +80,7 @@ export class LeanUnaryCall extends EventEmitter {
   }
 
   constructor(
-    private readonly stream: Http2Stream,
+    private readonly socketOf: () => Socket | undefined,
     private readonly headers: IncomingHttpHeaders,
     private readonly path: string,
     private readonly deadline: number,
@@ -87,7 +89,7 @@ export class LeanUnaryCall extends EventEmitter {
   }
 
   getPeer(): string {
-    const socket = this.stream.session?.socket;
+    const socket = this.socketOf();
     if (socket?.remoteAddress === undefined) return "unknown";
     return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
   }
@@ -105,7 +107,7 @@ export class LeanUnaryCall extends EventEmitter {
   }
 
   getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: unknown } {
-    const socket = this.stream.session?.socket;
+    const socket = this.socketOf();
     if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
     const cert = socket.getPeerCertificate();
     return { transportSecurityType: "ssl", sslPeerCertificate: cert.raw ? cert : undefined };
@@ -117,7 +119,7 @@ export class LeanUnaryCall extends EventEmitter {
     remoteAddress?: string;
     remotePort?: number;
   } {
-    const s = this.stream.session?.socket;
+    const s = this.socketOf();
     return {
       localAddress: s?.localAddress,
       localPort: s?.localPort,
@@ -137,7 +139,7 @@ export class LeanUnaryCall extends EventEmitter {
   }
 }
 
-interface StatusLike {
+export interface StatusLike {
   code: number;
   details: string;
   metadata: Metadata | null;
@@ -156,8 +158,22 @@ function errorToStatus(err: unknown, trailer: Metadata | null | undefined): Stat
   return { code, details, metadata };
 }
 
+/**
+ * Where a lean call's answer goes: a Node http2 stream (behind grpc-js's servers) or a stream of the
+ * kit's own HTTP/2 connection (../h2). The call feeds itself from the stream's data, end and close.
+ */
+export interface LeanSink {
+  readonly socket: () => Socket | undefined;
+  /** The stream is gone (reset, closed): nothing can be sent. */
+  gone(): boolean;
+  /** A message answer: response headers (plus `headerMd`), one framed message, trailers (plus `trailer`). */
+  sendMessage(frame: Buffer, headerMd: Metadata | null, trailer: Metadata | null): void;
+  /** A trailers-only answer with this status. */
+  sendStatus(status: StatusLike): void;
+}
+
 /** One lean unary call from stream open to its status. */
-class LeanCall {
+export class LeanCall {
   private readonly chunks: Buffer[] = [];
   private received = 0;
   private done = false;
@@ -165,21 +181,14 @@ class LeanCall {
   private readonly call: LeanUnaryCall;
 
   constructor(
-    private readonly stream: Http2Stream,
+    private readonly sink: LeanSink,
     headers: IncomingHttpHeaders,
     private readonly route: LeanRoute,
     private readonly limits: LeanLimits,
     timeoutMs: number | undefined,
   ) {
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
-    this.call = new LeanUnaryCall(stream, headers, route.method.path, deadline);
-    stream.on("error", ignoreStreamError);
-    // Closed before it was answered: the client went away (or the session did).
-    stream.once("close", () => {
-      if (!this.done) this.cancel();
-    });
-    stream.on("data", (chunk: Buffer) => this.onData(chunk));
-    stream.once("end", () => this.onEnd());
+    this.call = new LeanUnaryCall(sink.socket, headers, route.method.path, deadline);
     if (timeoutMs !== undefined)
       this.timer = setTimeout(
         () => this.finish({ code: status.DEADLINE_EXCEEDED, details: "Deadline exceeded", metadata: null }),
@@ -187,10 +196,15 @@ class LeanCall {
       );
   }
 
+  /** Closed before it was answered: the client went away (or the session did). */
+  onClose(): void {
+    if (!this.done) this.cancel();
+  }
+
   /** The request message's declared length, once its 5-byte prefix has arrived. */
   private declared = -1;
 
-  private onData(chunk: Buffer): void {
+  onData(chunk: Buffer): void {
     if (this.done) return;
     this.received += chunk.length;
     this.chunks.push(chunk);
@@ -216,7 +230,7 @@ class LeanCall {
       });
   }
 
-  private onEnd(): void {
+  onEnd(): void {
     if (this.done) return;
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     const path = this.route.method.path;
@@ -271,21 +285,12 @@ class LeanCall {
     }
     this.done = true;
     this.clearTimer();
-    const stream = this.stream;
-    if (stream.destroyed || stream.closed) return;
+    if (this.sink.gone()) return;
     const frame = Buffer.allocUnsafe(5 + bytes.length);
     frame[0] = 0;
     frame.writeUInt32BE(bytes.length, 1);
     frame.set(bytes, 5);
-    const headerMd = this.call.takeHeaderMetadata();
-    const headers =
-      headerMd === null ? responseHeaders : { ...responseHeaders, ...headerMd.toHttp2Headers() };
-    stream.once("wantTrailers", () => {
-      const trailers = trailer == null ? okTrailers : { ...okTrailers, ...trailer.toHttp2Headers() };
-      stream.sendTrailers(trailers);
-    });
-    stream.respond(headers, { waitForTrailers: true });
-    stream.end(frame);
+    this.sink.sendMessage(frame, this.call.takeHeaderMetadata(), trailer ?? null);
   }
 
   /** Ends the call with a non-OK status (trailers only, unless headers went out already). */
@@ -293,18 +298,7 @@ class LeanCall {
     if (this.done) return;
     this.done = true;
     this.clearTimer();
-    const stream = this.stream;
-    if (stream.destroyed || stream.closed) return;
-    // Trailers only; the message percent-encoded as grpc-js does (encodeURI).
-    stream.respond(
-      {
-        ...trailersOnlyHeaders,
-        "grpc-status": String(s.code),
-        "grpc-message": encodeURI(s.details),
-        ...(s.metadata?.toHttp2Headers() ?? {}),
-      },
-      { endStream: true },
-    );
+    if (!this.sink.gone()) this.sink.sendStatus(s);
     // The handler may still be running (deadline): it learns the call is over.
     if (s.code === status.DEADLINE_EXCEEDED) this.cancel();
   }
@@ -326,15 +320,56 @@ class LeanCall {
 }
 
 const okTrailers = { "grpc-status": "0", "grpc-message": "OK" };
+export const leanResponseHeaders = responseHeaders;
+export const leanOkTrailers = okTrailers;
 
-/** A stream error is followed by "close", which cancels the call; nothing can be sent then. */
-function ignoreStreamError(): void {}
+/** The status as trailers (or trailers-only headers); the message percent-encoded as grpc-js does. */
+export function statusFields(s: StatusLike): Record<string, string | number | string[] | undefined> {
+  return {
+    "grpc-status": String(s.code),
+    "grpc-message": encodeURI(s.details),
+    ...(s.metadata?.toHttp2Headers() ?? {}),
+  };
+}
+
+/** A lean call on a stream of one of grpc-js's Node http2 servers. */
+function nodeStreamCall(
+  stream: Http2Stream,
+  headers: IncomingHttpHeaders,
+  route: LeanRoute,
+  limits: LeanLimits,
+  timeoutMs: number | undefined,
+): void {
+  const sink: LeanSink = {
+    socket: () => stream.session?.socket as Socket | undefined,
+    gone: () => stream.destroyed || stream.closed,
+    sendMessage(frame, headerMd, trailer) {
+      const headers =
+        headerMd === null ? responseHeaders : { ...responseHeaders, ...headerMd.toHttp2Headers() };
+      stream.once("wantTrailers", () => {
+        const trailers = trailer === null ? okTrailers : { ...okTrailers, ...trailer.toHttp2Headers() };
+        stream.sendTrailers(trailers);
+      });
+      stream.respond(headers, { waitForTrailers: true });
+      stream.end(frame);
+    },
+    sendStatus(s) {
+      stream.respond({ ...trailersOnlyHeaders, ...statusFields(s) }, { endStream: true });
+    },
+  };
+  const call = new LeanCall(sink, headers, route, limits, timeoutMs);
+  // A stream error is followed by "close", which cancels the call; nothing can be sent then.
+  stream.on("error", () => {});
+  stream.once("close", () => call.onClose());
+  stream.on("data", (chunk: Buffer) => call.onData(chunk));
+  stream.once("end", () => call.onEnd());
+}
 
 /**
  * Whether the lean path can serve a stream with these headers; anything else goes to grpc-js. Returns
  * the timeout in ms (undefined: none) or null to hand the stream to grpc-js.
  */
-function leanTimeout(headers: IncomingHttpHeaders): number | undefined | null {
+export function leanTimeout(headers: IncomingHttpHeaders): number | undefined | null {
   const contentType = headers["content-type"];
   if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) return null;
   const encoding = headers["grpc-encoding"];
@@ -344,6 +379,15 @@ function leanTimeout(headers: IncomingHttpHeaders): number | undefined | null {
   const m = typeof timeout === "string" ? deadlinePattern.exec(timeout) : null;
   if (m === null) return null;
   return (Number(m[1]) * unitMs[m[2]!]!) | 0;
+}
+
+/** The limits as grpc-js applies them: -1 is "no limit". */
+export function effectiveLimits(limits: LeanLimits): LeanLimits {
+  const bound = (n: number) => (n < 0 ? Number.POSITIVE_INFINITY : n);
+  return {
+    maxReceiveMessageBytes: bound(limits.maxReceiveMessageBytes),
+    maxSendMessageBytes: bound(limits.maxSendMessageBytes),
+  };
 }
 
 type StreamListener = (stream: Http2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) => void;
@@ -359,12 +403,7 @@ export function attachLeanUnary(
   limits: LeanLimits,
 ): void {
   if (routes.size === 0) return;
-  // grpc-js reads -1 as "no limit".
-  const bound = (n: number) => (n < 0 ? Number.POSITIVE_INFINITY : n);
-  const effective = {
-    maxReceiveMessageBytes: bound(limits.maxReceiveMessageBytes),
-    maxSendMessageBytes: bound(limits.maxSendMessageBytes),
-  };
+  const effective = effectiveLimits(limits);
   const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
   if (!(http2Servers instanceof Map) || http2Servers.size === 0)
     throw new Error(
@@ -384,7 +423,7 @@ export function attachLeanUnary(
         const timeout = leanTimeout(headers);
         if (timeout !== null) {
           streamOpened?.(stream);
-          new LeanCall(stream, headers, route, effective, timeout);
+          nodeStreamCall(stream, headers, route, effective, timeout);
           return;
         }
       }

@@ -1,0 +1,334 @@
+// The lean HTTP/2 connection against real clients (Node's http2, nghttp2's h2load) and raw frames.
+import { execFile } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import http2 from "node:http2";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
+import { promisify } from "node:util";
+import { afterEach, describe, expect, it } from "vitest";
+import { H2Connection, type H2ConnectionOptions, type H2Stream } from "./connection.js";
+import {
+  CLIENT_PREFACE,
+  ErrorCode,
+  FRAME_HEADER_BYTES,
+  Flag,
+  FrameType,
+  frame,
+  settingsFrame,
+} from "./frames.js";
+import { encodeHeaders } from "./hpack.js";
+
+const servers: Server[] = [];
+const sessions: http2.ClientHttp2Session[] = [];
+
+afterEach(async () => {
+  for (const s of sessions.splice(0)) s.destroy();
+  for (const s of servers.splice(0)) {
+    s.close();
+  }
+});
+
+type Handler = (stream: H2Stream, headers: Map<string, string>) => void;
+
+async function serve(
+  handler: Handler,
+  options: Partial<H2ConnectionOptions> = {},
+  connections: H2Connection[] = [],
+): Promise<number> {
+  const server = createServer((socket) => {
+    connections.push(
+      new H2Connection(socket, {
+        ...options,
+        onStream: (stream, flat) => {
+          const headers = new Map<string, string>();
+          for (let i = 0; i < flat.length; i += 2) headers.set(flat[i]!, flat[i + 1]!);
+          handler(stream, headers);
+        },
+      }),
+    );
+  });
+  servers.push(server);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return (server.address() as AddressInfo).port;
+}
+
+/** Answers with the request body, headers carrying the path, and trailers counting the bytes. */
+const echo: Handler = (stream, headers) => {
+  const chunks: Buffer[] = [];
+  stream.onData = (c) => chunks.push(Buffer.from(c));
+  stream.onEnd = () => {
+    const body = Buffer.concat(chunks);
+    stream.respond([
+      [":status", "200"],
+      ["x-path", headers.get(":path") ?? ""],
+    ]);
+    stream.write(body);
+    stream.end([["x-bytes", String(body.length)]]);
+  };
+};
+
+function client(port: number, settings?: http2.Settings): http2.ClientHttp2Session {
+  const s = http2.connect(`http://127.0.0.1:${port}`, { settings });
+  sessions.push(s);
+  return s;
+}
+
+interface Reply {
+  headers: http2.IncomingHttpHeaders;
+  trailers: http2.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+function request(
+  session: http2.ClientHttp2Session,
+  path: string,
+  body: Buffer,
+  extra: http2.OutgoingHttpHeaders = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ":method": "POST", ":path": path, ...extra });
+    let headers: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    req.on("response", (h) => {
+      headers = h;
+    });
+    req.on("trailers", (t) => {
+      trailers = t;
+    });
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => resolve({ headers, trailers, body: Buffer.concat(chunks) }));
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+describe("H2Connection", () => {
+  it("serves many concurrent requests from Node's http2 client, each with its own answer", async () => {
+    const port = await serve(echo);
+    const session = client(port);
+    const replies = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => request(session, `/svc/m${i}`, Buffer.alloc(i * 7, i))),
+    );
+    replies.forEach((r, i) => {
+      expect(r.headers[":status"]).toBe(200);
+      expect(r.headers["x-path"]).toBe(`/svc/m${i}`);
+      expect(r.body.equals(Buffer.alloc(i * 7, i))).toBe(true);
+      expect(r.trailers["x-bytes"]).toBe(String(i * 7));
+    });
+  });
+
+  it("keeps to a client's small windows and fills its own: megabytes both ways arrive intact", async () => {
+    const port = await serve(echo, { streamWindowBytes: 64 << 10, connectionWindowBytes: 128 << 10 });
+    // The client's 16 KiB stream window makes the 3 MiB answer wait for many WINDOW_UPDATEs.
+    const session = client(port, { initialWindowSize: 16 << 10 });
+    const body = Buffer.alloc(3 << 20);
+    for (let i = 0; i < body.length; i += 4) body.writeUInt32BE(i, i);
+    const replies = await Promise.all([request(session, "/a", body), request(session, "/b", body)]);
+    for (const r of replies) {
+      expect(r.body.length).toBe(body.length);
+      expect(r.body.equals(body)).toBe(true);
+    }
+  });
+
+  it("takes and sends header blocks larger than a frame (CONTINUATION)", async () => {
+    const big = "v".repeat(40_000);
+    const port = await serve(
+      (stream, headers) => {
+        stream.onEnd = () => {
+          stream.respond([
+            [":status", "200"],
+            ["x-echo", headers.get("x-big") ?? "missing"],
+          ]);
+          stream.end();
+        };
+      },
+      { maxHeaderListBytes: 128 << 10 },
+    );
+    const reply = await request(client(port), "/big", Buffer.alloc(0), { "x-big": big });
+    expect(reply.headers["x-echo"]).toBe(big);
+  });
+
+  it("tells the handler when the client resets a stream", async () => {
+    const closed: number[] = [];
+    let opened!: () => void;
+    const streamOpened = new Promise<void>((r) => {
+      opened = r;
+    });
+    const port = await serve((stream) => {
+      stream.onClose = (code) => closed.push(code);
+      opened();
+    });
+    const session = client(port);
+    const req = session.request({ ":method": "POST", ":path": "/slow" });
+    req.on("error", () => {});
+    await streamOpened;
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    await expect.poll(() => closed, { timeout: 5000 }).toEqual([ErrorCode.CANCEL]);
+  });
+
+  it("answers PING and lets a graceful close finish the open streams first", async () => {
+    let release!: () => void;
+    const connections: H2Connection[] = [];
+    const port = await serve(
+      (stream) => {
+        stream.onEnd = () => {
+          release = () => {
+            stream.respond([[":status", "200"]]);
+            stream.end([["x-done", "1"]]);
+          };
+        };
+      },
+      {},
+      connections,
+    );
+    const session = client(port);
+    await once(session, "remoteSettings");
+    await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+    const pending = request(session, "/held", Buffer.from("x"));
+    await expect.poll(() => connections[0]?.streamCount, { timeout: 5000 }).toBe(1);
+    await expect.poll(() => typeof release, { timeout: 5000 }).toBe("function");
+    const goaway = once(session, "goaway");
+    connections[0]!.goaway();
+    await goaway;
+    release();
+    expect((await pending).trailers["x-done"]).toBe("1");
+    await once(session, "close");
+  });
+
+  it("serves h2load's gRPC-shaped load without a failed request", async () => {
+    const reply = Buffer.alloc(205, 1);
+    const port = await serve((stream) => {
+      stream.onEnd = () => {
+        stream.respond([
+          [":status", "200"],
+          ["content-type", "application/grpc"],
+        ]);
+        stream.write(reply);
+        stream.end([["grpc-status", "0"]]);
+      };
+    });
+    const body = join(mkdtempSync(join(tmpdir(), "h2load-")), "request");
+    writeFileSync(body, Buffer.from([0, 0, 0, 0, 0]));
+    const { stdout } = await promisify(execFile)("h2load", [
+      "-n",
+      "20000",
+      "-c",
+      "2",
+      "-m",
+      "64",
+      "-d",
+      body,
+      `http://127.0.0.1:${port}/t.S/M`,
+    ]);
+    expect(stdout).toMatch(/20000 succeeded, 0 failed, 0 errored/);
+  });
+});
+
+/** A raw client: sends bytes, collects what comes back until the server closes. */
+async function raw(port: number, bytes: Buffer[]): Promise<{ frames: RawFrame[] }> {
+  const socket: Socket = connect(port, "127.0.0.1");
+  await once(socket, "connect");
+  const chunks: Buffer[] = [];
+  socket.on("data", (c: Buffer) => chunks.push(c));
+  for (const b of bytes) socket.write(b);
+  await once(socket, "close");
+  return { frames: parseFrames(Buffer.concat(chunks)) };
+}
+
+interface RawFrame {
+  type: number;
+  flags: number;
+  streamId: number;
+  payload: Buffer;
+}
+
+function parseFrames(buf: Buffer): RawFrame[] {
+  const frames: RawFrame[] = [];
+  for (let at = 0; at + FRAME_HEADER_BYTES <= buf.length; ) {
+    const length = buf.readUIntBE(at, 3);
+    frames.push({
+      type: buf[at + 3]!,
+      flags: buf[at + 4]!,
+      streamId: buf.readUInt32BE(at + 5),
+      payload: buf.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length),
+    });
+    at += FRAME_HEADER_BYTES + length;
+  }
+  return frames;
+}
+
+function goawayCode(frames: RawFrame[]): number | undefined {
+  const g = frames.find((f) => f.type === FrameType.GOAWAY);
+  return g?.payload.readUInt32BE(4);
+}
+
+const requestBlock = encodeHeaders([
+  [":method", "POST"],
+  [":scheme", "http"],
+  [":path", "/x"],
+]);
+const opening = [CLIENT_PREFACE, settingsFrame([])];
+
+describe("H2Connection refuses malformed input", () => {
+  it("closes a connection that does not open with the HTTP/2 preface", async () => {
+    const port = await serve(echo);
+    const { frames } = await raw(port, [Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n")]);
+    expect(goawayCode(frames)).toBe(ErrorCode.PROTOCOL_ERROR);
+  });
+
+  it("closes with FRAME_SIZE_ERROR on a frame larger than allowed", async () => {
+    const port = await serve(echo);
+    const { frames } = await raw(port, [...opening, frame(FrameType.DATA, 0, 1, Buffer.alloc(20_000))]);
+    expect(goawayCode(frames)).toBe(ErrorCode.FRAME_SIZE_ERROR);
+  });
+
+  it("closes with PROTOCOL_ERROR on HEADERS for an even stream and on DATA for an idle one", async () => {
+    const port = await serve(echo);
+    const even = await raw(port, [...opening, frame(FrameType.HEADERS, Flag.END_HEADERS, 2, requestBlock)]);
+    expect(goawayCode(even.frames)).toBe(ErrorCode.PROTOCOL_ERROR);
+    const idle = await raw(port, [...opening, frame(FrameType.DATA, 0, 7, Buffer.from("x"))]);
+    expect(goawayCode(idle.frames)).toBe(ErrorCode.PROTOCOL_ERROR);
+  });
+
+  it("closes with COMPRESSION_ERROR on a header block that does not decode", async () => {
+    const port = await serve(echo);
+    // Indexed field 0 does not exist.
+    const { frames } = await raw(port, [
+      ...opening,
+      frame(FrameType.HEADERS, Flag.END_HEADERS, 1, Buffer.from([0x80])),
+    ]);
+    expect(goawayCode(frames)).toBe(ErrorCode.COMPRESSION_ERROR);
+  });
+
+  it("resets a stream with malformed request headers and refuses streams beyond the limit", async () => {
+    const seen: string[] = [];
+    const port = await serve((_stream, h) => seen.push(h.get(":path") ?? ""), { maxConcurrentStreams: 1 });
+    const upper = encodeHeaders([
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", "/bad"],
+      ["X-Upper", "1"],
+    ]);
+    const socket = connect(port, "127.0.0.1");
+    await once(socket, "connect");
+    const chunks: Buffer[] = [];
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.write(Buffer.concat([...opening, frame(FrameType.HEADERS, Flag.END_HEADERS, 1, upper)]));
+    socket.write(frame(FrameType.HEADERS, Flag.END_HEADERS, 3, requestBlock));
+    socket.write(frame(FrameType.HEADERS, Flag.END_HEADERS, 5, requestBlock));
+    const resets = () =>
+      parseFrames(Buffer.concat(chunks))
+        .filter((f) => f.type === FrameType.RST_STREAM)
+        .map((f) => [f.streamId, f.payload.readUInt32BE(0)]);
+    await expect.poll(resets, { timeout: 5000 }).toEqual([
+      [1, ErrorCode.PROTOCOL_ERROR],
+      [5, ErrorCode.REFUSED_STREAM],
+    ]);
+    expect(seen).toEqual(["/x"]);
+    socket.destroy();
+  });
+});

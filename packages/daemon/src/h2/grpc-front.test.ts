@@ -1,0 +1,246 @@
+// A listener with lean methods is served by the kit's HTTP/2 front: lean calls answered there, every
+// other call (streams in all directions, health) forwarded to grpc-js with its messages, status,
+// cancellation and backpressure intact, and shutdown closing both.
+import { once } from "node:events";
+import { existsSync, readdirSync } from "node:fs";
+import http2 from "node:http2";
+import { tmpdir } from "node:os";
+import { Writable } from "node:stream";
+import {
+  credentials,
+  makeGenericClientConstructor,
+  Metadata,
+  type ServerDuplexStream,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceError,
+  type sendUnaryData,
+  status,
+} from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { domainErrors } from "../errors.js";
+import { startGrpcServer } from "../grpc/grpc-server.js";
+import { createLogger } from "../logging.js";
+import { parseUrlList } from "../urls.js";
+
+const raw = (b: Buffer) => b;
+const method = (name: string, requestStream: boolean, responseStream: boolean) => ({
+  path: `/test.v1.Front/${name}`,
+  requestStream,
+  responseStream,
+  requestSerialize: raw,
+  requestDeserialize: raw,
+  responseSerialize: raw,
+  responseDeserialize: raw,
+  originalName: name,
+});
+const definition = {
+  Echo: method("Echo", false, false),
+  Fail: method("Fail", false, false),
+  Many: method("Many", false, true),
+  Sum: method("Sum", true, false),
+  Chat: method("Chat", true, true),
+};
+
+const cancelled: string[] = [];
+const implementation = {
+  Echo: (call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, call.request),
+  Fail: (_call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) =>
+    cb(domainErrors.failedPrecondition("TEST_REFUSED", "no such thing"), null),
+  /** `count` messages of `size` bytes, each filled with its index; waits on backpressure. */
+  Many: (call: ServerWritableStream<Buffer, Buffer>) => {
+    const count = call.request.readUInt32BE(0);
+    const size = call.request.readUInt32BE(4);
+    call.on("cancelled", () => cancelled.push("Many"));
+    let i = 0;
+    const more = () => {
+      while (i < count && !call.cancelled) {
+        const ok = call.write(Buffer.alloc(size, i++ % 256));
+        if (!ok) {
+          call.once("drain", more);
+          return;
+        }
+      }
+      if (i === count) call.end();
+    };
+    more();
+  },
+  Sum: (call: ServerReadableStream<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => {
+    let bytes = 0;
+    call.on("data", (m: Buffer) => {
+      bytes += m.length;
+    });
+    call.on("end", () => cb(null, Buffer.from(String(bytes))));
+  },
+  Chat: (call: ServerDuplexStream<Buffer, Buffer>) => {
+    call.on("data", (m: Buffer) => call.write(Buffer.concat([Buffer.from("re:"), m])));
+    call.on("end", () => call.end());
+  },
+};
+
+const Client = makeGenericClientConstructor(definition, "Front");
+type AnyClient = InstanceType<typeof Client> & Record<string, (...args: unknown[]) => unknown>;
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function start() {
+  const grpc = await startGrpcServer({
+    urls: parseUrlList("http://127.0.0.1:0", "--listen"),
+    services: [{ definition, implementation, leanUnaryMethods: ["Echo", "Fail"] }],
+    logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
+    maxReceiveMessageBytes: 8 << 20,
+    maxSendMessageBytes: 8 << 20,
+    shutdownTimeoutMs: 2000,
+  });
+  const client = new Client(`127.0.0.1:${grpc.urls[0]!.port}`, credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 8 << 20,
+  }) as AnyClient;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    client.close();
+    await grpc.shutdown();
+  };
+  cleanups.push(stop);
+  return { grpc, client, stop };
+}
+
+function unary(client: AnyClient, name: string, request: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    client[name]!(request, new Metadata(), (err: ServiceError | null, r: Buffer) =>
+      err ? reject(err) : resolve(r),
+    ),
+  );
+}
+
+describe("gRPC front", () => {
+  it("answers lean calls itself and forwards streams in every direction to grpc-js", async () => {
+    const { client } = await start();
+    expect((await unary(client, "Echo", Buffer.from("hi"))).toString()).toBe("hi");
+    await expect(unary(client, "Fail", Buffer.alloc(0))).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringContaining("no such thing"),
+    });
+
+    const sum = await new Promise<string>((resolve, reject) => {
+      const call = client.Sum!(new Metadata(), (err: ServiceError | null, r: Buffer) =>
+        err ? reject(err) : resolve(r.toString()),
+      ) as Writable;
+      for (let i = 0; i < 40; i++) call.write(Buffer.alloc(100_000));
+      call.end();
+    });
+    expect(sum).toBe("4000000");
+
+    const replies: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const call = client.Chat!(new Metadata()) as NodeJS.ReadWriteStream & { on: Writable["on"] };
+      call.on("data", (m: Buffer) => replies.push(m.toString()));
+      call.on("error", reject);
+      call.on("end", () => resolve());
+      for (const word of ["a", "b", "c"]) call.write(Buffer.from(word));
+      call.end();
+    });
+    expect(replies).toEqual(["re:a", "re:b", "re:c"]);
+  });
+
+  it("carries a large server stream intact to a client that reads slowly", async () => {
+    const { client } = await start();
+    const request = Buffer.alloc(8);
+    request.writeUInt32BE(64, 0);
+    request.writeUInt32BE(1 << 20, 4);
+    const got: number[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const call = client.Many!(request, new Metadata()) as NodeJS.ReadableStream & {
+        on: Writable["on"];
+      };
+      call.on("data", (m: Buffer) => {
+        if (m.length !== 1 << 20 || m[0] !== m[m.length - 1]) reject(new Error("damaged message"));
+        got.push(m[0]!);
+        // Reading slowly: the answer backs up through the front to the handler, and the end of
+        // the stream waits behind the last messages in the front's queue.
+        call.pause();
+        setTimeout(() => call.resume(), got.length > 56 ? 50 : 0);
+      });
+      call.on("error", reject);
+      call.on("end", () => resolve());
+    });
+    expect(got).toEqual(Array.from({ length: 64 }, (_, i) => i % 256));
+  });
+
+  it("ends a forwarded stream whose last messages wait for a client's small window", async () => {
+    const { grpc } = await start();
+    const session = http2.connect(`http://127.0.0.1:${grpc.urls[0]!.port}`, {
+      settings: { initialWindowSize: 16 << 10 },
+    });
+    cleanups.push(() => void session.destroy());
+    const request = Buffer.alloc(13);
+    request.writeUInt32BE(8, 1);
+    request.writeUInt32BE(8, 5);
+    request.writeUInt32BE(100_000, 9);
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/test.v1.Front/Many",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    let bytes = 0;
+    let grpcStatus: unknown;
+    req.on("data", (c: Buffer) => {
+      bytes += c.length;
+    });
+    req.on("trailers", (t) => {
+      grpcStatus = t["grpc-status"];
+    });
+    req.end(request);
+    await once(req, "end");
+    expect(bytes).toBe(8 * 100_005);
+    expect(grpcStatus).toBe("0");
+  });
+
+  it("passes a client's cancellation of a forwarded stream to the handler", async () => {
+    const { client } = await start();
+    const request = Buffer.alloc(8);
+    request.writeUInt32BE(1_000_000, 0);
+    request.writeUInt32BE(1000, 4);
+    const before = cancelled.length;
+    await new Promise<void>((resolve) => {
+      const call = client.Many!(request, new Metadata()) as NodeJS.ReadableStream & {
+        on: Writable["on"];
+        cancel(): void;
+      };
+      let n = 0;
+      call.on("data", () => {
+        if (++n === 10) call.cancel();
+      });
+      call.on("error", (err: ServiceError) => {
+        expect(err.code).toBe(status.CANCELLED);
+        resolve();
+      });
+    });
+    await expect.poll(() => cancelled.length, { timeout: 10_000 }).toBe(before + 1);
+  });
+
+  it("shuts down with a stream still open and removes its private socket", async () => {
+    const before = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith("photon-grpc-")));
+    const { client, stop } = await start();
+    const mine = readdirSync(tmpdir()).filter((n) => n.startsWith("photon-grpc-") && !before.has(n));
+    expect(mine).toHaveLength(1);
+    const request = Buffer.alloc(8);
+    request.writeUInt32BE(1_000_000, 0);
+    request.writeUInt32BE(10, 4);
+    const call = client.Many!(request, new Metadata()) as NodeJS.ReadableStream & { on: Writable["on"] };
+    const ended = new Promise<void>((resolve) => {
+      call.on("error", () => resolve());
+      call.on("end", () => resolve());
+    });
+    call.on("data", () => call.pause());
+    await stop();
+    await ended;
+    expect(existsSync(`${tmpdir()}/${mine[0]}`)).toBe(false);
+  });
+});

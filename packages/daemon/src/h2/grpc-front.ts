@@ -1,0 +1,255 @@
+// The front of a gRPC listener whose service names lean unary methods (see ../grpc/lean-unary.ts).
+//
+// Each client connection is an H2Connection (./connection.ts). Calls to the lean methods are served
+// right there, with the handler the service registered. Every other call (streams, other methods,
+// compressed requests, health, reflection) is forwarded unchanged, stream by stream, over one HTTP/2
+// connection per client connection to the same grpc-js server listening on a Unix socket in a private
+// directory. So grpc-js keeps serving everything it served, while the hot calls skip both Node's
+// http2 stream objects and grpc-js's call machinery.
+//
+// Forwarded calls keep their headers, messages, trailers, resets and flow control (each side's
+// backpressure reaches the other). What they lose is the client's address and TLS identity as seen by
+// a handler: grpc-js sees the Unix socket. Listeners whose credentials the daemon supplies itself
+// (iam's mTLS identities) are therefore not fronted.
+
+import http2, { type IncomingHttpHeaders } from "node:http2";
+import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import type { Metadata } from "@grpc/grpc-js";
+import {
+  LeanCall,
+  type LeanLimits,
+  type LeanRoute,
+  type LeanSink,
+  leanTimeout,
+  leanResponseHeaders,
+  leanOkTrailers,
+  leanTrailersOnlyHeaders,
+  statusFields,
+} from "../grpc/lean-unary.js";
+import { type HeaderFields, H2Connection, type H2Stream } from "./connection.js";
+import { ErrorCode } from "./frames.js";
+import { encodeHeaders } from "./hpack.js";
+
+export interface GrpcFrontTls {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca?: Buffer;
+  readonly requestCert: boolean;
+  readonly rejectUnauthorized: boolean;
+}
+
+export interface GrpcFrontConfig {
+  readonly routes: ReadonlyMap<string, LeanRoute>;
+  readonly limits: LeanLimits;
+  /** The Unix socket the grpc-js server listens on for everything else. */
+  readonly fallbackSocketPath: string;
+  readonly tls?: GrpcFrontTls;
+}
+
+type HeaderValue = string | number | string[] | undefined;
+
+/** Header fields from a Node header object, pseudo-headers first, one field per value of a list. */
+function fieldsOf(headers: Record<string, HeaderValue>): [string, string][] {
+  const fields: [string, string][] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) fields.push([name, v]);
+    else fields.push([name, String(value)]);
+  }
+  return fields;
+}
+
+/** A Node-style header object from flat fields; repeated names joined as Node joins them. */
+function headerObject(flat: readonly string[]): IncomingHttpHeaders {
+  const headers: Record<string, string> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!;
+    const previous = headers[name];
+    headers[name] = previous === undefined ? flat[i + 1]! : `${previous}, ${flat[i + 1]!}`;
+  }
+  return headers;
+}
+
+const RESPONSE_BLOCK = encodeHeaders(fieldsOf(leanResponseHeaders));
+const OK_TRAILERS_BLOCK = encodeHeaders(fieldsOf(leanOkTrailers));
+
+function withMetadata(base: Record<string, HeaderValue>, md: Metadata): HeaderFields {
+  return fieldsOf({ ...base, ...(md.toHttp2Headers() as Record<string, HeaderValue>) });
+}
+
+/** Serves one lean call on a stream of the kit's own connection. */
+function serveLean(
+  stream: H2Stream,
+  headers: IncomingHttpHeaders,
+  route: LeanRoute,
+  limits: LeanLimits,
+  timeoutMs: number | undefined,
+): void {
+  const sink: LeanSink = {
+    socket: () => stream.socket,
+    gone: () => stream.closed,
+    sendMessage(frame, headerMd, trailer) {
+      stream.respond(headerMd === null ? RESPONSE_BLOCK : withMetadata(leanResponseHeaders, headerMd));
+      stream.write(frame);
+      stream.end(trailer === null ? OK_TRAILERS_BLOCK : withMetadata(leanOkTrailers, trailer));
+    },
+    sendStatus(s) {
+      stream.respond(fieldsOf({ ...leanTrailersOnlyHeaders, ...statusFields(s) }), true);
+    },
+  };
+  const call = new LeanCall(sink, headers, route, limits, timeoutMs);
+  // The connection's data is a view of the socket's buffer: the call keeps its own copy.
+  stream.onData = (chunk) => call.onData(Buffer.from(chunk));
+  stream.onEnd = () => call.onEnd();
+  stream.onClose = () => call.onClose();
+}
+
+/** One client connection: lean calls served, the rest forwarded to grpc-js. */
+class FrontConnection {
+  readonly h2: H2Connection;
+  private fallback: http2.ClientHttp2Session | null = null;
+
+  constructor(
+    socket: Socket,
+    private readonly config: GrpcFrontConfig,
+    onClose: () => void,
+  ) {
+    this.h2 = new H2Connection(socket, {
+      onStream: (stream, flat) => this.onStream(stream, flat),
+      onClose: () => {
+        this.fallback?.close();
+        this.fallback = null;
+        onClose();
+      },
+    });
+  }
+
+  private onStream(stream: H2Stream, flat: readonly string[]): void {
+    const headers = headerObject(flat);
+    const route = this.config.routes.get(headers[":path"] as string);
+    if (route !== undefined) {
+      const timeoutMs = leanTimeout(headers);
+      if (timeoutMs !== null) {
+        serveLean(stream, headers, route, this.config.limits, timeoutMs);
+        return;
+      }
+    }
+    this.forward(stream, headers);
+  }
+
+  private session(): http2.ClientHttp2Session {
+    if (this.fallback !== null && !this.fallback.closed && !this.fallback.destroyed) return this.fallback;
+    const path = this.config.fallbackSocketPath;
+    const session = http2.connect("http://localhost", { createConnection: () => netConnect(path) });
+    session.on("error", () => {});
+    session.on("close", () => {
+      if (this.fallback === session) this.fallback = null;
+    });
+    this.fallback = session;
+    return session;
+  }
+
+  /** Forwards one call to grpc-js and its answer back, with backpressure both ways. */
+  private forward(stream: H2Stream, headers: IncomingHttpHeaders): void {
+    const { ":scheme": _scheme, ...outgoing } = headers;
+    let req: http2.ClientHttp2Stream;
+    try {
+      req = this.session().request(outgoing);
+    } catch {
+      stream.reset(ErrorCode.REFUSED_STREAM);
+      return;
+    }
+    let trailers: HeaderFields | undefined;
+    // The answer is complete (its end may still wait in the stream's queue for the client's window).
+    let answered = false;
+    stream.onData = (chunk) => {
+      if (!req.write(Buffer.from(chunk))) {
+        stream.holdCredit();
+        req.once("drain", () => stream.releaseCredit());
+      }
+    };
+    stream.onEnd = () => req.end();
+    stream.onClose = (code) => {
+      if (!req.closed) req.close(code === ErrorCode.NO_ERROR ? ErrorCode.CANCEL : code);
+    };
+    stream.onDrain = () => req.resume();
+    req.on("response", (h, flags) => {
+      const endStream = (flags & 0x1) !== 0;
+      answered ||= endStream;
+      stream.respond(fieldsOf(h as Record<string, HeaderValue>), endStream);
+    });
+    req.on("data", (chunk: Buffer) => {
+      if (!stream.write(chunk)) req.pause();
+    });
+    req.on("trailers", (t) => {
+      trailers = fieldsOf(t as Record<string, HeaderValue>);
+    });
+    req.on("end", () => {
+      answered = true;
+      stream.end(trailers);
+    });
+    req.on("close", () => {
+      if (!answered && !stream.closed) stream.reset(req.rstCode || ErrorCode.INTERNAL_ERROR);
+    });
+    req.on("error", () => {});
+  }
+}
+
+/** A listener whose connections are served by FrontConnection. */
+export class GrpcFront {
+  private readonly server: Server;
+  private readonly connections = new Set<FrontConnection>();
+  /** Called when the last connection has closed (while closing). */
+  private allClosed: (() => void) | null = null;
+
+  constructor(config: GrpcFrontConfig) {
+    const accept = (socket: Socket) => {
+      const c: FrontConnection = new FrontConnection(socket, config, () => {
+        this.connections.delete(c);
+        if (this.connections.size === 0) this.allClosed?.();
+      });
+      this.connections.add(c);
+    };
+    if (config.tls === undefined) this.server = createNetServer(accept);
+    else {
+      this.server = createTlsServer({ ...config.tls, ALPNProtocols: ["h2"] }, (socket: TLSSocket) => {
+        // gRPC runs over HTTP/2 only; a client that did not negotiate it gets nothing.
+        if (socket.alpnProtocol !== "h2") socket.destroy();
+        else accept(socket);
+      });
+      this.server.on("tlsClientError", () => {});
+    }
+  }
+
+  /** Listens on host:port (0: any free port); resolves with the port bound. */
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once("error", onError);
+      this.server.listen({ host, port }, () => {
+        this.server.off("error", onError);
+        const address = this.server.address();
+        resolve(typeof address === "object" && address !== null ? address.port : port);
+      });
+    });
+  }
+
+  /** Stops accepting, asks every connection to finish (GOAWAY); after `timeoutMs` closes the rest. */
+  async close(timeoutMs: number): Promise<void> {
+    const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const drained = new Promise<void>((resolve) => {
+      this.allClosed = resolve;
+      if (this.connections.size === 0) resolve();
+    });
+    for (const c of this.connections) c.h2.goaway();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([drained, timedOut]);
+    clearTimeout(timer);
+    for (const c of [...this.connections]) c.h2.destroy();
+    await listenerClosed;
+  }
+}
