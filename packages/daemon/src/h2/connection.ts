@@ -62,6 +62,8 @@ const DEFAULTS = {
   connectionWindowBytes: 16 << 20,
   maxHeaderListBytes: 64 << 10,
 };
+const EMPTY = Buffer.alloc(0);
+const OUT_BYTES_MIN = 16 << 10;
 /** Header block fragments gathered for one block, at most (before decoding; a bound on memory). */
 const HEADER_BLOCK_BYTES_MAX = 256 << 10;
 /** Stop reading the socket while this much is written but not yet taken by the kernel. */
@@ -207,7 +209,9 @@ export class H2Connection {
   private receiveWindow: number;
   private peerStreamWindow = DEFAULT_WINDOW_BYTES;
   private peerMaxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
-  private out: Buffer[] = [];
+  /** Frames made this turn of the event loop, back to back; one write sends them (see `flush`). */
+  private out: Buffer = EMPTY;
+  private outBytes = 0;
   private flushScheduled = false;
   private goingAway = false;
   private closed = false;
@@ -578,14 +582,14 @@ export class H2Connection {
     const max = this.peerMaxFrameBytes;
     const endFlag = endStream ? Flag.END_STREAM : 0;
     if (block.length <= max) {
-      this.push(frame(FrameType.HEADERS, endFlag | Flag.END_HEADERS, streamId, block));
+      this.writeFrame(FrameType.HEADERS, endFlag | Flag.END_HEADERS, streamId, block);
       return;
     }
-    this.push(frame(FrameType.HEADERS, endFlag, streamId, block.subarray(0, max)));
+    this.writeFrame(FrameType.HEADERS, endFlag, streamId, block.subarray(0, max));
     for (let at = max; at < block.length; at += max) {
       const last = at + max >= block.length;
       const part = block.subarray(at, Math.min(at + max, block.length));
-      this.push(frame(FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, streamId, part));
+      this.writeFrame(FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, streamId, part);
     }
   }
 
@@ -600,7 +604,7 @@ export class H2Connection {
       }
       const head = stream.queue[0]!;
       const n = Math.min(room, head.length);
-      this.pushData(stream.id, head.subarray(0, n), 0);
+      this.writeFrame(FrameType.DATA, 0, stream.id, head.subarray(0, n));
       stream.sendWindow -= n;
       this.sendWindow -= n;
       stream.queuedBytes -= n;
@@ -609,7 +613,7 @@ export class H2Connection {
     }
     this.blocked.delete(stream);
     if (stream.pendingEnd !== undefined) {
-      if (stream.pendingEnd === null) this.pushData(stream.id, Buffer.alloc(0), Flag.END_STREAM);
+      if (stream.pendingEnd === null) this.writeFrame(FrameType.DATA, Flag.END_STREAM, stream.id, EMPTY);
       else this.sendHeaderBlock(stream.id, stream.pendingEnd, true);
       stream.pendingEnd = undefined;
       this.localEnd(stream);
@@ -621,10 +625,35 @@ export class H2Connection {
     }
   }
 
-  private pushData(streamId: number, data: Buffer, flags: number): void {
-    const f = frameWithRoom(FrameType.DATA, flags, streamId, data.length);
-    f.set(data, FRAME_HEADER_BYTES);
-    this.push(f);
+  /** Appends one frame to this turn's output. */
+  private writeFrame(type: number, flags: number, streamId: number, payload: Uint8Array): void {
+    if (this.closed) return;
+    const length = payload.length;
+    const at = this.reserve(FRAME_HEADER_BYTES + length);
+    const out = this.out;
+    out[at] = length >>> 16;
+    out[at + 1] = (length >>> 8) & 0xff;
+    out[at + 2] = length & 0xff;
+    out[at + 3] = type;
+    out[at + 4] = flags;
+    out.writeUInt32BE(streamId, at + 5);
+    out.set(payload, at + FRAME_HEADER_BYTES);
+  }
+
+  /** Room for `bytes` more in the output; returns where they go. */
+  private reserve(bytes: number): number {
+    const at = this.outBytes;
+    if (at + bytes > this.out.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(OUT_BYTES_MIN, 2 * (at + bytes)));
+      this.out.copy(bigger, 0, 0, at);
+      this.out = bigger;
+    }
+    this.outBytes = at + bytes;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return at;
   }
 
   /** @internal This side sent END_STREAM. */
@@ -674,26 +703,21 @@ export class H2Connection {
     }
   }
 
-  private push(buf: Buffer): void {
+  /** Appends a whole frame made elsewhere (the less frequent control frames). */
+  private push(frameBytes: Buffer): void {
     if (this.closed) return;
-    this.out.push(buf);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    const at = this.reserve(frameBytes.length);
+    frameBytes.copy(this.out, at);
   }
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.out.length === 0 || this.closed || this.socket.destroyed) return;
-    const out = this.out;
-    this.out = [];
-    if (out.length === 1) this.socket.write(out[0]!);
-    else {
-      this.socket.cork();
-      for (const b of out) this.socket.write(b);
-      this.socket.uncork();
-    }
+    if (this.outBytes === 0 || this.closed || this.socket.destroyed) return;
+    // The socket keeps the buffer until it is written: the next turn starts a new one.
+    const out = this.out.subarray(0, this.outBytes);
+    this.out = EMPTY;
+    this.outBytes = 0;
+    this.socket.write(out);
     // A client that sends requests but does not read the answers is not read from until it does.
     if (this.socket.writableLength > SOCKET_BACKLOG_BYTES_MAX) this.socket.pause();
   }
