@@ -57,6 +57,8 @@ interface TxnPath {
 
 const DEFAULT_QUOTA_BYTES = 2n * 1024n * 1024n * 1024n;
 const INT63_MASK = (1n << 63n) - 1n;
+/** The result of an entry nobody on this member waits for (see ApplyEntry.resultWanted). */
+const NO_RESULT = new Uint8Array(0);
 
 export class MvccStore implements StateMachine {
   private backend: Backend;
@@ -365,7 +367,7 @@ export class MvccStore implements StateMachine {
       if (!(err instanceof ChainfireError)) throw err;
       result = { error: { code: err.code, message: err.message } };
     }
-    return encodeResult(result);
+    return entry.resultWanted === false ? NO_RESULT : encodeResult(result);
   }
 
   private execute(cmd: command.MvccCommand, entry: ApplyEntry): command.MvccResult {

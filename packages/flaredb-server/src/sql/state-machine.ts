@@ -104,6 +104,7 @@ function prepareControl(db: Database.Database): Control {
 
 /** Every applied entry's result is encoded here: one writer reused (see reusingEncoder). */
 const encodeResult = reusingEncoder(CommandResult, () => new BinaryWriter());
+const NO_RESULT = new Uint8Array(0);
 
 export class SqlStateMachine implements StateMachine {
   private db!: Database.Database;
@@ -207,7 +208,8 @@ export class SqlStateMachine implements StateMachine {
     try {
       const result = this.dispatch(command, entry);
       c.entryRelease.run();
-      return encodeResult(result);
+      // Nobody on this member waits for it (another member proposed the entry).
+      return entry.resultWanted === false ? NO_RESULT : encodeResult(result);
     } catch (err) {
       if (!(err instanceof FlareDbError)) throw err;
       c.entryRollback.run();

@@ -368,6 +368,8 @@ export class RaftNode {
             timestampMs: env.timestampMs,
             seed: env.seed,
             command: env.command,
+            // Only the proposer answers a caller; the others need not encode a result.
+            resultWanted: env.proposer === this.id,
           },
           proposer: env.proposer,
           requestId: env.requestId,

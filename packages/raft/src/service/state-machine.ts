@@ -16,6 +16,11 @@ export interface ApplyEntry {
   readonly seed: bigint;
   /** The command, as given to `propose`. */
   readonly command: Uint8Array;
+  /**
+   * False when no caller on this member can be waiting for the result (another member proposed the
+   * entry): the machine may return an empty result instead of encoding one. Absent means wanted.
+   */
+  readonly resultWanted?: boolean;
 }
 
 /** A snapshot being produced off the event loop (see `StateMachine.beginSnapshot`). */
@@ -40,7 +45,8 @@ export interface StateMachine {
    * transaction may commit later (chainfire batches commits as etcd does): every entry is durable in
    * the log before it is applied, and after a crash the layer re-applies the entries past the index
    * the machine reopens at. Returns one encoded result per entry (an application-level error is a
-   * result, not a throw; a throw is fatal).
+   * result, not a throw; a throw is fatal); for an entry whose `resultWanted` is false the result
+   * may be empty.
    */
   applyBatch(entries: readonly ApplyEntry[]): Uint8Array[];
   /** The last index applied (0n for an empty machine); at open, the last one stored. */
