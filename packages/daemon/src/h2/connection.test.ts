@@ -304,6 +304,17 @@ describe("H2Connection refuses malformed input", () => {
     expect(goawayCode(frames)).toBe(ErrorCode.COMPRESSION_ERROR);
   });
 
+  it("closes with ENHANCE_YOUR_CALM on a flood of empty CONTINUATION frames", async () => {
+    const port = await serve(echo);
+    const empty = frame(FrameType.CONTINUATION, 0, 1, Buffer.alloc(0));
+    const { frames } = await raw(port, [
+      ...opening,
+      frame(FrameType.HEADERS, 0, 1, Buffer.from([0x83])),
+      Buffer.concat(Array(1000).fill(empty)),
+    ]);
+    expect(goawayCode(frames)).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
   it("resets a stream with malformed request headers and refuses streams beyond the limit", async () => {
     const seen: string[] = [];
     const port = await serve((_stream, h) => seen.push(h.get(":path") ?? ""), { maxConcurrentStreams: 1 });

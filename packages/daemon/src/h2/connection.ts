@@ -58,7 +58,7 @@ export interface H2ConnectionOptions {
 
 const DEFAULTS = {
   maxConcurrentStreams: 1000,
-  streamWindowBytes: 1 << 20,
+  streamWindowBytes: 256 << 10,
   connectionWindowBytes: 16 << 20,
   maxHeaderListBytes: 64 << 10,
 };
@@ -66,6 +66,9 @@ const EMPTY = Buffer.alloc(0);
 const OUT_BYTES_MIN = 16 << 10;
 /** Header block fragments gathered for one block, at most (before decoding; a bound on memory). */
 const HEADER_BLOCK_BYTES_MAX = 256 << 10;
+const HEADER_BLOCK_FRAMES_MAX = 64;
+/** A client that has not sent its preface and SETTINGS by then is disconnected. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Stop reading the socket while this much is written but not yet taken by the kernel. */
 const SOCKET_BACKLOG_BYTES_MAX = 4 << 20;
 
@@ -95,7 +98,10 @@ export class H2Stream {
   onData: ((chunk: Buffer) => void) | null = null;
   /** The client half-closed the stream (END_STREAM); `trailers` is flat, empty when there were none. */
   onEnd: ((trailers: readonly string[]) => void) | null = null;
-  /** The stream closed before this side ended it: reset by the client, or the connection went away. */
+  /**
+   * The stream closed before the request ended: reset by the client (its code), the connection went
+   * away (CANCEL), or this side ended the response while the client was still sending (NO_ERROR).
+   */
   onClose: ((code: number) => void) | null = null;
   /** Everything queued by `write` has gone to the socket. */
   onDrain: (() => void) | null = null;
@@ -213,6 +219,7 @@ export class H2Connection {
   private out: Buffer = EMPTY;
   private outBytes = 0;
   private flushScheduled = false;
+  private handshakeTimer: NodeJS.Timeout | null = null;
   private goingAway = false;
   private closed = false;
 
@@ -234,6 +241,12 @@ export class H2Connection {
     );
     if (this.receiveWindow > DEFAULT_WINDOW_BYTES)
       this.push(windowUpdateFrame(0, this.receiveWindow - DEFAULT_WINDOW_BYTES));
+    this.handshakeTimer = setTimeout(
+      () =>
+        this.fail(new ConnectionError(ErrorCode.SETTINGS_TIMEOUT, "no HTTP/2 preface and SETTINGS in time")),
+      HANDSHAKE_TIMEOUT_MS,
+    );
+    this.handshakeTimer.unref();
     socket.on("data", (chunk: Buffer) => this.onSocketData(chunk));
     socket.on("drain", () => socket.resume());
     socket.on("error", (err) => this.teardown(err));
@@ -262,7 +275,8 @@ export class H2Connection {
     if (this.closed) return;
     this.push(goawayFrame(this.lastStreamId, ErrorCode.NO_ERROR));
     this.flush();
-    this.socket.destroySoon?.() ?? this.socket.end();
+    // At once, even with writes pending: a client that does not read must not hold a shutdown.
+    this.socket.destroy();
     this.teardown();
   }
 
@@ -358,6 +372,10 @@ export class H2Connection {
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size");
     this.settingsSeen = true;
+    if (this.handshakeTimer !== null) {
+      clearTimeout(this.handshakeTimer);
+      this.handshakeTimer = null;
+    }
     for (let i = 0; i < payload.length; i += 6) {
       const id = payload.readUInt16BE(i);
       const value = payload.readUInt32BE(i + 2);
@@ -519,7 +537,8 @@ export class H2Connection {
     if (block === null || block.streamId !== streamId)
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without its HEADERS");
     block.bytes += payload.length;
-    if (block.bytes > HEADER_BLOCK_BYTES_MAX)
+    // Bytes and frames are both bounded: a flood of empty CONTINUATION frames costs memory too.
+    if (block.bytes > HEADER_BLOCK_BYTES_MAX || block.parts.length >= HEADER_BLOCK_FRAMES_MAX)
       throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
     block.parts.push(Buffer.from(payload));
     if (!(flags & Flag.END_HEADERS)) return;
@@ -667,6 +686,8 @@ export class H2Connection {
     this.push(rstStreamFrame(stream.id, ErrorCode.NO_ERROR));
     stream.remoteEnded = true;
     this.forget(stream);
+    // Whoever still feeds the request (a forwarded call) learns that it is over.
+    stream.onClose?.(ErrorCode.NO_ERROR);
   }
 
   /** @internal */
@@ -734,6 +755,7 @@ export class H2Connection {
   private teardown(error?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     const open = [...this.streams.values()];
     this.streams.clear();
     this.blocked.clear();

@@ -4,6 +4,7 @@
 import { once } from "node:events";
 import { existsSync, readdirSync } from "node:fs";
 import http2 from "node:http2";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { Writable } from "node:stream";
 import {
@@ -23,6 +24,8 @@ import { domainErrors } from "../errors.js";
 import { startGrpcServer } from "../grpc/grpc-server.js";
 import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
+import { CLIENT_PREFACE, Flag, FrameType, frame, settingsFrame } from "./frames.js";
+import { encodeHeaders } from "./hpack.js";
 
 const raw = (b: Buffer) => b;
 const method = (name: string, requestStream: boolean, responseStream: boolean) => ({
@@ -40,6 +43,7 @@ const definition = {
   Fail: method("Fail", false, false),
   Many: method("Many", false, true),
   Sum: method("Sum", true, false),
+  Refuse: method("Refuse", true, false),
   Chat: method("Chat", true, true),
 };
 
@@ -73,6 +77,10 @@ const implementation = {
     });
     call.on("end", () => cb(null, Buffer.from(String(bytes))));
   },
+  /** Answers at the first message, before the client has finished sending. */
+  Refuse: (call: ServerReadableStream<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => {
+    call.once("data", () => cb(domainErrors.failedPrecondition("TEST_REFUSED", "refused early"), null));
+  },
   Chat: (call: ServerDuplexStream<Buffer, Buffer>) => {
     call.on("data", (m: Buffer) => call.write(Buffer.concat([Buffer.from("re:"), m])));
     call.on("end", () => call.end());
@@ -87,14 +95,14 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start() {
+async function start(shutdownTimeoutMs = 2000) {
   const grpc = await startGrpcServer({
     urls: parseUrlList("http://127.0.0.1:0", "--listen"),
     services: [{ definition, implementation, leanUnaryMethods: ["Echo", "Fail"] }],
     logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
     maxReceiveMessageBytes: 8 << 20,
     maxSendMessageBytes: 8 << 20,
-    shutdownTimeoutMs: 2000,
+    shutdownTimeoutMs,
   });
   const client = new Client(`127.0.0.1:${grpc.urls[0]!.port}`, credentials.createInsecure(), {
     "grpc.max_receive_message_length": 8 << 20,
@@ -223,6 +231,67 @@ describe("gRPC front", () => {
       });
     });
     await expect.poll(() => cancelled.length, { timeout: 10_000 }).toBe(before + 1);
+  });
+
+  it("closes a forwarded call answered before the client finished sending, so shutdown need not wait", async () => {
+    // A shutdown deadline past the test's own: waiting on a leftover call fails the test.
+    const { grpc, stop } = await start(120_000);
+    const session = http2.connect(`http://127.0.0.1:${grpc.urls[0]!.port}`);
+    const statuses = await Promise.all(
+      Array.from(
+        { length: 10 },
+        () =>
+          new Promise<unknown>((resolve) => {
+            const req = session.request({
+              ":method": "POST",
+              ":path": "/test.v1.Front/Refuse",
+              "content-type": "application/grpc",
+              te: "trailers",
+            });
+            let grpcStatus: unknown;
+            req.on("response", (h) => {
+              grpcStatus = h["grpc-status"];
+            });
+            req.on("error", () => {});
+            req.on("close", () => resolve(grpcStatus));
+            req.write(Buffer.from([0, 0, 0, 0, 1, 7])); // one message; the request is never ended
+          }),
+      ),
+    );
+    expect(statuses).toEqual(Array(10).fill(String(status.FAILED_PRECONDITION)));
+    session.destroy();
+    await stop();
+  });
+
+  it("closes at its deadline even when a client has stopped reading", async () => {
+    const { grpc, stop } = await start(300);
+    const socket = connect(grpc.urls[0]!.port, "127.0.0.1");
+    await once(socket, "connect");
+    socket.pause(); // never reads: the server's writes back up
+    // A call left open (its request never ends), so the connection cannot simply finish.
+    const open = encodeHeaders([
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", "/test.v1.Front/Echo"],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+    ]);
+    socket.write(
+      Buffer.concat([CLIENT_PREFACE, settingsFrame([]), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, open)]),
+    );
+    const ping = frame(FrameType.PING, 0, 0, Buffer.alloc(8));
+    const flood = Buffer.concat(Array(20_000).fill(ping));
+    for (let i = 0; i < 40; i++) socket.write(flood);
+    // The server's answers back up until it stops reading us: our own queue stops moving.
+    let queued = -1;
+    const stalled = () => {
+      const before = queued;
+      queued = socket.writableLength;
+      return queued > 0 && queued === before;
+    };
+    await expect.poll(stalled, { interval: 250, timeout: 30_000 }).toBe(true);
+    await stop();
+    socket.destroy();
   });
 
   it("shuts down with a stream still open and removes its private socket", async () => {

@@ -118,7 +118,8 @@ class FrontConnection {
     this.h2 = new H2Connection(socket, {
       onStream: (stream, flat) => this.onStream(stream, flat),
       onClose: () => {
-        this.fallback?.close();
+        // destroy, not close: a forwarded call grpc-js never finished must not hold its shutdown.
+        this.fallback?.destroy();
         this.fallback = null;
         onClose();
       },
@@ -164,7 +165,8 @@ class FrontConnection {
     // The answer is complete (its end may still wait in the stream's queue for the client's window).
     let answered = false;
     stream.onData = (chunk) => {
-      if (!req.write(Buffer.from(chunk))) {
+      // Past a full request buffer the client gets no more window until grpc-js has read it.
+      if (!req.write(Buffer.from(chunk)) && !stream.creditHeld) {
         stream.holdCredit();
         req.once("drain", () => stream.releaseCredit());
       }
