@@ -721,19 +721,26 @@ export class RaftService implements Replicated, NodeListener {
     if (!cs.voters.includes(target)) throw new MemberNotFoundError(target);
     if (target !== this.node.id) {
       this.node.withCore((c) => c.transferLeader(target));
-      await this.waitLeaderIs(target, `moving leadership to ${target.toString(16)}`);
+      await this.waitLeaderIs(target, `moving leadership to ${target.toString(16)}`, () => {
+        // The core gives a transfer up after an election timeout, e.g. when the target refused to
+        // campaign because it had a committed membership change still to apply: ask again (as long
+        // as this member leads) until the target leads or the request's deadline passes.
+        if (this.node.leader === this.node.id && this.node.withCore((c) => c.leadTransferee) === 0n)
+          this.node.withCore((c) => c.transferLeader(target));
+      });
     }
     return { member: NO_MEMBER, updated: false, index: 0n };
   }
 
   /** Resolves once this member sees `target` as leader (polled each tick, up to the request timeout). */
-  private async waitLeaderIs(target: NodeId, what: string): Promise<void> {
+  private async waitLeaderIs(target: NodeId, what: string, eachTick?: () => void): Promise<void> {
     const deadline = Date.now() + this.timeoutMs;
     while (this.node.leader !== target) {
       if (this.node.isStopped) throw new StoppedError();
       if (Date.now() > deadline)
         throw new TimeoutError(`${what} did not complete within ${this.timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, this.node.config.tickMs));
+      eachTick?.();
     }
   }
 
