@@ -170,6 +170,23 @@ describe("H2Connection", () => {
     await expect.poll(() => closed, { timeout: 5000 }).toEqual([ErrorCode.CANCEL]);
   });
 
+  it("keeps a connection whose client cancels hundreds of calls within the burst allowance", async () => {
+    let opened = 0;
+    const port = await serve((stream, headers) => {
+      opened += 1;
+      if (headers.get(":path") === "/last") echo(stream, headers);
+    });
+    const session = client(port);
+    for (let i = 0; i < 500; i++) {
+      const req = session.request({ ":method": "POST", ":path": "/cancelled" });
+      req.on("error", () => {});
+      req.close(http2.constants.NGHTTP2_CANCEL);
+    }
+    await expect.poll(() => opened, { timeout: 10_000 }).toBeGreaterThan(0);
+    const reply = await request(session, "/last", Buffer.from("still here"));
+    expect(reply.body.toString()).toBe("still here");
+  });
+
   it("answers PING and lets a graceful close finish the open streams first", async () => {
     let release!: () => void;
     const connections: H2Connection[] = [];
@@ -313,6 +330,17 @@ describe("H2Connection refuses malformed input", () => {
       Buffer.concat(Array(1000).fill(empty)),
     ]);
     expect(goawayCode(frames)).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  it("closes with ENHANCE_YOUR_CALM when a client resets streams faster than the allowed rate", async () => {
+    const port = await serve(() => {});
+    const frames: Buffer[] = [...opening];
+    for (let id = 1; id <= 2 * 1200; id += 2) {
+      frames.push(frame(FrameType.HEADERS, Flag.END_HEADERS, id, requestBlock));
+      frames.push(frame(FrameType.RST_STREAM, 0, id, Buffer.from([0, 0, 0, ErrorCode.CANCEL])));
+    }
+    const { frames: answer } = await raw(port, [Buffer.concat(frames)]);
+    expect(goawayCode(answer)).toBe(ErrorCode.ENHANCE_YOUR_CALM);
   });
 
   it("resets a stream with malformed request headers and refuses streams beyond the limit", async () => {

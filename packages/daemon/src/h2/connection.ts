@@ -67,6 +67,13 @@ const OUT_BYTES_MIN = 16 << 10;
 /** Header block fragments gathered for one block, at most (before decoding; a bound on memory). */
 const HEADER_BLOCK_BYTES_MAX = 256 << 10;
 const HEADER_BLOCK_FRAMES_MAX = 64;
+/**
+ * Streams a client may reset: a burst, then a steady rate (nghttp2's defaults, which Node's http2 and
+ * so grpc-js's servers apply). Opening and resetting streams in a loop costs the server a call each
+ * time for almost nothing on the client's side (the "rapid reset" attack).
+ */
+const RESETS_BURST = 1000;
+const RESETS_PER_SECOND = 33;
 /** A client that has not sent its preface and SETTINGS by then is disconnected. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Stop reading the socket while this much is written but not yet taken by the kernel. */
@@ -453,10 +460,26 @@ export class H2Connection {
     this.checkKnown(streamId, "RST_STREAM");
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
+    this.spendResetToken();
     stream.remoteEnded = true;
     stream.localEnded = true;
     this.forget(stream);
     stream.onClose?.(payload.readUInt32BE(0));
+  }
+
+  private resetTokens = RESETS_BURST;
+  private resetTokensAt = 0;
+
+  private spendResetToken(): void {
+    const now = performance.now();
+    if (this.resetTokensAt > 0) {
+      const refill = ((now - this.resetTokensAt) / 1000) * RESETS_PER_SECOND;
+      this.resetTokens = Math.min(RESETS_BURST, this.resetTokens + refill);
+    }
+    this.resetTokensAt = now;
+    if (this.resetTokens < 1)
+      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset by the client");
+    this.resetTokens -= 1;
   }
 
   /** Frames other than HEADERS may not name a stream the client has not opened yet. */
