@@ -21,7 +21,13 @@ import { GrpcFront } from "../h2/grpc-front.js";
 import { instrumentService } from "./instrument.js";
 import { attachLeanUnary, effectiveLimits, type LeanRoute, type UnaryHandler } from "./lean-unary.js";
 import { ListenError } from "./listen-error.js";
-import { grpcServerCredentials, httpsServerOptions, loadTlsMaterial, type TlsFiles } from "./tls.js";
+import {
+  grpcServerCredentials,
+  httpsServerOptions,
+  loadTlsMaterial,
+  type TlsFiles,
+  type TlsMaterial,
+} from "./tls.js";
 
 export interface GrpcServiceRegistration {
   readonly definition: ServiceDefinition;
@@ -76,26 +82,34 @@ export function serviceNameOf(definition: ServiceDefinition): string {
   return first.path.split("/")[1]!;
 }
 
+/** Binds grpc-js to `address`; resolves with the port bound. `href` names the listener in errors. */
 function bindOne(
   server: Server,
-  url: DaemonUrl,
+  address: string,
   credentials: ServerCredentials,
+  href: string,
   what: string,
-  address = grpcBindAddress(url),
-): Promise<DaemonUrl> {
+): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, credentials, (err, port) => {
-      if (err) reject(new ListenError(url.href, err.message, what));
-      else resolve(makeUrl(url.scheme, url.host, port));
+      if (err) reject(new ListenError(href, err.message, what));
+      else resolve(port);
     });
   });
 }
 
-function credentialsFor(config: GrpcServerConfig, url: DaemonUrl, what: string): ServerCredentials {
-  const custom = config.credentialsFor?.(url);
-  if (custom !== undefined) return custom;
-  if (!url.tls) return ServerCredentials.createInsecure();
-  return grpcServerCredentials(loadTlsMaterial(config.tls ?? {}, `${what} (${url.href})`));
+/** How one listen URL is served: the daemon's own credentials, the kit's TLS material, or neither. */
+interface Listener {
+  readonly url: DaemonUrl;
+  readonly custom: ServerCredentials | undefined;
+  readonly tls: TlsMaterial | undefined;
+  /** Served by the kit's HTTP/2 front rather than by grpc-js directly. */
+  readonly fronted: boolean;
+}
+
+function grpcCredentials(l: Listener): ServerCredentials {
+  if (l.custom !== undefined) return l.custom;
+  return l.tls === undefined ? ServerCredentials.createInsecure() : grpcServerCredentials(l.tls);
 }
 
 function addReflection(server: Server, config: GrpcServerConfig): void {
@@ -143,7 +157,6 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   health.addToServer(server);
   addReflection(server, config);
 
-  const credentials = config.urls.map((url) => credentialsFor(config, url, what));
   const limits = effectiveLimits({
     maxReceiveMessageBytes: Number(options["grpc.max_receive_message_length"]),
     maxSendMessageBytes: Number(options["grpc.max_send_message_length"]),
@@ -151,40 +164,42 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   // Listeners with lean methods get the kit's own HTTP/2 front (../h2/grpc-front.ts), unless their
   // credentials are the daemon's own (handlers there may need the caller's TLS identity).
   // PHOTON_GRPC_FRONT=0 leaves every listener to grpc-js (to compare, or to rule the front out).
-  const fronted = config.urls.map(
-    (url) =>
-      lean.size > 0 && process.env.PHOTON_GRPC_FRONT !== "0" && config.credentialsFor?.(url) === undefined,
-  );
+  const frontWanted = lean.size > 0 && process.env.PHOTON_GRPC_FRONT !== "0";
+  // Everything is read and checked before anything listens (a config error names its flag).
+  const listeners: Listener[] = config.urls.map((url) => {
+    const custom = config.credentialsFor?.(url);
+    const tls =
+      custom === undefined && url.tls
+        ? loadTlsMaterial(config.tls ?? {}, `${what} (${url.href})`)
+        : undefined;
+    return { url, custom, tls, fronted: frontWanted && custom === undefined };
+  });
   const bound: DaemonUrl[] = [];
   const fronts: GrpcFront[] = [];
   let fallbackDir: string | null = null;
   try {
-    if (fronted.includes(true)) {
+    if (listeners.some((l) => l.fronted)) {
       // mkdtemp makes the directory private to this user: only the fronts reach the socket.
       fallbackDir = mkdtempSync(join(tmpdir(), "photon-grpc-"));
       const fallbackSocketPath = join(fallbackDir, "grpc.sock");
-      await bindOne(
-        server,
-        makeUrl("http", `unix:${fallbackSocketPath}`, 0),
-        ServerCredentials.createInsecure(),
-        what,
-        `unix:${fallbackSocketPath}`,
-      );
-      for (const [i, url] of config.urls.entries()) {
-        if (!fronted[i]) continue;
-        const tls = url.tls
-          ? httpsServerOptions(loadTlsMaterial(config.tls ?? {}, `${what} (${url.href})`))
-          : undefined;
+      const address = `unix:${fallbackSocketPath}`;
+      await bindOne(server, address, ServerCredentials.createInsecure(), address, what);
+      for (const [i, l] of listeners.entries()) {
+        if (!l.fronted) continue;
+        const tls = l.tls === undefined ? undefined : httpsServerOptions(l.tls);
         const front = new GrpcFront({ routes: lean, limits, fallbackSocketPath, ...(tls ? { tls } : {}) });
         fronts.push(front);
-        const port = await front.listen(url.host, url.port).catch((err: Error) => {
-          throw new ListenError(url.href, err.message, what);
+        const port = await front.listen(l.url.host, l.url.port).catch((err: Error) => {
+          throw new ListenError(l.url.href, err.message, what);
         });
-        bound[i] = makeUrl(url.scheme, url.host, port);
+        bound[i] = makeUrl(l.url.scheme, l.url.host, port);
       }
     }
-    for (const [i, url] of config.urls.entries())
-      if (!fronted[i]) bound[i] = await bindOne(server, url, credentials[i]!, what);
+    for (const [i, l] of listeners.entries()) {
+      if (l.fronted) continue;
+      const port = await bindOne(server, grpcBindAddress(l.url), grpcCredentials(l), l.url.href, what);
+      bound[i] = makeUrl(l.url.scheme, l.url.host, port);
+    }
     attachLeanUnary(server, lean, limits);
   } catch (err) {
     server.forceShutdown();

@@ -53,10 +53,9 @@ const transportHeaders = [
   "content-type",
 ];
 
-const trailersOnlyHeaders = { ":status": 200, "content-type": "application/grpc+proto" };
-export const leanTrailersOnlyHeaders = trailersOnlyHeaders;
-const responseHeaders = {
-  ...trailersOnlyHeaders,
+export const leanTrailersOnlyHeaders = { ":status": 200, "content-type": "application/grpc+proto" };
+export const leanResponseHeaders = {
+  ...leanTrailersOnlyHeaders,
   "grpc-accept-encoding": "identity,deflate,gzip",
   "grpc-encoding": "identity",
 };
@@ -319,9 +318,7 @@ export class LeanCall {
   }
 }
 
-const okTrailers = { "grpc-status": "0", "grpc-message": "OK" };
-export const leanResponseHeaders = responseHeaders;
-export const leanOkTrailers = okTrailers;
+export const leanOkTrailers = { "grpc-status": "0", "grpc-message": "OK" };
 
 /** The status as trailers (or trailers-only headers); the message percent-encoded as grpc-js does. */
 export function statusFields(s: StatusLike): Record<string, string | number | string[] | undefined> {
@@ -345,16 +342,17 @@ function nodeStreamCall(
     gone: () => stream.destroyed || stream.closed,
     sendMessage(frame, headerMd, trailer) {
       const headers =
-        headerMd === null ? responseHeaders : { ...responseHeaders, ...headerMd.toHttp2Headers() };
+        headerMd === null ? leanResponseHeaders : { ...leanResponseHeaders, ...headerMd.toHttp2Headers() };
       stream.once("wantTrailers", () => {
-        const trailers = trailer === null ? okTrailers : { ...okTrailers, ...trailer.toHttp2Headers() };
+        const trailers =
+          trailer === null ? leanOkTrailers : { ...leanOkTrailers, ...trailer.toHttp2Headers() };
         stream.sendTrailers(trailers);
       });
       stream.respond(headers, { waitForTrailers: true });
       stream.end(frame);
     },
     sendStatus(s) {
-      stream.respond({ ...trailersOnlyHeaders, ...statusFields(s) }, { endStream: true });
+      stream.respond({ ...leanTrailersOnlyHeaders, ...statusFields(s) }, { endStream: true });
     },
   };
   const call = new LeanCall(sink, headers, route, limits, timeoutMs);

@@ -461,10 +461,7 @@ export class H2Connection {
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
     this.spendResetToken();
-    stream.remoteEnded = true;
-    stream.localEnded = true;
-    this.forget(stream);
-    stream.onClose?.(payload.readUInt32BE(0));
+    this.closeStream(stream, payload.readUInt32BE(0));
   }
 
   private resetTokens = RESETS_BURST;
@@ -706,30 +703,30 @@ export class H2Connection {
       return;
     }
     // The response is complete before the request: ask the client to stop sending (RFC 9113 §8.1).
-    this.push(rstStreamFrame(stream.id, ErrorCode.NO_ERROR));
-    stream.remoteEnded = true;
-    this.forget(stream);
     // Whoever still feeds the request (a forwarded call) learns that it is over.
-    stream.onClose?.(ErrorCode.NO_ERROR);
+    this.push(rstStreamFrame(stream.id, ErrorCode.NO_ERROR));
+    this.closeStream(stream, ErrorCode.NO_ERROR);
   }
 
-  /** @internal */
+  /** @internal This side abandons the stream (its owner asked: no onClose). */
   resetStream(stream: H2Stream, code: number): void {
-    stream.localEnded = true;
-    stream.remoteEnded = true;
-    this.sendReset(stream.id, code);
-    this.forget(stream);
+    this.push(rstStreamFrame(stream.id, code));
+    this.closeStream(stream);
   }
 
+  /** A stream error: RST_STREAM, and the stream's owner is told when it was still open. */
   private sendReset(streamId: number, code: number): void {
     this.push(rstStreamFrame(streamId, code));
     const stream = this.streams.get(streamId);
-    if (stream !== undefined && !stream.localEnded) {
-      stream.localEnded = true;
-      stream.remoteEnded = true;
-      this.forget(stream);
-      stream.onClose?.(code);
-    }
+    if (stream !== undefined && !stream.localEnded) this.closeStream(stream, code);
+  }
+
+  /** Over on both sides; `onClose` runs with `code` when one is given. */
+  private closeStream(stream: H2Stream, code?: number): void {
+    stream.localEnded = true;
+    stream.remoteEnded = true;
+    this.forget(stream);
+    if (code !== undefined) stream.onClose?.(code);
   }
 
   private forget(stream: H2Stream): void {

@@ -27,24 +27,17 @@ import {
   leanTrailersOnlyHeaders,
   statusFields,
 } from "../grpc/lean-unary.js";
+import type { httpsServerOptions } from "../grpc/tls.js";
 import { type HeaderFields, H2Connection, type H2Stream } from "./connection.js";
 import { ErrorCode } from "./frames.js";
 import { encodeHeaders } from "./hpack.js";
-
-export interface GrpcFrontTls {
-  readonly cert: Buffer;
-  readonly key: Buffer;
-  readonly ca?: Buffer;
-  readonly requestCert: boolean;
-  readonly rejectUnauthorized: boolean;
-}
 
 export interface GrpcFrontConfig {
   readonly routes: ReadonlyMap<string, LeanRoute>;
   readonly limits: LeanLimits;
   /** The Unix socket the grpc-js server listens on for everything else. */
   readonly fallbackSocketPath: string;
-  readonly tls?: GrpcFrontTls;
+  readonly tls?: ReturnType<typeof httpsServerOptions>;
 }
 
 type HeaderValue = string | number | string[] | undefined;
