@@ -55,6 +55,13 @@ export {
 } from "./grpc/instrument.js";
 export { ListenError } from "./grpc/listen-error.js";
 export {
+  type ClientStreamDone,
+  type GrpcCallStatus,
+  GrpcClientConnection,
+  GrpcClientStream,
+  type GrpcClientTarget,
+} from "./h2/grpc-client.js";
+export {
   grpcServerCredentials,
   httpsServerOptions,
   loadTlsMaterial,

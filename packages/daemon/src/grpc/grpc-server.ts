@@ -19,7 +19,7 @@ import type { DaemonMetrics } from "../metrics.js";
 import { type DaemonUrl, grpcBindAddress, makeUrl } from "../urls.js";
 import { GrpcFront } from "../h2/grpc-front.js";
 import { instrumentService } from "./instrument.js";
-import { attachLeanUnary, effectiveLimits, type LeanRoute, type UnaryHandler } from "./lean-unary.js";
+import { attachLeanUnary, effectiveLimits, type LeanRoute, type LeanHandler } from "./lean-unary.js";
 import { ListenError } from "./listen-error.js";
 import {
   grpcServerCredentials,
@@ -38,6 +38,11 @@ export interface GrpcServiceRegistration {
    * machinery (see lean-unary.ts): for hot, small calls. Same handler, same wire behaviour.
    */
   readonly leanUnaryMethods?: readonly string[];
+  /**
+   * Client-streaming methods served by the same lean path: the handler gets each message as a "data"
+   * event and the client's half-close as "end" (no Readable surface: no iteration, no pause).
+   */
+  readonly leanClientStreamMethods?: readonly string[];
 }
 
 export interface GrpcServerConfig {
@@ -140,12 +145,21 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   for (const service of config.services) {
     const implementation = instrumentService(service.definition, service.implementation, ctx);
     server.addService(service.definition, implementation);
-    for (const name of service.leanUnaryMethods ?? []) {
+    const named = [
+      ...(service.leanUnaryMethods ?? []).map((name) => ({ name, list: "leanUnaryMethods", stream: false })),
+      ...(service.leanClientStreamMethods ?? []).map((name) => ({
+        name,
+        list: "leanClientStreamMethods",
+        stream: true,
+      })),
+    ];
+    for (const { name, list, stream } of named) {
       const method = service.definition[name];
-      const where = `leanUnaryMethods of ${serviceNameOf(service.definition)}`;
+      const where = `${list} of ${serviceNameOf(service.definition)}`;
       if (method === undefined) throw new Error(`${where}: ${name} is not one of its methods`);
-      if (method.requestStream || method.responseStream) throw new Error(`${where}: ${name} is not unary`);
-      lean.set(method.path, { method, handler: implementation[name] as unknown as UnaryHandler });
+      if (method.requestStream !== stream || method.responseStream)
+        throw new Error(`${where}: ${name} is not ${stream ? "client-streaming" : "unary"}`);
+      lean.set(method.path, { method, handler: implementation[name] as unknown as LeanHandler });
     }
   }
   // PHOTON_GRPC_LEAN_UNARY=0 serves every method through grpc-js (to compare, or to rule the lean path out).

@@ -1,4 +1,4 @@
-// A lean path for hot unary methods on the kit's gRPC servers.
+// A lean path for hot unary and client-streaming methods on the kit's gRPC servers.
 //
 // grpc-js serves every call through a chain of objects (an intercepting call, a stream decoder, a
 // responder, a writable-stream wrapper) and several events and promise turns per call. For small
@@ -8,6 +8,12 @@
 // that has what unary handlers use, and answer with the same headers, message framing and trailers
 // grpc-js sends. Its stream is one of the kit's own HTTP/2 front (../h2/grpc-front.ts) or, on
 // listeners left to grpc-js, a stream of grpc-js's Node http2 servers taken before grpc-js sees it.
+//
+// A client-streaming method named in `leanClientStreamMethods` (a peer's long-lived stream of small
+// message batches, say) is served the same way: its handler starts when the call opens, gets every
+// request message as a "data" event on the call and an "end" event when the client half-closes, and
+// answers through its callback. The call is an event emitter, not a Readable stream: handlers that
+// iterate the call or pause it stay on grpc-js.
 //
 // Everything unusual is left to grpc-js, unchanged: another content type, a compressed request
 // (grpc-encoding other than identity), a malformed grpc-timeout, and every method not named. Server
@@ -25,15 +31,15 @@ import { Metadata, type MethodDefinition, type Server, status } from "@grpc/grpc
 
 type Http2Stream = ServerHttp2Stream;
 
-/** A unary handler in grpc-js's shape: `(call, callback)`. */
-export type UnaryHandler = (
-  call: LeanUnaryCall,
+/** A unary or client-streaming handler in grpc-js's shape: `(call, callback)`. */
+export type LeanHandler = (
+  call: LeanServerCall,
   callback: (err: unknown, value?: unknown, trailer?: Metadata | null, flags?: number) => void,
 ) => void;
 
 export interface LeanRoute {
   readonly method: MethodDefinition<unknown, unknown>;
-  readonly handler: UnaryHandler;
+  readonly handler: LeanHandler;
 }
 
 export interface LeanLimits {
@@ -60,8 +66,8 @@ export const leanResponseHeaders = {
   "grpc-encoding": "identity",
 };
 
-/** The call object a unary handler gets on the lean path (grpc-js's ServerUnaryCall surface). */
-export class LeanUnaryCall extends EventEmitter {
+/** The call object a lean handler gets (the surface of grpc-js's ServerUnaryCall; see the top). */
+export class LeanServerCall extends EventEmitter {
   cancelled = false;
   request: unknown = undefined;
   /** Metadata to send with the response headers (`sendMetadata`). */
@@ -171,13 +177,14 @@ export interface LeanSink {
   sendStatus(status: StatusLike): void;
 }
 
-/** One lean unary call from stream open to its status. */
+/** One lean call (unary or client-streaming) from stream open to its status. */
 export class LeanCall {
-  private readonly chunks: Buffer[] = [];
+  /** Request bytes not yet taken as a message (the message being received). */
+  private chunks: Buffer[] = [];
   private received = 0;
   private done = false;
   private timer: NodeJS.Timeout | null = null;
-  private readonly call: LeanUnaryCall;
+  private readonly call: LeanServerCall;
 
   constructor(
     private readonly sink: LeanSink,
@@ -187,12 +194,14 @@ export class LeanCall {
     timeoutMs: number | undefined,
   ) {
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
-    this.call = new LeanUnaryCall(sink.socket, headers, route.method.path, deadline);
+    this.call = new LeanServerCall(sink.socket, headers, route.method.path, deadline);
     if (timeoutMs !== undefined)
       this.timer = setTimeout(
         () => this.finish({ code: status.DEADLINE_EXCEEDED, details: "Deadline exceeded", metadata: null }),
         timeoutMs,
       );
+    // A client stream's handler runs from the start and gets its messages as they arrive.
+    if (route.method.requestStream) this.runHandler();
   }
 
   /** Closed before it was answered: the client went away (or the session did). */
@@ -205,6 +214,10 @@ export class LeanCall {
 
   onData(chunk: Buffer): void {
     if (this.done) return;
+    if (this.route.method.requestStream) {
+      this.onStreamData(chunk);
+      return;
+    }
     this.received += chunk.length;
     this.chunks.push(chunk);
     if (this.declared < 0 && this.received >= 5) {
@@ -229,8 +242,65 @@ export class LeanCall {
       });
   }
 
+  /** Client stream: every complete message goes to the handler as a "data" event, in order. */
+  private onStreamData(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.received += chunk.length;
+    while (!this.done) {
+      if (this.declared < 0) {
+        if (this.received < 5) return;
+        if (this.chunks[0]!.length < 5) this.chunks = [Buffer.concat(this.chunks)];
+        this.declared = this.chunks[0]!.readUInt32BE(1);
+        const max = this.limits.maxReceiveMessageBytes;
+        if (this.declared > max) {
+          this.finish({
+            code: status.RESOURCE_EXHAUSTED,
+            details: `Received message larger than max (${this.declared} vs ${max})`,
+            metadata: null,
+          });
+          return;
+        }
+      }
+      const size = 5 + this.declared;
+      if (this.received < size) return;
+      // Concatenated once per message (not per chunk): batches span several DATA frames.
+      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+      const rest = all.subarray(size);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.received = rest.length;
+      this.declared = -1;
+      let request: unknown;
+      try {
+        request = this.route.method.requestDeserialize(all.subarray(5, size));
+      } catch {
+        this.finish({ code: status.INTERNAL, details: "Error deserializing request", metadata: null });
+        return;
+      }
+      this.emitToHandler("data", request);
+    }
+  }
+
+  /** An event for the handler's listeners; one that throws ends the call as a throwing handler does. */
+  private emitToHandler(event: "data" | "end", value?: unknown): void {
+    try {
+      this.call.emit(event, value);
+    } catch {
+      this.finish({ code: status.UNKNOWN, details: "Unknown error", metadata: null });
+    }
+  }
+
   onEnd(): void {
     if (this.done) return;
+    if (this.route.method.requestStream) {
+      if (this.received > 0)
+        this.finish({
+          code: status.INTERNAL,
+          details: "Incomplete request message at the end of the stream",
+          metadata: null,
+        });
+      else this.emitToHandler("end");
+      return;
+    }
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     const path = this.route.method.path;
     // No complete message: nothing (declared < 0) or fewer bytes than the prefix announced.
@@ -249,6 +319,10 @@ export class LeanCall {
       this.finish({ code: status.INTERNAL, details: "Error deserializing request", metadata: null });
       return;
     }
+    this.runHandler();
+  }
+
+  private runHandler(): void {
     try {
       this.route.handler(this.call, (err, value, trailer) => this.answer(err, value, trailer));
     } catch {

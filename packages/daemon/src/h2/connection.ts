@@ -1,4 +1,5 @@
-// The server side of one HTTP/2 connection (RFC 9113), written for the gRPC servers' hot path.
+// One HTTP/2 connection (RFC 9113), written for the gRPC servers' hot path: the server side of
+// client connections, and the client side of the members' peer streams (`role: "client"`).
 //
 // Node's http2 module costs about 33 µs of CPU per small request/response exchange on this project's
 // machines, measured with h2load against a server that answers a 200-byte gRPC reply; most of it is
@@ -13,8 +14,12 @@
 // streams finish), limits on concurrent streams, frame size and header list size, and the
 // connection and stream errors of RFC 9113 §5.4. Received data is credited back to the client as it
 // is delivered, so a stream's reader is bounded by what the layer above accepts per message.
-// What it leaves out: server push (never sent; a client may disable it, nothing else), priorities
-// (read and ignored, as RFC 9113 allows), and the HTTP/1.1 upgrade.
+// What it leaves out: server push (never sent, refused when received; a client may disable it,
+// nothing else), priorities (read and ignored, as RFC 9113 allows), and the HTTP/1.1 upgrade.
+//
+// As a client it sends the preface, opens streams with odd IDs (`request`), takes each stream's
+// response headers (`onHeaders`) and trailers, and treats a GOAWAY as the end of every stream above
+// the server's last one. Server-only limits (the reset rate) do not apply to it.
 
 import type { Socket } from "node:net";
 import {
@@ -40,11 +45,15 @@ import { encodeHeaders, HpackDecoder, HpackError } from "./hpack.js";
 export type HeaderFields = ReadonlyArray<readonly [string, string]>;
 
 export interface H2ConnectionOptions {
+  /** Which side of the connection this is (default server). */
+  readonly role?: "server" | "client";
   /**
-   * A client opened a stream. `headers` is flat: [name0, value0, name1, value1, ...]. The handler sets
-   * the stream's callbacks before it returns: data that arrives before then is not kept.
+   * Server: a client opened a stream. `headers` is flat: [name0, value0, name1, value1, ...]. The
+   * handler sets the stream's callbacks before it returns: data that arrives before then is not kept.
    */
-  readonly onStream: (stream: H2Stream, headers: readonly string[]) => void;
+  readonly onStream?: (stream: H2Stream, headers: readonly string[]) => void;
+  /** Client: the server's SETTINGS arrived (the connection is up). */
+  readonly onReady?: () => void;
   /** The connection is gone (closed by either side, or failed). */
   readonly onClose?: (error?: Error) => void;
   readonly maxConcurrentStreams?: number;
@@ -57,6 +66,9 @@ export interface H2ConnectionOptions {
 }
 
 const DEFAULTS = {
+  role: "server" as "server" | "client",
+  onStream: (_stream: H2Stream, _headers: readonly string[]) => {},
+  onReady: () => {},
   maxConcurrentStreams: 1000,
   streamWindowBytes: 256 << 10,
   connectionWindowBytes: 16 << 20,
@@ -99,22 +111,30 @@ class StreamError extends Error {
   }
 }
 
-/** One client-initiated stream. */
+/** One stream: opened by the client (the server's `onStream`, or the client's `request`). */
 export class H2Stream {
+  /** Client: the response headers arrived (flat; a trailers-only response also ends the stream). */
+  onHeaders: ((headers: readonly string[]) => void) | null = null;
   /** A DATA payload arrived (a view into the socket's buffer: copy it to keep it past the call). */
   onData: ((chunk: Buffer) => void) | null = null;
-  /** The client half-closed the stream (END_STREAM); `trailers` is flat, empty when there were none. */
+  /**
+   * The other side half-closed the stream (END_STREAM); `trailers` is flat, empty when there were
+   * none (a client's trailers-only response passes its headers as the trailers).
+   */
   onEnd: ((trailers: readonly string[]) => void) | null = null;
   /**
-   * The stream closed before the request ended: reset by the client (its code), the connection went
-   * away (CANCEL), or this side ended the response while the client was still sending (NO_ERROR).
+   * The stream closed before the other side ended it: reset by the peer (its code), the connection
+   * went away (CANCEL; REFUSED_STREAM for a client's streams the server's GOAWAY left out), or a server
+   * ended the response while the client was still sending (NO_ERROR).
    */
   onClose: ((code: number) => void) | null = null;
   /** Everything queued by `write` has gone to the socket. */
   onDrain: (() => void) | null = null;
 
-  /** @internal The client sent END_STREAM (or a reset). */
+  /** @internal The peer sent END_STREAM (or a reset). */
   remoteEnded = false;
+  /** @internal Client: the response headers arrived (the next header block is the trailers). */
+  responseSeen = false;
   /** @internal This side sent END_STREAM (or a reset). */
   localEnded = false;
   /** @internal */
@@ -204,10 +224,13 @@ export class H2Stream {
   }
 }
 
-/** The server side of one HTTP/2 connection over `socket` (plain TCP, or TLS after ALPN chose h2). */
+/** One HTTP/2 connection over `socket` (plain TCP, or TLS with ALPN h2). */
 export class H2Connection {
   private readonly options: Required<Omit<H2ConnectionOptions, "onClose">> &
     Pick<H2ConnectionOptions, "onClose">;
+  private readonly client: boolean;
+  /** Client: the ID of the next stream `request` opens. */
+  private nextStreamId = 1;
   private readonly decoder: HpackDecoder;
   private readonly streams = new Map<number, H2Stream>();
   /** Streams with data or an end waiting for send window. */
@@ -235,9 +258,16 @@ export class H2Connection {
     options: H2ConnectionOptions,
   ) {
     this.options = { ...DEFAULTS, ...options };
+    this.client = this.options.role === "client";
+    if (!this.client && options.onStream === undefined) throw new Error("a server connection needs onStream");
     this.decoder = new HpackDecoder({ maxHeaderListSize: this.options.maxHeaderListBytes });
     this.receiveWindow = this.options.connectionWindowBytes;
     socket.setNoDelay?.(true);
+    if (this.client) {
+      // A server sends no preface of its own: its first frame is SETTINGS.
+      this.prefaceSeen = true;
+      this.push(CLIENT_PREFACE);
+    }
     this.push(
       settingsFrame([
         [Setting.MAX_CONCURRENT_STREAMS, this.options.maxConcurrentStreams],
@@ -266,6 +296,27 @@ export class H2Connection {
     return this.streams.size;
   }
 
+  /** Whether new streams may be opened (not closed, no GOAWAY either way). */
+  get open(): boolean {
+    return !this.closed && !this.goingAway;
+  }
+
+  /**
+   * Client: opens a stream with these request headers (fields, or a block `encodeHeaders` made) and
+   * returns it; data follows with `write`, the end with `end()`.
+   */
+  request(headers: HeaderFields | Buffer, endStream = false): H2Stream {
+    if (!this.client) throw new Error("only a client opens streams");
+    if (!this.open) throw new Error("the connection is closed or going away");
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    this.lastStreamId = id;
+    const stream = new H2Stream(id, this, this.peerStreamWindow, this.options.streamWindowBytes);
+    this.streams.set(id, stream);
+    stream.respond(headers, endStream);
+    return stream;
+  }
+
   /**
    * Graceful close: GOAWAY with the last stream this side saw, no new streams, and the connection
    * closes once the open ones have finished.
@@ -273,18 +324,23 @@ export class H2Connection {
   goaway(): void {
     if (this.goingAway || this.closed) return;
     this.goingAway = true;
-    this.push(goawayFrame(this.lastStreamId, ErrorCode.NO_ERROR));
+    this.push(goawayFrame(this.peerLastStreamId(), ErrorCode.NO_ERROR));
     this.maybeFinish();
   }
 
   /** Closes at once: open streams see onClose(CANCEL). */
   destroy(): void {
     if (this.closed) return;
-    this.push(goawayFrame(this.lastStreamId, ErrorCode.NO_ERROR));
+    this.push(goawayFrame(this.peerLastStreamId(), ErrorCode.NO_ERROR));
     this.flush();
     // At once, even with writes pending: a client that does not read must not hold a shutdown.
     this.socket.destroy();
     this.teardown();
+  }
+
+  /** The last stream the peer opened (what a GOAWAY names): a client's server opens none. */
+  private peerLastStreamId(): number {
+    return this.client ? 0 : this.lastStreamId;
   }
 
   // ---- input ----
@@ -352,12 +408,13 @@ export class H2Connection {
           this.onSettings(flags, streamId, payload);
           return;
         case FrameType.PUSH_PROMISE:
-          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "a client cannot push");
+          // A server may not push to a client that disabled push (as this side always does).
+          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE is not accepted");
         case FrameType.PING:
           this.onPing(flags, streamId, payload);
           return;
         case FrameType.GOAWAY:
-          this.onGoaway(streamId);
+          this.onGoaway(streamId, payload);
           return;
         case FrameType.WINDOW_UPDATE:
           this.onWindowUpdate(streamId, payload);
@@ -378,6 +435,7 @@ export class H2Connection {
       return;
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size");
+    if (!this.settingsSeen && this.client) queueMicrotask(() => this.closed || this.options.onReady());
     this.settingsSeen = true;
     if (this.handshakeTimer !== null) {
       clearTimeout(this.handshakeTimer);
@@ -423,10 +481,17 @@ export class H2Connection {
     if (!(flags & Flag.ACK)) this.push(frame(FrameType.PING, Flag.ACK, 0, payload));
   }
 
-  private onGoaway(streamId: number): void {
+  private onGoaway(streamId: number, payload: Buffer): void {
     if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
-    // The client opens no more streams; the ones open finish, then the connection closes.
+    if (payload.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY size");
+    // No more new streams; the ones open finish, then the connection closes. A server names the
+    // last stream it will process: a client's streams above it were never seen and may be retried.
     this.goingAway = true;
+    if (this.client) {
+      const last = payload.readUInt32BE(0) & 0x7fffffff;
+      for (const s of [...this.streams.values()])
+        if (s.id > last) this.closeStream(s, ErrorCode.REFUSED_STREAM);
+    }
     this.maybeFinish();
   }
 
@@ -460,7 +525,7 @@ export class H2Connection {
     this.checkKnown(streamId, "RST_STREAM");
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
-    this.spendResetToken();
+    if (!this.client) this.spendResetToken();
     this.closeStream(stream, payload.readUInt32BE(0));
   }
 
@@ -530,9 +595,9 @@ export class H2Connection {
     }
   }
 
-  /** @internal Credits the client once half the stream's window is used (unless the reader holds it). */
+  /** @internal Credits the peer once half the stream's window is used (unless the reader holds it). */
   creditStream(stream: H2Stream): void {
-    if (stream.creditHeld || stream.localEnded || stream.remoteEnded) return;
+    if (stream.creditHeld || stream.remoteEnded || this.streams.get(stream.id) !== stream) return;
     const window = this.options.streamWindowBytes;
     if (window - stream.receiveWindow >= window / 2) {
       this.push(windowUpdateFrame(stream.id, window - stream.receiveWindow));
@@ -541,7 +606,8 @@ export class H2Connection {
   }
 
   private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0 || streamId % 2 === 0)
+    // Streams are the client's (odd); a client takes HEADERS only on streams it has opened.
+    if (streamId === 0 || streamId % 2 === 0 || (this.client && streamId > this.lastStreamId))
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
     const fragment = this.unpad(flags, payload, flags & Flag.PRIORITY ? 5 : 0);
     const endStream = (flags & Flag.END_STREAM) !== 0;
@@ -576,13 +642,21 @@ export class H2Connection {
       throw err;
     }
     const existing = this.streams.get(streamId);
+    if (existing !== undefined && this.client && !existing.responseSeen) {
+      existing.responseSeen = true;
+      existing.onHeaders?.(headers);
+      if (endStream) this.remoteEnd(existing, headers);
+      return;
+    }
     if (existing !== undefined) {
-      // Trailers: they end the request.
+      // Trailers: they end the request (the response, on a client).
       if (existing.remoteEnded || !endStream)
         throw new StreamError(ErrorCode.PROTOCOL_ERROR, "HEADERS after the request headers must end it");
       this.remoteEnd(existing, headers);
       return;
     }
+    // A client's closed stream (reset by this side): a response in flight is ignored.
+    if (this.client) return;
     if (streamId <= this.lastStreamId) {
       // A closed stream (reset by this side): trailers in flight are ignored; a reuse is an error.
       if (endStream) return;
@@ -702,6 +776,8 @@ export class H2Connection {
       this.forget(stream);
       return;
     }
+    // A client's request is complete: the response follows.
+    if (this.client) return;
     // The response is complete before the request: ask the client to stop sending (RFC 9113 §8.1).
     // Whoever still feeds the request (a forwarded call) learns that it is over.
     this.push(rstStreamFrame(stream.id, ErrorCode.NO_ERROR));
@@ -751,6 +827,11 @@ export class H2Connection {
     frameBytes.copy(this.out, at);
   }
 
+  /** Writes this turn's frames so far now; the flush scheduled for the end of the turn finds the rest. */
+  flushNow(): void {
+    if (this.outBytes > 0) this.flush();
+  }
+
   private flush(): void {
     this.flushScheduled = false;
     if (this.outBytes === 0 || this.closed || this.socket.destroyed) return;
@@ -766,7 +847,7 @@ export class H2Connection {
   private fail(err: unknown): void {
     const code = err instanceof ConnectionError ? err.code : ErrorCode.INTERNAL_ERROR;
     const message = err instanceof Error ? err.message : String(err);
-    this.push(goawayFrame(this.lastStreamId, code, message));
+    this.push(goawayFrame(this.peerLastStreamId(), code, message));
     this.flush();
     this.socket.end();
     this.teardown(err instanceof ConnectionError ? undefined : (err as Error));

@@ -28,6 +28,9 @@ export class RemovalWatcher {
     if (this.timer !== null) return;
     this.timer = setInterval(() => this.check(), this.intervalMs);
     this.timer.unref();
+    // Look now: a member removed before the first interval ends must already count as having been
+    // in the configuration (it learns its removal as soon as the leader's next message arrives).
+    this.check();
   }
 
   stop(): void {

@@ -3,6 +3,7 @@
 // the client credentials for connections to https:// peers).
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { ConnectionOptions } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import {
   type DaemonMetrics,
@@ -89,11 +90,14 @@ function raftLogger(logger: Logger): RaftLogger {
 }
 
 /**
- * Client credentials for connections to peers: https:// peers get TLS with --peer-trusted-ca-file
+ * Client credentials for connections to peers (for grpc-js, and as TLS options for the batch streams): https:// peers get TLS with --peer-trusted-ca-file
  * (system roots when unset) and, when --peer-cert-file/--peer-key-file are set, present that
  * certificate (mTLS); http:// peers are plain.
  */
-function peerCredentialsFor(config: MemberConfig): (url: string) => grpc.ChannelCredentials {
+function peerClientTls(config: MemberConfig): {
+  credentialsFor: (url: string) => grpc.ChannelCredentials;
+  tlsFor: (url: string) => ConnectionOptions | undefined;
+} {
   const files = peerTlsFiles(config);
   const haveCert = files.certFile !== undefined && files.keyFile !== undefined;
   const material = haveCert ? loadTlsMaterial(files, "--initial-advertise-peer-urls") : undefined;
@@ -101,7 +105,15 @@ function peerCredentialsFor(config: MemberConfig): (url: string) => grpc.Channel
     material?.ca ?? (config.peerTrustedCaFile !== undefined ? readFileSync(config.peerTrustedCaFile) : null);
   const tls = grpc.credentials.createSsl(ca, material?.key ?? null, material?.cert ?? null);
   const plain = grpc.credentials.createInsecure();
-  return (url) => (url.startsWith("https://") ? tls : plain);
+  // The same trust and identity for the batch streams on the kit's HTTP/2 client.
+  const options: ConnectionOptions = {
+    ...(ca !== null ? { ca } : {}),
+    ...(material !== undefined ? { key: material.key, cert: material.cert } : {}),
+  };
+  return {
+    credentialsFor: (url) => (url.startsWith("https://") ? tls : plain),
+    tlsFor: (url) => (url.startsWith("https://") ? options : undefined),
+  };
 }
 
 function raftConfig(args: StartMemberArgs, plan: MemberPlan, raftDir: string): RaftServiceConfig {
@@ -119,7 +131,7 @@ function raftConfig(args: StartMemberArgs, plan: MemberPlan, raftDir: string): R
     backgroundCheckpoints: true,
     logger: raftLogger(args.logger.child({ component: "raft" })),
     ...args.raftOverrides,
-    transport: { credentialsFor: peerCredentialsFor(c), ...args.raftOverrides?.transport },
+    transport: { ...peerClientTls(c), ...args.raftOverrides?.transport },
   };
 }
 
@@ -141,7 +153,15 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
     peerServer = await startGrpcServer({
       urls: config.listenPeerUrls,
       tls: peerTlsFiles(config),
-      services: [{ definition: RaftPeerService, implementation: raft.transport.serviceImplementation() }],
+      services: [
+        {
+          definition: RaftPeerService,
+          implementation: raft.transport.serviceImplementation(),
+          // Every message between members arrives on these streams: served without grpc-js's call
+          // machinery (the transport's handler only listens for "data" and "end").
+          leanClientStreamMethods: ["sendMessages"],
+        },
+      ],
       maxReceiveMessageBytes: PEER_MESSAGE_BYTES_MAX,
       maxSendMessageBytes: PEER_MESSAGE_BYTES_MAX,
       logger,

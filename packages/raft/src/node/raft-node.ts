@@ -278,7 +278,12 @@ export class RaftNode {
     // A leader may send before its own fsync (its term and vote were synced before it won, and it
     // counts its own log toward the commit only after advance), overlapping both fsyncs.
     const sendFirst = this.role === StateRole.Leader && rd.softState === null;
-    if (sendFirst && rd.messages.length > 0) this.transport?.send(rd.messages);
+    if (sendFirst && rd.messages.length > 0) {
+      // Written now, not at the end of the turn: the followers start on them while this Ready is
+      // written and synced here.
+      this.transport?.send(rd.messages);
+      this.transport?.flush();
+    }
     this.readyMessagesSent = sendFirst;
     if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
       this.store.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
@@ -310,7 +315,11 @@ export class RaftNode {
 
   /** The second half, once the Ready's writes are durable: send, install, apply, advance. */
   private finishReady(rd: Ready): void {
-    if (!this.readyMessagesSent && rd.messages.length > 0) this.transport?.send(rd.messages);
+    if (!this.readyMessagesSent && rd.messages.length > 0) {
+      // Acknowledgements go out before the entries below are applied: the leader commits sooner.
+      this.transport?.send(rd.messages);
+      this.transport?.flush();
+    }
     if (rd.snapshot !== null) {
       this.installSnapshotData(rd.snapshot.data, rd.snapshot.metadata.index);
       this.confState = rd.snapshot.metadata.confState;

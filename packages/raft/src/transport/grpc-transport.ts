@@ -2,9 +2,17 @@
 // queue per peer (drained in one batch per flush), reconnect with exponential backoff, chunked
 // snapshot transfer, and proposal forwarding to the leader (batched per event-loop turn). Failures are reported back to the
 // node (unreachable peers, snapshot outcomes) so the core can adjust its replication state.
+//
+// The batch streams, which carry every message between members, go over the daemon kit's own HTTP/2
+// client (GrpcClientConnection) rather than grpc-js: grpc-js spends a chain of call objects and a
+// Node http2 stream write on every batch. Same method, same bytes on the wire. grpc-js still carries
+// them to https:// peers when the TLS options are unknown (custom `credentialsFor` only), and when
+// PHOTON_PEER_LEAN_STREAMS=0 (to compare, or to rule the lean client out). Snapshots, forwarded
+// proposals and membership calls stay on grpc-js.
+import type { ConnectionOptions } from "node:tls";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
-import { reusingEncoder } from "@photoncloud/daemon";
+import { GrpcClientConnection, type GrpcClientTarget, reusingEncoder } from "@photoncloud/daemon";
 import { type Message, MessageType, type NodeId } from "../core/types.js";
 import * as pb from "../gen/raft/v1/raft.js";
 import { messageFromProto, messageToProto, toBuffer } from "./codec.js";
@@ -43,6 +51,11 @@ export interface GrpcTransportConfig {
    * peers get TLS with the system roots and http:// peers are plain.
    */
   credentialsFor?: (url: string) => grpc.ChannelCredentials;
+  /**
+   * The TLS options (CA, client certificate) for an https:// peer's batch stream on the kit's HTTP/2
+   * client; they must match `credentialsFor`. Without them, https:// batch streams use grpc-js.
+   */
+  tlsFor?: (url: string) => ConnectionOptions | undefined;
 }
 
 export interface PeerStats {
@@ -65,6 +78,71 @@ export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
 };
 
 const SEND_MESSAGES = pb.RaftPeerService.sendMessages;
+
+/** How long a replaced or closed peer connection may take to finish its stream. */
+const CONNECTION_CLOSE_MS = 1000;
+
+/** The stream of batches to one peer: grpc-js's client stream, or one of the kit's HTTP/2 client. */
+interface BatchStream {
+  /** False: wait for `whenDrained` before writing more. */
+  write(batch: pb.MessageBatch): boolean;
+  whenDrained(fn: () => void): void;
+  end(): void;
+}
+
+type StreamDone = (err: Error | null) => void;
+
+function grpcJsBatchStream(client: pb.RaftPeerClient, onDone: StreamDone): BatchStream {
+  const stream = client.makeClientStreamRequest(
+    SEND_MESSAGES.path,
+    encodeBatch,
+    SEND_MESSAGES.responseDeserialize,
+    (err: grpc.ServiceError | null) => onDone(err),
+  );
+  stream.on("error", () => {
+    /* reported through the callback */
+  });
+  return {
+    write: (batch) => stream.write(batch),
+    whenDrained: (fn) => stream.once("drain", fn),
+    end: () => stream.end(),
+  };
+}
+
+function leanBatchStream(connection: GrpcClientConnection, onDone: StreamDone): BatchStream {
+  const stream = connection.clientStream(SEND_MESSAGES.path, (result) => {
+    if (result.code === grpc.status.OK) onDone(null);
+    else onDone(Object.assign(new Error(result.details), { code: result.code }));
+  });
+  return {
+    write: (batch) => stream.write(encodeBatch(batch)),
+    whenDrained: (fn) => {
+      stream.onDrain = () => {
+        stream.onDrain = null;
+        fn();
+      };
+    },
+    end: () => stream.end(),
+  };
+}
+
+/** Where a peer URL's batch stream goes on the kit's HTTP/2 client, or null to use grpc-js. */
+function leanTarget(url: string, config: GrpcTransportConfig): GrpcClientTarget | null {
+  if (process.env.PHOTON_PEER_LEAN_STREAMS === "0") return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  const https = parsed.protocol === "https:";
+  const port = Number(parsed.port || (https ? 443 : 80));
+  if (parsed.protocol === "http:") return { host, port };
+  if (!https) return null;
+  const tls = config.tlsFor?.(url);
+  return tls === undefined ? null : { host, port, tls };
+}
 /**
  * Outgoing batches are encoded through one reused writer: an AppendEntries batch runs to tens of
  * kilobytes, and the generated serializer grows a fresh buffer by doubling for each one, then copies
@@ -75,7 +153,13 @@ const encodeBatch = reusingEncoder(pb.MessageBatch, () => new BinaryWriter());
 class Peer {
   client: pb.RaftPeerClient;
   queue: Message[] = [];
-  stream: grpc.ClientWritableStream<pb.MessageBatch> | null = null;
+  stream: BatchStream | null = null;
+  /** The kit's HTTP/2 connection for the batch stream (null: grpc-js carries it, or none yet). */
+  connection: GrpcClientConnection | null = null;
+  /** A connection is being opened (messages wait in the queue meanwhile). */
+  connecting = false;
+  /** Bumped when the URL changes or the peer closes: a connection opened for an older one is dropped. */
+  private generation = 0;
   flushScheduled = false;
   blocked = false;
   /** The peer answered UNIMPLEMENTED to ProposeBatch (an older version): forward one by one. */
@@ -96,7 +180,9 @@ class Peer {
   setUrl(url: string): void {
     if (url === this.url) return;
     this.url = url;
+    this.generation++;
     this.dropStream();
+    this.closeConnection();
     this.client.close();
     this.client = this.t.makeClient(url);
     this.retryAt = 0;
@@ -121,7 +207,8 @@ class Peer {
     });
   }
 
-  private flush(): void {
+  /** Sends what is queued now (in one batch); the flush scheduled for the end of the turn finds nothing. */
+  flush(): void {
     if (this.queue.length === 0 || this.blocked || this.closed) return;
     const now = Date.now();
     if (now < this.retryAt) {
@@ -131,39 +218,74 @@ class Peer {
       return;
     }
     // A connected channel ends the backoff: the next failure starts again from the minimum.
-    if (this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY)
-      this.markHealthy();
+    if (this.connected()) this.markHealthy();
     const stream = this.ensureStream();
+    if (stream === null) return; // connecting: the queue is sent once connected
     const batch = this.queue;
     this.queue = [];
     const ok = stream.write({ messages: batch.map(messageToProto) });
+    // To the socket now: the batch is this turn's (or the caller's) whole output to the peer.
+    this.connection?.flush();
     if (!ok) {
       this.blocked = true;
-      stream.once("drain", () => {
+      stream.whenDrained(() => {
+        if (this.stream !== stream) return;
         this.blocked = false;
         this.scheduleFlush();
       });
     }
   }
 
-  private ensureStream(): grpc.ClientWritableStream<pb.MessageBatch> {
+  private connected(): boolean {
+    if (this.connection !== null) return this.connection.ready;
+    return this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+  }
+
+  /** The batch stream, opened if need be; null while its connection is being opened. */
+  private ensureStream(): BatchStream | null {
     if (this.stream !== null) return this.stream;
-    const stream = this.client.makeClientStreamRequest(
-      SEND_MESSAGES.path,
-      encodeBatch,
-      SEND_MESSAGES.responseDeserialize,
-      (err: grpc.ServiceError | null) => {
-        if (this.stream === stream) this.onStreamError(err);
-      },
-    );
-    stream.on("error", () => {
-      /* reported through the callback */
-    });
+    const onDone: StreamDone = (err) => {
+      if (this.stream === stream) this.onStreamError(err);
+    };
+    const target = leanTarget(this.url, this.t.config);
+    let stream: BatchStream;
+    if (target === null) stream = grpcJsBatchStream(this.client, onDone);
+    else {
+      // A connection that failed or is going away takes no new stream: a fresh one is opened.
+      if (this.connection === null || !this.connection.usable) {
+        this.connection?.destroy();
+        this.connection = null;
+        this.connect(target);
+        return null;
+      }
+      stream = leanBatchStream(this.connection, onDone);
+    }
     this.stream = stream;
     return stream;
   }
 
-  private onStreamError(err: grpc.ServiceError | null): void {
+  private connect(target: GrpcClientTarget): void {
+    if (this.connecting) return;
+    this.connecting = true;
+    const generation = this.generation;
+    GrpcClientConnection.connect(target).then(
+      (connection) => {
+        this.connecting = false;
+        if (generation !== this.generation) {
+          connection.destroy();
+          return;
+        }
+        this.connection = connection;
+        this.scheduleFlush();
+      },
+      (err: Error) => {
+        this.connecting = false;
+        if (generation === this.generation) this.onStreamError(err);
+      },
+    );
+  }
+
+  private onStreamError(err: Error | null): void {
     this.stream = null;
     this.blocked = false;
     if (this.closed) return;
@@ -187,9 +309,20 @@ class Peer {
     s?.end();
   }
 
+  /** Lets the batch stream's connection finish what it carries, then closes it (in a second at most). */
+  private closeConnection(): void {
+    const connection = this.connection;
+    if (connection === null) return;
+    this.connection = null;
+    connection.close();
+    setTimeout(() => connection.destroy(), CONNECTION_CLOSE_MS).unref();
+  }
+
   close(): void {
     this.closed = true;
+    this.generation++;
     this.dropStream();
+    this.closeConnection();
     this.client.close();
   }
 }
@@ -251,6 +384,11 @@ export class GrpcTransport {
       backingOff: Date.now() < p.retryAt,
       streamOpen: p.stream !== null,
     };
+  }
+
+  /** Writes every peer's queued messages now instead of at the end of this turn. */
+  flush(): void {
+    for (const p of this.peers.values()) p.flush();
   }
 
   send(msgs: readonly Message[]): void {
