@@ -87,7 +87,14 @@ export {
   scrubSecrets,
   secretKeyMatcher,
 } from "./logging.js";
-export { createMetrics, type DaemonMetrics, type GrpcCallType, type MetricsConfig } from "./metrics.js";
+export {
+  createMetrics,
+  type DaemonMetrics,
+  type GrpcCallLabels,
+  type GrpcCallType,
+  GrpcMethodStats,
+  type MetricsConfig,
+} from "./metrics.js";
 export {
   type DaemonContext,
   type DaemonProcess,

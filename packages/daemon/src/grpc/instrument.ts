@@ -14,7 +14,7 @@ import {
 } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { toGrpcError } from "../errors.js";
-import type { DaemonMetrics, GrpcCallType } from "../metrics.js";
+import type { DaemonMetrics, GrpcCallLabels, GrpcCallType } from "../metrics.js";
 
 export interface InstrumentContext {
   readonly logger: Pick<Logger, "error">;
@@ -22,13 +22,7 @@ export interface InstrumentContext {
   readonly metrics?: DaemonMetrics;
 }
 
-interface CallLabels {
-  readonly grpc_service: string;
-  readonly grpc_method: string;
-  readonly grpc_type: GrpcCallType;
-}
-
-function labelsOf(method: MethodDefinition<unknown, unknown>): CallLabels {
+function labelsOf(method: MethodDefinition<unknown, unknown>): GrpcCallLabels {
   const [service = "unknown", name = "unknown"] = method.path.replace(/^\//, "").split("/");
   const type: GrpcCallType = method.requestStream
     ? method.responseStream
@@ -43,33 +37,22 @@ function labelsOf(method: MethodDefinition<unknown, unknown>): CallLabels {
 type Recorder = () => (code: status) => void;
 
 /**
- * Per method, the labelled metric children are resolved once (label validation and hashing on
- * every call cost measurably on hot paths); each call records its start now and its end once
- * (the first final status wins).
+ * Per method, its stats are looked up once (see GrpcMethodStats: plain numbers, read at scrape
+ * time); each call records its start now and its end once (the first final status wins).
  */
-function methodRecorder(ctx: InstrumentContext, labels: CallLabels): Recorder {
+function methodRecorder(ctx: InstrumentContext, labels: GrpcCallLabels): Recorder {
   const metrics = ctx.metrics;
   if (metrics === undefined) return () => () => {};
-  const started = metrics.grpcStarted.labels(labels);
-  const seconds = metrics.grpcHandlingSeconds.labels(labels);
-  const handled = new Map<status, { inc(): void }>();
-  const handledFor = (code: status) => {
-    let child = handled.get(code);
-    if (child === undefined) {
-      child = metrics.grpcHandled.labels({ ...labels, grpc_code: status[code] ?? String(code) });
-      handled.set(code, child);
-    }
-    return child;
-  };
+  const stats = metrics.grpcMethod(labels);
   return () => {
-    started.inc();
-    const stopTimer = seconds.startTimer();
+    stats.started++;
+    const startNs = process.hrtime.bigint();
     let done = false;
     return (code) => {
       if (done) return;
       done = true;
-      stopTimer();
-      handledFor(code).inc();
+      stats.observeSeconds(Number(process.hrtime.bigint() - startNs) / 1e9);
+      stats.countHandled(status[code] ?? String(code));
     };
   };
 }
