@@ -152,6 +152,32 @@ describe("H2Connection", () => {
     expect(reply.headers["x-echo"]).toBe(big);
   });
 
+  it("refuses only the stream whose header list is too large; the connection goes on", async () => {
+    // Proves a too-large header list is a stream error (RST_STREAM ENHANCE_YOUR_CALM): the HPACK
+    // table stays in step, so later requests on the same connection, repeating headers the refused
+    // block added to the table, are served.
+    const port = await serve(echo, { maxHeaderListBytes: 1024 });
+    const session = client(port);
+    const refused = await new Promise<number>((resolve) => {
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/big",
+        "x-big": "v".repeat(4000),
+        "x-keep": "k",
+      });
+      req.on("error", () => {});
+      req.on("close", () => resolve(req.rstCode));
+      req.end();
+    });
+    expect(refused).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    for (let i = 0; i < 3; i++) {
+      const reply = await request(session, `/after-${i}`, Buffer.from("ok"), { "x-keep": "k" });
+      expect(reply.headers["x-path"]).toBe(`/after-${i}`);
+      expect(reply.body.toString()).toBe("ok");
+    }
+    expect(session.closed || session.destroyed).toBe(false);
+  });
+
   it("tells the handler when the client resets a stream", async () => {
     const closed: number[] = [];
     let opened!: () => void;

@@ -40,7 +40,7 @@ import {
   settingsFrame,
   windowUpdateFrame,
 } from "./frames.js";
-import { encodeHeaders, HpackDecoder, HpackError } from "./hpack.js";
+import { encodeHeaders, HeaderListTooLargeError, HpackDecoder, HpackError } from "./hpack.js";
 
 export type HeaderFields = ReadonlyArray<readonly [string, string]>;
 
@@ -638,6 +638,12 @@ export class H2Connection {
     try {
       headers = this.decoder.decode(block, 0, block.length);
     } catch (err) {
+      if (err instanceof HeaderListTooLargeError) {
+        // The table is in step: only this stream is refused (a client's gRPC reads the reset as
+        // RESOURCE_EXHAUSTED). A new stream's ID counts as used.
+        if (!this.client && streamId > this.lastStreamId) this.lastStreamId = streamId;
+        throw new StreamError(ErrorCode.ENHANCE_YOUR_CALM, err.message);
+      }
       if (err instanceof HpackError) throw new ConnectionError(ErrorCode.COMPRESSION_ERROR, err.message);
       throw err;
     }

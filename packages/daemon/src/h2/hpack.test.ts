@@ -4,6 +4,7 @@ import net from "node:net";
 import { describe, expect, it } from "vitest";
 import {
   encodeHeaders,
+  HeaderListTooLargeError,
   HUFFMAN_CODES,
   HpackDecoder,
   HpackError,
@@ -315,6 +316,22 @@ describe("HpackDecoder rejects malformed blocks", () => {
     const decoder = new HpackDecoder(options);
     const block = hex(bytes);
     expect(() => decoder.decode(block, 0, block.length)).toThrow(HpackError);
+  });
+
+  it("decodes a too-large block to its end, keeping the table in step for the next block", () => {
+    // Proves HeaderListTooLargeError is recoverable: the refused block's insertion is in the table.
+    const decoder = new HpackDecoder({ maxHeaderListSize: 40 });
+    // Literal with incremental indexing, new name "a" = "aaaaaaaa" (41 bytes counted), then the same
+    // entry again by its dynamic index (62).
+    const tooLarge = hex("40 01 61 08 6161616161616161");
+    expect(() => decoder.decode(tooLarge, 0, tooLarge.length)).toThrow(HeaderListTooLargeError);
+    expect(decoder.dynamicTableLength).toBe(1);
+    // Index 62 is the refused block's entry: found (a table out of step would say "index past both
+    // tables"), and still too large.
+    const again = hex("be");
+    expect(() => decoder.decode(again, 0, again.length)).toThrow(HeaderListTooLargeError);
+    const small = hex("84");
+    expect(decodeAll(decoder, small)).toEqual([":path", "/"]);
   });
 
   it("accepts a header list exactly at the limit", () => {

@@ -11,6 +11,14 @@ export class HpackError extends Error {
   override name = "HpackError";
 }
 
+/**
+ * The block decoded, but its header list is larger than allowed. The dynamic table took every
+ * insertion of the block, so the connection can go on: only the block's stream is refused.
+ */
+export class HeaderListTooLargeError extends HpackError {
+  override name = "HeaderListTooLargeError";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Static table (RFC 7541 Appendix A). Index 1 is STATIC_TABLE[0].
 
@@ -352,13 +360,15 @@ export class HpackDecoder {
   /**
    * Decodes one complete header block, bytes [start, end) of buf: [name0, value0, name1, ...].
    * After an HpackError the table may hold part of the block's insertions: the error is a
-   * connection error (COMPRESSION_ERROR), and the decoder must not be used again.
+   * connection error (COMPRESSION_ERROR), and the decoder must not be used again. The exception is
+   * HeaderListTooLargeError: the whole block was decoded (fields past the limit are not kept), the
+   * table is in step, and the decoder goes on.
    */
   decode(buf: Uint8Array, start: number, end: number): string[] {
     if (start < 0 || end > buf.length || start > end) {
       throw new RangeError(`decode range [${start}, ${end}) is outside a buffer of ${buf.length} bytes`);
     }
-    const fields: string[] = [];
+    let fields: string[] = [];
     let listSize = 0;
     let sizeUpdateAllowed = true;
     this.#pos = start;
@@ -399,10 +409,12 @@ export class HpackDecoder {
         listSize += name.length + value.length + ENTRY_OVERHEAD_BYTES;
       }
       sizeUpdateAllowed = false;
-      if (listSize > this.#maxHeaderListSize) {
-        throw new HpackError(`header list exceeds ${this.#maxHeaderListSize} bytes`);
-      }
+      // Past the limit the rest of the block is still decoded (insertions keep the table in step),
+      // but no field is kept: the block is refused whole.
+      if (listSize > this.#maxHeaderListSize && fields.length > 0) fields = [];
     }
+    if (listSize > this.#maxHeaderListSize)
+      throw new HeaderListTooLargeError(`header list exceeds ${this.#maxHeaderListSize} bytes`);
     return fields;
   }
 
