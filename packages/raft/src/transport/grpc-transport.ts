@@ -67,6 +67,8 @@ export interface PeerStats {
   /** True while sends are being dropped after a failure. */
   backingOff: boolean;
   streamOpen: boolean;
+  /** The connection under the batch stream is up. */
+  connected: boolean;
 }
 
 export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
@@ -236,7 +238,7 @@ class Peer {
     }
   }
 
-  private connected(): boolean {
+  connected(): boolean {
     if (this.connection !== null) return this.connection.ready;
     return this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
   }
@@ -383,6 +385,7 @@ export class GrpcTransport {
       backoffMs: p.backoffMs,
       backingOff: Date.now() < p.retryAt,
       streamOpen: p.stream !== null,
+      connected: p.connected(),
     };
   }
 
@@ -454,7 +457,19 @@ export class GrpcTransport {
     return Promise.all(commands.map((c) => this.forwardPropose(leader, c)));
   }
 
-  private callProposeBatch(p: Peer, commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
+  private async callProposeBatch(p: Peer, commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
+    const connection = p.connection;
+    if (connection?.ready) {
+      // The batch stream's connection carries it too: no grpc-js call on either side.
+      const method = pb.RaftPeerService.proposeBatch;
+      const request = method.requestSerialize({ commands: commands.map(toBuffer) });
+      const answer = method.responseDeserialize(
+        await connection.unary(method.path, request, this.config.forwardTimeoutMs),
+      );
+      if (answer.results.length !== commands.length)
+        throw new Error(`leader answered ${answer.results.length} results for ${commands.length} proposals`);
+      return answer.results;
+    }
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + this.config.forwardTimeoutMs);
       const request = { commands: commands.map(toBuffer) };
