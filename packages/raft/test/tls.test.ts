@@ -129,11 +129,12 @@ describe("peer TLS", () => {
       );
 
       const caPem = Buffer.from(ca.cert);
-      const send = async (label: string, identity?: { key: string; cert: string }) => {
+      /** A transport dialing the receiver with `identity` (none: no client certificate). */
+      const sender = (identity?: { key: string; cert: string }) => {
         const unreachable: bigint[] = [];
         const key = identity === undefined ? null : Buffer.from(identity.key);
         const cert = identity === undefined ? null : Buffer.from(identity.cert);
-        const sender = new GrpcTransport(
+        const transport = new GrpcTransport(
           1n,
           {
             onMessage: () => {},
@@ -145,49 +146,27 @@ describe("peer TLS", () => {
             ? { tlsFor: () => ({ ca: caPem, ...(key && cert ? { key, cert } : {}) }) }
             : { credentials: grpc.credentials.createSsl(caPem, key, cert) },
         );
-        cleanups.push(() => sender.stop());
-        sender.setPeer(2n, `https://127.0.0.1:${port}`);
-        const msg = makeMessage({
-          type: MessageType.Heartbeat,
-          from: 1n,
-          to: 2n,
-          term: 1n,
-          context: Buffer.from(label),
-        });
-        // Sent until refused: the kit's client queues while it connects, then reports the failure.
-        await until(`${label} refused`, () => {
-          sender.send([msg]);
-          return unreachable.length > 0;
-        });
-        return unreachable;
+        cleanups.push(() => transport.stop());
+        transport.setPeer(2n, `https://127.0.0.1:${port}`);
+        return { transport, unreachable };
       };
-      await send("no-cert");
-      await send("wrong-ca", stranger);
+      const heartbeat = (label: string) =>
+        makeMessage({ type: MessageType.Heartbeat, from: 1n, to: 2n, term: 1n, context: Buffer.from(label) });
+      // Sent until refused: the kit's client queues while it connects, then reports the failure.
+      for (const [label, identity] of [
+        ["no-cert", undefined],
+        ["wrong-ca", stranger],
+      ] as const) {
+        const s = sender(identity);
+        await until(`${label} refused`, () => {
+          s.transport.send([heartbeat(label)]);
+          return s.unreachable.length > 0;
+        });
+      }
       // A correctly signed peer gets through the same listener (the control).
-      const good = leaves["t2"]!;
-      const goodSender = new GrpcTransport(
-        1n,
-        {
-          onMessage: () => {},
-          onUnreachable: () => {},
-          onSnapshotStatus: () => {},
-          onForwardedPropose: () => Promise.reject(new Error("not used")),
-        },
-        kit
-          ? { tlsFor: () => ({ ca: caPem, key: Buffer.from(good.key), cert: Buffer.from(good.cert) }) }
-          : { credentials: grpc.credentials.createSsl(caPem, Buffer.from(good.key), Buffer.from(good.cert)) },
-      );
-      cleanups.push(() => goodSender.stop());
-      goodSender.setPeer(2n, `https://127.0.0.1:${port}`);
-      const goodMsg = makeMessage({
-        type: MessageType.Heartbeat,
-        from: 1n,
-        to: 2n,
-        term: 1n,
-        context: Buffer.from("good"),
-      });
+      const good = sender(leaves["t2"]!);
       await until("the trusted peer's message arrives", () => {
-        goodSender.send([goodMsg]);
+        good.transport.send([heartbeat("good")]);
         return received.length > 0;
       });
       expect(new Set(received.map((m) => Buffer.from(m.context).toString()))).toEqual(new Set(["good"]));

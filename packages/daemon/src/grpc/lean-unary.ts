@@ -221,17 +221,7 @@ export class LeanCall {
     this.received += chunk.length;
     this.chunks.push(chunk);
     if (this.declared < 0 && this.received >= 5) {
-      const head = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks);
-      this.declared = head.readUInt32BE(1);
-      const max = this.limits.maxReceiveMessageBytes;
-      if (this.declared > max) {
-        this.finish({
-          code: status.RESOURCE_EXHAUSTED,
-          details: `Received message larger than max (${this.declared} vs ${max})`,
-          metadata: null,
-        });
-        return;
-      }
+      if (!this.takeDeclared(this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks))) return;
     }
     // More than one message: refused now (as grpc-js refuses it), not buffered.
     if (this.declared >= 0 && this.received > this.declared + 5)
@@ -242,6 +232,22 @@ export class LeanCall {
       });
   }
 
+  /**
+   * Reads the next message's length from the 5-byte prefix at the start of `head`. False when it is
+   * over the limit: the call has then ended with RESOURCE_EXHAUSTED, as grpc-js ends it.
+   */
+  private takeDeclared(head: Buffer): boolean {
+    this.declared = head.readUInt32BE(1);
+    const max = this.limits.maxReceiveMessageBytes;
+    if (this.declared <= max) return true;
+    this.finish({
+      code: status.RESOURCE_EXHAUSTED,
+      details: `Received message larger than max (${this.declared} vs ${max})`,
+      metadata: null,
+    });
+    return false;
+  }
+
   /** Client stream: every complete message goes to the handler as a "data" event, in order. */
   private onStreamData(chunk: Buffer): void {
     this.chunks.push(chunk);
@@ -250,16 +256,7 @@ export class LeanCall {
       if (this.declared < 0) {
         if (this.received < 5) return;
         if (this.chunks[0]!.length < 5) this.chunks = [Buffer.concat(this.chunks)];
-        this.declared = this.chunks[0]!.readUInt32BE(1);
-        const max = this.limits.maxReceiveMessageBytes;
-        if (this.declared > max) {
-          this.finish({
-            code: status.RESOURCE_EXHAUSTED,
-            details: `Received message larger than max (${this.declared} vs ${max})`,
-            metadata: null,
-          });
-          return;
-        }
+        if (!this.takeDeclared(this.chunks[0]!)) return;
       }
       const size = 5 + this.declared;
       if (this.received < size) return;
