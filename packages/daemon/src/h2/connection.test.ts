@@ -16,6 +16,7 @@ import {
   Flag,
   FrameType,
   frame,
+  goawayFrame,
   settingsFrame,
 } from "./frames.js";
 import { encodeHeaders } from "./hpack.js";
@@ -395,5 +396,166 @@ describe("H2Connection refuses malformed input", () => {
     ]);
     expect(seen).toEqual(["/x"]);
     socket.destroy();
+  });
+});
+
+/** A raw server: records every frame a client sends; `reply` writes frames back. */
+async function rawServer(): Promise<{
+  port: number;
+  frames: () => RawFrame[];
+  reply: (...frames: Buffer[]) => void;
+}> {
+  let socket: Socket | undefined;
+  const chunks: Buffer[] = [];
+  const server = createServer((s) => {
+    socket = s;
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.on("error", () => {});
+    s.write(settingsFrame([]));
+  });
+  servers.push(server);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const frames = () => {
+    const all = Buffer.concat(chunks);
+    const body = all.subarray(0, CLIENT_PREFACE.length).equals(CLIENT_PREFACE)
+      ? all.subarray(CLIENT_PREFACE.length)
+      : all;
+    return parseFrames(body);
+  };
+  return {
+    port: (server.address() as AddressInfo).port,
+    frames,
+    reply: (...f) => socket?.write(Buffer.concat(f)),
+  };
+}
+
+describe("H2Connection as a client", () => {
+  async function dial(port: number): Promise<H2Connection> {
+    const socket = connect(port, "127.0.0.1");
+    await once(socket, "connect");
+    let ready!: () => void;
+    const up = new Promise<void>((r) => {
+      ready = r;
+    });
+    const c = new H2Connection(socket, { role: "client", onReady: () => ready() });
+    await up;
+    return c;
+  }
+
+  it("exchanges a request and its response with Node's http2 server: headers, data, trailers", async () => {
+    // Proves the client side of the framing: preface, odd streams, response headers, data, trailers.
+    const server = http2.createServer();
+    server.on("stream", (stream, headers) => {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        stream.respond({ ":status": 200, "x-path": String(headers[":path"]) }, { waitForTrailers: true });
+        stream.on("wantTrailers", () =>
+          stream.sendTrailers({ "x-bytes": String(Buffer.concat(chunks).length) }),
+        );
+        stream.end(Buffer.concat(chunks).reverse());
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    servers.push(server as unknown as Server);
+    const c = await dial((server.address() as AddressInfo).port);
+    const body = Buffer.alloc(200_000, 7); // beyond the server's initial stream window
+    body[0] = 1;
+    const reply = await new Promise<{ headers: string[]; data: Buffer; trailers: readonly string[] }>(
+      (resolve) => {
+        const s = c.request([
+          [":method", "POST"],
+          [":scheme", "http"],
+          [":path", "/client"],
+          [":authority", "localhost"],
+        ]);
+        let headers: string[] = [];
+        const data: Buffer[] = [];
+        s.onHeaders = (h) => {
+          headers = [...h];
+        };
+        s.onData = (d) => data.push(Buffer.from(d));
+        s.onEnd = (trailers) => resolve({ headers, data: Buffer.concat(data), trailers });
+        s.write(body);
+        s.end();
+      },
+    );
+    expect(reply.headers).toEqual(expect.arrayContaining([":status", "200", "x-path", "/client"]));
+    expect(reply.data.length).toBe(body.length);
+    expect(reply.data[reply.data.length - 1]).toBe(1);
+    expect(reply.trailers).toEqual(expect.arrayContaining(["x-bytes", String(body.length)]));
+    expect(c.streamCount).toBe(0);
+    c.destroy();
+  });
+
+  it("ends a trailers-only response, a reset stream, and streams a GOAWAY left out", async () => {
+    // Proves: HEADERS with END_STREAM is headers and trailers at once; RST_STREAM reaches onClose;
+    // GOAWAY refuses the streams above the server's last one and closes the connection to new ones.
+    const server = await rawServer();
+    const c = await dial(server.port);
+    const outcome = (s: H2Stream) =>
+      new Promise<string>((resolve) => {
+        s.onEnd = (t) => resolve(`end ${t.join(" ")}`);
+        s.onClose = (code) => resolve(`close ${code}`);
+      });
+    const open = () => c.request(requestBlock);
+    const [s1, s3, s5, s7] = [open(), open(), open(), open()];
+    expect([s1.id, s3.id, s5.id, s7.id]).toEqual([1, 3, 5, 7]);
+    const results = [s1, s3, s5, s7].map(outcome);
+    await expect
+      .poll(() => server.frames().filter((f) => f.type === FrameType.HEADERS).length, { timeout: 5000 })
+      .toBe(4);
+    server.reply(
+      frame(
+        FrameType.HEADERS,
+        Flag.END_HEADERS | Flag.END_STREAM,
+        1,
+        encodeHeaders([
+          [":status", "200"],
+          ["grpc-status", "5"],
+        ]),
+      ),
+      frame(FrameType.RST_STREAM, 0, 3, Buffer.from([0, 0, 0, ErrorCode.INTERNAL_ERROR])),
+      goawayFrame(5, ErrorCode.NO_ERROR),
+    );
+    expect(await results[0]).toBe("end :status 200 grpc-status 5");
+    expect(await results[1]).toBe(`close ${ErrorCode.INTERNAL_ERROR}`);
+    expect(await results[3]).toBe(`close ${ErrorCode.REFUSED_STREAM}`);
+    expect(c.open).toBe(false);
+    expect(() => c.request(requestBlock)).toThrow(/going away/);
+    // Stream 5 was below the server's last stream: it still finishes.
+    server.reply(
+      frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 5, encodeHeaders([[":status", "200"]])),
+    );
+    expect(await results[2]).toBe("end :status 200");
+    c.destroy();
+  });
+
+  it("closes the connection on a PUSH_PROMISE (push is disabled)", async () => {
+    // Proves the client refuses server push as its SETTINGS announced.
+    const server = await rawServer();
+    const c = await dial(server.port);
+    c.request(requestBlock);
+    server.reply(
+      frame(
+        FrameType.PUSH_PROMISE,
+        Flag.END_HEADERS,
+        1,
+        Buffer.concat([Buffer.from([0, 0, 0, 2]), requestBlock]),
+      ),
+    );
+    await expect
+      .poll(
+        () =>
+          server
+            .frames()
+            .find((f) => f.type === FrameType.GOAWAY)
+            ?.payload.readUInt32BE(4),
+        { timeout: 5000 },
+      )
+      .toBe(ErrorCode.PROTOCOL_ERROR);
+    expect(c.open).toBe(false);
   });
 });
