@@ -2,10 +2,11 @@
 // other call (streams in all directions, health) forwarded to grpc-js with its messages, status,
 // cancellation and backpressure intact, and shutdown closing both.
 import { once } from "node:events";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import http2 from "node:http2";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import {
   credentials,
@@ -296,9 +297,18 @@ describe("gRPC front", () => {
   });
 
   it("shuts down with a stream still open and removes its private socket", async () => {
-    const before = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith("photon-grpc-")));
+    // A temporary directory of this test's own: servers of test files running alongside make
+    // theirs in the shared one.
+    const own = mkdtempSync(join(tmpdir(), "front-test-"));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = own;
+    cleanups.push(() => {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+      rmSync(own, { recursive: true, force: true });
+    });
     const { client, stop } = await start();
-    const mine = readdirSync(tmpdir()).filter((n) => n.startsWith("photon-grpc-") && !before.has(n));
+    const mine = readdirSync(own).filter((n) => n.startsWith("photon-grpc-"));
     expect(mine).toHaveLength(1);
     const request = Buffer.alloc(8);
     request.writeUInt32BE(1_000_000, 0);
@@ -311,6 +321,6 @@ describe("gRPC front", () => {
     call.on("data", () => call.pause());
     await stop();
     await ended;
-    expect(existsSync(`${tmpdir()}/${mine[0]}`)).toBe(false);
+    expect(existsSync(join(own, mine[0]!))).toBe(false);
   });
 });
