@@ -1,5 +1,5 @@
 // The kit's HTTP/2 gRPC client (client role of the connection) against grpc-js servers and the kit's
-// own front: client streams and unary calls with their statuses and deadlines, TLS with and without
+// own front: client streams with their statuses and cancellation, TLS with and without
 // the right CA, connection failures, and HTTP CONNECT proxies chosen from the environment.
 import { once } from "node:events";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
@@ -9,7 +9,6 @@ import {
   Server,
   ServerCredentials,
   type ServerReadableStream,
-  type ServerUnaryCall,
   type sendUnaryData,
   status,
 } from "@grpc/grpc-js";
@@ -35,8 +34,6 @@ const method = (name: string, requestStream: boolean) => ({
 const definition = {
   Join: method("Join", true),
   Refuse: method("Refuse", true),
-  Echo: method("Echo", false),
-  Hang: method("Hang", false),
   Boom: method("Boom", true),
   /** Requests must be JSON. */
   Strict: {
@@ -53,8 +50,6 @@ const implementation = {
   },
   Refuse: (_call: ServerReadableStream<Buffer, Buffer>, cb: sendUnaryData<Buffer>) =>
     cb({ code: status.FAILED_PRECONDITION, details: "refusé: 100% sure" }, null),
-  Echo: (call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, call.request),
-  Hang: () => {},
   Boom: (call: ServerReadableStream<Buffer, Buffer>) => {
     call.on("data", () => {
       throw new Error("a listener that throws");
@@ -80,7 +75,7 @@ async function grpcJsServer(credentials = ServerCredentials.createInsecure()): P
   return port;
 }
 
-/** The kit's server: the front serves Join and Echo through the lean path. */
+/** The kit's server: the front serves Join (and Boom, Strict) through the lean path. */
 async function kitServer(): Promise<number> {
   const grpc = await startGrpcServer({
     urls: parseUrlList("http://127.0.0.1:0"),
@@ -94,7 +89,6 @@ async function kitServer(): Promise<number> {
             cb(domainErrors.failedPrecondition("TEST_REFUSED", "refusé: 100% sure") as never, null),
         },
         leanClientStreamMethods: ["Join", "Boom", "Strict"],
-        leanUnaryMethods: ["Echo"],
       },
     ],
     logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
@@ -149,16 +143,17 @@ describe.each([
     expect(response).toBeNull();
   });
 
-  it("makes unary calls, ends them at their deadline, and reports unknown methods", async () => {
-    // Proves unary(): the response, DEADLINE_EXCEEDED when the server never answers, UNIMPLEMENTED.
+  it("reports an unknown method as UNIMPLEMENTED, and a cancelled call as CANCELLED", async () => {
+    // Proves a trailers-only refusal is read, and cancel() ends a call at once with its own status.
     const c = await open({ host: "127.0.0.1", port: await serve() });
-    expect((await c.unary("/test.v1.Client/Echo", Buffer.from("ping"), 5000)).toString()).toBe("ping");
-    await expect(c.unary("/test.v1.Client/Hang", Buffer.from("x"), 200)).rejects.toMatchObject({
-      code: status.DEADLINE_EXCEEDED,
+    expect((await clientStream(c, "Nope", ["x"])).result.code).toBe(status.UNIMPLEMENTED);
+    const cancelled = new Promise<GrpcCallStatus>((resolve) => {
+      const call = c.clientStream("/test.v1.Client/Join", (result) => resolve(result));
+      call.write(Buffer.from("never ended"));
+      call.cancel();
     });
-    await expect(c.unary("/test.v1.Client/Nope", Buffer.from("x"), 5000)).rejects.toMatchObject({
-      code: status.UNIMPLEMENTED,
-    });
+    expect((await cancelled).code).toBe(status.CANCELLED);
+    expect((await clientStream(c, "Join", ["after"])).response).toBe("after");
     expect(c.ready).toBe(true);
   });
 });

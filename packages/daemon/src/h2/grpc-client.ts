@@ -117,12 +117,12 @@ export class GrpcClientStream {
     this.stream.end();
   }
 
-  /** Abandons the call (RST_STREAM CANCEL); it ends with `result` (CANCELLED by default). */
-  cancel(result: GrpcCallStatus = { code: status.CANCELLED, details: "Cancelled on client" }): void {
+  /** Abandons the call (RST_STREAM CANCEL); it ends with CANCELLED. */
+  cancel(): void {
     if (this.done) return;
     this.cancelled = true;
     this.stream.reset(ErrorCode.CANCEL);
-    this.finish(result, null);
+    this.finish({ code: status.CANCELLED, details: "Cancelled on client" }, null);
   }
 
   private onHeaders(headers: readonly string[]): void {
@@ -260,47 +260,19 @@ export class GrpcClientConnection {
     return this.h2.open;
   }
 
-  /**
-   * Opens a client stream of `path`; `onDone` gets its outcome once. With `timeoutMs` the server is
-   * told the deadline (grpc-timeout) and the call ends with DEADLINE_EXCEEDED here when it passes.
-   */
-  clientStream(path: string, onDone: ClientStreamDone, timeoutMs?: number): GrpcClientStream {
-    const fields: [string, string][] = [
-      [":method", "POST"],
-      [":scheme", this.scheme],
-      [":path", path],
-      [":authority", this.authority],
-      ["content-type", "application/grpc"],
-      ["te", "trailers"],
-    ];
-    if (timeoutMs === undefined) return new GrpcClientStream(this.h2.request(encodeHeaders(fields)), onDone);
-    fields.push(["grpc-timeout", `${Math.max(1, Math.ceil(timeoutMs))}m`]);
-    const timer = setTimeout(
-      () => call.cancel({ code: status.DEADLINE_EXCEEDED, details: "Deadline exceeded" }),
-      timeoutMs,
+  /** Opens a client stream of `path`; `onDone` gets its outcome once. */
+  clientStream(path: string, onDone: ClientStreamDone): GrpcClientStream {
+    const stream = this.h2.request(
+      encodeHeaders([
+        [":method", "POST"],
+        [":scheme", this.scheme],
+        [":path", path],
+        [":authority", this.authority],
+        ["content-type", "application/grpc"],
+        ["te", "trailers"],
+      ]),
     );
-    const call = new GrpcClientStream(this.h2.request(encodeHeaders(fields)), (result, response) => {
-      clearTimeout(timer);
-      onDone(result, response);
-    });
-    return call;
-  }
-
-  /** A unary call: one request message, one response message (rejects with the status as an Error with `code`). */
-  unary(path: string, request: Uint8Array, timeoutMs: number): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const call = this.clientStream(
-        path,
-        (result, response) => {
-          if (result.code === status.OK && response !== null) resolve(response);
-          else
-            reject(Object.assign(new Error(result.details), { code: result.code, details: result.details }));
-        },
-        timeoutMs,
-      );
-      call.write(request);
-      call.end();
-    });
+    return new GrpcClientStream(stream, onDone);
   }
 
   /** Writes the frames made so far to the socket now (else they go at the end of this turn). */

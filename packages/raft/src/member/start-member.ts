@@ -160,8 +160,6 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
           // Every message between members arrives on these streams: served without grpc-js's call
           // machinery (the transport's handler only listens for "data" and "end").
           leanClientStreamMethods: ["sendMessages"],
-          // Proposals followers forward, batched per turn: the same lean path.
-          leanUnaryMethods: ["proposeBatch"],
         },
       ],
       maxReceiveMessageBytes: PEER_MESSAGE_BYTES_MAX,

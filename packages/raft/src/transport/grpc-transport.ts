@@ -457,19 +457,7 @@ export class GrpcTransport {
     return Promise.all(commands.map((c) => this.forwardPropose(leader, c)));
   }
 
-  private async callProposeBatch(p: Peer, commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
-    const connection = p.connection;
-    if (connection?.ready) {
-      // The batch stream's connection carries it too: no grpc-js call on either side.
-      const method = pb.RaftPeerService.proposeBatch;
-      const request = method.requestSerialize({ commands: commands.map(toBuffer) });
-      const answer = method.responseDeserialize(
-        await connection.unary(method.path, request, this.config.forwardTimeoutMs),
-      );
-      if (answer.results.length !== commands.length)
-        throw new Error(`leader answered ${answer.results.length} results for ${commands.length} proposals`);
-      return answer.results;
-    }
+  private callProposeBatch(p: Peer, commands: readonly Uint8Array[]): Promise<pb.ProposeResponse[]> {
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + this.config.forwardTimeoutMs);
       const request = { commands: commands.map(toBuffer) };
