@@ -18,19 +18,11 @@ import { startGrpcServer } from "../grpc/grpc-server.js";
 import { createTestCa } from "../grpc/test-pki.js";
 import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
+import { rawMethod } from "./test-methods.js";
 import { GrpcClientConnection, type GrpcCallStatus, type GrpcClientTarget } from "./grpc-client.js";
 
-const raw = (b: Buffer) => b;
-const method = (name: string, requestStream: boolean) => ({
-  path: `/test.v1.Client/${name}`,
-  requestStream,
-  responseStream: false,
-  requestSerialize: raw,
-  requestDeserialize: raw,
-  responseSerialize: raw,
-  responseDeserialize: raw,
-  originalName: name,
-});
+const method = (name: string, requestStream: boolean) =>
+  rawMethod("test.v1.Client", name, requestStream, false);
 const definition = {
   Join: method("Join", true),
   Refuse: method("Refuse", true),

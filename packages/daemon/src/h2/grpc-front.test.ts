@@ -27,18 +27,10 @@ import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
 import { CLIENT_PREFACE, Flag, FrameType, frame, settingsFrame } from "./frames.js";
 import { encodeHeaders } from "./hpack.js";
+import { rawMethod } from "./test-methods.js";
 
-const raw = (b: Buffer) => b;
-const method = (name: string, requestStream: boolean, responseStream: boolean) => ({
-  path: `/test.v1.Front/${name}`,
-  requestStream,
-  responseStream,
-  requestSerialize: raw,
-  requestDeserialize: raw,
-  responseSerialize: raw,
-  responseDeserialize: raw,
-  originalName: name,
-});
+const method = (name: string, requestStream: boolean, responseStream: boolean) =>
+  rawMethod("test.v1.Front", name, requestStream, responseStream);
 const definition = {
   Echo: method("Echo", false, false),
   Fail: method("Fail", false, false),
