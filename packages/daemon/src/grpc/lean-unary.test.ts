@@ -386,17 +386,33 @@ describe("lean unary path", () => {
     }
   });
 
-  it("refuses to name a method that does not exist or is not unary", async () => {
-    const streaming = { ...definition, Watch: { ...unaryMethod("Watch"), responseStream: true } };
-    const start = (names: string[]) =>
+  it("refuses to name a method that does not exist or is not of the listed kind", async () => {
+    // Proves both lists are checked against the definition before anything listens.
+    const streaming = {
+      ...definition,
+      Watch: { ...unaryMethod("Watch"), responseStream: true },
+      Upload: { ...unaryMethod("Upload"), requestStream: true },
+    };
+    const start = (lists: { leanUnaryMethods?: string[]; leanClientStreamMethods?: string[] }) =>
       startGrpcServer({
         urls: parseUrlList("http://127.0.0.1:0"),
-        services: [{ definition: streaming, implementation: {}, leanUnaryMethods: names }],
+        services: [{ definition: streaming, implementation: {}, ...lists }],
         logger: quietLogger(),
       });
-    await expect(start(["Nope"])).rejects.toThrow(
+    await expect(start({ leanUnaryMethods: ["Nope"] })).rejects.toThrow(
       "leanUnaryMethods of test.v1.Lean: Nope is not one of its methods",
     );
-    await expect(start(["Watch"])).rejects.toThrow("leanUnaryMethods of test.v1.Lean: Watch is not unary");
+    await expect(start({ leanUnaryMethods: ["Watch"] })).rejects.toThrow(
+      "leanUnaryMethods of test.v1.Lean: Watch is not unary",
+    );
+    await expect(start({ leanUnaryMethods: ["Upload"] })).rejects.toThrow(
+      "leanUnaryMethods of test.v1.Lean: Upload is not unary",
+    );
+    await expect(start({ leanClientStreamMethods: ["Say"] })).rejects.toThrow(
+      "leanClientStreamMethods of test.v1.Lean: Say is not client-streaming",
+    );
+    await expect(start({ leanClientStreamMethods: ["Watch"] })).rejects.toThrow(
+      "leanClientStreamMethods of test.v1.Lean: Watch is not client-streaming",
+    );
   });
 });
