@@ -241,6 +241,9 @@ export class RaftService implements Replicated, NodeListener {
         if (w !== undefined) w.sentTo = leader;
       }
       this.transport.send([makeMessage({ type: MessageType.Prop, from: this.node.id, to: leader, entries })]);
+      // To the socket now, not on the next turn: the leader can take them into the Ready it is
+      // about to write.
+      this.transport.flush();
       return;
     }
     try {
