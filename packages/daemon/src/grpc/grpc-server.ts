@@ -57,6 +57,11 @@ export interface GrpcServerConfig {
   readonly includeDirs?: readonly string[];
   readonly maxReceiveMessageBytes?: number;
   readonly maxSendMessageBytes?: number;
+  /**
+   * Request bytes the lean calls of one client connection may hold at once (see
+   * LeanLimits.connectionRequestBytesMax): 64 MiB, or one largest message if that is more, unless given.
+   */
+  readonly maxConnectionRequestBytes?: number;
   /** Other grpc-js channel options (keepalive etc.). */
   readonly channelOptions?: ChannelOptions;
   readonly logger: Logger;
@@ -133,6 +138,11 @@ function addReflection(server: Server, config: GrpcServerConfig): void {
 /** Create, populate and bind a gRPC server. Resolves once every URL is listening. */
 export async function startGrpcServer(config: GrpcServerConfig): Promise<RunningGrpcServer> {
   const what = config.what ?? "gRPC listener";
+  const perConnection = config.maxConnectionRequestBytes;
+  if (perConnection !== undefined && !(Number.isSafeInteger(perConnection) && perConnection > 0))
+    throw new Error(
+      `maxConnectionRequestBytes must be a positive whole number of bytes, got ${perConnection}`,
+    );
   const options: ChannelOptions = {
     "grpc.max_receive_message_length": config.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
     "grpc.max_send_message_length": config.maxSendMessageBytes ?? 4 * 1024 * 1024,
@@ -174,6 +184,7 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   const limits = effectiveLimits({
     maxReceiveMessageBytes: Number(options["grpc.max_receive_message_length"]),
     maxSendMessageBytes: Number(options["grpc.max_send_message_length"]),
+    ...(perConnection === undefined ? {} : { connectionRequestBytesMax: perConnection }),
   });
   // Listeners with lean methods get the kit's own HTTP/2 front (../h2/grpc-front.ts), unless their
   // credentials are the daemon's own (handlers there may need the caller's TLS identity).

@@ -386,6 +386,92 @@ describe("lean unary path", () => {
     }
   });
 
+  it("bounds the request bytes one connection's calls hold: the call that would go over fails, the rest go on", async () => {
+    // Both lean paths: the kit's own front, and grpc-js's http2 server (PHOTON_GRPC_FRONT=0).
+    for (const front of ["1", "0"]) {
+      const before = process.env.PHOTON_GRPC_FRONT;
+      process.env.PHOTON_GRPC_FRONT = front;
+      const seen: Seen = { cancelled: [], calls: 0 };
+      const grpc = await startGrpcServer({
+        urls: parseUrlList("http://127.0.0.1:0"),
+        services: [{ definition, implementation: implementation(seen), leanUnaryMethods: methods }],
+        logger: quietLogger(),
+        maxReceiveMessageBytes: 64 << 10,
+        maxConnectionRequestBytes: 4096,
+        shutdownTimeoutMs: 500,
+      }).finally(() => {
+        if (before === undefined) delete process.env.PHOTON_GRPC_FRONT;
+        else process.env.PHOTON_GRPC_FRONT = before;
+      });
+      cleanups.push(() => grpc.shutdown());
+      const session = connect(`http://127.0.0.1:${grpc.urls[0]!.port}`);
+      cleanups.push(() => {
+        session.close();
+      });
+      // A message of about 3,000 bytes: one fits in the 4,096-byte budget, two at once do not.
+      const message = (tag: string) => frame(json({ text: tag + "x".repeat(2980) }));
+      const open = () => {
+        const req = session.request({
+          ":method": "POST",
+          ":path": "/test.v1.Lean/Say",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+        const answer = new Promise<Record<string, string>>((resolve) => {
+          const out: Record<string, string> = {};
+          // The status ends the call (a trailers-only answer may come while the request is still
+          // being sent): the client then closes its side, as a gRPC client does.
+          const take = (h: Record<string, unknown>) => {
+            for (const k of ["grpc-status", "grpc-message"]) if (h[k] !== undefined) out[k] = String(h[k]);
+            if (out["grpc-status"] !== undefined) {
+              req.close();
+              resolve(out);
+            }
+          };
+          req.on("response", take);
+          req.on("trailers", take);
+          req.on("data", (c: Buffer) => {
+            out.text = (out.text ?? "") + c.toString();
+          });
+          req.on("error", () => {});
+        });
+        return { req, answer };
+      };
+      // Two calls send most of their message and wait: the one whose data arrives second goes over.
+      const calls = [
+        { ...open(), body: message("a") },
+        { ...open(), body: message("b") },
+      ];
+      for (const c of calls) c.req.write(c.body.subarray(0, 2500));
+      const failed = await Promise.race(calls.map((c, i) => c.answer.then(() => i)));
+      const other = calls[1 - failed]!;
+      expect(await calls[failed]!.answer).toEqual({
+        "grpc-status": String(status.RESOURCE_EXHAUSTED),
+        "grpc-message": encodeURI("Request data held for this connection's calls would exceed 4096 bytes"),
+      });
+      // The other call completes; so does a new one once the failed call's bytes were let go.
+      other.req.end(other.body.subarray(2500));
+      const ok = await other.answer;
+      expect(ok["grpc-status"]).toBe("0");
+      expect(ok.text).toContain(failed === 0 ? "bxxx" : "axxx");
+      const next = open();
+      next.req.end(message("c"));
+      const third = await next.answer;
+      expect(third["grpc-status"]).toBe("0");
+      expect(third.text).toContain("cxxx");
+      // Only the two completed calls reached the handler.
+      expect(seen.calls).toBe(2);
+    }
+    await expect(
+      startGrpcServer({
+        urls: parseUrlList("http://127.0.0.1:0"),
+        services: [{ definition, implementation: {}, leanUnaryMethods: methods }],
+        logger: quietLogger(),
+        maxConnectionRequestBytes: 0,
+      }),
+    ).rejects.toThrow("maxConnectionRequestBytes must be a positive whole number of bytes, got 0");
+  });
+
   it("refuses to name a method that does not exist or is not of the listed kind", async () => {
     // Proves both lists are checked against the definition before anything listens.
     const streaming = {

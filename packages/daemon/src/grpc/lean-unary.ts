@@ -45,6 +45,42 @@ export interface LeanRoute {
 export interface LeanLimits {
   readonly maxReceiveMessageBytes: number;
   readonly maxSendMessageBytes: number;
+  /**
+   * Request bytes the lean calls of one connection may hold at once (messages still arriving, not
+   * yet handed to a handler). A call whose data would go over it ends with RESOURCE_EXHAUSTED and
+   * its bytes are let go; the connection and its other calls go on. Default (see effectiveLimits):
+   * 64 MiB, or one largest message if that is more.
+   */
+  readonly connectionRequestBytesMax?: number;
+}
+
+/** The default of LeanLimits.connectionRequestBytesMax when one message fits in it. */
+export const DEFAULT_CONNECTION_REQUEST_BYTES = 64 << 20;
+
+/**
+ * The request bytes held by the lean calls of one connection. Without it a client could open its
+ * thousand streams and send each a message just under the receive limit, and the server would hold
+ * all of them: gigabytes from one connection.
+ */
+export class RequestBudget {
+  private used = 0;
+
+  constructor(readonly max: number) {}
+
+  get held(): number {
+    return this.used;
+  }
+
+  /** Counts `bytes` more, unless that would go over the maximum (then false, nothing counted). */
+  take(bytes: number): boolean {
+    if (this.used + bytes > this.max) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.used -= bytes;
+  }
 }
 
 const deadlinePattern = /^(\d{1,8})\s*([HMSmun])$/;
@@ -179,7 +215,7 @@ export interface LeanSink {
 
 /** One lean call (unary or client-streaming) from stream open to its status. */
 export class LeanCall {
-  /** Request bytes not yet taken as a message (the message being received). */
+  /** Request bytes not yet taken as a message (the message being received), counted in `budget`. */
   private chunks: Buffer[] = [];
   private received = 0;
   private done = false;
@@ -192,6 +228,7 @@ export class LeanCall {
     private readonly route: LeanRoute,
     private readonly limits: LeanLimits,
     timeoutMs: number | undefined,
+    private readonly budget: RequestBudget,
   ) {
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
     this.call = new LeanServerCall(sink.socket, headers, route.method.path, deadline);
@@ -213,7 +250,7 @@ export class LeanCall {
   private declared = -1;
 
   onData(chunk: Buffer): void {
-    if (this.done) return;
+    if (this.done || !this.hold(chunk)) return;
     if (this.route.method.requestStream) {
       this.onStreamData(chunk);
       return;
@@ -230,6 +267,24 @@ export class LeanCall {
         details: `Received a second request message for server streaming method ${this.route.method.path}`,
         metadata: null,
       });
+  }
+
+  /** Counts `chunk` against the connection's budget; over it, the call ends (RESOURCE_EXHAUSTED). */
+  private hold(chunk: Buffer): boolean {
+    if (this.budget.take(chunk.length)) return true;
+    this.finish({
+      code: status.RESOURCE_EXHAUSTED,
+      details: `Request data held for this connection's calls would exceed ${this.budget.max} bytes`,
+      metadata: null,
+    });
+    return false;
+  }
+
+  /** Lets go of the request bytes still held (the call is over, or its message was taken). */
+  private dropHeld(): void {
+    this.budget.release(this.received);
+    this.received = 0;
+    this.chunks = [];
   }
 
   /**
@@ -264,6 +319,7 @@ export class LeanCall {
       const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
       const rest = all.subarray(size);
       this.chunks = rest.length > 0 ? [rest] : [];
+      this.budget.release(size);
       this.received = rest.length;
       this.declared = -1;
       let request: unknown;
@@ -299,6 +355,7 @@ export class LeanCall {
       return;
     }
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.dropHeld();
     const path = this.route.method.path;
     // No complete message: nothing (declared < 0) or fewer bytes than the prefix announced.
     if (this.declared < 0 || body.length < 5 + this.declared) {
@@ -355,6 +412,7 @@ export class LeanCall {
     }
     this.done = true;
     this.clearTimer();
+    this.dropHeld();
     if (this.sink.gone()) return;
     const frame = Buffer.allocUnsafe(5 + bytes.length);
     frame[0] = 0;
@@ -368,6 +426,7 @@ export class LeanCall {
     if (this.done) return;
     this.done = true;
     this.clearTimer();
+    this.dropHeld();
     if (!this.sink.gone()) this.sink.sendStatus(s);
     // The handler may still be running (deadline): it learns the call is over.
     if (s.code === status.DEADLINE_EXCEEDED) this.cancel();
@@ -376,6 +435,7 @@ export class LeanCall {
   private cancel(): void {
     this.clearTimer();
     this.done = true;
+    this.dropHeld();
     if (this.call.cancelled) return;
     this.call.cancelled = true;
     process.nextTick(() => this.call.emit("cancelled", "cancelled"));
@@ -407,6 +467,7 @@ function nodeStreamCall(
   route: LeanRoute,
   limits: LeanLimits,
   timeoutMs: number | undefined,
+  budget: RequestBudget,
 ): void {
   const sink: LeanSink = {
     socket: () => stream.session?.socket as Socket | undefined,
@@ -426,7 +487,7 @@ function nodeStreamCall(
       stream.respond({ ...leanTrailersOnlyHeaders, ...statusFields(s) }, { endStream: true });
     },
   };
-  const call = new LeanCall(sink, headers, route, limits, timeoutMs);
+  const call = new LeanCall(sink, headers, route, limits, timeoutMs, budget);
   // A stream error is followed by "close", which cancels the call; nothing can be sent then.
   stream.on("error", () => {});
   stream.once("close", () => call.onClose());
@@ -453,9 +514,14 @@ export function leanTimeout(headers: IncomingHttpHeaders): number | undefined | 
 /** The limits as grpc-js applies them: -1 is "no limit". */
 export function effectiveLimits(limits: LeanLimits): LeanLimits {
   const bound = (n: number) => (n < 0 ? Number.POSITIVE_INFINITY : n);
+  const maxReceiveMessageBytes = bound(limits.maxReceiveMessageBytes);
   return {
-    maxReceiveMessageBytes: bound(limits.maxReceiveMessageBytes),
+    maxReceiveMessageBytes,
     maxSendMessageBytes: bound(limits.maxSendMessageBytes),
+    // One largest message (with its 5-byte prefix) always fits.
+    connectionRequestBytesMax:
+      limits.connectionRequestBytesMax ??
+      Math.max(DEFAULT_CONNECTION_REQUEST_BYTES, maxReceiveMessageBytes + 5),
   };
 }
 
@@ -481,6 +547,16 @@ export function attachLeanUnary(
   // grpc-js counts a session's open streams for grpc.max_connection_idle_ms; lean streams count too.
   const internals = server as unknown as { onStreamOpened?: (stream: Http2Stream) => void };
   const streamOpened = internals.onStreamOpened?.bind(server);
+  const budgets = new WeakMap<object, RequestBudget>();
+  const budgetOf = (stream: Http2Stream): RequestBudget => {
+    const session = stream.session ?? stream;
+    let b = budgets.get(session);
+    if (b === undefined) {
+      b = new RequestBudget(effective.connectionRequestBytesMax ?? Number.POSITIVE_INFINITY);
+      budgets.set(session, b);
+    }
+    return b;
+  };
   for (const h2 of http2Servers.keys() as IterableIterator<Http2Server>) {
     const grpcListeners = h2.listeners("stream") as StreamListener[];
     if (grpcListeners.length === 0)
@@ -492,7 +568,7 @@ export function attachLeanUnary(
         const timeout = leanTimeout(headers);
         if (timeout !== null) {
           streamOpened?.(stream);
-          nodeStreamCall(stream, headers, route, effective, timeout);
+          nodeStreamCall(stream, headers, route, effective, timeout, budgetOf(stream));
           return;
         }
       }

@@ -19,6 +19,7 @@ import type { Metadata } from "@grpc/grpc-js";
 import {
   LeanCall,
   type LeanLimits,
+  RequestBudget,
   type LeanRoute,
   type LeanSink,
   leanTimeout,
@@ -78,6 +79,7 @@ function serveLean(
   route: LeanRoute,
   limits: LeanLimits,
   timeoutMs: number | undefined,
+  budget: RequestBudget,
 ): void {
   const sink: LeanSink = {
     socket: () => stream.socket,
@@ -91,7 +93,7 @@ function serveLean(
       stream.respond(fieldsOf({ ...leanTrailersOnlyHeaders, ...statusFields(s) }), true);
     },
   };
-  const call = new LeanCall(sink, headers, route, limits, timeoutMs);
+  const call = new LeanCall(sink, headers, route, limits, timeoutMs, budget);
   // The connection's data is a view of the socket's buffer: the call keeps its own copy.
   stream.onData = (chunk) => call.onData(Buffer.from(chunk));
   stream.onEnd = () => call.onEnd();
@@ -102,12 +104,15 @@ function serveLean(
 class FrontConnection {
   readonly h2: H2Connection;
   private fallback: http2.ClientHttp2Session | null = null;
+  /** Request bytes this connection's lean calls hold (see LeanLimits.connectionRequestBytesMax). */
+  private readonly budget: RequestBudget;
 
   constructor(
     socket: Socket,
     private readonly config: GrpcFrontConfig,
     onClose: () => void,
   ) {
+    this.budget = new RequestBudget(config.limits.connectionRequestBytesMax ?? Number.POSITIVE_INFINITY);
     this.h2 = new H2Connection(socket, {
       onStream: (stream, flat) => this.onStream(stream, flat),
       onClose: () => {
@@ -125,7 +130,7 @@ class FrontConnection {
     if (route !== undefined) {
       const timeoutMs = leanTimeout(headers);
       if (timeoutMs !== null) {
-        serveLean(stream, headers, route, this.config.limits, timeoutMs);
+        serveLean(stream, headers, route, this.config.limits, timeoutMs, this.budget);
         return;
       }
     }
