@@ -150,6 +150,36 @@ describe("RaftService", () => {
     expect(alone.service.status().leader).toBe(0n);
   }, 60_000);
 
+  it("fails a proposal that cannot commit with TimeoutError at its deadline, each at its own", async () => {
+    // Proves the one sweep timer behind all proposals: each fails no earlier than its own deadline,
+    // and later ones still fail after earlier ones did.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, { ...opts, requestTimeoutMs: 1500 });
+    const leader = await until("leader", () => leaderOf(members));
+    await proposeRetry(leader, "committed");
+    // Without its followers the leader cannot commit; it keeps leading until check-quorum notices.
+    for (const m of members) if (m !== leader) stopMember(m);
+    const outcome = (text: string) => {
+      const start = Date.now();
+      return leader.service.propose(enc(text)).then(
+        () => ({ text, error: "none", waitedMs: Date.now() - start }),
+        (err: unknown) => ({ text, error: (err as Error).constructor.name, waitedMs: Date.now() - start }),
+      );
+    };
+    const first = outcome("lost-1");
+    const second = outcome("lost-2");
+    const results = await Promise.all([first, second]);
+    expect(results.map((r) => [r.text, r.error])).toEqual([
+      ["lost-1", "TimeoutError"],
+      ["lost-2", "TimeoutError"],
+    ]);
+    for (const r of results) expect(r.waitedMs).toBeGreaterThanOrEqual(1500 - 5);
+    // A proposal made after the sweep ran is failed by a later sweep, again at its own deadline.
+    const third = await outcome("lost-3");
+    expect(third.error).not.toBe("none");
+    expect(third.waitedMs).toBeGreaterThanOrEqual(1500 - 5);
+  }, 60_000);
+
   it("runs the membership sequence and catches up a member by snapshot", async () => {
     // Proves learner add, promotion, URL replacement, transfer, leader removal, re-add and removal.
     dir = mkdtempSync(join(tmpdir(), "raft-svc-"));

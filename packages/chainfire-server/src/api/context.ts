@@ -56,17 +56,15 @@ export function responseHeader(ctx: EtcdApiContext, revision: bigint): etcd.Resp
 }
 
 /** Proposes a command and returns its result, turning a replicated error result into a throw. */
-export async function proposeCommand(
-  ctx: EtcdApiContext,
-  cmd: command.MvccCommand,
-): Promise<command.MvccResult> {
+export function proposeCommand(ctx: EtcdApiContext, cmd: command.MvccCommand): Promise<command.MvccResult> {
   const encoded = command.MvccCommand.encode(cmd).finish();
   // Checked before the log, as etcd does, so an oversize request changes nothing anywhere.
-  if (encoded.length > ctx.maxRequestBytes) throw chainfireError("REQUEST_TOO_LARGE");
-  const { result } = await ctx.replicated.propose(encoded);
-  const decoded = command.MvccResult.decode(result);
-  if (decoded.error) throw errorFromResult(decoded.error.code, decoded.error.message);
-  return decoded;
+  if (encoded.length > ctx.maxRequestBytes) return Promise.reject(chainfireError("REQUEST_TOO_LARGE"));
+  return ctx.replicated.propose(encoded).then(({ result }) => {
+    const decoded = command.MvccResult.decode(result);
+    if (decoded.error) throw errorFromResult(decoded.error.code, decoded.error.message);
+    return decoded;
+  });
 }
 
 /** A random positive int64, for IDs the proposer chooses so every member applies the same one. */

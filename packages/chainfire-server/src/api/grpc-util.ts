@@ -15,11 +15,19 @@ export function unary<Req, Res>(
   fn: (request: Req) => Promise<Res> | Res,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
-    Promise.resolve()
-      .then(() => fn(call.request))
-      .then(
+    // The handler runs now; what it throws or rejects with becomes the call's status.
+    let result: Promise<Res> | Res;
+    try {
+      result = fn(call.request);
+    } catch (err) {
+      callback(grpcError(err));
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
         (response) => callback(null, response),
         (err: unknown) => callback(grpcError(err)),
       );
+    } else callback(null, result);
   };
 }

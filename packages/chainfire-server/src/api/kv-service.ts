@@ -29,18 +29,25 @@ async function range(ctx: EtcdApiContext, req: etcd.RangeRequest): Promise<etcd.
 /** etcd checks the quota before proposing and raises the NOSPACE alarm through the log. */
 async function checkQuota(ctx: EtcdApiContext, requestBytes: number): Promise<void> {
   if (ctx.store.quotaAvailable(requestBytes)) return;
+  await raiseNoSpace(ctx);
+}
+
+async function raiseNoSpace(ctx: EtcdApiContext): Promise<never> {
   await proposeCommand(ctx, {
     alarm: { action: 1, memberID: ctx.member.memberId, alarm: 1 },
   });
   throw chainfireError("NO_SPACE");
 }
 
-async function put(ctx: EtcdApiContext, req: etcd.PutRequest): Promise<etcd.PutResponse> {
+/** The hottest write: no async frame or extra promise turn when the quota allows it (the usual case). */
+function put(ctx: EtcdApiContext, req: etcd.PutRequest): Promise<etcd.PutResponse> {
   checkPut(req);
-  await checkQuota(ctx, req.key.length + req.value.length);
-  const result = (await proposeCommand(ctx, { put: req })).put!;
-  result.header = responseHeader(ctx, result.header!.revision);
-  return result;
+  if (!ctx.store.quotaAvailable(req.key.length + req.value.length)) return raiseNoSpace(ctx);
+  return proposeCommand(ctx, { put: req }).then((r) => {
+    const result = r.put!;
+    result.header = responseHeader(ctx, result.header!.revision);
+    return result;
+  });
 }
 
 async function deleteRange(

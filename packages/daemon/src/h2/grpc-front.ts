@@ -94,8 +94,13 @@ function serveLean(
     },
   };
   const call = new LeanCall(sink, headers, route, limits, timeoutMs, budget);
-  // The connection's data is a view of the socket's buffer: the call keeps its own copy.
-  stream.onData = (chunk) => call.onData(Buffer.from(chunk));
+  // The connection's data is a view of the socket's read (each read is a buffer of its own). A unary
+  // call holds such views only until its stream ends and its message is decoded; a client stream's
+  // messages may be held much longer (a peer's batch of log entries), so it keeps its own copy
+  // rather than whole reads.
+  stream.onData = route.method.requestStream
+    ? (chunk) => call.onData(Buffer.from(chunk))
+    : (chunk) => call.onData(chunk);
   stream.onEnd = () => call.onEnd();
   stream.onClose = () => call.onClose();
 }

@@ -99,7 +99,13 @@ const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 interface Waiter<T> {
   resolve(v: T): void;
   reject(e: unknown): void;
-  timer: NodeJS.Timeout;
+  /** Fails the wait at its deadline (proposals have `deadline` instead: see sweepProposals). */
+  timer?: NodeJS.Timeout;
+}
+
+interface ProposalWaiter extends Waiter<{ result: Uint8Array; index: bigint }> {
+  /** When the proposal fails with TimeoutError (Date.now() clock). */
+  deadline: number;
   /** The leader this member sent the proposal to (unset: stepped into this member's own core). */
   sentTo?: NodeId;
 }
@@ -117,7 +123,9 @@ export class RaftService implements Replicated, NodeListener {
    */
   private nextRequest = randomBytes(8).readBigUInt64BE(0) >> 2n;
   private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
-  private readonly proposals = new Map<bigint, Waiter<{ result: Uint8Array; index: bigint }>>();
+  /** Pending proposals by request number, in the order made: deadlines ascend (see sweepProposals). */
+  private readonly proposals = new Map<bigint, ProposalWaiter>();
+  private proposalSweep: NodeJS.Timeout | null = null;
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
   private readonly confWaits = new Map<bigint, Waiter<bigint>>();
   private readonly readBatches = new Map<string, (() => void)[]>();
@@ -171,6 +179,7 @@ export class RaftService implements Replicated, NodeListener {
 
   stop(): void {
     if (this.sentCheck !== null) clearTimeout(this.sentCheck);
+    if (this.proposalSweep !== null) clearTimeout(this.proposalSweep);
     this.transport.stop();
     this.node.stop();
     const err = new StoppedError();
@@ -182,7 +191,7 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   private fail<T>(w: Waiter<T>, err: unknown): void {
-    clearTimeout(w.timer);
+    if (w.timer !== undefined) clearTimeout(w.timer);
     w.reject(err);
   }
 
@@ -197,10 +206,11 @@ export class RaftService implements Replicated, NodeListener {
    * caller gets NotLeaderError (see scheduleSentCheck), otherwise (a transfer in progress, too
    * much uncommitted data) the TimeoutError at the deadline, as etcd's callers do.
    */
-  async propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
-    if (this.node.isStopped) throw new StoppedError();
-    await this.waitForLeader();
-    return this.proposeLocal(command);
+  propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
+    if (this.node.isStopped) return Promise.reject(new StoppedError());
+    // With a leader known (the usual case) no promise turn is spent waiting for one.
+    if (this.node.leader !== 0n) return this.proposeLocal(command);
+    return this.waitForLeader().then(() => this.proposeLocal(command));
   }
 
   private proposeLocal(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
@@ -214,11 +224,8 @@ export class RaftService implements Replicated, NodeListener {
       command,
     });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.proposals.delete(requestId);
-        reject(new TimeoutError(`proposal not applied within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-      this.proposals.set(requestId, { resolve, reject, timer });
+      this.proposals.set(requestId, { resolve, reject, deadline: Date.now() + this.timeoutMs });
+      this.proposalSweep ??= setTimeout(() => this.sweepProposals(), this.timeoutMs);
       this.propBatch.push({ requestId, data });
       if (this.propBatch.length === 1) setImmediate(() => this.flushProposals());
     });
@@ -328,6 +335,24 @@ export class RaftService implements Replicated, NodeListener {
     }
   }
 
+  /**
+   * Fails the proposals whose deadline has passed. One timer serves them all, instead of one per
+   * proposal (a timer object and two timer-list operations per write): every proposal gets the same
+   * timeout, so the map's order is the deadlines' order and the sweep stops at the first one to come.
+   */
+  private sweepProposals(): void {
+    this.proposalSweep = null;
+    const now = Date.now();
+    for (const [id, w] of this.proposals) {
+      if (w.deadline > now) {
+        this.proposalSweep = setTimeout(() => this.sweepProposals(), w.deadline - now);
+        return;
+      }
+      this.proposals.delete(id);
+      w.reject(new TimeoutError(`proposal not applied within ${this.timeoutMs} ms`));
+    }
+  }
+
   // ---- NodeListener -----------------------------------------------------------------------
 
   onApplied(entry: ApplyEntry, result: Uint8Array, proposer: bigint, requestId: bigint): void {
@@ -335,7 +360,6 @@ export class RaftService implements Replicated, NodeListener {
     const w = this.proposals.get(requestId);
     if (w === undefined) return;
     this.proposals.delete(requestId);
-    clearTimeout(w.timer);
     w.resolve({ result, index: entry.index });
   }
 
