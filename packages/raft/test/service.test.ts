@@ -14,7 +14,7 @@ import {
 import { makeMessage } from "../src/core/messages.js";
 import { EntryType, MessageType } from "../src/core/types.js";
 import { encodeEnvelope } from "../src/service/envelope.js";
-import { QuorumAtRiskError, TimeoutError } from "../src/service/errors.js";
+import { QuorumAtRiskError, StoppedError, TimeoutError } from "../src/service/errors.js";
 import { until } from "./helpers.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -148,6 +148,13 @@ describe("RaftService", () => {
     await expect(alone.service.linearizableRead(() => "read")).rejects.toBeInstanceOf(TimeoutError);
     expect(alone.service.node.isStopped).toBe(false);
     expect(alone.service.status().leader).toBe(0n);
+    // Reads still waiting when the member stops fail at once, not at their deadline.
+    const pending = alone.service.linearizableRead(() => "late");
+    await new Promise<void>((resolve) => setImmediate(resolve)); // past the turn that sends its ReadIndex
+    const queued = alone.service.linearizableRead(() => "queued");
+    stopMember(alone);
+    await expect(pending).rejects.toBeInstanceOf(StoppedError);
+    await expect(queued).rejects.toBeInstanceOf(StoppedError);
   }, 60_000);
 
   it("fails a proposal that cannot commit with TimeoutError at its deadline, each at its own", async () => {

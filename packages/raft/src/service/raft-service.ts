@@ -103,6 +103,24 @@ interface Waiter<T> {
   timer?: NodeJS.Timeout;
 }
 
+/**
+ * A queued linearizable read: called with null to run the read and settle its promise with the
+ * result, or with the error to fail it.
+ */
+type ReadWaiter = (failure: unknown) => void;
+
+/** The linearizable reads of one turn, sharing one ReadIndex request. */
+interface ReadBatch {
+  readonly ctx: Uint8Array;
+  readonly reads: ReadWaiter[];
+  /** When the reads fail with TimeoutError (Date.now() clock). */
+  readonly deadline: number;
+  /** When the ReadIndex request was last issued: re-issued each election timeout until served. */
+  issuedAt: number;
+  /** The ReadIndex came back: the reads wait for this member to apply up to it. */
+  served: boolean;
+}
+
 interface ProposalWaiter extends Waiter<{ result: Uint8Array; index: bigint }> {
   /** When the proposal fails with TimeoutError (Date.now() clock). */
   deadline: number;
@@ -128,9 +146,11 @@ export class RaftService implements Replicated, NodeListener {
   private proposalSweep: NodeJS.Timeout | null = null;
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
   private readonly confWaits = new Map<bigint, Waiter<bigint>>();
-  private readonly readBatches = new Map<string, (() => void)[]>();
-  private pendingReads: (() => void)[] = [];
+  /** Read batches by request context (hex), in the order made: deadlines ascend (see sweepReads). */
+  private readonly readBatches = new Map<string, ReadBatch>();
+  private pendingReads: ReadWaiter[] = [];
   private readScheduled = false;
+  private readSweep: NodeJS.Timeout | null = null;
   private leaderWaits: (() => void)[] = [];
 
   constructor(
@@ -180,13 +200,17 @@ export class RaftService implements Replicated, NodeListener {
   stop(): void {
     if (this.sentCheck !== null) clearTimeout(this.sentCheck);
     if (this.proposalSweep !== null) clearTimeout(this.proposalSweep);
+    if (this.readSweep !== null) clearTimeout(this.readSweep);
     this.transport.stop();
     this.node.stop();
     const err = new StoppedError();
     for (const w of this.proposals.values()) this.fail(w, err);
     for (const w of this.confWaits.values()) this.fail(w, err);
+    for (const b of this.readBatches.values()) for (const r of b.reads) r(err);
+    for (const r of this.pendingReads.splice(0)) r(err);
     this.proposals.clear();
     this.confWaits.clear();
+    this.readBatches.clear();
     this.sm.close();
   }
 
@@ -377,10 +401,13 @@ export class RaftService implements Replicated, NodeListener {
     for (const rs of states) {
       const key = Buffer.from(rs.requestCtx).toString("hex");
       const batch = this.readBatches.get(key);
-      if (batch === undefined) continue;
-      this.readBatches.delete(key);
+      if (batch === undefined || batch.served) continue;
+      batch.served = true;
       this.waitApplied(rs.index).then(() => {
-        for (const f of batch) f();
+        // Failed at its deadline meanwhile, or the member stopped: nothing is left to run.
+        if (this.readBatches.get(key) !== batch) return;
+        this.readBatches.delete(key);
+        for (const r of batch.reads) r(null);
       });
     }
   }
@@ -475,7 +502,11 @@ export class RaftService implements Replicated, NodeListener {
   linearizableRead<T>(read: () => T): Promise<T> {
     if (this.node.isStopped) return Promise.reject(new StoppedError());
     const p = new Promise<T>((resolve, reject) => {
-      this.pendingReads.push(() => {
+      this.pendingReads.push((failure) => {
+        if (failure !== null) {
+          reject(failure);
+          return;
+        }
         try {
           resolve(read());
         } catch (err) {
@@ -487,27 +518,56 @@ export class RaftService implements Replicated, NodeListener {
       this.readScheduled = true;
       setImmediate(() => this.flushReads());
     }
-    return this.withTimeout(p, "linearizable read");
+    return p;
   }
 
   /** All reads queued in this turn share one ReadIndex request (the core batches further). */
   private flushReads(): void {
     this.readScheduled = false;
-    const batch = this.pendingReads;
+    const reads = this.pendingReads;
     this.pendingReads = [];
-    if (batch.length === 0 || this.node.isStopped) return;
+    if (reads.length === 0) return;
+    if (this.node.isStopped) {
+      for (const r of reads) r(new StoppedError());
+      return;
+    }
     const ctx = randomBytes(8);
+    const now = Date.now();
+    const batch: ReadBatch = { ctx, reads, deadline: now + this.timeoutMs, issuedAt: now, served: false };
     this.readBatches.set(ctx.toString("hex"), batch);
     this.requestReadIndex(ctx);
-    // A request lost to a leader change is re-issued until served or timed out.
-    const retry = setInterval(() => {
-      if (!this.readBatches.has(ctx.toString("hex")) || this.node.isStopped) {
-        clearInterval(retry);
-        return;
+    this.readSweep ??= setTimeout(() => this.sweepReads(), this.readRetryMs());
+  }
+
+  private readRetryMs(): number {
+    return this.node.config.tickMs * this.node.config.electionTicks;
+  }
+
+  /**
+   * One timer for every read batch, instead of a retry interval and a deadline timer per batch (and
+   * one per read): re-issues the ReadIndex requests not served within an election timeout (lost to
+   * a leader change, or refused while none was known) and fails the batches past their deadline.
+   */
+  private sweepReads(): void {
+    this.readSweep = null;
+    if (this.node.isStopped) return;
+    const now = Date.now();
+    const retryMs = this.readRetryMs();
+    let next = retryMs;
+    for (const [key, b] of this.readBatches) {
+      if (b.deadline <= now) {
+        this.readBatches.delete(key);
+        for (const r of b.reads)
+          r(new TimeoutError(`linearizable read did not complete within ${this.timeoutMs} ms`));
+        continue;
       }
-      this.requestReadIndex(ctx);
-    }, this.node.config.tickMs * this.node.config.electionTicks);
-    setTimeout(() => clearInterval(retry), this.timeoutMs + 1000);
+      if (!b.served && now - b.issuedAt >= retryMs) {
+        b.issuedAt = now;
+        this.requestReadIndex(b.ctx);
+      }
+      next = Math.min(next, b.deadline - now, b.served ? retryMs : b.issuedAt + retryMs - now);
+    }
+    if (this.readBatches.size > 0) this.readSweep = setTimeout(() => this.sweepReads(), Math.max(1, next));
   }
 
   /**
