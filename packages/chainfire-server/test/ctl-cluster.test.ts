@@ -133,15 +133,24 @@ describe("chainfirectl against a 3-member chainfire", () => {
       const again = await ctl([ep, "member", "promote", id]);
       expect(again.code).toBe(2);
       expect(again.err).toContain("already a voter");
-      const update = await ctl([
-        ep,
-        "member",
-        "update",
-        id,
-        `--client-urls=http://127.0.0.1:${m4.clientPort},http://localhost:${m4.clientPort}`,
-      ]);
-      expect(update.code, update.err).toBe(0);
-      expect((await members()).find((m) => m.name === "m4")!.client_urls).toHaveLength(2);
+      // m4 publishes its own advertised client URLs after it starts (etcd's publish), retrying until
+      // one attempt succeeds; an update that lands before that publish is overwritten by it. So the
+      // update is made again until the list shows it (then it stays: m4 publishes only once).
+      await until(
+        async () => {
+          const update = await ctl([
+            ep,
+            "member",
+            "update",
+            id,
+            `--client-urls=http://127.0.0.1:${m4.clientPort},http://localhost:${m4.clientPort}`,
+          ]);
+          expect(update.code, update.err).toBe(0);
+          return (await members()).find((m) => m.name === "m4")!.client_urls.length === 2;
+        },
+        "m4's client URLs updated in place",
+        60_000,
+      );
       const remove = await ctl([ep, "member", "remove", id]);
       expect(remove.code, remove.err).toBe(0);
       expect((await members()).map((m) => m.name).sort()).toEqual(["m1", "m2", "m3"]);
