@@ -55,7 +55,7 @@ export interface LeanLimits {
 }
 
 /** The default of LeanLimits.connectionRequestBytesMax when one message fits in it. */
-export const DEFAULT_CONNECTION_REQUEST_BYTES = 64 << 20;
+const DEFAULT_CONNECTION_REQUEST_BYTES = 64 << 20;
 
 /**
  * The request bytes held by the lean calls of one connection. Without it a client could open its
@@ -66,10 +66,6 @@ export class RequestBudget {
   private used = 0;
 
   constructor(readonly max: number) {}
-
-  get held(): number {
-    return this.used;
-  }
 
   /** Counts `bytes` more, unless that would go over the maximum (then false, nothing counted). */
   take(bytes: number): boolean {

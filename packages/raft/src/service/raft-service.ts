@@ -146,7 +146,7 @@ export class RaftService implements Replicated, NodeListener {
   private proposalSweep: NodeJS.Timeout | null = null;
   private readonly appliedWaits: { index: bigint; resolve(): void }[] = [];
   private readonly confWaits = new Map<bigint, Waiter<bigint>>();
-  /** Read batches by request context (hex), in the order made: deadlines ascend (see sweepReads). */
+  /** Read batches by request context (hex), in the order made (see sweepReads). */
   private readonly readBatches = new Map<string, ReadBatch>();
   private pendingReads: ReadWaiter[] = [];
   private readScheduled = false;
@@ -453,10 +453,15 @@ export class RaftService implements Replicated, NodeListener {
         this.proposals.delete(id);
         this.fail(w, lead === 0n ? new NoLeaderError() : new NotLeaderError(lead));
       }
-    }, this.node.config.tickMs * this.node.config.electionTicks);
+    }, this.electionTimeoutMs());
   }
 
   // ---- Helpers ----------------------------------------------------------------------------
+
+  /** How long a follower waits for its leader before campaigning: the retry period of waits here. */
+  private electionTimeoutMs(): number {
+    return this.node.config.tickMs * this.node.config.electionTicks;
+  }
 
   private waitApplied(index: bigint): Promise<void> {
     if (this.node.appliedIndex() >= index) return Promise.resolve();
@@ -536,11 +541,7 @@ export class RaftService implements Replicated, NodeListener {
     const batch: ReadBatch = { ctx, reads, deadline: now + this.timeoutMs, issuedAt: now, served: false };
     this.readBatches.set(ctx.toString("hex"), batch);
     this.requestReadIndex(ctx);
-    this.readSweep ??= setTimeout(() => this.sweepReads(), this.readRetryMs());
-  }
-
-  private readRetryMs(): number {
-    return this.node.config.tickMs * this.node.config.electionTicks;
+    this.readSweep ??= setTimeout(() => this.sweepReads(), this.electionTimeoutMs());
   }
 
   /**
@@ -552,7 +553,7 @@ export class RaftService implements Replicated, NodeListener {
     this.readSweep = null;
     if (this.node.isStopped) return;
     const now = Date.now();
-    const retryMs = this.readRetryMs();
+    const retryMs = this.electionTimeoutMs();
     let next = retryMs;
     for (const [key, b] of this.readBatches) {
       if (b.deadline <= now) {
@@ -614,7 +615,7 @@ export class RaftService implements Replicated, NodeListener {
 
   /** Voters heard from within two election timeouts (self always counts). */
   private activeVoters(voters: readonly NodeId[]): NodeId[] {
-    const horizon = Date.now() - 2 * this.node.config.tickMs * this.node.config.electionTicks;
+    const horizon = Date.now() - 2 * this.electionTimeoutMs();
     return voters.filter((v) => v === this.node.id || (this.node.lastHeard.get(v) ?? 0) >= horizon);
   }
 
