@@ -210,6 +210,18 @@ function addPkiCommands(program: Command, out: Out) {
 
 type Runner = (ctor: ClientCtor, method: string, request: object) => Promise<void>;
 
+/**
+ * Key IDs (JWK thumbprints) and token IDs are base64url, so one in 64 begins with "-" and is parsed as
+ * an option (or an option's cluster). After a usage error, such a token before any "--" gets a hint:
+ * operands after "--" are never taken for options.
+ */
+function hintLeadingDash(argv: readonly string[], err: Out): void {
+  const end = argv.indexOf("--");
+  const id = argv.slice(2, end === -1 ? undefined : end).find((a) => /^-[^-][A-Za-z0-9_-]{15,}$/.test(a));
+  if (id !== undefined)
+    err(`iamctl: an ID that begins with "-" must come after "--", for example: iamctl key retire -- ${id}`);
+}
+
 /** Runs iamctl with `argv` (process.argv form); returns the exit code. */
 export async function runIamctl(
   argv: string[],
@@ -225,6 +237,12 @@ export async function runIamctl(
     .option("--cacert <file>", "CA bundle for https:// endpoints")
     .option("--cert <file>", "client certificate (mTLS)")
     .option("--key <file>", "client private key (mTLS)")
+    // Set before the subcommands are added, so they inherit it: commander's own messages (usage
+    // errors, help) go to the writers given, like every other line iamctl prints.
+    .configureOutput({
+      writeOut: (s) => out(s.replace(/\n$/, "")),
+      writeErr: (s) => err(s.replace(/\n$/, "")),
+    })
     .exitOverride();
   const run: Runner = async (ctor, method, request) => {
     const g = program.opts<GlobalOptions>();
@@ -241,8 +259,11 @@ export async function runIamctl(
     return 0;
   } catch (e) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && code.startsWith("commander."))
-      return code === "commander.helpDisplayed" ? 0 : 2;
+    if (typeof code === "string" && code.startsWith("commander.")) {
+      if (code === "commander.helpDisplayed") return 0;
+      hintLeadingDash(argv, err);
+      return 2;
+    }
     err(`iamctl: ${(e as ServiceError).details ?? (e as Error).message}`);
     return 1;
   }

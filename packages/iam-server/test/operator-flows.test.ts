@@ -91,17 +91,26 @@ describe("operator flows through iamctl", () => {
         (k) => k.kid,
       );
     expect(await jwks()).toContain(added.kid);
-    await ctl(["key", "activate", added.kid as string]);
+    // A kid is base64url and may begin with "-": after "--" it is never taken for an option.
+    await ctl(["key", "activate", "--", added.kid as string]);
     const newToken = await ctl(["token", "issue", "--subject", "svc-a"]);
     expect(newToken.kid).toBe(added.kid);
     expect((await ctl(["token", "validate", oldToken])).kid).toBe(oldKid);
-    await expect(ctl(["key", "retire", oldKid])).rejects.toThrow(/may still have unexpired tokens/);
-    await ctl(["key", "revoke-population", oldKid]);
-    await ctl(["key", "retire", oldKid]);
-    await ctl(["key", "purge", oldKid]);
+    await expect(ctl(["key", "retire", "--", oldKid])).rejects.toThrow(/may still have unexpired tokens/);
+    await ctl(["key", "revoke-population", "--", oldKid]);
+    await ctl(["key", "retire", "--", oldKid]);
+    await ctl(["key", "purge", "--", oldKid]);
     await expect(ctl(["token", "validate", oldToken])).rejects.toThrow(/TOKEN_KID_RETIRED/);
     expect(await jwks()).toEqual([added.kid]);
     expect((await ctl(["token", "validate", newToken.token as string])).principalId).toBe("svc-a");
+  });
+
+  it("tells how to pass an ID that begins with a dash, and takes it after --", async () => {
+    const kid = "-PMU68XpcBD6FkzIWuQee93aCO9DrJEkG5KIAdpEtj0";
+    await expect(ctl(["key", "retire", kid])).rejects.toThrow(
+      `unknown option '${kid}'\niamctl: an ID that begins with "-" must come after "--", for example: iamctl key retire -- ${kid}`,
+    );
+    await expect(ctl(["key", "retire", "--", kid])).rejects.toThrow(`signing key "${kid}" does not exist`);
   });
 
   it("issues tokens to an mTLS identity and cuts over at run time", async () => {
