@@ -269,12 +269,17 @@ export class DaemonCluster {
 
   /** Every listed member appears with its client URLs in `via`'s member list (each has published itself). */
   async published(members: readonly Member[] = this.running(), via: Member = members[0]!): Promise<void> {
+    let seen = "no member list yet";
     await until(async () => {
       const res = await call<etcd.MemberListResponse>(via.clients.cluster, "memberList", {});
+      seen = res.members.map((x) => `${x.name || x.ID.toString(16)}=[${x.clientURLs.join(",")}]`).join(" ");
       return res.members.length >= members.length && res.members.every((x) => x.clientURLs.length > 0)
         ? true
         : undefined;
-    }, "every member to publish its client URLs");
+    }, "every member to publish its client URLs").catch((err: Error) => {
+      const outputs = members.map((m) => `--- ${m.name} output ---\n${m.output.join("").slice(-4000)}`);
+      throw new Error(`${err.message}; ${via.name}'s list: ${seen}\n${outputs.join("\n")}`);
+    });
   }
 
   async memberNamed(id: bigint): Promise<Member> {

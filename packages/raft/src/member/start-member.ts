@@ -282,6 +282,7 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
  */
 async function publishSelf(member: RunningMember, plan: MemberPlan, retryMs: number, logger: Logger) {
   const raft = member.raft;
+  let failures = 0;
   while (!raft.node.isStopped) {
     const me = raft.node.members.get(member.memberId);
     if (me !== undefined && me.name === plan.name && sameList(me.clientUrls, plan.advertiseClientUrls))
@@ -293,7 +294,13 @@ async function publishSelf(member: RunningMember, plan: MemberPlan, retryMs: num
         return;
       } catch (err) {
         if (err instanceof MemberNotFoundError) return;
-        logger.debug({ err: (err as Error).message }, "publishing client URLs failed; retrying");
+        // Members starting together publish at once and wait for each other's change (one membership
+        // change at a time), so a few failures are normal; a run of them is worth a warning.
+        failures++;
+        logger[failures % 5 === 0 ? "warn" : "debug"](
+          { err: (err as Error).message, failures },
+          "publishing this member's client URLs failed; retrying",
+        );
       }
     }
     await pause(retryMs);
