@@ -11,7 +11,10 @@ let
   }.${name};
   root = "${workspace}/lib/photoncloud/packages/${pkgDir}";
   bins = (builtins.fromJSON (builtins.readFile ../packages/${pkgDir}/package.json)).bin;
-  wrap = bin: "makeWrapper ${nodejs_20}/bin/node $out/bin/${bin} --add-flags ${root}/${bins.${bin}}";
+  # The chainfire daemon runs with the Node.js arguments it is measured with (CHAINFIRE_NODE_ARGS in
+  # packages/daemon/src/node-args.ts; a test there keeps the two the same).
+  nodeFlags = if name == "chainfire" then "--initial-old-space-size=256 " else "";
+  wrap = bin: flags: "makeWrapper ${nodejs_20}/bin/node $out/bin/${bin} --add-flags '${flags}${root}/${bins.${bin}}'";
 in
 runCommand "photoncloud-${name}-${workspace.version}"
   {
@@ -24,6 +27,6 @@ runCommand "photoncloud-${name}-${workspace.version}"
   }
   ''
     mkdir -p $out/bin
-    ${wrap name}
-    ${wrap "${name}ctl"}
+    ${wrap name nodeFlags}
+    ${wrap "${name}ctl" ""}
   ''

@@ -2,6 +2,7 @@
 // reported with the reason and the fix instead of failing later with a spawn error.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { CHAINFIRE_NODE_ARGS } from "@photoncloud/daemon";
 import { repoRoot } from "./paths.js";
 
 export const DaemonKind = { chainfire: "chainfire", flaredb: "flaredb", iam: "iam" } as const;
@@ -35,7 +36,9 @@ export function locateDaemon(kind: DaemonKind): DaemonLocation {
   }
   const found = workspaceBin(packageOf[kind], kind);
   if (!found.ok) return { available: false, kind, reason: found.reason };
-  return { available: true, kind, command: process.execPath, args: [found.path] };
+  // chainfire runs with the Node.js arguments it is measured with (a larger initial old generation).
+  const nodeArgs = kind === DaemonKind.chainfire ? CHAINFIRE_NODE_ARGS : [];
+  return { available: true, kind, command: process.execPath, args: [...nodeArgs, found.path] };
 }
 
 /**

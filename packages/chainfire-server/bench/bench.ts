@@ -14,9 +14,10 @@
 // h2load, a second of each workload under h2load follows), BENCH_KINDS ("chainfire,etcd"),
 // BENCH_WORKLOADS (a comma-separated subset of put,range-linearizable,range-serializable),
 // BENCH_IN_FLIGHT (comma-separated levels, default 16,128,256), CHAINFIRE_BENCH_DAEMON_NODE_ARGS
-// (extra Node.js arguments for the chainfire daemons, split on spaces, e.g.
-// "--cpu-prof --cpu-prof-dir=/tmp/prof"; the members are then stopped with SIGTERM so that
-// exit-time output is written), BENCH_H2LOAD ("0" leaves out the h2load table).
+// (the Node.js arguments for the chainfire daemons, split on spaces, in place of CHAINFIRE_NODE_ARGS,
+// the ones the dev cluster uses: e.g. "" for none, or "--cpu-prof --cpu-prof-dir=/tmp/prof"; when
+// set, the members are stopped with SIGTERM so that exit-time output is written), BENCH_H2LOAD ("0"
+// leaves out the h2load table).
 //
 // When h2load (nghttp2's load generator in C) is installed, every workload also runs under it: one
 // h2load per member with a third of the requests in flight each, one fixed request each (puts to one
@@ -29,6 +30,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
+import { CHAINFIRE_NODE_ARGS } from "@photoncloud/daemon";
 import {
   grpcHandledTotals,
   type H2LoadResult,
@@ -64,9 +66,11 @@ const WORKLOADS = listEnv("BENCH_WORKLOADS", [...ALL_WORKLOADS]).map((w) => {
   }
   return w as Workload;
 });
-const DAEMON_NODE_ARGS = (process.env.CHAINFIRE_BENCH_DAEMON_NODE_ARGS ?? "")
-  .split(" ")
-  .filter((a) => a !== "");
+// Unset: the arguments chainfire runs with (CHAINFIRE_NODE_ARGS); set, even empty: exactly these.
+const DAEMON_NODE_ARGS =
+  process.env.CHAINFIRE_BENCH_DAEMON_NODE_ARGS === undefined
+    ? [...CHAINFIRE_NODE_ARGS]
+    : process.env.CHAINFIRE_BENCH_DAEMON_NODE_ARGS.split(" ").filter((a) => a !== "");
 
 function listEnv(name: string, fallback: string[]): string[] {
   const raw = process.env[name];
@@ -186,7 +190,8 @@ async function startSuite(kind: ClusterKind): Promise<Suite> {
 
 async function stopSuite(s: Suite): Promise<void> {
   for (const c of s.clients) c.close();
-  if (DAEMON_NODE_ARGS.length > 0 && s.kind === "chainfire") await s.cluster.stopGracefully();
+  if (process.env.CHAINFIRE_BENCH_DAEMON_NODE_ARGS && s.kind === "chainfire")
+    await s.cluster.stopGracefully();
   else s.cluster.stop();
   rmSync(s.dir, { recursive: true, force: true });
 }
@@ -402,6 +407,7 @@ const etcd = suites.find((s) => s.kind === "etcd")?.results ?? null;
 console.log(
   `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, requests spread over the members`,
 );
+console.log(`chainfire daemons' Node.js arguments: ${DAEMON_NODE_ARGS.join(" ") || "(none)"}`);
 console.log(
   `${"workload".padEnd(33)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op | ratio p99 ratio cpu ratio`,
 );
