@@ -64,8 +64,12 @@ const DEFAULT_CONNECTION_REQUEST_BYTES = 64 << 20;
  */
 export class RequestBudget {
   private used = 0;
+  readonly max: number;
 
-  constructor(readonly max: number) {}
+  /** A budget of `limits.connectionRequestBytesMax` (unbounded when unset). */
+  constructor(limits: LeanLimits) {
+    this.max = limits.connectionRequestBytesMax ?? Number.POSITIVE_INFINITY;
+  }
 
   /** Counts `bytes` more, unless that would go over the maximum (then false, nothing counted). */
   take(bytes: number): boolean {
@@ -548,7 +552,7 @@ export function attachLeanUnary(
     const session = stream.session ?? stream;
     let b = budgets.get(session);
     if (b === undefined) {
-      b = new RequestBudget(effective.connectionRequestBytesMax ?? Number.POSITIVE_INFINITY);
+      b = new RequestBudget(effective);
       budgets.set(session, b);
     }
     return b;

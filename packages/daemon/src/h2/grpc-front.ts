@@ -117,7 +117,7 @@ class FrontConnection {
     private readonly config: GrpcFrontConfig,
     onClose: () => void,
   ) {
-    this.budget = new RequestBudget(config.limits.connectionRequestBytesMax ?? Number.POSITIVE_INFINITY);
+    this.budget = new RequestBudget(config.limits);
     this.h2 = new H2Connection(socket, {
       onStream: (stream, flat) => this.onStream(stream, flat),
       onClose: () => {
