@@ -1,11 +1,17 @@
 // Proves snapshots taken off the event loop under load are exact: on every member, the stored
 // snapshot at index I holds exactly the commands applied up to I and the members at I, while
 // proposals kept flowing during the worker's copy.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type LocalMember, startLocalCluster, stopMember } from "../src/demo/local-cluster.js";
+import {
+  bindServer,
+  type LocalMember,
+  startLocalCluster,
+  startMember,
+  stopMember,
+} from "../src/demo/local-cluster.js";
 import { decodeLayerSnapshot } from "../src/service/members.js";
 import { AppendLogMachine } from "../src/service/sqlite-test-machine.js";
 import { until } from "./helpers.js";
@@ -78,5 +84,88 @@ describe("off-loop snapshots", () => {
     } finally {
       check.close();
     }
+  }, 120_000);
+});
+
+describe("snapshots held by the state machine's files", () => {
+  it("are recorded every interval without an image, and an image is made for a follower behind them", async () => {
+    // Proves StateMachine.persist: members record their machine's synced file as the snapshot and
+    // compact behind it without writing an image; a member that comes back behind the compacted
+    // log gets an image made for it on request and ends with exactly the leader's state; a member
+    // restarted over such a snapshot keeps its state and goes on applying.
+    dir = mkdtempSync(join(tmpdir(), "raft-snap-"));
+    const opts = {
+      tickMs: 20,
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      requestTimeoutMs: 20_000,
+      snapshotEntries: 40,
+      snapshotTailEntries: 10,
+      persistMachine: true,
+    };
+    members = await startLocalCluster(3, dir, opts);
+    const infos = members.map((m) => ({
+      id: m.id,
+      name: `m${m.id}`,
+      peerUrls: [m.url],
+      clientUrls: [],
+      isLearner: false,
+    }));
+    const restart = async (m: LocalMember): Promise<LocalMember> => {
+      stopMember(m);
+      const again = startMember(m.id, await bindServer(Number(new URL(m.url).port)), dir, infos, opts);
+      members[members.indexOf(m)] = again;
+      return again;
+    };
+    const propose = async (leader: LocalMember, tag: string, rounds: number) => {
+      for (let round = 0; round < rounds; round++) {
+        await until(`${tag} round ${round}`, () =>
+          Promise.all(
+            Array.from({ length: 30 }, (_, i) =>
+              leader.service.propose(new TextEncoder().encode(`${tag}${round}-${i}`)),
+            ),
+          ),
+        );
+      }
+    };
+    const leader = await until("leader", () => members.find((m) => m.service.status().role === "leader"));
+    const away = members.find((m) => m !== leader)!;
+    stopMember(away);
+    const live = members.filter((m) => m !== away);
+    await propose(leader, "a", 10);
+    await until("both live members record a snapshot held by their files", () =>
+      live.every(
+        (m) => m.service.node.store.snapshotIndex() > 40n && m.service.node.store.snapshotInMachine(),
+      ),
+    );
+    for (const m of live) {
+      expect(m.service.node.store.firstIndex()).toBeGreaterThan(40n);
+      expect(readdirSync(m.dataDir).filter((f) => f.startsWith("snap-"))).toEqual([]);
+    }
+
+    const back = await restart(away);
+    await until("the member that was away has the leader's state", () => {
+      const want = leader.machine.commands();
+      const got = back.machine.commands();
+      return got.length === want.length && got.every((c, i) => c.index === want[i]!.index);
+    });
+    expect(back.machine.commands()).toEqual(leader.machine.commands());
+    // It was sent an image: the leader made one at its applied index, in place of the record.
+    expect(back.service.node.store.snapshotIndex()).toBeGreaterThan(0n);
+    expect(leader.service.node.store.snapshotInMachine()).toBe(false);
+
+    const follower = live.find((m) => m !== leader)!;
+    await until("the follower records a snapshot held by its file", () =>
+      follower.service.node.store.snapshotInMachine(),
+    );
+    const before = follower.machine.commands();
+    const again = await restart(follower);
+    expect(again.machine.commands()).toEqual(before);
+    await propose(leader, "b", 2);
+    await until(
+      "the restarted member applies new entries",
+      () => again.machine.commands().length === leader.machine.commands().length,
+    );
+    expect(again.machine.commands()).toEqual(leader.machine.commands());
   }, 120_000);
 });

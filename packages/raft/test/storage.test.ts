@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it, vi } from "vitest";
+import { SnapshotTemporarilyUnavailableError } from "../src/core/errors.js";
 import { SqliteLogStore } from "../src/storage/sqlite-log-store.js";
 
 const dir = mkdtempSync(join(tmpdir(), "raft-store-"));
@@ -207,6 +208,53 @@ describe("SqliteLogStore", () => {
     });
     await r.sync();
     await vi.waitFor(() => expect(existsSync(join(sub, "snap-8.snap"))).toBe(false), { timeout: 10_000 });
+    expect(Buffer.from(r.snapshot().data).toString()).toBe("from the leader");
+    r.close();
+  });
+
+  it("records a snapshot held by the state machine's files and asks for an image when one is wanted", async () => {
+    // Proves snapshot markers: the log is compacted behind one, reading its data asks the owner for an
+    // image and reports it temporarily unavailable, the mark survives a reopen, and an image stored
+    // at the same index (or a snapshot from the leader) replaces it.
+    const sub = join(dir, "marker");
+    mkdirSync(sub);
+    const path = join(sub, "raft.db");
+    const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
+    const e = (index: bigint) => ({ index, term: 1n, type: 0 as const, data: Buffer.from([Number(index)]) });
+    s.persist({
+      hardState: null,
+      entries: Array.from({ length: 10 }, (_, i) => e(BigInt(i + 1))),
+      snapshot: null,
+    });
+    const cs = { voters: [1n], learners: [] };
+    s.createSnapshotMarker(6n, cs, 2n);
+    expect([s.snapshotIndex(), s.firstIndex(), s.snapshotInMachine()]).toEqual([6n, 5n, true]);
+    expect(s.term(6n)).toBe(1n);
+    let asked = 0;
+    s.onSnapshotWanted = () => asked++;
+    expect(() => s.snapshot()).toThrow(SnapshotTemporarilyUnavailableError);
+    expect(asked).toBe(1);
+    await s.sync();
+    s.close();
+
+    const r = new SqliteLogStore({ path });
+    expect([r.snapshotIndex(), r.firstIndex(), r.snapshotInMachine()]).toEqual([6n, 5n, true]);
+    expect(() => r.snapshot()).toThrow(SnapshotTemporarilyUnavailableError);
+    const file = await r.writeSnapshotFile(6n, [Buffer.from("image at 6")]);
+    r.createSnapshotFromFile(6n, cs, file!, 2n);
+    expect(r.snapshotInMachine()).toBe(false);
+    expect(Buffer.from(r.snapshot().data).toString()).toBe("image at 6");
+    expect(r.snapshot().metadata).toEqual({ index: 6n, term: 1n, confState: cs });
+    r.createSnapshotMarker(9n, cs, 2n);
+    expect([r.snapshotIndex(), r.firstIndex(), r.snapshotInMachine()]).toEqual([9n, 8n, true]);
+    await r.sync();
+    await vi.waitFor(() => expect(existsSync(join(sub, file!))).toBe(false), { timeout: 10_000 });
+    r.persist({
+      hardState: null,
+      entries: [],
+      snapshot: { metadata: { index: 20n, term: 2n, confState: cs }, data: Buffer.from("from the leader") },
+    });
+    expect(r.snapshotInMachine()).toBe(false);
     expect(Buffer.from(r.snapshot().data).toString()).toBe("from the leader");
     r.close();
   });

@@ -7,7 +7,13 @@ import { crc32 } from "node:zlib";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
 import { reusingEncoder } from "@photoncloud/daemon";
-import { type ApplyEntry, type SnapshotJob, SnapshotWorker, type StateMachine } from "@photoncloud/raft";
+import {
+  type ApplyEntry,
+  type SnapshotJob,
+  SnapshotWorker,
+  type StateMachine,
+  syncDatabaseFiles,
+} from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, type Row } from "./backend.js";
 import { entryAt, KeyIndex, type KeyRecord } from "./key-index.js";
@@ -153,6 +159,17 @@ export class MvccStore implements StateMachine {
     this.backend.commit();
     const job = this.snapshotsOffLoop ? this.snapshots?.begin(this.applied) : undefined;
     return job ?? { index: this.applied, image: Promise.resolve(this.snapshot()) };
+  }
+
+  /**
+   * The store's file is the snapshot the Raft layer records every interval, as etcd's backend is
+   * (see StateMachine.persist): the open write transaction is committed and the file synced off the
+   * event loop. An image (`beginSnapshot`) is made only for a follower that needs one.
+   */
+  persist(): Promise<void> | null {
+    if (this.options.path === ":memory:") return null;
+    this.backend.commit();
+    return syncDatabaseFiles(this.options.path);
   }
 
   restore(image: Uint8Array, index: bigint): void {

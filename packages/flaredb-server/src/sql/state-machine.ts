@@ -12,6 +12,7 @@ import {
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
+  syncDatabaseFiles,
   WalCheckpointer,
 } from "@photoncloud/raft";
 import Database from "better-sqlite3";
@@ -499,6 +500,15 @@ export class SqlStateMachine implements StateMachine {
   beginSnapshot(): SnapshotJob {
     const job = this.snapshotsOffLoop ? this.snapshots.begin(this.applied) : undefined;
     return job ?? { index: this.applied, image: Promise.resolve(this.snapshot()) };
+  }
+
+  /**
+   * The database file is the snapshot the Raft layer records every interval (see
+   * StateMachine.persist): every applied batch is already committed, so the file is synced, off the
+   * event loop. An image (`beginSnapshot`) is made only for a follower that needs one.
+   */
+  persist(): Promise<void> | null {
+    return this.options.path === ":memory:" ? null : syncDatabaseFiles(this.options.path);
   }
 
   restore(image: Uint8Array, index: bigint): void {

@@ -16,7 +16,10 @@ export interface LocalMember {
   dataDir: string;
 }
 
-export type MemberOptions = Partial<Omit<RaftServiceConfig, "id" | "dataDir" | "initialMembers">>;
+export type MemberOptions = Partial<Omit<RaftServiceConfig, "id" | "dataDir" | "initialMembers">> & {
+  /** The machine's own file is the snapshot (StateMachine.persist), as in the daemons. */
+  persistMachine?: boolean;
+};
 
 /** Binds a gRPC server on 127.0.0.1 with an ephemeral port (or `port`). */
 export function bindServer(port = 0): Promise<{ server: grpc.Server; url: string }> {
@@ -39,8 +42,9 @@ export function startMember(
 ): LocalMember {
   const dataDir = join(baseDir, `member-${id}`);
   mkdirSync(dataDir, { recursive: true });
-  const machine = new AppendLogMachine(join(dataDir, "app.db"));
-  const service = new RaftService({ ...opts, id, dataDir, initialMembers }, machine);
+  const { persistMachine, ...config } = opts;
+  const machine = new AppendLogMachine(join(dataDir, "app.db"), { persist: persistMachine });
+  const service = new RaftService({ ...config, id, dataDir, initialMembers }, machine);
   service.register(bound.server);
   service.start();
   return { id, service, machine, server: bound.server, url: bound.url, dataDir };

@@ -121,6 +121,7 @@ export class RaftNode {
       this.members.set(m.id, m);
     }
     this.recoverInterruptedInstall();
+    this.store.onSnapshotWanted = () => this.imageWanted();
     this.applied = sm.appliedIndex();
     if (this.applied < this.store.firstIndex() - 1n) this.applied = this.store.firstIndex() - 1n;
     this.lastSnapshot = this.store.snapshotIndex();
@@ -146,6 +147,14 @@ export class RaftNode {
   private recoverInterruptedInstall(): void {
     const snapIndex = this.store.snapshotIndex();
     if (snapIndex === 0n || this.sm.appliedIndex() >= snapIndex) return;
+    if (this.store.snapshotInMachine()) {
+      // The log was compacted behind files that were synced at snapIndex: they were replaced since.
+      throw new Error(
+        `the state machine's files are at index ${this.sm.appliedIndex()}, behind the snapshot at ` +
+          `${snapIndex} they were recorded to hold (the log before it is compacted): restore this ` +
+          "member's data directory from a backup, or remove the member and add it again",
+      );
+    }
     this.installSnapshotData(this.store.snapshot().data, snapIndex);
   }
 
@@ -434,7 +443,13 @@ export class RaftNode {
       this.snapshotEvery = BigInt(base + Math.floor(Math.random() * (base / 2)));
     }
     if (this.snapshotJob !== null || this.applied - this.lastSnapshot < this.snapshotEvery) return;
+    if (this.sm.persist !== undefined && this.recordMachineSnapshot()) return;
     this.snapshotEvery = 0n;
+    this.takeImage();
+  }
+
+  /** Makes an image of the state at the applied index and stores it (off the loop when the machine can). */
+  private takeImage(): void {
     if (this.sm.beginSnapshot !== undefined) {
       this.beginSnapshotJob(this.sm.beginSnapshot.bind(this.sm));
       return;
@@ -445,6 +460,52 @@ export class RaftNode {
     const confState = this.confState;
     this.lastSnapshot = index;
     this.trackSnapshotJob(index, this.finishSnapshot(index, members, confState, this.sm.snapshot()));
+  }
+
+  /**
+   * The machine's own files as the snapshot (see StateMachine.persist): once they are durable at
+   * the applied index, the log store records a snapshot held by them and compacts the log behind
+   * it. Returns false when the machine keeps no files (an image is taken instead). While the
+   * machine's index trails the node's (the last entry applied was one it never sees, such as a
+   * membership change) it waits for the next entry: the ConfState recorded must be the one at the
+   * index the machine's files are at.
+   */
+  private recordMachineSnapshot(): boolean {
+    if (this.sm.appliedIndex() !== this.applied) return true;
+    const durable = this.sm.persist?.() ?? null;
+    if (durable === null) return false;
+    this.snapshotEvery = 0n;
+    const index = this.applied;
+    const confState = this.confState;
+    this.lastSnapshot = index;
+    const tail = BigInt(this.config.snapshotTailEntries);
+    this.trackSnapshotJob(
+      index,
+      durable.then(() => {
+        if (this.snapshotStillWanted(index)) this.store.createSnapshotMarker(index, confState, tail);
+      }),
+    );
+    return true;
+  }
+
+  /** Whether an image for a follower is already due to be begun (see `imageWanted`). */
+  private imageDue = false;
+
+  /**
+   * A follower needs the snapshot's data while the machine's files hold it: an image is made and
+   * stored, and the core sends it when it asks again (at the follower's next heartbeat response).
+   * Not begun here: the core asks from within a step or a membership change, possibly while a batch
+   * is being applied. It is begun between event-loop turns, where the applied index, the machine
+   * and the ConfState agree. While a snapshot job runs the request is dropped; the next ask renews it.
+   */
+  private imageWanted(): void {
+    if (this.imageDue) return;
+    this.imageDue = true;
+    setImmediate(() => {
+      this.imageDue = false;
+      if (this.stopped || this.snapshotJob !== null || !this.store.snapshotInMachine()) return;
+      this.takeImage();
+    });
   }
 
   /** The snapshot being produced off the event loop, if any (one at a time). */
@@ -509,8 +570,13 @@ export class RaftNode {
     }
   }
 
-  /** A newer snapshot (installed from the leader) supersedes one at `index`; a stopped store is closed. */
+  /**
+   * A newer snapshot (installed from the leader) supersedes one at `index`; a stopped store is
+   * closed. An image replaces a snapshot the machine's files hold at the same index.
+   */
   private snapshotStillWanted(index: bigint): boolean {
-    return !this.stopped && this.store.snapshotIndex() < index && index >= this.store.firstIndex() - 1n;
+    if (this.stopped || index < this.store.firstIndex() - 1n) return false;
+    const stored = this.store.snapshotIndex();
+    return stored < index || (stored === index && this.store.snapshotInMachine());
   }
 }

@@ -1,6 +1,7 @@
 // A tiny durable state machine used by the demo, tests and benchmark: it appends each command to a
 // table and records the applied index in the same transaction (so no entry is applied twice).
 import Database from "better-sqlite3";
+import { syncDatabaseFiles } from "../storage/sync-files.js";
 import { SnapshotWorker } from "./snapshot-worker.js";
 import type { ApplyEntry, SnapshotJob, StateMachine } from "./state-machine.js";
 
@@ -10,8 +11,11 @@ export class AppendLogMachine implements StateMachine {
   private readonly insert;
   private readonly setApplied;
   private readonly snapshots: SnapshotWorker;
+  /** Present when made with `persist: true` (see StateMachine.persist); each batch commits at once. */
+  readonly persist?: () => Promise<void>;
 
-  constructor(path: string) {
+  constructor(path: string, options: { persist?: boolean } = {}) {
+    if (options.persist === true) this.persist = () => syncDatabaseFiles(path);
     this.db = new Database(path);
     this.snapshots = new SnapshotWorker({
       path,

@@ -64,6 +64,16 @@ export interface StateMachine {
    * promise rejects when the view cannot be kept; the layer then tries again at the next interval.
    */
   beginSnapshot?(): SnapshotJob;
+  /**
+   * Optional, for a machine that keeps its state in files of its own: commits everything applied so
+   * far and resolves once those files are durable at `appliedIndex()` (synced to disk); returns null
+   * when the machine keeps no files (in memory). With it, the layer's snapshot every interval is a
+   * record that the machine's files hold the state at that index, and the log is compacted behind
+   * it, as etcd does with its backend, instead of an image of the whole state being made and
+   * written each time. An image (`beginSnapshot`, else `snapshot`) is made only when a follower
+   * needs one. Called between entries, never during `applyBatch`.
+   */
+  persist?(): Promise<void> | null;
   /** Replaces the whole state with `image`, taken at `index`; records `index` as applied. */
   restore(image: Uint8Array, index: bigint): void;
   /** Releases resources (closes databases). */

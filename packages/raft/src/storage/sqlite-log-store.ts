@@ -9,7 +9,7 @@ import { closeSync, fdatasync, fsyncSync, openSync, readdirSync, readFileSync, r
 import { open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
-import { CompactedError, UnavailableError } from "../core/errors.js";
+import { CompactedError, SnapshotTemporarilyUnavailableError, UnavailableError } from "../core/errors.js";
 import {
   type ConfState,
   EMPTY_HARD_STATE,
@@ -27,6 +27,11 @@ import { WalCheckpointer } from "./wal-checkpointer.js";
 const SNAP_FILE = /^snap-(\d+)\.snap(\.tmp)?$/;
 /** The meta key naming the file that holds the stored snapshot's data, when a file does. */
 const SNAP_FILE_KEY = "snapFile";
+/**
+ * The meta key marking the stored snapshot as one held by the state machine's own files: the
+ * snapshot row then records only index, term and ConfState (see `createSnapshotMarker`).
+ */
+const SNAP_IN_MACHINE_KEY = "snapInMachine";
 
 const EMPTY = new Uint8Array(0);
 /**
@@ -110,6 +115,12 @@ export class SqliteLogStore implements LogStorage {
   private readonly snapDir: string | null;
   /** Snapshot files no longer referenced, deleted once the transaction that let go of them is synced. */
   private obsoleteFiles: { seq: number; file: string }[] = [];
+  /**
+   * Called when the core asks for the stored snapshot's data while the state machine's own files hold
+   * it (see `createSnapshotMarker`): the owner makes an image and stores it, and the core, told the
+   * snapshot is temporarily unavailable, asks again at the follower's next heartbeat response.
+   */
+  onSnapshotWanted: (() => void) | null = null;
   /** The newest entries, served without reading SQLite (see entry-tail.ts). */
   private readonly tail = new EntryTail(TAIL_ENTRIES_MAX, TAIL_BYTES_MAX);
   private readonly stmts;
@@ -261,6 +272,11 @@ export class SqliteLogStore implements LogStorage {
     return out;
   }
 
+  /** Whether the stored snapshot is held by the state machine's own files (see `createSnapshotMarker`). */
+  snapshotInMachine(): boolean {
+    return this.getMeta(SNAP_IN_MACHINE_KEY) !== undefined;
+  }
+
   /** Index of the stored snapshot (0n when none). */
   snapshotIndex(): bigint {
     const row = this.stmts.getSnap.get() as { idx: bigint } | undefined;
@@ -273,6 +289,10 @@ export class SqliteLogStore implements LogStorage {
       | undefined;
     if (row === undefined) {
       return { metadata: { index: 0n, term: 0n, confState: this.conf }, data: new Uint8Array() };
+    }
+    if (this.snapshotInMachine()) {
+      this.onSnapshotWanted?.();
+      throw new SnapshotTemporarilyUnavailableError();
     }
     const file = this.getMeta(SNAP_FILE_KEY);
     const data =
@@ -427,8 +447,12 @@ export class SqliteLogStore implements LogStorage {
     this.setCompacted(m.index, m.term);
   }
 
-  /** Inside a transaction: the stored snapshot's file (if any) is let go of (see `obsoleteFiles`). */
+  /**
+   * Inside a transaction: the stored snapshot's file (if any) is let go of (see `obsoleteFiles`), and
+   * so is its mark as held by the state machine.
+   */
   private releaseSnapshotFile(): void {
+    this.stmts.deleteMeta.run(SNAP_IN_MACHINE_KEY);
     const file = this.getMeta(SNAP_FILE_KEY);
     if (file === undefined) return;
     this.stmts.deleteMeta.run(SNAP_FILE_KEY);
@@ -548,12 +572,23 @@ export class SqliteLogStore implements LogStorage {
     this.storeSnapshot(index, confState, EMPTY, name, keepTail);
   }
 
+  /**
+   * Records a snapshot at `index` whose data is the state machine's own files, already durable at
+   * `index` (StateMachine.persist), and compacts the log behind it as `createSnapshot` does: what
+   * etcd does with its backend, instead of serializing the whole state at every interval. `snapshot()`
+   * then asks for an image (`onSnapshotWanted`) when a follower needs one.
+   */
+  createSnapshotMarker(index: bigint, confState: ConfState, keepTail: bigint): void {
+    this.storeSnapshot(index, confState, EMPTY, null, keepTail, true);
+  }
+
   private storeSnapshot(
     index: bigint,
     confState: ConfState,
     data: Uint8Array,
     file: string | null,
     keepTail: bigint,
+    inMachine = false,
   ): bigint {
     const term = this.term(index);
     const compactTo = index - keepTail;
@@ -574,6 +609,7 @@ export class SqliteLogStore implements LogStorage {
         this.stmts.setSnap.run(index, term, Buffer.from(encodeConfState(confState)), toBuffer(data));
         this.releaseSnapshotFile();
         if (file !== null) this.setMeta(SNAP_FILE_KEY, Buffer.from(file));
+        if (inMachine) this.setMeta(SNAP_IN_MACHINE_KEY, Buffer.from([1]));
         if (compactTo > this.snapIndex) {
           this.setCompacted(compactTo, compactTerm);
           this.trimTo = compactTo;
