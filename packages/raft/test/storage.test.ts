@@ -11,6 +11,21 @@ import { SqliteLogStore } from "../src/storage/sqlite-log-store.js";
 const dir = mkdtempSync(join(tmpdir(), "raft-store-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A store in a folder of its own under `dir`, holding entries 1..10 of term 1, one voter. */
+function storeInFolder(name: string) {
+  const sub = join(dir, name);
+  mkdirSync(sub);
+  const path = join(sub, "raft.db");
+  const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
+  const e = (index: bigint) => ({ index, term: 1n, type: 0 as const, data: Buffer.from([Number(index)]) });
+  s.persist({
+    hardState: null,
+    entries: Array.from({ length: 10 }, (_, i) => e(BigInt(i + 1))),
+    snapshot: null,
+  });
+  return { sub, path, s, cs: { voters: [1n], learners: [] } };
+}
+
 function checkConsistent(path: string): SqliteLogStore {
   const s = new SqliteLogStore({ path });
   const first = s.firstIndex();
@@ -173,17 +188,7 @@ describe("SqliteLogStore", () => {
     // Proves file-held snapshots: the data is served from the file across a reopen, the file a newer
     // snapshot replaces is deleted only once that change is synced, a snapshot from the leader
     // (stored in the database) lets go of the file too, and stray files are removed at open.
-    const sub = join(dir, "snapfiles");
-    mkdirSync(sub);
-    const path = join(sub, "raft.db");
-    const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
-    const e = (index: bigint) => ({ index, term: 1n, type: 0 as const, data: Buffer.from([Number(index)]) });
-    s.persist({
-      hardState: null,
-      entries: Array.from({ length: 10 }, (_, i) => e(BigInt(i + 1))),
-      snapshot: null,
-    });
-    const cs = { voters: [1n], learners: [] };
+    const { sub, path, s, cs } = storeInFolder("snapfiles");
     const first = await s.writeSnapshotFile(4n, [Buffer.from("head:"), Buffer.from("image at 4")]);
     expect(first).toBe("snap-4.snap");
     s.createSnapshotFromFile(4n, cs, first!, 1n);
@@ -216,17 +221,7 @@ describe("SqliteLogStore", () => {
     // Proves snapshot markers: the log is compacted behind one, reading its data asks the owner for an
     // image and reports it temporarily unavailable, the mark survives a reopen, and an image stored
     // at the same index (or a snapshot from the leader) replaces it.
-    const sub = join(dir, "marker");
-    mkdirSync(sub);
-    const path = join(sub, "raft.db");
-    const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
-    const e = (index: bigint) => ({ index, term: 1n, type: 0 as const, data: Buffer.from([Number(index)]) });
-    s.persist({
-      hardState: null,
-      entries: Array.from({ length: 10 }, (_, i) => e(BigInt(i + 1))),
-      snapshot: null,
-    });
-    const cs = { voters: [1n], learners: [] };
+    const { sub, path, s, cs } = storeInFolder("marker");
     s.createSnapshotMarker(6n, cs, 2n);
     expect([s.snapshotIndex(), s.firstIndex(), s.snapshotInMachine()]).toEqual([6n, 5n, true]);
     expect(s.term(6n)).toBe(1n);
