@@ -133,4 +133,18 @@ describe("runDaemon (child process)", () => {
     expect(await later.exited).toBe(1);
     expect(logLines(later).find((l) => l.level === "fatal")).toMatchObject({ msg: "uncaught exception" });
   });
+
+  it("logs process warnings as JSON lines and keeps running", async () => {
+    // Proves a warning raised in the process (a failed background checkpoint reports this way) is
+    // in the JSON log.
+    const child = spawnEcho(["--simulate-failure", "warning"]);
+    expect(await waitForLog(child, "process warning")).toMatchObject({
+      level: "warn",
+      warning: "Warning",
+      detail: "simulated warning",
+    });
+    await waitForLog(child, "echo ready");
+    child.proc.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+  });
 });

@@ -139,6 +139,11 @@ async function startDaemon<T extends OptionTable>(
   };
   process.on("uncaughtException", (err) => fail(err, "uncaught exception"));
   process.on("unhandledRejection", (err) => fail(err, "unhandled promise rejection"));
+  // Warnings (a library's, or a background storage task's such as a failed WAL checkpoint) reach
+  // the JSON log, not only stderr.
+  process.on("warning", (warning) =>
+    logger.warn({ warning: warning.name, detail: warning.message }, "process warning"),
+  );
 
   const stop = (signal: string) => {
     if (stopping) {

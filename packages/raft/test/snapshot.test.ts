@@ -14,6 +14,7 @@ import {
 } from "../src/demo/local-cluster.js";
 import { decodeLayerSnapshot } from "../src/service/members.js";
 import { AppendLogMachine } from "../src/service/sqlite-test-machine.js";
+import { SqliteLogStore } from "../src/storage/sqlite-log-store.js";
 import { until } from "./helpers.js";
 
 let members: LocalMember[] = [];
@@ -167,5 +168,40 @@ describe("snapshots held by the state machine's files", () => {
       () => again.machine.commands().length === leader.machine.commands().length,
     );
     expect(again.machine.commands()).toEqual(leader.machine.commands());
+  }, 120_000);
+
+  it("stop a member whose machine cannot sync its files, before its log is compacted behind them", async () => {
+    // Proves a failed StateMachine.persist is fatal, as a failed sync of the Raft log is: the file
+    // may have lost writes, so no snapshot may be recorded as held by it.
+    dir = mkdtempSync(join(tmpdir(), "raft-snap-"));
+    const opts = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2_000 };
+    members = await startLocalCluster(1, dir, {
+      ...opts,
+      snapshotEntries: 5,
+      snapshotTailEntries: 1,
+      persistMachine: true,
+    });
+    const [solo] = members as [LocalMember];
+    await until("leader", () => solo.service.status().role === "leader");
+    let calls = 0;
+    Object.defineProperty(solo.machine, "persist", {
+      value: () => {
+        calls++;
+        return Promise.reject(new Error("EIO: i/o error, fdatasync"));
+      },
+    });
+    let i = 0;
+    await until("the member stops", async () => {
+      if (!solo.service.node.isStopped) await solo.service.propose(new TextEncoder().encode(`e${i++}`));
+      return solo.service.node.isStopped;
+    });
+    expect(calls).toBe(1);
+    const store = new SqliteLogStore({ path: join(solo.dataDir, "raft.db") });
+    try {
+      expect(store.snapshotIndex()).toBe(0n);
+      expect(store.firstIndex()).toBe(1n);
+    } finally {
+      store.close();
+    }
   }, 120_000);
 });

@@ -220,7 +220,7 @@ describe("SqliteLogStore", () => {
   it("records a snapshot held by the state machine's files and asks for an image when one is wanted", async () => {
     // Proves snapshot markers: the log is compacted behind one, reading its data asks the owner for an
     // image and reports it temporarily unavailable, the mark survives a reopen, and an image stored
-    // at the same index (or a snapshot from the leader) replaces it.
+    // at the same index (or a snapshot from the leader) replaces it and is known unsent until read.
     const { sub, path, s, cs } = storeInFolder("marker");
     s.createSnapshotMarker(6n, cs, 2n);
     expect([s.snapshotIndex(), s.firstIndex(), s.snapshotInMachine()]).toEqual([6n, 5n, true]);
@@ -236,9 +236,13 @@ describe("SqliteLogStore", () => {
     expect([r.snapshotIndex(), r.firstIndex(), r.snapshotInMachine()]).toEqual([6n, 5n, true]);
     expect(() => r.snapshot()).toThrow(SnapshotTemporarilyUnavailableError);
     const file = await r.writeSnapshotFile(6n, [Buffer.from("image at 6")]);
+    expect(r.imageUnsent()).toBe(false);
     r.createSnapshotFromFile(6n, cs, file!, 2n);
     expect(r.snapshotInMachine()).toBe(false);
+    // The image was made for a follower: it is marked unsent until the core reads it to send it.
+    expect(r.imageUnsent()).toBe(true);
     expect(Buffer.from(r.snapshot().data).toString()).toBe("image at 6");
+    expect(r.imageUnsent()).toBe(false);
     expect(r.snapshot().metadata).toEqual({ index: 6n, term: 1n, confState: cs });
     r.createSnapshotMarker(9n, cs, 2n);
     expect([r.snapshotIndex(), r.firstIndex(), r.snapshotInMachine()]).toEqual([9n, 8n, true]);

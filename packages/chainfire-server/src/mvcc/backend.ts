@@ -1,6 +1,6 @@
 // The SQLite side of the MVCC store: revision-keyed rows (one per key change, tombstones included),
 // leases and a few counters. Every 64-bit column is read with safeIntegers so it arrives as bigint.
-import { WalCheckpointer } from "@photoncloud/raft";
+import { WalCheckpointer, WalFileSync } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 
 export interface Row {
@@ -54,6 +54,8 @@ export class Backend {
   private commitTimer: NodeJS.Timeout | null = null;
   /** Checkpoints the WAL from a worker thread, when asked for (see WalCheckpointer). */
   private checkpointer: WalCheckpointer | null = null;
+  /** Syncs the file's WAL off the event loop (null for an in-memory database). */
+  private readonly files: WalFileSync | null = null;
 
   /**
    * @param batchIntervalMs how long applied batches may stay in the open write transaction (etcd's
@@ -70,7 +72,10 @@ export class Backend {
     this.db = new Database(source as string);
     // The Raft log is the durable record: after a crash the entries past the recorded applied index
     // are applied again, so the state machine can trade fsync per commit for throughput.
-    if (typeof source === "string" && source !== ":memory:") this.db.pragma("journal_mode = WAL");
+    if (typeof source === "string" && source !== ":memory:") {
+      this.db.pragma("journal_mode = WAL");
+      this.files = new WalFileSync(source);
+    }
     this.db.pragma("synchronous = NORMAL");
     this.db.exec(SCHEMA);
     this.insertRow = this.db.prepare(
@@ -201,6 +206,15 @@ export class Backend {
     return this.db.serialize();
   }
 
+  /**
+   * Commits the open write transaction and makes the file durable off the event loop; null for an
+   * in-memory database.
+   */
+  sync(): Promise<void> | null {
+    this.commit();
+    return this.files?.sync() ?? null;
+  }
+
   /** Rebuilds the file to release free pages (VACUUM cannot run inside a transaction). */
   vacuum(): void {
     this.commit();
@@ -210,6 +224,7 @@ export class Backend {
   close(): void {
     this.commit();
     this.checkpointer?.close();
+    this.files?.close();
     this.db.close();
   }
 }

@@ -2,7 +2,7 @@
 // lease; history until compaction) as a Raft StateMachine. Writes arrive only as encoded MvccCommands
 // through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
-import { rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
@@ -12,7 +12,7 @@ import {
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
-  syncDatabaseFiles,
+  writeDatabaseFile,
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, type Row } from "./backend.js";
@@ -167,9 +167,7 @@ export class MvccStore implements StateMachine {
    * event loop. An image (`beginSnapshot`) is made only for a follower that needs one.
    */
   persist(): Promise<void> | null {
-    if (this.options.path === ":memory:") return null;
-    this.backend.commit();
-    return syncDatabaseFiles(this.options.path);
+    return this.backend.sync();
   }
 
   restore(image: Uint8Array, index: bigint): void {
@@ -178,7 +176,7 @@ export class MvccStore implements StateMachine {
       this.backend = this.openBackend(Buffer.from(image));
     } else {
       for (const suffix of ["", "-wal", "-shm"]) rmSync(this.options.path + suffix, { force: true });
-      writeFileSync(this.options.path, image);
+      writeDatabaseFile(this.options.path, image);
       this.backend = this.openBackend(this.options.path);
     }
     this.backend.setMetaValue("applied_index", index);

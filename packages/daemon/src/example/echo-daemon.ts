@@ -51,9 +51,10 @@ export const echoOptions = defineOptions({
   simulateFailure: {
     flag: "simulate-failure",
     type: "enum",
-    values: ["none", "start", "uncaught"],
+    values: ["none", "start", "uncaught", "warning"],
     default: "none",
-    description: "fail on purpose (to test failure handling): during start, or by an uncaught error after it",
+    description:
+      "fail on purpose (to test failure handling): during start, by an uncaught error after it, or with a process warning",
   },
   ...logOptions("ECHO_"),
   ...clientTlsOptions("ECHO_"),
@@ -134,6 +135,7 @@ export function main(): Promise<void> {
           throw new Error("simulated uncaught error");
         }, 10);
       }
+      if (config.simulateFailure === "warning") process.emitWarning("simulated warning");
       logger.info(
         {
           grpcUrls: grpc.urls.map((u) => u.href),

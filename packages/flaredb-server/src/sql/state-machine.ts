@@ -6,13 +6,16 @@
 // timestamp and seed, so every member computes the same bytes.
 
 import { randomBytes } from "node:crypto";
-import { renameSync, rmSync, writeFileSync } from "node:fs";
+import { renameSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
 import {
   type ApplyEntry,
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
-  syncDatabaseFiles,
+  syncFolder,
+  WalFileSync,
+  writeDatabaseFile,
   WalCheckpointer,
 } from "@photoncloud/raft";
 import Database from "better-sqlite3";
@@ -123,6 +126,8 @@ export class SqlStateMachine implements StateMachine {
   private readonly snapshots: SnapshotWorker;
   /** Checkpoints the database's WAL from a worker thread, when asked for (see WalCheckpointer). */
   private checkpointer: WalCheckpointer | null = null;
+  /** Syncs the database's WAL off the event loop (null for an in-memory database). */
+  private files: WalFileSync | null = null;
 
   constructor(private readonly options: SqlStateMachineOptions) {
     this.statementCacheMax = options.statementCacheMax ?? 512;
@@ -156,12 +161,15 @@ export class SqlStateMachine implements StateMachine {
     this.cache.clear();
     this.applied = db.prepare(`SELECT applied_index FROM ${metaTable}`).pluck().get() as bigint;
     if (this.options.backgroundCheckpoints === true) this.checkpointer = new WalCheckpointer(db);
+    if (this.options.path !== ":memory:") this.files = new WalFileSync(this.options.path);
   }
 
   /** The background checkpoints stop first, so that this connection's close is the last one. */
   private closeDb(): void {
     this.checkpointer?.close();
     this.checkpointer = null;
+    this.files?.close();
+    this.files = null;
     this.db.close();
   }
 
@@ -508,7 +516,7 @@ export class SqlStateMachine implements StateMachine {
    * event loop. An image (`beginSnapshot`) is made only for a follower that needs one.
    */
   persist(): Promise<void> | null {
-    return this.options.path === ":memory:" ? null : syncDatabaseFiles(this.options.path);
+    return this.files?.sync() ?? null;
   }
 
   restore(image: Uint8Array, index: bigint): void {
@@ -519,11 +527,12 @@ export class SqlStateMachine implements StateMachine {
     this.closeDb();
     const path = this.options.path;
     const staging = `${path}.restore`;
-    writeFileSync(staging, image, { flush: true });
+    writeDatabaseFile(staging, image);
     // A WAL left from the old database would be replayed onto the new image: remove it first.
     rmSync(`${path}-wal`, { force: true });
     rmSync(`${path}-shm`, { force: true });
     renameSync(staging, path);
+    syncFolder(dirname(path));
     this.open();
     this.setAppliedStmt.run(index);
     this.applied = index;

@@ -269,8 +269,8 @@ export class RaftNode {
    * An fsync failed: what was written may not be on disk, so nothing that depends on it may be
    * sent, applied or acknowledged. The member stops (as etcd does); waiting callers time out.
    */
-  private failStorage(err: unknown): void {
-    this.config.logger.error({ err: String(err) }, "raft log fsync failed; stopping this member");
+  private failStorage(err: unknown, what = "raft log fsync failed"): void {
+    this.config.logger.error({ err: String(err) }, `${what}; stopping this member`);
     this.stop();
   }
 
@@ -443,7 +443,15 @@ export class RaftNode {
       this.snapshotEvery = BigInt(base + Math.floor(Math.random() * (base / 2)));
     }
     if (this.snapshotJob !== null || this.applied - this.lastSnapshot < this.snapshotEvery) return;
-    if (this.sm.persist !== undefined && this.recordMachineSnapshot()) return;
+    // After a restart the configuration loaded is the latest recorded, possibly from an entry past
+    // the machine's index that is being applied again: a snapshot waits until the node is there.
+    if (this.applied < this.store.confIndex()) return;
+    if (this.machineFiles !== false && this.sm.persist !== undefined) {
+      // An image made for a follower is not replaced before it is sent, for one more interval.
+      const unsent = this.store.imageUnsent();
+      if (unsent && this.applied - this.lastSnapshot < 2n * this.snapshotEvery) return;
+      if (this.recordMachineSnapshot()) return;
+    }
     this.snapshotEvery = 0n;
     this.takeImage();
   }
@@ -458,9 +466,11 @@ export class RaftNode {
     const index = this.applied;
     const members = [...this.members.values()];
     const confState = this.confState;
-    this.lastSnapshot = index;
     this.trackSnapshotJob(index, this.finishSnapshot(index, members, confState, this.sm.snapshot()));
   }
+
+  /** Whether the machine keeps files that `persist` makes durable (known once it is first asked). */
+  private machineFiles: boolean | undefined;
 
   /**
    * The machine's own files as the snapshot (see StateMachine.persist): once they are durable at
@@ -468,22 +478,28 @@ export class RaftNode {
    * it. Returns false when the machine keeps no files (an image is taken instead). While the
    * machine's index trails the node's (the last entry applied was one it never sees, such as a
    * membership change) it waits for the next entry: the ConfState recorded must be the one at the
-   * index the machine's files are at.
+   * index the machine's files are at. A failed sync stops the member, as a failed sync of the
+   * log does: the file may have lost writes the log no longer holds once compacted.
    */
   private recordMachineSnapshot(): boolean {
-    if (this.sm.appliedIndex() !== this.applied) return true;
+    if (this.sm.appliedIndex() !== this.applied) return this.machineFiles === true;
     const durable = this.sm.persist?.() ?? null;
+    this.machineFiles = durable !== null;
     if (durable === null) return false;
     this.snapshotEvery = 0n;
     const index = this.applied;
     const confState = this.confState;
-    this.lastSnapshot = index;
     const tail = BigInt(this.config.snapshotTailEntries);
     this.trackSnapshotJob(
       index,
-      durable.then(() => {
-        if (this.snapshotStillWanted(index)) this.store.createSnapshotMarker(index, confState, tail);
-      }),
+      durable.then(
+        () => {
+          if (this.snapshotStillWanted(index)) this.store.createSnapshotMarker(index, confState, tail);
+        },
+        (err: unknown) => {
+          if (!this.stopped) this.failStorage(err, "state machine fsync failed");
+        },
+      ),
     );
     return true;
   }
@@ -504,6 +520,8 @@ export class RaftNode {
     setImmediate(() => {
       this.imageDue = false;
       if (this.stopped || this.snapshotJob !== null || !this.store.snapshotInMachine()) return;
+      // Not while the node re-applies entries behind its loaded configuration (see maybeSnapshot).
+      if (this.applied < this.store.confIndex()) return;
       this.takeImage();
     });
   }
@@ -529,13 +547,16 @@ export class RaftNode {
         `state machine pinned its snapshot at ${job.index}, not at its applied index ${smIndex} (a bug)`,
       );
     }
-    this.lastSnapshot = index;
     this.trackSnapshotJob(
       index,
       job.image.then((image) => this.finishSnapshot(index, members, confState, image)),
     );
   }
 
+  /**
+   * The next interval counts from when the job ends, not from when it began: an image a follower
+   * waits for then stays stored for a whole interval (see maybeSnapshot), however long it took.
+   */
   private trackSnapshotJob(index: bigint, work: Promise<void>): void {
     this.snapshotJob = work
       .catch((err: unknown) => {
@@ -547,6 +568,7 @@ export class RaftNode {
       })
       .finally(() => {
         this.snapshotJob = null;
+        if (index > this.lastSnapshot) this.lastSnapshot = this.applied;
       });
   }
 

@@ -1,7 +1,7 @@
 // A tiny durable state machine used by the demo, tests and benchmark: it appends each command to a
 // table and records the applied index in the same transaction (so no entry is applied twice).
 import Database from "better-sqlite3";
-import { syncDatabaseFiles } from "../storage/sync-files.js";
+import { WalFileSync } from "../storage/sync-files.js";
 import { SnapshotWorker } from "./snapshot-worker.js";
 import type { ApplyEntry, SnapshotJob, StateMachine } from "./state-machine.js";
 
@@ -13,9 +13,14 @@ export class AppendLogMachine implements StateMachine {
   private readonly snapshots: SnapshotWorker;
   /** Present when made with `persist: true` (see StateMachine.persist); each batch commits at once. */
   readonly persist?: () => Promise<void>;
+  private readonly files: WalFileSync | null = null;
 
   constructor(path: string, options: { persist?: boolean } = {}) {
-    if (options.persist === true) this.persist = () => syncDatabaseFiles(path);
+    if (options.persist === true) {
+      const files = new WalFileSync(path);
+      this.files = files;
+      this.persist = () => files.sync();
+    }
     this.db = new Database(path);
     this.snapshots = new SnapshotWorker({
       path,
@@ -95,6 +100,7 @@ export class AppendLogMachine implements StateMachine {
 
   close(): void {
     this.snapshots.close();
+    this.files?.close();
     if (this.db.open) this.db.close();
   }
 }

@@ -22,6 +22,7 @@ import {
 } from "../core/types.js";
 import { EntryTail } from "./entry-tail.js";
 import { WalCheckpointer } from "./wal-checkpointer.js";
+import { syncFolder } from "./sync-files.js";
 
 /** Locally made snapshots are files named `snap-<index>.snap` beside the database (see `writeSnapshotFile`). */
 const SNAP_FILE = /^snap-(\d+)\.snap(\.tmp)?$/;
@@ -121,6 +122,8 @@ export class SqliteLogStore implements LogStorage {
    * snapshot is temporarily unavailable, asks again at the follower's next heartbeat response.
    */
   onSnapshotWanted: (() => void) | null = null;
+  /** False from storing a snapshot image until `snapshot()` has handed it out (see `imageUnsent`). */
+  private imageSent = true;
   /** The newest entries, served without reading SQLite (see entry-tail.ts). */
   private readonly tail = new EntryTail(TAIL_ENTRIES_MAX, TAIL_BYTES_MAX);
   private readonly stmts;
@@ -180,12 +183,7 @@ export class SqliteLogStore implements LogStorage {
     if (this.db.memory) return;
     this.walFd = openSync(`${path}-wal`, "r");
     fsyncSync(this.walFd);
-    const dirFd = openSync(dirname(path), "r");
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    syncFolder(dirname(path));
   }
 
   private load(opts: SqliteLogStoreOptions): void {
@@ -272,6 +270,15 @@ export class SqliteLogStore implements LogStorage {
     return out;
   }
 
+  /**
+   * Whether the image stored last (by `createSnapshot` or `createSnapshotFromFile`) has not been
+   * handed out by `snapshot()` yet: with a machine that keeps files, such an image was made for a
+   * follower still waiting for it. False after a restart.
+   */
+  imageUnsent(): boolean {
+    return !this.imageSent;
+  }
+
   /** Whether the stored snapshot is held by the state machine's own files (see `createSnapshotMarker`). */
   snapshotInMachine(): boolean {
     return this.getMeta(SNAP_IN_MACHINE_KEY) !== undefined;
@@ -299,6 +306,7 @@ export class SqliteLogStore implements LogStorage {
       file !== undefined && this.snapDir !== null
         ? readFileSync(join(this.snapDir, file.toString()))
         : row.data;
+    this.imageSent = true;
     return {
       metadata: { index: row.idx, term: row.term, confState: decodeConfState(row.conf) },
       data,
@@ -445,6 +453,7 @@ export class SqliteLogStore implements LogStorage {
     this.stmts.setSnap.run(m.index, m.term, Buffer.from(encodeConfState(m.confState)), toBuffer(snap.data));
     this.releaseSnapshotFile();
     this.setCompacted(m.index, m.term);
+    this.imageSent = true;
   }
 
   /**
@@ -626,6 +635,7 @@ export class SqliteLogStore implements LogStorage {
     }
     this.writeSeq++;
     this.tail.dropUpTo(this.snapIndex);
+    this.imageSent = inMachine;
     return term;
   }
 

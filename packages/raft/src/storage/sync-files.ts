@@ -1,31 +1,92 @@
-// Makes a SQLite database's files durable from libuv's thread pool, without blocking the event loop:
-// the database file, its WAL when there is one, and the folder (a file replaced by a restore is a
-// new directory entry). A commit in WAL mode with synchronous=NORMAL reaches the WAL but is not
-// synced; frames a checkpoint already copied into the database file were synced by the checkpoint
-// before it let the WAL restart. So after this resolves, every transaction committed before the
-// call survives a power loss.
-import { open } from "node:fs/promises";
+// Makes an open WAL-mode SQLite database durable from libuv's thread pool, without blocking the
+// event loop. A commit with synchronous=NORMAL reaches the WAL but is not synced; a checkpoint syncs
+// the database file before SQLite lets the WAL start over, so the frames not yet synced in the
+// database file are all still in the WAL. Syncing the WAL (and the folder, for files created since
+// the last sync) therefore makes every transaction committed before the call survive a power loss.
+//
+// The WAL's descriptor is opened once and kept. The database file itself is never opened here:
+// closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+// included (see SQLite's "How To Corrupt An SQLite Database File", section 2.2). SQLite locks only
+// the database file and its `-shm`, never the `-wal` or the folder.
+import { closeSync, fdatasync, fsync, fsyncSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
+import { promisify } from "node:util";
 
-async function syncPath(path: string, directory = false): Promise<void> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, directory ? "r" : "r+");
-  } catch (err) {
-    // No WAL file (not in WAL mode, or none since the last close) is nothing to sync.
-    if ((err as NodeJS.ErrnoException).code === "ENOENT" && !directory && path.endsWith("-wal")) return;
-    throw err;
+const fdatasyncAsync = promisify(fdatasync);
+const fsyncAsync = promisify(fsync);
+
+export class WalFileSync {
+  private wal: number | null = null;
+  private folder: number | null = null;
+  /** Syncs running in the thread pool: the descriptors are closed only after the last one. */
+  private running = 0;
+  private closed = false;
+
+  /** `path` is the database file of a connection open in WAL mode. */
+  constructor(readonly path: string) {}
+
+  /** Resolves once every transaction committed before the call is durable. */
+  async sync(): Promise<void> {
+    if (this.closed) throw new Error(`${this.path}: its files are closed, nothing more can be synced`);
+    if (this.wal === null) this.open();
+    this.running++;
+    try {
+      await fdatasyncAsync(this.wal as number);
+      await fsyncAsync(this.folder as number);
+    } finally {
+      this.running--;
+      if (this.closed && this.running === 0) this.closeDescriptors();
+    }
   }
-  try {
-    await (directory ? handle.sync() : handle.datasync());
-  } finally {
-    await handle.close();
+
+  /** Lets go of the descriptors (after the syncs still running). Call before the database is replaced. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.running === 0) this.closeDescriptors();
+  }
+
+  private open(): void {
+    try {
+      this.wal = openSync(`${this.path}-wal`, "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      throw new Error(
+        `${this.path}-wal does not exist while the database is open: it is not in WAL mode, or its WAL was removed`,
+      );
+    }
+    this.folder = openSync(dirname(this.path), "r");
+  }
+
+  private closeDescriptors(): void {
+    for (const fd of [this.wal, this.folder]) if (fd !== null) closeSync(fd);
+    this.wal = null;
+    this.folder = null;
   }
 }
 
-/** Syncs the database file at `path`, its `-wal` file (if any) and its folder. */
-export async function syncDatabaseFiles(path: string): Promise<void> {
-  await syncPath(`${path}-wal`);
-  await syncPath(path);
-  await syncPath(dirname(path), true);
+/**
+ * Writes a new database file at `path` (no connection may have it open) and makes it durable: its
+ * content, and its name in the folder.
+ */
+export function writeDatabaseFile(path: string, content: Uint8Array): void {
+  const fd = openSync(path, "w");
+  try {
+    let done = 0;
+    while (done < content.byteLength) done += writeSync(fd, content, done);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  syncFolder(dirname(path));
+}
+
+/** Makes the folder's entries (files created, renamed or removed in it) durable. */
+export function syncFolder(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

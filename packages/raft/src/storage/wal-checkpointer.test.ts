@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -50,5 +50,20 @@ describe("WalCheckpointer", () => {
       db.close();
       expect(existsSync(`${path}-wal`)).toBe(false);
     }
+  });
+
+  it("reports a failure instead of losing the background checkpoints silently", async () => {
+    // Proves the owner hears of it: the worker cannot open a database whose file has been moved.
+    const path = join(dir, "c.db");
+    const db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.exec("CREATE TABLE t (k)");
+    renameSync(path, join(dir, "c-moved.db"));
+    const errors: string[] = [];
+    const checkpointer = new WalCheckpointer(db, { intervalMs: 5, onError: (m) => errors.push(m) });
+    await vi.waitFor(() => expect(errors).toHaveLength(1), { timeout: 20_000 });
+    expect(errors[0]).toMatch(/unable to open database file|SQLITE_CANTOPEN/);
+    checkpointer.close();
+    db.close();
   });
 });

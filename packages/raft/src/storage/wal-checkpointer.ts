@@ -17,8 +17,15 @@ const STOPPED = 3;
 
 /** Runs in the worker (plain CommonJS, so it needs no TypeScript loader). */
 const WORKER_SOURCE = `
-const { workerData } = require("node:worker_threads");
+const { parentPort, workerData } = require("node:worker_threads");
 const ctl = new Int32Array(workerData.control);
+// Each failure is reported once until a checkpoint succeeds again (one every interval otherwise).
+let reported = null;
+const report = (err) => {
+  const text = String(err && err.code ? err.code + ": " + err.message : err);
+  if (text !== reported) parentPort.postMessage(text);
+  reported = text;
+};
 try {
   const Database = require(workerData.driver);
   const db = new Database(workerData.path, { fileMustExist: true, timeout: 0 });
@@ -28,16 +35,22 @@ try {
       while (Atomics.wait(ctl, 0, ${RUNNING}, workerData.intervalMs) === "timed-out") {
         try {
           checkpoint.run();
-        } catch {
-          // Busy or failed: the writer's own checkpoint is the fallback; try again next interval.
+          reported = null;
+        } catch (err) {
+          // Busy: another checkpoint is running. Anything else (an I/O error) is reported. Either
+          // way the frames stay in the WAL, the writer's own checkpoint is the fallback, and this
+          // one tries again next interval.
+          const code = err && err.code;
+          if (code !== "SQLITE_BUSY" && code !== "SQLITE_LOCKED") report(err);
         }
       }
     }
   } finally {
     db.close();
   }
-} catch {
+} catch (err) {
   // No driver or no database: only the background checkpoints are lost.
+  report(err);
 } finally {
   Atomics.store(ctl, 0, ${STOPPED});
   Atomics.notify(ctl, 0);
@@ -51,6 +64,11 @@ export interface WalCheckpointerOptions {
   writerPagesMax?: number;
   /** How long `close` may wait for the worker to close its connection (default 5 s). */
   closeTimeoutMs?: number;
+  /**
+   * Told of a checkpoint that failed other than by being busy (once until one succeeds again), or
+   * of a worker that could not start. Default: a process warning.
+   */
+  onError?: (message: string) => void;
 }
 
 export class WalCheckpointer {
@@ -73,8 +91,12 @@ export class WalCheckpointer {
       },
     });
     this.worker.unref();
+    const onError =
+      options.onError ??
+      ((message: string) => process.emitWarning(`${db.name}: background WAL checkpoint failed: ${message}`));
+    this.worker.on("message", (message: unknown) => onError(String(message)));
     // A worker that cannot start only loses the background checkpoints.
-    this.worker.on("error", () => {});
+    this.worker.on("error", (err) => onError(String(err)));
   }
 
   /**
