@@ -170,6 +170,44 @@ describe("snapshots held by the state machine's files", () => {
     expect(again.machine.commands()).toEqual(leader.machine.commands());
   }, 120_000);
 
+  it("wait while the machine's index trails the node's, from the first interval, rather than make an image", async () => {
+    // Proves a member whose last entries are ones its machine never sees (membership changes) makes
+    // no image when a snapshot falls due: it records the machine's files at the next entry the
+    // machine applies, with the ConfState at that index.
+    dir = mkdtempSync(join(tmpdir(), "raft-snap-"));
+    const opts = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 20_000 };
+    members = await startLocalCluster(1, dir, {
+      ...opts,
+      snapshotEntries: 3,
+      snapshotTailEntries: 1,
+      persistMachine: true,
+    });
+    const [solo] = members as [LocalMember];
+    await until("leader", () => solo.service.status().role === "leader");
+    const store = solo.service.node.store;
+    let images = 0;
+    for (const name of ["writeSnapshotFile", "createSnapshot"] as const) {
+      const original = store[name].bind(store) as (...args: unknown[]) => unknown;
+      Object.defineProperty(store, name, {
+        value: (...args: unknown[]) => {
+          images++;
+          return original(...args);
+        },
+      });
+    }
+    const self = solo.service.memberList()[0]!;
+    // Ten in-place updates of this member: ConfChange entries only, well past an interval of 3-4.
+    for (let i = 0; i < 10; i++) {
+      await solo.service.addMember(self.id, { ...self, clientUrls: [`http://127.0.0.1:${2000 + i}`] });
+    }
+    await solo.service.propose(new TextEncoder().encode("seen"));
+    const [seen] = solo.machine.commands();
+    await until("a snapshot held by the machine's file", () => store.snapshotInMachine());
+    expect(store.snapshotIndex()).toBe(seen!.index);
+    expect(images).toBe(0);
+    expect(solo.service.node.isStopped).toBe(false);
+  }, 120_000);
+
   it("stop a member whose machine cannot sync its files, before its log is compacted behind them", async () => {
     // Proves a failed StateMachine.persist is fatal, as a failed sync of the Raft log is: the file
     // may have lost writes, so no snapshot may be recorded as held by it.

@@ -244,6 +244,12 @@ describe("MvccStore", () => {
     store.restore(image, 3n);
     expect(store.range(rangeRequest({ key: b("other") })).count).toBe(0n);
     expect(store.hashKV(0n).hash).toBe(hash);
+    // The image was written beside the file and renamed over it; the restored file is what reopens.
+    expect(existsSync(join(dir, "mvcc.db.restore"))).toBe(false);
+    store.close();
+    store = new MvccStore({ path: join(dir, "mvcc.db") });
+    expect(store.range(rangeRequest({ key: b("other") })).count).toBe(0n);
+    expect(store.hashKV(0n).hash).toBe(hash);
   });
 
   it("commits applied batches together (by interval or write limit); a crash before the commit re-applies from the log", async () => {

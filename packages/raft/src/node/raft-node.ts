@@ -482,7 +482,9 @@ export class RaftNode {
    * log does: the file may have lost writes the log no longer holds once compacted.
    */
   private recordMachineSnapshot(): boolean {
-    if (this.sm.appliedIndex() !== this.applied) return this.machineFiles === true;
+    // Until the first `persist` the node does not know whether the machine keeps files: it waits
+    // too, rather than take a whole image that a marker would replace an interval later.
+    if (this.sm.appliedIndex() !== this.applied) return this.machineFiles !== false;
     const durable = this.sm.persist?.() ?? null;
     this.machineFiles = durable !== null;
     if (durable === null) return false;
@@ -497,7 +499,8 @@ export class RaftNode {
           if (this.snapshotStillWanted(index)) this.store.createSnapshotMarker(index, confState, tail);
         },
         (err: unknown) => {
-          if (!this.stopped) this.failStorage(err, "state machine fsync failed");
+          if (!this.stopped)
+            this.failStorage(err, "state machine could not make its files durable (persist failed)");
         },
       ),
     );

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -7,6 +7,19 @@ import { WalFileSync, writeDatabaseFile } from "./sync-files.js";
 
 const dir = mkdtempSync(join(tmpdir(), "raft-syncfiles-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** How many of this process's descriptors are open on `path`. */
+function openOn(path: string): number {
+  let n = 0;
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) n++;
+    } catch {
+      // closed since the listing
+    }
+  }
+  return n;
+}
 
 describe("WalFileSync", () => {
   it("syncs an open WAL-mode database as often as asked, also while a sync is running, until closed", async () => {
@@ -21,9 +34,15 @@ describe("WalFileSync", () => {
       db.exec(`INSERT INTO t VALUES (${i})`);
       await Promise.all([files.sync(), files.sync()]);
     }
+    // The connection holds the WAL open too; the syncer adds one descriptor on it and one on the folder.
+    expect(openOn(`${path}-wal`)).toBe(2);
+    expect(openOn(dir)).toBe(1);
     const running = files.sync();
     files.close();
+    expect(openOn(dir)).toBe(1);
     await running;
+    expect(openOn(`${path}-wal`)).toBe(1);
+    expect(openOn(dir)).toBe(0);
     await expect(files.sync()).rejects.toThrow(/closed/);
     db.close();
   });
@@ -34,6 +53,7 @@ describe("WalFileSync", () => {
     const db = new Database(path);
     db.exec("CREATE TABLE t (k)");
     await expect(new WalFileSync(path).sync()).rejects.toThrow(`${path}-wal does not exist`);
+    expect(openOn(dir)).toBe(0);
     db.close();
   });
 });

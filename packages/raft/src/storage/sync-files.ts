@@ -46,16 +46,26 @@ export class WalFileSync {
     if (this.running === 0) this.closeDescriptors();
   }
 
+  /** Opens both descriptors or neither: a failed open leaks nothing and is tried again next sync. */
   private open(): void {
+    let wal: number;
     try {
-      this.wal = openSync(`${this.path}-wal`, "r");
+      wal = openSync(`${this.path}-wal`, "r");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
       throw new Error(
         `${this.path}-wal does not exist while the database is open: it is not in WAL mode, or its WAL was removed`,
       );
     }
-    this.folder = openSync(dirname(this.path), "r");
+    let folder: number;
+    try {
+      folder = openSync(dirname(this.path), "r");
+    } catch (err) {
+      closeSync(wal);
+      throw err;
+    }
+    this.wal = wal;
+    this.folder = folder;
   }
 
   private closeDescriptors(): void {

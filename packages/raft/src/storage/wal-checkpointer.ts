@@ -29,6 +29,9 @@ const report = (err) => {
 try {
   const Database = require(workerData.driver);
   const db = new Database(workerData.path, { fileMustExist: true, timeout: 0 });
+  // A checkpoint syncs the WAL before copying it and the database file before the WAL may start
+  // over, unless its connection runs with synchronous=OFF: set here, not left to a build default.
+  db.pragma("synchronous = NORMAL");
   try {
     if (Atomics.compareExchange(ctl, 0, ${STARTING}, ${RUNNING}) === ${STARTING}) {
       const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
@@ -41,7 +44,8 @@ try {
           // way the frames stay in the WAL, the writer's own checkpoint is the fallback, and this
           // one tries again next interval.
           const code = err && err.code;
-          if (code !== "SQLITE_BUSY" && code !== "SQLITE_LOCKED") report(err);
+          // (extended codes such as SQLITE_BUSY_SNAPSHOT included).
+          if (!/^SQLITE_(BUSY|LOCKED)/.test(String(code))) report(err);
         }
       }
     }
