@@ -2,19 +2,16 @@
 // lease; history until compaction) as a Raft StateMachine. Writes arrive only as encoded MvccCommands
 // through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
-import { renameSync, rmSync } from "node:fs";
-import { dirname } from "node:path";
 import { crc32 } from "node:zlib";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
 import { reusingEncoder } from "@photoncloud/daemon";
 import {
   type ApplyEntry,
+  replaceDatabaseFile,
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
-  syncFolder,
-  writeDatabaseFile,
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, type Row } from "./backend.js";
@@ -177,17 +174,9 @@ export class MvccStore implements StateMachine {
     if (this.options.path === ":memory:") {
       this.backend = this.openBackend(Buffer.from(image));
     } else {
-      // The image is written and synced beside the file and renamed over it, so a crash leaves either
-      // the old file or the whole new one, never a torn mix.
-      const path = this.options.path;
-      const staging = `${path}.restore`;
-      writeDatabaseFile(staging, image);
-      // A WAL left from the old file would be replayed onto the new image: remove it first.
-      rmSync(`${path}-wal`, { force: true });
-      rmSync(`${path}-shm`, { force: true });
-      renameSync(staging, path);
-      syncFolder(dirname(path));
-      this.backend = this.openBackend(path);
+      // A crash while replacing leaves the old file or the whole new one, never a torn mix.
+      replaceDatabaseFile(this.options.path, image);
+      this.backend = this.openBackend(this.options.path);
     }
     this.backend.setMetaValue("applied_index", index);
     this.load();

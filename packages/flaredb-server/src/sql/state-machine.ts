@@ -6,16 +6,13 @@
 // timestamp and seed, so every member computes the same bytes.
 
 import { randomBytes } from "node:crypto";
-import { renameSync, rmSync } from "node:fs";
-import { dirname } from "node:path";
 import {
   type ApplyEntry,
   type SnapshotJob,
+  replaceDatabaseFile,
   SnapshotWorker,
   type StateMachine,
-  syncFolder,
   WalFileSync,
-  writeDatabaseFile,
   WalCheckpointer,
 } from "@photoncloud/raft";
 import Database from "better-sqlite3";
@@ -525,14 +522,7 @@ export class SqlStateMachine implements StateMachine {
     );
     if (header !== "SQLite format 3\0") throw new Error("snapshot image is not a SQLite database");
     this.closeDb();
-    const path = this.options.path;
-    const staging = `${path}.restore`;
-    writeDatabaseFile(staging, image);
-    // A WAL left from the old database would be replayed onto the new image: remove it first.
-    rmSync(`${path}-wal`, { force: true });
-    rmSync(`${path}-shm`, { force: true });
-    renameSync(staging, path);
-    syncFolder(dirname(path));
+    replaceDatabaseFile(this.options.path, image);
     this.open();
     this.setAppliedStmt.run(index);
     this.applied = index;

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
-import { WalFileSync, writeDatabaseFile } from "./sync-files.js";
+import { replaceDatabaseFile, WalFileSync, writeDatabaseFile } from "./sync-files.js";
 
 const dir = mkdtempSync(join(tmpdir(), "raft-syncfiles-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -70,6 +70,32 @@ describe("writeDatabaseFile", () => {
     expect(readFileSync(path).equals(image)).toBe(true);
     const db = new Database(path, { readonly: true });
     expect(db.prepare("SELECT k FROM t").pluck().get()).toBe("restored");
+    db.close();
+  });
+});
+
+describe("replaceDatabaseFile", () => {
+  it("puts the new image in place of a WAL-mode database and leaves neither its WAL nor the staging file", () => {
+    // Proves a restore: the old database's WAL (holding a row not yet checkpointed) is not replayed
+    // onto the new image, and nothing is left beside the file.
+    const path = join(dir, "d.db");
+    const old = new Database(path);
+    old.pragma("journal_mode = WAL");
+    old.pragma("wal_autocheckpoint = 0");
+    old.exec("CREATE TABLE t (k); INSERT INTO t VALUES ('old')");
+    const source = new Database(":memory:");
+    source.exec("CREATE TABLE t (k); INSERT INTO t VALUES ('new')");
+    const image = source.serialize();
+    source.close();
+    // The old connection's file and WAL, as a crash would leave them (a copy: closing would checkpoint).
+    const crashed = join(dir, "e.db");
+    writeDatabaseFile(crashed, readFileSync(path));
+    writeDatabaseFile(`${crashed}-wal`, readFileSync(`${path}-wal`));
+    old.close();
+    replaceDatabaseFile(crashed, image);
+    expect(readdirSync(dir).filter((f) => f.startsWith("e.db"))).toEqual(["e.db"]);
+    const db = new Database(crashed, { readonly: true });
+    expect(db.prepare("SELECT k FROM t").pluck().all()).toEqual(["new"]);
     db.close();
   });
 });

@@ -8,7 +8,7 @@
 // closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
 // included (see SQLite's "How To Corrupt An SQLite Database File", section 2.2). SQLite locks only
 // the database file and its `-shm`, never the `-wal` or the folder.
-import { closeSync, fdatasync, fsync, fsyncSync, openSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, fsync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
 
@@ -88,6 +88,21 @@ export function writeDatabaseFile(path: string, content: Uint8Array): void {
   } finally {
     closeSync(fd);
   }
+  syncFolder(dirname(path));
+}
+
+/**
+ * Replaces the database file at `path` (no connection may have it open) with `content`, durably and
+ * atomically: the new file is written and synced beside it (`<path>.restore`), the old file's WAL
+ * and shared-memory index are removed (a WAL left behind would be replayed onto the new image), and
+ * the new file is renamed over the old one. A crash leaves the old file or the whole new one.
+ */
+export function replaceDatabaseFile(path: string, content: Uint8Array): void {
+  const staging = `${path}.restore`;
+  writeDatabaseFile(staging, content);
+  rmSync(`${path}-wal`, { force: true });
+  rmSync(`${path}-shm`, { force: true });
+  renameSync(staging, path);
   syncFolder(dirname(path));
 }
 
