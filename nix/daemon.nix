@@ -14,7 +14,9 @@ let
   # The chainfire daemon runs with the Node.js arguments it is measured with (CHAINFIRE_NODE_ARGS in
   # packages/daemon/src/node-args.ts; a test there keeps the two the same).
   nodeFlags = if name == "chainfire" then "--initial-old-space-size=256 " else "";
-  wrap = bin: flags: "makeWrapper ${nodejs_20}/bin/node $out/bin/${bin} --add-flags '${flags}${root}/${bins.${bin}}'";
+  # ... and with the environment it is measured with (chainfireEnv, same file): malloc on huge pages.
+  envFlags = if name == "chainfire" then "--suffix GLIBC_TUNABLES : glibc.malloc.hugetlb=1 " else "";
+  wrap = bin: flags: env: "makeWrapper ${nodejs_20}/bin/node $out/bin/${bin} ${env}--add-flags '${flags}${root}/${bins.${bin}}'";
 in
 runCommand "photoncloud-${name}-${workspace.version}"
   {
@@ -27,6 +29,6 @@ runCommand "photoncloud-${name}-${workspace.version}"
   }
   ''
     mkdir -p $out/bin
-    ${wrap name nodeFlags}
-    ${wrap "${name}ctl" ""}
+    ${wrap name nodeFlags envFlags}
+    ${wrap "${name}ctl" "" ""}
   ''

@@ -127,7 +127,11 @@ export class Cluster {
   }
 
   /** (Re)plans the `count` initial members of one kind: ports, flags and directories. */
-  private async plan(kind: DaemonKind, count: number, location: { command: string; args: string[] }) {
+  private async plan(
+    kind: DaemonKind,
+    count: number,
+    location: { command: string; args: string[]; env?: Record<string, string> },
+  ) {
     if (kind === "iam") {
       const d = await this.describe("iam", 0);
       this.addMember(d, location, iamArgs(d), this.options.secrets ? iamSecretEnv(this.options.secrets) : {});
@@ -175,11 +179,16 @@ export class Cluster {
 
   addMember(
     desc: MemberDescriptor,
-    location: { command: string; args: string[] },
+    location: { command: string; args: string[]; env?: Record<string, string> },
     args: string[],
     extraEnv: Record<string, string> = {},
   ): ClusterMember {
-    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...extraEnv };
+    const env = {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: process.env.HOME ?? "/tmp",
+      ...location.env,
+      ...extraEnv,
+    };
     let command = location.command;
     let argv = [...location.args, ...args];
     if (desc.netns !== undefined) {

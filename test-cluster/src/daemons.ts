@@ -2,7 +2,7 @@
 // reported with the reason and the fix instead of failing later with a spawn error.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { CHAINFIRE_NODE_ARGS } from "@photoncloud/daemon";
+import { CHAINFIRE_NODE_ARGS, chainfireEnv } from "@photoncloud/daemon";
 import { repoRoot } from "./paths.js";
 
 export const DaemonKind = { chainfire: "chainfire", flaredb: "flaredb", iam: "iam" } as const;
@@ -15,7 +15,14 @@ const packageOf: Record<DaemonKind, string> = {
 };
 
 export type DaemonLocation =
-  | { readonly available: true; readonly kind: DaemonKind; readonly command: string; readonly args: string[] }
+  | {
+      readonly available: true;
+      readonly kind: DaemonKind;
+      readonly command: string;
+      readonly args: string[];
+      /** Environment the daemon runs with, on top of the member's own. */
+      readonly env?: Record<string, string>;
+    }
   | { readonly available: false; readonly kind: DaemonKind; readonly reason: string };
 
 /**
@@ -36,9 +43,13 @@ export function locateDaemon(kind: DaemonKind): DaemonLocation {
   }
   const found = workspaceBin(packageOf[kind], kind);
   if (!found.ok) return { available: false, kind, reason: found.reason };
-  // chainfire runs with the Node.js arguments it is measured with (a larger initial old generation).
-  const nodeArgs = kind === DaemonKind.chainfire ? CHAINFIRE_NODE_ARGS : [];
-  return { available: true, kind, command: process.execPath, args: [...nodeArgs, found.path] };
+  // chainfire runs with the Node.js arguments and environment it is measured with (a larger initial
+  // old generation, malloc on huge pages).
+  if (kind === DaemonKind.chainfire) {
+    const args = [...CHAINFIRE_NODE_ARGS, found.path];
+    return { available: true, kind, command: process.execPath, args, env: chainfireEnv() };
+  }
+  return { available: true, kind, command: process.execPath, args: [found.path] };
 }
 
 /**
@@ -73,7 +84,11 @@ export function workspaceBin(
 }
 
 /** Same as locateDaemon, but throws a DaemonUnavailableError when the daemon cannot run. */
-export function requireDaemon(kind: DaemonKind): { command: string; args: string[] } {
+export function requireDaemon(kind: DaemonKind): {
+  command: string;
+  args: string[];
+  env?: Record<string, string>;
+} {
   const location = locateDaemon(kind);
   if (!location.available) throw new DaemonUnavailableError(kind, location.reason);
   return location;

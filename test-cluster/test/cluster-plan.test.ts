@@ -1,7 +1,7 @@
 // Proves members are planned with etcd's flags and the documented port layout, and that a missing daemon is reported with its reason.
 import { afterEach, describe, expect, it } from "vitest";
 import { fixedPorts, raftArgs } from "../src/cluster.js";
-import { CHAINFIRE_NODE_ARGS } from "@photoncloud/daemon";
+import { CHAINFIRE_NODE_ARGS, chainfireEnv } from "@photoncloud/daemon";
 import { locateDaemon } from "../src/daemons.js";
 import { etcdctlCommand } from "../src/dev-cluster.js";
 
@@ -45,12 +45,14 @@ describe("locateDaemon", () => {
     delete process.env.PHOTON_FLAREDB_BIN;
   });
 
-  it("runs chainfire with the Node.js arguments it is measured with, the others with none", () => {
+  it("runs chainfire with the Node.js arguments and environment it is measured with, the others with none", () => {
     const chainfire = locateDaemon("chainfire");
     const iam = locateDaemon("iam");
     expect(chainfire.available && iam.available).toBe(true);
     if (chainfire.available) expect(chainfire.args.slice(0, -1)).toEqual([...CHAINFIRE_NODE_ARGS]);
+    if (chainfire.available) expect(chainfire.env).toEqual(chainfireEnv());
     if (iam.available) expect(iam.args).toHaveLength(1);
+    if (iam.available) expect(iam.env).toBeUndefined();
   });
 
   it("names the reason when an override points nowhere", () => {

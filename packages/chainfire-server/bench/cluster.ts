@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata } from "@grpc/grpc-js";
 import { createClients } from "@photoncloud/chainfire-api";
+import { chainfireEnv } from "@photoncloud/daemon";
 import { rangeRequest } from "../src/mvcc/messages.js";
 
 export type ClusterKind = "etcd" | "chainfire";
@@ -169,6 +170,8 @@ export class Cluster {
         : [process.execPath, [...(this.options.nodeArgs ?? []), CHAINFIRE_BIN]];
     const child = spawn(command, [...prefix, ...this.args(m, joining)], {
       stdio: ["ignore", "pipe", "pipe"],
+      // chainfire runs with the environment it is deployed with (see chainfireEnv).
+      env: this.options.kind === "chainfire" ? { ...process.env, ...chainfireEnv() } : process.env,
     });
     // Keep the tail of the output (logs go to stdout or stderr) so a failed start can say why.
     const keep = (d: Buffer) => {
