@@ -14,12 +14,13 @@ export const CHAINFIRE_NODE_ARGS: readonly string[] = ["--initial-old-space-size
  * The environment chainfire is measured and run with, on top of the caller's. glibc's malloc is asked
  * to back its heap with transparent huge pages (`glibc.malloc.hugetlb=1`, glibc 2.35 and later; on a
  * kernel whose THP mode is `madvise`, the default of several distributions, nothing else does it).
- * While a member's memory grows to its working size under a first load (a few hundred MB: the
- * buffers of requests in flight and the large initial old generation above), every new 4 KiB page
- * is a page fault, 1,500–2,600 a second per member, and on a virtual machine each costs tens of
- * microseconds of the event loop. With huge pages, 512 times fewer: in the first seconds of puts
- * at 16 in flight a 3-member cluster did 3,800–4,400 puts/s with p99 17–18 ms instead of
- * 2,500–2,700 with p99 29–33 ms (chainfire-server/BENCHMARKS.md, run 28). Where THP is `always` or
+ * While a member's memory grows to its working size under a first load (a few hundred MB), every
+ * new 4 KiB page is a page fault, 1,500–2,600 a second per member, and on a virtual machine each
+ * costs the event loop tens of microseconds. About half of those faults are malloc's (buffers'
+ * backing stores, SQLite's caches); on huge pages that part faults once per 2 MiB instead. V8's own
+ * heap pages are not affected. In the first seconds of puts at 16 in flight a 3-member cluster did
+ * 3,800–4,400 puts/s with p99 17–18 ms instead of 2,500–2,700 with p99 29–33 ms
+ * (chainfire-server/BENCHMARKS.md, runs 28 to 31). Where THP is `always` or
  * `never`, or glibc is older, the setting changes nothing. An existing GLIBC_TUNABLES is kept.
  */
 export function chainfireEnv(base: NodeJS.ProcessEnv = process.env): Record<string, string> {
