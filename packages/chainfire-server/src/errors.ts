@@ -55,6 +55,12 @@ export const errorSpecs = {
     grpcStatus: status.UNAVAILABLE,
   },
   TIMEOUT: { message: "etcdserver: request timed out", grpcStatus: status.UNAVAILABLE },
+  // etcd's words for a request whose leader failed before it was applied: its outcome is unknown
+  // ("no leader" says it was never proposed).
+  TIMEOUT_DUE_TO_LEADER_FAIL: {
+    message: "etcdserver: request timed out, possibly due to previous leader failure",
+    grpcStatus: status.UNAVAILABLE,
+  },
   TOO_MANY_REQUESTS: { message: "etcdserver: too many requests", grpcStatus: status.RESOURCE_EXHAUSTED },
   STOPPED: { message: "etcdserver: server stopped", grpcStatus: status.UNAVAILABLE },
   MEMBER_EXIST: { message: "etcdserver: member ID already exist", grpcStatus: status.FAILED_PRECONDITION },
@@ -99,6 +105,7 @@ const raftCodes: Record<string, ErrorCode> = {
   RAFT_NOT_LEADER: "NO_LEADER",
   RAFT_NO_LEADER: "NO_LEADER",
   RAFT_PROPOSAL_DROPPED: "NO_LEADER",
+  RAFT_LEADER_CHANGED: "TIMEOUT_DUE_TO_LEADER_FAIL",
   RAFT_TIMEOUT: "TIMEOUT",
   RAFT_TOO_MANY_REQUESTS: "TOO_MANY_REQUESTS",
   RAFT_STOPPED: "STOPPED",

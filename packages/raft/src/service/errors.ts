@@ -81,12 +81,30 @@ export class LeaderUnreachableError extends RaftError {
   }
 }
 
+/**
+ * A proposal sent to a leader that then lost leadership (or died) was not applied here within an
+ * election timeout of the change. Unlike NotLeaderError, its outcome is unknown: the earlier leader
+ * may have replicated the entry, which the new leader then commits. A caller must check before
+ * repeating a write that is not idempotent (etcd: "request timed out, possibly due to previous
+ * leader failure").
+ */
+export class LeaderChangedError extends RaftError {
+  readonly code = "RAFT_LEADER_CHANGED";
+  constructor(readonly leader: NodeId) {
+    super(
+      `the leader changed${leader !== 0n ? ` (it is now ${leader.toString(16)})` : ""} before this ` +
+        "proposal was applied; it may still be applied, so check before repeating a write that is not idempotent",
+    );
+  }
+}
+
 /** Maps a layer error to a gRPC status code and message (unknown errors → INTERNAL). */
 export function raftErrorToGrpcStatus(err: unknown): { code: status; details: string } {
   const details = err instanceof Error ? err.message : String(err);
   if (err instanceof NotLeaderError || err instanceof NoLeaderError || err instanceof LeaderUnreachableError)
     return { code: status.UNAVAILABLE, details };
-  if (err instanceof ProposalDroppedError) return { code: status.UNAVAILABLE, details };
+  if (err instanceof ProposalDroppedError || err instanceof LeaderChangedError)
+    return { code: status.UNAVAILABLE, details };
   if (err instanceof MemberNotFoundError) return { code: status.NOT_FOUND, details };
   if (err instanceof QuorumAtRiskError) return { code: status.FAILED_PRECONDITION, details };
   if (err instanceof ConfChangePendingError) return { code: status.FAILED_PRECONDITION, details };
@@ -120,6 +138,8 @@ export function errorFromCode(code: string, message: string, leader: NodeId): Er
       return new InvalidArgumentError(message);
     case "RAFT_STOPPED":
       return new StoppedError();
+    case "RAFT_LEADER_CHANGED":
+      return new LeaderChangedError(leader);
     case "RAFT_LEADER_UNREACHABLE":
       return Object.assign(new LeaderUnreachableError(leader, ""), { message });
     default:

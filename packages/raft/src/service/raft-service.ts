@@ -25,6 +25,7 @@ import {
   InvalidArgumentError,
   LeaderUnreachableError,
   MemberNotFoundError,
+  LeaderChangedError,
   NoLeaderError,
   NotLeaderError,
   QuorumAtRiskError,
@@ -227,7 +228,7 @@ export class RaftService implements Replicated, NodeListener {
    * its proposals to the leader as one Raft Prop message per event-loop turn on the peer stream
    * (etcd's forwarding), so a forwarded write costs one stream message instead of a ProposeBatch
    * call and its answer. A proposal the leader drops is never applied: after a leader change its
-   * caller gets NotLeaderError (see scheduleSentCheck), otherwise (a transfer in progress, too
+   * caller gets LeaderChangedError (see scheduleSentCheck), otherwise (a transfer in progress, too
    * much uncommitted data) the TimeoutError at the deadline, as etcd's callers do.
    */
   propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
@@ -438,10 +439,10 @@ export class RaftService implements Replicated, NodeListener {
   /**
    * The leader changed: proposals sent to an earlier leader may have been dropped (it lost
    * leadership first, or died). One election timeout later, those not applied here fail with
-   * NotLeaderError (NoLeaderError while none is known), as a forwarding call to a failed leader
-   * did, instead of holding their callers until the request deadline. An entry the earlier leader
-   * did replicate is usually applied within that time and resolves normally; one applied later
-   * still is applied (the caller was told the outcome is unknown, as with any leader failure).
+   * LeaderChangedError instead of holding their callers until the request deadline. An entry the
+   * earlier leader did replicate is usually applied within that time and resolves normally; one
+   * applied later still is applied: the error says the outcome is unknown, so that no client takes
+   * it for "not proposed" (as NotLeaderError means) and repeats the write blindly.
    */
   private scheduleSentCheck(): void {
     if (this.sentCheck !== null || this.node.isStopped) return;
@@ -451,7 +452,7 @@ export class RaftService implements Replicated, NodeListener {
       for (const [id, w] of this.proposals) {
         if (w.sentTo === undefined || w.sentTo === lead) continue;
         this.proposals.delete(id);
-        this.fail(w, lead === 0n ? new NoLeaderError() : new NotLeaderError(lead));
+        this.fail(w, new LeaderChangedError(lead));
       }
     }, this.electionTimeoutMs());
   }
