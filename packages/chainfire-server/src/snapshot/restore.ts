@@ -16,6 +16,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
+import { syncFolder } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 import {
   type ProgressListener,
@@ -144,8 +145,12 @@ export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResu
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   try {
     writeImage(join(staging, MVCC_DB_FILE), image, (done, total) => progress?.(total + done, total * 2));
+    // The image's folder entry, then the data dir's name, are made durable: after a power loss the
+    // data dir is there whole or not at all.
+    syncFolder(staging);
     if (existsSync(target)) rmSync(target, { recursive: true });
     renameSync(staging, target);
+    syncFolder(dirname(target));
   } catch (err) {
     rmSync(staging, { recursive: true, force: true });
     throw err;

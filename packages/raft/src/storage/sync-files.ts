@@ -92,16 +92,18 @@ export function writeDatabaseFile(path: string, content: Uint8Array): void {
 }
 
 /**
- * Replaces the database file at `path` (no connection may have it open) with `content`, durably and
- * atomically: the new file is written and synced beside it (`<path>.restore`), the old file's WAL
- * and shared-memory index are removed (a WAL left behind would be replayed onto the new image), and
- * the new file is renamed over the old one. A crash leaves the old file or the whole new one.
+ * Replaces the database file at `path` (its writer closed) with `content`, durably: the old file's
+ * WAL and shared-memory index are removed first (a WAL left behind would be replayed onto the new
+ * image), the new file is written and synced beside it (`<path>.restore`, whose folder sync also
+ * makes the removals durable before the rename), then renamed over the old one. A crash never
+ * leaves the new image with the old WAL; it may leave the old file without its WAL, which the
+ * Raft layer repairs by installing the stored snapshot again at restart.
  */
 export function replaceDatabaseFile(path: string, content: Uint8Array): void {
   const staging = `${path}.restore`;
-  writeDatabaseFile(staging, content);
   rmSync(`${path}-wal`, { force: true });
   rmSync(`${path}-shm`, { force: true });
+  writeDatabaseFile(staging, content);
   renameSync(staging, path);
   syncFolder(dirname(path));
 }
