@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { type DaemonKind, locateDaemon, requireDaemon } from "./daemons.js";
+import { type DaemonCommand, type DaemonKind, locateDaemon, requireDaemon } from "./daemons.js";
 import type { NetnsNetwork } from "./netns.js";
 import { freePorts } from "./ports.js";
 import { type DevSecrets, iamSecretEnv } from "./secrets.js";
@@ -127,11 +127,7 @@ export class Cluster {
   }
 
   /** (Re)plans the `count` initial members of one kind: ports, flags and directories. */
-  private async plan(
-    kind: DaemonKind,
-    count: number,
-    location: { command: string; args: string[]; env?: Record<string, string> },
-  ) {
+  private async plan(kind: DaemonKind, count: number, location: DaemonCommand) {
     if (kind === "iam") {
       const d = await this.describe("iam", 0);
       this.addMember(d, location, iamArgs(d), this.options.secrets ? iamSecretEnv(this.options.secrets) : {});
@@ -179,7 +175,7 @@ export class Cluster {
 
   addMember(
     desc: MemberDescriptor,
-    location: { command: string; args: string[]; env?: Record<string, string> },
+    location: DaemonCommand,
     args: string[],
     extraEnv: Record<string, string> = {},
   ): ClusterMember {

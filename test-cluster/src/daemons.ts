@@ -14,15 +14,16 @@ const packageOf: Record<DaemonKind, string> = {
   iam: "iam-server",
 };
 
+/** How to start a daemon. */
+export interface DaemonCommand {
+  readonly command: string;
+  readonly args: string[];
+  /** Environment the daemon runs with, on top of the member's own. */
+  readonly env?: Record<string, string>;
+}
+
 export type DaemonLocation =
-  | {
-      readonly available: true;
-      readonly kind: DaemonKind;
-      readonly command: string;
-      readonly args: string[];
-      /** Environment the daemon runs with, on top of the member's own. */
-      readonly env?: Record<string, string>;
-    }
+  | ({ readonly available: true; readonly kind: DaemonKind } & DaemonCommand)
   | { readonly available: false; readonly kind: DaemonKind; readonly reason: string };
 
 /**
@@ -84,11 +85,7 @@ export function workspaceBin(
 }
 
 /** Same as locateDaemon, but throws a DaemonUnavailableError when the daemon cannot run. */
-export function requireDaemon(kind: DaemonKind): {
-  command: string;
-  args: string[];
-  env?: Record<string, string>;
-} {
+export function requireDaemon(kind: DaemonKind): DaemonCommand {
   const location = locateDaemon(kind);
   if (!location.available) throw new DaemonUnavailableError(kind, location.reason);
   return location;

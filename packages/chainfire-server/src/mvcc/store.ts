@@ -174,7 +174,7 @@ export class MvccStore implements StateMachine {
     if (this.options.path === ":memory:") {
       this.backend = this.openBackend(Buffer.from(image));
     } else {
-      // A crash while replacing leaves the old file or the whole new one, never a torn mix.
+      // Never a torn file or the new image with the old WAL (see replaceDatabaseFile).
       replaceDatabaseFile(this.options.path, image);
       this.backend = this.openBackend(this.options.path);
     }
