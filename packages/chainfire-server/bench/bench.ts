@@ -7,6 +7,10 @@
 // Both clusters run side by side for the whole run and each row is measured on one, then the other
 // (see runSuites), so the ratios compare figures taken a few seconds apart. Every measurement starts
 // with the page cache written back (sync), so one cluster's writes do not land in the other's turn.
+// The whole list of rows is run BENCH_ROUNDS times (default 3) and each row's figures pool its
+// rounds: one 3-s window's p99 rests on its slowest 1% (a few hundred requests, often a single
+// stall), and the same row's ratio to etcd moved by up to 0.3 between single-round runs. The
+// per-round ratios are printed beside the pooled ones.
 //
 // Env: BENCH_DURATION_MS (per measurement, default 3000), BENCH_WARM_UP_MS (untimed puts before the
 // first measurement, default 10000: V8 is still compiling the daemons' hot paths for several seconds
@@ -17,7 +21,7 @@
 // (the Node.js arguments for the chainfire daemons, split on spaces, in place of CHAINFIRE_NODE_ARGS,
 // the ones the dev cluster uses: e.g. "" for none, or "--cpu-prof --cpu-prof-dir=/tmp/prof"; when
 // set, the members are stopped with SIGTERM so that exit-time output is written), BENCH_H2LOAD ("0"
-// leaves out the h2load table).
+// leaves out the h2load table), BENCH_ROUNDS (passes over all the rows, default 3).
 //
 // When h2load (nghttp2's load generator in C) is installed, every workload also runs under it: one
 // h2load per member with a third of the requests in flight each, one fixed request each (puts to one
@@ -56,6 +60,10 @@ const IN_FLIGHT = listEnv("BENCH_IN_FLIGHT", ["16", "128", "256"]).map((v) => {
   if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_IN_FLIGHT: "${v}" is not a positive integer`);
   return n;
 });
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  throw new Error(`BENCH_ROUNDS: "${process.env.BENCH_ROUNDS}" is not a positive integer`);
+}
 const KEY_COUNT = 10_000;
 const VALUE = Buffer.alloc(256, 7);
 const ALL_WORKLOADS = ["put", "range-linearizable", "range-serializable"] as const;
@@ -78,6 +86,20 @@ function listEnv(name: string, fallback: string[]): string[] {
   return raw.split(",").map((v) => v.trim());
 }
 
+/** What one measurement of one row on one cluster saw. */
+interface Sample {
+  /** Requests completed. */
+  ops: number;
+  seconds: number;
+  /** Latency of each completed request, ms. */
+  latenciesMs: readonly number[];
+  errors: number;
+  /** CPU seconds the three server processes spent (all threads, user + system). */
+  serverCpuSeconds: number;
+  /** The same for the leader's process alone (0 when the leader is not known). */
+  leaderCpuSeconds: number;
+}
+
 interface Result {
   opsPerSecond: number;
   p50Ms: number;
@@ -87,6 +109,25 @@ interface Result {
   serverCpuUsPerOp: number;
   /** The same for the leader's process alone (0 when the leader is not known). */
   leaderCpuUsPerOp: number;
+}
+
+/**
+ * One row's figures over all its rounds: requests and seconds summed, percentiles of every
+ * request's latency pooled, so a p99 rests on all rounds' requests instead of one 3-s window's.
+ */
+function summarize(samples: readonly Sample[]): Result {
+  const ops = samples.reduce((n, s) => n + s.ops, 0);
+  const seconds = samples.reduce((n, s) => n + s.seconds, 0);
+  const latencies = samples.flatMap((s) => s.latenciesMs).sort((a, b) => a - b);
+  const perOp = (cpu: number) => (cpu * 1e6) / Math.max(1, ops);
+  return {
+    opsPerSecond: ops / seconds,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    errors: samples.reduce((n, s) => n + s.errors, 0),
+    serverCpuUsPerOp: perOp(samples.reduce((n, s) => n + s.serverCpuSeconds, 0)),
+    leaderCpuUsPerOp: perOp(samples.reduce((n, s) => n + s.leaderCpuSeconds, 0)),
+  };
 }
 
 /**
@@ -130,7 +171,7 @@ async function measure(
   durationMs: number,
   pids: readonly number[],
   leaderPid: number | undefined,
-): Promise<Result> {
+): Promise<Sample> {
   const cpuBefore = cpuSeconds(pids);
   const leaderCpuBefore = leaderPid === undefined ? 0 : cpuSeconds([leaderPid]);
   const latencies: number[] = [];
@@ -150,21 +191,13 @@ async function measure(
   };
   const t0 = performance.now();
   await Promise.all(Array.from({ length: inFlight }, (_, i) => worker(i)));
-  const seconds = (performance.now() - t0) / 1000;
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  const serverCpuUsPerOp = ((cpuSeconds(pids) - cpuBefore) * 1e6) / Math.max(1, latencies.length);
-  const leaderCpuUsPerOp =
-    leaderPid === undefined
-      ? 0
-      : ((cpuSeconds([leaderPid]) - leaderCpuBefore) * 1e6) / Math.max(1, latencies.length);
   return {
-    leaderCpuUsPerOp,
-    opsPerSecond: latencies.length / seconds,
-    p50Ms: at(0.5),
-    p99Ms: at(0.99),
+    ops: latencies.length,
+    seconds: (performance.now() - t0) / 1000,
+    latenciesMs: latencies,
     errors,
-    serverCpuUsPerOp,
+    serverCpuSeconds: cpuSeconds(pids) - cpuBefore,
+    leaderCpuSeconds: leaderPid === undefined ? 0 : cpuSeconds([leaderPid]) - leaderCpuBefore,
   };
 }
 
@@ -176,7 +209,8 @@ interface Suite {
   readonly pids: number[];
   readonly leaderPid: number | undefined;
   readonly dir: string;
-  readonly results: Map<string, Result>;
+  /** Each row's samples, one per round. */
+  readonly results: Map<string, Sample[]>;
 }
 
 async function startSuite(kind: ClusterKind): Promise<Suite> {
@@ -220,7 +254,7 @@ async function runSuites(suites: readonly Suite[]): Promise<void> {
       }
     }
   }
-  const rows: { name: string; run: (s: Suite) => Promise<Result> }[] = [];
+  const rows: { name: string; run: (s: Suite) => Promise<Sample> }[] = [];
   for (const inFlight of IN_FLIGHT) {
     for (const workload of WORKLOADS) {
       rows.push({
@@ -247,11 +281,14 @@ async function runSuites(suites: readonly Suite[]): Promise<void> {
       }
     }
   }
-  for (const [i, r] of rows.entries()) {
-    const order = i % 2 === 0 ? suites : [...suites].reverse();
-    for (const s of order) {
-      settleDisk();
-      s.results.set(r.name, await r.run(s));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, r] of rows.entries()) {
+      const order = (i + round) % 2 === 0 ? suites : [...suites].reverse();
+      for (const s of order) {
+        settleDisk();
+        const sample = await r.run(s);
+        s.results.set(r.name, [...(s.results.get(r.name) ?? []), sample]);
+      }
     }
   }
 }
@@ -304,7 +341,7 @@ async function measureH2Load(
   pids: readonly number[],
   leaderPid: number | undefined,
   durationMs = DURATION_MS,
-): Promise<Result> {
+): Promise<Sample> {
   const { path, bytes } = h2loadRequest[workload];
   const metrics = members.map((m) => `http://127.0.0.1:${m.metricsPort}/metrics`);
   const handledTotals = () => grpcHandledTotals(metrics, path);
@@ -336,15 +373,13 @@ async function measureH2Load(
       `h2load ${workload}@${inFlight}: ${succeeded} answered (${failed} failed by HTTP); the members ` +
         `answered ${ok} of ${calls} calls OK; ${revisions} revisions were made`,
     );
-  const latencies = runs.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
-  const seconds = Math.max(...runs.map((r) => r.seconds));
   return {
-    opsPerSecond: succeeded / seconds,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
+    ops: succeeded,
+    seconds: Math.max(...runs.map((r) => r.seconds)),
+    latenciesMs: runs.flatMap((r) => r.latenciesMs),
     errors: failed,
-    serverCpuUsPerOp: (serverCpu * 1e6) / Math.max(1, succeeded),
-    leaderCpuUsPerOp: (leaderCpu * 1e6) / Math.max(1, succeeded),
+    serverCpuSeconds: serverCpu,
+    leaderCpuSeconds: leaderCpu,
   };
 }
 
@@ -405,17 +440,33 @@ try {
 const chainfire = suites.find((s) => s.kind === "chainfire")?.results ?? null;
 const etcd = suites.find((s) => s.kind === "etcd")?.results ?? null;
 console.log(
-  `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, requests spread over the members`,
+  `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, ${ROUNDS} round(s) per row ` +
+    "(figures pooled over the rounds), requests spread over the members",
 );
 console.log(`chainfire daemons' Node.js arguments: ${DAEMON_NODE_ARGS.join(" ") || "(none)"}`);
 console.log(
-  `${"workload".padEnd(33)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op | ratio p99 ratio cpu ratio`,
+  `${"workload".padEnd(33)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op | ratio p99 ratio cpu ratio` +
+    (ROUNDS > 1 ? " | per round: ratio/p99 ratio" : ""),
 );
+const summary = (samples: readonly Sample[] | undefined) =>
+  samples === undefined ? undefined : summarize(samples);
+/** chainfire ÷ etcd in each round, throughput / p99: how far one round's ratio is from the pooled one. */
+function roundRatios(c: readonly Sample[] | undefined, e: readonly Sample[] | undefined): string {
+  if (c === undefined || e === undefined) return "";
+  return c
+    .map((sample, i) => {
+      const [rc, re] = [summarize([sample]), summarize([e[i] as Sample])];
+      return `${(rc.opsPerSecond / re.opsPerSecond).toFixed(2)}/${(rc.p99Ms / re.p99Ms).toFixed(2)}`;
+    })
+    .join(" ");
+}
 for (const client of H2LOAD ? ["", " [h2load]"] : [""]) {
   for (const inFlight of IN_FLIGHT) {
     for (const workload of WORKLOADS) {
       const name = `${workload}@${inFlight}${client}`;
-      console.log(row(name, chainfire?.get(name), etcd?.get(name)));
+      const [c, e] = [chainfire?.get(name), etcd?.get(name)];
+      const rounds = ROUNDS > 1 ? ` | ${roundRatios(c, e)}` : "";
+      console.log(row(name, summary(c), summary(e)) + rounds);
     }
   }
 }
