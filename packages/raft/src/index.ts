@@ -15,7 +15,13 @@ export {
 export type { ApplyEntry, Replicated, SnapshotJob, StateMachine } from "./service/state-machine.js";
 export { SnapshotWorker, type SnapshotWorkerOptions } from "./service/snapshot-worker.js";
 export { type PersistBatch, SqliteLogStore, type SqliteLogStoreOptions } from "./storage/sqlite-log-store.js";
-export { replaceDatabaseFile, syncFolder, WalFileSync, writeDatabaseFile } from "./storage/sync-files.js";
+export {
+  DatabaseStillOpenError,
+  replaceDatabaseFile,
+  syncFolder,
+  WalFileSync,
+  writeDatabaseFile,
+} from "./storage/sync-files.js";
 export { WalCheckpointer, type WalCheckpointerOptions } from "./storage/wal-checkpointer.js";
 export {
   DEFAULT_TRANSPORT_CONFIG,

@@ -8,6 +8,7 @@ import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
 import { reusingEncoder } from "@photoncloud/daemon";
 import {
   type ApplyEntry,
+  DatabaseStillOpenError,
   replaceDatabaseFile,
   type SnapshotJob,
   SnapshotWorker,
@@ -170,17 +171,22 @@ export class MvccStore implements StateMachine {
   }
 
   restore(image: Uint8Array, index: bigint): void {
-    this.backend.close();
     if (this.options.path === ":memory:") {
+      this.backend.close();
       this.backend = this.openBackend(Buffer.from(image));
     } else {
+      // Every connection to the file is closed before it is replaced: the snapshot worker's, the
+      // background checkpointer's and the writer's.
+      const workerClosed = this.snapshots?.suspend() ?? true;
+      const checkpointerClosed = this.backend.close();
+      if (!workerClosed || !checkpointerClosed) throw new DatabaseStillOpenError(this.options.path);
       // Never a torn file or the new image with the old WAL (see replaceDatabaseFile).
       replaceDatabaseFile(this.options.path, image);
       this.backend = this.openBackend(this.options.path);
     }
     this.backend.setMetaValue("applied_index", index);
     this.load();
-    this.snapshots?.restart();
+    this.snapshots?.resume();
     for (const listener of this.restoreListeners) listener();
   }
 

@@ -8,6 +8,7 @@
 import { randomBytes } from "node:crypto";
 import {
   type ApplyEntry,
+  DatabaseStillOpenError,
   type SnapshotJob,
   replaceDatabaseFile,
   SnapshotWorker,
@@ -161,13 +162,17 @@ export class SqlStateMachine implements StateMachine {
     if (this.options.path !== ":memory:") this.files = new WalFileSync(this.options.path);
   }
 
-  /** The background checkpoints stop first, so that this connection's close is the last one. */
-  private closeDb(): void {
-    this.checkpointer?.close();
+  /**
+   * The background checkpoints stop first, so that this connection's close is the last one.
+   * Returns whether the checkpointer's connection closed too: only then may the file be replaced.
+   */
+  private closeDb(): boolean {
+    const checkpointerClosed = this.checkpointer?.close() ?? true;
     this.checkpointer = null;
     this.files?.close();
     this.files = null;
     this.db.close();
+    return checkpointerClosed;
   }
 
   appliedIndex(): bigint {
@@ -521,12 +526,17 @@ export class SqlStateMachine implements StateMachine {
       "binary",
     );
     if (header !== "SQLite format 3\0") throw new Error("snapshot image is not a SQLite database");
-    this.closeDb();
+    // Every connection to the file is closed before it is replaced: the snapshot worker's, the
+    // background checkpointer's and the writer's.
+    const workerClosed = this.snapshots.suspend();
+    const checkpointerClosed = this.closeDb();
+    if (!workerClosed || !checkpointerClosed) throw new DatabaseStillOpenError(this.options.path);
+    // Never a torn file or the new image with the old WAL (see replaceDatabaseFile).
     replaceDatabaseFile(this.options.path, image);
     this.open();
     this.setAppliedStmt.run(index);
     this.applied = index;
-    this.snapshots.restart();
+    this.snapshots.resume();
   }
 
   close(): void {

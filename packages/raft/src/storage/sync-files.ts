@@ -11,6 +11,7 @@
 import { closeSync, fdatasync, fsync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
+import { RaftError } from "../core/errors.js";
 
 const fdatasyncAsync = promisify(fdatasync);
 const fsyncAsync = promisify(fsync);
@@ -115,5 +116,23 @@ export function syncFolder(path: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * A database file not replaced because a connection to it (a worker thread's: snapshots or
+ * background checkpoints) was still open after its close deadline. That connection would go on
+ * reading, checkpointing into and finally closing files that are no longer the database's, while
+ * the new file's WAL and `-shm` are created under the same names. The machine is left closed and
+ * nothing on disk has changed; the member stops, and at restart the Raft layer installs the
+ * snapshot it stored again.
+ */
+export class DatabaseStillOpenError extends RaftError {
+  readonly code = "RAFT_DATABASE_STILL_OPEN";
+  constructor(readonly path: string) {
+    super(
+      `${path} was not replaced: a worker thread still had it open after its close deadline; ` +
+        "restart the member to install the snapshot again",
+    );
   }
 }

@@ -1,0 +1,110 @@
+// SqlStateMachine.restore and the database's files: what a restore leaves open, what it refuses,
+// and what a crash in the middle of one leaves for the next start.
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { DatabaseStillOpenError, WalCheckpointer } from "@photoncloud/raft";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { SqlStateMachine } from "../src/sql/state-machine.js";
+import { applySql, rows } from "./helpers.js";
+
+/** This process's descriptors open on files in `folder` (worker threads' included). */
+function openIn(folder: string): string[] {
+  const prefix = `${realpathSync(folder)}/`;
+  const found: string[] = [];
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(prefix)) found.push(target);
+    } catch {
+      // closed since the listing
+    }
+  }
+  return found;
+}
+
+/** What was open in the folder each time a file was renamed into it (a restore's replacement). */
+const atRename = vi.hoisted(() => [] as string[][]);
+vi.mock("node:fs", async (importOriginal) => {
+  const fs = await importOriginal<typeof import("node:fs")>();
+  return {
+    ...fs,
+    renameSync: (from: string, to: string) => {
+      atRename.push(openIn(dirname(to)));
+      fs.renameSync(from, to);
+    },
+  };
+});
+
+let dir: string;
+let path: string;
+const machines: SqlStateMachine[] = [];
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "flaredb-files-"));
+  path = join(dir, "db.sqlite");
+  atRename.length = 0;
+});
+afterEach(() => {
+  for (const m of machines.splice(0)) m.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function open(options: { path?: string; backgroundCheckpoints?: boolean } = {}): SqlStateMachine {
+  const sm = new SqlStateMachine({ path, ...options });
+  machines.push(sm);
+  return sm;
+}
+
+/** An image of a database whose table `t` holds `names`. */
+function imageOf(...names: string[]): Uint8Array {
+  const source = new SqlStateMachine({ path: join(dir, "source.sqlite") });
+  applySql(source, "CREATE TABLE t (name TEXT)", ...names.map((n) => `INSERT INTO t VALUES ('${n}')`));
+  const image = source.snapshot();
+  source.close();
+  return image;
+}
+
+const names = (sm: SqlStateMachine) => rows(sm, "SELECT name FROM t ORDER BY name").map((r) => r[0]);
+
+describe("SqlStateMachine.restore", () => {
+  it("closes every connection to the file before replacing it, then takes snapshots off the loop again", async () => {
+    // Proves that when the new file is renamed into place no connection is open on the old one
+    // (the snapshot worker's, with a snapshot being made; the background checkpointer's; the
+    // writer's), and that the worker comes back on the new file.
+    const image = imageOf("new");
+    const sm = open({ backgroundCheckpoints: true });
+    await sm.startSnapshotWorker();
+    applySql(sm, "CREATE TABLE t (name TEXT)", "INSERT INTO t VALUES ('old')");
+    const job = sm.beginSnapshot();
+    job.image.catch(() => {}); // made before the worker closed, or failed by its close
+    sm.restore(image, 30n);
+    expect(atRename).toEqual([[]]);
+    expect([names(sm), sm.appliedIndex()]).toEqual([["new"], 30n]);
+    await vi.waitFor(() => expect(sm.snapshotsOffLoop).toBe(true), { timeout: 20_000 });
+    const again = sm.beginSnapshot();
+    const copy = open({ path: join(dir, "copy.sqlite") });
+    copy.restore(await again.image, again.index);
+    expect([names(copy), copy.appliedIndex()]).toEqual([["new"], 30n]);
+  });
+
+  it("refuses to replace the file while the checkpointer's connection is still open, changing nothing", () => {
+    // Proves a restore whose background checkpointer did not close in time fails with a clear
+    // error and leaves the old file, its rows and its applied index as they were.
+    const image = imageOf("new");
+    const sm = open({ backgroundCheckpoints: true });
+    applySql(sm, "CREATE TABLE t (name TEXT)", "INSERT INTO t VALUES ('kept')");
+    const close = WalCheckpointer.prototype.close;
+    const stuck = vi.spyOn(WalCheckpointer.prototype, "close").mockImplementationOnce(function (
+      this: WalCheckpointer,
+    ) {
+      close.call(this);
+      return false; // as when the worker is still in a checkpoint at the deadline
+    });
+    expect(() => sm.restore(image, 9n)).toThrow(DatabaseStillOpenError);
+    stuck.mockRestore();
+    expect(atRename).toEqual([]);
+    expect(existsSync(`${path}.restore`)).toBe(false);
+    const reopened = open();
+    expect([names(reopened), reopened.appliedIndex()]).toEqual([["kept"], 2n]);
+  });
+});
