@@ -1,12 +1,32 @@
 // SqlStateMachine.restore and the database's files: what a restore leaves open, what it refuses,
 // and what a crash in the middle of one leaves for the next start.
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { DatabaseStillOpenError, WalCheckpointer } from "@photoncloud/raft";
+import {
+  DatabaseStillOpenError,
+  DEFAULT_NODE_CONFIG,
+  encodeEnvelope,
+  encodeLayerSnapshot,
+  EntryType,
+  type MemberInfo,
+  RaftNode,
+  SqliteLogStore,
+  WalCheckpointer,
+} from "@photoncloud/raft";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SqlStateMachine } from "../src/sql/state-machine.js";
-import { applySql, rows } from "./helpers.js";
+import { applySql, execCommand, rows, stmt } from "./helpers.js";
 
 /** This process's descriptors open on files in `folder` (worker threads' included). */
 function openIn(folder: string): string[] {
@@ -106,5 +126,79 @@ describe("SqlStateMachine.restore", () => {
     expect(existsSync(`${path}.restore`)).toBe(false);
     const reopened = open();
     expect([names(reopened), reopened.appliedIndex()]).toEqual([["kept"], 2n]);
+  });
+});
+
+const member: MemberInfo = {
+  id: 1n,
+  name: "m1",
+  peerUrls: ["http://127.0.0.1:1"],
+  clientUrls: [],
+  isLearner: false,
+};
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * A member's Raft log as it is when the node has stored a snapshot from the leader and is
+ * restoring it into the machine: the snapshot at `index` (synced before `restore` is called), then
+ * one committed entry per SQL statement after it.
+ */
+async function logAfterInstall(raftDir: string, index: bigint, image: Uint8Array, sqls: string[]) {
+  mkdirSync(raftDir, { recursive: true });
+  const log = new SqliteLogStore({ path: join(raftDir, "raft.db"), bootstrapVoters: [member.id] });
+  const entries = sqls.map((sql, i) => ({
+    index: index + 1n + BigInt(i),
+    term: 2n,
+    type: EntryType.Normal,
+    data: encodeEnvelope({
+      proposer: 2n,
+      requestId: BigInt(i + 1),
+      timestampMs: 1_700_000_000_000,
+      seed: 7n,
+      command: execCommand([stmt(sql)]),
+    }),
+  }));
+  const snapshot = {
+    metadata: { index, term: 2n, confState: { voters: [member.id], learners: [] } },
+    data: encodeLayerSnapshot([member], image),
+  };
+  log.persist({ hardState: { term: 2n, vote: 0n, commit: index + BigInt(sqls.length) }, entries, snapshot });
+  await log.sync();
+  log.close();
+}
+
+describe("a restore interrupted by a crash", () => {
+  it("leaves no file to trust: the machine starts empty, the node installs its snapshot again and applies the log after it", async () => {
+    // Proves the recovery end to end: the old file without its WAL and a half-written staged image
+    // (what a crash during replaceDatabaseFile leaves) are discarded when the machine opens, and
+    // the member ends with the snapshot's rows plus the entries after it, at the right applied index.
+    const old = new SqlStateMachine({ path });
+    applySql(old, "CREATE TABLE t (name TEXT)", "INSERT INTO t VALUES ('old')");
+    old.close();
+    // Its pages as a checkpoint cut short would leave them, with the WAL that held the rest gone.
+    const pages = readFileSync(path);
+    pages.fill(0xa5, 4096);
+    writeFileSync(path, pages);
+    const image = imageOf("a", "b");
+    writeFileSync(`${path}.restore`, image.subarray(0, image.length >> 1));
+    const raftDir = join(dir, "raft");
+    await logAfterInstall(raftDir, 10n, image, ["INSERT INTO t VALUES ('c')", "INSERT INTO t VALUES ('d')"]);
+
+    const sm = open();
+    expect([rows(sm, "SELECT name FROM sqlite_schema WHERE name = 't'"), sm.appliedIndex()]).toEqual([
+      [],
+      0n,
+    ]);
+    expect(readdirSync(dir).filter((f) => f.startsWith("db.sqlite."))).toEqual([]);
+    const config = { ...DEFAULT_NODE_CONFIG, tickMs: 10, id: member.id, dataDir: raftDir, logger: silent };
+    const node = new RaftNode({ ...config, initialMembers: [member] }, sm);
+    try {
+      expect([names(sm), sm.appliedIndex(), node.appliedIndex()]).toEqual([["a", "b"], 10n, 10n]);
+      node.start();
+      await vi.waitFor(() => expect(sm.appliedIndex()).toBe(12n), { timeout: 20_000 });
+      expect(names(sm)).toEqual(["a", "b", "c", "d"]);
+    } finally {
+      node.stop();
+    }
   });
 });

@@ -5,7 +5,7 @@ export * from "./core/types.js";
 export { DEFAULT_NODE_CONFIG, type NodeListener, RaftNode, type RaftNodeConfig } from "./node/raft-node.js";
 export { decodeEnvelope, type Envelope, encodeEnvelope } from "./service/envelope.js";
 export * from "./service/errors.js";
-export type { MemberInfo } from "./service/members.js";
+export { encodeLayerSnapshot, type MemberInfo } from "./service/members.js";
 export {
   type MemberSpec,
   RaftService,
@@ -17,6 +17,7 @@ export { SnapshotWorker, type SnapshotWorkerOptions } from "./service/snapshot-w
 export { type PersistBatch, SqliteLogStore, type SqliteLogStoreOptions } from "./storage/sqlite-log-store.js";
 export {
   DatabaseStillOpenError,
+  discardInterruptedReplace,
   replaceDatabaseFile,
   syncFolder,
   WalFileSync,

@@ -1,11 +1,31 @@
 // MvccStore.restore and the store's files: what a restore leaves open, what it refuses, and what a
 // crash in the middle of one leaves for the next start.
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { DatabaseStillOpenError, WalCheckpointer } from "@photoncloud/raft";
+import {
+  DatabaseStillOpenError,
+  DEFAULT_NODE_CONFIG,
+  encodeEnvelope,
+  encodeLayerSnapshot,
+  EntryType,
+  type MemberInfo,
+  RaftNode,
+  SqliteLogStore,
+  WalCheckpointer,
+} from "@photoncloud/raft";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { entriesFor } from "../testing/commands.js";
+import { encodeCommand, entriesFor } from "../testing/commands.js";
 import { putRequest, rangeRequest } from "./messages.js";
 import { MvccStore } from "./store.js";
 
@@ -115,5 +135,76 @@ describe("MvccStore.restore", () => {
     expect(existsSync(`${path}.restore`)).toBe(false);
     const reopened = open();
     expect([keys(reopened), reopened.appliedIndex()]).toEqual([["also-kept", "kept"], 2n]);
+  });
+});
+
+const member: MemberInfo = {
+  id: 1n,
+  name: "m1",
+  peerUrls: ["http://127.0.0.1:1"],
+  clientUrls: [],
+  isLearner: false,
+};
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * A member's Raft log as it is when the node has stored a snapshot from the leader and is
+ * restoring it into the machine: the snapshot at `index` (synced before `restore` is called), then
+ * one committed entry per key after it.
+ */
+async function logAfterInstall(raftDir: string, index: bigint, image: Uint8Array, keys: string[]) {
+  mkdirSync(raftDir, { recursive: true });
+  const log = new SqliteLogStore({ path: join(raftDir, "raft.db"), bootstrapVoters: [member.id] });
+  const entries = keys.map((key, i) => ({
+    index: index + 1n + BigInt(i),
+    term: 2n,
+    type: EntryType.Normal,
+    data: encodeEnvelope({
+      proposer: 2n,
+      requestId: BigInt(i + 1),
+      timestampMs: 0,
+      seed: 0n,
+      command: encodeCommand({ put: putRequest({ key: b(key), value: b(`value of ${key}`) }) }),
+    }),
+  }));
+  const snapshot = {
+    metadata: { index, term: 2n, confState: { voters: [member.id], learners: [] } },
+    data: encodeLayerSnapshot([member], image),
+  };
+  log.persist({ hardState: { term: 2n, vote: 0n, commit: index + BigInt(keys.length) }, entries, snapshot });
+  await log.sync();
+  log.close();
+}
+
+describe("a restore interrupted by a crash", () => {
+  it("leaves no file to trust: the store starts empty, the node installs its snapshot again and applies the log after it", async () => {
+    // Proves the recovery end to end: the old file without its WAL and a half-written staged image
+    // (what a crash during replaceDatabaseFile leaves) are discarded when the store opens, and the
+    // member ends with the snapshot's keys plus the entries after it, at the right applied index.
+    const old = new MvccStore({ path });
+    old.applyBatch(entriesFor([{ put: putRequest({ key: b("old"), value: b("v") }) }], 5n));
+    old.close();
+    // Its pages as a checkpoint cut short would leave them, with the WAL that held the rest gone.
+    const pages = readFileSync(path);
+    pages.fill(0xa5, 4096);
+    writeFileSync(path, pages);
+    const image = imageOf("a", "b");
+    writeFileSync(`${path}.restore`, image.subarray(0, image.length >> 1));
+    const raftDir = join(dir, "raft");
+    await logAfterInstall(raftDir, 10n, image, ["c", "d"]);
+
+    const store = open();
+    expect([keys(store), store.appliedIndex()]).toEqual([[], 0n]);
+    expect(readdirSync(dir).filter((f) => f.startsWith("mvcc.db."))).toEqual([]);
+    const config = { ...DEFAULT_NODE_CONFIG, tickMs: 10, id: member.id, dataDir: raftDir, logger: silent };
+    const node = new RaftNode({ ...config, initialMembers: [member] }, store);
+    try {
+      expect([keys(store), store.appliedIndex(), node.appliedIndex()]).toEqual([["a", "b"], 10n, 10n]);
+      node.start();
+      await vi.waitFor(() => expect(store.appliedIndex()).toBe(12n), { timeout: 20_000 });
+      expect(keys(store)).toEqual(["a", "b", "c", "d"]);
+    } finally {
+      node.stop();
+    }
   });
 });

@@ -9,6 +9,7 @@ import { reusingEncoder } from "@photoncloud/daemon";
 import {
   type ApplyEntry,
   DatabaseStillOpenError,
+  discardInterruptedReplace,
   replaceDatabaseFile,
   type SnapshotJob,
   SnapshotWorker,
@@ -90,6 +91,9 @@ export class MvccStore implements StateMachine {
       minTtlSeconds: options.minLeaseTtlSeconds ?? 2n,
       checkpointIntervalMs: options.leaseCheckpointIntervalMs ?? 5 * 60_000,
     });
+    // A restore a crash interrupted leaves no trustworthy file: the store starts empty and the Raft
+    // layer installs its stored snapshot again (see discardInterruptedReplace).
+    if (options.path !== ":memory:") discardInterruptedReplace(options.path);
     this.backend = this.openBackend(options.path);
     this.snapshots =
       options.path === ":memory:"

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import {
   type ApplyEntry,
   DatabaseStillOpenError,
+  discardInterruptedReplace,
   type SnapshotJob,
   replaceDatabaseFile,
   SnapshotWorker,
@@ -136,6 +137,9 @@ export class SqlStateMachine implements StateMachine {
       path: options.path,
       appliedSql: `SELECT applied_index AS idx FROM ${metaTable}`,
     });
+    // A restore a crash interrupted leaves no trustworthy file: the machine starts empty and the
+    // Raft layer installs its stored snapshot again (see discardInterruptedReplace).
+    if (options.path !== ":memory:") discardInterruptedReplace(options.path);
     this.open();
   }
 
