@@ -167,6 +167,21 @@ async function logAfterInstall(raftDir: string, index: bigint, image: Uint8Array
   log.close();
 }
 
+describe("SqlStateMachine.restore in memory", () => {
+  it("installs the image in memory, writing no file", () => {
+    // Proves an in-memory machine restores an image of a file database (which says WAL mode in its
+    // header) with its rows and the given applied index, instead of a file named ":memory:".
+    const image = imageOf("a", "b");
+    const sm = open({ path: ":memory:" });
+    applySql(sm, "CREATE TABLE other (x)");
+    sm.restore(image, 7n);
+    expect([names(sm), sm.appliedIndex()]).toEqual([["a", "b"], 7n]);
+    applySql(sm, "INSERT INTO t VALUES ('c')");
+    expect([names(sm), sm.appliedIndex()]).toEqual([["a", "b", "c"], 8n]);
+    expect(existsSync(":memory:") || existsSync(":memory:.restore")).toBe(false);
+  });
+});
+
 describe("a restore interrupted by a crash", () => {
   it("leaves no file to trust: the machine starts empty, the node installs its snapshot again and applies the log after it", async () => {
     // Proves the recovery end to end: the old file without its WAL and a half-written staged image
