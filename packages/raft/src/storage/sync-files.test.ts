@@ -4,6 +4,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  realpathSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -20,11 +21,18 @@ import {
 
 /** For each WAL removed: whether the staged image was then whole on disk beside it. */
 const walRemovals = vi.hoisted(() => [] as { wal: string; stagedWhole: boolean }[]);
-const staged = vi.hoisted(() => ({ image: new Uint8Array() }));
+const staged = vi.hoisted(() => ({ image: new Uint8Array() as Uint8Array<ArrayBufferLike> }));
+/** A path whose opening fails (as when the process is out of descriptors), while set. */
+const failing = vi.hoisted(() => ({ path: "" }));
 vi.mock("node:fs", async (importOriginal) => {
   const fs = await importOriginal<typeof import("node:fs")>();
   return {
     ...fs,
+    openSync: (path: string, ...rest: [flags?: string]) => {
+      if (path === failing.path)
+        throw Object.assign(new Error(`EMFILE: too many open files, open '${path}'`), { code: "EMFILE" });
+      return fs.openSync(path, ...rest);
+    },
     rmSync: (path: string, options?: import("node:fs").RmOptions) => {
       if (path.endsWith("-wal")) {
         const staging = `${path.slice(0, -"-wal".length)}.restore`;
@@ -39,12 +47,13 @@ vi.mock("node:fs", async (importOriginal) => {
 const dir = mkdtempSync(join(tmpdir(), "raft-syncfiles-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** How many of this process's descriptors are open on `path`. */
+/** How many of this process's descriptors are open on `path` (named as /proc names it: resolved). */
 function openOn(path: string): number {
+  const target = realpathSync(path);
   let n = 0;
   for (const fd of readdirSync("/proc/self/fd")) {
     try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === path) n++;
+      if (readlinkSync(`/proc/self/fd/${fd}`) === target) n++;
     } catch {
       // closed since the listing
     }
@@ -75,6 +84,27 @@ describe("WalFileSync", () => {
     expect(openOn(`${path}-wal`)).toBe(1);
     expect(openOn(dir)).toBe(0);
     await expect(files.sync()).rejects.toThrow(/closed/);
+    db.close();
+  });
+
+  it("lets go of the WAL's descriptor when the folder cannot be opened, and opens both at the next sync", async () => {
+    // Proves a failed open leaks nothing: the sync fails with the folder's error, only the
+    // connection's own descriptor stays on the WAL, and the next sync opens both and succeeds.
+    const path = join(dir, "i.db");
+    const db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.exec("CREATE TABLE t (k); INSERT INTO t VALUES (1)");
+    const files = new WalFileSync(path);
+    failing.path = dir;
+    await expect(files.sync()).rejects.toThrow(/EMFILE/);
+    failing.path = "";
+    expect(openOn(`${path}-wal`)).toBe(1);
+    expect(openOn(dir)).toBe(0);
+    await files.sync();
+    expect(openOn(`${path}-wal`)).toBe(2);
+    expect(openOn(dir)).toBe(1);
+    files.close();
+    expect(openOn(dir)).toBe(0);
     db.close();
   });
 
