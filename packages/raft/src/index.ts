@@ -5,7 +5,7 @@ export * from "./core/types.js";
 export { DEFAULT_NODE_CONFIG, type NodeListener, RaftNode, type RaftNodeConfig } from "./node/raft-node.js";
 export { decodeEnvelope, type Envelope, encodeEnvelope } from "./service/envelope.js";
 export * from "./service/errors.js";
-export type { MemberInfo } from "./service/members.js";
+export { encodeLayerSnapshot, type MemberInfo } from "./service/members.js";
 export {
   type MemberSpec,
   RaftService,
@@ -15,7 +15,14 @@ export {
 export type { ApplyEntry, Replicated, SnapshotJob, StateMachine } from "./service/state-machine.js";
 export { SnapshotWorker, type SnapshotWorkerOptions } from "./service/snapshot-worker.js";
 export { type PersistBatch, SqliteLogStore, type SqliteLogStoreOptions } from "./storage/sqlite-log-store.js";
-export { replaceDatabaseFile, syncFolder, WalFileSync, writeDatabaseFile } from "./storage/sync-files.js";
+export {
+  DatabaseStillOpenError,
+  discardInterruptedReplace,
+  replaceDatabaseFile,
+  syncFolder,
+  WalFileSync,
+  writeDatabaseFile,
+} from "./storage/sync-files.js";
 export { WalCheckpointer, type WalCheckpointerOptions } from "./storage/wal-checkpointer.js";
 export {
   DEFAULT_TRANSPORT_CONFIG,

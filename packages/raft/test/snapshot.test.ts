@@ -172,8 +172,8 @@ describe("snapshots held by the state machine's files", () => {
 
   it("wait while the machine's index trails the node's, from the first interval, rather than make an image", async () => {
     // Proves a member whose last entries are ones its machine never sees (membership changes) makes
-    // no image when a snapshot falls due: it records the machine's files at the next entry the
-    // machine applies, with the ConfState at that index.
+    // no image when a snapshot falls due: it records the machine's files at the index of the next
+    // entry the machine applies.
     dir = mkdtempSync(join(tmpdir(), "raft-snap-"));
     const opts = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 20_000 };
     members = await startLocalCluster(1, dir, {

@@ -221,10 +221,16 @@ export class Backend {
     this.db.exec("VACUUM");
   }
 
-  close(): void {
+  /**
+   * Commits, stops the background checkpoints and closes the connection. Returns whether the
+   * checkpointer's connection closed too (see WalCheckpointer.close): only then may the file be
+   * replaced.
+   */
+  close(): boolean {
     this.commit();
-    this.checkpointer?.close();
+    const checkpointerClosed = this.checkpointer?.close() ?? true;
     this.files?.close();
     this.db.close();
+    return checkpointerClosed;
   }
 }

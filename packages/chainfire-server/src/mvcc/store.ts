@@ -8,12 +8,15 @@ import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
 import { reusingEncoder } from "@photoncloud/daemon";
 import {
   type ApplyEntry,
+  DatabaseStillOpenError,
+  discardInterruptedReplace,
   replaceDatabaseFile,
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
+import { rollbackJournalCopy } from "../snapshot/snapshot-file.js";
 import { Backend, type Row } from "./backend.js";
 import { entryAt, KeyIndex, type KeyRecord } from "./key-index.js";
 import { type KeyRange, keyRange, keyString } from "./key-range.js";
@@ -89,6 +92,9 @@ export class MvccStore implements StateMachine {
       minTtlSeconds: options.minLeaseTtlSeconds ?? 2n,
       checkpointIntervalMs: options.leaseCheckpointIntervalMs ?? 5 * 60_000,
     });
+    // A restore a crash interrupted leaves no trustworthy file: the store starts empty and the Raft
+    // layer installs its stored snapshot again (see discardInterruptedReplace).
+    if (options.path !== ":memory:") discardInterruptedReplace(options.path);
     this.backend = this.openBackend(options.path);
     this.snapshots =
       options.path === ":memory:"
@@ -170,17 +176,22 @@ export class MvccStore implements StateMachine {
   }
 
   restore(image: Uint8Array, index: bigint): void {
-    this.backend.close();
     if (this.options.path === ":memory:") {
-      this.backend = this.openBackend(Buffer.from(image));
+      this.backend.close();
+      this.backend = this.openBackend(rollbackJournalCopy(Buffer.from(image)));
     } else {
+      // Every connection to the file is closed before it is replaced: the snapshot worker's, the
+      // background checkpointer's and the writer's.
+      const workerClosed = this.snapshots?.suspend() ?? true;
+      const checkpointerClosed = this.backend.close();
+      if (!workerClosed || !checkpointerClosed) throw new DatabaseStillOpenError(this.options.path);
       // Never a torn file or the new image with the old WAL (see replaceDatabaseFile).
       replaceDatabaseFile(this.options.path, image);
       this.backend = this.openBackend(this.options.path);
     }
     this.backend.setMetaValue("applied_index", index);
     this.load();
-    this.snapshots?.restart();
+    this.snapshots?.resume();
     for (const listener of this.restoreListeners) listener();
   }
 

@@ -1,7 +1,9 @@
 // What flaredbctl does, independent of how it was asked (command line or shell): run SQL, take and
 // load backups, and print the answers.
 
-import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { syncFolder } from "@photoncloud/raft";
 import { SingleBar } from "cli-progress";
 import {
   BackupFormat,
@@ -237,13 +239,21 @@ export async function backupTo(
   } finally {
     bar?.stop();
   }
-  closeSync(fd);
   if (info === undefined) {
+    closeSync(fd);
     rmSync(part, { force: true });
     throw new Error("the backup stream ended without its closing BackupInfo message; nothing was written");
   }
+  // Durable before it takes the final name, and the name durable before the backup is reported
+  // made: a power loss never leaves a partial file under `file`, nor loses a finished one.
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   verifyBackup(readFileSync(part)); // the file on disk is what a restore will read
   renameSync(part, file);
+  syncFolder(dirname(file));
   return info;
 }
 

@@ -8,6 +8,8 @@
 import { randomBytes } from "node:crypto";
 import {
   type ApplyEntry,
+  DatabaseStillOpenError,
+  discardInterruptedReplace,
   type SnapshotJob,
   replaceDatabaseFile,
   SnapshotWorker,
@@ -119,8 +121,8 @@ export class SqlStateMachine implements StateMachine {
   private applied = 0n;
   private readonly statementCacheMax: number;
   readonly resultRowsMax: number;
-  /** Takes snapshots off the event loop once `startSnapshotWorker` was called. */
-  private readonly snapshots: SnapshotWorker;
+  /** Takes snapshots off the event loop once `startSnapshotWorker` was called (file databases only). */
+  private readonly snapshots: SnapshotWorker | null;
   /** Checkpoints the database's WAL from a worker thread, when asked for (see WalCheckpointer). */
   private checkpointer: WalCheckpointer | null = null;
   /** Syncs the database's WAL off the event loop (null for an in-memory database). */
@@ -131,15 +133,22 @@ export class SqlStateMachine implements StateMachine {
     this.resultRowsMax = options.resultRowsMax ?? 100_000;
     this.builtin = new Database(":memory:");
     this.ctx = readContext();
-    this.snapshots = new SnapshotWorker({
-      path: options.path,
-      appliedSql: `SELECT applied_index AS idx FROM ${metaTable}`,
-    });
+    this.snapshots =
+      options.path === ":memory:"
+        ? null
+        : new SnapshotWorker({
+            path: options.path,
+            appliedSql: `SELECT applied_index AS idx FROM ${metaTable}`,
+          });
+    // A restore a crash interrupted leaves no trustworthy file: the machine starts empty and the
+    // Raft layer installs its stored snapshot again (see discardInterruptedReplace).
+    if (options.path !== ":memory:") discardInterruptedReplace(options.path);
     this.open();
   }
 
-  private open(): void {
-    const db = new Database(this.options.path);
+  /** Opens the database file, or (in memory) an empty database or a restored image. */
+  private open(source: string | Buffer = this.options.path): void {
+    const db = new Database(source);
     db.pragma("journal_mode = WAL");
     db.pragma(`synchronous = ${this.options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
     db.defaultSafeIntegers(true);
@@ -161,13 +170,17 @@ export class SqlStateMachine implements StateMachine {
     if (this.options.path !== ":memory:") this.files = new WalFileSync(this.options.path);
   }
 
-  /** The background checkpoints stop first, so that this connection's close is the last one. */
-  private closeDb(): void {
-    this.checkpointer?.close();
+  /**
+   * The background checkpoints stop first, so that this connection's close is the last one.
+   * Returns whether the checkpointer's connection closed too: only then may the file be replaced.
+   */
+  private closeDb(): boolean {
+    const checkpointerClosed = this.checkpointer?.close() ?? true;
     this.checkpointer = null;
     this.files?.close();
     this.files = null;
     this.db.close();
+    return checkpointerClosed;
   }
 
   appliedIndex(): bigint {
@@ -488,12 +501,12 @@ export class SqlStateMachine implements StateMachine {
    * large database stalls every request on this member for as long as it takes.
    */
   async startSnapshotWorker(): Promise<void> {
-    await this.snapshots.start();
+    await this.snapshots?.start();
   }
 
   /** Whether `beginSnapshot` hands the work to the worker (it is running). */
   get snapshotsOffLoop(): boolean {
-    return this.snapshots.isReady;
+    return this.snapshots?.isReady === true;
   }
 
   /**
@@ -503,7 +516,7 @@ export class SqlStateMachine implements StateMachine {
    * worker the snapshot is taken here and now.
    */
   beginSnapshot(): SnapshotJob {
-    const job = this.snapshotsOffLoop ? this.snapshots.begin(this.applied) : undefined;
+    const job = this.snapshotsOffLoop ? this.snapshots?.begin(this.applied) : undefined;
     return job ?? { index: this.applied, image: Promise.resolve(this.snapshot()) };
   }
 
@@ -521,16 +534,26 @@ export class SqlStateMachine implements StateMachine {
       "binary",
     );
     if (header !== "SQLite format 3\0") throw new Error("snapshot image is not a SQLite database");
-    this.closeDb();
-    replaceDatabaseFile(this.options.path, image);
-    this.open();
+    if (this.options.path === ":memory:") {
+      this.closeDb();
+      this.open(rollbackJournalCopy(image));
+    } else {
+      // Every connection to the file is closed before it is replaced: the snapshot worker's, the
+      // background checkpointer's and the writer's.
+      const workerClosed = this.snapshots?.suspend() ?? true;
+      const checkpointerClosed = this.closeDb();
+      if (!workerClosed || !checkpointerClosed) throw new DatabaseStillOpenError(this.options.path);
+      // Never a torn file or the new image with the old WAL (see replaceDatabaseFile).
+      replaceDatabaseFile(this.options.path, image);
+      this.open();
+    }
     this.setAppliedStmt.run(index);
     this.applied = index;
-    this.snapshots.restart();
+    this.snapshots?.resume();
   }
 
   close(): void {
-    this.snapshots.close();
+    this.snapshots?.close();
     this.cache.clear();
     if (this.db.open) this.closeDb();
     if (this.builtin.open) this.builtin.close();
@@ -550,6 +573,17 @@ export class SqlStateMachine implements StateMachine {
   get path(): string {
     return this.options.path;
   }
+}
+
+/**
+ * An image of a WAL-mode database says so in header bytes 18-19, and SQLite cannot open such an
+ * image in memory: a copy marked rollback-journal (1, 1) opens, with identical pages.
+ */
+function rollbackJournalCopy(image: Uint8Array): Buffer {
+  const copy = Buffer.from(image);
+  copy[18] = 1;
+  copy[19] = 1;
+  return copy;
 }
 
 /** The context of reads outside the log: this member's clock, fresh randomness drawn when used. */

@@ -15,15 +15,30 @@ import type { SnapshotJob } from "./state-machine.js";
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
-const Database = require(workerData.driver);
-const db = new Database(workerData.path, { fileMustExist: true });
+const pinned = new Int32Array(workerData.signal);
+const closed = new Int32Array(workerData.closed);
+function signal() { Atomics.store(pinned, 0, 1); Atomics.notify(pinned, 0); }
+function signalClosed() { Atomics.store(closed, 0, 1); Atomics.notify(closed, 0); }
+let db;
+try {
+  const Database = require(workerData.driver);
+  db = new Database(workerData.path, { fileMustExist: true });
+} catch (err) {
+  signalClosed(); // no connection was opened
+  throw err;
+}
 db.defaultSafeIntegers(true);
 const applied = db.prepare(workerData.appliedSql);
 const rows = workerData.imageSql === undefined ? null : db.prepare(workerData.imageSql);
-const pinned = new Int32Array(workerData.signal);
 parentPort.postMessage({ ready: true });
-function signal() { Atomics.store(pinned, 0, 1); Atomics.notify(pinned, 0); }
 parentPort.on("message", (job) => {
+  if (job.close === true) {
+    // Jobs are handled one at a time: a snapshot being made is finished before this.
+    db.close();
+    signalClosed();
+    parentPort.close();
+    return;
+  }
   let image;
   try {
     db.exec("BEGIN");
@@ -63,11 +78,20 @@ export interface SnapshotWorkerOptions {
   imageSql?: string;
   /** How long `begin` may block waiting for the worker to pin its view. */
   pinTimeoutMs?: number;
+  /** How long `close` may block waiting for the worker to close its connection (default 5 s). */
+  closeTimeoutMs?: number;
 }
 
 export class SnapshotWorker {
   private worker: Worker | null = null;
   private readonly signal = new SharedArrayBuffer(4);
+  /**
+   * Set to 1 once the last worker started has closed its connection (by itself, or when its thread
+   * exited); null until a worker is started. One buffer per worker.
+   */
+  private closed: Int32Array | null = null;
+  /** `suspend` closed a started worker: `resume` starts one again. */
+  private suspended = false;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private ready = false;
@@ -118,24 +142,33 @@ export class SnapshotWorker {
   private ensureWorker(): Worker {
     if (this.worker !== null) return this.worker;
     const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+    const closed = new Int32Array(new SharedArrayBuffer(4));
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { ...this.options, driver, signal: this.signal },
+      workerData: { ...this.options, driver, signal: this.signal, closed: closed.buffer },
     });
     worker.unref();
+    // A worker closed earlier may still answer or exit after a new one started: only the current
+    // one's events count (the jobs of a closed one were failed when it was closed).
     worker.on("message", (m: { id: number; ready?: boolean; image?: ArrayBuffer; error?: string }) => {
+      if (this.worker !== worker) return;
       if (m.ready === true) this.ready = true;
       else if (m.image !== undefined) this.pending.get(m.id)?.resolve(new Uint8Array(m.image));
       else this.settle(m.id, new Error(m.error ?? "snapshot failed"));
       this.pending.delete(m.id);
     });
-    worker.on("error", (err) => this.failAll(err));
+    worker.on("error", (err) => {
+      if (this.worker === worker) this.failAll(err);
+    });
     worker.on("exit", () => {
+      Atomics.store(closed, 0, 1); // the thread is gone, its connection with it
+      if (this.worker !== worker) return;
       this.worker = null;
       this.ready = false;
       this.failAll(new Error("the snapshot worker exited"));
     });
     this.worker = worker;
+    this.closed = closed;
     return worker;
   }
 
@@ -149,20 +182,42 @@ export class SnapshotWorker {
   }
 
   /**
-   * After the database file was replaced (a restore): a started worker's connection still reads the
-   * old file, so it is closed and a new one started (until that one is ready, `begin` answers
-   * undefined and the caller snapshots synchronously). Nothing happens if no worker was started.
+   * Before the database file is replaced (a restore): closes a started worker's connection, as
+   * `close` does, and returns whether it is closed; `resume` then starts a new worker on the new
+   * file. A connection left open on the old file while its WAL is removed and the new file is
+   * renamed over it would still be reading the old files' descriptors and shared memory.
    */
-  restart(): void {
-    if (this.worker === null) return;
-    this.close();
+  suspend(): boolean {
+    this.suspended = this.worker !== null;
+    return this.close();
+  }
+
+  /**
+   * After the replacement: starts a new worker if `suspend` closed one (until it is ready, `begin`
+   * answers undefined and the caller snapshots synchronously).
+   */
+  resume(): void {
+    if (!this.suspended) return;
+    this.suspended = false;
     void this.start().catch(() => {});
   }
 
-  close(): void {
+  /**
+   * Fails the pending jobs, asks the worker to close its connection and waits for it (at most
+   * `closeTimeoutMs`: a snapshot the worker is making is finished first). Returns whether the
+   * connection is closed (true when no worker was started).
+   */
+  close(): boolean {
     this.failAll(new Error("the state machine was closed"));
-    void this.worker?.terminate();
+    const worker = this.worker;
+    const closed = this.closed;
     this.worker = null;
     this.ready = false;
+    if (worker !== null && closed !== null) {
+      worker.postMessage({ close: true });
+      Atomics.wait(closed, 0, 0, this.options.closeTimeoutMs ?? 5000);
+      void worker.terminate();
+    }
+    return closed === null || Atomics.load(closed, 0) === 1;
   }
 }

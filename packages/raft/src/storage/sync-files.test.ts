@@ -1,19 +1,59 @@
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterAll, describe, expect, it } from "vitest";
-import { replaceDatabaseFile, WalFileSync, writeDatabaseFile } from "./sync-files.js";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import {
+  discardInterruptedReplace,
+  replaceDatabaseFile,
+  WalFileSync,
+  writeDatabaseFile,
+} from "./sync-files.js";
+
+/** For each WAL removed: whether the staged image was then whole on disk beside it. */
+const walRemovals = vi.hoisted(() => [] as { wal: string; stagedWhole: boolean }[]);
+const staged = vi.hoisted(() => ({ image: new Uint8Array() as Uint8Array<ArrayBufferLike> }));
+/** A path whose opening fails (as when the process is out of descriptors), while set. */
+const failing = vi.hoisted(() => ({ path: "" }));
+vi.mock("node:fs", async (importOriginal) => {
+  const fs = await importOriginal<typeof import("node:fs")>();
+  return {
+    ...fs,
+    openSync: (path: string, ...rest: [flags?: string]) => {
+      if (path === failing.path)
+        throw Object.assign(new Error(`EMFILE: too many open files, open '${path}'`), { code: "EMFILE" });
+      return fs.openSync(path, ...rest);
+    },
+    rmSync: (path: string, options?: import("node:fs").RmOptions) => {
+      if (path.endsWith("-wal")) {
+        const staging = `${path.slice(0, -"-wal".length)}.restore`;
+        const stagedWhole = fs.existsSync(staging) && fs.readFileSync(staging).equals(staged.image);
+        walRemovals.push({ wal: path, stagedWhole });
+      }
+      fs.rmSync(path, options);
+    },
+  };
+});
 
 const dir = mkdtempSync(join(tmpdir(), "raft-syncfiles-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** How many of this process's descriptors are open on `path`. */
+/** How many of this process's descriptors are open on `path` (named as /proc names it: resolved). */
 function openOn(path: string): number {
+  const target = realpathSync(path);
   let n = 0;
   for (const fd of readdirSync("/proc/self/fd")) {
     try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === path) n++;
+      if (readlinkSync(`/proc/self/fd/${fd}`) === target) n++;
     } catch {
       // closed since the listing
     }
@@ -47,6 +87,27 @@ describe("WalFileSync", () => {
     db.close();
   });
 
+  it("lets go of the WAL's descriptor when the folder cannot be opened, and opens both at the next sync", async () => {
+    // Proves a failed open leaks nothing: the sync fails with the folder's error, only the
+    // connection's own descriptor stays on the WAL, and the next sync opens both and succeeds.
+    const path = join(dir, "i.db");
+    const db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.exec("CREATE TABLE t (k); INSERT INTO t VALUES (1)");
+    const files = new WalFileSync(path);
+    failing.path = dir;
+    await expect(files.sync()).rejects.toThrow(/EMFILE/);
+    failing.path = "";
+    expect(openOn(`${path}-wal`)).toBe(1);
+    expect(openOn(dir)).toBe(0);
+    await files.sync();
+    expect(openOn(`${path}-wal`)).toBe(2);
+    expect(openOn(dir)).toBe(1);
+    files.close();
+    expect(openOn(dir)).toBe(0);
+    db.close();
+  });
+
   it("refuses a database that has no WAL, naming the file", async () => {
     // Proves a database in rollback-journal mode is not taken as synced.
     const path = join(dir, "b.db");
@@ -77,7 +138,8 @@ describe("writeDatabaseFile", () => {
 describe("replaceDatabaseFile", () => {
   it("puts the new image in place of a WAL-mode database and leaves neither its WAL nor the staging file", () => {
     // Proves a restore: the old database's WAL (holding a row not yet checkpointed) is not replayed
-    // onto the new image, and nothing is left beside the file.
+    // onto the new image, nothing is left beside the file, and the image was staged whole before
+    // the WAL was removed (what discardInterruptedReplace relies on after a crash).
     const path = join(dir, "d.db");
     const old = new Database(path);
     old.pragma("journal_mode = WAL");
@@ -92,10 +154,53 @@ describe("replaceDatabaseFile", () => {
     writeDatabaseFile(crashed, readFileSync(path));
     writeDatabaseFile(`${crashed}-wal`, readFileSync(`${path}-wal`));
     old.close();
+    staged.image = image;
     replaceDatabaseFile(crashed, image);
+    // A crash once the old WAL is gone finds the whole image staged beside the file.
+    expect(walRemovals).toEqual([{ wal: `${crashed}-wal`, stagedWhole: true }]);
     expect(readdirSync(dir).filter((f) => f.startsWith("e.db"))).toEqual(["e.db"]);
     const db = new Database(crashed, { readonly: true });
     expect(db.prepare("SELECT k FROM t").pluck().all()).toEqual(["new"]);
+    db.close();
+  });
+});
+
+describe("discardInterruptedReplace", () => {
+  /** A database file holding one row, as a restore would find it. */
+  function oldDatabase(path: string): void {
+    const db = new Database(path);
+    db.exec("CREATE TABLE t (k); INSERT INTO t VALUES ('old')");
+    db.close();
+  }
+
+  it("removes the file, its WAL and -shm and the staged image left by a crash in the middle of a restore", () => {
+    // Proves both shapes a crash leaves: the staged image half written with the old WAL still
+    // there, and the staged image whole with the WAL removed; the database then opens empty.
+    for (const [name, withWal] of [["f.db", true] as const, ["g.db", false] as const]) {
+      const path = join(dir, name);
+      oldDatabase(path);
+      if (withWal) {
+        writeFileSync(`${path}-wal`, "frames");
+        writeFileSync(`${path}-shm`, "index");
+      }
+      writeFileSync(`${path}.restore`, withWal ? "half an ima" : readFileSync(path));
+      expect(discardInterruptedReplace(path)).toBe(true);
+      expect(readdirSync(dir).filter((f) => f.startsWith(name))).toEqual([]);
+      const db = new Database(path);
+      expect(db.prepare("SELECT count(*) FROM sqlite_schema").pluck().get()).toBe(0);
+      db.close();
+    }
+  });
+
+  it("leaves a database alone when no restore was interrupted", () => {
+    // Proves an ordinary start keeps the file (and says so).
+    const path = join(dir, "h.db");
+    oldDatabase(path);
+    expect(discardInterruptedReplace(path)).toBe(false);
+    expect(discardInterruptedReplace(join(dir, "never-created.db"))).toBe(false);
+    expect(existsSync(path)).toBe(true);
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare("SELECT k FROM t").pluck().all()).toEqual(["old"]);
     db.close();
   });
 });

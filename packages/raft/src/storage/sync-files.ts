@@ -8,9 +8,20 @@
 // closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
 // included (see SQLite's "How To Corrupt An SQLite Database File", section 2.2). SQLite locks only
 // the database file and its `-shm`, never the `-wal` or the folder.
-import { closeSync, fdatasync, fsync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fdatasync,
+  fsync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
+import { RaftError } from "../core/errors.js";
 
 const fdatasyncAsync = promisify(fdatasync);
 const fsyncAsync = promisify(fsync);
@@ -92,20 +103,53 @@ export function writeDatabaseFile(path: string, content: Uint8Array): void {
 }
 
 /**
- * Replaces the database file at `path` (its writer closed) with `content`, durably: the old file's
- * WAL and shared-memory index are removed first (a WAL left behind would be replayed onto the new
- * image), the new file is written and synced beside it (`<path>.restore`, whose folder sync also
- * makes the removals durable before the rename), then renamed over the old one. A crash never
- * leaves the new image with the old WAL; it may leave the old file without its WAL, which the
- * Raft layer repairs by installing the stored snapshot again at restart.
+ * Replaces the database file at `path` (every connection to it closed) with `content`, durably:
+ *
+ * 1. the new file is written and synced beside it as `<path>.restore`, and its name made durable;
+ * 2. the old file's WAL and shared-memory index are removed (a WAL left behind would be replayed
+ *    onto the new image), and the removals made durable before the rename can be;
+ * 3. the new file is renamed over the old one, and the folder synced.
+ *
+ * `<path>.restore` therefore exists, on disk, from before the old WAL is touched until the rename:
+ * whenever a crash has left the old file without its WAL (which may have held committed
+ * transactions not yet checkpointed), or the staged file half written, the staged file is there
+ * too, and `discardInterruptedReplace` at the next start discards both. A crash never pairs the
+ * new image with the old WAL.
  */
 export function replaceDatabaseFile(path: string, content: Uint8Array): void {
   const staging = `${path}.restore`;
+  writeDatabaseFile(staging, content);
   rmSync(`${path}-wal`, { force: true });
   rmSync(`${path}-shm`, { force: true });
-  writeDatabaseFile(staging, content);
+  syncFolder(dirname(path));
   renameSync(staging, path);
   syncFolder(dirname(path));
+}
+
+/**
+ * Call at start-up, before any connection opens the database file at `path`: finishes what a
+ * crash in the middle of `replaceDatabaseFile` left. When `<path>.restore` exists, the old file
+ * may be without its WAL (so possibly without transactions it had committed, or inconsistent) and
+ * the staged file may be incomplete; neither is trusted. The file, its WAL, its `-shm` and the
+ * staged file are all removed, so the machine opens empty at applied index 0; the staged file is
+ * removed last, so a crash during this leaves it for the next start to do again. Returns whether
+ * it discarded anything.
+ *
+ * Starting empty is what lets the Raft layer bring the machine back: a restore is the install of a
+ * snapshot the node stored whole (with its data) and synced before calling `restore`, so at the
+ * next start the node sees the machine behind that snapshot, installs it again and then applies
+ * the log after it (RaftNode's recovery of an interrupted install). Completing the rename instead
+ * would need proof that the staged file is whole, and would still leave the machine at the image's
+ * own applied index, which the node also repairs by installing the snapshot again.
+ */
+export function discardInterruptedReplace(path: string): boolean {
+  const staging = `${path}.restore`;
+  if (!existsSync(staging)) return false;
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) rmSync(file, { force: true });
+  syncFolder(dirname(path));
+  rmSync(staging);
+  syncFolder(dirname(path));
+  return true;
 }
 
 /** Makes the folder's entries (files created, renamed or removed in it) durable. */
@@ -115,5 +159,23 @@ export function syncFolder(path: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * A database file not replaced because a connection to it (a worker thread's: snapshots or
+ * background checkpoints) was still open after its close deadline. That connection would go on
+ * reading, checkpointing into and finally closing files that are no longer the database's, while
+ * the new file's WAL and `-shm` are created under the same names. The machine is left closed and
+ * nothing on disk has changed; the member stops, and at restart the Raft layer installs the
+ * snapshot it stored again.
+ */
+export class DatabaseStillOpenError extends RaftError {
+  readonly code = "RAFT_DATABASE_STILL_OPEN";
+  constructor(readonly path: string) {
+    super(
+      `${path} was not replaced: a worker thread still had it open after its close deadline; ` +
+        "restart the member to install the snapshot again",
+    );
   }
 }

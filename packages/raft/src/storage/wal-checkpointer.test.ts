@@ -46,10 +46,26 @@ describe("WalCheckpointer", () => {
       db.exec("INSERT INTO t VALUES (1)");
       if (settle)
         await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(4096), { timeout: 20_000 });
-      checkpointer.close();
+      expect(checkpointer.close()).toBe(true);
       db.close();
       expect(existsSync(`${path}-wal`)).toBe(false);
     }
+  });
+
+  it("says whether its connection closed before the deadline", () => {
+    // Proves a caller that is about to replace the database's files learns when the worker may
+    // still hold a connection: with a deadline of 0 ms the thread has not even started when close
+    // gives up; with the default deadline close returns once the connection is closed.
+    const path = join(dir, "d.db");
+    const db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.exec("CREATE TABLE t (k)");
+    const late = new WalCheckpointer(db, { intervalMs: 5, closeTimeoutMs: 0 });
+    expect(late.close()).toBe(false);
+    const prompt = new WalCheckpointer(db, { intervalMs: 5 });
+    expect(prompt.close()).toBe(true);
+    expect(prompt.close()).toBe(true);
+    db.close();
   });
 
   it("reports a failure instead of losing the background checkpoints silently", async () => {
@@ -63,7 +79,7 @@ describe("WalCheckpointer", () => {
     const checkpointer = new WalCheckpointer(db, { intervalMs: 5, onError: (m) => errors.push(m) });
     await vi.waitFor(() => expect(errors).toHaveLength(1), { timeout: 20_000 });
     expect(errors[0]).toMatch(/unable to open database file|SQLITE_CANTOPEN/);
-    checkpointer.close();
+    expect(checkpointer.close()).toBe(true);
     db.close();
   });
 });

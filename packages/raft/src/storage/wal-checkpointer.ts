@@ -29,10 +29,10 @@ const report = (err) => {
 try {
   const Database = require(workerData.driver);
   const db = new Database(workerData.path, { fileMustExist: true, timeout: 0 });
-  // A checkpoint syncs the WAL before copying it and the database file before the WAL may start
-  // over, unless its connection runs with synchronous=OFF: set here, not left to a build default.
-  db.pragma("synchronous = NORMAL");
   try {
+    // A checkpoint syncs the WAL before copying it and the database file before the WAL may start
+    // over, unless its connection runs with synchronous=OFF: set here, not left to a build default.
+    db.pragma("synchronous = NORMAL");
     if (Atomics.compareExchange(ctl, 0, ${STARTING}, ${RUNNING}) === ${STARTING}) {
       const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
       while (Atomics.wait(ctl, 0, ${RUNNING}, workerData.intervalMs) === "timed-out") {
@@ -104,20 +104,24 @@ export class WalCheckpointer {
   }
 
   /**
-   * Stops the worker and waits (bounded) until its connection is closed, so that the writer's own
-   * close is the last one and checkpoints the database as SQLite does then. The writer's automatic
-   * checkpoint goes back to SQLite's default.
+   * Stops the worker and waits (at most `closeTimeoutMs`) until its connection is closed, so that
+   * the writer's own close is the last one and checkpoints the database as SQLite does then. The
+   * writer's automatic checkpoint goes back to SQLite's default. Returns whether the worker's
+   * connection is closed: false when it was still open at the deadline (a checkpoint stuck in I/O),
+   * and a caller about to remove or replace the database's files must then leave them alone.
    */
-  close(): void {
+  close(): boolean {
     const worker = this.worker;
-    if (worker === null) return;
-    this.worker = null;
-    if (Atomics.compareExchange(this.control, 0, STARTING, STOPPING) === RUNNING) {
-      Atomics.store(this.control, 0, STOPPING);
-      Atomics.notify(this.control, 0);
+    if (worker !== null) {
+      this.worker = null;
+      if (Atomics.compareExchange(this.control, 0, STARTING, STOPPING) === RUNNING) {
+        Atomics.store(this.control, 0, STOPPING);
+        Atomics.notify(this.control, 0);
+      }
+      Atomics.wait(this.control, 0, STOPPING, this.options.closeTimeoutMs ?? 5000);
+      void worker.terminate();
+      if (this.db.open) this.db.pragma("wal_autocheckpoint = 1000");
     }
-    Atomics.wait(this.control, 0, STOPPING, this.options.closeTimeoutMs ?? 5000);
-    void worker.terminate();
-    if (this.db.open) this.db.pragma("wal_autocheckpoint = 1000");
+    return Atomics.load(this.control, 0) === STOPPED;
   }
 }

@@ -2,8 +2,10 @@
 // <file>.part, checks the trailing sha256 and only then renames it into place, so a file at the
 // given path is always a whole, verified snapshot.
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import type { ServiceError } from "@grpc/grpc-js";
 import type { etcd } from "@photoncloud/chainfire-api";
+import { syncFolder } from "@photoncloud/raft";
 import cliProgress from "cli-progress";
 import { readSnapshotFile, snapshotStatus, verifySnapshotBytes } from "../../snapshot/snapshot-file.js";
 import { type Connection, fromGrpc } from "../connection.js";
@@ -75,12 +77,14 @@ export async function snapshotSave(conn: Connection, io: CtlIo, file: string): P
   try {
     const fd = openSync(partial, "w", 0o600);
     try {
-      writeSync(fd, bytes);
+      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(partial, file);
+    // The name too: a power loss after "saved" must not take the file away.
+    syncFolder(dirname(file));
   } catch (err) {
     rmSync(partial, { force: true });
     throw badArgument(`cannot write snapshot to ${file}: ${(err as Error).message}`);

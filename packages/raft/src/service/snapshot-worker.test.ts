@@ -1,0 +1,91 @@
+import { mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { SnapshotWorker } from "./snapshot-worker.js";
+
+const dir = mkdtempSync(join(tmpdir(), "raft-snapworker-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** How many of this process's descriptors (worker threads' included) are open on `path`. */
+function openOn(path: string): number {
+  const target = realpathSync(path);
+  let n = 0;
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === target) n++;
+    } catch {
+      // closed since the listing
+    }
+  }
+  return n;
+}
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A WAL-mode database with its applied index at `applied`, and its open writer connection. */
+function database(name: string, applied: number): { path: string; db: Database.Database } {
+  const path = join(dir, name);
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.exec("CREATE TABLE applied (idx INTEGER NOT NULL)");
+  db.prepare("INSERT INTO applied VALUES (?)").run(applied);
+  return { path, db };
+}
+
+const appliedSql = "SELECT idx FROM applied";
+
+describe("SnapshotWorker", () => {
+  it("has closed its connection when suspend returns, even with a snapshot being made, and resume opens one again", async () => {
+    // Proves what a restore relies on: once suspend returns and the writer closes, no descriptor
+    // of the file is left open (SQLite keeps a closed connection's descriptor until the last
+    // connection to the file in the process closes), and snapshots work again afterwards from
+    // exactly one new connection.
+    const { path, db } = database("a.db", 7);
+    const worker = new SnapshotWorker({ path, appliedSql });
+    await worker.start();
+    expect(openOn(path)).toBe(2); // the writer's connection and the worker's
+    const job = worker.begin(7n);
+    expect(job?.index).toBe(7n);
+    const failed = expect(job?.image).rejects.toThrow(/closed/);
+    expect(worker.suspend()).toBe(true);
+    db.close();
+    expect(openOn(path)).toBe(0);
+    await failed;
+
+    const reopened = new Database(path);
+    worker.resume();
+    await until("the new worker to be ready", () => worker.isReady);
+    const again = worker.begin(7n);
+    expect(
+      Buffer.from((await again?.image) ?? [])
+        .subarray(0, 15)
+        .toString(),
+    ).toBe("SQLite format 3");
+    expect(openOn(path)).toBe(2);
+    expect(worker.close()).toBe(true);
+    reopened.close();
+    expect(openOn(path)).toBe(0);
+  });
+
+  it("reports a connection closed when none was ever opened", () => {
+    // Proves close and suspend answer true for a worker never started, or one that could not open.
+    const { path, db } = database("b.db", 1);
+    expect(new SnapshotWorker({ path, appliedSql }).close()).toBe(true);
+    const unused = new SnapshotWorker({ path, appliedSql });
+    expect(unused.suspend()).toBe(true);
+    unused.resume(); // nothing to start again
+    expect(openOn(path)).toBe(1); // the writer's
+    const missing = new SnapshotWorker({ path: join(dir, "missing.db"), appliedSql });
+    void missing.start().catch(() => {});
+    expect(missing.close()).toBe(true);
+    db.close();
+  });
+});
