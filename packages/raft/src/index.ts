@@ -19,6 +19,7 @@ export {
   DatabaseStillOpenError,
   discardInterruptedReplace,
   replaceDatabaseFile,
+  rollbackJournalCopy,
   syncFolder,
   WalFileSync,
   writeDatabaseFile,

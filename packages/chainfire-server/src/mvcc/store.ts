@@ -11,12 +11,12 @@ import {
   DatabaseStillOpenError,
   discardInterruptedReplace,
   replaceDatabaseFile,
+  rollbackJournalCopy,
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
-import { rollbackJournalCopy } from "../snapshot/snapshot-file.js";
 import { Backend, type Row } from "./backend.js";
 import { entryAt, KeyIndex, type KeyRecord } from "./key-index.js";
 import { type KeyRange, keyRange, keyString } from "./key-range.js";
@@ -178,7 +178,7 @@ export class MvccStore implements StateMachine {
   restore(image: Uint8Array, index: bigint): void {
     if (this.options.path === ":memory:") {
       this.backend.close();
-      this.backend = this.openBackend(rollbackJournalCopy(Buffer.from(image)));
+      this.backend = this.openBackend(rollbackJournalCopy(image));
     } else {
       // Every connection to the file is closed before it is replaced: the snapshot worker's, the
       // background checkpointer's and the writer's.

@@ -16,12 +16,11 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { syncFolder } from "@photoncloud/raft";
+import { rollbackJournalCopy, syncFolder } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 import {
   type ProgressListener,
   readSnapshotFile,
-  rollbackJournalCopy,
   type SnapshotStatus,
   snapshotStatus,
 } from "./snapshot-file.js";

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { crc32 } from "node:zlib";
+import { rollbackJournalCopy } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 
 export const SHA256_BYTES = 32;
@@ -105,19 +106,6 @@ export interface SnapshotStatus {
   compactRevision: bigint;
   totalKeys: bigint;
   totalSizeBytes: bigint;
-}
-
-/**
- * The store runs in WAL mode, so its serialized image says so in header bytes 18-19; SQLite cannot
- * open a WAL-mode image in memory. A copy marked as rollback-journal (1, 1) opens, with identical pages.
- */
-export function rollbackJournalCopy(image: Buffer): Buffer {
-  const copy = Buffer.from(image);
-  if (copy.length >= 100 && copy.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000") {
-    copy[18] = 1;
-    copy[19] = 1;
-  }
-  return copy;
 }
 
 /** Opens the image read-only in memory, checks it is a whole, sane MVCC database, and runs `fn`. */

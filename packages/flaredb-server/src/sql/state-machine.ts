@@ -12,6 +12,7 @@ import {
   discardInterruptedReplace,
   type SnapshotJob,
   replaceDatabaseFile,
+  rollbackJournalCopy,
   SnapshotWorker,
   type StateMachine,
   WalFileSync,
@@ -573,17 +574,6 @@ export class SqlStateMachine implements StateMachine {
   get path(): string {
     return this.options.path;
   }
-}
-
-/**
- * An image of a WAL-mode database says so in header bytes 18-19, and SQLite cannot open such an
- * image in memory: a copy marked rollback-journal (1, 1) opens, with identical pages.
- */
-function rollbackJournalCopy(image: Uint8Array): Buffer {
-  const copy = Buffer.from(image);
-  copy[18] = 1;
-  copy[19] = 1;
-  return copy;
 }
 
 /** The context of reads outside the log: this member's clock, fresh randomness drawn when used. */

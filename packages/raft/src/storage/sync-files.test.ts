@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it, vi } from "vitest";
 import {
   discardInterruptedReplace,
   replaceDatabaseFile,
+  rollbackJournalCopy,
   WalFileSync,
   writeDatabaseFile,
 } from "./sync-files.js";
@@ -132,6 +133,37 @@ describe("writeDatabaseFile", () => {
     const db = new Database(path, { readonly: true });
     expect(db.prepare("SELECT k FROM t").pluck().get()).toBe("restored");
     db.close();
+  });
+});
+
+describe("rollbackJournalCopy", () => {
+  it("makes a WAL-mode database's image open in memory, with the same rows, leaving the image as it was", () => {
+    // Proves what an in-memory restore relies on: SQLite refuses the WAL-mode image itself in memory.
+    const path = join(dir, "wal-image.db");
+    const source = new Database(path);
+    source.pragma("journal_mode = WAL");
+    source.exec("CREATE TABLE t (k); INSERT INTO t VALUES ('kept')");
+    const image = source.serialize();
+    source.close();
+    const before = Buffer.from(image);
+    expect([image[18], image[19]]).toEqual([2, 2]);
+    const refused = new Database(Buffer.from(image));
+    expect(() => refused.prepare("SELECT k FROM t").get()).toThrow(/unable to open/);
+    refused.close();
+    const copy = rollbackJournalCopy(image);
+    expect(Buffer.from(image).equals(before)).toBe(true);
+    expect([copy[18], copy[19]]).toEqual([1, 1]);
+    expect(copy.subarray(20).equals(before.subarray(20))).toBe(true);
+    const db = new Database(copy);
+    expect(db.prepare("SELECT k FROM t").pluck().get()).toBe("kept");
+    db.close();
+  });
+
+  it("copies anything that is not an SQLite image unchanged", () => {
+    const other = Buffer.alloc(200, 7);
+    const copy = rollbackJournalCopy(other);
+    expect(copy.equals(other)).toBe(true);
+    expect(copy).not.toBe(other);
   });
 });
 

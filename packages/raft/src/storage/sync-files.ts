@@ -87,6 +87,21 @@ export class WalFileSync {
 }
 
 /**
+ * A copy of a database image that SQLite can open in memory. A WAL-mode database's image says so in
+ * header bytes 18-19 and SQLite cannot open such an image in memory; the copy is marked
+ * rollback-journal (1, 1), with identical pages. Anything that is not an SQLite image is copied as it
+ * is (opening it then fails as it would have).
+ */
+export function rollbackJournalCopy(image: Uint8Array): Buffer {
+  const copy = Buffer.from(image);
+  if (copy.length >= 100 && copy.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000") {
+    copy[18] = 1;
+    copy[19] = 1;
+  }
+  return copy;
+}
+
+/**
  * Writes a new database file at `path` (no connection may have it open) and makes it durable: its
  * content, and its name in the folder.
  */
