@@ -6,7 +6,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
   realpathSync,
   rmSync,
   writeFileSync,
@@ -24,6 +23,7 @@ import {
   SqliteLogStore,
   WalCheckpointer,
 } from "@photoncloud/raft";
+import { openFiles } from "@photoncloud/daemon/testing";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SqlStateMachine } from "../src/sql/state-machine.js";
 import { applySql, execCommand, rows, stmt } from "./helpers.js";
@@ -31,16 +31,7 @@ import { applySql, execCommand, rows, stmt } from "./helpers.js";
 /** This process's descriptors open on files in `folder` (worker threads' included). */
 function openIn(folder: string): string[] {
   const prefix = `${realpathSync(folder)}/`;
-  const found: string[] = [];
-  for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith(prefix)) found.push(target);
-    } catch {
-      // closed since the listing
-    }
-  }
-  return found;
+  return openFiles().filter((target) => target.startsWith(prefix));
 }
 
 /** What was open in the folder each time a file was renamed into it (a restore's replacement). */

@@ -3,13 +3,13 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
   realpathSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { openFiles } from "@photoncloud/daemon/testing";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import {
@@ -51,15 +51,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** How many of this process's descriptors are open on `path` (named as /proc names it: resolved). */
 function openOn(path: string): number {
   const target = realpathSync(path);
-  let n = 0;
-  for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === target) n++;
-    } catch {
-      // closed since the listing
-    }
-  }
-  return n;
+  return openFiles().filter((f) => f === target).length;
 }
 
 describe("WalFileSync", () => {
