@@ -204,8 +204,7 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   let fallbackDir: string | null = null;
   try {
     if (listeners.some((l) => l.fronted)) {
-      // mkdtemp makes the directory private to this user: only the fronts reach the socket.
-      fallbackDir = mkdtempSync(join(tmpdir(), "photon-grpc-"));
+      fallbackDir = makePrivateFolder();
       const fallbackSocketPath = join(fallbackDir, "grpc.sock");
       const address = `unix:${fallbackSocketPath}`;
       await bindOne(server, address, ServerCredentials.createInsecure(), address, what);
@@ -229,7 +228,7 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   } catch (err) {
     server.forceShutdown();
     for (const f of fronts) void f.close(0);
-    if (fallbackDir !== null) rmSync(fallbackDir, { recursive: true, force: true });
+    if (fallbackDir !== null) removePrivateFolder(fallbackDir);
     throw err;
   }
   ctx.logger.info({ urls: bound.map((u) => u.href), services: serviceNames }, "gRPC server listening");
@@ -245,9 +244,36 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
         shutdownGrpc(server, health, ["", ...serviceNames], timeoutMs),
         ...fronts.map((f) => f.close(timeoutMs)),
       ]);
-      if (fallbackDir !== null) rmSync(fallbackDir, { recursive: true, force: true });
+      if (fallbackDir !== null) removePrivateFolder(fallbackDir);
     },
   };
+}
+
+/**
+ * The private folders of this process's fronted servers (each holds the Unix socket grpc-js listens
+ * on). A server's shutdown removes its own; a process that exits without shutting its servers down
+ * (a startup error after listening, `process.exit` in a signal handler) removes them on its way out.
+ * Only SIGKILL leaves one behind, and it is empty once grpc-js is gone.
+ */
+const privateFolders = new Set<string>();
+
+function removePrivateFolders(): void {
+  for (const dir of privateFolders) rmSync(dir, { recursive: true, force: true });
+  privateFolders.clear();
+}
+
+function makePrivateFolder(): string {
+  // mkdtemp makes the directory private to this user: only the fronts reach the socket.
+  const dir = mkdtempSync(join(tmpdir(), "photon-grpc-"));
+  if (privateFolders.size === 0) process.once("exit", removePrivateFolders);
+  privateFolders.add(dir);
+  return dir;
+}
+
+function removePrivateFolder(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  privateFolders.delete(dir);
+  if (privateFolders.size === 0) process.removeListener("exit", removePrivateFolders);
 }
 
 function shutdownGrpc(

@@ -1,13 +1,15 @@
 // A listener with lean methods is served by the kit's HTTP/2 front: lean calls answered there, every
 // other call (streams in all directions, health) forwarded to grpc-js with its messages, status,
 // cancellation and backpressure intact, and shutdown closing both.
+import { spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import http2 from "node:http2";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   credentials,
   makeGenericClientConstructor,
@@ -28,6 +30,9 @@ import { parseUrlList } from "../urls.js";
 import { CLIENT_PREFACE, Flag, FrameType, frame, settingsFrame } from "./frames.js";
 import { encodeHeaders } from "./hpack.js";
 import { rawMethod } from "./test-methods.js";
+
+/** The compiled kit, for child processes (the set-up compiles it before the tests run). */
+const DAEMON_DIST = join(dirname(fileURLToPath(import.meta.url)), "../../dist");
 
 const method = (name: string, requestStream: boolean, responseStream: boolean) =>
   rawMethod("test.v1.Front", name, requestStream, responseStream);
@@ -286,6 +291,41 @@ describe("gRPC front", () => {
     await expect.poll(stalled, { interval: 250, timeout: 30_000 }).toBe(true);
     await stop();
     socket.destroy();
+  });
+
+  it("removes its private folder when the process exits without shutting the server down", async () => {
+    // Proves a daemon that exits after listening (a startup error, process.exit in a signal
+    // handler) leaves nothing in the temporary folder. The child uses the compiled kit.
+    const own = mkdtempSync(join(tmpdir(), "front-exit-"));
+    cleanups.push(() => rmSync(own, { recursive: true, force: true }));
+    const kit = (file: string) => JSON.stringify(pathToFileURL(join(DAEMON_DIST, file)).href);
+    const script = `
+      import { readdirSync } from "node:fs";
+      import { Writable } from "node:stream";
+      import { createLogger, parseUrlList, startGrpcServer } from ${kit("index.js")};
+      import { rawMethod } from ${kit("h2/test-methods.js")};
+      const grpc = await startGrpcServer({
+        urls: parseUrlList("http://127.0.0.1:0", "--listen"),
+        services: [{
+          definition: { Echo: rawMethod("test.v1.Front", "Echo", false, false) },
+          implementation: { Echo: (call, cb) => cb(null, call.request) },
+          leanUnaryMethods: ["Echo"],
+        }],
+        logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) }),
+      });
+      console.log(JSON.stringify({ port: grpc.urls[0].port, folders: readdirSync(process.env.TMPDIR) }));
+      process.exit(0);
+    `;
+    const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+      env: { ...process.env, TMPDIR: own },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const seen = JSON.parse(run.stdout.trim()) as { port: number; folders: string[] };
+    expect(seen.port).toBeGreaterThan(0);
+    expect(seen.folders.filter((n) => n.startsWith("photon-grpc-"))).toHaveLength(1);
+    expect(readdirSync(own)).toEqual([]);
   });
 
   it("shuts down with a stream still open and removes its private socket", async () => {
