@@ -291,15 +291,20 @@ export class DaemonCluster {
   }
 
   async close(): Promise<void> {
-    for (const m of this.members.values()) {
-      m.clients.close();
-      if (m.proc !== null) {
+    await Promise.all(
+      [...this.members.values()].map(async (m) => {
+        m.clients.close();
         const proc = m.proc;
+        if (proc === null || proc.exitCode !== null || proc.signalCode !== null) return;
+        // A clean stop, as an operator's: the daemon removes what it made outside its data
+        // directory (its gRPC front's private socket folder). SIGKILL only if it hangs.
         const exited = new Promise((resolve) => proc.once("exit", resolve));
-        proc.kill("SIGKILL");
+        const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+        proc.kill("SIGTERM");
         await exited;
-      }
-    }
+        clearTimeout(timer);
+      }),
+    );
     rmSync(this.root, { recursive: true, force: true });
   }
 }
