@@ -90,7 +90,14 @@ function implementation(seen: Seen) {
       call.once("cancelled", () => seen.cancelled.push(call.request.text));
     },
     Fail: (_call: ServerUnaryCall<Msg, Msg>, cb: sendUnaryData<Msg>) => {
-      cb(domainErrors.failedPrecondition("TEST_REFUSED", "refused: 100% sure, naïve"), null);
+      // A DomainError handed to the callback as it is: the kit maps it to its status as it maps a thrown one.
+      cb(
+        domainErrors.failedPrecondition(
+          "TEST_REFUSED",
+          "refused: 100% sure, naïve",
+        ) as unknown as ServiceError,
+        null,
+      );
     },
     Meta: (call: ServerUnaryCall<Msg, Msg>, cb: sendUnaryData<Msg>) => {
       const header = new Metadata();

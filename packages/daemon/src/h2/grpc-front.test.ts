@@ -45,11 +45,15 @@ const definition = {
   Chat: method("Chat", true, true),
 };
 
+/** A DomainError handed to the callback as it is: the kit maps it to its status as it maps a thrown one. */
+const refusal = (message: string) =>
+  domainErrors.failedPrecondition("TEST_REFUSED", message) as unknown as ServiceError;
+
 const cancelled: string[] = [];
 const implementation = {
   Echo: (call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, call.request),
   Fail: (_call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) =>
-    cb(domainErrors.failedPrecondition("TEST_REFUSED", "no such thing"), null),
+    cb(refusal("no such thing"), null),
   /** `count` messages of `size` bytes, each filled with its index; waits on backpressure. */
   Many: (call: ServerWritableStream<Buffer, Buffer>) => {
     const count = call.request.readUInt32BE(0);
@@ -77,7 +81,7 @@ const implementation = {
   },
   /** Answers at the first message, before the client has finished sending. */
   Refuse: (call: ServerReadableStream<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => {
-    call.once("data", () => cb(domainErrors.failedPrecondition("TEST_REFUSED", "refused early"), null));
+    call.once("data", () => cb(refusal("refused early"), null));
   },
   Chat: (call: ServerDuplexStream<Buffer, Buffer>) => {
     call.on("data", (m: Buffer) => call.write(Buffer.concat([Buffer.from("re:"), m])));
@@ -95,7 +99,7 @@ afterEach(async () => {
 
 async function start(shutdownTimeoutMs = 2000) {
   const grpc = await startGrpcServer({
-    urls: parseUrlList("http://127.0.0.1:0", "--listen"),
+    urls: parseUrlList("http://127.0.0.1:0"),
     services: [{ definition, implementation, leanUnaryMethods: ["Echo", "Fail"] }],
     logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
     maxReceiveMessageBytes: 8 << 20,
@@ -305,7 +309,7 @@ describe("gRPC front", () => {
       import { createLogger, parseUrlList, startGrpcServer } from ${kit("index.js")};
       import { rawMethod } from ${kit("h2/test-methods.js")};
       const grpc = await startGrpcServer({
-        urls: parseUrlList("http://127.0.0.1:0", "--listen"),
+        urls: parseUrlList("http://127.0.0.1:0"),
         services: [{
           definition: { Echo: rawMethod("test.v1.Front", "Echo", false, false) },
           implementation: { Echo: (call, cb) => cb(null, call.request) },

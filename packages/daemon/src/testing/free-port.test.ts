@@ -4,7 +4,7 @@ import { freePort } from "./free-port.js";
 
 describe("freePort", () => {
   it("hands out distinct ports below the ephemeral range that a server can bind", async () => {
-    const ports = [];
+    const ports: number[] = [];
     for (let i = 0; i < 20; i++) ports.push(await freePort());
     expect(new Set(ports).size).toBe(ports.length);
     for (const port of ports) {
