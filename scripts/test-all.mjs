@@ -26,6 +26,8 @@ const stages = [
   ["import cycles", "node", ["scripts/check-cycles.mjs"]],
   ["generated code current", "node", ["scripts/codegen.mjs", "--check"]],
   ["typecheck + compile", "pnpm", ["exec", "tsc", "-b", "tsconfig.json"]],
+  // Packages whose tests the build does not compile typecheck them on their own.
+  ["typecheck tests", "pnpm", ["-r", "--if-present", "run", "typecheck:tests"]],
   [
     "vitest",
     "pnpm",
