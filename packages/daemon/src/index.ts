@@ -114,4 +114,4 @@ export {
 export { CHAINFIRE_NODE_ARGS, CHAINFIRE_TUNABLES, chainfireEnv } from "./node-args.js";
 export { formatVersion, gitCommitOf, type VersionInfo, versionInfo } from "./version.js";
 export { checkHealth, type HealthStatus, listServices, type ProbeOptions } from "./grpc/probe-clients.js";
-export { type EncodesWith, reusingEncoder } from "./grpc/reusing-writer.js";
+export { type EncodesWith, PooledWriter, reusingEncoder } from "./grpc/reusing-writer.js";

@@ -19,7 +19,6 @@ import {
 } from "./gen/iam/v1/iam.js";
 import type { AuditLog } from "./audit-log.js";
 import type { Caller, IamCore } from "./iam-core.js";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CredentialRow, PrincipalRow } from "./store.js";
 
 /** How admin calls are recognised. */
@@ -94,7 +93,7 @@ const validateResponse = (v: ValidatedToken) => ({
   expiresAtSeconds: BigInt(v.expiresAtSeconds),
 });
 
-const reusingWriter = <T>(message: MessageFns<T>) => reusingEncoder(message, () => new BinaryWriter());
+const reusingWriter = <T>(message: MessageFns<T>) => reusingEncoder(message);
 
 /** iam.v1.Tokens with the hot responses (IssueToken, ValidateToken) serialised by `reusingWriter`. */
 export const tokensDefinition = {

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { command, type etcd } from "@photoncloud/chainfire-api";
 import type { Replicated } from "@photoncloud/raft";
 import { chainfireError, errorFromResult } from "../errors.js";
+import { encodeCommand } from "../mvcc/messages.js";
 import type { MvccStore } from "../mvcc/store.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 
@@ -57,7 +58,7 @@ export function responseHeader(ctx: EtcdApiContext, revision: bigint): etcd.Resp
 
 /** Proposes a command and returns its result, turning a replicated error result into a throw. */
 export function proposeCommand(ctx: EtcdApiContext, cmd: command.MvccCommand): Promise<command.MvccResult> {
-  const encoded = command.MvccCommand.encode(cmd).finish();
+  const encoded = encodeCommand(cmd);
   // Checked before the log, as etcd does, so an oversize request changes nothing anywhere.
   if (encoded.length > ctx.maxRequestBytes) return Promise.reject(chainfireError("REQUEST_TOO_LARGE"));
   return ctx.replicated.propose(encoded).then(({ result }) => {

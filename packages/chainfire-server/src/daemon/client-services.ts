@@ -8,7 +8,6 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import {
   DomainError,
@@ -75,12 +74,13 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
   ];
 }
 
-const newWriter = () => new BinaryWriter();
-/** etcdserverpb.KV with the hot answers (Range, Put) serialised through reused writers. */
+/** etcdserverpb.KV with its answers serialised through reused, pooled writers (see reusingEncoder). */
 const kvDefinition = {
   ...etcd.KVService,
-  range: { ...etcd.KVService.range, responseSerialize: reusingEncoder(etcd.RangeResponse, newWriter) },
-  put: { ...etcd.KVService.put, responseSerialize: reusingEncoder(etcd.PutResponse, newWriter) },
+  range: { ...etcd.KVService.range, responseSerialize: reusingEncoder(etcd.RangeResponse) },
+  put: { ...etcd.KVService.put, responseSerialize: reusingEncoder(etcd.PutResponse) },
+  deleteRange: { ...etcd.KVService.deleteRange, responseSerialize: reusingEncoder(etcd.DeleteRangeResponse) },
+  txn: { ...etcd.KVService.txn, responseSerialize: reusingEncoder(etcd.TxnResponse) },
 };
 
 /** etcd's learner rule: Status, and Range with serializable=true; nothing else. */

@@ -1,8 +1,9 @@
 // The leader's side of lease expiry. Apply never consults a clock to expire a lease; instead the
 // leader's driver looks at its lessor on an interval and proposes LeaseExpire (and LeaseCheckpoint,
 // so remaining TTLs survive a leader change) through the log like any other write.
-import { command } from "@photoncloud/chainfire-api";
+import type { command } from "@photoncloud/chainfire-api";
 import type { Replicated } from "@photoncloud/raft";
+import { encodeCommand } from "./messages.js";
 import type { MvccStore } from "./store.js";
 
 export interface LeaseDriverOptions {
@@ -54,6 +55,6 @@ export class LeaseDriver {
   }
 
   private async propose(cmd: command.MvccCommand): Promise<void> {
-    await this.replicated.propose(command.MvccCommand.encode(cmd).finish());
+    await this.replicated.propose(encodeCommand(cmd));
   }
 }

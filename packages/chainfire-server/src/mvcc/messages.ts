@@ -1,5 +1,9 @@
 // Constructors for generated messages: ts-proto encodes every field, so objects must be complete.
-import { etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { command, etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { reusingEncoder } from "@photoncloud/daemon";
+
+/** A command's bytes for the log, through one reused writer (see reusingEncoder). */
+export const encodeCommand = reusingEncoder(command.MvccCommand);
 
 export function header(revision: bigint): etcd.ResponseHeader {
   return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0n };

@@ -3,7 +3,6 @@
 // through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
 import { crc32 } from "node:zlib";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
 import { reusingEncoder } from "@photoncloud/daemon";
 import {
@@ -41,7 +40,7 @@ export interface MvccStoreOptions {
 }
 
 /** Every applied entry's result is encoded through one reused writer (see reusingEncoder). */
-const encodeResult = reusingEncoder(command.MvccResult, () => new BinaryWriter());
+const encodeResult = reusingEncoder(command.MvccResult);
 
 /** Where the snapshot worker finds the applied index in the pinned view. */
 const APPLIED_SQL = "SELECT value AS idx FROM meta WHERE name = 'applied_index'";

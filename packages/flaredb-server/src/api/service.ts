@@ -4,7 +4,6 @@
 // input costs no log entry and changes nothing; apply re-checks everything and is the authority.
 
 import { Metadata, type ServerErrorResponse, status } from "@grpc/grpc-js";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   ERROR_METADATA,
   grpcError,
@@ -111,7 +110,7 @@ function scratch(): Database.Database {
 }
 
 /** Every proposal is encoded here: one writer reused (see reusingEncoder). */
-const encodeCommand = reusingEncoder(Command, () => new BinaryWriter());
+const encodeCommand = reusingEncoder(Command);
 
 class FlareDbApi {
   constructor(

@@ -24,7 +24,6 @@ import { RaftReplicatedDb } from "../api/raft-replicated-db.js";
 import { createFlareDbService, toServiceError } from "../api/service.js";
 import { ClusterService, type ClusterServer } from "../gen/flaredb/v1/cluster.js";
 import { ExecuteResponse, FlareDBServiceService } from "../gen/flaredb/v1/flaredb.js";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { SqlStateMachine } from "../sql/state-machine.js";
 import { FLAREDB_VERSION } from "../version.js";
 
@@ -160,7 +159,7 @@ async function startFlareDb(ctx: Ctx): Promise<void> {
           ...FlareDBServiceService,
           execute: {
             ...FlareDBServiceService.execute,
-            responseSerialize: reusingEncoder(ExecuteResponse, () => new BinaryWriter()),
+            responseSerialize: reusingEncoder(ExecuteResponse),
           },
         },
         implementation: createFlareDbService(sm, replicated, {

@@ -21,7 +21,6 @@ import {
 import Database from "better-sqlite3";
 import { FlareDbError, fromSqliteError } from "../errors.js";
 import { Command, CommandResult, type QueryResult, type RestoreCommand } from "../gen/flaredb/v1/command.js";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { reusingEncoder } from "@photoncloud/daemon";
 import type {
   BackupInfo,
@@ -107,7 +106,7 @@ function prepareControl(db: Database.Database): Control {
 }
 
 /** Every applied entry's result is encoded here: one writer reused (see reusingEncoder). */
-const encodeResult = reusingEncoder(CommandResult, () => new BinaryWriter());
+const encodeResult = reusingEncoder(CommandResult);
 const NO_RESULT = new Uint8Array(0);
 
 export class SqlStateMachine implements StateMachine {

@@ -13,9 +13,13 @@ export interface Envelope {
   readonly command: Uint8Array;
 }
 
+/**
+ * The entry's bytes. They come from Node's shared allocation pool (every byte is written here), not
+ * from an ArrayBuffer of their own: one per proposal would be a separately tracked allocation.
+ */
 export function encodeEnvelope(e: Envelope): Uint8Array {
-  const out = new Uint8Array(HEADER + e.command.length);
-  const v = new DataView(out.buffer);
+  const out = Buffer.allocUnsafe(HEADER + e.command.length);
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
   v.setUint8(0, VERSION);
   v.setBigUint64(1, e.proposer);
   v.setBigUint64(9, e.requestId);

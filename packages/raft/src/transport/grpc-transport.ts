@@ -10,7 +10,6 @@
 // PHOTON_PEER_LEAN_STREAMS=0 (to compare, or to rule the lean client out). Snapshots, forwarded
 // proposals and membership calls stay on grpc-js.
 import type { ConnectionOptions } from "node:tls";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
 import { GrpcClientConnection, type GrpcClientTarget, reusingEncoder } from "@photoncloud/daemon";
 import { type Message, MessageType, type NodeId } from "../core/types.js";
@@ -150,7 +149,7 @@ function leanTarget(url: string, config: GrpcTransportConfig): GrpcClientTarget 
  * kilobytes, and the generated serializer grows a fresh buffer by doubling for each one, then copies
  * the bytes twice.
  */
-const encodeBatch = reusingEncoder(pb.MessageBatch, () => new BinaryWriter());
+const encodeBatch = reusingEncoder(pb.MessageBatch);
 
 class Peer {
   client: pb.RaftPeerClient;
