@@ -20,6 +20,14 @@ interface WriterFields {
 export class PooledWriter extends BinaryWriter {
   override finish(): Uint8Array<ArrayBuffer> {
     const fields = this as unknown as WriterFields;
+    // A protobuf-es whose fields differ still encodes correctly, only without the pool (the tests
+    // check that the pool is used).
+    if (
+      !(fields.buffer instanceof Uint8Array) ||
+      typeof fields.pos !== "number" ||
+      !Array.isArray(fields.stackPos)
+    )
+      return super.finish();
     const out = Buffer.allocUnsafe(fields.pos);
     out.set(fields.buffer.subarray(0, fields.pos));
     fields.pos = 0;
