@@ -18,16 +18,22 @@ interface WriterFields {
 
 /** A BinaryWriter whose `finish` returns a Buffer from Node's allocation pool (see above). */
 export class PooledWriter extends BinaryWriter {
-  override finish(): Uint8Array<ArrayBuffer> {
+  /**
+   * Whether this protobuf-es has the fields `finish` reads. One whose fields differ still encodes
+   * correctly through its own `finish`, only without the pool (the tests check that the pool is used).
+   */
+  private readonly pooled: boolean;
+
+  constructor() {
+    super();
     const fields = this as unknown as WriterFields;
-    // A protobuf-es whose fields differ still encodes correctly, only without the pool (the tests
-    // check that the pool is used).
-    if (
-      !(fields.buffer instanceof Uint8Array) ||
-      typeof fields.pos !== "number" ||
-      !Array.isArray(fields.stackPos)
-    )
-      return super.finish();
+    this.pooled =
+      fields.buffer instanceof Uint8Array && typeof fields.pos === "number" && Array.isArray(fields.stackPos);
+  }
+
+  override finish(): Uint8Array<ArrayBuffer> {
+    if (!this.pooled) return super.finish();
+    const fields = this as unknown as WriterFields;
     const out = Buffer.allocUnsafe(fields.pos);
     out.set(fields.buffer.subarray(0, fields.pos));
     fields.pos = 0;
