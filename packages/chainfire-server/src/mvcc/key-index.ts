@@ -4,18 +4,86 @@
 import type { mvccpb } from "@photoncloud/chainfire-api";
 import { type KeyRange, inRange } from "./key-range.js";
 
-export interface RevisionEntry {
-  readonly main: bigint;
-  readonly sub: number;
-  readonly tombstone: boolean;
-}
-
-export interface KeyRecord {
-  readonly key: string;
-  /** Ascending by (main, sub); the last entry is the key's newest state. */
-  revisions: RevisionEntry[];
+/**
+ * One key's entry in the index: its revision history, oldest first, and its current value.
+ *
+ * The history is packed into one BigInt64Array, two slots per entry: the main revision, then the
+ * sub-revision, stored as -(sub + 1) for a tombstone. Like etcd's slice of revision structs it holds
+ * no pointers, so the collector never visits the entries however long the history grows before a
+ * compaction. An object and a BigInt per entry made every mark-compact walk two heap objects per
+ * write ever made to the key.
+ */
+export class KeyRecord {
+  private slots = new BigInt64Array(2);
+  private count = 0;
   /** The live value at the newest revision, or null when the newest entry is a tombstone. */
-  current: mvccpb.KeyValue | null;
+  current: mvccpb.KeyValue | null = null;
+
+  constructor(readonly key: string) {}
+
+  /** How many entries the history holds. */
+  get length(): number {
+    return this.count;
+  }
+
+  push(main: bigint, sub: number, tombstone: boolean): void {
+    if (2 * this.count === this.slots.length) {
+      const grown = new BigInt64Array(this.slots.length * 2);
+      grown.set(this.slots);
+      this.slots = grown;
+    }
+    this.slots[2 * this.count] = main;
+    this.slots[2 * this.count + 1] = BigInt(tombstone ? -(sub + 1) : sub);
+    this.count++;
+  }
+
+  /** The main revision of entry `i` (0 is the oldest). */
+  main(i: number): bigint {
+    return this.slots[2 * i]!;
+  }
+
+  sub(i: number): number {
+    const packed = Number(this.slots[2 * i + 1]!);
+    return packed < 0 ? -packed - 1 : packed;
+  }
+
+  tombstone(i: number): boolean {
+    return this.slots[2 * i + 1]! < 0n;
+  }
+
+  /** The position of the entry visible at `revision` (the last with main <= revision), or -1. */
+  indexAt(revision: bigint): number {
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.slots[2 * mid]! <= revision) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
+  }
+
+  /** The position of the last entry strictly before (main, sub), or -1. */
+  indexBefore(main: bigint, sub: number): number {
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const m = this.slots[2 * mid]!;
+      if (m < main || (m === main && this.sub(mid) < sub)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
+  }
+
+  /** Drops the oldest `n` entries (compaction), giving back the space when most of it is unused. */
+  dropOldest(n: number): void {
+    this.slots.copyWithin(0, 2 * n, 2 * this.count);
+    this.count -= n;
+    if (this.slots.length > 8 && 8 * this.count <= this.slots.length) {
+      this.slots = this.slots.slice(0, Math.max(2, 4 * this.count));
+    }
+  }
 }
 
 export class KeyIndex {
@@ -34,7 +102,7 @@ export class KeyIndex {
   getOrCreate(key: string): KeyRecord {
     let record = this.records.get(key);
     if (record === undefined) {
-      record = { key, revisions: [], current: null };
+      record = new KeyRecord(key);
       this.records.set(key, record);
       this.sortedKeys.splice(this.lowerBound(key), 0, key);
     }
@@ -90,17 +158,4 @@ export class KeyIndex {
     }
     return lo;
   }
-}
-
-/** The entry visible at `revision` (the last one with main <= revision), or undefined. */
-export function entryAt(record: KeyRecord, revision: bigint): RevisionEntry | undefined {
-  const revisions = record.revisions;
-  let lo = 0;
-  let hi = revisions.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (revisions[mid]!.main <= revision) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo === 0 ? undefined : revisions[lo - 1];
 }

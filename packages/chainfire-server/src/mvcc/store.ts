@@ -17,7 +17,7 @@ import {
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, type Row } from "./backend.js";
-import { entryAt, KeyIndex, type KeyRecord } from "./key-index.js";
+import { KeyIndex, KeyRecord } from "./key-index.js";
 import { type KeyRange, keyRange, keyString } from "./key-range.js";
 import { Lessor, MAX_LEASE_TTL_SECONDS } from "./lessor.js";
 import { EMPTY, header, tombstone } from "./messages.js";
@@ -284,19 +284,19 @@ export class MvccStore implements StateMachine {
   }
 
   private existsAt(record: KeyRecord, revision: bigint): boolean {
-    const last = record.revisions[record.revisions.length - 1];
-    if (last !== undefined && last.main <= revision) return record.current !== null;
-    const entry = entryAt(record, revision);
-    return entry !== undefined && !entry.tombstone;
+    const last = record.length - 1;
+    if (last >= 0 && record.main(last) <= revision) return record.current !== null;
+    const at = record.indexAt(revision);
+    return at >= 0 && !record.tombstone(at);
   }
 
   /** The key's value visible at `revision`, or null. */
   private valueAt(record: KeyRecord, revision: bigint): mvccpb.KeyValue | null {
-    const last = record.revisions[record.revisions.length - 1];
-    if (last !== undefined && last.main <= revision) return record.current;
-    const entry = entryAt(record, revision);
-    if (entry === undefined || entry.tombstone) return null;
-    const row = this.backend.row(entry.main, entry.sub);
+    const last = record.length - 1;
+    if (last >= 0 && record.main(last) <= revision) return record.current;
+    const at = record.indexAt(revision);
+    if (at < 0 || record.tombstone(at)) return null;
+    const row = this.backend.row(record.main(at), record.sub(at));
     return row === undefined ? null : kvFromRow(row);
   }
 
@@ -304,13 +304,9 @@ export class MvccStore implements StateMachine {
   valueBefore(key: string, main: bigint, sub: number): mvccpb.KeyValue | null {
     const record = this.index.get(key);
     if (record === undefined) return null;
-    let previous: { main: bigint; sub: number; tombstone: boolean } | undefined;
-    for (const entry of record.revisions) {
-      if (entry.main > main || (entry.main === main && entry.sub >= sub)) break;
-      previous = entry;
-    }
-    if (previous === undefined || previous.tombstone) return null;
-    const row = this.backend.row(previous.main, previous.sub);
+    const before = record.indexBefore(main, sub);
+    if (before < 0 || record.tombstone(before)) return null;
+    const row = this.backend.row(record.main(before), record.sub(before));
     return row === undefined ? null : kvFromRow(row);
   }
 
@@ -464,7 +460,7 @@ export class MvccStore implements StateMachine {
       value: kv.value,
       tombstone: 0n,
     });
-    record.revisions.push({ main: ctx.revision, sub, tombstone: false });
+    record.push(ctx.revision, sub, false);
     record.current = kv;
     if (prev !== null && prev.lease !== 0n && prev.lease !== lease) this.lessor.detach(prev.lease, key);
     if (lease !== 0n) this.lessor.attach(lease, key);
@@ -503,7 +499,7 @@ export class MvccStore implements StateMachine {
       value: null,
       tombstone: 1n,
     });
-    record.revisions.push({ main: ctx.revision, sub, tombstone: true });
+    record.push(ctx.revision, sub, true);
     record.current = null;
     if (prev.lease !== 0n) this.lessor.detach(prev.lease, record.key);
     ctx.events.push({ type: mvccpb.Event_EventType.DELETE, kv: tombstone(key, ctx.revision), prevKv: prev });
@@ -588,15 +584,13 @@ export class MvccStore implements StateMachine {
 
   /** Drops every entry older than the one visible at `revision`, and that one too if it is a tombstone. */
   private compactKey(record: KeyRecord, revision: bigint): void {
-    const revisions = record.revisions;
-    let keep = 0;
-    while (keep + 1 < revisions.length && revisions[keep + 1]!.main <= revision) keep++;
-    if (revisions[keep]!.main > revision) return;
-    if (revisions[keep]!.tombstone) keep++;
+    let keep = record.indexAt(revision);
+    if (keep < 0) return;
+    if (record.tombstone(keep)) keep++;
     if (keep === 0) return;
-    for (const entry of revisions.slice(0, keep)) this.backend.removeRow(entry.main, entry.sub);
-    record.revisions = revisions.slice(keep);
-    if (record.revisions.length === 0) this.index.remove(record.key);
+    for (let i = 0; i < keep; i++) this.backend.removeRow(record.main(i), record.sub(i));
+    record.dropOldest(keep);
+    if (record.length === 0) this.index.remove(record.key);
   }
 
   private applyLeaseGrant(req: etcd.LeaseGrantRequest, entry: ApplyEntry): etcd.LeaseGrantResponse {
@@ -679,11 +673,11 @@ export class MvccStore implements StateMachine {
       const key = row.key.toString("latin1");
       let record = this.index.get(key);
       if (record === undefined) {
-        record = { key, revisions: [], current: null };
+        record = new KeyRecord(key);
         records.push(record);
         this.index.set(record);
       }
-      record.revisions.push({ main: row.main, sub: Number(row.sub), tombstone: row.tombstone !== 0n });
+      record.push(row.main, Number(row.sub), row.tombstone !== 0n);
       lastRows.set(key, row);
     }
     this.index.sortKeys();
