@@ -12,7 +12,6 @@ import {
   type Credential,
   IssueTokenResponse,
   type IssueTokenRequest,
-  type MessageFns,
   ValidateTokenResponse,
   type Principal,
   type SigningKey,
@@ -93,13 +92,14 @@ const validateResponse = (v: ValidatedToken) => ({
   expiresAtSeconds: BigInt(v.expiresAtSeconds),
 });
 
-const reusingWriter = <T>(message: MessageFns<T>) => reusingEncoder(message);
-
-/** iam.v1.Tokens with the hot responses (IssueToken, ValidateToken) serialised by `reusingWriter`. */
+/**
+ * iam.v1.Tokens with the hot responses (IssueToken, ValidateToken) serialised through reused, pooled
+ * writers (see reusingEncoder).
+ */
 export const tokensDefinition = {
   ...TokensService,
-  issueToken: { ...TokensService.issueToken, responseSerialize: reusingWriter(IssueTokenResponse) },
-  validateToken: { ...TokensService.validateToken, responseSerialize: reusingWriter(ValidateTokenResponse) },
+  issueToken: { ...TokensService.issueToken, responseSerialize: reusingEncoder(IssueTokenResponse) },
+  validateToken: { ...TokensService.validateToken, responseSerialize: reusingEncoder(ValidateTokenResponse) },
 };
 
 /**
