@@ -3,7 +3,9 @@
 
 /** The key as an index string (latin1: byte-for-byte). */
 export function keyString(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+  // Decoded keys are Buffers already: a view is made only for a plain Uint8Array.
+  const bytes = Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  return bytes.toString("latin1");
 }
 
 /**

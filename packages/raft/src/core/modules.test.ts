@@ -30,6 +30,25 @@ describe("quorum", () => {
     expect(majorityIndex(new Set(), () => 7n)).toBe(0n);
   });
 
+  it("agrees with sorting the matches, for every configuration size up to 9", () => {
+    // Proves the in-place insertion sort picks the same index as sorting a copy, across sizes and
+    // repeated calls (the scratch space is reused), ties and zero matches included.
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed;
+    };
+    for (let round = 0; round < 500; round++) {
+      const n = 1 + (round % 9);
+      const matches = new Map<bigint, bigint>();
+      for (let id = 1n; id <= BigInt(n); id++) matches.set(id, BigInt(next() % 6));
+      const sorted = [...matches.values()].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
+      expect(majorityIndex(new Set(matches.keys()), (id) => matches.get(id)!)).toBe(
+        sorted[Math.floor(n / 2)],
+      );
+    }
+  });
+
   it("decides a vote as soon as the outcome is certain", () => {
     // Proves won/lost/pending over partial answers.
     const voters = new Set([1n, 2n, 3n]);

@@ -14,6 +14,8 @@ export class ProgressTracker {
   readonly learners = new Set<NodeId>();
   readonly progress = new Map<NodeId, Progress>();
   readonly votes = new Map<NodeId, boolean>();
+  /** A voter's acknowledged index, made once: `committed` runs on every acknowledgement. */
+  private readonly matchOf = (id: NodeId): bigint => this.progress.get(id)?.match ?? 0n;
 
   constructor(private readonly inflightMsgsMax: number) {}
 
@@ -73,7 +75,7 @@ export class ProgressTracker {
   }
 
   committed(): bigint {
-    return majorityIndex(this.voters, (id) => this.progress.get(id)?.match ?? 0n);
+    return majorityIndex(this.voters, this.matchOf);
   }
 
   resetVotes(): void {
