@@ -101,6 +101,8 @@ class Normaliser {
         // etcdctl prints IDs with %16x: an ID with a leading zero nibble comes space-padded.
         .replace(/ {2,}<id:/g, " <id:")
         .replace(/"raft_term":\d+/g, '"raft_term":<t>')
+        .replace(/"ClusterID" : \d+/g, '"ClusterID" : <c>')
+        .replace(/"RaftTerm" : \d+/g, '"RaftTerm" : <t>')
         .replace(/"(raftTerm|raftIndex|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
         .replace(/"version":"[0-9.]+"/g, '"version":<v>')
         .replace(/took = [0-9.]+[µm]?s/g, "took = <t>")
@@ -151,9 +153,9 @@ interface Session {
 async function run(
   s: Session,
   args: string[],
-  opts: { stdin?: string; all?: boolean; post?: (t: string) => string } = {},
+  opts: { stdin?: string; all?: boolean; endpoints?: string; post?: (t: string) => string } = {},
 ): Promise<Run> {
-  const endpoints = opts.all ? s.cluster.endpoints : s.cluster.members[0]!.endpoint;
+  const endpoints = opts.endpoints ?? (opts.all ? s.cluster.endpoints : s.cluster.members[0]!.endpoint);
   const r = await etcdctl(endpoints, args, opts.stdin);
   const lease = /lease ([0-9a-f]+) granted/.exec(r.out);
   if (lease) s.norm.lease(lease[1]!);
@@ -191,7 +193,7 @@ async function kvSession(s: Session): Promise<void> {
   await run(s, ["get", "foo", "--prefix", "--sort-by=VALUE", "--order=DESCEND"]);
   await run(s, ["get", "foo", "--prefix", "--sort-by=MODIFY", "--order=ASCEND", "--limit=3"]);
   await run(s, ["get", "foo", "--prefix", "--keys-only"]);
-  await run(s, ["get", "foo", "--prefix", "--count-only", "-w", "json"]);
+  await run(s, ["get", "foo", "--prefix", "--limit=1", "-w", "fields"]);
   await run(s, ["get", "foo/a", "--rev=3"]);
   await run(s, ["get", "foo/a", "--rev=100"]);
   await run(s, ["get", "", "--from-key", "--keys-only"]);
@@ -272,6 +274,20 @@ async function leaderSession(s: Session): Promise<void> {
   }, "every member to see m3 as leader");
   await run(s, ["endpoint", "status"], { all: true, post: (t) => t.split("\n").map(statusLine).join("\n") });
   await run(s, ["endpoint", "status", "-w", "json"], { all: true });
+  // Endpoints written as URLs, as etcd's documentation writes them, and --cluster, which dials
+  // the members' advertised client URLs: etcdctl 3.4 sends the URL as the HTTP/2 authority.
+  const urls = s.cluster.members.map((m) => `http://${m.endpoint}`).join(",");
+  await run(s, ["endpoint", "status"], {
+    endpoints: urls,
+    post: (t) => t.split("\n").map(statusLine).join("\n"),
+  });
+  await run(s, ["endpoint", "status", "--cluster"], {
+    post: (t) => sortedLines(t.split("\n").map(statusLine).join("\n")),
+  });
+  await run(s, ["endpoint", "hashkv", "--cluster"], {
+    post: (t) => sortedLines(t.replace(/, \d+$/gm, ", <hash>")),
+  });
+  await run(s, ["defrag", "--cluster"], { post: sortedLines });
   await run(s, ["endpoint", "health"], { all: true, post: sortedLines });
   await run(s, ["endpoint", "health", "-w", "json"], {
     all: true,

@@ -158,6 +158,28 @@ describe("gRPC front", () => {
     expect(replies).toEqual(["re:a", "re:b", "re:c"]);
   });
 
+  it("forwards a call whose :authority carries a scheme, as etcdctl 3.4 sends it", async () => {
+    // etcdctl 3.4 dials each endpoint of `endpoint status`, `defrag` and `move-leader` with the
+    // endpoint as written, `http://host:port` included, as the HTTP/2 authority. Go's server takes
+    // it; the front passes such calls on with the host and port alone.
+    const { grpc } = await start();
+    const port = grpc.urls[0]!.port;
+    for (const authority of [`http://127.0.0.1:${port}`, `https://127.0.0.1:${port}/`]) {
+      const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure(), {
+        "grpc.default_authority": authority,
+      }) as AnyClient;
+      cleanups.push(() => client.close());
+      expect((await unary(client, "Echo", Buffer.from("lean"))).toString()).toBe("lean");
+      const sum = await new Promise<string>((resolve, reject) => {
+        const call = client.Sum!(new Metadata(), (err: ServiceError | null, r: Buffer) =>
+          err ? reject(err) : resolve(r.toString()),
+        ) as Writable;
+        call.end(Buffer.alloc(10));
+      });
+      expect(sum).toBe("10");
+    }
+  });
+
   it("carries a large server stream intact to a client that reads slowly", async () => {
     const { client } = await start();
     const request = Buffer.alloc(8);

@@ -65,6 +65,19 @@ function headerObject(flat: readonly string[]): IncomingHttpHeaders {
   return headers;
 }
 
+/**
+ * The host and port of an `:authority` written as a URL (`http://127.0.0.1:2379/`), as etcdctl 3.4
+ * sends the endpoints it dials one by one. Node's HTTP/2 (nghttp2) resets a stream whose authority
+ * holds a scheme or a path; Go's server takes it, so etcd answers such calls.
+ */
+function hostAndPort(authority: string): string {
+  const scheme = authority.indexOf("://");
+  if (scheme === -1) return authority;
+  const rest = authority.slice(scheme + 3);
+  const end = rest.search(/[/?#]/);
+  return end === -1 ? rest : rest.slice(0, end);
+}
+
 const RESPONSE_BLOCK = encodeHeaders(fieldsOf(leanResponseHeaders));
 const OK_TRAILERS_BLOCK = encodeHeaders(fieldsOf(leanOkTrailers));
 
@@ -157,6 +170,8 @@ class FrontConnection {
   /** Forwards one call to grpc-js and its answer back, with backpressure both ways. */
   private forward(stream: H2Stream, headers: IncomingHttpHeaders): void {
     const { ":scheme": _scheme, ...outgoing } = headers;
+    const authority = outgoing[":authority"];
+    if (authority !== undefined) outgoing[":authority"] = hostAndPort(authority);
     let req: http2.ClientHttp2Stream;
     try {
       req = this.session().request(outgoing);
