@@ -48,6 +48,10 @@ export const errorSpecs = {
   REQUEST_TOO_LARGE: { message: "etcdserver: request is too large", grpcStatus: status.INVALID_ARGUMENT },
   MEMBER_NOT_FOUND: { message: "etcdserver: member not found", grpcStatus: status.NOT_FOUND },
   NOT_CAPABLE: { message: "etcdserver: not capable", grpcStatus: status.UNAVAILABLE },
+  AUTH_NOT_ENABLED: {
+    message: "etcdserver: authentication is not enabled",
+    grpcStatus: status.FAILED_PRECONDITION,
+  },
   NO_LEADER: { message: "etcdserver: no leader", grpcStatus: status.UNAVAILABLE },
   INVALID_REQUEST: { message: "etcdserver: invalid request", grpcStatus: status.INVALID_ARGUMENT },
   NOT_SUPPORTED_FOR_LEARNER: {

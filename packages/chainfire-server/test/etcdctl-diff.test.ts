@@ -134,6 +134,16 @@ function sortedLines(text: string): string {
     .join("\n");
 }
 
+/** `member list -w json`: both list by member ID, and the two clusters' IDs differ: compare by name. */
+function sortedMembers(text: string): string {
+  return text.replace(/"members":\[(.*)\]/, (_m, inner: string) => {
+    const items = inner
+      .split(/\},(?=\{"ID")/)
+      .map((item, i, all) => (i < all.length - 1 ? `${item}}` : item));
+    return `"members":[${items.sort().join(",")}]`;
+  });
+}
+
 /** A JSON array printed on one line, its elements in a stable order (etcdctl prints as answers come). */
 function sortedJsonArray(text: string): string {
   const items = JSON.parse(text.trim()) as unknown[];
@@ -227,6 +237,18 @@ async function leaseSession(s: Session): Promise<void> {
   await run(s, ["lease", "timetolive", id]);
   await run(s, ["lease", "revoke", id]);
   await run(s, ["put", "x", "y", "--lease=1234"]);
+  // Both wrong (no such key, a revoked lease): a put is refused for its lease first.
+  await run(s, ["put", "missing", "--ignore-value", `--lease=${id}`]);
+  // A client given a user connects to a cluster without authentication and carries on.
+  await run(s, ["put", "authless", "v", "--user=ops:secret"]);
+  await run(s, ["get", "authless", "--user=ops:secret", "--print-value-only"]);
+  // The shortest TTL follows the election timeout (500 ms here: 1 s), then the lease runs out.
+  const short = await run(s, ["lease", "grant", "1"]);
+  const shortId = /lease ([0-9a-f]+) granted/.exec(short.out)![1]!;
+  await until(async () => {
+    const r = await etcdctl(s.cluster.members[0]!.endpoint, ["lease", "timetolive", shortId]);
+    return r.out.includes("already expired") ? true : undefined;
+  }, "the 1-s lease to expire");
 }
 
 async function maintenanceSession(s: Session): Promise<void> {
@@ -235,6 +257,9 @@ async function maintenanceSession(s: Session): Promise<void> {
   await run(s, ["get", "foo/a", "--rev=5"]);
   await run(s, ["compaction", "4"]);
   await run(s, ["watch", "--rev=2", "foo/a"]);
+  await run(s, ["watch", "--rev=-5", "foo/a"]);
+  await run(s, ["endpoint", "hashkv", "--rev=5"]);
+  await run(s, ["endpoint", "hashkv", "--rev=4"]);
   await run(s, ["alarm", "list"]);
   await run(s, ["defrag"], { all: true, post: sortedLines });
   await run(s, ["snapshot", "save", join(s.snapshotDir, "snap.db")]);
@@ -307,6 +332,7 @@ function sortInitialCluster(text: string): string {
 async function memberSession(s: Session): Promise<void> {
   const list = () => run(s, ["member", "list"], { post: sortedLines });
   await list();
+  await run(s, ["member", "list", "-w", "json"], { post: sortedMembers });
   const m4 = await s.cluster.planExtra("m4");
   const movedPeerPort = await freePort();
   s.norm.port(m4.clientPort, "m4-client");

@@ -22,6 +22,7 @@ import {
 } from "@photoncloud/raft";
 import type { EtcdApiContext } from "../api/context.js";
 import { LeaseDriver } from "../mvcc/lease-driver.js";
+import { minLeaseTtlSeconds } from "../mvcc/lessor.js";
 import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/watch-hub.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
@@ -62,6 +63,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     path: dataDirLayout.mvccDb(config.dataDir),
     quotaBackendBytes: BigInt(config.quotaBackendBytes),
     maxTxnOps: config.maxTxnOps,
+    minLeaseTtlSeconds: minLeaseTtlSeconds(config.heartbeatIntervalMs, config.electionTimeoutMs),
     leaseCheckpointIntervalMs: config.leaseCheckpointIntervalMs,
     backendBatchIntervalMs: config.backendBatchIntervalMs,
     backendBatchLimit: config.backendBatchLimit,

@@ -58,6 +58,16 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
     [etcd.WatchService, watchHandlers(ctx, deps.watch)],
     [etcd.LeaseService, leaseHandlers(ctx)],
     [etcd.MaintenanceService, maintenance],
+    // etcd authentication is not implemented: Authenticate answers as etcd does with it off, which
+    // etcd clients given a user take as "go on without a token".
+    [
+      etcd.AuthService,
+      {
+        authenticate: unary((): etcd.AuthenticateResponse => {
+          throw chainfireError("AUTH_NOT_ENABLED");
+        }),
+      },
+    ],
     [
       etcd.ClusterService,
       etcdClusterHandlers({ membership: deps.membership, clusterToken: deps.clusterToken, header }),

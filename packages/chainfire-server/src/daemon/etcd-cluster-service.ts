@@ -16,7 +16,9 @@ export interface EtcdClusterDeps {
   header(): etcd.ResponseHeader;
 }
 
-export function etcdClusterHandlers(deps: EtcdClusterDeps): etcd.ClusterServer {
+export function etcdClusterHandlers(withRevision: EtcdClusterDeps): etcd.ClusterServer {
+  // etcd's Cluster answers carry no revision in their header (cluster, member and term only).
+  const deps = { ...withRevision, header: () => ({ ...withRevision.header(), revision: 0n }) };
   return {
     memberAdd: unary((req: etcd.MemberAddRequest) => memberAdd(deps, req)),
     memberRemove: unary(async (req: etcd.MemberRemoveRequest) => {

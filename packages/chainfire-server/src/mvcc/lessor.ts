@@ -25,6 +25,17 @@ export interface LessorOptions {
 
 export const MAX_LEASE_TTL_SECONDS = 9_000_000_000n;
 
+/**
+ * The shortest lease TTL a member grants, from its Raft timing as etcd derives it: one and a half
+ * election timeouts (counted in whole heartbeat ticks), rounded up to whole seconds, so a lease
+ * outlives the election that follows a leader's loss. 2 s at the defaults (100 ms, 1,000 ms).
+ */
+export function minLeaseTtlSeconds(heartbeatIntervalMs: number, electionTimeoutMs: number): bigint {
+  const electionTicks = Math.floor(electionTimeoutMs / heartbeatIntervalMs);
+  const ms = Math.floor((3 * electionTicks) / 2) * heartbeatIntervalMs;
+  return BigInt(Math.ceil(ms / 1000));
+}
+
 export class Lessor {
   private readonly leases = new Map<bigint, Lease>();
   private primary = false;
@@ -40,8 +51,13 @@ export class Lessor {
     return this.leases.get(id);
   }
 
+  /**
+   * Every lease's ID, soonest expiry first as etcd lists them; leases without an expiry here (on a
+   * follower, or one not yet counted down) come last, in grant order.
+   */
   ids(): bigint[] {
-    return [...this.leases.keys()];
+    const expiry = (l: Lease) => l.expiryMs ?? Number.POSITIVE_INFINITY;
+    return [...this.leases.values()].sort((a, b) => expiry(a) - expiry(b) || 0).map((l) => l.id);
   }
 
   /** Apply path: records a granted lease. `nowMs` is the entry's leader timestamp. */

@@ -61,6 +61,14 @@ describe("MvccStore", () => {
     expect(store.range(rangeRequest({ key: b("k"), revision: 3n })).kvs[0]!.value.toString()).toBe("v2");
     const [again] = apply({ compaction: { revision: 3n, physical: true } });
     expect(again!.error?.message).toBe("etcdserver: mvcc: required revision has been compacted");
+    // HashKV at the compaction revision or below is refused as etcd refuses it; above, or 0 (now), served.
+    for (const rev of [2n, 3n]) {
+      expect(() => store.hashKV(rev)).toThrow("etcdserver: mvcc: required revision has been compacted");
+    }
+    put("k", "v3");
+    expect(store.hashKV(4n)).toMatchObject({ revision: 4n, compactRevision: 3n });
+    expect(store.hashKV(0n).hash).toBe(store.hashKV(4n).hash);
+    expect(() => store.hashKV(5n)).toThrow("etcdserver: mvcc: required revision is a future revision");
   });
 
   it("honours prefix, from-key, limit, count, sort, keys_only, count_only and revision filters", () => {
@@ -115,6 +123,18 @@ describe("MvccStore", () => {
     expect(put("missing", "", { ignoreValue: true }).error!.message).toBe("etcdserver: key not found");
     const before = store.currentRevision();
     expect(put("k", "v", { lease: 42n }).error!.message).toBe("etcdserver: requested lease not found");
+    // Both wrong: a put alone checks the lease first, a put inside a txn the key first, as etcd does.
+    expect(put("missing", "", { ignoreValue: true, lease: 42n }).error!.message).toBe(
+      "etcdserver: requested lease not found",
+    );
+    const [inTxn] = apply({
+      txn: {
+        compare: [],
+        success: [{ requestPut: putRequest({ key: b("missing"), ignoreValue: true, lease: 42n }) }],
+        failure: [],
+      },
+    });
+    expect(inTxn!.error!.message).toBe("etcdserver: key not found");
     expect(store.currentRevision()).toBe(before);
   });
 

@@ -29,6 +29,7 @@ export interface MvccStoreOptions {
   /** NOSPACE is raised when the database would grow past this (etcd's --quota-backend-bytes); 0n = none. */
   quotaBackendBytes?: bigint;
   maxTxnOps?: number;
+  /** Shorter TTLs are raised to it (see minLeaseTtlSeconds in lessor.ts); 2 s, etcd's at its default timing. */
   minLeaseTtlSeconds?: bigint;
   leaseCheckpointIntervalMs?: number;
   /** How long applied writes may wait in the backend's open transaction (see Backend). */
@@ -361,9 +362,10 @@ export class MvccStore implements StateMachine {
 
   /** CRC-32 over every stored row up to `revision` (0n = newest), like etcd's HashKV. */
   hashKV(revision: bigint): { hash: number; revision: bigint; compactRevision: bigint } {
+    // As etcd's HashByRev: the compaction revision itself is refused too (its rows below are gone).
+    if (revision > 0n && revision <= this.compacted) throw chainfireError("COMPACTED");
     const upTo = revision > 0n ? revision : this.revision;
     if (upTo > this.revision) throw chainfireError("FUTURE_REV");
-    if (upTo < this.compacted) throw chainfireError("COMPACTED");
     let hash = 0;
     for (const row of this.backend.allRows()) {
       if (row.main > upTo) break;
@@ -421,6 +423,9 @@ export class MvccStore implements StateMachine {
   private applyPut(req: etcd.PutRequest, entry: ApplyEntry): etcd.PutResponse {
     checkPut(req);
     if (this.noSpace()) throw chainfireError("NO_SPACE");
+    // A put alone is refused for its lease before its key, as etcd orders the checks (a put inside
+    // a txn the other way round: checkPutPreconditions).
+    if (req.lease !== 0n && this.lessor.get(req.lease) === undefined) throw chainfireError("LEASE_NOT_FOUND");
     this.checkPutPreconditions(req);
     const ctx = this.begin(entry);
     const prev = this.put(ctx, req);

@@ -129,3 +129,26 @@ it("resumes a congested watcher on a quiet key from its delivery, not from befor
   await until(() => watcher.synced, "synced");
   expect([compactRevision, received.map((e) => e.kv!.key.toString())]).toEqual([undefined, ["quiet"]]);
 });
+
+it("cancels a watch from a negative start revision as compacted, as etcd does", async () => {
+  // Proves `etcdctl watch --rev -5` ends as etcd's does, instead of watching from now.
+  putMany(3);
+  let compactRevision: bigint | undefined;
+  const watcher = hub.watch(
+    0n,
+    {
+      key: Buffer.from("k0"),
+      rangeEnd: Buffer.alloc(0),
+      startRevision: -5n,
+      prevKv: false,
+      noPut: false,
+      noDelete: false,
+    },
+    (_w, delivery) => {
+      compactRevision ??= delivery.compactRevision;
+      return true;
+    },
+  );
+  await until(() => watcher.canceled, "the watch to be canceled");
+  expect(compactRevision).toBe(0n);
+});

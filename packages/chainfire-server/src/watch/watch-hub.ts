@@ -100,7 +100,8 @@ export class WatchHub {
 
   watch(id: bigint, spec: WatchSpec, sink: WatchSink): Watcher {
     const current = this.store.currentRevision();
-    const start = spec.startRevision > 0n ? spec.startRevision : current + 1n;
+    // 0 is "from now". A negative start is before any history: canceled as compacted, as etcd does.
+    const start = spec.startRevision !== 0n ? spec.startRevision : current + 1n;
     const watcher = new Watcher(id, spec, keyRange(spec.key, spec.rangeEnd), start, sink);
     if (watcher.range.single) {
       let set = this.singleKey.get(watcher.range.start);

@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { Lessor, minLeaseTtlSeconds } from "./lessor.js";
+
+describe("minLeaseTtlSeconds", () => {
+  it("is one and a half election timeouts in whole ticks, rounded up to seconds, as etcd's", () => {
+    // Proves a lease outlives an election however the operator times Raft (etcd 3.4's figures).
+    expect(minLeaseTtlSeconds(100, 1000)).toBe(2n);
+    expect(minLeaseTtlSeconds(50, 500)).toBe(1n);
+    expect(minLeaseTtlSeconds(100, 5000)).toBe(8n);
+    // 1,050 ms is 10 whole ticks of 100 ms: 15 ticks, 1.5 s.
+    expect(minLeaseTtlSeconds(100, 1050)).toBe(2n);
+    expect(minLeaseTtlSeconds(300, 3000)).toBe(5n);
+  });
+});
+
+describe("Lessor.ids", () => {
+  it("lists leases soonest expiry first on the leader and in grant order elsewhere, as etcd does", () => {
+    // Proves `etcdctl lease list` order: etcd sorts its leader's leases by remaining time.
+    const lessor = new Lessor({ minTtlSeconds: 2n, checkpointIntervalMs: 60_000 });
+    lessor.add(1n, 500n, 0n, null);
+    lessor.add(2n, 50n, 0n, null);
+    lessor.add(3n, 5000n, 0n, null);
+    expect(lessor.ids()).toEqual([1n, 2n, 3n]);
+    lessor.promote(1_000);
+    lessor.add(4n, 10n, 0n, 2_000);
+    expect(lessor.ids()).toEqual([4n, 2n, 1n, 3n]);
+    lessor.demote();
+    expect(lessor.ids()).toEqual([1n, 2n, 3n, 4n]);
+  });
+});
