@@ -152,3 +152,32 @@ it("cancels a watch from a negative start revision as compacted, as etcd does", 
   await until(() => watcher.canceled, "the watch to be canceled");
   expect(compactRevision).toBe(0n);
 });
+
+it("delivers nothing before a future start revision, however many commits come first", () => {
+  // Proves a watch from current + 5 starts at current + 5: quiet commits before it do not pull it back.
+  putMany(1);
+  const start = store.currentRevision() + 5n;
+  const revisions: bigint[] = [];
+  hub.watch(
+    0n,
+    {
+      key: Buffer.from("k0"),
+      rangeEnd: Buffer.alloc(0),
+      startRevision: start,
+      prevKv: false,
+      noPut: false,
+      noDelete: false,
+    },
+    (_w, delivery) => {
+      for (const e of delivery.events) revisions.push(e.kv!.modRevision);
+      return true;
+    },
+  );
+  for (let i = 0; i < 8; i++) {
+    store.applyBatch(
+      entriesFor([{ put: putRequest({ key: Buffer.from("k0"), value: Buffer.from("v") }) }], index),
+    );
+    index += 1n;
+  }
+  expect(revisions).toEqual([start, start + 1n, start + 2n, start + 3n]);
+});

@@ -163,7 +163,8 @@ export class WatchHub {
       if (!watcher.synced) continue;
       const selected = watcher.select(events);
       if (selected.length === 0) {
-        watcher.nextRevision = revision + 1n;
+        // Never backwards: a watcher asked to start past this revision waits for its start.
+        if (watcher.nextRevision <= revision) watcher.nextRevision = revision + 1n;
         continue;
       }
       if (watcher.sink(watcher, { events: selected, revision })) {
