@@ -108,10 +108,12 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
     await expect(call(m.clients.cluster, "memberPromote", { ID: unknown })).rejects.toMatchObject({
       code: 5,
     });
-    await expect(call(m.clients.maintenance, "moveLeader", { targetID: unknown })).rejects.toMatchObject({
-      code: 9,
-      details: "etcdserver: bad leader transferee",
-    });
+    for (const targetID of [unknown, 0n]) {
+      await expect(call(m.clients.maintenance, "moveLeader", { targetID })).rejects.toMatchObject({
+        code: 9,
+        details: "etcdserver: bad leader transferee",
+      });
+    }
     await expect(call(m.clients.operator, "memberRemove", { id: unknown })).rejects.toMatchObject({
       code: 5,
     });

@@ -243,6 +243,23 @@ describe("etcd Watch over gRPC", () => {
     w.stream.end();
   });
 
+  it("refuses an empty watch range and a duplicate watch ID as etcd does, keeping the first watcher", async () => {
+    // Proves etcd's refusals: created and canceled at once under ID -1, the existing watcher untouched.
+    const w = watchStream();
+    w.create({ key: b("k"), watchId: 5n });
+    w.create({ key: b("i/z"), rangeEnd: b("i/a") });
+    w.create({ key: b("other"), watchId: 5n });
+    await until(() => w.responses.filter((r) => r.created).length === 3, "three create answers");
+    const refused = w.responses.filter((r) => r.canceled);
+    expect(refused.map((r) => [r.watchId, r.created, r.cancelReason])).toEqual([
+      [-1n, true, "mvcc: watcher range is empty"],
+      [-1n, true, "mvcc: duplicate watch ID provided on the WatchStream"],
+    ]);
+    await put("k", "still watched");
+    await until(() => w.events(5n).length === 1, "the first watcher's event");
+    w.stream.end();
+  });
+
   it("splits a large delivery into fragments when asked", async () => {
     // Proves the fragment flag: one revision's events arrive in several responses, the last unflagged.
     await server.stop();
@@ -307,5 +324,18 @@ describe("etcd Maintenance over gRPC", () => {
       alarm: 0,
     });
     expect(alarms.alarms).toEqual([]);
+  });
+
+  it("says in Status when the member knows no leader, as etcd does", async () => {
+    // Proves health checks reading Status.errors see a member cut off from its cluster.
+    const alone = await startTestServer({ leaderId: () => 0n });
+    const aloneClients = createClients(alone.endpoint);
+    try {
+      const st = await call<etcd.StatusRequest, etcd.StatusResponse>(aloneClients.maintenance, "status", {});
+      expect([st.leader, st.errors]).toEqual([0n, ["etcdserver: no leader"]]);
+    } finally {
+      aloneClients.close();
+      await alone.stop();
+    }
   });
 });

@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { etcd } from "@photoncloud/chainfire-api";
+import { errorSpecs } from "../errors.js";
 import { type EtcdApiContext, proposeCommand, responseHeader } from "./context.js";
 import { unary } from "./grpc-util.js";
 
@@ -44,15 +45,18 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
 }
 
 function statusOf(ctx: EtcdApiContext): etcd.StatusResponse {
+  const leader = ctx.member.leaderId();
+  const alarms = ctx.store.alarms().map((a) => `memberID:${a.memberID} alarm:${etcd.AlarmType[a.alarm]} `);
   return {
     header: responseHeader(ctx, ctx.store.currentRevision()),
     version: ctx.version,
     dbSize: ctx.store.dbSizeBytes(),
-    leader: ctx.member.leaderId(),
+    leader,
     raftIndex: ctx.member.raftIndex(),
     raftTerm: ctx.member.raftTerm(),
     raftAppliedIndex: ctx.member.raftAppliedIndex?.() ?? ctx.store.appliedIndex(),
-    errors: ctx.store.alarms().map((a) => `memberID:${a.memberID} alarm:${etcd.AlarmType[a.alarm]} `),
+    // As etcd's: a member that knows no leader says so first, then its active alarms.
+    errors: leader === 0n ? [errorSpecs.NO_LEADER.message, ...alarms] : alarms,
     dbSizeInUse: ctx.store.dbSizeInUseBytes(),
     isLearner: ctx.member.isLearner(),
   };

@@ -64,12 +64,18 @@ class WatchStream {
 
   private create(req: etcd.WatchCreateRequest): void {
     let id = req.watchId;
-    if (id !== 0n && this.watchers.has(id)) {
+    // Refused as etcd refuses them: created and canceled at once, addressed to no watcher (ID -1).
+    const refusal = emptyRange(req)
+      ? "mvcc: watcher range is empty"
+      : id !== 0n && this.watchers.has(id)
+        ? "mvcc: duplicate watch ID provided on the WatchStream"
+        : null;
+    if (refusal !== null) {
       this.write(
-        this.response(id, this.ctx.store.currentRevision(), {
+        this.response(-1n, this.ctx.store.currentRevision(), {
           created: true,
           canceled: true,
-          cancelReason: "mvcc: duplicate watch ID provided",
+          cancelReason: refusal,
         }),
       );
       return;
@@ -189,4 +195,12 @@ function splitEvents(events: mvccpb.Event[], bytesMax: number): mvccpb.Event[][]
   }
   parts.push(current);
   return parts;
+}
+
+/** A range end at or before the key (other than "\0", every key from it): a range nothing can match. */
+function emptyRange(req: etcd.WatchCreateRequest): boolean {
+  const end = req.rangeEnd;
+  if (end.length === 0 || (end.length === 1 && end[0] === 0)) return false;
+  const key = req.key.length === 0 ? Buffer.from([0]) : Buffer.from(req.key);
+  return Buffer.compare(key, Buffer.from(end)) >= 0;
 }

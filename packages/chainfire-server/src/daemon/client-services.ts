@@ -41,6 +41,7 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
   const maintenance: etcd.MaintenanceServer = {
     ...maintenanceHandlers(ctx),
     moveLeader: unary(async (req: etcd.MoveLeaderRequest) => {
+      if (req.targetID === 0n) throw chainfireError("BAD_LEADER_TRANSFEREE");
       try {
         await deps.membership.leaderTransfer({ targetId: req.targetID, targetName: "" });
       } catch (err) {

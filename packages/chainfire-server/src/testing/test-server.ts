@@ -25,6 +25,8 @@ export interface TestServerOptions {
   watch?: WatchServiceOptions;
   watchFragmentBytesMax?: number;
   maxRequestBytes?: number;
+  /** The leader this member knows (default: itself); 0n for none. */
+  leaderId?: () => bigint;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -46,7 +48,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       clusterId: 0xc1a5_7e12n,
       memberId: 0x8e9e_05c5_2164_694dn,
       raftTerm: () => 2n,
-      leaderId: () => 0x8e9e_05c5_2164_694dn,
+      leaderId: options.leaderId ?? (() => 0x8e9e_05c5_2164_694dn),
       raftIndex: () => store.appliedIndex(),
       isLearner: () => false,
     },
