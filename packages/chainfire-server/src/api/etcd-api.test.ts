@@ -1,4 +1,5 @@
 import { type ChainfireClients, createClients, etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { Metadata, status } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { deleteRangeRequest, putRequest, rangeRequest } from "../mvcc/messages.js";
 import { startTestServer, type TestServer } from "../testing/test-server.js";
@@ -324,6 +325,71 @@ describe("etcd Maintenance over gRPC", () => {
       alarm: 0,
     });
     expect(alarms.alarms).toEqual([]);
+  });
+
+  it("ends watch streams that require a leader once the member has none, as etcd does", async () => {
+    // Proves clientv3.WithRequireLeader semantics: a cut-off member says so instead of going quiet.
+    let leader = 0x8e9e_05c5_2164_694dn;
+    const member = await startTestServer({
+      leaderId: () => leader,
+      watch: { progressIntervalMs: 600_000, leaderCheckMs: 20 },
+    });
+    const c = createClients(member.endpoint);
+    const open = (requireLeader: boolean) => {
+      const md = new Metadata();
+      if (requireLeader) md.set("hasleader", "true");
+      const stream = c.watch.watch(md);
+      const seen = {
+        created: 0,
+        events: 0,
+        error: null as (Error & { code?: number; details?: string }) | null,
+      };
+      stream.on("data", (r: etcd.WatchResponse) => {
+        if (r.created) seen.created++;
+        seen.events += r.events.length;
+      });
+      stream.on("error", (err: Error) => {
+        seen.error = err;
+      });
+      stream.write({
+        createRequest: {
+          key: b("w"),
+          rangeEnd: b(""),
+          startRevision: 0n,
+          progressNotify: false,
+          filters: [],
+          prevKv: false,
+          watchId: 0n,
+          fragment: false,
+        },
+      });
+      return { stream, seen };
+    };
+    try {
+      const required = open(true);
+      const plain = open(false);
+      await until(() => required.seen.created === 1 && plain.seen.created === 1, "both watchers created");
+      leader = 0n;
+      await until(() => required.seen.error !== null, "the leader-requiring stream to end");
+      expect(required.seen.error).toMatchObject({
+        code: status.UNAVAILABLE,
+        details: "etcdserver: no leader",
+      });
+      const refused = open(true);
+      await until(() => refused.seen.error !== null, "a new leader-requiring stream to be refused");
+      expect(refused.seen.error).toMatchObject({
+        code: status.UNAVAILABLE,
+        details: "etcdserver: no leader",
+      });
+      // A stream that did not ask keeps watching.
+      await call(c.kv, "put", putRequest({ key: b("w"), value: b("v") }));
+      await until(() => plain.seen.events === 1, "the plain watcher's event");
+      expect(plain.seen.error).toBeNull();
+      plain.stream.end();
+    } finally {
+      c.close();
+      await member.stop();
+    }
   });
 
   it("says in Status when the member knows no leader, as etcd does", async () => {

@@ -1,7 +1,7 @@
 // etcdserverpb.Watch: many watchers per bidirectional stream. The stream's own write buffer is the
 // bound per stream: once grpc-js reports it full, the hub's deliveries are refused and those watchers
 // fall back to catching up from storage when the stream drains.
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { type ServerDuplexStream, status } from "@grpc/grpc-js";
 import { etcd, mvccpb } from "@photoncloud/chainfire-api";
 import type { WatchDelivery, Watcher } from "../watch/watch-hub.js";
 import { type EtcdApiContext, responseHeader } from "./context.js";
@@ -11,13 +11,35 @@ type WatchCall = ServerDuplexStream<etcd.WatchRequest, etcd.WatchResponse>;
 export interface WatchServiceOptions {
   /** How often watchers that asked for progress_notify get an empty response (etcd: 10 minutes). */
   progressIntervalMs: number;
+  /**
+   * How often a stream that requires a leader checks for one (etcd: the election timeout). It ends
+   * with "no leader" after three checks in a row find none.
+   */
+  leaderCheckMs?: number;
 }
+
+/** Checks in a row without a leader that end a stream requiring one (etcd's maxNoLeaderCnt). */
+const NO_LEADER_CHECKS_MAX = 3;
 
 export function watchHandlers(
   ctx: EtcdApiContext,
   options: WatchServiceOptions = { progressIntervalMs: 600_000 },
 ): etcd.WatchServer {
-  return { watch: (call) => new WatchStream(ctx, call, options).start() };
+  return {
+    watch: (call) => {
+      // etcd clients ask with `hasleader: true` (clientv3.WithRequireLeader) to hear of a member cut
+      // off from its leader instead of waiting on it: refused at once, or ended later, as etcd does.
+      if (requiresLeader(call) && ctx.member.leaderId() === 0n) {
+        call.emit("error", { code: status.UNAVAILABLE, details: "etcdserver: no leader" });
+        return;
+      }
+      new WatchStream(ctx, call, options).start();
+    },
+  };
+}
+
+function requiresLeader(call: WatchCall): boolean {
+  return call.metadata.get("hasleader").some((v) => v.toString() === "true");
 }
 
 class WatchStream {
@@ -28,6 +50,7 @@ class WatchStream {
   private congested = false;
   private closed = false;
   private progressTimer: NodeJS.Timeout | null = null;
+  private leaderTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly ctx: EtcdApiContext,
@@ -50,6 +73,14 @@ class WatchStream {
     void this.ctx.shuttingDown?.then(close);
     this.progressTimer = setInterval(() => this.sendProgress(), this.options.progressIntervalMs);
     this.progressTimer.unref();
+    if (requiresLeader(this.call)) {
+      let withoutLeader = 0;
+      this.leaderTimer = setInterval(() => {
+        withoutLeader = this.ctx.member.leaderId() === 0n ? withoutLeader + 1 : 0;
+        if (withoutLeader >= NO_LEADER_CHECKS_MAX) this.fail("etcdserver: no leader");
+      }, this.options.leaderCheckMs ?? 1000);
+      this.leaderTimer.unref();
+    }
   }
 
   private onRequest(req: etcd.WatchRequest): void {
@@ -169,12 +200,25 @@ class WatchStream {
   }
 
   private close(): void {
-    if (this.closed) return;
+    if (!this.release()) return;
+    this.call.end();
+  }
+
+  /** Ends the stream with UNAVAILABLE and `details`, its watchers canceled. */
+  private fail(details: string): void {
+    if (!this.release()) return;
+    this.call.emit("error", { code: status.UNAVAILABLE, details });
+  }
+
+  /** Cancels every watcher and stops the timers; false when the stream was already closed. */
+  private release(): boolean {
+    if (this.closed) return false;
     this.closed = true;
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
+    if (this.leaderTimer !== null) clearInterval(this.leaderTimer);
     for (const watcher of [...this.watchers.values()]) this.ctx.hub.cancel(watcher);
     this.watchers.clear();
-    this.call.end();
+    return true;
   }
 }
 
