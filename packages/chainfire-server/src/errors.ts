@@ -77,6 +77,10 @@ export const errorSpecs = {
     message: "etcdserver: can only promote a learner member",
     grpcStatus: status.FAILED_PRECONDITION,
   },
+  LEARNER_NOT_READY: {
+    message: "etcdserver: can only promote a learner member which is in sync with leader",
+    grpcStatus: status.FAILED_PRECONDITION,
+  },
   BAD_LEADER_TRANSFEREE: {
     message: "etcdserver: bad leader transferee",
     grpcStatus: status.FAILED_PRECONDITION,
@@ -114,6 +118,7 @@ const raftCodes: Record<string, ErrorCode> = {
   RAFT_TOO_MANY_REQUESTS: "TOO_MANY_REQUESTS",
   RAFT_STOPPED: "STOPPED",
   RAFT_MEMBER_NOT_FOUND: "MEMBER_NOT_FOUND",
+  RAFT_LEARNER_NOT_READY: "LEARNER_NOT_READY",
 };
 
 /** The one mapping to a gRPC status for the etcd API handlers. */

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import { checkHealth, listServices } from "@photoncloud/daemon";
+import { freePort } from "@photoncloud/daemon/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dataDirLayout } from "../src/daemon/data-dir.js";
 import { rangeRequest } from "../src/mvcc/messages.js";
@@ -130,6 +131,33 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
     expect(bad).toMatchObject({ code: 3 });
     expect((bad as { details: string }).details).toMatch(/http\/\/127\.0\.0\.1:1/);
     expect(await members()).toEqual(before);
+  });
+
+  it("refuses to promote a learner that is not in sync with the leader, on both membership APIs", async () => {
+    // Proves a learner that never ran (nothing listens at its URL) does not become a voter.
+    const added = (await call(m.clients.cluster, "memberAdd", {
+      peerURLs: [`http://127.0.0.1:${await freePort()}`],
+      isLearner: true,
+    })) as { member: { ID: bigint } };
+    const id = added.member.ID;
+    await expect(call(m.clients.cluster, "memberPromote", { ID: id })).rejects.toMatchObject({
+      code: 9,
+      details: "etcdserver: can only promote a learner member which is in sync with leader",
+    });
+    const viaOperator = await call(m.clients.operator, "memberAdd", {
+      id,
+      name: "",
+      peerUrls: [],
+      clientUrls: [],
+      isLearner: false,
+    }).catch((err: { code: number; details: string }) => err);
+    expect(viaOperator).toMatchObject({ code: 9 });
+    expect((viaOperator as { details: string }).details).toMatch(/not in sync with the leader/);
+    const list = (await call(m.clients.cluster, "memberList", {})) as {
+      members: { ID: bigint; isLearner: boolean }[];
+    };
+    expect(list.members.find((x) => x.ID === id)?.isLearner).toBe(true);
+    await call(m.clients.cluster, "memberRemove", { ID: id });
   });
 
   it("raises the NOSPACE alarm when the backend outgrows --quota-backend-bytes and then refuses writes", async () => {

@@ -14,7 +14,12 @@ import {
 import { makeMessage } from "../src/core/messages.js";
 import { EntryType, MessageType } from "../src/core/types.js";
 import { encodeEnvelope } from "../src/service/envelope.js";
-import { QuorumAtRiskError, StoppedError, TimeoutError } from "../src/service/errors.js";
+import {
+  LearnerNotReadyError,
+  QuorumAtRiskError,
+  StoppedError,
+  TimeoutError,
+} from "../src/service/errors.js";
 import { until } from "./helpers.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -197,6 +202,12 @@ describe("RaftService", () => {
     const bound4 = await bindServer();
     const spec = { name: "m4", peerUrls: [bound4.url], clientUrls: [], isLearner: true };
     await leader.service.addMember(4n, spec);
+    // Not running yet, so holding none of the log: promotion is refused (after waiting for it to
+    // catch up), and m4 stays a learner.
+    await expect(leader.service.addMember(4n, { ...spec, isLearner: false })).rejects.toBeInstanceOf(
+      LearnerNotReadyError,
+    );
+    expect(leader.service.memberList().find((m) => m.id === 4n)?.isLearner).toBe(true);
     const m4 = startMember(4n, bound4, dir, leader.service.memberList(), { ...opts, join: true });
     members.push(m4);
     await until("m4 caught up by snapshot", () => m4.machine.commands().length >= 60);

@@ -59,6 +59,14 @@ export class StoppedError extends RaftError {
   }
 }
 
+/**
+ * A learner was not promoted: it does not hold enough of the leader's log to vote yet (or is not
+ * running). As etcd, promotion needs at least 90% of the leader's entries.
+ */
+export class LearnerNotReadyError extends RaftError {
+  readonly code = "RAFT_LEARNER_NOT_READY";
+}
+
 /** The membership change was refused because another one is still pending. */
 export class ConfChangePendingError extends RaftError {
   readonly code = "RAFT_CONF_CHANGE_PENDING";
@@ -108,6 +116,7 @@ export function raftErrorToGrpcStatus(err: unknown): { code: status; details: st
   if (err instanceof MemberNotFoundError) return { code: status.NOT_FOUND, details };
   if (err instanceof QuorumAtRiskError) return { code: status.FAILED_PRECONDITION, details };
   if (err instanceof ConfChangePendingError) return { code: status.FAILED_PRECONDITION, details };
+  if (err instanceof LearnerNotReadyError) return { code: status.FAILED_PRECONDITION, details };
   if (err instanceof TimeoutError) return { code: status.DEADLINE_EXCEEDED, details };
   if (err instanceof TooManyRequestsError) return { code: status.RESOURCE_EXHAUSTED, details };
   if (err instanceof InvalidArgumentError) return { code: status.INVALID_ARGUMENT, details };
@@ -134,6 +143,8 @@ export function errorFromCode(code: string, message: string, leader: NodeId): Er
       return new QuorumAtRiskError(message);
     case "RAFT_CONF_CHANGE_PENDING":
       return new ConfChangePendingError();
+    case "RAFT_LEARNER_NOT_READY":
+      return new LearnerNotReadyError(message);
     case "RAFT_INVALID_ARGUMENT":
       return new InvalidArgumentError(message);
     case "RAFT_STOPPED":

@@ -24,6 +24,7 @@ import {
   ConfChangePendingError,
   InvalidArgumentError,
   LeaderUnreachableError,
+  LearnerNotReadyError,
   MemberNotFoundError,
   LeaderChangedError,
   NoLeaderError,
@@ -738,6 +739,7 @@ export class RaftService implements Replicated, NodeListener {
         `new member ${id.toString(16)}: peerUrls must list at least one URL (e.g. http://10.0.0.4:2380)`,
       );
     }
+    if (existing?.isLearner && !spec.isLearner) await this.awaitLearnerInSync(id);
     const type = this.upsertType(id, existing, spec);
     const info: MemberInfo = {
       id,
@@ -750,6 +752,31 @@ export class RaftService implements Replicated, NodeListener {
     };
     const index = await this.proposeConf(type, id, info);
     return { member: this.node.members.get(id) ?? info, updated: existing !== undefined, index };
+  }
+
+  /**
+   * A learner is promoted once it holds at least 90% of the leader's log, as etcd requires: a voter
+   * that cannot vote yet, or is not running at all, would only make the quorum harder to reach. A
+   * learner still catching up is waited for, up to two election timeouts (at least 2 s); then the
+   * promotion is refused and can be asked again.
+   */
+  private async awaitLearnerInSync(id: NodeId): Promise<void> {
+    const deadline = Date.now() + Math.max(2000, 2 * this.electionTimeoutMs());
+    for (;;) {
+      this.requireLeader();
+      const progress = this.node.core.status().progress;
+      const leader = progress.get(this.node.id)?.match ?? 0n;
+      const learner = progress.get(id)?.match ?? 0n;
+      if (learner * 10n >= leader * 9n) return;
+      if (Date.now() >= deadline) {
+        throw new LearnerNotReadyError(
+          `learner ${id.toString(16)} is not in sync with the leader: it holds the log up to index ` +
+            `${learner} of ${leader}, and promotion needs 90%; make sure it is running and reachable, ` +
+            "let it catch up, then promote it again",
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   /** The ConfChange an upsert needs, after the quorum guard for changes that add voters. */
