@@ -37,11 +37,14 @@ async function until(check: () => boolean, what: string | (() => string)): Promi
   }
 }
 
-function watchStream() {
-  const stream = clients.watch.watch();
+function watchStream(on: ChainfireClients = clients, metadata = new Metadata()) {
+  const stream = on.watch.watch(metadata);
   const responses: etcd.WatchResponse[] = [];
+  const failure: { error: (Error & { code?: number; details?: string }) | null } = { error: null };
   stream.on("data", (r: etcd.WatchResponse) => responses.push(r));
-  stream.on("error", () => {});
+  stream.on("error", (err: Error) => {
+    failure.error = err;
+  });
   const create = (fields: Partial<etcd.WatchCreateRequest>) =>
     stream.write({
       createRequest: {
@@ -58,7 +61,7 @@ function watchStream() {
     });
   const events = (id: bigint): mvccpb.Event[] =>
     responses.filter((r) => r.watchId === id).flatMap((r) => r.events);
-  return { stream, responses, create, events };
+  return { stream, responses, create, events, failure };
 }
 
 beforeEach(async () => {
@@ -338,53 +341,31 @@ describe("etcd Maintenance over gRPC", () => {
     const open = (requireLeader: boolean) => {
       const md = new Metadata();
       if (requireLeader) md.set("hasleader", "true");
-      const stream = c.watch.watch(md);
-      const seen = {
-        created: 0,
-        events: 0,
-        error: null as (Error & { code?: number; details?: string }) | null,
-      };
-      stream.on("data", (r: etcd.WatchResponse) => {
-        if (r.created) seen.created++;
-        seen.events += r.events.length;
-      });
-      stream.on("error", (err: Error) => {
-        seen.error = err;
-      });
-      stream.write({
-        createRequest: {
-          key: b("w"),
-          rangeEnd: b(""),
-          startRevision: 0n,
-          progressNotify: false,
-          filters: [],
-          prevKv: false,
-          watchId: 0n,
-          fragment: false,
-        },
-      });
-      return { stream, seen };
+      const w = watchStream(c, md);
+      w.create({ key: b("w") });
+      return w;
     };
+    const created = (w: ReturnType<typeof open>) => w.responses.some((r) => r.created);
     try {
       const required = open(true);
       const plain = open(false);
-      await until(() => required.seen.created === 1 && plain.seen.created === 1, "both watchers created");
+      await until(() => created(required) && created(plain), "both watchers created");
       leader = 0n;
-      await until(() => required.seen.error !== null, "the leader-requiring stream to end");
-      expect(required.seen.error).toMatchObject({
+      await until(() => required.failure.error !== null, "the leader-requiring stream to end");
+      expect(required.failure.error).toMatchObject({
         code: status.UNAVAILABLE,
         details: "etcdserver: no leader",
       });
       const refused = open(true);
-      await until(() => refused.seen.error !== null, "a new leader-requiring stream to be refused");
-      expect(refused.seen.error).toMatchObject({
+      await until(() => refused.failure.error !== null, "a new leader-requiring stream to be refused");
+      expect(refused.failure.error).toMatchObject({
         code: status.UNAVAILABLE,
         details: "etcdserver: no leader",
       });
       // A stream that did not ask keeps watching.
       await call(c.kv, "put", putRequest({ key: b("w"), value: b("v") }));
-      await until(() => plain.seen.events === 1, "the plain watcher's event");
-      expect(plain.seen.error).toBeNull();
+      await until(() => plain.responses.some((r) => r.events.length === 1), "the plain watcher's event");
+      expect(plain.failure.error).toBeNull();
       plain.stream.end();
     } finally {
       c.close();
