@@ -4,6 +4,7 @@
 // The limits of the first member come from a --config-file, so its keys are proven to take effect.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { Metadata } from "@grpc/grpc-js";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import { checkHealth, listServices } from "@photoncloud/daemon";
 import { freePort } from "@photoncloud/daemon/testing";
@@ -131,6 +132,37 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
     expect(bad).toMatchObject({ code: 3 });
     expect((bad as { details: string }).details).toMatch(/http\/\/127\.0\.0\.1:1/);
     expect(await members()).toEqual(before);
+  });
+
+  it("tells a client that requires a leader that a cut-off member has none, as etcd does", async () => {
+    // Proves hasleader (clientv3.WithRequireLeader) on a member whose cluster never formed: unary
+    // calls and watch streams are refused with "no leader"; calls that did not ask are served.
+    await Promise.all(["lone", "ghost1", "ghost2"].map((n) => cluster.allocate(n)));
+    const lone = await cluster.start("lone", {
+      initialCluster: cluster.initialCluster(["lone", "ghost1", "ghost2"]),
+    });
+    const st = await cluster.status(lone);
+    expect([st.leader, st.errors]).toEqual([0n, ["etcdserver: no leader"]]);
+    const requireLeader = new Metadata();
+    requireLeader.set("hasleader", "true");
+    const range = (md: Metadata) =>
+      new Promise<etcd.RangeResponse>((resolve, reject) =>
+        lone.clients.kv.range(
+          rangeRequest({ key: Buffer.from("k"), serializable: true }),
+          md,
+          { deadline: Date.now() + 10_000 },
+          (err, res) => (err ? reject(err) : resolve(res!)),
+        ),
+      );
+    await expect(range(requireLeader)).rejects.toMatchObject({ code: 14, details: "etcdserver: no leader" });
+    expect((await range(new Metadata())).count).toBe(0n);
+    const watchError = await new Promise<unknown>((resolve) => {
+      const stream = lone.clients.watch.watch(requireLeader);
+      stream.on("error", resolve);
+      stream.on("data", () => {});
+    });
+    expect(watchError).toMatchObject({ code: 14, details: "etcdserver: no leader" });
+    await cluster.stop("lone", "SIGKILL");
   });
 
   it("refuses to promote a learner that is not in sync with the leader, on both membership APIs", async () => {

@@ -1,10 +1,12 @@
 // etcdserverpb.Watch: many watchers per bidirectional stream. The stream's own write buffer is the
 // bound per stream: once grpc-js reports it full, the hub's deliveries are refused and those watchers
 // fall back to catching up from storage when the stream drains.
-import { type ServerDuplexStream, status } from "@grpc/grpc-js";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { etcd, mvccpb } from "@photoncloud/chainfire-api";
 import type { WatchDelivery, Watcher } from "../watch/watch-hub.js";
+import { chainfireError } from "../errors.js";
 import { type EtcdApiContext, responseHeader } from "./context.js";
+import { grpcError } from "./grpc-util.js";
 
 type WatchCall = ServerDuplexStream<etcd.WatchRequest, etcd.WatchResponse>;
 
@@ -30,7 +32,7 @@ export function watchHandlers(
       // etcd clients ask with `hasleader: true` (clientv3.WithRequireLeader) to hear of a member cut
       // off from its leader instead of waiting on it: refused at once, or ended later, as etcd does.
       if (requiresLeader(call) && ctx.member.leaderId() === 0n) {
-        call.emit("error", { code: status.UNAVAILABLE, details: "etcdserver: no leader" });
+        call.emit("error", grpcError(chainfireError("NO_LEADER")));
         return;
       }
       new WatchStream(ctx, call, options).start();
@@ -77,7 +79,7 @@ class WatchStream {
       let withoutLeader = 0;
       this.leaderTimer = setInterval(() => {
         withoutLeader = this.ctx.member.leaderId() === 0n ? withoutLeader + 1 : 0;
-        if (withoutLeader >= NO_LEADER_CHECKS_MAX) this.fail("etcdserver: no leader");
+        if (withoutLeader >= NO_LEADER_CHECKS_MAX) this.fail(chainfireError("NO_LEADER"));
       }, this.options.leaderCheckMs ?? 1000);
       this.leaderTimer.unref();
     }
@@ -204,10 +206,10 @@ class WatchStream {
     this.call.end();
   }
 
-  /** Ends the stream with UNAVAILABLE and `details`, its watchers canceled. */
-  private fail(details: string): void {
+  /** Ends the stream with `err`'s status, its watchers canceled. */
+  private fail(err: Error): void {
     if (!this.release()) return;
-    this.call.emit("error", { code: status.UNAVAILABLE, details });
+    this.call.emit("error", grpcError(err));
   }
 
   /** Cancels every watcher and stops the timers; false when the stream was already closed. */

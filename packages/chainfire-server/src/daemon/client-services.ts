@@ -77,7 +77,10 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
   return [
     ...etcdServices.map(([definition, implementation]) => ({
       definition,
-      implementation: learnerGuard(definition, implementation, () => ctx.member.isLearner()),
+      implementation: learnerGuard(definition, implementation, {
+        isLearner: () => ctx.member.isLearner(),
+        hasLeader: () => ctx.member.leaderId() !== 0n,
+      }),
       // The KV calls are the hot ones: served by the daemon kit's lean unary path.
       ...(definition === kvDefinition ? { leanUnaryMethods: ["range", "put", "deleteRange", "txn"] } : {}),
     })),
@@ -103,12 +106,21 @@ function allowedForLearner(method: string, request: unknown): boolean {
 type AnyUnary = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void;
 type AnyStream = (call: { emit(event: "error", err: unknown): boolean }) => void;
 
+/**
+ * etcd's checks before any handler: a learner serves only what learners may, and a unary call that
+ * requires a leader (`hasleader: true` metadata, clientv3's WithRequireLeader) is refused with
+ * "no leader" on a member that knows none. The metadata is read only then, so the hot path does
+ * not build it. (Watch streams check it themselves, and go on checking: see watch-service.ts.)
+ */
 function learnerGuard(
   definition: ServiceDefinition,
   implementation: object,
-  isLearner: () => boolean,
+  member: { isLearner: () => boolean; hasLeader: () => boolean },
 ): UntypedServiceImplementation {
+  const { isLearner } = member;
   const refused = () => grpcError(chainfireError("NOT_SUPPORTED_FOR_LEARNER"));
+  const leaderless = (call: ServerUnaryCall<unknown, unknown>) =>
+    !member.hasLeader() && call.metadata.get("hasleader").some((v) => v.toString() === "true");
   const wrapped: UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(implementation)) {
     const method = definition[name];
@@ -121,6 +133,7 @@ function learnerGuard(
     } else {
       wrapped[name] = ((call, callback) => {
         if (isLearner() && !allowedForLearner(name, call.request)) callback(refused());
+        else if (leaderless(call)) callback(grpcError(chainfireError("NO_LEADER")));
         else (handler as AnyUnary)(call, callback);
       }) as AnyUnary;
     }
