@@ -162,6 +162,13 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
       stream.on("data", () => {});
     });
     expect(watchError).toMatchObject({ code: 14, details: "etcdserver: no leader" });
+    const keepAliveError = await new Promise<unknown>((resolve) => {
+      const stream = lone.clients.lease.leaseKeepAlive(requireLeader);
+      stream.on("error", resolve);
+      stream.on("data", () => {});
+      // Refused when opened, as etcd's stream interceptor refuses it, before any keep-alive is sent.
+    });
+    expect(keepAliveError).toMatchObject({ code: 14, details: "etcdserver: no leader" });
     await cluster.stop("lone", "SIGKILL");
   });
 

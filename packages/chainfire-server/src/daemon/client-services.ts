@@ -2,6 +2,7 @@
 // chainfire.v1.Cluster (the operator contract). Learners answer only Status and serializable Range,
 // like etcd's learner interceptor; every other call gets etcd's "rpc not supported for learner".
 import {
+  type Metadata,
   type sendUnaryData,
   type ServerUnaryCall,
   type ServiceDefinition,
@@ -104,13 +105,13 @@ function allowedForLearner(method: string, request: unknown): boolean {
 }
 
 type AnyUnary = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void;
-type AnyStream = (call: { emit(event: "error", err: unknown): boolean }) => void;
+type AnyStream = (call: { metadata: Metadata; emit(event: "error", err: unknown): boolean }) => void;
 
 /**
  * etcd's checks before any handler: a learner serves only what learners may, and a unary call that
  * requires a leader (`hasleader: true` metadata, clientv3's WithRequireLeader) is refused with
  * "no leader" on a member that knows none. The metadata is read only then, so the hot path does
- * not build it. (Watch streams check it themselves, and go on checking: see watch-service.ts.)
+ * not build it. (Watch streams also go on checking while open: see watch-service.ts.)
  */
 function learnerGuard(
   definition: ServiceDefinition,
@@ -119,7 +120,7 @@ function learnerGuard(
 ): UntypedServiceImplementation {
   const { isLearner } = member;
   const refused = () => grpcError(chainfireError("NOT_SUPPORTED_FOR_LEARNER"));
-  const leaderless = (call: ServerUnaryCall<unknown, unknown>) =>
+  const leaderless = (call: { metadata: Metadata }) =>
     !member.hasLeader() && call.metadata.get("hasleader").some((v) => v.toString() === "true");
   const wrapped: UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(implementation)) {
@@ -128,6 +129,7 @@ function learnerGuard(
     if (method.requestStream || method.responseStream) {
       wrapped[name] = ((call) => {
         if (isLearner()) call.emit("error", refused());
+        else if (leaderless(call)) call.emit("error", grpcError(chainfireError("NO_LEADER")));
         else (handler as AnyStream)(call);
       }) as AnyStream;
     } else {
