@@ -45,6 +45,11 @@ export interface EtcdApiContext {
   readonly forwarding?: LeaderForwarding;
   /** Resolves when the server shuts down: long-lived streams (watch, keep-alive) end then. */
   readonly shuttingDown?: Promise<void>;
+  /**
+   * How often a stream that requires a leader checks for one (etcd: the election timeout; default
+   * 1 s); see require-leader.ts.
+   */
+  readonly leaderCheckMs?: number;
 }
 
 export function responseHeader(ctx: EtcdApiContext, revision: bigint): etcd.ResponseHeader {

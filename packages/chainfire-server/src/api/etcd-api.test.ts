@@ -330,13 +330,10 @@ describe("etcd Maintenance over gRPC", () => {
     expect(alarms.alarms).toEqual([]);
   });
 
-  it("ends watch streams that require a leader once the member has none, as etcd does", async () => {
+  it("ends watch and keep-alive streams that require a leader once the member has none, as etcd does", async () => {
     // Proves clientv3.WithRequireLeader semantics: a cut-off member says so instead of going quiet.
     let leader = 0x8e9e_05c5_2164_694dn;
-    const member = await startTestServer({
-      leaderId: () => leader,
-      watch: { progressIntervalMs: 600_000, leaderCheckMs: 20 },
-    });
+    const member = await startTestServer({ leaderId: () => leader, leaderCheckMs: 20 });
     const c = createClients(member.endpoint);
     const open = (requireLeader: boolean) => {
       const md = new Metadata();
@@ -350,12 +347,25 @@ describe("etcd Maintenance over gRPC", () => {
       const required = open(true);
       const plain = open(false);
       await until(() => created(required) && created(plain), "both watchers created");
+      const md = new Metadata();
+      md.set("hasleader", "true");
+      const keepAlive = c.lease.leaseKeepAlive(md);
+      let keepAliveError: unknown = null;
+      let keepAliveAnswers = 0;
+      keepAlive.on("data", () => keepAliveAnswers++);
+      keepAlive.on("error", (err: Error) => {
+        keepAliveError = err;
+      });
+      keepAlive.write({ ID: 1n });
+      await until(() => keepAliveAnswers === 1, "a keep-alive answer while there is a leader");
       leader = 0n;
       await until(() => required.failure.error !== null, "the leader-requiring stream to end");
       expect(required.failure.error).toMatchObject({
         code: status.UNAVAILABLE,
         details: "etcdserver: no leader",
       });
+      await until(() => keepAliveError !== null, "the leader-requiring keep-alive stream to end");
+      expect(keepAliveError).toMatchObject({ code: status.UNAVAILABLE, details: "etcdserver: no leader" });
       const refused = open(true);
       await until(() => refused.failure.error !== null, "a new leader-requiring stream to be refused");
       expect(refused.failure.error).toMatchObject({

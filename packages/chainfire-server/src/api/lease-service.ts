@@ -6,6 +6,7 @@ import { type GrpcStatus, grpcError as kitGrpcError } from "@photoncloud/daemon"
 import { chainfireError } from "../errors.js";
 import { type EtcdApiContext, proposeCommand, randomId63, responseHeader } from "./context.js";
 import { grpcError, unary } from "./grpc-util.js";
+import { requiresLeader, watchForLeaderLoss } from "./require-leader.js";
 
 export function leaseHandlers(ctx: EtcdApiContext): etcd.LeaseServer {
   return {
@@ -67,9 +68,14 @@ type KeepAliveCall = ServerDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKe
 function keepAlive(ctx: EtcdApiContext, call: KeepAliveCall): void {
   let upstream: ClientDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse> | null = null;
   let ended = false;
+  // A client that requires a leader hears "no leader" once this member has lost it (as etcd ends it).
+  const stopLeaderCheck = requiresLeader(call)
+    ? watchForLeaderLoss(ctx, () => finish(grpcError(chainfireError("NO_LEADER"))))
+    : null;
   const finish = (err?: ServiceError) => {
     if (ended) return;
     ended = true;
+    stopLeaderCheck?.();
     upstream?.cancel();
     if (err) call.emit("error", err);
     else call.end();

@@ -7,21 +7,14 @@ import type { WatchDelivery, Watcher } from "../watch/watch-hub.js";
 import { chainfireError } from "../errors.js";
 import { type EtcdApiContext, responseHeader } from "./context.js";
 import { grpcError } from "./grpc-util.js";
+import { requiresLeader, watchForLeaderLoss } from "./require-leader.js";
 
 type WatchCall = ServerDuplexStream<etcd.WatchRequest, etcd.WatchResponse>;
 
 export interface WatchServiceOptions {
   /** How often watchers that asked for progress_notify get an empty response (etcd: 10 minutes). */
   progressIntervalMs: number;
-  /**
-   * How often a stream that requires a leader checks for one (etcd: the election timeout). It ends
-   * with "no leader" after three checks in a row find none.
-   */
-  leaderCheckMs?: number;
 }
-
-/** Checks in a row without a leader that end a stream requiring one (etcd's maxNoLeaderCnt). */
-const NO_LEADER_CHECKS_MAX = 3;
 
 export function watchHandlers(
   ctx: EtcdApiContext,
@@ -40,10 +33,6 @@ export function watchHandlers(
   };
 }
 
-function requiresLeader(call: WatchCall): boolean {
-  return call.metadata.get("hasleader").some((v) => v.toString() === "true");
-}
-
 class WatchStream {
   private readonly watchers = new Map<bigint, Watcher>();
   private readonly progressNotify = new Set<bigint>();
@@ -52,7 +41,7 @@ class WatchStream {
   private congested = false;
   private closed = false;
   private progressTimer: NodeJS.Timeout | null = null;
-  private leaderTimer: NodeJS.Timeout | null = null;
+  private stopLeaderCheck: (() => void) | null = null;
 
   constructor(
     private readonly ctx: EtcdApiContext,
@@ -76,12 +65,7 @@ class WatchStream {
     this.progressTimer = setInterval(() => this.sendProgress(), this.options.progressIntervalMs);
     this.progressTimer.unref();
     if (requiresLeader(this.call)) {
-      let withoutLeader = 0;
-      this.leaderTimer = setInterval(() => {
-        withoutLeader = this.ctx.member.leaderId() === 0n ? withoutLeader + 1 : 0;
-        if (withoutLeader >= NO_LEADER_CHECKS_MAX) this.fail(chainfireError("NO_LEADER"));
-      }, this.options.leaderCheckMs ?? 1000);
-      this.leaderTimer.unref();
+      this.stopLeaderCheck = watchForLeaderLoss(this.ctx, () => this.fail(chainfireError("NO_LEADER")));
     }
   }
 
@@ -217,7 +201,7 @@ class WatchStream {
     if (this.closed) return false;
     this.closed = true;
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
-    if (this.leaderTimer !== null) clearInterval(this.leaderTimer);
+    this.stopLeaderCheck?.();
     for (const watcher of [...this.watchers.values()]) this.ctx.hub.cancel(watcher);
     this.watchers.clear();
     return true;

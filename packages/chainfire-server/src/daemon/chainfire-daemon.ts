@@ -102,6 +102,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     nowMs: () => Date.now(),
     forwarding: leaderClients,
     shuttingDown: ctx.shuttingDown,
+    leaderCheckMs: config.electionTimeoutMs,
   };
   startLeaseMachinery(ctx, member, store);
   const peerTls = {
@@ -202,7 +203,6 @@ async function startServers(
       ctx: apiCtx,
       membership,
       clusterToken: config.initialClusterToken,
-      watch: { progressIntervalMs: 600_000, leaderCheckMs: config.electionTimeoutMs },
     }),
     protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],
     includeDirs: [PROTO_ROOT],

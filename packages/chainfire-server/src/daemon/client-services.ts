@@ -24,6 +24,7 @@ import { grpcError, unary } from "../api/grpc-util.js";
 import { kvHandlers } from "../api/kv-service.js";
 import { leaseHandlers } from "../api/lease-service.js";
 import { maintenanceHandlers } from "../api/maintenance-service.js";
+import { requiresLeader } from "../api/require-leader.js";
 import { type WatchServiceOptions, watchHandlers } from "../api/watch-service.js";
 import { chainfireError } from "../errors.js";
 import { etcdClusterHandlers } from "./etcd-cluster-service.js";
@@ -111,7 +112,7 @@ type AnyStream = (call: { metadata: Metadata; emit(event: "error", err: unknown)
  * etcd's checks before any handler: a learner serves only what learners may, and a unary call that
  * requires a leader (`hasleader: true` metadata, clientv3's WithRequireLeader) is refused with
  * "no leader" on a member that knows none. The metadata is read only then, so the hot path does
- * not build it. (Watch streams also go on checking while open: see watch-service.ts.)
+ * not build it. (Watch and keep-alive streams also go on checking while open: see require-leader.ts.)
  */
 function learnerGuard(
   definition: ServiceDefinition,
@@ -120,8 +121,7 @@ function learnerGuard(
 ): UntypedServiceImplementation {
   const { isLearner } = member;
   const refused = () => grpcError(chainfireError("NOT_SUPPORTED_FOR_LEARNER"));
-  const leaderless = (call: { metadata: Metadata }) =>
-    !member.hasLeader() && call.metadata.get("hasleader").some((v) => v.toString() === "true");
+  const leaderless = (call: { metadata: Metadata }) => !member.hasLeader() && requiresLeader(call);
   const wrapped: UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(implementation)) {
     const method = definition[name];

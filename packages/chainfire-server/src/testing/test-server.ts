@@ -27,6 +27,8 @@ export interface TestServerOptions {
   maxRequestBytes?: number;
   /** The leader this member knows (default: itself); 0n for none. */
   leaderId?: () => bigint;
+  /** See EtcdApiContext.leaderCheckMs. */
+  leaderCheckMs?: number;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -56,6 +58,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     watchFragmentBytesMax: options.watchFragmentBytesMax ?? 1536 * 1024,
     maxRequestBytes: options.maxRequestBytes ?? 1536 * 1024,
     nowMs: () => Date.now(),
+    ...(options.leaderCheckMs === undefined ? {} : { leaderCheckMs: options.leaderCheckMs }),
   };
   const server = new Server();
   addEtcdServices(server, ctx, options.watch);
