@@ -20,17 +20,7 @@ export function watchHandlers(
   ctx: EtcdApiContext,
   options: WatchServiceOptions = { progressIntervalMs: 600_000 },
 ): etcd.WatchServer {
-  return {
-    watch: (call) => {
-      // etcd clients ask with `hasleader: true` (clientv3.WithRequireLeader) to hear of a member cut
-      // off from its leader instead of waiting on it: refused at once, or ended later, as etcd does.
-      if (requiresLeader(call) && ctx.member.leaderId() === 0n) {
-        call.emit("error", grpcError(chainfireError("NO_LEADER")));
-        return;
-      }
-      new WatchStream(ctx, call, options).start();
-    },
-  };
+  return { watch: (call) => new WatchStream(ctx, call, options).start() };
 }
 
 class WatchStream {

@@ -199,11 +199,7 @@ async function startServers(
   const grpc = await startGrpcServer({
     urls: config.listenClientUrls,
     tls: clientTlsFiles(config),
-    services: clientServices({
-      ctx: apiCtx,
-      membership,
-      clusterToken: config.initialClusterToken,
-    }),
+    services: clientServices({ ctx: apiCtx, membership, clusterToken: config.initialClusterToken }),
     protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],
     includeDirs: [PROTO_ROOT],
     maxReceiveMessageBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,

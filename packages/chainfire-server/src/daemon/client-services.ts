@@ -1,14 +1,7 @@
 // The services on the client URLs: etcd's KV, Watch, Lease, Maintenance and Cluster, plus
 // chainfire.v1.Cluster (the operator contract). Learners answer only Status and serializable Range,
 // like etcd's learner interceptor; every other call gets etcd's "rpc not supported for learner".
-import {
-  type Metadata,
-  type sendUnaryData,
-  type ServerUnaryCall,
-  type ServiceDefinition,
-  status,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
+import { type sendUnaryData, type ServerUnaryCall, type ServiceDefinition, status } from "@grpc/grpc-js";
 import { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import {
   DomainError,
@@ -20,11 +13,11 @@ import {
 } from "@photoncloud/daemon";
 import { raftErrorToGrpcStatus } from "@photoncloud/raft";
 import { type EtcdApiContext, responseHeader } from "../api/context.js";
-import { grpcError, unary } from "../api/grpc-util.js";
+import { unary } from "../api/grpc-util.js";
+import { guardEtcdService } from "../api/guard.js";
 import { kvHandlers } from "../api/kv-service.js";
 import { leaseHandlers } from "../api/lease-service.js";
 import { maintenanceHandlers } from "../api/maintenance-service.js";
-import { requiresLeader } from "../api/require-leader.js";
 import { type WatchServiceOptions, watchHandlers } from "../api/watch-service.js";
 import { chainfireError } from "../errors.js";
 import { etcdClusterHandlers } from "./etcd-cluster-service.js";
@@ -79,10 +72,7 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
   return [
     ...etcdServices.map(([definition, implementation]) => ({
       definition,
-      implementation: learnerGuard(definition, implementation, {
-        isLearner: () => ctx.member.isLearner(),
-        hasLeader: () => ctx.member.leaderId() !== 0n,
-      }),
+      implementation: guardEtcdService(definition, implementation, ctx.member),
       // The KV calls are the hot ones: served by the daemon kit's lean unary path.
       ...(definition === kvDefinition ? { leanUnaryMethods: ["range", "put", "deleteRange", "txn"] } : {}),
     })),
@@ -98,50 +88,6 @@ const kvDefinition = {
   deleteRange: { ...etcd.KVService.deleteRange, responseSerialize: reusingEncoder(etcd.DeleteRangeResponse) },
   txn: { ...etcd.KVService.txn, responseSerialize: reusingEncoder(etcd.TxnResponse) },
 };
-
-/** etcd's learner rule: Status, and Range with serializable=true; nothing else. */
-function allowedForLearner(method: string, request: unknown): boolean {
-  if (method === "status") return true;
-  return method === "range" && (request as etcd.RangeRequest).serializable === true;
-}
-
-type AnyUnary = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void;
-type AnyStream = (call: { metadata: Metadata; emit(event: "error", err: unknown): boolean }) => void;
-
-/**
- * etcd's checks before any handler: a learner serves only what learners may, and a unary call that
- * requires a leader (`hasleader: true` metadata, clientv3's WithRequireLeader) is refused with
- * "no leader" on a member that knows none. The metadata is read only then, so the hot path does
- * not build it. (Watch and keep-alive streams also go on checking while open: see require-leader.ts.)
- */
-function learnerGuard(
-  definition: ServiceDefinition,
-  implementation: object,
-  member: { isLearner: () => boolean; hasLeader: () => boolean },
-): UntypedServiceImplementation {
-  const { isLearner } = member;
-  const refused = () => grpcError(chainfireError("NOT_SUPPORTED_FOR_LEARNER"));
-  const leaderless = (call: { metadata: Metadata }) => !member.hasLeader() && requiresLeader(call);
-  const wrapped: UntypedServiceImplementation = {};
-  for (const [name, handler] of Object.entries(implementation)) {
-    const method = definition[name];
-    if (method === undefined) continue;
-    if (method.requestStream || method.responseStream) {
-      wrapped[name] = ((call) => {
-        if (isLearner()) call.emit("error", refused());
-        else if (leaderless(call)) call.emit("error", grpcError(chainfireError("NO_LEADER")));
-        else (handler as AnyStream)(call);
-      }) as AnyStream;
-    } else {
-      wrapped[name] = ((call, callback) => {
-        if (isLearner() && !allowedForLearner(name, call.request)) callback(refused());
-        else if (leaderless(call)) callback(grpcError(chainfireError("NO_LEADER")));
-        else (handler as AnyUnary)(call, callback);
-      }) as AnyUnary;
-    }
-  }
-  return wrapped;
-}
 
 /** chainfire.v1.Cluster: the kit's handlers with the Raft layer's own error mapping. */
 export function operatorHandlers(membership: MembershipOps): chainfirev1.ClusterServer {
