@@ -2,11 +2,11 @@
 import { mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { FlareDbConnection } from "../src/cli/client.js";
 import { backupTo } from "../src/cli/operations.js";
 import { BackupFormat, type BackupInfo } from "../src/gen/flaredb/v1/flaredb.js";
-import { applySql, tempMachine } from "./helpers.js";
+import { applySql, cleanupDirs, tempMachine } from "./helpers.js";
 
 /** The file system calls that decide durability, in order: each fsync names what it synced. */
 const calls = vi.hoisted(() => [] as string[]);
@@ -31,6 +31,7 @@ beforeEach(() => {
   calls.length = 0;
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(cleanupDirs);
 
 /** A connection whose Backup streams `bytes` in two messages, the second closing with `info`. */
 function serverStreaming(bytes: Buffer, info: BackupInfo): FlareDbConnection {

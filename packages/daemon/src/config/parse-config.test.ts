@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, ConfigErrorCode } from "./config-error.js";
 import { defineOptions } from "./option-types.js";
 import { describeConfig, parseConfig } from "./parse-config.js";
@@ -46,8 +46,15 @@ const options = defineOptions({
 
 const spec = { name: "testd", options, configFileEnv: "TEST_CONFIG_FILE" };
 
+const tomlDirs: string[] = [];
+afterAll(() => {
+  for (const dir of tomlDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
 function tomlFile(text: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), "daemon-config-")), "config.toml");
+  const dir = mkdtempSync(join(tmpdir(), "daemon-config-"));
+  tomlDirs.push(dir);
+  const path = join(dir, "config.toml");
   writeFileSync(path, text);
   return path;
 }

@@ -8,7 +8,7 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { mkdtempSync, rmSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSync } from "@grpc/proto-loader";
@@ -253,9 +253,15 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
  * The private folders of this process's fronted servers (each holds the Unix socket grpc-js listens
  * on). A server's shutdown removes its own; a process that exits without shutting its servers down
  * (a startup error after listening, `process.exit` in a signal handler) removes them on its way out.
- * Only SIGKILL leaves one behind, and it is empty once grpc-js is gone.
+ * A SIGKILL leaves its folder (and the socket file in it) behind: each folder's name carries the
+ * process ID that made it, and the next server started on the machine removes the folders of
+ * processes that no longer exist.
  */
 const privateFolders = new Set<string>();
+const FOLDER_PREFIX = "photon-grpc-";
+/** `photon-grpc-<pid>-` and mkdtemp's six characters. */
+const FOLDER_NAME = /^photon-grpc-(\d+)-[A-Za-z0-9]{6}$/;
+let leftoversSwept = false;
 
 function removePrivateFolders(): void {
   for (const dir of privateFolders) rmSync(dir, { recursive: true, force: true });
@@ -263,11 +269,53 @@ function removePrivateFolders(): void {
 }
 
 function makePrivateFolder(): string {
+  if (!leftoversSwept) {
+    leftoversSwept = true;
+    removeFoldersOfGoneProcesses(tmpdir());
+  }
   // mkdtemp makes the directory private to this user: only the fronts reach the socket.
-  const dir = mkdtempSync(join(tmpdir(), "photon-grpc-"));
+  const dir = mkdtempSync(join(tmpdir(), `${FOLDER_PREFIX}${process.pid}-`));
   if (privateFolders.size === 0) process.once("exit", removePrivateFolders);
   privateFolders.add(dir);
   return dir;
+}
+
+/**
+ * Removes `photon-grpc-<pid>-*` folders in `parent` that this user owns and whose process is gone
+ * (signal 0 answers ESRCH). A folder of a live process, of another user, or named otherwise is kept.
+ * Best effort: a folder that cannot be read or removed is left as it is.
+ */
+function removeFoldersOfGoneProcesses(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const owner = FOLDER_NAME.exec(name);
+    if (owner === null) continue;
+    const pid = Number(owner[1]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
+    const dir = join(parent, name);
+    try {
+      const st = lstatSync(dir);
+      if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Gone already, or not ours to remove.
+    }
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== "ESRCH";
+  }
 }
 
 function removePrivateFolder(dir: string): void {

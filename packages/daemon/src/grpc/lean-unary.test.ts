@@ -17,7 +17,7 @@ import { createLogger } from "../logging.js";
 import { createMetrics } from "../metrics.js";
 import { parseUrlList } from "../urls.js";
 import { startGrpcServer } from "./grpc-server.js";
-import { createTestCa, writePemFiles } from "./test-pki.js";
+import { createTestCa, removePemFiles, writePemFiles } from "./test-pki.js";
 import type { TlsFiles } from "./tls.js";
 
 interface Msg {
@@ -281,6 +281,7 @@ describe("lean unary path", () => {
     const serverPem = ca.issue("server");
     const clientPem = ca.issue("lean-client");
     const files = writePemFiles({ "ca.pem": ca.cert, "s.pem": serverPem.cert, "s-key.pem": serverPem.key });
+    cleanups.push(removePemFiles);
     const servers = await startPair(undefined, {
       certFile: files["s.pem"],
       keyFile: files["s-key.pem"],

@@ -2,7 +2,7 @@
 // Keys come from node:crypto (fast); node-forge builds and signs the X.509 certificates.
 
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import forge from "node-forge";
@@ -72,13 +72,24 @@ export function createTestCa(commonName = "test CA"): TestCa {
   };
 }
 
-/** Write PEM strings to files in a fresh temporary directory; returns their paths by name. */
+const pemDirs: string[] = [];
+
+/**
+ * Write PEM strings to files in a fresh temporary directory; returns their paths by name. The test
+ * removes them with `removePemFiles` when it is done.
+ */
 export function writePemFiles(files: Record<string, string>): Record<string, string> {
   const dir = mkdtempSync(join(tmpdir(), "daemon-tls-"));
+  pemDirs.push(dir);
   const paths: Record<string, string> = {};
   for (const [name, text] of Object.entries(files)) {
     paths[name] = join(dir, name);
     writeFileSync(paths[name], text, { mode: 0o600 });
   }
   return paths;
+}
+
+/** Removes every directory `writePemFiles` made in this process. */
+export function removePemFiles(): void {
+  for (const dir of pemDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }

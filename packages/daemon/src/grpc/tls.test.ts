@@ -1,7 +1,7 @@
 import { request } from "node:https";
 import { credentials, status } from "@grpc/grpc-js";
 import { Writable } from "node:stream";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../config/config-error.js";
 import { ECHO_PROTO, echoImplementation, echoServiceDefinition } from "../example/echo-daemon.js";
 import { startHttpServer } from "../http-server.js";
@@ -9,7 +9,7 @@ import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
 import { startGrpcServer } from "./grpc-server.js";
 import { checkHealth } from "./probe-clients.js";
-import { createTestCa, type Pem, type TestCa, writePemFiles } from "./test-pki.js";
+import { createTestCa, type Pem, removePemFiles, type TestCa, writePemFiles } from "./test-pki.js";
 
 const logger = createLogger({
   name: "tls-test",
@@ -34,6 +34,7 @@ const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
+afterAll(removePemFiles);
 
 async function startTlsServer(clientCertAuth: boolean): Promise<string> {
   const grpc = await startGrpcServer({

@@ -1,7 +1,7 @@
 // The lean HTTP/2 connection against real clients (Node's http2, nghttp2's h2load) and raw frames.
 import { execFile } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,12 +23,14 @@ import { encodeHeaders } from "./hpack.js";
 
 const servers: Server[] = [];
 const sessions: http2.ClientHttp2Session[] = [];
+const cleanups: (() => void)[] = [];
 
 afterEach(async () => {
   for (const s of sessions.splice(0)) s.destroy();
   for (const s of servers.splice(0)) {
     s.close();
   }
+  for (const c of cleanups.splice(0)) c();
 });
 
 type Handler = (stream: H2Stream, headers: Map<string, string>) => void;
@@ -255,7 +257,9 @@ describe("H2Connection", () => {
         stream.end([["grpc-status", "0"]]);
       };
     });
-    const body = join(mkdtempSync(join(tmpdir(), "h2load-")), "request");
+    const dir = mkdtempSync(join(tmpdir(), "h2load-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const body = join(dir, "request");
     writeFileSync(body, Buffer.from([0, 0, 0, 0, 0]));
     const { stdout } = await promisify(execFile)("h2load", [
       "-n",

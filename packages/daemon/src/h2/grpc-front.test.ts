@@ -354,6 +354,52 @@ describe("gRPC front", () => {
     expect(readdirSync(own)).toEqual([]);
   });
 
+  it("clears the folder a SIGKILLed server left behind when the next server starts", async () => {
+    // Proves kill -9 of a daemon does not leave a socket folder in the temporary directory for
+    // good: the next server started there removes it, and keeps the folders of live processes and
+    // names it does not own. The children use the compiled kit.
+    const own = mkdtempSync(join(tmpdir(), "front-kill-"));
+    cleanups.push(() => rmSync(own, { recursive: true, force: true }));
+    const kit = (file: string) => JSON.stringify(pathToFileURL(join(DAEMON_DIST, file)).href);
+    const serve = (then: string) => `
+      import { readdirSync } from "node:fs";
+      import { Writable } from "node:stream";
+      import { createLogger, parseUrlList, startGrpcServer } from ${kit("index.js")};
+      import { rawMethod } from ${kit("h2/test-methods.js")};
+      const grpc = await startGrpcServer({
+        urls: parseUrlList("http://127.0.0.1:0"),
+        services: [{
+          definition: { Echo: rawMethod("test.v1.Front", "Echo", false, false) },
+          implementation: { Echo: (call, cb) => cb(null, call.request) },
+          leanUnaryMethods: ["Echo"],
+        }],
+        logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) }),
+      });
+      ${then}
+    `;
+    const child = (script: string) =>
+      spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+        env: { ...process.env, TMPDIR: own },
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+    const killed = child(serve('process.kill(process.pid, "SIGKILL");'));
+    expect(killed.signal, killed.stderr).toBe("SIGKILL");
+    const left = readdirSync(own);
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(/^photon-grpc-\d+-/);
+    expect(readdirSync(join(own, left[0]!))).toEqual(["grpc.sock"]);
+    // A live process's folder (this test's) and a name of another shape are not the server's to remove.
+    const live = mkdtempSync(join(own, `photon-grpc-${process.pid}-`));
+    const other = mkdtempSync(join(own, "photon-grpc-"));
+    const next = child(
+      serve("await grpc.shutdown(); console.log(JSON.stringify(readdirSync(process.env.TMPDIR).sort()));"),
+    );
+    expect(next.status, next.stderr).toBe(0);
+    const after = JSON.parse(next.stdout.trim()) as string[];
+    expect(after).toEqual([live, other].map((d) => d.slice(own.length + 1)).sort());
+  });
+
   it("shuts down with a stream still open and removes its private socket", async () => {
     // A temporary directory of this test's own: servers of test files running alongside make
     // theirs in the shared one.
