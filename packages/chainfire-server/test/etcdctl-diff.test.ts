@@ -187,6 +187,10 @@ async function learnMembers(s: Session): Promise<void> {
 /** KV, txn, watch and compaction: the sequence every etcd user runs. */
 async function kvSession(s: Session): Promise<void> {
   const first = s.cluster.members[0]!.endpoint;
+  // A store never compacted reports compact revision -1, and revision 0 can be compacted once.
+  await run(s, ["endpoint", "hashkv", "-w", "json"], { post: (t) => t.replace(/"hash":\d+,/, "") });
+  await run(s, ["compaction", "0"]);
+  await run(s, ["compaction", "0"]);
   for (const [k, v] of [
     ["foo", "bar"],
     ["foo/a", "1"],
@@ -219,6 +223,10 @@ async function kvSession(s: Session): Promise<void> {
     stdin: 'value("zoo") = "nope"\n\nput zoo never\n\nget foo --prefix --keys-only\n\n',
   });
   await run(s, ["txn", "-w", "json"], { stdin: 'version("foo") = "1"\n\ndel foo --prev-kv\n\n\n' });
+  // Each operation's header: the revision before the txn until its first change, the txn's after.
+  await run(s, ["txn", "-w", "json"], {
+    stdin: 'value("zoo") = "z2"\n\nget zoo\ndel nothing\nput zoo z3\ndel nothing\nget zoo\n\n\n',
+  });
   await run(s, ["del", "foo", "--prefix", "--prev-kv"]);
 }
 
@@ -258,9 +266,11 @@ async function maintenanceSession(s: Session): Promise<void> {
   await run(s, ["compaction", "4"]);
   await run(s, ["watch", "--rev=2", "foo/a"]);
   await run(s, ["watch", "--rev=-5", "foo/a"]);
+  await run(s, ["watch", "--rev=3", "foo/a", "-w", "json"]);
   await run(s, ["endpoint", "hashkv", "--rev=5"]);
   await run(s, ["endpoint", "hashkv", "--rev=4"]);
   await run(s, ["alarm", "list"]);
+  await run(s, ["alarm", "list", "-w", "json"]);
   await run(s, ["defrag"], { all: true, post: sortedLines });
   await run(s, ["snapshot", "save", join(s.snapshotDir, "snap.db")]);
   await run(s, ["get", "zoo", "-w", "json"]);

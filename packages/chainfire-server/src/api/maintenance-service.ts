@@ -15,7 +15,8 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
     status: unary(() => statusOf(ctx)),
     defragment: unary(() => {
       ctx.store.defragment();
-      return { header: responseHeader(ctx, ctx.store.currentRevision()) };
+      // etcd 3.4 answers Defragment, MoveLeader and Alarm without a header.
+      return { header: undefined };
     }),
     hash: unary(() => ({ header: responseHeader(ctx, ctx.store.currentRevision()), hash: ctx.store.hash() })),
     hashKv: unary((req: etcd.HashKVRequest) => {
@@ -65,8 +66,8 @@ function statusOf(ctx: EtcdApiContext): etcd.StatusResponse {
 async function alarm(ctx: EtcdApiContext, req: etcd.AlarmRequest): Promise<etcd.AlarmResponse> {
   if (req.action === etcd.AlarmRequest_AlarmAction.GET) {
     const alarms = await ctx.replicated.linearizableRead(() => ctx.store.alarms());
-    return { header: responseHeader(ctx, ctx.store.currentRevision()), alarms };
+    return { header: undefined, alarms };
   }
   const result = (await proposeCommand(ctx, { alarm: req })).alarm!;
-  return { header: responseHeader(ctx, result.header!.revision), alarms: result.alarms };
+  return { header: undefined, alarms: result.alarms };
 }

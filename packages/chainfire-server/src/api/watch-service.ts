@@ -130,8 +130,9 @@ class WatchStream {
     if (this.congested) return false;
     if (delivery.compactRevision !== undefined) {
       this.forget(watcher);
+      // etcd's cancellation for compaction carries no revision in its header.
       this.write(
-        this.response(watcher.id, delivery.revision, {
+        this.response(watcher.id, 0n, {
           canceled: true,
           compactRevision: delivery.compactRevision,
         }),

@@ -46,7 +46,7 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
           throw chainfireError("BAD_LEADER_TRANSFEREE");
         throw err;
       }
-      return { header: header() };
+      return { header: undefined };
     }),
   };
   const etcdServices: [ServiceDefinition, object][] = [

@@ -173,8 +173,9 @@ export class Backend {
     return this.db.prepare("SELECT * FROM lease ORDER BY id").safeIntegers().all() as LeaseRow[];
   }
 
-  meta(name: string): bigint {
-    return (this.getMeta.get(name) as bigint | undefined) ?? 0n;
+  /** A stored number; `absent` when it was never set. */
+  meta(name: string, absent = 0n): bigint {
+    return (this.getMeta.get(name) as bigint | undefined) ?? absent;
   }
 
   setMetaValue(name: string, value: bigint): void {

@@ -191,6 +191,42 @@ describe("MvccStore", () => {
     expect(z.modRevision).toBe(3n);
   });
 
+  it("gives each txn operation the revision the txn had reached, and a nested txn an empty header", () => {
+    // Proves the headers etcd 3.4 puts in a txn's answer: reads and no-op deletes before the first
+    // change carry the revision before the txn, everything after it the txn's own; a nested txn's
+    // own header is empty while its operations' are filled.
+    put("a", "1");
+    const range = (key: string) => ({ requestRange: rangeRequest({ key: b(key) }) });
+    const [res] = apply({
+      txn: {
+        compare: [],
+        success: [
+          range("a"),
+          { requestDeleteRange: deleteRangeRequest({ key: b("none") }) },
+          {
+            requestTxn: {
+              compare: [],
+              success: [range("a"), { requestPut: putRequest({ key: b("n"), value: b("v") }) }, range("a")],
+              failure: [],
+            },
+          },
+          { requestDeleteRange: deleteRangeRequest({ key: b("none") }) },
+        ],
+        failure: [],
+      },
+    });
+    const txn = res!.txn!;
+    const nested = txn.responses[2]!.responseTxn!;
+    expect([
+      txn.header!.revision,
+      txn.responses[0]!.responseRange!.header!.revision,
+      txn.responses[1]!.responseDeleteRange!.header!.revision,
+      nested.header,
+      nested.responses.map((r) => (r.responseRange ?? r.responsePut)!.header!.revision),
+      txn.responses[3]!.responseDeleteRange!.header!.revision,
+    ]).toEqual([3n, 2n, 2n, { clusterId: 0n, memberId: 0n, revision: 0n, raftTerm: 0n }, [2n, 3n, 3n], 3n]);
+  });
+
   it("refuses duplicate keys and too many operations in a txn", () => {
     // Proves etcd's txn request checks, with the exact messages.
     const dup = apply({

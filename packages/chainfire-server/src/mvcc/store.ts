@@ -73,7 +73,8 @@ export class MvccStore implements StateMachine {
   private readonly index = new KeyIndex();
   readonly lessor: Lessor;
   private revision = 0n;
-  private compacted = 0n;
+  /** The last compaction's revision; -1 until the first, as in etcd (so revision 0 can be compacted). */
+  private compacted = -1n;
   private applied = 0n;
   private readonly alarmSet = new Map<string, etcd.AlarmMember>();
   private readonly listeners = new Set<CommitListener>();
@@ -351,7 +352,7 @@ export class MvccStore implements StateMachine {
     if (!isReadOnlyTxn(req)) throw chainfireError("INVALID_REQUEST");
     const ctx: WriteContext = { revision: this.revision + 1n, sub: 0, events: [], timestampMs: 0 };
     const response = this.executeTxn(ctx, req, this.txnPath(req));
-    setHeaders(response, this.revision);
+    response.header = header(this.revision);
     return response;
   }
 
@@ -518,7 +519,7 @@ export class MvccStore implements StateMachine {
     const ctx = this.begin(entry);
     const response = this.executeTxn(ctx, req, path);
     this.end(ctx);
-    setHeaders(response, this.revision);
+    response.header = header(this.revision);
     return response;
   }
 
@@ -542,6 +543,10 @@ export class MvccStore implements StateMachine {
     }
   }
 
+  /**
+   * Runs the chosen branch. As in etcd, each operation's header carries the revision the txn has
+   * reached when it ran: the store's revision until the txn's first change, the txn's own after it.
+   */
   private executeTxn(ctx: WriteContext, req: etcd.TxnRequest, path: TxnPath): etcd.TxnResponse {
     let nestedIndex = 0;
     const responses: etcd.ResponseOp[] = [];
@@ -551,13 +556,13 @@ export class MvccStore implements StateMachine {
       } else if (op.requestPut) {
         const prev = this.put(ctx, op.requestPut);
         const prevKv = op.requestPut.prevKv ? (prev ?? undefined) : undefined;
-        responses.push({ responsePut: { header: undefined, prevKv } });
+        responses.push({ responsePut: { header: header(ctx.revision), prevKv } });
       } else if (op.requestDeleteRange) {
         const d = op.requestDeleteRange;
         const deleted = this.deleteRange(ctx, keyRange(d.key, d.rangeEnd));
         responses.push({
           responseDeleteRange: {
-            header: undefined,
+            header: header(this.readRevision(ctx)),
             deleted: BigInt(deleted.length),
             prevKvs: d.prevKv ? deleted : [],
           },
@@ -566,7 +571,8 @@ export class MvccStore implements StateMachine {
         responses.push({ responseTxn: this.executeTxn(ctx, op.requestTxn, path.nested[nestedIndex++]!) });
       }
     }
-    return { header: undefined, succeeded: path.succeeded, responses };
+    // As etcd's, a nested txn's own header is empty; its operations' are filled like any other's.
+    return { header: header(0n), succeeded: path.succeeded, responses };
   }
 
   /** etcd's compare: every key in the range must satisfy it; a missing key compares as zero values. */
@@ -671,7 +677,7 @@ export class MvccStore implements StateMachine {
     this.applied = this.backend.meta("applied_index");
     // etcd's store starts at revision 1, so the first write is revision 2; etcdctl users see the same.
     this.revision = this.backend.meta("current_revision") || 1n;
-    this.compacted = this.backend.meta("compact_revision");
+    this.compacted = this.backend.meta("compact_revision", -1n);
     const lastRows = new Map<string, Row>();
     const records: KeyRecord[] = [];
     for (const row of this.backend.allRows()) {
@@ -803,16 +809,5 @@ function compareKv(c: etcd.Compare, kv: mvccpb.KeyValue | null): boolean {
       return result !== 0;
     default:
       return false;
-  }
-}
-
-/** Gives every response inside a txn a header at the txn's revision. */
-function setHeaders(response: etcd.TxnResponse, revision: bigint): void {
-  response.header = header(revision);
-  for (const op of response.responses) {
-    if (op.responsePut) op.responsePut.header = header(revision);
-    if (op.responseDeleteRange) op.responseDeleteRange.header = header(revision);
-    if (op.responseRange) op.responseRange.header = header(revision);
-    if (op.responseTxn) setHeaders(op.responseTxn, revision);
   }
 }

@@ -152,7 +152,7 @@ export function snapshotStatus(snapshot: SnapshotImage, path: string): SnapshotS
     return {
       hash: crc32(snapshot.image) >>> 0,
       revision: (meta.get("current_revision") as bigint | undefined) ?? 0n,
-      compactRevision: (meta.get("compact_revision") as bigint | undefined) ?? 0n,
+      compactRevision: (meta.get("compact_revision") as bigint | undefined) ?? -1n,
       totalKeys: liveKeys,
       totalSizeBytes: BigInt(snapshot.image.length),
     };

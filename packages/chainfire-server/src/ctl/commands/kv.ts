@@ -215,7 +215,7 @@ export async function watch(
     stream.on("data", (res: etcd.WatchResponse) => {
       if (res.canceled) {
         const why =
-          res.compactRevision > 0n
+          res.compactRevision !== 0n
             ? `required revision has been compacted (compact revision ${res.compactRevision})`
             : res.cancelReason || "canceled by the server";
         stream.cancel();

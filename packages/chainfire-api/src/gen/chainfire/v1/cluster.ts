@@ -85,6 +85,7 @@ export interface StatusResponse {
   isLearner: boolean;
   dbSizeBytes: bigint;
   revision: bigint;
+  /** The last compaction's revision: -1 while the store has never been compacted, as etcd reports it. */
   compactRevision: bigint;
 }
 
