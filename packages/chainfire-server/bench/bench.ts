@@ -428,7 +428,7 @@ const kinds = (process.env.BENCH_KINDS ?? "chainfire,etcd").split(",") as Cluste
 // The daemon runs from dist/: compile first (incremental, quick when nothing changed).
 const build = spawnSync("pnpm", ["exec", "tsc", "-b"], { cwd: PACKAGE_DIR, stdio: "inherit" });
 if (build.status !== 0) throw new Error("build failed: the benchmark needs the compiled daemon");
-for (const line of storeBench()) console.log(line);
+for (const line of await storeBench()) console.log(line);
 const suites: Suite[] = [];
 try {
   if (kinds.includes("chainfire")) suites.push(await startSuite("chainfire"));

@@ -5,7 +5,7 @@ import { status } from "@grpc/grpc-js";
 import { etcd } from "@photoncloud/chainfire-api";
 import { errorSpecs } from "../errors.js";
 import { type EtcdApiContext, proposeCommand, responseHeader } from "./context.js";
-import { unary } from "./grpc-util.js";
+import { grpcError, unary } from "./grpc-util.js";
 
 const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
 
@@ -18,9 +18,12 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
       // etcd 3.4 answers Defragment, MoveLeader and Alarm without a header.
       return { header: undefined };
     }),
-    hash: unary(() => ({ header: responseHeader(ctx, ctx.store.currentRevision()), hash: ctx.store.hash() })),
-    hashKv: unary((req: etcd.HashKVRequest) => {
-      const result = ctx.store.hashKV(req.revision);
+    hash: unary(async () => {
+      const header = responseHeader(ctx, ctx.store.currentRevision());
+      return { header, hash: await ctx.store.hash() };
+    }),
+    hashKv: unary(async (req: etcd.HashKVRequest) => {
+      const result = await ctx.store.hashKV(req.revision);
       return {
         header: responseHeader(ctx, result.revision),
         hash: result.hash,
@@ -28,16 +31,23 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
       };
     }),
     snapshot: (call) => {
-      // Like etcd: the database image in chunks, then its sha256 as the last 32 bytes.
-      const image = Buffer.from(ctx.store.snapshot());
-      const whole = Buffer.concat([image, createHash("sha256").update(image).digest()]);
+      // Like etcd: the database image in chunks, then its sha256 as the last 32 bytes. The image
+      // is made off the event loop, as a Raft snapshot's is: a large store serialized here would
+      // stall this member long enough for its followers to start an election.
       const header = responseHeader(ctx, ctx.store.currentRevision());
-      for (let offset = 0; offset < whole.length; offset += SNAPSHOT_CHUNK_BYTES) {
-        const blob = whole.subarray(offset, offset + SNAPSHOT_CHUNK_BYTES);
-        const remainingBytes = BigInt(whole.length - offset - blob.length);
-        call.write({ header, remainingBytes, blob });
-      }
-      call.end();
+      ctx.store.beginSnapshot().image.then(
+        (made) => {
+          const image = Buffer.from(made.buffer, made.byteOffset, made.byteLength);
+          const whole = Buffer.concat([image, createHash("sha256").update(image).digest()]);
+          for (let offset = 0; offset < whole.length; offset += SNAPSHOT_CHUNK_BYTES) {
+            const blob = whole.subarray(offset, offset + SNAPSHOT_CHUNK_BYTES);
+            const remainingBytes = BigInt(whole.length - offset - blob.length);
+            call.write({ header, remainingBytes, blob });
+          }
+          call.end();
+        },
+        (err: unknown) => call.emit("error", grpcError(err)),
+      );
     },
     moveLeader: (_call, callback) => {
       callback({ code: status.UNIMPLEMENTED, details: "chainfire: move-leader needs the Raft layer" });

@@ -56,6 +56,10 @@ export class Backend {
   private checkpointer: WalCheckpointer | null = null;
   /** Syncs the file's WAL off the event loop (null for an in-memory database). */
   private readonly files: WalFileSync | null = null;
+  /** The file's path (null for an in-memory database), for the connections of `pinRows`. */
+  private readonly path: string | null = null;
+  /** Open `pinRows` readers: closed with the backend, before its file may be replaced. */
+  private readonly readers = new Set<PinnedRows>();
 
   /**
    * @param batchIntervalMs how long applied batches may stay in the open write transaction (etcd's
@@ -75,6 +79,7 @@ export class Backend {
     if (typeof source === "string" && source !== ":memory:") {
       this.db.pragma("journal_mode = WAL");
       this.files = new WalFileSync(source);
+      this.path = source;
     }
     this.db.pragma("synchronous = NORMAL");
     this.db.exec(SCHEMA);
@@ -165,6 +170,31 @@ export class Backend {
     return this.rowsFrom.all(fromMain, toMain, limit) as Row[];
   }
 
+  /**
+   * The rows with main <= upTo in revision order, as committed now: the open write transaction is
+   * committed and a connection of its own pins a read view of the file, which later writes and
+   * compactions do not change, so the caller may read it in chunks across event-loop turns. An
+   * in-memory database has no second connection: its rows are read at once. Close it when done.
+   */
+  pinRows(upTo: bigint): PinnedRows {
+    if (this.path === null) {
+      const rows = this.db.prepare("SELECT * FROM kv WHERE main <= ? ORDER BY main, sub").safeIntegers();
+      return new PinnedRows((rows.all(upTo) as Row[]).values(), () => {});
+    }
+    this.commit();
+    const reader = new Database(this.path, { readonly: true, fileMustExist: true });
+    reader.defaultSafeIntegers(true);
+    reader.exec("BEGIN");
+    const rows = reader.prepare("SELECT * FROM kv WHERE main <= ? ORDER BY main, sub").iterate(upTo);
+    const pinned: PinnedRows = new PinnedRows(rows as Iterator<Row>, () => {
+      this.readers.delete(pinned);
+      rows.return?.();
+      if (reader.open) reader.close();
+    });
+    this.readers.add(pinned);
+    return pinned;
+  }
+
   *allRows(): Generator<Row> {
     yield* this.db.prepare("SELECT * FROM kv ORDER BY main, sub").safeIntegers().iterate() as Iterable<Row>;
   }
@@ -228,10 +258,48 @@ export class Backend {
    * replaced.
    */
   close(): boolean {
+    for (const reader of [...this.readers]) reader.close();
     this.commit();
     const checkpointerClosed = this.checkpointer?.close() ?? true;
     this.files?.close();
     this.db.close();
     return checkpointerClosed;
+  }
+}
+
+/**
+ * Rows of a pinned read view (see Backend.pinRows). The view is pinned by the first read, which
+ * the constructor makes, so it is the database as it was when `pinRows` returned.
+ */
+export class PinnedRows {
+  private head: IteratorResult<Row>;
+  private closed = false;
+
+  constructor(
+    private readonly rows: Iterator<Row>,
+    private readonly onClose: () => void,
+  ) {
+    this.head = rows.next();
+  }
+
+  /** Up to `max` more rows; an empty array once every row was read or the view was closed. */
+  next(max: number): Row[] {
+    const out: Row[] = [];
+    while (!this.closed && out.length < max && this.head.done !== true) {
+      out.push(this.head.value);
+      this.head = this.rows.next();
+    }
+    return out;
+  }
+
+  /** Whether every row was read (false when the view was closed first). */
+  get complete(): boolean {
+    return this.head.done === true;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose();
   }
 }

@@ -2,8 +2,10 @@
 // lease; history until compaction) as a Raft StateMachine. Writes arrive only as encoded MvccCommands
 // through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
+import { setImmediate } from "node:timers/promises";
 import { crc32 } from "node:zlib";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
+import crc32c from "crc-32/crc32c.js";
 import { reusingEncoder } from "@photoncloud/daemon";
 import {
   type ApplyEntry,
@@ -42,6 +44,7 @@ export interface MvccStoreOptions {
 
 /** Every applied entry's result is encoded through one reused writer (see reusingEncoder). */
 const encodeResult = reusingEncoder(command.MvccResult);
+const encodeKeyValue = reusingEncoder(mvccpb.KeyValue);
 
 /** Where the snapshot worker finds the applied index in the pinned view. */
 const APPLIED_SQL = "SELECT value AS idx FROM meta WHERE name = 'applied_index'";
@@ -361,23 +364,55 @@ export class MvccStore implements StateMachine {
     this.backend.vacuum();
   }
 
-  /** CRC-32 over every stored row up to `revision` (0n = newest), like etcd's HashKV. */
-  hashKV(revision: bigint): { hash: number; revision: bigint; compactRevision: bigint } {
+  /**
+   * etcd's HashKV, computed as etcd 3.4 computes it so the same history hashes the same in both:
+   * CRC-32C over the name of etcd's key bucket, then each stored revision up to `revision` (0n =
+   * newest) in revision order, as etcd's revision key (main, '_', sub, and 't' for a deletion) and
+   * the entry as an mvccpb.KeyValue. Of the revisions at or below the compaction, only those still
+   * visible at `revision` count, which makes the hash independent of how far a member has got
+   * with removing compacted history.
+   */
+  async hashKV(revision: bigint): Promise<{ hash: number; revision: bigint; compactRevision: bigint }> {
     // As etcd's HashByRev: the compaction revision itself is refused too (its rows below are gone).
     if (revision > 0n && revision <= this.compacted) throw chainfireError("COMPACTED");
     const upTo = revision > 0n ? revision : this.revision;
     if (upTo > this.revision) throw chainfireError("FUTURE_REV");
-    let hash = 0;
-    for (const row of this.backend.allRows()) {
-      if (row.main > upTo) break;
-      hash = crc32(rowBytes(row), hash);
+    const current = this.revision;
+    const compacted = this.compacted;
+    const visible = new Set<string>();
+    for (const record of this.index.all()) {
+      const i = record.indexAt(upTo);
+      if (i >= 0 && !record.tombstone(i)) visible.add(`${record.main(i)}_${record.sub(i)}`);
     }
-    return { hash: hash >>> 0, revision: this.revision, compactRevision: this.compacted };
+    // Pinned together with `visible`: later writes and compactions do not reach the hash, which
+    // is read a chunk per event-loop turn so a large history does not stall this member.
+    const rows = this.backend.pinRows(upTo);
+    let hash = crc32c.buf(KEY_BUCKET);
+    try {
+      for (let chunk = rows.next(HASH_CHUNK_ROWS); chunk.length > 0; chunk = rows.next(HASH_CHUNK_ROWS)) {
+        for (const row of chunk) {
+          if (row.main <= compacted && visible.size > 0 && !visible.has(`${row.main}_${row.sub}`)) continue;
+          const deleted = row.tombstone !== 0n;
+          hash = crc32c.buf(revisionKey(row.main, row.sub, deleted), hash);
+          const kv = deleted ? { ...EMPTY_KV, key: row.key } : kvFromRow(row);
+          hash = crc32c.buf(encodeKeyValue(kv), hash);
+        }
+        await setImmediate();
+      }
+      // Closed under the hash: the store was closed or replaced by a restore.
+      if (!rows.complete) throw chainfireError("STOPPED");
+    } finally {
+      rows.close();
+    }
+    return { hash: hash >>> 0, revision: current, compactRevision: compacted };
   }
 
-  /** CRC-32 over the whole store image (etcd's Hash covers the whole backend). */
-  hash(): number {
-    return crc32(this.backend.serialize()) >>> 0;
+  /**
+   * CRC-32 over the whole store image (etcd's Hash covers the whole backend), with the image made
+   * off the event loop as a Raft snapshot's is (see `beginSnapshot`).
+   */
+  async hash(): Promise<number> {
+    return crc32(await this.beginSnapshot().image) >>> 0;
   }
 
   // ---- apply --------------------------------------------------------------------------------------
@@ -732,15 +767,27 @@ function kvFromRow(row: Row): mvccpb.KeyValue {
   };
 }
 
-function rowBytes(row: Row): Buffer {
-  const numbers = Buffer.alloc(48);
-  numbers.writeBigInt64BE(row.main, 0);
-  numbers.writeBigInt64BE(row.sub, 8);
-  numbers.writeBigInt64BE(row.create_rev, 16);
-  numbers.writeBigInt64BE(row.version, 24);
-  numbers.writeBigInt64BE(row.lease, 32);
-  numbers.writeBigInt64BE(row.tombstone, 40);
-  return Buffer.concat([numbers, row.key, row.value ?? EMPTY]);
+/** Rows HashKV reads per event-loop turn (a few milliseconds of work). */
+const HASH_CHUNK_ROWS = 256;
+/** The name of etcd's bucket of revisions, with which its HashKV starts. */
+const KEY_BUCKET = Buffer.from("key");
+const EMPTY_KV: mvccpb.KeyValue = {
+  key: EMPTY,
+  createRevision: 0n,
+  modRevision: 0n,
+  version: 0n,
+  value: EMPTY,
+  lease: 0n,
+};
+
+/** etcd's key for a revision in its backend: main and sub big-endian around '_', 't' if a deletion. */
+function revisionKey(main: bigint, sub: bigint, deleted: boolean): Buffer {
+  const bytes = Buffer.alloc(deleted ? 18 : 17);
+  bytes.writeBigInt64BE(main, 0);
+  bytes[8] = 0x5f;
+  bytes.writeBigInt64BE(sub, 9);
+  if (deleted) bytes[17] = 0x74;
+  return bytes;
 }
 
 function passesFilters(req: etcd.RangeRequest, kv: mvccpb.KeyValue): boolean {
