@@ -58,7 +58,7 @@ describe("chainfirectl snapshot", () => {
     expect(BigInt(revision!)).toBe(server.store.currentRevision());
     expect(Number(keys)).toBe(20);
     expect(size).toMatch(/ kB$/);
-    expect(Number.parseInt(hash!, 16)).toBe(await server.store.hash());
+    expect(Number.parseInt(hash!, 16)).toBe((await server.store.hash()).hash);
     const json = JSON.parse((await ctl(["snapshot", "status", snapshot, "-w", "json"])).out);
     expect(json.total_key).toBe(20);
     expect((await ctl(["snapshot", "status", snapshot, "-w", "table"])).out).toContain("TOTAL KEYS");

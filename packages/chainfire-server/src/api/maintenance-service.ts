@@ -19,8 +19,8 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
       return { header: undefined };
     }),
     hash: unary(async () => {
-      const header = responseHeader(ctx, ctx.store.currentRevision());
-      return { header, hash: await ctx.store.hash() };
+      const { hash, revision } = await ctx.store.hash();
+      return { header: responseHeader(ctx, revision), hash };
     }),
     hashKv: unary(async (req: etcd.HashKVRequest) => {
       const result = await ctx.store.hashKV(req.revision);
@@ -34,9 +34,9 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
       // Like etcd: the database image in chunks, then its sha256 as the last 32 bytes. The image
       // is made off the event loop, as a Raft snapshot's is: a large store serialized here would
       // stall this member long enough for its followers to start an election.
-      const header = responseHeader(ctx, ctx.store.currentRevision());
-      ctx.store.beginSnapshot().image.then(
-        (made) => {
+      ctx.store.imageOffLoop().then(
+        ({ image: made, revision }) => {
+          const header = responseHeader(ctx, revision);
           const image = Buffer.from(made.buffer, made.byteOffset, made.byteLength);
           const whole = Buffer.concat([image, createHash("sha256").update(image).digest()]);
           for (let offset = 0; offset < whole.length; offset += SNAPSHOT_CHUNK_BYTES) {

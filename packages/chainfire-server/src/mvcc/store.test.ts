@@ -432,6 +432,26 @@ describe("MvccStore", () => {
     copy.close();
   });
 
+  it("makes client images one after another on the worker, each of the state when it was pinned", async () => {
+    // Proves Maintenance Snapshot and Hash requests arriving together are served off the event
+    // loop without waiting on each other's pin: the second waits for the worker to be free, then
+    // pins the state of that moment (with the put applied in between).
+    store.close();
+    store = new MvccStore({ path: join(dir, "images.db"), backendBatchIntervalMs: 60_000 });
+    await store.startSnapshotWorker();
+    for (let i = 0; i < 200; i++) put(`k${i}`, "v".repeat(200));
+    const first = store.imageOffLoop();
+    const second = store.imageOffLoop();
+    put("late", "x");
+    const [a, c] = await Promise.all([first, second]);
+    expect([a.revision, c.revision]).toEqual([201n, 202n]);
+    const copy = new MvccStore({ path: join(dir, "from-second.db") });
+    copy.restore(c.image, 202n);
+    expect(copy.range(rangeRequest({ key: b("late") })).kvs[0]!.value.toString()).toBe("x");
+    copy.close();
+    expect((await store.hash()).revision).toBe(202n);
+  });
+
   it("raises NOSPACE and then refuses puts until the alarm is cleared", () => {
     // Proves the quota check and the capped apply while the NOSPACE alarm is active.
     store.close();

@@ -409,10 +409,22 @@ export class MvccStore implements StateMachine {
 
   /**
    * CRC-32 over the whole store image (etcd's Hash covers the whole backend), with the image made
-   * off the event loop as a Raft snapshot's is (see `beginSnapshot`).
+   * off the event loop as a Raft snapshot's is (see `beginSnapshot`), and the revision it holds.
    */
-  async hash(): Promise<number> {
-    return crc32(await this.beginSnapshot().image) >>> 0;
+  async hash(): Promise<{ hash: number; revision: bigint }> {
+    const { image, revision } = await this.imageOffLoop();
+    return { hash: crc32(image) >>> 0, revision };
+  }
+
+  /**
+   * An image of the store for a client (Maintenance Snapshot and Hash), made off the event loop:
+   * it waits for the snapshot worker to finish the images it is making, so that pinning this one
+   * never blocks the event loop behind them.
+   */
+  async imageOffLoop(): Promise<{ image: Uint8Array; revision: bigint }> {
+    while (this.snapshots?.busy === true) await this.snapshots.whenIdle();
+    const revision = this.revision;
+    return { image: await this.beginSnapshot().image, revision };
   }
 
   // ---- apply --------------------------------------------------------------------------------------

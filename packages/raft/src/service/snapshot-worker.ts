@@ -93,6 +93,8 @@ export class SnapshotWorker {
   /** `suspend` closed a started worker: `resume` starts one again. */
   private suspended = false;
   private readonly pending = new Map<number, Pending>();
+  /** Settles once every job begun so far has (see `whenIdle`). */
+  private inFlight: Promise<unknown> = Promise.resolve();
   private nextId = 1;
   private ready = false;
 
@@ -110,6 +112,7 @@ export class SnapshotWorker {
     Atomics.store(flag, 0, 0);
     const id = this.nextId++;
     const image = new Promise<Uint8Array>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.inFlight = Promise.allSettled([this.inFlight, image]);
     worker.postMessage({ id, index: index.toString() });
     const waited = Atomics.wait(flag, 0, 0, this.options.pinTimeoutMs ?? 500);
     if (waited === "timed-out") {
@@ -137,6 +140,20 @@ export class SnapshotWorker {
 
   get isReady(): boolean {
     return this.ready;
+  }
+
+  /**
+   * Whether a job is in flight. The worker makes one image at a time: `begin` while it is busy
+   * blocks until the worker is free to pin (at most `pinTimeoutMs`). A caller that can wait for
+   * its image, unlike the Raft layer, waits for `whenIdle` first.
+   */
+  get busy(): boolean {
+    return this.pending.size > 0;
+  }
+
+  /** Resolves once every job begun so far has settled. */
+  async whenIdle(): Promise<void> {
+    await this.inFlight;
   }
 
   private ensureWorker(): Worker {
