@@ -1,7 +1,7 @@
 // etcdserverpb.Maintenance: the parts served by one member's own state (Status, Hash, HashKV, Alarm,
 // Defragment, Snapshot). MoveLeader needs the Raft layer and answers UNIMPLEMENTED until wired.
 import { createHash } from "node:crypto";
-import { status } from "@grpc/grpc-js";
+import { type ServerWritableStream, status } from "@grpc/grpc-js";
 import { etcd } from "@photoncloud/chainfire-api";
 import { errorSpecs } from "../errors.js";
 import { type EtcdApiContext, proposeCommand, responseHeader } from "./context.js";
@@ -31,28 +31,38 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
       };
     }),
     snapshot: (call) => {
-      // Like etcd: the database image in chunks, then its sha256 as the last 32 bytes. The image
-      // is made off the event loop, as a Raft snapshot's is: a large store serialized here would
-      // stall this member long enough for its followers to start an election.
-      ctx.store.imageOffLoop().then(
-        ({ image: made, revision }) => {
-          const header = responseHeader(ctx, revision);
-          const image = Buffer.from(made.buffer, made.byteOffset, made.byteLength);
-          const whole = Buffer.concat([image, createHash("sha256").update(image).digest()]);
-          for (let offset = 0; offset < whole.length; offset += SNAPSHOT_CHUNK_BYTES) {
-            const blob = whole.subarray(offset, offset + SNAPSHOT_CHUNK_BYTES);
-            const remainingBytes = BigInt(whole.length - offset - blob.length);
-            call.write({ header, remainingBytes, blob });
-          }
-          call.end();
-        },
-        (err: unknown) => call.emit("error", grpcError(err)),
-      );
+      void streamSnapshot(ctx, call);
     },
     moveLeader: (_call, callback) => {
       callback({ code: status.UNIMPLEMENTED, details: "chainfire: move-leader needs the Raft layer" });
     },
   };
+}
+
+/**
+ * Like etcd: the database image in chunks, then its sha256 as the last 32 bytes. The image is made
+ * off the event loop, as a Raft snapshot's is: a large store serialized here would stall this
+ * member long enough for its followers to start an election.
+ */
+async function streamSnapshot(
+  ctx: EtcdApiContext,
+  call: ServerWritableStream<etcd.SnapshotRequest, etcd.SnapshotResponse>,
+): Promise<void> {
+  try {
+    const { image: made, revision } = await ctx.store.imageOffLoop();
+    if (call.cancelled) return;
+    const header = responseHeader(ctx, revision);
+    const image = Buffer.from(made.buffer, made.byteOffset, made.byteLength);
+    const whole = Buffer.concat([image, createHash("sha256").update(image).digest()]);
+    for (let offset = 0; offset < whole.length; offset += SNAPSHOT_CHUNK_BYTES) {
+      const blob = whole.subarray(offset, offset + SNAPSHOT_CHUNK_BYTES);
+      const remainingBytes = BigInt(whole.length - offset - blob.length);
+      call.write({ header, remainingBytes, blob });
+    }
+    call.end();
+  } catch (err) {
+    if (!call.cancelled) call.emit("error", grpcError(err));
+  }
 }
 
 function statusOf(ctx: EtcdApiContext): etcd.StatusResponse {

@@ -183,16 +183,22 @@ export class Backend {
     }
     this.commit();
     const reader = new Database(this.path, { readonly: true, fileMustExist: true });
-    reader.defaultSafeIntegers(true);
-    reader.exec("BEGIN");
-    const rows = reader.prepare("SELECT * FROM kv WHERE main <= ? ORDER BY main, sub").iterate(upTo);
-    const pinned: PinnedRows = new PinnedRows(rows as Iterator<Row>, () => {
-      this.readers.delete(pinned);
-      rows.return?.();
+    try {
+      reader.defaultSafeIntegers(true);
+      reader.exec("BEGIN");
+      const rows = reader.prepare("SELECT * FROM kv WHERE main <= ? ORDER BY main, sub").iterate(upTo);
+      const pinned: PinnedRows = new PinnedRows(rows as Iterator<Row>, () => {
+        this.readers.delete(pinned);
+        rows.return?.();
+        if (reader.open) reader.close();
+      });
+      this.readers.add(pinned);
+      return pinned;
+    } catch (err) {
+      // Never left open: a restore must be able to replace the file.
       if (reader.open) reader.close();
-    });
-    this.readers.add(pinned);
-    return pinned;
+      throw err;
+    }
   }
 
   *allRows(): Generator<Row> {
@@ -203,9 +209,13 @@ export class Backend {
     return this.db.prepare("SELECT * FROM lease ORDER BY id").safeIntegers().all() as LeaseRow[];
   }
 
-  /** A stored number; `absent` when it was never set. */
-  meta(name: string, absent = 0n): bigint {
-    return (this.getMeta.get(name) as bigint | undefined) ?? absent;
+  /** A stored number; 0n when it was never set. */
+  meta(name: string): bigint {
+    return this.metaOrUndefined(name) ?? 0n;
+  }
+
+  metaOrUndefined(name: string): bigint | undefined {
+    return this.getMeta.get(name) as bigint | undefined;
   }
 
   setMetaValue(name: string, value: bigint): void {

@@ -2,6 +2,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type command, etcd } from "@photoncloud/chainfire-api";
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { decodeResult, entriesFor } from "../testing/commands.js";
 import { deleteRangeRequest, putRequest, rangeRequest } from "./messages.js";
@@ -98,11 +99,37 @@ describe("MvccStore", () => {
     }
     const before = await store.hashKV(0n);
     const during = store.hashKV(0n);
+    // One event-loop turn: the hash has pinned its view and read its first chunk of rows.
+    await new Promise((resolve) => setImmediate(resolve));
     put("k1", "changed");
     apply({ compaction: { revision: 1500n, physical: true } });
     put("k2", "changed");
     expect(await during).toEqual(before);
     expect((await store.hashKV(0n)).hash).not.toBe(before.hash);
+  });
+
+  it("answers HashKV as of before or after a compaction that lands while it runs, never a mix", async () => {
+    // Proves a compaction landing while HashKV reads which revisions the last compaction kept
+    // (chunked across turns for many keys) or its rows gives the answer of a HashKV asked just
+    // before or just after that compaction.
+    const value = b("v".repeat(16));
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 120; i++) {
+        apply(
+          ...Array.from({ length: 100 }, (_, j) => ({
+            put: putRequest({ key: b(`k${i * 100 + j}`), value }),
+          })),
+        );
+      }
+    }
+    apply({ compaction: { revision: 3000n, physical: true } });
+    const before = await store.hashKV(0n);
+    const during = store.hashKV(0n);
+    await new Promise((resolve) => setImmediate(resolve));
+    apply({ compaction: { revision: 20000n, physical: true } });
+    const after = await store.hashKV(0n);
+    expect(after.hash).not.toBe(before.hash);
+    expect([before, after]).toContainEqual(await during);
   });
 
   it("refuses a HashKV the store was closed under, instead of answering a partial hash", async () => {
@@ -115,9 +142,35 @@ describe("MvccStore", () => {
         })),
       );
     const during = store.hashKV(0n);
+    await new Promise((resolve) => setImmediate(resolve));
     store.close();
     await expect(during).rejects.toThrow("etcdserver: server stopped");
     store = new MvccStore({ path: join(dir, "mvcc.db") });
+    // Closed before the hash began reading: refused too.
+    const early = store.hashKV(0n);
+    store.close();
+    await expect(early).rejects.toThrow("etcdserver: server stopped");
+    store = new MvccStore({ path: join(dir, "mvcc.db") });
+  });
+
+  it("reads the compaction of a data directory written before compact revision -1 existed", async () => {
+    // Proves an older store (which recorded 0 for "never compacted" under compact_revision) opens
+    // as never compacted, and one compacted at 3 opens compacted at 3.
+    put("k", "v1");
+    put("k", "v2");
+    const path = join(dir, "mvcc.db");
+    for (const [legacy, expected] of [
+      [0n, -1n],
+      [3n, 3n],
+    ] as const) {
+      store.close();
+      const db = new Database(path);
+      db.prepare("DELETE FROM meta WHERE name = 'compacted_revision'").run();
+      db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('compact_revision', ?)").run(legacy);
+      db.close();
+      store = new MvccStore({ path });
+      expect((await store.hashKV(0n)).compactRevision).toBe(expected);
+    }
   });
 
   it("honours prefix, from-key, limit, count, sort, keys_only, count_only and revision filters", () => {
@@ -441,15 +494,18 @@ describe("MvccStore", () => {
     await store.startSnapshotWorker();
     for (let i = 0; i < 200; i++) put(`k${i}`, "v".repeat(200));
     const first = store.imageOffLoop();
+    await new Promise((resolve) => setImmediate(resolve));
     const second = store.imageOffLoop();
     put("late", "x");
-    const [a, c] = await Promise.all([first, second]);
-    expect([a.revision, c.revision]).toEqual([201n, 202n]);
-    const copy = new MvccStore({ path: join(dir, "from-second.db") });
-    copy.restore(c.image, 202n);
-    expect(copy.range(rangeRequest({ key: b("late") })).kvs[0]!.value.toString()).toBe("x");
-    copy.close();
-    expect((await store.hash()).revision).toBe(202n);
+    const [one, two, hash] = await Promise.all([first, second, store.hash()]);
+    expect(hash.revision).toBe(202n);
+    for (const [i, { image, revision }] of [one, two].entries()) {
+      const copy = new MvccStore({ path: join(dir, `copy${i}.db`) });
+      copy.restore(image, 1n);
+      expect(copy.currentRevision()).toBe(revision);
+      expect(copy.range(rangeRequest({ key: b("late") })).kvs.length).toBe(revision === 202n ? 1 : 0);
+      copy.close();
+    }
   });
 
   it("raises NOSPACE and then refuses puts until the alarm is cleared", () => {

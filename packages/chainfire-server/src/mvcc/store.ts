@@ -88,6 +88,15 @@ export class MvccStore implements StateMachine {
   readonly maxTxnOps: number;
   /** Takes snapshots off the event loop once `startSnapshotWorker` was called (file stores only). */
   private readonly snapshots: SnapshotWorker | null;
+  /**
+   * Makes the images clients ask for (Maintenance Snapshot and Hash), one at a time, started by
+   * the first (file stores only). A worker of their own: the Raft layer's snapshots never wait
+   * behind them.
+   */
+  private readonly clientImages: SnapshotWorker | null;
+  private closed = false;
+  /** Counts the compactions and restores, which remove history (see `keptAt`). */
+  private historyEpoch = 0;
 
   constructor(private readonly options: MvccStoreOptions) {
     this.quotaBackendBytes = options.quotaBackendBytes ?? DEFAULT_QUOTA_BYTES;
@@ -104,6 +113,10 @@ export class MvccStore implements StateMachine {
       options.path === ":memory:"
         ? null
         : new SnapshotWorker({ path: options.path, appliedSql: APPLIED_SQL });
+    this.clientImages =
+      options.path === ":memory:"
+        ? null
+        : new SnapshotWorker({ path: options.path, appliedSql: APPLIED_SQL });
     this.load();
   }
 
@@ -117,7 +130,7 @@ export class MvccStore implements StateMachine {
       if (last !== undefined) this.applied = last.index;
       this.backend.setMetaValue("applied_index", this.applied);
       this.backend.setMetaValue("current_revision", this.revision);
-      this.backend.setMetaValue("compact_revision", this.compacted);
+      this.backend.setMetaValue(COMPACTED_META, this.compacted);
       return out;
     });
     const events = this.batchEvents;
@@ -187,8 +200,10 @@ export class MvccStore implements StateMachine {
       // Every connection to the file is closed before it is replaced: the snapshot worker's, the
       // background checkpointer's and the writer's.
       const workerClosed = this.snapshots?.suspend() ?? true;
+      const imagesClosed = this.clientImages?.suspend() ?? true;
       const checkpointerClosed = this.backend.close();
-      if (!workerClosed || !checkpointerClosed) throw new DatabaseStillOpenError(this.options.path);
+      if (!workerClosed || !imagesClosed || !checkpointerClosed)
+        throw new DatabaseStillOpenError(this.options.path);
       // Never a torn file or the new image with the old WAL (see replaceDatabaseFile).
       replaceDatabaseFile(this.options.path, image);
       this.backend = this.openBackend(this.options.path);
@@ -196,11 +211,14 @@ export class MvccStore implements StateMachine {
     this.backend.setMetaValue("applied_index", index);
     this.load();
     this.snapshots?.resume();
+    this.clientImages?.resume();
     for (const listener of this.restoreListeners) listener();
   }
 
   close(): void {
+    this.closed = true;
     this.snapshots?.close();
+    this.clientImages?.close();
     this.backend.close();
   }
 
@@ -375,23 +393,30 @@ export class MvccStore implements StateMachine {
   async hashKV(revision: bigint): Promise<{ hash: number; revision: bigint; compactRevision: bigint }> {
     // As etcd's HashByRev: the compaction revision itself is refused too (its rows below are gone).
     if (revision > 0n && revision <= this.compacted) throw chainfireError("COMPACTED");
-    const upTo = revision > 0n ? revision : this.revision;
-    if (upTo > this.revision) throw chainfireError("FUTURE_REV");
     const current = this.revision;
-    const compacted = this.compacted;
-    const visible = new Set<string>();
-    for (const record of this.index.all()) {
-      const i = record.indexAt(upTo);
-      if (i >= 0 && !record.tombstone(i)) visible.add(`${record.main(i)}_${record.sub(i)}`);
+    const upTo = revision > 0n ? revision : current;
+    if (upTo > current) throw chainfireError("FUTURE_REV");
+    // etcd counts a revision at or below the compaction only while it is still the one visible
+    // at `upTo` (all of them when no key is visible there): that set is read from the index first.
+    let keep: KeptRevisions;
+    for (;;) {
+      const epoch = this.historyEpoch;
+      keep = await this.keptAt(upTo);
+      if (this.closed) throw chainfireError("STOPPED");
+      if (this.historyEpoch === epoch) break;
+      // Compacted (or restored) since: read the index again, or refuse as etcd would now.
+      if (upTo <= this.compacted) throw chainfireError("COMPACTED");
     }
-    // Pinned together with `visible`: later writes and compactions do not reach the hash, which
-    // is read a chunk per event-loop turn so a large history does not stall this member.
+    const compacted = this.compacted;
+    // Pinned in the turn that checked `keep` is current: later writes and compactions reach
+    // neither. The rows are read a chunk per event-loop turn so a large history does not stall
+    // this member.
     const rows = this.backend.pinRows(upTo);
     let hash = crc32c.buf(KEY_BUCKET);
     try {
       for (let chunk = rows.next(HASH_CHUNK_ROWS); chunk.length > 0; chunk = rows.next(HASH_CHUNK_ROWS)) {
         for (const row of chunk) {
-          if (row.main <= compacted && visible.size > 0 && !visible.has(`${row.main}_${row.sub}`)) continue;
+          if (row.main <= compacted && keep.any && !isKept(keep, row)) continue;
           const deleted = row.tombstone !== 0n;
           hash = crc32c.buf(revisionKey(row.main, row.sub, deleted), hash);
           const kv = deleted ? { ...EMPTY_KV, key: row.key } : kvFromRow(row);
@@ -408,6 +433,40 @@ export class MvccStore implements StateMachine {
   }
 
   /**
+   * For HashKV: the revision visible at `upTo` of each key that has one at or below the
+   * compaction (etcd's `Keep`), and whether any key is visible at `upTo`. Read a chunk of keys per
+   * event-loop turn. Writes meanwhile only add revisions above `upTo`, which change no answer; a
+   * compaction or a restore meanwhile may drop some, so the reading starts again (or the hash is
+   * refused as compacted when `upTo` is now at or below the compaction); the caller checks again
+   * when it resumes. Empty when nothing was compacted.
+   */
+  private async keptAt(upTo: bigint): Promise<KeptRevisions> {
+    for (;;) {
+      const compacted = this.compacted;
+      const epoch = this.historyEpoch;
+      const keep: KeptRevisions = { main: new Map(), sub: new Map(), any: false };
+      if (compacted < 0n) return keep;
+      const records = [...this.index.all()];
+      for (let i = 0; i < records.length; i++) {
+        if (i % HASH_CHUNK_KEYS === HASH_CHUNK_KEYS - 1) {
+          await setImmediate();
+          if (this.historyEpoch !== epoch) break;
+        }
+        const record = records[i]!;
+        const at = record.indexAt(upTo);
+        if (at < 0 || record.tombstone(at)) continue;
+        keep.any = true;
+        if (record.main(at) > compacted) continue;
+        keep.main.set(record.key, record.main(at));
+        keep.sub.set(record.key, record.sub(at));
+      }
+      if (this.closed) throw chainfireError("STOPPED");
+      if (this.historyEpoch === epoch) return keep;
+      if (upTo <= this.compacted) throw chainfireError("COMPACTED");
+    }
+  }
+
+  /**
    * CRC-32 over the whole store image (etcd's Hash covers the whole backend), with the image made
    * off the event loop as a Raft snapshot's is (see `beginSnapshot`), and the revision it holds.
    */
@@ -417,14 +476,37 @@ export class MvccStore implements StateMachine {
   }
 
   /**
-   * An image of the store for a client (Maintenance Snapshot and Hash), made off the event loop:
-   * it waits for the snapshot worker to finish the images it is making, so that pinning this one
-   * never blocks the event loop behind them.
+   * An image of the store for a client (Maintenance Snapshot and Hash), made off the event loop by
+   * a worker of its own: it waits for that worker to finish the client images it is making, so
+   * that pinning this one never blocks the event loop behind them, and reports the revision the
+   * image holds. Failures are etcd's "server stopped" (the store closed) or "request timed out".
    */
   async imageOffLoop(): Promise<{ image: Uint8Array; revision: bigint }> {
-    while (this.snapshots?.busy === true) await this.snapshots.whenIdle();
-    const revision = this.revision;
-    return { image: await this.beginSnapshot().image, revision };
+    const worker = this.clientImages;
+    if (worker === null) return { image: this.snapshot(), revision: this.revision };
+    let job: SnapshotJob | undefined;
+    let revision = this.revision;
+    // `begin` answers undefined while the worker starts: again if a restore replaced the file
+    // while this call waited.
+    for (let attempt = 0; job === undefined; attempt++) {
+      try {
+        await worker.start();
+        while (worker.busy) await worker.whenIdle();
+      } catch {
+        throw chainfireError(this.closed ? "STOPPED" : "TIMEOUT");
+      }
+      if (this.closed) throw chainfireError("STOPPED");
+      if (attempt === 3) throw chainfireError("TIMEOUT");
+      revision = this.revision;
+      this.backend.commit();
+      job = worker.begin(this.applied);
+    }
+    try {
+      return { image: await job.image, revision };
+    } catch {
+      // The worker was closed under it (the store closed, or a restore), or did not pin in time.
+      throw chainfireError(this.closed ? "STOPPED" : "TIMEOUT");
+    }
   }
 
   // ---- apply --------------------------------------------------------------------------------------
@@ -637,6 +719,7 @@ export class MvccStore implements StateMachine {
     if (req.revision > this.revision) throw chainfireError("FUTURE_REV");
     for (const record of [...this.index.all()]) this.compactKey(record, req.revision);
     this.compacted = req.revision;
+    this.historyEpoch++;
     return { header: header(this.revision) };
   }
 
@@ -718,13 +801,14 @@ export class MvccStore implements StateMachine {
   // ---- loading ------------------------------------------------------------------------------------
 
   private load(): void {
+    this.historyEpoch++;
     this.index.clear();
     this.lessor.clear();
     this.alarmSet.clear();
     this.applied = this.backend.meta("applied_index");
     // etcd's store starts at revision 1, so the first write is revision 2; etcdctl users see the same.
     this.revision = this.backend.meta("current_revision") || 1n;
-    this.compacted = this.backend.meta("compact_revision", -1n);
+    this.compacted = storedCompaction((name) => this.backend.metaOrUndefined(name));
     const lastRows = new Map<string, Row>();
     const records: KeyRecord[] = [];
     for (const row of this.backend.allRows()) {
@@ -779,6 +863,21 @@ function kvFromRow(row: Row): mvccpb.KeyValue {
   };
 }
 
+/** Where the last compaction's revision is stored: -1 until the first compaction. */
+const COMPACTED_META = "compacted_revision";
+
+/**
+ * The last compaction's revision recorded in a store's meta table. Stores written before
+ * `COMPACTED_META` kept `compact_revision`, 0 until the first compaction (revision 0 could not be
+ * compacted then): that 0 reads as -1.
+ */
+export function storedCompaction(meta: (name: string) => bigint | undefined): bigint {
+  const compacted = meta(COMPACTED_META);
+  if (compacted !== undefined) return compacted;
+  const legacy = meta("compact_revision") ?? 0n;
+  return legacy === 0n ? -1n : legacy;
+}
+
 /** Rows HashKV reads per event-loop turn (a few milliseconds of work). */
 const HASH_CHUNK_ROWS = 256;
 /** The name of etcd's bucket of revisions, with which its HashKV starts. */
@@ -791,6 +890,21 @@ const EMPTY_KV: mvccpb.KeyValue = {
   value: EMPTY,
   lease: 0n,
 };
+
+/** Keys HashKV looks up in the index per event-loop turn. */
+const HASH_CHUNK_KEYS = 4096;
+
+/** See MvccStore.keptAt: by key, the main and sub revision visible at the hashed revision. */
+interface KeptRevisions {
+  main: Map<string, bigint>;
+  sub: Map<string, number>;
+  any: boolean;
+}
+
+function isKept(keep: KeptRevisions, row: Row): boolean {
+  const key = keyString(row.key);
+  return keep.main.get(key) === row.main && keep.sub.get(key) === Number(row.sub);
+}
 
 /** etcd's key for a revision in its backend: main and sub big-endian around '_', 't' if a deletion. */
 function revisionKey(main: bigint, sub: bigint, deleted: boolean): Buffer {

@@ -7,6 +7,7 @@ import { readFileSync, statSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { rollbackJournalCopy } from "@photoncloud/raft";
 import Database from "better-sqlite3";
+import { storedCompaction } from "../mvcc/store.js";
 
 export const SHA256_BYTES = 32;
 /** SQLite images are whole pages (multiples of 512), so a trailing hash leaves exactly 32 over. */
@@ -152,7 +153,7 @@ export function snapshotStatus(snapshot: SnapshotImage, path: string): SnapshotS
     return {
       hash: crc32(snapshot.image) >>> 0,
       revision: (meta.get("current_revision") as bigint | undefined) ?? 0n,
-      compactRevision: (meta.get("compact_revision") as bigint | undefined) ?? -1n,
+      compactRevision: storedCompaction((name) => meta.get(name) as bigint | undefined),
       totalKeys: liveKeys,
       totalSizeBytes: BigInt(snapshot.image.length),
     };

@@ -8,7 +8,7 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { lstatSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSync } from "@grpc/proto-loader";
@@ -254,13 +254,15 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
  * on). A server's shutdown removes its own; a process that exits without shutting its servers down
  * (a startup error after listening, `process.exit` in a signal handler) removes them on its way out.
  * A SIGKILL leaves its folder (and the socket file in it) behind: each folder's name carries the
- * process ID that made it, and the next server started on the machine removes the folders of
- * processes that no longer exist.
+ * process ID that made it and its PID namespace, and the next server started in that namespace
+ * removes the folders of processes that no longer exist. (A process of another PID namespace
+ * sharing the directory, as containers sharing /tmp do, may have a PID this one sees as free:
+ * its folders are left alone.)
  */
 const privateFolders = new Set<string>();
 const FOLDER_PREFIX = "photon-grpc-";
-/** `photon-grpc-<pid>-` and mkdtemp's six characters. */
-const FOLDER_NAME = /^photon-grpc-(\d+)-[A-Za-z0-9]{6}$/;
+/** `photon-grpc-<PID namespace>.<pid>-` and mkdtemp's six characters. */
+const FOLDER_NAME = /^photon-grpc-(\d+)\.(\d+)-[A-Za-z0-9]{6}$/;
 let leftoversSwept = false;
 
 function removePrivateFolders(): void {
@@ -274,15 +276,16 @@ function makePrivateFolder(): string {
     removeFoldersOfGoneProcesses(tmpdir());
   }
   // mkdtemp makes the directory private to this user: only the fronts reach the socket.
-  const dir = mkdtempSync(join(tmpdir(), `${FOLDER_PREFIX}${process.pid}-`));
+  const dir = mkdtempSync(join(tmpdir(), `${FOLDER_PREFIX}${pidNamespace()}.${process.pid}-`));
   if (privateFolders.size === 0) process.once("exit", removePrivateFolders);
   privateFolders.add(dir);
   return dir;
 }
 
 /**
- * Removes `photon-grpc-<pid>-*` folders in `parent` that this user owns and whose process is gone
- * (signal 0 answers ESRCH). A folder of a live process, of another user, or named otherwise is kept.
+ * Removes the folders in `parent` of this PID namespace's processes that are gone (signal 0 answers
+ * ESRCH) and that this user owns. A folder of a live process, of another user or PID namespace, or
+ * named otherwise is kept.
  * Best effort: a folder that cannot be read or removed is left as it is.
  */
 function removeFoldersOfGoneProcesses(parent: string): void {
@@ -295,8 +298,8 @@ function removeFoldersOfGoneProcesses(parent: string): void {
   const uid = process.getuid?.();
   for (const name of names) {
     const owner = FOLDER_NAME.exec(name);
-    if (owner === null) continue;
-    const pid = Number(owner[1]);
+    if (owner === null || owner[1] !== pidNamespace()) continue;
+    const pid = Number(owner[2]);
     if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
     const dir = join(parent, name);
     try {
@@ -307,6 +310,20 @@ function removeFoldersOfGoneProcesses(parent: string): void {
       // Gone already, or not ours to remove.
     }
   }
+}
+
+let ownPidNamespace: string | undefined;
+
+/** The inode of this process's PID namespace (Linux), or "0" where there is none to read. */
+function pidNamespace(): string {
+  if (ownPidNamespace === undefined) {
+    try {
+      ownPidNamespace = /\[(\d+)\]/.exec(readlinkSync("/proc/self/ns/pid"))?.[1] ?? "0";
+    } catch {
+      ownPidNamespace = "0";
+    }
+  }
+  return ownPidNamespace;
 }
 
 function isRunning(pid: number): boolean {

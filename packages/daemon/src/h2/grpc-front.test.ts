@@ -387,17 +387,20 @@ describe("gRPC front", () => {
     expect(killed.signal, killed.stderr).toBe("SIGKILL");
     const left = readdirSync(own);
     expect(left).toHaveLength(1);
-    expect(left[0]).toMatch(/^photon-grpc-\d+-/);
+    expect(left[0]).toMatch(/^photon-grpc-\d+\.\d+-/);
     expect(readdirSync(join(own, left[0]!))).toEqual(["grpc.sock"]);
-    // A live process's folder (this test's) and a name of another shape are not the server's to remove.
-    const live = mkdtempSync(join(own, `photon-grpc-${process.pid}-`));
+    // A live process's folder (this test's), a gone process's of another PID namespace, and a
+    // name of another shape are not the server's to remove.
+    const [namespace] = left[0]!.slice("photon-grpc-".length).split(".");
+    const live = mkdtempSync(join(own, `photon-grpc-${namespace}.${process.pid}-`));
+    const elsewhere = mkdtempSync(join(own, `photon-grpc-${namespace}1.${killed.pid}-`));
     const other = mkdtempSync(join(own, "photon-grpc-"));
     const next = child(
       serve("await grpc.shutdown(); console.log(JSON.stringify(readdirSync(process.env.TMPDIR).sort()));"),
     );
     expect(next.status, next.stderr).toBe(0);
     const after = JSON.parse(next.stdout.trim()) as string[];
-    expect(after).toEqual([live, other].map((d) => d.slice(own.length + 1)).sort());
+    expect(after).toEqual([live, elsewhere, other].map((d) => d.slice(own.length + 1)).sort());
   });
 
   it("shuts down with a stream still open and removes its private socket", async () => {

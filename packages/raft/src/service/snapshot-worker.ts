@@ -94,7 +94,7 @@ export class SnapshotWorker {
   private suspended = false;
   private readonly pending = new Map<number, Pending>();
   /** Settles once every job begun so far has (see `whenIdle`). */
-  private inFlight: Promise<unknown> = Promise.resolve();
+  private inFlight: Promise<void> = Promise.resolve();
   private nextId = 1;
   private ready = false;
 
@@ -112,7 +112,8 @@ export class SnapshotWorker {
     Atomics.store(flag, 0, 0);
     const id = this.nextId++;
     const image = new Promise<Uint8Array>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    this.inFlight = Promise.allSettled([this.inFlight, image]);
+    // Settled to nothing, so the chain keeps no image alive.
+    this.inFlight = Promise.allSettled([this.inFlight, image]).then(() => undefined);
     worker.postMessage({ id, index: index.toString() });
     const waited = Atomics.wait(flag, 0, 0, this.options.pinTimeoutMs ?? 500);
     if (waited === "timed-out") {
