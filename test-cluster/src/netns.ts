@@ -15,6 +15,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync } from "node:fs";
 import { delimiter, join } from "node:path";
+import { processExists } from "@photoncloud/daemon";
 
 /** Why --netns cannot run here, and how to fix it. */
 export class NetnsUnavailableError extends Error {
@@ -396,15 +397,6 @@ function removeRun(ip: string, id: string): string[] {
   return problems;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 export interface CleanReport {
   /** Runs removed (their owner process is gone, or they had no bridge left). */
   readonly removed: { id: string; ownerPid: number | null; namespaces: string[]; bridge: string | null }[];
@@ -440,7 +432,7 @@ export function cleanLeftovers(options: { force?: boolean } = {}): CleanReport {
   }
   const report: CleanReport = { removed: [], skipped: [], problems: [] };
   for (const [id, ownerPid] of owners) {
-    if (ownerPid !== null && ownerPid !== process.pid && alive(ownerPid) && !options.force) {
+    if (ownerPid !== null && ownerPid !== process.pid && processExists(ownerPid) && !options.force) {
       report.skipped.push({ id, ownerPid });
       continue;
     }

@@ -18,6 +18,7 @@ import type { Logger } from "pino";
 import type { DaemonMetrics } from "../metrics.js";
 import { type DaemonUrl, grpcBindAddress, makeUrl } from "../urls.js";
 import { GrpcFront } from "../h2/grpc-front.js";
+import { processExists } from "../process-exists.js";
 import { instrumentService } from "./instrument.js";
 import { attachLeanUnary, effectiveLimits, type LeanRoute, type LeanHandler } from "./lean-unary.js";
 import { ListenError } from "./listen-error.js";
@@ -300,7 +301,7 @@ function removeFoldersOfGoneProcesses(parent: string): void {
     const owner = FOLDER_NAME.exec(name);
     if (owner === null || owner[1] !== pidNamespace()) continue;
     const pid = Number(owner[2]);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
     const dir = join(parent, name);
     try {
       const st = lstatSync(dir);
@@ -324,15 +325,6 @@ function pidNamespace(): string {
     }
   }
   return ownPidNamespace;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== "ESRCH";
-  }
 }
 
 function removePrivateFolder(dir: string): void {

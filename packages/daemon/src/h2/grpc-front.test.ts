@@ -34,6 +34,30 @@ import { rawMethod } from "./test-methods.js";
 /** The compiled kit, for child processes (the set-up compiles it before the tests run). */
 const DAEMON_DIST = join(dirname(fileURLToPath(import.meta.url)), "../../dist");
 
+/**
+ * A child process's script (ES module) that starts a fronted server from the compiled kit, then
+ * runs `then` (with `grpc` and `readdirSync` in scope).
+ */
+function serveInChild(then: string): string {
+  const kit = (file: string) => JSON.stringify(pathToFileURL(join(DAEMON_DIST, file)).href);
+  return `
+    import { readdirSync } from "node:fs";
+    import { Writable } from "node:stream";
+    import { createLogger, parseUrlList, startGrpcServer } from ${kit("index.js")};
+    import { rawMethod } from ${kit("h2/test-methods.js")};
+    const grpc = await startGrpcServer({
+      urls: parseUrlList("http://127.0.0.1:0"),
+      services: [{
+        definition: { Echo: rawMethod("test.v1.Front", "Echo", false, false) },
+        implementation: { Echo: (call, cb) => cb(null, call.request) },
+        leanUnaryMethods: ["Echo"],
+      }],
+      logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) }),
+    });
+    ${then}
+  `;
+}
+
 const method = (name: string, requestStream: boolean, responseStream: boolean) =>
   rawMethod("test.v1.Front", name, requestStream, responseStream);
 const definition = {
@@ -324,24 +348,9 @@ describe("gRPC front", () => {
     // handler) leaves nothing in the temporary folder. The child uses the compiled kit.
     const own = mkdtempSync(join(tmpdir(), "front-exit-"));
     cleanups.push(() => rmSync(own, { recursive: true, force: true }));
-    const kit = (file: string) => JSON.stringify(pathToFileURL(join(DAEMON_DIST, file)).href);
-    const script = `
-      import { readdirSync } from "node:fs";
-      import { Writable } from "node:stream";
-      import { createLogger, parseUrlList, startGrpcServer } from ${kit("index.js")};
-      import { rawMethod } from ${kit("h2/test-methods.js")};
-      const grpc = await startGrpcServer({
-        urls: parseUrlList("http://127.0.0.1:0"),
-        services: [{
-          definition: { Echo: rawMethod("test.v1.Front", "Echo", false, false) },
-          implementation: { Echo: (call, cb) => cb(null, call.request) },
-          leanUnaryMethods: ["Echo"],
-        }],
-        logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) }),
-      });
-      console.log(JSON.stringify({ port: grpc.urls[0].port, folders: readdirSync(process.env.TMPDIR) }));
-      process.exit(0);
-    `;
+    const script = serveInChild(
+      "console.log(JSON.stringify({ port: grpc.urls[0].port, folders: readdirSync(process.env.TMPDIR) })); process.exit(0);",
+    );
     const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
       env: { ...process.env, TMPDIR: own },
       encoding: "utf8",
@@ -360,30 +369,13 @@ describe("gRPC front", () => {
     // names it does not own. The children use the compiled kit.
     const own = mkdtempSync(join(tmpdir(), "front-kill-"));
     cleanups.push(() => rmSync(own, { recursive: true, force: true }));
-    const kit = (file: string) => JSON.stringify(pathToFileURL(join(DAEMON_DIST, file)).href);
-    const serve = (then: string) => `
-      import { readdirSync } from "node:fs";
-      import { Writable } from "node:stream";
-      import { createLogger, parseUrlList, startGrpcServer } from ${kit("index.js")};
-      import { rawMethod } from ${kit("h2/test-methods.js")};
-      const grpc = await startGrpcServer({
-        urls: parseUrlList("http://127.0.0.1:0"),
-        services: [{
-          definition: { Echo: rawMethod("test.v1.Front", "Echo", false, false) },
-          implementation: { Echo: (call, cb) => cb(null, call.request) },
-          leanUnaryMethods: ["Echo"],
-        }],
-        logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) }),
-      });
-      ${then}
-    `;
     const child = (script: string) =>
       spawnSync(process.execPath, ["--input-type=module", "-e", script], {
         env: { ...process.env, TMPDIR: own },
         encoding: "utf8",
         timeout: 60_000,
       });
-    const killed = child(serve('process.kill(process.pid, "SIGKILL");'));
+    const killed = child(serveInChild('process.kill(process.pid, "SIGKILL");'));
     expect(killed.signal, killed.stderr).toBe("SIGKILL");
     const left = readdirSync(own);
     expect(left).toHaveLength(1);
@@ -396,7 +388,9 @@ describe("gRPC front", () => {
     const elsewhere = mkdtempSync(join(own, `photon-grpc-${namespace}1.${killed.pid}-`));
     const other = mkdtempSync(join(own, "photon-grpc-"));
     const next = child(
-      serve("await grpc.shutdown(); console.log(JSON.stringify(readdirSync(process.env.TMPDIR).sort()));"),
+      serveInChild(
+        "await grpc.shutdown(); console.log(JSON.stringify(readdirSync(process.env.TMPDIR).sort()));",
+      ),
     );
     expect(next.status, next.stderr).toBe(0);
     const after = JSON.parse(next.stdout.trim()) as string[];
