@@ -13,8 +13,8 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
   return {
     alarm: unary((req: etcd.AlarmRequest) => alarm(ctx, req)),
     status: unary(() => statusOf(ctx)),
-    defragment: unary(() => {
-      ctx.store.defragment();
+    defragment: unary(async () => {
+      await ctx.store.defragment();
       // etcd 3.4 answers Defragment, MoveLeader and Alarm without a header.
       return { header: undefined };
     }),

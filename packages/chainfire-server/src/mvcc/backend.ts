@@ -1,5 +1,8 @@
 // The SQLite side of the MVCC store: revision-keyed rows (one per key change, tombstones included),
 // leases and a few counters. Every 64-bit column is read with safeIntegers so it arrives as bigint.
+import { closeSync, fsyncSync, openSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
 import { WalCheckpointer, WalFileSync } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 
@@ -42,6 +45,7 @@ export class Backend {
   private readonly getMeta: Database.Statement;
   private readonly upsertLease: Database.Statement;
   private readonly removeLease: Database.Statement;
+  private readonly removeMeta: Database.Statement;
   private readonly rowsFrom: Database.Statement;
   private readonly pageCount: Database.Statement;
   private readonly pageSize: Database.Statement;
@@ -60,6 +64,10 @@ export class Backend {
   private readonly path: string | null = null;
   /** Open `pinRows` readers: closed with the backend, before its file may be replaced. */
   private readonly readers = new Set<PinnedRows>();
+  /** Every write since `startJournal`, while a defragmented copy is being made (see `defragCopy`). */
+  private journal: JournalOp[] | null = null;
+  /** A rollback happened while journaling: the journal may hold writes that were undone. */
+  private journalBroken = false;
 
   /**
    * @param batchIntervalMs how long applied batches may stay in the open write transaction (etcd's
@@ -94,6 +102,7 @@ export class Backend {
       "INSERT OR REPLACE INTO lease (id, ttl, remaining_ttl) VALUES (?, ?, ?)",
     );
     this.removeLease = this.db.prepare("DELETE FROM lease WHERE id = ?");
+    this.removeMeta = this.db.prepare("DELETE FROM meta WHERE name = ?");
     this.rowsFrom = this.db
       .prepare("SELECT * FROM kv WHERE main >= ? AND main <= ? ORDER BY main, sub LIMIT ?")
       .safeIntegers();
@@ -141,6 +150,8 @@ export class Backend {
   }
 
   private rollback(): void {
+    // The writes journaled since the last commit are undone here: a defragment copy would keep them.
+    if (this.journal !== null) this.journalBroken = true;
     this.clearPending();
     if (this.db.inTransaction) this.rollbackStmt.run();
   }
@@ -154,6 +165,7 @@ export class Backend {
   putRow(r: Row): void {
     this.insertRow.run(r.main, r.sub, r.key, r.create_rev, r.version, r.lease, r.value, r.tombstone);
     this.pendingWrites++;
+    this.journal?.push({ putRow: { ...r } });
   }
 
   row(main: bigint, sub: number): Row | undefined {
@@ -163,6 +175,7 @@ export class Backend {
   removeRow(main: bigint, sub: number): void {
     this.deleteRow.run(main, sub);
     this.pendingWrites++;
+    this.journal?.push({ removeRow: [main, sub] });
   }
 
   /** Rows with fromMain <= main <= toMain in revision order, at most `limit`. */
@@ -220,14 +233,22 @@ export class Backend {
 
   setMetaValue(name: string, value: bigint): void {
     this.setMeta.run(name, value);
+    this.journal?.push({ setMeta: [name, value] });
+  }
+
+  deleteMeta(name: string): void {
+    this.removeMeta.run(name);
+    this.journal?.push({ deleteMeta: name });
   }
 
   putLease(id: bigint, ttl: bigint, remaining: bigint): void {
     this.upsertLease.run(id, ttl, remaining);
+    this.journal?.push({ putLease: [id, ttl, remaining] });
   }
 
   deleteLease(id: bigint): void {
     this.removeLease.run(id);
+    this.journal?.push({ deleteLease: id });
   }
 
   sizeBytes(): bigint {
@@ -260,6 +281,70 @@ export class Backend {
   vacuum(): void {
     this.commit();
     this.db.exec("VACUUM");
+  }
+
+  /**
+   * Starts a defragmented copy of the database at `target`, made off the event loop: the open
+   * write transaction is committed, a worker thread runs VACUUM INTO from a read view of its own,
+   * and every write made here from now on is recorded. Once this resolves, the caller finishes the
+   * copy with `finishDefragCopy` (or drops it with `dropDefragCopy`) before it next awaits anything:
+   * writes keep being recorded until then. A file database only.
+   */
+  async startDefragCopy(target: string): Promise<void> {
+    if (this.path === null) throw new Error("an in-memory database has no file to defragment");
+    if (this.journal !== null) throw new Error("a defragment is already running");
+    this.commit();
+    rmSync(target, { force: true });
+    this.journal = [];
+    this.journalBroken = false;
+    try {
+      await vacuumInto(this.path, target);
+    } catch (err) {
+      this.dropDefragCopy(target);
+      throw err;
+    }
+  }
+
+  /**
+   * Replays the writes recorded since `startDefragCopy` into the copy (after committing the open
+   * transaction, so the copy holds everything applied here), in one synced transaction, and stops
+   * recording. Throws, dropping the copy, when a rollback or the backend's closing made the
+   * recorded writes untrustworthy.
+   */
+  finishDefragCopy(target: string): void {
+    const journal = this.journal;
+    try {
+      if (journal === null || !this.db.open || this.journalBroken)
+        throw new Error("the database was closed or rolled back while its copy was made");
+      this.commit();
+      const copy = new Database(target);
+      try {
+        copy.pragma("synchronous = FULL");
+        copy.transaction(() => replay(copy, journal))();
+      } finally {
+        copy.close();
+      }
+      syncFile(target);
+    } catch (err) {
+      this.dropDefragCopy(target);
+      throw err;
+    }
+    this.journal = null;
+  }
+
+  /** Stops recording writes and removes the copy. */
+  dropDefragCopy(target: string): void {
+    this.journal = null;
+    rmSync(target, { force: true });
+  }
+
+  /**
+   * Before the file is replaced by a defragmented copy, with every other connection closed:
+   * copies the WAL into the file and empties it, so the file alone holds every committed write.
+   */
+  checkpointAll(): void {
+    this.commit();
+    this.db.pragma("wal_checkpoint(TRUNCATE)");
   }
 
   /**
@@ -311,5 +396,82 @@ export class PinnedRows {
     if (this.closed) return;
     this.closed = true;
     this.onClose();
+  }
+}
+
+/** A write recorded while a defragmented copy is made (see Backend.defragCopy). */
+type JournalOp =
+  | { putRow: Row }
+  | { removeRow: [bigint, number] }
+  | { setMeta: [string, bigint] }
+  | { deleteMeta: string }
+  | { putLease: [bigint, bigint, bigint] }
+  | { deleteLease: bigint };
+
+function replay(db: Database.Database, ops: readonly JournalOp[]): void {
+  const putRow = db.prepare(
+    "INSERT OR REPLACE INTO kv (main, sub, key, create_rev, version, lease, value, tombstone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+  );
+  const removeRow = db.prepare("DELETE FROM kv WHERE main = ? AND sub = ?");
+  const setMeta = db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)");
+  const deleteMeta = db.prepare("DELETE FROM meta WHERE name = ?");
+  const putLease = db.prepare("INSERT OR REPLACE INTO lease (id, ttl, remaining_ttl) VALUES (?, ?, ?)");
+  const deleteLease = db.prepare("DELETE FROM lease WHERE id = ?");
+  for (const op of ops) {
+    if ("putRow" in op) {
+      const r = op.putRow;
+      putRow.run(r.main, r.sub, r.key, r.create_rev, r.version, r.lease, r.value, r.tombstone);
+    } else if ("removeRow" in op) removeRow.run(...op.removeRow);
+    else if ("setMeta" in op) setMeta.run(...op.setMeta);
+    else if ("deleteMeta" in op) deleteMeta.run(op.deleteMeta);
+    else if ("putLease" in op) putLease.run(...op.putLease);
+    else deleteLease.run(op.deleteLease);
+  }
+}
+
+/** Runs in a worker thread (plain CommonJS): VACUUM INTO from a read-only connection of its own. */
+const VACUUM_WORKER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+let db;
+try {
+  db = new Database(workerData.path, { readonly: true, fileMustExist: true });
+  db.prepare("VACUUM INTO ?").run(workerData.target);
+  parentPort.postMessage({ ok: true });
+} catch (err) {
+  parentPort.postMessage({ error: String((err && err.message) || err) });
+} finally {
+  if (db !== undefined && db.open) db.close();
+}
+`;
+
+function vacuumInto(path: string, target: string): Promise<void> {
+  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(VACUUM_WORKER, { eval: true, workerData: { driver, path, target } });
+    // A member that stops meanwhile does not wait for it: the next start removes the unfinished copy.
+    worker.unref();
+    let answered = false;
+    worker.once("message", (m: { ok?: boolean; error?: string }) => {
+      answered = true;
+      if (m.ok === true) resolve();
+      else reject(new Error(`VACUUM INTO failed: ${m.error}`));
+    });
+    worker.once("error", (err) => {
+      answered = true;
+      reject(err);
+    });
+    worker.once("exit", () => {
+      if (!answered) reject(new Error("the defragment worker exited without an answer"));
+    });
+  });
+}
+
+function syncFile(path: string): void {
+  const fd = openSync(path, "r+");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -2,6 +2,8 @@
 // lease; history until compaction) as a Raft StateMachine. Writes arrive only as encoded MvccCommands
 // through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
+import { existsSync, renameSync, rmSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import { setImmediate } from "node:timers/promises";
 import { crc32 } from "node:zlib";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
@@ -16,6 +18,7 @@ import {
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
+  syncFolder,
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, type Row } from "./backend.js";
@@ -95,6 +98,8 @@ export class MvccStore implements StateMachine {
    */
   private readonly clientImages: SnapshotWorker | null;
   private closed = false;
+  /** The defragment running, which later calls join. */
+  private defragmenting: Promise<void> | null = null;
   /** Counts the compactions and restores, which remove history (see `keptAt`). */
   private historyEpoch = 0;
 
@@ -107,7 +112,11 @@ export class MvccStore implements StateMachine {
     });
     // A restore a crash interrupted leaves no trustworthy file: the store starts empty and the Raft
     // layer installs its stored snapshot again (see discardInterruptedReplace).
-    if (options.path !== ":memory:") discardInterruptedReplace(options.path);
+    if (options.path !== ":memory:") {
+      discardInterruptedReplace(options.path);
+      // A defragmented copy a crash left unfinished: the file itself was never replaced by it.
+      rmSync(`${options.path}${DEFRAG_SUFFIX}`, { force: true });
+    }
     this.backend = this.openBackend(options.path);
     this.snapshots =
       options.path === ":memory:"
@@ -377,9 +386,60 @@ export class MvccStore implements StateMachine {
     return response;
   }
 
-  /** Rewrites the database file to release free pages (etcd's defragment; local, not replicated). */
-  defragment(): void {
-    this.backend.vacuum();
+  /**
+   * Rewrites the database file to release free pages (etcd's defragment; local, not replicated).
+   * The rewrite runs off the event loop (see Backend.defragCopy) while this member goes on applying
+   * and serving; only the swap of the files is done here, with every connection to the file closed
+   * as for a restore. Concurrent calls share one rewrite. An in-memory store is vacuumed in place.
+   */
+  defragment(): Promise<void> {
+    if (this.options.path === ":memory:") {
+      this.backend.vacuum();
+      return Promise.resolve();
+    }
+    this.defragmenting ??= this.defragmentFile(this.options.path).finally(() => {
+      this.defragmenting = null;
+    });
+    return this.defragmenting;
+  }
+
+  private async defragmentFile(path: string): Promise<void> {
+    const target = `${path}${DEFRAG_SUFFIX}`;
+    const backend = this.backend;
+    try {
+      await backend.startDefragCopy(target);
+    } catch (err) {
+      if (this.closed || this.backend !== backend) throw chainfireError("STOPPED");
+      throw err;
+    }
+    // From here to the swap nothing is awaited: no write can land between the copy's last
+    // replayed one and the swap. Closed, or replaced by a restore, since the copy began: the copy
+    // is of a file that is gone.
+    if (this.closed || this.backend !== backend) {
+      backend.dropDefragCopy(target);
+      throw chainfireError("STOPPED");
+    }
+    backend.finishDefragCopy(target);
+    const workerClosed = this.snapshots?.suspend() ?? true;
+    const imagesClosed = this.clientImages?.suspend() ?? true;
+    backend.checkpointAll();
+    const backendClosed = backend.close();
+    // With every connection closed, SQLite has copied the WAL into the file and removed it. A WAL
+    // still there would be applied to the copy at the next open: keep the old file then.
+    const walLeft = existsSync(`${path}-wal`) && statSync(`${path}-wal`).size > 0;
+    if (workerClosed && imagesClosed && backendClosed && !walLeft) {
+      rmSync(`${path}-wal`, { force: true });
+      rmSync(`${path}-shm`, { force: true });
+      renameSync(target, path);
+      syncFolder(dirname(path));
+    } else {
+      rmSync(target, { force: true });
+    }
+    this.backend = this.openBackend(path);
+    this.sizeBytesCached = null;
+    this.snapshots?.resume();
+    this.clientImages?.resume();
+    if (!(workerClosed && imagesClosed && backendClosed && !walLeft)) throw new DatabaseStillOpenError(path);
   }
 
   /**
@@ -792,7 +852,7 @@ export class MvccStore implements StateMachine {
     }
     if (req.action === etcd.AlarmRequest_AlarmAction.DEACTIVATE) {
       const existed = this.alarmSet.delete(name);
-      this.backend.db.prepare("DELETE FROM meta WHERE name = ?").run(name);
+      this.backend.deleteMeta(name);
       return { header: header(this.revision), alarms: existed ? [member] : [] };
     }
     return { header: header(this.revision), alarms: this.alarms() };
@@ -862,6 +922,9 @@ function kvFromRow(row: Row): mvccpb.KeyValue {
     lease: row.lease,
   };
 }
+
+/** The defragmented copy of `<path>`, written beside it and renamed over it when complete. */
+const DEFRAG_SUFFIX = ".defrag";
 
 /** Where the last compaction's revision is stored: -1 until the first compaction. */
 const COMPACTED_META = "compacted_revision";
