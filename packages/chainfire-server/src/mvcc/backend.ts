@@ -294,7 +294,7 @@ export class Backend {
     if (this.path === null) throw new Error("an in-memory database has no file to defragment");
     if (this.journal !== null) throw new Error("a defragment is already running");
     this.commit();
-    rmSync(target, { force: true });
+    this.dropDefragCopy(target);
     this.journal = [];
     this.journalBroken = false;
     try {
@@ -332,19 +332,11 @@ export class Backend {
     this.journal = null;
   }
 
-  /** Stops recording writes and removes the copy. */
+  /** Stops recording writes and removes the copy (and any journal file SQLite left beside it). */
   dropDefragCopy(target: string): void {
     this.journal = null;
-    rmSync(target, { force: true });
-  }
-
-  /**
-   * Before the file is replaced by a defragmented copy, with every other connection closed:
-   * copies the WAL into the file and empties it, so the file alone holds every committed write.
-   */
-  checkpointAll(): void {
-    this.commit();
-    this.db.pragma("wal_checkpoint(TRUNCATE)");
+    for (const file of [target, `${target}-journal`, `${target}-wal`, `${target}-shm`])
+      rmSync(file, { force: true });
   }
 
   /**
@@ -433,16 +425,22 @@ function replay(db: Database.Database, ops: readonly JournalOp[]): void {
 const VACUUM_WORKER = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
+// The connection is closed before the answer, so the swap that follows never finds it open.
 let db;
+let answer;
 try {
   db = new Database(workerData.path, { readonly: true, fileMustExist: true });
   db.prepare("VACUUM INTO ?").run(workerData.target);
-  parentPort.postMessage({ ok: true });
+  answer = { ok: true };
 } catch (err) {
-  parentPort.postMessage({ error: String((err && err.message) || err) });
-} finally {
-  if (db !== undefined && db.open) db.close();
+  answer = { error: String((err && err.message) || err) };
 }
+try {
+  if (db !== undefined && db.open) db.close();
+} catch (err) {
+  answer = { error: String((err && err.message) || err) };
+}
+parentPort.postMessage(answer);
 `;
 
 function vacuumInto(path: string, target: string): Promise<void> {

@@ -115,7 +115,7 @@ export class MvccStore implements StateMachine {
     if (options.path !== ":memory:") {
       discardInterruptedReplace(options.path);
       // A defragmented copy a crash left unfinished: the file itself was never replaced by it.
-      rmSync(`${options.path}${DEFRAG_SUFFIX}`, { force: true });
+      removeDefragCopy(`${options.path}${DEFRAG_SUFFIX}`);
     }
     this.backend = this.openBackend(options.path);
     this.snapshots =
@@ -412,34 +412,47 @@ export class MvccStore implements StateMachine {
       if (this.closed || this.backend !== backend) throw chainfireError("STOPPED");
       throw err;
     }
+    // The snapshot workers are closed for the swap: first let them finish the images they are
+    // making (writes go on being recorded meanwhile), so closing them does not wait on one.
+    for (;;) {
+      if (this.closed || this.backend !== backend) {
+        // Closed, or replaced by a restore, since the copy began: the copy is of a file that is gone.
+        backend.dropDefragCopy(target);
+        throw chainfireError("STOPPED");
+      }
+      if (this.snapshots?.busy === true) await this.snapshots.whenIdle();
+      else if (this.clientImages?.busy === true) await this.clientImages.whenIdle();
+      else break;
+    }
     // From here to the swap nothing is awaited: no write can land between the copy's last
-    // replayed one and the swap. Closed, or replaced by a restore, since the copy began: the copy
-    // is of a file that is gone.
-    if (this.closed || this.backend !== backend) {
-      backend.dropDefragCopy(target);
-      throw chainfireError("STOPPED");
-    }
+    // replayed one and the swap.
     backend.finishDefragCopy(target);
-    const workerClosed = this.snapshots?.suspend() ?? true;
-    const imagesClosed = this.clientImages?.suspend() ?? true;
-    backend.checkpointAll();
-    const backendClosed = backend.close();
-    // With every connection closed, SQLite has copied the WAL into the file and removed it. A WAL
-    // still there would be applied to the copy at the next open: keep the old file then.
-    const walLeft = existsSync(`${path}-wal`) && statSync(`${path}-wal`).size > 0;
-    if (workerClosed && imagesClosed && backendClosed && !walLeft) {
-      rmSync(`${path}-wal`, { force: true });
-      rmSync(`${path}-shm`, { force: true });
-      renameSync(target, path);
-      syncFolder(dirname(path));
-    } else {
-      rmSync(target, { force: true });
+    let replaced = false;
+    let allClosed = false;
+    try {
+      const workerClosed = this.snapshots?.suspend() ?? true;
+      const imagesClosed = this.clientImages?.suspend() ?? true;
+      // The last connection to close copies the WAL into the file and removes it. A WAL still
+      // there would be applied to the copy at the next open: keep the old file then.
+      const backendClosed = backend.close();
+      const walLeft = existsSync(`${path}-wal`) && statSync(`${path}-wal`).size > 0;
+      allClosed = workerClosed && imagesClosed && backendClosed && !walLeft;
+      if (allClosed) {
+        rmSync(`${path}-wal`, { force: true });
+        rmSync(`${path}-shm`, { force: true });
+        syncFolder(dirname(path));
+        renameSync(target, path);
+        replaced = true;
+        syncFolder(dirname(path));
+      }
+    } finally {
+      if (!replaced) removeDefragCopy(target);
+      this.backend = this.openBackend(path);
+      this.sizeBytesCached = null;
+      this.snapshots?.resume();
+      this.clientImages?.resume();
     }
-    this.backend = this.openBackend(path);
-    this.sizeBytesCached = null;
-    this.snapshots?.resume();
-    this.clientImages?.resume();
-    if (!(workerClosed && imagesClosed && backendClosed && !walLeft)) throw new DatabaseStillOpenError(path);
+    if (!allClosed) throw new DatabaseStillOpenError(path);
   }
 
   /**
@@ -925,6 +938,12 @@ function kvFromRow(row: Row): mvccpb.KeyValue {
 
 /** The defragmented copy of `<path>`, written beside it and renamed over it when complete. */
 const DEFRAG_SUFFIX = ".defrag";
+
+/** Removes a defragmented copy and the journal files SQLite may have left beside it. */
+function removeDefragCopy(target: string): void {
+  for (const file of [target, `${target}-journal`, `${target}-wal`, `${target}-shm`])
+    rmSync(file, { force: true });
+}
 
 /** Where the last compaction's revision is stored: -1 until the first compaction. */
 const COMPACTED_META = "compacted_revision";
