@@ -335,8 +335,7 @@ export class Backend {
   /** Stops recording writes and removes the copy (and any journal file SQLite left beside it). */
   dropDefragCopy(target: string): void {
     this.journal = null;
-    for (const file of [target, `${target}-journal`, `${target}-wal`, `${target}-shm`])
-      rmSync(file, { force: true });
+    removeDefragCopy(target);
   }
 
   /**
@@ -463,6 +462,12 @@ function vacuumInto(path: string, target: string): Promise<void> {
       if (!answered) reject(new Error("the defragment worker exited without an answer"));
     });
   });
+}
+
+/** Removes a defragmented copy and the journal files SQLite may have left beside it. */
+export function removeDefragCopy(target: string): void {
+  for (const file of [target, `${target}-journal`, `${target}-wal`, `${target}-shm`])
+    rmSync(file, { force: true });
 }
 
 function syncFile(path: string): void {

@@ -21,7 +21,7 @@ import {
   syncFolder,
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
-import { Backend, type Row } from "./backend.js";
+import { Backend, removeDefragCopy, type Row } from "./backend.js";
 import { KeyIndex, KeyRecord } from "./key-index.js";
 import { type KeyRange, keyRange, keyString } from "./key-range.js";
 import { Lessor, MAX_LEASE_TTL_SECONDS } from "./lessor.js";
@@ -938,12 +938,6 @@ function kvFromRow(row: Row): mvccpb.KeyValue {
 
 /** The defragmented copy of `<path>`, written beside it and renamed over it when complete. */
 const DEFRAG_SUFFIX = ".defrag";
-
-/** Removes a defragmented copy and the journal files SQLite may have left beside it. */
-function removeDefragCopy(target: string): void {
-  for (const file of [target, `${target}-journal`, `${target}-wal`, `${target}-shm`])
-    rmSync(file, { force: true });
-}
 
 /** Where the last compaction's revision is stored: -1 until the first compaction. */
 const COMPACTED_META = "compacted_revision";
