@@ -36,6 +36,19 @@ CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, 
 export const DEFAULT_BATCH_INTERVAL_MS = 100;
 export const DEFAULT_BATCH_LIMIT = 10_000;
 
+/** Every write the backend makes: its own statements and the replay into a defragmented copy. */
+const WRITE_SQL = {
+  putRow:
+    "INSERT OR REPLACE INTO kv (main, sub, key, create_rev, version, lease, value, tombstone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+  removeRow: "DELETE FROM kv WHERE main = ? AND sub = ?",
+  setMeta: "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+  deleteMeta: "DELETE FROM meta WHERE name = ?",
+  putLease: "INSERT OR REPLACE INTO lease (id, ttl, remaining_ttl) VALUES (?, ?, ?)",
+  deleteLease: "DELETE FROM lease WHERE id = ?",
+} as const;
+
+const ROWS_UP_TO_SQL = "SELECT * FROM kv WHERE main <= ? ORDER BY main, sub";
+
 export class Backend {
   readonly db: Database.Database;
   private readonly insertRow: Database.Statement;
@@ -64,7 +77,7 @@ export class Backend {
   private readonly path: string | null = null;
   /** Open `pinRows` readers: closed with the backend, before its file may be replaced. */
   private readonly readers = new Set<PinnedRows>();
-  /** Every write since `startJournal`, while a defragmented copy is being made (see `defragCopy`). */
+  /** Every write since `startDefragCopy`, while a defragmented copy is being made. */
   private journal: JournalOp[] | null = null;
   /** A rollback happened while journaling: the journal may hold writes that were undone. */
   private journalBroken = false;
@@ -91,18 +104,14 @@ export class Backend {
     }
     this.db.pragma("synchronous = NORMAL");
     this.db.exec(SCHEMA);
-    this.insertRow = this.db.prepare(
-      "INSERT OR REPLACE INTO kv (main, sub, key, create_rev, version, lease, value, tombstone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    );
+    this.insertRow = this.db.prepare(WRITE_SQL.putRow);
     this.selectRow = this.db.prepare("SELECT * FROM kv WHERE main = ? AND sub = ?").safeIntegers();
-    this.deleteRow = this.db.prepare("DELETE FROM kv WHERE main = ? AND sub = ?");
-    this.setMeta = this.db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)");
+    this.deleteRow = this.db.prepare(WRITE_SQL.removeRow);
+    this.setMeta = this.db.prepare(WRITE_SQL.setMeta);
     this.getMeta = this.db.prepare("SELECT value FROM meta WHERE name = ?").safeIntegers().pluck();
-    this.upsertLease = this.db.prepare(
-      "INSERT OR REPLACE INTO lease (id, ttl, remaining_ttl) VALUES (?, ?, ?)",
-    );
-    this.removeLease = this.db.prepare("DELETE FROM lease WHERE id = ?");
-    this.removeMeta = this.db.prepare("DELETE FROM meta WHERE name = ?");
+    this.upsertLease = this.db.prepare(WRITE_SQL.putLease);
+    this.removeLease = this.db.prepare(WRITE_SQL.deleteLease);
+    this.removeMeta = this.db.prepare(WRITE_SQL.deleteMeta);
     this.rowsFrom = this.db
       .prepare("SELECT * FROM kv WHERE main >= ? AND main <= ? ORDER BY main, sub LIMIT ?")
       .safeIntegers();
@@ -191,7 +200,7 @@ export class Backend {
    */
   pinRows(upTo: bigint): PinnedRows {
     if (this.path === null) {
-      const rows = this.db.prepare("SELECT * FROM kv WHERE main <= ? ORDER BY main, sub").safeIntegers();
+      const rows = this.db.prepare(ROWS_UP_TO_SQL).safeIntegers();
       return new PinnedRows((rows.all(upTo) as Row[]).values(), () => {});
     }
     this.commit();
@@ -199,7 +208,7 @@ export class Backend {
     try {
       reader.defaultSafeIntegers(true);
       reader.exec("BEGIN");
-      const rows = reader.prepare("SELECT * FROM kv WHERE main <= ? ORDER BY main, sub").iterate(upTo);
+      const rows = reader.prepare(ROWS_UP_TO_SQL).iterate(upTo);
       const pinned: PinnedRows = new PinnedRows(rows as Iterator<Row>, () => {
         this.readers.delete(pinned);
         rows.return?.();
@@ -390,7 +399,7 @@ export class PinnedRows {
   }
 }
 
-/** A write recorded while a defragmented copy is made (see Backend.defragCopy). */
+/** A write recorded while a defragmented copy is made (see Backend.startDefragCopy). */
 type JournalOp =
   | { putRow: Row }
   | { removeRow: [bigint, number] }
@@ -400,14 +409,12 @@ type JournalOp =
   | { deleteLease: bigint };
 
 function replay(db: Database.Database, ops: readonly JournalOp[]): void {
-  const putRow = db.prepare(
-    "INSERT OR REPLACE INTO kv (main, sub, key, create_rev, version, lease, value, tombstone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-  );
-  const removeRow = db.prepare("DELETE FROM kv WHERE main = ? AND sub = ?");
-  const setMeta = db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)");
-  const deleteMeta = db.prepare("DELETE FROM meta WHERE name = ?");
-  const putLease = db.prepare("INSERT OR REPLACE INTO lease (id, ttl, remaining_ttl) VALUES (?, ?, ?)");
-  const deleteLease = db.prepare("DELETE FROM lease WHERE id = ?");
+  const putRow = db.prepare(WRITE_SQL.putRow);
+  const removeRow = db.prepare(WRITE_SQL.removeRow);
+  const setMeta = db.prepare(WRITE_SQL.setMeta);
+  const deleteMeta = db.prepare(WRITE_SQL.deleteMeta);
+  const putLease = db.prepare(WRITE_SQL.putLease);
+  const deleteLease = db.prepare(WRITE_SQL.deleteLease);
   for (const op of ops) {
     if ("putRow" in op) {
       const r = op.putRow;

@@ -118,14 +118,12 @@ export class MvccStore implements StateMachine {
       removeDefragCopy(`${options.path}${DEFRAG_SUFFIX}`);
     }
     this.backend = this.openBackend(options.path);
-    this.snapshots =
+    const worker = () =>
       options.path === ":memory:"
         ? null
         : new SnapshotWorker({ path: options.path, appliedSql: APPLIED_SQL });
-    this.clientImages =
-      options.path === ":memory:"
-        ? null
-        : new SnapshotWorker({ path: options.path, appliedSql: APPLIED_SQL });
+    this.snapshots = worker();
+    this.clientImages = worker();
     this.load();
   }
 
@@ -206,22 +204,33 @@ export class MvccStore implements StateMachine {
       this.backend.close();
       this.backend = this.openBackend(rollbackJournalCopy(image));
     } else {
-      // Every connection to the file is closed before it is replaced: the snapshot worker's, the
-      // background checkpointer's and the writer's.
-      const workerClosed = this.snapshots?.suspend() ?? true;
-      const imagesClosed = this.clientImages?.suspend() ?? true;
-      const checkpointerClosed = this.backend.close();
-      if (!workerClosed || !imagesClosed || !checkpointerClosed)
-        throw new DatabaseStillOpenError(this.options.path);
+      if (!this.closeFile()) throw new DatabaseStillOpenError(this.options.path);
       // Never a torn file or the new image with the old WAL (see replaceDatabaseFile).
       replaceDatabaseFile(this.options.path, image);
-      this.backend = this.openBackend(this.options.path);
+      this.reopenFile(this.options.path);
     }
     this.backend.setMetaValue("applied_index", index);
     this.load();
+    for (const listener of this.restoreListeners) listener();
+  }
+
+  /**
+   * Closes every connection to the store's file before it is replaced (a restore, a defragment):
+   * the snapshot workers', the background checkpointer's and the writer's. Whether all closed.
+   */
+  private closeFile(): boolean {
+    const workerClosed = this.snapshots?.suspend() ?? true;
+    const imagesClosed = this.clientImages?.suspend() ?? true;
+    const backendClosed = this.backend.close();
+    return workerClosed && imagesClosed && backendClosed;
+  }
+
+  /** Opens the file again after `closeFile`, and the snapshot workers it closed. */
+  private reopenFile(path: string): void {
+    this.backend = this.openBackend(path);
+    this.sizeBytesCached = null;
     this.snapshots?.resume();
     this.clientImages?.resume();
-    for (const listener of this.restoreListeners) listener();
   }
 
   close(): void {
@@ -388,9 +397,10 @@ export class MvccStore implements StateMachine {
 
   /**
    * Rewrites the database file to release free pages (etcd's defragment; local, not replicated).
-   * The rewrite runs off the event loop (see Backend.defragCopy) while this member goes on applying
-   * and serving; only the swap of the files is done here, with every connection to the file closed
-   * as for a restore. Concurrent calls share one rewrite. An in-memory store is vacuumed in place.
+   * The rewrite runs off the event loop (see Backend.startDefragCopy) while this member goes on
+   * applying and serving; only the swap of the files is done here, with every connection to the
+   * file closed as for a restore. Concurrent calls share one rewrite. An in-memory store is
+   * vacuumed in place.
    */
   defragment(): Promise<void> {
     if (this.options.path === ":memory:") {
@@ -428,16 +438,12 @@ export class MvccStore implements StateMachine {
     // replayed one and the swap.
     backend.finishDefragCopy(target);
     let replaced = false;
-    let allClosed = false;
     try {
-      const workerClosed = this.snapshots?.suspend() ?? true;
-      const imagesClosed = this.clientImages?.suspend() ?? true;
       // The last connection to close copies the WAL into the file and removes it. A WAL still
       // there would be applied to the copy at the next open: keep the old file then.
-      const backendClosed = backend.close();
+      const allClosed = this.closeFile();
       const walLeft = existsSync(`${path}-wal`) && statSync(`${path}-wal`).size > 0;
-      allClosed = workerClosed && imagesClosed && backendClosed && !walLeft;
-      if (allClosed) {
+      if (allClosed && !walLeft) {
         rmSync(`${path}-wal`, { force: true });
         rmSync(`${path}-shm`, { force: true });
         syncFolder(dirname(path));
@@ -447,12 +453,9 @@ export class MvccStore implements StateMachine {
       }
     } finally {
       if (!replaced) removeDefragCopy(target);
-      this.backend = this.openBackend(path);
-      this.sizeBytesCached = null;
-      this.snapshots?.resume();
-      this.clientImages?.resume();
+      this.reopenFile(path);
     }
-    if (!allClosed) throw new DatabaseStillOpenError(path);
+    if (!replaced) throw new DatabaseStillOpenError(path);
   }
 
   /**
@@ -509,34 +512,29 @@ export class MvccStore implements StateMachine {
    * For HashKV: the revision visible at `upTo` of each key that has one at or below the
    * compaction (etcd's `Keep`), and whether any key is visible at `upTo`. Read a chunk of keys per
    * event-loop turn. Writes meanwhile only add revisions above `upTo`, which change no answer; a
-   * compaction or a restore meanwhile may drop some, so the reading starts again (or the hash is
-   * refused as compacted when `upTo` is now at or below the compaction); the caller checks again
-   * when it resumes. Empty when nothing was compacted.
+   * compaction or a restore meanwhile may drop some: the reading stops, and the caller, which
+   * sees `historyEpoch` moved, reads again. Empty when nothing was compacted.
    */
   private async keptAt(upTo: bigint): Promise<KeptRevisions> {
-    for (;;) {
-      const compacted = this.compacted;
-      const epoch = this.historyEpoch;
-      const keep: KeptRevisions = { main: new Map(), sub: new Map(), any: false };
-      if (compacted < 0n) return keep;
-      const records = [...this.index.all()];
-      for (let i = 0; i < records.length; i++) {
-        if (i % HASH_CHUNK_KEYS === HASH_CHUNK_KEYS - 1) {
-          await setImmediate();
-          if (this.historyEpoch !== epoch) break;
-        }
-        const record = records[i]!;
-        const at = record.indexAt(upTo);
-        if (at < 0 || record.tombstone(at)) continue;
-        keep.any = true;
-        if (record.main(at) > compacted) continue;
-        keep.main.set(record.key, record.main(at));
-        keep.sub.set(record.key, record.sub(at));
+    const compacted = this.compacted;
+    const epoch = this.historyEpoch;
+    const keep: KeptRevisions = { main: new Map(), sub: new Map(), any: false };
+    if (compacted < 0n) return keep;
+    const records = [...this.index.all()];
+    for (let i = 0; i < records.length; i++) {
+      if (i % HASH_CHUNK_KEYS === HASH_CHUNK_KEYS - 1) {
+        await setImmediate();
+        if (this.historyEpoch !== epoch) break;
       }
-      if (this.closed) throw chainfireError("STOPPED");
-      if (this.historyEpoch === epoch) return keep;
-      if (upTo <= this.compacted) throw chainfireError("COMPACTED");
+      const record = records[i]!;
+      const at = record.indexAt(upTo);
+      if (at < 0 || record.tombstone(at)) continue;
+      keep.any = true;
+      if (record.main(at) > compacted) continue;
+      keep.main.set(record.key, record.main(at));
+      keep.sub.set(record.key, record.sub(at));
     }
+    return keep;
   }
 
   /**
