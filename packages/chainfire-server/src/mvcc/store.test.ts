@@ -329,6 +329,59 @@ describe("MvccStore", () => {
     ]).toEqual([3n, 2n, 2n, { clusterId: 0n, memberId: 0n, revision: 0n, raftTerm: 0n }, [2n, 3n, 3n], 3n]);
   });
 
+  it("refuses a txn whose reads are at a compacted or future revision before any of it is applied", () => {
+    // Proves etcd's check of every read revision in the chosen branch ahead of the writes: before,
+    // a put ahead of the bad read was applied while the txn answered an error.
+    put("b", "1");
+    put("b", "2");
+    put("b", "3");
+    apply({ compaction: { revision: 3n, physical: true } });
+    const before = store.currentRevision();
+    const txnOf = (...success: etcd.RequestOp[]) => apply({ txn: { compare: [], success, failure: [] } })[0]!;
+    const write = { requestPut: putRequest({ key: b("a"), value: b("1") }) };
+    const readAt = (revision: bigint) => ({ requestRange: rangeRequest({ key: b("b"), revision }) });
+    const nested = (op: etcd.RequestOp) => ({ requestTxn: { compare: [], success: [op], failure: [] } });
+    const cases: [etcd.RequestOp[], string][] = [
+      [[write, readAt(2n)], "etcdserver: mvcc: required revision has been compacted"],
+      [[write, nested(readAt(2n))], "etcdserver: mvcc: required revision has been compacted"],
+      [[write, readAt(-1n)], "etcdserver: mvcc: required revision has been compacted"],
+      // The txn's own revision is a future one for its reads, as in etcd.
+      [[write, readAt(before + 1n)], "etcdserver: mvcc: required revision is a future revision"],
+    ];
+    for (const [ops, message] of cases) {
+      expect(txnOf(...ops).error?.message).toBe(message);
+      expect(store.range(rangeRequest({ key: b("a") })).kvs).toEqual([]);
+      expect(store.currentRevision()).toBe(before);
+    }
+    expect(() => store.readTxn({ compare: [], success: [readAt(before + 1n)], failure: [] })).toThrow(
+      "etcdserver: mvcc: required revision is a future revision",
+    );
+    // Reads at the compaction revision and above, and at 0 (now), are served.
+    const ok = txnOf(write, readAt(3n), readAt(0n)).txn!;
+    expect(ok.responses.map((r) => r.responseRange?.kvs[0]?.value.toString())).toEqual([undefined, "2", "3"]);
+    expect(store.range(rangeRequest({ key: b("a") })).kvs[0]!.modRevision).toBe(before + 1n);
+  });
+
+  it("reads a negative revision in a txn as now until the first compaction, as etcd does", () => {
+    put("b", "1");
+    const [res] = apply({
+      txn: {
+        compare: [],
+        success: [{ requestRange: rangeRequest({ key: b("b"), revision: -1n }) }],
+        failure: [],
+      },
+    });
+    expect(res!.txn!.responses[0]!.responseRange!.kvs[0]!.value.toString()).toBe("1");
+    const [below] = apply({
+      txn: {
+        compare: [],
+        success: [{ requestRange: rangeRequest({ key: b("b"), revision: -2n }) }],
+        failure: [],
+      },
+    });
+    expect(below!.error?.message).toBe("etcdserver: mvcc: required revision has been compacted");
+  });
+
   it("refuses duplicate keys and too many operations in a txn", () => {
     // Proves etcd's txn request checks, with the exact messages.
     const dup = apply({

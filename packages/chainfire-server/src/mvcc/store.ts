@@ -390,7 +390,9 @@ export class MvccStore implements StateMachine {
     checkTxn(req, this.maxTxnOps);
     if (!isReadOnlyTxn(req)) throw chainfireError("INVALID_REQUEST");
     const ctx: WriteContext = { revision: this.revision + 1n, sub: 0, events: [], timestampMs: 0 };
-    const response = this.executeTxn(ctx, req, this.txnPath(req));
+    const path = this.txnPath(req);
+    this.checkTxnRanges(req, path);
+    const response = this.executeTxn(ctx, req, path);
     response.header = header(this.revision);
     return response;
   }
@@ -716,8 +718,17 @@ export class MvccStore implements StateMachine {
     checkTxn(req, this.maxTxnOps);
     const path = this.txnPath(req);
     this.checkTxnPreconditions(req, path);
+    this.checkTxnRanges(req, path);
     const ctx = this.begin(entry);
-    const response = this.executeTxn(ctx, req, path);
+    let response: etcd.TxnResponse;
+    try {
+      response = this.executeTxn(ctx, req, path);
+    } catch (err) {
+      // Every refusal is decided above, before the first write. A txn failing after a write would
+      // leave this member's index and file ahead of its revision and of the other members: stop.
+      if (ctx.sub > 0) throw new Error(`txn failed after its first write: ${String(err)}`);
+      throw err;
+    }
     this.end(ctx);
     response.header = header(this.revision);
     return response;
@@ -740,6 +751,23 @@ export class MvccStore implements StateMachine {
         this.checkPutPreconditions(op.requestPut);
       }
       if (op.requestTxn) this.checkTxnPreconditions(op.requestTxn, path.nested[nestedIndex++]!);
+    }
+  }
+
+  /**
+   * etcd's checkRequestRange over the chosen branch, before anything runs: a read at a revision
+   * above the store's (the txn's own revision included) or below the compaction refuses the whole
+   * txn. A negative revision is below the compaction unless the store was never compacted (-1).
+   * Every member refuses it. etcd 3.4 refuses it only on the member the client called: the others
+   * drop the txn's reads before applying it and make its writes (etcd-io/etcd#18667).
+   */
+  private checkTxnRanges(req: etcd.TxnRequest, path: TxnPath): void {
+    let nestedIndex = 0;
+    for (const op of path.succeeded ? req.success : req.failure) {
+      const revision = op.requestRange?.revision ?? 0n;
+      if (revision > this.revision) throw chainfireError("FUTURE_REV");
+      if (revision !== 0n && revision < this.compacted) throw chainfireError("COMPACTED");
+      if (op.requestTxn) this.checkTxnRanges(op.requestTxn, path.nested[nestedIndex++]!);
     }
   }
 
