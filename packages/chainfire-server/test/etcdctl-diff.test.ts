@@ -212,6 +212,8 @@ async function kvSession(s: Session): Promise<void> {
   await run(s, ["get", "foo", "--prefix", "--limit=2", "-w", "json"]);
   await run(s, ["get", "foo", "--prefix", "--sort-by=VALUE", "--order=DESCEND"]);
   await run(s, ["get", "foo", "--prefix", "--sort-by=MODIFY", "--order=ASCEND", "--limit=3"]);
+  // Without --order, etcd takes the first keys in key order (limit + 1), then sorts those.
+  await run(s, ["get", "foo", "--prefix", "--sort-by=VALUE", "--limit=2", "-w", "json"]);
   await run(s, ["get", "foo", "--prefix", "--keys-only"]);
   await run(s, ["get", "foo", "--prefix", "--limit=1", "-w", "fields"]);
   await run(s, ["get", "foo/a", "--rev=3"]);

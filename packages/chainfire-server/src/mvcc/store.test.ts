@@ -362,6 +362,24 @@ describe("MvccStore", () => {
     expect(store.range(rangeRequest({ key: b("a") })).kvs[0]!.modRevision).toBe(before + 1n);
   });
 
+  it("sorts by a field without an order among the first keys only, as etcd does", () => {
+    // Proves etcd's Range: a sort target without a sort order fetches limit + 1 keys in key order
+    // and sorts those ascending; with an order it sorts every key before the limit.
+    put("p/a", "3");
+    put("p/b", "2");
+    put("p/c", "1");
+    const T = etcd.RangeRequest_SortTarget;
+    const O = etcd.RangeRequest_SortOrder;
+    const get = (sortOrder: etcd.RangeRequest_SortOrder) =>
+      store.range(
+        rangeRequest({ key: b("p/"), rangeEnd: b("p0"), sortTarget: T.VALUE, sortOrder, limit: 1n }),
+      );
+    const none = get(O.NONE);
+    expect([keysOf(none), none.more, none.count]).toEqual([["p/b"], true, 3n]);
+    const ascend = get(O.ASCEND);
+    expect([keysOf(ascend), ascend.more, ascend.count]).toEqual([["p/c"], true, 3n]);
+  });
+
   it("reads a negative revision in a txn as now until the first compaction, as etcd does", () => {
     put("b", "1");
     const [res] = apply({

@@ -303,9 +303,11 @@ export class MvccStore implements StateMachine {
       req.maxModRevision !== 0n ||
       req.minCreateRevision !== 0n ||
       req.maxCreateRevision !== 0n;
-    const sorted = req.sortOrder !== etcd.RangeRequest_SortOrder.NONE || req.sortTarget !== 0;
-    // Like etcd: fetch one past the limit to learn `more`, or everything when sorting/filtering.
-    const fetch = req.limit > 0n && !sorted && !filtered ? Number(req.limit) + 1 : Number.POSITIVE_INFINITY;
+    const ordered = req.sortOrder !== etcd.RangeRequest_SortOrder.NONE;
+    const sorted = ordered || req.sortTarget !== 0;
+    // Like etcd: fetch one past the limit to learn `more`, or everything when an order is asked for
+    // or filtering. A sort target without an order sorts only the keys fetched in key order.
+    const fetch = req.limit > 0n && !ordered && !filtered ? Number(req.limit) + 1 : Number.POSITIVE_INFINITY;
     let kvs: mvccpb.KeyValue[] = [];
     let count = 0;
     for (const record of this.index.scan(keyRange(req.key, req.rangeEnd))) {
