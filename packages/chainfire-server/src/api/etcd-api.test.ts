@@ -199,6 +199,50 @@ describe("lease expiry", () => {
   });
 });
 
+describe("keep-alive of a lease whose time is up", () => {
+  it("is not renewed: it answers TTL 0 once the lease's revocation is applied, as etcd does", async () => {
+    // Proves a keep-alive cannot bring back a lease the leader already counts as expired. The API's
+    // clock runs two minutes ahead of the lease driver's, so the 60-s lease is expired for the
+    // keep-alive while its revocation is not proposed; a LeaseRevoke then plays the revocation.
+    // Before, the keep-alive renewed it and answered TTL 60.
+    const ahead = await startTestServer({ nowMs: () => Date.now() + 120_000 });
+    const c = createClients(ahead.endpoint);
+    try {
+      const grant = await call<etcd.LeaseGrantRequest, etcd.LeaseGrantResponse>(c.lease, "leaseGrant", {
+        TTL: 60n,
+        ID: 0n,
+      });
+      await call(c.kv, "put", putRequest({ key: b("held"), value: b("v"), lease: grant.ID }));
+      const keepAlive = c.lease.leaseKeepAlive();
+      const answers: etcd.LeaseKeepAliveResponse[] = [];
+      keepAlive.on("data", (r: etcd.LeaseKeepAliveResponse) => answers.push(r));
+      keepAlive.write({ ID: grant.ID });
+      // An unknown lease on the same stream is answered at once, and the expired one is not.
+      keepAlive.write({ ID: grant.ID + 1n });
+      await until(() => answers.length === 1, "the answer for the unknown lease");
+      expect(answers[0]).toMatchObject({ ID: grant.ID + 1n, TTL: 0n });
+      expect(ahead.store.lessor.get(grant.ID)).toBeDefined();
+      await call(c.lease, "leaseRevoke", { ID: grant.ID });
+      await until(() => answers.length === 2, "the answer for the expired lease");
+      expect(answers[1]).toMatchObject({ ID: grant.ID, TTL: 0n });
+      // The answer came after the revocation: the key went with the lease.
+      expect(answers[1]!.header!.revision).toBe(ahead.store.currentRevision());
+      const held = await call<etcd.RangeRequest, etcd.RangeResponse>(
+        c.kv,
+        "range",
+        rangeRequest({ key: b("held") }),
+      );
+      expect(held.count).toBe(0n);
+      const closed = new Promise((resolve) => keepAlive.on("status", resolve));
+      keepAlive.end();
+      expect(await closed).toMatchObject({ code: status.OK });
+    } finally {
+      c.close();
+      await ahead.stop();
+    }
+  });
+});
+
 describe("etcd Watch over gRPC", () => {
   it("delivers live events, history from a start revision with prev_kv, and honours filters", async () => {
     // Proves many watchers on one stream: live, catch-up from history, and NOPUT filtering.

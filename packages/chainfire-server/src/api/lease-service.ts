@@ -89,14 +89,30 @@ function keepAlive(ctx: EtcdApiContext, call: KeepAliveCall): void {
       return finish(grpcError(err));
     }
     if (upstream === null && leader === null) {
-      // An unknown lease answers TTL 0, which clients read as "expired".
-      const ttl = ctx.store.lessor.renew(req.ID, ctx.nowMs()) ?? 0n;
-      call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: req.ID, TTL: ttl });
+      answerHere(req.ID);
       return;
     }
     if (upstream === null && leader !== null) upstream = relay(leader, call, finish);
     upstream!.write(req);
   });
+  // An unknown lease answers TTL 0, which clients read as "expired". A lease whose time is up is
+  // not renewed: as etcd, the answer (TTL 0) waits until its revocation is applied, so a client
+  // told its lease is gone finds its keys gone too. Should this member stop leading first, the
+  // stream ends with "no leader" and the client's next stream reaches the new leader.
+  const answerHere = (id: bigint) => {
+    const lessor = ctx.store.lessor;
+    const renewal = lessor.renew(id, ctx.nowMs());
+    if (renewal === "expired") {
+      void lessor.whenSettled(id).then(() => {
+        if (ended) return;
+        if (lessor.get(id) !== undefined && !lessor.isPrimary) finish(grpcError(chainfireError("NO_LEADER")));
+        else answerHere(id);
+      });
+      return;
+    }
+    const TTL = renewal === "not-found" ? 0n : renewal;
+    call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: id, TTL });
+  };
   call.on("end", () => finish());
   call.on("error", () => finish());
   call.on("cancelled", () => finish());

@@ -28,3 +28,31 @@ describe("Lessor.ids", () => {
     expect(lessor.ids()).toEqual([1n, 2n, 3n, 4n]);
   });
 });
+
+describe("Lessor.renew", () => {
+  it("does not renew a lease whose time is up, and wakes waiters when it goes or leadership does", async () => {
+    // Proves a keep-alive arriving between a lease's expiry and its revocation cannot extend it.
+    const lessor = new Lessor({ minTtlSeconds: 2n, checkpointIntervalMs: 60_000 });
+    lessor.promote(0);
+    const lease = lessor.add(1n, 10n, 0n, 0);
+    lessor.add(2n, 10n, 0n, 0);
+    expect(lessor.renew(1n, 5_000)).toBe(10n);
+    expect(lease.expiryMs).toBe(15_000);
+    expect(lessor.renew(1n, 15_000)).toBe("expired");
+    expect(lease.expiryMs).toBe(15_000);
+    expect(lessor.renew(9n, 15_000)).toBe("not-found");
+    const settled: bigint[] = [];
+    const gone = lessor.whenSettled(1n).then(() => settled.push(1n));
+    const demoted = lessor.whenSettled(2n).then(() => settled.push(2n));
+    await Promise.resolve();
+    expect(settled).toEqual([]);
+    lessor.delete(1n);
+    await gone;
+    expect(settled).toEqual([1n]);
+    lessor.demote();
+    await demoted;
+    expect(settled).toEqual([1n, 2n]);
+    // Off the leader nothing is counted down, so there is nothing to wait for.
+    await lessor.whenSettled(2n);
+  });
+});

@@ -36,10 +36,15 @@ export function minLeaseTtlSeconds(heartbeatIntervalMs: number, electionTimeoutM
   return BigInt(Math.ceil(ms / 1000));
 }
 
+/** What a keep-alive gets: the granted TTL, or why there is none. */
+export type Renewal = bigint | "not-found" | "expired";
+
 export class Lessor {
   private readonly leases = new Map<bigint, Lease>();
   private primary = false;
   private readonly lastCheckpointMs = new Map<bigint, number>();
+  /** Callers of `whenSettled`, woken when the lease goes away or this member stops leading. */
+  private readonly settledWaiters = new Map<bigint, (() => void)[]>();
 
   constructor(readonly options: LessorOptions) {}
 
@@ -72,11 +77,13 @@ export class Lessor {
   delete(id: bigint): void {
     this.leases.delete(id);
     this.lastCheckpointMs.delete(id);
+    this.wake(id);
   }
 
   clear(): void {
     this.leases.clear();
     this.lastCheckpointMs.clear();
+    this.wakeAll();
   }
 
   attach(id: bigint, key: string): void {
@@ -100,19 +107,49 @@ export class Lessor {
   demote(): void {
     this.primary = false;
     for (const lease of this.leases.values()) lease.expiryMs = null;
+    this.wakeAll();
   }
 
-  /** Leader: a keep-alive. Returns the granted TTL, or null when the lease does not exist. */
-  renew(id: bigint, nowMs: number): bigint | null {
+  /**
+   * Leader: a keep-alive. Returns the granted TTL; "not-found" for a lease that does not exist; and
+   * "expired" for one whose time is up but whose revocation is not applied yet, which is not renewed
+   * (etcd's Renew waits for that revocation, then answers that the lease is not found).
+   */
+  renew(id: bigint, nowMs: number): Renewal {
     const lease = this.leases.get(id);
-    if (lease === undefined) return null;
+    if (lease === undefined) return "not-found";
     if (this.primary) {
+      if (lease.expiryMs !== null && lease.expiryMs <= nowMs) return "expired";
       lease.expiryMs = nowMs + Number(lease.ttlSeconds) * 1000;
       // The recorded remaining TTL is now too short: record the renewal at the next round, so a
       // leader change right after a keep-alive does not expire the lease early.
       this.lastCheckpointMs.delete(id);
     }
     return lease.ttlSeconds;
+  }
+
+  /**
+   * Resolves once lease `id` no longer exists here, or this member stops leading (or its leases are
+   * replaced by a restore): the moment to look at an expired lease again.
+   */
+  whenSettled(id: bigint): Promise<void> {
+    if (!this.leases.has(id) || !this.primary) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiters = this.settledWaiters.get(id);
+      if (waiters === undefined) this.settledWaiters.set(id, [resolve]);
+      else waiters.push(resolve);
+    });
+  }
+
+  private wake(id: bigint): void {
+    const waiters = this.settledWaiters.get(id);
+    if (waiters === undefined) return;
+    this.settledWaiters.delete(id);
+    for (const resolve of waiters) resolve();
+  }
+
+  private wakeAll(): void {
+    for (const id of [...this.settledWaiters.keys()]) this.wake(id);
   }
 
   /** Seconds left (truncated, as etcd reports); the granted TTL when this member is not tracking expiry. */

@@ -29,6 +29,8 @@ export interface TestServerOptions {
   leaderId?: () => bigint;
   /** See EtcdApiContext.leaderCheckMs. */
   leaderCheckMs?: number;
+  /** The clock the API reads (keep-alives, time-to-live); the lease driver keeps `Date.now`. */
+  nowMs?: () => number;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -57,7 +59,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     version: "3.4.0",
     watchFragmentBytesMax: options.watchFragmentBytesMax ?? 1536 * 1024,
     maxRequestBytes: options.maxRequestBytes ?? 1536 * 1024,
-    nowMs: () => Date.now(),
+    nowMs: options.nowMs ?? (() => Date.now()),
     ...(options.leaderCheckMs === undefined ? {} : { leaderCheckMs: options.leaderCheckMs }),
   };
   const server = new Server();
