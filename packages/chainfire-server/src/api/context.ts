@@ -73,6 +73,17 @@ export function proposeCommand(ctx: EtcdApiContext, cmd: command.MvccCommand): P
   });
 }
 
+/**
+ * etcd's answer to a write the quota cannot take: the NOSPACE alarm is raised through the log, then
+ * the write is refused.
+ */
+export async function raiseNoSpace(ctx: EtcdApiContext): Promise<never> {
+  await proposeCommand(ctx, {
+    alarm: { action: 1, memberID: ctx.member.memberId, alarm: 1 },
+  });
+  throw chainfireError("NO_SPACE");
+}
+
 /** A random positive int64, for IDs the proposer chooses so every member applies the same one. */
 export function randomId63(): bigint {
   return randomBytes(8).readBigUInt64BE() & ((1n << 63n) - 1n) || 1n;

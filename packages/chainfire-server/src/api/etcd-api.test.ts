@@ -199,6 +199,32 @@ describe("lease expiry", () => {
   });
 });
 
+describe("a lease grant over the quota", () => {
+  it("raises the NOSPACE alarm and is refused, as a put is", async () => {
+    // Proves etcd's quota check for LeaseGrant: before, the grant was refused without the alarm, so
+    // `etcdctl alarm list` showed nothing.
+    const full = await startTestServer({ store: { quotaBackendBytes: 1n } });
+    const c = createClients(full.endpoint);
+    try {
+      const refused = await call(c.lease, "leaseGrant", { TTL: 60n, ID: 0n }).then(
+        () => null,
+        (err: { code: number; details: string }) => err,
+      );
+      expect(refused).toMatchObject({
+        code: status.RESOURCE_EXHAUSTED,
+        details: "etcdserver: mvcc: database space exceeded",
+      });
+      expect(full.store.alarms()).toEqual([
+        { memberID: 0x8e9e_05c5_2164_694dn, alarm: etcd.AlarmType.NOSPACE },
+      ]);
+      expect(full.store.lessor.ids()).toEqual([]);
+    } finally {
+      c.close();
+      await full.stop();
+    }
+  });
+});
+
 describe("keep-alive of a lease whose time is up", () => {
   it("is not renewed: it answers TTL 0 once the lease's revocation is applied, as etcd does", async () => {
     // Proves a keep-alive cannot bring back a lease the leader already counts as expired. The API's

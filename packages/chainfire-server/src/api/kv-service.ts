@@ -1,10 +1,9 @@
 // etcdserverpb.KV on the Replicated facade: writes are proposals, reads are served locally after a
 // ReadIndex (or immediately when serializable), read-only txns never enter the log.
 import type { etcd } from "@photoncloud/chainfire-api";
-import { chainfireError } from "../errors.js";
 import { isReadOnlyTxn } from "../mvcc/store.js";
 import { checkDeleteRange, checkPut, checkRange, checkTxn } from "../mvcc/txn-check.js";
-import { type EtcdApiContext, proposeCommand, responseHeader } from "./context.js";
+import { type EtcdApiContext, proposeCommand, raiseNoSpace, responseHeader } from "./context.js";
 import { unary } from "./grpc-util.js";
 
 export function kvHandlers(ctx: EtcdApiContext): etcd.KVServer {
@@ -30,13 +29,6 @@ async function range(ctx: EtcdApiContext, req: etcd.RangeRequest): Promise<etcd.
 async function checkQuota(ctx: EtcdApiContext, requestBytes: number): Promise<void> {
   if (ctx.store.quotaAvailable(requestBytes)) return;
   await raiseNoSpace(ctx);
-}
-
-async function raiseNoSpace(ctx: EtcdApiContext): Promise<never> {
-  await proposeCommand(ctx, {
-    alarm: { action: 1, memberID: ctx.member.memberId, alarm: 1 },
-  });
-  throw chainfireError("NO_SPACE");
 }
 
 /** The hottest write: no async frame or extra promise turn when the quota allows it (the usual case). */

@@ -4,7 +4,7 @@ import { type ClientDuplexStream, type ServerDuplexStream, type ServiceError, st
 import type { etcd } from "@photoncloud/chainfire-api";
 import { type GrpcStatus, grpcError as kitGrpcError } from "@photoncloud/daemon";
 import { chainfireError } from "../errors.js";
-import { type EtcdApiContext, proposeCommand, randomId63, responseHeader } from "./context.js";
+import { type EtcdApiContext, proposeCommand, raiseNoSpace, randomId63, responseHeader } from "./context.js";
 import { grpcError, unary } from "./grpc-util.js";
 import { requiresLeader, watchForLeaderLoss } from "./require-leader.js";
 
@@ -27,8 +27,12 @@ export function leaseHandlers(ctx: EtcdApiContext): etcd.LeaseServer {
   };
 }
 
+/** What etcd's quota counts for a lease (its leaseOverhead). */
+const LEASE_COST_BYTES = 64;
+
 async function grant(ctx: EtcdApiContext, req: etcd.LeaseGrantRequest): Promise<etcd.LeaseGrantResponse> {
-  if (!ctx.store.quotaAvailable(16)) throw chainfireError("NO_SPACE");
+  // Over the quota a grant raises the NOSPACE alarm, as a put does (etcd's quotaLeaseServer).
+  if (!ctx.store.quotaAvailable(LEASE_COST_BYTES)) return raiseNoSpace(ctx);
   // The proposer picks the ID (as etcd does) so every member applies the same one.
   const request = { TTL: req.TTL, ID: req.ID === 0n ? randomId63() : req.ID };
   const result = (await proposeCommand(ctx, { leaseGrant: request })).leaseGrant!;
