@@ -182,3 +182,50 @@ it("delivers nothing before a future start revision, however many commits come f
   }
   expect(revisions).toEqual([start, start + 1n, start + 2n, start + 3n]);
 });
+
+it("sends a synced watcher one response per revision, as etcd does, when a batch holds several", () => {
+  // Proves etcd's live delivery: each write's events in a response of their own, whose header is
+  // that write's revision. Before, a batch's events went out in one response with its last revision.
+  const deliveries: { revision: bigint; keys: string[] }[] = [];
+  hub.watch(
+    0n,
+    {
+      key: Buffer.from("k"),
+      rangeEnd: Buffer.from("l"),
+      startRevision: 0n,
+      prevKv: false,
+      noPut: false,
+      noDelete: false,
+    },
+    (_w, delivery) => {
+      deliveries.push({
+        revision: delivery.revision,
+        keys: delivery.events.map((e) => e.kv!.key.toString()),
+      });
+      return true;
+    },
+  );
+  const txn = {
+    txn: {
+      compare: [],
+      success: [
+        { requestPut: putRequest({ key: Buffer.from("k5"), value: Buffer.from("t") }) },
+        { requestPut: putRequest({ key: Buffer.from("k6"), value: Buffer.from("t") }) },
+      ],
+      failure: [],
+    },
+  };
+  const cmds = [
+    { put: putRequest({ key: Buffer.from("k1"), value: Buffer.from("a") }) },
+    { put: putRequest({ key: Buffer.from("x"), value: Buffer.from("not watched") }) },
+    txn,
+    { put: putRequest({ key: Buffer.from("k2"), value: Buffer.from("b") }) },
+  ];
+  store.applyBatch(entriesFor(cmds, index));
+  index += BigInt(cmds.length);
+  expect(deliveries).toEqual([
+    { revision: 2n, keys: ["k1"] },
+    { revision: 4n, keys: ["k5", "k6"] },
+    { revision: 5n, keys: ["k2"] },
+  ]);
+});

@@ -167,14 +167,24 @@ export class WatchHub {
         if (watcher.nextRevision <= revision) watcher.nextRevision = revision + 1n;
         continue;
       }
-      if (watcher.sink(watcher, { events: selected, revision })) {
-        watcher.nextRevision = revision + 1n;
-      } else {
-        // A synced watcher has had everything before this delivery; resuming from here (not from a
-        // stale position on a quiet key) also keeps it clear of an unrelated compaction.
-        watcher.nextRevision = selected[0]!.kv!.modRevision;
-        this.markUnsynced(watcher);
+      // As etcd, a synced watcher gets one response per revision, whose header is that revision
+      // (several revisions share one response only when a watcher catches up from history).
+      let from = 0;
+      while (from < selected.length) {
+        const at = selected[from]!.kv!.modRevision;
+        let to = from + 1;
+        while (to < selected.length && selected[to]!.kv!.modRevision === at) to++;
+        const group = from === 0 && to === selected.length ? selected : selected.slice(from, to);
+        if (!watcher.sink(watcher, { events: group, revision: at })) {
+          // A synced watcher has had everything before this delivery; resuming from here (not from
+          // a stale position on a quiet key) also keeps it clear of an unrelated compaction.
+          watcher.nextRevision = at;
+          this.markUnsynced(watcher);
+          break;
+        }
+        from = to;
       }
+      if (watcher.synced) watcher.nextRevision = revision + 1n;
     }
   }
 
