@@ -21,6 +21,16 @@ function putMany(count: number): void {
   index += BigInt(count);
 }
 
+/** A watch on the keys from "k" up to "l", from now on, without filters. */
+const keysKtoL = {
+  key: Buffer.from("k"),
+  rangeEnd: Buffer.from("l"),
+  startRevision: 0n,
+  prevKv: false,
+  noPut: false,
+  noDelete: false,
+};
+
 async function until(check: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (!check()) {
@@ -44,22 +54,11 @@ it("moves a refusing watcher to catch-up and later delivers every event once, in
   // Proves the bounded slow-watcher path: refusals cost storage reads, not buffered events.
   const received: mvccpb.Event[] = [];
   let accepting = false;
-  const watcher = hub.watch(
-    0n,
-    {
-      key: Buffer.from("k"),
-      rangeEnd: Buffer.from("l"),
-      startRevision: 0n,
-      prevKv: false,
-      noPut: false,
-      noDelete: false,
-    },
-    (_w, delivery) => {
-      if (!accepting) return false;
-      received.push(...delivery.events);
-      return true;
-    },
-  );
+  const watcher = hub.watch(0n, keysKtoL, (_w, delivery) => {
+    if (!accepting) return false;
+    received.push(...delivery.events);
+    return true;
+  });
   putMany(50);
   expect(watcher.synced).toBe(false);
   putMany(50);
@@ -187,24 +186,13 @@ it("sends a synced watcher one response per revision, as etcd does, when a batch
   // Proves etcd's live delivery: each write's events in a response of their own, whose header is
   // that write's revision. Before, a batch's events went out in one response with its last revision.
   const deliveries: { revision: bigint; keys: string[] }[] = [];
-  hub.watch(
-    0n,
-    {
-      key: Buffer.from("k"),
-      rangeEnd: Buffer.from("l"),
-      startRevision: 0n,
-      prevKv: false,
-      noPut: false,
-      noDelete: false,
-    },
-    (_w, delivery) => {
-      deliveries.push({
-        revision: delivery.revision,
-        keys: delivery.events.map((e) => e.kv!.key.toString()),
-      });
-      return true;
-    },
-  );
+  hub.watch(0n, keysKtoL, (_w, delivery) => {
+    deliveries.push({
+      revision: delivery.revision,
+      keys: delivery.events.map((e) => e.kv!.key.toString()),
+    });
+    return true;
+  });
   const txn = {
     txn: {
       compare: [],
