@@ -695,6 +695,13 @@ describe("MvccStore", () => {
       alarm: { action: etcd.AlarmRequest_AlarmAction.ACTIVATE, memberID: 1n, alarm: etcd.AlarmType.NOSPACE },
     });
     expect(put("k", "v").error!.message).toBe("etcdserver: mvcc: database space exceeded");
+    // A txn with a put in either branch is refused, as etcd does, even when the other branch runs.
+    const txn = (success: etcd.RequestOp[], failure: etcd.RequestOp[]) =>
+      apply({ txn: { compare: [], success, failure } })[0]!;
+    const write = { requestPut: putRequest({ key: b("k"), value: b("v") }) };
+    const read = { requestRange: rangeRequest({ key: b("k") }) };
+    expect(txn([read], [write]).error!.message).toBe("etcdserver: mvcc: database space exceeded");
+    expect(txn([read], [read]).txn!.succeeded).toBe(true);
     apply({
       alarm: {
         action: etcd.AlarmRequest_AlarmAction.DEACTIVATE,

@@ -718,6 +718,9 @@ export class MvccStore implements StateMachine {
 
   private applyTxn(req: etcd.TxnRequest, entry: ApplyEntry): etcd.TxnResponse {
     checkTxn(req, this.maxTxnOps);
+    // Under the NOSPACE alarm etcd refuses a txn with a put in either branch, whichever one runs.
+    if (this.noSpace() && [...req.success, ...req.failure].some((op) => op.requestPut !== undefined))
+      throw chainfireError("NO_SPACE");
     const path = this.txnPath(req);
     this.checkTxnPreconditions(req, path);
     this.checkTxnRanges(req, path);
