@@ -380,6 +380,26 @@ describe("MvccStore", () => {
     expect([keysOf(ascend), ascend.more, ascend.count]).toEqual([["p/c"], true, 3n]);
   });
 
+  it("counts a nested txn's operations against what its parent leaves, and refuses an empty op, as etcd", () => {
+    // Proves etcd's checkTxnRequest limits (128 operations by default here): before, every nested
+    // txn had the whole limit again, and an empty operation answered another error text.
+    const reads = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ requestRange: rangeRequest({ key: b(`r${i}`) }) }));
+    const nested = (outer: number, inner: number) =>
+      apply({
+        txn: {
+          compare: [],
+          success: [...reads(outer - 1), { requestTxn: { compare: [], success: reads(inner), failure: [] } }],
+          failure: [],
+        },
+      })[0]!;
+    expect(nested(64, 64).txn!.succeeded).toBe(true);
+    expect(nested(64, 65).error!.message).toBe("etcdserver: too many operations in txn request");
+    expect(nested(100, 100).error!.message).toBe("etcdserver: too many operations in txn request");
+    const [empty] = apply({ txn: { compare: [], success: [{}], failure: [] } });
+    expect(empty!.error!.message).toBe("etcdserver: key not found");
+  });
+
   it("reads a negative revision in a txn as now until the first compaction, as etcd does", () => {
     put("b", "1");
     const [res] = apply({

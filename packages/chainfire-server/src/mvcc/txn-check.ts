@@ -27,17 +27,21 @@ export function checkTxn(req: etcd.TxnRequest, maxTxnOps: number): void {
   checkIntervals(req.failure);
 }
 
+/**
+ * etcd's checkTxnRequest: the longest of the compares and the two branches counts against the
+ * limit, and a nested txn has only what its parent left; an operation with nothing in it answers
+ * etcd's "key not found".
+ */
 function checkTxnShape(req: etcd.TxnRequest, maxTxnOps: number): void {
-  if (req.compare.length > maxTxnOps || req.success.length > maxTxnOps || req.failure.length > maxTxnOps) {
-    throw chainfireError("TOO_MANY_OPS");
-  }
+  const ops = Math.max(req.compare.length, req.success.length, req.failure.length);
+  if (ops > maxTxnOps) throw chainfireError("TOO_MANY_OPS");
   for (const c of req.compare) if (c.key.length === 0) throw chainfireError("EMPTY_KEY");
   for (const op of [...req.success, ...req.failure]) {
     if (op.requestRange) checkRange(op.requestRange);
     else if (op.requestPut) checkPut(op.requestPut);
     else if (op.requestDeleteRange) checkDeleteRange(op.requestDeleteRange);
-    else if (op.requestTxn) checkTxnShape(op.requestTxn, maxTxnOps);
-    else throw chainfireError("INVALID_REQUEST");
+    else if (op.requestTxn) checkTxnShape(op.requestTxn, maxTxnOps - ops);
+    else throw chainfireError("KEY_NOT_FOUND");
   }
 }
 
