@@ -73,6 +73,10 @@ export const errorSpecs = {
     message: "etcdserver: given member URLs are invalid",
     grpcStatus: status.INVALID_ARGUMENT,
   },
+  TOO_MANY_LEARNERS: {
+    message: "etcdserver: too many learner members in cluster",
+    grpcStatus: status.FAILED_PRECONDITION,
+  },
   MEMBER_NOT_LEARNER: {
     message: "etcdserver: can only promote a learner member",
     grpcStatus: status.FAILED_PRECONDITION,

@@ -130,6 +130,17 @@ describe("etcd's Cluster API on a 3-member cluster", { timeout: 150_000 }, () =>
       code: 14,
       details: "etcdserver: rpc not supported for learner",
     });
+    // As etcd 3.4: one learner at a time, and a learner cannot be given leadership. Nothing changes.
+    const before = (await call<etcd.MemberListResponse>(f1!.clients.cluster, "memberList", {})).members;
+    await expect(
+      call(f1!.clients.cluster, "memberAdd", { peerURLs: ["http://127.0.0.1:9"], isLearner: true }),
+    ).rejects.toMatchObject({ code: 9, details: "etcdserver: too many learner members in cluster" });
+    await expect(call(f1!.clients.maintenance, "moveLeader", { targetID: id })).rejects.toMatchObject({
+      code: 9,
+      details: "etcdserver: bad leader transferee",
+    });
+    const after = (await call<etcd.MemberListResponse>(f1!.clients.cluster, "memberList", {})).members;
+    expect(after).toEqual(before);
     await until(
       () => call(f1!.clients.cluster, "memberPromote", { ID: id }).then(() => true),
       "the promotion of e4",

@@ -40,10 +40,13 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
       try {
         await deps.membership.leaderTransfer({ targetId: req.targetID, targetName: "" });
       } catch (err) {
-        // etcd's word for a target that is not a voting member of this cluster.
+        // etcd's word for a target that is not a voting member of this cluster: unknown, or a learner.
         const code = (err as { code?: unknown }).code;
-        if (code === "RAFT_MEMBER_NOT_FOUND" || (isMappedGrpcError(err) && code === status.NOT_FOUND))
-          throw chainfireError("BAD_LEADER_TRANSFEREE");
+        const notVoter =
+          code === "RAFT_MEMBER_NOT_FOUND" ||
+          code === "RAFT_INVALID_ARGUMENT" ||
+          (isMappedGrpcError(err) && (code === status.NOT_FOUND || code === status.INVALID_ARGUMENT));
+        if (notVoter) throw chainfireError("BAD_LEADER_TRANSFEREE");
         throw err;
       }
       return { header: undefined };

@@ -52,6 +52,8 @@ async function memberAdd(deps: EtcdClusterDeps, req: etcd.MemberAddRequest): Pro
     throw chainfireError("PEER_URL_EXIST");
   const id = memberIdForPeerUrls(deps.clusterToken, peerUrls);
   if (current.some((m) => m.id === id)) throw chainfireError("MEMBER_EXIST");
+  // etcd 3.4 admits one learner at a time (maxLearners); chainfire.v1's MemberAdd is not limited.
+  if (req.isLearner && current.some((m) => m.isLearner)) throw chainfireError("TOO_MANY_LEARNERS");
   const res = await deps.membership.memberAdd({
     id,
     name: "",
