@@ -85,7 +85,7 @@ function statusOf(ctx: EtcdApiContext): etcd.StatusResponse {
 
 async function alarm(ctx: EtcdApiContext, req: etcd.AlarmRequest): Promise<etcd.AlarmResponse> {
   if (req.action === etcd.AlarmRequest_AlarmAction.GET) {
-    const alarms = await ctx.replicated.linearizableRead(() => ctx.store.alarms());
+    const alarms = await ctx.replicated.linearizableRead(() => ctx.store.alarms(req.alarm));
     return { header: undefined, alarms };
   }
   const result = (await proposeCommand(ctx, { alarm: req })).alarm!;

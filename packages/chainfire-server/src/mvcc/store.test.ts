@@ -706,6 +706,22 @@ describe("MvccStore", () => {
     expect(await store.hashKV(0n)).toEqual(expected);
   });
 
+  it("answers alarm activations and lists by type as etcd's alarm store does", () => {
+    // Proves etcd's Alarm: activating an active alarm answers it again (before, an empty list), and
+    // a GET for one type lists only that type (before, every alarm).
+    const A = etcd.AlarmType;
+    const act = (memberID: bigint, alarm: etcd.AlarmType) =>
+      apply({ alarm: { action: etcd.AlarmRequest_AlarmAction.ACTIVATE, memberID, alarm } })[0]!.alarm!.alarms;
+    expect(act(1n, A.NOSPACE)).toEqual([{ memberID: 1n, alarm: A.NOSPACE }]);
+    expect(act(1n, A.NOSPACE)).toEqual([{ memberID: 1n, alarm: A.NOSPACE }]);
+    act(2n, A.CORRUPT);
+    const get = (alarm: etcd.AlarmType) =>
+      apply({ alarm: { action: etcd.AlarmRequest_AlarmAction.GET, memberID: 0n, alarm } })[0]!.alarm!.alarms;
+    expect(get(A.CORRUPT)).toEqual([{ memberID: 2n, alarm: A.CORRUPT }]);
+    expect(get(A.NONE)).toHaveLength(2);
+    expect(store.alarms(A.NOSPACE)).toEqual([{ memberID: 1n, alarm: A.NOSPACE }]);
+  });
+
   it("raises NOSPACE and then refuses puts until the alarm is cleared", () => {
     // Proves the quota check and the capped apply while the NOSPACE alarm is active.
     store.close();

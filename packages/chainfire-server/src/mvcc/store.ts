@@ -269,8 +269,10 @@ export class MvccStore implements StateMachine {
     return this.backend.sizeInUseBytes();
   }
 
-  alarms(): etcd.AlarmMember[] {
-    return [...this.alarmSet.values()];
+  /** The active alarms: every one, or only those of `type` (etcd's AlarmStore.Get). */
+  alarms(type: etcd.AlarmType = etcd.AlarmType.NONE): etcd.AlarmMember[] {
+    const all = [...this.alarmSet.values()];
+    return type === etcd.AlarmType.NONE ? all : all.filter((a) => a.alarm === type);
   }
 
   /** Whether a write of about `requestBytes` fits under the quota (etcd's quota check before proposing). */
@@ -889,17 +891,17 @@ export class MvccStore implements StateMachine {
     const name = `alarm:${req.memberID}:${req.alarm}`;
     const member: etcd.AlarmMember = { memberID: req.memberID, alarm: req.alarm };
     if (req.action === etcd.AlarmRequest_AlarmAction.ACTIVATE && req.alarm !== etcd.AlarmType.NONE) {
-      const fresh = !this.alarmSet.has(name);
+      // As etcd's AlarmStore.Activate: the alarm is answered whether it is new or already active.
       this.alarmSet.set(name, member);
       this.backend.setMetaValue(name, 1n);
-      return { header: header(this.revision), alarms: fresh ? [member] : [] };
+      return { header: header(this.revision), alarms: [member] };
     }
     if (req.action === etcd.AlarmRequest_AlarmAction.DEACTIVATE) {
       const existed = this.alarmSet.delete(name);
       this.backend.deleteMeta(name);
       return { header: header(this.revision), alarms: existed ? [member] : [] };
     }
-    return { header: header(this.revision), alarms: this.alarms() };
+    return { header: header(this.revision), alarms: this.alarms(req.alarm) };
   }
 
   // ---- loading ------------------------------------------------------------------------------------
