@@ -18,8 +18,10 @@ export { type PersistBatch, SqliteLogStore, type SqliteLogStoreOptions } from ".
 export {
   DatabaseStillOpenError,
   discardInterruptedReplace,
+  renameOverDatabase,
   replaceDatabaseFile,
   rollbackJournalCopy,
+  syncFile,
   syncFolder,
   WalFileSync,
   writeDatabaseFile,

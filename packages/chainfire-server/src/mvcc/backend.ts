@@ -1,9 +1,9 @@
 // The SQLite side of the MVCC store: revision-keyed rows (one per key change, tombstones included),
 // leases and a few counters. Every 64-bit column is read with safeIntegers so it arrives as bigint.
-import { closeSync, fsyncSync, openSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
-import { WalCheckpointer, WalFileSync } from "@photoncloud/raft";
+import { syncFile, WalCheckpointer, WalFileSync } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 
 export interface Row {
@@ -475,13 +475,4 @@ function vacuumInto(path: string, target: string): Promise<void> {
 export function removeDefragCopy(target: string): void {
   for (const file of [target, `${target}-journal`, `${target}-wal`, `${target}-shm`])
     rmSync(file, { force: true });
-}
-
-function syncFile(path: string): void {
-  const fd = openSync(path, "r+");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }

@@ -2,8 +2,7 @@
 // lease; history until compaction) as a Raft StateMachine. Writes arrive only as encoded MvccCommands
 // through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
-import { existsSync, renameSync, rmSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, statSync } from "node:fs";
 import { setImmediate } from "node:timers/promises";
 import { crc32 } from "node:zlib";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
@@ -13,12 +12,12 @@ import {
   type ApplyEntry,
   DatabaseStillOpenError,
   discardInterruptedReplace,
+  renameOverDatabase,
   replaceDatabaseFile,
   rollbackJournalCopy,
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
-  syncFolder,
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, removeDefragCopy, type Row } from "./backend.js";
@@ -450,12 +449,8 @@ export class MvccStore implements StateMachine {
       const allClosed = this.closeFile();
       const walLeft = existsSync(`${path}-wal`) && statSync(`${path}-wal`).size > 0;
       if (allClosed && !walLeft) {
-        rmSync(`${path}-wal`, { force: true });
-        rmSync(`${path}-shm`, { force: true });
-        syncFolder(dirname(path));
-        renameSync(target, path);
+        renameOverDatabase(target, path);
         replaced = true;
-        syncFolder(dirname(path));
       }
     } finally {
       if (!replaced) removeDefragCopy(target);
@@ -751,13 +746,10 @@ export class MvccStore implements StateMachine {
   }
 
   private checkTxnPreconditions(req: etcd.TxnRequest, path: TxnPath): void {
-    let nestedIndex = 0;
-    for (const op of path.succeeded ? req.success : req.failure) {
-      if (op.requestPut) {
-        if (this.noSpace()) throw chainfireError("NO_SPACE");
-        this.checkPutPreconditions(op.requestPut);
-      }
-      if (op.requestTxn) this.checkTxnPreconditions(op.requestTxn, path.nested[nestedIndex++]!);
+    for (const op of chosenOps(req, path)) {
+      if (!op.requestPut) continue;
+      if (this.noSpace()) throw chainfireError("NO_SPACE");
+      this.checkPutPreconditions(op.requestPut);
     }
   }
 
@@ -769,12 +761,10 @@ export class MvccStore implements StateMachine {
    * drop the txn's reads before applying it and make its writes (etcd-io/etcd#18667).
    */
   private checkTxnRanges(req: etcd.TxnRequest, path: TxnPath): void {
-    let nestedIndex = 0;
-    for (const op of path.succeeded ? req.success : req.failure) {
+    for (const op of chosenOps(req, path)) {
       const revision = op.requestRange?.revision ?? 0n;
       if (revision > this.revision) throw chainfireError("FUTURE_REV");
       if (revision !== 0n && revision < this.compacted) throw chainfireError("COMPACTED");
-      if (op.requestTxn) this.checkTxnRanges(op.requestTxn, path.nested[nestedIndex++]!);
     }
   }
 
@@ -1023,6 +1013,15 @@ function revisionKey(main: bigint, sub: bigint, deleted: boolean): Buffer {
   bytes.writeBigInt64BE(sub, 9);
   if (deleted) bytes[17] = 0x74;
   return bytes;
+}
+
+/** Every operation of the branches `path` chose, a nested txn's right after the nested txn itself. */
+function* chosenOps(req: etcd.TxnRequest, path: TxnPath): Generator<etcd.RequestOp> {
+  let nestedIndex = 0;
+  for (const op of path.succeeded ? req.success : req.failure) {
+    yield op;
+    if (op.requestTxn) yield* chosenOps(op.requestTxn, path.nested[nestedIndex++]!);
+  }
 }
 
 function passesFilters(req: etcd.RangeRequest, kv: mvccpb.KeyValue): boolean {

@@ -134,10 +134,19 @@ export function writeDatabaseFile(path: string, content: Uint8Array): void {
 export function replaceDatabaseFile(path: string, content: Uint8Array): void {
   const staging = `${path}.restore`;
   writeDatabaseFile(staging, content);
+  renameOverDatabase(staging, path);
+}
+
+/**
+ * Steps 2 and 3 of `replaceDatabaseFile`: the complete, synced file `staged` (beside `path`)
+ * replaces the database file at `path`, every connection to which is closed. The old file's WAL
+ * and `-shm` are removed durably first, then the rename is made durable.
+ */
+export function renameOverDatabase(staged: string, path: string): void {
   rmSync(`${path}-wal`, { force: true });
   rmSync(`${path}-shm`, { force: true });
   syncFolder(dirname(path));
-  renameSync(staging, path);
+  renameSync(staged, path);
   syncFolder(dirname(path));
 }
 
@@ -169,6 +178,11 @@ export function discardInterruptedReplace(path: string): boolean {
 
 /** Makes the folder's entries (files created, renamed or removed in it) durable. */
 export function syncFolder(path: string): void {
+  syncFile(path);
+}
+
+/** Makes a file's content (or a folder's entries) durable. */
+export function syncFile(path: string): void {
   const fd = openSync(path, "r");
   try {
     fsyncSync(fd);
