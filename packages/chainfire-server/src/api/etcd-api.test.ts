@@ -1,6 +1,6 @@
 import { type ChainfireClients, createClients, etcd, type mvccpb } from "@photoncloud/chainfire-api";
 import { Metadata, status } from "@grpc/grpc-js";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { deleteRangeRequest, putRequest, rangeRequest } from "../mvcc/messages.js";
 import { startTestServer, type TestServer } from "../testing/test-server.js";
 
@@ -332,6 +332,32 @@ describe("etcd Watch over gRPC", () => {
     await put("k", "still watched");
     await until(() => w.events(5n).length === 1, "the first watcher's event");
     w.stream.end();
+  });
+
+  it("skips a progress notification for a watcher sent events since the last one, as etcd does", async () => {
+    // Proves progress_notify's elision: at a tick, only watchers without events since the previous
+    // tick are told the current revision. The stream's interval (etcd's 10 minutes) is driven by hand.
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      const w = watchStream();
+      w.create({ key: b("busy"), watchId: 1n, progressNotify: true });
+      w.create({ key: b("quiet"), watchId: 2n, progressNotify: true });
+      await until(() => w.responses.filter((r) => r.created).length === 2, "both watchers created");
+      const progress = (id: bigint) =>
+        w.responses.filter((r) => r.watchId === id && !r.created && !r.canceled && r.events.length === 0);
+      await put("busy", "1");
+      await until(() => w.events(1n).length === 1, "the busy watcher's event");
+      vi.advanceTimersByTime(600_000);
+      // The stream writes a tick's notifications in watcher order: the busy one would come first.
+      await until(() => progress(2n).length === 1, "the quiet watcher's notification");
+      expect(progress(1n)).toEqual([]);
+      vi.advanceTimersByTime(600_000);
+      await until(() => progress(2n).length === 2, "the second tick");
+      expect(progress(1n).map((r) => r.header!.revision)).toEqual([server.store.currentRevision()]);
+      w.stream.end();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("splits a large delivery into fragments when asked", async () => {

@@ -25,7 +25,11 @@ export function watchHandlers(
 
 class WatchStream {
   private readonly watchers = new Map<bigint, Watcher>();
-  private readonly progressNotify = new Set<bigint>();
+  /**
+   * Watchers that asked for progress_notify, each with whether it is due one at the next tick. As
+   * etcd's stream, a watcher sent events since the last tick skips that tick's notification.
+   */
+  private readonly progressNotify = new Map<bigint, boolean>();
   private readonly fragment = new Set<bigint>();
   private nextId = 0n;
   private congested = false;
@@ -107,7 +111,7 @@ class WatchStream {
       (w, delivery) => this.deliver(w, delivery),
     );
     this.watchers.set(id, watcher);
-    if (req.progressNotify) this.progressNotify.add(id);
+    if (req.progressNotify) this.progressNotify.set(id, true);
     if (req.fragment) this.fragment.add(id);
   }
 
@@ -145,15 +149,19 @@ class WatchStream {
     parts.forEach((events, i) => {
       this.write(this.response(watcher.id, delivery.revision, { events, fragment: i < parts.length - 1 }));
     });
+    if (delivery.events.length > 0 && this.progressNotify.get(watcher.id) === true) {
+      this.progressNotify.set(watcher.id, false);
+    }
     return true;
   }
 
   private sendProgress(): void {
-    for (const id of this.progressNotify) {
+    for (const [id, due] of this.progressNotify) {
       const watcher = this.watchers.get(id);
-      if (watcher?.synced && !this.congested) {
+      if (due && watcher?.synced && !this.congested) {
         this.write(this.response(id, this.ctx.store.currentRevision(), {}));
       }
+      this.progressNotify.set(id, true);
     }
   }
 
