@@ -129,6 +129,34 @@ it("resumes a congested watcher on a quiet key from its delivery, not from befor
   expect([compactRevision, received.map((e) => e.kv!.key.toString())]).toEqual([undefined, ["quiet"]]);
 });
 
+it("leaves out prev_kv of an event at the compact revision, as etcd does, and keeps it above", async () => {
+  // Proves what etcd gives: an event's prev_kv is the key's version before it, which a compaction
+  // at the event's own revision removes; the next event's prev_kv is the version the compaction kept.
+  putMany(21);
+  store.applyBatch(entriesFor([{ compaction: { revision: 12n, physical: true } }], index++));
+  const received: mvccpb.Event[] = [];
+  const watcher = hub.watch(
+    0n,
+    {
+      key: Buffer.from("k3"),
+      rangeEnd: Buffer.alloc(0),
+      startRevision: 12n,
+      prevKv: true,
+      noPut: false,
+      noDelete: false,
+    },
+    (_w, delivery) => {
+      received.push(...delivery.events);
+      return true;
+    },
+  );
+  await until(() => watcher.synced, "synced");
+  expect(received.map((e) => [e.kv!.modRevision, e.prevKv?.modRevision])).toEqual([
+    [12n, undefined],
+    [19n, 12n],
+  ]);
+});
+
 it("cancels a watch from a negative start revision as compacted, as etcd does", async () => {
   // Proves `etcdctl watch --rev -5` ends as etcd's does (compact revision -1 on a never-compacted
   // store), instead of watching from now.
