@@ -172,6 +172,30 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
     await cluster.stop("lone", "SIGKILL");
   });
 
+  it("reports the committed index as Status's raftIndex, as etcd does, not entries it cannot commit", async () => {
+    // Proves etcd's raftIndex on a leader that lost its quorum: a put it appends but cannot commit
+    // grows its log (chainfire.v1's Status reports the last index) but not the committed index.
+    const names = ["q1", "q2", "q3"];
+    await Promise.all(names.map((n) => cluster.allocate(n)));
+    const started = await Promise.all(
+      ["q1", "q2"].map((n) => cluster.start(n, { initialCluster: cluster.initialCluster(names) })),
+    );
+    const leaderId = await cluster.leaderId(started);
+    await put(started[0]!, "committed", "v");
+    const leader = await cluster.memberNamed(leaderId);
+    const follower = started.find((x) => x !== leader)!;
+    const lastIndex = async () =>
+      (await call<chainfirev1.StatusResponse>(leader.clients.operator, "status", {})).raftIndex;
+    const before = await cluster.status(leader);
+    expect(before.raftIndex).toBe(await lastIndex());
+    await cluster.stop(follower.name, "SIGKILL");
+    await expect(put(leader, "uncommitted", "v", 1500)).rejects.toMatchObject({ code: 4 });
+    expect(await lastIndex()).toBeGreaterThan(before.raftIndex);
+    const after = await cluster.status(leader);
+    expect([after.raftIndex, after.raftAppliedIndex]).toEqual([before.raftIndex, before.raftAppliedIndex]);
+    await cluster.stop(leader.name, "SIGKILL");
+  });
+
   it("refuses to promote a learner that is not in sync with the leader, on both membership APIs", async () => {
     // Proves a learner that never ran (nothing listens at its URL) does not become a voter.
     const added = (await call(m.clients.cluster, "memberAdd", {

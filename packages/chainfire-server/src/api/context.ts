@@ -13,6 +13,7 @@ export interface MemberFacts {
   readonly memberId: bigint;
   raftTerm(): bigint;
   leaderId(): bigint;
+  /** The committed Raft index: what etcd's Status reports as raftIndex. */
   raftIndex(): bigint;
   /** The last Raft index applied (membership entries included); the store's own index when absent. */
   raftAppliedIndex?(): bigint;

@@ -19,7 +19,8 @@ export function memberFacts(member: RunningMember): MemberFacts {
     memberId: member.memberId,
     raftTerm: () => member.header().raftTerm,
     leaderId: () => member.header().leaderId,
-    raftIndex: () => raft.status().raftIndex,
+    // etcd's Status reports the committed index here, not the last entry of the log.
+    raftIndex: () => raft.status().commit,
     raftAppliedIndex: () => raft.status().applied,
     // The configuration, not the member metadata: it is what Raft itself acts on.
     isLearner: () => raft.node.currentConfState().learners.includes(member.memberId),
