@@ -44,7 +44,7 @@ export function clientTlsOptions(envPrefix?: string) {
       flag: "trusted-ca-file",
       env: env("TRUSTED_CA_FILE"),
       type: "path",
-      description: "CA bundle (PEM) client certificates must chain to",
+      description: "CA bundle (PEM) client certificates must chain to; giving it requires them, as etcd does",
     },
     clientCertAuth: {
       flag: "client-cert-auth",
@@ -75,7 +75,7 @@ export function peerTlsOptions(envPrefix?: string) {
       flag: "peer-trusted-ca-file",
       env: env("PEER_TRUSTED_CA_FILE"),
       type: "path",
-      description: "CA bundle (PEM) peer certificates must chain to",
+      description: "CA bundle (PEM) peer certificates must chain to; giving it requires them, as etcd does",
     },
     peerClientCertAuth: {
       flag: "peer-client-cert-auth",

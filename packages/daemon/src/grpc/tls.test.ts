@@ -36,14 +36,15 @@ afterEach(async () => {
 });
 afterAll(removePemFiles);
 
-async function startTlsServer(clientCertAuth: boolean): Promise<string> {
+/** A TLS echo server: no client certificates asked, or the trusted CA with or without client-cert-auth. */
+async function startTlsServer(clients: "any" | "ca" | "ca+client-cert-auth"): Promise<string> {
   const grpc = await startGrpcServer({
     urls: parseUrlList("https://127.0.0.1:0"),
     tls: {
       certFile: files["server.pem"],
       keyFile: files["server-key.pem"],
-      trustedCaFile: files["ca.pem"],
-      clientCertAuth,
+      ...(clients === "any" ? {} : { trustedCaFile: files["ca.pem"] }),
+      clientCertAuth: clients === "ca+client-cert-auth",
     },
     services: [{ definition: echoServiceDefinition(), implementation: echoImplementation }],
     protoFiles: [ECHO_PROTO],
@@ -64,24 +65,28 @@ const tlsCreds = (pem?: Pem) =>
 describe("TLS listeners", () => {
   it("serves https:// with the given certificate and refuses plaintext clients", async () => {
     // Proves an https:// listen URL gets TLS with --cert-file/--key-file.
-    const address = await startTlsServer(false);
+    const address = await startTlsServer("any");
     expect(await checkHealth(address, "", { credentials: tlsCreds() })).toBe("SERVING");
     await expect(checkHealth(address, "", { deadlineMs: 2000 })).rejects.toMatchObject({
       code: status.UNAVAILABLE,
     });
   });
 
-  it("with client-cert-auth accepts only clients whose certificate chains to the trusted CA", async () => {
-    // Proves mTLS: no certificate and a certificate from another CA are both refused.
-    const address = await startTlsServer(true);
-    expect(await checkHealth(address, "", { credentials: tlsCreds(client) })).toBe("SERVING");
-    await expect(
-      checkHealth(address, "", { credentials: tlsCreds(), deadlineMs: 2000 }),
-    ).rejects.toMatchObject({ code: status.UNAVAILABLE });
-    await expect(
-      checkHealth(address, "", { credentials: tlsCreds(rogueClient), deadlineMs: 2000 }),
-    ).rejects.toMatchObject({ code: status.UNAVAILABLE });
-  });
+  it.each(["ca+client-cert-auth", "ca"] as const)(
+    "with %s accepts only clients whose certificate chains to the trusted CA",
+    async (clients) => {
+      // Proves mTLS: no certificate and a certificate from another CA are both refused. As etcd's, a
+      // trusted CA alone (without --client-cert-auth) already requires client certificates.
+      const address = await startTlsServer(clients);
+      expect(await checkHealth(address, "", { credentials: tlsCreds(client) })).toBe("SERVING");
+      await expect(
+        checkHealth(address, "", { credentials: tlsCreds(), deadlineMs: 2000 }),
+      ).rejects.toMatchObject({ code: status.UNAVAILABLE });
+      await expect(
+        checkHealth(address, "", { credentials: tlsCreds(rogueClient), deadlineMs: 2000 }),
+      ).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    },
+  );
 
   it("serves the HTTP endpoints over https:// with mTLS too", async () => {
     // Proves /health on an https:// HTTP listener needs a client certificate when client-cert-auth is set.

@@ -8,9 +8,9 @@ import { ConfigErrorCode, configError } from "../config/config-error.js";
 export interface TlsFiles {
   readonly certFile?: string | undefined;
   readonly keyFile?: string | undefined;
-  /** CA bundle that client certificates must chain to. */
+  /** CA bundle that client certificates must chain to. Giving it requires them, as etcd does. */
   readonly trustedCaFile?: string | undefined;
-  /** Require and verify a client certificate (mTLS). Needs trustedCaFile. */
+  /** Require and verify a client certificate (mTLS). Needs trustedCaFile, which implies it. */
   readonly clientCertAuth?: boolean | undefined;
   /** Flag names used in messages, e.g. `{ certFile: "--peer-cert-file" }`; etcd client names by default. */
   readonly flagNames?: Partial<Record<"certFile" | "keyFile" | "trustedCaFile" | "clientCertAuth", string>>;
@@ -73,7 +73,9 @@ export function loadTlsMaterial(tls: TlsFiles, forWhat: string): TlsMaterial {
     cert: readPem(tls.certFile, cert),
     key: readPem(tls.keyFile, key),
     ca: tls.trustedCaFile === undefined ? undefined : readPem(tls.trustedCaFile, ca),
-    clientCertAuth: tls.clientCertAuth ?? false,
+    // etcd requires and verifies client certificates once a trusted CA is given, with or without
+    // --client-cert-auth: a CA on its own never leaves the listener open to any TLS client.
+    clientCertAuth: (tls.clientCertAuth ?? false) || tls.trustedCaFile !== undefined,
   };
 }
 
