@@ -26,7 +26,7 @@ let
   tlsOptions = what: {
     certFile = mkOption { type = types.nullOr types.path; default = null; description = "${what} certificate (PEM)."; };
     keyFile = mkOption { type = types.nullOr types.str; default = null; description = "${what} private key (PEM); a path outside the store."; };
-    trustedCaFile = mkOption { type = types.nullOr types.path; default = null; description = "CA bundle for verifying ${what} peers."; };
+    trustedCaFile = mkOption { type = types.nullOr types.path; default = null; description = "CA bundle for verifying ${what} peers; giving it requires their certificates, as etcd does."; };
     clientCertAuth = mkOption { type = types.bool; default = false; description = "Require client certificates on the ${what} URLs."; };
   };
 
