@@ -274,7 +274,7 @@ describe("bad flags and config", { timeout: 150_000 }, () => {
     const dir = (name: string) => join(cluster.root, `never-${name}`);
     const config = join(cluster.root, "bad.toml");
     writeFileSync(config, 'name = "x"\nlisten-client-url = "http://127.0.0.1:1"\n');
-    const cases: [string, string[], RegExp][] = [
+    const cases: [string, string[], RegExp, Record<string, string>?][] = [
       [
         "election",
         ["--data-dir", dir("election"), "--heartbeat-interval", "100", "--election-timeout", "200"],
@@ -298,8 +298,15 @@ describe("bad flags and config", { timeout: 150_000 }, () => {
         ["--data-dir", dir("cluster"), "--initial-cluster", "a=http://127.0.0.1:1"],
         /initial-cluster/,
       ],
+      // etcd's environment variables are read too, and a bad one is named.
+      [
+        "etcd-env",
+        ["--data-dir", dir("etcd-env")],
+        /ETCD_HEARTBEAT_INTERVAL \(environment\)/,
+        { ETCD_HEARTBEAT_INTERVAL: "soon" },
+      ],
     ];
-    const results = await Promise.all(cases.map(([, args]) => runDaemonToExit(args)));
+    const results = await Promise.all(cases.map(([, args, , env]) => runDaemonToExit(args, 60_000, env)));
     results.forEach((r, i) => {
       const [name, , pattern] = cases[i]!;
       expect({ name, code: r.code }).toEqual({ name, code: 2 });

@@ -309,11 +309,12 @@ export class DaemonCluster {
   }
 }
 
-export function spawnDaemon(args: readonly string[]): ChildProcess {
+export function spawnDaemon(args: readonly string[], env: Record<string, string> = {}): ChildProcess {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: compile first (pnpm exec tsc -b tsconfig.json)`);
   return spawn(process.execPath, [BIN, ...args], {
     cwd: PACKAGE_DIR,
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
   });
 }
 
@@ -321,9 +322,10 @@ export function spawnDaemon(args: readonly string[]): ChildProcess {
 export function runDaemonToExit(
   args: readonly string[],
   timeoutMs = 60_000,
+  env: Record<string, string> = {},
 ): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawnDaemon(args);
+    const proc = spawnDaemon(args, env);
     let stderr = "";
     let stdout = "";
     proc.stderr?.on("data", (c: Buffer) => (stderr += c.toString()));

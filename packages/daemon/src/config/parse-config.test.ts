@@ -175,6 +175,45 @@ describe("parseConfig errors name the key and the fix", () => {
     );
   });
 
+  it("reads etcd-style aliases of the flags below the option's own variable, when the daemon asks", () => {
+    // Proves envAliasPrefix: ETCD_NAME reaches --name, TEST_* wins over the alias, a flag over
+    // both, --help lists both names, and a bad alias value names the alias. Without the prefix
+    // the aliases are not read.
+    const aliased = { ...spec, envAliasPrefix: "ETCD_" };
+    const env = {
+      ETCD_NAME: "from-alias",
+      ETCD_HEARTBEAT_INTERVAL: "200",
+      TEST_HEARTBEAT_INTERVAL: "300",
+      ETCD_SNAPSHOT_COUNT: "7",
+    };
+    const parse = (argv: string[], e: Record<string, string>, s: typeof spec = aliased) => {
+      const outcome = parseConfig(s, argv, e);
+      if (outcome.action !== "run") throw new Error(`unexpected ${outcome.action}`);
+      return outcome;
+    };
+    const { config, sources } = parse([], env);
+    expect([config.name, sources.name]).toEqual(["from-alias", "env"]);
+    expect([config.heartbeatIntervalMs, config.snapshotCount]).toEqual([300, 7]);
+    expect(parse(["--snapshot-count", "9"], env).config.snapshotCount).toBe(9);
+    expect(parse([], env, spec).config.name).toBe("default");
+    const help = parseConfig(aliased, ["--help"], {});
+    // commander wraps long help lines.
+    expect(help.action === "help" ? help.text.replace(/\s+/g, " ") : "").toContain(
+      "env: TEST_HEARTBEAT_INTERVAL or ETCD_HEARTBEAT_INTERVAL",
+    );
+    let err: unknown;
+    try {
+      parseConfig(aliased, [], { ETCD_HEARTBEAT_INTERVAL: "soon" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toContain(
+      "ETCD_HEARTBEAT_INTERVAL (environment): expected a whole number of milliseconds",
+    );
+    expect((err as ConfigError).message).toContain("(example: ETCD_HEARTBEAT_INTERVAL=100)");
+  });
+
   it("refuses a bad environment value naming the variable", () => {
     // Proves env-sourced errors name the variable and show the env form of the fix.
     const err = errorOf([], { TEST_HEARTBEAT_INTERVAL: "soon" });

@@ -16,6 +16,21 @@ export interface CommandSpec<T extends OptionTable> {
   readonly options: T;
   /** Environment variable that may name the config file when --config-file is absent. */
   readonly configFileEnv?: string;
+  /**
+   * Also read each flag from `<prefix><FLAG>` (upper case, dashes as underscores), below the
+   * option's own variable: `ETCD_` lets an etcd unit's `ETCD_INITIAL_CLUSTER` reach `--initial-cluster`.
+   * The config file is not aliased (etcd's is YAML, with other keys).
+   */
+  readonly envAliasPrefix?: string;
+}
+
+/** The environment variables an option is read from, its own first. */
+function envNamesOf(option: OptionSpec, aliasPrefix: string | undefined): string[] {
+  const names = option.env === undefined ? [] : [option.env];
+  if (aliasPrefix !== undefined && option.flag !== undefined) {
+    names.push(`${aliasPrefix}${option.flag.toUpperCase().replace(/-/g, "_")}`);
+  }
+  return names;
 }
 
 /** The outcome of parsing: run with a config, or print help / version and exit 0. */
@@ -30,13 +45,19 @@ export type ParseOutcome<T extends OptionTable> =
   | { readonly action: "help"; readonly text: string }
   | { readonly action: "version" };
 
-/** How an option is named to the operator, by source. */
-function keyFor(spec: OptionSpec, name: string, source: ValueSource, configFile?: string): string {
+/** How an option is named to the operator, by source (`envName`: the variable it was read from). */
+function keyFor(
+  spec: OptionSpec,
+  name: string,
+  source: ValueSource,
+  configFile?: string,
+  envName = spec.env,
+): string {
   switch (source) {
     case "flag":
       return `--${spec.flag}`;
     case "env":
-      return `${spec.env} (environment)`;
+      return `${envName} (environment)`;
     case "file":
       return `config file ${configFile}: ${tomlKeyOf(spec, name)}`;
     case "default":
@@ -44,8 +65,8 @@ function keyFor(spec: OptionSpec, name: string, source: ValueSource, configFile?
   }
 }
 
-function exampleFor(spec: OptionSpec, name: string, source: ValueSource): string {
-  if (source === "env") return `${spec.env}=${exampleValue(spec)}`;
+function exampleFor(spec: OptionSpec, name: string, source: ValueSource, envName = spec.env): string {
+  if (source === "env") return `${envName}=${exampleValue(spec)}`;
   if (source === "file") return `${tomlKeyOf(spec, name)} = ${tomlExample(spec)}`;
   if (spec.flag !== undefined) return `--${spec.flag} ${exampleValue(spec)}`;
   return `${tomlKeyOf(spec, name)} = ${tomlExample(spec)}`;
@@ -56,10 +77,11 @@ export function tomlKeyOf(spec: OptionSpec, name: string): string {
   return spec.toml ?? spec.flag ?? name;
 }
 
-function helpLine(spec: OptionSpec): string {
+function helpLine(spec: OptionSpec, envAliasPrefix: string | undefined): string {
   const extras: string[] = [];
   if (spec.default !== undefined) extras.push(`default: ${spec.secret ? "(secret)" : exampleValue(spec)}`);
-  if (spec.env !== undefined) extras.push(`env: ${spec.env}`);
+  const envNames = envNamesOf(spec, envAliasPrefix);
+  if (envNames.length > 0) extras.push(`env: ${envNames.join(" or ")}`);
   if (spec.required) extras.push("required");
   if (spec.type === "enum") extras.push(`one of: ${spec.values.join(", ")}`);
   return extras.length > 0 ? `${spec.description} (${extras.join("; ")})` : spec.description;
@@ -115,7 +137,10 @@ function makeProgram<T extends OptionTable>(spec: CommandSpec<T>, output: string
   for (const [name, option] of Object.entries(spec.options)) {
     if (option.flag === undefined) continue;
     const valueName = option.type === "bool" ? "[bool]" : "<value>";
-    const commanderOption = new Option(`--${option.flag} ${valueName}`, helpLine(option));
+    const commanderOption = new Option(
+      `--${option.flag} ${valueName}`,
+      helpLine(option, spec.envAliasPrefix),
+    );
     program.addOption(commanderOption);
     attributes.set(name, commanderOption.attributeName());
   }
@@ -150,19 +175,22 @@ function parseArgv<T extends OptionTable>(
   return { line };
 }
 
-/** Pick the highest-precedence raw value of one option. */
+/** Pick the highest-precedence raw value of one option (`envName`: the variable, when from env). */
 function rawValueOf(
   name: string,
   option: OptionSpec,
   flags: CommandLine,
   env: Readonly<Record<string, string | undefined>>,
   file: Map<string, unknown>,
-): { raw: unknown; source: ValueSource } | undefined {
+  envAliasPrefix: string | undefined,
+): { raw: unknown; source: ValueSource; envName?: string } | undefined {
   const attribute = flags.attributes.get(name);
   const flagValue = attribute === undefined ? undefined : flags.program.getOptionValue(attribute);
   if (flagValue !== undefined) return { raw: flagValue === true ? "true" : flagValue, source: "flag" };
-  const envValue = option.env === undefined ? undefined : env[option.env];
-  if (envValue !== undefined && envValue !== "") return { raw: envValue, source: "env" };
+  for (const envName of envNamesOf(option, envAliasPrefix)) {
+    const envValue = env[envName];
+    if (envValue !== undefined && envValue !== "") return { raw: envValue, source: "env", envName };
+  }
   const tomlKey = tomlKeyOf(option, name);
   if (file.has(tomlKey)) return { raw: file.get(tomlKey), source: "file" };
   if (option.default !== undefined) return { raw: option.default as RawValue, source: "default" };
@@ -206,7 +234,7 @@ export function parseConfig<T extends OptionTable>(
   const config: Record<string, unknown> = {};
   const sources: Record<string, ValueSource> = {};
   for (const [name, option] of Object.entries(spec.options)) {
-    const picked = rawValueOf(name, option, flags, env, file);
+    const picked = rawValueOf(name, option, flags, env, file, spec.envAliasPrefix);
     if (picked === undefined) {
       if (option.required) issues.push(missingIssue(name, option));
       config[name] = undefined;
@@ -218,9 +246,11 @@ export function parseConfig<T extends OptionTable>(
       sources[name] = picked.source;
       continue;
     }
-    const key = keyFor(option, name, picked.source, configFile);
+    const key = keyFor(option, name, picked.source, configFile, picked.envName);
     const problem = result.error.issues[0]?.message ?? "invalid value";
-    const example = problem.includes("e.g.") ? "" : ` (example: ${exampleFor(option, name, picked.source)})`;
+    const example = problem.includes("e.g.")
+      ? ""
+      : ` (example: ${exampleFor(option, name, picked.source, picked.envName)})`;
     issues.push({ code: ConfigErrorCode.InvalidValue, key, message: `${key}: ${problem}${example}` });
   }
   if (issues.length > 0) throw new ConfigError(issues);
