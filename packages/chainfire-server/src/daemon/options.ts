@@ -14,8 +14,8 @@ export const chainfireOptions = defineOptions({
     env: "CHAINFIRE_QUOTA_BACKEND_BYTES",
     type: "bytes",
     default: "2GiB",
-    min: 1,
-    description: "raise the NOSPACE alarm and refuse writes once the backend database exceeds this size",
+    description:
+      "raise the NOSPACE alarm and refuse writes once the backend database exceeds this size (as etcd: 0 is the default, a negative size no quota)",
   },
   backendBatchIntervalMs: {
     flag: "backend-batch-interval",

@@ -722,6 +722,17 @@ describe("MvccStore", () => {
     expect(store.alarms(A.NOSPACE)).toEqual([{ memberID: 1n, alarm: A.NOSPACE }]);
   });
 
+  it("takes a quota of 0 as etcd's default of 2 GiB and a negative one as no quota, as etcd does", () => {
+    // Proves --quota-backend-bytes 0 and -1 mean what they mean to etcd.
+    store.close();
+    const GiB = 1024 ** 3;
+    store = new MvccStore({ path: join(dir, "q0.db"), quotaBackendBytes: 0n });
+    expect([store.quotaAvailable(2 * GiB - 1_000_000), store.quotaAvailable(2 * GiB)]).toEqual([true, false]);
+    store.close();
+    store = new MvccStore({ path: join(dir, "q-1.db"), quotaBackendBytes: -1n });
+    expect(store.quotaAvailable(64 * GiB)).toBe(true);
+  });
+
   it("raises NOSPACE and then refuses puts until the alarm is cleared", () => {
     // Proves the quota check and the capped apply while the NOSPACE alarm is active.
     store.close();

@@ -30,7 +30,10 @@ import { checkDeleteRange, checkPut, checkTxn, DEFAULT_MAX_TXN_OPS } from "./txn
 export interface MvccStoreOptions {
   /** SQLite file, or ":memory:". */
   path: string;
-  /** NOSPACE is raised when the database would grow past this (etcd's --quota-backend-bytes); 0n = none. */
+  /**
+   * NOSPACE is raised when the database would grow past this (etcd's --quota-backend-bytes). As
+   * etcd's: 0n (or absent) is the default of 2 GiB, and a negative quota is none.
+   */
   quotaBackendBytes?: bigint;
   maxTxnOps?: number;
   /** Shorter TTLs are raised to it (see minLeaseTtlSeconds in lessor.ts); 2 s, etcd's at its default timing. */
@@ -103,7 +106,8 @@ export class MvccStore implements StateMachine {
   private historyEpoch = 0;
 
   constructor(private readonly options: MvccStoreOptions) {
-    this.quotaBackendBytes = options.quotaBackendBytes ?? DEFAULT_QUOTA_BYTES;
+    const quota = options.quotaBackendBytes ?? 0n;
+    this.quotaBackendBytes = quota === 0n ? DEFAULT_QUOTA_BYTES : quota;
     this.maxTxnOps = options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS;
     this.lessor = new Lessor({
       minTtlSeconds: options.minLeaseTtlSeconds ?? 2n,
@@ -276,7 +280,7 @@ export class MvccStore implements StateMachine {
 
   /** Whether a write of about `requestBytes` fits under the quota (etcd's quota check before proposing). */
   quotaAvailable(requestBytes: number): boolean {
-    if (this.quotaBackendBytes <= 0n) return true;
+    if (this.quotaBackendBytes < 0n) return true;
     // The size is read once per applied batch: a PRAGMA per request costs more than the put itself.
     this.sizeBytesCached ??= this.backend.sizeBytes();
     return this.sizeBytesCached + BigInt(requestBytes) <= this.quotaBackendBytes;
