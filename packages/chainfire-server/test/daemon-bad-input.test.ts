@@ -196,6 +196,34 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
     await cluster.stop(leader.name, "SIGKILL");
   });
 
+  it("compacts the history on its own with --auto-compaction-retention, as etcd does", async () => {
+    // Proves periodic auto-compaction end to end: with a 1-s retention the leader compacts through
+    // the log, and a read of the first revisions then answers "compacted".
+    const auto = await cluster.allocate("auto");
+    await cluster.start("auto", {
+      initialCluster: cluster.initialCluster(["auto"]),
+      extraFlags: ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"],
+    });
+    await cluster.leaderId([auto]);
+    for (let i = 0; i < 5; i++) await put(auto, "history", String(i));
+    const firstPut = (await cluster.status(auto)).header!.revision - 4n;
+    const read = () =>
+      call<etcd.RangeResponse>(
+        auto.clients.kv,
+        "range",
+        rangeRequest({ key: b("history"), revision: firstPut }),
+      );
+    await until(
+      () =>
+        read().then(
+          () => undefined,
+          (err: { details?: string }) => (err.details?.includes("compacted") ? true : undefined),
+        ),
+      "the first put's revision to be compacted",
+    );
+    await cluster.stop("auto");
+  });
+
   it("refuses to promote a learner that is not in sync with the leader, on both membership APIs", async () => {
     // Proves a learner that never ran (nothing listens at its URL) does not become a voter.
     const added = (await call(m.clients.cluster, "memberAdd", {
@@ -297,6 +325,18 @@ describe("bad flags and config", { timeout: 150_000 }, () => {
         "cluster",
         ["--data-dir", dir("cluster"), "--initial-cluster", "a=http://127.0.0.1:1"],
         /initial-cluster/,
+      ],
+      [
+        "retention",
+        [
+          "--data-dir",
+          dir("retention"),
+          "--auto-compaction-mode",
+          "revision",
+          "--auto-compaction-retention",
+          "1h",
+        ],
+        /--auto-compaction-retention: in revision mode the retention is a number of revisions/,
       ],
       // etcd's environment variables are read too, and a bad one is named.
       [

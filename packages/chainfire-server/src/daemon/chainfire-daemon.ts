@@ -7,6 +7,7 @@ import { chainfirev1 } from "@photoncloud/chainfire-api";
 import {
   ConfigError,
   clientTlsFiles,
+  conflict,
   type DaemonContext,
   runDaemon,
   startGrpcServer,
@@ -18,9 +19,11 @@ import {
   parseInitialCluster,
   type RunningMember,
   resolveMemberUrls,
+  StateRole,
   startMember,
 } from "@photoncloud/raft";
 import type { EtcdApiContext } from "../api/context.js";
+import { AutoCompactor, parseAutoCompaction } from "../mvcc/auto-compactor.js";
 import { LeaseDriver } from "../mvcc/lease-driver.js";
 import { minLeaseTtlSeconds } from "../mvcc/lessor.js";
 import { MvccStore } from "../mvcc/store.js";
@@ -59,6 +62,10 @@ export function main(): Promise<void> {
 
 export async function startChainfire(ctx: Ctx): Promise<void> {
   const { config, logger } = ctx;
+  const autoCompaction = parseAutoCompaction(config.autoCompactionMode, config.autoCompactionRetention);
+  if (typeof autoCompaction === "string") {
+    throw conflict("--auto-compaction-retention", `${autoCompaction} (0 turns auto-compaction off)`);
+  }
   const createdDir = !existsSync(config.dataDir);
   mkdirSync(config.dataDir, { recursive: true });
   const store = new MvccStore({
@@ -107,6 +114,15 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     leaderCheckMs: config.electionTimeoutMs,
   };
   startLeaseMachinery(ctx, member, store);
+  const compactor = new AutoCompactor(
+    autoCompaction,
+    member.raft,
+    store,
+    () => member.raft.node.role === StateRole.Leader,
+    logger,
+  );
+  compactor.start();
+  ctx.onShutdown("auto-compactor", () => compactor.stop());
   const peerTls = {
     trustedCaFile: config.peerTrustedCaFile,
     certFile: config.peerCertFile,

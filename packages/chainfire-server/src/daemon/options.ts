@@ -35,6 +35,23 @@ export const chainfireOptions = defineOptions({
     description:
       "most row writes the backend's open transaction holds before it commits (etcd's --backend-batch-limit)",
   },
+  autoCompactionMode: {
+    flag: "auto-compaction-mode",
+    env: "CHAINFIRE_AUTO_COMPACTION_MODE",
+    type: "enum",
+    values: ["periodic", "revision"],
+    default: "periodic",
+    description:
+      "how --auto-compaction-retention is read: periodic (keep that much time of history) or revision (keep that many revisions)",
+  },
+  autoCompactionRetention: {
+    flag: "auto-compaction-retention",
+    env: "CHAINFIRE_AUTO_COMPACTION_RETENTION",
+    type: "string",
+    default: "0",
+    description:
+      "history the leader keeps when it compacts on its own, as etcd: hours or a duration (1, 30m, 1h30m) in periodic mode, revisions in revision mode; 0 turns it off",
+  },
   maxTxnOps: {
     flag: "max-txn-ops",
     env: "CHAINFIRE_MAX_TXN_OPS",
