@@ -137,6 +137,13 @@ export function toGrpcError(err: unknown): { code: status; details: string } {
       details: `${errorSpecs.NOT_ENOUGH_STARTED.message}: ${message}`,
     };
   }
+  if (code === "RAFT_TRANSFEREE_UNREACHABLE") {
+    // What etcd answers once a transfer to such a member has run out of time; chainfire knows sooner.
+    return {
+      code: status.UNAVAILABLE,
+      details: `etcdserver: request timed out, leader transfer took too long: ${message}`,
+    };
+  }
   if (code === "RAFT_INVALID_ARGUMENT")
     return { code: status.INVALID_ARGUMENT, details: `etcdserver: ${message}` };
   const mapped = typeof code === "string" ? raftCodes[code] : undefined;

@@ -15,10 +15,12 @@ import { makeMessage } from "../src/core/messages.js";
 import { EntryType, MessageType } from "../src/core/types.js";
 import { encodeEnvelope } from "../src/service/envelope.js";
 import {
+  InvalidArgumentError,
   LearnerNotReadyError,
   QuorumAtRiskError,
   StoppedError,
   TimeoutError,
+  TransfereeUnreachableError,
 } from "../src/service/errors.js";
 import { until } from "./helpers.js";
 
@@ -191,6 +193,67 @@ describe("RaftService", () => {
     const third = await outcome("lost-3");
     expect(third.error).not.toBe("none");
     expect(third.waitedMs).toBeGreaterThanOrEqual(1500 - 5);
+  }, 60_000);
+
+  it("counts who is reachable before a promotion, a voter's move or a transfer, and refuses a shared peer URL", async () => {
+    // Proves the guards the operator contract asks for: a promoted learner counts in the new
+    // quorum, a voter moved to new peer URLs must leave a quorum behind, a transfer to a member
+    // not heard from is refused at once (writes go on), and two members cannot share a peer URL.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    await proposeRetry(leader, "before");
+    const taken = leader.service.memberList().find((m) => m.id !== leader.id)!.peerUrls[0]!;
+    const bound4 = await bindServer();
+    const spec = { name: "m4", peerUrls: [bound4.url], clientUrls: [], isLearner: true };
+    await expect(leader.service.addMember(4n, { ...spec, peerUrls: [taken] })).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+    await leader.service.addMember(4n, spec);
+    const m4 = startMember(4n, bound4, dir, leader.service.memberList(), { ...opts, join: true });
+    members.push(m4);
+    await until("m4 caught up", () => m4.machine.commands().length >= 1);
+    const down = members.find((m) => m.id !== leader.id && m.id <= 3n)!;
+    const up = members.find((m) => m.id !== leader.id && m.id !== down.id && m.id <= 3n)!;
+    stopMember(m4);
+    stopMember(down);
+    const horizon = 2 * opts.tickMs * opts.electionTicks;
+    await until("the learner and one voter silent", () =>
+      [4n, down.id].every((id) => Date.now() - (leader.service.node.lastHeard.get(id) ?? 0) > horizon + 50),
+    );
+    await expect(leader.service.addMember(4n, { ...spec, isLearner: false })).rejects.toBeInstanceOf(
+      QuorumAtRiskError,
+    );
+    expect(leader.service.memberList().find((m) => m.id === 4n)?.isLearner).toBe(true);
+    await expect(leader.service.transferLeader(down.id)).rejects.toBeInstanceOf(TransfereeUnreachableError);
+    await leader.service.propose(enc("after the refused transfer"));
+    const upInfo = leader.service.memberList().find((m) => m.id === up.id)!;
+    const moved = await bindServer();
+    await expect(
+      leader.service.addMember(up.id, { ...upInfo, peerUrls: [moved.url] }),
+    ).rejects.toBeInstanceOf(QuorumAtRiskError);
+    moved.server.forceShutdown();
+    expect(leader.service.memberList().find((m) => m.id === up.id)?.peerUrls).toEqual(upInfo.peerUrls);
+  }, 60_000);
+
+  it("lets a lone voter take a second one, as etcd does, which then joins", async () => {
+    // Proves the one-member cluster grows with a voter add (no learner): the new voter is not
+    // running yet, so the quorum guard would refuse it; etcd allows this one case, and so does this.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(1, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    await proposeRetry(leader, "alone");
+    const bound2 = await bindServer();
+    await leader.service.addMember(2n, {
+      name: "m2",
+      peerUrls: [bound2.url],
+      clientUrls: [],
+      isLearner: false,
+    });
+    const m2 = startMember(2n, bound2, dir, leader.service.memberList(), { ...opts, join: true });
+    members.push(m2);
+    await proposeRetry(leader, "together");
+    await until("m2 caught up", () => m2.machine.commands().some((c) => c.command.toString() === "together"));
   }, 60_000);
 
   it("runs the membership sequence and catches up a member by snapshot", async () => {

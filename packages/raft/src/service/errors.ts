@@ -67,6 +67,21 @@ export class LearnerNotReadyError extends RaftError {
   readonly code = "RAFT_LEARNER_NOT_READY";
 }
 
+/**
+ * A leadership transfer was refused (or given up) because the leader has not heard from the
+ * target lately: a transfer to it could not finish, and the leader takes no writes while one is open.
+ */
+export class TransfereeUnreachableError extends RaftError {
+  readonly code = "RAFT_TRANSFEREE_UNREACHABLE";
+  constructor(target: NodeId, withinMs: number, message?: string) {
+    super(
+      message ??
+        `member ${target.toString(16)} has not been heard from within ${withinMs} ms, so it cannot take ` +
+          "over leadership; make sure it is running and reachable, then transfer again",
+    );
+  }
+}
+
 /** The membership change was refused because another one is still pending. */
 export class ConfChangePendingError extends RaftError {
   readonly code = "RAFT_CONF_CHANGE_PENDING";
@@ -117,6 +132,7 @@ export function raftErrorToGrpcStatus(err: unknown): { code: status; details: st
   if (err instanceof QuorumAtRiskError) return { code: status.FAILED_PRECONDITION, details };
   if (err instanceof ConfChangePendingError) return { code: status.FAILED_PRECONDITION, details };
   if (err instanceof LearnerNotReadyError) return { code: status.FAILED_PRECONDITION, details };
+  if (err instanceof TransfereeUnreachableError) return { code: status.FAILED_PRECONDITION, details };
   if (err instanceof TimeoutError) return { code: status.DEADLINE_EXCEEDED, details };
   if (err instanceof TooManyRequestsError) return { code: status.RESOURCE_EXHAUSTED, details };
   if (err instanceof InvalidArgumentError) return { code: status.INVALID_ARGUMENT, details };
@@ -145,6 +161,8 @@ export function errorFromCode(code: string, message: string, leader: NodeId): Er
       return new ConfChangePendingError();
     case "RAFT_LEARNER_NOT_READY":
       return new LearnerNotReadyError(message);
+    case "RAFT_TRANSFEREE_UNREACHABLE":
+      return new TransfereeUnreachableError(0n, 0, message);
     case "RAFT_INVALID_ARGUMENT":
       return new InvalidArgumentError(message);
     case "RAFT_STOPPED":

@@ -33,6 +33,7 @@ import {
   StoppedError,
   TimeoutError,
   TooManyRequestsError,
+  TransfereeUnreachableError,
 } from "./errors.js";
 import { type MemberInfo, memberToJson } from "./members.js";
 import {
@@ -739,6 +740,15 @@ export class RaftService implements Replicated, NodeListener {
         `new member ${id.toString(16)}: peerUrls must list at least one URL (e.g. http://10.0.0.4:2380)`,
       );
     }
+    // Two members at one peer URL would have one of them take the other's messages as its own.
+    for (const other of this.node.members.values()) {
+      const shared = other.id !== id ? spec.peerUrls.find((u) => other.peerUrls.includes(u)) : undefined;
+      if (shared !== undefined) {
+        throw new InvalidArgumentError(
+          `peer URL ${shared} is already member ${other.id.toString(16)}'s; give member ${id.toString(16)} its own`,
+        );
+      }
+    }
     if (existing?.isLearner && !spec.isLearner) await this.awaitLearnerInSync(id);
     const type = this.upsertType(id, existing, spec);
     const info: MemberInfo = {
@@ -783,11 +793,16 @@ export class RaftService implements Replicated, NodeListener {
   private upsertType(id: NodeId, existing: MemberInfo | undefined, spec: MemberSpec): ConfChangeType {
     const voters = this.node.currentConfState().voters;
     if (existing === undefined) {
-      if (!spec.isLearner) this.checkQuorum([...voters, id], `adding voter ${id.toString(16)}`);
+      // As etcd, a lone voter may take a second one, which then must start for writes to go on:
+      // that is how a one-member cluster grows without a learner.
+      const growingFromOne = voters.length === 1 && voters[0] === this.node.id;
+      if (!spec.isLearner && !growingFromOne)
+        this.checkQuorum([...voters, id], `adding voter ${id.toString(16)}`);
       return spec.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode;
     }
     if (existing.isLearner && !spec.isLearner) {
-      this.checkQuorum(voters, `promoting learner ${id.toString(16)}`);
+      // The promoted learner counts in the new quorum, so it must be reachable too.
+      this.checkQuorum([...voters, id], `promoting learner ${id.toString(16)}`);
       return ConfChangeType.AddNode;
     }
     if (!existing.isLearner && spec.isLearner) {
@@ -795,7 +810,25 @@ export class RaftService implements Replicated, NodeListener {
         `member ${id.toString(16)} is a voter; demoting to learner is not supported (remove it and add it again)`,
       );
     }
+    const moved = spec.peerUrls.some((u) => !existing.peerUrls.includes(u));
+    if (moved && voters.includes(id)) this.checkQuorumWithout(voters, id);
     return ConfChangeType.UpdateNode;
+  }
+
+  /**
+   * A voter given new peer URLs is cut off until it listens there (usually it restarts): the other
+   * voters must still make a quorum on their own.
+   */
+  private checkQuorumWithout(voters: readonly NodeId[], id: NodeId): void {
+    const active = this.activeVoters(voters.filter((v) => v !== id));
+    const quorum = Math.floor(voters.length / 2) + 1;
+    if (active.length < quorum) {
+      throw new QuorumAtRiskError(
+        `moving voter ${id.toString(16)} to new peer URLs cuts it off until it listens there, and the ` +
+          `other ${voters.length - 1} voters have only ${active.length} reachable ` +
+          `(${active.map((v) => v.toString(16)).join(", ")}) of the quorum of ${quorum}; bring members back first`,
+      );
+    }
   }
 
   private async removeLocal(id: NodeId): Promise<MembershipResult> {
@@ -836,13 +869,19 @@ export class RaftService implements Replicated, NodeListener {
     }
     if (!cs.voters.includes(target)) throw new MemberNotFoundError(target);
     if (target !== this.node.id) {
+      // While a transfer is open the leader takes no proposals: a target that is down would hold
+      // every write until the request's deadline.
+      const reachable = () => this.activeVoters([target]).length === 1;
+      if (!reachable()) throw new TransfereeUnreachableError(target, 2 * this.electionTimeoutMs());
       this.node.withCore((c) => c.transferLeader(target));
       await this.waitLeaderIs(target, `moving leadership to ${target.toString(16)}`, () => {
         // The core gives a transfer up after an election timeout, e.g. when the target refused to
         // campaign because it had a committed membership change still to apply: ask again (as long
-        // as this member leads) until the target leads or the request's deadline passes.
-        if (this.node.leader === this.node.id && this.node.withCore((c) => c.leadTransferee) === 0n)
-          this.node.withCore((c) => c.transferLeader(target));
+        // as this member leads and hears from the target) until the target leads or the request's
+        // deadline passes.
+        if (this.node.leader !== this.node.id || this.node.withCore((c) => c.leadTransferee) !== 0n) return;
+        if (!reachable()) throw new TransfereeUnreachableError(target, 2 * this.electionTimeoutMs());
+        this.node.withCore((c) => c.transferLeader(target));
       });
     }
     return { member: NO_MEMBER, updated: false, index: 0n };
