@@ -1,5 +1,10 @@
 import { status } from "@grpc/grpc-js";
-import { errorFromCode, LeaderChangedError, NotLeaderError } from "@photoncloud/raft";
+import {
+  errorFromCode,
+  LeaderChangedError,
+  NotLeaderError,
+  TransfereeUnreachableError,
+} from "@photoncloud/raft";
 import { describe, expect, it } from "vitest";
 import { toGrpcError } from "./errors.js";
 
@@ -19,5 +24,19 @@ describe("toGrpcError", () => {
     const rebuilt = errorFromCode("RAFT_LEADER_CHANGED", "", 3n);
     expect(rebuilt).toBeInstanceOf(LeaderChangedError);
     expect(toGrpcError(rebuilt)).toEqual(unknown);
+  });
+
+  it("answers a transfer to a silent member with etcd's leader-transfer timeout and the reason", () => {
+    // Proves MoveLeader's refusal reads as etcd's (which answers it once the transfer times out),
+    // with why, also when rebuilt from its code after forwarding.
+    const direct = new TransfereeUnreachableError(0xan, 400);
+    const rebuilt = errorFromCode("RAFT_TRANSFEREE_UNREACHABLE", direct.message, 0n);
+    for (const err of [direct, rebuilt]) {
+      expect(toGrpcError(err)).toEqual({
+        code: status.UNAVAILABLE,
+        details: `etcdserver: request timed out, leader transfer took too long: ${direct.message}`,
+      });
+    }
+    expect(direct.message).toMatch(/member a has not been heard from within 400 ms/);
   });
 });
