@@ -66,23 +66,29 @@ export class LeadershipWatcher {
 }
 
 /**
- * Calls `onRemoved` once when this member, having been part of the configuration, is no longer in
- * it: a removed member stops, as etcd's do, instead of lingering without a cluster. A removed leader
- * applies its own removal; a removed follower may never receive it (the leader stops writing to it),
- * so while it has no leader it asks the other members, and a member that has a leader and does not
- * list it settles the question.
+ * Calls `onRemoved` once this member is no longer in the cluster: a removed member stops, as etcd's
+ * do, instead of lingering without a cluster. The other members decide: one that follows a leader
+ * and does not list this member settles it. They are asked at once when this member's own list
+ * lacks it (it applied its removal, or it restarted on the data of a member removed meanwhile), and
+ * after `probeMs` without a leader (a removed follower may never learn of its removal). A member
+ * whose own list lacks it only for a while (a re-added ID replaying its earlier removal while it
+ * catches up) is still listed by the others, so it keeps running.
  */
 export class RemovalWatcher {
   private timer: NodeJS.Timeout | null = null;
-  private seen = false;
-  private leaderlessSinceMs: number | null = null;
+  private troubleSinceMs: number | null = null;
+  private lastProbeMs: number | null = null;
   private probing = false;
+  private done = false;
 
   constructor(
-    private readonly member: RunningMember,
+    private readonly member: Pick<RunningMember, "memberId"> & {
+      readonly raft: { readonly node: Pick<RunningMember["raft"]["node"], "members" | "leader"> };
+    },
     private readonly askPeer: (peerUrl: string) => Promise<chainfirev1.MemberListResponse>,
-    private readonly leaderlessProbeMs: number,
+    private readonly probeMs: number,
     private readonly onRemoved: () => void,
+    private readonly nowMs: () => number = Date.now,
   ) {}
 
   start(intervalMs: number): void {
@@ -95,31 +101,31 @@ export class RemovalWatcher {
     this.timer = null;
   }
 
-  private removed(): void {
-    if (this.timer === null) return;
-    this.stop();
-    this.onRemoved();
+  /** One look (the interval's); resolves when a probe it started has finished. */
+  check(): Promise<void> {
+    const { raft, memberId } = this.member;
+    const listed = raft.node.members.has(memberId);
+    if (this.done || (listed && raft.node.leader !== 0n)) {
+      this.troubleSinceMs = null;
+      return Promise.resolve();
+    }
+    const now = this.nowMs();
+    this.troubleSinceMs ??= now;
+    const due = !listed || now - this.troubleSinceMs >= this.probeMs;
+    const rested = this.lastProbeMs === null || now - this.lastProbeMs >= this.probeMs;
+    if (!due || !rested || this.probing) return Promise.resolve();
+    this.probing = true;
+    this.lastProbeMs = now;
+    return this.probePeers().finally(() => {
+      this.probing = false;
+    });
   }
 
-  private check(): void {
-    const { raft, memberId } = this.member;
-    if (!raft.node.members.has(memberId)) {
-      if (this.seen) this.removed();
-      return;
-    }
-    this.seen = true;
-    if (raft.node.leader !== 0n) {
-      this.leaderlessSinceMs = null;
-      return;
-    }
-    this.leaderlessSinceMs ??= Date.now();
-    if (Date.now() - this.leaderlessSinceMs >= this.leaderlessProbeMs && !this.probing) {
-      this.probing = true;
-      void this.probePeers().finally(() => {
-        this.probing = false;
-        this.leaderlessSinceMs = Date.now();
-      });
-    }
+  private removed(): void {
+    if (this.done) return;
+    this.done = true;
+    this.stop();
+    this.onRemoved();
   }
 
   private async probePeers(): Promise<void> {
