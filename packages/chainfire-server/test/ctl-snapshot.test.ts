@@ -70,7 +70,13 @@ describe("chainfirectl snapshot", () => {
     const run = await ctl(["snapshot", "restore", snapshot, ...restoreFlags(dataDir)]);
     expect(run.code).toBe(0);
     expect(run.out).toContain("--initial-cluster-token=restored");
-    expect(readdirSync(dataDir)).toEqual(["mvcc.db"]);
+    expect(readdirSync(dataDir).sort()).toEqual(["mvcc.db", "restored-for.json"]);
+    expect(JSON.parse(readFileSync(join(dataDir, "restored-for.json"), "utf8"))).toEqual({
+      name: "n1",
+      initialCluster: "n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2381",
+      initialAdvertisePeerUrls: ["http://127.0.0.1:2380"],
+      initialClusterToken: "restored",
+    });
     const restored = new MvccStore({ path: join(dataDir, "mvcc.db") });
     try {
       expect(restored.appliedIndex()).toBe(0n);

@@ -2,6 +2,7 @@
 // many txn ops, duplicate txn keys, compacted revision, unknown member, malformed URLs, a full
 // backend (NOSPACE alarm), and bad flags or config (the daemon exits 2 naming the key, creating nothing).
 // The limits of the first member come from a --config-file, so its keys are proven to take effect.
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dataDirLayout } from "../src/daemon/data-dir.js";
 import { rangeRequest } from "../src/mvcc/messages.js";
 import { MvccStore } from "../src/mvcc/store.js";
+import { restoreSnapshot } from "../src/snapshot/restore.js";
 import { entriesFor } from "../src/testing/commands.js";
 import { call, DaemonCluster, type Member, put, runDaemonToExit, until } from "./support/daemon-cluster.js";
 
@@ -389,6 +391,70 @@ describe("data directory from an offline restore", { timeout: 150_000 }, () => {
     );
     expect(got.kvs.map((kv) => kv.value.toString())).toEqual(["yes"]);
     expect((await put(restored, "after", "1")).header!.revision).toBe(3n);
+  });
+
+  it("bootstraps the membership a restore was made for, as etcd does, when started without it", async () => {
+    // Proves etcd's recovery steps work: three members restored for one cluster and started with
+    // only --name and their URLs form that cluster (not three of their own), and a start whose
+    // flags contradict the restore is refused, naming both values.
+    const names = ["r1", "r2", "r3"];
+    const restored = await Promise.all(names.map((n) => cluster.allocate(n)));
+    const source = new MvccStore({ path: join(cluster.root, "source.db") });
+    const put1 = {
+      key: b("restored"),
+      value: b("yes"),
+      lease: 0n,
+      prevKv: false,
+      ignoreValue: false,
+      ignoreLease: false,
+    };
+    source.applyBatch(entriesFor([{ put: put1 }], 1n));
+    const image = Buffer.from(source.snapshot());
+    source.close();
+    const file = join(cluster.root, "restore-me.db");
+    writeFileSync(file, Buffer.concat([image, createHash("sha256").update(image).digest()]));
+    const initialCluster = cluster.initialCluster(names);
+    for (const m of restored) {
+      restoreSnapshot(file, {
+        name: m.name,
+        dataDir: m.dataDir,
+        initialCluster,
+        initialAdvertisePeerUrls: cluster.peerUrl(m),
+        initialClusterToken: "restored-cluster",
+      });
+    }
+    await Promise.all(names.map((n) => cluster.start(n, { initialCluster: undefined })));
+    await cluster.leaderId(restored);
+    const list = await call<etcd.MemberListResponse>(restored[0]!.clients.cluster, "memberList", {});
+    expect(list.members.map((x) => x.name).sort()).toEqual(names);
+    const got = await call<etcd.RangeResponse>(
+      restored[2]!.clients.kv,
+      "range",
+      rangeRequest({ key: b("restored") }),
+    );
+    expect(got.kvs.map((kv) => kv.value.toString())).toEqual(["yes"]);
+    await Promise.all(names.map((n) => cluster.stop(n)));
+    const fourth = join(cluster.root, "r4");
+    restoreSnapshot(file, {
+      name: "r1",
+      dataDir: fourth,
+      initialCluster,
+      initialAdvertisePeerUrls: cluster.peerUrl(restored[0]!),
+      initialClusterToken: "restored-cluster",
+    });
+    const r = await runDaemonToExit([
+      "--name",
+      "r1",
+      "--data-dir",
+      fourth,
+      "--initial-cluster-token",
+      "other",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /--initial-cluster-token: other differs from restored-cluster, which .* was restored for/,
+    );
+    expect(existsSync(dataDirLayout.raftDir(fourth))).toBe(false);
   });
 
   it("refuses a data dir whose store applied entries of a log that is missing", async () => {

@@ -4,7 +4,7 @@
 
 import { ConfigError } from "./config/config-error.js";
 import { ListenError } from "./grpc/listen-error.js";
-import type { ConfigOf, OptionTable } from "./config/option-types.js";
+import type { ConfigOf, OptionTable, ValueSource } from "./config/option-types.js";
 import { type CommandSpec, describeConfig, parseConfig } from "./config/parse-config.js";
 import { createLogger, type Logger, type LogLevel } from "./logging.js";
 import { createMetrics, type DaemonMetrics } from "./metrics.js";
@@ -19,6 +19,8 @@ export interface DaemonContext<T extends OptionTable> {
   readonly version: VersionInfo;
   /** The config file used, if any. */
   readonly configFile: string | undefined;
+  /** Where each option's value came from ("default" when nobody set it). */
+  readonly sources: Readonly<Record<keyof T, ValueSource>>;
   /** Register a stop step; steps run in reverse order of registration at shutdown. */
   onShutdown(name: string, hook: ShutdownHook): void;
   /** Resolves when shutdown starts (e.g. to stop background loops). */
@@ -117,13 +119,14 @@ export async function runDaemon<const T extends OptionTable>(
     file: (spec.logFileOption ? config[spec.logFileOption] : undefined) as string | undefined,
     secretKeys: secretKeysOf(spec),
   });
-  await startDaemon(spec, parsed.config, parsed.configFile, version, logger, proc);
+  await startDaemon(spec, parsed.config, parsed.configFile, parsed.sources, version, logger, proc);
 }
 
 async function startDaemon<T extends OptionTable>(
   spec: DaemonSpec<T>,
   config: ConfigOf<T>,
   configFile: string | undefined,
+  sources: Readonly<Record<keyof T, ValueSource>>,
   version: VersionInfo,
   logger: Logger,
   proc: DaemonProcess,
@@ -174,6 +177,7 @@ async function startDaemon<T extends OptionTable>(
     metrics: createMetrics({ defaultLabels: { daemon: spec.name } }),
     version,
     configFile,
+    sources,
     onShutdown: (name, hook) => {
       // Something started after a signal arrived mid-start: stop it now, the others are stopping.
       if (stopping) void runHooks([{ name, hook }], logger);

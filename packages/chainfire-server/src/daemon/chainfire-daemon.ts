@@ -29,7 +29,7 @@ import { minLeaseTtlSeconds } from "../mvcc/lessor.js";
 import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/watch-hub.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
-import { dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
+import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
 import { discoverJoinId, memberListOf } from "./join-discovery.js";
 import { LeaderClients, LeadershipWatcher, memberFacts, RemovalWatcher } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
@@ -87,7 +87,9 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
         "snapshot worker did not start; snapshots are taken on the event loop",
       );
     });
-    member = await startRaftMember(ctx, store);
+    // A data dir made by `snapshot restore` bootstraps the membership it was restored for.
+    const bootstrap = bootstrapFromRestore(config.dataDir, config, ctx.sources);
+    member = await startRaftMember(bootstrap === config ? ctx : { ...ctx, config: bootstrap }, store);
   } catch (err) {
     // A configuration mistake leaves no trace: nothing of this start stays on disk.
     if (err instanceof ConfigError) {

@@ -2,7 +2,7 @@
 // of a NEW cluster. Every member of the new cluster restores the same file; the state machine image
 // is kept (revisions continue) while the Raft side starts afresh: applied_index is reset to 0 and no
 // raft/ directory is written, so the daemon bootstraps a new log, cluster ID and member IDs from its
-// --initial-cluster / --initial-cluster-token flags (layout agreed in the daemon's data-dir contract).
+// restore's --initial-cluster / --initial-cluster-token, recorded beside the image (RESTORED_FOR_FILE).
 // Every check runs before anything is written; the directory appears whole or not at all.
 import {
   closeSync,
@@ -26,6 +26,20 @@ import {
 } from "./snapshot-file.js";
 
 export const MVCC_DB_FILE = "mvcc.db";
+/**
+ * The membership a restore was made for (name, initial cluster, advertised peer URLs, token), which
+ * the member's first start bootstraps from, as etcd's restore writes its membership into the data
+ * dir: a member then started with only --name (etcd's recovery steps) still joins the restored
+ * cluster, not a cluster of its own.
+ */
+export const RESTORED_FOR_FILE = "restored-for.json";
+
+export interface RestoredFor {
+  readonly name: string;
+  readonly initialCluster: string;
+  readonly initialAdvertisePeerUrls: string[];
+  readonly initialClusterToken: string;
+}
 
 export interface RestoreOptions {
   name: string;
@@ -144,6 +158,17 @@ export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResu
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   try {
     writeImage(join(staging, MVCC_DB_FILE), image, (done, total) => progress?.(total + done, total * 2));
+    const restoredFor: RestoredFor = {
+      name: opts.name,
+      initialCluster: opts.initialCluster,
+      initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls.split(",").map((u) => u.trim()),
+      initialClusterToken: opts.initialClusterToken,
+    };
+    writeImage(
+      join(staging, RESTORED_FOR_FILE),
+      Buffer.from(`${JSON.stringify(restoredFor, null, 2)}\n`),
+      () => {},
+    );
     // The image's folder entry, then the data dir's name, are made durable: after a power loss the
     // data dir is there whole or not at all.
     syncFolder(staging);

@@ -79,7 +79,8 @@ export interface Member {
 
 export interface StartOptions {
   state?: "new" | "existing";
-  initialCluster: string;
+  /** Left out, the member starts without --initial-cluster, its state and the token (a restored data dir). */
+  initialCluster: string | undefined;
   extraFlags?: string[];
 }
 
@@ -187,12 +188,16 @@ export class DaemonCluster {
       this.peerUrl(m),
       "--listen-metrics-urls",
       `http://127.0.0.1:${m.ports.metrics}`,
-      "--initial-cluster",
-      start.initialCluster,
-      "--initial-cluster-state",
-      start.state ?? "new",
-      "--initial-cluster-token",
-      this.token,
+      ...(start.initialCluster === undefined
+        ? []
+        : [
+            "--initial-cluster",
+            start.initialCluster,
+            "--initial-cluster-state",
+            start.state ?? "new",
+            "--initial-cluster-token",
+            this.token,
+          ]),
       "--heartbeat-interval",
       String(this.options.heartbeatMs ?? 50),
       "--election-timeout",

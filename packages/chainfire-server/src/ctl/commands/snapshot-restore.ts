@@ -24,7 +24,9 @@ export function snapshotRestoreCommand(io: CtlIo, file: string, flags: RestoreFl
   io.out(
     `Restored ${file} (revision ${result.status.revision}, ${result.status.totalKeys} keys) into ${result.dataDir}`,
   );
-  io.out("Start this member of the new cluster with:");
+  io.out(
+    "Start this member of the new cluster with (the cluster flags are recorded in the data dir, so --name and the member's URLs are enough):",
+  );
   io.out(
     `  chainfire --name=${flags.name} --data-dir=${flags.dataDir} --initial-cluster=${flags.initialCluster} ` +
       `--initial-advertise-peer-urls=${flags.initialAdvertisePeerUrls} --initial-cluster-token=${flags.initialClusterToken} ` +
