@@ -296,6 +296,32 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     );
     expect(await (await fetch(`${base}/version`)).json()).toMatchObject({ name: "chainfire" });
   });
+
+  it("answers /health, /version and /metrics on the client URL too, in etcd's words, beside gRPC", async () => {
+    // Proves what `curl http://<client-url>/health` gives against etcd: the same bodies on the
+    // port that serves gRPC, which keeps serving it; a member with an alarm raised is unhealthy.
+    const base = `http://127.0.0.1:${m.ports.client}`;
+    const health = await fetch(`${base}/health`);
+    expect([health.status, await health.text()]).toEqual([200, '{"health":"true"}']);
+    expect(await (await fetch(`${base}/version`)).json()).toEqual({
+      etcdserver: "3.4.0",
+      etcdcluster: "3.4.0",
+    });
+    expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/grpc_server_handled_total/);
+    expect((await fetch(`${base}/nothing`)).status).toBe(404);
+    expect(await checkHealth(`127.0.0.1:${m.ports.client}`)).toBe("SERVING");
+    expect((await put(m, "after-http", "v")).header!.revision).toBeGreaterThan(0n);
+    // The same alarm the quota test raises by filling the member (activating it again is harmless).
+    const { memberId } = (await cluster.status(small)).header!;
+    await call(small.clients.maintenance, "alarm", { action: 1, memberID: memberId, alarm: 1 });
+    const alarmed = await fetch(`http://127.0.0.1:${small.ports.client}/health`);
+    expect([alarmed.status, await alarmed.text()]).toEqual([503, '{"health":"false"}']);
+    const detailed = await fetch(`http://127.0.0.1:${small.ports.metrics}/health`);
+    expect([detailed.status, await detailed.json()]).toEqual([
+      503,
+      expect.objectContaining({ healthy: false, health: "false", reason: "alarms raised: NOSPACE" }),
+    ]);
+  });
 });
 
 describe("bad flags and config", { timeout: 150_000 }, () => {

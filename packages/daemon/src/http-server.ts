@@ -3,7 +3,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import { ListenError } from "./grpc/listen-error.js";
 import { httpsServerOptions, loadTlsMaterial, type TlsFiles } from "./grpc/tls.js";
@@ -106,6 +106,35 @@ function closeOne(server: Server): Promise<void> {
     });
     server.closeIdleConnections();
   });
+}
+
+/** HTTP/1.x connections another listener hands over (see GrpcServerConfig.http1). */
+export interface HandedOverHttp {
+  /** Serves the routes on `socket`, whose unread bytes begin the first request. */
+  accept(socket: Socket): void;
+  /** Closes the connections it was handed (probes and scrapes: short requests). */
+  close(): void;
+}
+
+/** The same routes as startHttpServer, for connections a gRPC port takes and hands over. */
+export function handedOverHttp(config: Omit<HttpServerConfig, "urls" | "tls" | "what">): HandedOverHttp {
+  const logger = config.logger.child({ component: "http" });
+  const server = createServer(makeHandler({ ...config, urls: [] }, logger));
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  server.headersTimeout = KEEP_ALIVE_MS + 1000;
+  // The server never listens, so Node does not track these connections for it.
+  const sockets = new Set<Socket>();
+  return {
+    accept: (socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+      server.emit("connection", socket);
+    },
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+    },
+  };
 }
 
 /** Start one listener per URL (TLS for https://). Resolves once all are listening. */

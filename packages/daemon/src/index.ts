@@ -69,6 +69,8 @@ export {
   type TlsMaterial,
 } from "./grpc/tls.js";
 export {
+  type HandedOverHttp,
+  handedOverHttp,
   type HealthReport,
   type HttpRouteHandler,
   type HttpServerConfig,

@@ -3,12 +3,13 @@
 // parts that follow leadership (lessor, lease expiry proposals).
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { chainfirev1 } from "@photoncloud/chainfire-api";
+import { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import {
   ConfigError,
   clientTlsFiles,
   conflict,
   type DaemonContext,
+  handedOverHttp,
   runDaemon,
   startGrpcServer,
   startHttpServer,
@@ -38,6 +39,37 @@ import { type ChainfireOptions, chainfireOptions } from "./options.js";
 export const CHAINFIRE_VERSION = "0.1.0";
 /** What Maintenance.Status reports: etcd clients (etcdctl 3.4) gate features on the API level. */
 export const ETCD_API_VERSION = "3.4.0";
+/** The cluster version etcd's /version reports beside its own. */
+const ETCD_CLUSTER_VERSION = "3.4.0";
+/** How long etcd's /health waits for its read through the leader. */
+const HEALTH_READ_TIMEOUT_MS = 1000;
+
+/**
+ * etcd's health check: a leader is known, no alarm is raised, and a read through the leader
+ * (linearizable) answers within a second. `health` is etcd's "true"/"false"; `reason` says why not.
+ */
+async function etcdHealth(
+  member: RunningMember,
+  apiCtx: EtcdApiContext,
+): Promise<{ healthy: boolean; health: "true" | "false"; leader: string | null; reason?: string }> {
+  const leaderId = member.raft.node.leader;
+  const leader = leaderId === 0n ? null : formatId(leaderId);
+  const unhealthy = (reason: string) => ({ healthy: false, health: "false" as const, leader, reason });
+  if (leaderId === 0n) return unhealthy("no leader");
+  const alarms = apiCtx.store.alarms();
+  if (alarms.length > 0)
+    return unhealthy(`alarms raised: ${alarms.map((a) => etcd.AlarmType[a.alarm]).join(", ")}`);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), HEALTH_READ_TIMEOUT_MS);
+  });
+  const read = member.raft.linearizableRead(() => true).catch(() => false);
+  const answered = await Promise.race([read, timedOut]);
+  clearTimeout(timer);
+  if (!answered)
+    return unhealthy(`a read through the leader did not answer within ${HEALTH_READ_TIMEOUT_MS} ms`);
+  return { healthy: true, health: "true", leader };
+}
 const PROTO_ROOT = fileURLToPath(new URL("../../../../proto", import.meta.url));
 /** etcd lets gRPC frames exceed --max-request-bytes by this much; the request check is exact. */
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
@@ -216,8 +248,26 @@ async function startServers(
   member: RunningMember,
 ): Promise<void> {
   const { config, logger } = ctx;
+  const health = () => etcdHealth(member, apiCtx);
+  // As etcd, the client URLs also answer HTTP/1.x: /health and /version in etcd's words, /metrics.
+  const clientHttp = handedOverHttp({
+    metrics: ctx.metrics,
+    logger,
+    routes: {
+      "/health": async (_req, res) => {
+        const report = await health();
+        res.writeHead(report.healthy ? 200 : 503, { "content-type": "text/plain; charset=utf-8" });
+        res.end(JSON.stringify({ health: report.health }));
+      },
+      "/version": (_req, res) => {
+        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+        res.end(JSON.stringify({ etcdserver: ETCD_API_VERSION, etcdcluster: ETCD_CLUSTER_VERSION }));
+      },
+    },
+  });
   const grpc = await startGrpcServer({
     urls: config.listenClientUrls,
+    http1: clientHttp.accept,
     tls: clientTlsFiles(config),
     services: clientServices({ ctx: apiCtx, membership, clusterToken: config.initialClusterToken }),
     protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],
@@ -229,16 +279,14 @@ async function startServers(
     what: "--listen-client-urls",
   });
   ctx.onShutdown("client-grpc", () => grpc.shutdown());
+  ctx.onShutdown("client-http", () => clientHttp.close());
   const http = await startHttpServer({
     urls: config.listenMetricsUrls,
     // https:// metrics URLs use the client certificate, like etcd's.
     tls: clientTlsFiles(config),
     metrics: ctx.metrics,
     logger,
-    health: () => {
-      const leader = member.raft.node.leader;
-      return { healthy: leader !== 0n, leader: leader === 0n ? null : formatId(leader) };
-    },
+    health,
     version: { name: "chainfire", version: CHAINFIRE_VERSION, etcdApi: ETCD_API_VERSION },
     what: "--listen-metrics-urls",
   });

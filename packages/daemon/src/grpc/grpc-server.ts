@@ -9,6 +9,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSync } from "@grpc/proto-loader";
@@ -71,6 +72,11 @@ export interface GrpcServerConfig {
   readonly shutdownTimeoutMs?: number;
   /** How the URL list is named in messages, e.g. `--listen-client-urls`. */
   readonly what?: string;
+  /**
+   * Takes the connections of fronted listeners that speak HTTP/1.x instead of HTTP/2 (etcd serves
+   * /health, /version and /metrics on its client URLs so): see GrpcFrontConfig.http1.
+   */
+  readonly http1?: (socket: Socket) => void;
 }
 
 export interface RunningGrpcServer {
@@ -212,7 +218,13 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
       for (const [i, l] of listeners.entries()) {
         if (!l.fronted) continue;
         const tls = l.tls === undefined ? undefined : httpsServerOptions(l.tls);
-        const front = new GrpcFront({ routes: lean, limits, fallbackSocketPath, ...(tls ? { tls } : {}) });
+        const front = new GrpcFront({
+          routes: lean,
+          limits,
+          fallbackSocketPath,
+          ...(tls ? { tls } : {}),
+          ...(config.http1 ? { http1: config.http1 } : {}),
+        });
         fronts.push(front);
         const port = await front.listen(l.url.host, l.url.port).catch((err: Error) => {
           throw new ListenError(l.url.href, err.message, what);

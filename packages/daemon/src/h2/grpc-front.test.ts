@@ -28,6 +28,7 @@ import { startGrpcServer } from "../grpc/grpc-server.js";
 import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
 import { CLIENT_PREFACE, Flag, FrameType, frame, settingsFrame } from "./frames.js";
+import { looksLikeHttp1 } from "./grpc-front.js";
 import { encodeHeaders } from "./hpack.js";
 import { rawMethod } from "./test-methods.js";
 
@@ -151,6 +152,16 @@ function unary(client: AnyClient, name: string, request: Buffer): Promise<Buffer
     ),
   );
 }
+
+describe("looksLikeHttp1", () => {
+  it("tells an HTTP/1.x request line from the HTTP/2 preface, also cut short", () => {
+    // Proves the sniff of a fronted port's first read: only a request line goes to HTTP/1.x.
+    const yes = ["GET /health HTTP/1.1\r\n", "HEAD / HTTP/1.0\r\n", "OPTIONS * HTTP/1.1\r\n"];
+    const no = [CLIENT_PREFACE.toString("latin1"), "PRI * HTTP/2", "P", "", "\x16\x03\x01", "get / HTTP/1.1"];
+    expect(yes.map((t) => looksLikeHttp1(Buffer.from(t, "latin1")))).toEqual(yes.map(() => true));
+    expect(no.map((t) => looksLikeHttp1(Buffer.from(t, "latin1")))).toEqual(no.map(() => false));
+  });
+});
 
 describe("gRPC front", () => {
   it("answers lean calls itself and forwards streams in every direction to grpc-js", async () => {

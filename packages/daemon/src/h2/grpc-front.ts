@@ -39,6 +39,22 @@ export interface GrpcFrontConfig {
   /** The Unix socket the grpc-js server listens on for everything else. */
   readonly fallbackSocketPath: string;
   readonly tls?: ReturnType<typeof httpsServerOptions>;
+  /**
+   * Takes a connection that speaks HTTP/1.x: on plain TCP its first bytes are not the HTTP/2
+   * preface; over TLS it negotiated http/1.1 (or nothing) by ALPN. Without it such a connection is
+   * closed. The handler gets the socket with those first bytes still to be read.
+   */
+  readonly http1?: (socket: Socket) => void;
+}
+
+/** The start of the HTTP/2 client preface: a first read that begins it (or is cut short within it). */
+const PREFACE_START = Buffer.from("PRI * HTTP/2.0");
+
+/** Whether a connection's first bytes are an HTTP/1.x request line rather than the HTTP/2 preface. */
+export function looksLikeHttp1(first: Buffer): boolean {
+  const n = Math.min(first.length, PREFACE_START.length);
+  if (first.subarray(0, n).equals(PREFACE_START.subarray(0, n))) return false;
+  return /^[A-Z]{3,7} /.test(first.subarray(0, 8).toString("latin1"));
 }
 
 type HeaderValue = string | number | string[] | undefined;
@@ -231,12 +247,30 @@ export class GrpcFront {
       });
       this.connections.add(c);
     };
-    if (config.tls === undefined) this.server = createNetServer(accept);
-    else {
-      this.server = createTlsServer({ ...config.tls, ALPNProtocols: ["h2"] }, (socket: TLSSocket) => {
-        // gRPC runs over HTTP/2 only; a client that did not negotiate it gets nothing.
-        if (socket.alpnProtocol !== "h2") socket.destroy();
-        else accept(socket);
+    const http1 = config.http1;
+    if (config.tls === undefined) {
+      this.server = createNetServer(
+        http1 === undefined
+          ? accept
+          : (socket) => {
+              // The first read says which protocol this is; it is put back for whoever takes it.
+              socket.once("data", (first: Buffer) => {
+                socket.pause();
+                socket.unshift(first);
+                if (looksLikeHttp1(first)) http1(socket);
+                else accept(socket);
+                socket.resume();
+              });
+            },
+      );
+    } else {
+      const protocols = http1 === undefined ? ["h2"] : ["h2", "http/1.1"];
+      this.server = createTlsServer({ ...config.tls, ALPNProtocols: protocols }, (socket: TLSSocket) => {
+        // gRPC runs over HTTP/2 only; a client that did not negotiate it gets nothing, or the
+        // HTTP/1.x side when there is one.
+        if (socket.alpnProtocol === "h2") accept(socket);
+        else if (http1 !== undefined) http1(socket);
+        else socket.destroy();
       });
       this.server.on("tlsClientError", () => {});
     }
