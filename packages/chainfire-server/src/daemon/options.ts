@@ -69,6 +69,105 @@ export const chainfireOptions = defineOptions({
     description:
       "how often the leader records each lease's remaining TTL through the log, so a new leader continues the countdown",
   },
+  // etcd 3.4 flags an etcd unit often carries. The ones whose setting chainfire always has are
+  // accepted; a setting chainfire does not offer is refused, saying what to do instead.
+  logger: {
+    flag: "logger",
+    env: "CHAINFIRE_LOGGER",
+    type: "enum",
+    values: ["zap", "capnslog"],
+    default: "zap",
+    description: "etcd's logger choice, accepted as is: chainfire always writes JSON lines",
+  },
+  logOutputs: {
+    flag: "log-outputs",
+    env: "CHAINFIRE_LOG_OUTPUTS",
+    type: "enum",
+    values: ["default", "stdout", "stderr"],
+    default: "default",
+    example: "default",
+    description: "etcd's log destination, accepted as is (the log goes to stdout, or to --log-file)",
+  },
+  enableV2: {
+    flag: "enable-v2",
+    env: "CHAINFIRE_ENABLE_V2",
+    type: "bool",
+    description: "etcd's v2 API: not served; only false is accepted",
+    check: (on: boolean) => (on ? "chainfire serves etcd's v3 API only; leave it false or out" : undefined),
+  },
+  preVote: {
+    flag: "pre-vote",
+    env: "CHAINFIRE_PRE_VOTE",
+    type: "bool",
+    default: true,
+    description: "Raft pre-vote: always on in chainfire; only true is accepted",
+    check: (on: boolean) => (on ? undefined : "chainfire always runs pre-vote; leave it true or out"),
+  },
+  strictReconfigCheck: {
+    flag: "strict-reconfig-check",
+    env: "CHAINFIRE_STRICT_RECONFIG_CHECK",
+    type: "bool",
+    default: true,
+    description: "refuse membership changes that would lose quorum: always on; only true is accepted",
+    check: (on: boolean) =>
+      on ? undefined : "chainfire always refuses changes that would lose quorum; leave it true or out",
+  },
+  metricsLevel: {
+    flag: "metrics",
+    env: "CHAINFIRE_METRICS",
+    type: "enum",
+    values: ["basic", "extensive"],
+    default: "basic",
+    description: "etcd's metrics level, accepted as is: /metrics has one set",
+  },
+  maxWals: {
+    flag: "max-wals",
+    env: "CHAINFIRE_MAX_WALS",
+    type: "int",
+    default: 5,
+    min: 0,
+    description: "etcd's WAL file count, accepted as is: the Raft log is compacted behind each snapshot",
+  },
+  maxSnapshots: {
+    flag: "max-snapshots",
+    env: "CHAINFIRE_MAX_SNAPSHOTS",
+    type: "int",
+    default: 5,
+    min: 0,
+    description: "etcd's snapshot file count, accepted as is: a member keeps only the snapshots it needs",
+  },
+  forceNewCluster: {
+    flag: "force-new-cluster",
+    env: "CHAINFIRE_FORCE_NEW_CLUSTER",
+    type: "bool",
+    description: "not offered; only false is accepted",
+    check: (on: boolean) =>
+      on
+        ? "not offered; to rebuild a cluster from one member's data, `chainfirectl snapshot save` it and `snapshot restore` a new cluster"
+        : undefined,
+  },
+  autoTls: {
+    flag: "auto-tls",
+    env: "CHAINFIRE_AUTO_TLS",
+    type: "bool",
+    description: "not offered; only false is accepted",
+    check: (on: boolean) => (on ? "not offered; give --cert-file and --key-file" : undefined),
+  },
+  peerAutoTls: {
+    flag: "peer-auto-tls",
+    env: "CHAINFIRE_PEER_AUTO_TLS",
+    type: "bool",
+    description: "not offered; only false is accepted",
+    check: (on: boolean) => (on ? "not offered; give --peer-cert-file and --peer-key-file" : undefined),
+  },
+  walDir: {
+    flag: "wal-dir",
+    env: "CHAINFIRE_WAL_DIR",
+    type: "string",
+    description: "not offered: the Raft log lives under <data-dir>/raft; only an empty value is accepted",
+    check: (dir: string) =>
+      dir === "" ? undefined : "not offered: the Raft log lives under <data-dir>/raft; leave it out",
+  },
   snapshotCatchupEntries: {
     flag: "experimental-snapshot-catchup-entries",
     env: "CHAINFIRE_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
