@@ -149,6 +149,23 @@ describe("planMember", () => {
     );
   });
 
+  it("refuses a wildcard client URL as the one advertised, as etcd does, on a first start and a restart", () => {
+    // Proves --listen-client-urls http://0.0.0.0:2379 without --advertise-client-urls is refused
+    // (the member list would tell clients to dial 0.0.0.0), and an explicit one is accepted.
+    const wildcard = ["--listen-client-urls", "http://0.0.0.0:2379"];
+    for (const stored of [undefined, { name: "default", memberId: 1n, clusterId: 2n }]) {
+      const err = configError(() => planMember(config(wildcard), stored));
+      expect(err.message).toMatch(
+        /--advertise-client-urls: http:\/\/0.0.0.0:2379\/? \(taken from --listen-client-urls\) is a wildcard address/,
+      );
+    }
+    const ok = planMember(
+      config([...wildcard, "--advertise-client-urls", "http://10.0.0.1:2379"]),
+      undefined,
+    );
+    expect(ok.advertiseClientUrls).toEqual([expect.stringContaining("10.0.0.1:2379")]);
+  });
+
   it("plans a join with an explicit --member-id and refuses a join that lists no running member", () => {
     // Proves state=existing starts with join and the given ID, and needs peers to contact.
     const c = config([

@@ -91,6 +91,20 @@ function advertiseIssues(urls: readonly DaemonUrl[]): ConfigIssue[] {
   ];
 }
 
+/** A wildcard advertised client URL (usually --listen-client-urls taken as is) reaches no client. */
+function clientAdvertiseIssues(config: MemberConfig, urls: readonly DaemonUrl[]): ConfigIssue[] {
+  const bad = urls.find((u) => u.host === "0.0.0.0" || u.host === "::");
+  if (bad === undefined) return [];
+  const from = config.advertiseClientUrls === undefined ? " (taken from --listen-client-urls)" : "";
+  return [
+    issue(
+      "--advertise-client-urls",
+      `${bad.href}${from} is a wildcard address, which no client can dial from the member list; give ` +
+        "the address clients use, e.g. --advertise-client-urls http://10.0.0.1:2379",
+    ),
+  ];
+}
+
 function sameUrls(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().join(",") === [...b].sort().join(",");
 }
@@ -127,7 +141,11 @@ function firstStartPlan(config: MemberConfig): MemberPlan {
   const advertisePeerUrls = urls.initialAdvertisePeerUrls.map((u) => u.href);
   const advertiseClientUrls = urls.advertiseClientUrls.map((u) => u.href);
   const join = config.initialClusterState === "existing";
-  const problems = [...timingIssues(config), ...advertiseIssues(urls.initialAdvertisePeerUrls)];
+  const problems = [
+    ...timingIssues(config),
+    ...advertiseIssues(urls.initialAdvertisePeerUrls),
+    ...clientAdvertiseIssues(config, urls.advertiseClientUrls),
+  ];
   if (!join && config.memberId !== undefined) {
     problems.push(
       issue(
@@ -193,8 +211,9 @@ function restartPlan(config: MemberConfig, stored: StoredIdentity): MemberPlan {
       ),
     );
   }
-  if (problems.length > 0) throw new ConfigError(problems);
   const urls = resolveMemberUrls(config);
+  problems.push(...clientAdvertiseIssues(config, urls.advertiseClientUrls));
+  if (problems.length > 0) throw new ConfigError(problems);
   return {
     name: stored.name,
     memberId: stored.memberId,
