@@ -105,6 +105,44 @@ describe("RaftService", () => {
     expect(row.ts).toBeGreaterThanOrEqual(before);
   }, 60_000);
 
+  it("ignores a peer message addressed to another member", async () => {
+    // Proves a member does not act on messages meant for another ID (a sender dialing a URL that
+    // is now this member's): a proposal addressed elsewhere is not appended; one addressed here is.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    const follower = members.find((m) => m !== leader) as LocalMember;
+    await proposeRetry(leader, "settled");
+    const prop = (to: bigint, text: string) =>
+      makeMessage({
+        type: MessageType.Prop,
+        from: follower.id,
+        to,
+        entries: [
+          {
+            term: 0n,
+            index: 0n,
+            type: EntryType.Normal,
+            data: encodeEnvelope({
+              proposer: follower.id,
+              requestId: 7n,
+              timestampMs: 0,
+              seed: 0n,
+              command: enc(text),
+            }),
+          },
+        ],
+      });
+    const stepFromPeer = (m: ReturnType<typeof prop>) =>
+      (leader.service as unknown as { stepFromPeer(m: unknown): void }).stepFromPeer(m);
+    const lastIndex = () => leader.service.node.withCore((c) => c.log.lastIndex());
+    const last = lastIndex();
+    stepFromPeer(prop(0x99n, "misaddressed"));
+    expect(lastIndex()).toBe(last);
+    stepFromPeer(prop(leader.id, "addressed"));
+    expect(lastIndex()).toBe(last + 1n);
+  }, 60_000);
+
   it("fails a proposal sent to a leader that stopped once another leads, well before its deadline", async () => {
     // Proves a follower's proposal lost with its leader ends in LeaderChangedError (outcome unknown,
     // not "not leader", which clients take as never proposed) about an election timeout after the
@@ -234,6 +272,24 @@ describe("RaftService", () => {
     ).rejects.toBeInstanceOf(QuorumAtRiskError);
     moved.server.forceShutdown();
     expect(leader.service.memberList().find((m) => m.id === up.id)?.peerUrls).toEqual(upInfo.peerUrls);
+  }, 60_000);
+
+  it("keeps an operator's new peer URLs when a member's publish of its client URLs lands after them", async () => {
+    // Proves a publish (name and client URLs) does not write back the peer URLs it read before an
+    // operator's in-place replacement that is applied first.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    await proposeRetry(leader, "before");
+    const [oldUrl, newUrl] = [(await bindServer()).url, (await bindServer()).url];
+    const spec = { name: "m4", peerUrls: [oldUrl], clientUrls: [], isLearner: true };
+    await leader.service.addMember(4n, spec);
+    await Promise.all([
+      leader.service.addMember(4n, { ...spec, peerUrls: [newUrl] }),
+      leader.service.publishAttributes(4n, "m4", ["http://127.0.0.1:12379"]),
+    ]);
+    const m4 = leader.service.memberList().find((m) => m.id === 4n)!;
+    expect([m4.peerUrls, m4.clientUrls]).toEqual([[newUrl], ["http://127.0.0.1:12379"]]);
   }, 60_000);
 
   it("lets a lone voter take a second one, as etcd does, which then joins", async () => {

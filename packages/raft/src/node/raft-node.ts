@@ -31,7 +31,7 @@ import {
   encodeLayerSnapshotParts,
   encodeMembers,
   type MemberInfo,
-  memberFromJson,
+  memberChangeFromJson,
 } from "../service/members.js";
 import type { ApplyEntry, SnapshotJob, StateMachine } from "../service/state-machine.js";
 import { SqliteLogStore } from "../storage/sqlite-log-store.js";
@@ -411,14 +411,20 @@ export class RaftNode {
         // A metadata update that raced with the member's removal: it must not bring it back.
       } else if (cc.context.length > 8) {
         // context = [8-byte request tag][member JSON] (see RaftService.proposeConf).
-        const info = memberFromJson(JSON.parse(new TextDecoder().decode(cc.context.subarray(8))));
+        const change = memberChangeFromJson(new TextDecoder().decode(cc.context.subarray(8)));
+        const info = change.info;
         const prev = next.get(cc.nodeId);
         const isLearner =
           cc.type === ConfChangeType.AddLearnerNode ||
           (cc.type === ConfChangeType.UpdateNode && (prev?.isLearner ?? false));
-        next.set(cc.nodeId, { ...info, id: cc.nodeId, isLearner });
-        const url = info.peerUrls[0];
-        if (url !== undefined) this.transport?.setPeer(cc.nodeId, url);
+        if (change.publish && prev !== undefined) {
+          // A member's publish changes its name and client URLs only (its peer URLs are the operator's).
+          next.set(cc.nodeId, { ...prev, name: info.name, clientUrls: info.clientUrls, isLearner });
+        } else {
+          next.set(cc.nodeId, { ...info, id: cc.nodeId, isLearner });
+          const url = info.peerUrls[0];
+          if (url !== undefined) this.transport?.setPeer(cc.nodeId, url);
+        }
       }
       this.members.clear();
       for (const [id, m] of next) this.members.set(id, m);

@@ -16,6 +16,12 @@ interface MemberJson {
   peerUrls: string[];
   clientUrls: string[];
   isLearner: boolean;
+  /**
+   * Set on a member's publish of its own name and client URLs: applied, only those two fields change,
+   * so a publish that read the record before an operator's URL change cannot write the old URLs back.
+   * (A member that does not know the field applies the whole record, as before.)
+   */
+  publish?: boolean;
 }
 
 export function memberToJson(m: MemberInfo): MemberJson {
@@ -29,7 +35,19 @@ export function memberToJson(m: MemberInfo): MemberJson {
 }
 
 export function memberFromJson(j: MemberJson): MemberInfo {
-  return { ...j, id: BigInt(j.id) };
+  return {
+    id: BigInt(j.id),
+    name: j.name,
+    peerUrls: j.peerUrls,
+    clientUrls: j.clientUrls,
+    isLearner: j.isLearner,
+  };
+}
+
+/** A conf change context's member JSON: the record, and whether it is a publish (see MemberJson). */
+export function memberChangeFromJson(text: string): { info: MemberInfo; publish: boolean } {
+  const j = JSON.parse(text) as MemberJson;
+  return { info: memberFromJson(j), publish: j.publish === true };
 }
 
 export function encodeMembers(ms: Iterable<MemberInfo>): Uint8Array {

@@ -297,6 +297,9 @@ export class RaftService implements Replicated, NodeListener {
    * bytes were just decoded from the peer stream and belong to this message alone.
    */
   private stepFromPeer(m: Message): void {
+    // Addressed to another member: its sender dials a peer URL that is now this member's (etcd's
+    // peer handler refuses such a message too). Taking it would answer for that member.
+    if (m.to !== this.node.id) return;
     if (m.type === MessageType.Prop && this.node.role === StateRole.Leader) {
       const now = Date.now();
       for (const e of m.entries) {
@@ -855,7 +858,7 @@ export class RaftService implements Replicated, NodeListener {
     const existing = this.node.members.get(id);
     if (existing === undefined) throw new MemberNotFoundError(id);
     const info: MemberInfo = { ...existing, name, clientUrls: [...clientUrls] };
-    const index = await this.proposeConf(ConfChangeType.UpdateNode, id, info);
+    const index = await this.proposeConf(ConfChangeType.UpdateNode, id, info, { publish: true });
     return { member: this.node.members.get(id) ?? info, updated: true, index };
   }
 
@@ -900,10 +903,17 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   /** Resolves with the log index of the change once it is applied on this member. */
-  private proposeConf(type: ConfChangeType, id: NodeId, info: MemberInfo | undefined): Promise<bigint> {
+  private proposeConf(
+    type: ConfChangeType,
+    id: NodeId,
+    info: MemberInfo | undefined,
+    extra: { publish?: true } = {},
+  ): Promise<bigint> {
     const tag = randomBytes(8);
     const json =
-      info === undefined ? new Uint8Array() : new TextEncoder().encode(JSON.stringify(memberToJson(info)));
+      info === undefined
+        ? new Uint8Array()
+        : new TextEncoder().encode(JSON.stringify({ ...memberToJson(info), ...extra }));
     // context = [8-byte tag][member JSON]; the node reads the JSON part.
     const context = new Uint8Array(8 + json.length);
     context.set(tag, 0);
