@@ -121,7 +121,9 @@ export function handedOverHttp(config: Omit<HttpServerConfig, "urls" | "tls" | "
   const logger = config.logger.child({ component: "http" });
   const server = createServer(makeHandler({ ...config, urls: [] }, logger));
   server.keepAliveTimeout = KEEP_ALIVE_MS;
-  server.headersTimeout = KEEP_ALIVE_MS + 1000;
+  // headersTimeout and requestTimeout are enforced only for a server that listens: an inactivity
+  // timeout on each socket stands in for them (a request cut short is closed).
+  server.timeout = KEEP_ALIVE_MS + 1000;
   // The server never listens, so Node does not track these connections for it.
   const sockets = new Set<Socket>();
   return {

@@ -244,9 +244,11 @@ describe("RaftService", () => {
     const taken = leader.service.memberList().find((m) => m.id !== leader.id)!.peerUrls[0]!;
     const bound4 = await bindServer();
     const spec = { name: "m4", peerUrls: [bound4.url], clientUrls: [], isLearner: true };
-    await expect(leader.service.addMember(4n, { ...spec, peerUrls: [taken] })).rejects.toBeInstanceOf(
-      InvalidArgumentError,
-    );
+    for (const url of [taken, `${taken}/`]) {
+      await expect(leader.service.addMember(4n, { ...spec, peerUrls: [url] })).rejects.toBeInstanceOf(
+        InvalidArgumentError,
+      );
+    }
     await leader.service.addMember(4n, spec);
     const m4 = startMember(4n, bound4, dir, leader.service.memberList(), { ...opts, join: true });
     members.push(m4);

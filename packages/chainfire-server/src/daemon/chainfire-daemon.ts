@@ -111,6 +111,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     backgroundCheckpoints: true,
   });
   let member: RunningMember;
+  let bootstrap: typeof config = config;
   try {
     prepareDataDir(config.dataDir, () => store.appliedIndex());
     await store.startSnapshotWorker().catch((err: unknown) => {
@@ -120,7 +121,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
       );
     });
     // A data dir made by `snapshot restore` bootstraps the membership it was restored for.
-    const bootstrap = bootstrapFromRestore(config.dataDir, config, ctx.sources);
+    bootstrap = bootstrapFromRestore(config.dataDir, config, ctx.sources);
     member = await startRaftMember(bootstrap === config ? ctx : { ...ctx, config: bootstrap }, store);
   } catch (err) {
     // A configuration mistake leaves no trace: nothing of this start stays on disk.
@@ -180,7 +181,8 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   // On the peer URL too: the member list, which a joining member reads to find the ID given to its
   // peer URL, and a removed member reads to learn of its removal.
   member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(membership));
-  await startServers(ctx, apiCtx, membership, member);
+  // The token the cluster was bootstrapped with (a restore's, when the data dir came from one).
+  await startServers(ctx, apiCtx, membership, member, bootstrap.initialClusterToken);
   logger.info(
     {
       memberId: formatId(member.memberId),
@@ -246,6 +248,7 @@ async function startServers(
   apiCtx: EtcdApiContext,
   membership: MembershipOps,
   member: RunningMember,
+  clusterToken: string,
 ): Promise<void> {
   const { config, logger } = ctx;
   const health = () => etcdHealth(member, apiCtx);
@@ -269,7 +272,7 @@ async function startServers(
     urls: config.listenClientUrls,
     http1: clientHttp.accept,
     tls: clientTlsFiles(config),
-    services: clientServices({ ctx: apiCtx, membership, clusterToken: config.initialClusterToken }),
+    services: clientServices({ ctx: apiCtx, membership, clusterToken }),
     protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],
     includeDirs: [PROTO_ROOT],
     maxReceiveMessageBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,

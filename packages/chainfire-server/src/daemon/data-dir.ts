@@ -4,7 +4,8 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { conflict, type DaemonUrl, parseUrlList, type ValueSource } from "@photoncloud/daemon";
-import { parseInitialCluster, RESTORED_FOR_FILE, type RestoredFor } from "../snapshot/restore.js";
+import { parseInitialCluster } from "@photoncloud/raft";
+import { RESTORED_FOR_FILE, type RestoredFor } from "../snapshot/restore.js";
 
 export const dataDirLayout = {
   mvccDb: (dir: string) => join(dir, "mvcc.db"),
@@ -68,9 +69,10 @@ export function bootstrapFromRestore<C extends BootstrapConfig>(dir: string, con
       `${yours} differs from ${theirs}, which ${dir} was restored for (${path}); give the same value or leave --${flag} out`,
     );
   if (given("name") && config.name !== restored.name) throw refuse("name", config.name, restored.name);
+  // Compared as the member kit reads them (names and normalised URLs), whatever the spelling.
   const clusterText = (text: string) =>
-    [...parseInitialCluster(text)]
-      .map(([name, urls]) => `${name}=${urls.map((u) => parseUrlList(u)[0]!.href).join("|")}`)
+    parseInitialCluster(text, restored.initialClusterToken)
+      .map((m) => `${m.name}=${[...m.peerUrls].sort().join("|")}`)
       .sort()
       .join(",");
   if (

@@ -21,10 +21,12 @@ function harness() {
   const asked: string[] = [];
   let now = 0;
   let removed = 0;
+  let gate: Promise<void> = Promise.resolve();
   const watcher = new RemovalWatcher(
     { memberId: SELF, raft: { node } },
-    (url) => {
+    async (url) => {
       asked.push(url);
+      await gate;
       return Promise.resolve({
         header: { clusterId: 1n, memberId: 2n, raftTerm: 2n, leaderId: peersLeader },
         members: peersList.map((id) => ({ ...info(id), peerUrls: [...info(id).peerUrls], clientUrls: [] })),
@@ -46,6 +48,13 @@ function harness() {
       now += ms;
     },
     removed: () => removed,
+    holdAnswers: () => {
+      let open!: () => void;
+      gate = new Promise((resolve) => {
+        open = resolve;
+      });
+      return open;
+    },
   };
 }
 
@@ -97,6 +106,19 @@ describe("RemovalWatcher", () => {
     h.advance(1000);
     await h.watcher.check();
     expect(h.removed()).toBe(1);
+  });
+
+  it("reports nothing from a probe that answers after the watcher was stopped", async () => {
+    // Proves a member already shutting down is not told to stop a second time by a late answer.
+    const h = harness();
+    h.node.members.delete(SELF);
+    h.peers([2n, 3n]);
+    const open = h.holdAnswers();
+    const probe = h.watcher.check();
+    h.watcher.stop();
+    open();
+    await probe;
+    expect(h.removed()).toBe(0);
   });
 
   it("asks the others only after a probe interval without a leader", async () => {

@@ -96,9 +96,11 @@ export class RemovalWatcher {
     this.timer.unref();
   }
 
+  /** Stops looking; a probe still running then reports nothing (the member is stopping anyway). */
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    this.done = true;
   }
 
   /** One look (the interval's); resolves when a probe it started has finished. */
@@ -123,7 +125,6 @@ export class RemovalWatcher {
 
   private removed(): void {
     if (this.done) return;
-    this.done = true;
     this.stop();
     this.onRemoved();
   }

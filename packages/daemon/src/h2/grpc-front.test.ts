@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import http2 from "node:http2";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
@@ -25,6 +25,7 @@ import {
 import { afterEach, describe, expect, it } from "vitest";
 import { domainErrors } from "../errors.js";
 import { startGrpcServer } from "../grpc/grpc-server.js";
+import { handedOverHttp } from "../http-server.js";
 import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
 import { CLIENT_PREFACE, Flag, FrameType, frame, settingsFrame } from "./frames.js";
@@ -122,10 +123,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(shutdownTimeoutMs = 2000) {
+async function start(shutdownTimeoutMs = 2000, http1?: (socket: Socket) => void) {
   const grpc = await startGrpcServer({
     urls: parseUrlList("http://127.0.0.1:0"),
     services: [{ definition, implementation, leanUnaryMethods: ["Echo", "Fail"] }],
+    ...(http1 ? { http1 } : {}),
     logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
     maxReceiveMessageBytes: 8 << 20,
     maxSendMessageBytes: 8 << 20,
@@ -160,6 +162,32 @@ describe("looksLikeHttp1", () => {
     const no = [CLIENT_PREFACE.toString("latin1"), "PRI * HTTP/2", "P", "", "\x16\x03\x01", "get / HTTP/1.1"];
     expect(yes.map((t) => looksLikeHttp1(Buffer.from(t, "latin1")))).toEqual(yes.map(() => true));
     expect(no.map((t) => looksLikeHttp1(Buffer.from(t, "latin1")))).toEqual(no.map(() => false));
+  });
+});
+
+describe("HTTP/1.x beside gRPC on a fronted port", () => {
+  it("hands a request line over, survives a client that resets before sending, and closes a silent one", async () => {
+    // Proves the sniffing front: HTTP/1.x reaches the handler with its first bytes, gRPC still
+    // works, a reset before the first byte is no uncaught error, and shutdown does not wait on a
+    // connection that never sent anything.
+    const http = handedOverHttp({
+      logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
+      routes: { "/ping": (_req, res) => res.end("pong") },
+    });
+    cleanups.push(() => http.close());
+    const { grpc, client, stop } = await start(60_000, http.accept);
+    const port = grpc.urls[0]!.port;
+    expect(await (await fetch(`http://127.0.0.1:${port}/ping`)).text()).toBe("pong");
+    expect((await unary(client, "Echo", Buffer.from("hi"))).toString()).toBe("hi");
+    const reset = connect(port, "127.0.0.1");
+    await once(reset, "connect");
+    reset.resetAndDestroy();
+    const silent = connect(port, "127.0.0.1");
+    await once(silent, "connect");
+    const silentClosed = once(silent, "close");
+    expect((await unary(client, "Echo", Buffer.from("still"))).toString()).toBe("still");
+    await stop();
+    await silentClosed;
   });
 });
 

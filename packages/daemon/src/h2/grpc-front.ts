@@ -47,6 +47,9 @@ export interface GrpcFrontConfig {
   readonly http1?: (socket: Socket) => void;
 }
 
+/** How long a plain connection may take to send its first bytes (as an HTTP/2 handshake may). */
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
+
 /** The start of the HTTP/2 client preface: a first read that begins it (or is cut short within it). */
 const PREFACE_START = Buffer.from("PRI * HTTP/2.0");
 
@@ -236,6 +239,10 @@ class FrontConnection {
 export class GrpcFront {
   private readonly server: Server;
   private readonly connections = new Set<FrontConnection>();
+  /** Plain connections whose first bytes have not come yet (see GrpcFrontConfig.http1). */
+  private readonly sniffing = new Set<Socket>();
+  /** Connections handed to the HTTP/1.x side: the listener cannot close while they are open. */
+  private readonly handedOver = new Set<Socket>();
   /** Called when the last connection has closed (while closing). */
   private allClosed: (() => void) | null = null;
 
@@ -247,18 +254,39 @@ export class GrpcFront {
       });
       this.connections.add(c);
     };
-    const http1 = config.http1;
+    const take = config.http1;
+    const http1 =
+      take === undefined
+        ? undefined
+        : (socket: Socket) => {
+            this.handedOver.add(socket);
+            socket.once("close", () => this.handedOver.delete(socket));
+            take(socket);
+          };
     if (config.tls === undefined) {
       this.server = createNetServer(
         http1 === undefined
           ? accept
           : (socket) => {
               // The first read says which protocol this is; it is put back for whoever takes it.
+              // Until it comes the socket is this front's: a reset is not an error of the process,
+              // a client that sends nothing is dropped as one that never finishes its handshake,
+              // and closing the front closes it.
+              this.sniffing.add(socket);
+              const drop = () => socket.destroy();
+              socket.on("error", drop);
+              socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, drop);
+              socket.once("close", () => this.sniffing.delete(socket));
               socket.once("data", (first: Buffer) => {
+                this.sniffing.delete(socket);
+                socket.setTimeout(0);
+                socket.off("timeout", drop);
                 socket.pause();
                 socket.unshift(first);
                 if (looksLikeHttp1(first)) http1(socket);
                 else accept(socket);
+                // The taker has its own error handling now.
+                socket.off("error", drop);
                 socket.resume();
               });
             },
@@ -296,6 +324,7 @@ export class GrpcFront {
       this.allClosed = resolve;
       if (this.connections.size === 0) resolve();
     });
+    for (const socket of this.sniffing) socket.destroy();
     for (const c of this.connections) c.h2.goaway();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => {
@@ -304,6 +333,7 @@ export class GrpcFront {
     await Promise.race([drained, timedOut]);
     clearTimeout(timer);
     for (const c of [...this.connections]) c.h2.destroy();
+    for (const socket of this.handedOver) socket.destroy();
     await listenerClosed;
   }
 }

@@ -211,9 +211,10 @@ function restartPlan(config: MemberConfig, stored: StoredIdentity): MemberPlan {
       ),
     );
   }
-  const urls = resolveMemberUrls(config);
-  problems.push(...clientAdvertiseIssues(config, urls.advertiseClientUrls));
   if (problems.length > 0) throw new ConfigError(problems);
+  // (A wildcard advertised client URL is refused on a first start only: a member that ran with one
+  // before this check keeps restarting.)
+  const urls = resolveMemberUrls(config);
   return {
     name: stored.name,
     memberId: stored.memberId,

@@ -744,8 +744,10 @@ export class RaftService implements Replicated, NodeListener {
       );
     }
     // Two members at one peer URL would have one of them take the other's messages as its own.
+    const same = (u: string) => u.replace(/\/$/, "");
     for (const other of this.node.members.values()) {
-      const shared = other.id !== id ? spec.peerUrls.find((u) => other.peerUrls.includes(u)) : undefined;
+      const theirs = other.peerUrls.map(same);
+      const shared = other.id !== id ? spec.peerUrls.find((u) => theirs.includes(same(u))) : undefined;
       if (shared !== undefined) {
         throw new InvalidArgumentError(
           `peer URL ${shared} is already member ${other.id.toString(16)}'s; give member ${id.toString(16)} its own`,
