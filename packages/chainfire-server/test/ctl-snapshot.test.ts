@@ -64,6 +64,20 @@ describe("chainfirectl snapshot", () => {
     expect((await ctl(["snapshot", "status", snapshot, "-w", "table"])).out).toContain("TOTAL KEYS");
   });
 
+  it("restores with etcdctl's defaults when only the data dir is given: a one-member cluster", async () => {
+    // Proves `snapshot restore snap.db --data-dir X`, as etcd's backup guides run it, works: the
+    // member "default" on http://localhost:2380, alone in its cluster.
+    const dataDir = join(dir, "defaults");
+    const run = await ctl(["snapshot", "restore", snapshot, `--data-dir=${dataDir}`]);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(readFileSync(join(dataDir, "restored-for.json"), "utf8"))).toEqual({
+      name: "default",
+      initialCluster: "default=http://localhost:2380",
+      initialAdvertisePeerUrls: ["http://localhost:2380"],
+      initialClusterToken: "photoncloud-cluster",
+    });
+  });
+
   it("restores into a data dir holding every key and revision, with a fresh Raft position", async () => {
     // Proves restore keeps the MVCC state (values, revisions, versions) and resets applied_index.
     const dataDir = join(dir, "restored");

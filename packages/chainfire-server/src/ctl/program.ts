@@ -15,7 +15,7 @@ import {
   printMembers,
 } from "./commands/member.js";
 import { snapshotSave, snapshotStatusCommand } from "./commands/snapshot.js";
-import { snapshotRestoreCommand } from "./commands/snapshot-restore.js";
+import { type RestoreFlags, snapshotRestoreCommand } from "./commands/snapshot-restore.js";
 import { Connection, type GlobalOptions } from "./connection.js";
 import { CtlError } from "./errors.js";
 import type { CtlIo, OutputFormat } from "./format.js";
@@ -179,17 +179,33 @@ function snapshotCommands(program: Command, io: CtlIo): void {
   snapshot
     .command("restore <file>")
     .description("offline: write a fresh data dir for one member of a NEW cluster from a snapshot file")
-    .requiredOption("--name <name>", "this member's name (in --initial-cluster)")
-    .requiredOption("--data-dir <dir>", "data directory to create (must not exist or be empty)")
-    .requiredOption("--initial-cluster <list>", "name=peerURL,... of the new cluster")
-    .requiredOption("--initial-advertise-peer-urls <urls>", "this member's peer URLs")
+    // etcdctl 3.4's defaults: a one-member cluster named "default" on http://localhost:2380.
+    .option("--name <name>", "this member's name (in --initial-cluster)", "default")
+    .option("--data-dir <dir>", "data directory to create (must not exist or be empty; default: <name>.etcd)")
+    .option("--initial-cluster <list>", "name=peerURL,... of the new cluster (default: <name>=<peer URLs>)")
+    .option("--initial-advertise-peer-urls <urls>", "this member's peer URLs", "http://localhost:2380")
     .option(
       "--initial-cluster-token <token>",
       "token of the new cluster (gives it a new identity)",
       "photoncloud-cluster",
     )
     .option("--skip-hash-check", "accept a database copy without the trailing sha256")
-    .action((file: string, opts: object) => snapshotRestoreCommand(io, file, opts as never));
+    .action(
+      (
+        file: string,
+        opts: { name: string; dataDir?: string; initialCluster?: string; initialAdvertisePeerUrls: string },
+      ) =>
+        snapshotRestoreCommand(io, file, {
+          ...(opts as never as RestoreFlags),
+          dataDir: opts.dataDir ?? `${opts.name}.etcd`,
+          initialCluster:
+            opts.initialCluster ??
+            opts.initialAdvertisePeerUrls
+              .split(",")
+              .map((u) => `${opts.name}=${u.trim()}`)
+              .join(","),
+        }),
+    );
 }
 
 export function buildProgram(io: CtlIo): Command {
