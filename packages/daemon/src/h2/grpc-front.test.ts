@@ -172,7 +172,11 @@ describe("HTTP/1.x beside gRPC on a fronted port", () => {
     // connection that never sent anything.
     const http = handedOverHttp({
       logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
-      routes: { "/ping": (_req, res) => res.end("pong") },
+      routes: {
+        "/ping": (_req, res) => {
+          res.end("pong");
+        },
+      },
     });
     cleanups.push(() => http.close());
     const { grpc, client, stop } = await start(60_000, http.accept);
