@@ -107,6 +107,25 @@ describe("chainfirectl kv", () => {
 });
 
 describe("chainfirectl errors", () => {
+  it("moves on from an endpoint that is down, and reads etcdctl's environment variables", async () => {
+    // Proves two things an etcdctl user relies on: with several --endpoints the first one that
+    // connects serves the command; ETCDCTL_ENDPOINTS and ETCDCTL_WRITE_OUT work, below the flags.
+    const down = "127.0.0.1:1";
+    const put = await ctl([`--endpoints=${down},${server.endpoint}`, "--dial-timeout=3s", "put", "fo", "1"]);
+    expect([put.code, put.out]).toEqual([0, "OK\n"]);
+    const saved = { ...process.env };
+    try {
+      process.env.ETCDCTL_ENDPOINTS = server.endpoint;
+      process.env.ETCDCTL_WRITE_OUT = "json";
+      const viaEnv = await ctl(["get", "fo"]);
+      expect(JSON.parse(viaEnv.out).count).toBe(1);
+      const flagWins = await ctl(["--write-out=simple", "get", "fo"]);
+      expect(flagWins.out).toBe("fo\n1\n");
+    } finally {
+      process.env = saved;
+    }
+  });
+
   it("answers bad flags, bad endpoints and unreachable servers with one clear line and a non-zero exit", async () => {
     // Proves an operator mistake is named on stderr, exits non-zero, and changes nothing.
     const sort = await ctl([...ep, "get", "a", "--sort-by=SIZE"]);

@@ -82,6 +82,7 @@ export class Connection {
   readonly dialTimeoutMs: number;
   private readonly open = new Map<string, ChainfireClients>();
   private readonly dialled = new Map<string, Promise<void>>();
+  private chosen: Promise<Endpoint> | undefined;
 
   constructor(readonly options: GlobalOptions) {
     this.endpoints = parseEndpoints(options.endpoints);
@@ -132,6 +133,27 @@ export class Connection {
       this.dialled.set(endpoint.address, pending);
     }
     return pending;
+  }
+
+  /**
+   * The first endpoint, in --endpoints order, that connects within --dial-timeout, as etcdctl's
+   * client moves on from an endpoint that is down. Nothing has been sent to the ones skipped, so a
+   * write is never sent twice. When none connects, the first endpoint's error.
+   */
+  primary(): Promise<Endpoint> {
+    this.chosen ??= (async () => {
+      let firstError: unknown;
+      for (const endpoint of this.endpoints) {
+        try {
+          await this.ready(endpoint);
+          return endpoint;
+        } catch (err) {
+          firstError ??= err;
+        }
+      }
+      throw firstError;
+    })();
+    return this.chosen;
   }
 
   deadline(): Date {

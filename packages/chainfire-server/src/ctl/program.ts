@@ -17,18 +17,47 @@ import {
 import { snapshotSave, snapshotStatusCommand } from "./commands/snapshot.js";
 import { type RestoreFlags, snapshotRestoreCommand } from "./commands/snapshot-restore.js";
 import { Connection, type GlobalOptions } from "./connection.js";
-import { CtlError } from "./errors.js";
+import { badArgument, CtlError } from "./errors.js";
 import type { CtlIo, OutputFormat } from "./format.js";
 
 export const CTL_VERSION = "0.1.0";
 
 type Action = (conn: Connection, format: OutputFormat, ...args: never[]) => Promise<void>;
 
+/** etcdctl's environment variables for the global flags, read when the flag is not given. */
+const ETCDCTL_ENV: Readonly<Record<string, string>> = {
+  endpoints: "ETCDCTL_ENDPOINTS",
+  writeOut: "ETCDCTL_WRITE_OUT",
+  cacert: "ETCDCTL_CACERT",
+  cert: "ETCDCTL_CERT",
+  key: "ETCDCTL_KEY",
+  dialTimeout: "ETCDCTL_DIAL_TIMEOUT",
+  commandTimeout: "ETCDCTL_COMMAND_TIMEOUT",
+};
+
+/** The global options, with etcdctl's variables below the flags and CHAINFIRECTL_ENDPOINTS. */
+function globalsOf(command: Command): GlobalOptions {
+  let root = command;
+  while (root.parent !== null) root = root.parent;
+  const globals = { ...(command.optsWithGlobals() as GlobalOptions) } as GlobalOptions &
+    Record<string, unknown>;
+  for (const [option, variable] of Object.entries(ETCDCTL_ENV)) {
+    const source = root.getOptionValueSource(option);
+    const value = process.env[variable];
+    if (source === "cli" || source === "env" || value === undefined || value === "") continue;
+    globals[option] = value;
+  }
+  if (!["simple", "table", "json"].includes(globals.writeOut)) {
+    throw badArgument(`ETCDCTL_WRITE_OUT: "${globals.writeOut}" is not simple, table or json`);
+  }
+  return globals;
+}
+
 /** Wraps an action: opens the connection from the global flags and always closes it. */
 function withConnection(action: Action) {
   return async (...args: unknown[]) => {
     const command = args[args.length - 1] as Command;
-    const globals = command.optsWithGlobals() as GlobalOptions;
+    const globals = globalsOf(command);
     const conn = new Connection(globals);
     try {
       await (action as (...a: unknown[]) => Promise<void>)(conn, globals.writeOut, ...args.slice(0, -1));
@@ -41,7 +70,10 @@ function withConnection(action: Action) {
 function globalOptions(program: Command): void {
   program
     .addOption(
-      new Option("--endpoints <list>", "comma-separated gRPC endpoints")
+      new Option(
+        "--endpoints <list>",
+        "comma-separated gRPC endpoints, the first that connects used (also ETCDCTL_ENDPOINTS; every global flag reads its ETCDCTL_ variable)",
+      )
         .default("127.0.0.1:2379")
         .env("CHAINFIRECTL_ENDPOINTS"),
     )
@@ -174,7 +206,7 @@ function snapshotCommands(program: Command, io: CtlIo): void {
     .command("status <file>")
     .description("hash, revision, total keys and size of a snapshot file")
     .action((file: string, _opts: object, command: Command) =>
-      snapshotStatusCommand(io, command.optsWithGlobals().writeOut, file),
+      snapshotStatusCommand(io, globalsOf(command).writeOut, file),
     );
   snapshot
     .command("restore <file>")

@@ -84,8 +84,9 @@ export async function put(
     ignoreValue: flags.ignoreValue === true,
     ignoreLease: flags.ignoreLease === true,
   });
-  const kv = conn.clients().kv;
-  const res = await call(conn, conn.endpoints[0]!, kv.put.bind(kv), req);
+  const endpoint = await conn.primary();
+  const kv = conn.clients(endpoint).kv;
+  const res = await call(conn, endpoint, kv.put.bind(kv), req);
   if (format === "json") return io.out(toJson(res));
   io.out("OK");
   if (res.prevKv) printKvs(io, [res.prevKv], {});
@@ -149,8 +150,9 @@ export async function get(
   rangeEnd: string | undefined,
   flags: GetFlags,
 ): Promise<void> {
-  const kv = conn.clients().kv;
-  const res = await call(conn, conn.endpoints[0]!, kv.range.bind(kv), rangeRequest(key, rangeEnd, flags));
+  const endpoint = await conn.primary();
+  const kv = conn.clients(endpoint).kv;
+  const res = await call(conn, endpoint, kv.range.bind(kv), rangeRequest(key, rangeEnd, flags));
   if (format === "json") return io.out(toJson(res));
   if (flags.countOnly) return io.out(String(res.count));
   printKvs(io, res.kvs, { keysOnly: flags.keysOnly, valuesOnly: flags.printValueOnly });
@@ -168,8 +170,9 @@ export async function del(
     ...rangeOf(key, rangeEnd, flags),
     prevKv: flags.prevKv === true,
   });
-  const kv = conn.clients().kv;
-  const res = await call(conn, conn.endpoints[0]!, kv.deleteRange.bind(kv), req);
+  const endpoint = await conn.primary();
+  const kv = conn.clients(endpoint).kv;
+  const res = await call(conn, endpoint, kv.deleteRange.bind(kv), req);
   if (format === "json") return io.out(toJson(res));
   io.out(String(res.deleted));
   printKvs(io, res.prevKvs, {});
@@ -203,9 +206,8 @@ export async function watch(
     watchId: 0n,
     fragment: false,
   };
-  const endpoint = conn.endpoints[0]!;
-  await conn.ready(endpoint);
-  const stream = conn.clients().watch.watch();
+  const endpoint = await conn.primary();
+  const stream = conn.clients(endpoint).watch.watch();
   await new Promise<void>((resolve, reject) => {
     const stop = () => {
       stream.cancel();

@@ -8,8 +8,9 @@ import { type CtlIo, formatId, type OutputFormat, parseHexId, renderTable, toJso
 type Member = chainfirev1.Member;
 
 export async function listMembers(conn: Connection): Promise<chainfirev1.MemberListResponse> {
-  const op = conn.clients().operator;
-  return call(conn, conn.endpoints[0]!, op.memberList.bind(op), {});
+  const endpoint = await conn.primary();
+  const op = conn.clients(endpoint).operator;
+  return call(conn, endpoint, op.memberList.bind(op), {});
 }
 
 function memberRow(m: Member): string[] {
@@ -76,8 +77,9 @@ async function upsert(
   conn: Connection,
   req: chainfirev1.MemberAddRequest,
 ): Promise<chainfirev1.MemberAddResponse> {
-  const op = conn.clients().operator;
-  return call(conn, conn.endpoints[0]!, op.memberAdd.bind(op), req);
+  const endpoint = await conn.primary();
+  const op = conn.clients(endpoint).operator;
+  return call(conn, endpoint, op.memberAdd.bind(op), req);
 }
 
 export interface MemberAddOptions {
@@ -128,8 +130,9 @@ export async function memberRemove(
   idText: string,
 ): Promise<void> {
   const id = parseHexId(idText, "member ID");
-  const op = conn.clients().operator;
-  const res = await call(conn, conn.endpoints[0]!, op.memberRemove.bind(op), { id });
+  const endpoint = await conn.primary();
+  const op = conn.clients(endpoint).operator;
+  const res = await call(conn, endpoint, op.memberRemove.bind(op), { id });
   if (format === "json") return io.out(toJson(res));
   io.out(`Member ${formatId(id)} removed from cluster ${formatId(res.header?.clusterId ?? 0n)}`);
 }
@@ -180,8 +183,9 @@ export async function leaderTransfer(
   const member = findMember((await listMembers(conn)).members, target);
   if (member.isLearner)
     throw badArgument(`member ${formatId(member.id)} is a learner; leadership can only go to a voter`);
-  const op = conn.clients().operator;
-  const res = await call(conn, conn.endpoints[0]!, op.leaderTransfer.bind(op), {
+  const endpoint = await conn.primary();
+  const op = conn.clients(endpoint).operator;
+  const res = await call(conn, endpoint, op.leaderTransfer.bind(op), {
     targetId: member.id,
     targetName: "",
   });
