@@ -61,9 +61,16 @@ describe("chainfirectl kv", () => {
 
   it("deletes a prefix printing the count and previous values, and reads put values from stdin", async () => {
     // Proves del --prev-kv and put without a value argument.
-    expect((await ctl([...ep, "put", "c/1"], { stdin: "from-stdin\n" })).code).toBe(0);
+    expect((await ctl([...ep, "put", "c/1"], { stdin: "from-stdin" })).code).toBe(0);
     expect((await ctl([...ep, "get", "c/1", "--print-value-only"])).out).toBe("from-stdin\n");
     expect((await ctl([...ep, "del", "c/", "--prefix", "--prev-kv"])).out).toBe("1\nc/1\nfrom-stdin\n");
+    // As etcdctl: stdin's bytes are the value as they are, binary ones too, and printed unchanged.
+    const binary = Buffer.from([0x0a, 0x00, 0xff, 0xfe, 0x6b, 0x0a]);
+    expect((await ctl([...ep, "put", "c/bin"], { stdin: binary })).code).toBe(0);
+    const got = await ctl([...ep, "get", "c/bin", "--print-value-only"]);
+    expect(got.outBytes).toEqual(Buffer.concat([binary, Buffer.from("\n")]));
+    const empty = await ctl([...ep, "put", "c/none"], { stdin: "" });
+    expect([empty.code, empty.err]).toEqual([2, "Error: put needs a value: none given and stdin is empty\n"]);
     expect((await ctl([...ep, "del", "nothing"])).out).toBe("0\n");
   });
 

@@ -6,18 +6,18 @@ const controller = new AbortController();
 process.once("SIGINT", () => controller.abort());
 process.once("SIGTERM", () => controller.abort());
 
-function readStdin(): Promise<string> {
+function readStdin(): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    let text = "";
-    process.stdin.setEncoding("utf8");
-    process.stdin.on("data", (chunk: string) => (text += chunk));
-    process.stdin.on("end", () => resolve(text));
+    const chunks: Buffer[] = [];
+    process.stdin.on("data", (chunk: Buffer) => chunks.push(chunk));
+    process.stdin.on("end", () => resolve(Buffer.concat(chunks)));
     process.stdin.on("error", reject);
   });
 }
 
 const code = await runCtl(process.argv.slice(2), {
   out: (text) => process.stdout.write(`${text}\n`),
+  outBytes: (bytes) => process.stdout.write(Buffer.concat([bytes, Buffer.from("\n")])),
   err: (text) => process.stderr.write(`${text}\n`),
   stderrIsTty: process.stderr.isTTY === true,
   signal: controller.signal,

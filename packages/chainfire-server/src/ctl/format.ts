@@ -78,6 +78,8 @@ export interface CtlIo {
   readonly stderrIsTty: boolean;
   /** Aborted when the user interrupts (Ctrl-C); long-running commands (watch) stop on it. */
   readonly signal?: AbortSignal;
-  /** Standard input as text, for `put` without a value. */
-  readStdin?(): Promise<string>;
+  /** One line of raw bytes (a key or a value), so binary values pass unchanged; `out` otherwise. */
+  outBytes?(bytes: Uint8Array): void;
+  /** Standard input, as etcdctl reads it for `put` without a value: every byte, none trimmed. */
+  readStdin?(): Promise<string | Uint8Array>;
 }

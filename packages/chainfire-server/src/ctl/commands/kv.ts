@@ -43,9 +43,11 @@ function printKvs(
   kvs: readonly mvccpb.KeyValue[],
   opts: { keysOnly?: boolean; valuesOnly?: boolean },
 ): void {
+  // Keys and values are bytes: written as they are, as etcdctl prints them (protobuf values included).
+  const line = (bytes: Buffer) => (io.outBytes ? io.outBytes(bytes) : io.out(bytes.toString()));
   for (const kv of kvs) {
-    if (!opts.valuesOnly) io.out(kv.key.toString());
-    if (!opts.keysOnly) io.out(kv.value.toString());
+    if (!opts.valuesOnly) line(kv.key);
+    if (!opts.keysOnly) line(kv.value);
   }
 }
 
@@ -71,14 +73,16 @@ export async function put(
   flags: PutFlags,
 ): Promise<void> {
   if (key === "") throw badArgument("put needs a non-empty key");
-  let text = value;
-  if (text === undefined && !flags.ignoreValue) {
+  let bytes = value === undefined ? undefined : Buffer.from(value);
+  if (bytes === undefined && !flags.ignoreValue) {
     if (!io.readStdin) throw badArgument("put needs a value (or --ignore-value)");
-    text = (await io.readStdin()).replace(/\n$/, "");
+    // As etcdctl: every byte of stdin is the value (a trailing newline included); none is an error.
+    bytes = Buffer.from(await io.readStdin());
+    if (bytes.length === 0) throw badArgument("put needs a value: none given and stdin is empty");
   }
   const req = putRequest({
     key: Buffer.from(key),
-    value: Buffer.from(text ?? ""),
+    value: bytes ?? Buffer.alloc(0),
     lease: flags.lease === undefined ? 0n : parseHexId(flags.lease, "--lease"),
     prevKv: flags.prevKv === true,
     ignoreValue: flags.ignoreValue === true,
