@@ -105,7 +105,12 @@ describe("chainfirectl against a 3-member chainfire", () => {
       `--client-urls=http://${m4.endpoint}`,
     ]);
     expect(add.code, add.err).toBe(0);
-    expect(add.out).toMatch(/^Added learner member [0-9a-f]{16} \(m4\)/);
+    // etcdctl's lines: the new member's ID, then the environment it starts with.
+    expect(add.out).toMatch(/^Member [0-9a-f]{16} added to cluster [0-9a-f]{16}\n\nETCD_NAME="m4"\n/);
+    expect(add.out).toContain(
+      `ETCD_INITIAL_ADVERTISE_PEER_URLS="${peer}"\nETCD_INITIAL_CLUSTER_STATE="existing"\n`,
+    );
+    expect(add.out).toMatch(/ETCD_INITIAL_CLUSTER="[^"]*m4=http:\/\/127\.0\.0\.1:\d+[^"]*"/);
     cluster.startMember(m4, { initialCluster: `${cluster.initialCluster},m4=${peer}` });
     try {
       await until(

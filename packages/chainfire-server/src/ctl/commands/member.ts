@@ -109,18 +109,19 @@ export async function memberAdd(
   const res = await upsert(conn, req);
   if (format === "json") return io.out(toJson(res));
   const id = formatId(res.member?.id ?? req.id);
-  const kind = req.isLearner ? "learner member" : "member";
-  io.out(
-    `${res.updated ? "Updated" : "Added"} ${kind} ${id} (${name}) in cluster ${formatId(res.header?.clusterId ?? 0n)}`,
-  );
+  const cluster = formatId(res.header?.clusterId ?? 0n);
+  if (res.updated) return io.out(`Member ${id} (${name}) updated in cluster ${cluster}`);
+  // etcdctl's lines, and the environment the new member starts with (chainfire reads ETCD_*).
+  io.out(`Member ${id} added to cluster ${cluster}`);
   const initialCluster = res.members
     .filter((m) => m.name !== "" || m.id === res.member?.id)
     .map((m) => `${m.id === res.member?.id ? name : m.name}=${m.peerUrls[0] ?? ""}`)
     .join(",");
   io.out("");
-  io.out(
-    `--name=${name} --initial-cluster=${initialCluster} --initial-advertise-peer-urls=${peerUrls.join(",")} --initial-cluster-state=existing`,
-  );
+  io.out(`ETCD_NAME=${JSON.stringify(name)}`);
+  io.out(`ETCD_INITIAL_CLUSTER=${JSON.stringify(initialCluster)}`);
+  io.out(`ETCD_INITIAL_ADVERTISE_PEER_URLS=${JSON.stringify(peerUrls.join(","))}`);
+  io.out('ETCD_INITIAL_CLUSTER_STATE="existing"');
 }
 
 export async function memberRemove(
