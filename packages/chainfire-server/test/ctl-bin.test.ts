@@ -53,7 +53,7 @@ describe("chainfirectl executable", () => {
       "endpoint",
       "status",
     ]);
-    expect(down.code).toBe(1);
+    expect(down.code).toBe(2);
     expect(down.out).toBe("");
     expect(down.err).toContain("127.0.0.1:1");
     expect(down.err).not.toMatch(/\n\s+at /);

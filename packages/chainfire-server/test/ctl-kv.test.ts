@@ -70,7 +70,10 @@ describe("chainfirectl kv", () => {
     const got = await ctl([...ep, "get", "c/bin", "--print-value-only"]);
     expect(got.outBytes).toEqual(Buffer.concat([binary, Buffer.from("\n")]));
     const empty = await ctl([...ep, "put", "c/none"], { stdin: "" });
-    expect([empty.code, empty.err]).toEqual([2, "Error: put needs a value: none given and stdin is empty\n"]);
+    expect([empty.code, empty.err]).toEqual([
+      128,
+      "Error: put needs a value: none given and stdin is empty\n",
+    ]);
     expect((await ctl([...ep, "del", "nothing"])).out).toBe("0\n");
   });
 
@@ -136,10 +139,10 @@ describe("chainfirectl errors", () => {
   it("answers bad flags, bad endpoints and unreachable servers with one clear line and a non-zero exit", async () => {
     // Proves an operator mistake is named on stderr, exits non-zero, and changes nothing.
     const sort = await ctl([...ep, "get", "a", "--sort-by=SIZE"]);
-    expect(sort.code).toBe(2);
+    expect(sort.code).toBe(128);
     expect(sort.err).toContain("--sort-by must be KEY, VERSION, CREATE, MODIFY or VALUE");
     const bad = await ctl(["--endpoints=not an endpoint", "get", "a"]);
-    expect(bad.code).toBe(2);
+    expect(bad.code).toBe(128);
     expect(bad.err).toContain('--endpoints: "not an endpoint" is not host:port');
     const down = await ctl([
       "--endpoints=127.0.0.1:1",
@@ -148,7 +151,7 @@ describe("chainfirectl errors", () => {
       "get",
       "a",
     ]);
-    expect(down.code).toBe(1);
+    expect(down.code).toBe(2);
     expect(down.err).toMatch(/127\.0\.0\.1:1/);
     const statusDown = await ctl([
       `--endpoints=${server.endpoint},127.0.0.1:1`,
@@ -161,7 +164,7 @@ describe("chainfirectl errors", () => {
     expect(statusDown.out).toContain(`${server.endpoint} is healthy`);
     expect(statusDown.err).toContain("127.0.0.1:1 is unhealthy");
     const empty = await ctl([...ep, "put", "", "v"]);
-    expect(empty.code).toBe(2);
+    expect(empty.code).toBe(128);
     const lease = await ctl([...ep, "put", "k", "v", "--lease=zz"]);
     expect(lease.err).toContain('--lease "zz" is not a hex ID');
     const unknown = await ctl([...ep, "frobnicate"]);

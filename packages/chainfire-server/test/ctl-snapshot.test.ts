@@ -134,7 +134,7 @@ describe("chainfirectl snapshot", () => {
     // Proves a name missing from --initial-cluster or mismatched peer URLs are named, not guessed.
     const dataDir = join(dir, "misdirected");
     const wrongName = await ctl(["snapshot", "restore", snapshot, ...restoreFlags(dataDir), "--name=n9"]);
-    expect(wrongName.code).toBe(2);
+    expect(wrongName.code).toBe(128);
     expect(wrongName.err).toContain('--name "n9" is not in --initial-cluster');
     const wrongUrl = await ctl([
       "snapshot",

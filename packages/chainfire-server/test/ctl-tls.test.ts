@@ -59,7 +59,7 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
       "get",
       "tls/k",
     ]);
-    expect(noCert.code).toBe(1);
+    expect(noCert.code).toBe(2);
     expect(noCert.out).toBe("");
     expect(noCert.err).toContain(`cannot reach 127.0.0.1:${member.ports.client}`);
     expect(noCert.err).toContain("certificate required");
@@ -73,9 +73,9 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
       "get",
       "tls/k",
     ]);
-    expect(foreign.code).toBe(1);
+    expect(foreign.code).toBe(2);
     const half = await ctl([endpoint, `--cacert=${ca.caFile}`, `--cert=${operator.cert}`, "get", "tls/k"]);
-    expect(half.code).toBe(2);
+    expect(half.code).toBe(128);
     expect(half.err).toContain("--cert and --key go together");
     const missing = await ctl([endpoint, "--cacert=/nonexistent/ca.pem", "get", "tls/k"]);
     expect(missing.err).toContain("--cacert: cannot read /nonexistent/ca.pem");

@@ -258,6 +258,9 @@ export function buildProgram(io: CtlIo): Command {
   return program;
 }
 
+/** etcdctl's exit statuses (its ExitBadConnection, ExitBadArgs); every other failure is 1. */
+const EXIT_CODES: Partial<Record<CtlError["code"], number>> = { UNREACHABLE: 2, BAD_ARGUMENT: 128 };
+
 /** Runs one invocation; returns the process exit status. */
 export async function runCtl(argv: readonly string[], io: CtlIo): Promise<number> {
   const program = buildProgram(io);
@@ -268,7 +271,7 @@ export async function runCtl(argv: readonly string[], io: CtlIo): Promise<number
     if (err instanceof CommanderError) return err.exitCode;
     if (err instanceof CtlError || err instanceof SnapshotFileError) {
       io.err(`Error: ${err.message}`);
-      return err instanceof CtlError && err.code === "BAD_ARGUMENT" ? 2 : 1;
+      return err instanceof CtlError ? (EXIT_CODES[err.code] ?? 1) : 1;
     }
     io.err(`Error: ${(err as Error).message ?? String(err)}`);
     return 1;

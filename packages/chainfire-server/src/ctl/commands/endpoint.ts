@@ -165,8 +165,9 @@ export async function endpointHealth(
   }
   const unhealthy = results.filter((r) => !r.healthy).length;
   if (unhealthy > 0)
+    // etcdctl's plain error (exit 1), not a failure to connect: the command itself ran.
     throw new CtlError(
-      "UNREACHABLE",
+      "SERVER_ERROR",
       `unhealthy cluster: ${unhealthy} of ${results.length} endpoints unhealthy`,
     );
 }
