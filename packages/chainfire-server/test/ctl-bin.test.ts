@@ -1,5 +1,5 @@
 // The chainfirectl executable as an operator runs it: real process, stdout/stderr and exit status.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -57,5 +57,28 @@ describe("chainfirectl executable", () => {
     expect(down.out).toBe("");
     expect(down.err).toContain("127.0.0.1:1");
     expect(down.err).not.toMatch(/\n\s+at /);
+  }, 120_000);
+
+  it("ends a running command on Ctrl-C with status 130, as etcdctl does", async () => {
+    // Proves SIGINT stops the CLI at once whatever it runs (here a watch that has printed an event).
+    const child = spawn(
+      process.execPath,
+      ["--conditions=source", "--import", "tsx", join(packageDir, "src/bin/chainfirectl.ts")].concat([
+        `--endpoints=${server.endpoint}`,
+        "watch",
+        "bin/w",
+      ]),
+      { cwd: packageDir },
+    );
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const deadline = Date.now() + 60_000;
+    while (!out.includes("PUT\n") && Date.now() < deadline) {
+      await chainfirectl([`--endpoints=${server.endpoint}`, "put", "bin/w", "v"]);
+    }
+    expect(out).toContain("PUT\nbin/w\nv\n");
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
   }, 120_000);
 });

@@ -3,8 +3,18 @@
 import { runCtl } from "../ctl/program.js";
 
 const controller = new AbortController();
-process.once("SIGINT", () => controller.abort());
-process.once("SIGTERM", () => controller.abort());
+// Ctrl-C (or a TERM) ends any command at once, as it ends etcdctl: the shell sees 130 (143). The
+// progress bar's hidden cursor is shown again first.
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  process.once(signal, () => {
+    controller.abort();
+    if (process.stderr.isTTY) process.stderr.write("\x1b[?25h");
+    process.exit(code);
+  });
+}
 
 function readStdin(): Promise<Buffer> {
   return new Promise((resolve, reject) => {
