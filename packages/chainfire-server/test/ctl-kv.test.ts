@@ -107,6 +107,11 @@ describe("chainfirectl kv", () => {
     expect(table).toContain("RAFT APPLIED INDEX");
     const json = JSON.parse((await ctl([...ep, "endpoint", "status", "-w", "json"])).out);
     expect(json[0].Endpoint).toBe(server.endpoint);
+    // etcdctl's field names: the proto's own (camel case in StatusResponse, snake case in its header).
+    expect(Object.keys(json[0].Status)).toEqual(
+      expect.arrayContaining(["header", "dbSize", "raftIndex", "raftTerm"]),
+    );
+    expect(Object.keys(json[0].Status.header)).toEqual(expect.arrayContaining(["cluster_id", "member_id"]));
     const health = await ctl([...ep, "endpoint", "health"]);
     expect(health.code).toBe(0);
     expect(health.out).toMatch(

@@ -36,26 +36,37 @@ function snakeCase(name: string): string {
 
 const BIGINT_MARK = "\u0000bigint:";
 
-function plain(value: unknown): unknown {
+function plain(value: unknown, keep: ReadonlySet<string>): unknown {
   if (typeof value === "bigint") return `${BIGINT_MARK}${value}`;
   if (value instanceof Uint8Array) return Buffer.from(value).toString("base64");
-  if (Array.isArray(value)) return value.map(plain);
+  if (Array.isArray(value)) return value.map((inner) => plain(inner, keep));
   if (value !== null && typeof value === "object") {
     return Object.fromEntries(
       Object.entries(value)
         .filter(([, inner]) => inner !== undefined)
-        .map(([k, inner]) => [snakeCase(k), plain(inner)]),
+        .map(([k, inner]) => [keep.has(k) ? k : snakeCase(k), plain(inner, keep)]),
     );
   }
   return value;
 }
 
+/** The camel-case field names of etcd's StatusResponse (rpc.proto spells them so; etcdctl prints them so). */
+export const ETCD_STATUS_FIELDS: ReadonlySet<string> = new Set([
+  "dbSize",
+  "raftIndex",
+  "raftTerm",
+  "raftAppliedIndex",
+  "dbSizeInUse",
+  "isLearner",
+]);
+
 /**
- * JSON with proto field names (snake_case), bigints as exact integer literals and bytes as base64,
- * which is how etcd's JSON output carries keys and values.
+ * JSON with proto field names (snake_case, except `keep`: names the proto itself writes in camel
+ * case), bigints as exact integer literals and bytes as base64, which is how etcd's JSON output
+ * carries keys and values.
  */
-export function toJson(value: unknown): string {
-  return JSON.stringify(plain(value)).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+export function toJson(value: unknown, keep: ReadonlySet<string> = new Set()): string {
+  return JSON.stringify(plain(value, keep)).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
 }
 
 /** A bordered table in etcdctl's style: centred upper-case headers, right-aligned cells. */

@@ -4,7 +4,15 @@ import { etcd } from "@photoncloud/chainfire-api";
 import { rangeRequest } from "../../mvcc/messages.js";
 import { type Connection, call, type Endpoint, parseEndpoints } from "../connection.js";
 import { CtlError } from "../errors.js";
-import { type CtlIo, formatId, humanBytes, type OutputFormat, renderTable, toJson } from "../format.js";
+import {
+  type CtlIo,
+  ETCD_STATUS_FIELDS,
+  formatId,
+  humanBytes,
+  type OutputFormat,
+  renderTable,
+  toJson,
+} from "../format.js";
 import { listMembers } from "./member.js";
 
 /** The endpoints to ask: the flag's, or with --cluster every member's client URLs. */
@@ -76,7 +84,12 @@ export async function endpointStatus(
   });
   const ok = outcomes.filter((o) => o.value !== undefined);
   if (format === "json") {
-    io.out(toJson(ok.map((o) => ({ Endpoint: o.endpoint.address, Status: o.value }))));
+    io.out(
+      toJson(
+        ok.map((o) => ({ Endpoint: o.endpoint.address, Status: o.value })),
+        ETCD_STATUS_FIELDS,
+      ),
+    );
   } else if (format === "table") {
     io.out(
       renderTable(

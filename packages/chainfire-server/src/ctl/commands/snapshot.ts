@@ -96,7 +96,11 @@ export function snapshotStatusCommand(io: CtlIo, format: OutputFormat, file: str
   const s = snapshotStatus(readSnapshotFile(file), file);
   if (format === "json") {
     io.out(
-      toJson({ hash: s.hash, revision: s.revision, totalKey: s.totalKeys, totalSize: s.totalSizeBytes }),
+      // etcdctl's own field names for this one.
+      toJson(
+        { hash: s.hash, revision: s.revision, totalKey: s.totalKeys, totalSize: s.totalSizeBytes },
+        new Set(["totalKey", "totalSize"]),
+      ),
     );
     return;
   }
