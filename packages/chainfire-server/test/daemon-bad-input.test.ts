@@ -385,11 +385,9 @@ describe("bad flags and config", { timeout: 150_000 }, () => {
 });
 
 describe("data directory from an offline restore", { timeout: 150_000 }, () => {
-  /** A data dir holding only mvcc.db with one key, applied up to `appliedIndex`. */
-  function storeOnlyDataDir(name: string, appliedIndex: bigint): string {
-    const dir = join(cluster.root, name);
-    mkdirSync(dir);
-    const store = new MvccStore({ path: dataDirLayout.mvccDb(dir) });
+  /** A store at `path` holding the key "restored" = "yes", applied at `index`. */
+  function storeWithOneKey(path: string, index: bigint): MvccStore {
+    const store = new MvccStore({ path });
     const put = {
       key: b("restored"),
       value: b("yes"),
@@ -398,7 +396,15 @@ describe("data directory from an offline restore", { timeout: 150_000 }, () => {
       ignoreValue: false,
       ignoreLease: false,
     };
-    store.applyBatch(entriesFor([{ put }], appliedIndex === 0n ? 1n : appliedIndex));
+    store.applyBatch(entriesFor([{ put }], index));
+    return store;
+  }
+
+  /** A data dir holding only mvcc.db with one key, applied up to `appliedIndex`. */
+  function storeOnlyDataDir(name: string, appliedIndex: bigint): string {
+    const dir = join(cluster.root, name);
+    mkdirSync(dir);
+    const store = storeWithOneKey(dataDirLayout.mvccDb(dir), appliedIndex === 0n ? 1n : appliedIndex);
     if (appliedIndex === 0n) store.restore(store.snapshot(), 0n);
     store.close();
     return dir;
@@ -425,16 +431,7 @@ describe("data directory from an offline restore", { timeout: 150_000 }, () => {
     // flags contradict the restore is refused, naming both values.
     const names = ["r1", "r2", "r3"];
     const restored = await Promise.all(names.map((n) => cluster.allocate(n)));
-    const source = new MvccStore({ path: join(cluster.root, "source.db") });
-    const put1 = {
-      key: b("restored"),
-      value: b("yes"),
-      lease: 0n,
-      prevKv: false,
-      ignoreValue: false,
-      ignoreLease: false,
-    };
-    source.applyBatch(entriesFor([{ put: put1 }], 1n));
+    const source = storeWithOneKey(join(cluster.root, "source.db"), 1n);
     const image = Buffer.from(source.snapshot());
     source.close();
     const file = join(cluster.root, "restore-me.db");

@@ -289,33 +289,19 @@ async function maintenanceSession(s: Session): Promise<void> {
   await run(s, ["get", "zoo", "-w", "json"]);
   await run(s, ["del", "a", "--from-key", "--prev-kv"]);
   await run(s, ["get", "", "--from-key", "-w", "json"]);
-  // Watching from a compact revision: a deletion at it is gone with its key, an event at it has
-  // no prev_kv (the versions before it are gone), the next one's prev_kv is the kept version.
+  // Watching from a compact revision: an event at it has no prev_kv (the versions before it are
+  // gone), the next one's prev_kv is the version the compaction kept. (Whether a deletion at the
+  // compact revision still shows is not compared: etcd removes compacted rows in the background.)
   const first = s.cluster.members[0]!.endpoint;
-  for (const [k, v] of [
-    ["wk", "v1"],
-    ["wk", "v2"],
-    ["wj", "a"],
-  ]) {
-    await run(s, ["put", k!, v!]);
+  await run(s, ["put", "wk", "v1"]);
+  const kept = await run(s, ["put", "wk", "v2", "-w", "json"]);
+  const keptAt = BigInt(/"revision":(\d+)/.exec(kept.out)![1]!);
+  await run(s, ["put", "wk", "v3"]);
+  await run(s, ["put", "wk", "wk-end"]);
+  for (const at of [keptAt, keptAt + 1n]) {
+    await run(s, ["compaction", String(at)]);
+    s.outputs.push(s.norm.apply(await watchUntil(first, [`--rev=${at}`, "--prev-kv", "wk"], "wk-end")));
   }
-  const del = await run(s, ["del", "wj", "-w", "json"]);
-  const deletedAt = BigInt(/"revision":(\d+)/.exec(del.out)![1]!);
-  for (const [k, v] of [
-    ["wk", "v3"],
-    ["wj", "wj-end"],
-    ["wk", "wk-end"],
-  ]) {
-    await run(s, ["put", k!, v!]);
-  }
-  await run(s, ["compaction", String(deletedAt)]);
-  for (const key of ["wj", "wk"]) {
-    const args = [`--rev=${deletedAt}`, "--prev-kv", key];
-    s.outputs.push(s.norm.apply(await watchUntil(first, args, `${key}-end`)));
-  }
-  await run(s, ["compaction", String(deletedAt + 1n)]);
-  const args = [`--rev=${deletedAt + 1n}`, "--prev-kv", "wk"];
-  s.outputs.push(s.norm.apply(await watchUntil(first, args, "wk-end")));
 }
 
 function statusByEndpoint(s: Session): Promise<Map<string, { leader: bigint; id: bigint }>> {

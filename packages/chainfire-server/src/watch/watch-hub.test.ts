@@ -31,6 +31,23 @@ const keysKtoL = {
   noDelete: false,
 };
 
+/** A watch on key k3 with prev_kv from `startRevision`, collecting every event it is sent. */
+function watchK3From(startRevision: bigint) {
+  const received: mvccpb.Event[] = [];
+  const spec = {
+    ...keysKtoL,
+    key: Buffer.from("k3"),
+    rangeEnd: Buffer.alloc(0),
+    startRevision,
+    prevKv: true,
+  };
+  const watcher = hub.watch(0n, spec, (_w, delivery) => {
+    received.push(...delivery.events);
+    return true;
+  });
+  return { watcher, received };
+}
+
 async function until(check: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (!check()) {
@@ -73,22 +90,7 @@ it("moves a refusing watcher to catch-up and later delivers every event once, in
 it("catches up from a past start revision in chunks, then follows live writes", async () => {
   // Proves history catch-up across several bounded reads with prev_kv filled from storage.
   putMany(40);
-  const received: mvccpb.Event[] = [];
-  const watcher = hub.watch(
-    0n,
-    {
-      key: Buffer.from("k3"),
-      rangeEnd: Buffer.alloc(0),
-      startRevision: 2n,
-      prevKv: true,
-      noPut: false,
-      noDelete: false,
-    },
-    (_w, delivery) => {
-      received.push(...delivery.events);
-      return true;
-    },
-  );
+  const { watcher, received } = watchK3From(2n);
   await until(() => watcher.synced, "synced");
   putMany(7);
   expect(received.map((e) => e.kv!.key.toString())).toEqual(Array(7).fill("k3"));
@@ -134,22 +136,7 @@ it("leaves out prev_kv of an event at the compact revision, as etcd does, and ke
   // at the event's own revision removes; the next event's prev_kv is the version the compaction kept.
   putMany(21);
   store.applyBatch(entriesFor([{ compaction: { revision: 12n, physical: true } }], index++));
-  const received: mvccpb.Event[] = [];
-  const watcher = hub.watch(
-    0n,
-    {
-      key: Buffer.from("k3"),
-      rangeEnd: Buffer.alloc(0),
-      startRevision: 12n,
-      prevKv: true,
-      noPut: false,
-      noDelete: false,
-    },
-    (_w, delivery) => {
-      received.push(...delivery.events);
-      return true;
-    },
-  );
+  const { watcher, received } = watchK3From(12n);
   await until(() => watcher.synced, "synced");
   expect(received.map((e) => [e.kv!.modRevision, e.prevKv?.modRevision])).toEqual([
     [12n, undefined],
