@@ -3,6 +3,7 @@
 import { type ChannelCredentials, type ClientOptions, credentials } from "@grpc/grpc-js";
 import { ClusterClient as OperatorClusterClient } from "./gen/chainfire/v1/cluster.js";
 import {
+  AuthClient,
   ClusterClient,
   KVClient,
   LeaseClient,
@@ -16,6 +17,8 @@ export interface EtcdClients {
   lease: LeaseClient;
   cluster: ClusterClient;
   maintenance: MaintenanceClient;
+  /** Only Authenticate, which a client given a user calls first. */
+  auth: AuthClient;
 }
 
 export interface ChainfireClients extends EtcdClients {
@@ -43,6 +46,7 @@ export function createClients(
     lease: new LeaseClient(endpoint, channelCredentials, shared),
     cluster: new ClusterClient(endpoint, channelCredentials, shared),
     maintenance: new MaintenanceClient(endpoint, channelCredentials, shared),
+    auth: new AuthClient(endpoint, channelCredentials, shared),
     operator: new OperatorClusterClient(endpoint, channelCredentials, shared),
     close: () => kv.close(),
   };

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster, type ClusterMember } from "../bench/cluster.js";
+import { runCtl } from "../src/ctl/program.js";
 import { ctl, until } from "../src/ctl/testing.js";
 
 let dir: string;
@@ -43,7 +44,8 @@ async function members(): Promise<MemberJson[]> {
   return (JSON.parse(run.out.replace(/"id":(\d+)/g, '"id":"$1"')) as { members: MemberJson[] }).members;
 }
 
-const hexOf = (m: MemberJson) => BigInt(m.id).toString(16).padStart(16, "0");
+// etcdctl's %x: the form `member list` and `endpoint status` print.
+const hexOf = (m: MemberJson) => BigInt(m.id).toString(16);
 
 async function leaderName(): Promise<string> {
   const status = (await ctl([`--endpoints=${cluster.endpoints}`, "endpoint", "status"])).out
@@ -62,7 +64,7 @@ describe("chainfirectl against a 3-member chainfire", () => {
     const simple = (await ctl([ep, "member", "list"])).out.trim().split("\n");
     expect(simple).toHaveLength(3);
     expect(simple[0]).toMatch(
-      /^[0-9a-f]{16}, started, m\d, http:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+, false$/,
+      /^[1-9a-f][0-9a-f]{0,15}, started, m\d, http:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+, false$/,
     );
     const status = await ctl([ep, "endpoint", "status", "--cluster"]);
     expect(status.code, status.err).toBe(0);
@@ -90,6 +92,55 @@ describe("chainfirectl against a 3-member chainfire", () => {
     expect(unknown.err).toContain('no member named or with ID "nobody"');
   }, 180_000);
 
+  it("keeps watching when its member is killed and restarted, losing and repeating no event", async () => {
+    // Proves watch moves to the next endpoint when its member goes away and resumes after the last
+    // revision it printed, as etcdctl's watch does: events made while it was cut off are printed
+    // once, and so is every later one. A follower is killed, so writes go on through the leader.
+    const leaderAt = await leaderName();
+    const leader = cluster.members.find((m) => m.name === leaderAt)!;
+    const follower = cluster.members.find((m) => m.name !== leaderAt)!;
+    const write = `--endpoints=${leader.endpoint}`;
+    const put = async (key: string, value: string) => {
+      const run = await ctl([write, "put", key, value, "-w", "json"]);
+      expect(run.code, run.err).toBe(0);
+      return JSON.parse(run.out).header.revision as number;
+    };
+    const first = await put("rw/a", "1");
+    const controller = new AbortController();
+    const lines: string[] = [];
+    const watching = runCtl(
+      [
+        `--endpoints=${follower.endpoint},${leader.endpoint}`,
+        "--dial-timeout=5s",
+        "watch",
+        "rw/",
+        "--prefix",
+        `--rev=${first}`,
+      ],
+      {
+        out: (t) => lines.push(t),
+        err: (t) => lines.push(`ERR ${t}`),
+        stderrIsTty: false,
+        signal: controller.signal,
+      },
+    );
+    try {
+      await until(() => lines.length >= 3, "the first event");
+      cluster.stopMember(follower);
+      await put("rw/b", "2");
+      await put("rw/c", "3");
+      await until(() => lines.length >= 9, "the events made while the watch's member was down");
+      cluster.startMember(follower);
+      await cluster.waitReady();
+      await put("rw/d", "4");
+      await until(() => lines.length >= 12, "an event after the restart");
+    } finally {
+      controller.abort();
+    }
+    expect(await watching).toBe(0);
+    expect(lines).toEqual(["PUT", "rw/a", "1", "PUT", "rw/b", "2", "PUT", "rw/c", "3", "PUT", "rw/d", "4"]);
+  }, 180_000);
+
   it("adds a learner, promotes it, updates its URLs in place and removes it", async () => {
     // Proves the seed's membership sequence through the CLI, with data readable throughout.
     await ctl([ep, "put", "before-m4", "1"]);
@@ -106,7 +157,8 @@ describe("chainfirectl against a 3-member chainfire", () => {
     ]);
     expect(add.code, add.err).toBe(0);
     // etcdctl's lines: the new member's ID, then the environment it starts with.
-    expect(add.out).toMatch(/^Member [0-9a-f]{16} added to cluster [0-9a-f]{16}\n\nETCD_NAME="m4"\n/);
+    // etcdctl's %16x: each ID right-aligned in 16 columns.
+    expect(add.out).toMatch(/^Member [ 0-9a-f]{16} added to cluster [ 0-9a-f]{16}\n\nETCD_NAME="m4"\n/);
     expect(add.out).toContain(
       `ETCD_INITIAL_ADVERTISE_PEER_URLS="${peer}"\nETCD_INITIAL_CLUSTER_STATE="existing"\n`,
     );

@@ -28,7 +28,8 @@ describe("chainfirectl kv", () => {
   it("gets by prefix, from-key, limit, sort and keys-only like etcdctl", async () => {
     // Proves the range flags map to the RangeRequest fields an etcd user expects.
     expect((await ctl([...ep, "get", "a/", "--prefix"])).out).toBe("a/1\nx\na/2\nz\na/3\ny\n");
-    expect((await ctl([...ep, "get", "a/3", "--from-key", "--keys-only"])).out).toBe("a/3\nb\n");
+    // --keys-only prints each key then an empty value line, as etcdctl does.
+    expect((await ctl([...ep, "get", "a/3", "--from-key", "--keys-only"])).out).toBe("a/3\n\nb\n\n");
     expect((await ctl([...ep, "get", "a/", "--prefix", "--limit=1", "--print-value-only"])).out).toBe("x\n");
     const sorted = await ctl([
       ...ep,
@@ -39,11 +40,60 @@ describe("chainfirectl kv", () => {
       "--order=DESCEND",
       "--keys-only",
     ]);
-    expect(sorted.out).toBe("a/2\na/3\na/1\n");
+    expect(sorted.out).toBe("a/2\n\na/3\n\na/1\n\n");
     expect((await ctl([...ep, "get", "a/", "--prefix", "--count-only"])).out).toBe("3\n");
     expect((await ctl([...ep, "get", "a/1", "a/3", "--consistency=s", "--keys-only"])).out).toBe(
-      "a/1\na/2\n",
+      "a/1\n\na/2\n\n",
     );
+  });
+
+  it("prints keys and values as \\x bytes with --hex, as etcdctl", async () => {
+    // Proves --hex (and ETCDCTL_HEX) reach every printed key and value, prev_kv included.
+    expect((await ctl([...ep, "--hex", "get", "a/1"])).out).toBe("\\x61\\x2f\\x31\n\\x78\n");
+    expect((await ctl([...ep, "--hex=true", "get", "b", "--print-value-only"])).out).toBe("\\x77\n");
+    expect((await ctl([...ep, "--hex=false", "get", "b", "--print-value-only"])).out).toBe("w\n");
+    const put = await ctl([...ep, "--hex", "put", "hx", "\u00ff", "--prev-kv"]);
+    expect(put.out).toBe("OK\n");
+    const again = await ctl([...ep, "--hex", "put", "hx", "v", "--prev-kv"]);
+    expect(again.out).toBe("OK\n\\x68\\x78\n\\xc3\\xbf\n");
+    const saved = { ...process.env };
+    try {
+      process.env.ETCDCTL_HEX = "true";
+      expect((await ctl([...ep, "get", "hx", "--print-value-only"])).out).toBe("\\x76\n");
+      process.env.ETCDCTL_HEX = "maybe";
+      const bad = await ctl([...ep, "get", "hx"]);
+      expect([bad.code, bad.err]).toEqual([128, 'Error: ETCDCTL_HEX: "maybe" is not true or false\n']);
+    } finally {
+      process.env = saved;
+    }
+    const badFlag = await ctl([...ep, "--hex=yes", "get", "hx"]);
+    expect([badFlag.code, badFlag.err]).toEqual([128, 'Error: --hex: "yes" is not true or false\n']);
+  });
+
+  it("accepts --user, going on without a token since the server has no authentication", async () => {
+    // Proves an etcdctl habit (scripts that always pass a user) works: Authenticate answers that
+    // authentication is not enabled, and the command runs; a --password without --user is refused.
+    for (const user of [["--user=root:secret"], ["--user=root", "--password=secret"], ["--user=root"]]) {
+      const run = await ctl([...ep, ...user, "get", "b", "--print-value-only"]);
+      expect([run.code, run.out, run.err]).toEqual([0, "w\n", ""]);
+    }
+    const watched = new AbortController();
+    const lines: string[] = [];
+    const watching = runCtl([...ep, "--user=root:secret", "watch", "b", "--rev=1"], {
+      out: (t) => lines.push(t),
+      err: (t) => lines.push(`ERR ${t}`),
+      stderrIsTty: false,
+      signal: watched.signal,
+    });
+    await until(() => lines.length >= 3, "the watched key's history");
+    watched.abort();
+    expect(await watching).toBe(0);
+    expect(lines.slice(0, 3)).toEqual(["PUT", "b", "w"]);
+    const lone = await ctl([...ep, "--password=secret", "get", "b"]);
+    expect([lone.code, lone.err]).toEqual([128, "Error: --password needs --user\n"]);
+    const both = await ctl([...ep, "--user=root:x", "--password=y", "get", "b"]);
+    expect(both.code).toBe(128);
+    expect(both.err).toContain("--user must not include a password when --password is given");
   });
 
   it("reads an old revision and prints JSON with exact 64-bit fields and base64 keys", async () => {
@@ -101,7 +151,8 @@ describe("chainfirectl kv", () => {
     // Proves the endpoint commands read each member's own Status and commit a read through it.
     const simple = (await ctl([...ep, "endpoint", "status"])).out.trim().split(", ");
     expect(simple[0]).toBe(server.endpoint);
-    expect(simple[1]).toMatch(/^[0-9a-f]{16}$/);
+    // etcdctl prints member IDs with %x: lower-case hex, no leading zeros.
+    expect(simple[1]).toMatch(/^[1-9a-f][0-9a-f]{0,15}$/);
     expect(simple[4]).toBe("true");
     const table = (await ctl([...ep, "endpoint", "status", "-w", "table"])).out;
     expect(table).toContain("RAFT APPLIED INDEX");

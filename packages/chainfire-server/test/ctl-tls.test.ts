@@ -80,4 +80,36 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
     const missing = await ctl([endpoint, "--cacert=/nonexistent/ca.pem", "get", "tls/k"]);
     expect(missing.err).toContain("--cacert: cannot read /nonexistent/ca.pem");
   });
+
+  it("checks the server's certificate unless told --insecure-skip-tls-verify, as etcdctl", async () => {
+    // Proves the member's certificate (from a CA the system does not trust) is refused without
+    // --cacert, and accepted unchecked with --insecure-skip-tls-verify (also given as =true).
+    const identity = [endpoint, `--cert=${operator.cert}`, `--key=${operator.key}`];
+    const timeouts = ["--command-timeout=5s", "--dial-timeout=5s"];
+    const unverified = await ctl([...identity, ...timeouts, "get", "tls/k"]);
+    expect(unverified.code).toBe(2);
+    expect(unverified.err).toMatch(/certificate/i);
+    const skipped = await ctl([
+      ...identity,
+      "--insecure-skip-tls-verify",
+      "get",
+      "tls/k",
+      "--print-value-only",
+    ]);
+    expect([skipped.code, skipped.out, skipped.err]).toEqual([0, "v\n", ""]);
+    const asValue = await ctl([...identity, "--insecure-skip-tls-verify=true", "get", "tls/k"]);
+    expect(asValue.out).toBe("tls/k\nv\n");
+    const plain = `--endpoints=127.0.0.1:${member.ports.client}`;
+    // Without https:// or --cacert, --insecure-transport=false still asks for TLS (etcdctl's flag).
+    const forced = await ctl([
+      plain,
+      "--insecure-transport=false",
+      ...identity.slice(1),
+      "--insecure-skip-tls-verify",
+      "get",
+      "tls/k",
+      "--print-value-only",
+    ]);
+    expect([forced.code, forced.out]).toEqual([0, "v\n"]);
+  });
 });

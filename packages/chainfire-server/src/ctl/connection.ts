@@ -22,6 +22,17 @@ export interface GlobalOptions {
   key?: string;
   dialTimeout: string;
   commandTimeout: string;
+  /** Keys and values printed as `\x..` bytes (etcdctl's --hex). */
+  hex?: boolean;
+  /** etcdctl's --insecure-skip-tls-verify: TLS without checking the server's certificate. */
+  insecureSkipTlsVerify?: boolean;
+  /** etcdctl's --insecure-transport (default true); false asks for TLS even without --cacert. */
+  insecureTransport?: boolean;
+  keepaliveTime?: string;
+  keepaliveTimeout?: string;
+  /** `name[:password]`, authenticated once the first endpoint connects. */
+  user?: string;
+  password?: string;
 }
 
 export interface Endpoint {
@@ -67,13 +78,30 @@ export function channelCredentials(opts: GlobalOptions, endpoint: Endpoint): Cha
   if ((opts.cert === undefined) !== (opts.key === undefined)) {
     throw badArgument("--cert and --key go together: give both for client-certificate authentication");
   }
-  const wantsTls = endpoint.tls || opts.cacert !== undefined || opts.cert !== undefined;
+  const wantsTls =
+    endpoint.tls || opts.cacert !== undefined || opts.cert !== undefined || opts.insecureTransport === false;
   if (!wantsTls) return credentials.createInsecure();
   return credentials.createSsl(
     opts.cacert ? readPem(opts.cacert, "--cacert") : null,
     opts.key ? readPem(opts.key, "--key") : null,
     opts.cert ? readPem(opts.cert, "--cert") : null,
+    opts.insecureSkipTlsVerify === true ? { rejectUnauthorized: false } : {},
   );
+}
+
+/** The user and password of --user name[:password] and --password, as etcdctl splits them. */
+export function credentialsOf(opts: GlobalOptions): { name: string; password: string } | null {
+  if (opts.user === undefined || opts.user === "") {
+    if (opts.password !== undefined) throw badArgument("--password needs --user");
+    return null;
+  }
+  const colon = opts.user.indexOf(":");
+  if (opts.password !== undefined) {
+    if (colon >= 0) throw badArgument("--user must not include a password when --password is given");
+    return { name: opts.user, password: opts.password };
+  }
+  if (colon < 0) return { name: opts.user, password: "" };
+  return { name: opts.user.slice(0, colon), password: opts.user.slice(colon + 1) };
 }
 
 export class Connection {
@@ -83,19 +111,44 @@ export class Connection {
   private readonly open = new Map<string, ChainfireClients>();
   private readonly dialled = new Map<string, Promise<void>>();
   private chosen: Promise<Endpoint> | undefined;
+  private readonly channelOptions: Record<string, number>;
+  private readonly user: { name: string; password: string } | null;
+  /** The token Authenticate gave, sent with every call; none while authentication is off. */
+  private token: string | null = null;
 
   constructor(readonly options: GlobalOptions) {
     this.endpoints = parseEndpoints(options.endpoints);
     this.commandTimeoutMs = parseDurationMs(options.commandTimeout, "--command-timeout");
     this.dialTimeoutMs = parseDurationMs(options.dialTimeout, "--dial-timeout");
+    this.user = credentialsOf(options);
+    this.channelOptions = {
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      // A member that restarts is dialled again within a second (a watch waits for it).
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 1000,
+    };
+    if (options.keepaliveTime !== undefined) {
+      this.channelOptions["grpc.keepalive_time_ms"] = parseDurationMs(
+        options.keepaliveTime,
+        "--keepalive-time",
+      );
+    }
+    if (options.keepaliveTimeout !== undefined) {
+      this.channelOptions["grpc.keepalive_timeout_ms"] = parseDurationMs(
+        options.keepaliveTimeout,
+        "--keepalive-timeout",
+      );
+    }
   }
 
   clients(endpoint: Endpoint = this.endpoints[0]!): ChainfireClients {
     let clients = this.open.get(endpoint.address);
     if (!clients) {
-      clients = createClients(endpoint.address, channelCredentials(this.options, endpoint), {
-        "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      });
+      clients = createClients(
+        endpoint.address,
+        channelCredentials(this.options, endpoint),
+        this.channelOptions,
+      );
       this.open.set(endpoint.address, clients);
     }
     return clients;
@@ -146,14 +199,70 @@ export class Connection {
       for (const endpoint of this.endpoints) {
         try {
           await this.ready(endpoint);
-          return endpoint;
         } catch (err) {
           firstError ??= err;
+          continue;
         }
+        await this.authenticate(endpoint);
+        return endpoint;
       }
       throw firstError;
     })();
     return this.chosen;
+  }
+
+  /**
+   * With --user: asks for a token as etcd's clients do, and goes on without one when the server
+   * answers that authentication is not enabled (chainfire's answer: it has no authentication).
+   */
+  private async authenticate(endpoint: Endpoint): Promise<void> {
+    if (this.user === null) return;
+    const auth = this.clients(endpoint).auth;
+    try {
+      const res = await call(this, endpoint, auth.authenticate.bind(auth), this.user);
+      this.token = res.token;
+    } catch (err) {
+      if (err instanceof CtlError && /authentication is not enabled/.test(err.message)) return;
+      throw err;
+    }
+  }
+
+  /** The metadata every call carries: the auth token, when there is one. */
+  metadata(): Metadata {
+    const metadata = new Metadata();
+    if (this.token !== null) metadata.set("token", this.token);
+    return metadata;
+  }
+
+  /**
+   * For a stream cut off with its member (watch): the next endpoint after `from`, in --endpoints
+   * order and round again, that connects within --dial-timeout, asked until one does, as etcd's
+   * client waits for any endpoint to come back. Null once `signal` aborts.
+   */
+  async reconnect(from: Endpoint, signal?: AbortSignal): Promise<Endpoint | null> {
+    const start = this.endpoints.findIndex((e) => e.address === from.address);
+    for (let round = 0; ; round++) {
+      for (let i = 1; i <= this.endpoints.length; i++) {
+        const endpoint = this.endpoints[(start + i) % this.endpoints.length]!;
+        if (signal?.aborted) return null;
+        if (await this.connects(endpoint, signal)) return endpoint;
+      }
+      // Every endpoint refused at once (none is listening): wait a little before the next round.
+      if (!(await pause(Math.min(100 * 2 ** round, 1000), signal))) return null;
+    }
+  }
+
+  /** Whether the endpoint's channel connects within --dial-timeout (or before `signal` aborts). */
+  private connects(endpoint: Endpoint, signal?: AbortSignal): Promise<boolean> {
+    const client = this.clients(endpoint).kv;
+    return new Promise((resolve) => {
+      const onAbort = () => resolve(false);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      client.waitForReady(Date.now() + this.dialTimeoutMs, (err) => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(err === undefined || err === null);
+      });
+    });
   }
 
   deadline(): Date {
@@ -164,6 +273,22 @@ export class Connection {
     for (const clients of this.open.values()) clients.close();
     this.open.clear();
   }
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts. */
+function pause(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 type UnaryMethod<Req, Res> = (
@@ -183,7 +308,7 @@ export function call<Req, Res>(
   return conn.ready(endpoint).then(
     () =>
       new Promise<Res>((resolve, reject) => {
-        method(req, new Metadata(), { deadline: conn.deadline() }, (err, res) =>
+        method(req, conn.metadata(), { deadline: conn.deadline() }, (err, res) =>
           err ? reject(fromGrpc(err, endpoint)) : resolve(res),
         );
       }),

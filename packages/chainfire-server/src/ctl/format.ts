@@ -5,9 +5,14 @@ import { badArgument } from "./errors.js";
 
 export type OutputFormat = "simple" | "table" | "json";
 
-/** 16 lower-case hex digits, as etcd shows member IDs. */
+/** Lower-case hex without leading zeros, as etcdctl prints member IDs in lists (`%x`). */
 export function formatId(id: bigint): string {
-  return id.toString(16).padStart(16, "0");
+  return id.toString(16);
+}
+
+/** The same, right-aligned in 16 columns, as etcdctl's "Member … added to cluster …" lines (`%16x`). */
+export function formatId16(id: bigint): string {
+  return formatId(id).padStart(16, " ");
 }
 
 /** Accepts hex (with or without 0x, as etcdctl prints it); the error names the argument. */

@@ -33,7 +33,33 @@ const ETCDCTL_ENV: Readonly<Record<string, string>> = {
   key: "ETCDCTL_KEY",
   dialTimeout: "ETCDCTL_DIAL_TIMEOUT",
   commandTimeout: "ETCDCTL_COMMAND_TIMEOUT",
+  keepaliveTime: "ETCDCTL_KEEPALIVE_TIME",
+  keepaliveTimeout: "ETCDCTL_KEEPALIVE_TIMEOUT",
+  user: "ETCDCTL_USER",
+  password: "ETCDCTL_PASSWORD",
 };
+
+/** etcdctl's boolean flags, whose variables hold "true" or "false". */
+const ETCDCTL_BOOL_ENV: Readonly<Record<string, string>> = {
+  hex: "ETCDCTL_HEX",
+  insecureSkipTlsVerify: "ETCDCTL_INSECURE_SKIP_TLS_VERIFY",
+  insecureTransport: "ETCDCTL_INSECURE_TRANSPORT",
+};
+
+/** The boolean global flags, which etcdctl also takes as `--flag=true` and `--flag=false`. */
+const BOOL_FLAGS = ["hex", "insecure-skip-tls-verify", "insecure-transport"];
+
+/** `--flag=true` → `--flag`, `--flag=false` → `--no-flag`, for etcdctl's boolean flags. */
+export function normaliseBoolFlags(argv: readonly string[]): string[] {
+  return argv.map((arg) => {
+    const match = /^--([a-z-]+)=(.*)$/.exec(arg);
+    if (!match || !BOOL_FLAGS.includes(match[1]!)) return arg;
+    const value = match[2]!.toLowerCase();
+    if (value === "true" || value === "1") return `--${match[1]}`;
+    if (value === "false" || value === "0") return `--no-${match[1]}`;
+    throw badArgument(`--${match[1]}: "${match[2]}" is not true or false`);
+  });
+}
 
 /** The global options, with etcdctl's variables below the flags and CHAINFIRECTL_ENDPOINTS. */
 function globalsOf(command: Command): GlobalOptions {
@@ -46,6 +72,12 @@ function globalsOf(command: Command): GlobalOptions {
     const value = process.env[variable];
     if (source === "cli" || source === "env" || value === undefined || value === "") continue;
     globals[option] = value;
+  }
+  for (const [option, variable] of Object.entries(ETCDCTL_BOOL_ENV)) {
+    const value = process.env[variable];
+    if (root.getOptionValueSource(option) === "cli" || value === undefined || value === "") continue;
+    if (!/^(true|false|1|0)$/i.test(value)) throw badArgument(`${variable}: "${value}" is not true or false`);
+    globals[option] = /^(true|1)$/i.test(value);
   }
   if (!["simple", "table", "json"].includes(globals.writeOut)) {
     throw badArgument(`ETCDCTL_WRITE_OUT: "${globals.writeOut}" is not simple, table or json`);
@@ -86,7 +118,20 @@ function globalOptions(program: Command): void {
     .option("--cert <file>", "client certificate for mTLS (with --key)")
     .option("--key <file>", "client private key for mTLS (with --cert)")
     .option("--dial-timeout <duration>", "connection timeout", "2s")
-    .option("--command-timeout <duration>", "per-request timeout", "5s");
+    .option("--command-timeout <duration>", "per-request timeout", "5s")
+    .option("--keepalive-time <duration>", "keepalive ping interval of client connections")
+    .option("--keepalive-timeout <duration>", "how long a keepalive ping waits for its answer")
+    .option("--hex", "print keys and values as \\x.. bytes")
+    .addOption(new Option("--no-hex").hideHelp())
+    .option("--insecure-skip-tls-verify", "use TLS without checking the server's certificate (testing only)")
+    .addOption(new Option("--no-insecure-skip-tls-verify").hideHelp())
+    .option("--insecure-transport", "plain connections unless --cacert/--cert or https:// (default)")
+    .option("--no-insecure-transport", "TLS even without --cacert, verified against the system's CAs")
+    .option(
+      "--user <name[:password]>",
+      "user for authentication (chainfire has none: accepted, and the server says it is off)",
+    )
+    .option("--password <password>", "password for --user");
 }
 
 function memberCommands(program: Command, io: CtlIo): void {
@@ -265,7 +310,7 @@ const EXIT_CODES: Partial<Record<CtlError["code"], number>> = { UNREACHABLE: 2, 
 export async function runCtl(argv: readonly string[], io: CtlIo): Promise<number> {
   const program = buildProgram(io);
   try {
-    await program.parseAsync([...argv], { from: "user" });
+    await program.parseAsync(normaliseBoolFlags(argv), { from: "user" });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;

@@ -15,6 +15,7 @@ import { raftErrorToGrpcStatus } from "@photoncloud/raft";
 import { type EtcdApiContext, responseHeader } from "../api/context.js";
 import { unary } from "../api/grpc-util.js";
 import { guardEtcdService } from "../api/guard.js";
+import { authHandlers } from "../api/server.js";
 import { kvHandlers } from "../api/kv-service.js";
 import { leaseHandlers } from "../api/lease-service.js";
 import { maintenanceHandlers } from "../api/maintenance-service.js";
@@ -57,16 +58,7 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
     [etcd.WatchService, watchHandlers(ctx, deps.watch)],
     [etcd.LeaseService, leaseHandlers(ctx)],
     [etcd.MaintenanceService, maintenance],
-    // etcd authentication is not implemented: Authenticate answers as etcd does with it off, which
-    // etcd clients given a user take as "go on without a token".
-    [
-      etcd.AuthService,
-      {
-        authenticate: unary((): etcd.AuthenticateResponse => {
-          throw chainfireError("AUTH_NOT_ENABLED");
-        }),
-      },
-    ],
+    [etcd.AuthService, authHandlers()],
     [
       etcd.ClusterService,
       etcdClusterHandlers({ membership: deps.membership, clusterToken: deps.clusterToken, header }),

@@ -1,8 +1,9 @@
 // `put|get|del|watch`, shaped like etcdctl's so an etcd user's habits carry over: --prefix,
 // --from-key, --rev, --limit, --sort-by/--order, --keys-only, --prev-kv, simple output of key then value.
+import { type ServiceError, status } from "@grpc/grpc-js";
 import { etcd, type mvccpb } from "@photoncloud/chainfire-api";
 import { deleteRangeRequest, putRequest, rangeRequest as rangeRequestOf } from "../../mvcc/messages.js";
-import { type Connection, call, fromGrpc } from "../connection.js";
+import { type Connection, call, type Endpoint, fromGrpc } from "../connection.js";
 import { badArgument, CtlError } from "../errors.js";
 import { type CtlIo, type OutputFormat, parseHexId, toJson } from "../format.js";
 
@@ -38,16 +39,29 @@ export function rangeOf(
   return { key: k, rangeEnd: Buffer.from(rangeEnd ?? "") };
 }
 
+/** etcdctl's `--hex` form of a byte string: each byte as `\x` and two hex digits. */
+export function hexBytes(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => `\\x${b.toString(16).padStart(2, "0")}`).join("");
+}
+
+/**
+ * Each key-value as etcdctl prints it: the key's line (unless values only), then the value's line,
+ * empty for --keys-only. Keys and values are bytes, written as they are (protobuf values included),
+ * or as `\x..` with --hex.
+ */
 function printKvs(
   io: CtlIo,
   kvs: readonly mvccpb.KeyValue[],
-  opts: { keysOnly?: boolean; valuesOnly?: boolean },
+  opts: { valuesOnly?: boolean | undefined; hex?: boolean | undefined },
 ): void {
-  // Keys and values are bytes: written as they are, as etcdctl prints them (protobuf values included).
-  const line = (bytes: Buffer) => (io.outBytes ? io.outBytes(bytes) : io.out(bytes.toString()));
+  const line = (bytes: Buffer) => {
+    if (opts.hex) io.out(hexBytes(bytes));
+    else if (io.outBytes) io.outBytes(bytes);
+    else io.out(bytes.toString());
+  };
   for (const kv of kvs) {
     if (!opts.valuesOnly) line(kv.key);
-    if (!opts.keysOnly) line(kv.value);
+    line(kv.value);
   }
 }
 
@@ -93,7 +107,7 @@ export async function put(
   const res = await call(conn, endpoint, kv.put.bind(kv), req);
   if (format === "json") return io.out(toJson(res));
   io.out("OK");
-  if (res.prevKv) printKvs(io, [res.prevKv], {});
+  if (res.prevKv) printKvs(io, [res.prevKv], { hex: conn.options.hex });
 }
 
 export interface GetFlags extends RangeFlags {
@@ -159,7 +173,7 @@ export async function get(
   const res = await call(conn, endpoint, kv.range.bind(kv), rangeRequest(key, rangeEnd, flags));
   if (format === "json") return io.out(toJson(res));
   if (flags.countOnly) return io.out(String(res.count));
-  printKvs(io, res.kvs, { keysOnly: flags.keysOnly, valuesOnly: flags.printValueOnly });
+  printKvs(io, res.kvs, { valuesOnly: flags.printValueOnly, hex: conn.options.hex });
 }
 
 export async function del(
@@ -179,20 +193,27 @@ export async function del(
   const res = await call(conn, endpoint, kv.deleteRange.bind(kv), req);
   if (format === "json") return io.out(toJson(res));
   io.out(String(res.deleted));
-  printKvs(io, res.prevKvs, {});
+  printKvs(io, res.prevKvs, { hex: conn.options.hex });
 }
 
-function printEvent(io: CtlIo, format: OutputFormat, ev: mvccpb.Event, prevKv: boolean): void {
+function printEvent(io: CtlIo, format: OutputFormat, ev: mvccpb.Event, prevKv: boolean, hex: boolean): void {
   if (format === "json") {
     io.out(toJson(ev));
     return;
   }
   io.out(ev.type === 0 ? "PUT" : "DELETE");
-  if (prevKv && ev.prevKv) printKvs(io, [ev.prevKv], {});
-  printKvs(io, ev.kv ? [ev.kv] : [], {});
+  if (prevKv && ev.prevKv) printKvs(io, [ev.prevKv], { hex });
+  printKvs(io, ev.kv ? [ev.kv] : [], { hex });
 }
 
-/** Streams events until interrupted (io.signal) or the server cancels the watch. */
+/** How one watch stream ended: interrupted by the user, or cut (the member went away). */
+type StreamEnd = "interrupted" | "cut";
+
+/**
+ * Streams events until interrupted (io.signal) or the server cancels the watch. When the member
+ * serving it goes away, the watch moves to the next endpoint that connects and resumes after the
+ * last revision it printed, as etcd's client does, so no event is lost or printed twice.
+ */
 export async function watch(
   conn: Connection,
   io: CtlIo,
@@ -210,14 +231,39 @@ export async function watch(
     watchId: 0n,
     fragment: false,
   };
-  const endpoint = await conn.primary();
-  const stream = conn.clients(endpoint).watch.watch();
-  await new Promise<void>((resolve, reject) => {
+  const hex = conn.options.hex === true;
+  let endpoint = await conn.primary();
+  for (;;) {
+    const end = await watchOnce(conn, io, endpoint, create, (ev) =>
+      printEvent(io, format, ev, create.prevKv, hex),
+    );
+    if (end === "interrupted") return;
+    const next = await conn.reconnect(endpoint, io.signal);
+    if (next === null) return;
+    endpoint = next;
+  }
+}
+
+/** One watch stream; `create.startRevision` is kept at the revision to resume from. */
+function watchOnce(
+  conn: Connection,
+  io: CtlIo,
+  endpoint: Endpoint,
+  create: etcd.WatchCreateRequest,
+  print: (ev: mvccpb.Event) => void,
+): Promise<StreamEnd> {
+  const stream = conn.clients(endpoint).watch.watch(conn.metadata());
+  return new Promise<StreamEnd>((resolve, reject) => {
     const stop = () => {
       stream.cancel();
-      resolve();
+      resolve("interrupted");
     };
+    if (io.signal?.aborted) return stop();
     io.signal?.addEventListener("abort", stop, { once: true });
+    const settle = (fn: () => void) => {
+      io.signal?.removeEventListener("abort", stop);
+      fn();
+    };
     stream.on("data", (res: etcd.WatchResponse) => {
       if (res.canceled) {
         const why =
@@ -225,16 +271,22 @@ export async function watch(
             ? `required revision has been compacted (compact revision ${res.compactRevision})`
             : res.cancelReason || "canceled by the server";
         stream.cancel();
-        reject(new CtlError("SERVER_ERROR", `watch ${why}`));
+        settle(() => reject(new CtlError("SERVER_ERROR", `watch ${why}`)));
         return;
       }
-      for (const ev of res.events) printEvent(io, format, ev, create.prevKv);
+      // A watch from "now" resumes after the revision it was created at.
+      if (res.created && create.startRevision === 0n)
+        create.startRevision = (res.header?.revision ?? 0n) + 1n;
+      for (const ev of res.events) print(ev);
+      const last = res.events[res.events.length - 1]?.kv?.modRevision;
+      if (last !== undefined) create.startRevision = last + 1n;
     });
-    stream.on("error", (err: import("@grpc/grpc-js").ServiceError) => {
-      if (io.signal?.aborted) return resolve();
-      reject(fromGrpc(err, endpoint));
+    stream.on("error", (err: ServiceError) => {
+      if (io.signal?.aborted) return settle(() => resolve("interrupted"));
+      if (err.code === status.UNAVAILABLE) return settle(() => resolve("cut"));
+      settle(() => reject(fromGrpc(err, endpoint)));
     });
-    stream.on("end", () => resolve());
+    stream.on("end", () => settle(() => resolve(io.signal?.aborted ? "interrupted" : "cut")));
     stream.write({ createRequest: create });
   });
 }

@@ -3,7 +3,15 @@
 import type { chainfirev1 } from "@photoncloud/chainfire-api";
 import { type Connection, call } from "../connection.js";
 import { badArgument, CtlError } from "../errors.js";
-import { type CtlIo, formatId, type OutputFormat, parseHexId, renderTable, toJson } from "../format.js";
+import {
+  type CtlIo,
+  formatId,
+  formatId16,
+  type OutputFormat,
+  parseHexId,
+  renderTable,
+  toJson,
+} from "../format.js";
 
 type Member = chainfirev1.Member;
 
@@ -108,8 +116,8 @@ export async function memberAdd(
   };
   const res = await upsert(conn, req);
   if (format === "json") return io.out(toJson(res));
-  const id = formatId(res.member?.id ?? req.id);
-  const cluster = formatId(res.header?.clusterId ?? 0n);
+  const id = formatId16(res.member?.id ?? req.id);
+  const cluster = formatId16(res.header?.clusterId ?? 0n);
   if (res.updated) return io.out(`Member ${id} (${name}) updated in cluster ${cluster}`);
   // etcdctl's lines, and the environment the new member starts with (chainfire reads ETCD_*).
   io.out(`Member ${id} added to cluster ${cluster}`);
@@ -135,7 +143,7 @@ export async function memberRemove(
   const op = conn.clients(endpoint).operator;
   const res = await call(conn, endpoint, op.memberRemove.bind(op), { id });
   if (format === "json") return io.out(toJson(res));
-  io.out(`Member ${formatId(id)} removed from cluster ${formatId(res.header?.clusterId ?? 0n)}`);
+  io.out(`Member ${formatId16(id)} removed from cluster ${formatId16(res.header?.clusterId ?? 0n)}`);
 }
 
 /** Promote = re-add the learner's ID as a voter with its current URLs (the seed's upsert contract). */
@@ -150,7 +158,7 @@ export async function memberPromote(
     throw badArgument(`member ${formatId(member.id)} is already a voter; only learners can be promoted`);
   const res = await upsert(conn, { ...member, isLearner: false });
   if (format === "json") return io.out(toJson(res));
-  io.out(`Member ${formatId(member.id)} promoted in cluster ${formatId(res.header?.clusterId ?? 0n)}`);
+  io.out(`Member ${formatId16(member.id)} promoted in cluster ${formatId16(res.header?.clusterId ?? 0n)}`);
 }
 
 export async function memberUpdate(
@@ -172,7 +180,7 @@ export async function memberUpdate(
     clientUrls: clientUrls.length > 0 ? clientUrls : member.clientUrls,
   });
   if (format === "json") return io.out(toJson(res));
-  io.out(`Member ${formatId(member.id)} updated in cluster ${formatId(res.header?.clusterId ?? 0n)}`);
+  io.out(`Member ${formatId16(member.id)} updated in cluster ${formatId16(res.header?.clusterId ?? 0n)}`);
 }
 
 export async function leaderTransfer(

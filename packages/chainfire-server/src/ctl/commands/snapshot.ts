@@ -46,7 +46,7 @@ function receive(conn: Connection, io: CtlIo): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let receivedBytes = 0;
   return new Promise<Buffer>((resolve, reject) => {
-    const stream = conn.clients().maintenance.snapshot({});
+    const stream = conn.clients(endpoint).maintenance.snapshot({}, conn.metadata());
     stream.on("data", (res: etcd.SnapshotResponse) => {
       chunks.push(Buffer.from(res.blob));
       receivedBytes += res.blob.length;
@@ -69,7 +69,7 @@ export async function snapshotSave(conn: Connection, io: CtlIo, file: string): P
       `snapshot save takes exactly one endpoint (got ${conn.endpoints.length}); pick one member`,
     );
   }
-  await conn.ready();
+  await conn.primary();
   const bytes = await receive(conn, io);
   // Refuse to leave a bad file behind: the stream's own trailer must match its content.
   verifySnapshotBytes(bytes, `snapshot from ${conn.endpoints[0]!.address}`);
