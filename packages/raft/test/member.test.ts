@@ -162,6 +162,31 @@ describe("startMember + membershipHandlers", () => {
     expect(leaderOf([leader, survivor])).toBeDefined();
   }, 120_000);
 
+  it("tells a removed leader restarted on its old data that it was removed", async () => {
+    // Proves a member whose own configuration already lacks it (it applied its removal) is told at
+    // restart, by peers that follow a leader and do not list it, instead of running on alone.
+    const { ports } = await startCluster(["q1", "q2", "q3"]);
+    const leader = await until("leader", () => leaderOf(members));
+    const i = members.indexOf(leader);
+    const id = leader.member.memberId;
+    await retryQuorum(() => membershipHandlers(leader.member).memberRemove({ id }));
+    await until("the leader applied its own removal", () => {
+      const cs = leader.member.raft.node.currentConfState();
+      return !cs.voters.includes(id) && cs.voters.length === 2;
+    });
+    await leader.stop();
+    const rest = members.filter((m) => m !== leader);
+    await until("a new leader", () => leaderOf(rest));
+    const back = await startTestMember(leader.name, [
+      ...clusterFlags(dir, leader.name, ports[2 * i]!, ports[2 * i + 1]!, "ignored=http://127.0.0.1:1"),
+    ]);
+    members[i] = back;
+    const fired: string[] = [];
+    back.member.onRemoved(() => fired.push(back.name));
+    await until("the restarted removed member is told", () => fired.length === 1);
+    expect(fired).toEqual([leader.name]);
+  }, 120_000);
+
   it("restarts a member from its data directory, ignoring the initial-cluster flags", async () => {
     // Proves a restarted member keeps its ID, rejoins and catches up, like etcd's restart.
     const { ports } = await startCluster(["a", "b", "c"]);

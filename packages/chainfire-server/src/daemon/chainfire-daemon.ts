@@ -31,8 +31,8 @@ import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/watch-hub.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
-import { discoverJoinId, memberListOf } from "./join-discovery.js";
-import { LeaderClients, LeadershipWatcher, memberFacts, RemovalWatcher } from "./member-runtime.js";
+import { discoverJoinId } from "./join-discovery.js";
+import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
 import { type ChainfireOptions, chainfireOptions } from "./options.js";
 
@@ -158,28 +158,21 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   );
   compactor.start();
   ctx.onShutdown("auto-compactor", () => compactor.stop());
-  const peerTls = {
-    trustedCaFile: config.peerTrustedCaFile,
-    certFile: config.peerCertFile,
-    keyFile: config.peerKeyFile,
-  };
-  const askPeer = (url: string) => memberListOf(url, { tls: peerTls, deadlineMs: 1000 });
-  const removal = new RemovalWatcher(member, askPeer, 2 * config.electionTimeoutMs, () => {
+  // The raft library watches for this member's removal (confirmed by a peer that follows a leader).
+  member.onRemoved(() => {
     logger.warn(
       { memberId: formatId(member.memberId) },
       "this member was removed from the cluster; stopping",
     );
     process.kill(process.pid, "SIGTERM");
   });
-  removal.start(config.heartbeatIntervalMs);
-  ctx.onShutdown("removal-watch", () => removal.stop());
   const membership: MembershipOps = membershipHandlers(member, () => ({
     dbSizeBytes: store.dbSizeBytes(),
     revision: store.currentRevision(),
     compactRevision: store.compactRevision(),
   }));
   // On the peer URL too: the member list, which a joining member reads to find the ID given to its
-  // peer URL, and a removed member reads to learn of its removal.
+  // peer URL (and members of earlier versions read to learn of their removal).
   member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(membership));
   // The token the cluster was bootstrapped with (a restore's, when the data dir came from one).
   await startServers(ctx, apiCtx, membership, member, bootstrap.initialClusterToken);

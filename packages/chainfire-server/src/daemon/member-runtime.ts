@@ -2,7 +2,7 @@
 // learner, leadership changes (the lessor follows them) and where the leader's client URL is.
 import { readFileSync } from "node:fs";
 import { type ChannelCredentials, credentials } from "@grpc/grpc-js";
-import { type chainfirev1, createClients, type etcd } from "@photoncloud/chainfire-api";
+import { createClients, type etcd } from "@photoncloud/chainfire-api";
 import { parseUrl } from "@photoncloud/daemon";
 import { type RunningMember, StateRole } from "@photoncloud/raft";
 import type { LeaderForwarding, MemberFacts } from "../api/context.js";
@@ -62,82 +62,6 @@ export class LeadershipWatcher {
     if (leading) this.store.lessor.promote(Date.now());
     else this.store.lessor.demote();
     this.onChange(leading);
-  }
-}
-
-/**
- * Calls `onRemoved` once this member is no longer in the cluster: a removed member stops, as etcd's
- * do, instead of lingering without a cluster. The other members decide: one that follows a leader
- * and does not list this member settles it. They are asked at once when this member's own list
- * lacks it (it applied its removal, or it restarted on the data of a member removed meanwhile), and
- * after `probeMs` without a leader (a removed follower may never learn of its removal). A member
- * whose own list lacks it only for a while (a re-added ID replaying its earlier removal while it
- * catches up) is still listed by the others, so it keeps running.
- */
-export class RemovalWatcher {
-  private timer: NodeJS.Timeout | null = null;
-  private troubleSinceMs: number | null = null;
-  private lastProbeMs: number | null = null;
-  private probing = false;
-  private done = false;
-
-  constructor(
-    private readonly member: Pick<RunningMember, "memberId"> & {
-      readonly raft: { readonly node: Pick<RunningMember["raft"]["node"], "members" | "leader"> };
-    },
-    private readonly askPeer: (peerUrl: string) => Promise<chainfirev1.MemberListResponse>,
-    private readonly probeMs: number,
-    private readonly onRemoved: () => void,
-    private readonly nowMs: () => number = Date.now,
-  ) {}
-
-  start(intervalMs: number): void {
-    this.timer = setInterval(() => this.check(), intervalMs);
-    this.timer.unref();
-  }
-
-  /** Stops looking; a probe still running then reports nothing (the member is stopping anyway). */
-  stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-    this.done = true;
-  }
-
-  /** One look (the interval's); resolves when a probe it started has finished. */
-  check(): Promise<void> {
-    const { raft, memberId } = this.member;
-    const listed = raft.node.members.has(memberId);
-    if (this.done || (listed && raft.node.leader !== 0n)) {
-      this.troubleSinceMs = null;
-      return Promise.resolve();
-    }
-    const now = this.nowMs();
-    this.troubleSinceMs ??= now;
-    const due = !listed || now - this.troubleSinceMs >= this.probeMs;
-    const rested = this.lastProbeMs === null || now - this.lastProbeMs >= this.probeMs;
-    if (!due || !rested || this.probing) return Promise.resolve();
-    this.probing = true;
-    this.lastProbeMs = now;
-    return this.probePeers().finally(() => {
-      this.probing = false;
-    });
-  }
-
-  private removed(): void {
-    if (this.done) return;
-    this.stop();
-    this.onRemoved();
-  }
-
-  private async probePeers(): Promise<void> {
-    const { raft, memberId } = this.member;
-    for (const peer of raft.node.members.values()) {
-      const url = peer.peerUrls[0];
-      if (peer.id === memberId || url === undefined) continue;
-      const view = await this.askPeer(url).catch(() => undefined);
-      const leaderKnown = view !== undefined && (view.header?.leaderId ?? 0n) !== 0n;
-      if (leaderKnown && !view.members.some((m) => m.id === memberId)) return this.removed();
-    }
   }
 }
 

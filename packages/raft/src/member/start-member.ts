@@ -315,10 +315,11 @@ function runningMember(
 ): RunningMember {
   const c = args.config;
   const watcher = new RemovalWatcher(
-    raft,
+    raft.node,
     plan.memberId,
-    c.electionTimeoutMs,
-    5 * c.electionTimeoutMs,
+    (peer) => raft.transport.clusterInfo(peer, 1000),
+    c.heartbeatIntervalMs,
+    2 * c.electionTimeoutMs,
     args.logger,
   );
   args.onShutdown(`${args.daemon} removal watcher`, () => watcher.stop());

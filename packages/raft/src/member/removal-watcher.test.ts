@@ -1,48 +1,48 @@
-import type { chainfirev1 } from "@photoncloud/chainfire-api";
-import type { MemberInfo } from "@photoncloud/raft";
+import { createLogger } from "@photoncloud/daemon";
 import { describe, expect, it } from "vitest";
-import { RemovalWatcher } from "./member-runtime.js";
+import { type PeerView, RemovalWatcher } from "./removal-watcher.js";
 
 const SELF = 1n;
-const info = (id: bigint): MemberInfo => ({
-  id,
-  name: `m${id}`,
-  peerUrls: [`http://127.0.0.1:${2380 + Number(id)}`],
-  clientUrls: [],
-  isLearner: false,
-});
 
-/** A member whose own list and leader the test sets, and peers whose answers the test sets. */
+/** A member whose own configuration and leader the test sets, and peers whose answers the test sets. */
 function harness() {
-  const node = { members: new Map<bigint, MemberInfo>(), leader: 0n };
-  for (const id of [SELF, 2n, 3n]) node.members.set(id, info(id));
-  let peersList = [SELF, 2n, 3n];
-  let peersLeader = 2n;
-  const asked: string[] = [];
+  const node = {
+    isStopped: false,
+    leader: 0n,
+    members: new Map<bigint, unknown>([SELF, 2n, 3n].map((id) => [id, {}])),
+    config: [SELF, 2n, 3n],
+    currentConfState() {
+      return { voters: this.config, learners: [] as bigint[] };
+    },
+  };
+  let view: PeerView = { leaderId: 2n, memberIds: [SELF, 2n, 3n] };
+  const asked: bigint[] = [];
   let now = 0;
   let removed = 0;
   let gate: Promise<void> = Promise.resolve();
   const watcher = new RemovalWatcher(
-    { memberId: SELF, raft: { node } },
-    async (url) => {
-      asked.push(url);
+    node,
+    SELF,
+    async (peer) => {
+      asked.push(peer);
       await gate;
-      return Promise.resolve({
-        header: { clusterId: 1n, memberId: 2n, raftTerm: 2n, leaderId: peersLeader },
-        members: peersList.map((id) => ({ ...info(id), peerUrls: [...info(id).peerUrls], clientUrls: [] })),
-      } as chainfirev1.MemberListResponse);
+      return view;
     },
+    100,
     1000,
-    () => removed++,
+    createLogger({ name: "removal-test", level: "silent" }),
     () => now,
   );
+  watcher.onRemoved(() => removed++);
   return {
     node,
     watcher,
     asked,
-    peers: (list: bigint[], leader = 2n) => {
-      peersList = list;
-      peersLeader = leader;
+    peers: (memberIds: bigint[], leaderId = 2n) => {
+      view = { leaderId, memberIds };
+    },
+    dropSelf: () => {
+      node.config = node.config.filter((id) => id !== SELF);
     },
     advance: (ms: number) => {
       now += ms;
@@ -59,7 +59,7 @@ function harness() {
 }
 
 describe("RemovalWatcher", () => {
-  it("asks nobody while this member is listed and follows a leader", async () => {
+  it("asks nobody while this member is in its configuration and follows a leader", async () => {
     // Proves the quiet path: no probes while all is well.
     const h = harness();
     h.node.leader = 2n;
@@ -67,38 +67,38 @@ describe("RemovalWatcher", () => {
     h.advance(5000);
     await h.watcher.check();
     expect([h.asked, h.removed()]).toEqual([[], 0]);
+    h.watcher.stop();
   });
 
-  it("stops once a member that follows a leader no longer lists it", async () => {
+  it("reports a removal once a member that follows a leader no longer lists it", async () => {
     // Proves a removal it applied itself is confirmed by a peer, at once.
     const h = harness();
-    h.node.members.delete(SELF);
-    h.node.leader = 0n;
+    h.dropSelf();
     h.peers([2n, 3n]);
     await h.watcher.check();
     expect(h.removed()).toBe(1);
   });
 
   it("keeps running while it replays an old removal of its ID that the cluster has undone", async () => {
-    // Proves a re-added member catching up through its earlier removal is not stopped: the
-    // others list it. Its own list lacking it only makes it ask, once per probe interval.
+    // Proves a re-added member catching up through its earlier removal is not stopped: the others
+    // list it. Its own configuration lacking it only makes it ask, once per probe interval.
     const h = harness();
     h.node.leader = 2n;
     await h.watcher.check();
-    h.node.members.delete(SELF);
+    h.dropSelf();
     await h.watcher.check();
     await h.watcher.check();
-    expect(h.asked).toHaveLength(2);
+    expect(h.asked).toEqual([2n, 3n]);
     h.advance(1000);
     await h.watcher.check();
     expect([h.asked.length, h.removed()]).toEqual([4, 0]);
+    h.watcher.stop();
   });
 
-  it("stops a member restarted on the data of a member removed meanwhile", async () => {
-    // Proves a removed member brought back (its list never had itself since) does not linger.
+  it("reports a member restarted on the data of a member removed meanwhile", async () => {
+    // Proves a removed member brought back does not linger; a peer without a leader settles nothing.
     const h = harness();
-    h.node.members.delete(SELF);
-    h.node.leader = 0n;
+    h.dropSelf();
     h.peers([2n, 3n], 0n);
     await h.watcher.check();
     expect(h.removed()).toBe(0);
@@ -109,9 +109,9 @@ describe("RemovalWatcher", () => {
   });
 
   it("reports nothing from a probe that answers after the watcher was stopped", async () => {
-    // Proves a member already shutting down is not told to stop a second time by a late answer.
+    // Proves a member already shutting down is not told a second time by a late answer.
     const h = harness();
-    h.node.members.delete(SELF);
+    h.dropSelf();
     h.peers([2n, 3n]);
     const open = h.holdAnswers();
     const probe = h.watcher.check();
@@ -124,7 +124,6 @@ describe("RemovalWatcher", () => {
   it("asks the others only after a probe interval without a leader", async () => {
     // Proves a listed member that lost its leader waits before asking, then learns its removal.
     const h = harness();
-    h.node.leader = 0n;
     h.peers([2n, 3n]);
     await h.watcher.check();
     h.advance(999);
