@@ -54,11 +54,16 @@ async function etcdHealth(
 ): Promise<{ healthy: boolean; health: "true" | "false"; leader: string | null; reason?: string }> {
   const leaderId = member.raft.node.leader;
   const leader = leaderId === 0n ? null : formatId(leaderId);
-  const unhealthy = (reason: string) => ({ healthy: false, health: "false" as const, leader, reason });
-  if (leaderId === 0n) return unhealthy("no leader");
+  const report = (reason?: string) => ({
+    healthy: reason === undefined,
+    health: reason === undefined ? ("true" as const) : ("false" as const),
+    leader,
+    ...(reason === undefined ? {} : { reason }),
+  });
+  if (leaderId === 0n) return report("no leader");
   const alarms = apiCtx.store.alarms();
   if (alarms.length > 0)
-    return unhealthy(`alarms raised: ${alarms.map((a) => etcd.AlarmType[a.alarm]).join(", ")}`);
+    return report(`alarms raised: ${alarms.map((a) => etcd.AlarmType[a.alarm]).join(", ")}`);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<false>((resolve) => {
     timer = setTimeout(() => resolve(false), HEALTH_READ_TIMEOUT_MS);
@@ -66,9 +71,9 @@ async function etcdHealth(
   const read = member.raft.linearizableRead(() => true).catch(() => false);
   const answered = await Promise.race([read, timedOut]);
   clearTimeout(timer);
-  if (!answered)
-    return unhealthy(`a read through the leader did not answer within ${HEALTH_READ_TIMEOUT_MS} ms`);
-  return { healthy: true, health: "true", leader };
+  return report(
+    answered ? undefined : `a read through the leader did not answer within ${HEALTH_READ_TIMEOUT_MS} ms`,
+  );
 }
 const PROTO_ROOT = fileURLToPath(new URL("../../../../proto", import.meta.url));
 /** etcd lets gRPC frames exceed --max-request-bytes by this much; the request check is exact. */
@@ -122,7 +127,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     });
     // A data dir made by `snapshot restore` bootstraps the membership it was restored for.
     bootstrap = bootstrapFromRestore(config.dataDir, config, ctx.sources);
-    member = await startRaftMember(bootstrap === config ? ctx : { ...ctx, config: bootstrap }, store);
+    member = await startRaftMember({ ...ctx, config: bootstrap }, store);
   } catch (err) {
     // A configuration mistake leaves no trace: nothing of this start stays on disk.
     if (err instanceof ConfigError) {
