@@ -1,7 +1,9 @@
 // Proves TLS and mTLS on client and peer URLs: a 3-member cluster on https:// URLs with client
 // certificates required on both; writes and reads through followers, membership relays and lease
 // keep-alive relays all cross TLS; clients without a certificate, or with one from another CA, are refused.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import http2 from "node:http2";
+import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
@@ -54,6 +56,52 @@ describe("TLS and mTLS on client and peer URLs", { timeout: 150_000 }, () => {
     const target = (await cluster.status(f2!)).header!.memberId;
     await call(f1!.clients.operator, "leaderTransfer", { targetId: target, targetName: "" });
     expect(await cluster.leaderId()).toBe(target);
+  });
+
+  it("answers /health over https with HTTP/2 and with HTTP/1.1, as etcd's client URLs do", async () => {
+    // Proves `curl --cacert … --cert … --key … https://<client-url>/health` works whichever HTTP
+    // version curl negotiates (HTTP/2 by default): before, an HTTP/2 request was taken as gRPC.
+    const port = members[0]!.ports.client;
+    const operator = ca.issue("health-probe");
+    const tls = {
+      ca: readFileSync(ca.caFile),
+      cert: readFileSync(operator.cert),
+      key: readFileSync(operator.key),
+    };
+    const session = http2.connect(`https://127.0.0.1:${port}`, tls);
+    session.on("error", () => {});
+    try {
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = session.request({ ":path": "/health", ":method": "GET" });
+        let status = 0;
+        let body = "";
+        req.on("response", (h) => {
+          status = Number(h[":status"]);
+        });
+        req.setEncoding("utf8");
+        req.on("data", (d: string) => {
+          body += d;
+        });
+        req.on("end", () => resolve({ status, body }));
+        req.on("error", reject);
+        req.end();
+      });
+      expect(answer).toEqual({ status: 200, body: '{"health":"true"}' });
+    } finally {
+      session.close();
+    }
+    const viaHttp1 = await new Promise<string>((resolve, reject) => {
+      const req = https.get({ host: "127.0.0.1", port, path: "/health", ...tls }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => {
+          body += d;
+        });
+        res.on("end", () => resolve(`${res.statusCode} ${body}`));
+      });
+      req.on("error", reject);
+    });
+    expect(viaHttp1).toBe('200 {"health":"true"}');
   });
 
   it("refuses clients without a certificate or with one from another CA", async () => {

@@ -3,6 +3,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
+import { createServer as createH2cServer, type Http2Server } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import { ListenError } from "./grpc/listen-error.js";
@@ -108,10 +109,16 @@ function closeOne(server: Server): Promise<void> {
   });
 }
 
-/** HTTP/1.x connections another listener hands over (see GrpcServerConfig.http1). */
+/** HTTP connections and requests another listener hands over (see GrpcServerConfig.http1/http2). */
 export interface HandedOverHttp {
   /** Serves the routes on `socket`, whose unread bytes begin the first request. */
   accept(socket: Socket): void;
+  /**
+   * The same routes for HTTP/2 requests that are not gRPC (`curl https://…/health` negotiates
+   * HTTP/2): a cleartext HTTP/2 server that does not listen; the gRPC server listening on that
+   * port has it listen on a private Unix socket and forwards such requests there.
+   */
+  readonly h2: Http2Server;
   /** Closes the connections it was handed (probes and scrapes: short requests). */
   close(): void;
 }
@@ -119,7 +126,10 @@ export interface HandedOverHttp {
 /** The same routes as startHttpServer, for connections a gRPC port takes and hands over. */
 export function handedOverHttp(config: Omit<HttpServerConfig, "urls" | "tls" | "what">): HandedOverHttp {
   const logger = config.logger.child({ component: "http" });
-  const server = createServer(makeHandler({ ...config, urls: [] }, logger));
+  const handler = makeHandler({ ...config, urls: [] }, logger);
+  const server = createServer(handler);
+  // Node's HTTP/2 compatibility objects have the methods the routes use (writeHead, end, ...).
+  const h2 = createH2cServer(handler as never);
   server.keepAliveTimeout = KEEP_ALIVE_MS;
   // headersTimeout and requestTimeout are enforced only for a server that listens: an inactivity
   // timeout on each socket stands in for them (a request cut short is closed).
@@ -127,6 +137,7 @@ export function handedOverHttp(config: Omit<HttpServerConfig, "urls" | "tls" | "
   // The server never listens, so Node does not track these connections for it.
   const sockets = new Set<Socket>();
   return {
+    h2,
     accept: (socket) => {
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));

@@ -269,6 +269,7 @@ async function startServers(
   const grpc = await startGrpcServer({
     urls: config.listenClientUrls,
     http1: clientHttp.accept,
+    http2: clientHttp.h2,
     tls: clientTlsFiles(config),
     services: clientServices({ ctx: apiCtx, membership, clusterToken }),
     protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],

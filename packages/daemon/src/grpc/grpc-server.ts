@@ -9,6 +9,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import type { Http2Server } from "node:http2";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -77,6 +78,11 @@ export interface GrpcServerConfig {
    * /health, /version and /metrics on its client URLs so): see GrpcFrontConfig.http1.
    */
   readonly http1?: (socket: Socket) => void;
+  /**
+   * Serves fronted listeners' HTTP/2 requests that are not gRPC (no `application/grpc` content
+   * type): listened on a private Unix socket while the server runs (see HandedOverHttp.h2).
+   */
+  readonly http2?: Http2Server;
 }
 
 export interface RunningGrpcServer {
@@ -209,12 +215,17 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   const bound: DaemonUrl[] = [];
   const fronts: GrpcFront[] = [];
   let fallbackDir: string | null = null;
+  let httpSocketPath: string | null = null;
   try {
     if (listeners.some((l) => l.fronted)) {
       fallbackDir = makePrivateFolder();
       const fallbackSocketPath = join(fallbackDir, "grpc.sock");
       const address = `unix:${fallbackSocketPath}`;
       await bindOne(server, address, ServerCredentials.createInsecure(), address, what);
+      if (config.http2 !== undefined) {
+        httpSocketPath = join(fallbackDir, "http.sock");
+        await listenUnix(config.http2, httpSocketPath);
+      }
       for (const [i, l] of listeners.entries()) {
         if (!l.fronted) continue;
         const tls = l.tls === undefined ? undefined : httpsServerOptions(l.tls);
@@ -222,6 +233,7 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
           routes: lean,
           limits,
           fallbackSocketPath,
+          ...(httpSocketPath !== null ? { httpSocketPath } : {}),
           ...(tls ? { tls } : {}),
           ...(config.http1 ? { http1: config.http1 } : {}),
         });
@@ -241,6 +253,7 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   } catch (err) {
     server.forceShutdown();
     for (const f of fronts) void f.close(0);
+    if (httpSocketPath !== null) config.http2?.close();
     if (fallbackDir !== null) removePrivateFolder(fallbackDir);
     throw err;
   }
@@ -257,9 +270,21 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
         shutdownGrpc(server, health, ["", ...serviceNames], timeoutMs),
         ...fronts.map((f) => f.close(timeoutMs)),
       ]);
+      // The fronts' sessions to it are gone: nothing holds its close.
+      if (httpSocketPath !== null) await new Promise<void>((resolve) => config.http2!.close(() => resolve()));
       if (fallbackDir !== null) removePrivateFolder(fallbackDir);
     },
   };
+}
+
+function listenUnix(server: Http2Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
 }
 
 /**

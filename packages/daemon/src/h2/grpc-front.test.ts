@@ -25,7 +25,7 @@ import {
 import { afterEach, describe, expect, it } from "vitest";
 import { domainErrors } from "../errors.js";
 import { startGrpcServer } from "../grpc/grpc-server.js";
-import { handedOverHttp } from "../http-server.js";
+import { type HandedOverHttp, handedOverHttp } from "../http-server.js";
 import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
 import { CLIENT_PREFACE, Flag, FrameType, frame, settingsFrame } from "./frames.js";
@@ -123,11 +123,16 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(shutdownTimeoutMs = 2000, http1?: (socket: Socket) => void) {
+async function start(
+  shutdownTimeoutMs = 2000,
+  http1?: (socket: Socket) => void,
+  http2?: HandedOverHttp["h2"],
+) {
   const grpc = await startGrpcServer({
     urls: parseUrlList("http://127.0.0.1:0"),
     services: [{ definition, implementation, leanUnaryMethods: ["Echo", "Fail"] }],
     ...(http1 ? { http1 } : {}),
+    ...(http2 ? { http2 } : {}),
     logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
     maxReceiveMessageBytes: 8 << 20,
     maxSendMessageBytes: 8 << 20,
@@ -192,6 +197,48 @@ describe("HTTP/1.x beside gRPC on a fronted port", () => {
     expect((await unary(client, "Echo", Buffer.from("still"))).toString()).toBe("still");
     await stop();
     await silentClosed;
+  });
+});
+
+describe("HTTP/2 requests that are not gRPC on a fronted port", () => {
+  it("serves them from the HTTP routes, beside gRPC calls on the same connection's port", async () => {
+    // Proves what `curl https://<client-url>/health` gets when it negotiates HTTP/2: the route's
+    // answer, where before such a request went to grpc-js and was refused. gRPC is unchanged.
+    const http = handedOverHttp({
+      logger: createLogger({ name: "t", destination: new Writable({ write: (_c, _e, d) => d() }) as never }),
+      routes: {
+        "/ping": (_req, res) => {
+          res.writeHead(200, { "content-type": "text/plain" });
+          res.end("pong");
+        },
+      },
+    });
+    cleanups.push(() => http.close());
+    const { grpc, client, stop } = await start(10_000, http.accept, http.h2);
+    const port = grpc.urls[0]!.port;
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on("error", () => {});
+    const get = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = session.request({ ":path": path, ":method": "GET" });
+        let status = 0;
+        let body = "";
+        req.on("response", (h) => {
+          status = Number(h[":status"]);
+        });
+        req.setEncoding("utf8");
+        req.on("data", (d: string) => {
+          body += d;
+        });
+        req.on("end", () => resolve({ status, body }));
+        req.on("error", reject);
+        req.end();
+      });
+    expect(await get("/ping")).toEqual({ status: 200, body: "pong" });
+    expect((await get("/nowhere")).status).toBe(404);
+    expect((await unary(client, "Echo", Buffer.from("hi"))).toString()).toBe("hi");
+    session.close();
+    await stop();
   });
 });
 

@@ -45,6 +45,12 @@ export interface GrpcFrontConfig {
    * closed. The handler gets the socket with those first bytes still to be read.
    */
   readonly http1?: (socket: Socket) => void;
+  /**
+   * Where HTTP/2 requests that are not gRPC (no `application/grpc` content type, as `curl
+   * https://…/health` sends over HTTP/2) are forwarded: a cleartext HTTP/2 server's Unix socket.
+   * Without it they go to grpc-js, which refuses them.
+   */
+  readonly httpSocketPath?: string;
 }
 
 /** How long a plain connection may take to send its first bytes (as an HTTP/2 handshake may). */
@@ -140,7 +146,8 @@ function serveLean(
 /** One client connection: lean calls served, the rest forwarded to grpc-js. */
 class FrontConnection {
   readonly h2: H2Connection;
-  private fallback: http2.ClientHttp2Session | null = null;
+  /** The sessions to grpc-js and to the HTTP side, opened on first use. */
+  private readonly sessions = new Map<string, http2.ClientHttp2Session>();
   /** Request bytes this connection's lean calls hold (see LeanLimits.connectionRequestBytesMax). */
   private readonly budget: RequestBudget;
 
@@ -154,8 +161,8 @@ class FrontConnection {
       onStream: (stream, flat) => this.onStream(stream, flat),
       onClose: () => {
         // destroy, not close: a forwarded call grpc-js never finished must not hold its shutdown.
-        this.fallback?.destroy();
-        this.fallback = null;
+        for (const session of this.sessions.values()) session.destroy();
+        this.sessions.clear();
         onClose();
       },
     });
@@ -171,29 +178,34 @@ class FrontConnection {
         return;
       }
     }
-    this.forward(stream, headers);
+    const http = this.config.httpSocketPath;
+    const grpc = headers["content-type"]?.startsWith("application/grpc") === true;
+    this.forward(stream, headers, http !== undefined && !grpc ? http : this.config.fallbackSocketPath);
   }
 
-  private session(): http2.ClientHttp2Session {
-    if (this.fallback !== null && !this.fallback.closed && !this.fallback.destroyed) return this.fallback;
-    const path = this.config.fallbackSocketPath;
+  private session(path: string): http2.ClientHttp2Session {
+    const open = this.sessions.get(path);
+    if (open !== undefined && !open.closed && !open.destroyed) return open;
     const session = http2.connect("http://localhost", { createConnection: () => netConnect(path) });
     session.on("error", () => {});
     session.on("close", () => {
-      if (this.fallback === session) this.fallback = null;
+      if (this.sessions.get(path) === session) this.sessions.delete(path);
     });
-    this.fallback = session;
+    this.sessions.set(path, session);
     return session;
   }
 
-  /** Forwards one call to grpc-js and its answer back, with backpressure both ways. */
-  private forward(stream: H2Stream, headers: IncomingHttpHeaders): void {
+  /**
+   * Forwards one request to the server on the Unix socket `path` (grpc-js, or the HTTP side) and
+   * its answer back, with backpressure both ways.
+   */
+  private forward(stream: H2Stream, headers: IncomingHttpHeaders, path: string): void {
     const { ":scheme": _scheme, ...outgoing } = headers;
     const authority = outgoing[":authority"];
     if (authority !== undefined) outgoing[":authority"] = hostAndPort(authority);
     let req: http2.ClientHttp2Stream;
     try {
-      req = this.session().request(outgoing);
+      req = this.session(path).request(outgoing);
     } catch {
       stream.reset(ErrorCode.REFUSED_STREAM);
       return;
