@@ -7,6 +7,7 @@ import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
+import { http2Get } from "@photoncloud/daemon/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, DaemonCluster, type Member, put, readPrefix, until } from "./support/daemon-cluster.js";
 import { testCa } from "./support/test-pki.js";
@@ -71,21 +72,7 @@ describe("TLS and mTLS on client and peer URLs", { timeout: 150_000 }, () => {
     const session = http2.connect(`https://127.0.0.1:${port}`, tls);
     session.on("error", () => {});
     try {
-      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = session.request({ ":path": "/health", ":method": "GET" });
-        let status = 0;
-        let body = "";
-        req.on("response", (h) => {
-          status = Number(h[":status"]);
-        });
-        req.setEncoding("utf8");
-        req.on("data", (d: string) => {
-          body += d;
-        });
-        req.on("end", () => resolve({ status, body }));
-        req.on("error", reject);
-        req.end();
-      });
+      const answer = await http2Get(session, "/health");
       expect(answer).toEqual({ status: 200, body: '{"health":"true"}' });
     } finally {
       session.close();

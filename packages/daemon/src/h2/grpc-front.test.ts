@@ -27,6 +27,7 @@ import { domainErrors } from "../errors.js";
 import { startGrpcServer } from "../grpc/grpc-server.js";
 import { type HandedOverHttp, handedOverHttp } from "../http-server.js";
 import { createLogger } from "../logging.js";
+import { http2Get } from "../testing/http2-get.js";
 import { parseUrlList } from "../urls.js";
 import { CLIENT_PREFACE, Flag, FrameType, frame, settingsFrame } from "./frames.js";
 import { looksLikeHttp1 } from "./grpc-front.js";
@@ -218,22 +219,7 @@ describe("HTTP/2 requests that are not gRPC on a fronted port", () => {
     const port = grpc.urls[0]!.port;
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on("error", () => {});
-    const get = (path: string) =>
-      new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = session.request({ ":path": path, ":method": "GET" });
-        let status = 0;
-        let body = "";
-        req.on("response", (h) => {
-          status = Number(h[":status"]);
-        });
-        req.setEncoding("utf8");
-        req.on("data", (d: string) => {
-          body += d;
-        });
-        req.on("end", () => resolve({ status, body }));
-        req.on("error", reject);
-        req.end();
-      });
+    const get = (path: string) => http2Get(session, path);
     expect(await get("/ping")).toEqual({ status: 200, body: "pong" });
     expect((await get("/nowhere")).status).toBe(404);
     expect((await unary(client, "Echo", Buffer.from("hi"))).toString()).toBe("hi");

@@ -1,5 +1,6 @@
 // @photoncloud/daemon/testing — support for the daemons' tests: a throwaway PKI, free ports and the files the
-// process holds open.
+// process holds open, an HTTP/2 GET.
 export * from "../grpc/test-pki.js";
 export { freePort } from "./free-port.js";
+export { http2Get } from "./http2-get.js";
 export { openFiles } from "./open-files.js";
