@@ -1,48 +1,73 @@
 import { createLogger } from "@photoncloud/daemon";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { type PeerView, RemovalWatcher } from "./removal-watcher.js";
 
 const SELF = 1n;
+const CLUSTER = 77n;
+const PROBE_MS = 1000;
+const watchers: RemovalWatcher[] = [];
 
-/** A member whose own configuration and leader the test sets, and peers whose answers the test sets. */
+afterEach(() => {
+  for (const w of watchers.splice(0)) w.stop();
+});
+
+/**
+ * A member whose own configuration, leader and last contact the test sets, and peers 2 and 3 whose
+ * answers the test sets (by default peer 2 leads and lists every member).
+ */
 function harness() {
+  let now = 10_000;
   const node = {
     isStopped: false,
     leader: 0n,
     members: new Map<bigint, unknown>([SELF, 2n, 3n].map((id) => [id, {}])),
-    config: [SELF, 2n, 3n],
+    lastHeard: new Map<bigint, number>(),
+    voters: [SELF, 2n, 3n],
+    learners: [] as bigint[],
     currentConfState() {
-      return { voters: this.config, learners: [] as bigint[] };
+      return { voters: this.voters, learners: this.learners };
     },
   };
-  let view: PeerView = { leaderId: 2n, memberIds: [SELF, 2n, 3n] };
+  const views = new Map<bigint, PeerView>();
+  const peers = (memberIds: bigint[], leaderId = 2n) => {
+    for (const peer of [2n, 3n]) views.set(peer, { clusterId: CLUSTER, memberId: peer, leaderId, memberIds });
+  };
+  peers([SELF, 2n, 3n]);
   const asked: bigint[] = [];
-  let now = 0;
   let removed = 0;
   let gate: Promise<void> = Promise.resolve();
   const watcher = new RemovalWatcher(
     node,
     SELF,
+    () => CLUSTER,
     async (peer) => {
       asked.push(peer);
       await gate;
+      const view = views.get(peer);
+      if (view === undefined) throw new Error("unreachable");
       return view;
     },
     100,
-    1000,
+    PROBE_MS,
     createLogger({ name: "removal-test", level: "silent" }),
     () => now,
   );
   watcher.onRemoved(() => removed++);
+  watchers.push(watcher);
   return {
     node,
     watcher,
     asked,
-    peers: (memberIds: bigint[], leaderId = 2n) => {
-      view = { leaderId, memberIds };
+    views,
+    peers,
+    /** This member follows peer 2, heard from just now. */
+    following: () => {
+      node.leader = 2n;
+      node.lastHeard.set(2n, now);
     },
     dropSelf: () => {
-      node.config = node.config.filter((id) => id !== SELF);
+      node.voters = node.voters.filter((id) => id !== SELF);
+      node.learners = node.learners.filter((id) => id !== SELF);
     },
     advance: (ms: number) => {
       now += ms;
@@ -59,53 +84,105 @@ function harness() {
 }
 
 describe("RemovalWatcher", () => {
-  it("asks nobody while this member is in its configuration and follows a leader", async () => {
+  it("asks nobody while this member is in its configuration and hears from its leader", async () => {
     // Proves the quiet path: no probes while all is well.
     const h = harness();
-    h.node.leader = 2n;
+    h.following();
     await h.watcher.check();
-    h.advance(5000);
+    h.advance(PROBE_MS - 1);
     await h.watcher.check();
     expect([h.asked, h.removed()]).toEqual([[], 0]);
-    h.watcher.stop();
   });
 
-  it("reports a removal once a member that follows a leader no longer lists it", async () => {
-    // Proves a removal it applied itself is confirmed by a peer, at once.
+  it("reports a removal it applied once the leader confirms it", async () => {
+    // Proves a removal it applied itself is confirmed by the leader, at once.
     const h = harness();
+    h.following();
     h.dropSelf();
     h.peers([2n, 3n]);
     await h.watcher.check();
     expect(h.removed()).toBe(1);
   });
 
-  it("keeps running while it replays an old removal of its ID that the cluster has undone", async () => {
-    // Proves a re-added member catching up through its earlier removal is not stopped: the others
-    // list it. Its own configuration lacking it only makes it ask, once per probe interval.
+  it("takes only the leader's word: a follower that has not applied an add proves nothing", async () => {
+    // Proves a member added a moment ago is not stopped by a lagging follower (3) whose applied
+    // configuration lacks it, while the leader (2) lists it.
     const h = harness();
-    h.node.leader = 2n;
+    h.following();
+    h.dropSelf();
+    h.views.set(3n, { clusterId: CLUSTER, memberId: 3n, leaderId: 2n, memberIds: [2n, 3n] });
+    h.node.members = new Map([3n, 2n, SELF].map((id) => [id, {}]));
+    await h.watcher.check();
+    expect([h.asked, h.removed()]).toEqual([[3n, 2n], 0]);
+  });
+
+  it("asks nothing while a joining member has applied no configuration yet", async () => {
+    // Proves a member started to join, whose configuration is still empty, does not stop itself.
+    const h = harness();
+    h.node.voters = [];
+    h.peers([2n, 3n]);
+    await h.watcher.check();
+    h.advance(5 * PROBE_MS);
+    await h.watcher.check();
+    expect([h.asked, h.removed()]).toEqual([[], 0]);
+  });
+
+  it("keeps running while it replays an old removal of its ID that the cluster has undone", async () => {
+    // Proves a re-added member catching up through its earlier removal is not stopped: the leader
+    // lists it. Its own configuration lacking it only makes it ask, once per probe interval.
+    const h = harness();
+    h.following();
     await h.watcher.check();
     h.dropSelf();
     await h.watcher.check();
     await h.watcher.check();
-    expect(h.asked).toEqual([2n, 3n]);
-    h.advance(1000);
+    expect(h.asked).toEqual([2n]);
+    h.advance(PROBE_MS);
     await h.watcher.check();
-    expect([h.asked.length, h.removed()]).toEqual([4, 0]);
-    h.watcher.stop();
+    expect([h.asked, h.removed()]).toEqual([[2n, 2n], 0]);
   });
 
   it("reports a member restarted on the data of a member removed meanwhile", async () => {
-    // Proves a removed member brought back does not linger; a peer without a leader settles nothing.
+    // Proves a removed member brought back does not linger; peers without a leader settle nothing.
     const h = harness();
     h.dropSelf();
     h.peers([2n, 3n], 0n);
     await h.watcher.check();
     expect(h.removed()).toBe(0);
     h.peers([2n, 3n], 3n);
-    h.advance(1000);
+    h.advance(PROBE_MS);
     await h.watcher.check();
     expect(h.removed()).toBe(1);
+  });
+
+  it("reports a removed learner that still names its leader but no longer hears from it", async () => {
+    // Proves a learner, which never campaigns and so keeps the leader it knew, learns its removal
+    // once the leader has been silent for a probe interval.
+    const h = harness();
+    h.node.voters = [2n, 3n];
+    h.node.learners = [SELF];
+    h.following();
+    h.peers([2n, 3n]);
+    await h.watcher.check();
+    h.advance(PROBE_MS - 1);
+    await h.watcher.check();
+    expect(h.asked).toEqual([]);
+    h.advance(1);
+    await h.watcher.check();
+    h.advance(PROBE_MS);
+    await h.watcher.check();
+    expect(h.removed()).toBe(1);
+  });
+
+  it("ignores answers from another cluster or another member at a peer's address", async () => {
+    // Proves a reused address answering for someone else cannot stop this member.
+    const h = harness();
+    h.following();
+    h.dropSelf();
+    h.views.set(2n, { clusterId: 5n, memberId: 2n, leaderId: 2n, memberIds: [2n] });
+    h.views.set(3n, { clusterId: CLUSTER, memberId: 9n, leaderId: 9n, memberIds: [9n] });
+    await h.watcher.check();
+    expect([h.asked, h.removed()]).toEqual([[2n, 3n], 0]);
   });
 
   it("reports nothing from a probe that answers after the watcher was stopped", async () => {
@@ -121,12 +198,12 @@ describe("RemovalWatcher", () => {
     expect(h.removed()).toBe(0);
   });
 
-  it("asks the others only after a probe interval without a leader", async () => {
+  it("asks only after a probe interval without a leader", async () => {
     // Proves a listed member that lost its leader waits before asking, then learns its removal.
     const h = harness();
     h.peers([2n, 3n]);
     await h.watcher.check();
-    h.advance(999);
+    h.advance(PROBE_MS - 1);
     await h.watcher.check();
     expect(h.asked).toEqual([]);
     h.advance(1);

@@ -3,9 +3,13 @@
 import type { Logger } from "@photoncloud/daemon";
 import { formatId } from "./ids.js";
 
-/** What a peer says of the cluster: its leader (0 when none) and the members in its configuration. */
+/** What a peer says of the cluster (the Raft transport's ClusterInfo). */
 export interface PeerView {
+  readonly clusterId: bigint;
+  readonly memberId: bigint;
+  /** 0 when it knows none. */
   readonly leaderId: bigint;
+  /** The members of its applied configuration. */
   readonly memberIds: readonly bigint[];
 }
 
@@ -14,17 +18,23 @@ export interface WatchedNode {
   readonly isStopped: boolean;
   readonly leader: bigint;
   readonly members: ReadonlyMap<bigint, unknown>;
+  /** When a message last came from each peer (ms, the watcher's clock). */
+  readonly lastHeard: ReadonlyMap<bigint, number>;
   currentConfState(): { readonly voters: readonly bigint[]; readonly learners: readonly bigint[] };
 }
 
 /**
- * Calls the `onRemoved` callbacks once this member is no longer in the cluster. The other members
- * decide: one that follows a leader and does not list this member settles it. They are asked at
- * once when this member's own configuration lacks it (it applied its removal, or it restarted on
- * the data of a member removed meanwhile), and after `probeMs` without a leader (a removed follower
- * may never learn of its removal). A member whose own configuration lacks it only for a while (a
- * re-added ID replaying its earlier removal while it catches up) is still listed by the others, so
- * it keeps running. Peers are asked at most once per `probeMs`.
+ * Calls the `onRemoved` callbacks once this member is no longer in the cluster. Only the leader's
+ * word settles it: a peer that says it leads, and whose applied configuration lacks this member.
+ * (A follower may not have applied a member add yet; the leader applied it before the add was
+ * answered.) The peers are asked
+ * - at once when this member's own configuration, not empty, lacks it: it applied its removal, or
+ *   it restarted on the data of a member removed meanwhile, or it replays its own earlier removal
+ *   while catching up after being added again (the leader then lists it, and it runs on); a member
+ *   that joined and has applied nothing yet has an empty configuration and is not asked about;
+ * - after `probeMs` without hearing from a leader (a removed follower or learner may never learn
+ *   of its removal: the leader stops sending to it, and a learner never campaigns).
+ * Peers are asked at most once per `probeMs`.
  */
 export class RemovalWatcher {
   private timer: NodeJS.Timeout | null = null;
@@ -37,6 +47,8 @@ export class RemovalWatcher {
   constructor(
     private readonly node: WatchedNode,
     private readonly memberId: bigint,
+    /** The cluster ID as this member knows it (0 while a joining member has not learned it). */
+    private readonly clusterId: () => bigint,
     private readonly askPeer: (peer: bigint) => Promise<PeerView>,
     /** How often to look, and how long without a leader (or between probes) before asking. */
     private readonly intervalMs: number,
@@ -64,12 +76,13 @@ export class RemovalWatcher {
   check(): Promise<void> {
     if (this.node.isStopped) this.stop();
     const cs = this.node.currentConfState();
+    const known = cs.voters.length + cs.learners.length > 0;
     const listed = cs.voters.includes(this.memberId) || cs.learners.includes(this.memberId);
-    if (this.done || (listed && this.node.leader !== 0n)) {
+    const now = this.nowMs();
+    if (this.done || !known || (listed && this.followsLeader(now))) {
       this.troubleSinceMs = null;
       return Promise.resolve();
     }
-    const now = this.nowMs();
     this.troubleSinceMs ??= now;
     const due = !listed || now - this.troubleSinceMs >= this.probeMs;
     const rested = this.lastProbeMs === null || now - this.lastProbeMs >= this.probeMs;
@@ -81,12 +94,25 @@ export class RemovalWatcher {
     });
   }
 
+  /** Whether this member leads, or heard from the leader it knows within `probeMs`. */
+  private followsLeader(now: number): boolean {
+    const leader = this.node.leader;
+    if (leader === 0n) return false;
+    if (leader === this.memberId) return true;
+    const heard = this.node.lastHeard.get(leader);
+    return heard !== undefined && now - heard < this.probeMs;
+  }
+
   private async probePeers(): Promise<void> {
     for (const peer of [...this.node.members.keys()]) {
       if (peer === this.memberId) continue;
       const view = await this.askPeer(peer).catch(() => undefined);
-      if (view === undefined || view.leaderId === 0n || view.memberIds.includes(this.memberId)) continue;
-      return this.removed(`member ${formatId(peer)} follows a leader and does not list this member`);
+      if (view === undefined || view.memberId !== peer || view.leaderId !== peer) continue;
+      const ours = this.clusterId();
+      // A reused address may answer for another cluster: its word says nothing of this one.
+      if (ours !== 0n && view.clusterId !== 0n && view.clusterId !== ours) continue;
+      if (view.memberIds.includes(this.memberId)) return;
+      return this.removed(`the leader (${formatId(peer)}) does not list this member`);
     }
   }
 
@@ -94,6 +120,12 @@ export class RemovalWatcher {
     if (this.done) return;
     this.stop();
     this.logger.warn({ memberId: formatId(this.memberId), why }, "this member was removed from the cluster");
-    for (const fn of this.callbacks) fn();
+    for (const fn of this.callbacks) {
+      try {
+        fn();
+      } catch (err) {
+        this.logger.error({ err }, "a removal callback failed");
+      }
+    }
   }
 }

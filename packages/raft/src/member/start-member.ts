@@ -58,9 +58,10 @@ export interface RunningMember {
   /** Header fields for responses: cluster_id, member_id, raft_term, leader_id (leader 0 when unknown). */
   header(): MemberHeader;
   /**
-   * Calls `fn` once when this member learns it was removed from the cluster (its own removal
-   * applied, or, with no leader for 5 election timeouts, a peer following a leader does not list
-   * it). The daemon typically stops (etcd exits). Watching starts with the first registration.
+   * Calls `fn` once this member was removed from the cluster, as the leader confirms when asked: at
+   * once when its own configuration lacks it, or after two election timeouts without hearing from a
+   * leader (see RemovalWatcher). The daemon typically stops (etcd exits). Watching starts with the
+   * first registration.
    */
   onRemoved(fn: () => void): void;
 }
@@ -317,6 +318,7 @@ function runningMember(
   const watcher = new RemovalWatcher(
     raft.node,
     plan.memberId,
+    () => raft.clusterId,
     (peer) => raft.transport.clusterInfo(peer, 1000),
     c.heartbeatIntervalMs,
     2 * c.electionTimeoutMs,
