@@ -89,20 +89,23 @@ export function channelCredentials(opts: GlobalOptions, endpoint: Endpoint): Cha
   );
 }
 
-/** The user and password of --user name[:password] and --password, as etcdctl splits them. */
+/**
+ * The user and password of --user and --password, as etcdctl reads them: none without --user
+ * (a lone --password is ignored); with a non-empty --password, --user is the name as written;
+ * otherwise `name:password` is split at the first colon. Where etcdctl would prompt for a missing
+ * password the password is empty (chainfire has no authentication to give it to).
+ */
 export function credentialsOf(opts: GlobalOptions): { name: string; password: string } | null {
-  if (opts.user === undefined || opts.user === "") {
-    if (opts.password !== undefined) throw badArgument("--password needs --user");
-    return null;
-  }
-  const colon = opts.user.indexOf(":");
-  if (opts.password !== undefined) {
-    if (colon >= 0) throw badArgument("--user must not include a password when --password is given");
+  if (opts.user === undefined || opts.user === "") return null;
+  if (opts.password !== undefined && opts.password !== "")
     return { name: opts.user, password: opts.password };
-  }
+  const colon = opts.user.indexOf(":");
   if (colon < 0) return { name: opts.user, password: "" };
   return { name: opts.user.slice(0, colon), password: opts.user.slice(colon + 1) };
 }
+
+/** grpc-go, which etcdctl uses, never pings more often than this, whatever --keepalive-time says. */
+const KEEPALIVE_TIME_MIN_MS = 10_000;
 
 export class Connection {
   readonly endpoints: Endpoint[];
@@ -127,18 +130,14 @@ export class Connection {
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1000,
     };
-    if (options.keepaliveTime !== undefined) {
-      this.channelOptions["grpc.keepalive_time_ms"] = parseDurationMs(
-        options.keepaliveTime,
-        "--keepalive-time",
-      );
-    }
-    if (options.keepaliveTimeout !== undefined) {
-      this.channelOptions["grpc.keepalive_timeout_ms"] = parseDurationMs(
-        options.keepaliveTimeout,
-        "--keepalive-timeout",
-      );
-    }
+    // etcdctl's defaults (2 s, raised to grpc-go's 10-s floor, and 6 s): a member whose host is gone
+    // without a reset is noticed, and a watch moves on from it.
+    const keepaliveMs = parseDurationMs(options.keepaliveTime ?? "2s", "--keepalive-time");
+    this.channelOptions["grpc.keepalive_time_ms"] = Math.max(keepaliveMs, KEEPALIVE_TIME_MIN_MS);
+    this.channelOptions["grpc.keepalive_timeout_ms"] = parseDurationMs(
+      options.keepaliveTimeout ?? "6s",
+      "--keepalive-timeout",
+    );
   }
 
   clients(endpoint: Endpoint = this.endpoints[0]!): ChainfireClients {
@@ -248,8 +247,24 @@ export class Connection {
         if (await this.connects(endpoint, signal)) return endpoint;
       }
       // Every endpoint refused at once (none is listening): wait a little before the next round.
-      if (!(await pause(Math.min(100 * 2 ** round, 1000), signal))) return null;
+      if (!(await this.pause(Math.min(100 * 2 ** round, 1000), signal))) return null;
     }
+  }
+
+  /** Resolves true after `ms`, or false as soon as `signal` aborts. */
+  pause(ms: number, signal?: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve(false);
+      const timer = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(true);
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
   }
 
   /** Whether the endpoint's channel connects within --dial-timeout (or before `signal` aborts). */
@@ -273,22 +288,6 @@ export class Connection {
     for (const clients of this.open.values()) clients.close();
     this.open.clear();
   }
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function pause(ms: number, signal?: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 type UnaryMethod<Req, Res> = (

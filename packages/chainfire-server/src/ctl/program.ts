@@ -49,16 +49,28 @@ const ETCDCTL_BOOL_ENV: Readonly<Record<string, string>> = {
 /** The boolean global flags, which etcdctl also takes as `--flag=true` and `--flag=false`. */
 const BOOL_FLAGS = ["hex", "insecure-skip-tls-verify", "insecure-transport"];
 
-/** `--flag=true` → `--flag`, `--flag=false` → `--no-flag`, for etcdctl's boolean flags. */
+/** Go's strconv.ParseBool, which etcdctl's flags and variables use. */
+function parseBool(text: string): boolean | undefined {
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return true;
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return false;
+  return undefined;
+}
+
+/**
+ * `--flag=true` → `--flag`, `--flag=false` → `--no-flag`, for etcdctl's boolean flags; arguments
+ * after `--` are left alone.
+ */
 export function normaliseBoolFlags(argv: readonly string[]): string[] {
-  return argv.map((arg) => {
+  const end = argv.indexOf("--");
+  const flags = end < 0 ? argv : argv.slice(0, end);
+  const normalised = flags.map((arg) => {
     const match = /^--([a-z-]+)=(.*)$/.exec(arg);
     if (!match || !BOOL_FLAGS.includes(match[1]!)) return arg;
-    const value = match[2]!.toLowerCase();
-    if (value === "true" || value === "1") return `--${match[1]}`;
-    if (value === "false" || value === "0") return `--no-${match[1]}`;
-    throw badArgument(`--${match[1]}: "${match[2]}" is not true or false`);
+    const value = parseBool(match[2]!);
+    if (value === undefined) throw badArgument(`--${match[1]}: "${match[2]}" is not true or false`);
+    return value ? `--${match[1]}` : `--no-${match[1]}`;
   });
+  return end < 0 ? normalised : [...normalised, ...argv.slice(end)];
 }
 
 /** The global options, with etcdctl's variables below the flags and CHAINFIRECTL_ENDPOINTS. */
@@ -76,8 +88,9 @@ function globalsOf(command: Command): GlobalOptions {
   for (const [option, variable] of Object.entries(ETCDCTL_BOOL_ENV)) {
     const value = process.env[variable];
     if (root.getOptionValueSource(option) === "cli" || value === undefined || value === "") continue;
-    if (!/^(true|false|1|0)$/i.test(value)) throw badArgument(`${variable}: "${value}" is not true or false`);
-    globals[option] = /^(true|1)$/i.test(value);
+    const parsed = parseBool(value);
+    if (parsed === undefined) throw badArgument(`${variable}: "${value}" is not true or false`);
+    globals[option] = parsed;
   }
   if (!["simple", "table", "json"].includes(globals.writeOut)) {
     throw badArgument(`ETCDCTL_WRITE_OUT: "${globals.writeOut}" is not simple, table or json`);
@@ -119,8 +132,12 @@ function globalOptions(program: Command): void {
     .option("--key <file>", "client private key for mTLS (with --cert)")
     .option("--dial-timeout <duration>", "connection timeout", "2s")
     .option("--command-timeout <duration>", "per-request timeout", "5s")
-    .option("--keepalive-time <duration>", "keepalive ping interval of client connections")
-    .option("--keepalive-timeout <duration>", "how long a keepalive ping waits for its answer")
+    .option(
+      "--keepalive-time <duration>",
+      "keepalive ping interval of client connections (at least 10s)",
+      "2s",
+    )
+    .option("--keepalive-timeout <duration>", "how long a keepalive ping waits for its answer", "6s")
     .option("--hex", "print keys and values as \\x.. bytes")
     .addOption(new Option("--no-hex").hideHelp())
     .option("--insecure-skip-tls-verify", "use TLS without checking the server's certificate (testing only)")
@@ -131,7 +148,7 @@ function globalOptions(program: Command): void {
       "--user <name[:password]>",
       "user for authentication (chainfire has none: accepted, and the server says it is off)",
     )
-    .option("--password <password>", "password for --user");
+    .option("--password <password>", "password for --user (then --user is the name as written)");
 }
 
 function memberCommands(program: Command, io: CtlIo): void {

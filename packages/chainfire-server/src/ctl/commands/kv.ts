@@ -206,8 +206,11 @@ function printEvent(io: CtlIo, format: OutputFormat, ev: mvccpb.Event, prevKv: b
   printKvs(io, ev.kv ? [ev.kv] : [], { hex });
 }
 
-/** How one watch stream ended: interrupted by the user, or cut (the member went away). */
-type StreamEnd = "interrupted" | "cut";
+/**
+ * How one watch stream ended: interrupted by the user, or cut (its member went away, or refused
+ * it with an error etcd's client retries), after it was created or before.
+ */
+type StreamEnd = "interrupted" | { readonly created: boolean; readonly why: string };
 
 /**
  * Streams events until interrupted (io.signal) or the server cancels the watch. When the member
@@ -233,11 +236,17 @@ export async function watch(
   };
   const hex = conn.options.hex === true;
   let endpoint = await conn.primary();
+  // Streams refused before they were created, in a row: each waits longer before the next try,
+  // so an endpoint that answers at once (a learner, a member shutting down) is not asked in a loop.
+  let refused = 0;
   for (;;) {
     const end = await watchOnce(conn, io, endpoint, create, (ev) =>
       printEvent(io, format, ev, create.prevKv, hex),
     );
     if (end === "interrupted") return;
+    refused = end.created ? 0 : refused + 1;
+    if (refused === 1) io.err(`watch on ${endpoint.address} failed (${end.why}); trying the endpoints again`);
+    if (refused > 0 && !(await conn.pause(Math.min(100 * 2 ** refused, 2000), io.signal))) return;
     const next = await conn.reconnect(endpoint, io.signal);
     if (next === null) return;
     endpoint = next;
@@ -252,7 +261,12 @@ function watchOnce(
   create: etcd.WatchCreateRequest,
   print: (ev: mvccpb.Event) => void,
 ): Promise<StreamEnd> {
-  const stream = conn.clients(endpoint).watch.watch(conn.metadata());
+  // As etcdctl's watch (clientv3.WithRequireLeader): a member cut off from its leader ends the
+  // stream, and the watch moves on, instead of staying silent.
+  const metadata = conn.metadata();
+  metadata.set("hasleader", "true");
+  const stream = conn.clients(endpoint).watch.watch(metadata);
+  let created = false;
   return new Promise<StreamEnd>((resolve, reject) => {
     const stop = () => {
       stream.cancel();
@@ -274,19 +288,26 @@ function watchOnce(
         settle(() => reject(new CtlError("SERVER_ERROR", `watch ${why}`)));
         return;
       }
-      // A watch from "now" resumes after the revision it was created at.
-      if (res.created && create.startRevision === 0n)
-        create.startRevision = (res.header?.revision ?? 0n) + 1n;
+      if (res.created) {
+        created = true;
+        // A watch from "now" resumes after the revision it was created at.
+        if (create.startRevision === 0n) create.startRevision = (res.header?.revision ?? 0n) + 1n;
+      }
       for (const ev of res.events) print(ev);
       const last = res.events[res.events.length - 1]?.kv?.modRevision;
       if (last !== undefined) create.startRevision = last + 1n;
     });
     stream.on("error", (err: ServiceError) => {
       if (io.signal?.aborted) return settle(() => resolve("interrupted"));
-      if (err.code === status.UNAVAILABLE) return settle(() => resolve("cut"));
+      // The codes etcd's client retries on another endpoint; any other ends the watch.
+      if (err.code === status.UNAVAILABLE || err.code === status.INTERNAL) {
+        return settle(() => resolve({ created, why: err.details || status[err.code] }));
+      }
       settle(() => reject(fromGrpc(err, endpoint)));
     });
-    stream.on("end", () => settle(() => resolve(io.signal?.aborted ? "interrupted" : "cut")));
+    stream.on("end", () =>
+      settle(() => resolve(io.signal?.aborted ? "interrupted" : { created, why: "the stream ended" })),
+    );
     stream.write({ createRequest: create });
   });
 }

@@ -44,9 +44,11 @@ function memberStreaming(bytes: Buffer): Connection {
     });
     return stream;
   };
+  const endpoint = { address: "127.0.0.1:2379", tls: false };
   return {
-    endpoints: [{ address: "127.0.0.1:2379" }],
-    ready: async () => {},
+    endpoints: [endpoint],
+    primary: async () => endpoint,
+    metadata: () => undefined,
     clients: () => ({ maintenance: { snapshot } }),
   } as unknown as Connection;
 }
