@@ -311,10 +311,49 @@ describe("etcd Watch over gRPC", () => {
     await until(() => w.responses.filter((r) => r.created).length === 2, "second watcher");
     w.stream.write({ cancelRequest: { watchId: 1n } });
     await until(() => w.responses.filter((r) => r.canceled).length === 2, "explicit cancel");
+    // As etcd: the watcher compaction canceled keeps its ID until the client cancels it too, and
+    // that cancel is answered (clientv3 sends it); a second cancel of it is not.
+    w.stream.write({ cancelRequest: { watchId: 0n } });
+    w.stream.write({ cancelRequest: { watchId: 0n } });
+    await until(
+      () => w.responses.filter((r) => r.canceled).length === 3,
+      "the cancel of the compacted watcher",
+    );
+    expect(w.responses.filter((r) => r.canceled).map((r) => [r.watchId, r.compactRevision])).toEqual([
+      [0n, 4n],
+      [1n, 0n],
+      [0n, 0n],
+    ]);
     w.stream.write({ progressRequest: {} });
     await until(() => w.responses.some((r) => r.watchId === -1n), "progress response");
     expect(w.responses.find((r) => r.watchId === -1n)!.header!.revision).toBe(5n);
     w.stream.end();
+  });
+
+  it("keeps watching after the client ends its sending side, as etcd does", async () => {
+    // Proves a half-closed stream (grpcurl, grpc-gateway) still gets its events: before, the
+    // server ended the stream and canceled its watchers when the client stopped sending.
+    const w = watchStream();
+    w.create({ key: b("hc") });
+    await until(() => w.responses.some((r) => r.created), "created");
+    w.stream.end();
+    await put("hc", "after half-close");
+    await until(() => w.events(0n).length === 1, "the event after the half-close");
+    expect(w.events(0n)[0]!.kv!.value.toString()).toBe("after half-close");
+    w.stream.cancel();
+  });
+
+  it("takes an empty watch key as the smallest key, \\0, as etcd does", async () => {
+    // Proves a watch created with no key watches "\0" (alone, or from it with range end "\0").
+    const w = watchStream();
+    w.create({});
+    w.create({ rangeEnd: Buffer.from([0]) });
+    await until(() => w.responses.filter((r) => r.created).length === 2, "two created responses");
+    await put("\0", "zero");
+    await put("z", "other");
+    await until(() => w.events(1n).length === 2, "both events on the open-ended watcher");
+    expect(w.events(0n).map((e) => e.kv!.value.toString())).toEqual(["zero"]);
+    w.stream.cancel();
   });
 
   it("refuses an empty watch range and a duplicate watch ID as etcd does, keeping the first watcher", async () => {

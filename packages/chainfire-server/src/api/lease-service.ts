@@ -47,8 +47,16 @@ async function timeToLive(
   const leader = ctx.forwarding?.leaseClient() ?? null;
   if (leader !== null) {
     // Only the leader's lessor counts the remaining time down.
+    // The leader's answer, in this member's header (etcd fills it so), with the leader's revision.
     return new Promise((resolve, reject) => {
-      leader.leaseTimeToLive(req, (err, res) => (err ? reject(forwardedError(err)) : resolve(res)));
+      leader.leaseTimeToLive(req, (err, res) =>
+        err
+          ? reject(forwardedError(err))
+          : resolve({
+              ...res,
+              header: responseHeader(ctx, res.header?.revision ?? ctx.store.currentRevision()),
+            }),
+      );
     });
   }
   return ctx.replicated.linearizableRead(() => {
@@ -96,7 +104,7 @@ function keepAlive(ctx: EtcdApiContext, call: KeepAliveCall): void {
       answerHere(req.ID);
       return;
     }
-    if (upstream === null && leader !== null) upstream = relay(leader, call, finish);
+    if (upstream === null && leader !== null) upstream = relay(ctx, leader, call, finish);
     upstream!.write(req);
   });
   // An unknown lease answers TTL 0, which clients read as "expired". A lease whose time is up is
@@ -124,12 +132,16 @@ function keepAlive(ctx: EtcdApiContext, call: KeepAliveCall): void {
 }
 
 function relay(
+  ctx: EtcdApiContext,
   leader: etcd.LeaseClient,
   call: KeepAliveCall,
   finish: (err?: ServiceError) => void,
 ): ClientDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse> {
   const upstream = leader.leaseKeepAlive();
-  upstream.on("data", (res: etcd.LeaseKeepAliveResponse) => call.write(res));
+  // The leader renews; the answer is this member's, as etcd's follower answers a keep-alive itself.
+  upstream.on("data", (res: etcd.LeaseKeepAliveResponse) =>
+    call.write({ ...res, header: responseHeader(ctx, ctx.store.currentRevision()) }),
+  );
   upstream.on("error", (err: ServiceError) => finish(forwardedError(err)));
   upstream.on("end", () => finish());
   return upstream;

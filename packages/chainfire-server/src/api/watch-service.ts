@@ -31,6 +31,11 @@ class WatchStream {
    */
   private readonly progressNotify = new Map<bigint, boolean>();
   private readonly fragment = new Set<bigint>();
+  /**
+   * Watchers the server canceled (compaction): as in etcd, their IDs stay taken until the client
+   * cancels them, and that cancel is answered.
+   */
+  private readonly serverCanceled = new Set<bigint>();
   private nextId = 0n;
   private congested = false;
   private closed = false;
@@ -50,7 +55,9 @@ class WatchStream {
       this.ctx.hub.resume();
     });
     const close = () => this.close();
-    this.call.on("end", close);
+    // A client that ends its sending side keeps the stream and its watchers, as etcd keeps them
+    // (grpc-gateway and tools such as grpcurl half-close after their requests): only a cancel,
+    // a broken connection or the server's shutdown ends it.
     this.call.on("error", close);
     this.call.on("cancelled", close);
     this.call.on("close", close);
@@ -73,12 +80,14 @@ class WatchStream {
     }
   }
 
-  private create(req: etcd.WatchCreateRequest): void {
+  private create(request: etcd.WatchCreateRequest): void {
+    // As etcd: an empty key is the smallest key, "\0" (alone, or the start of a range).
+    const req = request.key.length === 0 ? { ...request, key: Buffer.from([0]) } : request;
     let id = req.watchId;
     // Refused as etcd refuses them: created and canceled at once, addressed to no watcher (ID -1).
     const refusal = emptyRange(req)
       ? "mvcc: watcher range is empty"
-      : id !== 0n && this.watchers.has(id)
+      : id !== 0n && this.taken(id)
         ? "mvcc: duplicate watch ID provided on the WatchStream"
         : null;
     if (refusal !== null) {
@@ -92,7 +101,7 @@ class WatchStream {
       return;
     }
     if (id === 0n) {
-      while (this.watchers.has(this.nextId)) this.nextId++;
+      while (this.taken(this.nextId)) this.nextId++;
       id = this.nextId++;
     }
     const filters = new Set(req.filters);
@@ -115,10 +124,14 @@ class WatchStream {
     if (req.fragment) this.fragment.add(id);
   }
 
+  private taken(id: bigint): boolean {
+    return this.watchers.has(id) || this.serverCanceled.has(id);
+  }
+
   private cancel(id: bigint): void {
     const watcher = this.watchers.get(id);
-    if (watcher === undefined) return;
-    this.forget(watcher);
+    if (watcher !== undefined) this.forget(watcher);
+    else if (!this.serverCanceled.delete(id)) return;
     this.write(this.response(id, this.ctx.store.currentRevision(), { canceled: true }));
   }
 
@@ -134,6 +147,7 @@ class WatchStream {
     if (this.congested) return false;
     if (delivery.compactRevision !== undefined) {
       this.forget(watcher);
+      this.serverCanceled.add(watcher.id);
       // etcd's cancellation for compaction carries no revision in its header.
       this.write(
         this.response(watcher.id, 0n, {

@@ -293,6 +293,36 @@ describe("MvccStore", () => {
     expect(z.modRevision).toBe(3n);
   });
 
+  it("takes compare targets and results outside etcd's enums as etcd does", () => {
+    // Proves hand-made compares: an unknown target compares as equal, an unknown result holds,
+    // for an existing key and for a missing one (etcd's compareKV).
+    put("x", "1");
+    const outcome = (target: number, result: number, key: string) =>
+      apply({
+        txn: {
+          compare: [
+            {
+              result: result as etcd.Compare_CompareResult,
+              target: target as etcd.Compare_CompareTarget,
+              key: b(key),
+              version: 5n,
+              rangeEnd: Buffer.alloc(0),
+            },
+          ],
+          success: [],
+          failure: [],
+        },
+      })[0]!.txn!.succeeded;
+    const { EQUAL, NOT_EQUAL } = etcd.Compare_CompareResult;
+    expect([outcome(7, EQUAL, "x"), outcome(7, NOT_EQUAL, "x"), outcome(7, EQUAL, "missing")]).toEqual([
+      true,
+      false,
+      true,
+    ]);
+    const { VERSION } = etcd.Compare_CompareTarget;
+    expect([outcome(VERSION, 9, "x"), outcome(VERSION, 9, "missing")]).toEqual([true, true]);
+  });
+
   it("gives each txn operation the revision the txn had reached, and a nested txn an empty header", () => {
     // Proves the headers etcd 3.4 puts in a txn's answer: reads and no-op deletes before the first
     // change carry the revision before the txn, everything after it the txn's own; a nested txn's

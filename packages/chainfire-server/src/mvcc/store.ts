@@ -1079,8 +1079,12 @@ function compareKv(c: etcd.Compare, kv: mvccpb.KeyValue | null): boolean {
     case T.LEASE:
       result = compareBigint(kv?.lease ?? 0n, c.lease ?? 0n);
       break;
-    default:
+    case T.VERSION:
       result = compareBigint(kv?.version ?? 0n, c.version ?? 0n);
+      break;
+    default:
+      // As etcd: a target outside the enum compares as equal.
+      result = 0;
   }
   const R = etcd.Compare_CompareResult;
   switch (c.result) {
@@ -1093,6 +1097,7 @@ function compareKv(c: etcd.Compare, kv: mvccpb.KeyValue | null): boolean {
     case R.NOT_EQUAL:
       return result !== 0;
     default:
-      return false;
+      // As etcd: a result outside the enum holds.
+      return true;
   }
 }
