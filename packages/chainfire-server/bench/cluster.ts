@@ -1,9 +1,9 @@
 // Starts a 3-member cluster of real processes on loopback with etcd's flags — either etcd itself or
 // the chainfire daemon (whose flags mirror etcd's) — so benchmarks and differential tests start both
 // the same way. Used by bench/bench.ts and test/etcdctl-*.test.ts.
+import { freePort as kitFreePort } from "@photoncloud/daemon/testing";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata } from "@grpc/grpc-js";
@@ -47,16 +47,11 @@ export function hasBinary(name: string): boolean {
   return spawnSync("which", [name]).status === 0;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
+/**
+ * A free loopback port from below the kernel's ephemeral range (the daemon kit's test helper): a
+ * port from port 0 may be taken by an outgoing connection before the member binds it.
+ */
+export const freePort = kitFreePort;
 
 export class MemberExitedError extends Error {
   readonly code = "MEMBER_EXITED";

@@ -155,12 +155,13 @@ describe("chainfirectl kv", () => {
     // next endpoint after a pause, printing one line on stderr, instead of spinning on the first.
     const refusing = new Server();
     let attempts = 0;
+    let refusal = "etcdserver: rpc not supported for learner";
     refusing.addService(etcd.WatchService, {
       watch: (call: ServerDuplexStream<etcd.WatchRequest, etcd.WatchResponse>) => {
         attempts++;
         call.emit("error", {
           code: status.UNAVAILABLE,
-          details: "etcdserver: rpc not supported for learner",
+          details: refusal,
         });
       },
     });
@@ -202,6 +203,10 @@ describe("chainfirectl kv", () => {
       expect(aloneErr).toEqual([
         `watch on 127.0.0.1:${port} failed (etcdserver: rpc not supported for learner); trying the endpoints again`,
       ]);
+      // "no leader", the answer to the watch's hasleader, ends it, as it ends etcdctl's watch.
+      refusal = "etcdserver: no leader";
+      const noLeader = await ctl([`--endpoints=127.0.0.1:${port}`, "watch", "b"]);
+      expect([noLeader.code, noLeader.err]).toEqual([1, "Error: etcdserver: no leader\n"]);
     } finally {
       refusing.forceShutdown();
     }

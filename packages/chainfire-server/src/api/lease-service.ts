@@ -47,14 +47,14 @@ async function timeToLive(
   const leader = ctx.forwarding?.leaseClient() ?? null;
   if (leader !== null) {
     // Only the leader's lessor counts the remaining time down.
-    // The leader's answer, in this member's header (etcd fills it so), with the leader's revision.
+    // The leader's answer, in this member's header with its revision (etcd's follower fills it so).
     return new Promise((resolve, reject) => {
       leader.leaseTimeToLive(req, (err, res) =>
         err
           ? reject(forwardedError(err))
           : resolve({
               ...res,
-              header: responseHeader(ctx, res.header?.revision ?? ctx.store.currentRevision()),
+              header: responseHeader(ctx, ctx.store.currentRevision()),
             }),
       );
     });

@@ -132,12 +132,13 @@ export class Connection {
     };
     // etcdctl's defaults (2 s, raised to grpc-go's 10-s floor, and 6 s): a member whose host is gone
     // without a reset is noticed, and a watch moves on from it.
+    // As etcdctl: a keepalive time of 0 turns the pings off, and a timeout of 0 is grpc-go's 20 s.
     const keepaliveMs = parseDurationMs(options.keepaliveTime ?? "2s", "--keepalive-time");
-    this.channelOptions["grpc.keepalive_time_ms"] = Math.max(keepaliveMs, KEEPALIVE_TIME_MIN_MS);
-    this.channelOptions["grpc.keepalive_timeout_ms"] = parseDurationMs(
-      options.keepaliveTimeout ?? "6s",
-      "--keepalive-timeout",
-    );
+    const timeoutMs = parseDurationMs(options.keepaliveTimeout ?? "6s", "--keepalive-timeout");
+    if (keepaliveMs > 0) {
+      this.channelOptions["grpc.keepalive_time_ms"] = Math.max(keepaliveMs, KEEPALIVE_TIME_MIN_MS);
+      this.channelOptions["grpc.keepalive_timeout_ms"] = timeoutMs > 0 ? timeoutMs : 20_000;
+    }
   }
 
   clients(endpoint: Endpoint = this.endpoints[0]!): ChainfireClients {

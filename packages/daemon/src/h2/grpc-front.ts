@@ -205,7 +205,8 @@ class FrontConnection {
     if (authority !== undefined) outgoing[":authority"] = hostAndPort(authority);
     let req: http2.ClientHttp2Stream;
     try {
-      req = this.session(path).request(outgoing);
+      // The client's END_STREAM ends it (onEnd), also for a GET or HEAD, which Node would end at once.
+      req = this.session(path).request(outgoing, { endStream: false });
     } catch {
       stream.reset(ErrorCode.REFUSED_STREAM);
       return;

@@ -116,15 +116,22 @@ describe("RemovalWatcher", () => {
     expect([h.asked, h.removed()]).toEqual([[3n, 2n], 0]);
   });
 
-  it("asks nothing while a joining member has applied no configuration yet", async () => {
-    // Proves a member started to join, whose configuration is still empty, does not stop itself.
+  it("asks nothing while a joining member with no configuration yet hears from a leader", async () => {
+    // Proves a member started to join, whose configuration is still empty, does not stop itself
+    // while it follows a leader; one that hears from none (its add was undone) asks and stops.
     const h = harness();
     h.node.voters = [];
     h.peers([2n, 3n]);
+    h.following();
     await h.watcher.check();
-    h.advance(5 * PROBE_MS);
+    h.advance(PROBE_MS - 1);
     await h.watcher.check();
     expect([h.asked, h.removed()]).toEqual([[], 0]);
+    h.advance(1);
+    await h.watcher.check();
+    h.advance(PROBE_MS);
+    await h.watcher.check();
+    expect(h.removed()).toBe(1);
   });
 
   it("keeps running while it replays an old removal of its ID that the cluster has undone", async () => {

@@ -31,9 +31,11 @@ export interface WatchedNode {
  * - at once when this member's own configuration, not empty, lacks it: it applied its removal, or
  *   it restarted on the data of a member removed meanwhile, or it replays its own earlier removal
  *   while catching up after being added again (the leader then lists it, and it runs on); a member
- *   that joined and has applied nothing yet has an empty configuration and is not asked about;
+ *   that joined and has applied nothing yet has an empty configuration and is not asked about at
+ *   once;
  * - after `probeMs` without hearing from a leader (a removed follower or learner may never learn
- *   of its removal: the leader stops sending to it, and a learner never campaigns).
+ *   of its removal: the leader stops sending to it, and a learner never campaigns; a joining
+ *   member whose add was undone never hears from one).
  * Peers are asked at most once per `probeMs`.
  */
 export class RemovalWatcher {
@@ -79,12 +81,14 @@ export class RemovalWatcher {
     const known = cs.voters.length + cs.learners.length > 0;
     const listed = cs.voters.includes(this.memberId) || cs.learners.includes(this.memberId);
     const now = this.nowMs();
-    if (this.done || !known || (listed && this.followsLeader(now))) {
+    if (this.done || (listed && this.followsLeader(now)) || (!known && this.followsLeader(now))) {
       this.troubleSinceMs = null;
       return Promise.resolve();
     }
     this.troubleSinceMs ??= now;
-    const due = !listed || now - this.troubleSinceMs >= this.probeMs;
+    // Not listed in a configuration it has: ask at once. Listed, or joining with no configuration
+    // yet: ask once no leader has been heard from for `probeMs`.
+    const due = (known && !listed) || now - this.troubleSinceMs >= this.probeMs;
     const rested = this.lastProbeMs === null || now - this.lastProbeMs >= this.probeMs;
     if (!due || !rested || this.probing) return Promise.resolve();
     this.probing = true;

@@ -59,8 +59,8 @@ export interface RunningMember {
   header(): MemberHeader;
   /**
    * Calls `fn` once this member was removed from the cluster, as the leader confirms when asked: at
-   * once when its own configuration lacks it, or after two election timeouts without hearing from a
-   * leader (see RemovalWatcher). The daemon typically stops (etcd exits). Watching starts with the
+   * once when its own configuration lacks it, or after two to four election timeouts without hearing
+   * from a leader (see RemovalWatcher). The daemon typically stops (etcd exits). Watching starts with the
    * first registration.
    */
   onRemoved(fn: () => void): void;

@@ -210,7 +210,9 @@ function printEvent(io: CtlIo, format: OutputFormat, ev: mvccpb.Event, prevKv: b
  * How one watch stream ended: interrupted by the user, or cut (its member went away, or refused
  * it with an error etcd's client retries), after it was created or before.
  */
-type StreamEnd = "interrupted" | { readonly created: boolean; readonly why: string };
+type StreamEnd =
+  | "interrupted"
+  | { readonly created: boolean; readonly progressed: boolean; readonly why: string };
 
 /**
  * Streams events until interrupted (io.signal) or the server cancels the watch. When the member
@@ -236,17 +238,20 @@ export async function watch(
   };
   const hex = conn.options.hex === true;
   let endpoint = await conn.primary();
-  // Streams refused before they were created, in a row: each waits longer before the next try,
-  // so an endpoint that answers at once (a learner, a member shutting down) is not asked in a loop.
+  // Streams in a row that ended without delivering an event: each waits longer before the next
+  // try, so an endpoint that refuses at once (a learner, a member shutting down) or ends every
+  // stream is not asked in a loop. The first refusal of a run is said once on stderr.
+  let fruitless = 0;
   let refused = 0;
   for (;;) {
     const end = await watchOnce(conn, io, endpoint, create, (ev) =>
       printEvent(io, format, ev, create.prevKv, hex),
     );
     if (end === "interrupted") return;
+    fruitless = end.progressed ? 0 : fruitless + 1;
     refused = end.created ? 0 : refused + 1;
     if (refused === 1) io.err(`watch on ${endpoint.address} failed (${end.why}); trying the endpoints again`);
-    if (refused > 0 && !(await conn.pause(Math.min(100 * 2 ** refused, 2000), io.signal))) return;
+    if (fruitless > 0 && !(await conn.pause(Math.min(100 * 2 ** fruitless, 2000), io.signal))) return;
     const next = await conn.reconnect(endpoint, io.signal);
     if (next === null) return;
     endpoint = next;
@@ -267,6 +272,7 @@ function watchOnce(
   metadata.set("hasleader", "true");
   const stream = conn.clients(endpoint).watch.watch(metadata);
   let created = false;
+  let progressed = false;
   return new Promise<StreamEnd>((resolve, reject) => {
     const stop = () => {
       stream.cancel();
@@ -294,19 +300,24 @@ function watchOnce(
         if (create.startRevision === 0n) create.startRevision = (res.header?.revision ?? 0n) + 1n;
       }
       for (const ev of res.events) print(ev);
+      if (res.events.length > 0) progressed = true;
       const last = res.events[res.events.length - 1]?.kv?.modRevision;
       if (last !== undefined) create.startRevision = last + 1n;
     });
     stream.on("error", (err: ServiceError) => {
       if (io.signal?.aborted) return settle(() => resolve("interrupted"));
       // The codes etcd's client retries on another endpoint; any other ends the watch.
-      if (err.code === status.UNAVAILABLE || err.code === status.INTERNAL) {
-        return settle(() => resolve({ created, why: err.details || status[err.code] }));
+      // As etcd's client, "no leader" (the answer to hasleader) ends the watch, as do other codes.
+      const retried = err.code === status.UNAVAILABLE || err.code === status.INTERNAL;
+      if (retried && err.details !== "etcdserver: no leader") {
+        return settle(() => resolve({ created, progressed, why: err.details || status[err.code] }));
       }
       settle(() => reject(fromGrpc(err, endpoint)));
     });
     stream.on("end", () =>
-      settle(() => resolve(io.signal?.aborted ? "interrupted" : { created, why: "the stream ended" })),
+      settle(() =>
+        resolve(io.signal?.aborted ? "interrupted" : { created, progressed, why: "the stream ended" }),
+      ),
     );
     stream.write({ createRequest: create });
   });
