@@ -72,6 +72,20 @@ function harness() {
     advance: (ms: number) => {
       now += ms;
     },
+    /**
+     * Looks while the leader stays silent: nothing is asked until it has been silent for a probe
+     * interval, and the peers are asked a probe interval after that.
+     */
+    leaderFallsSilent: async () => {
+      await watcher.check();
+      now += PROBE_MS - 1;
+      await watcher.check();
+      expect([asked, removed]).toEqual([[], 0]);
+      now += 1;
+      await watcher.check();
+      now += PROBE_MS;
+      await watcher.check();
+    },
     removed: () => removed,
     holdAnswers: () => {
       let open!: () => void;
@@ -123,14 +137,7 @@ describe("RemovalWatcher", () => {
     h.node.voters = [];
     h.peers([2n, 3n]);
     h.following();
-    await h.watcher.check();
-    h.advance(PROBE_MS - 1);
-    await h.watcher.check();
-    expect([h.asked, h.removed()]).toEqual([[], 0]);
-    h.advance(1);
-    await h.watcher.check();
-    h.advance(PROBE_MS);
-    await h.watcher.check();
+    await h.leaderFallsSilent();
     expect(h.removed()).toBe(1);
   });
 
@@ -170,14 +177,7 @@ describe("RemovalWatcher", () => {
     h.node.learners = [SELF];
     h.following();
     h.peers([2n, 3n]);
-    await h.watcher.check();
-    h.advance(PROBE_MS - 1);
-    await h.watcher.check();
-    expect(h.asked).toEqual([]);
-    h.advance(1);
-    await h.watcher.check();
-    h.advance(PROBE_MS);
-    await h.watcher.check();
+    await h.leaderFallsSilent();
     expect(h.removed()).toBe(1);
   });
 
