@@ -130,9 +130,9 @@ export class Connection {
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1000,
     };
-    // etcdctl's defaults (2 s, raised to grpc-go's 10-s floor, and 6 s): a member whose host is gone
-    // without a reset is noticed, and a watch moves on from it.
-    // As etcdctl: a keepalive time of 0 turns the pings off, and a timeout of 0 is grpc-go's 20 s.
+    // etcdctl's keepalive (2 s, raised to grpc-go's 10-s floor, and 6 s): a member whose host is
+    // gone without a reset is noticed, and a watch moves on from it. As etcdctl, a time of 0 turns
+    // the pings off, and a timeout of 0 is grpc-go's 20 s.
     const keepaliveMs = parseDurationMs(options.keepaliveTime ?? "2s", "--keepalive-time");
     const timeoutMs = parseDurationMs(options.keepaliveTimeout ?? "6s", "--keepalive-timeout");
     if (keepaliveMs > 0) {
@@ -313,6 +313,19 @@ export function call<Req, Res>(
         );
       }),
   );
+}
+
+/**
+ * Calls a unary method on the endpoint the command goes to (Connection.primary), picked from that
+ * endpoint's clients, e.g. `(c) => c.kv.put.bind(c.kv)`.
+ */
+export async function callPrimary<Req, Res>(
+  conn: Connection,
+  pick: (clients: ChainfireClients) => UnaryMethod<Req, Res>,
+  req: Req,
+): Promise<Res> {
+  const endpoint = await conn.primary();
+  return call(conn, endpoint, pick(conn.clients(endpoint)), req);
 }
 
 /** Turns a gRPC failure into what an operator needs: which endpoint, and the server's own words. */

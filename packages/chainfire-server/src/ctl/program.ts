@@ -79,15 +79,14 @@ function globalsOf(command: Command): GlobalOptions {
   while (root.parent !== null) root = root.parent;
   const globals = { ...(command.optsWithGlobals() as GlobalOptions) } as GlobalOptions &
     Record<string, unknown>;
-  for (const [option, variable] of Object.entries(ETCDCTL_ENV)) {
+  for (const [option, variable] of Object.entries({ ...ETCDCTL_ENV, ...ETCDCTL_BOOL_ENV })) {
     const source = root.getOptionValueSource(option);
     const value = process.env[variable];
     if (source === "cli" || source === "env" || value === undefined || value === "") continue;
-    globals[option] = value;
-  }
-  for (const [option, variable] of Object.entries(ETCDCTL_BOOL_ENV)) {
-    const value = process.env[variable];
-    if (root.getOptionValueSource(option) === "cli" || value === undefined || value === "") continue;
+    if (!(option in ETCDCTL_BOOL_ENV)) {
+      globals[option] = value;
+      continue;
+    }
     const parsed = parseBool(value);
     if (parsed === undefined) throw badArgument(`${variable}: "${value}" is not true or false`);
     globals[option] = parsed;

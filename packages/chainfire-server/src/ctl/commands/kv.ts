@@ -3,7 +3,7 @@
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { etcd, type mvccpb } from "@photoncloud/chainfire-api";
 import { deleteRangeRequest, putRequest, rangeRequest as rangeRequestOf } from "../../mvcc/messages.js";
-import { type Connection, call, type Endpoint, fromGrpc } from "../connection.js";
+import { type Connection, callPrimary, type Endpoint, fromGrpc } from "../connection.js";
 import { badArgument, CtlError } from "../errors.js";
 import { type CtlIo, type OutputFormat, parseHexId, toJson } from "../format.js";
 
@@ -102,9 +102,7 @@ export async function put(
     ignoreValue: flags.ignoreValue === true,
     ignoreLease: flags.ignoreLease === true,
   });
-  const endpoint = await conn.primary();
-  const kv = conn.clients(endpoint).kv;
-  const res = await call(conn, endpoint, kv.put.bind(kv), req);
+  const res = await callPrimary(conn, (c) => c.kv.put.bind(c.kv), req);
   if (format === "json") return io.out(toJson(res));
   io.out("OK");
   if (res.prevKv) printKvs(io, [res.prevKv], { hex: conn.options.hex });
@@ -168,9 +166,7 @@ export async function get(
   rangeEnd: string | undefined,
   flags: GetFlags,
 ): Promise<void> {
-  const endpoint = await conn.primary();
-  const kv = conn.clients(endpoint).kv;
-  const res = await call(conn, endpoint, kv.range.bind(kv), rangeRequest(key, rangeEnd, flags));
+  const res = await callPrimary(conn, (c) => c.kv.range.bind(c.kv), rangeRequest(key, rangeEnd, flags));
   if (format === "json") return io.out(toJson(res));
   if (flags.countOnly) return io.out(String(res.count));
   printKvs(io, res.kvs, { valuesOnly: flags.printValueOnly, hex: conn.options.hex });
@@ -188,9 +184,7 @@ export async function del(
     ...rangeOf(key, rangeEnd, flags),
     prevKv: flags.prevKv === true,
   });
-  const endpoint = await conn.primary();
-  const kv = conn.clients(endpoint).kv;
-  const res = await call(conn, endpoint, kv.deleteRange.bind(kv), req);
+  const res = await callPrimary(conn, (c) => c.kv.deleteRange.bind(c.kv), req);
   if (format === "json") return io.out(toJson(res));
   io.out(String(res.deleted));
   printKvs(io, res.prevKvs, { hex: conn.options.hex });
@@ -306,8 +300,8 @@ function watchOnce(
     });
     stream.on("error", (err: ServiceError) => {
       if (io.signal?.aborted) return settle(() => resolve("interrupted"));
-      // The codes etcd's client retries on another endpoint; any other ends the watch.
-      // As etcd's client, "no leader" (the answer to hasleader) ends the watch, as do other codes.
+      // The codes etcd's client retries on another endpoint; "no leader" (the answer to hasleader)
+      // and any other code end the watch, as they end etcd's.
       const retried = err.code === status.UNAVAILABLE || err.code === status.INTERNAL;
       if (retried && err.details !== "etcdserver: no leader") {
         return settle(() => resolve({ created, progressed, why: err.details || status[err.code] }));

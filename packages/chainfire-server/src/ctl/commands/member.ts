@@ -1,7 +1,7 @@
 // `member list|add|remove|promote|update` and `leader transfer`, on chainfire.v1.Cluster — the
 // operator contract: add upserts an existing ID (promotes a learner, replaces URLs in place).
 import type { chainfirev1 } from "@photoncloud/chainfire-api";
-import { type Connection, call } from "../connection.js";
+import { type Connection, callPrimary } from "../connection.js";
 import { badArgument, CtlError } from "../errors.js";
 import {
   type CtlIo,
@@ -16,9 +16,7 @@ import {
 type Member = chainfirev1.Member;
 
 export async function listMembers(conn: Connection): Promise<chainfirev1.MemberListResponse> {
-  const endpoint = await conn.primary();
-  const op = conn.clients(endpoint).operator;
-  return call(conn, endpoint, op.memberList.bind(op), {});
+  return callPrimary(conn, (c) => c.operator.memberList.bind(c.operator), {});
 }
 
 function memberRow(m: Member): string[] {
@@ -85,9 +83,7 @@ async function upsert(
   conn: Connection,
   req: chainfirev1.MemberAddRequest,
 ): Promise<chainfirev1.MemberAddResponse> {
-  const endpoint = await conn.primary();
-  const op = conn.clients(endpoint).operator;
-  return call(conn, endpoint, op.memberAdd.bind(op), req);
+  return callPrimary(conn, (c) => c.operator.memberAdd.bind(c.operator), req);
 }
 
 export interface MemberAddOptions {
@@ -139,9 +135,7 @@ export async function memberRemove(
   idText: string,
 ): Promise<void> {
   const id = parseHexId(idText, "member ID");
-  const endpoint = await conn.primary();
-  const op = conn.clients(endpoint).operator;
-  const res = await call(conn, endpoint, op.memberRemove.bind(op), { id });
+  const res = await callPrimary(conn, (c) => c.operator.memberRemove.bind(c.operator), { id });
   if (format === "json") return io.out(toJson(res));
   io.out(`Member ${formatId16(id)} removed from cluster ${formatId16(res.header?.clusterId ?? 0n)}`);
 }
@@ -192,9 +186,7 @@ export async function leaderTransfer(
   const member = findMember((await listMembers(conn)).members, target);
   if (member.isLearner)
     throw badArgument(`member ${formatId(member.id)} is a learner; leadership can only go to a voter`);
-  const endpoint = await conn.primary();
-  const op = conn.clients(endpoint).operator;
-  const res = await call(conn, endpoint, op.leaderTransfer.bind(op), {
+  const res = await callPrimary(conn, (c) => c.operator.leaderTransfer.bind(c.operator), {
     targetId: member.id,
     targetName: "",
   });

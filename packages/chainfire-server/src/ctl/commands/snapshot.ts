@@ -8,7 +8,7 @@ import type { etcd } from "@photoncloud/chainfire-api";
 import { syncFolder } from "@photoncloud/raft";
 import cliProgress from "cli-progress";
 import { readSnapshotFile, snapshotStatus, verifySnapshotBytes } from "../../snapshot/snapshot-file.js";
-import { type Connection, fromGrpc } from "../connection.js";
+import { type Connection, type Endpoint, fromGrpc } from "../connection.js";
 import { badArgument } from "../errors.js";
 import { type CtlIo, humanBytes, type OutputFormat, renderTable, toJson } from "../format.js";
 
@@ -40,8 +40,7 @@ export function progressBar(io: CtlIo, label: string): Progress {
   };
 }
 
-function receive(conn: Connection, io: CtlIo): Promise<Buffer> {
-  const endpoint = conn.endpoints[0]!;
+function receive(conn: Connection, io: CtlIo, endpoint: Endpoint): Promise<Buffer> {
   const progress = progressBar(io, "snapshot");
   const chunks: Buffer[] = [];
   let receivedBytes = 0;
@@ -69,10 +68,10 @@ export async function snapshotSave(conn: Connection, io: CtlIo, file: string): P
       `snapshot save takes exactly one endpoint (got ${conn.endpoints.length}); pick one member`,
     );
   }
-  await conn.primary();
-  const bytes = await receive(conn, io);
+  const endpoint = await conn.primary();
+  const bytes = await receive(conn, io, endpoint);
   // Refuse to leave a bad file behind: the stream's own trailer must match its content.
-  verifySnapshotBytes(bytes, `snapshot from ${conn.endpoints[0]!.address}`);
+  verifySnapshotBytes(bytes, `snapshot from ${endpoint.address}`);
   const partial = `${file}.part`;
   try {
     const fd = openSync(partial, "w", 0o600);
