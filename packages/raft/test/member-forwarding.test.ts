@@ -152,7 +152,8 @@ describe("membership forwarding", () => {
     const horizon = 2 * 20 * 10;
     await until(
       "f2 silent",
-      () => Date.now() - (leader.member.raft.node.lastHeard.get(f2.member.memberId) ?? 0) > horizon + 50,
+      () =>
+        performance.now() - (leader.member.raft.node.lastHeard.get(f2.member.memberId) ?? 0) > horizon + 50,
     );
     const before = (await h1.memberList()).members.map((m) => m.id);
     const risk = await rejection(h1.memberRemove({ id: f1.member.memberId }));

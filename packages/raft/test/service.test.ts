@@ -61,6 +61,22 @@ describe("RaftService", () => {
     expect(seen).toEqual(["hello", "world"]);
   }, 60_000);
 
+  it("answers ClusterInfo with its term, and as leader says when its configuration is current", async () => {
+    // Proves the removal watcher's inputs: every member names the leader and the term, and only
+    // the leader, once it has applied its log, vouches for its member list.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    await proposeRetry(leader, "applied");
+    const term = leader.service.node.core.term;
+    for (const m of members) {
+      const asker = members.find((x) => x !== m) as LocalMember;
+      const info = await asker.service.transport.clusterInfo(m.id, 5_000);
+      expect(info).toMatchObject({ memberId: m.id, leaderId: leader.id, term, configCurrent: m === leader });
+      expect([...info.memberIds].sort()).toEqual(members.map((x) => x.id).sort());
+    }
+  }, 60_000);
+
   it("carries a follower's proposals to the leader as Prop messages, stamped with the leader's time", async () => {
     // Proves a follower proposes over the peer stream (no ProposeBatch call), resolves with its own
     // apply, and the leader replaces the proposer's time and seed in the envelope.
@@ -259,7 +275,9 @@ describe("RaftService", () => {
     stopMember(down);
     const horizon = 2 * opts.tickMs * opts.electionTicks;
     await until("the learner and one voter silent", () =>
-      [4n, down.id].every((id) => Date.now() - (leader.service.node.lastHeard.get(id) ?? 0) > horizon + 50),
+      [4n, down.id].every(
+        (id) => performance.now() - (leader.service.node.lastHeard.get(id) ?? 0) > horizon + 50,
+      ),
     );
     await expect(leader.service.addMember(4n, { ...spec, isLearner: false })).rejects.toBeInstanceOf(
       QuorumAtRiskError,
@@ -383,7 +401,7 @@ describe("RaftService", () => {
     const horizon = 2 * opts.tickMs * opts.electionTicks;
     await until(
       "victim silent",
-      () => Date.now() - (leader.service.node.lastHeard.get(v) ?? 0) > horizon + 50,
+      () => performance.now() - (leader.service.node.lastHeard.get(v) ?? 0) > horizon + 50,
     );
     const other = members.find((m) => m.id !== leader.id && m.id !== v && m.id <= 3n) as LocalMember;
     await expect(leader.service.removeMember(other.id)).rejects.toBeInstanceOf(QuorumAtRiskError);

@@ -42,13 +42,13 @@ export class RaftReplicatedDb implements ReplicatedDb {
     if (node.role === StateRole.Leader) return this.quorumContactAgeMs();
     if (node.leader === 0n) return Number.POSITIVE_INFINITY;
     const at = node.lastHeard.get(node.leader);
-    return at === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Date.now() - at);
+    return at === undefined ? Number.POSITIVE_INFINITY : Math.max(0, performance.now() - at);
   }
 
   /** Age of the quorum-th most recent contact among the voters (self counts as now). */
   private quorumContactAgeMs(): number {
     const node = this.raft.node;
-    const now = Date.now();
+    const now = performance.now();
     const voters = node.currentConfState().voters;
     const ages = voters
       .map((v) => (v === node.id ? 0 : now - (node.lastHeard.get(v) ?? Number.NEGATIVE_INFINITY)))

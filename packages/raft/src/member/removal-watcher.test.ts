@@ -5,7 +5,26 @@ import { type PeerView, RemovalWatcher } from "./removal-watcher.js";
 const SELF = 1n;
 const CLUSTER = 77n;
 const PROBE_MS = 1000;
+const TERM = 3n;
 const watchers: RemovalWatcher[] = [];
+
+/** Peer `memberId`'s answer; a leader's own answer is from a current configuration by default. */
+function view(
+  memberId: bigint,
+  leaderId: bigint,
+  memberIds: bigint[],
+  more: Partial<PeerView> = {},
+): PeerView {
+  return {
+    clusterId: CLUSTER,
+    memberId,
+    leaderId,
+    memberIds,
+    term: TERM,
+    configCurrent: leaderId === memberId,
+    ...more,
+  };
+}
 
 afterEach(() => {
   for (const w of watchers.splice(0)) w.stop();
@@ -20,6 +39,7 @@ function harness() {
   const node = {
     isStopped: false,
     leader: 0n,
+    core: { term: TERM },
     members: new Map<bigint, unknown>([SELF, 2n, 3n].map((id) => [id, {}])),
     lastHeard: new Map<bigint, number>(),
     voters: [SELF, 2n, 3n],
@@ -30,7 +50,7 @@ function harness() {
   };
   const views = new Map<bigint, PeerView>();
   const peers = (memberIds: bigint[], leaderId = 2n) => {
-    for (const peer of [2n, 3n]) views.set(peer, { clusterId: CLUSTER, memberId: peer, leaderId, memberIds });
+    for (const peer of [2n, 3n]) views.set(peer, view(peer, leaderId, memberIds));
   };
   peers([SELF, 2n, 3n]);
   const asked: bigint[] = [];
@@ -118,13 +138,49 @@ describe("RemovalWatcher", () => {
     expect(h.removed()).toBe(1);
   });
 
+  it("waits for a leader just elected to apply the membership changes its log held", async () => {
+    // Proves a new leader that has not yet applied a member add committed before its term cannot
+    // stop that member; once it has applied its log, its word counts.
+    const h = harness();
+    h.following();
+    h.dropSelf();
+    h.views.set(2n, view(2n, 2n, [2n, 3n], { configCurrent: false }));
+    await h.watcher.check();
+    expect([h.asked, h.removed()]).toEqual([[2n, 3n], 0]);
+    h.views.set(2n, view(2n, 2n, [2n, 3n]));
+    h.advance(PROBE_MS);
+    await h.watcher.check();
+    expect(h.removed()).toBe(1);
+  });
+
+  it("ignores a leader of an older term than one this member followed", async () => {
+    // Proves a deposed leader cut off from the majority, which still says it leads, cannot stop
+    // a member that has heard from the newer leader; a term this member raised itself by
+    // campaigning does not make the current leader's word too old.
+    const h = harness();
+    h.node.core.term = TERM + 1n;
+    h.following();
+    await h.watcher.check();
+    h.dropSelf();
+    h.views.delete(2n);
+    h.views.set(3n, view(3n, 3n, [2n, 3n]));
+    await h.watcher.check();
+    expect([h.asked, h.removed()]).toEqual([[2n, 3n], 0]);
+    h.node.leader = 0n;
+    h.node.core.term = TERM + 5n;
+    h.views.set(3n, view(3n, 3n, [2n, 3n], { term: TERM + 1n }));
+    h.advance(PROBE_MS);
+    await h.watcher.check();
+    expect(h.removed()).toBe(1);
+  });
+
   it("takes only the leader's word: a follower that has not applied an add proves nothing", async () => {
     // Proves a member added a moment ago is not stopped by a lagging follower (3) whose applied
     // configuration lacks it, while the leader (2) lists it.
     const h = harness();
     h.following();
     h.dropSelf();
-    h.views.set(3n, { clusterId: CLUSTER, memberId: 3n, leaderId: 2n, memberIds: [2n, 3n] });
+    h.views.set(3n, view(3n, 2n, [2n, 3n]));
     h.node.members = new Map([3n, 2n, SELF].map((id) => [id, {}]));
     await h.watcher.check();
     expect([h.asked, h.removed()]).toEqual([[3n, 2n], 0]);
@@ -186,8 +242,8 @@ describe("RemovalWatcher", () => {
     const h = harness();
     h.following();
     h.dropSelf();
-    h.views.set(2n, { clusterId: 5n, memberId: 2n, leaderId: 2n, memberIds: [2n] });
-    h.views.set(3n, { clusterId: CLUSTER, memberId: 9n, leaderId: 9n, memberIds: [9n] });
+    h.views.set(2n, view(2n, 2n, [2n], { clusterId: 5n }));
+    h.views.set(3n, view(9n, 9n, [9n]));
     await h.watcher.check();
     expect([h.asked, h.removed()]).toEqual([[2n, 3n], 0]);
   });

@@ -11,14 +11,18 @@ export interface PeerView {
   readonly leaderId: bigint;
   /** The members of its applied configuration. */
   readonly memberIds: readonly bigint[];
+  readonly term: bigint;
+  /** It leads and has applied every membership change its log held when it was elected. */
+  readonly configCurrent: boolean;
 }
 
 /** The parts of the Raft node the watcher reads. */
 export interface WatchedNode {
   readonly isStopped: boolean;
   readonly leader: bigint;
+  readonly core: { readonly term: bigint };
   readonly members: ReadonlyMap<bigint, unknown>;
-  /** When a message last came from each peer (ms, the watcher's clock). */
+  /** When a message last came from each peer (ms, the watcher's clock: `performance.now()`). */
   readonly lastHeard: ReadonlyMap<bigint, number>;
   currentConfState(): { readonly voters: readonly bigint[]; readonly learners: readonly bigint[] };
 }
@@ -27,7 +31,10 @@ export interface WatchedNode {
  * Calls the `onRemoved` callbacks once this member is no longer in the cluster. Only the leader's
  * word settles it: a peer that says it leads, and whose applied configuration lacks this member.
  * (A follower may not have applied a member add yet; the leader applied it before the add was
- * answered.) The peers are asked
+ * answered.) Its word counts only once it has applied what its log held when it was elected (a
+ * leader just elected may not have applied the last add yet), and only when its term is not older
+ * than that of a leader this member has followed (a leader deposed since, cut off from the
+ * majority, answers from an old configuration until check-quorum steps it down). The peers are asked
  * - at once when this member's own configuration, not empty, lacks it: it applied its removal, or
  *   it restarted on the data of a member removed meanwhile, or it replays its own earlier removal
  *   while catching up after being added again (the leader then lists it, and it runs on); a member
@@ -44,6 +51,8 @@ export class RemovalWatcher {
   private lastProbeMs: number | null = null;
   private probing = false;
   private done = false;
+  /** The term of the last leader this member heard from (0: none since it started). */
+  private leaderTerm = 0n;
   private readonly callbacks: (() => void)[] = [];
 
   constructor(
@@ -56,7 +65,7 @@ export class RemovalWatcher {
     private readonly intervalMs: number,
     private readonly probeMs: number,
     private readonly logger: Logger,
-    private readonly nowMs: () => number = Date.now,
+    private readonly nowMs: () => number = () => performance.now(),
   ) {}
 
   /** Registers `fn` (called once) and starts watching. */
@@ -81,6 +90,8 @@ export class RemovalWatcher {
     const known = cs.voters.length + cs.learners.length > 0;
     const listed = cs.voters.includes(this.memberId) || cs.learners.includes(this.memberId);
     const now = this.nowMs();
+    if (this.node.leader !== 0n && this.node.core.term > this.leaderTerm)
+      this.leaderTerm = this.node.core.term;
     if (this.done || (listed && this.followsLeader(now)) || (!known && this.followsLeader(now))) {
       this.troubleSinceMs = null;
       return Promise.resolve();
@@ -112,6 +123,7 @@ export class RemovalWatcher {
       if (peer === this.memberId) continue;
       const view = await this.askPeer(peer).catch(() => undefined);
       if (view === undefined || view.memberId !== peer || view.leaderId !== peer) continue;
+      if (!view.configCurrent || view.term < this.leaderTerm) continue;
       const ours = this.clusterId();
       // A reused address may answer for another cluster: its word says nothing of this one.
       if (ours !== 0n && view.clusterId !== 0n && view.clusterId !== ours) continue;

@@ -216,12 +216,16 @@ async function handOffLeadership(
   logger: Logger,
 ): Promise<void> {
   if (raft.node.isStopped || raft.node.leader !== memberId) return;
-  const horizon = Date.now() - 2 * electionTimeoutMs;
+  const horizon = performance.now() - 2 * electionTimeoutMs;
   let target = 0n;
   let best = -1n;
   for (const id of raft.node.currentConfState().voters) {
     const match = raft.node.core.tracker.progress.get(id)?.match ?? -1n;
-    if (id !== memberId && (raft.node.lastHeard.get(id) ?? 0) >= horizon && match > best) {
+    if (
+      id !== memberId &&
+      (raft.node.lastHeard.get(id) ?? Number.NEGATIVE_INFINITY) >= horizon &&
+      match > best
+    ) {
       target = id;
       best = match;
     }

@@ -96,7 +96,10 @@ export class RaftNode {
   private lastSnapshot: bigint;
   private confState: ConfState;
   readonly members = new Map<NodeId, MemberInfo>();
-  /** When a message from each peer was last received (reachability for quorum checks). */
+  /**
+   * When a message from each peer was last received (reachability for quorum checks), in
+   * `performance.now()` milliseconds: a monotonic clock, which a step of the wall clock does not move.
+   */
   readonly lastHeard = new Map<NodeId, number>();
   leader: NodeId = 0n;
   role: StateRole = StateRole.Follower;
@@ -197,7 +200,7 @@ export class RaftNode {
 
   step(m: Message): void {
     if (this.stopped) return;
-    this.lastHeard.set(m.from, Date.now());
+    this.lastHeard.set(m.from, performance.now());
     try {
       this.core.step(m);
     } catch (err) {

@@ -178,11 +178,17 @@ export class RaftService implements Replicated, NodeListener {
         onForwardedMembership: (req) => this.serveMembership(req),
         onClusterInfo: () => {
           const cs = this.node.currentConfState();
+          const core = this.node.core;
           return {
             clusterId: this.clusterId,
             memberId: this.node.id,
             leaderId: this.node.leader,
             memberIds: [...cs.voters, ...cs.learners],
+            term: core.term,
+            // A new leader takes its whole log as possibly holding a membership change
+            // (pendingConfIndex); once that is applied, its configuration is the cluster's.
+            configCurrent:
+              core.role === StateRole.Leader && this.node.appliedIndex() >= core.pendingConfIndex,
           };
         },
       },
@@ -621,8 +627,10 @@ export class RaftService implements Replicated, NodeListener {
 
   /** Voters heard from within two election timeouts (self always counts). */
   private activeVoters(voters: readonly NodeId[]): NodeId[] {
-    const horizon = Date.now() - 2 * this.electionTimeoutMs();
-    return voters.filter((v) => v === this.node.id || (this.node.lastHeard.get(v) ?? 0) >= horizon);
+    const horizon = performance.now() - 2 * this.electionTimeoutMs();
+    return voters.filter(
+      (v) => v === this.node.id || (this.node.lastHeard.get(v) ?? Number.NEGATIVE_INFINITY) >= horizon,
+    );
   }
 
   private checkQuorum(nextVoters: readonly NodeId[], what: string): void {

@@ -535,6 +535,8 @@ export class GrpcTransport {
             memberId: this.selfId,
             leaderId: 0n,
             memberIds: [],
+            term: 0n,
+            configCurrent: false,
           },
         );
       },

@@ -165,6 +165,17 @@ export interface ClusterInfoResponse {
    */
   leaderId: bigint;
   memberIds: bigint[];
+  /**
+   * The answering member's current term: a member that knows of a later term ignores the answer of
+   * a leader deposed since.
+   */
+  term: bigint;
+  /**
+   * True when the answering member leads and has applied every entry its log held when it was
+   * elected, so its configuration has every membership change committed before its term. A leader
+   * just elected may not have applied the last member add yet.
+   */
+  configCurrent: boolean;
 }
 
 function createBaseEntry(): Entry {
@@ -1580,7 +1591,7 @@ export const ClusterInfoRequest: MessageFns<ClusterInfoRequest> = {
 };
 
 function createBaseClusterInfoResponse(): ClusterInfoResponse {
-  return { clusterId: 0n, memberId: 0n, leaderId: 0n, memberIds: [] };
+  return { clusterId: 0n, memberId: 0n, leaderId: 0n, memberIds: [], term: 0n, configCurrent: false };
 }
 
 export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
@@ -1612,6 +1623,15 @@ export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
         writer.uint64(v);
       }
       writer.join();
+    }
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.term);
+    }
+    if (message.configCurrent !== false) {
+      writer.uint32(48).bool(message.configCurrent);
     }
     return writer;
   },
@@ -1670,6 +1690,22 @@ export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
             }
 
             break;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.configCurrent = reader.bool();
+            continue;
           }
         }
         if ((tag & 7) === 4 || tag === 0) {
