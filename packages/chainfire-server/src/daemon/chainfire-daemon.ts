@@ -163,7 +163,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   );
   compactor.start();
   ctx.onShutdown("auto-compactor", () => compactor.stop());
-  // The raft library watches for this member's removal (confirmed by a peer that follows a leader).
+  // The raft library watches for this member's removal (settled by the leader's word).
   member.onRemoved(() => {
     logger.warn(
       { memberId: formatId(member.memberId) },
