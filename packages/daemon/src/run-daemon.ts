@@ -39,6 +39,12 @@ export interface DaemonSpec<T extends OptionTable> extends CommandSpec<T> {
   readonly main: (ctx: DaemonContext<T>) => Promise<void>;
   /** Overall limit for the shutdown hooks, after which the process exits 1. Default 15000. */
   readonly shutdownTimeoutMs?: number;
+  /**
+   * Whether every metric carries the label `daemon="<name>"`. Default true. A daemon whose metrics
+   * stand in for another server's (chainfire's for etcd's, read by `etcdctl check datascale`)
+   * turns it off.
+   */
+  readonly metricsDaemonLabel?: boolean;
 }
 
 /** Process hooks (injectable for tests of the lifecycle itself). */
@@ -174,7 +180,7 @@ async function startDaemon<T extends OptionTable>(
   const ctx: DaemonContext<T> = {
     config,
     logger,
-    metrics: createMetrics({ defaultLabels: { daemon: spec.name } }),
+    metrics: createMetrics(spec.metricsDaemonLabel === false ? {} : { defaultLabels: { daemon: spec.name } }),
     version,
     configFile,
     sources,
