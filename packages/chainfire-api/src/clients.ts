@@ -10,6 +10,8 @@ import {
   MaintenanceClient,
   WatchClient,
 } from "./gen/etcd/etcdserverpb/rpc.js";
+import { ElectionClient } from "./gen/etcd/v3electionpb/v3election.js";
+import { LockClient } from "./gen/etcd/v3lockpb/v3lock.js";
 
 export interface EtcdClients {
   kv: KVClient;
@@ -19,6 +21,9 @@ export interface EtcdClients {
   maintenance: MaintenanceClient;
   /** Only Authenticate, which a client given a user calls first. */
   auth: AuthClient;
+  /** etcd's server-side lock and election services (v3lockpb, v3electionpb). */
+  lock: LockClient;
+  election: ElectionClient;
 }
 
 export interface ChainfireClients extends EtcdClients {
@@ -47,6 +52,8 @@ export function createClients(
     cluster: new ClusterClient(endpoint, channelCredentials, shared),
     maintenance: new MaintenanceClient(endpoint, channelCredentials, shared),
     auth: new AuthClient(endpoint, channelCredentials, shared),
+    lock: new LockClient(endpoint, channelCredentials, shared),
+    election: new ElectionClient(endpoint, channelCredentials, shared),
     operator: new OperatorClusterClient(endpoint, channelCredentials, shared),
     close: () => kv.close(),
   };

@@ -5,8 +5,11 @@ import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ClientReadableStream, ServiceError } from "@grpc/grpc-js";
+import { type ChainfireClients, createClients, type v3election } from "@photoncloud/chainfire-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster, type ClusterKind, freePort, hasBinary } from "../bench/cluster.js";
+import { rangeRequest } from "../src/mvcc/messages.js";
 
 const hasEtcd = hasBinary("etcd") && hasBinary("etcdctl");
 const COMMAND_DEADLINE_MS = 60_000;
@@ -419,6 +422,129 @@ async function memberSession(s: Session): Promise<void> {
   await run(s, ["member", "promote", "1234abcd"]);
 }
 
+/** A gRPC answer as text: bytes as UTF-8, 64-bit numbers in decimal, of a header only the revision. */
+function plain(value: unknown): unknown {
+  if (Buffer.isBuffer(value)) return value.toString("utf8");
+  if (typeof value === "bigint") return value.toString();
+  if (Array.isArray(value)) return value.map(plain);
+  if (value === null || typeof value !== "object") return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] =
+      k === "header" && v !== undefined
+        ? { revision: plain((v as { revision: bigint }).revision) }
+        : plain(v);
+  }
+  return out;
+}
+
+type Callback<T> = (err: ServiceError | null, res: T) => void;
+
+/** Calls a unary method, resolving with its answer or its error, as text for the transcript. */
+function ask<T>(call: (cb: Callback<T>) => void): Promise<{ res?: T; text: string }> {
+  return new Promise((resolve) => {
+    call((err, res) =>
+      resolve(err ? { text: `error ${err.code} ${err.details}` } : { res, text: JSON.stringify(plain(res)) }),
+    );
+  });
+}
+
+/**
+ * etcd's server-side Lock and Election services (v3lockpb, v3electionpb), which etcdctl does not
+ * use (its lock and elect commands run the recipes in the client) but jetcd and the gateway do:
+ * a lock handed over on unlock, elections with proclaim, resign, hand-over and observe.
+ */
+async function lockElectionSession(s: Session): Promise<void> {
+  const [c0, c1] = [0, 1].map((i) => createClients(s.cluster.members[i]!.endpoint)) as [
+    ChainfireClients,
+    ChainfireClients,
+  ];
+  const step = async <T>(label: string, call: (cb: Callback<T>) => void) => {
+    const r = await ask(call);
+    s.outputs.push(`$ grpc ${label}\n${s.norm.apply(r.text)}`);
+    return r.res;
+  };
+  const lease = async () => {
+    const r = await ask<{ ID: bigint }>((cb) => c0.lease.leaseGrant({ TTL: 60n, ID: 0n }, cb));
+    s.norm.lease(r.res!.ID.toString(16));
+    return r.res!.ID;
+  };
+  const count = async (prefix: string) => {
+    const key = Buffer.from(prefix);
+    const end = Buffer.from(
+      prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1),
+    );
+    const r = await ask<{ count: bigint }>((cb) =>
+      c0.kv.range(rangeRequest({ key, rangeEnd: end, countOnly: true }), cb),
+    );
+    return r.res!.count;
+  };
+  const observed: string[] = [];
+  let observer: ClientReadableStream<v3election.LeaderResponse> | undefined;
+  try {
+    await step("Election.Leader e1", (cb) => c0.election.leader({ name: Buffer.from("e1") }, cb));
+    const [l1, l2] = [await lease(), await lease()];
+    const held = await step<{ key: Buffer }>("Lock.Lock l1", (cb) =>
+      c0.lock.lock({ name: Buffer.from("l1"), lease: l1 }, cb),
+    );
+    let secondDone = false;
+    const second = ask((cb) => c1.lock.lock({ name: Buffer.from("l1"), lease: l2 }, cb));
+    void second.then(() => (secondDone = true));
+    await until(async () => ((await count("l1/")) === 2n ? true : undefined), "the second locker queued");
+    s.outputs.push(`$ second locker waiting: ${!secondDone}`);
+    await step("Lock.Unlock l1 (first)", (cb) => c0.lock.unlock({ key: held!.key }, cb));
+    s.outputs.push(`$ grpc Lock.Lock l1 (second, after the unlock)\n${s.norm.apply((await second).text)}`);
+    await step("Lock.Lock with an unknown lease", (cb) =>
+      c0.lock.lock({ name: Buffer.from("l2"), lease: 0x1234n }, cb),
+    );
+    const [l3, l4] = [await lease(), await lease()];
+    const alice = await step<v3election.CampaignResponse>("Election.Campaign e1 alice", (cb) =>
+      c0.election.campaign({ name: Buffer.from("e1"), lease: l3, value: Buffer.from("alice") }, cb),
+    );
+    observer = c1.election.observe({ name: Buffer.from("e1") });
+    observer.on("data", (r: v3election.LeaderResponse) =>
+      observed.push(s.norm.apply(JSON.stringify(plain(r)))),
+    );
+    observer.on("error", () => undefined);
+    await until(() => (observed.length === 1 ? true : undefined), "the observer's first answer");
+    let bobDone = false;
+    const bob = ask((cb) =>
+      c1.election.campaign({ name: Buffer.from("e1"), lease: l4, value: Buffer.from("bob") }, cb),
+    );
+    void bob.then(() => (bobDone = true));
+    await until(async () => ((await count("e1/")) === 2n ? true : undefined), "bob queued");
+    s.outputs.push(`$ bob waiting: ${!bobDone}`);
+    const leaderKey = alice!.leader!;
+    await step("Election.Proclaim alice2", (cb) =>
+      c0.election.proclaim({ leader: leaderKey, value: Buffer.from("alice2") }, cb),
+    );
+    await step("Election.Leader e1", (cb) => c1.election.leader({ name: Buffer.from("e1") }, cb));
+    await step("Election.Proclaim with a stale rev", (cb) =>
+      c0.election.proclaim(
+        { leader: { ...leaderKey, rev: leaderKey.rev - 1n }, value: Buffer.from("x") },
+        cb,
+      ),
+    );
+    await step("Election.Proclaim without a leader", (cb) =>
+      c0.election.proclaim({ leader: undefined, value: Buffer.from("x") }, cb),
+    );
+    await step("Election.Resign alice", (cb) => c0.election.resign({ leader: leaderKey }, cb));
+    s.outputs.push(
+      `$ grpc Election.Campaign e1 bob (after alice resigned)\n${s.norm.apply((await bob).text)}`,
+    );
+    await step("Election.Resign alice again", (cb) => c0.election.resign({ leader: leaderKey }, cb));
+    await step("Election.Campaign e1 bob2 under bob's lease", (cb) =>
+      c1.election.campaign({ name: Buffer.from("e1"), lease: l4, value: Buffer.from("bob2") }, cb),
+    );
+    await until(() => (observed.length >= 4 ? true : undefined), "the observer to see bob2");
+    s.outputs.push(`$ observed\n${observed.join("\n")}`);
+  } finally {
+    observer?.cancel();
+    c0.close();
+    c1.close();
+  }
+}
+
 async function session(cluster: Cluster, snapshotDir: string): Promise<string[]> {
   const ports = new Map<number, string>();
   for (const m of cluster.members) {
@@ -432,6 +558,7 @@ async function session(cluster: Cluster, snapshotDir: string): Promise<string[]>
   await maintenanceSession(s);
   await leaderSession(s);
   await memberSession(s);
+  await lockElectionSession(s);
   return s.outputs;
 }
 
@@ -480,7 +607,7 @@ describe.runIf(hasEtcd)("etcdctl 3.4 against a 3-member etcd and a 3-member chai
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("gives the same outputs for KV, txn, watch, lease, maintenance, leader and member sequences", async () => {
+  it("gives the same outputs for KV, txn, watch, lease, maintenance, leader, member, lock and election sequences", async () => {
     // Proves wire and semantic compatibility with a real etcd cluster as etcdctl users see it.
     const { expected, actual } = await runDiff(["etcd", "chainfire"], dir);
     const differences = firstDifferences(expected, actual);

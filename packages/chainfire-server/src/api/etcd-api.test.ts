@@ -1,4 +1,11 @@
-import { type ChainfireClients, createClients, etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import {
+  type ChainfireClients,
+  createClients,
+  etcd,
+  type mvccpb,
+  type v3election,
+  type v3lock,
+} from "@photoncloud/chainfire-api";
 import { Metadata, status } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { deleteRangeRequest, putRequest, rangeRequest } from "../mvcc/messages.js";
@@ -529,5 +536,83 @@ describe("etcd Maintenance over gRPC", () => {
       aloneClients.close();
       await alone.stop();
     }
+  });
+});
+
+describe("etcd Lock and Election over gRPC", () => {
+  const grant = async (TTL: bigint) =>
+    (
+      await call<etcd.LeaseGrantRequest, etcd.LeaseGrantResponse>(clients.lease, "leaseGrant", {
+        TTL,
+        ID: 0n,
+      })
+    ).ID;
+  /** Waits (with a deadline) until `n` keys are queued under `prefix`. */
+  const queued = async (prefix: string, n: bigint) => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const { count } = await get({
+        key: b(prefix),
+        rangeEnd: b(`${prefix.slice(0, -1)}0`),
+        countOnly: true,
+      });
+      if (count === n) return;
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${n} keys under ${prefix} (${count})`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+
+  it("hands a lock on when its holder's lease is revoked, and a waiter that cancels leaves the queue", async () => {
+    // Proves the lock's queue: a cancelled Lock deletes its key (as etcd's Mutex does), the lease
+    // ending releases the holder, and the next waiter in create order gets the lock.
+    const [a, b2, c] = [await grant(60n), await grant(60n), await grant(60n)];
+    const held = await call<v3lock.LockRequest, v3lock.LockResponse>(clients.lock, "lock", {
+      name: b("q"),
+      lease: a,
+    });
+    expect(held.key.toString()).toBe(`q/${a.toString(16)}`);
+    const cancelled = clients.lock.lock({ name: b("q"), lease: b2 }, () => undefined);
+    await queued("q/", 2n);
+    cancelled.cancel();
+    await queued("q/", 1n);
+    let got: v3lock.LockResponse | undefined;
+    void call<v3lock.LockRequest, v3lock.LockResponse>(clients.lock, "lock", { name: b("q"), lease: c }).then(
+      (r) => (got = r),
+    );
+    await queued("q/", 2n);
+    expect(got).toBeUndefined();
+    await call(clients.lease, "leaseRevoke", { ID: a });
+    await until(() => got !== undefined, "the waiter to get the lock");
+    expect(got!.key.toString()).toBe(`q/${c.toString(16)}`);
+  });
+
+  it("ends an Observe when the client cancels it, and answers Leader with the first candidate", async () => {
+    // Proves the election's reads: the leader is the oldest candidate, and a cancelled observer
+    // stream is let go.
+    const [x, y] = [await grant(60n), await grant(60n)];
+    await call(clients.election, "campaign", { name: b("e"), lease: x, value: b("x") });
+    const observer = clients.election.observe({ name: b("e") });
+    const seen: v3election.LeaderResponse[] = [];
+    let ended: Error | null | undefined;
+    observer.on("data", (r: v3election.LeaderResponse) => seen.push(r));
+    observer.on("error", (err: Error) => (ended = err));
+    observer.on("end", () => (ended ??= null));
+    const pending = call(clients.election, "campaign", { name: b("e"), lease: y, value: b("y") });
+    await until(() => seen.length === 1, "the observer's first answer");
+    expect(seen[0]!.kv!.value.toString()).toBe("x");
+    const leader = await call<v3election.LeaderRequest, v3election.LeaderResponse>(
+      clients.election,
+      "leader",
+      {
+        name: b("e"),
+      },
+    );
+    expect(leader.kv!.value.toString()).toBe("x");
+    observer.cancel();
+    await until(() => ended !== undefined, "the observer to end");
+    await call(clients.lease, "leaseRevoke", { ID: x });
+    const next = (await pending) as v3election.CampaignResponse;
+    expect(next.leader!.key.toString()).toBe(`e/${y.toString(16)}`);
   });
 });

@@ -16,7 +16,7 @@ export function kvHandlers(ctx: EtcdApiContext): etcd.KVServer {
   };
 }
 
-async function range(ctx: EtcdApiContext, req: etcd.RangeRequest): Promise<etcd.RangeResponse> {
+export async function range(ctx: EtcdApiContext, req: etcd.RangeRequest): Promise<etcd.RangeResponse> {
   checkRange(req);
   const response = req.serializable
     ? ctx.replicated.serializableRead(() => ctx.store.range(req))
@@ -42,7 +42,7 @@ function put(ctx: EtcdApiContext, req: etcd.PutRequest): Promise<etcd.PutRespons
   });
 }
 
-async function deleteRange(
+export async function deleteRange(
   ctx: EtcdApiContext,
   req: etcd.DeleteRangeRequest,
 ): Promise<etcd.DeleteRangeResponse> {
@@ -52,7 +52,7 @@ async function deleteRange(
   return result;
 }
 
-async function txn(ctx: EtcdApiContext, req: etcd.TxnRequest): Promise<etcd.TxnResponse> {
+export async function txn(ctx: EtcdApiContext, req: etcd.TxnRequest): Promise<etcd.TxnResponse> {
   checkTxn(req, ctx.store.maxTxnOps);
   let result: etcd.TxnResponse;
   if (isReadOnlyTxn(req)) {

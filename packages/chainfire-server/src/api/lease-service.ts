@@ -30,7 +30,10 @@ export function leaseHandlers(ctx: EtcdApiContext): etcd.LeaseServer {
 /** What etcd's quota counts for a lease (its leaseOverhead). */
 const LEASE_COST_BYTES = 64;
 
-async function grant(ctx: EtcdApiContext, req: etcd.LeaseGrantRequest): Promise<etcd.LeaseGrantResponse> {
+export async function grant(
+  ctx: EtcdApiContext,
+  req: etcd.LeaseGrantRequest,
+): Promise<etcd.LeaseGrantResponse> {
   // Over the quota a grant raises the NOSPACE alarm, as a put does (etcd's quotaLeaseServer).
   if (!ctx.store.quotaAvailable(LEASE_COST_BYTES)) return raiseNoSpace(ctx);
   // The proposer picks the ID (as etcd does) so every member applies the same one.

@@ -1,8 +1,9 @@
 // Registers the etcd v3 services this package implements on a grpc-js server.
 import type { Server, ServiceDefinition } from "@grpc/grpc-js";
-import { etcd } from "@photoncloud/chainfire-api";
+import { etcd, v3election, v3lock } from "@photoncloud/chainfire-api";
 import type { EtcdApiContext } from "./context.js";
 import { chainfireError } from "../errors.js";
+import { electionHandlers, lockHandlers } from "./concurrency-services.js";
 import { unary } from "./grpc-util.js";
 import { guardEtcdService } from "./guard.js";
 import { kvHandlers } from "./kv-service.js";
@@ -29,6 +30,8 @@ export function addEtcdServices(server: Server, ctx: EtcdApiContext, watch?: Wat
     [etcd.LeaseService, leaseHandlers(ctx)],
     [etcd.MaintenanceService, maintenanceHandlers(ctx)],
     [etcd.AuthService, authHandlers()],
+    [v3lock.LockService, lockHandlers(ctx)],
+    [v3election.ElectionService, electionHandlers(ctx)],
   ];
   for (const [definition, handlers] of services) {
     server.addService(definition, guardEtcdService(definition, handlers, ctx.member));

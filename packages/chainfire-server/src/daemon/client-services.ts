@@ -1,8 +1,8 @@
-// The services on the client URLs: etcd's KV, Watch, Lease, Maintenance and Cluster, plus
+// The services on the client URLs: etcd's KV, Watch, Lease, Maintenance, Cluster, Lock and Election, plus
 // chainfire.v1.Cluster (the operator contract). Learners answer only Status and serializable Range,
 // like etcd's learner interceptor; every other call gets etcd's "rpc not supported for learner".
 import { type sendUnaryData, type ServerUnaryCall, type ServiceDefinition, status } from "@grpc/grpc-js";
-import { chainfirev1, etcd } from "@photoncloud/chainfire-api";
+import { chainfirev1, etcd, v3election, v3lock } from "@photoncloud/chainfire-api";
 import {
   DomainError,
   type GrpcServiceRegistration,
@@ -13,6 +13,7 @@ import {
 } from "@photoncloud/daemon";
 import { raftErrorToGrpcStatus } from "@photoncloud/raft";
 import { type EtcdApiContext, responseHeader } from "../api/context.js";
+import { electionHandlers, lockHandlers } from "../api/concurrency-services.js";
 import { unary } from "../api/grpc-util.js";
 import { guardEtcdService } from "../api/guard.js";
 import { authHandlers } from "../api/server.js";
@@ -59,6 +60,8 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
     [etcd.LeaseService, leaseHandlers(ctx)],
     [etcd.MaintenanceService, maintenance],
     [etcd.AuthService, authHandlers()],
+    [v3lock.LockService, lockHandlers(ctx)],
+    [v3election.ElectionService, electionHandlers(ctx)],
     [
       etcd.ClusterService,
       etcdClusterHandlers({ membership: deps.membership, clusterToken: deps.clusterToken, header }),

@@ -29,3 +29,15 @@ export function inRange(range: KeyRange, key: string): boolean {
   if (range.single) return key === range.start;
   return key >= range.start && (range.end === null || key < range.end);
 }
+
+/** The smallest key after every key with this prefix; "\0" (everything) when the prefix is all 0xff. */
+export function prefixEnd(prefix: Uint8Array): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}

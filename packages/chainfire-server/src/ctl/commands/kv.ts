@@ -2,22 +2,11 @@
 // --from-key, --rev, --limit, --sort-by/--order, --keys-only, --prev-kv, simple output of key then value.
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { prefixEnd } from "../../mvcc/key-range.js";
 import { deleteRangeRequest, putRequest, rangeRequest as rangeRequestOf } from "../../mvcc/messages.js";
 import { type Connection, callPrimary, type Endpoint, fromGrpc } from "../connection.js";
 import { badArgument, CtlError } from "../errors.js";
 import { type CtlIo, type OutputFormat, parseHexId, toJson } from "../format.js";
-
-/** The smallest key after every key with this prefix; "\0" (everything) when the prefix is all 0xff. */
-export function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
-}
 
 export interface RangeFlags {
   prefix?: boolean;
