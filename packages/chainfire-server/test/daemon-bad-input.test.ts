@@ -297,6 +297,30 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     expect(await (await fetch(`${base}/version`)).json()).toMatchObject({ name: "chainfire" });
   });
 
+  it("refuses bad JSON on the gateway (etcd's /v3/ HTTP API) with etcd's error bodies, changing nothing", async () => {
+    // Proves the gateway's input checks: what the gRPC call would refuse, a body that is not a
+    // request, and a body over the size limit; the revision never moves.
+    const base = `http://127.0.0.1:${m.ports.client}`;
+    const post = async (path: string, body: string) => {
+      const res = await fetch(`${base}${path}`, { method: "POST", body });
+      return [res.status, (await res.json()) as { code: number; error: string }] as const;
+    };
+    const before = await revision(m);
+    const key = Buffer.from("gw-big").toString("base64");
+    const value = Buffer.alloc(100 * 1024, 1).toString("base64");
+    expect(await post("/v3/kv/put", JSON.stringify({ key, value }))).toEqual([
+      400,
+      { error: "etcdserver: request is too large", message: "etcdserver: request is too large", code: 3 },
+    ]);
+    const [tooBig, refused] = await post("/v3/kv/put", JSON.stringify({ key, value: value.repeat(8) }));
+    expect([tooBig, refused.code, refused.error]).toEqual([429, 8, "etcdserver: request is too large"]);
+    for (const body of ["not json", "[1]", '{"key":"YQ=="} 7', '{"key":"YQ==","value":"Yg=="']) {
+      const [code, answer] = await post("/v3/kv/put", body);
+      expect([body, code, answer.code]).toEqual([body, 400, 3]);
+    }
+    expect(await revision(m)).toBe(before);
+  });
+
   it("answers /health, /version and /metrics on the client URL too, in etcd's words, beside gRPC", async () => {
     // Proves what `curl http://<client-url>/health` gives against etcd: the same bodies on the
     // port that serves gRPC, which keeps serving it; a member with an alarm raised is unhealthy.

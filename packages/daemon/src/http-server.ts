@@ -29,6 +29,8 @@ export interface HttpServerConfig {
   readonly version?: Record<string, string>;
   /** Extra GET routes by exact path. */
   readonly routes?: Readonly<Record<string, HttpRouteHandler>>;
+  /** Routes by exact path that take any method and check it themselves (e.g. POST APIs). */
+  readonly anyMethodRoutes?: Readonly<Record<string, HttpRouteHandler>>;
   readonly logger: Logger;
   /** How the URL list is named in messages, e.g. `--listen-http-urls`. */
   readonly what?: string;
@@ -67,9 +69,11 @@ function makeHandler(config: HttpServerConfig, logger: Logger) {
   const routes = { ...builtinRoutes(config), ...config.routes };
   return (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
-    const route = routes[path];
+    const anyMethod = config.anyMethodRoutes?.[path];
+    const route = anyMethod ?? routes[path];
     if (route === undefined) return sendJson(res, 404, { error: `no route ${path}` });
-    if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, { error: "use GET" });
+    if (anyMethod === undefined && req.method !== "GET" && req.method !== "HEAD")
+      return sendJson(res, 405, { error: "use GET" });
     Promise.resolve()
       .then(() => route(req, res))
       .catch((err: unknown) => {

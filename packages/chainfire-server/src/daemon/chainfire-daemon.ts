@@ -29,6 +29,7 @@ import { LeaseDriver } from "../mvcc/lease-driver.js";
 import { minLeaseTtlSeconds } from "../mvcc/lessor.js";
 import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/watch-hub.js";
+import { etcdGatewayRoutes } from "./etcd-gateway.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
 import { discoverJoinId } from "./join-discovery.js";
@@ -253,7 +254,9 @@ async function startServers(
 ): Promise<void> {
   const { config, logger } = ctx;
   const health = () => etcdHealth(member, apiCtx);
-  // As etcd, the client URLs also answer HTTP/1.x: /health and /version in etcd's words, /metrics.
+  const services = clientServices({ ctx: apiCtx, membership, clusterToken });
+  // As etcd, the client URLs also answer HTTP/1.x: /health and /version in etcd's words, /metrics,
+  // and the etcd API as JSON (etcd's gRPC gateway).
   const clientHttp = handedOverHttp({
     metrics: ctx.metrics,
     logger,
@@ -268,13 +271,19 @@ async function startServers(
         res.end(JSON.stringify({ etcdserver: ETCD_API_VERSION, etcdcluster: ETCD_CLUSTER_VERSION }));
       },
     },
+    anyMethodRoutes: etcdGatewayRoutes({
+      services,
+      protoRoot: PROTO_ROOT,
+      // Base64 makes a JSON body a third larger than the message it carries.
+      maxBodyBytes: 2 * config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    }),
   });
   const grpc = await startGrpcServer({
     urls: config.listenClientUrls,
     http1: clientHttp.accept,
     http2: clientHttp.h2,
     tls: clientTlsFiles(config),
-    services: clientServices({ ctx: apiCtx, membership, clusterToken }),
+    services,
     protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],
     includeDirs: [PROTO_ROOT],
     maxReceiveMessageBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,

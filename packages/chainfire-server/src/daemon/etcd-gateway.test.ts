@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest";
+import { jsonValues } from "./etcd-gateway.js";
+
+describe("jsonValues (the gateway's request bodies)", () => {
+  it("reads one object, several in a row (a stream's messages), and an empty body as one empty request", () => {
+    // Proves a watch body with a create and a cancel becomes two messages, and braces or quotes
+    // inside strings do not split one.
+    expect(jsonValues('{"key":"Zm9v"}')).toEqual([{ key: "Zm9v" }]);
+    expect(jsonValues('{"create_request":{"key":"YQ=="}}\n{"cancel_request":{"watch_id":"0"}}')).toEqual([
+      { create_request: { key: "YQ==" } },
+      { cancel_request: { watch_id: "0" } },
+    ]);
+    expect(jsonValues('{"a":"}{\\"}"}{"b":[1,{"c":2}]}')).toEqual([{ a: '}{"}' }, { b: [1, { c: 2 }] }]);
+    expect(jsonValues("")).toEqual([{}]);
+    expect(jsonValues(" \n ")).toEqual([{}]);
+  });
+
+  it("refuses what is not JSON, or is cut short", () => {
+    // Proves a malformed body is an error (the gateway answers 400), never a partial request.
+    for (const body of ["not json", '{"key":"Zm9v"', '{"key":"Zm9v}', "}", '{"a":1} x']) {
+      expect(() => jsonValues(body), body).toThrow(SyntaxError);
+    }
+  });
+});

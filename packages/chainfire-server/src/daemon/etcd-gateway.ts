@@ -1,0 +1,319 @@
+// etcd's gRPC gateway: the etcd API as JSON over HTTP POST on the client URLs (`curl -X POST
+// http://…:2379/v3/kv/range -d '{"key":"Zm9v"}'`), with the paths, JSON mapping and error bodies of
+// etcd 3.4's gateway. Field names are the proto's own, 64-bit integers are strings, bytes are base64,
+// enums are names, and zero values are left out. A call runs the same handlers (with the same
+// learner and leader checks) as the gRPC call it stands for; streams (watch, lease keep-alive,
+// election observe, snapshot) answer one `{"result":…}` line per message.
+import { EventEmitter } from "node:events";
+import { type IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { loadSync, type MethodDefinition } from "@grpc/proto-loader";
+import type { GrpcServiceRegistration, HttpRouteHandler } from "@photoncloud/daemon";
+
+/** Gateway path (after `/v3/`) → gRPC method path, as etcd 3.4's rpc.proto annotations map them. */
+const PATHS: Readonly<Record<string, string>> = {
+  "kv/range": "/etcdserverpb.KV/Range",
+  "kv/put": "/etcdserverpb.KV/Put",
+  "kv/deleterange": "/etcdserverpb.KV/DeleteRange",
+  "kv/txn": "/etcdserverpb.KV/Txn",
+  "kv/compaction": "/etcdserverpb.KV/Compact",
+  watch: "/etcdserverpb.Watch/Watch",
+  "lease/grant": "/etcdserverpb.Lease/LeaseGrant",
+  "lease/revoke": "/etcdserverpb.Lease/LeaseRevoke",
+  "kv/lease/revoke": "/etcdserverpb.Lease/LeaseRevoke",
+  "lease/keepalive": "/etcdserverpb.Lease/LeaseKeepAlive",
+  "lease/timetolive": "/etcdserverpb.Lease/LeaseTimeToLive",
+  "kv/lease/timetolive": "/etcdserverpb.Lease/LeaseTimeToLive",
+  "lease/leases": "/etcdserverpb.Lease/LeaseLeases",
+  "kv/lease/leases": "/etcdserverpb.Lease/LeaseLeases",
+  "cluster/member/add": "/etcdserverpb.Cluster/MemberAdd",
+  "cluster/member/remove": "/etcdserverpb.Cluster/MemberRemove",
+  "cluster/member/update": "/etcdserverpb.Cluster/MemberUpdate",
+  "cluster/member/list": "/etcdserverpb.Cluster/MemberList",
+  "cluster/member/promote": "/etcdserverpb.Cluster/MemberPromote",
+  "maintenance/alarm": "/etcdserverpb.Maintenance/Alarm",
+  "maintenance/status": "/etcdserverpb.Maintenance/Status",
+  "maintenance/defragment": "/etcdserverpb.Maintenance/Defragment",
+  "maintenance/hash": "/etcdserverpb.Maintenance/Hash",
+  "maintenance/snapshot": "/etcdserverpb.Maintenance/Snapshot",
+  "maintenance/transfer-leadership": "/etcdserverpb.Maintenance/MoveLeader",
+  "auth/authenticate": "/etcdserverpb.Auth/Authenticate",
+  // The rest of etcd's Auth service, which chainfire does not implement: answered as its gRPC is.
+  "auth/enable": "/etcdserverpb.Auth/AuthEnable",
+  "auth/disable": "/etcdserverpb.Auth/AuthDisable",
+  "auth/user/add": "/etcdserverpb.Auth/UserAdd",
+  "auth/user/get": "/etcdserverpb.Auth/UserGet",
+  "auth/user/list": "/etcdserverpb.Auth/UserList",
+  "auth/user/delete": "/etcdserverpb.Auth/UserDelete",
+  "auth/user/changepw": "/etcdserverpb.Auth/UserChangePassword",
+  "auth/user/grant": "/etcdserverpb.Auth/UserGrantRole",
+  "auth/user/revoke": "/etcdserverpb.Auth/UserRevokeRole",
+  "auth/role/add": "/etcdserverpb.Auth/RoleAdd",
+  "auth/role/get": "/etcdserverpb.Auth/RoleGet",
+  "auth/role/list": "/etcdserverpb.Auth/RoleList",
+  "auth/role/delete": "/etcdserverpb.Auth/RoleDelete",
+  "auth/role/grant": "/etcdserverpb.Auth/RoleGrantPermission",
+  "auth/role/revoke": "/etcdserverpb.Auth/RoleRevokePermission",
+  "election/campaign": "/v3electionpb.Election/Campaign",
+  "election/proclaim": "/v3electionpb.Election/Proclaim",
+  "election/leader": "/v3electionpb.Election/Leader",
+  "election/observe": "/v3electionpb.Election/Observe",
+  "election/resign": "/v3electionpb.Election/Resign",
+  "lock/lock": "/v3lockpb.Lock/Lock",
+  "lock/unlock": "/v3lockpb.Lock/Unlock",
+};
+
+/** The gateway's prefixes: etcd 3.4 serves the API under both. */
+const PREFIXES = ["/v3/", "/v3beta/"];
+
+/** grpc-gateway's HTTP status for a gRPC code. */
+const HTTP_STATUS: Readonly<Record<number, number>> = {
+  [status.OK]: 200,
+  [status.CANCELLED]: 408,
+  [status.UNKNOWN]: 500,
+  [status.INVALID_ARGUMENT]: 400,
+  [status.DEADLINE_EXCEEDED]: 504,
+  [status.NOT_FOUND]: 404,
+  [status.ALREADY_EXISTS]: 409,
+  [status.PERMISSION_DENIED]: 403,
+  [status.UNAUTHENTICATED]: 401,
+  [status.RESOURCE_EXHAUSTED]: 429,
+  [status.FAILED_PRECONDITION]: 400,
+  [status.ABORTED]: 409,
+  [status.OUT_OF_RANGE]: 400,
+  [status.UNIMPLEMENTED]: 501,
+  [status.INTERNAL]: 500,
+  [status.UNAVAILABLE]: 503,
+  [status.DATA_LOSS]: 500,
+};
+
+/** etcd's default CORS answer (its --cors defaults to "*"). */
+const CORS = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-methods": "POST, GET, OPTIONS, PUT, DELETE",
+  "access-control-allow-headers": "accept, content-type, authorization",
+};
+
+type Handler = (call: GatewayCall, callback?: (err: ServiceError | null, res?: unknown) => void) => void;
+
+/** What the handlers see of a call: the parts of a grpc-js call they use. */
+class GatewayCall extends EventEmitter {
+  readonly metadata = new Metadata();
+  cancelled = false;
+  constructor(
+    readonly request: unknown,
+    private readonly sink?: (message: unknown) => boolean,
+    private readonly finish?: () => void,
+  ) {
+    super();
+  }
+  getPeer(): string {
+    return "gateway";
+  }
+  sendMetadata(): void {}
+  write(message: unknown): boolean {
+    return this.sink?.(message) ?? true;
+  }
+  end(): void {
+    this.finish?.();
+  }
+}
+
+export interface GatewayConfig {
+  readonly services: readonly GrpcServiceRegistration[];
+  /** The folder the etcd .proto files are under (`etcd/etcdserverpb/rpc.proto`, …). */
+  readonly protoRoot: string;
+  /** Largest request body accepted, in bytes (a JSON body is larger than its message). */
+  readonly maxBodyBytes: number;
+}
+
+/** The gateway's routes for the daemon kit's HTTP handler, by exact path. */
+export function etcdGatewayRoutes(config: GatewayConfig): Record<string, HttpRouteHandler> {
+  const definitions = loadSync(
+    ["etcd/etcdserverpb/rpc.proto", "etcd/v3lockpb/v3lock.proto", "etcd/v3electionpb/v3election.proto"],
+    {
+      includeDirs: [config.protoRoot],
+      keepCase: true,
+      longs: String,
+      enums: String,
+      bytes: String,
+      defaults: false,
+      oneofs: false,
+    },
+  );
+  const json = new Map<string, MethodDefinition<object, object>>();
+  for (const service of Object.values(definitions)) {
+    if (!("format" in service))
+      for (const method of Object.values(service))
+        json.set(method.path, method as MethodDefinition<object, object>);
+  }
+  const handlers = new Map<
+    string,
+    { handler: Handler; grpc: GrpcServiceRegistration["definition"][string] }
+  >();
+  for (const { definition, implementation } of config.services) {
+    for (const [name, grpc] of Object.entries(definition)) {
+      const handler = implementation[name];
+      if (handler !== undefined) handlers.set(grpc.path, { handler: handler as unknown as Handler, grpc });
+    }
+  }
+  const routes: Record<string, HttpRouteHandler> = {};
+  for (const [path, method] of Object.entries(PATHS)) {
+    const served = handlers.get(method);
+    const mapping = json.get(method);
+    const route: HttpRouteHandler =
+      served === undefined || mapping === undefined
+        ? (_req, res) =>
+            sendError(res, status.UNIMPLEMENTED, `The server does not implement the method ${method}`)
+        : (req, res) => serve(req, res, served.handler, served.grpc, mapping, config.maxBodyBytes);
+    for (const prefix of PREFIXES) routes[`${prefix}${path}`] = route;
+  }
+  return routes;
+}
+
+function sendError(res: ServerResponse, code: number, message: string): void {
+  res.writeHead(HTTP_STATUS[code] ?? 500, { "content-type": "application/json", ...CORS });
+  res.end(JSON.stringify({ error: message, message, code }));
+}
+
+/** The body as text, or null when it is over `max` bytes (the rest is read and dropped, so the
+ * client, still sending, gets the answer rather than a reset connection). */
+async function readBody(req: IncomingMessage, max: number): Promise<string | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= max) chunks.push(chunk);
+  }
+  return size > max ? null : Buffer.concat(chunks).toString("utf8");
+}
+
+/** The JSON values of a body, one after another (a stream's messages); an empty body is one `{}`. */
+export function jsonValues(text: string): unknown[] {
+  const values: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === "{" || c === "[") {
+      if (depth++ === 0) start = i;
+    } else if (c === "}" || c === "]") {
+      if (--depth === 0) values.push(JSON.parse(text.slice(start, i + 1)));
+      if (depth < 0) throw new SyntaxError(`unexpected ${c} at ${i}`);
+    } else if (depth === 0 && !/\s/.test(c)) {
+      // A bare literal (`null`, a number): JSON.parse says what is wrong with it.
+      values.push(JSON.parse(text.slice(i)));
+      return values;
+    }
+  }
+  if (depth !== 0 || inString) throw new SyntaxError("unexpected end of JSON input");
+  return values.length === 0 ? [{}] : values;
+}
+
+async function serve(
+  req: IncomingMessage,
+  res: ServerResponse,
+  handler: Handler,
+  grpc: GrpcServiceRegistration["definition"][string],
+  mapping: MethodDefinition<object, object>,
+  maxBodyBytes: number,
+): Promise<void> {
+  if (req.method === "OPTIONS") {
+    res.writeHead(200, CORS);
+    res.end();
+    return;
+  }
+  if (req.method !== "POST") {
+    res.writeHead(405, { "content-type": "text/plain; charset=utf-8", ...CORS });
+    res.end("Method Not Allowed\n");
+    return;
+  }
+  const body = await readBody(req, maxBodyBytes);
+  if (body === null) return sendError(res, status.RESOURCE_EXHAUSTED, "etcdserver: request is too large");
+  let requests: unknown[];
+  try {
+    requests = jsonValues(body).map((value) => {
+      if (value === null || typeof value !== "object" || Array.isArray(value))
+        throw new SyntaxError("the request body is not a JSON object");
+      return grpc.requestDeserialize(mapping.requestSerialize(value as object));
+    });
+  } catch (err) {
+    return sendError(res, status.INVALID_ARGUMENT, (err as Error).message);
+  }
+  const toJson = (message: unknown) => mapping.responseDeserialize(grpc.responseSerialize(message) as Buffer);
+  if (!grpc.responseStream) {
+    const call = new GatewayCall(requests[0]);
+    res.once("close", () => {
+      if (res.writableFinished) return;
+      call.cancelled = true;
+      call.emit("cancelled");
+    });
+    handler(call, (err, response) => {
+      if (res.writableEnded) return;
+      if (err) return sendError(res, err.code ?? status.UNKNOWN, err.details ?? err.message);
+      res.writeHead(200, { "content-type": "application/json", ...CORS });
+      res.end(JSON.stringify(toJson(response)));
+    });
+    return;
+  }
+  streamCall(res, handler, grpc.requestStream, requests, toJson);
+}
+
+function streamCall(
+  res: ServerResponse,
+  handler: Handler,
+  requestStream: boolean,
+  requests: unknown[],
+  toJson: (message: unknown) => unknown,
+): void {
+  let ended = false;
+  const start = () => {
+    if (!res.headersSent) res.writeHead(200, { "content-type": "application/json", ...CORS });
+  };
+  const call: GatewayCall = new GatewayCall(
+    requestStream ? undefined : requests[0],
+    (message) => {
+      if (ended) return false;
+      start();
+      return res.write(`${JSON.stringify({ result: toJson(message) })}\n`);
+    },
+    () => {
+      if (ended) return;
+      ended = true;
+      start();
+      res.end();
+    },
+  );
+  call.on("error", (err: ServiceError) => {
+    if (ended) return;
+    ended = true;
+    const code = err.code ?? status.UNKNOWN;
+    const message = err.details ?? err.message;
+    if (!res.headersSent) return sendError(res, code, message);
+    const httpCode = HTTP_STATUS[code] ?? 500;
+    res.end(
+      `${JSON.stringify({ error: { grpc_code: code, http_code: httpCode, message, http_status: STATUS_CODES[httpCode] } })}\n`,
+    );
+  });
+  res.on("drain", () => call.emit("drain"));
+  res.once("close", () => {
+    if (ended && res.writableFinished) return;
+    ended = true;
+    call.cancelled = true;
+    call.emit("cancelled");
+    call.emit("close");
+  });
+  handler(call);
+  if (requestStream) {
+    for (const request of requests) call.emit("data", request);
+    // The body is all read: the client's half-close, which a watch stream outlives.
+    call.emit("end");
+  }
+}
