@@ -4,6 +4,7 @@
 // The limits of the first member come from a --config-file, so its keys are proven to take effect.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { connect as http2Connect, constants as http2Constants } from "node:http2";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
@@ -314,11 +315,42 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     ]);
     const [tooBig, refused] = await post("/v3/kv/put", JSON.stringify({ key, value: value.repeat(8) }));
     expect([tooBig, refused.code, refused.error]).toEqual([429, 8, "etcdserver: request is too large"]);
-    for (const body of ["not json", "[1]", '{"key":"YQ=="} 7', '{"key":"YQ==","value":"Yg=="']) {
+    for (const body of ["not json", "[1]", '"x"', '{"key":"YQ=="} 7', '{"key":"YQ==","value":"Yg=="']) {
       const [code, answer] = await post("/v3/kv/put", body);
       expect([body, code, answer.code]).toEqual([body, 400, 3]);
     }
     expect(await revision(m)).toBe(before);
+  });
+
+  it("withdraws a gateway Lock still waiting when its HTTP/2 client resets the request", async () => {
+    // Proves a client that gives up on a waiting /v3/lock/lock over HTTP/2 (curl negotiates it
+    // for https) leaves the queue, as over HTTP/1 and gRPC, instead of taking the lock later.
+    const base = `http://127.0.0.1:${m.ports.client}`;
+    const name = Buffer.from("h2-lock").toString("base64");
+    const queued = async () => {
+      const res = await fetch(`${base}/v3/kv/range`, {
+        method: "POST",
+        body: JSON.stringify({
+          key: Buffer.from("h2-lock/").toString("base64"),
+          range_end: Buffer.from("h2-lock0").toString("base64"),
+          count_only: true,
+        }),
+      });
+      return Number(((await res.json()) as { count?: string }).count ?? 0);
+    };
+    const held = await fetch(`${base}/v3/lock/lock`, { method: "POST", body: JSON.stringify({ name }) });
+    expect(held.status).toBe(200);
+    const session = http2Connect(base);
+    try {
+      const waiting = session.request({ ":method": "POST", ":path": "/v3/lock/lock" });
+      waiting.on("error", () => undefined);
+      waiting.end(JSON.stringify({ name }));
+      await until(async () => (await queued()) === 2, "the HTTP/2 locker queued behind the holder");
+      waiting.close(http2Constants.NGHTTP2_CANCEL);
+      await until(async () => (await queued()) === 1, "the reset locker's key deleted");
+    } finally {
+      session.close();
+    }
   });
 
   it("answers /health, /version and /metrics on the client URL too, in etcd's words, beside gRPC", async () => {

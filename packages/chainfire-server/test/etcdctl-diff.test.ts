@@ -597,6 +597,29 @@ async function gatewaySession(s: Session): Promise<void> {
   });
   // The remaining TTL counts down: only its presence is compared.
   record("/v3/kv/lease/timetolive", (await ttl.text()).replace(/"TTL":"\d+"/, '"TTL":<n>'));
+  // A keep-alive through each member (followers relay it to the leader): its first answer line.
+  for (const member of s.cluster.members) {
+    const abort = new AbortController();
+    const res = await fetch(`http://${member.endpoint}/v3/lease/keepalive`, {
+      method: "POST",
+      body: JSON.stringify({ ID: lease.ID }),
+      signal: abort.signal,
+    });
+    let line = "";
+    const reader = res.body!.getReader();
+    try {
+      while (!line.includes("\n")) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        line += Buffer.from(chunk.value).toString();
+      }
+    } finally {
+      abort.abort();
+    }
+    record(`/v3/lease/keepalive via ${member.name}`, `${res.status}\n${line.trim()}`);
+  }
+  // proto3 JSON's lowerCamelCase names are accepted too.
+  await post("/v3/kv/range", JSON.stringify({ key: b64("gw/"), rangeEnd: b64("gw0"), countOnly: true }));
   await post("/v3/lease/revoke", JSON.stringify({ ID: lease.ID }));
   await post("/v3/election/leader", JSON.stringify({ name: b64("nobody") }));
   await post("/v3/maintenance/alarm", JSON.stringify({ action: "GET" }));

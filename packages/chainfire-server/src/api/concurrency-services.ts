@@ -153,9 +153,10 @@ async function waitDeletes(
 ): Promise<etcd.ResponseHeader> {
   for (;;) {
     const older = await range(ctx, byCreate(prefix, etcd.RangeRequest_SortOrder.DESCEND, maxCreateRevision));
+    // A client gone meanwhile does not get the lock or leadership (its caller undoes its key).
+    signal.throwIfAborted();
     const last = older.kvs[0];
     if (last === undefined) return older.header!;
-    signal.throwIfAborted();
     await watchUntil(
       ctx,
       last.key,

@@ -11,13 +11,14 @@ describe("jsonValues (the gateway's request bodies)", () => {
       { cancel_request: { watch_id: "0" } },
     ]);
     expect(jsonValues('{"a":"}{\\"}"}{"b":[1,{"c":2}]}')).toEqual([{ a: '}{"}' }, { b: [1, { c: 2 }] }]);
+    expect(jsonValues('"x"')).toEqual(["x"]);
     expect(jsonValues("")).toEqual([{}]);
     expect(jsonValues(" \n ")).toEqual([{}]);
   });
 
   it("refuses what is not JSON, or is cut short", () => {
     // Proves a malformed body is an error (the gateway answers 400), never a partial request.
-    for (const body of ["not json", '{"key":"Zm9v"', '{"key":"Zm9v}', "}", '{"a":1} x']) {
+    for (const body of ["not json", '{"key":"Zm9v"', '{"key":"Zm9v}', "}", '{"a":1} x', '"x"{"a":1}']) {
       expect(() => jsonValues(body), body).toThrow(SyntaxError);
     }
   });

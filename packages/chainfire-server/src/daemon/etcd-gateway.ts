@@ -141,6 +141,7 @@ export function etcdGatewayRoutes(config: GatewayConfig): Record<string, HttpRou
       oneofs: false,
     },
   );
+  const messages = messageFields(definitions);
   const json = new Map<string, MethodDefinition<object, object>>();
   for (const service of Object.values(definitions)) {
     if (!("format" in service))
@@ -165,10 +166,77 @@ export function etcdGatewayRoutes(config: GatewayConfig): Record<string, HttpRou
       served === undefined || mapping === undefined
         ? (_req, res) =>
             sendError(res, status.UNIMPLEMENTED, `The server does not implement the method ${method}`)
-        : (req, res) => serve(req, res, served.handler, served.grpc, mapping, config.maxBodyBytes);
+        : (req, res) =>
+            serve(req, res, {
+              ...served,
+              mapping,
+              // The request types are in their service's package (`/etcdserverpb.KV/Range`).
+              requestType: `${method.slice(1, method.lastIndexOf(".", method.lastIndexOf("/")))}.${(mapping.requestType.type as { name: string }).name}`,
+              messages,
+              maxBodyBytes: config.maxBodyBytes,
+            });
     for (const prefix of PREFIXES) routes[`${prefix}${path}`] = route;
   }
   return routes;
+}
+
+/** Per message (full name): each accepted JSON key → the proto field name and its message type. */
+type Messages = ReadonlyMap<string, ReadonlyMap<string, { readonly name: string; readonly type?: string }>>;
+
+interface FieldDescriptor {
+  readonly name: string;
+  readonly type: string;
+  readonly typeName: string;
+}
+
+/** proto3 JSON's name for a field: lowerCamelCase (`range_end` → `rangeEnd`). */
+function jsonName(name: string): string {
+  return name.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
+/**
+ * The names each message's fields go by in JSON: the proto's own (what the gateway prints) and
+ * proto3 JSON's lowerCamelCase, both accepted on input as etcd's gateway (jsonpb) accepts them.
+ */
+function messageFields(definitions: ReturnType<typeof loadSync>): Messages {
+  const out = new Map<string, Map<string, { name: string; type?: string }>>();
+  const names = new Set(Object.keys(definitions));
+  for (const [full, definition] of Object.entries(definitions)) {
+    if (!("format" in definition) || definition.format !== "Protocol Buffer 3 DescriptorProto") continue;
+    const pkg = full.slice(0, full.lastIndexOf("."));
+    const fields = new Map<string, { name: string; type?: string }>();
+    for (const f of (definition.type as { field: FieldDescriptor[] }).field) {
+      let type: string | undefined;
+      if (f.type === "TYPE_MESSAGE") {
+        const relative = f.typeName.replace(/^\./, "");
+        type = names.has(`${pkg}.${relative}`) ? `${pkg}.${relative}` : relative;
+      }
+      fields.set(jsonName(f.name), { name: f.name, type });
+      fields.set(f.name, { name: f.name, type });
+    }
+    out.set(full, fields);
+  }
+  return out;
+}
+
+/** A JSON request with every field under its proto name (keys neither name are left as they are). */
+function protoNames(value: object, type: string, messages: Messages): object {
+  const fields = messages.get(type);
+  if (fields === undefined) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    const field = fields.get(key);
+    if (field === undefined) {
+      out[key] = v;
+      continue;
+    }
+    const nested = (x: unknown) =>
+      field.type !== undefined && x !== null && typeof x === "object" && !Array.isArray(x)
+        ? protoNames(x, field.type, messages)
+        : x;
+    out[field.name] = Array.isArray(v) ? v.map(nested) : nested(v);
+  }
+  return out;
 }
 
 function sendError(res: ServerResponse, code: number, message: string): void {
@@ -201,7 +269,7 @@ export function jsonValues(text: string): unknown[] {
       else if (c === '"') inString = false;
       continue;
     }
-    if (c === '"') inString = true;
+    if (c === '"' && depth > 0) inString = true;
     else if (c === "{" || c === "[") {
       if (depth++ === 0) start = i;
     } else if (c === "}" || c === "]") {
@@ -217,14 +285,19 @@ export function jsonValues(text: string): unknown[] {
   return values.length === 0 ? [{}] : values;
 }
 
-async function serve(
-  req: IncomingMessage,
-  res: ServerResponse,
-  handler: Handler,
-  grpc: GrpcServiceRegistration["definition"][string],
-  mapping: MethodDefinition<object, object>,
-  maxBodyBytes: number,
-): Promise<void> {
+/** One gateway method: the handler, its gRPC and JSON codecs, and how to read its request's names. */
+interface Route {
+  readonly handler: Handler;
+  readonly grpc: GrpcServiceRegistration["definition"][string];
+  readonly mapping: MethodDefinition<object, object>;
+  /** The request message's full name (a key of `messages`). */
+  readonly requestType: string;
+  readonly messages: Messages;
+  readonly maxBodyBytes: number;
+}
+
+async function serve(req: IncomingMessage, res: ServerResponse, route: Route): Promise<void> {
+  const { handler, grpc, mapping, requestType, messages, maxBodyBytes } = route;
   if (req.method === "OPTIONS") {
     res.writeHead(200, CORS);
     res.end();
@@ -235,6 +308,16 @@ async function serve(
     res.end("Method Not Allowed\n");
     return;
   }
+  if (req.httpVersionMajor === 1) {
+    // The HTTP/1 side drops a connection after 66 s without traffic (for probes and scrapes); a
+    // watch or a waiting lock may be quiet for longer. The connection's timeout is back afterwards.
+    const socket = req.socket;
+    const idleMs = socket.timeout;
+    socket.setTimeout(0);
+    res.once("close", () => {
+      if (idleMs !== undefined && !socket.destroyed) socket.setTimeout(idleMs);
+    });
+  }
   const body = await readBody(req, maxBodyBytes);
   if (body === null) return sendError(res, status.RESOURCE_EXHAUSTED, "etcdserver: request is too large");
   let requests: unknown[];
@@ -242,7 +325,7 @@ async function serve(
     requests = jsonValues(body).map((value) => {
       if (value === null || typeof value !== "object" || Array.isArray(value))
         throw new SyntaxError("the request body is not a JSON object");
-      return grpc.requestDeserialize(mapping.requestSerialize(value as object));
+      return grpc.requestDeserialize(mapping.requestSerialize(protoNames(value, requestType, messages)));
     });
   } catch (err) {
     return sendError(res, status.INVALID_ARGUMENT, (err as Error).message);
@@ -251,7 +334,8 @@ async function serve(
   if (!grpc.responseStream) {
     const call = new GatewayCall(requests[0]);
     res.once("close", () => {
-      if (res.writableFinished) return;
+      // writableEnded, not writableFinished: an HTTP/2 stream the client reset reports finished.
+      if (res.writableEnded) return;
       call.cancelled = true;
       call.emit("cancelled");
     });
@@ -304,16 +388,15 @@ function streamCall(
   });
   res.on("drain", () => call.emit("drain"));
   res.once("close", () => {
-    if (ended && res.writableFinished) return;
+    if (ended) return;
     ended = true;
     call.cancelled = true;
     call.emit("cancelled");
     call.emit("close");
   });
   handler(call);
-  if (requestStream) {
-    for (const request of requests) call.emit("data", request);
-    // The body is all read: the client's half-close, which a watch stream outlives.
-    call.emit("end");
-  }
+  // The body's messages; the stream stays open until the client goes (no half-close is passed on,
+  // as etcd's gateway leaves a keep-alive open: a keep-alive relayed to the leader would be
+  // cancelled by it before its answer).
+  if (requestStream) for (const request of requests) call.emit("data", request);
 }

@@ -3,7 +3,7 @@ import type { DaemonMetrics } from "@photoncloud/daemon";
 import { Gauge } from "prom-client";
 import type { RaftService } from "../service/raft-service.js";
 
-/** Registers raft_* gauges on the daemon's registry (its default labels add daemon="..."). */
+/** Registers raft_* gauges on the daemon's registry (with its default labels, if it has any). */
 export function registerMemberMetrics(metrics: DaemonMetrics, raft: RaftService, memberId: bigint): void {
   const registers = [metrics.registry];
   const gauge = (name: string, help: string, read: () => number | bigint) =>
