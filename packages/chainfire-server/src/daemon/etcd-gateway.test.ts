@@ -12,6 +12,13 @@ describe("jsonValues (the gateway's request bodies)", () => {
     ]);
     expect(jsonValues('{"a":"}{\\"}"}{"b":[1,{"c":2}]}')).toEqual([{ a: '}{"}' }, { b: [1, { c: 2 }] }]);
     expect(jsonValues('"x"')).toEqual(["x"]);
+    // 64-bit integers beyond a double's exact range stay exact, as strings; others stay numbers.
+    expect(jsonValues('{"ID":9007199254740993,"TTL":30,"n":[-18446744073709551615,1.5e3]}')).toEqual([
+      { ID: "9007199254740993", TTL: 30, n: ["-18446744073709551615", 1500] },
+    ]);
+    expect(jsonValues('{"s":"9007199254740993 \\" 12345678901234567890"}')).toEqual([
+      { s: '9007199254740993 " 12345678901234567890' },
+    ]);
     expect(jsonValues("")).toEqual([{}]);
     expect(jsonValues(" \n ")).toEqual([{}]);
   });

@@ -78,7 +78,7 @@ const HTTP_STATUS: Readonly<Record<number, number>> = {
   [status.PERMISSION_DENIED]: 403,
   [status.UNAUTHENTICATED]: 401,
   [status.RESOURCE_EXHAUSTED]: 429,
-  [status.FAILED_PRECONDITION]: 400,
+  [status.FAILED_PRECONDITION]: 412,
   [status.ABORTED]: 409,
   [status.OUT_OF_RANGE]: 400,
   [status.UNIMPLEMENTED]: 501,
@@ -181,7 +181,14 @@ export function etcdGatewayRoutes(config: GatewayConfig): Record<string, HttpRou
 }
 
 /** Per message (full name): each accepted JSON key → the proto field name and its message type. */
-type Messages = ReadonlyMap<string, ReadonlyMap<string, { readonly name: string; readonly type?: string }>>;
+type Messages = ReadonlyMap<string, ReadonlyMap<string, FieldInfo>>;
+
+interface FieldInfo {
+  readonly name: string;
+  /** The message type of a message field. */
+  readonly type?: string;
+  readonly bytes: boolean;
+}
 
 interface FieldDescriptor {
   readonly name: string;
@@ -199,20 +206,21 @@ function jsonName(name: string): string {
  * proto3 JSON's lowerCamelCase, both accepted on input as etcd's gateway (jsonpb) accepts them.
  */
 function messageFields(definitions: ReturnType<typeof loadSync>): Messages {
-  const out = new Map<string, Map<string, { name: string; type?: string }>>();
+  const out = new Map<string, Map<string, FieldInfo>>();
   const names = new Set(Object.keys(definitions));
   for (const [full, definition] of Object.entries(definitions)) {
     if (!("format" in definition) || definition.format !== "Protocol Buffer 3 DescriptorProto") continue;
     const pkg = full.slice(0, full.lastIndexOf("."));
-    const fields = new Map<string, { name: string; type?: string }>();
+    const fields = new Map<string, FieldInfo>();
     for (const f of (definition.type as { field: FieldDescriptor[] }).field) {
       let type: string | undefined;
       if (f.type === "TYPE_MESSAGE") {
         const relative = f.typeName.replace(/^\./, "");
         type = names.has(`${pkg}.${relative}`) ? `${pkg}.${relative}` : relative;
       }
-      fields.set(jsonName(f.name), { name: f.name, type });
-      fields.set(f.name, { name: f.name, type });
+      const info = { name: f.name, type, bytes: f.type === "TYPE_BYTES" };
+      fields.set(jsonName(f.name), info);
+      fields.set(f.name, info);
     }
     out.set(full, fields);
   }
@@ -230,10 +238,13 @@ function protoNames(value: object, type: string, messages: Messages): object {
       out[key] = v;
       continue;
     }
-    const nested = (x: unknown) =>
-      field.type !== undefined && x !== null && typeof x === "object" && !Array.isArray(x)
-        ? protoNames(x, field.type, messages)
-        : x;
+    const nested = (x: unknown) => {
+      if (field.type !== undefined && x !== null && typeof x === "object" && !Array.isArray(x))
+        return protoNames(x, field.type, messages);
+      // Base64 broken into lines (as many encoders write it) is read as Go's decoder reads it.
+      if (field.bytes && typeof x === "string") return x.replace(/[\r\n]/g, "");
+      return x;
+    };
     out[field.name] = Array.isArray(v) ? v.map(nested) : nested(v);
   }
   return out;
@@ -256,12 +267,20 @@ async function readBody(req: IncomingMessage, max: number): Promise<string | nul
   return size > max ? null : Buffer.concat(chunks).toString("utf8");
 }
 
-/** The JSON values of a body, one after another (a stream's messages); an empty body is one `{}`. */
+/** A JSON number token (the gateway quotes integers too large for a double, as strings). */
+const NUMBER = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
+
+/**
+ * The JSON values of a body, one after another (a stream's messages); an empty body is one `{}`.
+ * Integers beyond 2^53 are read as strings, so 64-bit IDs sent as JSON numbers keep every digit
+ * (etcd's gateway reads them exactly).
+ */
 export function jsonValues(text: string): unknown[] {
   const values: unknown[] = [];
   let depth = 0;
-  let start = -1;
   let inString = false;
+  let out = "";
+  let copyFrom = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
     if (inString) {
@@ -269,16 +288,35 @@ export function jsonValues(text: string): unknown[] {
       else if (c === '"') inString = false;
       continue;
     }
-    if (c === '"' && depth > 0) inString = true;
-    else if (c === "{" || c === "[") {
-      if (depth++ === 0) start = i;
-    } else if (c === "}" || c === "]") {
-      if (--depth === 0) values.push(JSON.parse(text.slice(start, i + 1)));
-      if (depth < 0) throw new SyntaxError(`unexpected ${c} at ${i}`);
-    } else if (depth === 0 && !/\s/.test(c)) {
-      // A bare literal (`null`, a number): JSON.parse says what is wrong with it.
-      values.push(JSON.parse(text.slice(i)));
-      return values;
+    if (depth === 0) {
+      if (c === "{" || c === "[") {
+        depth = 1;
+        out = "";
+        copyFrom = i;
+      } else if (c === "}" || c === "]") throw new SyntaxError(`unexpected ${c} at ${i}`);
+      else if (!/\s/.test(c)) {
+        // A bare literal (a string, `null`, a number): JSON.parse says what it is.
+        values.push(JSON.parse(text.slice(i)));
+        return values;
+      }
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") {
+      if (--depth === 0) {
+        values.push(JSON.parse(out + text.slice(copyFrom, i + 1)));
+        copyFrom = i + 1;
+      }
+    } else if (c === "-" || (c >= "0" && c <= "9")) {
+      NUMBER.lastIndex = i;
+      const token = NUMBER.exec(text)?.[0] ?? c;
+      const integer = !/[.eE]/.test(token);
+      if (integer && !Number.isSafeInteger(Number(token))) {
+        out += `${text.slice(copyFrom, i)}"${token}"`;
+        copyFrom = i + token.length;
+      }
+      i += token.length - 1;
     }
   }
   if (depth !== 0 || inString) throw new SyntaxError("unexpected end of JSON input");
@@ -358,6 +396,7 @@ function streamCall(
   toJson: (message: unknown) => unknown,
 ): void {
   let ended = false;
+  let answered = 0;
   const start = () => {
     if (!res.headersSent) res.writeHead(200, { "content-type": "application/json", ...CORS });
   };
@@ -366,7 +405,11 @@ function streamCall(
     (message) => {
       if (ended) return false;
       start();
-      return res.write(`${JSON.stringify({ result: toJson(message) })}\n`);
+      const flowing = res.write(`${JSON.stringify({ result: toJson(message) })}\n`);
+      // Every message of the body answered: the client's half-close, as etcd's gateway sends it
+      // (a keep-alive then ends; a watch stays open).
+      if (requestStream && ++answered === requests.length) queueMicrotask(() => call.emit("end"));
+      return flowing;
     },
     () => {
       if (ended) return;
@@ -395,8 +438,7 @@ function streamCall(
     call.emit("close");
   });
   handler(call);
-  // The body's messages; the stream stays open until the client goes (no half-close is passed on,
-  // as etcd's gateway leaves a keep-alive open: a keep-alive relayed to the leader would be
-  // cancelled by it before its answer).
+  // The body's messages. The half-close follows once each has been answered (above): a keep-alive
+  // relayed to the leader would be cancelled by an earlier one before the leader's answer came.
   if (requestStream) for (const request of requests) call.emit("data", request);
 }
