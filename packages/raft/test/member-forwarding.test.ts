@@ -153,7 +153,9 @@ describe("membership forwarding", () => {
     await until(
       "f2 silent",
       () =>
-        performance.now() - (leader.member.raft.node.lastHeard.get(f2.member.memberId) ?? Number.NEGATIVE_INFINITY) > horizon + 50,
+        performance.now() -
+          (leader.member.raft.node.lastHeard.get(f2.member.memberId) ?? Number.NEGATIVE_INFINITY) >
+        horizon + 50,
     );
     const before = (await h1.memberList()).members.map((m) => m.id);
     const risk = await rejection(h1.memberRemove({ id: f1.member.memberId }));

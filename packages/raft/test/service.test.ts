@@ -276,7 +276,9 @@ describe("RaftService", () => {
     const horizon = 2 * opts.tickMs * opts.electionTicks;
     await until("the learner and one voter silent", () =>
       [4n, down.id].every(
-        (id) => performance.now() - (leader.service.node.lastHeard.get(id) ?? Number.NEGATIVE_INFINITY) > horizon + 50,
+        (id) =>
+          performance.now() - (leader.service.node.lastHeard.get(id) ?? Number.NEGATIVE_INFINITY) >
+          horizon + 50,
       ),
     );
     await expect(leader.service.addMember(4n, { ...spec, isLearner: false })).rejects.toBeInstanceOf(
@@ -401,7 +403,8 @@ describe("RaftService", () => {
     const horizon = 2 * opts.tickMs * opts.electionTicks;
     await until(
       "victim silent",
-      () => performance.now() - (leader.service.node.lastHeard.get(v) ?? Number.NEGATIVE_INFINITY) > horizon + 50,
+      () =>
+        performance.now() - (leader.service.node.lastHeard.get(v) ?? Number.NEGATIVE_INFINITY) > horizon + 50,
     );
     const other = members.find((m) => m.id !== leader.id && m.id !== v && m.id <= 3n) as LocalMember;
     await expect(leader.service.removeMember(other.id)).rejects.toBeInstanceOf(QuorumAtRiskError);
