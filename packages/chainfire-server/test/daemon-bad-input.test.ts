@@ -189,8 +189,12 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
     const follower = started.find((x) => x !== leader)!;
     const lastIndex = async () =>
       (await call<chainfirev1.StatusResponse>(leader.clients.operator, "status", {})).raftIndex;
-    const before = await cluster.status(leader);
-    expect(before.raftIndex).toBe(await lastIndex());
+    // Once the members' own entries (each publishing its client URLs) are committed, the leader's
+    // log is quiet and its committed index is its last.
+    const before = await until(async () => {
+      const status = await cluster.status(leader);
+      return status.raftIndex === (await lastIndex()) ? status : undefined;
+    }, "the leader's last entry committed");
     await cluster.stop(follower.name, "SIGKILL");
     await expect(put(leader, "uncommitted", "v", 1500)).rejects.toMatchObject({ code: 4 });
     expect(await lastIndex()).toBeGreaterThan(before.raftIndex);
