@@ -326,6 +326,25 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     expect(await revision(m)).toBe(before);
   });
 
+  it("starts members with etcd's flags alone on one host: no metrics listener of their own to clash on", async () => {
+    // Proves what etcd's local-cluster examples rely on: without --listen-metrics-urls no port
+    // beyond the client and peer URLs is opened (etcd opens none either), and /metrics is still
+    // served on the client URL.
+    const names = ["bare1", "bare2"];
+    await Promise.all(names.map((n) => cluster.allocate(n)));
+    const started = await Promise.all(
+      names.map((n) => cluster.start(n, { initialCluster: cluster.initialCluster([n]), noMetricsUrl: true })),
+    );
+    for (const member of started) {
+      const metrics = await fetch(`http://127.0.0.1:${member.ports.client}/metrics`);
+      expect([metrics.status, (await metrics.text()).includes("grpc_server_handled_total")]).toEqual([
+        200,
+        true,
+      ]);
+      await cluster.stop(member.name, "SIGKILL");
+    }
+  });
+
   it("withdraws a gateway Lock still waiting when its HTTP/2 client resets the request", async () => {
     // Proves a client that gives up on a waiting /v3/lock/lock over HTTP/2 (curl negotiates it
     // for https) leaves the queue, as over HTTP/1 and gRPC, instead of taking the lock later.

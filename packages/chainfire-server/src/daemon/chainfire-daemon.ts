@@ -294,6 +294,7 @@ async function startServers(
   });
   ctx.onShutdown("client-grpc", () => grpc.shutdown());
   ctx.onShutdown("client-http", () => clientHttp.close());
+  if (config.listenMetricsUrls === undefined) return;
   const http = await startHttpServer({
     urls: config.listenMetricsUrls,
     // https:// metrics URLs use the client certificate, like etcd's.

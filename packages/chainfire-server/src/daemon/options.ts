@@ -9,6 +9,15 @@ export const DEFAULT_PORTS = { client: 2379, peer: 2380, metrics: 2381 } as cons
 
 export const chainfireOptions = defineOptions({
   ...memberOptions("CHAINFIRE_", DEFAULT_PORTS),
+  // As etcd's: no metrics listener unless asked for (the client URLs serve /metrics, /health and
+  // /version), so members started on one host with etcd's flags alone do not clash on one port.
+  listenMetricsUrls: {
+    flag: "listen-metrics-urls",
+    env: "CHAINFIRE_LISTEN_METRICS_URLS",
+    type: "url-list",
+    example: "http://127.0.0.1:2381",
+    description: "URLs to serve /metrics, /health (with details) and /version on (default: none)",
+  },
   quotaBackendBytes: {
     flag: "quota-backend-bytes",
     env: "CHAINFIRE_QUOTA_BACKEND_BYTES",

@@ -82,6 +82,8 @@ export interface StartOptions {
   /** Left out, the member starts without --initial-cluster, its state and the token (a restored data dir). */
   initialCluster: string | undefined;
   extraFlags?: string[];
+  /** Leaves out --listen-metrics-urls (etcd's flags alone). */
+  noMetricsUrl?: boolean;
 }
 
 /** Member TLS: https:// client and peer URLs with mTLS on both, and the client identity tests use. */
@@ -186,8 +188,7 @@ export class DaemonCluster {
       this.clientUrl(m),
       "--listen-peer-urls",
       this.peerUrl(m),
-      "--listen-metrics-urls",
-      `http://127.0.0.1:${m.ports.metrics}`,
+      ...(start.noMetricsUrl ? [] : ["--listen-metrics-urls", `http://127.0.0.1:${m.ports.metrics}`]),
       ...(start.initialCluster === undefined
         ? []
         : [

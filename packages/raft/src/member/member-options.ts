@@ -139,4 +139,8 @@ export function memberOptions(envPrefix: string, ports: MemberPorts) {
   });
 }
 
-export type MemberConfig = ConfigOf<ReturnType<typeof memberOptions>>;
+/**
+ * What the member kit reads of a daemon's config. The metrics listener is the daemon's own affair
+ * (chainfire, as etcd, opens none by default), so a daemon may redefine that option.
+ */
+export type MemberConfig = Omit<ConfigOf<ReturnType<typeof memberOptions>>, "listenMetricsUrls">;
