@@ -178,15 +178,20 @@ export function lockHandlers(ctx: EtcdApiContext): v3lock.LockServer {
   };
 }
 
+/** A session's key under `<name>/`: `<name>/<lease in hex>`, with the lease it is under. */
+async function sessionKey(ctx: EtcdApiContext, name: Buffer, requestLease: bigint) {
+  const lease = await sessionLease(ctx, requestLease);
+  const prefix = prefixOf(name);
+  return { lease, prefix, key: Buffer.concat([prefix, Buffer.from(lease.toString(16))]) };
+}
+
 /** clientv3's Mutex.Lock, with the lease of the request. */
 async function lock(
   ctx: EtcdApiContext,
   req: v3lock.LockRequest,
   signal: AbortSignal,
 ): Promise<v3lock.LockResponse> {
-  const lease = await sessionLease(ctx, req.lease);
-  const prefix = prefixOf(req.name);
-  const key = Buffer.concat([prefix, Buffer.from(lease.toString(16))]);
+  const { lease, prefix, key } = await sessionKey(ctx, req.name, req.lease);
   const owner = { requestRange: byCreate(prefix, etcd.RangeRequest_SortOrder.ASCEND) };
   const res = await txn(ctx, {
     compare: [createRevisionIs(key, 0n)],
@@ -237,9 +242,7 @@ async function campaign(
   req: v3election.CampaignRequest,
   signal: AbortSignal,
 ): Promise<v3election.CampaignResponse> {
-  const lease = await sessionLease(ctx, req.lease);
-  const prefix = prefixOf(req.name);
-  const key = Buffer.concat([prefix, Buffer.from(lease.toString(16))]);
+  const { lease, prefix, key } = await sessionKey(ctx, req.name, req.lease);
   const res = await txn(ctx, {
     compare: [createRevisionIs(key, 0n)],
     success: [{ requestPut: putRequest({ key, value: req.value, lease }) }],
