@@ -345,6 +345,42 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     }
   });
 
+  it("starts a gateway watch while its request body is still being sent, as etcd does", async () => {
+    // Proves a client streaming its watch requests (a chunked body it keeps open) is served as each
+    // message arrives: the watch is created, and a put made meanwhile reaches it.
+    const base = `http://127.0.0.1:${m.ports.client}`;
+    const key = Buffer.from("streamed-body").toString("base64");
+    let send!: (text: string | null) => void;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        send = (text) => (text === null ? controller.close() : controller.enqueue(Buffer.from(text)));
+      },
+    });
+    send(JSON.stringify({ create_request: { key } }));
+    const res = await fetch(`${base}/v3/watch`, {
+      method: "POST",
+      body,
+      duplex: "half",
+      signal: AbortSignal.timeout(60_000),
+    } as RequestInit);
+    const reader = res.body!.getReader();
+    let got = "";
+    const lines = async (n: number) => {
+      while (got.split("\n").length <= n) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        got += Buffer.from(chunk.value).toString();
+      }
+      return got.trim().split("\n");
+    };
+    expect(JSON.parse((await lines(1))[0]!)).toMatchObject({ result: { created: true } });
+    await fetch(`${base}/v3/kv/put`, { method: "POST", body: JSON.stringify({ key, value: key }) });
+    const event = JSON.parse((await lines(2))[1]!) as { result: { events: { kv: { key: string } }[] } };
+    expect(event.result.events.map((e) => e.kv.key)).toEqual([key]);
+    send(null);
+    await reader.cancel();
+  });
+
   it("withdraws a gateway Lock still waiting when its HTTP/2 client resets the request", async () => {
     // Proves a client that gives up on a waiting /v3/lock/lock over HTTP/2 (curl negotiates it
     // for https) leaves the queue, as over HTTP/1 and gRPC, instead of taking the lock later.

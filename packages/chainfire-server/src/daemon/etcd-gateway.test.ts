@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jsonValues } from "./etcd-gateway.js";
+import { jsonValues, scanJson } from "./etcd-gateway.js";
 
 describe("jsonValues (the gateway's request bodies)", () => {
   it("reads one object, several in a row (a stream's messages), and an empty body as one empty request", () => {
@@ -28,5 +28,18 @@ describe("jsonValues (the gateway's request bodies)", () => {
     for (const body of ["not json", '{"key":"Zm9v"', '{"key":"Zm9v}', "}", '{"a":1} x', '"x"{"a":1}']) {
       expect(() => jsonValues(body), body).toThrow(SyntaxError);
     }
+  });
+
+  it("reads a streamed body's messages as they complete, keeping the part still to come", () => {
+    // Proves a watch body sent in pieces yields each message once it is whole, a big integer split
+    // across pieces included, and that a stream takes only objects.
+    let pending = '{"create_request":{"key":"YQ=="}}{"cancel_request":{"watch_id":900719925';
+    let step = scanJson(pending, true);
+    expect(step.values).toEqual([{ create_request: { key: "YQ==" } }]);
+    pending = `${step.rest}4740993}}`;
+    step = scanJson(pending, true);
+    expect(step).toEqual({ values: [{ cancel_request: { watch_id: "9007199254740993" } }], rest: "" });
+    expect(scanJson('{"a":"still go', true)).toEqual({ values: [], rest: '{"a":"still go' });
+    expect(() => scanJson('{"a":1} 7', true)).toThrow(SyntaxError);
   });
 });

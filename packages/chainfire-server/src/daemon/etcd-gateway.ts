@@ -276,11 +276,23 @@ const NUMBER = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
  * (etcd's gateway reads them exactly).
  */
 export function jsonValues(text: string): unknown[] {
+  const { values, rest } = scanJson(text, false);
+  if (rest !== "") throw new SyntaxError("unexpected end of JSON input");
+  return values.length === 0 ? [{}] : values;
+}
+
+/**
+ * The complete JSON values at the start of `text`, and the rest: a value not yet complete (more of
+ * a streamed body is still to come), or "". In a stream (`objectsOnly`) every value must be an
+ * object or an array; otherwise a bare literal ends the text and JSON.parse says what it is.
+ */
+export function scanJson(text: string, objectsOnly: boolean): { values: unknown[]; rest: string } {
   const values: unknown[] = [];
   let depth = 0;
   let inString = false;
   let out = "";
   let copyFrom = 0;
+  let valueStart = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
     if (inString) {
@@ -293,11 +305,13 @@ export function jsonValues(text: string): unknown[] {
         depth = 1;
         out = "";
         copyFrom = i;
+        valueStart = i;
       } else if (c === "}" || c === "]") throw new SyntaxError(`unexpected ${c} at ${i}`);
       else if (!/\s/.test(c)) {
+        if (objectsOnly) throw new SyntaxError("a streamed request body is a sequence of JSON objects");
         // A bare literal (a string, `null`, a number): JSON.parse says what it is.
         values.push(JSON.parse(text.slice(i)));
-        return values;
+        return { values, rest: "" };
       }
       continue;
     }
@@ -319,8 +333,7 @@ export function jsonValues(text: string): unknown[] {
       i += token.length - 1;
     }
   }
-  if (depth !== 0 || inString) throw new SyntaxError("unexpected end of JSON input");
-  return values.length === 0 ? [{}] : values;
+  return { values, rest: depth > 0 || inString ? text.slice(valueStart) : "" };
 }
 
 /** One gateway method: the handler, its gRPC and JSON codecs, and how to read its request's names. */
@@ -356,21 +369,30 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
       if (idleMs !== undefined && !socket.destroyed) socket.setTimeout(idleMs);
     });
   }
+  const toRequest = (value: unknown) => {
+    if (value === null || typeof value !== "object" || Array.isArray(value))
+      throw new SyntaxError("the request body is not a JSON object");
+    return grpc.requestDeserialize(mapping.requestSerialize(protoNames(value, requestType, messages)));
+  };
+  const toJson = (message: unknown) => mapping.responseDeserialize(grpc.responseSerialize(message) as Buffer);
+  if (grpc.requestStream) {
+    // As etcd's gateway: each message goes to the stream as soon as the body has it, so a watch
+    // starts while a client still sending its body waits.
+    streamRequests(req, res, handler, toRequest, toJson, maxBodyBytes);
+    return;
+  }
   const body = await readBody(req, maxBodyBytes);
   if (body === null) return sendError(res, status.RESOURCE_EXHAUSTED, "etcdserver: request is too large");
-  let requests: unknown[];
+  let request: unknown;
   try {
-    requests = jsonValues(body).map((value) => {
-      if (value === null || typeof value !== "object" || Array.isArray(value))
-        throw new SyntaxError("the request body is not a JSON object");
-      return grpc.requestDeserialize(mapping.requestSerialize(protoNames(value, requestType, messages)));
-    });
+    const values = jsonValues(body);
+    if (values.length > 1) throw new SyntaxError("the request body holds more than one JSON object");
+    request = toRequest(values[0]);
   } catch (err) {
     return sendError(res, status.INVALID_ARGUMENT, (err as Error).message);
   }
-  const toJson = (message: unknown) => mapping.responseDeserialize(grpc.responseSerialize(message) as Buffer);
   if (!grpc.responseStream) {
-    const call = new GatewayCall(requests[0]);
+    const call = new GatewayCall(request);
     res.once("close", () => {
       // writableEnded, not writableFinished: an HTTP/2 stream the client reset reports finished.
       if (res.writableEnded) return;
@@ -385,30 +407,92 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
     });
     return;
   }
-  streamCall(res, handler, grpc.requestStream, requests, toJson);
+  streamCall(res, handler, request, toJson);
+}
+
+/** What a streaming call's HTTP side offers the request reader. */
+interface StreamSide {
+  /** Ends the response with a stream error line (or an error answer before any message). */
+  fail(code: number, message: string): void;
+  /** The client sent every message it will send (answered messages then half-close the call). */
+  bodyDone(): void;
+  /** Hands one request message to the call. */
+  send(request: unknown): void;
+}
+
+/** A client-streaming call: messages are parsed from the body as they arrive. */
+function streamRequests(
+  req: IncomingMessage,
+  res: ServerResponse,
+  handler: Handler,
+  toRequest: (value: unknown) => unknown,
+  toJson: (message: unknown) => unknown,
+  maxBodyBytes: number,
+): void {
+  const side = streamCall(res, handler, undefined, toJson);
+  let pending = "";
+  let sent = 0;
+  let failed = false;
+  const fail = (code: number, message: string) => {
+    failed = true;
+    side.fail(code, message);
+  };
+  req.setEncoding("utf8");
+  req.on("data", (chunk: string) => {
+    if (failed) return;
+    pending += chunk;
+    if (pending.length > maxBodyBytes)
+      return fail(status.RESOURCE_EXHAUSTED, "etcdserver: request is too large");
+    try {
+      const { values, rest } = scanJson(pending, true);
+      pending = rest;
+      for (const value of values) {
+        sent++;
+        side.send(toRequest(value));
+      }
+    } catch (err) {
+      fail(status.INVALID_ARGUMENT, (err as Error).message);
+    }
+  });
+  req.on("end", () => {
+    if (failed) return;
+    if (pending.trim() !== "") return fail(status.INVALID_ARGUMENT, "unexpected end of JSON input");
+    // An empty body is one empty request, as for the other methods.
+    if (sent === 0) side.send(toRequest({}));
+    side.bodyDone();
+  });
 }
 
 function streamCall(
   res: ServerResponse,
   handler: Handler,
-  requestStream: boolean,
-  requests: unknown[],
+  request: unknown,
   toJson: (message: unknown) => unknown,
-): void {
+): StreamSide {
   let ended = false;
+  let received = 0;
   let answered = 0;
+  let bodyDone = false;
+  let halfClosed = false;
   const start = () => {
     if (!res.headersSent) res.writeHead(200, { "content-type": "application/json", ...CORS });
   };
+  // Every message of the body answered, and the body over: the client's half-close, as etcd's
+  // gateway sends it (a keep-alive then ends; a watch stays open). Not sooner: a keep-alive relayed
+  // to the leader would be cancelled by it before the leader's answer came.
+  const maybeHalfClose = () => {
+    if (halfClosed || !bodyDone || answered < received) return;
+    halfClosed = true;
+    queueMicrotask(() => call.emit("end"));
+  };
   const call: GatewayCall = new GatewayCall(
-    requestStream ? undefined : requests[0],
+    request,
     (message) => {
       if (ended) return false;
       start();
       const flowing = res.write(`${JSON.stringify({ result: toJson(message) })}\n`);
-      // Every message of the body answered: the client's half-close, as etcd's gateway sends it
-      // (a keep-alive then ends; a watch stays open).
-      if (requestStream && ++answered === requests.length) queueMicrotask(() => call.emit("end"));
+      answered++;
+      maybeHalfClose();
       return flowing;
     },
     () => {
@@ -418,17 +502,19 @@ function streamCall(
       res.end();
     },
   );
-  call.on("error", (err: ServiceError) => {
+  const fail = (code: number, message: string) => {
     if (ended) return;
     ended = true;
-    const code = err.code ?? status.UNKNOWN;
-    const message = err.details ?? err.message;
-    if (!res.headersSent) return sendError(res, code, message);
-    const httpCode = HTTP_STATUS[code] ?? 500;
-    res.end(
-      `${JSON.stringify({ error: { grpc_code: code, http_code: httpCode, message, http_status: STATUS_CODES[httpCode] } })}\n`,
-    );
-  });
+    if (!res.headersSent) sendError(res, code, message);
+    else {
+      const httpCode = HTTP_STATUS[code] ?? 500;
+      const error = { grpc_code: code, http_code: httpCode, message, http_status: STATUS_CODES[httpCode] };
+      res.end(`${JSON.stringify({ error })}\n`);
+    }
+    call.cancelled = true;
+    call.emit("cancelled");
+  };
+  call.on("error", (err: ServiceError) => fail(err.code ?? status.UNKNOWN, err.details ?? err.message));
   res.on("drain", () => call.emit("drain"));
   res.once("close", () => {
     if (ended) return;
@@ -438,7 +524,16 @@ function streamCall(
     call.emit("close");
   });
   handler(call);
-  // The body's messages. The half-close follows once each has been answered (above): a keep-alive
-  // relayed to the leader would be cancelled by an earlier one before the leader's answer came.
-  if (requestStream) for (const request of requests) call.emit("data", request);
+  return {
+    fail,
+    bodyDone: () => {
+      bodyDone = true;
+      maybeHalfClose();
+    },
+    send: (message) => {
+      if (ended) return;
+      received++;
+      call.emit("data", message);
+    },
+  };
 }
