@@ -9,6 +9,7 @@ import type { ClientReadableStream, ServiceError } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients, type v3election } from "@photoncloud/chainfire-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster, type ClusterKind, freePort, hasBinary } from "../bench/cluster.js";
+import { prefixEnd } from "../src/mvcc/key-range.js";
 import { rangeRequest } from "../src/mvcc/messages.js";
 
 const hasEtcd = hasBinary("etcd") && hasBinary("etcdctl");
@@ -471,11 +472,8 @@ async function lockElectionSession(s: Session): Promise<void> {
   };
   const count = async (prefix: string) => {
     const key = Buffer.from(prefix);
-    const end = Buffer.from(
-      prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1),
-    );
     const r = await ask<{ count: bigint }>((cb) =>
-      c0.kv.range(rangeRequest({ key, rangeEnd: end, countOnly: true }), cb),
+      c0.kv.range(rangeRequest({ key, rangeEnd: prefixEnd(key), countOnly: true }), cb),
     );
     return r.res!.count;
   };

@@ -5,7 +5,7 @@
 // a watch on the hub for the deletion of the next older key. As in etcd, every error reaches the
 // client as UNKNOWN with etcd's text (etcd's handlers return their client's errors unmapped).
 import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status } from "@grpc/grpc-js";
-import { etcd, type mvccpb, type v3election, type v3lock } from "@photoncloud/chainfire-api";
+import { etcd, mvccpb, type v3election, type v3lock } from "@photoncloud/chainfire-api";
 import { type GrpcStatus, grpcError as kitGrpcError } from "@photoncloud/daemon";
 import { chainfireError, toGrpcError } from "../errors.js";
 import { prefixEnd } from "../mvcc/key-range.js";
@@ -17,9 +17,6 @@ import { grant } from "./lease-service.js";
 
 /** The TTL of the lease a Lock or Campaign without one is given (etcd's session default). */
 const SESSION_TTL_S = 60n;
-
-const MVCC_PUT = 0;
-const MVCC_DELETE = 1;
 
 /** etcd's concurrency errors, and the text of what it returns for a missing leader key. */
 class ElectionError extends Error {}
@@ -162,7 +159,7 @@ async function waitDeletes(
       last.key,
       EMPTY,
       older.header!.revision,
-      (events) => events.some((e) => e.type === MVCC_DELETE),
+      (events) => events.some((e) => e.type === mvccpb.Event_EventType.DELETE),
       signal,
     );
   }
@@ -321,7 +318,7 @@ async function observe(
           prefixEnd(prefix),
           header.revision,
           (events) => {
-            kv = events.find((e) => e.type === MVCC_PUT)?.kv;
+            kv = events.find((e) => e.type === mvccpb.Event_EventType.PUT)?.kv;
             return kv !== undefined;
           },
           signal,
@@ -336,7 +333,7 @@ async function observe(
         header.revision + 1n,
         (events, revision) => {
           for (const e of events) {
-            if (e.type === MVCC_DELETE) return true;
+            if (e.type === mvccpb.Event_EventType.DELETE) return true;
             call.write({ header: responseHeader(ctx, revision), kv: e.kv });
           }
           return false;

@@ -107,10 +107,6 @@ class GatewayCall extends EventEmitter {
   ) {
     super();
   }
-  getPeer(): string {
-    return "gateway";
-  }
-  sendMetadata(): void {}
   write(message: unknown): boolean {
     return this.sink?.(message) ?? true;
   }
