@@ -304,7 +304,8 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
 
   it("refuses bad JSON on the gateway (etcd's /v3/ HTTP API) with etcd's error bodies, changing nothing", async () => {
     // Proves the gateway's input checks: what the gRPC call would refuse, a body that is not a
-    // request, and a body over the size limit; the revision never moves.
+    // request or has a value of the wrong type, and a body over the size limit; the revision never
+    // moves.
     const base = `http://127.0.0.1:${m.ports.client}`;
     const post = async (path: string, body: string) => {
       const res = await fetch(`${base}${path}`, { method: "POST", body });
@@ -319,7 +320,18 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     ]);
     const [tooBig, refused] = await post("/v3/kv/put", JSON.stringify({ key, value: value.repeat(8) }));
     expect([tooBig, refused.code, refused.error]).toEqual([429, 8, "etcdserver: request is too large"]);
-    for (const body of ["not json", "[1]", '"x"', '{"key":"YQ=="} 7', '{"key":"YQ==","value":"Yg=="']) {
+    // A value of the wrong type for its field too: none is coerced into a write.
+    for (const body of [
+      "not json",
+      "[1]",
+      '"x"',
+      '{"key":"YQ=="} 7',
+      '{"key":"YQ==","value":"Yg=="',
+      '{"key":"YQ==","lease":"abc"}',
+      '{"key":"YQ==","prev_kv":"yes"}',
+      '{"key":["YQ=="]}',
+      '{"key":"YQ","value":"Yg=="}',
+    ]) {
       const [code, answer] = await post("/v3/kv/put", body);
       expect([body, code, answer.code]).toEqual([body, 400, 3]);
     }

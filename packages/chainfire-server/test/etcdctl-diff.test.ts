@@ -559,7 +559,11 @@ async function gatewaySession(s: Session): Promise<void> {
     s.outputs.push(`$ POST ${s.norm.apply(label)}\n${shown}`);
   };
   const post = async (path: string, body: string, method = "POST") => {
-    const res = await fetch(`${base}${path}`, { method, body: method === "GET" ? undefined : body });
+    const res = await fetch(`${base}${path}`, {
+      method,
+      body: method === "GET" ? undefined : body,
+      signal: AbortSignal.timeout(30_000),
+    });
     const text = await res.text();
     record(`${path} ${body}`, `${res.status} ${res.headers.get("content-type")}\n${text.trim()}`);
     return text;
@@ -617,6 +621,33 @@ async function gatewaySession(s: Session): Promise<void> {
   await post("/v3/election/leader", JSON.stringify({ name: b64("nobody") }));
   await post("/v3/maintenance/alarm", JSON.stringify({ action: "GET" }));
   await post("/v3/kv/range", "", "GET");
+  // A value of the wrong type for its field is refused with jsonpb's words, never coerced (a
+  // lease "abc" read as no lease, "yes" as true), and nothing is written.
+  const t = b64("gw/t");
+  for (const [path, body] of [
+    ["kv/put", `{"key":"${t}","lease":"abc"}`],
+    ["kv/put", `{"key":"${t}","lease":1.5}`],
+    ["kv/put", `{"key":"${t}","lease":1e3}`],
+    ["kv/put", `{"key":"${t}","lease":true}`],
+    ["kv/put", `{"key":"${t}","prev_kv":"yes"}`],
+    ["kv/put", `{"key":["${t}"]}`],
+    ["kv/put", '{"key":5}'],
+    ["kv/put", '{"key":"Zg"}'],
+    ["kv/put", `{"key":"${t}","value":"Zm-v"}`],
+    ["kv/range", `{"key":"${t}","sort_order":"BOGUS"}`],
+    ["kv/range", `{"key":"${t}","limit":-9223372036854775809}`],
+    ["kv/txn", '{"success":[{"request_put":{"key":5}}]}'],
+    ["kv/txn", `{"compare":{"key":"${t}"}}`],
+    ["lease/grant", '{"TTL":"x"}'],
+    ["cluster/member/remove", '{"ID":-1}'],
+    ["watch", `{"create_request":{"key":"${t}","filters":["BOGUS"]}}`],
+    ["kv/range", "[]"],
+  ])
+    await post(`/v3/${path}`, body!);
+  await post("/v3/kv/range", JSON.stringify({ key: t }));
+  // Bytes may also be sent as an array of byte values; integers may be quoted.
+  await post("/v3/kv/put", `{"key":[103,119,47,116],"value":"dg==","lease":" 0"}`);
+  await post("/v3/kv/range", JSON.stringify({ key: t, limit: "9223372036854775807" }));
   const bad = await fetch(`${base}/v3/kv/range`, { method: "POST", body: "not json" });
   // The parser's words differ (Go's and JavaScript's): the status and the code are compared.
   record("/v3/kv/range not json", `${bad.status} ${(JSON.parse(await bad.text()) as { code: number }).code}`);

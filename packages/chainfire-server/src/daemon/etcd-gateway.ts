@@ -7,8 +7,17 @@
 import { EventEmitter } from "node:events";
 import { type IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
-import { loadSync, type MethodDefinition } from "@grpc/proto-loader";
+import type { MethodDefinition } from "@grpc/proto-loader";
 import type { GrpcServiceRegistration, HttpRouteHandler } from "@photoncloud/daemon";
+import {
+  GatewayJsonError,
+  jsonValues,
+  loadGatewayProtos,
+  type MessageFields,
+  messageFields,
+  protoRequest,
+  scanJson,
+} from "./gateway-json.js";
 
 /** Gateway path (after `/v3/`) → gRPC method path, as etcd 3.4's rpc.proto annotations map them. */
 const PATHS: Readonly<Record<string, string>> = {
@@ -125,18 +134,7 @@ export interface GatewayConfig {
 
 /** The gateway's routes for the daemon kit's HTTP handler, by exact path. */
 export function etcdGatewayRoutes(config: GatewayConfig): Record<string, HttpRouteHandler> {
-  const definitions = loadSync(
-    ["etcd/etcdserverpb/rpc.proto", "etcd/v3lockpb/v3lock.proto", "etcd/v3electionpb/v3election.proto"],
-    {
-      includeDirs: [config.protoRoot],
-      keepCase: true,
-      longs: String,
-      enums: String,
-      bytes: String,
-      defaults: false,
-      oneofs: false,
-    },
-  );
+  const definitions = loadGatewayProtos(config.protoRoot);
   const messages = messageFields(definitions);
   const json = new Map<string, MethodDefinition<object, object>>();
   for (const service of Object.values(definitions)) {
@@ -176,76 +174,6 @@ export function etcdGatewayRoutes(config: GatewayConfig): Record<string, HttpRou
   return routes;
 }
 
-/** Per message (full name): each accepted JSON key → the proto field name and its message type. */
-type Messages = ReadonlyMap<string, ReadonlyMap<string, FieldInfo>>;
-
-interface FieldInfo {
-  readonly name: string;
-  /** The message type of a message field. */
-  readonly type?: string;
-  readonly bytes: boolean;
-}
-
-interface FieldDescriptor {
-  readonly name: string;
-  readonly type: string;
-  readonly typeName: string;
-}
-
-/** proto3 JSON's name for a field: lowerCamelCase (`range_end` → `rangeEnd`). */
-function jsonName(name: string): string {
-  return name.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
-}
-
-/**
- * The names each message's fields go by in JSON: the proto's own (what the gateway prints) and
- * proto3 JSON's lowerCamelCase, both accepted on input as etcd's gateway (jsonpb) accepts them.
- */
-function messageFields(definitions: ReturnType<typeof loadSync>): Messages {
-  const out = new Map<string, Map<string, FieldInfo>>();
-  const names = new Set(Object.keys(definitions));
-  for (const [full, definition] of Object.entries(definitions)) {
-    if (!("format" in definition) || definition.format !== "Protocol Buffer 3 DescriptorProto") continue;
-    const pkg = full.slice(0, full.lastIndexOf("."));
-    const fields = new Map<string, FieldInfo>();
-    for (const f of (definition.type as { field: FieldDescriptor[] }).field) {
-      let type: string | undefined;
-      if (f.type === "TYPE_MESSAGE") {
-        const relative = f.typeName.replace(/^\./, "");
-        type = names.has(`${pkg}.${relative}`) ? `${pkg}.${relative}` : relative;
-      }
-      const info = { name: f.name, type, bytes: f.type === "TYPE_BYTES" };
-      fields.set(jsonName(f.name), info);
-      fields.set(f.name, info);
-    }
-    out.set(full, fields);
-  }
-  return out;
-}
-
-/** A JSON request with every field under its proto name (keys neither name are left as they are). */
-function protoNames(value: object, type: string, messages: Messages): object {
-  const fields = messages.get(type);
-  if (fields === undefined) return value;
-  const out: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(value)) {
-    const field = fields.get(key);
-    if (field === undefined) {
-      out[key] = v;
-      continue;
-    }
-    const nested = (x: unknown) => {
-      if (field.type !== undefined && x !== null && typeof x === "object" && !Array.isArray(x))
-        return protoNames(x, field.type, messages);
-      // Base64 broken into lines (as many encoders write it) is read as Go's decoder reads it.
-      if (field.bytes && typeof x === "string") return x.replace(/[\r\n]/g, "");
-      return x;
-    };
-    out[field.name] = Array.isArray(v) ? v.map(nested) : nested(v);
-  }
-  return out;
-}
-
 function sendError(res: ServerResponse, code: number, message: string): void {
   res.writeHead(HTTP_STATUS[code] ?? 500, { "content-type": "application/json", ...CORS });
   res.end(JSON.stringify({ error: message, message, code }));
@@ -263,75 +191,6 @@ async function readBody(req: IncomingMessage, max: number): Promise<string | nul
   return size > max ? null : Buffer.concat(chunks).toString("utf8");
 }
 
-/** A JSON number token (the gateway quotes integers too large for a double, as strings). */
-const NUMBER = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
-
-/**
- * The JSON values of a body, one after another (a stream's messages); an empty body is one `{}`.
- * Integers beyond 2^53 are read as strings, so 64-bit IDs sent as JSON numbers keep every digit
- * (etcd's gateway reads them exactly).
- */
-export function jsonValues(text: string): unknown[] {
-  const { values, rest } = scanJson(text, false);
-  if (rest !== "") throw new SyntaxError("unexpected end of JSON input");
-  return values.length === 0 ? [{}] : values;
-}
-
-/**
- * The complete JSON values at the start of `text`, and the rest: a value not yet complete (more of
- * a streamed body is still to come), or "". In a stream (`objectsOnly`) every value must be an
- * object or an array; otherwise a bare literal ends the text and JSON.parse says what it is.
- */
-export function scanJson(text: string, objectsOnly: boolean): { values: unknown[]; rest: string } {
-  const values: unknown[] = [];
-  let depth = 0;
-  let inString = false;
-  let out = "";
-  let copyFrom = 0;
-  let valueStart = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (inString) {
-      if (c === "\\") i++;
-      else if (c === '"') inString = false;
-      continue;
-    }
-    if (depth === 0) {
-      if (c === "{" || c === "[") {
-        depth = 1;
-        out = "";
-        copyFrom = i;
-        valueStart = i;
-      } else if (c === "}" || c === "]") throw new SyntaxError(`unexpected ${c} at ${i}`);
-      else if (!/\s/.test(c)) {
-        if (objectsOnly) throw new SyntaxError("a streamed request body is a sequence of JSON objects");
-        // A bare literal (a string, `null`, a number): JSON.parse says what it is.
-        values.push(JSON.parse(text.slice(i)));
-        return { values, rest: "" };
-      }
-      continue;
-    }
-    if (c === '"') inString = true;
-    else if (c === "{" || c === "[") depth++;
-    else if (c === "}" || c === "]") {
-      if (--depth === 0) {
-        values.push(JSON.parse(out + text.slice(copyFrom, i + 1)));
-        copyFrom = i + 1;
-      }
-    } else if (c === "-" || (c >= "0" && c <= "9")) {
-      NUMBER.lastIndex = i;
-      const token = NUMBER.exec(text)?.[0] ?? c;
-      const integer = !/[.eE]/.test(token);
-      if (integer && !Number.isSafeInteger(Number(token))) {
-        out += `${text.slice(copyFrom, i)}"${token}"`;
-        copyFrom = i + token.length;
-      }
-      i += token.length - 1;
-    }
-  }
-  return { values, rest: depth > 0 || inString ? text.slice(valueStart) : "" };
-}
-
 /** One gateway method: the handler, its gRPC and JSON codecs, and how to read its request's names. */
 interface Route {
   readonly handler: Handler;
@@ -339,7 +198,7 @@ interface Route {
   readonly mapping: MethodDefinition<object, object>;
   /** The request message's full name (a key of `messages`). */
   readonly requestType: string;
-  readonly messages: Messages;
+  readonly messages: MessageFields;
   readonly maxBodyBytes: number;
 }
 
@@ -365,11 +224,8 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
       if (idleMs !== undefined && !socket.destroyed) socket.setTimeout(idleMs);
     });
   }
-  const toRequest = (value: unknown) => {
-    if (value === null || typeof value !== "object" || Array.isArray(value))
-      throw new SyntaxError("the request body is not a JSON object");
-    return grpc.requestDeserialize(mapping.requestSerialize(protoNames(value, requestType, messages)));
-  };
+  const toRequest = (value: unknown) =>
+    grpc.requestDeserialize(mapping.requestSerialize(protoRequest(value, requestType, messages)));
   const toJson = (message: unknown) => mapping.responseDeserialize(grpc.responseSerialize(message) as Buffer);
   if (grpc.requestStream) {
     // As etcd's gateway: each message goes to the stream as soon as the body has it, so a watch
@@ -382,7 +238,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
   let request: unknown;
   try {
     const values = jsonValues(body);
-    if (values.length > 1) throw new SyntaxError("the request body holds more than one JSON object");
+    if (values.length > 1) throw new GatewayJsonError("invalid character '{' after top-level value");
     request = toRequest(values[0]);
   } catch (err) {
     return sendError(res, status.INVALID_ARGUMENT, (err as Error).message);
@@ -447,12 +303,13 @@ function streamRequests(
         side.send(toRequest(value));
       }
     } catch (err) {
-      fail(status.INVALID_ARGUMENT, (err as Error).message);
+      // etcd's gateway answers a stream's unreadable message with UNKNOWN (HTTP 500).
+      fail(status.UNKNOWN, (err as Error).message);
     }
   });
   req.on("end", () => {
     if (failed) return;
-    if (pending.trim() !== "") return fail(status.INVALID_ARGUMENT, "unexpected end of JSON input");
+    if (pending.trim() !== "") return fail(status.UNKNOWN, "unexpected EOF");
     // An empty body is one empty request, as for the other methods.
     if (sent === 0) side.send(toRequest({}));
     side.bodyDone();

@@ -1,0 +1,207 @@
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import {
+  GatewayJsonError,
+  JsonNumber,
+  jsonValues,
+  loadGatewayProtos,
+  messageFields,
+  protoRequest,
+  scanJson,
+} from "./gateway-json.js";
+
+describe("jsonValues (the gateway's request bodies)", () => {
+  it("reads one object, several in a row (a stream's messages), and an empty body as one empty request", () => {
+    // Proves a watch body with a create and a cancel becomes two messages, and braces or quotes
+    // inside strings do not split one.
+    expect(jsonValues('{"key":"Zm9v"}')).toEqual([{ key: "Zm9v" }]);
+    expect(jsonValues('{"create_request":{"key":"YQ=="}}\n{"cancel_request":{"watch_id":"0"}}')).toEqual([
+      { create_request: { key: "YQ==" } },
+      { cancel_request: { watch_id: "0" } },
+    ]);
+    expect(jsonValues('{"a":"}{\\"}"}{"b":[1,{"c":2}]}')).toEqual([{ a: '}{"}' }, { b: [1, { c: 2 }] }]);
+    expect(jsonValues('"x"')).toEqual(["x"]);
+    // Integers beyond a double's exact range keep their text, as do numbers that are not integers
+    // (so an integer field can refuse them); the rest stay numbers.
+    expect(jsonValues('{"ID":9007199254740993,"TTL":30,"n":[-18446744073709551615,1.5e3]}')).toEqual([
+      {
+        ID: new JsonNumber("9007199254740993"),
+        TTL: 30,
+        n: [new JsonNumber("-18446744073709551615"), new JsonNumber("1.5e3")],
+      },
+    ]);
+    expect(jsonValues('{"s":"9007199254740993 \\" 12345678901234567890"}')).toEqual([
+      { s: '9007199254740993 " 12345678901234567890' },
+    ]);
+    expect(jsonValues("")).toEqual([{}]);
+    expect(jsonValues(" \n ")).toEqual([{}]);
+  });
+
+  it("refuses what is not JSON, or is cut short", () => {
+    // Proves a malformed body is an error (the gateway answers 400), never a partial request.
+    for (const body of ["not json", '{"key":"Zm9v"', '{"key":"Zm9v}', "}", '{"a":1} x', '"x"{"a":1}']) {
+      expect(() => jsonValues(body), body).toThrow(GatewayJsonError);
+    }
+  });
+
+  it("reads a streamed body's messages as they complete, keeping the part still to come", () => {
+    // Proves a watch body sent in pieces yields each message once it is whole, a big integer split
+    // across pieces included, and that a stream takes only objects.
+    let pending = '{"create_request":{"key":"YQ=="}}{"cancel_request":{"watch_id":900719925';
+    let step = scanJson(pending, true);
+    expect(step.values).toEqual([{ create_request: { key: "YQ==" } }]);
+    pending = `${step.rest}4740993}}`;
+    step = scanJson(pending, true);
+    expect(step).toEqual({
+      values: [{ cancel_request: { watch_id: new JsonNumber("9007199254740993") } }],
+      rest: "",
+    });
+    expect(scanJson('{"a":"still go', true)).toEqual({ values: [], rest: '{"a":"still go' });
+    expect(() => scanJson('{"a":1} 7', true)).toThrow(
+      "json: cannot unmarshal number into Go value of type map[string]json.RawMessage",
+    );
+  });
+});
+
+describe("protoRequest (a JSON request checked against its proto)", () => {
+  const messages = messageFields(
+    loadGatewayProtos(fileURLToPath(new URL("../../../../proto", import.meta.url))),
+  );
+  const read = (type: string, body: string) =>
+    protoRequest(jsonValues(body)[0], `etcdserverpb.${type}`, messages);
+
+  it("takes what etcd's gateway takes, under the proto's names", () => {
+    // Proves the accepted spellings reach the codec in the form it reads: quoted or bare integers as
+    // decimal strings (exact beyond 2^53), enum names or numbers, byte arrays and wrapped base64 as
+    // base64, camelCase names (the camelCase one read when both are sent), nulls and unknown keys
+    // left out, nested and repeated messages checked too.
+    expect(
+      read(
+        "PutRequest",
+        '{"key":"Zm9v","value":"YWJj\\nZA==","lease":" 12","prevKv":true,"ignore_value":null,"bogus":{"x":1}}',
+      ),
+    ).toEqual({ key: "Zm9v", value: "YWJjZA==", lease: "12", prev_kv: true });
+    expect(read("PutRequest", '{"key":[102,111,111],"lease":9223372036854775807}')).toEqual({
+      key: "Zm9v",
+      lease: "9223372036854775807",
+    });
+    expect(
+      read(
+        "RangeRequest",
+        '{"key":"AA==","sort_order":"DESCEND","sort_target":3,"range_end":"AQ==","rangeEnd":"Ag=="}',
+      ),
+    ).toEqual({
+      key: "AA==",
+      sort_order: "DESCEND",
+      sort_target: 3,
+      range_end: "Ag==",
+    });
+    expect(
+      read(
+        "TxnRequest",
+        '{"compare":[{"key":"YQ==","target":"VERSION","result":"EQUAL","version":"3"}],"success":[{"requestPut":{"key":"YQ=="}}],"failure":null}',
+      ),
+    ).toEqual({
+      compare: [{ key: "YQ==", target: "VERSION", result: "EQUAL", version: "3" }],
+      success: [{ request_put: { key: "YQ==" } }],
+    });
+    expect(read("MemberRemoveRequest", '{"ID":18446744073709551615}')).toEqual({
+      ID: "18446744073709551615",
+    });
+    expect(read("WatchRequest", '{"create_request":{"key":"YQ==","filters":["NOPUT",1]}}')).toEqual({
+      create_request: { key: "YQ==", filters: ["NOPUT", 1] },
+    });
+  });
+
+  it("refuses a value of the wrong type with jsonpb's words, as etcd's gateway does", () => {
+    // Proves nothing is coerced: each of these used to become a request (a lease "abc" read as no
+    // lease, "yes" as true, a truncated base64 decoded anyway) and would have changed the store.
+    const cases: [string, string, string][] = [
+      ["PutRequest", '{"key":5}', "json: cannot unmarshal number into Go value of type []uint8"],
+      ["PutRequest", '{"key":["Zm9v"]}', "json: cannot unmarshal string into Go value of type uint8"],
+      ["PutRequest", '{"key":[256]}', "json: cannot unmarshal number 256 into Go value of type uint8"],
+      ["PutRequest", '{"key":[1.5]}', "json: cannot unmarshal number 1.5 into Go value of type uint8"],
+      ["PutRequest", '{"key":"Zm9"}', "illegal base64 data at input byte 0"],
+      ["PutRequest", '{"key":"Zg="}', "illegal base64 data at input byte 3"],
+      ["PutRequest", '{"key":"Zm9v="}', "illegal base64 data at input byte 4"],
+      ["PutRequest", '{"key":"Zm-v"}', "illegal base64 data at input byte 2"],
+      ["PutRequest", '{"key":"Zm9vYm!y"}', "illegal base64 data at input byte 6"],
+      ["PutRequest", '{"lease":"abc"}', "invalid character 'a' looking for beginning of value"],
+      ["PutRequest", '{"lease":""}', "unexpected end of JSON input"],
+      ["PutRequest", '{"lease":"+3"}', "invalid character '+' looking for beginning of value"],
+      ["PutRequest", '{"lease":"03"}', "invalid character '3' after top-level value"],
+      ["PutRequest", '{"lease":1.5}', "json: cannot unmarshal number 1.5 into Go value of type int64"],
+      ["PutRequest", '{"lease":1e3}', "json: cannot unmarshal number 1e3 into Go value of type int64"],
+      ["PutRequest", '{"lease":"1e3"}', "json: cannot unmarshal number 1e3 into Go value of type int64"],
+      ["PutRequest", '{"lease":true}', "json: cannot unmarshal bool into Go value of type int64"],
+      ["PutRequest", '{"lease":[1]}', "json: cannot unmarshal array into Go value of type int64"],
+      ["PutRequest", '{"lease":{}}', "json: cannot unmarshal object into Go value of type int64"],
+      [
+        "PutRequest",
+        '{"lease":9223372036854775808}',
+        "json: cannot unmarshal number 9223372036854775808 into Go value of type int64",
+      ],
+      ["PutRequest", '{"prev_kv":"yes"}', "json: cannot unmarshal string into Go value of type bool"],
+      ["PutRequest", '{"prev_kv":1}', "json: cannot unmarshal number into Go value of type bool"],
+      ["MemberRemoveRequest", '{"ID":-1}', "json: cannot unmarshal number -1 into Go value of type uint64"],
+      ["MemberRemoveRequest", '{"ID":"0x10"}', "invalid character 'x' after top-level value"],
+      [
+        "MemberAddRequest",
+        '{"peerURLs":"http://a:1"}',
+        "json: cannot unmarshal string into Go value of type []json.RawMessage",
+      ],
+      ["MemberAddRequest", '{"peerURLs":[5]}', "json: cannot unmarshal number into Go value of type string"],
+      [
+        "RangeRequest",
+        '{"sort_order":"BOGUS"}',
+        'unknown value "BOGUS" for enum etcdserverpb.RangeRequest_SortOrder',
+      ],
+      [
+        "RangeRequest",
+        '{"sort_order":"1"}',
+        'unknown value "1" for enum etcdserverpb.RangeRequest_SortOrder',
+      ],
+      [
+        "RangeRequest",
+        '{"sort_order":1.5}',
+        "json: cannot unmarshal number 1.5 into Go value of type etcdserverpb.RangeRequest_SortOrder",
+      ],
+      ["AlarmRequest", '{"alarm":"BOGUS"}', 'unknown value "BOGUS" for enum etcdserverpb.AlarmType'],
+      [
+        "TxnRequest",
+        '{"compare":{"key":"YQ=="}}',
+        "json: cannot unmarshal object into Go value of type []json.RawMessage",
+      ],
+      [
+        "TxnRequest",
+        '{"success":[{"request_put":"x"}]}',
+        "json: cannot unmarshal string into Go value of type map[string]json.RawMessage",
+      ],
+      [
+        "TxnRequest",
+        '{"success":[{"request_put":{"key":5}}]}',
+        "json: cannot unmarshal number into Go value of type []uint8",
+      ],
+      [
+        "TxnRequest",
+        '{"compare":[{"target":"BOGUS"}]}',
+        'unknown value "BOGUS" for enum etcdserverpb.Compare_CompareTarget',
+      ],
+      ["TxnRequest", '{"compare":[null]}', "a null element in the list compare"],
+      [
+        "WatchRequest",
+        '{"create_request":{"filters":"NOPUT"}}',
+        'invalid target "slice" for enum etcdserverpb.WatchCreateRequest_FilterType',
+      ],
+      ["RangeRequest", "[]", "json: cannot unmarshal array into Go value of type map[string]json.RawMessage"],
+      [
+        "RangeRequest",
+        '"x"',
+        "json: cannot unmarshal string into Go value of type map[string]json.RawMessage",
+      ],
+    ];
+    for (const [type, body, message] of cases) {
+      expect(() => read(type, body), body).toThrow(new GatewayJsonError(message));
+    }
+  });
+});

@@ -1,0 +1,420 @@
+// The gateway's JSON side: reading request bodies (one object, or a stream's objects as they
+// arrive) and checking each field against its proto type, as etcd 3.4's gateway (grpc-gateway v1
+// with golang/protobuf's jsonpb) reads them. A value of the wrong type is refused with jsonpb's
+// error text instead of being coerced, so a malformed request changes nothing; unknown keys are
+// ignored, as there.
+import { randomBytes } from "node:crypto";
+import { loadSync } from "@grpc/proto-loader";
+
+/** A JSON number whose text a double cannot hold exactly: a 64-bit integer, or not an integer. */
+export class JsonNumber {
+  constructor(readonly text: string) {}
+}
+
+/** A request body the gateway refuses (answered with gRPC INVALID_ARGUMENT, or UNKNOWN in a stream). */
+export class GatewayJsonError extends Error {}
+
+/** A JSON number token. */
+const NUMBER = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
+
+/** Marks a number token quoted by `scanJson`; a client cannot send it, as it is new each start. */
+const NUMBER_MARK_NONCE = `${randomBytes(8).toString("hex")}:`;
+const NUMBER_MARK = `\u0000${NUMBER_MARK_NONCE}`;
+/** The mark as JSON text (a raw control character is not allowed in a JSON string). */
+const NUMBER_MARK_JSON = `\\u0000${NUMBER_MARK_NONCE}`;
+
+const reviveNumbers = (_key: string, value: unknown) =>
+  typeof value === "string" && value.startsWith(NUMBER_MARK)
+    ? new JsonNumber(value.slice(NUMBER_MARK.length))
+    : value;
+
+/**
+ * The JSON values of a body, one after another (a stream's messages); an empty body is one `{}`.
+ * Numbers that are not integers a double holds exactly are read as `JsonNumber`, so 64-bit IDs sent
+ * as JSON numbers keep every digit (etcd's gateway reads them exactly) and `1.5` or `1e3` can be
+ * refused where an integer is due.
+ */
+export function jsonValues(text: string): unknown[] {
+  const { values, rest } = scanJson(text, false);
+  if (rest !== "") throw new GatewayJsonError("unexpected end of JSON input");
+  return values.length === 0 ? [{}] : values;
+}
+
+/**
+ * The complete JSON values at the start of `text`, and the rest: a value not yet complete (more of
+ * a streamed body is still to come), or "". In a stream (`objectsOnly`) every value must be an
+ * object or an array; otherwise a bare literal ends the text and JSON.parse says what it is.
+ */
+export function scanJson(text: string, objectsOnly: boolean): { values: unknown[]; rest: string } {
+  const values: unknown[] = [];
+  let depth = 0;
+  let inString = false;
+  let out = "";
+  let marked = false;
+  let copyFrom = 0;
+  let valueStart = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (depth === 0) {
+      if (c === "{" || c === "[") {
+        depth = 1;
+        out = "";
+        marked = false;
+        copyFrom = i;
+        valueStart = i;
+      } else if (c === "}" || c === "]")
+        throw new GatewayJsonError(`invalid character '${c}' looking for beginning of value`);
+      else if (!/\s/.test(c)) {
+        if (objectsOnly)
+          throw new GatewayJsonError(
+            `json: cannot unmarshal ${kindOf(parse(text.slice(i)))} into Go value of type ${MESSAGE_GO_TYPE}`,
+          );
+        // A bare literal (a string, `null`, a number): JSON.parse says what it is.
+        values.push(parse(text.slice(i)));
+        return { values, rest: "" };
+      }
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") {
+      if (--depth === 0) {
+        const json = out + text.slice(copyFrom, i + 1);
+        values.push(marked ? parse(json, reviveNumbers) : parse(json));
+        copyFrom = i + 1;
+      }
+    } else if (c === "-" || (c >= "0" && c <= "9")) {
+      NUMBER.lastIndex = i;
+      const token = NUMBER.exec(text)?.[0] ?? c;
+      if (/[.eE]/.test(token) || !Number.isSafeInteger(Number(token))) {
+        out += `${text.slice(copyFrom, i)}"${NUMBER_MARK_JSON}${token}"`;
+        copyFrom = i + token.length;
+        marked = true;
+      }
+      i += token.length - 1;
+    }
+  }
+  return { values, rest: depth > 0 || inString ? text.slice(valueStart) : "" };
+}
+
+function parse(json: string, reviver?: (key: string, value: unknown) => unknown): unknown {
+  try {
+    return JSON.parse(json, reviver);
+  } catch (err) {
+    throw new GatewayJsonError((err as Error).message);
+  }
+}
+
+/**
+ * etcd's services as the gateway reads and writes them: proto names kept, 64-bit integers, enums and
+ * bytes as strings, zero values left out.
+ */
+export function loadGatewayProtos(protoRoot: string): ReturnType<typeof loadSync> {
+  return loadSync(
+    ["etcd/etcdserverpb/rpc.proto", "etcd/v3lockpb/v3lock.proto", "etcd/v3electionpb/v3election.proto"],
+    {
+      includeDirs: [protoRoot],
+      keepCase: true,
+      longs: String,
+      enums: String,
+      bytes: String,
+      defaults: false,
+      oneofs: false,
+    },
+  );
+}
+
+/** Per message (full name): each accepted JSON key → its field. */
+export type MessageFields = ReadonlyMap<string, ReadonlyMap<string, FieldInfo>>;
+
+type IntType = "int64" | "uint64" | "int32" | "uint32";
+
+export interface FieldInfo {
+  /** The proto's own name (`range_end`), which the gateway prints. */
+  readonly name: string;
+  /** proto3 JSON's lowerCamelCase name (`rangeEnd`), also accepted; it wins when both are sent. */
+  readonly json: string;
+  readonly repeated: boolean;
+  readonly kind: "message" | "enum" | "bytes" | "string" | "bool" | "int" | "float";
+  /** A message field's type (full name). */
+  readonly message?: string;
+  readonly int?: IntType;
+  /** An enum field's names, and its type as Go names it (`etcdserverpb.RangeRequest_SortOrder`). */
+  readonly enumValues?: ReadonlySet<string>;
+  readonly goType?: string;
+}
+
+const INT_TYPES: Readonly<Record<string, IntType>> = {
+  TYPE_INT64: "int64",
+  TYPE_SINT64: "int64",
+  TYPE_SFIXED64: "int64",
+  TYPE_UINT64: "uint64",
+  TYPE_FIXED64: "uint64",
+  TYPE_INT32: "int32",
+  TYPE_SINT32: "int32",
+  TYPE_SFIXED32: "int32",
+  TYPE_UINT32: "uint32",
+  TYPE_FIXED32: "uint32",
+};
+
+const INT_RANGES: Readonly<Record<IntType, readonly [bigint, bigint]>> = {
+  int64: [-(2n ** 63n), 2n ** 63n - 1n],
+  uint64: [0n, 2n ** 64n - 1n],
+  int32: [-(2n ** 31n), 2n ** 31n - 1n],
+  uint32: [0n, 2n ** 32n - 1n],
+};
+
+interface FieldDescriptor {
+  readonly name: string;
+  readonly label: string;
+  readonly type: string;
+  readonly typeName: string;
+}
+
+interface EnumDescriptor {
+  readonly name: string;
+  readonly value: readonly { readonly name: string }[];
+}
+
+interface MessageDescriptor {
+  readonly field: readonly FieldDescriptor[];
+  readonly enumType?: readonly EnumDescriptor[];
+}
+
+/** proto3 JSON's name for a field: lowerCamelCase (`range_end` → `rangeEnd`). */
+function jsonName(name: string): string {
+  return name.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
+/** Every message's fields, from proto-loader's descriptors, under both names JSON may use. */
+export function messageFields(definitions: ReturnType<typeof loadSync>): MessageFields {
+  const messages = new Map<string, MessageDescriptor>();
+  const enums = new Map<string, EnumDescriptor>();
+  for (const [full, definition] of Object.entries(definitions)) {
+    if (!("format" in definition)) continue;
+    if (definition.format === "Protocol Buffer 3 DescriptorProto") {
+      const message = definition.type as MessageDescriptor;
+      messages.set(full, message);
+      for (const e of message.enumType ?? []) enums.set(`${full}.${e.name}`, e);
+    } else if (definition.format === "Protocol Buffer 3 EnumDescriptorProto") {
+      enums.set(full, definition.type as EnumDescriptor);
+    }
+  }
+  // A type name is looked up from the field's message outwards, as protoc resolves it.
+  const resolve = (scope: string, typeName: string, known: ReadonlyMap<string, unknown>) => {
+    for (let s = scope; ; s = s.slice(0, Math.max(0, s.lastIndexOf(".")))) {
+      const candidate = s === "" ? typeName : `${s}.${typeName}`;
+      if (known.has(candidate)) return candidate;
+      if (s === "") throw new Error(`the gateway cannot resolve ${typeName} from ${scope}`);
+    }
+  };
+  const out = new Map<string, Map<string, FieldInfo>>();
+  for (const [full, message] of messages) {
+    const fields = new Map<string, FieldInfo>();
+    for (const f of message.field) {
+      const base = { name: f.name, json: jsonName(f.name), repeated: f.label === "LABEL_REPEATED" };
+      const typeName = f.typeName.replace(/^\./, "");
+      let info: FieldInfo;
+      if (f.type === "TYPE_MESSAGE")
+        info = { ...base, kind: "message", message: resolve(full, typeName, messages) };
+      else if (f.type === "TYPE_ENUM") {
+        const enumName = resolve(full, typeName, enums);
+        const dot = enumName.indexOf(".");
+        info = {
+          ...base,
+          kind: "enum",
+          enumValues: new Set(enums.get(enumName)!.value.map((v) => v.name)),
+          goType: `${enumName.slice(0, dot)}.${enumName.slice(dot + 1).replaceAll(".", "_")}`,
+        };
+      } else if (f.type === "TYPE_BYTES") info = { ...base, kind: "bytes" };
+      else if (f.type === "TYPE_STRING") info = { ...base, kind: "string" };
+      else if (f.type === "TYPE_BOOL") info = { ...base, kind: "bool" };
+      else if (f.type in INT_TYPES) info = { ...base, kind: "int", int: INT_TYPES[f.type] };
+      else info = { ...base, kind: "float" };
+      fields.set(info.json, info);
+      fields.set(info.name, info);
+    }
+    out.set(full, fields);
+  }
+  return out;
+}
+
+/** How Go's JSON decoder names a message it decodes an object into. */
+const MESSAGE_GO_TYPE = "map[string]json.RawMessage";
+
+/** The JSON type of a value, as Go's decoder words it. */
+function kindOf(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (value instanceof JsonNumber) return "number";
+  if (typeof value === "boolean") return "bool";
+  return typeof value;
+}
+
+function typeError(value: unknown, goType: string): GatewayJsonError {
+  return new GatewayJsonError(`json: cannot unmarshal ${kindOf(value)} into Go value of type ${goType}`);
+}
+
+/**
+ * A parsed JSON request as the message `type` with its fields under their proto names, ready for
+ * proto-loader's codec (64-bit integers as decimal strings, bytes as base64, enums as names or
+ * numbers); null fields are left out. Throws `GatewayJsonError` for a value of the wrong type.
+ */
+export function protoRequest(value: unknown, type: string, messages: MessageFields): Record<string, unknown> {
+  if (value === null || typeof value !== "object" || Array.isArray(value) || value instanceof JsonNumber)
+    throw typeError(value, MESSAGE_GO_TYPE);
+  const fields = messages.get(type);
+  if (fields === undefined) throw new Error(`the gateway has no fields for ${type}`);
+  const input = value as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(input)) {
+    const field = fields.get(key);
+    // Unknown keys are ignored; with both names sent, the camelCase one is read (as jsonpb does).
+    if (field === undefined || (key !== field.json && Object.hasOwn(input, field.json))) continue;
+    if (v === null) continue;
+    if (field.kind === "bytes" && !field.repeated) {
+      out[field.name] = bytesValue(v);
+      continue;
+    }
+    if (field.repeated) {
+      if (!Array.isArray(v)) {
+        if (field.kind === "enum")
+          throw new GatewayJsonError(`invalid target "slice" for enum ${field.goType}`);
+        throw typeError(v, "[]json.RawMessage");
+      }
+      out[field.name] = v.map((element) => {
+        if (element === null) throw new GatewayJsonError(`a null element in the list ${field.name}`);
+        return fieldValue(element, field, messages);
+      });
+    } else out[field.name] = fieldValue(v, field, messages);
+  }
+  return out;
+}
+
+function fieldValue(v: unknown, field: FieldInfo, messages: MessageFields): unknown {
+  switch (field.kind) {
+    case "message":
+      return protoRequest(v, field.message!, messages);
+    case "bytes":
+      return bytesValue(v);
+    case "string":
+      if (typeof v !== "string") throw typeError(v, "string");
+      return v;
+    case "bool":
+      if (typeof v !== "boolean") throw typeError(v, "bool");
+      return v;
+    case "int":
+      return intValue(v, field.int!);
+    case "enum":
+      return enumValue(v, field);
+    case "float":
+      if (typeof v === "number") return v;
+      if (v instanceof JsonNumber) return Number(v.text);
+      throw typeError(v, "float64");
+  }
+}
+
+function enumValue(v: unknown, field: FieldInfo): string | number {
+  if (typeof v === "string") {
+    if (!field.enumValues!.has(v))
+      throw new GatewayJsonError(`unknown value ${JSON.stringify(v)} for enum ${field.goType}`);
+    return v;
+  }
+  if (typeof v === "number" && v >= -(2 ** 31) && v < 2 ** 31) return v;
+  if (typeof v === "number") throw numberError(String(v), field.goType!);
+  if (v instanceof JsonNumber) throw numberError(v.text, field.goType!);
+  throw typeError(v, field.goType!);
+}
+
+function numberError(text: string, goType: string): GatewayJsonError {
+  return new GatewayJsonError(`json: cannot unmarshal number ${text} into Go value of type ${goType}`);
+}
+
+/** An integer field: a JSON number, or a string holding one (jsonpb drops the quotes and reads on). */
+function intValue(v: unknown, int: IntType): string | undefined {
+  let text: string | undefined;
+  if (typeof v === "number") text = String(v);
+  else if (v instanceof JsonNumber) text = v.text;
+  else if (typeof v === "string") text = quotedNumber(v, int);
+  else throw typeError(v, int);
+  if (text === undefined) return undefined;
+  if (!/^-?\d+$/.test(text)) throw numberError(text, int);
+  const n = BigInt(text);
+  const [min, max] = INT_RANGES[int];
+  if (n < min || n > max) throw numberError(text, int);
+  return n.toString();
+}
+
+/** The number in a quoted integer, read as Go's decoder reads the text between the quotes. */
+function quotedNumber(s: string, int: IntType): string | undefined {
+  const t = s.replace(/^[ \t\r\n]+/, "");
+  if (t === "") throw new GatewayJsonError("unexpected end of JSON input");
+  const number = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(t)?.[0];
+  if (number !== undefined) {
+    const rest = t.slice(number.length).replace(/^[ \t\r\n]+/, "");
+    if (rest !== "") throw new GatewayJsonError(`invalid character '${rest[0]}' after top-level value`);
+    return number;
+  }
+  if (t === "null") return undefined;
+  if (t === "true" || t === "false") throw typeError(true, int);
+  if (t[0] === "-")
+    throw new GatewayJsonError(
+      t.length === 1 ? "unexpected end of JSON input" : `invalid character '${t[1]}' in numeric literal`,
+    );
+  throw new GatewayJsonError(`invalid character '${t[0]}' looking for beginning of value`);
+}
+
+const BASE64 = /[A-Za-z0-9+/]/;
+
+/**
+ * A bytes field: standard base64 with its padding (line breaks skipped), or an array of byte
+ * values, as Go's decoder takes them. Returned as base64 without line breaks.
+ */
+function bytesValue(v: unknown): string {
+  if (Array.isArray(v)) {
+    const bytes = v.map((b) => {
+      if (typeof b === "number" && Number.isInteger(b) && b >= 0 && b <= 255) return b;
+      if (typeof b === "number") throw numberError(String(b), "uint8");
+      if (b instanceof JsonNumber) throw numberError(b.text, "uint8");
+      throw typeError(b, "uint8");
+    });
+    return Buffer.from(bytes).toString("base64");
+  }
+  if (typeof v !== "string") throw typeError(v, "[]uint8");
+  const at = base64Error(v);
+  if (at !== undefined) throw new GatewayJsonError(`illegal base64 data at input byte ${at}`);
+  return v.replace(/[\r\n]/g, "");
+}
+
+/** Where Go's standard base64 decoder stops on `s`, or undefined when it decodes. */
+function base64Error(s: string): number | undefined {
+  const newline = (i: number) => s[i] === "\n" || s[i] === "\r";
+  let i = 0;
+  while (i < s.length) {
+    // One quantum of four characters; `j` counts the data characters read.
+    for (let j = 0; j < 4; j++) {
+      if (i === s.length) return j === 0 ? undefined : i - j;
+      const c = s[i++]!;
+      if (BASE64.test(c)) continue;
+      if (c === "\n" || c === "\r") {
+        j--;
+        continue;
+      }
+      if (c !== "=" || j < 2) return i - 1;
+      if (j === 2) {
+        while (i < s.length && newline(i)) i++;
+        if (i === s.length) return s.length;
+        if (s[i] !== "=") return i - 1;
+        i++;
+      }
+      while (i < s.length && newline(i)) i++;
+      return i < s.length ? i : undefined;
+    }
+  }
+  return undefined;
+}
