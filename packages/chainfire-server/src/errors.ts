@@ -42,6 +42,7 @@ export const errorSpecs = {
     grpcStatus: status.OUT_OF_RANGE,
   },
   NO_SPACE: { message: "etcdserver: mvcc: database space exceeded", grpcStatus: status.RESOURCE_EXHAUSTED },
+  CORRUPT: { message: "etcdserver: corrupt cluster", grpcStatus: status.DATA_LOSS },
   LEASE_NOT_FOUND: { message: "etcdserver: requested lease not found", grpcStatus: status.NOT_FOUND },
   LEASE_EXIST: { message: "etcdserver: lease already exists", grpcStatus: status.FAILED_PRECONDITION },
   LEASE_TTL_TOO_LARGE: { message: "etcdserver: too large lease TTL", grpcStatus: status.OUT_OF_RANGE },

@@ -139,7 +139,8 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
 
   it("tells a client that requires a leader that a cut-off member has none, as etcd does", async () => {
     // Proves hasleader (clientv3.WithRequireLeader) on a member whose cluster never formed: unary
-    // calls and watch streams are refused with "no leader"; calls that did not ask are served.
+    // calls and watch streams are refused with "no leader"; calls that did not ask are served, a
+    // serializable read-only txn among them.
     await Promise.all(["lone", "ghost1", "ghost2"].map((n) => cluster.allocate(n)));
     const lone = await cluster.start("lone", {
       initialCluster: cluster.initialCluster(["lone", "ghost1", "ghost2"]),
@@ -159,6 +160,19 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
       );
     await expect(range(requireLeader)).rejects.toMatchObject({ code: 14, details: "etcdserver: no leader" });
     expect((await range(new Metadata())).count).toBe(0n);
+    // A txn of serializable ranges only, or of none, needs no leader either (etcd serves it locally).
+    const txn = (ops: etcd.RequestOp[]) =>
+      new Promise<etcd.TxnResponse>((resolve, reject) =>
+        lone.clients.kv.txn(
+          { compare: [], success: ops, failure: [] },
+          new Metadata(),
+          { deadline: Date.now() + 10_000 },
+          (err, res) => (err ? reject(err) : resolve(res!)),
+        ),
+      );
+    const serializable = { requestRange: rangeRequest({ key: Buffer.from("k"), serializable: true }) };
+    expect((await txn([serializable, serializable])).responses).toHaveLength(2);
+    expect((await txn([])).succeeded).toBe(true);
     const watchError = await new Promise<unknown>((resolve) => {
       const stream = lone.clients.watch.watch(requireLeader);
       stream.on("error", resolve);

@@ -56,13 +56,21 @@ export async function txn(ctx: EtcdApiContext, req: etcd.TxnRequest): Promise<et
   checkTxn(req, ctx.store.maxTxnOps);
   let result: etcd.TxnResponse;
   if (isReadOnlyTxn(req)) {
-    result = await ctx.replicated.linearizableRead(() => ctx.store.readTxn(req));
+    // As etcd: a txn whose every op is a serializable range (or that has no ops) is served from this
+    // member's store without a ReadIndex, so it answers even without a quorum.
+    result = isSerializableTxn(req)
+      ? ctx.replicated.serializableRead(() => ctx.store.readTxn(req))
+      : await ctx.replicated.linearizableRead(() => ctx.store.readTxn(req));
   } else {
     await checkQuota(ctx, txnBytes(req));
     result = (await proposeCommand(ctx, { txn: req })).txn!;
   }
   result.header = responseHeader(ctx, result.header!.revision);
   return result;
+}
+
+function isSerializableTxn(req: etcd.TxnRequest): boolean {
+  return [...req.success, ...req.failure].every((op) => op.requestRange?.serializable === true);
 }
 
 function txnBytes(req: etcd.TxnRequest): number {

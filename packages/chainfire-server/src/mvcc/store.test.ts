@@ -2,8 +2,10 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type command, etcd } from "@photoncloud/chainfire-api";
+import { status } from "@grpc/grpc-js";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { errorFromResult } from "../errors.js";
 import { decodeResult, entriesFor } from "../testing/commands.js";
 import { deleteRangeRequest, putRequest, rangeRequest } from "./messages.js";
 import { MvccStore } from "./store.js";
@@ -750,6 +752,40 @@ describe("MvccStore", () => {
     expect(get(A.CORRUPT)).toEqual([{ memberID: 2n, alarm: A.CORRUPT }]);
     expect(get(A.NONE)).toHaveLength(2);
     expect(store.alarms(A.NOSPACE)).toEqual([{ memberID: 1n, alarm: A.NOSPACE }]);
+  });
+
+  it("refuses every client write under the CORRUPT alarm until it is disarmed, as etcd does", () => {
+    // Proves etcd's corrupt applier: puts, deletes, txns with writes, compactions, lease grants and
+    // revokes answer DataLoss "corrupt cluster" and change nothing; reads and alarms go on.
+    const grant = (ID: bigint) => apply({ leaseGrant: { TTL: 60n, ID } })[0]!;
+    expect(put("k", "v").put).toBeDefined();
+    expect(grant(7n).leaseGrant).toBeDefined();
+    const corrupt = (action: etcd.AlarmRequest_AlarmAction) =>
+      apply({ alarm: { action, memberID: 2n, alarm: etcd.AlarmType.CORRUPT } });
+    corrupt(etcd.AlarmRequest_AlarmAction.ACTIVATE);
+    const revision = store.currentRevision();
+    const refused = [
+      put("k", "w"),
+      apply({ deleteRange: deleteRangeRequest({ key: b("k") }) })[0]!,
+      apply({
+        txn: {
+          compare: [],
+          success: [{ requestPut: putRequest({ key: b("k"), value: b("x") }) }],
+          failure: [],
+        },
+      })[0]!,
+      apply({ compaction: { revision: 1n, physical: false } })[0]!,
+      grant(8n),
+      apply({ leaseRevoke: { ID: 7n } })[0]!,
+    ];
+    for (const result of refused)
+      expect(result.error).toEqual({ code: "CORRUPT", message: "etcdserver: corrupt cluster" });
+    expect(errorFromResult("CORRUPT", "etcdserver: corrupt cluster").grpcStatus).toBe(status.DATA_LOSS);
+    expect(store.currentRevision()).toBe(revision);
+    expect(store.range(rangeRequest({ key: b("k") })).kvs[0]!.value.toString()).toBe("v");
+    corrupt(etcd.AlarmRequest_AlarmAction.DEACTIVATE);
+    expect(put("k", "w").put).toBeDefined();
+    expect(apply({ leaseRevoke: { ID: 7n } })[0]!.leaseRevoke).toBeDefined();
   });
 
   it("takes a quota of 0 as etcd's default of 2 GiB and a negative one as no quota, as etcd does", () => {

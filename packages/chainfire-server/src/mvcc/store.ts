@@ -286,9 +286,13 @@ export class MvccStore implements StateMachine {
     return this.sizeBytesCached + BigInt(requestBytes) <= this.quotaBackendBytes;
   }
 
-  private noSpace(): boolean {
-    for (const alarm of this.alarmSet.values()) if (alarm.alarm === etcd.AlarmType.NOSPACE) return true;
+  private hasAlarm(type: etcd.AlarmType): boolean {
+    for (const alarm of this.alarmSet.values()) if (alarm.alarm === type) return true;
     return false;
+  }
+
+  private noSpace(): boolean {
+    return this.hasAlarm(etcd.AlarmType.NOSPACE);
   }
 
   // ---- reads --------------------------------------------------------------------------------------
@@ -599,6 +603,13 @@ export class MvccStore implements StateMachine {
   }
 
   private execute(cmd: command.MvccCommand, entry: ApplyEntry): command.MvccResult {
+    // Under the CORRUPT alarm every write a client asks for is refused until the alarm is
+    // disarmed, as etcd's applier refuses them; reads and alarm requests go on.
+    if (
+      (cmd.put || cmd.deleteRange || cmd.txn || cmd.compaction || cmd.leaseGrant || cmd.leaseRevoke) &&
+      this.hasAlarm(etcd.AlarmType.CORRUPT)
+    )
+      throw chainfireError("CORRUPT");
     if (cmd.put) return { put: this.applyPut(cmd.put, entry) };
     if (cmd.deleteRange) return { deleteRange: this.applyDeleteRange(cmd.deleteRange, entry) };
     if (cmd.txn) return { txn: this.applyTxn(cmd.txn, entry) };
