@@ -3,8 +3,10 @@
 // backend (NOSPACE alarm), and bad flags or config (the daemon exits 2 naming the key, creating nothing).
 // The limits of the first member come from a --config-file, so its keys are proven to take effect.
 import { createHash } from "node:crypto";
+import { once } from "node:events";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { connect as http2Connect, constants as http2Constants } from "node:http2";
+import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
@@ -369,6 +371,60 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
       ]);
       await cluster.stop(member.name, "SIGKILL");
     }
+  });
+
+  it("honours etcd's keepalive and watch progress flags", async () => {
+    // Proves the flags reach the client listener: a connection that goes silent is pinged and then
+    // closed (a vanished client's calls end), and a watch asking for progress gets one at the
+    // interval given.
+    await cluster.allocate("keepalive");
+    const member = await cluster.start("keepalive", {
+      initialCluster: cluster.initialCluster(["keepalive"]),
+      extraFlags: [
+        "--grpc-keepalive-interval=300ms",
+        "--grpc-keepalive-timeout=300ms",
+        "--experimental-watch-progress-notify-interval=300ms",
+      ],
+    });
+    const socket = netConnect(member.ports.client, "127.0.0.1");
+    const received: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => received.push(chunk));
+    socket.on("error", () => {});
+    // The HTTP/2 preface and an empty SETTINGS frame, then nothing, not even the SETTINGS ACK.
+    socket.write(
+      Buffer.concat([
+        Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+      ]),
+    );
+    await once(socket, "close");
+    const frameTypes: number[] = [];
+    const bytes = Buffer.concat(received);
+    for (let at = 0; at + 9 <= bytes.length; at += 9 + bytes.readUIntBE(at, 3))
+      frameTypes.push(bytes[at + 3]!);
+    expect(frameTypes).toContain(6); // PING
+    const watch = member.clients.watch.watch();
+    const answers: etcd.WatchResponse[] = [];
+    watch.on("data", (r: etcd.WatchResponse) => answers.push(r));
+    watch.on("error", () => {});
+    watch.write({
+      createRequest: {
+        key: b("progress"),
+        rangeEnd: b(""),
+        startRevision: 0n,
+        progressNotify: true,
+        filters: [],
+        prevKv: false,
+        watchId: 0n,
+        fragment: false,
+      },
+    });
+    await until(
+      () => (answers.some((r) => !r.created && r.events.length === 0) ? true : undefined),
+      "a progress answer",
+    );
+    watch.cancel();
+    await cluster.stop("keepalive", "SIGKILL");
   });
 
   it("starts a gateway watch while its request body is still being sent, as etcd does", async () => {

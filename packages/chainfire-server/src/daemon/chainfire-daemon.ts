@@ -254,7 +254,12 @@ async function startServers(
 ): Promise<void> {
   const { config, logger } = ctx;
   const health = () => etcdHealth(member, apiCtx);
-  const services = clientServices({ ctx: apiCtx, membership, clusterToken });
+  const services = clientServices({
+    ctx: apiCtx,
+    membership,
+    clusterToken,
+    watch: { progressIntervalMs: config.watchProgressNotifyIntervalMs },
+  });
   // As etcd, the client URLs also answer HTTP/1.x: /health and /version in etcd's words, /metrics,
   // and the etcd API as JSON (etcd's gRPC gateway).
   const clientHttp = handedOverHttp({
@@ -287,6 +292,13 @@ async function startServers(
     protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],
     includeDirs: [PROTO_ROOT],
     maxReceiveMessageBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    maxConcurrentStreams: config.maxConcurrentStreams,
+    // As etcd: 0 for either turns the server's pings off.
+    ...(config.grpcKeepaliveIntervalMs > 0 && config.grpcKeepaliveTimeoutMs > 0
+      ? {
+          keepalive: { intervalMs: config.grpcKeepaliveIntervalMs, timeoutMs: config.grpcKeepaliveTimeoutMs },
+        }
+      : {}),
     logger,
     metrics: ctx.metrics,
     shutdownTimeoutMs: 3000,

@@ -39,6 +39,69 @@ describe("etcd 3.4 flags from an etcd unit", () => {
     expect(parse([], { ETCD_ENABLE_V2: "false", ETCD_PRE_VOTE: "true" }).preVote).toBe(true);
   });
 
+  it("takes every other flag of etcd 3.4's --help, at etcd's defaults, and the ones it honours beyond them", () => {
+    // Proves an etcd unit that spells out its defaults starts chainfire (before, each of these
+    // stopped it as an unknown option), in Go's duration syntax too; the keepalive, stream limit
+    // and progress interval are read for use.
+    const defaults = parse([
+      "--grpc-keepalive-min-time=5s",
+      "--grpc-keepalive-interval=2h0m0s",
+      "--grpc-keepalive-timeout=20s",
+      "--max-concurrent-streams=4294967295",
+      "--experimental-watch-progress-notify-interval=10m0s",
+      "--initial-election-tick-advance=true",
+      "--experimental-enable-lease-checkpoint=false",
+      "--experimental-compaction-batch-limit=1000",
+      "--experimental-backend-bbolt-freelist-type=array",
+      "--experimental-warning-apply-duration=100ms",
+      "--log-package-levels=",
+      "--auth-token=simple",
+      "--auth-token-ttl=300",
+      "--bcrypt-cost=10",
+      "--debug=false",
+      "--enable-pprof=false",
+      "--proxy=off",
+      "--proxy-failure-wait=5000",
+      "--proxy-refresh-interval=30000",
+      "--proxy-dial-timeout=1000",
+      "--proxy-write-timeout=5000",
+      "--proxy-read-timeout=0",
+      "--discovery=",
+      "--discovery-srv=",
+      "--discovery-srv-name=",
+      "--discovery-proxy=",
+      "--discovery-fallback=proxy",
+      "--experimental-enable-v2v3=",
+      "--client-crl-file=",
+      "--peer-crl-file=",
+      "--cipher-suites=",
+      "--client-cert-allowed-hostname=",
+      "--peer-cert-allowed-cn=",
+      "--peer-cert-allowed-hostname=",
+      "--experimental-peer-skip-client-san-verification=false",
+      "--experimental-initial-corrupt-check=false",
+      "--experimental-corrupt-check-time=0s",
+    ]);
+    expect([
+      defaults.grpcKeepaliveIntervalMs,
+      defaults.grpcKeepaliveTimeoutMs,
+      defaults.maxConcurrentStreams,
+      defaults.watchProgressNotifyIntervalMs,
+    ]).toEqual([7_200_000, 20_000, 4_294_967_295, 600_000]);
+    const tuned = parse([
+      "--grpc-keepalive-interval=1m30s",
+      "--grpc-keepalive-timeout=5s",
+      "--max-concurrent-streams=100",
+      "--experimental-watch-progress-notify-interval=5s",
+    ]);
+    expect([
+      tuned.grpcKeepaliveIntervalMs,
+      tuned.grpcKeepaliveTimeoutMs,
+      tuned.maxConcurrentStreams,
+      tuned.watchProgressNotifyIntervalMs,
+    ]).toEqual([90_000, 5000, 100, 5000]);
+  });
+
   it("refuses a setting chainfire does not offer, naming the flag and what to do", () => {
     // Proves each unsupported setting stops the start with a clear message instead of being ignored.
     expect(refusal(["--enable-v2=true"])).toMatch(/--enable-v2: chainfire serves etcd's v3 API only/);
@@ -51,5 +114,20 @@ describe("etcd 3.4 flags from an etcd unit", () => {
     expect(refusal(["--peer-auto-tls"])).toMatch(/--peer-auto-tls: not offered; give --peer-cert-file/);
     expect(refusal(["--wal-dir=/var/lib/etcd/wal"])).toMatch(/--wal-dir: not offered/);
     expect(refusal(["--log-outputs=/var/log/etcd.log"])).toMatch(/--log-outputs/);
+    expect(refusal(["--debug"])).toMatch(/--debug: give --log-level debug instead/);
+    expect(refusal(["--enable-pprof"])).toMatch(/--enable-pprof: not offered: profile a member/);
+    expect(refusal(["--proxy=on"])).toMatch(/--proxy: not offered: run a member/);
+    expect(refusal(["--discovery=https://discovery.etcd.io/x"])).toMatch(
+      /--discovery: not offered: list the members in --initial-cluster/,
+    );
+    expect(refusal(["--client-crl-file=/etc/etcd/crl.pem"])).toMatch(/--client-crl-file: not offered/);
+    expect(refusal(["--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])).toMatch(
+      /--cipher-suites: not offered/,
+    );
+    expect(refusal(["--peer-cert-allowed-cn=etcd"])).toMatch(/--peer-cert-allowed-cn: not offered/);
+    expect(refusal(["--experimental-initial-corrupt-check"])).toMatch(/endpoint hashkv --cluster/);
+    expect(refusal(["--experimental-corrupt-check-time=1m"])).toMatch(/endpoint hashkv --cluster/);
+    expect(refusal(["--max-concurrent-streams=0"])).toMatch(/--max-concurrent-streams/);
+    expect(refusal(["--grpc-keepalive-interval=2d"])).toMatch(/--grpc-keepalive-interval/);
   });
 });

@@ -7,6 +7,29 @@ import { memberOptions } from "@photoncloud/raft";
 /** etcd's default ports: client 2379, peer 2380, metrics 2381. */
 export const DEFAULT_PORTS = { client: 2379, peer: 2380, metrics: 2381 } as const;
 
+/** An etcd v2 proxy timing flag (ms): accepted, as the proxy it tunes is not offered. */
+function proxyTiming(flag: string, ms: number) {
+  return {
+    flag,
+    env: `CHAINFIRE_${flag.toUpperCase().replaceAll("-", "_")}`,
+    type: "int" as const,
+    default: ms,
+    min: 0,
+    description: "etcd's v2 proxy timing (ms), accepted as is: the proxy is not offered",
+  };
+}
+
+/** An etcd flag for a feature chainfire does not offer: only an empty value is accepted. */
+function notOffered(flag: string, instead: string) {
+  return {
+    flag,
+    env: `CHAINFIRE_${flag.toUpperCase().replaceAll("-", "_")}`,
+    type: "string" as const,
+    description: `not offered (${instead}); only an empty value is accepted`,
+    check: (value: string) => (value === "" ? undefined : `not offered: ${instead}; leave it out`),
+  };
+}
+
 export const chainfireOptions = defineOptions({
   ...memberOptions("CHAINFIRE_", DEFAULT_PORTS),
   // As etcd's: no metrics listener unless asked for (the client URLs serve /metrics, /health and
@@ -176,6 +199,213 @@ export const chainfireOptions = defineOptions({
     description: "not offered: the Raft log lives under <data-dir>/raft; only an empty value is accepted",
     check: (dir: string) =>
       dir === "" ? undefined : "not offered: the Raft log lives under <data-dir>/raft; leave it out",
+  },
+  grpcKeepaliveIntervalMs: {
+    flag: "grpc-keepalive-interval",
+    env: "CHAINFIRE_GRPC_KEEPALIVE_INTERVAL",
+    type: "duration-ms",
+    default: "2h",
+    min: 0,
+    description:
+      "how long a client connection may stay silent before the member pings it (etcd's default; 0 never pings)",
+  },
+  grpcKeepaliveTimeoutMs: {
+    flag: "grpc-keepalive-timeout",
+    env: "CHAINFIRE_GRPC_KEEPALIVE_TIMEOUT",
+    type: "duration-ms",
+    default: "20s",
+    min: 0,
+    description:
+      "how long a pinged client connection has to answer before it is closed and its calls (watches, lease keep-alives) cancelled; 0 never pings",
+  },
+  grpcKeepaliveMinTimeMs: {
+    flag: "grpc-keepalive-min-time",
+    env: "CHAINFIRE_GRPC_KEEPALIVE_MIN_TIME",
+    type: "duration-ms",
+    default: "5s",
+    min: 0,
+    description: "etcd's least time between a client's pings, accepted as is: every ping is answered",
+  },
+  maxConcurrentStreams: {
+    flag: "max-concurrent-streams",
+    env: "CHAINFIRE_MAX_CONCURRENT_STREAMS",
+    type: "int",
+    default: 4_294_967_295,
+    min: 1,
+    max: 4_294_967_295,
+    description: "most calls one client connection may have open at once (etcd's default: no limit, 2^32-1)",
+  },
+  watchProgressNotifyIntervalMs: {
+    flag: "experimental-watch-progress-notify-interval",
+    env: "CHAINFIRE_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+    type: "duration-ms",
+    default: "10m",
+    min: 100,
+    description: "how often a watch created with progress_notify gets an empty answer carrying the revision",
+  },
+  initialElectionTickAdvance: {
+    flag: "initial-election-tick-advance",
+    env: "CHAINFIRE_INITIAL_ELECTION_TICK_ADVANCE",
+    type: "bool",
+    default: true,
+    description:
+      "etcd's fast first election at boot, accepted as is: pre-vote keeps a starting member from disturbing a leader",
+  },
+  enableLeaseCheckpoint: {
+    flag: "experimental-enable-lease-checkpoint",
+    env: "CHAINFIRE_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT",
+    type: "bool",
+    description:
+      "etcd's lease checkpoints, accepted as is: chainfire always records remaining TTLs through the log (see --experimental-lease-checkpoint-interval)",
+  },
+  compactionBatchLimit: {
+    flag: "experimental-compaction-batch-limit",
+    env: "CHAINFIRE_EXPERIMENTAL_COMPACTION_BATCH_LIMIT",
+    type: "int",
+    default: 1000,
+    min: 1,
+    description: "etcd's revisions deleted per compaction batch, accepted as is",
+  },
+  backendFreelistType: {
+    flag: "experimental-backend-bbolt-freelist-type",
+    env: "CHAINFIRE_EXPERIMENTAL_BACKEND_BBOLT_FREELIST_TYPE",
+    type: "enum",
+    values: ["array", "map"],
+    default: "array",
+    description: "etcd's bbolt freelist type, accepted as is: the backend is SQLite",
+  },
+  warningApplyDurationMs: {
+    flag: "experimental-warning-apply-duration",
+    env: "CHAINFIRE_EXPERIMENTAL_WARNING_APPLY_DURATION",
+    type: "duration-ms",
+    default: "100ms",
+    min: 0,
+    description: "etcd's slow-apply warning threshold, accepted as is",
+  },
+  logPackageLevels: {
+    flag: "log-package-levels",
+    env: "CHAINFIRE_LOG_PACKAGE_LEVELS",
+    type: "string",
+    description: "etcd's per-package log levels (capnslog), accepted as is: --log-level sets the one level",
+  },
+  authToken: {
+    flag: "auth-token",
+    env: "CHAINFIRE_AUTH_TOKEN",
+    type: "string",
+    default: "simple",
+    description:
+      "etcd's auth token type, accepted as is: etcd authentication is not offered (it cannot be enabled)",
+  },
+  authTokenTtl: {
+    flag: "auth-token-ttl",
+    env: "CHAINFIRE_AUTH_TOKEN_TTL",
+    type: "int",
+    default: 300,
+    min: 1,
+    description: "etcd's auth token lifetime (s), accepted as is: etcd authentication is not offered",
+  },
+  bcryptCost: {
+    flag: "bcrypt-cost",
+    env: "CHAINFIRE_BCRYPT_COST",
+    type: "int",
+    default: 10,
+    min: 4,
+    max: 31,
+    description: "etcd's password hashing cost, accepted as is: etcd authentication is not offered",
+  },
+  debug: {
+    flag: "debug",
+    env: "CHAINFIRE_DEBUG",
+    type: "bool",
+    description: "etcd's debug logging switch: only false is accepted",
+    check: (on: boolean) => (on ? "give --log-level debug instead" : undefined),
+  },
+  enablePprof: {
+    flag: "enable-pprof",
+    env: "CHAINFIRE_ENABLE_PPROF",
+    type: "bool",
+    description: "etcd's Go profiler endpoint: not offered; only false is accepted",
+    check: (on: boolean) =>
+      on
+        ? "not offered: profile a member with node --cpu-prof (CHAINFIRE_NODE_ARGS); leave it false or out"
+        : undefined,
+  },
+  proxy: {
+    flag: "proxy",
+    env: "CHAINFIRE_PROXY",
+    type: "enum",
+    values: ["off", "readonly", "on"],
+    default: "off",
+    description: "etcd's v2 proxy mode: not offered; only off is accepted",
+    check: (mode: string) =>
+      mode === "off" ? undefined : "not offered: run a member (or a learner) instead; leave it off",
+  },
+  proxyFailureWaitMs: proxyTiming("proxy-failure-wait", 5000),
+  proxyRefreshIntervalMs: proxyTiming("proxy-refresh-interval", 30_000),
+  proxyDialTimeoutMs: proxyTiming("proxy-dial-timeout", 1000),
+  proxyWriteTimeoutMs: proxyTiming("proxy-write-timeout", 5000),
+  proxyReadTimeoutMs: proxyTiming("proxy-read-timeout", 0),
+  discovery: notOffered("discovery", "list the members in --initial-cluster"),
+  discoverySrv: notOffered("discovery-srv", "list the members in --initial-cluster"),
+  discoverySrvName: notOffered("discovery-srv-name", "list the members in --initial-cluster"),
+  discoveryProxy: notOffered("discovery-proxy", "list the members in --initial-cluster"),
+  discoveryFallback: {
+    flag: "discovery-fallback",
+    env: "CHAINFIRE_DISCOVERY_FALLBACK",
+    type: "enum",
+    values: ["exit", "proxy"],
+    default: "proxy",
+    description: "etcd's answer to a failed discovery, accepted as is: discovery is not offered",
+  },
+  enableV2v3: notOffered("experimental-enable-v2v3", "chainfire serves etcd's v3 API only"),
+  clientCrlFile: notOffered(
+    "client-crl-file",
+    "to shut a client out, issue client certificates from a CA you can replace in --trusted-ca-file",
+  ),
+  peerCrlFile: notOffered(
+    "peer-crl-file",
+    "to shut a member out, remove it and issue peer certificates from a CA you can replace in --peer-trusted-ca-file",
+  ),
+  cipherSuites: notOffered("cipher-suites", "Node's default TLS 1.2 and 1.3 suites are used"),
+  clientCertAllowedHostname: notOffered(
+    "client-cert-allowed-hostname",
+    "any client certificate signed by --trusted-ca-file is accepted",
+  ),
+  peerCertAllowedCn: notOffered(
+    "peer-cert-allowed-cn",
+    "any peer certificate signed by --peer-trusted-ca-file is accepted; give the peers a CA of their own",
+  ),
+  peerCertAllowedHostname: notOffered(
+    "peer-cert-allowed-hostname",
+    "any peer certificate signed by --peer-trusted-ca-file is accepted; give the peers a CA of their own",
+  ),
+  peerSkipClientSanVerification: {
+    flag: "experimental-peer-skip-client-san-verification",
+    env: "CHAINFIRE_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION",
+    type: "bool",
+    description: "etcd's skipping of the peer client certificate's SAN check: only false is accepted",
+    check: (on: boolean) =>
+      on
+        ? "not needed: a peer's client certificate is checked against --peer-trusted-ca-file only"
+        : undefined,
+  },
+  initialCorruptCheck: {
+    flag: "experimental-initial-corrupt-check",
+    env: "CHAINFIRE_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
+    type: "bool",
+    description: "etcd's hash check against the peers at boot: not offered; only false is accepted",
+    check: (on: boolean) =>
+      on ? "not offered: compare the members with `etcdctl endpoint hashkv --cluster`" : undefined,
+  },
+  corruptCheckTimeMs: {
+    flag: "experimental-corrupt-check-time",
+    env: "CHAINFIRE_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+    type: "duration-ms",
+    default: 0,
+    min: 0,
+    description: "etcd's periodic hash check between members: not offered; only 0 is accepted",
+    check: (ms: number) =>
+      ms === 0 ? undefined : "not offered: compare the members with `etcdctl endpoint hashkv --cluster`",
   },
   snapshotCatchupEntries: {
     flag: "experimental-snapshot-catchup-entries",

@@ -49,6 +49,16 @@ function withUnit(raw: unknown, units: Record<string, number>): number | undefin
   return Number.isSafeInteger(value) ? value : undefined;
 }
 
+/** A duration as Go writes one (etcd's flags take them): "1h30m", "2h0m0s", "1m0.5s", in ms. */
+function goDuration(raw: unknown): number | undefined {
+  if (typeof raw !== "string" || !/^\s*(\d+(\.\d+)?(h|ms|m|s))+\s*$/i.test(raw)) return undefined;
+  let ms = 0;
+  for (const [, n, unit] of raw.trim().matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/gi))
+    ms += Number(n) * DURATION_UNITS_MS[unit!.toLowerCase()]!;
+  const rounded = Math.round(ms);
+  return Number.isSafeInteger(rounded) ? rounded : undefined;
+}
+
 function asList(raw: unknown): string[] | undefined {
   if (typeof raw === "string")
     return raw
@@ -121,7 +131,7 @@ function parseKind(spec: OptionSpec, raw: unknown): unknown {
     case "bool":
       return parseBool(raw);
     case "duration-ms":
-      return withUnit(raw, DURATION_UNITS_MS);
+      return withUnit(raw, DURATION_UNITS_MS) ?? goDuration(raw);
     case "bytes":
       return withUnit(raw, BYTE_UNITS);
     case "path":

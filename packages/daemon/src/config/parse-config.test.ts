@@ -141,6 +141,16 @@ describe("parseConfig precedence", () => {
     expect(config.peers).toEqual(["a", "b"]);
     expect(config.dataDir).toBe(join(process.cwd(), "rel/dir"));
     expect(run(["--client-cert-auth=false"]).config.clientCertAuth).toBe(false);
+    // Durations as Go prints them (etcd's --help shows "2h0m0s"), which etcd units carry.
+    for (const [text, ms] of [
+      ["2h0m0s", 7_200_000],
+      ["1m30s", 90_000],
+      ["1.5s", 1500],
+      ["1s500ms", 1500],
+    ] as const)
+      expect(run([`--heartbeat-interval=${text}`]).config.heartbeatIntervalMs, text).toBe(ms);
+    for (const bad of ["1h2", "h", "1d", "1m-2s"])
+      expect(() => run([`--heartbeat-interval=${bad}`]), bad).toThrow(ConfigError);
   });
 
   it("returns help and version outcomes instead of a config", () => {

@@ -65,8 +65,15 @@ export interface GrpcServerConfig {
    * LeanLimits.connectionRequestBytesMax): 64 MiB, or one largest message if that is more, unless given.
    */
   readonly maxConnectionRequestBytes?: number;
-  /** Other grpc-js channel options (keepalive etc.). */
+  /** Other grpc-js channel options. */
   readonly channelOptions?: ChannelOptions;
+  /**
+   * Server keepalive, as grpc-go's (etcd's --grpc-keepalive-interval and -timeout): a client
+   * connection silent for `intervalMs` is pinged, and dropped when still silent `timeoutMs` later.
+   */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
+  /** Most concurrent streams a client connection may open (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxConcurrentStreams?: number;
   readonly logger: Logger;
   readonly metrics?: DaemonMetrics;
   /** How long in-flight calls get to finish at shutdown before they are cancelled. Default 5000. */
@@ -159,6 +166,15 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   const options: ChannelOptions = {
     "grpc.max_receive_message_length": config.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
     "grpc.max_send_message_length": config.maxSendMessageBytes ?? 4 * 1024 * 1024,
+    ...(config.keepalive === undefined
+      ? {}
+      : {
+          "grpc.keepalive_time_ms": config.keepalive.intervalMs,
+          "grpc.keepalive_timeout_ms": config.keepalive.timeoutMs,
+        }),
+    ...(config.maxConcurrentStreams === undefined
+      ? {}
+      : { "grpc.max_concurrent_streams": config.maxConcurrentStreams }),
     ...config.channelOptions,
   };
   const server = new Server(options);
@@ -236,6 +252,17 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
           ...(httpSocketPath !== null ? { httpSocketPath } : {}),
           ...(tls ? { tls } : {}),
           ...(config.http1 ? { http1: config.http1 } : {}),
+          connection: {
+            ...(config.maxConcurrentStreams === undefined
+              ? {}
+              : { maxConcurrentStreams: config.maxConcurrentStreams }),
+            ...(config.keepalive === undefined
+              ? {}
+              : {
+                  keepaliveIntervalMs: config.keepalive.intervalMs,
+                  keepaliveTimeoutMs: config.keepalive.timeoutMs,
+                }),
+          },
         });
         fronts.push(front);
         const port = await front.listen(l.url.host, l.url.port).catch((err: Error) => {

@@ -245,6 +245,36 @@ describe("H2Connection", () => {
     await once(session, "close");
   });
 
+  it("pings a client silent for the keepalive interval and drops it, cancelling its streams, when it stays silent", async () => {
+    // Proves server keepalive (etcd's --grpc-keepalive-interval/-timeout): a client that vanished
+    // without closing its connection gets one PING, and when nothing comes back its open stream
+    // is cancelled (a watch or keep-alive stream of a dead client ends) and the socket closed.
+    const closes: number[] = [];
+    const port = await serve(
+      (stream) => {
+        stream.onClose = (code) => closes.push(code);
+      },
+      { keepaliveIntervalMs: 100, keepaliveTimeoutMs: 100 },
+    );
+    const { frames } = await raw(port, [
+      ...opening,
+      frame(FrameType.HEADERS, Flag.END_HEADERS, 1, requestBlock),
+    ]);
+    expect(frames.filter((f) => f.type === FrameType.PING).map((f) => f.flags)).toEqual([0]);
+    await expect.poll(() => closes, { timeout: 5000 }).toEqual([ErrorCode.CANCEL]);
+  });
+
+  it("keeps a client that answers the keepalive PINGs", async () => {
+    // Proves the other half: a live but idle client (Node's http2 acknowledges every PING) is
+    // pinged again and again and stays connected.
+    const port = await serve(echo, { keepaliveIntervalMs: 50, keepaliveTimeoutMs: 50 });
+    const session = client(port);
+    let pings = 0;
+    session.on("ping", () => pings++);
+    await expect.poll(() => pings, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    expect((await request(session, "/still", Buffer.from("here"))).body.toString()).toBe("here");
+  });
+
   it("serves h2load's gRPC-shaped load without a failed request", async () => {
     const reply = Buffer.alloc(205, 1);
     const port = await serve((stream) => {

@@ -63,6 +63,16 @@ export interface H2ConnectionOptions {
   readonly connectionWindowBytes?: number;
   /** The largest decoded header list a request may carry (SETTINGS_MAX_HEADER_LIST_SIZE). */
   readonly maxHeaderListBytes?: number;
+  /**
+   * Keepalive (grpc-go's server keepalive, etcd's --grpc-keepalive-interval): after this long without
+   * a byte from the peer, PING it; 0 (the default) never pings.
+   */
+  readonly keepaliveIntervalMs?: number;
+  /**
+   * How long a keepalive PING waits for any byte from the peer before the connection is dropped (its
+   * streams cancelled: a vanished client's watches and lease keep-alives end). Default 20 s.
+   */
+  readonly keepaliveTimeoutMs?: number;
 }
 
 const DEFAULTS = {
@@ -73,8 +83,12 @@ const DEFAULTS = {
   streamWindowBytes: 256 << 10,
   connectionWindowBytes: 16 << 20,
   maxHeaderListBytes: 64 << 10,
+  keepaliveIntervalMs: 0,
+  keepaliveTimeoutMs: 20_000,
 };
 const EMPTY = Buffer.alloc(0);
+/** The keepalive PING's opaque data (the peer echoes it in its ACK; any byte read counts). */
+const KEEPALIVE_PING = Buffer.from("keepaliv");
 const OUT_BYTES_MIN = 16 << 10;
 /** Header block fragments gathered for one block, at most (before decoding; a bound on memory). */
 const HEADER_BLOCK_BYTES_MAX = 256 << 10;
@@ -250,6 +264,11 @@ export class H2Connection {
   private outBytes = 0;
   private flushScheduled = false;
   private handshakeTimer: NodeJS.Timeout | null = null;
+  /** Socket reads so far, and at the keepalive's last look (a change is activity). */
+  private reads = 0;
+  private readsSeen = 0;
+  private keepaliveTimer: NodeJS.Timeout | null = null;
+  private pingOutstanding = false;
   private goingAway = false;
   private closed = false;
 
@@ -284,6 +303,7 @@ export class H2Connection {
       HANDSHAKE_TIMEOUT_MS,
     );
     this.handshakeTimer.unref();
+    if (this.options.keepaliveIntervalMs > 0) this.armKeepalive(this.options.keepaliveIntervalMs);
     socket.on("data", (chunk: Buffer) => this.onSocketData(chunk));
     socket.on("drain", () => socket.resume());
     socket.on("error", (err) => this.teardown(err));
@@ -347,6 +367,7 @@ export class H2Connection {
 
   private onSocketData(chunk: Buffer): void {
     if (this.closed) return;
+    this.reads++;
     const buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
     this.pending = null;
     try {
@@ -859,10 +880,40 @@ export class H2Connection {
     this.teardown(err instanceof ConnectionError ? undefined : (err as Error));
   }
 
+  private armKeepalive(delayMs: number): void {
+    this.keepaliveTimer = setTimeout(() => this.keepaliveCheck(), delayMs);
+    this.keepaliveTimer.unref();
+  }
+
+  /**
+   * As grpc-go's server keepalive: a peer heard from since the last look is alive; one silent for
+   * the interval gets a PING, and one still silent when the PING's timeout runs out is gone.
+   */
+  private keepaliveCheck(): void {
+    if (this.closed) return;
+    if (this.reads !== this.readsSeen) {
+      this.readsSeen = this.reads;
+      this.pingOutstanding = false;
+      this.armKeepalive(this.options.keepaliveIntervalMs);
+      return;
+    }
+    if (this.pingOutstanding) {
+      // No GOAWAY worth waiting for: the peer reads nothing. Its streams are cancelled.
+      this.socket.destroy();
+      this.teardown(new Error("keepalive PING not answered in time"));
+      return;
+    }
+    this.pingOutstanding = true;
+    this.push(frame(FrameType.PING, 0, 0, KEEPALIVE_PING));
+    this.flush();
+    this.armKeepalive(this.options.keepaliveTimeoutMs);
+  }
+
   private teardown(error?: Error): void {
     if (this.closed) return;
     this.closed = true;
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    if (this.keepaliveTimer !== null) clearTimeout(this.keepaliveTimer);
     const open = [...this.streams.values()];
     this.streams.clear();
     this.blocked.clear();

@@ -29,7 +29,7 @@ import {
   statusFields,
 } from "../grpc/lean-unary.js";
 import type { httpsServerOptions } from "../grpc/tls.js";
-import { type HeaderFields, H2Connection, type H2Stream } from "./connection.js";
+import { type H2ConnectionOptions, type HeaderFields, H2Connection, type H2Stream } from "./connection.js";
 import { ErrorCode } from "./frames.js";
 import { encodeHeaders } from "./hpack.js";
 
@@ -51,6 +51,11 @@ export interface GrpcFrontConfig {
    * Without it they go to grpc-js, which refuses them.
    */
   readonly httpSocketPath?: string;
+  /** Settings of each client connection: stream limit and keepalive (see H2ConnectionOptions). */
+  readonly connection?: Pick<
+    H2ConnectionOptions,
+    "maxConcurrentStreams" | "keepaliveIntervalMs" | "keepaliveTimeoutMs"
+  >;
 }
 
 /** How long a plain connection may take to send its first bytes (as an HTTP/2 handshake may). */
@@ -158,6 +163,7 @@ class FrontConnection {
   ) {
     this.budget = new RequestBudget(config.limits);
     this.h2 = new H2Connection(socket, {
+      ...config.connection,
       onStream: (stream, flat) => this.onStream(stream, flat),
       onClose: () => {
         // destroy, not close: a forwarded call grpc-js never finished must not hold its shutdown.
