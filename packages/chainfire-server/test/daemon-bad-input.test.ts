@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { connect as http2Connect, constants as http2Constants } from "node:http2";
+import { request as httpRequest } from "node:http";
 import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -373,10 +374,11 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     }
   });
 
-  it("honours etcd's keepalive and watch progress flags", async () => {
+  it("honours etcd's keepalive, watch progress, CORS and host whitelist flags", async () => {
     // Proves the flags reach the client listener: a connection that goes silent is pinged and then
-    // closed (a vanished client's calls end), and a watch asking for progress gets one at the
-    // interval given.
+    // closed (a vanished client's calls end), a watch asking for progress gets one at the interval
+    // given, only the listed origin is named in CORS headers, and a plain-HTTP request naming a
+    // host outside the whitelist is refused with 421, over HTTP/1.1 and HTTP/2 alike.
     await cluster.allocate("keepalive");
     const member = await cluster.start("keepalive", {
       initialCluster: cluster.initialCluster(["keepalive"]),
@@ -384,8 +386,45 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
         "--grpc-keepalive-interval=300ms",
         "--grpc-keepalive-timeout=300ms",
         "--experimental-watch-progress-notify-interval=300ms",
+        "--cors=http://good.example:8080",
+        "--host-whitelist=localhost,127.0.0.1",
       ],
     });
+    const get = (path: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; origin: string | undefined }>((resolve, reject) => {
+        const req = httpRequest({ host: "127.0.0.1", port: member.ports.client, path, headers }, (res) => {
+          res.resume();
+          const origin = res.headers["access-control-allow-origin"];
+          res.on("end", () => resolve({ status: res.statusCode!, origin: origin as string | undefined }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    expect(await get("/health", { host: "evil.example:2379" })).toEqual({ status: 421, origin: undefined });
+    // /health answers 503 until the member has elected itself: wait for 200.
+    const listed = await until(async () => {
+      const answer = await get("/health", { host: "localhost", origin: "http://good.example:8080" });
+      return answer.status === 200 ? answer : undefined;
+    }, "/health to answer 200");
+    expect(listed.origin).toBe("http://good.example:8080");
+    expect(await get("/version", { origin: "http://evil.example:8080" })).toEqual({
+      status: 200,
+      origin: undefined,
+    });
+    const h2 = http2Connect(`http://127.0.0.1:${member.ports.client}`);
+    h2.on("error", () => {});
+    const h2Status = (authority: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = h2.request({ ":path": "/health", ":authority": authority });
+        req.on("response", (headers) => resolve(Number(headers[":status"])));
+        req.on("error", reject);
+        req.resume();
+        req.end();
+      });
+    expect([await h2Status("evil.example:2379"), await h2Status(`127.0.0.1:${member.ports.client}`)]).toEqual(
+      [421, 200],
+    );
+    h2.close();
     const socket = netConnect(member.ports.client, "127.0.0.1");
     const received: Buffer[] = [];
     socket.on("data", (chunk: Buffer) => received.push(chunk));

@@ -34,6 +34,12 @@ export interface HttpServerConfig {
   readonly logger: Logger;
   /** How the URL list is named in messages, e.g. `--listen-http-urls`. */
   readonly what?: string;
+  /**
+   * Runs before any route (etcd's access control: CORS headers, the host whitelist). `secure`
+   * says whether the client's connection is TLS (a forwarded HTTP/2 request included). Returns
+   * false when it has answered the request itself.
+   */
+  readonly beforeRoute?: (req: IncomingMessage, res: ServerResponse, secure: boolean) => boolean;
 }
 
 export interface RunningHttpServer {
@@ -68,6 +74,14 @@ function builtinRoutes(config: HttpServerConfig): Record<string, HttpRouteHandle
 function makeHandler(config: HttpServerConfig, logger: Logger) {
   const routes = { ...builtinRoutes(config), ...config.routes };
   return (req: IncomingMessage, res: ServerResponse) => {
+    if (config.beforeRoute !== undefined) {
+      // TLS on the socket (HTTP/1.x handed over by the front, or a listener's own), or an HTTP/2
+      // request the front forwarded from a TLS connection (it sets the scheme itself).
+      const secure =
+        (req.socket as { encrypted?: boolean }).encrypted === true ||
+        (req as { scheme?: string }).scheme === "https";
+      if (!config.beforeRoute(req, res, secure)) return;
+    }
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     const anyMethod = config.anyMethodRoutes?.[path];
     const route = anyMethod ?? routes[path];

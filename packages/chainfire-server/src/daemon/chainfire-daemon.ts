@@ -29,6 +29,7 @@ import { LeaseDriver } from "../mvcc/lease-driver.js";
 import { minLeaseTtlSeconds } from "../mvcc/lessor.js";
 import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/watch-hub.js";
+import { accessControl } from "./access-control.js";
 import { etcdGatewayRoutes } from "./etcd-gateway.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
@@ -265,6 +266,7 @@ async function startServers(
   const clientHttp = handedOverHttp({
     metrics: ctx.metrics,
     logger,
+    beforeRoute: accessControl({ cors: config.cors, hostWhitelist: config.hostWhitelist, logger }),
     routes: {
       "/health": async (_req, res) => {
         const report = await health();

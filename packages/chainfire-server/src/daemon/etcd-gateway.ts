@@ -96,13 +96,6 @@ const HTTP_STATUS: Readonly<Record<number, number>> = {
   [status.DATA_LOSS]: 500,
 };
 
-/** etcd's default CORS answer (its --cors defaults to "*"). */
-const CORS = {
-  "access-control-allow-origin": "*",
-  "access-control-allow-methods": "POST, GET, OPTIONS, PUT, DELETE",
-  "access-control-allow-headers": "accept, content-type, authorization",
-};
-
 type Handler = (call: GatewayCall, callback?: (err: ServiceError | null, res?: unknown) => void) => void;
 
 /** What the handlers see of a call: the parts of a grpc-js call they use. */
@@ -175,7 +168,7 @@ export function etcdGatewayRoutes(config: GatewayConfig): Record<string, HttpRou
 }
 
 function sendError(res: ServerResponse, code: number, message: string): void {
-  res.writeHead(HTTP_STATUS[code] ?? 500, { "content-type": "application/json", ...CORS });
+  res.writeHead(HTTP_STATUS[code] ?? 500, { "content-type": "application/json" });
   res.end(JSON.stringify({ error: message, message, code }));
 }
 
@@ -204,13 +197,8 @@ interface Route {
 
 async function serve(req: IncomingMessage, res: ServerResponse, route: Route): Promise<void> {
   const { handler, grpc, mapping, requestType, messages, maxBodyBytes } = route;
-  if (req.method === "OPTIONS") {
-    res.writeHead(200, CORS);
-    res.end();
-    return;
-  }
   if (req.method !== "POST") {
-    res.writeHead(405, { "content-type": "text/plain; charset=utf-8", ...CORS });
+    res.writeHead(405, { "content-type": "text/plain; charset=utf-8" });
     res.end("Method Not Allowed\n");
     return;
   }
@@ -254,7 +242,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
     handler(call, (err, response) => {
       if (res.writableEnded) return;
       if (err) return sendError(res, err.code ?? status.UNKNOWN, err.details ?? err.message);
-      res.writeHead(200, { "content-type": "application/json", ...CORS });
+      res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify(toJson(response)));
     });
     return;
@@ -328,7 +316,7 @@ function streamCall(
   let bodyDone = false;
   let halfClosed = false;
   const start = () => {
-    if (!res.headersSent) res.writeHead(200, { "content-type": "application/json", ...CORS });
+    if (!res.headersSent) res.writeHead(200, { "content-type": "application/json" });
   };
   // Every message of the body answered, and the body over: the client's half-close, as etcd's
   // gateway sends it (a keep-alive then ends; a watch stays open). Not sooner: a keep-alive relayed

@@ -81,6 +81,8 @@ describe("etcd 3.4 flags from an etcd unit", () => {
       "--experimental-peer-skip-client-san-verification=false",
       "--experimental-initial-corrupt-check=false",
       "--experimental-corrupt-check-time=0s",
+      "--cors=*",
+      "--host-whitelist=*",
     ]);
     expect([
       defaults.grpcKeepaliveIntervalMs,
@@ -100,6 +102,14 @@ describe("etcd 3.4 flags from an etcd unit", () => {
       tuned.maxConcurrentStreams,
       tuned.watchProgressNotifyIntervalMs,
     ]).toEqual([90_000, 5000, 100, 5000]);
+    const guarded = parse([
+      "--cors=http://a.example:8080,https://[::1]:443",
+      "--host-whitelist=localhost,example.com",
+    ]);
+    expect([guarded.cors, guarded.hostWhitelist]).toEqual([
+      ["http://a.example:8080", "https://[::1]:443"],
+      ["localhost", "example.com"],
+    ]);
   });
 
   it("refuses a setting chainfire does not offer, naming the flag and what to do", () => {
@@ -128,6 +138,9 @@ describe("etcd 3.4 flags from an etcd unit", () => {
     expect(refusal(["--experimental-initial-corrupt-check"])).toMatch(/endpoint hashkv --cluster/);
     expect(refusal(["--experimental-corrupt-check-time=1m"])).toMatch(/endpoint hashkv --cluster/);
     expect(refusal(["--max-concurrent-streams=0"])).toMatch(/--max-concurrent-streams/);
+    expect(refusal(["--cors=http://good.example"])).toMatch(
+      /--cors: "http:\/\/good.example" is not an origin of the form scheme:\/\/host:port/,
+    );
     expect(refusal(["--grpc-keepalive-interval=2d"])).toMatch(/--grpc-keepalive-interval/);
   });
 });

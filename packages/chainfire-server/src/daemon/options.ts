@@ -7,6 +7,9 @@ import { memberOptions } from "@photoncloud/raft";
 /** etcd's default ports: client 2379, peer 2380, metrics 2381. */
 export const DEFAULT_PORTS = { client: 2379, peer: 2380, metrics: 2381 } as const;
 
+/** An origin as etcd's --cors takes one: a URL of scheme, host and port only. */
+const ORIGIN = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/(\[[0-9a-fA-F:.]+\]|[^/:?#\s[\]]+):\d{1,5}$/;
+
 /** An etcd v2 proxy timing flag (ms): accepted, as the proxy it tunes is not offered. */
 function proxyTiming(flag: string, ms: number) {
   return {
@@ -225,6 +228,28 @@ export const chainfireOptions = defineOptions({
     default: "5s",
     min: 0,
     description: "etcd's least time between a client's pings, accepted as is: every ping is answered",
+  },
+  cors: {
+    flag: "cors",
+    env: "CHAINFIRE_CORS",
+    type: "string-list",
+    default: "*",
+    description:
+      "origins a browser page may call the client URLs' HTTP side from (CORS), each scheme://host:port as etcd takes them; empty or * allows all (etcd's flag)",
+    check: (origins: readonly string[]) => {
+      const bad = origins.find((o) => o !== "*" && !ORIGIN.test(o));
+      return bad === undefined
+        ? undefined
+        : `${JSON.stringify(bad)} is not an origin of the form scheme://host:port (as etcd, the port is required), nor "*"`;
+    },
+  },
+  hostWhitelist: {
+    flag: "host-whitelist",
+    env: "CHAINFIRE_HOST_WHITELIST",
+    type: "string-list",
+    default: "*",
+    description:
+      "hostnames a plain-HTTP request to the client URLs may name (a guard against DNS rebinding; TLS requests are not checked); empty or * allows all (etcd's flag)",
   },
   maxConcurrentStreams: {
     flag: "max-concurrent-streams",

@@ -186,7 +186,12 @@ class FrontConnection {
     }
     const http = this.config.httpSocketPath;
     const grpc = headers["content-type"]?.startsWith("application/grpc") === true;
-    this.forward(stream, headers, http !== undefined && !grpc ? http : this.config.fallbackSocketPath);
+    if (http !== undefined && !grpc) {
+      // The HTTP side learns whether the client's connection is TLS from the scheme, set here from
+      // the connection itself (never the client's word for it).
+      const tls = (stream.socket as { encrypted?: boolean }).encrypted === true;
+      this.forward(stream, headers, http, tls ? "https" : "http");
+    } else this.forward(stream, headers, this.config.fallbackSocketPath);
   }
 
   private session(path: string): http2.ClientHttp2Session {
@@ -205,8 +210,9 @@ class FrontConnection {
    * Forwards one request to the server on the Unix socket `path` (grpc-js, or the HTTP side) and
    * its answer back, with backpressure both ways.
    */
-  private forward(stream: H2Stream, headers: IncomingHttpHeaders, path: string): void {
+  private forward(stream: H2Stream, headers: IncomingHttpHeaders, path: string, scheme?: string): void {
     const { ":scheme": _scheme, ...outgoing } = headers;
+    if (scheme !== undefined) outgoing[":scheme"] = scheme;
     const authority = outgoing[":authority"];
     if (authority !== undefined) outgoing[":authority"] = hostAndPort(authority);
     let req: http2.ClientHttp2Stream;
