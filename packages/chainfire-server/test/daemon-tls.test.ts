@@ -3,6 +3,7 @@
 // keep-alive relays all cross TLS; clients without a certificate, or with one from another CA, are refused.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http2 from "node:http2";
+import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +30,15 @@ beforeAll(async () => {
   // TLS, which the list does not apply to, whatever host it names (127.0.0.1 below).
   await Promise.all(
     names.map((n) =>
-      cluster.start(n, { initialCluster: initial, extraFlags: ["--host-whitelist=localhost"] }),
+      cluster.start(n, {
+        initialCluster: initial,
+        // Members present certificates with CN "member" to each other; TLS 1.2 clients get one suite.
+        extraFlags: [
+          "--host-whitelist=localhost",
+          "--peer-cert-allowed-cn=member",
+          "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ],
+      }),
     ),
   );
 }, 180_000);
@@ -97,6 +106,49 @@ describe("TLS and mTLS on client and peer URLs", { timeout: 150_000 }, () => {
       req.on("error", reject);
     });
     expect(viaHttp1).toBe('200 {"health":"true"}');
+  });
+
+  it("enforces etcd's --peer-cert-allowed-cn and --cipher-suites", async () => {
+    // Proves the flags reach both listeners: the members talk to each other (the tests above), but
+    // a certificate of the same CA with another CN is refused on the peer port, and a TLS 1.2
+    // client without the listed suite is refused on the client port.
+    const operator = ca.issue("operator");
+    const accepted = (port: number, pem: { cert: string; key: string }, options: ConnectionOptions = {}) =>
+      new Promise<boolean>((resolve) => {
+        const socket = tlsConnect({
+          port,
+          host: "127.0.0.1",
+          servername: "localhost",
+          ca: readFileSync(ca.caFile),
+          cert: readFileSync(pem.cert),
+          key: readFileSync(pem.key),
+          ALPNProtocols: ["h2"],
+          ...options,
+        });
+        // The HTTP/2 preface and an empty SETTINGS frame: a member that accepted the connection answers.
+        socket.on("secureConnect", () =>
+          socket.write(
+            Buffer.concat([
+              Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+              Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+            ]),
+          ),
+        );
+        socket.once("data", () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.on("error", () => resolve(false));
+        socket.on("close", () => resolve(false));
+      });
+    const { peer, client } = members[0]!.ports;
+    const member = ca.issue("member");
+    expect([await accepted(peer, member), await accepted(peer, operator)]).toEqual([true, false]);
+    const tls12 = (ciphers: string) => accepted(client, operator, { maxVersion: "TLSv1.2", ciphers });
+    expect([await tls12("ECDHE-RSA-AES128-GCM-SHA256"), await tls12("ECDHE-RSA-AES256-GCM-SHA384")]).toEqual([
+      true,
+      false,
+    ]);
   });
 
   it("refuses clients without a certificate or with one from another CA", async () => {

@@ -26,6 +26,7 @@ export {
   logOptions,
   peerTlsFiles,
   peerTlsOptions,
+  tlsExtraOptions,
 } from "./config/presets.js";
 export {
   DomainError,

@@ -130,11 +130,6 @@ describe("etcd 3.4 flags from an etcd unit", () => {
     expect(refusal(["--discovery=https://discovery.etcd.io/x"])).toMatch(
       /--discovery: not offered: list the members in --initial-cluster/,
     );
-    expect(refusal(["--client-crl-file=/etc/etcd/crl.pem"])).toMatch(/--client-crl-file: not offered/);
-    expect(refusal(["--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])).toMatch(
-      /--cipher-suites: not offered/,
-    );
-    expect(refusal(["--peer-cert-allowed-cn=etcd"])).toMatch(/--peer-cert-allowed-cn: not offered/);
     expect(refusal(["--experimental-initial-corrupt-check"])).toMatch(/endpoint hashkv --cluster/);
     expect(refusal(["--experimental-corrupt-check-time=1m"])).toMatch(/endpoint hashkv --cluster/);
     expect(refusal(["--max-concurrent-streams=0"])).toMatch(/--max-concurrent-streams/);

@@ -383,27 +383,6 @@ export const chainfireOptions = defineOptions({
     description: "etcd's answer to a failed discovery, accepted as is: discovery is not offered",
   },
   enableV2v3: notOffered("experimental-enable-v2v3", "chainfire serves etcd's v3 API only"),
-  clientCrlFile: notOffered(
-    "client-crl-file",
-    "to shut a client out, issue client certificates from a CA you can replace in --trusted-ca-file",
-  ),
-  peerCrlFile: notOffered(
-    "peer-crl-file",
-    "to shut a member out, remove it and issue peer certificates from a CA you can replace in --peer-trusted-ca-file",
-  ),
-  cipherSuites: notOffered("cipher-suites", "Node's default TLS 1.2 and 1.3 suites are used"),
-  clientCertAllowedHostname: notOffered(
-    "client-cert-allowed-hostname",
-    "any client certificate signed by --trusted-ca-file is accepted",
-  ),
-  peerCertAllowedCn: notOffered(
-    "peer-cert-allowed-cn",
-    "any peer certificate signed by --peer-trusted-ca-file is accepted; give the peers a CA of their own",
-  ),
-  peerCertAllowedHostname: notOffered(
-    "peer-cert-allowed-hostname",
-    "any peer certificate signed by --peer-trusted-ca-file is accepted; give the peers a CA of their own",
-  ),
   peerSkipClientSanVerification: {
     flag: "experimental-peer-skip-client-san-verification",
     env: "CHAINFIRE_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION",

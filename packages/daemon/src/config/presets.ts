@@ -86,18 +86,75 @@ export function peerTlsOptions(envPrefix?: string) {
   });
 }
 
+/**
+ * etcd's further TLS flags, for daemons whose listeners the kit's front serves (they are enforced
+ * there): `--cipher-suites` (client and peer listeners), `--client-crl-file`,
+ * `--client-cert-allowed-hostname`, `--peer-crl-file`, `--peer-cert-allowed-cn`,
+ * `--peer-cert-allowed-hostname`.
+ */
+export function tlsExtraOptions(envPrefix?: string) {
+  const env = (name: string) => (envPrefix ? `${envPrefix}${name}` : undefined);
+  return defineOptions({
+    cipherSuites: {
+      flag: "cipher-suites",
+      env: env("CIPHER_SUITES"),
+      type: "string-list",
+      description:
+        "TLS 1.2 cipher suites the client and peer listeners allow, by etcd's names (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, …; default: Node's); TLS 1.3 keeps its own suites, as in etcd",
+    },
+    clientCrlFile: {
+      flag: "client-crl-file",
+      env: env("CLIENT_CRL_FILE"),
+      type: "string",
+      description:
+        "certificate revocation lists (PEM) of the client CA: a client certificate they list is refused (needs --trusted-ca-file)",
+    },
+    clientCertAllowedHostname: {
+      flag: "client-cert-allowed-hostname",
+      env: env("CLIENT_CERT_ALLOWED_HOSTNAME"),
+      type: "string",
+      description: "accept only client certificates valid for this hostname (needs --trusted-ca-file)",
+    },
+    peerCrlFile: {
+      flag: "peer-crl-file",
+      env: env("PEER_CRL_FILE"),
+      type: "string",
+      description:
+        "certificate revocation lists (PEM) of the peer CA: a member whose certificate they list is refused (needs --peer-trusted-ca-file)",
+    },
+    peerCertAllowedCn: {
+      flag: "peer-cert-allowed-cn",
+      env: env("PEER_CERT_ALLOWED_CN"),
+      type: "string",
+      description: "accept only peer certificates with this subject CN (needs --peer-trusted-ca-file)",
+    },
+    peerCertAllowedHostname: {
+      flag: "peer-cert-allowed-hostname",
+      env: env("PEER_CERT_ALLOWED_HOSTNAME"),
+      type: "string",
+      description: "accept only peer certificates valid for this hostname (needs --peer-trusted-ca-file)",
+    },
+  });
+}
+
 /** TlsFiles from the client TLS options of a parsed config. */
 export function clientTlsFiles(config: {
   readonly certFile: string | undefined;
   readonly keyFile: string | undefined;
   readonly trustedCaFile: string | undefined;
   readonly clientCertAuth: boolean;
+  readonly cipherSuites?: readonly string[] | undefined;
+  readonly clientCrlFile?: string | undefined;
+  readonly clientCertAllowedHostname?: string | undefined;
 }): TlsFiles {
   return {
     certFile: config.certFile,
     keyFile: config.keyFile,
     trustedCaFile: config.trustedCaFile,
     clientCertAuth: config.clientCertAuth,
+    crlFile: config.clientCrlFile,
+    cipherSuites: config.cipherSuites,
+    allowedHostname: config.clientCertAllowedHostname,
   };
 }
 
@@ -107,17 +164,28 @@ export function peerTlsFiles(config: {
   readonly peerKeyFile: string | undefined;
   readonly peerTrustedCaFile: string | undefined;
   readonly peerClientCertAuth: boolean;
+  readonly cipherSuites?: readonly string[] | undefined;
+  readonly peerCrlFile?: string | undefined;
+  readonly peerCertAllowedCn?: string | undefined;
+  readonly peerCertAllowedHostname?: string | undefined;
 }): TlsFiles {
   return {
     certFile: config.peerCertFile,
     keyFile: config.peerKeyFile,
     trustedCaFile: config.peerTrustedCaFile,
     clientCertAuth: config.peerClientCertAuth,
+    crlFile: config.peerCrlFile,
+    cipherSuites: config.cipherSuites,
+    allowedCn: config.peerCertAllowedCn,
+    allowedHostname: config.peerCertAllowedHostname,
     flagNames: {
       certFile: "--peer-cert-file",
       keyFile: "--peer-key-file",
       trustedCaFile: "--peer-trusted-ca-file",
       clientCertAuth: "--peer-client-cert-auth",
+      crlFile: "--peer-crl-file",
+      allowedCn: "--peer-cert-allowed-cn",
+      allowedHostname: "--peer-cert-allowed-hostname",
     },
   };
 }

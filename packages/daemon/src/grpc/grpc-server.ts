@@ -25,6 +25,7 @@ import { instrumentService } from "./instrument.js";
 import { attachLeanUnary, effectiveLimits, type LeanRoute, type LeanHandler } from "./lean-unary.js";
 import { ListenError } from "./listen-error.js";
 import {
+  clientCertificateCheck,
   grpcServerCredentials,
   httpsServerOptions,
   loadTlsMaterial,
@@ -245,12 +246,14 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
       for (const [i, l] of listeners.entries()) {
         if (!l.fronted) continue;
         const tls = l.tls === undefined ? undefined : httpsServerOptions(l.tls);
+        const check = l.tls === undefined ? undefined : clientCertificateCheck(l.tls);
         const front = new GrpcFront({
           routes: lean,
           limits,
           fallbackSocketPath,
           ...(httpSocketPath !== null ? { httpSocketPath } : {}),
           ...(tls ? { tls } : {}),
+          ...(check ? { clientCertificateCheck: check } : {}),
           ...(config.http1 ? { http1: config.http1 } : {}),
           connection: {
             ...(config.maxConcurrentStreams === undefined

@@ -36,6 +36,8 @@ function baseCert(publicKey: forge.pki.PublicKey, commonName: string): forge.pki
 export interface TestCa extends Pem {
   /** Issue a leaf for 127.0.0.1/localhost usable as server and client certificate. */
   issue(commonName: string): Pem;
+  /** A certificate revocation list (PEM, X.509 v2 CRL signed by this CA) listing these leaves. */
+  revocationList(revoked: readonly Pem[]): string;
 }
 
 export function createTestCa(commonName = "test CA"): TestCa {
@@ -68,6 +70,51 @@ export function createTestCa(commonName = "test CA"): TestCa {
       ]);
       leaf.sign(keys.privateKey, forge.md.sha256.create());
       return { cert: forge.pki.certificateToPem(leaf), key: leafKeys.keyPem };
+    },
+    revocationList: (revoked) => {
+      const { asn1 } = forge;
+      const seq = (items: forge.asn1.Asn1[]) =>
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, items);
+      const time = (date: Date) =>
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.UTCTIME, false, asn1.dateToUtcTime(date));
+      const sha256WithRsa = seq([
+        asn1.create(
+          asn1.Class.UNIVERSAL,
+          asn1.Type.OID,
+          false,
+          asn1.oidToDer(forge.pki.oids.sha256WithRSAEncryption!).getBytes(),
+        ),
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, ""),
+      ]);
+      const now = new Date();
+      const entries = revoked.map((pem) =>
+        seq([
+          asn1.create(
+            asn1.Class.UNIVERSAL,
+            asn1.Type.INTEGER,
+            false,
+            forge.util.hexToBytes(forge.pki.certificateFromPem(pem.cert).serialNumber),
+          ),
+          time(now),
+        ]),
+      );
+      const tbs = seq([
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, asn1.integerToDer(1).getBytes()),
+        sha256WithRsa,
+        forge.pki.distinguishedNameToAsn1(cert.subject),
+        time(new Date(now.getTime() - 60_000)),
+        time(new Date(now.getTime() + 24 * 3600_000)),
+        ...(entries.length > 0 ? [seq(entries)] : []),
+      ]);
+      const md = forge.md.sha256.create();
+      md.update(asn1.toDer(tbs).getBytes());
+      const signature = keys.privateKey.sign(md);
+      const crl = seq([
+        tbs,
+        sha256WithRsa,
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, `\u0000${signature}`),
+      ]);
+      return forge.pem.encode({ type: "X509 CRL", body: asn1.toDer(crl).getBytes() });
     },
   };
 }

@@ -1,4 +1,5 @@
 import { request } from "node:https";
+import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 import { credentials, status } from "@grpc/grpc-js";
 import { Writable } from "node:stream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -54,6 +55,53 @@ async function startTlsServer(clients: "any" | "ca" | "ca+client-cert-auth"): Pr
   cleanups.push(() => grpc.shutdown());
   return `127.0.0.1:${grpc.urls[0]!.port}`;
 }
+
+/** A TLS echo server behind the kit's front (a lean method makes it fronted), with extra TLS settings. */
+async function startFrontedTlsServer(extra: object): Promise<number> {
+  const grpc = await startGrpcServer({
+    urls: parseUrlList("https://127.0.0.1:0"),
+    tls: {
+      certFile: files["server.pem"],
+      keyFile: files["server-key.pem"],
+      trustedCaFile: files["ca.pem"],
+      ...extra,
+    },
+    services: [
+      { definition: echoServiceDefinition(), implementation: echoImplementation, leanUnaryMethods: ["Say"] },
+    ],
+    protoFiles: [ECHO_PROTO],
+    logger,
+    shutdownTimeoutMs: 1000,
+  });
+  cleanups.push(() => grpc.shutdown());
+  return grpc.urls[0]!.port;
+}
+
+/** Whether a TLS client with this certificate (and TLS options) gets an HTTP/2 answer: the server's SETTINGS. */
+function tlsAccepted(port: number, pem: Pem, options: ConnectionOptions = {}): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      port,
+      host: "127.0.0.1",
+      servername: "localhost",
+      ca: ca.cert,
+      cert: pem.cert,
+      key: pem.key,
+      ALPNProtocols: ["h2"],
+      ...options,
+    });
+    socket.on("secureConnect", () => socket.write(Buffer.concat([HTTP2_PREFACE, EMPTY_SETTINGS])));
+    socket.once("data", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on("error", () => resolve(false));
+    socket.on("close", () => resolve(false));
+  });
+}
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
 
 const tlsCreds = (pem?: Pem) =>
   credentials.createSsl(
@@ -115,6 +163,72 @@ describe("TLS listeners", () => {
       });
     expect(await get(client)).toBe(200);
     await expect(get()).rejects.toBeInstanceOf(Error);
+  });
+
+  it("refuses a client certificate on the revocation list (etcd's --client-crl-file)", async () => {
+    // Proves the CRL is enforced: a revoked certificate of the trusted CA is refused, another of
+    // the same CA is served.
+    const revoked = ca.issue("revoked");
+    const crl = writePemFiles({ "crl.pem": ca.revocationList([revoked]) })["crl.pem"];
+    const port = await startFrontedTlsServer({ crlFile: crl });
+    expect([await tlsAccepted(port, client), await tlsAccepted(port, revoked)]).toEqual([true, false]);
+  });
+
+  it("accepts only the allowed CN or hostname (etcd's --peer-cert-allowed-cn, --…-cert-allowed-hostname)", async () => {
+    // Proves the check beyond the chain: another CN of the same CA is refused; a hostname the
+    // certificate is valid for is accepted, one it is not valid for is refused.
+    const member = ca.issue("member");
+    const byCn = await startFrontedTlsServer({ allowedCn: "member" });
+    expect([await tlsAccepted(byCn, member), await tlsAccepted(byCn, client)]).toEqual([true, false]);
+    const byHost = await startFrontedTlsServer({ allowedHostname: "localhost" });
+    expect(await tlsAccepted(byHost, client)).toBe(true);
+    const otherHost = await startFrontedTlsServer({ allowedHostname: "member.example" });
+    expect(await tlsAccepted(otherHost, client)).toBe(false);
+  });
+
+  it("allows only the given TLS 1.2 cipher suites, by etcd's names; TLS 1.3 keeps its own", async () => {
+    // Proves --cipher-suites: a TLS 1.2 client offering only another suite fails its handshake,
+    // one offering a listed suite is served, and TLS 1.3 is unaffected (as with Go's crypto/tls).
+    const port = await startFrontedTlsServer({ cipherSuites: ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"] });
+    const tls12 = (ciphers: string) => tlsAccepted(port, client, { maxVersion: "TLSv1.2", ciphers });
+    expect([
+      await tls12("ECDHE-RSA-AES128-GCM-SHA256"),
+      await tls12("ECDHE-RSA-AES256-GCM-SHA384"),
+      await tlsAccepted(port, client),
+    ]).toEqual([true, false, true]);
+  });
+
+  it("refuses these settings where they cannot be enforced or do not fit together, naming the flags", async () => {
+    // Proves bad TLS settings stop the start: an unknown suite, a CRL or allowed CN without client
+    // certificates to check, CN and hostname together (as etcd), and a listener not behind the front.
+    const urls = parseUrlList("https://127.0.0.1:0");
+    const base = { certFile: files["server.pem"], keyFile: files["server-key.pem"] };
+    const start = (tls: object, lean = true) =>
+      startGrpcServer({
+        urls,
+        tls: { ...base, ...tls },
+        services: [
+          {
+            definition: echoServiceDefinition(),
+            implementation: echoImplementation,
+            ...(lean ? { leanUnaryMethods: ["Say"] } : {}),
+          },
+        ],
+        logger,
+        what: "--listen-client-urls",
+      });
+    await expect(start({ cipherSuites: ["TLS_RSA_WITH_RC4_128_SHA"] })).rejects.toThrow(
+      '--cipher-suites: unknown cipher suite "TLS_RSA_WITH_RC4_128_SHA"',
+    );
+    await expect(start({ crlFile: files["ca.pem"] })).rejects.toThrow(
+      "--client-crl-file applies to client certificates, which are checked only with --trusted-ca-file",
+    );
+    await expect(
+      start({ trustedCaFile: files["ca.pem"], allowedCn: "a", allowedHostname: "b" }),
+    ).rejects.toThrow("exclude each other");
+    await expect(start({ trustedCaFile: files["ca.pem"], allowedCn: "a" }, false)).rejects.toThrow(
+      "enforced by the daemon kit's front only",
+    );
   });
 
   it("refuses https:// without a certificate, and client-cert-auth without a CA, naming the flags", async () => {

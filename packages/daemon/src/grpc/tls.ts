@@ -2,6 +2,7 @@
 // into grpc-js server credentials and node:https options.
 
 import { readFileSync } from "node:fs";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { ConfigErrorCode, configError } from "../config/config-error.js";
 
@@ -12,9 +13,27 @@ export interface TlsFiles {
   readonly trustedCaFile?: string | undefined;
   /** Require and verify a client certificate (mTLS). Needs trustedCaFile, which implies it. */
   readonly clientCertAuth?: boolean | undefined;
+  /** Certificate revocation lists (PEM): a client certificate they list is refused (etcd's --client-crl-file). */
+  readonly crlFile?: string | undefined;
+  /** TLS 1.2 cipher suites allowed, by their IANA/Go names (etcd's --cipher-suites); TLS 1.3 keeps its own. */
+  readonly cipherSuites?: readonly string[] | undefined;
+  /** Only a client certificate with this subject CN is accepted (etcd's --peer-cert-allowed-cn). */
+  readonly allowedCn?: string | undefined;
+  /** Only a client certificate valid for this hostname is accepted (etcd's --…-cert-allowed-hostname). */
+  readonly allowedHostname?: string | undefined;
   /** Flag names used in messages, e.g. `{ certFile: "--peer-cert-file" }`; etcd client names by default. */
-  readonly flagNames?: Partial<Record<"certFile" | "keyFile" | "trustedCaFile" | "clientCertAuth", string>>;
+  readonly flagNames?: Partial<Record<TlsField, string>>;
 }
+
+type TlsField =
+  | "certFile"
+  | "keyFile"
+  | "trustedCaFile"
+  | "clientCertAuth"
+  | "crlFile"
+  | "cipherSuites"
+  | "allowedCn"
+  | "allowedHostname";
 
 /** PEM material read from TlsFiles. */
 export interface TlsMaterial {
@@ -22,14 +41,63 @@ export interface TlsMaterial {
   readonly key: Buffer;
   readonly ca: Buffer | undefined;
   readonly clientCertAuth: boolean;
+  readonly crl?: Buffer | undefined;
+  /** OpenSSL's names for the allowed TLS 1.2 suites, colon-separated. */
+  readonly ciphers?: string | undefined;
+  readonly allowedCn?: string | undefined;
+  readonly allowedHostname?: string | undefined;
 }
 
-function flagName(tls: TlsFiles, field: "certFile" | "keyFile" | "trustedCaFile" | "clientCertAuth"): string {
-  const defaults = {
+/** etcd's cipher suite names (Go's crypto/tls, as etcd 3.4 lists them) → OpenSSL's. */
+const CIPHER_SUITES: Readonly<Record<string, string>> = {
+  TLS_RSA_WITH_3DES_EDE_CBC_SHA: "DES-CBC3-SHA",
+  TLS_RSA_WITH_AES_128_CBC_SHA: "AES128-SHA",
+  TLS_RSA_WITH_AES_256_CBC_SHA: "AES256-SHA",
+  TLS_RSA_WITH_AES_128_CBC_SHA256: "AES128-SHA256",
+  TLS_RSA_WITH_AES_128_GCM_SHA256: "AES128-GCM-SHA256",
+  TLS_RSA_WITH_AES_256_GCM_SHA384: "AES256-GCM-SHA384",
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA: "ECDHE-ECDSA-AES128-SHA",
+  TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA: "ECDHE-ECDSA-AES256-SHA",
+  TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA: "ECDHE-RSA-DES-CBC3-SHA",
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: "ECDHE-RSA-AES128-SHA",
+  TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA: "ECDHE-RSA-AES256-SHA",
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: "ECDHE-ECDSA-AES128-SHA256",
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256: "ECDHE-RSA-AES128-SHA256",
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: "ECDHE-RSA-AES128-GCM-SHA256",
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: "ECDHE-ECDSA-AES128-GCM-SHA256",
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: "ECDHE-RSA-AES256-GCM-SHA384",
+  TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: "ECDHE-ECDSA-AES256-GCM-SHA384",
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305: "ECDHE-RSA-CHACHA20-POLY1305",
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305: "ECDHE-ECDSA-CHACHA20-POLY1305",
+};
+
+/** OpenSSL's cipher list for etcd's suite names; throws ConfigError naming the flag for an unknown one. */
+function opensslCiphers(names: readonly string[], flag: string): string | undefined {
+  if (names.length === 0) return undefined;
+  return names
+    .map((name) => {
+      const openssl = CIPHER_SUITES[name];
+      if (openssl === undefined)
+        throw configError(
+          ConfigErrorCode.InvalidValue,
+          flag,
+          `${flag}: unknown cipher suite ${JSON.stringify(name)} (give etcd's names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256; RC4 suites are not offered)`,
+        );
+      return openssl;
+    })
+    .join(":");
+}
+
+function flagName(tls: TlsFiles, field: TlsField): string {
+  const defaults: Record<TlsField, string> = {
     certFile: "--cert-file",
     keyFile: "--key-file",
     trustedCaFile: "--trusted-ca-file",
     clientCertAuth: "--client-cert-auth",
+    crlFile: "--client-crl-file",
+    cipherSuites: "--cipher-suites",
+    allowedCn: "--client-cert-allowed-cn",
+    allowedHostname: "--client-cert-allowed-hostname",
   };
   return tls.flagNames?.[field] ?? defaults[field];
 }
@@ -69,6 +137,26 @@ export function loadTlsMaterial(tls: TlsFiles, forWhat: string): TlsMaterial {
       `${auth} needs ${ca} (the CA that client certificates must chain to)`,
     );
   }
+  // What only applies to verified client certificates needs them verified.
+  for (const field of ["crlFile", "allowedCn", "allowedHostname"] as const) {
+    if (tls[field] === undefined || tls[field] === "" || tls.trustedCaFile !== undefined) continue;
+    const flag = flagName(tls, field);
+    throw configError(
+      ConfigErrorCode.Conflict,
+      flag,
+      `${flag} applies to client certificates, which are checked only with ${ca} (give it, or leave ${flag} out)`,
+    );
+  }
+  const allowedCn = tls.allowedCn || undefined;
+  const allowedHostname = tls.allowedHostname || undefined;
+  if (allowedCn !== undefined && allowedHostname !== undefined) {
+    const flag = flagName(tls, "allowedHostname");
+    throw configError(
+      ConfigErrorCode.Conflict,
+      flag,
+      `${flagName(tls, "allowedCn")} and ${flag} exclude each other, as in etcd (give one)`,
+    );
+  }
   return {
     cert: readPem(tls.certFile, cert),
     key: readPem(tls.keyFile, key),
@@ -76,11 +164,34 @@ export function loadTlsMaterial(tls: TlsFiles, forWhat: string): TlsMaterial {
     // etcd requires and verifies client certificates once a trusted CA is given, with or without
     // --client-cert-auth: a CA on its own never leaves the listener open to any TLS client.
     clientCertAuth: (tls.clientCertAuth ?? false) || tls.trustedCaFile !== undefined,
+    crl: tls.crlFile ? readPem(tls.crlFile, flagName(tls, "crlFile")) : undefined,
+    ciphers: opensslCiphers(tls.cipherSuites ?? [], flagName(tls, "cipherSuites")),
+    allowedCn,
+    allowedHostname,
   };
+}
+
+/**
+ * The check of a verified client certificate against --…-cert-allowed-cn or -hostname, as etcd
+ * makes it: the subject CN equals the one allowed, or the certificate is valid for the hostname.
+ * Undefined when neither is set.
+ */
+export function clientCertificateCheck(
+  material: TlsMaterial,
+): ((cert: PeerCertificate) => boolean) | undefined {
+  const { allowedCn, allowedHostname } = material;
+  if (allowedCn !== undefined) return (cert) => cert.subject?.CN === allowedCn;
+  if (allowedHostname !== undefined)
+    return (cert) => cert.subject !== undefined && checkServerIdentity(allowedHostname, cert) === undefined;
+  return undefined;
 }
 
 /** grpc-js credentials for TLS, verifying client certificates when clientCertAuth is set. */
 export function grpcServerCredentials(material: TlsMaterial): ServerCredentials {
+  if (material.crl !== undefined || material.ciphers !== undefined || clientCertificateCheck(material))
+    throw new Error(
+      "revocation lists, cipher suites and allowed CN/hostname are enforced by the daemon kit's front only (not with PHOTON_GRPC_FRONT=0)",
+    );
   return ServerCredentials.createSsl(
     material.ca ?? null,
     [{ cert_chain: material.cert, private_key: material.key }],
@@ -93,6 +204,8 @@ export function httpsServerOptions(material: TlsMaterial): {
   cert: Buffer;
   key: Buffer;
   ca?: Buffer;
+  crl?: Buffer;
+  ciphers?: string;
   requestCert: boolean;
   rejectUnauthorized: boolean;
 } {
@@ -100,6 +213,8 @@ export function httpsServerOptions(material: TlsMaterial): {
     cert: material.cert,
     key: material.key,
     ...(material.ca ? { ca: material.ca } : {}),
+    ...(material.crl ? { crl: material.crl } : {}),
+    ...(material.ciphers ? { ciphers: material.ciphers } : {}),
     requestCert: material.clientCertAuth,
     rejectUnauthorized: material.clientCertAuth,
   };

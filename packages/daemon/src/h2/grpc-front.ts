@@ -14,7 +14,7 @@
 
 import http2, { type IncomingHttpHeaders } from "node:http2";
 import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import { createServer as createTlsServer, type PeerCertificate, type TLSSocket } from "node:tls";
 import type { Metadata } from "@grpc/grpc-js";
 import {
   LeanCall,
@@ -39,6 +39,11 @@ export interface GrpcFrontConfig {
   /** The Unix socket the grpc-js server listens on for everything else. */
   readonly fallbackSocketPath: string;
   readonly tls?: ReturnType<typeof httpsServerOptions>;
+  /**
+   * Checks a verified client certificate beyond its chain (allowed CN or hostname); a connection
+   * whose certificate fails it is closed before any request is read.
+   */
+  readonly clientCertificateCheck?: (cert: PeerCertificate) => boolean;
   /**
    * Takes a connection that speaks HTTP/1.x: on plain TCP its first bytes are not the HTTP/2
    * preface; over TLS it negotiated http/1.1 (or nothing) by ALPN. Without it such a connection is
@@ -318,7 +323,12 @@ export class GrpcFront {
       );
     } else {
       const protocols = http1 === undefined ? ["h2"] : ["h2", "http/1.1"];
+      const check = config.clientCertificateCheck;
       this.server = createTlsServer({ ...config.tls, ALPNProtocols: protocols }, (socket: TLSSocket) => {
+        if (check !== undefined && !check(socket.getPeerCertificate())) {
+          socket.destroy();
+          return;
+        }
         // gRPC runs over HTTP/2 only; a client that did not negotiate it gets nothing, or the
         // HTTP/1.x side when there is one.
         if (socket.alpnProtocol === "h2") accept(socket);

@@ -6,6 +6,7 @@ import {
   defineOptions,
   logOptions,
   peerTlsOptions,
+  tlsExtraOptions,
 } from "@photoncloud/daemon";
 
 export interface MemberPorts {
@@ -135,6 +136,7 @@ export function memberOptions(envPrefix: string, ports: MemberPorts) {
     },
     ...clientTlsOptions(envPrefix),
     ...peerTlsOptions(envPrefix),
+    ...tlsExtraOptions(envPrefix),
     ...logOptions(envPrefix),
   });
 }
