@@ -295,12 +295,11 @@ async function startServers(
     includeDirs: [PROTO_ROOT],
     maxReceiveMessageBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     maxConcurrentStreams: config.maxConcurrentStreams,
-    // As etcd: 0 for either turns the server's pings off.
-    ...(config.grpcKeepaliveIntervalMs > 0 && config.grpcKeepaliveTimeoutMs > 0
-      ? {
-          keepalive: { intervalMs: config.grpcKeepaliveIntervalMs, timeoutMs: config.grpcKeepaliveTimeoutMs },
-        }
-      : {}),
+    // As etcd: 0 for either leaves grpc-go's defaults (2h, 20s).
+    keepalive:
+      config.grpcKeepaliveIntervalMs > 0 && config.grpcKeepaliveTimeoutMs > 0
+        ? { intervalMs: config.grpcKeepaliveIntervalMs, timeoutMs: config.grpcKeepaliveTimeoutMs }
+        : { intervalMs: 7_200_000, timeoutMs: 20_000 },
     logger,
     metrics: ctx.metrics,
     shutdownTimeoutMs: 3000,

@@ -10,13 +10,12 @@ import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import type { MethodDefinition } from "@grpc/proto-loader";
 import type { GrpcServiceRegistration, HttpRouteHandler } from "@photoncloud/daemon";
 import {
-  GatewayJsonError,
-  jsonValues,
+  firstJsonValue,
+  JsonScanner,
   loadGatewayProtos,
   type MessageFields,
   messageFields,
   protoRequest,
-  scanJson,
 } from "./gateway-json.js";
 
 /** Gateway path (after `/v3/`) → gRPC method path, as etcd 3.4's rpc.proto annotations map them. */
@@ -225,9 +224,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
   if (body === null) return sendError(res, status.RESOURCE_EXHAUSTED, "etcdserver: request is too large");
   let request: unknown;
   try {
-    const values = jsonValues(body);
-    if (values.length > 1) throw new GatewayJsonError("invalid character '{' after top-level value");
-    request = toRequest(values[0]);
+    request = toRequest(firstJsonValue(body));
   } catch (err) {
     return sendError(res, status.INVALID_ARGUMENT, (err as Error).message);
   }
@@ -270,7 +267,7 @@ function streamRequests(
   maxBodyBytes: number,
 ): void {
   const side = streamCall(res, handler, undefined, toJson);
-  let pending = "";
+  const scanner = new JsonScanner();
   let sent = 0;
   let failed = false;
   const fail = (code: number, message: string) => {
@@ -280,12 +277,10 @@ function streamRequests(
   req.setEncoding("utf8");
   req.on("data", (chunk: string) => {
     if (failed) return;
-    pending += chunk;
-    if (pending.length > maxBodyBytes)
+    if (scanner.bufferedLength + chunk.length > maxBodyBytes)
       return fail(status.RESOURCE_EXHAUSTED, "etcdserver: request is too large");
     try {
-      const { values, rest } = scanJson(pending, true);
-      pending = rest;
+      const values = scanner.push(chunk);
       for (const value of values) {
         sent++;
         side.send(toRequest(value));
@@ -297,7 +292,7 @@ function streamRequests(
   });
   req.on("end", () => {
     if (failed) return;
-    if (pending.trim() !== "") return fail(status.UNKNOWN, "unexpected EOF");
+    if (scanner.pending) return fail(status.UNKNOWN, "unexpected EOF");
     // An empty body is one empty request, as for the other methods.
     if (sent === 0) side.send(toRequest({}));
     side.bodyDone();

@@ -3,61 +3,89 @@ import { describe, expect, it } from "vitest";
 import {
   GatewayJsonError,
   JsonNumber,
-  jsonValues,
+  firstJsonValue,
+  JsonScanner,
   loadGatewayProtos,
   messageFields,
   protoRequest,
-  scanJson,
 } from "./gateway-json.js";
 
-describe("jsonValues (the gateway's request bodies)", () => {
-  it("reads one object, several in a row (a stream's messages), and an empty body as one empty request", () => {
-    // Proves a watch body with a create and a cancel becomes two messages, and braces or quotes
-    // inside strings do not split one.
-    expect(jsonValues('{"key":"Zm9v"}')).toEqual([{ key: "Zm9v" }]);
-    expect(jsonValues('{"create_request":{"key":"YQ=="}}\n{"cancel_request":{"watch_id":"0"}}')).toEqual([
-      { create_request: { key: "YQ==" } },
-      { cancel_request: { watch_id: "0" } },
-    ]);
-    expect(jsonValues('{"a":"}{\\"}"}{"b":[1,{"c":2}]}')).toEqual([{ a: '}{"}' }, { b: [1, { c: 2 }] }]);
-    expect(jsonValues('"x"')).toEqual(["x"]);
-    // Integers beyond a double's exact range keep their text, as do numbers that are not integers
-    // (so an integer field can refuse them); the rest stay numbers.
-    expect(jsonValues('{"ID":9007199254740993,"TTL":30,"n":[-18446744073709551615,1.5e3]}')).toEqual([
-      {
-        ID: new JsonNumber("9007199254740993"),
-        TTL: 30,
-        n: [new JsonNumber("-18446744073709551615"), new JsonNumber("1.5e3")],
-      },
-    ]);
-    expect(jsonValues('{"s":"9007199254740993 \\" 12345678901234567890"}')).toEqual([
-      { s: '9007199254740993 " 12345678901234567890' },
-    ]);
-    expect(jsonValues("")).toEqual([{}]);
-    expect(jsonValues(" \n ")).toEqual([{}]);
-  });
+/** Every value of `text` fed to a scanner in one piece, or one character at a time. */
+function scanAll(text: string, bytewise = false): unknown[] {
+  const scanner = new JsonScanner();
+  if (!bytewise) return scanner.push(text);
+  return [...text].flatMap((c) => scanner.push(c));
+}
 
-  it("refuses what is not JSON, or is cut short", () => {
-    // Proves a malformed body is an error (the gateway answers 400), never a partial request.
-    for (const body of ["not json", '{"key":"Zm9v"', '{"key":"Zm9v}', "}", '{"a":1} x', '"x"{"a":1}']) {
-      expect(() => jsonValues(body), body).toThrow(GatewayJsonError);
-    }
-  });
-
-  it("reads a streamed body's messages as they complete, keeping the part still to come", () => {
-    // Proves a watch body sent in pieces yields each message once it is whole, a big integer split
-    // across pieces included, and that a stream takes only objects.
-    let pending = '{"create_request":{"key":"YQ=="}}{"cancel_request":{"watch_id":900719925';
-    let step = scanJson(pending, true);
-    expect(step.values).toEqual([{ create_request: { key: "YQ==" } }]);
-    pending = `${step.rest}4740993}}`;
-    step = scanJson(pending, true);
-    expect(step).toEqual({
-      values: [{ cancel_request: { watch_id: new JsonNumber("9007199254740993") } }],
-      rest: "",
+describe("the gateway's request bodies", () => {
+  it("reads a unary body's first value, as etcd's gateway: an empty body or null is an empty request", () => {
+    // Proves braces or quotes inside strings do not end a value, what follows the first value is
+    // ignored (etcd's decoder reads one), and integers beyond a double's range keep their text, as
+    // do numbers that are not integers (so an integer field can refuse them).
+    expect(firstJsonValue('{"key":"Zm9v"}')).toEqual({ key: "Zm9v" });
+    expect(firstJsonValue('{"a":"}{\\"}"} {"b":1} x')).toEqual({ a: '}{"}' });
+    expect(firstJsonValue('{"ID":9007199254740993,"TTL":30,"n":[-18446744073709551615,1.5e3,-0]}')).toEqual({
+      ID: new JsonNumber("9007199254740993"),
+      TTL: 30,
+      n: [new JsonNumber("-18446744073709551615"), new JsonNumber("1.5e3"), -0],
     });
-    expect(scanJson('{"a":"still go', true)).toEqual({ values: [], rest: '{"a":"still go' });
-    expect(() => scanJson('{"a":1} 7', true)).toThrow(
+    expect(firstJsonValue('{"s":"9007199254740993 \\" 12345678901234567890"}')).toEqual({
+      s: '9007199254740993 " 12345678901234567890',
+    });
+    expect([firstJsonValue(""), firstJsonValue(" \n "), firstJsonValue("null")]).toEqual([{}, {}, {}]);
+  });
+
+  it("refuses what is not JSON, is cut short, or is not an object, in Go's words where etcd's are known", () => {
+    // Proves a malformed body is an error (the gateway answers 400), never a partial request, and
+    // that quoting long numbers never makes invalid text valid (a number as a key, a leading zero).
+    const refusal = (body: string) => {
+      try {
+        firstJsonValue(body);
+      } catch (err) {
+        if (err instanceof GatewayJsonError) return err.message;
+        throw err;
+      }
+      return "accepted";
+    };
+    expect(refusal('{"key":"Zm9v"')).toBe("unexpected EOF");
+    expect(refusal('"x"')).toBe(
+      "json: cannot unmarshal string into Go value of type map[string]json.RawMessage",
+    );
+    expect(refusal("7")).toBe(
+      "json: cannot unmarshal number into Go value of type map[string]json.RawMessage",
+    );
+    expect(refusal("}")).toBe("invalid character '}' looking for beginning of value");
+    for (const body of [
+      "not json",
+      '{"key":"Zm9v}',
+      "{99999999999999999999:0}",
+      '{"key":"eg==",1e5:2}',
+      '{"a":01.5}',
+      '{"a":1.}',
+      '{"a":-}',
+      '{"a":+1}',
+    ])
+      expect(refusal(body), body).not.toBe("accepted");
+  });
+
+  it("reads a streamed body's messages as they complete, whatever the pieces", () => {
+    // Proves a watch body sent in pieces yields each message once it is whole (a big integer and
+    // an escape split across pieces included), the same as sent whole, and that a stream takes
+    // only objects (null as an empty one).
+    const body =
+      '{"create_request":{"key":"YQ=="}}\n{"cancel_request":{"watch_id":9007199254740993}} null {"s":"a\\"}b"}';
+    const expected = [
+      { create_request: { key: "YQ==" } },
+      { cancel_request: { watch_id: new JsonNumber("9007199254740993") } },
+      {},
+      { s: 'a"}b' },
+    ];
+    expect(scanAll(body)).toEqual(expected);
+    expect(scanAll(body, true)).toEqual(expected);
+    const scanner = new JsonScanner();
+    expect(scanner.push('{"a":"still go')).toEqual([]);
+    expect(scanner.pending).toBe(true);
+    expect(() => scanner.push('ing"} 7')).toThrow(
       "json: cannot unmarshal number into Go value of type map[string]json.RawMessage",
     );
   });
@@ -68,7 +96,7 @@ describe("protoRequest (a JSON request checked against its proto)", () => {
     loadGatewayProtos(fileURLToPath(new URL("../../../../proto", import.meta.url))),
   );
   const read = (type: string, body: string) =>
-    protoRequest(jsonValues(body)[0], `etcdserverpb.${type}`, messages);
+    protoRequest(firstJsonValue(body), `etcdserverpb.${type}`, messages);
 
   it("takes what etcd's gateway takes, under the proto's names", () => {
     // Proves the accepted spellings reach the codec in the form it reads: quoted or bare integers as
@@ -107,6 +135,10 @@ describe("protoRequest (a JSON request checked against its proto)", () => {
     });
     expect(read("MemberRemoveRequest", '{"ID":18446744073709551615}')).toEqual({
       ID: "18446744073709551615",
+    });
+    // A null element of a list of scalars is its zero value, as Go's decoder leaves it.
+    expect(read("WatchRequest", '{"create_request":{"key":[97,null],"filters":[null,"NODELETE"]}}')).toEqual({
+      create_request: { key: Buffer.from([97, 0]).toString("base64"), filters: [0, "NODELETE"] },
     });
     expect(read("WatchRequest", '{"create_request":{"key":"YQ==","filters":["NOPUT",1]}}')).toEqual({
       create_request: { key: "YQ==", filters: ["NOPUT", 1] },
@@ -188,12 +220,12 @@ describe("protoRequest (a JSON request checked against its proto)", () => {
         'unknown value "BOGUS" for enum etcdserverpb.Compare_CompareTarget',
       ],
       ["TxnRequest", '{"compare":[null]}', "a null element in the list compare"],
+      ["RangeRequest", "[]", "json: cannot unmarshal array into Go value of type map[string]json.RawMessage"],
       [
         "WatchRequest",
         '{"create_request":{"filters":"NOPUT"}}',
         'invalid target "slice" for enum etcdserverpb.WatchCreateRequest_FilterType',
       ],
-      ["RangeRequest", "[]", "json: cannot unmarshal array into Go value of type map[string]json.RawMessage"],
       [
         "RangeRequest",
         '"x"',

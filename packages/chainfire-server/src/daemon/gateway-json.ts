@@ -14,9 +14,6 @@ export class JsonNumber {
 /** A request body the gateway refuses (answered with gRPC INVALID_ARGUMENT, or UNKNOWN in a stream). */
 export class GatewayJsonError extends Error {}
 
-/** A JSON number token. */
-const NUMBER = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
-
 /** Marks a number token quoted by `scanJson`; a client cannot send it, as it is new each start. */
 const NUMBER_MARK_NONCE = `${randomBytes(8).toString("hex")}:`;
 const NUMBER_MARK = `\u0000${NUMBER_MARK_NONCE}`;
@@ -29,77 +26,141 @@ const reviveNumbers = (_key: string, value: unknown) =>
     : value;
 
 /**
- * The JSON values of a body, one after another (a stream's messages); an empty body is one `{}`.
- * Numbers that are not integers a double holds exactly are read as `JsonNumber`, so 64-bit IDs sent
- * as JSON numbers keep every digit (etcd's gateway reads them exactly) and `1.5` or `1e3` can be
- * refused where an integer is due.
+ * The request of a unary call's body: its first JSON value, as etcd's gateway reads it (anything
+ * after it is ignored; an empty body or `null` is an empty request). Numbers that are not integers
+ * a double holds exactly are read as `JsonNumber`, so 64-bit IDs sent as JSON numbers keep every
+ * digit (etcd's gateway reads them exactly) and `1.5` or `1e3` can be refused where an integer is due.
  */
-export function jsonValues(text: string): unknown[] {
-  const { values, rest } = scanJson(text, false);
-  if (rest !== "") throw new GatewayJsonError("unexpected end of JSON input");
-  return values.length === 0 ? [{}] : values;
+export function firstJsonValue(text: string): unknown {
+  const scanner = new JsonScanner();
+  const [first] = scanner.push(text, 1);
+  if (first !== undefined) return first;
+  if (scanner.pending) throw new GatewayJsonError("unexpected EOF");
+  return {};
 }
 
+/** A strict JSON number token (the quoting below must never turn invalid text into valid JSON). */
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
 /**
- * The complete JSON values at the start of `text`, and the rest: a value not yet complete (more of
- * a streamed body is still to come), or "". In a stream (`objectsOnly`) every value must be an
- * object or an array; otherwise a bare literal ends the text and JSON.parse says what it is.
+ * Reads JSON values from text that arrives in pieces (a streamed body's messages, one after
+ * another), each value once it is complete. Every value must be an object or an array (what
+ * decodes into a message; anything else is refused in Go's words), or `null` (an empty message).
+ * The scan carries its state from piece to piece, so a body sent a byte at a time costs no more
+ * than one sent whole.
  */
-export function scanJson(text: string, objectsOnly: boolean): { values: unknown[]; rest: string } {
-  const values: unknown[] = [];
-  let depth = 0;
-  let inString = false;
-  let out = "";
-  let marked = false;
-  let copyFrom = 0;
-  let valueStart = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (inString) {
-      if (c === "\\") i++;
-      else if (c === '"') inString = false;
-      continue;
-    }
-    if (depth === 0) {
-      if (c === "{" || c === "[") {
-        depth = 1;
-        out = "";
-        marked = false;
-        copyFrom = i;
-        valueStart = i;
-      } else if (c === "}" || c === "]")
-        throw new GatewayJsonError(`invalid character '${c}' looking for beginning of value`);
-      else if (!/\s/.test(c)) {
-        if (objectsOnly)
-          throw new GatewayJsonError(
-            `json: cannot unmarshal ${kindOf(parse(text.slice(i)))} into Go value of type ${MESSAGE_GO_TYPE}`,
-          );
-        // A bare literal (a string, `null`, a number): JSON.parse says what it is.
-        values.push(parse(text.slice(i)));
-        return { values, rest: "" };
-      }
-      continue;
-    }
-    if (c === '"') inString = true;
-    else if (c === "{" || c === "[") depth++;
-    else if (c === "}" || c === "]") {
-      if (--depth === 0) {
-        const json = out + text.slice(copyFrom, i + 1);
-        values.push(marked ? parse(json, reviveNumbers) : parse(json));
-        copyFrom = i + 1;
-      }
-    } else if (c === "-" || (c >= "0" && c <= "9")) {
-      NUMBER.lastIndex = i;
-      const token = NUMBER.exec(text)?.[0] ?? c;
-      if (/[.eE]/.test(token) || !Number.isSafeInteger(Number(token))) {
-        out += `${text.slice(copyFrom, i)}"${NUMBER_MARK_JSON}${token}"`;
-        copyFrom = i + token.length;
-        marked = true;
-      }
-      i += token.length - 1;
-    }
+export class JsonScanner {
+  /** The current value's text so far (earlier values are dropped), and where scanning resumes. */
+  private text = "";
+  private at = 0;
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  /** Per open container: whether it is an object (where a key comes after `{` and `,`). */
+  private readonly objects: boolean[] = [];
+  private expectKey = false;
+  /** The current value rewritten up to `copyFrom`, with marked number tokens. */
+  private out = "";
+  private copyFrom = 0;
+  private marked = false;
+
+  /** Whether a value has begun and is not complete. */
+  get pending(): boolean {
+    return this.depth > 0 || this.text.trim() !== "";
   }
-  return { values, rest: depth > 0 || inString ? text.slice(valueStart) : "" };
+
+  /** Characters held for the value under way. */
+  get bufferedLength(): number {
+    return this.text.length;
+  }
+
+  /** Takes the next piece of text; returns the values it completed (at most `max`, the rest ignored). */
+  push(piece: string, max = Number.POSITIVE_INFINITY): unknown[] {
+    const values: unknown[] = [];
+    let text = this.text + piece;
+    let i = this.at;
+    for (; i < text.length && values.length < max; i++) {
+      const c = text[i]!;
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === "\\") this.escaped = true;
+        else if (c === '"') this.inString = false;
+        continue;
+      }
+      if (this.depth === 0) {
+        if (c === " " || c === "\t" || c === "\n" || c === "\r") continue;
+        if (c === "{" || c === "[") {
+          this.open(c === "{");
+          text = text.slice(i);
+          i = 0;
+          continue;
+        }
+        if (c === "n" && text.length - i < 4 && "null".startsWith(text.slice(i))) break; // more to come
+        if (text.startsWith("null", i)) {
+          values.push({});
+          i += 3;
+          continue;
+        }
+        throw new GatewayJsonError(topLevelError(c));
+      }
+      if (c === '"') this.inString = true;
+      else if (c === "{" || c === "[") this.open(c === "{");
+      else if (c === ":") this.expectKey = false;
+      else if (c === ",") this.expectKey = this.objects[this.objects.length - 1] === true;
+      else if (c === "}" || c === "]") {
+        this.objects.pop();
+        this.expectKey = false;
+        if (--this.depth === 0) {
+          const json = this.out + text.slice(this.copyFrom, i + 1);
+          values.push(this.marked ? parse(json, reviveNumbers) : parse(json));
+          text = text.slice(i + 1);
+          i = -1;
+        }
+      } else if (!this.expectKey && (c === "-" || (c >= "0" && c <= "9"))) {
+        NUMBER.lastIndex = i;
+        const token = NUMBER.exec(text)?.[0];
+        if (token === undefined) continue; // not a number: JSON.parse says what is wrong
+        // A number at the end of the text may go on in the next piece: wait for it.
+        if (i + token.length === text.length) break;
+        if (/[.eE]/.test(token) || !Number.isSafeInteger(Number(token))) {
+          this.out += `${text.slice(this.copyFrom, i)}"${NUMBER_MARK_JSON}${token}"`;
+          this.copyFrom = i + token.length;
+          this.marked = true;
+        }
+        i += token.length - 1;
+      }
+    }
+    this.text = text;
+    this.at = Math.min(i, text.length);
+    if (values.length >= max) this.text = "";
+    return values;
+  }
+
+  private open(object: boolean): void {
+    if (this.depth === 0) {
+      this.out = "";
+      this.copyFrom = 0;
+      this.marked = false;
+    }
+    this.depth++;
+    this.objects.push(object);
+    this.expectKey = object;
+  }
+}
+
+/** What etcd's gateway says of a body (or streamed message) that does not start an object. */
+function topLevelError(c: string): string {
+  const kind =
+    c === '"'
+      ? "string"
+      : c === "t" || c === "f"
+        ? "bool"
+        : c === "-" || (c >= "0" && c <= "9")
+          ? "number"
+          : null;
+  return kind === null
+    ? `invalid character '${c}' looking for beginning of value`
+    : `json: cannot unmarshal ${kind} into Go value of type ${MESSAGE_GO_TYPE}`;
 }
 
 function parse(json: string, reviver?: (key: string, value: unknown) => unknown): unknown {
@@ -288,13 +349,26 @@ export function protoRequest(value: unknown, type: string, messages: MessageFiel
         throw typeError(v, "[]json.RawMessage");
       }
       out[field.name] = v.map((element) => {
-        if (element === null) throw new GatewayJsonError(`a null element in the list ${field.name}`);
-        return fieldValue(element, field, messages);
+        if (element !== null) return fieldValue(element, field, messages);
+        // Go's decoder leaves a null element at its zero value; a null message it cannot take
+        // (etcd's gateway fails on one): refused here.
+        if (field.kind === "message") throw new GatewayJsonError(`a null element in the list ${field.name}`);
+        return ZERO[field.kind];
       });
     } else out[field.name] = fieldValue(v, field, messages);
   }
   return out;
 }
+
+/** Each scalar kind's zero value, as the codec takes it. */
+const ZERO: Readonly<Record<Exclude<FieldInfo["kind"], "message">, unknown>> = {
+  bytes: "",
+  string: "",
+  bool: false,
+  int: "0",
+  enum: 0,
+  float: 0,
+};
 
 function fieldValue(v: unknown, field: FieldInfo, messages: MessageFields): unknown {
   switch (field.kind) {
@@ -378,6 +452,7 @@ const BASE64 = /[A-Za-z0-9+/]/;
 function bytesValue(v: unknown): string {
   if (Array.isArray(v)) {
     const bytes = v.map((b) => {
+      if (b === null) return 0;
       if (typeof b === "number" && Number.isInteger(b) && b >= 0 && b <= 255) return b;
       if (typeof b === "number") throw numberError(String(b), "uint8");
       if (b instanceof JsonNumber) throw numberError(b.text, "uint8");

@@ -137,5 +137,14 @@ describe("etcd 3.4 flags from an etcd unit", () => {
       /--cors: "http:\/\/good.example" is not an origin of the form scheme:\/\/host:port/,
     );
     expect(refusal(["--grpc-keepalive-interval=2d"])).toMatch(/--grpc-keepalive-interval/);
+    // etcd's keepalive flags are Go durations: a bare number is refused (Go: "missing unit"), not
+    // read as milliseconds; and a Node.js timer cannot wait beyond 2^31-1 ms.
+    expect(refusal(["--grpc-keepalive-timeout=20"])).toMatch(
+      /--grpc-keepalive-timeout: .*a duration with its unit/,
+    );
+    expect(refusal(["--grpc-keepalive-timeout=833h"])).toMatch(/--grpc-keepalive-timeout/);
+    expect(refusal(["--experimental-watch-progress-notify-interval=600000"])).toMatch(
+      /--experimental-watch-progress-notify-interval/,
+    );
   });
 });

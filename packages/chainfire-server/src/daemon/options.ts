@@ -7,6 +7,9 @@ import { memberOptions } from "@photoncloud/raft";
 /** etcd's default ports: client 2379, peer 2380, metrics 2381. */
 export const DEFAULT_PORTS = { client: 2379, peer: 2380, metrics: 2381 } as const;
 
+/** The longest delay a Node.js timer takes (longer ones fire at once). */
+const TIMER_MAX_MS = 2_147_483_647;
+
 /** An origin as etcd's --cors takes one: a URL of scheme, host and port only. */
 const ORIGIN = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/(\[[0-9a-fA-F:.]+\]|[^/:?#\s[\]]+):\d{1,5}$/;
 
@@ -209,8 +212,10 @@ export const chainfireOptions = defineOptions({
     type: "duration-ms",
     default: "2h",
     min: 0,
+    max: TIMER_MAX_MS,
+    unitRequired: true,
     description:
-      "how long a client connection may stay silent before the member pings it (etcd's default; 0 never pings)",
+      "how long a client connection may stay silent before the member pings it (0 for either keepalive setting: etcd's and grpc-go's defaults, 2h and 20s)",
   },
   grpcKeepaliveTimeoutMs: {
     flag: "grpc-keepalive-timeout",
@@ -218,8 +223,10 @@ export const chainfireOptions = defineOptions({
     type: "duration-ms",
     default: "20s",
     min: 0,
+    max: TIMER_MAX_MS,
+    unitRequired: true,
     description:
-      "how long a pinged client connection has to answer before it is closed and its calls (watches, lease keep-alives) cancelled; 0 never pings",
+      "how long a pinged client connection has to answer before it is closed and its calls (watches, lease keep-alives) cancelled",
   },
   grpcKeepaliveMinTimeMs: {
     flag: "grpc-keepalive-min-time",
@@ -227,6 +234,8 @@ export const chainfireOptions = defineOptions({
     type: "duration-ms",
     default: "5s",
     min: 0,
+    max: TIMER_MAX_MS,
+    unitRequired: true,
     description: "etcd's least time between a client's pings, accepted as is: every ping is answered",
   },
   cors: {
@@ -266,6 +275,8 @@ export const chainfireOptions = defineOptions({
     type: "duration-ms",
     default: "10m",
     min: 100,
+    max: TIMER_MAX_MS,
+    unitRequired: true,
     description: "how often a watch created with progress_notify gets an empty answer carrying the revision",
   },
   initialElectionTickAdvance: {

@@ -1,7 +1,7 @@
 // The leader's side of lease expiry. Apply never consults a clock to expire a lease; instead the
 // leader's driver looks at its lessor on an interval and proposes LeaseExpire (and LeaseCheckpoint,
 // so remaining TTLs survive a leader change) through the log like any other write.
-import type { command } from "@photoncloud/chainfire-api";
+import { type command, etcd } from "@photoncloud/chainfire-api";
 import type { Replicated } from "@photoncloud/raft";
 import { encodeCommand } from "./messages.js";
 import type { MvccStore } from "./store.js";
@@ -45,7 +45,10 @@ export class LeaseDriver {
     try {
       const now = this.nowMs();
       const max = this.options.leasesPerProposalMax;
-      const expired = this.store.lessor.expiredLeases(now, max);
+      // Under the CORRUPT alarm an expiry would be refused at apply, as etcd refuses the revoke:
+      // the leases stay until the alarm is disarmed, and nothing is proposed meanwhile.
+      const frozen = this.store.alarms(etcd.AlarmType.CORRUPT).length > 0;
+      const expired = frozen ? [] : this.store.lessor.expiredLeases(now, max);
       if (expired.length > 0) await this.propose({ leaseExpire: { ids: expired } });
       const checkpoints = this.store.lessor.checkpointsDue(now, max);
       if (checkpoints.length > 0) await this.propose({ leaseCheckpoint: { checkpoints } });

@@ -755,8 +755,8 @@ describe("MvccStore", () => {
   });
 
   it("refuses every client write under the CORRUPT alarm until it is disarmed, as etcd does", () => {
-    // Proves etcd's corrupt applier: puts, deletes, txns with writes, compactions, lease grants and
-    // revokes answer DataLoss "corrupt cluster" and change nothing; reads and alarms go on.
+    // Proves etcd's corrupt applier: puts, deletes, txns with writes, compactions, lease grants,
+    // revokes and expiries answer DataLoss "corrupt cluster" and change nothing; reads and alarms go on.
     const grant = (ID: bigint) => apply({ leaseGrant: { TTL: 60n, ID } })[0]!;
     expect(put("k", "v").put).toBeDefined();
     expect(grant(7n).leaseGrant).toBeDefined();
@@ -777,6 +777,7 @@ describe("MvccStore", () => {
       apply({ compaction: { revision: 1n, physical: false } })[0]!,
       grant(8n),
       apply({ leaseRevoke: { ID: 7n } })[0]!,
+      apply({ leaseExpire: { ids: [7n] } })[0]!,
     ];
     for (const result of refused)
       expect(result.error).toEqual({ code: "CORRUPT", message: "etcdserver: corrupt cluster" });

@@ -604,9 +604,16 @@ export class MvccStore implements StateMachine {
 
   private execute(cmd: command.MvccCommand, entry: ApplyEntry): command.MvccResult {
     // Under the CORRUPT alarm every write a client asks for is refused until the alarm is
-    // disarmed, as etcd's applier refuses them; reads and alarm requests go on.
+    // disarmed, as etcd's applier refuses them (a lease's expiry too: etcd revokes it with the
+    // same refused request); reads, alarm requests and lease checkpoints go on.
     if (
-      (cmd.put || cmd.deleteRange || cmd.txn || cmd.compaction || cmd.leaseGrant || cmd.leaseRevoke) &&
+      (cmd.put ||
+        cmd.deleteRange ||
+        cmd.txn ||
+        cmd.compaction ||
+        cmd.leaseGrant ||
+        cmd.leaseRevoke ||
+        cmd.leaseExpire) &&
       this.hasAlarm(etcd.AlarmType.CORRUPT)
     )
       throw chainfireError("CORRUPT");

@@ -105,7 +105,9 @@ export function expectedText(spec: OptionSpec): string {
     case "bool":
       return "true or false";
     case "duration-ms":
-      return `a whole number of milliseconds${range}`;
+      return spec.unitRequired
+        ? `a duration with its unit (such as 20s, 2h or 1m30s)${range.replace(/(\d+)/g, "$1 ms")}`
+        : `a whole number of milliseconds${range}`;
     case "url-list":
       return "a comma-separated list of URLs";
     case "path":
@@ -131,6 +133,8 @@ function parseKind(spec: OptionSpec, raw: unknown): unknown {
     case "bool":
       return parseBool(raw);
     case "duration-ms":
+      if (spec.unitRequired && (typeof raw !== "string" || /^\s*-?\d+(\.\d+)?\s*$/.test(raw)))
+        return undefined;
       return withUnit(raw, DURATION_UNITS_MS) ?? goDuration(raw);
     case "bytes":
       return withUnit(raw, BYTE_UNITS);
@@ -211,7 +215,9 @@ export function exampleValue(spec: OptionSpec): string {
 /** How the example is written in a TOML file (strings quoted, lists as arrays). */
 export function tomlExample(spec: OptionSpec): string {
   const example = exampleValue(spec);
-  if (spec.type === "int" || spec.type === "bool" || spec.type === "duration-ms") return example;
+  if (spec.type === "int" || spec.type === "bool") return example;
+  // A duration with its unit is a TOML string; a bare number of milliseconds is not.
+  if (spec.type === "duration-ms") return /^-?\d+$/.test(example) ? example : JSON.stringify(example);
   if (spec.type === "url-list" || spec.type === "string-list") {
     return `[${example
       .split(",")

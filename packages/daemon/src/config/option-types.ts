@@ -57,6 +57,11 @@ export interface NumericOption extends OptionCommon {
   readonly type: "int" | "duration-ms" | "bytes";
   readonly min?: number;
   readonly max?: number;
+  /**
+   * duration-ms: only a value with its unit (`20s`, `2h0m0s`), as a Go duration flag takes it; a bare
+   * number (which other duration options read as milliseconds) is refused.
+   */
+  readonly unitRequired?: boolean;
 }
 
 export interface EnumOption extends OptionCommon {

@@ -156,6 +156,14 @@ function addReflection(server: Server, config: GrpcServerConfig): void {
   new ReflectionService(definition).addToServer(server);
 }
 
+/** Whether the front takes every listener (lean methods, the front not turned off, no custom credentials). */
+function allFronted(config: GrpcServerConfig): boolean {
+  const lean = config.services.some(
+    (s) => (s.leanUnaryMethods?.length ?? 0) + (s.leanClientStreamMethods?.length ?? 0) > 0,
+  );
+  return lean && process.env.PHOTON_GRPC_FRONT !== "0" && config.credentialsFor === undefined;
+}
+
 /** Create, populate and bind a gRPC server. Resolves once every URL is listening. */
 export async function startGrpcServer(config: GrpcServerConfig): Promise<RunningGrpcServer> {
   const what = config.what ?? "gRPC listener";
@@ -167,7 +175,10 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
   const options: ChannelOptions = {
     "grpc.max_receive_message_length": config.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
     "grpc.max_send_message_length": config.maxSendMessageBytes ?? 4 * 1024 * 1024,
-    ...(config.keepalive === undefined
+    // For listeners grpc-js serves itself. Behind the front its clients are the front's own
+    // sessions over a Unix socket (the front keeps the client connections alive): no pings there,
+    // where a stalled event loop would look like a dead peer.
+    ...(config.keepalive === undefined || allFronted(config)
       ? {}
       : {
           "grpc.keepalive_time_ms": config.keepalive.intervalMs,

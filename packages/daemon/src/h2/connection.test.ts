@@ -275,6 +275,45 @@ describe("H2Connection", () => {
     expect((await request(session, "/still", Buffer.from("here"))).body.toString()).toBe("here");
   });
 
+  it("keeps a client that is still taking a long answer while the server has stopped reading", async () => {
+    // Proves output progress counts as life: with more than the socket backlog queued, the server
+    // stops reading (backpressure), so the client's PING answers and window updates go unread; a
+    // client taking 6 MiB through a 3 MB/s link with keepalive at 100 ms is not dropped.
+    const total = 6 << 20;
+    const port = await serve(
+      (stream) => {
+        stream.onEnd = () => {
+          stream.respond([[":status", "200"]]);
+          stream.write(Buffer.alloc(total, 7));
+          stream.end();
+        };
+      },
+      { keepaliveIntervalMs: 100, keepaliveTimeoutMs: 100, streamWindowBytes: 16 << 20 },
+    );
+    // A link of about 3 MB/s from server to client; the other way unthrottled.
+    const link = createServer((down) => {
+      const up = connect(port, "127.0.0.1");
+      down.pipe(up);
+      up.on("data", (chunk: Buffer) => {
+        down.write(chunk);
+        up.pause();
+        const timer = setTimeout(() => up.resume(), Math.ceil(chunk.length / 3000));
+        cleanups.push(() => clearTimeout(timer));
+      });
+      up.on("error", () => down.destroy());
+      down.on("error", () => up.destroy());
+      up.on("close", () => down.destroy());
+      down.on("close", () => up.destroy());
+    });
+    servers.push(link);
+    link.listen(0, "127.0.0.1");
+    await once(link, "listening");
+    const session = client((link.address() as AddressInfo).port, { initialWindowSize: 2 ** 31 - 1 });
+    session.on("connect", () => session.setLocalWindowSize(2 ** 31 - 1));
+    const reply = await request(session, "/big", Buffer.alloc(0));
+    expect(reply.body.length).toBe(total);
+  });
+
   it("serves h2load's gRPC-shaped load without a failed request", async () => {
     const reply = Buffer.alloc(205, 1);
     const port = await serve((stream) => {

@@ -891,7 +891,10 @@ export class H2Connection {
    */
   private keepaliveCheck(): void {
     if (this.closed) return;
-    if (this.reads !== this.readsSeen) {
+    // Output still on its way is not judged here: while an answer waits for the socket, this side
+    // stops reading (backpressure), so a client busy taking it would look silent. Such a peer, if
+    // it is gone, is found by TCP (its retransmissions give up), which ends the socket.
+    if (this.reads !== this.readsSeen || this.socket.writableLength > 0) {
       this.readsSeen = this.reads;
       this.pingOutstanding = false;
       this.armKeepalive(this.options.keepaliveIntervalMs);
