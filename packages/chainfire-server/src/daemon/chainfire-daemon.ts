@@ -29,12 +29,19 @@ import { LeaseDriver } from "../mvcc/lease-driver.js";
 import { minLeaseTtlSeconds } from "../mvcc/lessor.js";
 import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/watch-hub.js";
+import { encodeCommand } from "../mvcc/messages.js";
 import { accessControl } from "./access-control.js";
+import {
+  askPeerHash,
+  type CorruptionCheckDeps,
+  initialCorruptionCheck,
+  startPeriodicCorruptionCheck,
+} from "./corruption-check.js";
 import { etcdGatewayRoutes } from "./etcd-gateway.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
 import { discoverJoinId } from "./join-discovery.js";
-import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
+import { clientCredentials, LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
 import { type ChainfireOptions, chainfireOptions } from "./options.js";
 
@@ -181,6 +188,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     revision: store.currentRevision(),
     compactRevision: store.compactRevision(),
   }));
+  await startCorruptionChecks(ctx, member, store);
   // On the peer URL too: the member list, which a joining member reads to find the ID given to its
   // peer URL (and members of earlier versions read to learn of their removal).
   member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(membership));
@@ -230,6 +238,48 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
         ? {}
         : { snapshotTailEntries: config.snapshotCatchupEntries },
   });
+}
+
+/**
+ * etcd's corruption checks: once before this member serves clients (--experimental-initial-corrupt-
+ * check; a member whose data differs from a peer's refuses to start), and on the leader every
+ * --experimental-corrupt-check-time (the CORRUPT alarm for a member that differs).
+ */
+async function startCorruptionChecks(ctx: Ctx, member: RunningMember, store: MvccStore): Promise<void> {
+  const { config, logger } = ctx;
+  if (!config.initialCorruptCheck && config.corruptCheckTimeMs === 0) return;
+  const tls = clientTlsFiles(config);
+  const deps: CorruptionCheckDeps = {
+    peers: () =>
+      [...member.raft.node.members.entries()].flatMap(([id, info]) =>
+        id === member.memberId || info.clientUrls[0] === undefined
+          ? []
+          : [{ id, clientUrl: info.clientUrls[0] }],
+      ),
+    localHash: (revision) => store.hashKV(revision),
+    peerHash: (peer, revision) =>
+      askPeerHash(peer, revision, (useTls) => clientCredentials(tls, useTls), config.electionTimeoutMs * 5),
+    logger,
+  };
+  if (config.initialCorruptCheck) await initialCorruptionCheck(deps);
+  if (config.corruptCheckTimeMs === 0) return;
+  const stop = startPeriodicCorruptionCheck(deps, {
+    intervalMs: config.corruptCheckTimeMs,
+    leading: () => member.raft.node.role === StateRole.Leader,
+    raiseCorrupt: async (memberId) => {
+      await member.raft.propose(
+        encodeCommand({
+          alarm: {
+            action: etcd.AlarmRequest_AlarmAction.ACTIVATE,
+            memberID: memberId,
+            alarm: etcd.AlarmType.CORRUPT,
+          },
+        }),
+      );
+    },
+    corruptMembers: () => store.alarms(etcd.AlarmType.CORRUPT).map((a) => a.memberID),
+  });
+  ctx.onShutdown("corruption-check", stop);
 }
 
 function startLeaseMachinery(ctx: Ctx, member: RunningMember, store: MvccStore): void {

@@ -105,14 +105,18 @@ export class LeaderClients implements LeaderForwarding {
   }
 
   private credentialsFor(tls: boolean): ChannelCredentials {
-    if (!tls) return credentials.createInsecure();
-    const read = (file: string | undefined) => (file === undefined ? null : readFileSync(file));
-    return credentials.createSsl(
-      read(this.tls.trustedCaFile),
-      read(this.tls.keyFile),
-      read(this.tls.certFile),
-    );
+    return clientCredentials(this.tls, tls);
   }
+}
+
+/**
+ * Credentials for this member's connections to another member's client URL: plain, or TLS with the
+ * client TLS files (the trusted CA, and this member's certificate when client certificates are asked).
+ */
+export function clientCredentials(files: ClientTls, tls: boolean): ChannelCredentials {
+  if (!tls) return credentials.createInsecure();
+  const read = (file: string | undefined) => (file === undefined ? null : readFileSync(file));
+  return credentials.createSsl(read(files.trustedCaFile), read(files.keyFile), read(files.certFile));
 }
 
 function hostOf(host: string): string {

@@ -102,6 +102,8 @@ describe("etcd 3.4 flags from an etcd unit", () => {
       tuned.maxConcurrentStreams,
       tuned.watchProgressNotifyIntervalMs,
     ]).toEqual([90_000, 5000, 100, 5000]);
+    const checked = parse(["--experimental-initial-corrupt-check", "--experimental-corrupt-check-time=1m"]);
+    expect([checked.initialCorruptCheck, checked.corruptCheckTimeMs]).toEqual([true, 60_000]);
     const guarded = parse([
       "--cors=http://a.example:8080,https://[::1]:443",
       "--host-whitelist=localhost,example.com",
@@ -130,8 +132,7 @@ describe("etcd 3.4 flags from an etcd unit", () => {
     expect(refusal(["--discovery=https://discovery.etcd.io/x"])).toMatch(
       /--discovery: not offered: list the members in --initial-cluster/,
     );
-    expect(refusal(["--experimental-initial-corrupt-check"])).toMatch(/endpoint hashkv --cluster/);
-    expect(refusal(["--experimental-corrupt-check-time=1m"])).toMatch(/endpoint hashkv --cluster/);
+    expect(refusal(["--experimental-corrupt-check-time=60"])).toMatch(/--experimental-corrupt-check-time/);
     expect(refusal(["--max-concurrent-streams=0"])).toMatch(/--max-concurrent-streams/);
     expect(refusal(["--cors=http://good.example"])).toMatch(
       /--cors: "http:\/\/good.example" is not an origin of the form scheme:\/\/host:port/,

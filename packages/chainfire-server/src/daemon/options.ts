@@ -408,19 +408,19 @@ export const chainfireOptions = defineOptions({
     flag: "experimental-initial-corrupt-check",
     env: "CHAINFIRE_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
     type: "bool",
-    description: "etcd's hash check against the peers at boot: not offered; only false is accepted",
-    check: (on: boolean) =>
-      on ? "not offered: compare the members with `etcdctl endpoint hashkv --cluster`" : undefined,
+    description:
+      "at start, before serving clients, compare this member's HashKV with each reachable peer's at its revision; refuse to start when one differs (etcd's flag)",
   },
   corruptCheckTimeMs: {
     flag: "experimental-corrupt-check-time",
     env: "CHAINFIRE_EXPERIMENTAL_CORRUPT_CHECK_TIME",
     type: "duration-ms",
-    default: 0,
+    default: "0s",
     min: 0,
-    description: "etcd's periodic hash check between members: not offered; only 0 is accepted",
-    check: (ms: number) =>
-      ms === 0 ? undefined : "not offered: compare the members with `etcdctl endpoint hashkv --cluster`",
+    max: TIMER_MAX_MS,
+    unitRequired: true,
+    description:
+      "how often the leader compares each member's HashKV with its own and raises the CORRUPT alarm for one that differs (writes are then refused until it is disarmed); 0 never checks (etcd's flag)",
   },
   snapshotCatchupEntries: {
     flag: "experimental-snapshot-catchup-entries",
