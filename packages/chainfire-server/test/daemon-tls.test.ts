@@ -10,7 +10,15 @@ import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import { http2Get } from "@photoncloud/daemon/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, DaemonCluster, type Member, put, readPrefix, until } from "./support/daemon-cluster.js";
+import {
+  call,
+  runDaemonToExit,
+  DaemonCluster,
+  type Member,
+  put,
+  readPrefix,
+  until,
+} from "./support/daemon-cluster.js";
 import { testCa } from "./support/test-pki.js";
 
 const pkiDir = mkdtempSync(join(tmpdir(), "chainfire-pki-"));
@@ -149,6 +157,20 @@ describe("TLS and mTLS on client and peer URLs", { timeout: 150_000 }, () => {
       true,
       false,
     ]);
+  });
+
+  it("refuses to start with --client-cert-allowed-hostname its own --cert-file does not pass", async () => {
+    // Proves members cannot shut each other out: they present --cert-file to each other's client
+    // URLs, so a name that certificate is not valid for stops the start, saying so.
+    const extra = await cluster.allocate("t4");
+    const run = await runDaemonToExit([
+      ...cluster.flags(extra, { initialCluster: cluster.initialCluster(["t4"]) }),
+      "--client-cert-allowed-hostname=other.example",
+    ]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr + run.stdout).toMatch(
+      /--client-cert-allowed-hostname: this member's --cert-file is not valid for "other.example"/,
+    );
   });
 
   it("refuses clients without a certificate or with one from another CA", async () => {

@@ -5,9 +5,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from "node:https";
 import { createServer as createH2cServer, type Http2Server } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import { ListenError } from "./grpc/listen-error.js";
-import { httpsServerOptions, loadTlsMaterial, type TlsFiles } from "./grpc/tls.js";
+import { clientCertificateCheck, httpsServerOptions, loadTlsMaterial, type TlsFiles } from "./grpc/tls.js";
 import type { DaemonMetrics } from "./metrics.js";
 import { type DaemonUrl, makeUrl } from "./urls.js";
 
@@ -177,12 +178,17 @@ export async function startHttpServer(config: HttpServerConfig): Promise<Running
   const bound: DaemonUrl[] = [];
   try {
     for (const url of config.urls) {
-      const server = url.tls
-        ? createHttpsServer(
-            httpsServerOptions(loadTlsMaterial(config.tls ?? {}, `${what} (${url.href})`)),
-            handler,
-          )
-        : createServer(handler);
+      const material = url.tls ? loadTlsMaterial(config.tls ?? {}, `${what} (${url.href})`) : undefined;
+      const server =
+        material === undefined
+          ? createServer(handler)
+          : createHttpsServer(httpsServerOptions(material), handler);
+      // The client certificate checks beyond the chain (revocation list, allowed name) hold here too.
+      const check = material === undefined ? undefined : clientCertificateCheck(material);
+      if (check !== undefined)
+        server.on("secureConnection", (socket: TLSSocket) => {
+          if (!check(socket.getPeerCertificate(true))) socket.destroy();
+        });
       // Idle keep-alive connections outlive any client's idle timeout (Node's 5 s default is shorter
       // than some clients', which then reuse a socket the server has just closed).
       server.keepAliveTimeout = KEEP_ALIVE_MS;

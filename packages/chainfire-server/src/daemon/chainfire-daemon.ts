@@ -1,7 +1,8 @@
 // The chainfire daemon: the MVCC store as the Raft member's state machine (member kit), the etcd v3
 // API and chainfire.v1.Cluster on the client URLs (health, reflection, metrics), and the background
 // parts that follow leadership (lessor, lease expiry proposals).
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import {
@@ -111,6 +112,7 @@ export function main(): Promise<void> {
 
 export async function startChainfire(ctx: Ctx): Promise<void> {
   const { config, logger } = ctx;
+  checkOwnClientCertificate(config);
   const autoCompaction = parseAutoCompaction(config.autoCompactionMode, config.autoCompactionRetention);
   if (typeof autoCompaction === "string") {
     throw conflict("--auto-compaction-retention", `${autoCompaction} (0 turns auto-compaction off)`);
@@ -245,6 +247,22 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
  * check; a member whose data differs from a peer's refuses to start), and on the leader every
  * --experimental-corrupt-check-time (the CORRUPT alarm for a member that differs).
  */
+/**
+ * Members call each other's client URLs with this member's --cert-file (lease keep-alives relayed
+ * to the leader, corruption checks): with --client-cert-allowed-hostname, that certificate must
+ * pass the check itself, or members would shut each other out.
+ */
+function checkOwnClientCertificate(config: Ctx["config"]): void {
+  const hostname = config.clientCertAllowedHostname;
+  if (!hostname || config.certFile === undefined) return;
+  const own = new X509Certificate(readFileSync(config.certFile));
+  if (own.checkHost(hostname) === undefined)
+    throw conflict(
+      "--client-cert-allowed-hostname",
+      `this member's --cert-file is not valid for ${JSON.stringify(hostname)}, and members present it to each other's client URLs (relayed lease keep-alives, corruption checks); issue it for that name too`,
+    );
+}
+
 async function startCorruptionChecks(ctx: Ctx, member: RunningMember, store: MvccStore): Promise<void> {
   const { config, logger } = ctx;
   if (!config.initialCorruptCheck && config.corruptCheckTimeMs === 0) return;

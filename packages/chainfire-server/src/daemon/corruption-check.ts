@@ -46,7 +46,7 @@ export interface CorruptionCheckDeps {
  */
 export async function findMismatches(
   deps: CorruptionCheckDeps,
-): Promise<{ revision: bigint; mismatches: Mismatch[] }> {
+): Promise<{ revision: bigint; mismatches: Mismatch[]; compared: number }> {
   const own = await deps.localHash(0n);
   const answers = await Promise.all(
     deps.peers().map(async (peer) => {
@@ -62,8 +62,10 @@ export async function findMismatches(
     }),
   );
   const mismatches: Mismatch[] = [];
+  let compared = 0;
   for (const answer of answers) {
     if (answer === null || answer.theirs.compactRevision !== own.compactRevision) continue;
+    compared++;
     if (answer.theirs.hash !== own.hash)
       mismatches.push({
         id: answer.peer.id,
@@ -72,14 +74,19 @@ export async function findMismatches(
         peerHash: answer.theirs.hash,
       });
   }
-  return { revision: own.revision, mismatches };
+  return { revision: own.revision, mismatches, compared };
 }
 
 /** The initial check: throws, naming the members that differ, when this member's data is not theirs. */
 export async function initialCorruptionCheck(deps: CorruptionCheckDeps): Promise<void> {
-  const { revision, mismatches } = await findMismatches(deps);
+  const { revision, mismatches, compared } = await findMismatches(deps);
   if (mismatches.length === 0) {
-    deps.logger.info({ revision: revision.toString() }, "initial corruption check passed");
+    deps.logger.info(
+      { revision: revision.toString(), membersCompared: compared },
+      compared > 0
+        ? "initial corruption check passed"
+        : "initial corruption check: no member could be compared",
+    );
     return;
   }
   const which = mismatches
@@ -158,6 +165,12 @@ export async function askPeerHash(
         (err, r) => (err ? reject(err) : resolve(r!)),
       ),
     );
+    // A client URL behind a shared address could be answered by another member: not its hash.
+    const answeredBy = res.header?.memberId ?? 0n;
+    if (answeredBy !== peer.id)
+      throw new Error(
+        `${peer.clientUrl} was answered by member ${formatId(answeredBy)}, not ${formatId(peer.id)}`,
+      );
     return { hash: res.hash, revision: res.header?.revision ?? 0n, compactRevision: res.compactRevision };
   } finally {
     clients.close();

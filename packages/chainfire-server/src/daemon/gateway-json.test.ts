@@ -82,6 +82,20 @@ describe("the gateway's request bodies", () => {
     ];
     expect(scanAll(body)).toEqual(expected);
     expect(scanAll(body, true)).toEqual(expected);
+    // Invalid text split anywhere yields no value (a number's end may come in the next piece).
+    for (const invalid of ['{"a":01}', "{1:2}", '{"a":1.}', '{"a":-}', '{"a":1e}', '{"a":1-2}', "[1,]"]) {
+      for (let cut = 0; cut <= invalid.length; cut++) {
+        const pieces = new JsonScanner();
+        const read = () => [...pieces.push(invalid.slice(0, cut)), ...pieces.push(invalid.slice(cut))];
+        expect(read, `${invalid} cut at ${cut}`).toThrow(GatewayJsonError);
+      }
+    }
+    const split = new JsonScanner();
+    expect([
+      ...split.push('{"a":-'),
+      ...split.push('12345678901234567890,"b":1.5e'),
+      ...split.push("3}"),
+    ]).toEqual([{ a: new JsonNumber("-12345678901234567890"), b: new JsonNumber("1.5e3") }]);
     const scanner = new JsonScanner();
     expect(scanner.push('{"a":"still go')).toEqual([]);
     expect(scanner.pending).toBe(true);

@@ -40,47 +40,60 @@ export function firstJsonValue(text: string): unknown {
 }
 
 /** A strict JSON number token (the quoting below must never turn invalid text into valid JSON). */
-const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
+/** Characters a number token is made of: a token runs until another character comes. */
+const isNumberChar = (c: string) =>
+  (c >= "0" && c <= "9") || c === "." || c === "e" || c === "E" || c === "+" || c === "-";
 
 /**
  * Reads JSON values from text that arrives in pieces (a streamed body's messages, one after
  * another), each value once it is complete. Every value must be an object or an array (what
  * decodes into a message; anything else is refused in Go's words), or `null` (an empty message).
- * The scan carries its state from piece to piece, so a body sent a byte at a time costs no more
- * than one sent whole.
+ * Only each new piece is scanned, with the state carried from the last one (a number or `null`
+ * split between pieces included), so a body sent a byte at a time costs no more than one sent whole.
  */
 export class JsonScanner {
-  /** The current value's text so far (earlier values are dropped), and where scanning resumes. */
-  private text = "";
-  private at = 0;
   private depth = 0;
   private inString = false;
   private escaped = false;
   /** Per open container: whether it is an object (where a key comes after `{` and `,`). */
   private readonly objects: boolean[] = [];
   private expectKey = false;
-  /** The current value rewritten up to `copyFrom`, with marked number tokens. */
-  private out = "";
-  private copyFrom = 0;
+  /** The current value's text so far, number tokens long or not integers marked. */
+  private parts: string[] = [];
+  private partsLength = 0;
   private marked = false;
+  /** A number token under way (its end may be in the next piece). */
+  private number: string | null = null;
+  /** A top-level `null` under way. */
+  private literal: string | null = null;
 
   /** Whether a value has begun and is not complete. */
   get pending(): boolean {
-    return this.depth > 0 || this.text.trim() !== "";
+    return this.depth > 0 || this.literal !== null;
   }
 
   /** Characters held for the value under way. */
   get bufferedLength(): number {
-    return this.text.length;
+    return this.partsLength + (this.number?.length ?? 0);
   }
 
   /** Takes the next piece of text; returns the values it completed (at most `max`, the rest ignored). */
   push(piece: string, max = Number.POSITIVE_INFINITY): unknown[] {
     const values: unknown[] = [];
-    let text = this.text + piece;
-    let i = this.at;
-    for (; i < text.length && values.length < max; i++) {
-      const c = text[i]!;
+    // The start of the part of `piece` not yet added to the current value's text.
+    let from = 0;
+    for (let i = 0; i < piece.length && values.length < max; i++) {
+      const c = piece[i]!;
+      if (this.number !== null) {
+        if (isNumberChar(c)) {
+          this.number += c;
+          continue;
+        }
+        this.endNumber();
+        from = i;
+      }
       if (this.inString) {
         if (this.escaped) this.escaped = false;
         else if (c === "\\") this.escaped = true;
@@ -88,20 +101,23 @@ export class JsonScanner {
         continue;
       }
       if (this.depth === 0) {
+        if (this.literal !== null || c === "n") {
+          this.literal = (this.literal ?? "") + c;
+          if (!"null".startsWith(this.literal)) throw new GatewayJsonError(topLevelError("n"));
+          if (this.literal === "null") {
+            this.literal = null;
+            values.push({});
+          }
+          continue;
+        }
         if (c === " " || c === "\t" || c === "\n" || c === "\r") continue;
-        if (c === "{" || c === "[") {
-          this.open(c === "{");
-          text = text.slice(i);
-          i = 0;
-          continue;
-        }
-        if (c === "n" && text.length - i < 4 && "null".startsWith(text.slice(i))) break; // more to come
-        if (text.startsWith("null", i)) {
-          values.push({});
-          i += 3;
-          continue;
-        }
-        throw new GatewayJsonError(topLevelError(c));
+        if (c !== "{" && c !== "[") throw new GatewayJsonError(topLevelError(c));
+        this.parts = [];
+        this.partsLength = 0;
+        this.marked = false;
+        from = i;
+        this.open(c === "{");
+        continue;
       }
       if (c === '"') this.inString = true;
       else if (c === "{" || c === "[") this.open(c === "{");
@@ -111,40 +127,53 @@ export class JsonScanner {
         this.objects.pop();
         this.expectKey = false;
         if (--this.depth === 0) {
-          const json = this.out + text.slice(this.copyFrom, i + 1);
+          this.add(piece.slice(from, i + 1));
+          const json = this.parts.join("");
+          this.parts = [];
+          this.partsLength = 0;
           values.push(this.marked ? parse(json, reviveNumbers) : parse(json));
-          text = text.slice(i + 1);
-          i = -1;
         }
       } else if (!this.expectKey && (c === "-" || (c >= "0" && c <= "9"))) {
-        NUMBER.lastIndex = i;
-        const token = NUMBER.exec(text)?.[0];
-        if (token === undefined) continue; // not a number: JSON.parse says what is wrong
-        // A number at the end of the text may go on in the next piece: wait for it.
-        if (i + token.length === text.length) break;
-        if (/[.eE]/.test(token) || !Number.isSafeInteger(Number(token))) {
-          this.out += `${text.slice(this.copyFrom, i)}"${NUMBER_MARK_JSON}${token}"`;
-          this.copyFrom = i + token.length;
-          this.marked = true;
-        }
-        i += token.length - 1;
+        this.add(piece.slice(from, i));
+        this.number = c;
       }
     }
-    this.text = text;
-    this.at = Math.min(i, text.length);
-    if (values.length >= max) this.text = "";
+    if (values.length >= max) this.reset();
+    else if (this.depth > 0 && this.number === null) this.add(piece.slice(from));
     return values;
   }
 
+  /** A number token has ended: added as it is, or marked when a double cannot hold it exactly. */
+  private endNumber(): void {
+    const token = this.number!;
+    this.number = null;
+    if (NUMBER.test(token) && (/[.eE]/.test(token) || !Number.isSafeInteger(Number(token)))) {
+      this.add(`"${NUMBER_MARK_JSON}${token}"`);
+      this.marked = true;
+    } else this.add(token); // as it is: JSON.parse says what is wrong with an invalid one
+  }
+
+  private add(text: string): void {
+    if (text === "") return;
+    this.parts.push(text);
+    this.partsLength += text.length;
+  }
+
   private open(object: boolean): void {
-    if (this.depth === 0) {
-      this.out = "";
-      this.copyFrom = 0;
-      this.marked = false;
-    }
     this.depth++;
     this.objects.push(object);
     this.expectKey = object;
+  }
+
+  private reset(): void {
+    this.depth = 0;
+    this.inString = false;
+    this.escaped = false;
+    this.objects.length = 0;
+    this.parts = [];
+    this.partsLength = 0;
+    this.number = null;
+    this.literal = null;
   }
 }
 

@@ -102,6 +102,9 @@ describe("etcd 3.4 flags from an etcd unit", () => {
       tuned.maxConcurrentStreams,
       tuned.watchProgressNotifyIntervalMs,
     ]).toEqual([90_000, 5000, 100, 5000]);
+    // A bare 0 needs no unit (Go's durations take it so).
+    const zero = parse(["--grpc-keepalive-interval=0", "--experimental-corrupt-check-time", "0"]);
+    expect([zero.grpcKeepaliveIntervalMs, zero.corruptCheckTimeMs]).toEqual([0, 0]);
     const checked = parse(["--experimental-initial-corrupt-check", "--experimental-corrupt-check-time=1m"]);
     expect([checked.initialCorruptCheck, checked.corruptCheckTimeMs]).toEqual([true, 60_000]);
     const guarded = parse([

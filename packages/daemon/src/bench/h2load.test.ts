@@ -74,7 +74,10 @@ describe("runH2Load", () => {
     expect(r.latenciesMs.length).toBe(r.succeeded);
     expect(r.p99Ms).toBeGreaterThanOrEqual(r.p50Ms);
     expect(r.seconds).toBeGreaterThan(0.3);
-    expect(r.cpuMicros).toBeGreaterThan(0);
+    // The kernel samples a process's CPU time per clock tick (10 ms): h2load waiting on a loaded
+    // machine for half a second can be sampled at none, so only that the shell's figure was read
+    // is checked here (the parse itself is checked on a known /proc line below).
+    expect(Number.isFinite(r.cpuMicros) && r.cpuMicros >= 0).toBe(true);
   });
 
   it("refuses an in-flight count that does not split over the connections, and reserved metadata", async () => {

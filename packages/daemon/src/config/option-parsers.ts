@@ -133,8 +133,10 @@ function parseKind(spec: OptionSpec, raw: unknown): unknown {
     case "bool":
       return parseBool(raw);
     case "duration-ms":
-      if (spec.unitRequired && (typeof raw !== "string" || /^\s*-?\d+(\.\d+)?\s*$/.test(raw)))
-        return undefined;
+      // As Go's durations: a bare number needs its unit, except 0.
+      if (spec.unitRequired && !/^\s*[+-]?0\s*$/.test(String(raw))) {
+        if (typeof raw !== "string" || /^\s*-?\d+(\.\d+)?\s*$/.test(raw)) return undefined;
+      }
       return withUnit(raw, DURATION_UNITS_MS) ?? goDuration(raw);
     case "bytes":
       return withUnit(raw, BYTE_UNITS);

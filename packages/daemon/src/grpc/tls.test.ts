@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 import { credentials, status } from "@grpc/grpc-js";
@@ -165,13 +166,32 @@ describe("TLS listeners", () => {
     await expect(get()).rejects.toBeInstanceOf(Error);
   });
 
-  it("refuses a client certificate on the revocation list (etcd's --client-crl-file)", async () => {
-    // Proves the CRL is enforced: a revoked certificate of the trusted CA is refused, another of
-    // the same CA is served.
+  it("refuses a client certificate on the revocation list (etcd's --client-crl-file), read again when it changes", async () => {
+    // Proves etcd's CRL check: a listed serial is refused, another certificate of the same CA is
+    // served, a certificate of a second trusted CA (which has no list) is served too, and a list
+    // rewritten while the server runs takes effect on the next connection.
+    const otherCa = createTestCa("second CA");
+    const fromOther = otherCa.issue("other-client");
     const revoked = ca.issue("revoked");
-    const crl = writePemFiles({ "crl.pem": ca.revocationList([revoked]) })["crl.pem"];
-    const port = await startFrontedTlsServer({ crlFile: crl });
-    expect([await tlsAccepted(port, client), await tlsAccepted(port, revoked)]).toEqual([true, false]);
+    const later = ca.issue("revoked-later");
+    const paths = writePemFiles({
+      "bundle.pem": `${ca.cert}${otherCa.cert}`,
+      "crl.pem": ca.revocationList([revoked]),
+    });
+    const port = await startFrontedTlsServer({
+      trustedCaFile: paths["bundle.pem"],
+      crlFile: paths["crl.pem"],
+    });
+    const accepted = async (pem: Pem) => tlsAccepted(port, pem, { ca: `${ca.cert}${otherCa.cert}` });
+    expect([
+      await accepted(client),
+      await accepted(revoked),
+      await accepted(fromOther),
+      await accepted(later),
+    ]).toEqual([true, false, true, true]);
+    // Rewritten with one more entry (and a new size, so the change is seen at once).
+    writeFileSync(paths["crl.pem"]!, ca.revocationList([revoked, later]));
+    expect([await accepted(later), await accepted(client)]).toEqual([false, true]);
   });
 
   it("accepts only the allowed CN or hostname (etcd's --peer-cert-allowed-cn, --…-cert-allowed-hostname)", async () => {

@@ -1,10 +1,11 @@
 // TLS inputs in etcd's shape (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth) turned
 // into grpc-js server credentials and node:https options.
 
-import { readFileSync } from "node:fs";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import { readFileSync, statSync } from "node:fs";
+import { checkServerIdentity, type DetailedPeerCertificate } from "node:tls";
+import forge from "node-forge";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { ConfigErrorCode, configError } from "../config/config-error.js";
+import { ConfigError, ConfigErrorCode, configError } from "../config/config-error.js";
 
 export interface TlsFiles {
   readonly certFile?: string | undefined;
@@ -41,7 +42,8 @@ export interface TlsMaterial {
   readonly key: Buffer;
   readonly ca: Buffer | undefined;
   readonly clientCertAuth: boolean;
-  readonly crl?: Buffer | undefined;
+  /** The revocation list file, read again whenever it changes (see clientCertificateCheck). */
+  readonly crlFile?: string | undefined;
   /** OpenSSL's names for the allowed TLS 1.2 suites, colon-separated. */
   readonly ciphers?: string | undefined;
   readonly allowedCn?: string | undefined;
@@ -164,7 +166,7 @@ export function loadTlsMaterial(tls: TlsFiles, forWhat: string): TlsMaterial {
     // etcd requires and verifies client certificates once a trusted CA is given, with or without
     // --client-cert-auth: a CA on its own never leaves the listener open to any TLS client.
     clientCertAuth: (tls.clientCertAuth ?? false) || tls.trustedCaFile !== undefined,
-    crl: tls.crlFile ? readPem(tls.crlFile, flagName(tls, "crlFile")) : undefined,
+    crlFile: tls.crlFile ? checkedCrlFile(tls.crlFile, flagName(tls, "crlFile")) : undefined,
     ciphers: opensslCiphers(tls.cipherSuites ?? [], flagName(tls, "cipherSuites")),
     allowedCn,
     allowedHostname,
@@ -172,23 +174,114 @@ export function loadTlsMaterial(tls: TlsFiles, forWhat: string): TlsMaterial {
 }
 
 /**
- * The check of a verified client certificate against --…-cert-allowed-cn or -hostname, as etcd
- * makes it: the subject CN equals the one allowed, or the certificate is valid for the hostname.
- * Undefined when neither is set.
+ * The check of a verified client certificate beyond its chain, as etcd makes it: none of the
+ * chain's serial numbers is in the revocation list (--…-crl-file, read again when the file changes,
+ * and a file that cannot be read refuses every certificate, as etcd's check does), and the subject
+ * CN equals --…-cert-allowed-cn or the certificate is valid for --…-cert-allowed-hostname.
+ * Undefined when none of these is set.
  */
 export function clientCertificateCheck(
   material: TlsMaterial,
-): ((cert: PeerCertificate) => boolean) | undefined {
-  const { allowedCn, allowedHostname } = material;
-  if (allowedCn !== undefined) return (cert) => cert.subject?.CN === allowedCn;
-  if (allowedHostname !== undefined)
-    return (cert) => cert.subject !== undefined && checkServerIdentity(allowedHostname, cert) === undefined;
-  return undefined;
+): ((cert: DetailedPeerCertificate) => boolean) | undefined {
+  const { allowedCn, allowedHostname, crlFile } = material;
+  if (allowedCn === undefined && allowedHostname === undefined && crlFile === undefined) return undefined;
+  const revoked = crlFile === undefined ? undefined : new RevocationList(crlFile);
+  return (cert) => {
+    if (cert.subject === undefined) return false;
+    if (revoked !== undefined && chainOf(cert).some((c) => revoked.lists(c.serialNumber))) return false;
+    if (allowedCn !== undefined) return cert.subject.CN === allowedCn;
+    if (allowedHostname !== undefined) return checkServerIdentity(allowedHostname, cert) === undefined;
+    return true;
+  };
+}
+
+/** A certificate and the issuers the peer sent or the CA bundle supplied, leaf first. */
+function chainOf(cert: DetailedPeerCertificate): DetailedPeerCertificate[] {
+  const chain: DetailedPeerCertificate[] = [];
+  for (
+    let c: DetailedPeerCertificate | undefined = cert;
+    c !== undefined && !chain.includes(c);
+    c = c.issuerCertificate
+  )
+    chain.push(c);
+  return chain;
+}
+
+/** A serial number as one spelling: upper-case hex without leading zeros. */
+const serialKey = (hex: string) => hex.toUpperCase().replace(/^0+(?=.)/, "");
+
+/** A CRL file's revoked serial numbers, read again when the file's size or time changes. */
+class RevocationList {
+  private stamp = "";
+  private serials: ReadonlySet<string> | null = null;
+
+  constructor(private readonly path: string) {}
+
+  /** Whether the list names this serial; false for every certificate while the file is unreadable. */
+  lists(serialHex: string): boolean {
+    const serials = this.current();
+    return serials === null || serials.has(serialKey(serialHex));
+  }
+
+  private current(): ReadonlySet<string> | null {
+    try {
+      const { mtimeMs, size } = statSync(this.path);
+      const stamp = `${mtimeMs}:${size}`;
+      if (stamp !== this.stamp || this.serials === null) {
+        this.serials = revokedSerials(readFileSync(this.path));
+        this.stamp = stamp;
+      }
+      return this.serials;
+    } catch {
+      this.serials = null;
+      return null;
+    }
+  }
+}
+
+/** The serial numbers an X.509 CRL (PEM or DER) lists as revoked. Throws on a malformed one. */
+export function revokedSerials(file: Buffer): ReadonlySet<string> {
+  const text = file.toString("latin1");
+  const der = text.includes("-----BEGIN X509 CRL-----") ? forge.pem.decode(text)[0]!.body : text;
+  const { asn1 } = forge;
+  const list = asn1.fromDer(der);
+  const tbs = (list.value as forge.asn1.Asn1[])[0]!;
+  const items = tbs.value as forge.asn1.Asn1[];
+  // TBSCertList: version (optional), signature, issuer, thisUpdate, nextUpdate (optional), the
+  // revoked certificates (optional), extensions ([0]).
+  let at = items[0]?.type === asn1.Type.INTEGER ? 4 : 3;
+  const isTime = (a: forge.asn1.Asn1 | undefined) =>
+    a?.tagClass === asn1.Class.UNIVERSAL &&
+    (a.type === asn1.Type.UTCTIME || a.type === asn1.Type.GENERALIZEDTIME);
+  if (isTime(items[at])) at++;
+  const entries = items[at];
+  const serials = new Set<string>();
+  if (entries?.tagClass !== asn1.Class.UNIVERSAL || entries.type !== asn1.Type.SEQUENCE) return serials;
+  for (const entry of entries.value as forge.asn1.Asn1[]) {
+    const serial = (entry.value as forge.asn1.Asn1[])[0]!;
+    serials.add(serialKey(forge.util.bytesToHex(serial.value as string)));
+  }
+  return serials;
+}
+
+/** A CRL file that can be read and parsed now (a config error naming the flag otherwise). */
+function checkedCrlFile(path: string, flag: string): string {
+  try {
+    revokedSerials(readPem(path, flag));
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw configError(
+      ConfigErrorCode.InvalidValue,
+      flag,
+      `${flag}: ${path} is not an X.509 certificate revocation list (PEM or DER): ${(err as Error).message}`,
+    );
+  }
+  return path;
 }
 
 /** grpc-js credentials for TLS, verifying client certificates when clientCertAuth is set. */
 export function grpcServerCredentials(material: TlsMaterial): ServerCredentials {
-  if (material.crl !== undefined || material.ciphers !== undefined || clientCertificateCheck(material))
+  if (material.ciphers !== undefined || clientCertificateCheck(material))
     throw new Error(
       "revocation lists, cipher suites and allowed CN/hostname are enforced by the daemon kit's front only (not with PHOTON_GRPC_FRONT=0)",
     );
@@ -204,7 +297,6 @@ export function httpsServerOptions(material: TlsMaterial): {
   cert: Buffer;
   key: Buffer;
   ca?: Buffer;
-  crl?: Buffer;
   ciphers?: string;
   requestCert: boolean;
   rejectUnauthorized: boolean;
@@ -213,7 +305,6 @@ export function httpsServerOptions(material: TlsMaterial): {
     cert: material.cert,
     key: material.key,
     ...(material.ca ? { ca: material.ca } : {}),
-    ...(material.crl ? { crl: material.crl } : {}),
     ...(material.ciphers ? { ciphers: material.ciphers } : {}),
     requestCert: material.clientCertAuth,
     rejectUnauthorized: material.clientCertAuth,

@@ -267,6 +267,9 @@ export class H2Connection {
   /** Socket reads so far, and at the keepalive's last look (a change is activity). */
   private reads = 0;
   private readsSeen = 0;
+  /** The socket's queued and handed-over output at the keepalive's last look (a change is progress). */
+  private queuedSeen = 0;
+  private dispatchedSeen = 0;
   private keepaliveTimer: NodeJS.Timeout | null = null;
   private pingOutstanding = false;
   private goingAway = false;
@@ -891,15 +894,27 @@ export class H2Connection {
    */
   private keepaliveCheck(): void {
     if (this.closed) return;
-    // Output still on its way is not judged here: while an answer waits for the socket, this side
-    // stops reading (backpressure), so a client busy taking it would look silent. Such a peer, if
-    // it is gone, is found by TCP (its retransmissions give up), which ends the socket.
-    if (this.reads !== this.readsSeen || this.socket.writableLength > 0) {
+    // Output the peer takes counts as well: while an answer waits for the socket this side stops
+    // reading (backpressure), so a client busy taking it would look silent. With output queued at
+    // the last look (the kernel's buffer full), a write finishing since (the queue shrinking, or
+    // the next write handed over) means the peer took bytes. A peer that takes nothing for the interval
+    // and the timeout together is gone, as grpc-go would find.
+    const queued = this.socket.writableLength;
+    const dispatched = this.socket.bytesWritten - queued;
+    // (Writes of this side only add to the queue; they are handed over only once the one under
+    // way has finished.)
+    const outputMoved =
+      this.queuedSeen > 0 && (queued < this.queuedSeen || dispatched !== this.dispatchedSeen);
+    if (this.reads !== this.readsSeen || outputMoved) {
       this.readsSeen = this.reads;
+      this.queuedSeen = queued;
+      this.dispatchedSeen = dispatched;
       this.pingOutstanding = false;
       this.armKeepalive(this.options.keepaliveIntervalMs);
       return;
     }
+    this.queuedSeen = queued;
+    this.dispatchedSeen = dispatched;
     if (this.pingOutstanding) {
       // No GOAWAY worth waiting for: the peer reads nothing. Its streams are cancelled.
       this.socket.destroy();

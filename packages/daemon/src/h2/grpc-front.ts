@@ -14,7 +14,7 @@
 
 import http2, { type IncomingHttpHeaders } from "node:http2";
 import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, type PeerCertificate, type TLSSocket } from "node:tls";
+import { createServer as createTlsServer, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
 import type { Metadata } from "@grpc/grpc-js";
 import {
   LeanCall,
@@ -43,7 +43,7 @@ export interface GrpcFrontConfig {
    * Checks a verified client certificate beyond its chain (allowed CN or hostname); a connection
    * whose certificate fails it is closed before any request is read.
    */
-  readonly clientCertificateCheck?: (cert: PeerCertificate) => boolean;
+  readonly clientCertificateCheck?: (cert: DetailedPeerCertificate) => boolean;
   /**
    * Takes a connection that speaks HTTP/1.x: on plain TCP its first bytes are not the HTTP/2
    * preface; over TLS it negotiated http/1.1 (or nothing) by ALPN. Without it such a connection is
@@ -217,7 +217,12 @@ class FrontConnection {
    */
   private forward(stream: H2Stream, headers: IncomingHttpHeaders, path: string, scheme?: string): void {
     const { ":scheme": _scheme, ...outgoing } = headers;
-    if (scheme !== undefined) outgoing[":scheme"] = scheme;
+    if (scheme !== undefined) {
+      outgoing[":scheme"] = scheme;
+      // A request naming no host must not take the session's own authority on the way (the HTTP
+      // side's host whitelist would read it): it arrives with an empty Host, as it came.
+      if (outgoing[":authority"] === undefined && outgoing.host === undefined) outgoing.host = "";
+    }
     const authority = outgoing[":authority"];
     if (authority !== undefined) outgoing[":authority"] = hostAndPort(authority);
     let req: http2.ClientHttp2Stream;
@@ -325,7 +330,7 @@ export class GrpcFront {
       const protocols = http1 === undefined ? ["h2"] : ["h2", "http/1.1"];
       const check = config.clientCertificateCheck;
       this.server = createTlsServer({ ...config.tls, ALPNProtocols: protocols }, (socket: TLSSocket) => {
-        if (check !== undefined && !check(socket.getPeerCertificate())) {
+        if (check !== undefined && !check(socket.getPeerCertificate(true))) {
           socket.destroy();
           return;
         }
