@@ -14,7 +14,7 @@ export interface TlsFiles {
   readonly trustedCaFile?: string | undefined;
   /** Require and verify a client certificate (mTLS). Needs trustedCaFile, which implies it. */
   readonly clientCertAuth?: boolean | undefined;
-  /** Certificate revocation lists (PEM): a client certificate they list is refused (etcd's --client-crl-file). */
+  /** A certificate revocation list (PEM or DER): a client certificate chain it lists is refused (etcd's --client-crl-file). */
   readonly crlFile?: string | undefined;
   /** TLS 1.2 cipher suites allowed, by their IANA/Go names (etcd's --cipher-suites); TLS 1.3 keeps its own. */
   readonly cipherSuites?: readonly string[] | undefined;
