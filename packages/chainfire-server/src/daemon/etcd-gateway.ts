@@ -280,11 +280,10 @@ function streamRequests(
     if (scanner.bufferedLength + chunk.length > maxBodyBytes)
       return fail(status.RESOURCE_EXHAUSTED, "etcdserver: request is too large");
     try {
-      const values = scanner.push(chunk);
-      for (const value of values) {
+      scanner.pushEach(chunk, (value) => {
         sent++;
         side.send(toRequest(value));
-      }
+      });
     } catch (err) {
       // etcd's gateway answers a stream's unreadable message with UNKNOWN (HTTP 500).
       fail(status.UNKNOWN, (err as Error).message);

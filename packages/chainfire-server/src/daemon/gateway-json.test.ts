@@ -96,6 +96,12 @@ describe("the gateway's request bodies", () => {
       ...split.push('12345678901234567890,"b":1.5e'),
       ...split.push("3}"),
     ]).toEqual([{ a: new JsonNumber("-12345678901234567890"), b: new JsonNumber("1.5e3") }]);
+    // A message completed before a malformed one in the same piece is handed over first.
+    const handed: unknown[] = [];
+    expect(() => new JsonScanner().pushEach('{"a":1} {"b":2} 7', (v) => handed.push(v))).toThrow(
+      GatewayJsonError,
+    );
+    expect(handed).toEqual([{ a: 1 }, { b: 2 }]);
     const scanner = new JsonScanner();
     expect(scanner.push('{"a":"still go')).toEqual([]);
     expect(scanner.pending).toBe(true);

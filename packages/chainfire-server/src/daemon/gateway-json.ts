@@ -82,9 +82,24 @@ export class JsonScanner {
   /** Takes the next piece of text; returns the values it completed (at most `max`, the rest ignored). */
   push(piece: string, max = Number.POSITIVE_INFINITY): unknown[] {
     const values: unknown[] = [];
+    this.pushEach(piece, (value) => values.push(value), max);
+    return values;
+  }
+
+  /**
+   * Takes the next piece of text, handing each value to `each` as soon as it is complete: one
+   * completed before a malformed one in the same piece is handled before the error is thrown (as
+   * etcd's gateway sends a stream's messages one by one).
+   */
+  pushEach(piece: string, each: (value: unknown) => void, max = Number.POSITIVE_INFINITY): void {
+    let count = 0;
+    const emit = (value: unknown) => {
+      count++;
+      each(value);
+    };
     // The start of the part of `piece` not yet added to the current value's text.
     let from = 0;
-    for (let i = 0; i < piece.length && values.length < max; i++) {
+    for (let i = 0; i < piece.length && count < max; i++) {
       const c = piece[i]!;
       if (this.number !== null) {
         if (isNumberChar(c)) {
@@ -106,7 +121,7 @@ export class JsonScanner {
           if (!"null".startsWith(this.literal)) throw new GatewayJsonError(topLevelError("n"));
           if (this.literal === "null") {
             this.literal = null;
-            values.push({});
+            emit({});
           }
           continue;
         }
@@ -131,16 +146,15 @@ export class JsonScanner {
           const json = this.parts.join("");
           this.parts = [];
           this.partsLength = 0;
-          values.push(this.marked ? parse(json, reviveNumbers) : parse(json));
+          emit(this.marked ? parse(json, reviveNumbers) : parse(json));
         }
       } else if (!this.expectKey && (c === "-" || (c >= "0" && c <= "9"))) {
         this.add(piece.slice(from, i));
         this.number = c;
       }
     }
-    if (values.length >= max) this.reset();
+    if (count >= max) this.reset();
     else if (this.depth > 0 && this.number === null) this.add(piece.slice(from));
-    return values;
   }
 
   /** A number token has ended: added as it is, or marked when a double cannot hold it exactly. */
