@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import { checkHealth, listServices } from "@photoncloud/daemon";
-import { freePort } from "@photoncloud/daemon/testing";
+import { freePort, HTTP2_OPENING } from "@photoncloud/daemon/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dataDirLayout } from "../src/daemon/data-dir.js";
 import { rangeRequest } from "../src/mvcc/messages.js";
@@ -431,12 +431,7 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     socket.on("data", (chunk: Buffer) => received.push(chunk));
     socket.on("error", () => {});
     // The HTTP/2 preface and an empty SETTINGS frame, then nothing, not even the SETTINGS ACK.
-    socket.write(
-      Buffer.concat([
-        Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-        Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
-      ]),
-    );
+    socket.write(HTTP2_OPENING);
     await once(socket, "close");
     const frameTypes: number[] = [];
     const bytes = Buffer.concat(received);

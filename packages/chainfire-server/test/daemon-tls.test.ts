@@ -3,12 +3,12 @@
 // keep-alive relays all cross TLS; clients without a certificate, or with one from another CA, are refused.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http2 from "node:http2";
-import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import type { ConnectionOptions } from "node:tls";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { chainfirev1, etcd } from "@photoncloud/chainfire-api";
-import { http2Get } from "@photoncloud/daemon/testing";
+import { h2OverTlsAnswers, http2Get } from "@photoncloud/daemon/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
@@ -122,32 +122,12 @@ describe("TLS and mTLS on client and peer URLs", { timeout: 150_000 }, () => {
     // client without the listed suite is refused on the client port.
     const operator = ca.issue("operator");
     const accepted = (port: number, pem: { cert: string; key: string }, options: ConnectionOptions = {}) =>
-      new Promise<boolean>((resolve) => {
-        const socket = tlsConnect({
-          port,
-          host: "127.0.0.1",
-          servername: "localhost",
-          ca: readFileSync(ca.caFile),
-          cert: readFileSync(pem.cert),
-          key: readFileSync(pem.key),
-          ALPNProtocols: ["h2"],
-          ...options,
-        });
-        // The HTTP/2 preface and an empty SETTINGS frame: a member that accepted the connection answers.
-        socket.on("secureConnect", () =>
-          socket.write(
-            Buffer.concat([
-              Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-              Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
-            ]),
-          ),
-        );
-        socket.once("data", () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.on("error", () => resolve(false));
-        socket.on("close", () => resolve(false));
+      h2OverTlsAnswers({
+        port,
+        ca: readFileSync(ca.caFile),
+        cert: readFileSync(pem.cert),
+        key: readFileSync(pem.key),
+        ...options,
       });
     const { peer, client } = members[0]!.ports;
     const member = ca.issue("member");

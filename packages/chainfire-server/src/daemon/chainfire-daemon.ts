@@ -42,7 +42,7 @@ import { etcdGatewayRoutes } from "./etcd-gateway.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
 import { discoverJoinId } from "./join-discovery.js";
-import { clientCredentials, LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
+import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
 import { type ChainfireOptions, chainfireOptions } from "./options.js";
 
@@ -275,8 +275,7 @@ async function startCorruptionChecks(ctx: Ctx, member: RunningMember, store: Mvc
           : [{ id, clientUrl: info.clientUrls[0] }],
       ),
     localHash: (revision) => store.hashKV(revision),
-    peerHash: (peer, revision) =>
-      askPeerHash(peer, revision, (useTls) => clientCredentials(tls, useTls), config.electionTimeoutMs * 5),
+    peerHash: (peer, revision) => askPeerHash(peer, revision, tls, config.electionTimeoutMs * 5),
     logger,
   };
   if (config.initialCorruptCheck) await initialCorruptionCheck(deps);

@@ -7,10 +7,11 @@
 // - on an interval the leader compares and raises the CORRUPT alarm for each member that differs
 //   (every client write is then refused, as etcd does, until an operator disarms it).
 // A peer that does not answer (down, behind that revision, or compacted past it) is skipped.
-import { type etcd, createClients } from "@photoncloud/chainfire-api";
-import { type Logger, parseUrl } from "@photoncloud/daemon";
+import type { etcd } from "@photoncloud/chainfire-api";
+import type { Logger } from "@photoncloud/daemon";
 import { formatId } from "@photoncloud/raft";
-import { type ChannelCredentials, Metadata } from "@grpc/grpc-js";
+import { type ClientTls, memberClients } from "./member-runtime.js";
+import { Metadata } from "@grpc/grpc-js";
 
 export interface HashPeer {
   readonly id: bigint;
@@ -150,12 +151,10 @@ export function startPeriodicCorruptionCheck(
 export async function askPeerHash(
   peer: HashPeer,
   revision: bigint,
-  credentialsFor: (tls: boolean) => ChannelCredentials,
+  tls: ClientTls,
   deadlineMs: number,
 ): Promise<MemberHash> {
-  const url = parseUrl(peer.clientUrl);
-  const host = url.host.includes(":") && !url.host.startsWith("[") ? `[${url.host}]` : url.host;
-  const clients = createClients(`${host}:${url.port}`, credentialsFor(url.tls));
+  const clients = memberClients(peer.clientUrl, tls);
   try {
     const res = await new Promise<etcd.HashKVResponse>((resolve, reject) =>
       clients.maintenance.hashKv(

@@ -1,9 +1,9 @@
 // What the etcd handlers learn from the running Raft member: header facts, whether this member is a
 // learner, leadership changes (the lessor follows them) and where the leader's client URL is.
 import { readFileSync } from "node:fs";
-import { type ChannelCredentials, credentials } from "@grpc/grpc-js";
-import { createClients, type etcd } from "@photoncloud/chainfire-api";
-import { parseUrl } from "@photoncloud/daemon";
+import { credentials } from "@grpc/grpc-js";
+import { type ChainfireClients, createClients, type etcd } from "@photoncloud/chainfire-api";
+import { hostPort, parseUrl } from "@photoncloud/daemon";
 import { type RunningMember, StateRole } from "@photoncloud/raft";
 import type { LeaderForwarding, MemberFacts } from "../api/context.js";
 import { chainfireError } from "../errors.js";
@@ -93,8 +93,7 @@ export class LeaderClients implements LeaderForwarding {
     if (url === undefined) throw chainfireError("NO_LEADER");
     if (this.cached !== null && this.cached.url === url) return this.cached.clients.lease;
     this.cached?.clients.close();
-    const parsed = parseUrl(url);
-    const clients = createClients(`${hostOf(parsed.host)}:${parsed.port}`, this.credentialsFor(parsed.tls));
+    const clients = memberClients(url, this.tls);
     this.cached = { url, clients };
     return clients.lease;
   }
@@ -103,22 +102,17 @@ export class LeaderClients implements LeaderForwarding {
     this.cached?.clients.close();
     this.cached = null;
   }
-
-  private credentialsFor(tls: boolean): ChannelCredentials {
-    return clientCredentials(this.tls, tls);
-  }
 }
 
 /**
- * Credentials for this member's connections to another member's client URL: plain, or TLS with the
- * client TLS files (the trusted CA, and this member's certificate when client certificates are asked).
+ * Clients for another member's client URL: plain, or TLS with the client TLS files (the trusted CA,
+ * and this member's certificate when client certificates are asked).
  */
-export function clientCredentials(files: ClientTls, tls: boolean): ChannelCredentials {
-  if (!tls) return credentials.createInsecure();
+export function memberClients(clientUrl: string, files: ClientTls): ChainfireClients {
+  const url = parseUrl(clientUrl);
   const read = (file: string | undefined) => (file === undefined ? null : readFileSync(file));
-  return credentials.createSsl(read(files.trustedCaFile), read(files.keyFile), read(files.certFile));
-}
-
-function hostOf(host: string): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  const creds = url.tls
+    ? credentials.createSsl(read(files.trustedCaFile), read(files.keyFile), read(files.certFile))
+    : credentials.createInsecure();
+  return createClients(hostPort(url.host, url.port), creds);
 }

@@ -156,14 +156,6 @@ function addReflection(server: Server, config: GrpcServerConfig): void {
   new ReflectionService(definition).addToServer(server);
 }
 
-/** Whether the front takes every listener (lean methods, the front not turned off, no custom credentials). */
-function allFronted(config: GrpcServerConfig): boolean {
-  const lean = config.services.some(
-    (s) => (s.leanUnaryMethods?.length ?? 0) + (s.leanClientStreamMethods?.length ?? 0) > 0,
-  );
-  return lean && process.env.PHOTON_GRPC_FRONT !== "0" && config.credentialsFor === undefined;
-}
-
 /** Create, populate and bind a gRPC server. Resolves once every URL is listening. */
 export async function startGrpcServer(config: GrpcServerConfig): Promise<RunningGrpcServer> {
   const what = config.what ?? "gRPC listener";
@@ -172,13 +164,20 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
     throw new Error(
       `maxConnectionRequestBytes must be a positive whole number of bytes, got ${perConnection}`,
     );
+  // Listeners with lean methods get the kit's own HTTP/2 front (../h2/grpc-front.ts), unless their
+  // credentials are the daemon's own (handlers there may need the caller's TLS identity).
+  // PHOTON_GRPC_FRONT=0 leaves every listener to grpc-js (to compare, or to rule the front out).
+  const frontWanted =
+    config.services.some(
+      (s) => (s.leanUnaryMethods?.length ?? 0) + (s.leanClientStreamMethods?.length ?? 0) > 0,
+    ) && process.env.PHOTON_GRPC_FRONT !== "0";
   const options: ChannelOptions = {
     "grpc.max_receive_message_length": config.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
     "grpc.max_send_message_length": config.maxSendMessageBytes ?? 4 * 1024 * 1024,
     // For listeners grpc-js serves itself. Behind the front its clients are the front's own
     // sessions over a Unix socket (the front keeps the client connections alive): no pings there,
     // where a stalled event loop would look like a dead peer.
-    ...(config.keepalive === undefined || allFronted(config)
+    ...(config.keepalive === undefined || (frontWanted && config.credentialsFor === undefined)
       ? {}
       : {
           "grpc.keepalive_time_ms": config.keepalive.intervalMs,
@@ -227,10 +226,6 @@ export async function startGrpcServer(config: GrpcServerConfig): Promise<Running
     maxSendMessageBytes: Number(options["grpc.max_send_message_length"]),
     ...(perConnection === undefined ? {} : { connectionRequestBytesMax: perConnection }),
   });
-  // Listeners with lean methods get the kit's own HTTP/2 front (../h2/grpc-front.ts), unless their
-  // credentials are the daemon's own (handlers there may need the caller's TLS identity).
-  // PHOTON_GRPC_FRONT=0 leaves every listener to grpc-js (to compare, or to rule the front out).
-  const frontWanted = lean.size > 0 && process.env.PHOTON_GRPC_FRONT !== "0";
   // Everything is read and checked before anything listens (a config error names its flag).
   const listeners: Listener[] = config.urls.map((url) => {
     const custom = config.credentialsFor?.(url);

@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { request } from "node:https";
-import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import type { ConnectionOptions } from "node:tls";
 import { credentials, status } from "@grpc/grpc-js";
 import { Writable } from "node:stream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
 import { startGrpcServer } from "./grpc-server.js";
 import { checkHealth } from "./probe-clients.js";
+import { h2OverTlsAnswers } from "../testing/h2-over-tls.js";
 import { createTestCa, type Pem, removePemFiles, type TestCa, writePemFiles } from "./test-pki.js";
 
 const logger = createLogger({
@@ -78,31 +79,9 @@ async function startFrontedTlsServer(extra: object): Promise<number> {
   return grpc.urls[0]!.port;
 }
 
-/** Whether a TLS client with this certificate (and TLS options) gets an HTTP/2 answer: the server's SETTINGS. */
-function tlsAccepted(port: number, pem: Pem, options: ConnectionOptions = {}): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = tlsConnect({
-      port,
-      host: "127.0.0.1",
-      servername: "localhost",
-      ca: ca.cert,
-      cert: pem.cert,
-      key: pem.key,
-      ALPNProtocols: ["h2"],
-      ...options,
-    });
-    socket.on("secureConnect", () => socket.write(Buffer.concat([HTTP2_PREFACE, EMPTY_SETTINGS])));
-    socket.once("data", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on("error", () => resolve(false));
-    socket.on("close", () => resolve(false));
-  });
-}
-
-const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+/** Whether the server takes a TLS connection with this client certificate (and TLS options). */
+const tlsAccepted = (port: number, pem: Pem, options: ConnectionOptions = {}) =>
+  h2OverTlsAnswers({ port, ca: ca.cert, cert: pem.cert, key: pem.key, ...options });
 
 const tlsCreds = (pem?: Pem) =>
   credentials.createSsl(
