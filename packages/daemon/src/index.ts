@@ -63,6 +63,7 @@ export {
   type GrpcClientTarget,
 } from "./h2/grpc-client.js";
 export {
+  clientCertificateCheck,
   grpcServerCredentials,
   httpsServerOptions,
   loadTlsMaterial,

@@ -9,9 +9,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { makeMessage } from "../src/core/messages.js";
 import { type Message, MessageType } from "../src/core/types.js";
 import { membershipHandlers } from "../src/member/membership-handlers.js";
+import { peerClientTls } from "../src/member/start-member.js";
 import { GrpcTransport } from "../src/transport/grpc-transport.js";
 import { until } from "./helpers.js";
-import { freePorts, leaderOf, startTestMember, type TestMember } from "./member-kit.js";
+import { freePorts, leaderOf, memberConfig, startTestMember, type TestMember } from "./member-kit.js";
 import { createTestCa } from "@photoncloud/daemon/testing";
 import { writePems } from "./pki.js";
 
@@ -170,6 +171,98 @@ describe("peer TLS", () => {
         return received.length > 0;
       });
       expect(new Set(received.map((m) => Buffer.from(m.context).toString()))).toEqual(new Set(["good"]));
+    },
+    60_000,
+  );
+
+  it.each([
+    ["grpc-js", false],
+    ["the kit's HTTP/2 client", true],
+  ])(
+    "holds the peer's server certificate to --peer-cert-allowed-cn when dialling (%s)",
+    async (_, kit) => {
+      // Proves the dialling side of --peer-cert-allowed-cn, as etcd's peer client checks it: a peer
+      // whose certificate is of the trusted CA but has another CN gets nothing, while the same
+      // listener takes the messages of a member that allows its CN.
+      dir = mkdtempSync(join(tmpdir(), "raft-tls-"));
+      const { ca, leaves } = pki();
+      const pems = writePems(dir, {
+        "ca.crt": ca.cert,
+        "t2.crt": leaves["t2"]!.cert,
+        "t2.key": leaves["t2"]!.key,
+      });
+      const received: Message[] = [];
+      const receiver = new GrpcTransport(2n, {
+        onMessage: (m) => received.push(m),
+        onUnreachable: () => {},
+        onSnapshotStatus: () => {},
+        onForwardedPropose: () => Promise.reject(new Error("not used")),
+      });
+      const server = new grpc.Server();
+      receiver.register(server);
+      // The listener presents t1's certificate (CN "t1") and asks no client certificate.
+      const creds = grpc.ServerCredentials.createSsl(
+        null,
+        [{ cert_chain: Buffer.from(leaves["t1"]!.cert), private_key: Buffer.from(leaves["t1"]!.key) }],
+        false,
+      );
+      const port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync("127.0.0.1:0", creds, (err, p) => (err ? reject(err) : resolve(p))),
+      );
+      cleanups.push(
+        () => server.forceShutdown(),
+        () => receiver.stop(),
+      );
+      const warnings: string[] = [];
+      const sender = (allowedCn: string) => {
+        const config = memberConfig([
+          "--name",
+          "t2",
+          "--data-dir",
+          join(dir, "t2"),
+          "--listen-peer-urls",
+          "https://127.0.0.1:1",
+          "--peer-cert-file",
+          pems["t2.crt"]!,
+          "--peer-key-file",
+          pems["t2.key"]!,
+          "--peer-trusted-ca-file",
+          pems["ca.crt"]!,
+          `--peer-cert-allowed-cn=${allowedCn}`,
+        ]);
+        const { credentialsFor, tlsFor } = peerClientTls(config, (_, m) => warnings.push(m));
+        const unreachable: bigint[] = [];
+        const transport = new GrpcTransport(
+          1n,
+          {
+            onMessage: () => {},
+            onUnreachable: (p) => unreachable.push(p),
+            onSnapshotStatus: () => {},
+            onForwardedPropose: () => Promise.reject(new Error("not used")),
+          },
+          kit ? { credentialsFor, tlsFor } : { credentialsFor },
+        );
+        cleanups.push(() => transport.stop());
+        transport.setPeer(2n, `https://127.0.0.1:${port}`);
+        return { transport, unreachable };
+      };
+      const heartbeat = (label: string) =>
+        makeMessage({ type: MessageType.Heartbeat, from: 1n, to: 2n, term: 1n, context: Buffer.from(label) });
+      const refusing = sender("t3");
+      await until("the peer refused for its CN", () => {
+        refusing.transport.send([heartbeat("other-cn")]);
+        return refusing.unreachable.length > 0;
+      });
+      const allowing = sender("t1");
+      await until("the allowed peer's message arrives", () => {
+        allowing.transport.send([heartbeat("allowed")]);
+        return received.length > 0;
+      });
+      expect(new Set(received.map((m) => Buffer.from(m.context).toString()))).toEqual(new Set(["allowed"]));
+      // The operator is told why, once.
+      expect(warnings).toEqual([
+        `refused a peer's TLS certificate: the peer's certificate (CN "t1") does not pass --peer-cert-allowed-cn=t3`,
+      ]);
     },
     60_000,
   );

@@ -3,9 +3,16 @@
 // the client credentials for connections to https:// peers).
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ConnectionOptions } from "node:tls";
+import {
+  type ConnectionOptions,
+  createSecureContext,
+  type DetailedPeerCertificate,
+  type PeerCertificate,
+  checkServerIdentity as tlsCheckServerIdentity,
+} from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import {
+  clientCertificateCheck,
   type DaemonMetrics,
   type Logger,
   loadTlsMaterial,
@@ -93,9 +100,14 @@ function raftLogger(logger: Logger): RaftLogger {
 /**
  * Client credentials for connections to peers (for grpc-js, and as TLS options for the batch streams): https:// peers get TLS with --peer-trusted-ca-file
  * (system roots when unset) and, when --peer-cert-file/--peer-key-file are set, present that
- * certificate (mTLS); http:// peers are plain.
+ * certificate (mTLS); http:// peers are plain. As etcd's peer client does, it offers only the
+ * --cipher-suites given and holds the peer's server certificate to --peer-cert-allowed-cn or
+ * --peer-cert-allowed-hostname (and the --peer-crl-file), on top of the usual hostname check.
  */
-function peerClientTls(config: MemberConfig): {
+export function peerClientTls(
+  config: MemberConfig,
+  warn: (fields: Record<string, unknown>, msg: string) => void = () => {},
+): {
   credentialsFor: (url: string) => grpc.ChannelCredentials;
   tlsFor: (url: string) => ConnectionOptions | undefined;
 } {
@@ -104,13 +116,36 @@ function peerClientTls(config: MemberConfig): {
   const material = haveCert ? loadTlsMaterial(files, "--initial-advertise-peer-urls") : undefined;
   const ca =
     material?.ca ?? (config.peerTrustedCaFile !== undefined ? readFileSync(config.peerTrustedCaFile) : null);
-  const tls = grpc.credentials.createSsl(ca, material?.key ?? null, material?.cert ?? null);
-  const plain = grpc.credentials.createInsecure();
-  // The same trust and identity for the batch streams on the kit's HTTP/2 client.
+  const allowed = material === undefined ? undefined : clientCertificateCheck(material);
+  const warned = new Set<string>();
+  const checkServerIdentity = (host: string, cert: PeerCertificate): Error | undefined => {
+    const mismatch = tlsCheckServerIdentity(host, cert);
+    if (mismatch !== undefined || allowed === undefined || allowed(cert as DetailedPeerCertificate))
+      return mismatch;
+    const rules = [
+      material?.allowedCn !== undefined ? `--peer-cert-allowed-cn=${material.allowedCn}` : "",
+      material?.allowedHostname !== undefined
+        ? `--peer-cert-allowed-hostname=${material.allowedHostname}`
+        : "",
+      material?.crlFile !== undefined ? `--peer-crl-file=${material.crlFile}` : "",
+    ].filter((r) => r !== "");
+    const refusal = `the peer's certificate (CN ${JSON.stringify(cert.subject?.CN ?? "")}) does not pass ${rules.join(" and ")}`;
+    // Once per peer host and reason: the transport dials again with backoff and logs nothing itself.
+    if (!warned.has(`${host}\0${refusal}`)) {
+      warned.add(`${host}\0${refusal}`);
+      warn({ host }, `refused a peer's TLS certificate: ${refusal}`);
+    }
+    return new Error(refusal);
+  };
+  // The same trust and identity for grpc-js and for the batch streams on the kit's HTTP/2 client.
   const options: ConnectionOptions = {
     ...(ca !== null ? { ca } : {}),
     ...(material !== undefined ? { key: material.key, cert: material.cert } : {}),
+    ...(material?.ciphers !== undefined ? { ciphers: material.ciphers } : {}),
+    checkServerIdentity,
   };
+  const tls = grpc.credentials.createFromSecureContext(createSecureContext(options), { checkServerIdentity });
+  const plain = grpc.credentials.createInsecure();
   return {
     credentialsFor: (url) => (url.startsWith("https://") ? tls : plain),
     tlsFor: (url) => (url.startsWith("https://") ? options : undefined),
@@ -132,7 +167,7 @@ function raftConfig(args: StartMemberArgs, plan: MemberPlan, raftDir: string): R
     backgroundCheckpoints: true,
     logger: raftLogger(args.logger.child({ component: "raft" })),
     ...args.raftOverrides,
-    transport: { ...peerClientTls(c), ...args.raftOverrides?.transport },
+    transport: { ...peerClientTls(c, (f, m) => args.logger.warn(f, m)), ...args.raftOverrides?.transport },
   };
 }
 
