@@ -276,6 +276,11 @@ async function startCorruptionChecks(ctx: Ctx, member: RunningMember, store: Mvc
       ),
     localHash: (revision) => store.hashKV(revision),
     peerHash: (peer, revision) => askPeerHash(peer, revision, tls, config.electionTimeoutMs * 5),
+    settled: () =>
+      member.raft.linearizableRead(() => ({
+        revision: store.currentRevision(),
+        compactRevision: store.compactRevision(),
+      })),
     logger,
   };
   if (config.initialCorruptCheck) await initialCorruptionCheck(deps);

@@ -4,8 +4,9 @@
 // over the peer's client URL, for its HashKV at the asking member's current revision:
 // - at start (initial check) a member whose hash differs from a peer's refuses to start, before it
 //   serves a client;
-// - on an interval the leader compares and raises the CORRUPT alarm for each member that differs
-//   (every client write is then refused, as etcd does, until an operator disarms it).
+// - on an interval the leader compares and raises the CORRUPT alarm for each member that differs,
+//   or whose revision or compaction is ahead of the leader's once the leader has applied all it had
+//   committed (every client write is then refused, as etcd does, until an operator disarms it).
 // A peer that does not answer (down, behind that revision, or compacted past it) is skipped.
 import type { etcd } from "@photoncloud/chainfire-api";
 import type { Logger } from "@photoncloud/daemon";
@@ -29,6 +30,8 @@ export interface Mismatch {
   readonly revision: bigint;
   readonly ownHash: number;
   readonly peerHash: number;
+  /** What differs, for the log. */
+  readonly reason: string;
 }
 
 export interface CorruptionCheckDeps {
@@ -38,6 +41,11 @@ export interface CorruptionCheckDeps {
   localHash(revision: bigint): Promise<MemberHash>;
   /** A peer's HashKV at `revision`. */
   peerHash(peer: HashPeer, revision: bigint): Promise<MemberHash>;
+  /**
+   * This member's revision and compaction once it has applied everything committed so far (a
+   * linearizable read): no member can have applied more.
+   */
+  settled(): Promise<{ revision: bigint; compactRevision: bigint }>;
   readonly logger: Logger;
 }
 
@@ -47,25 +55,27 @@ export interface CorruptionCheckDeps {
  */
 export async function findMismatches(
   deps: CorruptionCheckDeps,
-): Promise<{ revision: bigint; mismatches: Mismatch[]; compared: number }> {
+): Promise<{ revision: bigint; mismatches: Mismatch[]; compared: number; answers: PeerAnswer[] }> {
   const own = await deps.localHash(0n);
-  const answers = await Promise.all(
-    deps.peers().map(async (peer) => {
-      try {
-        return { peer, theirs: await deps.peerHash(peer, own.revision) };
-      } catch (err) {
-        deps.logger.warn(
-          { member: formatId(peer.id), revision: own.revision.toString(), err: (err as Error).message },
-          "corruption check: no hash from this member (down, behind this revision, or compacted past it); skipped",
-        );
-        return null;
-      }
-    }),
-  );
+  const answers = (
+    await Promise.all(
+      deps.peers().map(async (peer): Promise<PeerAnswer | null> => {
+        try {
+          return { peer, theirs: await deps.peerHash(peer, own.revision) };
+        } catch (err) {
+          deps.logger.warn(
+            { member: formatId(peer.id), revision: own.revision.toString(), err: (err as Error).message },
+            "corruption check: no hash from this member (down, behind this revision, or compacted past it); skipped",
+          );
+          return null;
+        }
+      }),
+    )
+  ).filter((a) => a !== null);
   const mismatches: Mismatch[] = [];
   let compared = 0;
   for (const answer of answers) {
-    if (answer === null || answer.theirs.compactRevision !== own.compactRevision) continue;
+    if (answer.theirs.compactRevision !== own.compactRevision) continue;
     compared++;
     if (answer.theirs.hash !== own.hash)
       mismatches.push({
@@ -73,9 +83,38 @@ export async function findMismatches(
         revision: own.revision,
         ownHash: own.hash,
         peerHash: answer.theirs.hash,
+        reason: `hash ${answer.theirs.hash} at revision ${own.revision}, the leader's ${own.hash}`,
       });
   }
-  return { revision: own.revision, mismatches, compared };
+  return { revision: own.revision, mismatches, compared, answers };
+}
+
+interface PeerAnswer {
+  readonly peer: HashPeer;
+  readonly theirs: MemberHash;
+}
+
+/**
+ * The members that answered with a revision or a compaction ahead of what this member has applied
+ * after a linearizable read started once they had answered: everything they applied was committed
+ * by then, so a member ahead applied something the log does not hold (etcd's leader makes the same
+ * two checks).
+ */
+async function aheadOfLeader(deps: CorruptionCheckDeps, answers: readonly PeerAnswer[]): Promise<Mismatch[]> {
+  if (answers.length === 0) return [];
+  const settled = await deps.settled();
+  const ahead: Mismatch[] = [];
+  for (const { peer, theirs } of answers) {
+    const reason =
+      theirs.revision > settled.revision
+        ? `revision ${theirs.revision} is ahead of the leader's ${settled.revision}`
+        : theirs.compactRevision > settled.compactRevision
+          ? `compaction at revision ${theirs.compactRevision} is ahead of the leader's ${settled.compactRevision}`
+          : null;
+    if (reason !== null)
+      ahead.push({ id: peer.id, revision: theirs.revision, ownHash: 0, peerHash: theirs.hash, reason });
+  }
+  return ahead;
 }
 
 /** The initial check: throws, naming the members that differ, when this member's data is not theirs. */
@@ -118,17 +157,13 @@ export function startPeriodicCorruptionCheck(
     if (running || !options.leading()) return;
     running = true;
     try {
-      const { mismatches } = await findMismatches(deps);
+      const { mismatches, answers } = await findMismatches(deps);
       const raised = new Set(options.corruptMembers());
-      for (const m of mismatches) {
+      for (const m of [...mismatches, ...(await aheadOfLeader(deps, answers))]) {
         if (raised.has(m.id)) continue;
+        raised.add(m.id);
         deps.logger.error(
-          {
-            member: formatId(m.id),
-            revision: m.revision.toString(),
-            hash: m.peerHash,
-            leaderHash: m.ownHash,
-          },
+          { member: formatId(m.id), differs: m.reason },
           "corruption check: a member's data differs from the leader's; raising the CORRUPT alarm",
         );
         await options.raiseCorrupt(m.id);
