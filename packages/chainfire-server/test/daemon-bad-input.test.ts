@@ -535,10 +535,9 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     const base = `http://127.0.0.1:${m.ports.client}`;
     const health = await fetch(`${base}/health`);
     expect([health.status, await health.text()]).toEqual([200, '{"health":"true"}']);
-    expect(await (await fetch(`${base}/version`)).json()).toEqual({
-      etcdserver: "3.4.0",
-      etcdcluster: "3.4.0",
-    });
+    const version = await fetch(`${base}/version`);
+    expect(version.headers.get("content-type")).toBe("application/json");
+    expect(await version.json()).toEqual({ etcdserver: "3.4.0", etcdcluster: "3.4.0" });
     // Unlabelled, as etcd's: `etcdctl check datascale` parses this line's value as a bare number.
     expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^process_resident_memory_bytes \d+$/m);
     expect((await fetch(`${base}/nothing`)).status).toBe(404);

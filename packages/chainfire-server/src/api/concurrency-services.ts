@@ -103,7 +103,9 @@ async function sessionLease(ctx: EtcdApiContext, lease: bigint): Promise<bigint>
 
 /**
  * Watches `key` (and `rangeEnd`) from `startRevision`, handing each delivery to `onEvents` until it
- * returns true. Rejects when the start is compacted or `signal` aborts.
+ * returns true. Rejects when the start is compacted or `signal` aborts. While `congested` says so,
+ * deliveries are refused: the hub keeps none of them and reads them again from storage once
+ * resumed (see WatchHub), so a client that stops reading costs no memory here.
  */
 function watchUntil(
   ctx: EtcdApiContext,
@@ -112,6 +114,7 @@ function watchUntil(
   startRevision: bigint,
   onEvents: (events: mvccpb.Event[], revision: bigint) => boolean,
   signal: AbortSignal,
+  congested: () => boolean = () => false,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     let done = false;
@@ -128,6 +131,7 @@ function watchUntil(
     // The hub calls the sink from a later turn, never from within watch().
     const watcher: Watcher = ctx.hub.watch(0n, spec, (_w, delivery) => {
       if (done) return true;
+      if (congested()) return false;
       if (delivery.compactRevision !== undefined) {
         finish(chainfireError("COMPACTED"));
       } else if (onEvents(delivery.events, delivery.revision)) finish();
@@ -305,6 +309,16 @@ async function observe(
 ): Promise<void> {
   const { signal, done } = callAbort(ctx, call);
   const prefix = prefixOf(call.request.name);
+  // A client that stops reading: its stream's buffer fills, and the watches below wait for it to
+  // drain instead of buffering every change (etcd's observer blocks on its stream the same way).
+  let congested = false;
+  const write = (response: v3election.LeaderResponse) => {
+    if (!call.write(response)) congested = true;
+  };
+  call.on("drain", () => {
+    congested = false;
+    ctx.hub.resume();
+  });
   try {
     while (!signal.aborted) {
       const res = await range(ctx, byCreate(prefix, etcd.RangeRequest_SortOrder.ASCEND));
@@ -325,7 +339,7 @@ async function observe(
         );
         header = responseHeader(ctx, kv!.modRevision);
       }
-      call.write({ header, kv });
+      write({ header, kv });
       await watchUntil(
         ctx,
         kv!.key,
@@ -334,11 +348,12 @@ async function observe(
         (events, revision) => {
           for (const e of events) {
             if (e.type === mvccpb.Event_EventType.DELETE) return true;
-            call.write({ header: responseHeader(ctx, revision), kv: e.kv });
+            write({ header: responseHeader(ctx, revision), kv: e.kv });
           }
           return false;
         },
         signal,
+        () => congested,
       );
     }
   } catch {

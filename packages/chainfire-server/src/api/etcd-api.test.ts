@@ -587,6 +587,39 @@ describe("etcd Lock and Election over gRPC", () => {
     expect(got!.key.toString()).toBe(`q/${c.toString(16)}`);
   });
 
+  it("holds an Observe whose client stops reading, then delivers every value in order", async () => {
+    // Proves backpressure on Observe: while the client reads nothing, its changes wait in storage
+    // (the observer's watch is unsynced) instead of in the stream's buffer, and none is lost.
+    const lease = await grant(60n);
+    const { leader } = await call<v3election.CampaignRequest, v3election.CampaignResponse>(
+      clients.election,
+      "campaign",
+      { name: b("slow"), lease, value: b("v0") },
+    );
+    const observer = clients.election.observe({ name: b("slow") });
+    const seen: string[] = [];
+    observer.on("data", (r: v3election.LeaderResponse) => seen.push(r.kv!.value.toString().trim()));
+    observer.on("error", () => {});
+    await until(() => seen.length === 1, "the observer's first answer");
+    observer.pause();
+    const values = Array.from({ length: 2000 }, (_, i) => `v${i + 1}`);
+    for (let i = 0; i < values.length; i += 100)
+      await Promise.all(
+        values
+          .slice(i, i + 100)
+          .map((v) => call(clients.election, "proclaim", { leader, value: b(v.padEnd(200)) })),
+      );
+    await until(() => server.hub.unsyncedCount > 0, "the observer's watch to wait in storage");
+    observer.resume();
+    await until(
+      () => seen.length === 2001,
+      () => `2001 values, have ${seen.length}`,
+    );
+    expect(seen).toEqual(["v0", ...values]);
+    expect(server.hub.unsyncedCount).toBe(0);
+    observer.cancel();
+  });
+
   it("ends an Observe when the client cancels it, and answers Leader with the first candidate", async () => {
     // Proves the election's reads: the leader is the oldest candidate, and a cancelled observer
     // stream is let go.

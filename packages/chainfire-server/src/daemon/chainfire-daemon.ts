@@ -346,7 +346,7 @@ async function startServers(
         res.end(JSON.stringify({ health: report.health }));
       },
       "/version": (_req, res) => {
-        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+        res.writeHead(200, { "content-type": "application/json" });
         res.end(JSON.stringify({ etcdserver: ETCD_API_VERSION, etcdcluster: ETCD_CLUSTER_VERSION }));
       },
     },

@@ -86,6 +86,8 @@ describe("MvccStore", () => {
     put("a", "1");
     put("a", "2");
     expect((await store.hashKV(0n)).hash).toBe(535221974);
+    // A negative revision hashes no row (etcd maps only 0 to the current revision).
+    expect(await store.hashKV(-1n)).toEqual({ hash: 1084519789, revision: 3n, compactRevision: -1n });
   });
 
   it("hashes the history as it was when asked, while later writes and a compaction go on", async () => {

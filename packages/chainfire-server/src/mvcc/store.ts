@@ -479,6 +479,9 @@ export class MvccStore implements StateMachine {
     // As etcd's HashByRev: the compaction revision itself is refused too (its rows below are gone).
     if (revision > 0n && revision <= this.compacted) throw chainfireError("COMPACTED");
     const current = this.revision;
+    // As etcd: only 0 means "now"; a negative revision holds no row, so only the bucket is hashed.
+    if (revision < 0n)
+      return { hash: crc32c.buf(KEY_BUCKET) >>> 0, revision: current, compactRevision: this.compacted };
     const upTo = revision > 0n ? revision : current;
     if (upTo > current) throw chainfireError("FUTURE_REV");
     // etcd counts a revision at or below the compaction only while it is still the one visible

@@ -98,6 +98,11 @@ export class WatchHub {
     return this.ranged.size + [...this.singleKey.values()].reduce((n, set) => n + set.size, 0);
   }
 
+  /** Watchers catching up from storage: started in the past, or refused by a congested stream. */
+  get unsyncedCount(): number {
+    return this.unsynced.size;
+  }
+
   watch(id: bigint, spec: WatchSpec, sink: WatchSink): Watcher {
     const current = this.store.currentRevision();
     // 0 is "from now". A negative start is before any history: canceled as compacted, as etcd does.
