@@ -1,9 +1,11 @@
 // Proves the cluster-wide APIs on 3 members: leases (keep-alive and time-to-live sent to a follower
 // reach the leader's countdown; the remaining TTL survives a leader change; leader-decided expiry
 // deletes keys everywhere) and etcd's Cluster API (MemberAdd by peer URL with the joiner finding its
-// ID, Promote, Update, Remove; a learner refusing MemberList as etcd 3.4 does).
+// ID, Promote, Update, Remove; a learner refusing MemberList as etcd 3.4 does), and etcd's metrics
+// under etcd's names.
 import type { etcd } from "@photoncloud/chainfire-api";
 import { memberIdForPeerUrls } from "../src/daemon/etcd-cluster-service.js";
+import { rangeRequest } from "../src/mvcc/messages.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, DaemonCluster, type Member, put, readPrefix, until } from "./support/daemon-cluster.js";
 
@@ -168,5 +170,94 @@ describe("etcd's Cluster API on a 3-member cluster", { timeout: 150_000 }, () =>
     // A removed member stops by itself, cleanly, as etcd's do.
     expect(await cluster.exited("e4")).toBe(0);
     expect((await readPrefix(f1!, "etcd-api/", false)).get("etcd-api/after-promote")).toBe("v");
+  });
+});
+
+/** A /metrics page as `name{labels}` → value (the labels as printed, sorted by the registry). */
+async function scrape(m: Member): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${m.ports.client}/metrics`)).text();
+  const series = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (match) series.set(match[1]!, Number(match[2]));
+  }
+  return series;
+}
+
+describe("etcd's metrics", { timeout: 150_000 }, () => {
+  it("exports leadership, proposals, store, disk and peer metrics under etcd's names", async () => {
+    // Proves what etcd's dashboards and alerts read: one leader seen by all, this member's ID and
+    // versions, puts counted on every member, the key count and revision as the store has them,
+    // fsync and commit latencies observed, and sends to a stopped member counted as failures.
+    const {
+      leader,
+      followers: [f1, f2],
+    } = await followers();
+    const ids = new Map<Member, string>();
+    for (const m of members)
+      ids.set(m, (await cluster.status(m)).header!.memberId.toString(16).padStart(16, "0"));
+    const before = new Map<Member, Map<string, number>>();
+    for (const m of members) before.set(m, await scrape(m));
+    for (let i = 0; i < 5; i++) await put(leader, `metrics/k${i}`, "v");
+    await until(async () => {
+      for (const m of members) if ((await readPrefix(m, "metrics/", true)).size !== 5) return undefined;
+      return true;
+    }, "every member to apply the puts");
+    for (const m of members) {
+      const now = await scrape(m);
+      const was = before.get(m)!;
+      expect(now.get("etcd_server_has_leader")).toBe(1);
+      expect(now.get("etcd_server_is_leader")).toBe(m === leader ? 1 : 0);
+      expect(now.get("etcd_server_is_learner")).toBe(0);
+      expect(now.get(`etcd_server_id{server_id="${ids.get(m)}"}`)).toBe(1);
+      expect(now.get('etcd_server_version{server_version="3.4.0"}')).toBe(1);
+      expect(now.get('etcd_cluster_version{cluster_version="3.4"}')).toBe(1);
+      expect(now.get("etcd_server_leader_changes_seen_total")).toBeGreaterThanOrEqual(1);
+      expect(now.get("etcd_server_quota_backend_bytes")).toBe(2 * 1024 ** 3);
+      expect(now.get("etcd_mvcc_put_total")! - was.get("etcd_mvcc_put_total")!).toBeGreaterThanOrEqual(5);
+      expect(now.get("etcd_server_proposals_applied_total")).toBeGreaterThan(
+        was.get("etcd_server_proposals_applied_total")!,
+      );
+      expect(now.get("etcd_server_proposals_committed_total")).toBeGreaterThanOrEqual(
+        now.get("etcd_server_proposals_applied_total")!,
+      );
+      expect(now.get("etcd_disk_wal_fsync_duration_seconds_count")).toBeGreaterThan(0);
+      expect(now.get('etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"}')).toBe(
+        now.get("etcd_disk_wal_fsync_duration_seconds_count"),
+      );
+      expect(now.get("etcd_disk_backend_commit_duration_seconds_count")).toBeGreaterThan(
+        was.get("etcd_disk_backend_commit_duration_seconds_count")!,
+      );
+      expect(now.get("etcd_mvcc_db_total_size_in_bytes")).toBeGreaterThan(0);
+    }
+    // The key count and revision are the store's: compared with a count of every key, polled
+    // since leases from the tests above may still expire.
+    await until(async () => {
+      const all = await call<etcd.RangeResponse>(
+        leader.clients.kv,
+        "range",
+        rangeRequest({ key: b("\0"), rangeEnd: b("\0"), countOnly: true, serializable: true }),
+      );
+      const now = await scrape(leader);
+      return now.get("etcd_debugging_mvcc_keys_total") === Number(all.count) &&
+        now.get("etcd_debugging_mvcc_current_revision") === Number(all.header!.revision)
+        ? true
+        : undefined;
+    }, "the key count and revision to match the store's");
+    // A stopped member: the leader's sends to it fail, per member, as etcd counts them.
+    const stopped = f1!;
+    const failures = `etcd_network_peer_sent_failures_total{To="${ids.get(stopped)}"}`;
+    await cluster.stop(stopped.name, "SIGTERM");
+    try {
+      await until(async () => {
+        await put(leader, "metrics/while-down", "v");
+        return ((await scrape(leader)).get(failures) ?? 0) > 0 || undefined;
+      }, "the leader to count failed sends to the stopped member");
+      expect(
+        (await scrape(leader)).get(`etcd_network_peer_sent_failures_total{To="${ids.get(f2!)}"}`) ?? 0,
+      ).toBe(0);
+    } finally {
+      await cluster.start(stopped.name, { initialCluster: cluster.initialCluster(["l1", "l2", "l3"]) });
+    }
   });
 });

@@ -39,6 +39,7 @@ import {
   startPeriodicCorruptionCheck,
 } from "./corruption-check.js";
 import { etcdGatewayRoutes } from "./etcd-gateway.js";
+import { type EtcdMetrics, registerEtcdMetrics } from "./etcd-metrics.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
 import { discoverJoinId } from "./join-discovery.js";
@@ -167,6 +168,13 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     shuttingDown: ctx.shuttingDown,
     leaderCheckMs: config.electionTimeoutMs,
   };
+  const etcdMetrics = registerEtcdMetrics(ctx.metrics, {
+    member,
+    store,
+    hub,
+    quotaBackendBytes: store.quotaBackendBytes,
+    serverVersion: ETCD_API_VERSION,
+  });
   startLeaseMachinery(ctx, member, store);
   const compactor = new AutoCompactor(
     autoCompaction,
@@ -195,7 +203,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   // peer URL (and members of earlier versions read to learn of their removal).
   member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(membership));
   // The token the cluster was bootstrapped with (a restore's, when the data dir came from one).
-  await startServers(ctx, apiCtx, membership, member, bootstrap.initialClusterToken);
+  await startServers(ctx, apiCtx, membership, member, bootstrap.initialClusterToken, etcdMetrics);
   logger.info(
     {
       memberId: formatId(member.memberId),
@@ -324,9 +332,14 @@ async function startServers(
   membership: MembershipOps,
   member: RunningMember,
   clusterToken: string,
+  etcdMetrics: EtcdMetrics,
 ): Promise<void> {
   const { config, logger } = ctx;
-  const health = () => etcdHealth(member, apiCtx);
+  const health = async () => {
+    const report = await etcdHealth(member, apiCtx);
+    etcdMetrics.health(report.healthy);
+    return report;
+  };
   const services = clientServices({
     ctx: apiCtx,
     membership,

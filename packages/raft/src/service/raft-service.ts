@@ -171,7 +171,10 @@ export class RaftService implements Replicated, NodeListener {
       config.id,
       {
         onMessage: (m) => this.stepFromPeer(m),
-        onUnreachable: (p) => this.node.reportUnreachable(p),
+        onUnreachable: (p) => {
+          this.stats.peerSendFailures.set(p, (this.stats.peerSendFailures.get(p) ?? 0) + 1);
+          this.node.reportUnreachable(p);
+        },
         onSnapshotStatus: (p, ok) => this.node.reportSnapshot(p, ok),
         onForwardedPropose: (cmd) => this.servePropose(cmd),
         onForwardedProposeBatch: (cmds) => this.serveProposeBatch(cmds),
@@ -292,7 +295,9 @@ export class RaftService implements Replicated, NodeListener {
       for (const b of batch) {
         const w = this.proposals.get(b.requestId);
         this.proposals.delete(b.requestId);
-        if (w !== undefined) this.fail(w, err);
+        if (w === undefined) continue;
+        this.stats.proposalsFailed++;
+        this.fail(w, err);
       }
     }
   }
@@ -385,6 +390,7 @@ export class RaftService implements Replicated, NodeListener {
         return;
       }
       this.proposals.delete(id);
+      this.stats.proposalsFailed++;
       w.reject(new TimeoutError(`proposal not applied within ${this.timeoutMs} ms`));
     }
   }
@@ -434,6 +440,7 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   onSoftState(ss: SoftState): void {
+    if (ss.lead !== this.lastLeader && ss.lead !== 0n) this.stats.leaderChanges++;
     if (ss.lead !== this.lastLeader) {
       this.lastLeader = ss.lead;
       this.scheduleSentCheck();
@@ -446,6 +453,18 @@ export class RaftService implements Replicated, NodeListener {
 
   private lastLeader: NodeId = 0n;
   private sentCheck: NodeJS.Timeout | null = null;
+
+  /**
+   * Counts for metrics, read when scraped: leaders seen (a known leader other than the last one
+   * seen, as etcd counts them), proposals of this member that failed (timed out, dropped by a
+   * deposed leader, refused), and messages to each peer that could not be delivered.
+   */
+  readonly stats = { leaderChanges: 0, proposalsFailed: 0, peerSendFailures: new Map<NodeId, number>() };
+
+  /** This member's proposals not yet applied here (nor failed). */
+  get pendingProposals(): number {
+    return this.proposals.size;
+  }
 
   /**
    * The leader changed: proposals sent to an earlier leader may have been dropped (it lost
@@ -463,6 +482,7 @@ export class RaftService implements Replicated, NodeListener {
       for (const [id, w] of this.proposals) {
         if (w.sentTo === undefined || w.sentTo === lead) continue;
         this.proposals.delete(id);
+        this.stats.proposalsFailed++;
         this.fail(w, new LeaderChangedError(lead));
       }
     }, this.electionTimeoutMs());

@@ -122,6 +122,8 @@ export class SqliteLogStore implements LogStorage {
    * snapshot is temporarily unavailable, asks again at the follower's next heartbeat response.
    */
   onSnapshotWanted: (() => void) | null = null;
+  /** Told how long each fsync of the log took, in seconds, queueing on the thread pool included. */
+  onFsync: ((seconds: number) => void) | null = null;
   /** False from storing a snapshot image until `snapshot()` has handed it out (see `imageUnsent`). */
   private imageSent = true;
   /** The newest entries, served without reading SQLite (see entry-tail.ts). */
@@ -390,6 +392,7 @@ export class SqliteLogStore implements LogStorage {
         resolve();
         return;
       }
+      const started = performance.now();
       // fdatasync, as SQLite itself uses on Linux: the WAL's data and size, not its timestamps.
       fdatasync(fd, (err) => {
         this.syncing = null;
@@ -397,6 +400,7 @@ export class SqliteLogStore implements LogStorage {
           reject(err);
           return;
         }
+        this.onFsync?.((performance.now() - started) / 1000);
         if (covered > this.syncedSeq) this.syncedSeq = covered;
         this.deleteObsoleteFiles();
         const rewritten = this.rewrittenSinceSyncStart;

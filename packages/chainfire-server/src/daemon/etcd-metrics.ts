@@ -1,0 +1,189 @@
+// etcd's own metrics on /metrics, under etcd's names, types and meanings, so that the dashboards
+// and alerts written for etcd (no leader, leader changes, failed proposals, slow fsyncs and
+// commits, database size against its quota, peers not reached) work on chainfire unchanged. Read
+// when scraped; the hot paths only add to plain numbers, and the two latency histograms take one
+// observation per fsync and per applied batch.
+import type { DaemonMetrics } from "@photoncloud/daemon";
+import { formatId, type RunningMember } from "@photoncloud/raft";
+import { Counter, Gauge, Histogram } from "prom-client";
+import type { MvccStore } from "../mvcc/store.js";
+import type { WatchHub } from "../watch/watch-hub.js";
+
+export interface EtcdMetricsSources {
+  readonly member: RunningMember;
+  readonly store: MvccStore;
+  readonly hub: WatchHub;
+  /** The quota in force (--quota-backend-bytes, or its default). */
+  readonly quotaBackendBytes: bigint;
+  /** The etcd version this member answers as (Status, /version). */
+  readonly serverVersion: string;
+}
+
+export interface EtcdMetrics {
+  /** Counts one /health answer (etcd_server_health_success / _failures). */
+  health(healthy: boolean): void;
+}
+
+/** etcd's buckets for both disk latencies: 1 ms to about 8 s, doubling. */
+const DISK_BUCKETS = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
+
+export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetricsSources): EtcdMetrics {
+  const { member, store, hub } = sources;
+  const raft = member.raft;
+  const registers = [metrics.registry];
+  const live = () => !raft.node.isStopped;
+  const gauge = (name: string, help: string, read: () => number | bigint) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        if (live()) this.set(Number(read()));
+      },
+    });
+  /** A counter kept as a plain number elsewhere, copied in when scraped. */
+  const counter = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  /** etcd's "1 for the label with the current value" gauges. */
+  const info = (name: string, help: string, label: string, value: string) =>
+    new Gauge({ name, help, labelNames: [label], registers }).set({ [label]: value }, 1);
+
+  info(
+    "etcd_server_id",
+    "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+    "server_id",
+    formatId(member.memberId),
+  );
+  info(
+    "etcd_server_version",
+    "Which version is running. 1 for 'server_version' label with current version.",
+    "server_version",
+    sources.serverVersion,
+  );
+  info(
+    "etcd_cluster_version",
+    "Which version is running. 1 for 'cluster_version' label with current cluster version",
+    "cluster_version",
+    sources.serverVersion.split(".").slice(0, 2).join("."),
+  );
+  gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", () =>
+    raft.node.leader !== 0n ? 1 : 0,
+  );
+  gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", () =>
+    raft.node.leader === member.memberId ? 1 : 0,
+  );
+  gauge("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.", () =>
+    raft.node.currentConfState().learners.includes(member.memberId) ? 1 : 0,
+  );
+  counter(
+    "etcd_server_leader_changes_seen_total",
+    "The number of leader changes seen.",
+    () => raft.stats.leaderChanges,
+  );
+  gauge(
+    "etcd_server_proposals_committed_total",
+    "The total number of consensus proposals committed.",
+    () => raft.node.core.status().hardState.commit,
+  );
+  gauge("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", () =>
+    raft.node.appliedIndex(),
+  );
+  gauge(
+    "etcd_server_proposals_pending",
+    "The current number of pending proposals to commit.",
+    () => raft.pendingProposals,
+  );
+  counter(
+    "etcd_server_proposals_failed_total",
+    "The total number of failed proposals seen.",
+    () => raft.stats.proposalsFailed,
+  );
+  gauge(
+    "etcd_server_quota_backend_bytes",
+    "Current backend storage quota size in bytes.",
+    () => sources.quotaBackendBytes,
+  );
+  const healthCounts = { success: 0, failures: 0 };
+  counter(
+    "etcd_server_health_success",
+    "The total number of successful health checks",
+    () => healthCounts.success,
+  );
+  counter(
+    "etcd_server_health_failures",
+    "The total number of failed health checks",
+    () => healthCounts.failures,
+  );
+
+  for (const name of ["etcd_mvcc_db_total_size_in_bytes", "etcd_debugging_mvcc_db_total_size_in_bytes"])
+    gauge(name, "Total size of the underlying database physically allocated in bytes.", () =>
+      store.dbSizeBytes(),
+    );
+  gauge(
+    "etcd_mvcc_db_total_size_in_use_in_bytes",
+    "Total size of the underlying database logically in use in bytes.",
+    () => store.dbSizeInUseBytes(),
+  );
+  counter("etcd_mvcc_put_total", "Total number of puts seen by this member.", () => store.stats.puts);
+  counter(
+    "etcd_mvcc_delete_total",
+    "Total number of deletes seen by this member.",
+    () => store.stats.deletes,
+  );
+  counter("etcd_mvcc_range_total", "Total number of ranges seen by this member.", () => store.stats.ranges);
+  counter("etcd_mvcc_txn_total", "Total number of txns seen by this member.", () => store.stats.txns);
+  gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", () => store.keyCount());
+  gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", () =>
+    store.currentRevision(),
+  );
+  gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", () =>
+    store.compactRevision(),
+  );
+  gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", () => hub.watcherCount);
+  gauge(
+    "etcd_debugging_mvcc_slow_watcher_total",
+    "Total number of unsynced slow watchers.",
+    () => hub.unsyncedCount,
+  );
+
+  const fsync = new Histogram({
+    name: "etcd_disk_wal_fsync_duration_seconds",
+    help: "The latency distributions of fsync called by WAL.",
+    buckets: DISK_BUCKETS,
+    registers,
+  });
+  raft.node.store.onFsync = (seconds) => fsync.observe(seconds);
+  const commit = new Histogram({
+    name: "etcd_disk_backend_commit_duration_seconds",
+    help: "The latency distributions of commit called by backend.",
+    buckets: DISK_BUCKETS,
+    registers,
+  });
+  store.onBatchApplied = (seconds) => commit.observe(seconds);
+
+  new Counter({
+    name: "etcd_network_peer_sent_failures_total",
+    help: "The total number of send failures from peers.",
+    labelNames: ["To"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [peer, failures] of raft.stats.peerSendFailures) this.inc({ To: formatId(peer) }, failures);
+    },
+  });
+
+  return {
+    health: (healthy) => {
+      if (healthy) healthCounts.success++;
+      else healthCounts.failures++;
+    },
+  };
+}
