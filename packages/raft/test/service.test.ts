@@ -296,6 +296,36 @@ describe("RaftService", () => {
     expect(leader.service.memberList().find((m) => m.id === up.id)?.peerUrls).toEqual(upInfo.peerUrls);
   }, 60_000);
 
+  it("adds a voter only with every voter reachable, and a learner regardless", async () => {
+    // Proves etcd's strict reconfiguration check: with one of four voters silent, a fifth voter
+    // would leave a quorum reachable (3 of 5) but no voter to spare, so it is refused, saying
+    // which voter is missing; the same member may join as a learner.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(4, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    await proposeRetry(leader, "before");
+    const down = members.find((m) => m.id !== leader.id)!;
+    stopMember(down);
+    const horizon = 2 * opts.tickMs * opts.electionTicks;
+    await until(
+      "one voter silent",
+      () =>
+        performance.now() - (leader.service.node.lastHeard.get(down.id) ?? Number.NEGATIVE_INFINITY) >
+        horizon + 50,
+    );
+    const bound = await bindServer();
+    const spec = { name: "m5", peerUrls: [bound.url], clientUrls: [], isLearner: false };
+    const refused = await leader.service.addMember(5n, spec).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(QuorumAtRiskError);
+    expect((refused as Error).message).toBe(
+      `adding voter 5 needs every voter reachable, and ${down.id.toString(16)} is not; bring it back or remove it first, or add the new member as a learner`,
+    );
+    expect(leader.service.memberList().map((m) => m.id)).not.toContain(5n);
+    const learner = await leader.service.addMember(5n, { ...spec, isLearner: true });
+    expect(learner.isLearner).toBe(true);
+    bound.server.forceShutdown();
+  }, 60_000);
+
   it("keeps an operator's new peer URLs when a member's publish of its client URLs lands after them", async () => {
     // Proves a publish (name and client URLs) does not write back the peer URLs it read before an
     // operator's in-place replacement that is applied first.

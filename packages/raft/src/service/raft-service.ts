@@ -829,8 +829,10 @@ export class RaftService implements Replicated, NodeListener {
       // As etcd, a lone voter may take a second one, which then must start for writes to go on:
       // that is how a one-member cluster grows without a learner.
       const growingFromOne = voters.length === 1 && voters[0] === this.node.id;
-      if (!spec.isLearner && !growingFromOne)
+      if (!spec.isLearner && !growingFromOne) {
+        this.checkEveryVoterReachable(voters, `adding voter ${id.toString(16)}`);
         this.checkQuorum([...voters, id], `adding voter ${id.toString(16)}`);
+      }
       return spec.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode;
     }
     if (existing.isLearner && !spec.isLearner) {
@@ -846,6 +848,22 @@ export class RaftService implements Replicated, NodeListener {
     const moved = spec.peerUrls.some((u) => !existing.peerUrls.includes(u));
     if (moved && voters.includes(id)) this.checkQuorumWithout(voters, id);
     return ConfChangeType.UpdateNode;
+  }
+
+  /**
+   * A new voter raises the quorum before it has even started: as etcd's strict reconfiguration
+   * check, every current voter must be reachable, or the cluster would be left with no voter to
+   * spare (a learner, which counts in no quorum, may be added regardless).
+   */
+  private checkEveryVoterReachable(voters: readonly NodeId[], what: string): void {
+    const active = new Set(this.activeVoters(voters));
+    const silent = voters.filter((v) => !active.has(v));
+    if (silent.length === 0) return;
+    throw new QuorumAtRiskError(
+      `${what} needs every voter reachable, and ${silent.map((v) => v.toString(16)).join(", ")} ` +
+        `${silent.length === 1 ? "is" : "are"} not; bring ${silent.length === 1 ? "it" : "them"} back or remove ` +
+        `${silent.length === 1 ? "it" : "them"} first, or add the new member as a learner`,
+    );
   }
 
   /**
