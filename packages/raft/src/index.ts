@@ -61,6 +61,7 @@ export {
 } from "./member/membership-handlers.js";
 export {
   type MemberHeader,
+  peerClientTls,
   type RunningMember,
   type StartMemberArgs,
   startMember,

@@ -19,6 +19,7 @@ import {
   formatId,
   membershipHandlers,
   parseInitialCluster,
+  peerClientTls,
   type RunningMember,
   resolveMemberUrls,
   StateRole,
@@ -225,11 +226,7 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
       {
         ownPeerUrls: own,
         otherPeerUrls: cluster.flatMap((m) => m.peerUrls).filter((u) => !own.includes(u)),
-        tls: {
-          trustedCaFile: config.peerTrustedCaFile,
-          certFile: config.peerCertFile,
-          keyFile: config.peerKeyFile,
-        },
+        credentialsFor: peerClientTls(config).credentialsFor,
         deadlineMs: 2000,
       },
       logger,

@@ -158,16 +158,21 @@ export function startPeriodicCorruptionCheck(
     running = true;
     try {
       const { mismatches, answers } = await findMismatches(deps);
-      const raised = new Set(options.corruptMembers());
-      for (const m of [...mismatches, ...(await aheadOfLeader(deps, answers))]) {
-        if (raised.has(m.id)) continue;
-        raised.add(m.id);
-        deps.logger.error(
-          { member: formatId(m.id), differs: m.reason },
-          "corruption check: a member's data differs from the leader's; raising the CORRUPT alarm",
-        );
-        await options.raiseCorrupt(m.id);
-      }
+      const raise = async (found: readonly Mismatch[]) => {
+        const raised = new Set(options.corruptMembers());
+        for (const m of found) {
+          if (raised.has(m.id)) continue;
+          raised.add(m.id);
+          deps.logger.error(
+            { member: formatId(m.id), differs: m.reason },
+            "corruption check: a member's data differs from the leader's; raising the CORRUPT alarm",
+          );
+          await options.raiseCorrupt(m.id);
+        }
+      };
+      // The hashes first: a failed read for the second check must not lose what they found.
+      await raise(mismatches);
+      await raise(await aheadOfLeader(deps, answers));
     } catch (err) {
       deps.logger.warn(
         { err: (err as Error).message },

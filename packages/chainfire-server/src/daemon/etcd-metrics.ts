@@ -1,10 +1,10 @@
-// etcd's own metrics on /metrics, under etcd's names, types and meanings, so that the dashboards
-// and alerts written for etcd (no leader, leader changes, failed proposals, slow fsyncs and
-// commits, database size against its quota, peers not reached) work on chainfire unchanged. Read
-// when scraped; the hot paths only add to plain numbers, and the two latency histograms take one
-// observation per fsync and per applied batch.
+// etcd's own metrics on /metrics, under etcd's names, types and meanings (member IDs in labels as
+// etcd prints them: hex without leading zeros), so that the dashboards and alerts written for etcd
+// (no leader, leader changes, failed proposals, slow fsyncs and commits, database size against its
+// quota, peers not reached) work on chainfire unchanged. Read when scraped; the hot paths only add to plain numbers, and the two latency histograms take one
+// observation per fsync of the Raft log and per COMMIT of an applied batch.
 import type { DaemonMetrics } from "@photoncloud/daemon";
-import { formatId, type RunningMember } from "@photoncloud/raft";
+import type { RunningMember } from "@photoncloud/raft";
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { MvccStore } from "../mvcc/store.js";
 import type { WatchHub } from "../watch/watch-hub.js";
@@ -60,7 +60,7 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     "etcd_server_id",
     "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
     "server_id",
-    formatId(member.memberId),
+    member.memberId.toString(16),
   );
   info(
     "etcd_server_version",
@@ -167,7 +167,7 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     buckets: DISK_BUCKETS,
     registers,
   });
-  store.onBatchApplied = (seconds) => commit.observe(seconds);
+  store.onCommit = (seconds) => commit.observe(seconds);
 
   new Counter({
     name: "etcd_network_peer_sent_failures_total",
@@ -176,7 +176,8 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     registers,
     collect() {
       this.reset();
-      for (const [peer, failures] of raft.stats.peerSendFailures) this.inc({ To: formatId(peer) }, failures);
+      for (const [peer, failures] of raft.stats.peerSendFailures)
+        this.inc({ To: peer.toString(16) }, failures);
     },
   });
 

@@ -3,19 +3,15 @@
 // picks the entry with its own peer URL, as etcd's joining members do. Members started with
 // --member-id, or added by name through chainfire.v1.Cluster (ID derived from token + name), and
 // members restarting from their own log skip this.
-import { readFileSync } from "node:fs";
-import { type ChannelCredentials, credentials, Metadata } from "@grpc/grpc-js";
+import { type ChannelCredentials, Metadata } from "@grpc/grpc-js";
 import { chainfirev1 } from "@photoncloud/chainfire-api";
 import { type Logger, parseUrl } from "@photoncloud/daemon";
 
 export interface JoinLookup {
   readonly ownPeerUrls: readonly string[];
   readonly otherPeerUrls: readonly string[];
-  readonly tls: {
-    trustedCaFile?: string | undefined;
-    certFile?: string | undefined;
-    keyFile?: string | undefined;
-  };
+  /** The member's peer client credentials for a peer URL (its TLS and certificate checks). */
+  readonly credentialsFor: (url: string) => ChannelCredentials;
   readonly deadlineMs: number;
 }
 
@@ -40,33 +36,20 @@ export async function discoverJoinId(lookup: JoinLookup, logger: Logger): Promis
 /** A peer's view of the membership: its member list and whether it knows a leader. */
 export function listMembers(
   url: string,
-  lookup: Pick<JoinLookup, "tls" | "deadlineMs">,
+  lookup: Pick<JoinLookup, "credentialsFor" | "deadlineMs">,
 ): Promise<chainfirev1.Member[]> {
   return memberListOf(url, lookup).then((res) => res.members);
 }
 
 export function memberListOf(
   url: string,
-  lookup: Pick<JoinLookup, "tls" | "deadlineMs">,
+  lookup: Pick<JoinLookup, "credentialsFor" | "deadlineMs">,
 ): Promise<chainfirev1.MemberListResponse> {
   const parsed = parseUrl(url);
-  const client = new chainfirev1.ClusterClient(
-    `${parsed.host}:${parsed.port}`,
-    channelCredentials(parsed.tls, lookup),
-  );
+  const client = new chainfirev1.ClusterClient(`${parsed.host}:${parsed.port}`, lookup.credentialsFor(url));
   return new Promise<chainfirev1.MemberListResponse>((resolve, reject) => {
     client.memberList({}, new Metadata(), { deadline: Date.now() + lookup.deadlineMs }, (err, res) =>
       err ? reject(err) : resolve(res),
     );
   }).finally(() => client.close());
-}
-
-function channelCredentials(tls: boolean, lookup: Pick<JoinLookup, "tls">): ChannelCredentials {
-  if (!tls) return credentials.createInsecure();
-  const read = (file: string | undefined) => (file === undefined ? null : readFileSync(file));
-  return credentials.createSsl(
-    read(lookup.tls.trustedCaFile),
-    read(lookup.tls.keyFile),
-    read(lookup.tls.certFile),
-  );
 }

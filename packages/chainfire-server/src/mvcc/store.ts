@@ -105,14 +105,19 @@ export class MvccStore implements StateMachine {
   /** Counts the compactions and restores, which remove history (see `keptAt`). */
   private historyEpoch = 0;
   /**
-   * Operations seen by this member, for metrics (etcd's etcd_mvcc_*_total): puts and deletes as
-   * applied (in txns too), ranges as served (in txns too), and txns of more than one operation.
+   * Operations seen by this member, for metrics (etcd's etcd_mvcc_*_total), counted as etcd's
+   * store counts them: every range, put and delete its requests make of the store (a compare is a
+   * range; so is the read a put or delete makes for prev_kv, ignore_value or ignore_lease; a lease
+   * revoked deletes each of its keys), and a txn for each read or write transaction that made more
+   * than one of them (etcd runs a Txn's compares in one and its operations in another).
    */
   readonly stats = { puts: 0, deletes: 0, ranges: 0, txns: 0 };
+  /** Operations the store transaction running now has made (see `opsEnd`). */
+  private txnOps = 0;
   /** Keys with a current value (etcd_debugging_mvcc_keys_total). */
   private liveKeys = 0;
-  /** Told how long each applied batch's SQLite transaction took, in seconds. */
-  onBatchApplied: ((seconds: number) => void) | null = null;
+  /** Told how long each applied batch's SQLite COMMIT took, in seconds. */
+  onCommit: ((seconds: number) => void) | null = null;
 
   constructor(private readonly options: MvccStoreOptions) {
     const quota = options.quotaBackendBytes ?? 0n;
@@ -143,7 +148,7 @@ export class MvccStore implements StateMachine {
 
   applyBatch(entries: readonly ApplyEntry[]): Uint8Array[] {
     this.batchEvents = [];
-    const started = performance.now();
+    let committing = 0;
     const results = this.backend.transaction(() => {
       const out = entries.map((entry) => this.applyEntry(entry));
       const last = entries[entries.length - 1];
@@ -151,9 +156,10 @@ export class MvccStore implements StateMachine {
       this.backend.setMetaValue("applied_index", this.applied);
       this.backend.setMetaValue("current_revision", this.revision);
       this.backend.setMetaValue(COMPACTED_META, this.compacted);
+      committing = performance.now();
       return out;
     });
-    this.onBatchApplied?.((performance.now() - started) / 1000);
+    this.onCommit?.((performance.now() - committing) / 1000);
     const events = this.batchEvents;
     this.batchEvents = [];
     this.sizeBytesCached = null;
@@ -320,7 +326,7 @@ export class MvccStore implements StateMachine {
 
   private rangeAt(req: etcd.RangeRequest, current: bigint): etcd.RangeResponse {
     if (req.key.length === 0) throw chainfireError("EMPTY_KEY");
-    this.stats.ranges++;
+    this.counted("ranges");
     const revision = req.revision > 0n ? req.revision : current;
     if (revision > current) throw chainfireError("FUTURE_REV");
     if (revision < this.compacted) throw chainfireError("COMPACTED");
@@ -418,9 +424,12 @@ export class MvccStore implements StateMachine {
     checkTxn(req, this.maxTxnOps);
     if (!isReadOnlyTxn(req)) throw chainfireError("INVALID_REQUEST");
     const ctx: WriteContext = { revision: this.revision + 1n, sub: 0, events: [], timestampMs: 0 };
+    // One store transaction reads the compares and runs the operations, as etcd's does.
+    this.txnOps = 0;
     const path = this.txnPath(req);
     this.checkTxnRanges(req, path);
-    const response = this.countedTxn(ctx, req, path);
+    const response = this.executeTxn(ctx, req, path);
+    this.opsEnd();
     response.header = header(this.revision);
     return response;
   }
@@ -650,14 +659,28 @@ export class MvccStore implements StateMachine {
   }
 
   private begin(entry: ApplyEntry): WriteContext {
+    this.txnOps = 0;
     return { revision: this.revision + 1n, sub: 0, events: [], timestampMs: entry.timestampMs };
   }
 
   /** Ends a write: the revision advances only when something changed, as in etcd. */
   private end(ctx: WriteContext): void {
+    this.opsEnd();
     if (ctx.sub === 0) return;
     this.revision = ctx.revision;
     for (const event of ctx.events) this.batchEvents.push(event);
+  }
+
+  /** Counts an operation of the store transaction running now. */
+  private counted(kind: "ranges" | "puts" | "deletes"): void {
+    this.stats[kind]++;
+    this.txnOps++;
+  }
+
+  /** Ends a store transaction for the metrics: a txn when it made more than one operation. */
+  private opsEnd(): void {
+    if (this.txnOps > 1) this.stats.txns++;
+    this.txnOps = 0;
   }
 
   private readRevision(ctx: WriteContext): bigint {
@@ -685,7 +708,8 @@ export class MvccStore implements StateMachine {
   }
 
   private put(ctx: WriteContext, req: etcd.PutRequest): mvccpb.KeyValue | null {
-    this.stats.puts++;
+    if (req.prevKv || req.ignoreValue || req.ignoreLease) this.counted("ranges");
+    this.counted("puts");
     const key = keyString(req.key);
     const record = this.index.getOrCreate(key);
     const prev = record.current;
@@ -722,7 +746,7 @@ export class MvccStore implements StateMachine {
   private applyDeleteRange(req: etcd.DeleteRangeRequest, entry: ApplyEntry): etcd.DeleteRangeResponse {
     checkDeleteRange(req);
     const ctx = this.begin(entry);
-    const deleted = this.deleteRange(ctx, keyRange(req.key, req.rangeEnd));
+    const deleted = this.deleteRange(ctx, keyRange(req.key, req.rangeEnd), req.prevKv);
     this.end(ctx);
     return {
       header: header(this.revision),
@@ -731,8 +755,9 @@ export class MvccStore implements StateMachine {
     };
   }
 
-  private deleteRange(ctx: WriteContext, range: KeyRange): mvccpb.KeyValue[] {
-    this.stats.deletes++;
+  private deleteRange(ctx: WriteContext, range: KeyRange, prevKv: boolean): mvccpb.KeyValue[] {
+    if (prevKv) this.counted("ranges");
+    this.counted("deletes");
     const records = [...this.index.scan(range)].filter((record) => record.current !== null);
     return records.map((record) => this.deleteKey(ctx, record));
   }
@@ -764,13 +789,16 @@ export class MvccStore implements StateMachine {
     // Under the NOSPACE alarm etcd refuses a txn with a put in either branch, whichever one runs.
     if (this.noSpace() && [...req.success, ...req.failure].some((op) => op.requestPut !== undefined))
       throw chainfireError("NO_SPACE");
+    // The compares are read in one store transaction, the operations run in another (etcd's too).
+    this.txnOps = 0;
     const path = this.txnPath(req);
+    this.opsEnd();
     this.checkTxnPreconditions(req, path);
     this.checkTxnRanges(req, path);
     const ctx = this.begin(entry);
     let response: etcd.TxnResponse;
     try {
-      response = this.countedTxn(ctx, req, path);
+      response = this.executeTxn(ctx, req, path);
     } catch (err) {
       // Every refusal is decided above, before the first write. A txn failing after a write would
       // leave this member's index and file ahead of its revision and of the other members: stop.
@@ -814,15 +842,6 @@ export class MvccStore implements StateMachine {
     }
   }
 
-  /** A whole txn, counted as etcd counts one: when it ran more than one operation. */
-  private countedTxn(ctx: WriteContext, req: etcd.TxnRequest, path: TxnPath): etcd.TxnResponse {
-    const { puts, deletes, ranges } = this.stats;
-    const response = this.executeTxn(ctx, req, path);
-    if (this.stats.puts - puts + (this.stats.deletes - deletes) + (this.stats.ranges - ranges) > 1)
-      this.stats.txns++;
-    return response;
-  }
-
   /**
    * Runs the chosen branch. As in etcd, each operation's header carries the revision the txn has
    * reached when it ran: the store's revision until the txn's first change, the txn's own after it.
@@ -839,7 +858,7 @@ export class MvccStore implements StateMachine {
         responses.push({ responsePut: { header: header(ctx.revision), prevKv } });
       } else if (op.requestDeleteRange) {
         const d = op.requestDeleteRange;
-        const deleted = this.deleteRange(ctx, keyRange(d.key, d.rangeEnd));
+        const deleted = this.deleteRange(ctx, keyRange(d.key, d.rangeEnd), d.prevKv);
         responses.push({
           responseDeleteRange: {
             header: header(this.readRevision(ctx)),
@@ -857,6 +876,7 @@ export class MvccStore implements StateMachine {
 
   /** etcd's compare: every key in the range must satisfy it; a missing key compares as zero values. */
   private compare(c: etcd.Compare): boolean {
+    this.counted("ranges");
     const records = [...this.index.scan(keyRange(c.key, c.rangeEnd))].filter((r) => r.current !== null);
     if (records.length === 0) {
       if (c.target === etcd.Compare_CompareTarget.VALUE) return false;
@@ -907,7 +927,9 @@ export class MvccStore implements StateMachine {
     // One revision deletes every attached key, in key order, as etcd's revoke does.
     for (const key of [...lease.keys].sort()) {
       const record = this.index.get(key);
-      if (record?.current != null) this.deleteKey(ctx, record);
+      if (record?.current == null) continue;
+      this.counted("deletes");
+      this.deleteKey(ctx, record);
     }
     this.end(ctx);
     this.lessor.delete(id);

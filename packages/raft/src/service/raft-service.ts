@@ -171,8 +171,8 @@ export class RaftService implements Replicated, NodeListener {
       config.id,
       {
         onMessage: (m) => this.stepFromPeer(m),
-        onUnreachable: (p) => {
-          this.stats.peerSendFailures.set(p, (this.stats.peerSendFailures.get(p) ?? 0) + 1);
+        onUnreachable: (p, messages = 1) => {
+          this.stats.peerSendFailures.set(p, (this.stats.peerSendFailures.get(p) ?? 0) + messages);
           this.node.reportUnreachable(p);
         },
         onSnapshotStatus: (p, ok) => this.node.reportSnapshot(p, ok),
@@ -457,7 +457,8 @@ export class RaftService implements Replicated, NodeListener {
   /**
    * Counts for metrics, read when scraped: leaders seen (a known leader other than the last one
    * seen, as etcd counts them), proposals of this member that failed (timed out, dropped by a
-   * deposed leader, refused), and messages to each peer that could not be delivered.
+   * deposed leader, refused), and messages to each peer that could not be delivered (those dropped,
+   * and one for each stream to it that broke).
    */
   readonly stats = { leaderChanges: 0, proposalsFailed: 0, peerSendFailures: new Map<NodeId, number>() };
 

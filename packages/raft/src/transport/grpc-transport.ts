@@ -19,7 +19,8 @@ import { messageFromProto, messageToProto, toBuffer } from "./codec.js";
 export interface TransportHandler {
   /** A message from a peer, to be stepped into the core. */
   onMessage(m: Message): void;
-  onUnreachable(peer: NodeId): void;
+  /** `peer` could not be reached; `messages` (default 1) were dropped or lost with its stream. */
+  onUnreachable(peer: NodeId, messages?: number): void;
   onSnapshotStatus(peer: NodeId, ok: boolean): void;
   /** A proposal forwarded by a follower; resolves once applied on this member. */
   onForwardedPropose(command: Uint8Array): Promise<pb.ProposeResponse>;
@@ -214,8 +215,9 @@ class Peer {
     const now = Date.now();
     if (now < this.retryAt) {
       // Still backing off: drop what is queued (Raft resends) and report the peer unreachable.
+      const dropped = this.queue.length;
       this.queue = [];
-      this.t.handler.onUnreachable(this.id);
+      this.t.handler.onUnreachable(this.id, dropped);
       return;
     }
     // A connected channel ends the backoff: the next failure starts again from the minimum.
