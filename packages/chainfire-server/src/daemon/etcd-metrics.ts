@@ -2,7 +2,7 @@
 // etcd prints them: hex without leading zeros), so that the dashboards and alerts written for etcd
 // (no leader, leader changes, failed proposals, slow fsyncs and commits, database size against its
 // quota, peers not reached) work on chainfire unchanged. Read when scraped; the hot paths only add to plain numbers, and the two latency histograms take one
-// observation per fsync of the Raft log and per COMMIT of an applied batch.
+// observation per fsync of the Raft log and per COMMIT of the store's batched writes.
 import type { DaemonMetrics } from "@photoncloud/daemon";
 import type { RunningMember } from "@photoncloud/raft";
 import { Counter, Gauge, Histogram } from "prom-client";

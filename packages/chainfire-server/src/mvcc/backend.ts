@@ -152,10 +152,16 @@ export class Backend {
     return result;
   }
 
+  /** Told how long each COMMIT took, in seconds. */
+  onCommit: ((seconds: number) => void) | null = null;
+
   /** Commits the open write transaction, if any (before the file is read elsewhere or closed). */
   commit(): void {
     this.clearPending();
-    if (this.db.open && this.db.inTransaction) this.commitStmt.run();
+    if (!this.db.open || !this.db.inTransaction) return;
+    const started = performance.now();
+    this.commitStmt.run();
+    this.onCommit?.((performance.now() - started) / 1000);
   }
 
   private rollback(): void {

@@ -116,7 +116,10 @@ export class MvccStore implements StateMachine {
   private txnOps = 0;
   /** Keys with a current value (etcd_debugging_mvcc_keys_total). */
   private liveKeys = 0;
-  /** Told how long each applied batch's SQLite COMMIT took, in seconds. */
+  /**
+   * Told how long each COMMIT of the backend took, in seconds: applied batches are committed
+   * together, on the batch interval or limit, as etcd's backend commits (see Backend.transaction).
+   */
   onCommit: ((seconds: number) => void) | null = null;
 
   constructor(private readonly options: MvccStoreOptions) {
@@ -148,7 +151,6 @@ export class MvccStore implements StateMachine {
 
   applyBatch(entries: readonly ApplyEntry[]): Uint8Array[] {
     this.batchEvents = [];
-    let committing = 0;
     const results = this.backend.transaction(() => {
       const out = entries.map((entry) => this.applyEntry(entry));
       const last = entries[entries.length - 1];
@@ -156,10 +158,8 @@ export class MvccStore implements StateMachine {
       this.backend.setMetaValue("applied_index", this.applied);
       this.backend.setMetaValue("current_revision", this.revision);
       this.backend.setMetaValue(COMPACTED_META, this.compacted);
-      committing = performance.now();
       return out;
     });
-    this.onCommit?.((performance.now() - committing) / 1000);
     const events = this.batchEvents;
     this.batchEvents = [];
     this.sizeBytesCached = null;
@@ -172,12 +172,14 @@ export class MvccStore implements StateMachine {
   }
 
   private openBackend(source: string | Buffer): Backend {
-    return new Backend(
+    const backend = new Backend(
       source,
       this.options.backendBatchIntervalMs,
       this.options.backendBatchLimit,
       this.options.backgroundCheckpoints,
     );
+    backend.onCommit = (seconds) => this.onCommit?.(seconds);
+    return backend;
   }
 
   snapshot(): Uint8Array {
