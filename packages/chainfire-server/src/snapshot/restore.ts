@@ -18,12 +18,8 @@ import {
 import { basename, dirname, join, resolve } from "node:path";
 import { rollbackJournalCopy, syncFolder } from "@photoncloud/raft";
 import Database from "better-sqlite3";
-import {
-  type ProgressListener,
-  readSnapshotFile,
-  type SnapshotStatus,
-  snapshotStatus,
-} from "./snapshot-file.js";
+import { type ProgressListener, readSnapshotFile, type SnapshotStatus } from "./snapshot-file.js";
+import { anySnapshotStatus, storeImageOf } from "./etcd-image.js";
 
 export const MVCC_DB_FILE = "mvcc.db";
 /**
@@ -149,8 +145,9 @@ export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResu
   const snapshot = readSnapshotFile(file, opts.skipHashCheck === true, (done, total) =>
     progress?.(done, total * 2),
   );
-  const status = snapshotStatus(snapshot, file);
-  const image = freshImage(snapshot.image);
+  // An etcd snapshot file is taken too: its keys, revisions and leases become the store's.
+  const status = anySnapshotStatus(snapshot, file);
+  const image = freshImage(storeImageOf(snapshot, file));
   const target = resolve(opts.dataDir);
   // Build beside the target and rename, so an interrupted restore never leaves a half data dir.
   const staging = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);

@@ -7,7 +7,8 @@ import type { ServiceError } from "@grpc/grpc-js";
 import type { etcd } from "@photoncloud/chainfire-api";
 import { syncFolder } from "@photoncloud/raft";
 import cliProgress from "cli-progress";
-import { readSnapshotFile, snapshotStatus, verifySnapshotBytes } from "../../snapshot/snapshot-file.js";
+import { anySnapshotStatus } from "../../snapshot/etcd-image.js";
+import { readSnapshotFile, verifySnapshotBytes } from "../../snapshot/snapshot-file.js";
 import { type Connection, type Endpoint, fromGrpc } from "../connection.js";
 import { badArgument } from "../errors.js";
 import { type CtlIo, humanBytes, type OutputFormat, renderTable, toJson } from "../format.js";
@@ -92,7 +93,7 @@ export async function snapshotSave(conn: Connection, io: CtlIo, file: string): P
 }
 
 export function snapshotStatusCommand(io: CtlIo, format: OutputFormat, file: string): void {
-  const s = snapshotStatus(readSnapshotFile(file), file);
+  const s = anySnapshotStatus(readSnapshotFile(file), file);
   if (format === "json") {
     io.out(
       // etcdctl's own field names for this one.
