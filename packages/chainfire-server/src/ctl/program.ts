@@ -283,6 +283,10 @@ function snapshotCommands(program: Command, io: CtlIo): void {
       "photoncloud-cluster",
     )
     .option("--skip-hash-check", "accept a database copy without the trailing sha256")
+    .option(
+      "--drop-etcd-auth",
+      "restore an etcd snapshot whose authentication is enabled, without its users and roles (chainfire has no etcd auth)",
+    )
     .action(
       (
         file: string,

@@ -1,8 +1,10 @@
 // A read-only reader of bbolt database images, the format of etcd's backend and of the files
 // `etcdctl snapshot save` writes (the image, then its sha256). Enough to walk the top-level
-// buckets in key order: the two meta pages (the valid one with the newest transaction wins),
-// branch and leaf pages, inline buckets and overflow pages. Every offset is checked against the
-// image, so a damaged file is refused with SnapshotFileError instead of misread.
+// buckets in key order: the two meta pages (the valid one with the newest transaction wins; as
+// bbolt, a damaged first one is passed over for the second), branch and leaf pages, inline buckets
+// and overflow pages. Every offset is checked against the image, and a page reached twice in one
+// walk is refused as bbolt's check refuses it, so a damaged or crafted file is refused with
+// SnapshotFileError instead of misread or walked without end.
 import { SnapshotFileError } from "./snapshot-file.js";
 
 const MAGIC = 0xed0cdaed;
@@ -15,8 +17,10 @@ const META_PAGE = 0x04;
 const BUCKET_LEAF = 0x01;
 /** Bytes of the meta struct its checksum covers (everything before the checksum field). */
 const META_SUMMED_BYTES = 56;
-/** B+trees deeper than this are damaged (a cycle of branch pages, for one). */
+/** B+trees deeper than this are damaged. */
 const DEPTH_MAX = 64;
+/** Where bbolt looks for the second meta page when the first cannot say the page size. */
+const FALLBACK_PAGE_SIZES = [4096, 8192, 16384, 32768, 65536];
 
 export interface BoltEntry {
   readonly key: Buffer;
@@ -44,9 +48,15 @@ export class BoltImage {
     private readonly path: string,
   ) {
     const first = this.readMeta(0);
-    if (first === null) throw this.corrupt("its first meta page is not a valid bbolt meta page");
-    const second = first.pageSize > 0 ? this.readMeta(first.pageSize) : null;
-    this.meta = second !== null && second.txid > first.txid ? second : first;
+    const second =
+      first !== null
+        ? this.readMeta(first.pageSize)
+        : (FALLBACK_PAGE_SIZES.map((size) => this.readMeta(size)).find(
+            (m, i) => m?.pageSize === FALLBACK_PAGE_SIZES[i],
+          ) ?? null);
+    if (first === null && second === null)
+      throw this.corrupt("neither of its meta pages is a valid bbolt meta page");
+    this.meta = first === null || (second !== null && second.txid > first.txid) ? second! : first;
   }
 
   /** The database's size as bbolt reports it (its pages × the page size). */
@@ -56,21 +66,26 @@ export class BoltImage {
 
   /** The top-level buckets' names, in key order. */
   bucketNames(): Buffer[] {
-    return [...this.entries(this.image, this.pageOffset(this.meta.rootPage), 0, true)].map((e) => e.key);
+    return [...this.rootEntries()].map((e) => e.key);
   }
 
   /** The entries of top-level bucket `name` in key order (none when it does not exist). */
-  *bucket(name: string): Generator<BoltEntry> {
-    const wanted = Buffer.from(name);
-    for (const entry of this.entries(this.image, this.pageOffset(this.meta.rootPage), 0, true)) {
+  *bucket(name: string | Buffer): Generator<BoltEntry> {
+    const wanted = typeof name === "string" ? Buffer.from(name) : name;
+    for (const entry of this.rootEntries()) {
       if (!entry.key.equals(wanted)) continue;
-      if (entry.value.length < 16) throw this.corrupt(`bucket ${name}'s header is cut short`);
+      if (entry.value.length < 16) throw this.corrupt(`bucket ${wanted}'s header is cut short`);
       const root = entry.value.readBigUInt64LE(0);
       // Root 0: a small bucket stored inline, its one leaf page right after the header.
-      if (root === 0n) yield* this.entries(entry.value, 16, 0);
-      else yield* this.entries(this.image, this.pageOffset(root), 0);
+      if (root === 0n) yield* this.entries(entry.value, 16, 0, false, new Set());
+      else yield* this.entries(this.image, this.pageOffset(root), 0, false, new Set([root]));
       return;
     }
+  }
+
+  private rootEntries(): Generator<BoltEntry> {
+    const root = this.meta.rootPage;
+    return this.entries(this.image, this.pageOffset(root), 0, true, new Set([root]));
   }
 
   private readMeta(offset: number): Meta | null {
@@ -92,13 +107,26 @@ export class BoltImage {
 
   private pageOffset(page: bigint): number {
     const offset = page * BigInt(this.meta.pageSize);
-    if (page < 2n || offset + BigInt(PAGE_HEADER_BYTES) > BigInt(this.image.length))
+    if (
+      page < 2n ||
+      page >= this.meta.pages ||
+      offset + BigInt(PAGE_HEADER_BYTES) > BigInt(this.image.length)
+    )
       throw this.corrupt(`page ${page} lies outside the file`);
     return Number(offset);
   }
 
-  /** The entries under the page at `start` of `buf`, in key order; buckets only when `buckets`. */
-  private *entries(buf: Buffer, start: number, depth: number, buckets = false): Generator<BoltEntry> {
+  /**
+   * The entries under the page at `start` of `buf`, in key order; buckets only when `buckets`.
+   * `seen` holds the pages this walk has reached: a page reached again is refused.
+   */
+  private *entries(
+    buf: Buffer,
+    start: number,
+    depth: number,
+    buckets: boolean,
+    seen: Set<bigint>,
+  ): Generator<BoltEntry> {
     if (depth > DEPTH_MAX) throw this.corrupt("its B+tree is deeper than any bbolt file's");
     if (start + PAGE_HEADER_BYTES > buf.length) throw this.corrupt("a page header lies outside the file");
     const flags = buf.readUInt16LE(start + 8);
@@ -109,7 +137,10 @@ export class BoltImage {
     for (let i = 0; i < count; i++) {
       const e = elements + i * ELEMENT_BYTES;
       if (flags & BRANCH_PAGE) {
-        yield* this.entries(this.image, this.pageOffset(buf.readBigUInt64LE(e + 8)), depth + 1, buckets);
+        const child = buf.readBigUInt64LE(e + 8);
+        if (seen.has(child)) throw this.corrupt(`page ${child} is referred to more than once`);
+        seen.add(child);
+        yield* this.entries(this.image, this.pageOffset(child), depth + 1, buckets, seen);
       } else if (flags & LEAF_PAGE) {
         const isBucket = (buf.readUInt32LE(e) & BUCKET_LEAF) !== 0;
         const key = e + buf.readUInt32LE(e + 4);

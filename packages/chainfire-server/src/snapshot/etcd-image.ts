@@ -4,7 +4,8 @@
 // snapshot restore`. The image is etcd's bbolt database: the "key" bucket holds one entry per key
 // change (its revision, main and sub, as the entry's key; a trailing "t" marks a deletion), the
 // "lease" bucket the leases, and "meta" the compaction. Members, alarms and Raft state are left
-// behind: a restore starts a new cluster, as etcd's does.
+// behind: a restore starts a new cluster, as etcd's does. etcd's users and roles have no place
+// here: a file with authentication enabled is restored only when the operator says to drop it.
 import { mvccpb } from "@photoncloud/chainfire-api";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import crc32c from "crc-32/crc32c.js";
@@ -23,8 +24,8 @@ export function anySnapshotStatus(snapshot: SnapshotImage, path: string): Snapsh
 }
 
 /** The store image a member starts from: chainfire's own, or one made from etcd's. */
-export function storeImageOf(snapshot: SnapshotImage, path: string): Buffer {
-  return isBoltImage(snapshot.image) ? etcdImageToStore(snapshot.image, path) : snapshot.image;
+export function storeImageOf(snapshot: SnapshotImage, path: string, dropEtcdAuth = false): Buffer {
+  return isBoltImage(snapshot.image) ? etcdImageToStore(snapshot.image, path, dropEtcdAuth) : snapshot.image;
 }
 
 /** etcd's revision key: 8 bytes main, "_", 8 bytes sub (big-endian), and "t" for a deletion. */
@@ -47,11 +48,29 @@ function revisionOf(key: Buffer, path: string): Revision {
   return { main: key.readBigInt64BE(0), sub: key.readBigInt64BE(9), tombstone };
 }
 
-/** The compaction etcd finished, from its "meta" bucket (-1: none). */
-function finishedCompaction(bolt: BoltImage): bigint {
-  for (const { key, value } of bolt.bucket("meta"))
-    if (key.toString() === "finishedCompactRev" && value.length >= 8) return value.readBigInt64BE(0);
-  return -1n;
+/**
+ * The compaction from etcd's "meta" bucket (-1: none): the scheduled one when it is later than the
+ * finished one, since etcd resumes an unfinished compaction when it starts on such a file (the
+ * snapshot may hold its history half deleted). Rows it would still delete stay, below the mark,
+ * where no read or watch reaches them.
+ */
+function compaction(bolt: BoltImage): bigint {
+  let compacted = -1n;
+  for (const { key, value } of bolt.bucket("meta")) {
+    const name = key.toString();
+    if ((name === "finishedCompactRev" || name === "scheduledCompactRev") && value.length >= 8) {
+      const revision = value.readBigInt64BE(0);
+      if (revision > compacted) compacted = revision;
+    }
+  }
+  return compacted;
+}
+
+/** Whether etcd's authentication was enabled (its "auth" bucket's authEnabled). */
+export function etcdAuthEnabled(bolt: BoltImage): boolean {
+  for (const { key, value } of bolt.bucket("auth"))
+    if (key.toString() === "authEnabled") return value.length > 0 && value[0] === 1;
+  return false;
 }
 
 /** What `etcdctl snapshot status` prints for the image: its hash, revision, entries and size. */
@@ -64,7 +83,7 @@ export function etcdImageStatus(image: Buffer, path: string): SnapshotStatus {
   for (const name of bolt.bucketNames()) {
     hash = crc32c.buf(name, hash);
     const isKeys = name.toString() === "key";
-    for (const { key, value } of bolt.bucket(name.toString("latin1"))) {
+    for (const { key, value } of bolt.bucket(name)) {
       hash = crc32c.buf(value, crc32c.buf(key, hash));
       if (isKeys) revision = revisionOf(key, path).main;
       totalKeys++;
@@ -73,27 +92,40 @@ export function etcdImageStatus(image: Buffer, path: string): SnapshotStatus {
   return {
     hash: hash >>> 0,
     revision,
-    compactRevision: finishedCompaction(bolt),
+    compactRevision: compaction(bolt),
     totalKeys,
     totalSizeBytes: bolt.sizeBytes,
   };
 }
 
 /** etcd's leasepb.Lease: ID (1), TTL (2), RemainingTTL (3), all int64. */
-function decodeLease(value: Buffer): { id: bigint; ttl: bigint; remaining: bigint } {
-  const reader = new BinaryReader(value);
+function decodeLease(
+  key: Buffer,
+  value: Buffer,
+  path: string,
+): { id: bigint; ttl: bigint; remaining: bigint } {
   const lease = { id: 0n, ttl: 0n, remaining: 0n };
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (wireType !== 0) {
-      reader.skip(wireType);
-      continue;
+  try {
+    const reader = new BinaryReader(value);
+    while (reader.pos < reader.len) {
+      const [field, wireType] = reader.tag();
+      if (wireType !== 0) {
+        reader.skip(wireType);
+        continue;
+      }
+      const v = BigInt(reader.int64().toString());
+      if (field === 1) lease.id = v;
+      else if (field === 2) lease.ttl = v;
+      else if (field === 3) lease.remaining = v;
     }
-    const v = BigInt(reader.int64().toString());
-    if (field === 1) lease.id = v;
-    else if (field === 2) lease.ttl = v;
-    else if (field === 3) lease.remaining = v;
+  } catch (err) {
+    throw new SnapshotFileError(
+      "SNAPSHOT_CORRUPT",
+      `${path}: lease ${key.toString("hex")} holds no etcd lease (${(err as Error).message})`,
+    );
   }
+  if (lease.id === 0n)
+    throw new SnapshotFileError("SNAPSHOT_CORRUPT", `${path}: lease ${key.toString("hex")} has ID 0`);
   return lease;
 }
 
@@ -102,12 +134,18 @@ function decodeLease(value: Buffer): { id: bigint; ttl: bigint; remaining: bigin
  * the leases, the current revision and the compaction. Throws SnapshotFileError for an image that
  * is not sound.
  */
-export function etcdImageToStore(image: Buffer, path: string): Buffer {
+export function etcdImageToStore(image: Buffer, path: string, dropAuth = false): Buffer {
   const bolt = new BoltImage(image, path);
+  // chainfire has no etcd authentication: restored, the data would answer every client.
+  if (etcdAuthEnabled(bolt) && !dropAuth)
+    throw new SnapshotFileError(
+      "SNAPSHOT_AUTH",
+      `${path}: etcd authentication is enabled in this snapshot (users, roles, permissions), and chainfire does not implement it: restored, the keys would be open to every client. Give --drop-etcd-auth to restore without it, or run etcdctl auth disable on etcd and save again`,
+    );
   const backend = new Backend(":memory:", 0);
   try {
     let revision = 1n;
-    const compacted = finishedCompaction(bolt);
+    const compacted = compaction(bolt);
     backend.transaction(() => {
       for (const { key, value } of bolt.bucket("key")) {
         const rev = revisionOf(key, path);
@@ -145,8 +183,8 @@ export function etcdImageToStore(image: Buffer, path: string): Buffer {
         );
         if (rev.main > revision) revision = rev.main;
       }
-      for (const { value } of bolt.bucket("lease")) {
-        const lease = decodeLease(value);
+      for (const { key, value } of bolt.bucket("lease")) {
+        const lease = decodeLease(key, value, path);
         backend.putLease(lease.id, lease.ttl, lease.remaining);
       }
       // As etcd's store at start: the revision is at least the compaction's.

@@ -44,6 +44,8 @@ export interface RestoreOptions {
   initialAdvertisePeerUrls: string;
   initialClusterToken: string;
   skipHashCheck?: boolean;
+  /** Restore an etcd snapshot with authentication enabled, leaving its users and roles behind. */
+  dropEtcdAuth?: boolean;
   /** Hashing then writing, as one 0..2×image-size scale. */
   onProgress?: ProgressListener;
 }
@@ -147,7 +149,7 @@ export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResu
   );
   // An etcd snapshot file is taken too: its keys, revisions and leases become the store's.
   const status = anySnapshotStatus(snapshot, file);
-  const image = freshImage(storeImageOf(snapshot, file));
+  const image = freshImage(storeImageOf(snapshot, file, opts.dropEtcdAuth === true));
   const target = resolve(opts.dataDir);
   // Build beside the target and rename, so an interrupted restore never leaves a half data dir.
   const staging = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);

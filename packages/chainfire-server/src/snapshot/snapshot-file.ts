@@ -13,7 +13,11 @@ export const SHA256_BYTES = 32;
 /** SQLite images are whole pages (multiples of 512), so a trailing hash leaves exactly 32 over. */
 const PAGE_GRANULE_BYTES = 512;
 
-export type SnapshotErrorCode = "SNAPSHOT_CORRUPT" | "SNAPSHOT_TRUNCATED" | "SNAPSHOT_UNREADABLE";
+export type SnapshotErrorCode =
+  | "SNAPSHOT_CORRUPT"
+  | "SNAPSHOT_TRUNCATED"
+  | "SNAPSHOT_UNREADABLE"
+  | "SNAPSHOT_AUTH";
 
 export class SnapshotFileError extends Error {
   constructor(

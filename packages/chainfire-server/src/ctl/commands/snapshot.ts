@@ -1,12 +1,13 @@
 // `snapshot save|status|restore`. save streams Maintenance.Snapshot from ONE member into
 // <file>.part, checks the trailing sha256 and only then renames it into place, so a file at the
 // given path is always a whole, verified snapshot.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { ServiceError } from "@grpc/grpc-js";
 import type { etcd } from "@photoncloud/chainfire-api";
 import { syncFolder } from "@photoncloud/raft";
 import cliProgress from "cli-progress";
+import { isBoltImage } from "../../snapshot/bolt.js";
 import { anySnapshotStatus } from "../../snapshot/etcd-image.js";
 import { readSnapshotFile, verifySnapshotBytes } from "../../snapshot/snapshot-file.js";
 import { type Connection, type Endpoint, fromGrpc } from "../connection.js";
@@ -93,7 +94,7 @@ export async function snapshotSave(conn: Connection, io: CtlIo, file: string): P
 }
 
 export function snapshotStatusCommand(io: CtlIo, format: OutputFormat, file: string): void {
-  const s = anySnapshotStatus(readSnapshotFile(file), file);
+  const s = anySnapshotStatus(readSnapshotFile(file, isRawBoltFile(file)), file);
   if (format === "json") {
     io.out(
       // etcdctl's own field names for this one.
@@ -105,11 +106,32 @@ export function snapshotStatusCommand(io: CtlIo, format: OutputFormat, file: str
     return;
   }
   const row = [
-    s.hash.toString(16).padStart(8, "0"),
+    // As etcdctl prints it (%x): no leading zeros.
+    s.hash.toString(16),
     String(s.revision),
     String(s.totalKeys),
     humanBytes(s.totalSizeBytes),
   ];
   if (format === "table") io.out(renderTable(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [row]));
   else io.out(row.join(", "));
+}
+
+/**
+ * Whether `file` is a bare bbolt database (etcd's member/snap/db) with no sha256 after it:
+ * etcdctl's status reads such a copy, and so does this one (restore still asks for
+ * --skip-hash-check).
+ */
+function isRawBoltFile(file: string): boolean {
+  try {
+    const fd = openSync(file, "r");
+    try {
+      const head = Buffer.alloc(24);
+      readSync(fd, head, 0, head.length, 0);
+      return isBoltImage(head) && fstatSync(fd).size % 512 === 0;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
 }
