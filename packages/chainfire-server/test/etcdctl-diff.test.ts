@@ -688,6 +688,60 @@ async function gatewaySession(s: Session): Promise<void> {
   record("/v3/watch", `${watch.status}\n${lines.trim()}`);
 }
 
+/**
+ * The etcd metrics chainfire exports, by etcd's names: each one's HELP and TYPE lines on a member's
+ * client URL, so a name, type or description that drifts from etcd's shows as a difference.
+ */
+const ETCD_METRICS = [
+  "etcd_cluster_version",
+  "etcd_debugging_mvcc_compact_revision",
+  "etcd_debugging_mvcc_current_revision",
+  "etcd_debugging_mvcc_db_total_size_in_bytes",
+  "etcd_debugging_mvcc_delete_total",
+  "etcd_debugging_mvcc_keys_total",
+  "etcd_debugging_mvcc_put_total",
+  "etcd_debugging_mvcc_range_total",
+  "etcd_debugging_mvcc_slow_watcher_total",
+  "etcd_debugging_mvcc_txn_total",
+  "etcd_debugging_mvcc_watcher_total",
+  "etcd_disk_backend_commit_duration_seconds",
+  "etcd_disk_wal_fsync_duration_seconds",
+  "etcd_mvcc_db_total_size_in_bytes",
+  "etcd_mvcc_db_total_size_in_use_in_bytes",
+  "etcd_mvcc_delete_total",
+  "etcd_mvcc_put_total",
+  "etcd_mvcc_range_total",
+  "etcd_mvcc_txn_total",
+  "etcd_server_has_leader",
+  "etcd_server_health_failures",
+  "etcd_server_health_success",
+  "etcd_server_id",
+  "etcd_server_is_leader",
+  "etcd_server_is_learner",
+  "etcd_server_leader_changes_seen_total",
+  "etcd_server_proposals_applied_total",
+  "etcd_server_proposals_committed_total",
+  "etcd_server_proposals_failed_total",
+  "etcd_server_proposals_pending",
+  "etcd_server_quota_backend_bytes",
+  "etcd_server_version",
+];
+
+async function metricsSession(s: Session): Promise<void> {
+  const res = await fetch(`http://${s.cluster.members[0]!.endpoint}/metrics`, {
+    signal: AbortSignal.timeout(30_000),
+  });
+  const lines = (await res.text()).split("\n");
+  for (const name of ETCD_METRICS) {
+    const described = lines.filter(
+      (l) => l === `# TYPE ${name} ${l.split(" ")[3]}` || l.startsWith(`# HELP ${name} `),
+    );
+    // Both lines, or the comparison would pass on two clusters that both lack the metric.
+    if (described.length !== 2) throw new Error(`/metrics does not describe ${name}`);
+    s.outputs.push(`$ GET /metrics ${name}\n${described.sort().join("\n")}`);
+  }
+}
+
 async function session(cluster: Cluster, snapshotDir: string): Promise<string[]> {
   const ports = new Map<number, string>();
   for (const m of cluster.members) {
@@ -703,6 +757,7 @@ async function session(cluster: Cluster, snapshotDir: string): Promise<string[]>
   await memberSession(s);
   await lockElectionSession(s);
   await gatewaySession(s);
+  await metricsSession(s);
   return s.outputs;
 }
 

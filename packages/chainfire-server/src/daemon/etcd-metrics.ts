@@ -132,14 +132,17 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     "Total size of the underlying database logically in use in bytes.",
     () => store.dbSizeInUseBytes(),
   );
-  counter("etcd_mvcc_put_total", "Total number of puts seen by this member.", () => store.stats.puts);
-  counter(
-    "etcd_mvcc_delete_total",
-    "Total number of deletes seen by this member.",
-    () => store.stats.deletes,
-  );
-  counter("etcd_mvcc_range_total", "Total number of ranges seen by this member.", () => store.stats.ranges);
-  counter("etcd_mvcc_txn_total", "Total number of txns seen by this member.", () => store.stats.txns);
+  // etcd 3.4 exports these under both names.
+  for (const prefix of ["etcd_mvcc", "etcd_debugging_mvcc"]) {
+    counter(`${prefix}_put_total`, "Total number of puts seen by this member.", () => store.stats.puts);
+    counter(
+      `${prefix}_delete_total`,
+      "Total number of deletes seen by this member.",
+      () => store.stats.deletes,
+    );
+    counter(`${prefix}_range_total`, "Total number of ranges seen by this member.", () => store.stats.ranges);
+    counter(`${prefix}_txn_total`, "Total number of txns seen by this member.", () => store.stats.txns);
+  }
   gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", () => store.keyCount());
   gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", () =>
     store.currentRevision(),
