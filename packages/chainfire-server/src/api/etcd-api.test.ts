@@ -232,6 +232,45 @@ describe("a lease grant over the quota", () => {
   });
 });
 
+describe("requests over the quota", () => {
+  it("are answered as etcd's quota layer answers them: before their own checks, puts only", async () => {
+    // Proves the order etcd 3.4.23 showed: over the quota a malformed put, or a txn with a put and
+    // too many operations, gets NOSPACE (and raises the alarm), while a txn that puts nothing is
+    // served as usual.
+    const full = await startTestServer({ store: { quotaBackendBytes: 1n } });
+    const c = createClients(full.endpoint);
+    const outcome = (method: string, client: object, request: object) =>
+      call(client, method, request).then(
+        () => "served",
+        (err: { details: string }) => err.details,
+      );
+    try {
+      const range = { requestRange: rangeRequest({ key: b("a") }) };
+      const putOp = { requestPut: putRequest({ key: b("a"), value: b("1") }) };
+      const tooMany = Array.from({ length: 200 }, () => putOp);
+      expect([
+        await outcome("put", c.kv, putRequest({ key: b(""), value: b("x") })),
+        await outcome("txn", c.kv, { compare: [], success: tooMany, failure: [] }),
+        await outcome("txn", c.kv, { compare: [], success: [range], failure: [] }),
+        await outcome("txn", c.kv, {
+          compare: [],
+          success: [{ requestDeleteRange: deleteRangeRequest({ key: b("a") }) }],
+          failure: [],
+        }),
+      ]).toEqual([
+        "etcdserver: mvcc: database space exceeded",
+        "etcdserver: mvcc: database space exceeded",
+        "served",
+        "served",
+      ]);
+      expect(full.store.alarms().map((a) => a.alarm)).toEqual([etcd.AlarmType.NOSPACE]);
+    } finally {
+      c.close();
+      await full.stop();
+    }
+  });
+});
+
 describe("keep-alive of a lease whose time is up", () => {
   it("is not renewed: it answers TTL 0 once the lease's revocation is applied, as etcd does", async () => {
     // Proves a keep-alive cannot bring back a lease the leader already counts as expired. The API's

@@ -31,10 +31,13 @@ async function checkQuota(ctx: EtcdApiContext, requestBytes: number): Promise<vo
   await raiseNoSpace(ctx);
 }
 
-/** The hottest write: no async frame or extra promise turn when the quota allows it (the usual case). */
+/**
+ * The hottest write: no async frame or extra promise turn when the quota allows it (the usual case).
+ * As etcd's quota layer, the quota is asked first: over it, even a malformed put raises NOSPACE.
+ */
 function put(ctx: EtcdApiContext, req: etcd.PutRequest): Promise<etcd.PutResponse> {
+  if (!ctx.store.quotaAvailable(putCost(req))) return raiseNoSpace(ctx);
   checkPut(req);
-  if (!ctx.store.quotaAvailable(req.key.length + req.value.length)) return raiseNoSpace(ctx);
   return proposeCommand(ctx, { put: req }).then((r) => {
     const result = r.put!;
     result.header = responseHeader(ctx, result.header!.revision);
@@ -53,6 +56,9 @@ export async function deleteRange(
 }
 
 export async function txn(ctx: EtcdApiContext, req: etcd.TxnRequest): Promise<etcd.TxnResponse> {
+  // etcd's quota layer runs before the request's own checks, and lets a txn that puts nothing by.
+  const cost = txnCost(req);
+  if (cost > 0) await checkQuota(ctx, cost);
   checkTxn(req, ctx.store.maxTxnOps);
   let result: etcd.TxnResponse;
   if (isReadOnlyTxn(req)) {
@@ -62,7 +68,6 @@ export async function txn(ctx: EtcdApiContext, req: etcd.TxnRequest): Promise<et
       ? ctx.replicated.serializableRead(() => ctx.store.readTxn(req))
       : await ctx.replicated.linearizableRead(() => ctx.store.readTxn(req));
   } else {
-    await checkQuota(ctx, txnBytes(req));
     result = (await proposeCommand(ctx, { txn: req })).txn!;
   }
   result.header = responseHeader(ctx, result.header!.revision);
@@ -73,13 +78,18 @@ function isSerializableTxn(req: etcd.TxnRequest): boolean {
   return [...req.success, ...req.failure].every((op) => op.requestRange?.serializable === true);
 }
 
-function txnBytes(req: etcd.TxnRequest): number {
-  let bytes = 0;
-  for (const op of [...req.success, ...req.failure]) {
-    if (op.requestPut) bytes += op.requestPut.key.length + op.requestPut.value.length;
-    if (op.requestTxn) bytes += txnBytes(op.requestTxn);
-  }
-  return bytes;
+/** What etcd's quota charges for a key's metadata on top of its key and value (its kvOverhead). */
+const KV_OVERHEAD_BYTES = 256;
+
+function putCost(req: etcd.PutRequest): number {
+  return KV_OVERHEAD_BYTES + req.key.length + req.value.length;
+}
+
+/** etcd's costTxn: the dearer branch's puts (those of nested txns are not charged, as in etcd). */
+function txnCost(req: etcd.TxnRequest): number {
+  const branch = (ops: etcd.RequestOp[]) =>
+    ops.reduce((bytes, op) => bytes + (op.requestPut ? putCost(op.requestPut) : 0), 0);
+  return Math.max(branch(req.success), branch(req.failure));
 }
 
 async function compact(ctx: EtcdApiContext, req: etcd.CompactionRequest): Promise<etcd.CompactionResponse> {

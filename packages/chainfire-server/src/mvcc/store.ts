@@ -307,7 +307,8 @@ export class MvccStore implements StateMachine {
     if (this.quotaBackendBytes < 0n) return true;
     // The size is read once per applied batch: a PRAGMA per request costs more than the put itself.
     this.sizeBytesCached ??= this.backend.sizeBytes();
-    return this.sizeBytesCached + BigInt(requestBytes) <= this.quotaBackendBytes;
+    // As etcd's backendQuota.Available: strictly under the quota.
+    return this.sizeBytesCached + BigInt(requestBytes) < this.quotaBackendBytes;
   }
 
   private hasAlarm(type: etcd.AlarmType): boolean {
