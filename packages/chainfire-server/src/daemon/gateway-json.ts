@@ -118,7 +118,8 @@ export class JsonScanner {
       if (this.depth === 0) {
         if (this.literal !== null || c === "n") {
           this.literal = (this.literal ?? "") + c;
-          if (!"null".startsWith(this.literal)) throw new GatewayJsonError(topLevelError("n"));
+          if (!"null".startsWith(this.literal))
+            throw new GatewayJsonError(goSyntaxError(this.literal) ?? topLevelError("n"));
           if (this.literal === "null") {
             this.literal = null;
             emit({});
@@ -126,7 +127,9 @@ export class JsonScanner {
           continue;
         }
         if (c === " " || c === "\t" || c === "\n" || c === "\r") continue;
-        if (c !== "{" && c !== "[") throw new GatewayJsonError(topLevelError(c));
+        // A scalar: Go's decoder reads it whole first, so a malformed one is a syntax error.
+        if (c !== "{" && c !== "[")
+          throw new GatewayJsonError(goSyntaxError(piece.slice(i)) ?? topLevelError(c));
         this.parts = [];
         this.partsLength = 0;
         this.marked = false;
@@ -210,8 +213,160 @@ function parse(json: string, reviver?: (key: string, value: unknown) => unknown)
   try {
     return JSON.parse(json, reviver);
   } catch (err) {
-    throw new GatewayJsonError((err as Error).message);
+    throw new GatewayJsonError(goSyntaxError(json) ?? (err as Error).message);
   }
+}
+
+/** Go's quoteChar: a character as encoding/json's syntax errors show it. */
+function goQuoteChar(c: string): string {
+  if (c === "'") return "'\\''";
+  if (c === '"') return "'\"'";
+  const code = c.charCodeAt(0);
+  // Go reads bytes: a character beyond ASCII is shown as its first UTF-8 byte.
+  const byte = code < 0x80 ? code : Buffer.from(c)[0]!;
+  const escapes: Record<number, string> = {
+    7: "\\a",
+    8: "\\b",
+    9: "\\t",
+    10: "\\n",
+    11: "\\v",
+    12: "\\f",
+    13: "\\r",
+    92: "\\\\",
+  };
+  if (escapes[byte] !== undefined) return `'${escapes[byte]}'`;
+  if (byte < 0x20 || byte === 0x7f) return `'\\x${byte.toString(16).padStart(2, "0")}'`;
+  if (byte >= 0x80 && byte < 0xa0) return `'\\u00${byte.toString(16)}'`;
+  return `'${String.fromCharCode(byte)}'`;
+}
+
+const isSpace = (c: string) => c === " " || c === "\t" || c === "\r" || c === "\n";
+const isDigit = (c: string) => c >= "0" && c <= "9";
+const isHex = (c: string) => isDigit(c) || (c >= "a" && c <= "f") || (c >= "A" && c <= "F");
+
+/**
+ * The message Go's encoding/json gives for the first syntax error in `text` (one JSON value), as
+ * etcd's gateway answers a malformed body; null when the first value is whole and sound ("unexpected
+ * EOF" when the text ends inside it). A state machine after Go's scanner: the same states, so the
+ * same character is blamed with the same words. What follows a whole value is not read, as Go's
+ * decoder does not read it.
+ */
+export function goSyntaxError(text: string): string | null {
+  type State = (c: string) => State | string;
+  const stack: ("key" | "value" | "array")[] = [];
+  const error = (c: string, context: string) => `invalid character ${goQuoteChar(c)} ${context}`;
+  const literal =
+    (word: string, at: number, next: State): State =>
+    (c) =>
+      c === word[at]
+        ? at + 1 === word.length
+          ? next
+          : literal(word, at + 1, next)
+        : error(c, `in literal ${word} (expecting ${goQuoteChar(word[at]!)})`);
+  const done: State = () => done;
+  const endValue: State = (c) => {
+    if (stack.length === 0) return done;
+    if (isSpace(c)) return endValue;
+    const top = stack[stack.length - 1]!;
+    if (top === "key") {
+      if (c === ":") {
+        stack[stack.length - 1] = "value";
+        return beginValue;
+      }
+      return error(c, "after object key");
+    }
+    if (top === "value") {
+      if (c === ",") {
+        stack[stack.length - 1] = "key";
+        return beginString;
+      }
+      if (c === "}") {
+        stack.pop();
+        return endValue;
+      }
+      return error(c, "after object key:value pair");
+    }
+    if (c === ",") return beginValue;
+    if (c === "]") {
+      stack.pop();
+      return endValue;
+    }
+    return error(c, "after array element");
+  };
+  const inString: State = (c) => {
+    if (c === '"') return endValue;
+    if (c === "\\") return inEscape;
+    if (c.charCodeAt(0) < 0x20) return error(c, "in string literal");
+    return inString;
+  };
+  const inEscape: State = (c) => {
+    if ('bfnrt\\/"'.includes(c)) return inString;
+    if (c === "u") return hex(4);
+    return error(c, "in string escape code");
+  };
+  const hex =
+    (left: number): State =>
+    (c) =>
+      isHex(c) ? (left === 1 ? inString : hex(left - 1)) : error(c, "in \\u hexadecimal character escape");
+  const exponentDigits: State = (c) => (isDigit(c) ? exponentDigits : endValue(c));
+  const exponentSign: State = (c) =>
+    isDigit(c) ? exponentDigits : error(c, "in exponent of numeric literal");
+  const exponent: State = (c) => (c === "+" || c === "-" ? exponentSign : exponentSign(c));
+  const fraction: State = (c) => (isDigit(c) ? fraction : c === "e" || c === "E" ? exponent : endValue(c));
+  const dot: State = (c) => (isDigit(c) ? fraction : error(c, "after decimal point in numeric literal"));
+  const zero: State = (c) => (c === "." ? dot : c === "e" || c === "E" ? exponent : endValue(c));
+  const digits: State = (c) => (isDigit(c) ? digits : zero(c));
+  const negative: State = (c) =>
+    c === "0" ? zero : c >= "1" && c <= "9" ? digits : error(c, "in numeric literal");
+  const beginValue: State = (c) => {
+    if (isSpace(c)) return beginValue;
+    if (c === "{") {
+      stack.push("key");
+      return beginStringOrEmpty;
+    }
+    if (c === "[") {
+      stack.push("array");
+      return beginValueOrEmpty;
+    }
+    if (c === '"') return inString;
+    if (c === "-") return negative;
+    if (c === "0") return zero;
+    if (c >= "1" && c <= "9") return digits;
+    if (c === "t") return literal("true", 1, endValue);
+    if (c === "f") return literal("false", 1, endValue);
+    if (c === "n") return literal("null", 1, endValue);
+    return error(c, "looking for beginning of value");
+  };
+  const beginValueOrEmpty: State = (c) => {
+    if (isSpace(c)) return beginValueOrEmpty;
+    if (c === "]") return endValue(c);
+    return beginValue(c);
+  };
+  const beginString: State = (c) => {
+    if (isSpace(c)) return beginString;
+    if (c === '"') return inString;
+    return error(c, "looking for beginning of object key string");
+  };
+  const beginStringOrEmpty: State = (c) => {
+    if (isSpace(c)) return beginStringOrEmpty;
+    if (c === "}") {
+      stack[stack.length - 1] = "value";
+      return endValue(c);
+    }
+    return beginString(c);
+  };
+  let state: State = beginValue;
+  let started = false;
+  for (const c of text) {
+    const next = state(c);
+    if (typeof next === "string") return next;
+    if (next === done) return null;
+    started ||= !isSpace(c);
+    state = next;
+  }
+  // At the end of the text a number or literal is whole; a string, a container or a sign is not.
+  const whole = stack.length === 0 && [endValue, zero, digits, fraction, exponentDigits].includes(state);
+  return !started || whole ? null : "unexpected EOF";
 }
 
 /**
