@@ -68,6 +68,38 @@ function tlsFlags(
   ];
 }
 
+/**
+ * A member's Raft listener over TLS presenting `leaf`, asking client certificates of `clientCa`
+ * when given; it keeps what it receives.
+ */
+async function startReceiver(
+  leaf: { cert: string; key: string },
+  clientCa: string | null,
+): Promise<{ received: Message[]; port: number }> {
+  const received: Message[] = [];
+  const receiver = new GrpcTransport(2n, {
+    onMessage: (m) => received.push(m),
+    onUnreachable: () => {},
+    onSnapshotStatus: () => {},
+    onForwardedPropose: () => Promise.reject(new Error("not used")),
+  });
+  const server = new grpc.Server();
+  receiver.register(server);
+  const creds = grpc.ServerCredentials.createSsl(
+    clientCa === null ? null : Buffer.from(clientCa),
+    [{ cert_chain: Buffer.from(leaf.cert), private_key: Buffer.from(leaf.key) }],
+    clientCa !== null,
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  cleanups.push(
+    () => server.forceShutdown(),
+    () => receiver.stop(),
+  );
+  return { received, port };
+}
+
 describe("peer TLS", () => {
   it("replicates between three members over mutual TLS configured with the --peer-* flags", async () => {
     // Proves startMember serves RaftPeer over TLS and dials https:// peers with the peer certificate.
@@ -106,28 +138,7 @@ describe("peer TLS", () => {
       // Proves --peer-client-cert-auth: only certificates chaining to the trusted CA may speak Raft,
       // whichever client carries the batch stream (grpc-js credentials, or the kit's TLS options).
       const { ca, leaves, stranger } = pki();
-      const serverLeaf = leaves["t1"]!;
-      const received: Message[] = [];
-      const receiver = new GrpcTransport(2n, {
-        onMessage: (m) => received.push(m),
-        onUnreachable: () => {},
-        onSnapshotStatus: () => {},
-        onForwardedPropose: () => Promise.reject(new Error("not used")),
-      });
-      const server = new grpc.Server();
-      receiver.register(server);
-      const creds = grpc.ServerCredentials.createSsl(
-        Buffer.from(ca.cert),
-        [{ cert_chain: Buffer.from(serverLeaf.cert), private_key: Buffer.from(serverLeaf.key) }],
-        true,
-      );
-      const port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync("127.0.0.1:0", creds, (err, p) => (err ? reject(err) : resolve(p))),
-      );
-      cleanups.push(
-        () => server.forceShutdown(),
-        () => receiver.stop(),
-      );
+      const { received, port } = await startReceiver(leaves["t1"]!, ca.cert);
 
       const caPem = Buffer.from(ca.cert);
       /** A transport dialing the receiver with `identity` (none: no client certificate). */
@@ -191,28 +202,8 @@ describe("peer TLS", () => {
         "t2.crt": leaves["t2"]!.cert,
         "t2.key": leaves["t2"]!.key,
       });
-      const received: Message[] = [];
-      const receiver = new GrpcTransport(2n, {
-        onMessage: (m) => received.push(m),
-        onUnreachable: () => {},
-        onSnapshotStatus: () => {},
-        onForwardedPropose: () => Promise.reject(new Error("not used")),
-      });
-      const server = new grpc.Server();
-      receiver.register(server);
       // The listener presents t1's certificate (CN "t1") and asks no client certificate.
-      const creds = grpc.ServerCredentials.createSsl(
-        null,
-        [{ cert_chain: Buffer.from(leaves["t1"]!.cert), private_key: Buffer.from(leaves["t1"]!.key) }],
-        false,
-      );
-      const port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync("127.0.0.1:0", creds, (err, p) => (err ? reject(err) : resolve(p))),
-      );
-      cleanups.push(
-        () => server.forceShutdown(),
-        () => receiver.stop(),
-      );
+      const { received, port } = await startReceiver(leaves["t1"]!, null);
       const warnings: string[] = [];
       const sender = (allowedCn: string) => {
         const config = memberConfig([
