@@ -100,6 +100,27 @@ async function startReceiver(
   return { received, port };
 }
 
+/** Member 1's transport dialling the receiver on `port` with `tls`; it notes unreachable peers. */
+function startSender(
+  port: number,
+  tls: ConstructorParameters<typeof GrpcTransport>[2],
+): { transport: GrpcTransport; unreachable: bigint[] } {
+  const unreachable: bigint[] = [];
+  const transport = new GrpcTransport(
+    1n,
+    {
+      onMessage: () => {},
+      onUnreachable: (p) => unreachable.push(p),
+      onSnapshotStatus: () => {},
+      onForwardedPropose: () => Promise.reject(new Error("not used")),
+    },
+    tls,
+  );
+  cleanups.push(() => transport.stop());
+  transport.setPeer(2n, `https://127.0.0.1:${port}`);
+  return { transport, unreachable };
+}
+
 describe("peer TLS", () => {
   it("replicates between three members over mutual TLS configured with the --peer-* flags", async () => {
     // Proves startMember serves RaftPeer over TLS and dials https:// peers with the peer certificate.
@@ -143,24 +164,14 @@ describe("peer TLS", () => {
       const caPem = Buffer.from(ca.cert);
       /** A transport dialing the receiver with `identity` (none: no client certificate). */
       const sender = (identity?: { key: string; cert: string }) => {
-        const unreachable: bigint[] = [];
         const key = identity === undefined ? null : Buffer.from(identity.key);
         const cert = identity === undefined ? null : Buffer.from(identity.cert);
-        const transport = new GrpcTransport(
-          1n,
-          {
-            onMessage: () => {},
-            onUnreachable: (p) => unreachable.push(p),
-            onSnapshotStatus: () => {},
-            onForwardedPropose: () => Promise.reject(new Error("not used")),
-          },
+        return startSender(
+          port,
           kit
             ? { tlsFor: () => ({ ca: caPem, ...(key && cert ? { key, cert } : {}) }) }
             : { credentials: grpc.credentials.createSsl(caPem, key, cert) },
         );
-        cleanups.push(() => transport.stop());
-        transport.setPeer(2n, `https://127.0.0.1:${port}`);
-        return { transport, unreachable };
       };
       const heartbeat = (label: string) =>
         makeMessage({ type: MessageType.Heartbeat, from: 1n, to: 2n, term: 1n, context: Buffer.from(label) });
@@ -222,20 +233,7 @@ describe("peer TLS", () => {
           `--peer-cert-allowed-cn=${allowedCn}`,
         ]);
         const { credentialsFor, tlsFor } = peerClientTls(config, (_, m) => warnings.push(m));
-        const unreachable: bigint[] = [];
-        const transport = new GrpcTransport(
-          1n,
-          {
-            onMessage: () => {},
-            onUnreachable: (p) => unreachable.push(p),
-            onSnapshotStatus: () => {},
-            onForwardedPropose: () => Promise.reject(new Error("not used")),
-          },
-          kit ? { credentialsFor, tlsFor } : { credentialsFor },
-        );
-        cleanups.push(() => transport.stop());
-        transport.setPeer(2n, `https://127.0.0.1:${port}`);
-        return { transport, unreachable };
+        return startSender(port, kit ? { credentialsFor, tlsFor } : { credentialsFor });
       };
       const heartbeat = (label: string) =>
         makeMessage({ type: MessageType.Heartbeat, from: 1n, to: 2n, term: 1n, context: Buffer.from(label) });
