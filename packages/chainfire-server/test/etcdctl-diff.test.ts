@@ -670,6 +670,8 @@ async function gatewaySession(s: Session): Promise<void> {
     `{"key":["${t}" 1]}`,
     "trux",
     '"abc',
+    `{"key":["${t}",}`,
+    `{"key":"${t}","value":x`,
   ])
     await post("/v3/kv/put", body);
   await post("/v3/kv/range", JSON.stringify({ key: t }));

@@ -9,6 +9,7 @@ import {
 import { Metadata, status } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { deleteRangeRequest, putRequest, rangeRequest } from "../mvcc/messages.js";
+import { putCost, txnCost } from "./kv-service.js";
 import { startTestServer, type TestServer } from "../testing/test-server.js";
 
 const b = (s: string) => Buffer.from(s);
@@ -268,6 +269,21 @@ describe("requests over the quota", () => {
       c.close();
       await full.stop();
     }
+  });
+});
+
+describe("what the quota charges", () => {
+  it("charges as etcd's quota layer: a put its key, value and 256 bytes; a txn its dearer branch", () => {
+    // Proves etcd's costPut and costTxn: the failure branch is charged when it puts more, and a
+    // nested txn's puts are not charged (etcd's costTxn reads only a branch's own puts).
+    const op = (key: string, value: string) => ({ requestPut: putRequest({ key: b(key), value: b(value) }) });
+    expect(putCost(putRequest({ key: b("k"), value: b("vv") }))).toBe(259);
+    const nested = { requestTxn: { compare: [], success: [op("n", "x".repeat(100))], failure: [] } };
+    expect(
+      txnCost({ compare: [], success: [op("a", "1"), nested], failure: [op("b", "22"), op("c", "333")] }),
+    ).toBe(256 + 3 + 256 + 4);
+    expect(txnCost({ compare: [], success: [op("a", "1")], failure: [] })).toBe(258);
+    expect(txnCost({ compare: [], success: [nested], failure: [] })).toBe(0);
   });
 });
 

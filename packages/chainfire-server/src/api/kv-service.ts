@@ -81,12 +81,12 @@ function isSerializableTxn(req: etcd.TxnRequest): boolean {
 /** What etcd's quota charges for a key's metadata on top of its key and value (its kvOverhead). */
 const KV_OVERHEAD_BYTES = 256;
 
-function putCost(req: etcd.PutRequest): number {
+export function putCost(req: etcd.PutRequest): number {
   return KV_OVERHEAD_BYTES + req.key.length + req.value.length;
 }
 
 /** etcd's costTxn: the dearer branch's puts (those of nested txns are not charged, as in etcd). */
-function txnCost(req: etcd.TxnRequest): number {
+export function txnCost(req: etcd.TxnRequest): number {
   const branch = (ops: etcd.RequestOp[]) =>
     ops.reduce((bytes, op) => bytes + (op.requestPut ? putCost(op.requestPut) : 0), 0);
   return Math.max(branch(req.success), branch(req.failure));

@@ -291,7 +291,7 @@ function streamRequests(
   });
   req.on("end", () => {
     if (failed) return;
-    if (scanner.pending) return fail(status.UNKNOWN, "unexpected EOF");
+    if (scanner.pending) return fail(status.UNKNOWN, scanner.endError());
     // An empty body is one empty request, as for the other methods.
     if (sent === 0) side.send(toRequest({}));
     side.bodyDone();

@@ -88,8 +88,17 @@ describe("the gateway's request bodies", () => {
       ["-x", "invalid character 'x' in numeric literal"],
       ["true", "json: cannot unmarshal bool into Go value of type map[string]json.RawMessage"],
       ["12 {}", "json: cannot unmarshal number into Go value of type map[string]json.RawMessage"],
+      // A body that ends inside a value: the first malformed character is blamed, as Go's decoder
+      // stops there, and "unexpected EOF" only when all of it was sound.
+      ['{"a":[1,}', "invalid character '}' looking for beginning of value"],
+      ["[1 2", "invalid character '2' after array element"],
+      ['{"a":x', "invalid character 'x' looking for beginning of value"],
+      ['{"a":[1,', "unexpected EOF"],
+      // Go's limit on nesting.
+      [`${"[".repeat(10_001)}${"]".repeat(10_001)}`, "invalid character '[' exceeded max depth"],
     ];
-    for (const [body, message] of syntax) expect(refusal(body), body).toBe(message);
+    for (const [body, message] of syntax) expect(refusal(body), body.slice(0, 40)).toBe(message);
+    expect(firstJsonValue(`{"x":${"[".repeat(9_999)}${"]".repeat(9_999)}}`)).toHaveProperty("x");
   });
 
   it("reads a streamed body's messages as they complete, whatever the pieces", () => {

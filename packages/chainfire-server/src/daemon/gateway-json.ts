@@ -35,9 +35,12 @@ export function firstJsonValue(text: string): unknown {
   const scanner = new JsonScanner();
   const [first] = scanner.push(text, 1);
   if (first !== undefined) return first;
-  if (scanner.pending) throw new GatewayJsonError("unexpected EOF");
+  if (scanner.pending) throw new GatewayJsonError(scanner.endError());
   return {};
 }
+
+/** Go's limit on nested arrays and objects (encoding/json's maxNestingDepth). */
+const MAX_DEPTH = 10_000;
 
 /** A strict JSON number token (the quoting below must never turn invalid text into valid JSON). */
 const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
@@ -72,6 +75,15 @@ export class JsonScanner {
   /** Whether a value has begun and is not complete. */
   get pending(): boolean {
     return this.depth > 0 || this.literal !== null;
+  }
+
+  /**
+   * Why the body ended inside a value, in Go's words: the first malformed character in what came
+   * of it (Go's decoder stops there), or "unexpected EOF" when all of it was sound.
+   */
+  endError(): string {
+    const text = this.literal ?? this.parts.join("") + (this.number ?? "");
+    return goSyntaxError(text) ?? "unexpected EOF";
   }
 
   /** Characters held for the value under way. */
@@ -127,7 +139,8 @@ export class JsonScanner {
           continue;
         }
         if (c === " " || c === "\t" || c === "\n" || c === "\r") continue;
-        // A scalar: Go's decoder reads it whole first, so a malformed one is a syntax error.
+        // A scalar: Go's decoder reads it whole first, so a malformed one is a syntax error (judged on
+        // what this piece holds of it: a stream's scalar split between pieces is judged early).
         if (c !== "{" && c !== "[")
           throw new GatewayJsonError(goSyntaxError(piece.slice(i)) ?? topLevelError(c));
         this.parts = [];
@@ -177,6 +190,8 @@ export class JsonScanner {
   }
 
   private open(object: boolean): void {
+    if (this.depth >= MAX_DEPTH)
+      throw new GatewayJsonError(`invalid character '${object ? "{" : "["}' exceeded max depth`);
     this.depth++;
     this.objects.push(object);
     this.expectKey = object;
@@ -236,7 +251,6 @@ function goQuoteChar(c: string): string {
   };
   if (escapes[byte] !== undefined) return `'${escapes[byte]}'`;
   if (byte < 0x20 || byte === 0x7f) return `'\\x${byte.toString(16).padStart(2, "0")}'`;
-  if (byte >= 0x80 && byte < 0xa0) return `'\\u00${byte.toString(16)}'`;
   return `'${String.fromCharCode(byte)}'`;
 }
 
@@ -320,13 +334,10 @@ export function goSyntaxError(text: string): string | null {
     c === "0" ? zero : c >= "1" && c <= "9" ? digits : error(c, "in numeric literal");
   const beginValue: State = (c) => {
     if (isSpace(c)) return beginValue;
-    if (c === "{") {
-      stack.push("key");
-      return beginStringOrEmpty;
-    }
-    if (c === "[") {
-      stack.push("array");
-      return beginValueOrEmpty;
+    if (c === "{" || c === "[") {
+      if (stack.length >= MAX_DEPTH) return error(c, "exceeded max depth");
+      stack.push(c === "{" ? "key" : "array");
+      return c === "{" ? beginStringOrEmpty : beginValueOrEmpty;
     }
     if (c === '"') return inString;
     if (c === "-") return negative;

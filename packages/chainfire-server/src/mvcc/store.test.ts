@@ -857,6 +857,15 @@ describe("MvccStore", () => {
     expect(store.quotaAvailable(64 * GiB)).toBe(true);
   });
 
+  it("takes a request only while the database and its cost stay strictly under the quota, as etcd", () => {
+    // Proves etcd's backendQuota.Available: size + cost < quota.
+    const size = store.dbSizeBytes();
+    store.close();
+    store = new MvccStore({ path: join(dir, "q-edge.db"), quotaBackendBytes: size + 1000n });
+    expect(store.dbSizeBytes()).toBe(size);
+    expect([store.quotaAvailable(999), store.quotaAvailable(1000)]).toEqual([true, false]);
+  });
+
   it("raises NOSPACE and then refuses puts until the alarm is cleared", () => {
     // Proves the quota check and the capped apply while the NOSPACE alarm is active.
     store.close();
