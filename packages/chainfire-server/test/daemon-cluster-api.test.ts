@@ -258,6 +258,15 @@ describe("etcd's metrics", { timeout: 150_000 }, () => {
         ? true
         : undefined;
     }, "the key count and revision to match the store's");
+    // Each member probes the others' peer URLs, as etcd's prober, and keeps their round trips.
+    await until(async () => {
+      const now = await scrape(f2!);
+      return (
+        [leader, f1!].every(
+          (m) => (now.get(`etcd_network_peer_round_trip_time_seconds_count{To="${ids.get(m)}"}`) ?? 0) > 0,
+        ) || undefined
+      );
+    }, "round trips to both peers");
     // A stopped member: sends to it fail, counted per peer as etcd counts them; sends to the
     // member still running do not.
     const stopped = f1!;

@@ -722,6 +722,7 @@ const ETCD_METRICS = [
   "etcd_mvcc_put_total",
   "etcd_mvcc_range_total",
   "etcd_mvcc_txn_total",
+  "etcd_network_peer_round_trip_time_seconds",
   "etcd_server_has_leader",
   "etcd_server_health_failures",
   "etcd_server_health_success",

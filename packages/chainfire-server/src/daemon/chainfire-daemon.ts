@@ -176,6 +176,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     quotaBackendBytes: store.quotaBackendBytes,
     serverVersion: ETCD_API_VERSION,
   });
+  ctx.onShutdown("etcd-metrics", () => etcdMetrics.stop());
   startLeaseMachinery(ctx, member, store);
   const compactor = new AutoCompactor(
     autoCompaction,

@@ -22,7 +22,12 @@ export interface EtcdMetricsSources {
 export interface EtcdMetrics {
   /** Counts one /health answer (etcd_server_health_success / _failures). */
   health(healthy: boolean): void;
+  /** Stops probing the peers. */
+  stop(): void;
 }
+
+/** How often each peer is probed for etcd_network_peer_round_trip_time_seconds (etcd's prober: 4 s). */
+const PEER_PROBE_MS = 4000;
 
 /** etcd's buckets for both disk latencies: 1 ms to about 8 s, doubling. */
 const DISK_BUCKETS = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
@@ -184,10 +189,39 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     },
   });
 
+  // etcd's prober: every few seconds a small request to each peer's peer URL, its round trip
+  // observed per peer (a peer that does not answer is not observed).
+  const rtt = new Histogram({
+    name: "etcd_network_peer_round_trip_time_seconds",
+    help: "Round-Trip-Time histogram between peers",
+    labelNames: ["To"],
+    buckets: Array.from({ length: 16 }, (_, i) => 0.0001 * 2 ** i),
+    registers,
+  });
+  const probing = new Set<bigint>();
+  const probe = () => {
+    if (!live()) return;
+    for (const peer of raft.node.members.keys()) {
+      if (peer === member.memberId || probing.has(peer)) continue;
+      probing.add(peer);
+      const started = performance.now();
+      raft.transport.clusterInfo(peer, PEER_PROBE_MS).then(
+        () => {
+          probing.delete(peer);
+          rtt.observe({ To: peer.toString(16) }, (performance.now() - started) / 1000);
+        },
+        () => probing.delete(peer),
+      );
+    }
+  };
+  const prober = setInterval(probe, PEER_PROBE_MS);
+  prober.unref();
+
   return {
     health: (healthy) => {
       if (healthy) healthCounts.success++;
       else healthCounts.failures++;
     },
+    stop: () => clearInterval(prober),
   };
 }
