@@ -317,6 +317,16 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
       /grpc_server_handled_total\{[^}]*grpc_method="Put"/,
     );
     expect(await (await fetch(`${base}/version`)).json()).toMatchObject({ name: "chainfire" });
+    // Go's answers, as etcd's metrics URL gives them.
+    const missing = await fetch(`${base}/nothing`);
+    expect([missing.status, await missing.text()]).toEqual([404, "404 page not found\n"]);
+    const posted = await fetch(`${base}/health`, { method: "POST" });
+    expect([posted.status, posted.headers.get("allow"), await posted.text()]).toEqual([
+      405,
+      "GET",
+      "Method Not Allowed\n",
+    ]);
+    expect((await fetch(`${base}/metrics`, { method: "POST" })).status).toBe(200);
   });
 
   it("refuses bad JSON on the gateway (etcd's /v3/ HTTP API) with etcd's error bodies, changing nothing", async () => {

@@ -561,7 +561,7 @@ async function gatewaySession(s: Session): Promise<void> {
   const post = async (path: string, body: string, method = "POST") => {
     const res = await fetch(`${base}${path}`, {
       method,
-      body: method === "GET" ? undefined : body,
+      body: method === "GET" || method === "HEAD" ? undefined : body,
       signal: AbortSignal.timeout(30_000),
     });
     const text = await res.text();
@@ -621,6 +621,11 @@ async function gatewaySession(s: Session): Promise<void> {
   await post("/v3/election/leader", JSON.stringify({ name: b64("nobody") }));
   await post("/v3/maintenance/alarm", JSON.stringify({ action: "GET" }));
   await post("/v3/kv/range", "", "GET");
+  // Go's answers beside the API: an unknown path, and /health and /version for another method.
+  await post("/nothing", "", "GET");
+  await post("/health", "", "POST");
+  await post("/health", "", "HEAD");
+  await post("/version", "", "PUT");
   // A value of the wrong type for its field is refused with jsonpb's words, never coerced (a
   // lease "abc" read as no lease, "yes" as true), and nothing is written.
   const t = b64("gw/t");

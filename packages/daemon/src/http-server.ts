@@ -41,6 +41,27 @@ export interface HttpServerConfig {
    * false when it has answered the request itself.
    */
   readonly beforeRoute?: (req: IncomingMessage, res: ServerResponse, secure: boolean) => boolean;
+  /**
+   * Answer as Go's net/http and etcd's handlers do: an unknown path gets `404 page not found` as
+   * text, /metrics takes any method, and the other routes only GET (`Method Not Allowed` with
+   * `Allow: GET` otherwise, HEAD included). Default: JSON errors, GET and HEAD taken.
+   */
+  readonly goHttpAnswers?: boolean;
+}
+
+/** Go's http.Error: a plain-text answer ending in a newline. */
+function sendGoError(
+  res: ServerResponse,
+  statusCode: number,
+  text: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(statusCode, {
+    "content-type": "text/plain; charset=utf-8",
+    "x-content-type-options": "nosniff",
+    ...headers,
+  });
+  res.end(`${text}\n`);
 }
 
 export interface RunningHttpServer {
@@ -86,9 +107,15 @@ function makeHandler(config: HttpServerConfig, logger: Logger) {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     const anyMethod = config.anyMethodRoutes?.[path];
     const route = anyMethod ?? routes[path];
-    if (route === undefined) return sendJson(res, 404, { error: `no route ${path}` });
-    if (anyMethod === undefined && req.method !== "GET" && req.method !== "HEAD")
-      return sendJson(res, 405, { error: "use GET" });
+    if (config.goHttpAnswers) {
+      if (route === undefined) return sendGoError(res, 404, "404 page not found");
+      if (anyMethod === undefined && path !== "/metrics" && req.method !== "GET")
+        return sendGoError(res, 405, "Method Not Allowed", { allow: "GET" });
+    } else {
+      if (route === undefined) return sendJson(res, 404, { error: `no route ${path}` });
+      if (anyMethod === undefined && req.method !== "GET" && req.method !== "HEAD")
+        return sendJson(res, 405, { error: "use GET" });
+    }
     Promise.resolve()
       .then(() => route(req, res))
       .catch((err: unknown) => {

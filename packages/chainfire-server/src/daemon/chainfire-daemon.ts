@@ -350,6 +350,7 @@ async function startServers(
     metrics: ctx.metrics,
     logger,
     beforeRoute: accessControl({ cors: config.cors, hostWhitelist: config.hostWhitelist, logger }),
+    goHttpAnswers: true,
     routes: {
       "/health": async (_req, res) => {
         const report = await health();
@@ -400,6 +401,7 @@ async function startServers(
     health,
     version: { name: "chainfire", version: CHAINFIRE_VERSION, etcdApi: ETCD_API_VERSION },
     what: "--listen-metrics-urls",
+    goHttpAnswers: true,
   });
   ctx.onShutdown("metrics-http", () => http.close());
 }
