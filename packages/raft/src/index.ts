@@ -59,6 +59,7 @@ export {
   membershipHandlers,
   type StatusResponse,
 } from "./member/membership-handlers.js";
+export { memberGauges } from "./member/member-metrics.js";
 export {
   type MemberHeader,
   peerClientTls,

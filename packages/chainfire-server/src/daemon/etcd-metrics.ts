@@ -4,7 +4,7 @@
 // quota, peers not reached) work on chainfire unchanged. Read when scraped; the hot paths only add to plain numbers, and the two latency histograms take one
 // observation per fsync of the Raft log and per COMMIT of the store's batched writes.
 import type { DaemonMetrics } from "@photoncloud/daemon";
-import type { RunningMember } from "@photoncloud/raft";
+import { memberGauges, type RunningMember } from "@photoncloud/raft";
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { MvccStore } from "../mvcc/store.js";
 import type { WatchHub } from "../watch/watch-hub.js";
@@ -37,15 +37,7 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
   const raft = member.raft;
   const registers = [metrics.registry];
   const live = () => !raft.node.isStopped;
-  const gauge = (name: string, help: string, read: () => number | bigint) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        if (live()) this.set(Number(read()));
-      },
-    });
+  const gauge = memberGauges(metrics, raft);
   /** A counter kept as a plain number elsewhere, copied in when scraped. */
   const counter = (name: string, help: string, read: () => number) =>
     new Counter({

@@ -67,14 +67,14 @@ function compaction(bolt: BoltImage): bigint {
 }
 
 /** Whether etcd's authentication was enabled (its "auth" bucket's authEnabled). */
-export function etcdAuthEnabled(bolt: BoltImage): boolean {
+function etcdAuthEnabled(bolt: BoltImage): boolean {
   for (const { key, value } of bolt.bucket("auth"))
     if (key.toString() === "authEnabled") return value.length > 0 && value[0] === 1;
   return false;
 }
 
 /** What `etcdctl snapshot status` prints for the image: its hash, revision, entries and size. */
-export function etcdImageStatus(image: Buffer, path: string): SnapshotStatus {
+function etcdImageStatus(image: Buffer, path: string): SnapshotStatus {
   const bolt = new BoltImage(image, path);
   // etcd's hash: CRC-32C over each bucket's name and then its keys and values, in key order.
   let hash = 0;
@@ -134,7 +134,7 @@ function decodeLease(
  * the leases, the current revision and the compaction. Throws SnapshotFileError for an image that
  * is not sound.
  */
-export function etcdImageToStore(image: Buffer, path: string, dropAuth = false): Buffer {
+function etcdImageToStore(image: Buffer, path: string, dropAuth = false): Buffer {
   const bolt = new BoltImage(image, path);
   // chainfire has no etcd authentication: restored, the data would answer every client.
   if (etcdAuthEnabled(bolt) && !dropAuth)

@@ -3,10 +3,16 @@ import type { DaemonMetrics } from "@photoncloud/daemon";
 import { Gauge } from "prom-client";
 import type { RaftService } from "../service/raft-service.js";
 
-/** Registers raft_* gauges on the daemon's registry (with its default labels, if it has any). */
-export function registerMemberMetrics(metrics: DaemonMetrics, raft: RaftService, memberId: bigint): void {
+/**
+ * Makes gauges on the daemon's registry that read a member's state when scraped (and keep their
+ * last value once the member has stopped).
+ */
+export function memberGauges(
+  metrics: DaemonMetrics,
+  raft: RaftService,
+): (name: string, help: string, read: () => number | bigint) => Gauge {
   const registers = [metrics.registry];
-  const gauge = (name: string, help: string, read: () => number | bigint) =>
+  return (name, help, read) =>
     new Gauge({
       name,
       help,
@@ -15,6 +21,11 @@ export function registerMemberMetrics(metrics: DaemonMetrics, raft: RaftService,
         if (!raft.node.isStopped) this.set(Number(read()));
       },
     });
+}
+
+/** Registers raft_* gauges on the daemon's registry (with its default labels, if it has any). */
+export function registerMemberMetrics(metrics: DaemonMetrics, raft: RaftService, memberId: bigint): void {
+  const gauge = memberGauges(metrics, raft);
   gauge("raft_has_leader", "1 when this member knows a leader", () => (raft.node.leader !== 0n ? 1 : 0));
   gauge("raft_is_leader", "1 when this member is the leader", () => (raft.node.leader === memberId ? 1 : 0));
   gauge("raft_is_learner", "1 when this member is a learner (non-voting)", () =>
