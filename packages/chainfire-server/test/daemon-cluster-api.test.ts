@@ -3,11 +3,19 @@
 // deletes keys everywhere) and etcd's Cluster API (MemberAdd by peer URL with the joiner finding its
 // ID, Promote, Update, Remove; a learner refusing MemberList as etcd 3.4 does), and etcd's metrics
 // under etcd's names.
-import type { etcd } from "@photoncloud/chainfire-api";
+import { etcd } from "@photoncloud/chainfire-api";
 import { memberIdForPeerUrls } from "../src/daemon/etcd-cluster-service.js";
 import { rangeRequest } from "../src/mvcc/messages.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, DaemonCluster, type Member, put, readPrefix, until } from "./support/daemon-cluster.js";
+import {
+  call,
+  DaemonCluster,
+  type Member,
+  put,
+  putRequest,
+  readPrefix,
+  until,
+} from "./support/daemon-cluster.js";
 
 const cluster = new DaemonCluster({
   token: "lease-test",
@@ -198,7 +206,21 @@ describe("etcd's metrics", { timeout: 150_000 }, () => {
     for (const m of members) ids.set(m, (await cluster.status(m)).header!.memberId.toString(16));
     const before = new Map<Member, Map<string, number>>();
     for (const m of members) before.set(m, await scrape(m));
-    for (let i = 0; i < 5; i++) await put(leader, `metrics/k${i}`, "v");
+    // The client messages' bytes, as etcd's codec counts them: each encoded message, no framing.
+    let requestBytes = 0;
+    let responseBytes = 0;
+    for (let i = 0; i < 5; i++) {
+      const res = await put(leader, `metrics/k${i}`, "v");
+      requestBytes += etcd.PutRequest.encode(putRequest(`metrics/k${i}`, "v")).finish().length;
+      responseBytes += etcd.PutResponse.encode(res).finish().length;
+    }
+    {
+      const now = await scrape(leader);
+      const was = before.get(leader)!;
+      const delta = (name: string) => now.get(name)! - was.get(name)!;
+      expect(delta("etcd_network_client_grpc_received_bytes_total")).toBe(requestBytes);
+      expect(delta("etcd_network_client_grpc_sent_bytes_total")).toBe(responseBytes);
+    }
     await until(async () => {
       for (const m of members) if ((await readPrefix(m, "metrics/", true)).size !== 5) return undefined;
       return true;
@@ -258,6 +280,31 @@ describe("etcd's metrics", { timeout: 150_000 }, () => {
         ? true
         : undefined;
     }, "the key count and revision to match the store's");
+    // Raft traffic per peer: the leader sent each follower at least the puts' keys and values, each
+    // follower received as much from it, and every peer connection is active.
+    const putBytes = 5 * "metrics/k0v".length;
+    const scraped = new Map<Member, Map<string, number>>();
+    for (const m of members) scraped.set(m, await scrape(m));
+    const grew = (m: Member, name: string) => scraped.get(m)!.get(name)! - (before.get(m)!.get(name) ?? 0);
+    for (const f of [f1!, f2!]) {
+      expect(grew(leader, `etcd_network_peer_sent_bytes_total{To="${ids.get(f)}"}`)).toBeGreaterThan(
+        putBytes,
+      );
+      expect(grew(f, `etcd_network_peer_received_bytes_total{From="${ids.get(leader)}"}`)).toBeGreaterThan(
+        putBytes,
+      );
+    }
+    // Followers exchange no Raft messages: they find each other active through the prober.
+    await until(async () => {
+      for (const m of members) {
+        const now = await scrape(m);
+        for (const peer of members) {
+          const labels = `{Local="${ids.get(m)}",Remote="${ids.get(peer)}"}`;
+          if (peer !== m && now.get(`etcd_network_active_peers${labels}`) !== 1) return undefined;
+        }
+      }
+      return true;
+    }, "every member to find both peers active");
     // Each member probes the others' peer URLs, as etcd's prober, and keeps their round trips.
     await until(async () => {
       const now = await scrape(f2!);
@@ -279,6 +326,21 @@ describe("etcd's metrics", { timeout: 150_000 }, () => {
         for (const m of [leader, f2!]) if (((await scrape(m)).get(failuresTo(stopped)) ?? 0) > 0) return true;
         return undefined;
       }, "a member to count failed sends to the stopped member");
+      // Its connections are no longer active, and each counts one disconnection.
+      await until(async () => {
+        for (const m of [leader, f2!]) {
+          const labels = `{Local="${ids.get(m)}",Remote="${ids.get(stopped)}"}`;
+          const now = await scrape(m);
+          if (now.get(`etcd_network_active_peers${labels}`) !== 0) return undefined;
+          if ((now.get(`etcd_network_disconnected_peers_total${labels}`) ?? 0) < 1) return undefined;
+        }
+        return true;
+      }, "both members to count the stopped member's connection as lost");
+      expect(
+        (await scrape(leader)).get(
+          `etcd_network_active_peers{Local="${ids.get(leader)}",Remote="${ids.get(f2!)}"}`,
+        ),
+      ).toBe(1);
       expect((await scrape(leader)).get(failuresTo(f2!)) ?? 0).toBe(toRunning);
     } finally {
       await cluster.start(stopped.name, { initialCluster: cluster.initialCluster(["l1", "l2", "l3"]) });

@@ -119,4 +119,5 @@ export { CHAINFIRE_NODE_ARGS, CHAINFIRE_TUNABLES, chainfireEnv } from "./node-ar
 export { formatVersion, gitCommitOf, type VersionInfo, versionInfo } from "./version.js";
 export { checkHealth, type HealthStatus, listServices, type ProbeOptions } from "./grpc/probe-clients.js";
 export { type EncodesWith, PooledWriter, reusingEncoder } from "./grpc/reusing-writer.js";
+export { countingMessageBytes, type MessageByteCounts } from "./grpc/message-bytes.js";
 export { processExists } from "./process-exists.js";

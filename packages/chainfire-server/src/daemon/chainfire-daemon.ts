@@ -343,6 +343,7 @@ async function startServers(
     membership,
     clusterToken,
     watch: { progressIntervalMs: config.watchProgressNotifyIntervalMs },
+    messageBytes: etcdMetrics.clientMessageBytes,
   });
   // As etcd, the client URLs also answer HTTP/1.x: /health and /version in etcd's words, /metrics,
   // and the etcd API as JSON (etcd's gRPC gateway).

@@ -4,11 +4,13 @@
 import { type sendUnaryData, type ServerUnaryCall, type ServiceDefinition, status } from "@grpc/grpc-js";
 import { chainfirev1, etcd, v3election, v3lock } from "@photoncloud/chainfire-api";
 import {
+  countingMessageBytes,
   DomainError,
   type GrpcServiceRegistration,
   type GrpcStatus,
   grpcError as kitGrpcError,
   isMappedGrpcError,
+  type MessageByteCounts,
   reusingEncoder,
 } from "@photoncloud/daemon";
 import { raftErrorToGrpcStatus } from "@photoncloud/raft";
@@ -30,6 +32,8 @@ export interface ClientServiceDeps {
   readonly membership: MembershipOps;
   readonly clusterToken: string;
   readonly watch?: WatchServiceOptions;
+  /** Adds up the bytes of every message received and sent (etcd_network_client_grpc_*_bytes_total). */
+  readonly messageBytes?: MessageByteCounts;
 }
 
 export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration[] {
@@ -67,14 +71,16 @@ export function clientServices(deps: ClientServiceDeps): GrpcServiceRegistration
       etcdClusterHandlers({ membership: deps.membership, clusterToken: deps.clusterToken, header }),
     ],
   ];
+  const counted = (definition: ServiceDefinition) =>
+    deps.messageBytes === undefined ? definition : countingMessageBytes(definition, deps.messageBytes);
   return [
     ...etcdServices.map(([definition, implementation]) => ({
-      definition,
+      definition: counted(definition),
       implementation: guardEtcdService(definition, implementation, ctx.member),
       // The KV calls are the hot ones: served by the daemon kit's lean unary path.
       ...(definition === kvDefinition ? { leanUnaryMethods: ["range", "put", "deleteRange", "txn"] } : {}),
     })),
-    { definition: chainfirev1.ClusterService, implementation: operatorHandlers(deps.membership) },
+    { definition: counted(chainfirev1.ClusterService), implementation: operatorHandlers(deps.membership) },
   ];
 }
 

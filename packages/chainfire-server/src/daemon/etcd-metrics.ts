@@ -3,7 +3,7 @@
 // (no leader, leader changes, failed proposals, slow fsyncs and commits, database size against its
 // quota, peers not reached) work on chainfire unchanged. Read when scraped; the hot paths only add to plain numbers, and the two latency histograms take one
 // observation per fsync of the Raft log and per COMMIT of the store's batched writes.
-import type { DaemonMetrics } from "@photoncloud/daemon";
+import type { DaemonMetrics, MessageByteCounts } from "@photoncloud/daemon";
 import { memberGauges, type RunningMember } from "@photoncloud/raft";
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { MvccStore } from "../mvcc/store.js";
@@ -20,6 +20,8 @@ export interface EtcdMetricsSources {
 }
 
 export interface EtcdMetrics {
+  /** Where the client services add up their messages' bytes (etcd_network_client_grpc_*_bytes_total). */
+  readonly clientMessageBytes: MessageByteCounts;
   /** Counts one /health answer (etcd_server_health_success / _failures). */
   health(healthy: boolean): void;
   /** Stops probing the peers. */
@@ -169,6 +171,18 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
   });
   store.onCommit = (seconds) => commit.observe(seconds);
 
+  const clientMessageBytes: MessageByteCounts = { received: 0, sent: 0 };
+  counter(
+    "etcd_network_client_grpc_received_bytes_total",
+    "The total number of bytes received from grpc clients.",
+    () => clientMessageBytes.received,
+  );
+  counter(
+    "etcd_network_client_grpc_sent_bytes_total",
+    "The total number of bytes sent to grpc clients.",
+    () => clientMessageBytes.sent,
+  );
+
   new Counter({
     name: "etcd_network_peer_sent_failures_total",
     help: "The total number of send failures from peers.",
@@ -178,6 +192,60 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
       this.reset();
       for (const [peer, failures] of raft.stats.peerSendFailures)
         this.inc({ To: peer.toString(16) }, failures);
+    },
+  });
+
+  const self = member.memberId.toString(16);
+  /** A counter per peer, labelled as etcd labels it, from a map the transport keeps. */
+  const perPeer = (name: string, help: string, label: string, counts: ReadonlyMap<bigint, number>) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers,
+      collect() {
+        this.reset();
+        for (const [peer, bytes] of counts) this.inc({ [label]: peer.toString(16) }, bytes);
+      },
+    });
+  perPeer(
+    "etcd_network_peer_sent_bytes_total",
+    "The total number of bytes sent to peers.",
+    "To",
+    raft.transport.bytesSent,
+  );
+  perPeer(
+    "etcd_network_peer_received_bytes_total",
+    "The total number of bytes received from peers.",
+    "From",
+    raft.transport.bytesReceived,
+  );
+  /** Each peer this member has a connection state for (members of the cluster but itself). */
+  const peers = function* () {
+    for (const peer of raft.node.members.keys()) {
+      const stats = peer === member.memberId ? undefined : raft.transport.peerStats(peer);
+      if (stats !== undefined) yield { Local: self, Remote: peer.toString(16), stats };
+    }
+  };
+  new Gauge({
+    name: "etcd_network_active_peers",
+    help: "The current number of active peer connections.",
+    labelNames: ["Local", "Remote"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { stats, ...labels } of peers()) this.set(labels, stats.active ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: "etcd_network_disconnected_peers_total",
+    help: "The total number of disconnected peers.",
+    labelNames: ["Local", "Remote"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { stats, ...labels } of peers())
+        if (stats.disconnects > 0) this.inc(labels, stats.disconnects);
     },
   });
 
@@ -210,6 +278,7 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
   prober.unref();
 
   return {
+    clientMessageBytes,
     health: (healthy) => {
       if (healthy) healthCounts.success++;
       else healthCounts.failures++;

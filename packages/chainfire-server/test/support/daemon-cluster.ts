@@ -349,13 +349,20 @@ export function runDaemonToExit(
 
 const enc = (s: string) => Buffer.from(s);
 
+/** The PutRequest `put` sends. */
+export function putRequest(key: string, value: string): etcd.PutRequest {
+  return {
+    key: enc(key),
+    value: enc(value),
+    lease: 0n,
+    prevKv: false,
+    ignoreValue: false,
+    ignoreLease: false,
+  };
+}
+
 export function put(m: Member, key: string, value: string, deadlineMs?: number): Promise<etcd.PutResponse> {
-  return call<etcd.PutResponse>(
-    m.clients.kv,
-    "put",
-    { key: enc(key), value: enc(value), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false },
-    deadlineMs,
-  );
+  return call<etcd.PutResponse>(m.clients.kv, "put", putRequest(key, value), deadlineMs);
 }
 
 /** Every key under `prefix` on one member, as key → value. */

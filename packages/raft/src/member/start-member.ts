@@ -21,7 +21,7 @@ import {
   startGrpcServer,
 } from "@photoncloud/daemon";
 import type { RaftLogger } from "../core/types.js";
-import { RaftPeerService } from "../gen/raft/v1/raft.js";
+import { GrpcTransport } from "../transport/grpc-transport.js";
 import { MemberNotFoundError } from "../service/errors.js";
 import { RaftService, type RaftServiceConfig } from "../service/raft-service.js";
 import type { StateMachine } from "../service/state-machine.js";
@@ -191,7 +191,7 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
       tls: peerTlsFiles(config),
       services: [
         {
-          definition: RaftPeerService,
+          definition: GrpcTransport.serviceDefinition(),
           implementation: raft.transport.serviceImplementation(),
           // Every message between members arrives on these streams: served without grpc-js's call
           // machinery (the transport's handler only listens for "data" and "end").

@@ -60,6 +60,10 @@ export interface GrpcTransportConfig {
 
 export interface PeerStats {
   url: string;
+  /** Last found reachable (a batch sent on a connected stream, or a ClusterInfo call answered). */
+  active: boolean;
+  /** How many times the peer was found unreachable after being active. */
+  disconnects: number;
   /** Messages waiting for the next flush (at most peerQueueMsgsMax). */
   queuedMsgs: number;
   /** The wait after the next stream failure (doubles per failure up to reconnectBackoffMaxMs). */
@@ -86,8 +90,8 @@ const CONNECTION_CLOSE_MS = 1000;
 
 /** The stream of batches to one peer: grpc-js's client stream, or one of the kit's HTTP/2 client. */
 interface BatchStream {
-  /** False: wait for `whenDrained` before writing more. */
-  write(batch: pb.MessageBatch): boolean;
+  /** Writes one encoded MessageBatch. False: wait for `whenDrained` before writing more. */
+  write(batch: Buffer): boolean;
   whenDrained(fn: () => void): void;
   end(): void;
 }
@@ -97,7 +101,7 @@ type StreamDone = (err: Error | null) => void;
 function grpcJsBatchStream(client: pb.RaftPeerClient, onDone: StreamDone): BatchStream {
   const stream = client.makeClientStreamRequest(
     SEND_MESSAGES.path,
-    encodeBatch,
+    (encoded: Buffer) => encoded,
     SEND_MESSAGES.responseDeserialize,
     (err: grpc.ServiceError | null) => onDone(err),
   );
@@ -117,7 +121,7 @@ function leanBatchStream(connection: GrpcClientConnection, onDone: StreamDone): 
     else onDone(Object.assign(new Error(result.details), { code: result.code }));
   });
   return {
-    write: (batch) => stream.write(encodeBatch(batch)),
+    write: (batch) => stream.write(batch),
     whenDrained: (fn) => {
       stream.onDrain = () => {
         stream.onDrain = null;
@@ -169,6 +173,18 @@ class Peer {
   backoffMs: number;
   retryAt = 0;
   closed = false;
+  /**
+   * The peer was last found reachable: a batch went out on a connected stream, or a ClusterInfo call
+   * was answered, and neither has failed since (etcd's "active" peer). `disconnects` counts the
+   * times an active peer was then found unreachable (etcd_network_active_peers, _disconnected_peers_total).
+   */
+  active = false;
+  disconnects = 0;
+
+  reachable(yes: boolean): void {
+    if (!yes && this.active) this.disconnects++;
+    this.active = yes;
+  }
 
   constructor(
     readonly id: NodeId,
@@ -221,12 +237,17 @@ class Peer {
       return;
     }
     // A connected channel ends the backoff: the next failure starts again from the minimum.
-    if (this.connected()) this.markHealthy();
+    if (this.connected()) {
+      this.markHealthy();
+      this.reachable(true);
+    }
     const stream = this.ensureStream();
     if (stream === null) return; // connecting: the queue is sent once connected
     const batch = this.queue;
     this.queue = [];
-    const ok = stream.write({ messages: batch.map(messageToProto) });
+    const encoded = encodeBatch({ messages: batch.map(messageToProto) });
+    this.t.countSent(this.id, encoded.length);
+    const ok = stream.write(encoded);
     // To the socket now: the batch is this turn's (or the caller's) whole output to the peer.
     this.connection?.flush();
     if (!ok) {
@@ -293,6 +314,7 @@ class Peer {
     this.blocked = false;
     if (this.closed) return;
     if (err !== null) {
+      this.reachable(false);
       // The peer may come back as a newer version: ask it for ProposeBatch again.
       this.noProposeBatch = false;
       this.retryAt = Date.now() + this.backoffMs;
@@ -330,10 +352,19 @@ class Peer {
   }
 }
 
+/** A batch as the peer service decodes it, with the size it had on the wire. */
+type ReceivedBatch = pb.MessageBatch & { wireBytes?: number };
+
 export class GrpcTransport {
   readonly config: GrpcTransportConfig;
   private readonly peers = new Map<NodeId, Peer>();
   private stopped = false;
+  /**
+   * Bytes of Raft messages and snapshots sent to each peer and received from each, as etcd counts
+   * them for etcd_network_peer_{sent,received}_bytes_total (encoded messages, no framing).
+   */
+  readonly bytesSent = new Map<NodeId, number>();
+  readonly bytesReceived = new Map<NodeId, number>();
 
   constructor(
     readonly selfId: NodeId,
@@ -382,6 +413,8 @@ export class GrpcTransport {
     if (p === undefined) return undefined;
     return {
       url: p.url,
+      active: p.active,
+      disconnects: p.disconnects,
       queuedMsgs: p.queue.length,
       backoffMs: p.backoffMs,
       backingOff: Date.now() < p.retryAt,
@@ -419,6 +452,7 @@ export class GrpcTransport {
       /* reported through the callback */
     });
     call.write({ message: messageToProto(m), data: Buffer.alloc(0), totalBytes: BigInt(data.length) });
+    this.countSent(p.id, data.length);
     const chunk = this.config.snapshotChunkBytes;
     for (let off = 0; off < data.length; off += chunk) {
       call.write({ message: undefined, data: toBuffer(data.subarray(off, off + chunk)), totalBytes: 0n });
@@ -495,18 +529,47 @@ export class GrpcTransport {
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + timeoutMs);
       p.client.clusterInfo({}, new grpc.Metadata(), { deadline }, (err, res) => {
+        if (!p.closed) p.reachable(err === null);
         if (err !== null) reject(err);
         else resolve(res);
       });
     });
   }
 
+  countSent(peer: NodeId, bytes: number): void {
+    this.bytesSent.set(peer, (this.bytesSent.get(peer) ?? 0) + bytes);
+  }
+
+  private countReceived(peer: NodeId, bytes: number): void {
+    this.bytesReceived.set(peer, (this.bytesReceived.get(peer) ?? 0) + bytes);
+  }
+
+  /**
+   * The peer service's definition, to serve with `serviceImplementation`: a received batch keeps
+   * its size on the wire, for bytesReceived.
+   */
+  static serviceDefinition(): typeof pb.RaftPeerService {
+    return {
+      ...pb.RaftPeerService,
+      sendMessages: {
+        ...SEND_MESSAGES,
+        requestDeserialize: (bytes: Buffer) => {
+          const batch: ReceivedBatch = SEND_MESSAGES.requestDeserialize(bytes);
+          batch.wireBytes = bytes.length;
+          return batch;
+        },
+      },
+    };
+  }
+
   /** The server side: registers the peer service on a gRPC server owned by the caller. */
   serviceImplementation(): pb.RaftPeerServer {
     return {
       sendMessages: (call, callback) => {
-        call.on("data", (batch: pb.MessageBatch) => {
+        call.on("data", (batch: ReceivedBatch) => {
           if (this.stopped) return;
+          const from = batch.messages[0]?.from;
+          if (from !== undefined && batch.wireBytes !== undefined) this.countReceived(from, batch.wireBytes);
           for (const m of batch.messages) this.handler.onMessage(messageFromProto(m));
         });
         call.on("end", () => callback(null, {}));
@@ -581,6 +644,7 @@ export class GrpcTransport {
         callback(null, { ok: false });
         return;
       }
+      this.countReceived(head.from, data.length);
       this.handler.onMessage(messageFromProto(head, data));
       callback(null, { ok: true });
     });
@@ -590,7 +654,7 @@ export class GrpcTransport {
   }
 
   register(server: grpc.Server): void {
-    server.addService(pb.RaftPeerService, this.serviceImplementation());
+    server.addService(GrpcTransport.serviceDefinition(), this.serviceImplementation());
   }
 
   stop(): void {
