@@ -3,7 +3,9 @@ import {
   errorFromCode,
   LeaderChangedError,
   NotLeaderError,
+  QuorumAtRiskError,
   TransfereeUnreachableError,
+  UnhealthyClusterError,
 } from "@photoncloud/raft";
 import { describe, expect, it } from "vitest";
 import { toGrpcError } from "./errors.js";
@@ -38,5 +40,24 @@ describe("toGrpcError", () => {
       });
     }
     expect(direct.message).toMatch(/member a has not been heard from within 400 ms/);
+  });
+
+  it("refuses a reconfiguration with members out of reach as etcd's unhealthy cluster, with which", () => {
+    // Proves an etcd client sees etcd's Unavailable "unhealthy cluster" (which it may retry) when
+    // voters are out of reach, directly and when rebuilt after forwarding, and "not enough started
+    // members" for a change no quorum could survive.
+    const why = "adding voter 5 needs every voter reachable, and 2 is not";
+    for (const err of [new UnhealthyClusterError(why), errorFromCode("RAFT_UNHEALTHY_CLUSTER", why, 0n)]) {
+      expect(err).toBeInstanceOf(QuorumAtRiskError);
+      expect(toGrpcError(err)).toEqual({
+        code: status.UNAVAILABLE,
+        details: `etcdserver: unhealthy cluster: ${why}`,
+      });
+    }
+    expect(toGrpcError(new QuorumAtRiskError("removing voter 1 would leave no voters"))).toEqual({
+      code: status.FAILED_PRECONDITION,
+      details:
+        "etcdserver: re-configuration failed due to not enough started members: removing voter 1 would leave no voters",
+    });
   });
 });

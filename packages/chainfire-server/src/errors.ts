@@ -94,6 +94,10 @@ export const errorSpecs = {
     message: "etcdserver: re-configuration failed due to not enough started members",
     grpcStatus: status.FAILED_PRECONDITION,
   },
+  UNHEALTHY: {
+    message: "etcdserver: unhealthy cluster",
+    grpcStatus: status.UNAVAILABLE,
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorSpecs;
@@ -131,6 +135,10 @@ export function toGrpcError(err: unknown): { code: status; details: string } {
   if (err instanceof ChainfireError) return { code: err.grpcStatus, details: err.message };
   const code = (err as { code?: unknown })?.code;
   const message = err instanceof Error ? err.message : String(err);
+  if (code === "RAFT_UNHEALTHY_CLUSTER") {
+    // etcd's answer when members it needs are not connected (clients may retry), then which.
+    return { code: status.UNAVAILABLE, details: `${errorSpecs.UNHEALTHY.message}: ${message}` };
+  }
   if (code === "RAFT_QUORUM_AT_RISK" || code === "RAFT_CONF_CHANGE_PENDING") {
     // etcd's text first (clients match on it), then why, which the Raft layer explains.
     return {

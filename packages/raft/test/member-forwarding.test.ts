@@ -160,7 +160,7 @@ describe("membership forwarding", () => {
     const before = (await h1.memberList()).members.map((m) => m.id);
     const risk = await rejection(h1.memberRemove({ id: f1.member.memberId }));
     expect(risk).toBeInstanceOf(QuorumAtRiskError);
-    expect(risk).toMatchObject({ code: "RAFT_QUORUM_AT_RISK" });
+    expect(risk).toMatchObject({ code: "RAFT_UNHEALTHY_CLUSTER" });
     expect(risk.message).toMatch(/would leave 2 voters needing a quorum of 2, but only 1/);
     expect((await h1.memberList()).members.map((m) => m.id)).toEqual(before);
   }, 120_000);

@@ -33,7 +33,16 @@ export class MemberNotFoundError extends RaftError {
 
 /** A membership change that would leave the cluster without a reachable quorum. */
 export class QuorumAtRiskError extends RaftError {
-  readonly code = "RAFT_QUORUM_AT_RISK";
+  readonly code: string = "RAFT_QUORUM_AT_RISK";
+}
+
+/**
+ * The kind of QuorumAtRiskError where the members needed are there but not reachable now (etcd's
+ * "unhealthy cluster", which its clients may retry), as against a change that could never keep a
+ * quorum (removing the last voter).
+ */
+export class UnhealthyClusterError extends QuorumAtRiskError {
+  override readonly code = "RAFT_UNHEALTHY_CLUSTER";
 }
 
 export class TimeoutError extends RaftError {
@@ -157,6 +166,8 @@ export function errorFromCode(code: string, message: string, leader: NodeId): Er
       return new MemberNotFoundError(0n, message);
     case "RAFT_QUORUM_AT_RISK":
       return new QuorumAtRiskError(message);
+    case "RAFT_UNHEALTHY_CLUSTER":
+      return new UnhealthyClusterError(message);
     case "RAFT_CONF_CHANGE_PENDING":
       return new ConfChangePendingError();
     case "RAFT_LEARNER_NOT_READY":

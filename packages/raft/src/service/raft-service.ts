@@ -30,6 +30,7 @@ import {
   NoLeaderError,
   NotLeaderError,
   QuorumAtRiskError,
+  UnhealthyClusterError,
   StoppedError,
   TimeoutError,
   TooManyRequestsError,
@@ -659,7 +660,7 @@ export class RaftService implements Replicated, NodeListener {
     const active = this.activeVoters(nextVoters);
     const quorum = Math.floor(nextVoters.length / 2) + 1;
     if (active.length < quorum) {
-      throw new QuorumAtRiskError(
+      throw new UnhealthyClusterError(
         `${what} would leave ${nextVoters.length} voters needing a quorum of ${quorum}, but only ` +
           `${active.length} of them are reachable (${active.map((v) => v.toString(16)).join(", ")}); ` +
           "bring members back first",
@@ -860,7 +861,7 @@ export class RaftService implements Replicated, NodeListener {
     const active = new Set(this.activeVoters(voters));
     const silent = voters.filter((v) => !active.has(v));
     if (silent.length === 0) return;
-    throw new QuorumAtRiskError(
+    throw new UnhealthyClusterError(
       `${what} needs every voter reachable, and ${silent.map((v) => v.toString(16)).join(", ")} ` +
         `${silent.length === 1 ? "is" : "are"} not; bring ${silent.length === 1 ? "it" : "them"} back or remove ` +
         `${silent.length === 1 ? "it" : "them"} first, or add the new member as a learner`,
@@ -875,7 +876,7 @@ export class RaftService implements Replicated, NodeListener {
     const active = this.activeVoters(voters.filter((v) => v !== id));
     const quorum = Math.floor(voters.length / 2) + 1;
     if (active.length < quorum) {
-      throw new QuorumAtRiskError(
+      throw new UnhealthyClusterError(
         `moving voter ${id.toString(16)} to new peer URLs cuts it off until it listens there, and the ` +
           `other ${voters.length - 1} voters have only ${active.length} reachable ` +
           `(${active.map((v) => v.toString(16)).join(", ")}) of the quorum of ${quorum}; bring members back first`,
