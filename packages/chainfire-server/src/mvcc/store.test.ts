@@ -551,6 +551,19 @@ describe("MvccStore", () => {
     );
   });
 
+  it("raises a stored lease's TTL to the minimum of the timing it reopens with, as etcd's lessor recovers", () => {
+    // Proves a lease granted under shorter Raft timings (or restored from an etcd snapshot) is not
+    // given less time than this member's election timing allows once the store is opened again.
+    store.close();
+    store = new MvccStore({ path: join(dir, "mvcc.db"), minLeaseTtlSeconds: 1n });
+    expect(apply({ leaseGrant: { TTL: 1n, ID: 4n } })[0]!.leaseGrant!.TTL).toBe(1n);
+    apply({ leaseGrant: { TTL: 30n, ID: 5n } });
+    store.close();
+    store = new MvccStore({ path: join(dir, "mvcc.db"), minLeaseTtlSeconds: 3n });
+    expect(store.lessor.get(4n)!.ttlSeconds).toBe(3n);
+    expect(store.lessor.get(5n)!.ttlSeconds).toBe(30n);
+  });
+
   it("lets only the leader decide expiry and keeps the remaining TTL across a leader change", () => {
     // Proves the lessor API the server drives: expiry from the leader clock, checkpoints survive demotion.
     apply({ leaseGrant: { TTL: 10n, ID: 5n } });

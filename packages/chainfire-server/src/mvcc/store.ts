@@ -1000,8 +1000,11 @@ export class MvccStore implements StateMachine {
       lastRows.set(key, row);
     }
     this.index.sortKeys();
+    // As etcd's lessor recovers: a TTL under this member's minimum (granted under shorter timings, or
+    // restored from an etcd snapshot) is raised to it.
+    const minTtl = this.lessor.options.minTtlSeconds;
     for (const lease of this.backend.allLeases())
-      this.lessor.add(lease.id, lease.ttl, lease.remaining_ttl, null);
+      this.lessor.add(lease.id, lease.ttl < minTtl ? minTtl : lease.ttl, lease.remaining_ttl, null);
     for (const record of records) {
       const row = lastRows.get(record.key)!;
       record.current = row.tombstone !== 0n ? null : kvFromRow(row);
