@@ -61,6 +61,29 @@ const heartbeat = (to: bigint, commit: bigint) =>
   makeMessage({ type: MessageType.Heartbeat, from: 1n, to, term: 1n, commit });
 
 describe("GrpcTransport", () => {
+  it("counts the bytes sent to each peer and received from each known one alike", async () => {
+    // Proves etcd's peer traffic counters: what one side counts as sent, the other counts as
+    // received from it, and a sender this member does not know adds nothing.
+    const receiver = endpoint(2n);
+    const { url } = await serve(receiver);
+    receiver.transport.setPeer(1n, "http://127.0.0.1:1");
+    const sender = endpoint(1n);
+    sender.transport.setPeer(2n, url);
+    const stranger = endpoint(9n);
+    stranger.transport.setPeer(2n, url);
+    for (let i = 1; i <= 3; i++) {
+      sender.transport.send([heartbeat(2n, BigInt(i))]);
+      await until(`message ${i} delivered`, () => receiver.received.length === i);
+    }
+    stranger.transport.send([makeMessage({ type: MessageType.Heartbeat, from: 9n, to: 2n, term: 1n })]);
+    await until("the stranger's message delivered", () => receiver.received.length === 4);
+    const sent = sender.transport.bytesSent.get(2n)!;
+    expect(sent).toBeGreaterThan(0);
+    expect(receiver.transport.bytesReceived.get(1n)).toBe(sent);
+    expect(receiver.transport.bytesReceived.has(9n)).toBe(false);
+    expect(stranger.transport.bytesSent.get(2n)).toBeGreaterThan(0);
+  });
+
   it("holds at most peerQueueMsgsMax messages per peer and reports the overflow", async () => {
     // Proves the bound: messages beyond it in one turn are dropped and reported, the rest arrive in order.
     const receiver = endpoint(2n);

@@ -540,8 +540,9 @@ export class GrpcTransport {
     this.bytesSent.set(peer, (this.bytesSent.get(peer) ?? 0) + bytes);
   }
 
+  /** Counted for known peers only: a sender's claimed ID must not grow the map (or the metric's labels). */
   private countReceived(peer: NodeId, bytes: number): void {
-    this.bytesReceived.set(peer, (this.bytesReceived.get(peer) ?? 0) + bytes);
+    if (this.peers.has(peer)) this.bytesReceived.set(peer, (this.bytesReceived.get(peer) ?? 0) + bytes);
   }
 
   /**
