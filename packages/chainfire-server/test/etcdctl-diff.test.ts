@@ -746,6 +746,7 @@ const ETCD_METRICS = [
   "etcd_server_proposals_failed_total",
   "etcd_server_proposals_pending",
   "etcd_server_quota_backend_bytes",
+  "etcd_server_slow_apply_total",
   "etcd_server_version",
 ];
 

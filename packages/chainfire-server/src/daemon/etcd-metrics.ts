@@ -105,6 +105,11 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     "The total number of failed proposals seen.",
     () => raft.stats.proposalsFailed,
   );
+  counter(
+    "etcd_server_slow_apply_total",
+    "The total number of slow apply requests (likely overloaded from slow disk).",
+    () => store.stats.slowApplies,
+  );
   gauge(
     "etcd_server_quota_backend_bytes",
     "Current backend storage quota size in bytes.",
@@ -162,7 +167,11 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     buckets: DISK_BUCKETS,
     registers,
   });
-  raft.node.store.onFsync = (seconds) => fsync.observe(seconds);
+  const logged = raft.node.store.onFsync;
+  raft.node.store.onFsync = (seconds) => {
+    fsync.observe(seconds);
+    logged?.(seconds);
+  };
   const commit = new Histogram({
     name: "etcd_disk_backend_commit_duration_seconds",
     help: "The latency distributions of commit called by backend.",

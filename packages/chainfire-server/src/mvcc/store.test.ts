@@ -564,6 +564,39 @@ describe("MvccStore", () => {
     expect(store.lessor.get(5n)!.ttlSeconds).toBe(30n);
   });
 
+  it("reports applies at or over the slow threshold with the request described without its value", () => {
+    // Proves the "apply request took too long" report: counted, and the description names the keys
+    // and the value's size, never the value (which may be a secret).
+    store.close();
+    store = new MvccStore({ path: join(dir, "mvcc.db"), slowApplyMs: 0 });
+    const slow: string[] = [];
+    store.onSlowApply = (request, tookMs) => {
+      expect(tookMs).toBeGreaterThanOrEqual(0);
+      slow.push(request);
+    };
+    put("db/password", "hunter2", { lease: 0n });
+    apply({
+      txn: {
+        compare: [
+          {
+            key: b("db/password"),
+            rangeEnd: b(""),
+            target: etcd.Compare_CompareTarget.VALUE,
+            result: etcd.Compare_CompareResult.EQUAL,
+            value: b("hunter2"),
+          },
+        ],
+        success: [{ requestPut: putRequest({ key: b("db/password"), value: b("swordfish") }) }],
+        failure: [{ requestDeleteRange: deleteRangeRequest({ key: b("db/"), rangeEnd: b("db0") }) }],
+      },
+    });
+    expect(slow).toEqual([
+      'put:<key:"db/password" value_size:7>',
+      'txn:<compare:<target:VALUE key:"db/password" result:EQUAL> success:<request_put:<key:"db/password" value_size:9>> failure:<request_delete_range:<key:"db/" range_end:"db0">>>',
+    ]);
+    expect(store.stats.slowApplies).toBe(2);
+  });
+
   it("lets only the leader decide expiry and keeps the remaining TTL across a leader change", () => {
     // Proves the lessor API the server drives: expiry from the leader clock, checkpoints survive demotion.
     apply({ leaseGrant: { TTL: 10n, ID: 5n } });

@@ -25,6 +25,7 @@ import { KeyIndex, KeyRecord } from "./key-index.js";
 import { type KeyRange, keyRange, keyString } from "./key-range.js";
 import { Lessor, MAX_LEASE_TTL_SECONDS } from "./lessor.js";
 import { EMPTY, header, tombstone } from "./messages.js";
+import { requestText } from "./request-text.js";
 import { checkDeleteRange, checkPut, checkTxn, DEFAULT_MAX_TXN_OPS } from "./txn-check.js";
 
 export interface MvccStoreOptions {
@@ -45,6 +46,8 @@ export interface MvccStoreOptions {
   backendBatchLimit?: number;
   /** Checkpoint the database's WAL from a worker thread (see WalCheckpointer); the daemon does. */
   backgroundCheckpoints?: boolean;
+  /** An apply at least this long is reported to onSlowApply (default SLOW_APPLY_MS). */
+  slowApplyMs?: number;
 }
 
 /** Every applied entry's result is encoded through one reused writer (see reusingEncoder). */
@@ -75,6 +78,9 @@ const DEFAULT_QUOTA_BYTES = 2n * 1024n * 1024n * 1024n;
 const INT63_MASK = (1n << 63n) - 1n;
 /** The result of an entry nobody on this member waits for (see ApplyEntry.resultWanted). */
 const NO_RESULT = new Uint8Array(0);
+
+/** By default, an apply at least this long is a slow one (etcd's warnApplyDuration). */
+export const SLOW_APPLY_MS = 100;
 
 export class MvccStore implements StateMachine {
   private backend: Backend;
@@ -111,7 +117,7 @@ export class MvccStore implements StateMachine {
    * revoked deletes each of its keys), and a txn for each read or write transaction that made more
    * than one of them (etcd runs a Txn's compares in one and its operations in another).
    */
-  readonly stats = { puts: 0, deletes: 0, ranges: 0, txns: 0 };
+  readonly stats = { puts: 0, deletes: 0, ranges: 0, txns: 0, slowApplies: 0 };
   /** Operations the store transaction running now has made (see `opsEnd`). */
   private txnOps = 0;
   /** Keys with a current value (etcd_debugging_mvcc_keys_total). */
@@ -121,8 +127,16 @@ export class MvccStore implements StateMachine {
    * together, on the batch interval or limit, as etcd's backend commits (see Backend.transaction).
    */
   onCommit: ((seconds: number) => void) | null = null;
+  /**
+   * Told of each request whose apply took slowApplyMs or more (counted in stats.slowApplies), as
+   * etcd warns "apply request took too long": `request` describes it without values.
+   */
+  onSlowApply: ((request: string, tookMs: number) => void) | null = null;
+
+  private readonly slowApplyMs: number;
 
   constructor(private readonly options: MvccStoreOptions) {
+    this.slowApplyMs = options.slowApplyMs ?? SLOW_APPLY_MS;
     const quota = options.quotaBackendBytes ?? 0n;
     this.quotaBackendBytes = quota === 0n ? DEFAULT_QUOTA_BYTES : quota;
     this.maxTxnOps = options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS;
@@ -624,12 +638,19 @@ export class MvccStore implements StateMachine {
   // ---- apply --------------------------------------------------------------------------------------
 
   private applyEntry(entry: ApplyEntry): Uint8Array {
+    const started = performance.now();
+    const cmd = command.MvccCommand.decode(entry.command);
     let result: command.MvccResult;
     try {
-      result = this.execute(command.MvccCommand.decode(entry.command), entry);
+      result = this.execute(cmd, entry);
     } catch (err) {
       if (!(err instanceof ChainfireError)) throw err;
       result = { error: { code: err.code, message: err.message } };
+    }
+    const tookMs = performance.now() - started;
+    if (tookMs >= this.slowApplyMs) {
+      this.stats.slowApplies++;
+      this.onSlowApply?.(requestText(cmd), tookMs);
     }
     return entry.resultWanted === false ? NO_RESULT : encodeResult(result);
   }

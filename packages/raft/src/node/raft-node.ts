@@ -37,6 +37,8 @@ import type { ApplyEntry, SnapshotJob, StateMachine } from "../service/state-mac
 import { SqliteLogStore } from "../storage/sqlite-log-store.js";
 import type { GrpcTransport } from "../transport/grpc-transport.js";
 
+/** A Raft log fsync at least this long is logged (etcd's warnSyncDuration). */
+const SLOW_FSYNC_SECONDS = 1;
 export interface RaftNodeConfig {
   id: NodeId;
   /** Directory of the member's log database (raft.db). */
@@ -125,6 +127,14 @@ export class RaftNode {
     }
     this.recoverInterruptedInstall();
     this.store.onSnapshotWanted = () => this.imageWanted();
+    // As etcd's WAL: a sync of a second or more is worth an operator's look (a slow or busy disk).
+    this.store.onFsync = (seconds) => {
+      if (seconds >= SLOW_FSYNC_SECONDS)
+        config.logger.warn(
+          { took: `${seconds.toFixed(3)}s`, "expected-duration": `${SLOW_FSYNC_SECONDS}s` },
+          "slow fdatasync",
+        );
+    };
     this.applied = sm.appliedIndex();
     if (this.applied < this.store.firstIndex() - 1n) this.applied = this.store.firstIndex() - 1n;
     this.lastSnapshot = this.store.snapshotIndex();
