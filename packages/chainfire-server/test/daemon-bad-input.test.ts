@@ -248,6 +248,34 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
     await cluster.stop("auto");
   });
 
+  it("logs and counts slow applies past --experimental-warning-apply-duration, naming no value", async () => {
+    // Proves etcd's "apply request took too long" warning end to end: at a threshold of 0 every
+    // apply is slow, the warning names the key and the value's size, the value is nowhere in the
+    // log, and etcd_server_slow_apply_total counts them.
+    const slow = await cluster.allocate("slow");
+    await cluster.start("slow", {
+      initialCluster: cluster.initialCluster(["slow"]),
+      extraFlags: ["--experimental-warning-apply-duration", "0ms"],
+    });
+    await cluster.leaderId([slow]);
+    await put(slow, "db/password", "hunter2");
+    const warnings = () =>
+      slow.output
+        .join("")
+        .split("\n")
+        .filter((line) => line.includes("apply request took too long"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const warning = await until(
+      () => warnings().find((w) => w.request === 'put:<key:"db/password" value_size:7>'),
+      "the put's slow-apply warning",
+    );
+    expect(warning).toMatchObject({ level: "warn", "expected-duration": "0ms" });
+    expect(slow.output.join("")).not.toContain("hunter2");
+    const metrics = await (await fetch(`http://127.0.0.1:${slow.ports.client}/metrics`)).text();
+    expect(Number(/^etcd_server_slow_apply_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    await cluster.stop("slow");
+  });
+
   it("refuses to promote a learner that is not in sync with the leader, on both membership APIs", async () => {
     // Proves a learner that never ran (nothing listens at its URL) does not become a voter.
     const added = (await call(m.clients.cluster, "memberAdd", {

@@ -29,7 +29,7 @@ import type { EtcdApiContext } from "../api/context.js";
 import { AutoCompactor, parseAutoCompaction } from "../mvcc/auto-compactor.js";
 import { LeaseDriver } from "../mvcc/lease-driver.js";
 import { minLeaseTtlSeconds } from "../mvcc/lessor.js";
-import { MvccStore, SLOW_APPLY_MS } from "../mvcc/store.js";
+import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/watch-hub.js";
 import { encodeCommand } from "../mvcc/messages.js";
 import { accessControl } from "./access-control.js";
@@ -130,11 +130,12 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     backendBatchIntervalMs: config.backendBatchIntervalMs,
     backendBatchLimit: config.backendBatchLimit,
     backgroundCheckpoints: true,
+    slowApplyMs: config.warningApplyDurationMs,
   });
   // etcd's warning, which operators search their logs for: the request without its values.
   store.onSlowApply = (request, tookMs) =>
     logger.warn(
-      { took: `${tookMs.toFixed(1)}ms`, "expected-duration": `${SLOW_APPLY_MS}ms`, request },
+      { took: `${tookMs.toFixed(1)}ms`, "expected-duration": `${config.warningApplyDurationMs}ms`, request },
       "apply request took too long",
     );
   let member: RunningMember;

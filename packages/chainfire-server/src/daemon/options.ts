@@ -316,7 +316,7 @@ export const chainfireOptions = defineOptions({
     type: "duration-ms",
     default: "100ms",
     min: 0,
-    description: "etcd's slow-apply warning threshold, accepted as is",
+    description: "an apply taking this long or more is logged (apply request took too long) and counted",
   },
   logPackageLevels: {
     flag: "log-package-levels",
