@@ -416,6 +416,9 @@ async function memberSession(s: Session): Promise<void> {
     await list();
     await run(s, ["member", "remove", id!]);
     await list();
+  } catch (err) {
+    // The joining member is not among the cluster's members whose logs a failed session shows.
+    throw new Error(`${(err as Error).message}\nm4: ${m4.log}`);
   } finally {
     s.cluster.stopMember(m4);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatId, formatId16 } from "./format.js";
+import { formatId, formatId16, renderTable } from "./format.js";
 
 describe("member IDs as etcdctl prints them", () => {
   it("uses %x in lists and %16x in the member add/remove/update lines", () => {
@@ -8,5 +8,23 @@ describe("member IDs as etcdctl prints them", () => {
     expect(formatId(0xffffffffffffffffn)).toBe("ffffffffffffffff");
     expect(formatId16(0x0abcdef012345678n)).toBe(" abcdef012345678");
     expect(formatId16(0x8e9e05c52164694dn)).toBe("8e9e05c52164694d");
+  });
+});
+
+describe("tables as etcdctl draws them", () => {
+  it("puts a header's odd space of padding on its right, as Go's tablewriter", () => {
+    // Proves the header line byte for byte against etcdctl 3.4's `member list -w table`, whose
+    // STATUS, PEER ADDRS and IS LEARNER columns each leave an odd gap.
+    const table = renderTable(
+      ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"],
+      [["4e95e8bf5c055843", "started", "x", "http://127.0.0.1:43380", "http://127.0.0.1:43379", "false"]],
+    );
+    expect(table.split("\n")).toEqual([
+      "+------------------+---------+------+------------------------+------------------------+------------+",
+      "|        ID        | STATUS  | NAME |       PEER ADDRS       |      CLIENT ADDRS      | IS LEARNER |",
+      "+------------------+---------+------+------------------------+------------------------+------------+",
+      "| 4e95e8bf5c055843 | started |    x | http://127.0.0.1:43380 | http://127.0.0.1:43379 |      false |",
+      "+------------------+---------+------+------------------------+------------------------+------------+",
+    ]);
   });
 });

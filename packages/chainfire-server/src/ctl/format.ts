@@ -79,7 +79,8 @@ export function renderTable(headers: readonly string[], rows: readonly (readonly
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const rule = `+${widths.map((w) => "-".repeat(w + 2)).join("+")}+`;
   const centre = (text: string, width: number) => {
-    const left = Math.ceil((width - text.length) / 2);
+    // As Go's tablewriter, which etcdctl uses: an odd gap leaves the extra space on the right.
+    const left = Math.floor((width - text.length) / 2);
     return " ".repeat(left) + text + " ".repeat(width - text.length - left);
   };
   const head = `|${headers.map((h, i) => ` ${centre(h, widths[i]!)} `).join("|")}|`;
