@@ -1,6 +1,7 @@
 // Proves that kill -9 of the leader and then of a follower, under continuous writes, loses no
 // acknowledged write; the survivors keep serving; and each restarted member catches up — by
-// snapshot, since the writes made while it was down go far past --snapshot-count plus the kept tail.
+// snapshot, since the writes made while it was down go far past --snapshot-count plus the kept tail
+// — before it serves its first read.
 import { afterAll, describe, expect, it } from "vitest";
 import { DaemonCluster, type Member, put, readPrefix, until } from "./support/daemon-cluster.js";
 
@@ -73,7 +74,13 @@ describe("kill -9 under write load", () => {
       await cluster.stop(victim.name, "SIGKILL");
       // The survivors elect (if needed) and keep acknowledging writes: far more than the log keeps.
       await ackedGrowsBy(150, `after killing the ${role}`);
+      // As etcd, the restarted member serves clients only once it has applied what the cluster
+      // committed: its first serializable read already holds every write acknowledged while it was
+      // down (read once, not polled).
+      const whileDown = new Map(acked);
       await cluster.start(victim.name, { initialCluster: initial });
+      const first = await readPrefix(victim, "load/", true);
+      expect([...whileDown].filter(([k, v]) => first.get(k) !== v)).toEqual([]);
       await ackedGrowsBy(50, `after restarting the ${role}`);
       for (const m of cluster.running()) await expectAllAcked(m);
     }

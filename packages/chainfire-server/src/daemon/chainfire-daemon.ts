@@ -140,6 +140,8 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     );
   let member: RunningMember;
   let bootstrap: typeof config = config;
+  // A member that restarts with its data, or joins a running cluster, is behind the cluster.
+  const rejoining = store.appliedIndex() > 0n || config.initialClusterState === "existing";
   try {
     prepareDataDir(config.dataDir, () => store.appliedIndex());
     await store.startSnapshotWorker().catch((err: unknown) => {
@@ -211,6 +213,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   // On the peer URL too: the member list, which a joining member reads to find the ID given to its
   // peer URL (and members of earlier versions read to learn of their removal).
   member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(membership));
+  if (rejoining) await catchUpBeforeServing(member, config.electionTimeoutMs, logger);
   // The token the cluster was bootstrapped with (a restore's, when the data dir came from one).
   await startServers(ctx, apiCtx, membership, member, bootstrap.initialClusterToken, etcdMetrics);
   logger.info(
@@ -330,6 +333,44 @@ function startLeaseMachinery(ctx: Ctx, member: RunningMember, store: MvccStore):
   driver.start();
   ctx.onShutdown("lease-driver", () => driver.stop());
 }
+
+/**
+ * As etcd serves clients only once it has published itself through the log (so it has applied what
+ * the cluster committed before): a restarted or joining member first applies everything the leader
+ * had committed (a linearizable read's barrier), or a serializable read, a watch or a status would
+ * answer from the state it stopped at. Without a leader within the bound (quorum lost), it serves
+ * what it has, as before, and says so.
+ */
+async function catchUpBeforeServing(member: RunningMember, electionTimeoutMs: number, logger: Ctx["logger"]) {
+  const boundMs = Math.max(CATCH_UP_BOUND_MS, 10 * electionTimeoutMs);
+  const deadline = Date.now() + boundMs;
+  const started = Date.now();
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  while (Date.now() < deadline && !member.raft.node.isStopped) {
+    // A read asked before any leader is known is only retried an election timeout later.
+    if (member.raft.node.leader === 0n) {
+      await pause(20);
+      continue;
+    }
+    try {
+      await member.raft.linearizableRead(() => undefined);
+      logger.info(
+        { tookMs: Date.now() - started, appliedIndex: member.raft.node.appliedIndex().toString() },
+        "caught up with the cluster's commits; serving clients",
+      );
+      return;
+    } catch {
+      await pause(Math.min(electionTimeoutMs, 1000));
+    }
+  }
+  logger.warn(
+    { waitedMs: Date.now() - started },
+    "could not reach the cluster's leader to catch up; serving clients with what this member has applied",
+  );
+}
+
+/** How long a restarted member waits at most to catch up before serving clients (see catchUpBeforeServing). */
+const CATCH_UP_BOUND_MS = 10_000;
 
 async function startServers(
   ctx: Ctx,
