@@ -165,6 +165,8 @@ function raftConfig(args: StartMemberArgs, plan: MemberPlan, raftDir: string): R
     snapshotEntries: c.snapshotCount,
     snapshotTailEntries: Math.min(5000, Math.max(1, Math.floor(c.snapshotCount / 2))),
     backgroundCheckpoints: true,
+    // etcd's request timeout: 5 s plus two election timeouts (a leader change fits in it).
+    requestTimeoutMs: 5000 + 2 * c.electionTimeoutMs,
     logger: raftLogger(args.logger.child({ component: "raft" })),
     ...args.raftOverrides,
     transport: { ...peerClientTls(c, (f, m) => args.logger.warn(f, m)), ...args.raftOverrides?.transport },
