@@ -22,7 +22,7 @@ import {
 } from "@photoncloud/daemon";
 import type { RaftLogger } from "../core/types.js";
 import { GrpcTransport } from "../transport/grpc-transport.js";
-import { MemberNotFoundError } from "../service/errors.js";
+import { ConfChangePendingError, MemberNotFoundError } from "../service/errors.js";
 import { RaftService, type RaftServiceConfig } from "../service/raft-service.js";
 import type { StateMachine } from "../service/state-machine.js";
 import { formatId } from "./ids.js";
@@ -240,6 +240,9 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How often publishSelf looks for a leader before it has one. */
+const PUBLISH_POLL_MS = 20;
+
 /**
  * etcd's graceful stop: a leader hands leadership to its most up-to-date voter heard from
  * recently, so the cluster does not wait an election timeout. Bounded by two election timeouts
@@ -329,20 +332,28 @@ async function publishSelf(member: RunningMember, plan: MemberPlan, retryMs: num
     const me = raft.node.members.get(member.memberId);
     if (me !== undefined && me.name === plan.name && sameList(me.clientUrls, plan.advertiseClientUrls))
       return;
-    if (raft.node.leader !== 0n) {
-      try {
-        await raft.publishAttributes(member.memberId, plan.name, plan.advertiseClientUrls);
-        logger.info({ clientUrls: plan.advertiseClientUrls }, "published this member's client URLs");
-        return;
-      } catch (err) {
-        if (err instanceof MemberNotFoundError) return;
-        // Members starting together publish at once and wait for each other's change (one membership
-        // change at a time), so a few failures are normal; a run of them is worth a warning.
-        failures++;
-        logger[failures % 5 === 0 ? "warn" : "debug"](
-          { err: (err as Error).message, failures },
-          "publishing this member's client URLs failed; retrying",
-        );
+    // Published as soon as a leader is known: until then a member list shows no client URL for it.
+    if (raft.node.leader === 0n) {
+      await pause(PUBLISH_POLL_MS);
+      continue;
+    }
+    try {
+      await raft.publishAttributes(member.memberId, plan.name, plan.advertiseClientUrls);
+      logger.info({ clientUrls: plan.advertiseClientUrls }, "published this member's client URLs");
+      return;
+    } catch (err) {
+      if (err instanceof MemberNotFoundError) return;
+      // Members starting together publish at once and wait for each other's change (one membership
+      // change at a time), so a few failures are normal; a run of them is worth a warning.
+      failures++;
+      logger[failures % 5 === 0 ? "warn" : "debug"](
+        { err: (err as Error).message, failures },
+        "publishing this member's client URLs failed; retrying",
+      );
+      // Another member's change is applied within a round trip or two.
+      if (err instanceof ConfChangePendingError) {
+        await pause(Math.min(retryMs, 4 * PUBLISH_POLL_MS));
+        continue;
       }
     }
     await pause(retryMs);
