@@ -405,12 +405,16 @@ async function memberSession(s: Session): Promise<void> {
       return r.code === 0 ? r : undefined;
     }, "m4 to be promotable");
     s.outputs.push(`$ etcdctl member promote <id:m4>\n[exit 0]\n${s.norm.apply(promoted.out)}`);
+    let seen = "";
     await until(async () => {
       const r = await etcdctl(s.cluster.members[0]!.endpoint, ["member", "list"]);
+      seen = r.out;
       return r.out.includes(", m4, ") && r.out.includes("false\n") && !/m4.*true/.test(r.out)
         ? true
         : undefined;
-    }, "m4 to be a started voter in the member list");
+    }, "m4 to be a started voter in the member list").catch((err: Error) => {
+      throw new Error(`${err.message}; promote answered: ${promoted.out}; the list last read:\n${seen}`);
+    });
     await list();
     await run(s, ["member", "update", id!, `--peer-urls=http://127.0.0.1:${movedPeerPort}`]);
     await list();

@@ -347,6 +347,35 @@ describe("RaftService", () => {
     expect([m4.peerUrls, m4.clientUrls]).toEqual([[newUrl], ["http://127.0.0.1:12379"]]);
   }, 60_000);
 
+  it("keeps what a learner published while its promotion waited for it to catch up", async () => {
+    // Proves a promotion does not write back the empty name and client URLs it read before the
+    // learner published them: etcd's MemberPromote carries neither, and the member list would show
+    // the new voter as unstarted for good.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    await proposeRetry(leader, "before");
+    const bound4 = await bindServer();
+    const spec = { name: "", peerUrls: [bound4.url], clientUrls: [], isLearner: true };
+    await leader.service.addMember(4n, spec);
+    // The learner is not running: the promotion waits for it to catch up.
+    const promotion = leader.service.addMember(4n, { ...spec, isLearner: false });
+    await leader.service.publishAttributes(4n, "m4", ["http://127.0.0.1:12379"]);
+    members.push(startMember(4n, bound4, dir, leader.service.memberList(), { ...opts, join: true }));
+    const promoted = await promotion.catch(async (err: unknown) => {
+      // On a machine too slow for the learner to catch up within the promotion's wait, ask again.
+      if (!(err instanceof LearnerNotReadyError)) throw err;
+      return leader.service.addMember(4n, { ...spec, isLearner: false });
+    });
+    expect(promoted.isLearner).toBe(false);
+    const listed = leader.service.memberList().find((m) => m.id === 4n)!;
+    expect([listed.name, listed.clientUrls, listed.isLearner]).toEqual([
+      "m4",
+      ["http://127.0.0.1:12379"],
+      false,
+    ]);
+  }, 60_000);
+
   it("lets a lone voter take a second one, as etcd does, which then joins", async () => {
     // Proves the one-member cluster grows with a voter add (no learner): the new voter is not
     // running yet, so the quorum guard would refuse it; etcd allows this one case, and so does this.

@@ -764,8 +764,9 @@ export class RaftService implements Replicated, NodeListener {
     }
   }
 
-  private async upsertLocal(id: NodeId, spec: MemberSpec): Promise<MembershipResult> {
+  private async upsertLocal(id: NodeId, asked: MemberSpec): Promise<MembershipResult> {
     this.requireLeader();
+    let spec = asked;
     const existing = this.node.members.get(id);
     if (existing !== undefined) spec = mergeSpec(existing, spec);
     if (spec.peerUrls.length === 0) {
@@ -784,7 +785,12 @@ export class RaftService implements Replicated, NodeListener {
         );
       }
     }
-    if (existing?.isLearner && !spec.isLearner) await this.awaitLearnerInSync(id);
+    if (existing?.isLearner && !spec.isLearner) {
+      await this.awaitLearnerInSync(id);
+      // The learner may have published its name and client URLs meanwhile: keep what it published.
+      const now = this.node.members.get(id);
+      if (now !== undefined) spec = mergeSpec(now, asked);
+    }
     const type = this.upsertType(id, existing, spec);
     const info: MemberInfo = {
       id,
