@@ -192,20 +192,7 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     () => clientMessageBytes.sent,
   );
 
-  new Counter({
-    name: "etcd_network_peer_sent_failures_total",
-    help: "The total number of send failures from peers.",
-    labelNames: ["To"],
-    registers,
-    collect() {
-      this.reset();
-      for (const [peer, failures] of raft.stats.peerSendFailures)
-        this.inc({ To: peer.toString(16) }, failures);
-    },
-  });
-
-  const self = member.memberId.toString(16);
-  /** A counter per peer, labelled as etcd labels it, from a map the transport keeps. */
+  /** A counter per peer, labelled as etcd labels it (hex ID), from counts kept per peer. */
   const perPeer = (name: string, help: string, label: string, counts: ReadonlyMap<bigint, number>) =>
     new Counter({
       name,
@@ -214,9 +201,15 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
       registers,
       collect() {
         this.reset();
-        for (const [peer, bytes] of counts) this.inc({ [label]: peer.toString(16) }, bytes);
+        for (const [peer, n] of counts) this.inc({ [label]: peer.toString(16) }, n);
       },
     });
+  perPeer(
+    "etcd_network_peer_sent_failures_total",
+    "The total number of send failures from peers.",
+    "To",
+    raft.stats.peerSendFailures,
+  );
   perPeer(
     "etcd_network_peer_sent_bytes_total",
     "The total number of bytes sent to peers.",
@@ -229,6 +222,7 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     "From",
     raft.transport.bytesReceived,
   );
+  const self = member.memberId.toString(16);
   /** Each peer this member has a connection state for (members of the cluster but itself). */
   const peers = function* () {
     for (const peer of raft.node.members.keys()) {

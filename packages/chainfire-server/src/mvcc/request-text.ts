@@ -7,6 +7,9 @@ const quoted = (bytes: Uint8Array) => JSON.stringify(Buffer.from(bytes).toString
 
 const end = (rangeEnd: Uint8Array) => (rangeEnd.length > 0 ? ` range_end:${quoted(rangeEnd)}` : "");
 
+/** The keys a range or a delete names. */
+const keysText = (r: { key: Uint8Array; rangeEnd: Uint8Array }) => `key:${quoted(r.key)}${end(r.rangeEnd)}`;
+
 function putText(p: etcd.PutRequest): string {
   const lease = p.lease !== 0n ? ` lease:${p.lease}` : "";
   return `key:${quoted(p.key)} value_size:${p.value.length}${lease}`;
@@ -15,15 +18,13 @@ function putText(p: etcd.PutRequest): string {
 function compareText(c: etcd.Compare): string {
   const target = etcd.Compare_CompareTarget[c.target] ?? String(c.target);
   const result = etcd.Compare_CompareResult[c.result] ?? String(c.result);
-  return `compare:<target:${target} key:${quoted(c.key)}${end(c.rangeEnd)} result:${result}>`;
+  return `compare:<target:${target} ${keysText(c)} result:${result}>`;
 }
 
 function opText(op: etcd.RequestOp): string {
   if (op.requestPut) return `request_put:<${putText(op.requestPut)}>`;
-  if (op.requestDeleteRange)
-    return `request_delete_range:<key:${quoted(op.requestDeleteRange.key)}${end(op.requestDeleteRange.rangeEnd)}>`;
-  if (op.requestRange)
-    return `request_range:<key:${quoted(op.requestRange.key)}${end(op.requestRange.rangeEnd)}>`;
+  if (op.requestDeleteRange) return `request_delete_range:<${keysText(op.requestDeleteRange)}>`;
+  if (op.requestRange) return `request_range:<${keysText(op.requestRange)}>`;
   if (op.requestTxn) return `request_txn:<${txnText(op.requestTxn)}>`;
   return "<>";
 }
@@ -35,8 +36,7 @@ function txnText(t: etcd.TxnRequest): string {
 
 export function requestText(cmd: command.MvccCommand): string {
   if (cmd.put) return `put:<${putText(cmd.put)}>`;
-  if (cmd.deleteRange)
-    return `delete_range:<key:${quoted(cmd.deleteRange.key)}${end(cmd.deleteRange.rangeEnd)}>`;
+  if (cmd.deleteRange) return `delete_range:<${keysText(cmd.deleteRange)}>`;
   if (cmd.txn) return `txn:<${txnText(cmd.txn)}>`;
   if (cmd.compaction) return `compaction:<revision:${cmd.compaction.revision}>`;
   if (cmd.leaseGrant) return `lease_grant:<ttl:${cmd.leaseGrant.TTL}-second id:${cmd.leaseGrant.ID}>`;
