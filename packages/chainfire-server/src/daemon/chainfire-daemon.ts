@@ -140,8 +140,6 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     );
   let member: RunningMember;
   let bootstrap: typeof config = config;
-  // A member that restarts with its data, or joins a running cluster, is behind the cluster.
-  const rejoining = store.appliedIndex() > 0n || config.initialClusterState === "existing";
   try {
     prepareDataDir(config.dataDir, () => store.appliedIndex());
     await store.startSnapshotWorker().catch((err: unknown) => {
@@ -213,7 +211,11 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   // On the peer URL too: the member list, which a joining member reads to find the ID given to its
   // peer URL (and members of earlier versions read to learn of their removal).
   member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(membership));
-  if (rejoining) await catchUpBeforeServing(member, config.electionTimeoutMs, logger);
+  // A member that restarts with its data, or joins a running cluster, is behind the cluster. (Its
+  // Raft log says it restarted: the store's file may not have committed an applied entry yet.)
+  if (member.restarted || config.initialClusterState === "existing") {
+    await catchUpBeforeServing(member, config.electionTimeoutMs, logger);
+  }
   // The token the cluster was bootstrapped with (a restore's, when the data dir came from one).
   await startServers(ctx, apiCtx, membership, member, bootstrap.initialClusterToken, etcdMetrics);
   logger.info(

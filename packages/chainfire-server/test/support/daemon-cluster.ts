@@ -365,18 +365,19 @@ export function put(m: Member, key: string, value: string, deadlineMs?: number):
   return call<etcd.PutResponse>(m.clients.kv, "put", putRequest(key, value), deadlineMs);
 }
 
-/** Every key under `prefix` on one member, as key → value. */
+/** Every key under `prefix` on one member, as key → value (values empty with `keysOnly`). */
 export async function readPrefix(
   m: Member,
   prefix: string,
   serializable: boolean,
+  keysOnly = false,
 ): Promise<Map<string, string>> {
   const end = Buffer.from(prefix);
   end[end.length - 1]!++;
   const res = await call<etcd.RangeResponse>(
     m.clients.kv,
     "range",
-    rangeRequest({ key: enc(prefix), rangeEnd: end, serializable }),
+    rangeRequest({ key: enc(prefix), rangeEnd: end, serializable, keysOnly }),
   );
   return new Map(res.kvs.map((kv: mvccpb.KeyValue) => [kv.key.toString(), kv.value.toString()]));
 }

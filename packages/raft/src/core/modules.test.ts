@@ -80,13 +80,33 @@ describe("progress", () => {
     const pr = new Progress(1n, 2, false);
     pr.maybeUpdate(0n);
     pr.becomeReplicate();
-    pr.sentEntries(3n, 3);
-    pr.sentEntries(5n, 2);
+    pr.sentEntries(3n, 3, 30);
+    pr.sentEntries(5n, 2, 20);
     expect(pr.isPaused()).toBe(true);
     pr.maybeUpdate(3n);
     pr.inflights.freeLE(3n);
     expect(pr.isPaused()).toBe(false);
     expect(pr.next).toBe(6n);
+  });
+
+  it("bounds the pipeline by bytes too, and always lets one message through an empty window", () => {
+    // Proves the inflightBytesMax bound: full at the byte bound, freed by acknowledgements.
+    const pr = new Progress(1n, 100, false, 1000);
+    pr.maybeUpdate(0n);
+    pr.becomeReplicate();
+    pr.sentEntries(2n, 2, 600);
+    expect(pr.isPaused()).toBe(false);
+    pr.sentEntries(3n, 1, 500);
+    expect(pr.isPaused()).toBe(true);
+    expect(pr.inflights.bytes).toBe(1100);
+    pr.inflights.freeLE(2n);
+    expect(pr.inflights.bytes).toBe(500);
+    expect(pr.isPaused()).toBe(false);
+    pr.inflights.freeLE(3n);
+    pr.sentEntries(4n, 1, 5000);
+    expect(pr.isPaused()).toBe(true);
+    pr.inflights.freeFirstOne();
+    expect(pr.inflights.bytes).toBe(0);
   });
 
   it("backs off to the follower's hint in probe state and ignores stale rejections", () => {

@@ -22,10 +22,11 @@ export class Progress {
     next: bigint,
     inflightMsgsMax: number,
     public isLearner: boolean,
+    inflightBytesMax = 0,
   ) {
     assert(next >= 1n, "progress next must be >= 1");
     this.next = next;
-    this.inflights = new Inflights(inflightMsgsMax);
+    this.inflights = new Inflights(inflightMsgsMax, inflightBytesMax);
   }
 
   private resetState(state: ProgressState): void {
@@ -85,12 +86,15 @@ export class Progress {
     return true;
   }
 
-  /** Records that an App carrying entries up to `lastIndex` (possibly none) was sent. */
-  sentEntries(lastIndex: bigint, entryCount: number): void {
+  /**
+   * Records that an App carrying entries up to `lastIndex` (possibly none), `bytes` of entry data,
+   * was sent.
+   */
+  sentEntries(lastIndex: bigint, entryCount: number, bytes: number): void {
     if (this.state === "replicate") {
       if (entryCount > 0) {
         this.next = lastIndex + 1n;
-        this.inflights.add(lastIndex);
+        this.inflights.add(lastIndex, bytes);
       }
     } else if (this.state === "probe") {
       this.probeSent = true;

@@ -1,8 +1,9 @@
 // Unit tests of the core through a synchronous in-process cluster: election, replication, commit.
 import { describe, expect, it } from "vitest";
 import { Harness } from "../sim/harness.js";
+import { entriesDataBytes } from "./entry-size.js";
 import { ProposalDroppedError } from "./errors.js";
-import { ConfChangeType, EntryType, StateRole } from "./types.js";
+import { ConfChangeType, EntryType, MessageType, StateRole } from "./types.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -118,5 +119,64 @@ describe("RaftCore", () => {
     h.stabilize();
     const data = h.node(3n).applied.filter((e) => e.data.length > 0 && e.type === EntryType.Normal);
     expect(data.map((e) => dec(e.data))).toEqual(["p1", "p2"]);
+  });
+
+  /**
+   * A leader with 40 entries of 50 bytes that follower 3 missed (cut off), with messages of at most
+   * 100 bytes: returns, per Ready of the leader, the entry bytes it sent to 3, and checks that every
+   * member applied all 40 in order.
+   */
+  function catchUp(options: { inflightBytesMax?: number; committedBytesPerReadyMax?: number }) {
+    const h = threeMembers({ msgBytesMax: 100, ...options });
+    h.node(1n).core.campaign();
+    h.stabilize();
+    h.cut.add("1-3");
+    h.cut.add("2-3");
+    const values = Array.from({ length: 40 }, (_, i) => `${String(i).padStart(2, "0")}${"v".repeat(48)}`);
+    for (const v of values) h.node(1n).core.propose(enc(v));
+    h.stabilize();
+    const sentToThree: number[] = [];
+    const committedBytes: number[] = [];
+    h.onReady = (id, rd) => {
+      if (id === 1n) {
+        const apps = rd.messages.filter((m) => m.to === 3n && m.type === MessageType.App);
+        if (apps.length > 0) sentToThree.push(apps.reduce((n, m) => n + entriesDataBytes(m.entries), 0));
+      }
+      if (rd.committedEntries.length > 1) committedBytes.push(entriesDataBytes(rd.committedEntries));
+    };
+    h.cut.clear();
+    // Heartbeats reach 3 again; it answers, and the leader finds where its log ends.
+    for (let i = 0; i < 3 && h.node(3n).applied.length < h.node(1n).applied.length; i++) {
+      h.node(1n).core.tick();
+      h.stabilize();
+    }
+    for (const id of [1n, 2n, 3n]) {
+      const data = h.node(id).applied.filter((e) => e.data.length > 0 && e.type === EntryType.Normal);
+      expect(
+        data.map((e) => dec(e.data)),
+        `member ${id}`,
+      ).toEqual(values);
+    }
+    return { sentToThree, committedBytes };
+  }
+
+  it("feeds a follower that is far behind at most inflightBytesMax of entries per round trip", () => {
+    // Proves the byte bound of the inflight window: without it the leader sends all the backlog
+    // that its probe did not carry (100 bytes) to the returning follower in one Ready; with it,
+    // 300 bytes (three 100-byte messages) at a time.
+    const unbounded = catchUp({});
+    expect(Math.max(...unbounded.sentToThree)).toBe(1900);
+    const bounded = catchUp({ inflightBytesMax: 300 });
+    expect(Math.max(...bounded.sentToThree)).toBe(300);
+    expect(bounded.sentToThree.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(2000);
+  });
+
+  it("hands out a backlog of committed entries committedBytesPerReadyMax at a time", () => {
+    // Proves the bound on committed entries per Ready: 120 bytes is two 50-byte entries.
+    const { committedBytes } = catchUp({ committedBytesPerReadyMax: 120 });
+    expect(committedBytes.length).toBeGreaterThan(0);
+    expect(Math.max(...committedBytes)).toBeLessThanOrEqual(120);
+    const whole = catchUp({ committedBytesPerReadyMax: 1 << 20 });
+    expect(Math.max(...whole.committedBytes)).toBeGreaterThan(120);
   });
 });

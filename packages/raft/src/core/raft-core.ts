@@ -48,6 +48,17 @@ export interface RaftConfig {
   msgBytesMax: number;
   /** Max unacknowledged App messages per follower in replicate state. */
   inflightMsgsMax: number;
+  /**
+   * Max bytes of entry data in those messages (0 or absent = no limit; etcd-io/raft's
+   * MaxInflightBytes). A message goes out whenever the window holds less, so one entry larger than
+   * this still goes.
+   */
+  inflightBytesMax?: number;
+  /**
+   * Max bytes of committed entry data one Ready hands out to be applied (default `msgBytesMax`, as
+   * etcd-io/raft's MaxCommittedSizePerReady); never fewer than one entry.
+   */
+  committedBytesPerReadyMax?: number;
   /** Leader drops proposals beyond this much uncommitted data (0 = no limit). */
   uncommittedBytesMax: number;
   preVote: boolean;
@@ -120,7 +131,9 @@ export class RaftCore {
     this.config = config;
     const { hardState, confState } = config.storage.initialState();
     this.log = new RaftLog(config.storage, hardState.commit, config.applied);
-    this.tracker = new ProgressTracker(config.inflightMsgsMax);
+    assert((config.inflightBytesMax ?? 0) >= 0, "inflightBytesMax must not be negative");
+    assert((config.committedBytesPerReadyMax ?? 1) > 0, "committedBytesPerReadyMax must be positive");
+    this.tracker = new ProgressTracker(config.inflightMsgsMax, config.inflightBytesMax ?? 0);
     this.tracker.setConfig(confState, this.log.lastIndex() + 1n);
     this.term = hardState.term;
     this.vote = hardState.vote;
@@ -227,7 +240,9 @@ export class RaftCore {
       readStates: this.readStates,
       entries,
       snapshot,
-      committedEntries: this.log.nextCommittedEntries(this.config.msgBytesMax * this.config.inflightMsgsMax),
+      committedEntries: this.log.nextCommittedEntries(
+        this.config.committedBytesPerReadyMax ?? this.config.msgBytesMax,
+      ),
       messages: this.msgs,
       mustSync:
         entries.length > 0 ||
@@ -671,7 +686,7 @@ export class RaftCore {
       entries: ents,
       commit: this.log.committed,
     });
-    pr.sentEntries(pr.next - 1n + BigInt(ents.length), ents.length);
+    pr.sentEntries(pr.next - 1n + BigInt(ents.length), ents.length, entriesDataBytes(ents));
     return true;
   }
 

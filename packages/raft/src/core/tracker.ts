@@ -17,7 +17,14 @@ export class ProgressTracker {
   /** A voter's acknowledged index, made once: `committed` runs on every acknowledgement. */
   private readonly matchOf = (id: NodeId): bigint => this.progress.get(id)?.match ?? 0n;
 
-  constructor(private readonly inflightMsgsMax: number) {}
+  constructor(
+    private readonly inflightMsgsMax: number,
+    private readonly inflightBytesMax = 0,
+  ) {}
+
+  private newProgress(next: bigint, isLearner: boolean): Progress {
+    return new Progress(next, this.inflightMsgsMax, isLearner, this.inflightBytesMax);
+  }
 
   confState(): ConfState {
     return { voters: sortedIds(this.voters), learners: sortedIds(this.learners) };
@@ -37,14 +44,14 @@ export class ProgressTracker {
       assert(!this.voters.has(id), `member ${id} is both voter and learner`);
       this.learners.add(id);
     }
-    for (const id of this.voters) this.progress.set(id, new Progress(next, this.inflightMsgsMax, false));
-    for (const id of this.learners) this.progress.set(id, new Progress(next, this.inflightMsgsMax, true));
+    for (const id of this.voters) this.progress.set(id, this.newProgress(next, false));
+    for (const id of this.learners) this.progress.set(id, this.newProgress(next, true));
   }
 
   addVoter(id: NodeId, next: bigint): void {
     assert(!this.isMember(id), `addVoter: ${id} already a member`);
     this.voters.add(id);
-    const pr = new Progress(next, this.inflightMsgsMax, false);
+    const pr = this.newProgress(next, false);
     // A new member counts as active so that check-quorum does not fail before it is reached.
     pr.recentActive = true;
     this.progress.set(id, pr);
@@ -53,7 +60,7 @@ export class ProgressTracker {
   addLearner(id: NodeId, next: bigint): void {
     assert(!this.isMember(id), `addLearner: ${id} already a member`);
     this.learners.add(id);
-    const pr = new Progress(next, this.inflightMsgsMax, true);
+    const pr = this.newProgress(next, true);
     pr.recentActive = true;
     this.progress.set(id, pr);
   }

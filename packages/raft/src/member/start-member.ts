@@ -57,6 +57,8 @@ export interface RunningMember {
   memberId: bigint;
   /** 0n only while a member that joined an existing cluster has not yet learned it. */
   clusterId: bigint;
+  /** Whether the member started from a Raft log of its own (a restart), not a fresh data dir. */
+  restarted: boolean;
   /** RaftPeer on --listen-peer-urls (TLS per --peer-* flags). */
   peerServer: RunningGrpcServer;
   /** The config the member runs with (the membership handlers read the cluster token from it). */
@@ -381,6 +383,7 @@ function runningMember(
     raft,
     memberId: plan.memberId,
     clusterId: plan.clusterId,
+    restarted: plan.restart,
     peerServer,
     config: args.config,
     version: args.version,

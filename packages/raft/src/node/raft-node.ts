@@ -37,6 +37,8 @@ import type { ApplyEntry, SnapshotJob, StateMachine } from "../service/state-mac
 import { SqliteLogStore } from "../storage/sqlite-log-store.js";
 import type { GrpcTransport } from "../transport/grpc-transport.js";
 
+/** After this long (ms) in one turn of the Ready loop, the rest waits for the next turn. */
+const READY_TURN_MS = 10;
 /** A Raft log fsync at least this long is logged (etcd's warnSyncDuration). */
 const SLOW_FSYNC_SECONDS = 1;
 export interface RaftNodeConfig {
@@ -52,6 +54,10 @@ export interface RaftNodeConfig {
   snapshotTailEntries: number;
   msgBytesMax: number;
   inflightMsgsMax: number;
+  /** Bytes of entry data in flight to one follower (see RaftConfig.inflightBytesMax). */
+  inflightBytesMax: number;
+  /** Bytes of committed entry data applied per Ready (see RaftConfig.committedBytesPerReadyMax). */
+  committedBytesPerReadyMax: number;
   uncommittedBytesMax: number;
   /**
    * The members this one knows at first start. For a brand-new cluster they form the bootstrap
@@ -74,6 +80,12 @@ export const DEFAULT_NODE_CONFIG = {
   snapshotTailEntries: 5_000,
   msgBytesMax: 1 << 20,
   inflightMsgsMax: 256,
+  // A follower that comes back far behind is fed 4 MB per round trip: reading, encoding and sending
+  // more in one turn stalls the leader's clients (256 full messages would be 256 MB).
+  inflightBytesMax: 4 << 20,
+  // Applied 256 KB at a time (several hundred small puts), a backlog of committed entries lets the
+  // member's timers, peers and clients in between (see processReady).
+  committedBytesPerReadyMax: 256 << 10,
   uncommittedBytesMax: 64 << 20,
 } as const;
 
@@ -147,6 +159,8 @@ export class RaftNode {
       applied: this.applied,
       msgBytesMax: config.msgBytesMax,
       inflightMsgsMax: config.inflightMsgsMax,
+      inflightBytesMax: config.inflightBytesMax,
+      committedBytesPerReadyMax: config.committedBytesPerReadyMax,
       uncommittedBytesMax: config.uncommittedBytesMax,
       preVote: true,
       checkQuorum: true,
@@ -254,8 +268,11 @@ export class RaftNode {
   private readySyncing = false;
 
   private processReady(): void {
-    // A bounded number of rounds per turn keeps timers and I/O callbacks responsive.
+    // A bounded number of rounds per turn, and a bounded time, keep timers and I/O callbacks
+    // responsive (a backlog of committed entries comes one bounded Ready at a time).
+    const turnEnd = performance.now() + READY_TURN_MS;
     for (let i = 0; i < 8 && !this.stopped && !this.readySyncing && this.core.hasReady(); i++) {
+      if (i > 0 && performance.now() >= turnEnd) break;
       const rd = this.core.ready();
       if (this.writeReady(rd)) {
         // The fsync runs off the event loop; meanwhile the loop keeps stepping messages and taking

@@ -35,6 +35,8 @@ export const DEFAULT_OPTIONS: Required<HarnessOptions> = {
   heartbeatTicks: 1,
   msgBytesMax: 1 << 20,
   inflightMsgsMax: 256,
+  inflightBytesMax: 0,
+  committedBytesPerReadyMax: 1 << 20,
   uncommittedBytesMax: 0,
   preVote: false,
   checkQuorum: false,

@@ -93,6 +93,8 @@ export class Simulator {
     heartbeatTicks: number;
     msgBytesMax: number;
     inflightMsgsMax: number;
+    inflightBytesMax: number;
+    committedBytesPerReadyMax: number;
     uncommittedBytesMax: number;
   };
   private now = 0;
@@ -122,6 +124,8 @@ export class Simulator {
       msgBytesMax: 8 + this.random.intBelow(256),
       inflightMsgsMax: 1 + this.random.intBelow(8),
       uncommittedBytesMax: this.random.chance(0.5) ? 0 : 64 + this.random.intBelow(4096),
+      inflightBytesMax: this.random.chance(0.5) ? 0 : 1 + this.random.intBelow(1024),
+      committedBytesPerReadyMax: 1 + this.random.intBelow(512),
     };
     // Each seed draws its own fault profile, from a clean LAN to a very lossy, slow network.
     this.net = new SimNetwork(
@@ -200,6 +204,8 @@ export class Simulator {
       applied: node.smIndex,
       msgBytesMax: this.bounds.msgBytesMax,
       inflightMsgsMax: this.bounds.inflightMsgsMax,
+      inflightBytesMax: this.bounds.inflightBytesMax,
+      committedBytesPerReadyMax: this.bounds.committedBytesPerReadyMax,
       uncommittedBytesMax: this.bounds.uncommittedBytesMax,
       preVote: this.preVote,
       checkQuorum: this.checkQuorum,
