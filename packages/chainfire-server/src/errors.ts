@@ -135,22 +135,21 @@ export function toGrpcError(err: unknown): { code: status; details: string } {
   if (err instanceof ChainfireError) return { code: err.grpcStatus, details: err.message };
   const code = (err as { code?: unknown })?.code;
   const message = err instanceof Error ? err.message : String(err);
+  // etcd's bare texts: etcd's Go client turns a status into its typed error (rpctypes.ErrUnhealthy,
+  // ErrTimeoutLeaderTransfer, ...) only when the text matches exactly. Why it was refused is in the
+  // member's log (see RaftService.routeMembership) and in the operator API's answer.
   if (code === "RAFT_UNHEALTHY_CLUSTER") {
-    // etcd's answer when members it needs are not connected (clients may retry), then which.
-    return { code: status.UNAVAILABLE, details: `${errorSpecs.UNHEALTHY.message}: ${message}` };
+    // etcd's answer when members it needs are not connected (clients may retry).
+    return { code: status.UNAVAILABLE, details: errorSpecs.UNHEALTHY.message };
   }
   if (code === "RAFT_QUORUM_AT_RISK" || code === "RAFT_CONF_CHANGE_PENDING") {
-    // etcd's text first (clients match on it), then why, which the Raft layer explains.
-    return {
-      code: status.FAILED_PRECONDITION,
-      details: `${errorSpecs.NOT_ENOUGH_STARTED.message}: ${message}`,
-    };
+    return { code: status.FAILED_PRECONDITION, details: errorSpecs.NOT_ENOUGH_STARTED.message };
   }
   if (code === "RAFT_TRANSFEREE_UNREACHABLE") {
     // What etcd answers once a transfer to such a member has run out of time; chainfire knows sooner.
     return {
       code: status.UNAVAILABLE,
-      details: `etcdserver: request timed out, leader transfer took too long: ${message}`,
+      details: "etcdserver: request timed out, leader transfer took too long",
     };
   }
   if (code === "RAFT_INVALID_ARGUMENT")

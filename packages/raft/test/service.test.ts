@@ -21,6 +21,7 @@ import {
   StoppedError,
   TimeoutError,
   TransfereeUnreachableError,
+  UnhealthyClusterError,
 } from "../src/service/errors.js";
 import { until } from "./helpers.js";
 
@@ -296,10 +297,11 @@ describe("RaftService", () => {
     expect(leader.service.memberList().find((m) => m.id === up.id)?.peerUrls).toEqual(upInfo.peerUrls);
   }, 60_000);
 
-  it("adds a voter only with every voter reachable, and a learner regardless", async () => {
+  it("adds a member, voter or learner, only with every voter reachable", async () => {
     // Proves etcd's strict reconfiguration check: with one of four voters silent, a fifth voter
-    // would leave a quorum reachable (3 of 5) but no voter to spare, so it is refused, saying
-    // which voter is missing; the same member may join as a learner.
+    // would leave a quorum reachable (3 of 5) but no voter to spare, and a learner would be fed
+    // while a voter is missing: both are refused, saying which voter is missing. Once the silent
+    // voter is removed, the same member joins.
     dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
     members = await startLocalCluster(4, dir, opts);
     const leader = await until("leader", () => leaderOf(members));
@@ -315,18 +317,56 @@ describe("RaftService", () => {
     );
     const bound = await bindServer();
     const spec = { name: "m5", peerUrls: [bound.url], clientUrls: [], isLearner: false };
-    const refused = await leader.service.addMember(5n, spec).catch((err: unknown) => err);
-    expect(refused).toBeInstanceOf(QuorumAtRiskError);
-    // It names the silent voter (others too, should a stall of this process silence them).
-    expect((refused as Error).message).toMatch(
-      new RegExp(
-        `^adding voter 5 needs every voter reachable, and .*\\b${down.id.toString(16)}\\b.*or add the new member as a learner$`,
-      ),
-    );
-    expect(leader.service.memberList().map((m) => m.id)).not.toContain(5n);
+    for (const role of ["voter", "learner"]) {
+      const refused = await leader.service
+        .addMember(5n, { ...spec, isLearner: role === "learner" })
+        .catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(UnhealthyClusterError);
+      // It names the silent voter (others too, should a stall of this process silence them).
+      expect((refused as Error).message).toMatch(
+        new RegExp(
+          `^adding ${role} 5 needs every voter reachable, and .*\\b${down.id.toString(16)}\\b.*; bring (it|them) back or remove (it|them) first$`,
+        ),
+      );
+      expect(leader.service.memberList().map((m) => m.id)).not.toContain(5n);
+    }
+    await leader.service.removeMember(down.id);
     const learner = await leader.service.addMember(5n, { ...spec, isLearner: true });
     expect(learner.isLearner).toBe(true);
     bound.server.forceShutdown();
+  }, 60_000);
+
+  it("refuses at once, with no leader known, a change that needs voters it cannot reach", async () => {
+    // Proves the check etcd makes on the member asked: a member that knows no leader and reaches no
+    // other voter refuses a new member and its own removal at once, and says why (waiting for a
+    // leader, they would fail with NoLeaderError at the request's deadline).
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    const bound = await Promise.all([bindServer(), bindServer(), bindServer()]);
+    const config = bound.map((b, i) => ({
+      id: BigInt(i + 1),
+      name: `m${i + 1}`,
+      peerUrls: [b.url],
+      clientUrls: [],
+      isLearner: false,
+    }));
+    for (const b of bound.slice(1)) b.server.forceShutdown();
+    const alone = startMember(1n, bound[0] as (typeof bound)[0], dir, config, {
+      ...opts,
+      requestTimeoutMs: 10_000,
+    });
+    members = [alone];
+    const spec = { name: "m4", peerUrls: ["http://127.0.0.1:1"], clientUrls: [], isLearner: true };
+    const added = await alone.service.addMember(4n, spec).catch((err: unknown) => err);
+    expect(added).toBeInstanceOf(UnhealthyClusterError);
+    expect((added as Error).message).toBe(
+      "no leader is known, and adding member 4 needs every voter reachable; 2, 3 are not reachable from this member",
+    );
+    const removed = await alone.service.removeMember(1n).catch((err: unknown) => err);
+    expect(removed).toBeInstanceOf(UnhealthyClusterError);
+    expect((removed as Error).message).toMatch(
+      /^no leader is known, and removing voter 1 would leave 0 reachable voters/,
+    );
+    expect(alone.service.memberList().map((m) => m.id)).toEqual([1n, 2n, 3n]);
   }, 60_000);
 
   it("keeps an operator's new peer URLs when a member's publish of its client URLs lands after them", async () => {

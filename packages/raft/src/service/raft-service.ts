@@ -718,7 +718,32 @@ export class RaftService implements Replicated, NodeListener {
     request: pb.MembershipRequest,
     local: () => Promise<MembershipResult>,
   ): Promise<MembershipResult> {
+    try {
+      return await this.routeMembershipOnce(request, local);
+    } catch (err) {
+      // The refusal's reason, on the member asked, as etcd logs it (its etcd API answer is etcd's
+      // bare text, which clients match on).
+      // (A member publishing itself retries on its own.)
+      const what = request.add ? "add" : request.remove ? "remove" : request.transfer ? "transfer" : null;
+      if (
+        what !== null &&
+        (err instanceof QuorumAtRiskError ||
+          err instanceof ConfChangePendingError ||
+          err instanceof TransfereeUnreachableError ||
+          err instanceof LearnerNotReadyError)
+      ) {
+        this.node.config.logger.warn({ request: what, reason: err.message }, "membership change refused");
+      }
+      throw err;
+    }
+  }
+
+  private async routeMembershipOnce(
+    request: pb.MembershipRequest,
+    local: () => Promise<MembershipResult>,
+  ): Promise<MembershipResult> {
     if (this.node.isStopped) throw new StoppedError();
+    if (this.node.leader === 0n) this.refuseWithoutLeader(request);
     for (let attempt = 1; ; attempt++) {
       const leader = await this.waitForLeader();
       if (leader === this.node.id) return local();
@@ -738,6 +763,38 @@ export class RaftService implements Replicated, NodeListener {
       }
       const member = res.member === undefined ? NO_MEMBER : memberFromRecord(res.member);
       return { member: this.node.members.get(member.id) ?? member, updated: res.updated, index: res.index };
+    }
+  }
+
+  /**
+   * With no leader known, a change that needs voters this member cannot reach is refused at once,
+   * as etcd checks it on the member asked, instead of waiting out the request for a leader: a new
+   * member needs every voter reachable, and removing a reachable voter needs a quorum of the rest.
+   * Reachable here means the transport's last attempt to reach the voter worked.
+   */
+  private refuseWithoutLeader(request: pb.MembershipRequest): void {
+    const voters = this.node.currentConfState().voters;
+    const reachable = voters.filter(
+      (v) => v === this.node.id || this.transport.peerStats(v)?.active === true,
+    );
+    const silent = voters.filter((v) => !reachable.includes(v));
+    if (silent.length === 0) return;
+    const list = (ids: readonly NodeId[]) => ids.map((v) => v.toString(16)).join(", ");
+    const added = request.add?.member?.id;
+    if (added !== undefined && !this.node.members.has(added)) {
+      throw new UnhealthyClusterError(
+        `no leader is known, and adding member ${added.toString(16)} needs every voter reachable; ` +
+          `${list(silent)} ${silent.length === 1 ? "is" : "are"} not reachable from this member`,
+      );
+    }
+    const removed = request.remove?.id;
+    const quorum = Math.floor(voters.length / 2) + 1;
+    if (removed !== undefined && reachable.includes(removed) && reachable.length - 1 < quorum) {
+      throw new UnhealthyClusterError(
+        `no leader is known, and removing voter ${removed.toString(16)} would leave ${reachable.length - 1} ` +
+          `reachable voters (${list(reachable.filter((v) => v !== removed))}) of the quorum of ${quorum}; ` +
+          "bring members back first",
+      );
     }
   }
 
@@ -837,10 +894,10 @@ export class RaftService implements Replicated, NodeListener {
       // As etcd, a lone voter may take a second one, which then must start for writes to go on:
       // that is how a one-member cluster grows without a learner.
       const growingFromOne = voters.length === 1 && voters[0] === this.node.id;
-      if (!spec.isLearner && !growingFromOne) {
-        this.checkEveryVoterReachable(voters, `adding voter ${id.toString(16)}`);
-        this.checkQuorum([...voters, id], `adding voter ${id.toString(16)}`);
-      }
+      const what = `adding ${spec.isLearner ? "learner" : "voter"} ${id.toString(16)}`;
+      // A learner too, as etcd: it is fed from the leader while voters are missing.
+      this.checkEveryVoterReachable(voters, what);
+      if (!spec.isLearner && !growingFromOne) this.checkQuorum([...voters, id], what);
       return spec.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode;
     }
     if (existing.isLearner && !spec.isLearner) {
@@ -859,18 +916,18 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   /**
-   * A new voter raises the quorum before it has even started: as etcd's strict reconfiguration
-   * check, every current voter must be reachable, or the cluster would be left with no voter to
-   * spare (a learner, which counts in no quorum, may be added regardless).
+   * A new voter raises the quorum before it has even started, and a new learner takes the leader's
+   * bandwidth while it catches up: as etcd's strict reconfiguration check, every current voter
+   * must be reachable.
    */
   private checkEveryVoterReachable(voters: readonly NodeId[], what: string): void {
     const active = new Set(this.activeVoters(voters));
     const silent = voters.filter((v) => !active.has(v));
     if (silent.length === 0) return;
+    const one = silent.length === 1;
     throw new UnhealthyClusterError(
       `${what} needs every voter reachable, and ${silent.map((v) => v.toString(16)).join(", ")} ` +
-        `${silent.length === 1 ? "is" : "are"} not; bring ${silent.length === 1 ? "it" : "them"} back or remove ` +
-        `${silent.length === 1 ? "it" : "them"} first, or add the new member as a learner`,
+        `${one ? "is" : "are"} not; bring ${one ? "it" : "them"} back or remove ${one ? "it" : "them"} first`,
     );
   }
 
