@@ -69,7 +69,6 @@ async function run(kind: ClusterKind): Promise<void> {
     const m3 = down;
     const c1 = open(m1.endpoint);
     const c2 = open(m2.endpoint);
-    const c3 = open(m3.endpoint);
     cluster.stopMember(m3);
     const count = Math.ceil((BACKLOG_MB * 1024 * 1024) / VALUE_BYTES);
     const value = Buffer.alloc(VALUE_BYTES, 0x61);
@@ -99,9 +98,12 @@ async function run(kind: ClusterKind): Promise<void> {
     const probes = Array.from({ length: PROBE_IN_FLIGHT }, (_, n) => probe(n % 2 === 0 ? c1 : c2, n));
     const restarted = performance.now();
     cluster.startMember(m3);
-    // Caught up: the restarted member has the last backlog key in its own (serializable) view.
+    // Caught up: the restarted member has the last backlog key in its own (serializable) view. A new
+    // client per attempt: a channel to the member that was down would wait out gRPC's reconnect
+    // backoff (1 s and growing), which would be measured instead of the member.
     const last = Buffer.from(`backlog/${count - 1}`);
     for (;;) {
+      const c3 = createClients(m3.endpoint);
       const found = await call<{ count: bigint }>((done) =>
         c3.kv.range(
           rangeRequest({ key: last, serializable: true, countOnly: true }),
@@ -109,7 +111,9 @@ async function run(kind: ClusterKind): Promise<void> {
           { deadline: Date.now() + 1000 },
           done,
         ),
-      ).catch(() => null);
+      )
+        .catch(() => null)
+        .finally(() => c3.close());
       if (found !== null && found.count === 1n) break;
       if (performance.now() - restarted > 120_000) throw new Error(`${kind} m3 did not catch up: ${m3.log}`);
       await new Promise((resolve) => setTimeout(resolve, 20));

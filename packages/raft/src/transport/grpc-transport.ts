@@ -41,6 +41,10 @@ export interface GrpcTransportConfig {
   /** Snapshot chunk size on the wire. */
   snapshotChunkBytes: number;
   reconnectBackoffMinMs: number;
+  /**
+   * The longest wait between attempts to reach a peer that is down. A member that comes back is
+   * reached within it: etcd's peers dial every 100 ms.
+   */
   reconnectBackoffMaxMs: number;
   /** Deadline of a forwarded proposal. */
   forwardTimeoutMs: number;
@@ -79,7 +83,7 @@ export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
   peerQueueMsgsMax: 4096,
   snapshotChunkBytes: 1 << 20,
   reconnectBackoffMinMs: 50,
-  reconnectBackoffMaxMs: 2000,
+  reconnectBackoffMaxMs: 200,
   forwardTimeoutMs: 10_000,
 };
 
@@ -228,18 +232,20 @@ class Peer {
   /** Sends what is queued now (in one batch); the flush scheduled for the end of the turn finds nothing. */
   flush(): void {
     if (this.queue.length === 0 || this.blocked || this.closed) return;
-    const now = Date.now();
-    if (now < this.retryAt) {
+    // A connected channel ends the backoff: the next failure starts again from the minimum. (A
+    // member that restarts is often reached first by the prober's channel, while the batch stream
+    // still backs off from the failures of its absence.)
+    if (this.connected()) {
+      this.markHealthy();
+      this.reachable(true);
+      this.retryAt = 0;
+    }
+    if (Date.now() < this.retryAt) {
       // Still backing off: drop what is queued (Raft resends) and report the peer unreachable.
       const dropped = this.queue.length;
       this.queue = [];
       this.t.handler.onUnreachable(this.id, dropped);
       return;
-    }
-    // A connected channel ends the backoff: the next failure starts again from the minimum.
-    if (this.connected()) {
-      this.markHealthy();
-      this.reachable(true);
     }
     const stream = this.ensureStream();
     if (stream === null) return; // connecting: the queue is sent once connected
