@@ -210,6 +210,9 @@ describe("RaftService", () => {
     // Several retry periods pass (each re-issues the refused request) before the deadline.
     await expect(alone.service.linearizableRead(() => "read")).rejects.toBeInstanceOf(TimeoutError);
     expect(alone.service.node.isStopped).toBe(false);
+    // As etcd counts them: each refused ReadIndex request failed, each asked again was slow.
+    expect(alone.service.stats.readIndexesFailed).toBeGreaterThanOrEqual(2);
+    expect(alone.service.stats.slowReadIndexes).toBeGreaterThanOrEqual(1);
     expect(alone.service.status().leader).toBe(0n);
     // Reads still waiting when the member stops fail at once, not at their deadline.
     const pending = alone.service.linearizableRead(() => "late");
@@ -218,6 +221,29 @@ describe("RaftService", () => {
     stopMember(alone);
     await expect(pending).rejects.toBeInstanceOf(StoppedError);
     await expect(queued).rejects.toBeInstanceOf(StoppedError);
+  }, 60_000);
+
+  it("counts the heartbeats a stalled leader sends late, as etcd does", async () => {
+    // Proves etcd_server_heartbeat_send_failures_total's source: a leader whose event loop stops for
+    // longer than two heartbeat intervals (here 100 ms against 2 × 20 ms, under the 200 ms election
+    // timeout) counts the heartbeats it then sends late.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    await proposeRetry(leader, "before");
+    const before = leader.service.node.heartbeatSendFailures;
+    await new Promise<void>((resolve) =>
+      setTimeout(() => {
+        // The stall itself: the member gets no turn at all for 100 ms.
+        const stallEnd = performance.now() + 100;
+        while (performance.now() < stallEnd) {}
+        resolve();
+      }, 0),
+    );
+    await until(
+      "a late heartbeat counted",
+      () => leader.service.node.heartbeatSendFailures > before || undefined,
+    );
   }, 60_000);
 
   it("fails a proposal that cannot commit with TimeoutError at its deadline, each at its own", async () => {
@@ -455,8 +481,11 @@ describe("RaftService", () => {
     members.push(m4);
     await until("m4 caught up by snapshot", () => m4.machine.commands().length >= 60);
     expect(m4.service.node.store.firstIndex()).toBeGreaterThan(1n);
+    expect(leader.service.stats.learnerPromotes).toBe(0);
     await leader.service.addMember(4n, { ...spec, isLearner: false });
     expect(leader.service.memberList().find((m) => m.id === 4n)?.isLearner).toBe(false);
+    // Counted once, as etcd_server_learner_promote_successes: the refused attempt does not count.
+    expect(leader.service.stats.learnerPromotes).toBe(1);
     // In-place URL replacement: m4 moves to a new port with the same ID and data.
     const bound4b = await bindServer();
     await leader.service.addMember(4n, { ...spec, isLearner: false, peerUrls: [bound4b.url] });

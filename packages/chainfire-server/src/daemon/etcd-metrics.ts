@@ -106,6 +106,31 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     () => raft.stats.proposalsFailed,
   );
   counter(
+    "etcd_server_heartbeat_send_failures_total",
+    "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+    () => raft.node.heartbeatSendFailures,
+  );
+  counter(
+    "etcd_server_read_indexes_failed_total",
+    "The total number of failed read indexes seen.",
+    () => raft.stats.readIndexesFailed,
+  );
+  counter(
+    "etcd_server_slow_read_indexes_total",
+    "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+    () => raft.stats.slowReadIndexes,
+  );
+  counter(
+    "etcd_server_learner_promote_successes",
+    "The total number of successful learner promotions while this member is leader.",
+    () => raft.stats.learnerPromotes,
+  );
+  gauge(
+    "etcd_server_snapshot_apply_in_progress_total",
+    "1 if the server is applying the incoming snapshot. 0 if none.",
+    () => raft.transport.snapshotsReceiving,
+  );
+  counter(
     "etcd_server_slow_apply_total",
     "The total number of slow apply requests (likely overloaded from slow disk).",
     () => store.stats.slowApplies,

@@ -17,6 +17,7 @@ import {
   type Entry,
   EntryType,
   type Message,
+  MessageType,
   type NodeId,
   type RaftLogger,
   type Ready,
@@ -115,6 +116,14 @@ export class RaftNode {
    * `performance.now()` milliseconds: a monotonic clock, which a step of the wall clock does not move.
    */
   readonly lastHeard = new Map<NodeId, number>();
+  /**
+   * Heartbeats this leader sent more than two heartbeat intervals after the previous one to the
+   * same follower (etcd_server_heartbeat_send_failures_total): the member did not get to them in
+   * time, an overloaded process or a slow disk. Followers may then start an election.
+   */
+  heartbeatSendFailures = 0;
+  /** When the last heartbeat went to each follower (`performance.now()` ms), this leadership only. */
+  private readonly heartbeatSentAt = new Map<NodeId, number>();
   leader: NodeId = 0n;
   role: StateRole = StateRole.Follower;
   listener: NodeListener | null = null;
@@ -312,6 +321,7 @@ export class RaftNode {
     if (rd.softState !== null) {
       this.leader = rd.softState.lead;
       this.role = rd.softState.role;
+      this.heartbeatSentAt.clear();
       this.listener?.onSoftState(rd.softState);
     }
     // A leader may send before its own fsync (its term and vote were synced before it won, and it
@@ -320,7 +330,7 @@ export class RaftNode {
     if (sendFirst && rd.messages.length > 0) {
       // Written now, not at the end of the turn: the followers start on them while this Ready is
       // written and synced here.
-      this.transport?.send(rd.messages);
+      this.sendMessages(rd.messages);
       this.transport?.flush();
     }
     this.readyMessagesSent = sendFirst;
@@ -329,6 +339,34 @@ export class RaftNode {
     }
     // Every write so far (also conf state and snapshots stored between Readys) is covered.
     return this.store.hasUnsynced();
+  }
+
+  private sendMessages(messages: readonly Message[]): void {
+    this.transport?.send(messages);
+    if (this.role === StateRole.Leader) this.observeHeartbeats(messages);
+  }
+
+  /** etcd's check that a leader sends its heartbeats on time (see heartbeatSendFailures). */
+  private observeHeartbeats(messages: readonly Message[]): void {
+    const intervalMs = this.config.tickMs * this.config.heartbeatTicks;
+    let now: number | undefined;
+    for (const m of messages) {
+      if (m.type !== MessageType.Heartbeat) continue;
+      now ??= performance.now();
+      const last = this.heartbeatSentAt.get(m.to);
+      this.heartbeatSentAt.set(m.to, now);
+      if (last === undefined || now - last <= 2 * intervalMs) continue;
+      this.heartbeatSendFailures++;
+      this.config.logger.warn(
+        {
+          to: m.to.toString(16),
+          heartbeatIntervalMs: intervalMs,
+          expectedMaxMs: 2 * intervalMs,
+          exceededMs: Math.round(now - last - 2 * intervalMs),
+        },
+        "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk",
+      );
+    }
   }
 
   /** Whether `writeReady` already sent the Ready's messages. */
@@ -356,7 +394,7 @@ export class RaftNode {
   private finishReady(rd: Ready): void {
     if (!this.readyMessagesSent && rd.messages.length > 0) {
       // Acknowledgements go out before the entries below are applied: the leader commits sooner.
-      this.transport?.send(rd.messages);
+      this.sendMessages(rd.messages);
       this.transport?.flush();
     }
     if (rd.snapshot !== null) {

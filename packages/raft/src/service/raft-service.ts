@@ -461,7 +461,20 @@ export class RaftService implements Replicated, NodeListener {
    * deposed leader, refused), and messages to each peer that could not be delivered (those dropped,
    * and one for each stream to it that broke).
    */
-  readonly stats = { leaderChanges: 0, proposalsFailed: 0, peerSendFailures: new Map<NodeId, number>() };
+  readonly stats = {
+    leaderChanges: 0,
+    proposalsFailed: 0,
+    peerSendFailures: new Map<NodeId, number>(),
+    /** ReadIndex requests refused here for want of a leader (etcd_server_read_indexes_failed_total). */
+    readIndexesFailed: 0,
+    /**
+     * ReadIndex requests not answered within an election timeout, asked again, or whose reads ran
+     * out of time (etcd_server_slow_read_indexes_total).
+     */
+    slowReadIndexes: 0,
+    /** Learners this member promoted as leader (etcd_server_learner_promote_successes). */
+    learnerPromotes: 0,
+  };
 
   /** This member's proposals not yet applied here (nor failed). */
   get pendingProposals(): number {
@@ -592,12 +605,14 @@ export class RaftService implements Replicated, NodeListener {
     for (const [key, b] of this.readBatches) {
       if (b.deadline <= now) {
         this.readBatches.delete(key);
+        if (!b.served) this.stats.slowReadIndexes++;
         for (const r of b.reads)
           r(new TimeoutError(`linearizable read did not complete within ${this.timeoutMs} ms`));
         continue;
       }
       if (!b.served && now - b.issuedAt >= retryMs) {
         b.issuedAt = now;
+        this.stats.slowReadIndexes++;
         this.requestReadIndex(b.ctx);
       }
       next = Math.min(next, b.deadline - now, b.served ? retryMs : b.issuedAt + retryMs - now);
@@ -614,6 +629,7 @@ export class RaftService implements Replicated, NodeListener {
       this.node.withCore((c) => c.readIndex(ctx));
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err;
+      this.stats.readIndexesFailed++;
     }
   }
 
@@ -859,6 +875,7 @@ export class RaftService implements Replicated, NodeListener {
         (type === ConfChangeType.UpdateNode && (existing?.isLearner ?? false)),
     };
     const index = await this.proposeConf(type, id, info);
+    if (type === ConfChangeType.AddNode && existing?.isLearner === true) this.stats.learnerPromotes++;
     return { member: this.node.members.get(id) ?? info, updated: existing !== undefined, index };
   }
 

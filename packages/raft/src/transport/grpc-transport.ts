@@ -371,6 +371,11 @@ export class GrpcTransport {
    */
   readonly bytesSent = new Map<NodeId, number>();
   readonly bytesReceived = new Map<NodeId, number>();
+  /**
+   * Snapshots being received from the leader now (etcd_server_snapshot_apply_in_progress_total).
+   * Installing one once received takes one turn of the event loop, in which nothing is scraped.
+   */
+  snapshotsReceiving = 0;
 
   constructor(
     readonly selfId: NodeId,
@@ -639,6 +644,12 @@ export class GrpcTransport {
     let head: pb.Message | undefined;
     let total = 0n;
     const parts: Buffer[] = [];
+    this.snapshotsReceiving++;
+    let ended = false;
+    const end = () => {
+      if (!ended) this.snapshotsReceiving--;
+      ended = true;
+    };
     call.on("data", (c: pb.SnapshotChunk) => {
       if (c.message !== undefined) {
         head = c.message;
@@ -646,6 +657,7 @@ export class GrpcTransport {
       } else parts.push(c.data);
     });
     call.on("end", () => {
+      end();
       const data = Buffer.concat(parts);
       if (head === undefined || BigInt(data.length) !== total || this.stopped) {
         callback(null, { ok: false });
@@ -656,8 +668,10 @@ export class GrpcTransport {
       callback(null, { ok: true });
     });
     call.on("error", () => {
-      /* the sender reports the failure */
+      // The sender reports the failure.
+      end();
     });
+    call.on("close", end);
   }
 
   register(server: grpc.Server): void {
