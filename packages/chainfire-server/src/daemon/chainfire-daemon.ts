@@ -212,7 +212,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   // peer URL (and members of earlier versions read to learn of their removal).
   member.peerServer.server.addService(chainfirev1.ClusterService, operatorHandlers(membership));
   // A member that restarts with its data, or joins a running cluster, is behind the cluster. (Its
-  // Raft log says it restarted: the store's file may not have committed an applied entry yet.)
+  // identity file says it restarted: the store's file may not have committed an applied entry yet.)
   if (member.restarted || config.initialClusterState === "existing") {
     await catchUpBeforeServing(member, config.electionTimeoutMs, logger);
   }

@@ -128,7 +128,7 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
   gauge(
     "etcd_server_snapshot_apply_in_progress_total",
     "1 if the server is applying the incoming snapshot. 0 if none.",
-    () => raft.transport.snapshotsReceiving,
+    () => (raft.node.snapshotInstalling ? 1 : 0),
   );
   counter(
     "etcd_server_slow_apply_total",

@@ -57,7 +57,7 @@ export interface RunningMember {
   memberId: bigint;
   /** 0n only while a member that joined an existing cluster has not yet learned it. */
   clusterId: bigint;
-  /** Whether the member started from a Raft log of its own (a restart), not a fresh data dir. */
+  /** Whether the member restarted: its data dir held its identity (member.json) from an earlier start. */
   restarted: boolean;
   /** RaftPeer on --listen-peer-urls (TLS per --peer-* flags). */
   peerServer: RunningGrpcServer;

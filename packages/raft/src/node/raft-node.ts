@@ -122,6 +122,11 @@ export class RaftNode {
    * time, an overloaded process or a slow disk. Followers may then start an election.
    */
   heartbeatSendFailures = 0;
+  /**
+   * True from a Ready that carries a snapshot from the leader until the snapshot is installed (its
+   * write and sync come first): etcd_server_snapshot_apply_in_progress_total.
+   */
+  snapshotInstalling = false;
   /** When the last heartbeat went to each follower (`performance.now()` ms), this leadership only. */
   private readonly heartbeatSentAt = new Map<NodeId, number>();
   leader: NodeId = 0n;
@@ -334,6 +339,7 @@ export class RaftNode {
       this.transport?.flush();
     }
     this.readyMessagesSent = sendFirst;
+    if (rd.snapshot !== null) this.snapshotInstalling = true;
     if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
       this.store.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
     }
@@ -402,6 +408,7 @@ export class RaftNode {
       this.confState = rd.snapshot.metadata.confState;
       this.applied = rd.snapshot.metadata.index;
       this.lastSnapshot = rd.snapshot.metadata.index;
+      this.snapshotInstalling = false;
     }
     if (rd.committedEntries.length > 0 && !this.readyApplied) this.applyCommitted(rd.committedEntries);
     this.readyApplied = false;
@@ -475,6 +482,8 @@ export class RaftNode {
       if (cc.type === ConfChangeType.RemoveNode) {
         next.delete(cc.nodeId);
         this.transport?.removePeer(cc.nodeId);
+        // Added again later, it gets no heartbeat counted late for the time it was out.
+        this.heartbeatSentAt.delete(cc.nodeId);
       } else if (cc.type === ConfChangeType.UpdateNode && !this.inConfig(cc.nodeId)) {
         // A metadata update that raced with the member's removal: it must not bring it back.
       } else if (cc.context.length > 8) {

@@ -804,7 +804,8 @@ export class RaftService implements Replicated, NodeListener {
       );
     }
     const removed = request.remove?.id;
-    const quorum = Math.floor(voters.length / 2) + 1;
+    // The quorum of the voters left after the removal, as etcd's check and the leader's count it.
+    const quorum = Math.floor((voters.length - 1) / 2) + 1;
     if (removed !== undefined && reachable.includes(removed) && reachable.length - 1 < quorum) {
       throw new UnhealthyClusterError(
         `no leader is known, and removing voter ${removed.toString(16)} would leave ${reachable.length - 1} ` +

@@ -232,20 +232,18 @@ class Peer {
   /** Sends what is queued now (in one batch); the flush scheduled for the end of the turn finds nothing. */
   flush(): void {
     if (this.queue.length === 0 || this.blocked || this.closed) return;
-    // A connected channel ends the backoff: the next failure starts again from the minimum. (A
-    // member that restarts is often reached first by the prober's channel, while the batch stream
-    // still backs off from the failures of its absence.)
-    if (this.connected()) {
-      this.markHealthy();
-      this.reachable(true);
-      this.retryAt = 0;
-    }
-    if (Date.now() < this.retryAt) {
+    const now = Date.now();
+    if (now < this.retryAt) {
       // Still backing off: drop what is queued (Raft resends) and report the peer unreachable.
       const dropped = this.queue.length;
       this.queue = [];
       this.t.handler.onUnreachable(this.id, dropped);
       return;
+    }
+    // A connected channel ends the backoff: the next failure starts again from the minimum.
+    if (this.connected()) {
+      this.markHealthy();
+      this.reachable(true);
     }
     const stream = this.ensureStream();
     if (stream === null) return; // connecting: the queue is sent once connected
@@ -371,11 +369,6 @@ export class GrpcTransport {
    */
   readonly bytesSent = new Map<NodeId, number>();
   readonly bytesReceived = new Map<NodeId, number>();
-  /**
-   * Snapshots being received from the leader now (etcd_server_snapshot_apply_in_progress_total).
-   * Installing one once received takes one turn of the event loop, in which nothing is scraped.
-   */
-  snapshotsReceiving = 0;
 
   constructor(
     readonly selfId: NodeId,
@@ -644,12 +637,6 @@ export class GrpcTransport {
     let head: pb.Message | undefined;
     let total = 0n;
     const parts: Buffer[] = [];
-    this.snapshotsReceiving++;
-    let ended = false;
-    const end = () => {
-      if (!ended) this.snapshotsReceiving--;
-      ended = true;
-    };
     call.on("data", (c: pb.SnapshotChunk) => {
       if (c.message !== undefined) {
         head = c.message;
@@ -657,7 +644,6 @@ export class GrpcTransport {
       } else parts.push(c.data);
     });
     call.on("end", () => {
-      end();
       const data = Buffer.concat(parts);
       if (head === undefined || BigInt(data.length) !== total || this.stopped) {
         callback(null, { ok: false });
@@ -668,10 +654,8 @@ export class GrpcTransport {
       callback(null, { ok: true });
     });
     call.on("error", () => {
-      // The sender reports the failure.
-      end();
+      /* the sender reports the failure */
     });
-    call.on("close", end);
   }
 
   register(server: grpc.Server): void {
