@@ -45,6 +45,26 @@ async function proposeRetry(m: LocalMember, text: string): Promise<{ index: bigi
   return until(`proposal ${text}`, () => m.service.propose(enc(text)));
 }
 
+/** Member 1 of a 3-member configuration whose other two never start: it knows no leader. */
+async function aloneOfThree(): Promise<LocalMember> {
+  dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+  const bound = await Promise.all([bindServer(), bindServer(), bindServer()]);
+  const config = bound.map((b, i) => ({
+    id: BigInt(i + 1),
+    name: `m${i + 1}`,
+    peerUrls: [b.url],
+    clientUrls: [],
+    isLearner: false,
+  }));
+  for (const b of bound.slice(1)) b.server.forceShutdown();
+  const alone = startMember(1n, bound[0] as (typeof bound)[0], dir, config, {
+    ...opts,
+    requestTimeoutMs: 1500,
+  });
+  members = [alone];
+  return alone;
+}
+
 describe("RaftService", () => {
   it("forwards follower proposals and serves linearizable reads", async () => {
     // Proves a follower's proposal resolves after it is applied locally, and reads see it.
@@ -185,21 +205,7 @@ describe("RaftService", () => {
   it("drops a forwarded proposal and keeps a linearizable read pending on a member that knows no leader", async () => {
     // Proves a peer's proposal or a ReadIndex refused for want of a leader neither crashes the member
     // nor answers stale.
-    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
-    const bound = await Promise.all([bindServer(), bindServer(), bindServer()]);
-    const config = bound.map((b, i) => ({
-      id: BigInt(i + 1),
-      name: `m${i + 1}`,
-      peerUrls: [b.url],
-      clientUrls: [],
-      isLearner: false,
-    }));
-    for (const b of bound.slice(1)) b.server.forceShutdown();
-    const alone = startMember(1n, bound[0] as (typeof bound)[0], dir, config, {
-      ...opts,
-      requestTimeoutMs: 1500,
-    });
-    members = [alone];
+    const alone = await aloneOfThree();
     // A proposal forwarded by a peer while no leader is known is dropped, not thrown at the transport.
     const forwarded = makeMessage({
       type: MessageType.Prop,
@@ -374,21 +380,7 @@ describe("RaftService", () => {
     // other voter refuses a new member and its own removal at once, and says why (waiting for a
     // leader, they would fail with NoLeaderError at the request's 1.5 s deadline, as the removal of
     // a voter it cannot reach does).
-    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
-    const bound = await Promise.all([bindServer(), bindServer(), bindServer()]);
-    const config = bound.map((b, i) => ({
-      id: BigInt(i + 1),
-      name: `m${i + 1}`,
-      peerUrls: [b.url],
-      clientUrls: [],
-      isLearner: false,
-    }));
-    for (const b of bound.slice(1)) b.server.forceShutdown();
-    const alone = startMember(1n, bound[0] as (typeof bound)[0], dir, config, {
-      ...opts,
-      requestTimeoutMs: 1500,
-    });
-    members = [alone];
+    const alone = await aloneOfThree();
     const spec = { name: "m4", peerUrls: ["http://127.0.0.1:1"], clientUrls: [], isLearner: true };
     const added = await alone.service.addMember(4n, spec).catch((err: unknown) => err);
     expect(added).toBeInstanceOf(UnhealthyClusterError);
