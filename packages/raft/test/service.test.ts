@@ -241,6 +241,12 @@ describe("RaftService", () => {
     await proposeRetry(leader, "before");
     // All members run in this process, so the stall below stops whichever of them leads then.
     const lateHeartbeats = () => members.reduce((n, m) => n + m.service.node.heartbeatSendFailures, 0);
+    // A heartbeat to each follower in this leadership first: the first one has nothing to be late
+    // against.
+    await until(
+      "heartbeats sent by this leader",
+      () => leader.service.node.heartbeatSentAt.size === 2 || undefined,
+    );
     const before = lateHeartbeats();
     await new Promise<void>((resolve) =>
       setTimeout(() => {
@@ -372,6 +378,31 @@ describe("RaftService", () => {
       }),
     );
     expect(learner.isLearner).toBe(true);
+    bound.server.forceShutdown();
+  }, 60_000);
+
+  it("counts a voter whose stream broke as out of reach at once, not two election timeouts later", async () => {
+    // Proves etcd's view of a broken connection: with a 5 s election timeout a stopped follower was
+    // heard from within the 10 s horizon, yet once the leader's stream to it has failed, a learner
+    // is refused (it would be accepted on the horizon alone).
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, { ...opts, electionTicks: 250 });
+    const first = members[0]!;
+    first.service.node.withCore((c) => c.campaign());
+    const leader = await until("m1 leads", () =>
+      first.service.status().role === "leader" ? first : undefined,
+    );
+    await proposeRetry(leader, "before");
+    const down = members.find((m) => m.id !== leader.id)!;
+    stopMember(down);
+    await until("the leader's stream to the stopped member failed", () =>
+      leader.service.transport.peerStats(down.id)?.lastFailureMs != null ? true : undefined,
+    );
+    const bound = await bindServer();
+    const spec = { name: "m4", peerUrls: [bound.url], clientUrls: [], isLearner: true };
+    const refused = await leader.service.addMember(4n, spec).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(UnhealthyClusterError);
+    expect((refused as Error).message).toMatch(new RegExp(`\\b${down.id.toString(16)}\\b`));
     bound.server.forceShutdown();
   }, 60_000);
 

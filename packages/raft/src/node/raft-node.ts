@@ -128,7 +128,7 @@ export class RaftNode {
    */
   snapshotInstalling = false;
   /** When the last heartbeat went to each follower (`performance.now()` ms), this leadership only. */
-  private readonly heartbeatSentAt = new Map<NodeId, number>();
+  readonly heartbeatSentAt = new Map<NodeId, number>();
   leader: NodeId = 0n;
   role: StateRole = StateRole.Follower;
   listener: NodeListener | null = null;

@@ -663,12 +663,19 @@ export class RaftService implements Replicated, NodeListener {
     }
   }
 
-  /** Voters heard from within two election timeouts (self always counts). */
+  /**
+   * Voters heard from within two election timeouts, and not cut off since (self always counts): a
+   * peer whose stream failed after it was last heard from is out of reach now, as etcd's transport
+   * sees a broken connection at once, not two election timeouts later.
+   */
   private activeVoters(voters: readonly NodeId[]): NodeId[] {
     const horizon = performance.now() - 2 * this.electionTimeoutMs();
-    return voters.filter(
-      (v) => v === this.node.id || (this.node.lastHeard.get(v) ?? Number.NEGATIVE_INFINITY) >= horizon,
-    );
+    return voters.filter((v) => {
+      if (v === this.node.id) return true;
+      const heard = this.node.lastHeard.get(v) ?? Number.NEGATIVE_INFINITY;
+      const failed = this.transport.peerStats(v)?.lastFailureMs ?? null;
+      return heard >= horizon && (failed === null || failed < heard);
+    });
   }
 
   private checkQuorum(nextVoters: readonly NodeId[], what: string): void {

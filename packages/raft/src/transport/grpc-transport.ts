@@ -77,6 +77,8 @@ export interface PeerStats {
   streamOpen: boolean;
   /** The connection under the batch stream is up. */
   connected: boolean;
+  /** When the batch stream to the peer last failed (`performance.now()` ms), or null if never. */
+  lastFailureMs: number | null;
 }
 
 export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
@@ -184,6 +186,8 @@ class Peer {
    */
   active = false;
   disconnects = 0;
+  /** See PeerStats.lastFailureMs. */
+  lastFailureMs: number | null = null;
 
   reachable(yes: boolean): void {
     if (!yes && this.active) this.disconnects++;
@@ -319,6 +323,7 @@ class Peer {
     if (this.closed) return;
     if (err !== null) {
       this.reachable(false);
+      this.lastFailureMs = performance.now();
       // The peer may come back as a newer version: ask it for ProposeBatch again.
       this.noProposeBatch = false;
       this.retryAt = Date.now() + this.backoffMs;
@@ -424,6 +429,7 @@ export class GrpcTransport {
       backingOff: Date.now() < p.retryAt,
       streamOpen: p.stream !== null,
       connected: p.connected(),
+      lastFailureMs: p.lastFailureMs,
     };
   }
 
