@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
 import { CHAINFIRE_NODE_ARGS } from "@photoncloud/daemon";
+import { closedLoop, percentile } from "@photoncloud/daemon/bench";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
 import { Cluster, type ClusterKind, hasBinary, PACKAGE_DIR } from "./cluster.js";
 
@@ -43,11 +44,6 @@ async function status(c: ChainfireClients): Promise<{ id: bigint; leader: bigint
   return { id: res.header.memberId, leader: res.leader, term: res.raftTerm };
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number;
-}
-
 async function run(kind: ClusterKind): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), `catch-up-${kind}-`));
   const cluster = await Cluster.start({
@@ -72,13 +68,8 @@ async function run(kind: ClusterKind): Promise<void> {
     cluster.stopMember(m3);
     const count = Math.ceil((BACKLOG_MB * 1024 * 1024) / VALUE_BYTES);
     const value = Buffer.alloc(VALUE_BYTES, 0x61);
-    let next = 0;
-    const writer = async (c: ChainfireClients) => {
-      for (let i = next++; i < count; i = next++) await put(c, `backlog/${i}`, value);
-    };
-    const wrote = performance.now();
-    await Promise.all(Array.from({ length: 16 }, (_, i) => writer(i % 2 === 0 ? c1 : c2)));
-    const backlogS = (performance.now() - wrote) / 1000;
+    const backlogS = (await closedLoop(count, 16, (i) => put(i % 2 === 0 ? c1 : c2, `backlog/${i}`, value)))
+      .seconds;
     const before = await status(c1);
 
     // The probe: small puts on the two live members, each latency kept with its start time.
@@ -126,8 +117,8 @@ async function run(kind: ClusterKind): Promise<void> {
     console.log(
       `${kind}: backlog ${count} × ${VALUE_BYTES} B (${BACKLOG_MB} MB) written in ${backlogS.toFixed(1)} s; ` +
         `m3 caught up ${caughtUpS.toFixed(2)} s after its start; ` +
-        `other members' puts meanwhile: ${sorted.length}, p50 ${percentile(sorted, 0.5).toFixed(1)} ms, ` +
-        `p99 ${percentile(sorted, 0.99).toFixed(1)} ms, max ${(sorted[sorted.length - 1] ?? 0).toFixed(1)} ms, ` +
+        `other members' puts meanwhile: ${sorted.length}, p50 ${percentile(sorted, 50).toFixed(1)} ms, ` +
+        `p99 ${percentile(sorted, 99).toFixed(1)} ms, max ${(sorted[sorted.length - 1] ?? 0).toFixed(1)} ms, ` +
         `${sorted.filter((x) => x > SLOW_MS).length} over ${SLOW_MS} ms; ` +
         `leader ${before.leader === after.leader && before.term === after.term ? "unchanged" : `changed (term ${before.term} → ${after.term})`}`,
     );
