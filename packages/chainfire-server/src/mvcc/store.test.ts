@@ -1,12 +1,13 @@
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type command, etcd } from "@photoncloud/chainfire-api";
+import { type command, etcd, mvccpb } from "@photoncloud/chainfire-api";
 import { status } from "@grpc/grpc-js";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { errorFromResult } from "../errors.js";
 import { decodeResult, entriesFor } from "../testing/commands.js";
+import { keyRange } from "./key-range.js";
 import { deleteRangeRequest, putRequest, rangeRequest } from "./messages.js";
 import { MvccStore } from "./store.js";
 
@@ -522,12 +523,64 @@ describe("MvccStore", () => {
       },
     })[0]!;
     expect(dup.error!.message).toBe("etcdserver: duplicate key given in txn request");
+    // A delete open at the end ("\0") holds every key from its key on: refused too, where etcd 3.4
+    // takes that range as empty and applies both (README, "Two txns").
+    const fromKey = apply({
+      txn: {
+        compare: [],
+        success: [
+          { requestPut: putRequest({ key: b("a/1"), value: b("1") }) },
+          { requestDeleteRange: deleteRangeRequest({ key: b("a"), rangeEnd: Buffer.from([0]) }) },
+        ],
+        failure: [],
+      },
+    })[0]!;
+    expect(fromKey.error!.message).toBe("etcdserver: duplicate key given in txn request");
     const ops = Array.from({ length: 129 }, (_, i) => ({
       requestPut: putRequest({ key: b(`k${i}`), value: b("v") }),
     }));
     const many = apply({ txn: { compare: [], success: ops, failure: [] } })[0]!;
     expect(many.error!.message).toBe("etcdserver: too many operations in txn request");
     expect(store.currentRevision()).toBe(1n);
+  });
+
+  it("gives a watch event the key's value from the revision before it as prev_kv, as etcd does", () => {
+    // A txn that puts keys in one nested txn and deletes them in a later one (etcd's duplicate-key
+    // check allows it): the delete's prev_kv is the value from before the txn (none for a key the
+    // txn created), live and when read back from history.
+    const live: mvccpb.Event[] = [];
+    store.subscribe((events) => live.push(...events));
+    put("a/1", "old");
+    put("a/2", "old");
+    const nested = (...ops: etcd.RequestOp[]) => ({ requestTxn: { compare: [], success: ops, failure: [] } });
+    const putThenDelete = {
+      txn: {
+        compare: [],
+        success: [
+          nested(
+            { requestPut: putRequest({ key: b("a/1"), value: b("new") }) },
+            { requestPut: putRequest({ key: b("a/3"), value: b("new") }) },
+          ),
+          nested({ requestDeleteRange: deleteRangeRequest({ key: b("a/"), rangeEnd: b("a0") }) }),
+        ],
+        failure: [],
+      },
+    };
+    expect(apply(putThenDelete)[0]!.error).toBeUndefined();
+    const summary = (events: mvccpb.Event[]) =>
+      events.map((e) => [e.type, e.kv!.key.toString(), e.kv!.modRevision, e.prevKv?.value.toString()]);
+    const expected = [
+      [mvccpb.Event_EventType.PUT, "a/1", 2n, undefined],
+      [mvccpb.Event_EventType.PUT, "a/2", 3n, undefined],
+      [mvccpb.Event_EventType.PUT, "a/1", 4n, "old"],
+      [mvccpb.Event_EventType.PUT, "a/3", 4n, undefined],
+      [mvccpb.Event_EventType.DELETE, "a/1", 4n, "old"],
+      [mvccpb.Event_EventType.DELETE, "a/2", 4n, "old"],
+      [mvccpb.Event_EventType.DELETE, "a/3", 4n, undefined],
+    ];
+    expect(summary(live)).toEqual(expected);
+    const history = store.eventsBetween(keyRange(b("a/"), Buffer.from([0])), 2n, 4n, 100).events;
+    expect(summary(history)).toEqual(expected);
   });
 
   it("grants, checkpoints and revokes leases, deleting attached keys in one revision", () => {

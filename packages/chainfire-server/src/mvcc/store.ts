@@ -392,14 +392,20 @@ export class MvccStore implements StateMachine {
     return row === undefined ? null : kvFromRow(row);
   }
 
-  /** The value a key had just before (main, sub): a watch event's prev_kv. */
-  valueBefore(key: string, main: bigint, sub: number): mvccpb.KeyValue | null {
+  /**
+   * A watch event's prev_kv, as etcd gives it: the key's value at the revision before the event's,
+   * and none for a creation (a put whose create and mod revisions are the event's). So when a txn puts
+   * a key and then deletes it (a put in one nested txn, the delete in a later one: etcd's
+   * duplicate-key check allows it), the delete's prev_kv is the value from before the txn.
+   */
+  private eventPrevKv(key: string, kv: mvccpb.KeyValue, tombstone: boolean): mvccpb.KeyValue | undefined {
+    if (!tombstone && kv.createRevision === kv.modRevision) return undefined;
     const record = this.index.get(key);
-    if (record === undefined) return null;
-    const before = record.indexBefore(main, sub);
-    if (before < 0 || record.tombstone(before)) return null;
+    if (record === undefined) return undefined;
+    const before = record.indexBefore(kv.modRevision, 0);
+    if (before < 0 || record.tombstone(before)) return undefined;
     const row = this.backend.row(record.main(before), record.sub(before));
-    return row === undefined ? null : kvFromRow(row);
+    return row === undefined ? undefined : kvFromRow(row);
   }
 
   /**
@@ -428,10 +434,10 @@ export class MvccStore implements StateMachine {
     for (const row of rows) {
       const key = row.key.toString("latin1");
       if (!rangeHas(range, key)) continue;
-      const kv = row.tombstone !== 0n ? tombstone(Buffer.from(row.key), row.main) : kvFromRow(row);
-      const prev = this.valueBefore(key, row.main, Number(row.sub)) ?? undefined;
-      const type = row.tombstone !== 0n ? mvccpb.Event_EventType.DELETE : mvccpb.Event_EventType.PUT;
-      events.push({ type, kv, prevKv: prev });
+      const deleted = row.tombstone !== 0n;
+      const kv = deleted ? tombstone(Buffer.from(row.key), row.main) : kvFromRow(row);
+      const type = deleted ? mvccpb.Event_EventType.DELETE : mvccpb.Event_EventType.PUT;
+      events.push({ type, kv, prevKv: this.eventPrevKv(key, kv, deleted) });
     }
     return { events, lastRevision };
   }
@@ -804,7 +810,10 @@ export class MvccStore implements StateMachine {
     record.current = null;
     this.liveKeys--;
     if (prev.lease !== 0n) this.lessor.detach(prev.lease, record.key);
-    ctx.events.push({ type: mvccpb.Event_EventType.DELETE, kv: tombstone(key, ctx.revision), prevKv: prev });
+    // A key put earlier in this txn: etcd's prev_kv is its value from before the txn.
+    const kv = tombstone(key, ctx.revision);
+    const prevKv = prev.modRevision === ctx.revision ? this.eventPrevKv(record.key, kv, true) : prev;
+    ctx.events.push({ type: mvccpb.Event_EventType.DELETE, kv, prevKv });
     return prev;
   }
 
