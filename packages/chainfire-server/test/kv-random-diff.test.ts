@@ -507,6 +507,55 @@ function expectedCount(spec: WatchSpec, all: Watched["events"]): number {
   ).length;
 }
 
+/**
+ * A watch opened before a seed's requests, from "now" (start revision 0): what the members send live
+ * as the writes are applied, not what they read back from history.
+ */
+class LiveWatch {
+  private readonly stream: ReturnType<ChainfireClients["watch"]["watch"]>;
+  private readonly events: Watched["events"] = [];
+  private canceled: { compactRevision: bigint } | undefined;
+  /** Resolves with the revision the watch starts after, once the server has created it. */
+  readonly created: Promise<bigint>;
+
+  constructor(
+    clients: ChainfireClients,
+    readonly spec: WatchSpec,
+  ) {
+    this.stream = clients.watch.watch();
+    this.stream.on("error", () => {});
+    this.created = new Promise((resolve) => {
+      this.stream.on("data", (res: etcd.WatchResponse) => {
+        if (res.created) resolve(res.header!.revision);
+        if (res.canceled) this.canceled = { compactRevision: res.compactRevision };
+        for (const ev of res.events) {
+          this.events.push({ type: ev.type, kv: latin1Kv(ev.kv!), prevKv: ev.prevKv && latin1Kv(ev.prevKv) });
+        }
+      });
+    });
+    this.stream.write({ createRequest: { ...spec, progressNotify: false, watchId: 0n, fragment: false } });
+  }
+
+  /** The first `count` events (or fewer, if cancelled), polled for with a deadline; then closed. */
+  async collect(count: number): Promise<Watched> {
+    const deadline = Date.now() + 30_000;
+    while (this.events.length < count && this.canceled === undefined) {
+      if (Date.now() > deadline) {
+        this.stream.cancel();
+        throw new Error(`live watch ${describeSpec(this.spec)}: ${this.events.length} of ${count} events`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    this.stream.cancel();
+    const events = this.events.slice(0, count);
+    return this.canceled === undefined ? { events } : { canceled: true, ...this.canceled, events };
+  }
+
+  close(): void {
+    this.stream.cancel();
+  }
+}
+
 interface Side {
   cluster: Cluster;
   /** One per member. */
@@ -546,6 +595,9 @@ describe.skipIf(!hasEtcd)(
       // previous left both (the same state, or the test has already failed).
       let revision = 1n;
       let compacted = 0n;
+      // The chainfire member that served the last request not answered from a member's own state:
+      // it has applied every write acknowledged so far.
+      let last = 0;
       for (const seed of SEEDS) {
         const gen = new Generator(new SeededRandom(BigInt(seed)));
         // Which chainfire member serves each request, drawn apart from the requests. A serializable
@@ -553,11 +605,27 @@ describe.skipIf(!hasEtcd)(
         // there, and only there is it as fresh as etcd's single member.
         const members = new SeededRandom(BigInt(seed) ^ 0xc0ffeen);
         const anyMember = () => members.intBelow(chainfireSide.clients.length);
-        let last = 0;
         // Some requests go through the JSON gateway instead, to both servers alike.
         const transports = new SeededRandom(BigInt(seed) ^ 0x6a7en);
         gen.revision = revision;
         gen.compacted = compacted;
+        // Live watches, opened before the requests: on the member of the last request, whose
+        // revision is etcd's, so both start after the same revision.
+        const live = drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x11fen), revision, 3).map((spec) => {
+          const from = { ...spec, startRevision: 0n };
+          return [
+            new LiveWatch(etcdSide.clients[0]!, from),
+            new LiveWatch(chainfireSide.clients[last]!, from),
+          ];
+        });
+        const liveStart: bigint[] = [];
+        for (const [e, c] of live) {
+          const [fromEtcd, fromChainfire] = await Promise.all([e!.created, c!.created]);
+          expect(fromChainfire, `seed ${seed}: live watch ${describeSpec(e!.spec)} created at`).toBe(
+            fromEtcd,
+          );
+          liveStart.push(fromEtcd);
+        }
         for (let i = 0; i < OPS; i++) {
           const r = gen.next();
           if (!servedLocally(r)) last = anyMember();
@@ -601,13 +669,22 @@ describe.skipIf(!hasEtcd)(
           filters: [],
           prevKv: true,
         };
-        if (everything.startRevision > revision) continue;
         const reached = (events: Watched["events"]) => events[events.length - 1]!.kv.modRevision === revision;
-        const [w1, w2] = await Promise.all([
-          watchEvents(etcdSide.clients[0]!, everything, reached),
-          watchEvents(chainfireSide.clients[anyMember()]!, everything, reached),
-        ]);
-        expect(w2, `seed ${seed}: watch ${describeSpec(everything)}`).toStrictEqual(w1);
+        let w1: Watched = { events: [] };
+        if (everything.startRevision <= revision) {
+          let w2: Watched;
+          [w1, w2] = await Promise.all([
+            watchEvents(etcdSide.clients[0]!, everything, reached),
+            watchEvents(chainfireSide.clients[anyMember()]!, everything, reached),
+          ]);
+          expect(w2, `seed ${seed}: watch ${describeSpec(everything)}`).toStrictEqual(w1);
+        }
+        // What the live watches saw, as far as the history still held holds it.
+        for (const [k, [e, c]] of live.entries()) {
+          const count = expectedCount({ ...e!.spec, startRevision: liveStart[k]! + 1n }, w1.events);
+          const [l1, l2] = await Promise.all([e!.collect(count), c!.collect(count)]);
+          expect(l2, `seed ${seed}: live watch ${describeSpec(e!.spec)}`).toStrictEqual(l1);
+        }
         for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x5eedn), revision, 6)) {
           const count = expectedCount(spec, w1.events);
           if (count === 0 && spec.startRevision >= compacted) continue;
