@@ -1,4 +1,4 @@
-// Randomised differential test: seeded sequences of KV, Txn, Compact and Lease requests sent over
+// Randomised differential test: seeded sequences of KV, Txn, Compact, Lease and HashKV requests sent over
 // gRPC to a 1-member etcd 3.4 and a 3-member chainfire, each response (or gRPC error) compared, and a
 // watch over everything replayed from the oldest revision each server still has. Both servers start
 // empty and receive the same requests in the same order, so revisions, versions and errors must
@@ -54,7 +54,8 @@ type Request =
   | { rpc: "leaseGrant"; req: etcd.LeaseGrantRequest }
   | { rpc: "leaseRevoke"; req: etcd.LeaseRevokeRequest }
   | { rpc: "leaseTimeToLive"; req: etcd.LeaseTimeToLiveRequest }
-  | { rpc: "leaseLeases"; req: etcd.LeaseLeasesRequest };
+  | { rpc: "leaseLeases"; req: etcd.LeaseLeasesRequest }
+  | { rpc: "hashKv"; req: etcd.HashKVRequest };
 
 /** Draws requests; tracks the revision as the servers report it, so revision fields land near it. */
 class Generator {
@@ -87,7 +88,7 @@ class Generator {
   }
 
   /** A revision around the ones that exist: 0 (newest), old, compacted, current, future. */
-  private revision_(): bigint {
+  private someRevision(): bigint {
     switch (this.rnd.intBelow(8)) {
       case 0:
       case 1:
@@ -116,7 +117,7 @@ class Generator {
       key,
       rangeEnd: this.rangeEnd(key),
       limit: this.rnd.chance(0.6) ? 0n : this.pick([1n, 2n, 3n, 5n, -1n]),
-      revision: this.revision_(),
+      revision: this.someRevision(),
       sortOrder,
       sortTarget: this.rnd.chance(0.5) ? etcd.RangeRequest_SortTarget.KEY : this.pick([1, 2, 3, 4]),
       serializable: this.rnd.chance(0.3),
@@ -214,8 +215,10 @@ class Generator {
     }
     if (p < 90) return { rpc: "leaseGrant", req: { ID: this.pick(LEASES.slice(1)), TTL: 3600n } };
     if (p < 94) return { rpc: "leaseRevoke", req: { ID: this.pick(LEASES) } };
-    if (p < 98) return { rpc: "leaseTimeToLive", req: { ID: this.pick(LEASES), keys: this.rnd.chance(0.7) } };
-    return { rpc: "leaseLeases", req: {} };
+    if (p < 97) return { rpc: "leaseTimeToLive", req: { ID: this.pick(LEASES), keys: this.rnd.chance(0.7) } };
+    if (p < 98) return { rpc: "leaseLeases", req: {} };
+    // etcd's hash of the history from the compaction to a revision (etcdctl endpoint hashkv).
+    return { rpc: "hashKv", req: { revision: this.someRevision() } };
   }
 }
 
@@ -250,7 +253,11 @@ function servedLocally(r: Request): boolean {
 type Outcome = { ok: unknown } | { code: number; details: string };
 
 function send(clients: ChainfireClients, r: Request): Promise<Outcome> {
-  const client = r.rpc.startsWith("lease") ? clients.lease : clients.kv;
+  const client = r.rpc.startsWith("lease")
+    ? clients.lease
+    : r.rpc === "hashKv"
+      ? clients.maintenance
+      : clients.kv;
   return new Promise((resolve) => {
     const fn = (client as unknown as Record<string, (...args: unknown[]) => void>)[r.rpc]!;
     fn.call(
@@ -275,6 +282,8 @@ const GATEWAY_PATHS: Record<Request["rpc"], string> = {
   leaseRevoke: "kv/lease/revoke",
   leaseTimeToLive: "kv/lease/timetolive",
   leaseLeases: "kv/lease/leases",
+  // etcd 3.4 maps Hash and HashKV to the same path (Hash takes it): HashKV goes over gRPC only.
+  hashKv: "maintenance/hash",
 };
 
 /** A request as the gateway takes it: bytes in base64, 64-bit integers as strings. */
@@ -300,7 +309,7 @@ function plainAnswer(r: Request): boolean {
     );
   if (r.rpc === "range") return r.req.sortTarget === etcd.RangeRequest_SortTarget.KEY;
   if (r.rpc === "txn") return keySorted([...r.req.success, ...r.req.failure]);
-  return r.rpc !== "leaseTimeToLive" && r.rpc !== "leaseLeases";
+  return r.rpc !== "leaseTimeToLive" && r.rpc !== "leaseLeases" && r.rpc !== "hashKv";
 }
 
 /** Headers reduced to their revision, at any depth of a gateway answer. */
