@@ -565,6 +565,24 @@ class LiveWatch {
   }
 }
 
+/**
+ * etcd 3.4 removes the history of a compaction without `physical` after answering it, and a HashKV
+ * meanwhile counts rows it is still removing (when no key is visible at the hashed revision). Before
+ * a HashKV the test waits, on etcd's metrics, until etcd has finished every compaction it answered;
+ * chainfire's compaction is done when it answers.
+ */
+async function etcdCompactionsDone(metricsPort: number, compactions: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const m = /^etcd_debugging_mvcc_db_compaction_total_duration_milliseconds_count (\d+)$/m.exec(text);
+    if (m !== null && Number(m[1]) >= compactions) return;
+    if (Date.now() > deadline)
+      throw new Error(`etcd finished ${m?.[1] ?? "no"} of ${compactions} compactions`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 interface Side {
   cluster: Cluster;
   /** One per member. */
@@ -585,7 +603,9 @@ describe.skipIf(!hasEtcd)(
         ["etcd", 1],
         ["chainfire", 3],
       ] as const) {
-        const cluster = await Cluster.start({ kind, dir: join(dir, kind), size });
+        // A long election timeout: a leader change under a loaded machine would fail a request
+        // that etcd's single member answers.
+        const cluster = await Cluster.start({ kind, dir: join(dir, kind), size, electionMs: 2000 });
         sides.push({ cluster, clients: cluster.members.map((m) => createClients(m.endpoint)) });
       }
     }, 120_000);
@@ -607,6 +627,7 @@ describe.skipIf(!hasEtcd)(
       // The chainfire member that served the last request not answered from a member's own state:
       // it has applied every write acknowledged so far.
       let last = 0;
+      let etcdCompactions = 0;
       for (const seed of SEEDS) {
         const gen = new Generator(new SeededRandom(BigInt(seed)));
         // Which chainfire member serves each request, drawn apart from the requests. A serializable
@@ -649,6 +670,8 @@ describe.skipIf(!hasEtcd)(
             if (revisionText !== undefined) etcdRevision = BigInt(revisionText);
             ok = fromEtcd.status === 200;
           } else {
+            if (r.rpc === "hashKv")
+              await etcdCompactionsDone(etcdSide.cluster.members[0]!.metricsPort, etcdCompactions);
             const fromEtcd = await send(etcdSide.clients[0]!, r);
             if (etcdSide.cluster.members[0]!.process?.exitCode !== null) {
               throw new Error(
@@ -664,7 +687,10 @@ describe.skipIf(!hasEtcd)(
             if (ok) etcdRevision = (fromEtcd as { ok: { header?: etcd.ResponseHeader } }).ok.header?.revision;
           }
           if (etcdRevision !== undefined && etcdRevision > gen.revision) gen.revision = etcdRevision;
-          if (r.rpc === "compact" && ok) gen.compacted = r.req.revision;
+          if (r.rpc === "compact" && ok) {
+            gen.compacted = r.req.revision;
+            etcdCompactions++;
+          }
         }
         revision = gen.revision;
         compacted = gen.compacted;
