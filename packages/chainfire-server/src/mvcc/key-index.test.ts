@@ -33,18 +33,13 @@ describe("KeyRecord", () => {
     ]);
   });
 
-  it("finds the entry visible at a revision and the one before a (main, sub)", () => {
+  it("finds the entry visible at a revision", () => {
     const record = new KeyRecord("k");
     record.push(5n, 0, false);
     record.push(9n, 0, false);
     record.push(9n, 3, true);
     record.push(12n, 1, false);
     expect([4n, 5n, 8n, 9n, 11n, 12n, 99n].map((r) => record.indexAt(r))).toEqual([-1, 0, 0, 2, 2, 3, 3]);
-    expect(record.indexBefore(5n, 0)).toBe(-1);
-    expect(record.indexBefore(9n, 0)).toBe(0);
-    expect(record.indexBefore(9n, 3)).toBe(1);
-    expect(record.indexBefore(9n, 4)).toBe(2);
-    expect(record.indexBefore(13n, 0)).toBe(3);
     expect(new KeyRecord("empty").indexAt(1n)).toBe(-1);
   });
 

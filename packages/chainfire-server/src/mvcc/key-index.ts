@@ -63,19 +63,6 @@ export class KeyRecord {
     return lo - 1;
   }
 
-  /** The position of the last entry strictly before (main, sub), or -1. */
-  indexBefore(main: bigint, sub: number): number {
-    let lo = 0;
-    let hi = this.count;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const m = this.slots[2 * mid]!;
-      if (m < main || (m === main && this.sub(mid) < sub)) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo - 1;
-  }
-
   /** Drops the oldest `n` entries (compaction), giving back the space when most of it is unused. */
   dropOldest(n: number): void {
     this.slots.copyWithin(0, 2 * n, 2 * this.count);

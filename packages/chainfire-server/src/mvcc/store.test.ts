@@ -544,6 +544,18 @@ describe("MvccStore", () => {
     expect(store.currentRevision()).toBe(1n);
   });
 
+  it("gives no prev_kv where the revision before the event is compacted, where etcd's read fails", () => {
+    put("k", "1");
+    put("k", "2");
+    put("k", "3");
+    apply({ compaction: { revision: 3n, physical: true } });
+    const events = store.eventsBetween(keyRange(b("k"), Buffer.alloc(0)), 3n, 4n, 100).events;
+    expect(events.map((e) => [e.kv!.modRevision, e.prevKv?.value.toString()])).toEqual([
+      [3n, undefined],
+      [4n, "2"],
+    ]);
+  });
+
   it("gives a watch event the key's value from the revision before it as prev_kv, as etcd does", () => {
     // A txn that puts keys in one nested txn and deletes them in a later one (etcd's duplicate-key
     // check allows it): the delete's prev_kv is the value from before the txn (none for a key the

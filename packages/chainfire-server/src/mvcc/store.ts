@@ -393,19 +393,18 @@ export class MvccStore implements StateMachine {
   }
 
   /**
-   * A watch event's prev_kv, as etcd gives it: the key's value at the revision before the event's,
-   * and none for a creation (a put whose create and mod revisions are the event's). So when a txn puts
-   * a key and then deletes it (a put in one nested txn, the delete in a later one: etcd's
-   * duplicate-key check allows it), the delete's prev_kv is the value from before the txn.
+   * A watch event's prev_kv, as etcd gives it: the key's value at the revision before the event's
+   * (none when that revision is compacted, where etcd's read fails), and none for a creation (a put
+   * whose create and mod revisions are the event's). So when a txn puts a key and then deletes it (a
+   * put in one nested txn, the delete in a later one: etcd's duplicate-key check allows it), the
+   * delete's prev_kv is the value from before the txn.
    */
-  private eventPrevKv(key: string, kv: mvccpb.KeyValue, tombstone: boolean): mvccpb.KeyValue | undefined {
-    if (!tombstone && kv.createRevision === kv.modRevision) return undefined;
+  private eventPrevKv(key: string, kv: mvccpb.KeyValue, deleted: boolean): mvccpb.KeyValue | undefined {
+    if (!deleted && kv.createRevision === kv.modRevision) return undefined;
+    const before = kv.modRevision - 1n;
     const record = this.index.get(key);
-    if (record === undefined) return undefined;
-    const before = record.indexBefore(kv.modRevision, 0);
-    if (before < 0 || record.tombstone(before)) return undefined;
-    const row = this.backend.row(record.main(before), record.sub(before));
-    return row === undefined ? undefined : kvFromRow(row);
+    if (record === undefined || before < this.compacted) return undefined;
+    return this.valueAt(record, before) ?? undefined;
   }
 
   /**
@@ -769,6 +768,8 @@ export class MvccStore implements StateMachine {
     if (prev === null) this.liveKeys++;
     if (prev !== null && prev.lease !== 0n && prev.lease !== lease) this.lessor.detach(prev.lease, key);
     if (lease !== 0n) this.lessor.attach(lease, key);
+    // prev_kv is the value before this txn: a txn puts a key at most once, and a put after a delete
+    // of the key in the same txn is a creation (none).
     ctx.events.push({ type: mvccpb.Event_EventType.PUT, kv, prevKv: prev ?? undefined });
     return prev;
   }
