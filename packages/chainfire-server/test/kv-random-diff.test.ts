@@ -1,10 +1,13 @@
-// Randomised differential test: seeded sequences of KV, Txn, Compact, Lease and HashKV requests sent over
-// gRPC to a 1-member etcd 3.4 and a 3-member chainfire, each response (or gRPC error) compared, and a
-// watch over everything replayed from the oldest revision each server still has. Both servers start
-// empty and receive the same requests in the same order, so revisions, versions and errors must
-// agree exactly. What legitimately differs: member and cluster IDs and terms in headers, remaining
-// lease TTLs (timing), the order of lease lists, and the order of ties under a non-key sort (etcd
-// sorts those with Go's unstable sort).
+// Randomised differential test: seeded sequences of KV, Txn, Compact, Lease and HashKV requests sent
+// to a 1-member etcd 3.4 and to any member of a 3-member chainfire, over gRPC or (a quarter) the JSON
+// gateway, each answer or error compared; then watches compared: live ones opened before each seed,
+// and ones replaying the history (all of it with prev_kv, or parts with filters, or from compacted
+// revisions). Both servers start empty and receive the same requests in the same order, so
+// revisions, versions and errors must agree exactly. What legitimately differs: member and cluster
+// IDs and terms in headers, remaining lease TTLs (timing), the order of lease lists, and the order
+// of ties under a non-key sort (etcd sorts those with Go's unstable sort). Where etcd's single member
+// is always current, a chainfire member is first made to catch up (caughtUp), and etcd is made to
+// finish its background compactions before a HashKV (etcdCompactionsSettled).
 //
 // KV_DIFF_SEEDS (e.g. "1-200" or "7,9") and KV_DIFF_OPS (requests per seed) widen the search. A
 // failure names the seed and the request. Each seed starts where the previous ones left the stores,
