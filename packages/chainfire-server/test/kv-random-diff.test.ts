@@ -15,13 +15,14 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Metadata, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients, etcd, mvccpb } from "@photoncloud/chainfire-api";
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster, hasBinary } from "../bench/cluster.js";
 import { inRange, keyRange, prefixEnd } from "../src/mvcc/key-range.js";
 import { deleteRangeRequest, putRequest, rangeRequest } from "../src/mvcc/messages.js";
+import { call, until } from "./support/daemon-cluster.js";
 
 const hasEtcd = hasBinary("etcd");
 
@@ -227,15 +228,20 @@ class Generator {
   }
 }
 
+/** Every operation of a txn, in both branches and in the txns nested in them. */
+function allOps(txn: etcd.TxnRequest): etcd.RequestOp[] {
+  return [...txn.success, ...txn.failure].flatMap((op) =>
+    op.requestTxn ? [op, ...allOps(op.requestTxn)] : [op],
+  );
+}
+
 /**
  * Whether the txn may be one chainfire refuses on purpose where etcd 3.4 applies it (README, "Two
  * txns"): a delete from a key on (range_end "\0") and a put of a key in that range. Such txns are
  * drawn again, since the two stores would part there; store and API tests cover the refusal.
  */
 function refusedOnPurpose(txn: etcd.TxnRequest): boolean {
-  const ops = (t: etcd.TxnRequest): etcd.RequestOp[] =>
-    [...t.success, ...t.failure].flatMap((op) => (op.requestTxn ? [op, ...ops(op.requestTxn)] : [op]));
-  const all = ops(txn);
+  const all = allOps(txn);
   const fromKeys = all.flatMap((op) => {
     const d = op.requestDeleteRange;
     return d !== undefined && d.rangeEnd.length === 1 && d.rangeEnd[0] === 0 ? [d.key] : [];
@@ -263,17 +269,10 @@ function send(clients: ChainfireClients, r: Request): Promise<Outcome> {
     : r.rpc === "hashKv"
       ? clients.maintenance
       : clients.kv;
-  return new Promise((resolve) => {
-    const fn = (client as unknown as Record<string, (...args: unknown[]) => void>)[r.rpc]!;
-    fn.call(
-      client,
-      r.req,
-      new Metadata(),
-      { deadline: Date.now() + 20_000 },
-      (err: ServiceError | null, res: unknown) =>
-        resolve(err ? { code: err.code, details: err.details } : { ok: res }),
-    );
-  });
+  return call(client, r.rpc, r.req, 20_000).then(
+    (ok) => ({ ok }),
+    (err: ServiceError) => ({ code: err.code, details: err.details }),
+  );
 }
 
 /** Each request's path on the JSON gateway (etcd 3.4's rpc.proto HTTP annotations). */
@@ -306,14 +305,10 @@ function gatewayJson(value: unknown): unknown {
  * but the key (ties), no lease TTL or lease list. Such requests may go through the JSON gateway.
  */
 function plainAnswer(r: Request): boolean {
-  const keySorted = (ops: etcd.RequestOp[]): boolean =>
-    ops.every(
-      (op) =>
-        (op.requestRange === undefined || op.requestRange.sortTarget === etcd.RangeRequest_SortTarget.KEY) &&
-        (op.requestTxn === undefined || keySorted([...op.requestTxn.success, ...op.requestTxn.failure])),
-    );
-  if (r.rpc === "range") return r.req.sortTarget === etcd.RangeRequest_SortTarget.KEY;
-  if (r.rpc === "txn") return keySorted([...r.req.success, ...r.req.failure]);
+  const keySorted = (req: etcd.RangeRequest) => req.sortTarget === etcd.RangeRequest_SortTarget.KEY;
+  if (r.rpc === "range") return keySorted(r.req);
+  if (r.rpc === "txn")
+    return allOps(r.req).every((op) => op.requestRange === undefined || keySorted(op.requestRange));
   return r.rpc !== "leaseTimeToLive" && r.rpc !== "leaseLeases" && r.rpc !== "hashKv";
 }
 
@@ -455,36 +450,6 @@ const latin1Kv = (kv: mvccpb.KeyValue) => ({
   value: kv.value.toString("latin1"),
 });
 
-/** One watch's events until `enough` says so (checked after each response) or its cancellation. */
-function watchEvents(
-  clients: ChainfireClients,
-  spec: WatchSpec,
-  enough: (events: Watched["events"]) => boolean,
-): Promise<Watched> {
-  return new Promise((resolve, reject) => {
-    const stream = clients.watch.watch();
-    const events: Watched["events"] = [];
-    const timer = setTimeout(() => {
-      stream.cancel();
-      reject(new Error(`watch ${describeSpec(spec)} stopped short after ${events.length} event(s)`));
-    }, 30_000);
-    const done = (value: Watched) => {
-      clearTimeout(timer);
-      stream.cancel();
-      resolve(value);
-    };
-    stream.on("error", () => {});
-    stream.on("data", (res: etcd.WatchResponse) => {
-      if (res.canceled) return done({ canceled: true, compactRevision: res.compactRevision, events });
-      for (const ev of res.events) {
-        events.push({ type: ev.type, kv: latin1Kv(ev.kv!), prevKv: ev.prevKv && latin1Kv(ev.prevKv) });
-      }
-      if (res.events.length > 0 && enough(events)) done({ events });
-    });
-    stream.write({ createRequest: { ...spec, progressNotify: false, watchId: 0n, fragment: false } });
-  });
-}
-
 function describeSpec(spec: WatchSpec): string {
   const shown = { ...spec, key: spec.key.toString("latin1"), rangeEnd: spec.rangeEnd.toString("latin1") };
   return JSON.stringify(shown, (_k, v) => (typeof v === "bigint" ? `${v}n` : v));
@@ -521,11 +486,8 @@ function expectedCount(spec: WatchSpec, all: Watched["events"]): number {
   ).length;
 }
 
-/**
- * A watch opened before a seed's requests, from "now" (start revision 0): what the members send live
- * as the writes are applied, not what they read back from history.
- */
-class LiveWatch {
+/** A watch whose events are kept as they come, until `until` has what it waits for and closes it. */
+class RecordedWatch {
   private readonly stream: ReturnType<ChainfireClients["watch"]["watch"]>;
   private readonly events: Watched["events"] = [];
   private canceled: { compactRevision: bigint } | undefined;
@@ -550,18 +512,18 @@ class LiveWatch {
     this.stream.write({ createRequest: { ...spec, progressNotify: false, watchId: 0n, fragment: false } });
   }
 
-  /** The first `count` events (or fewer, if cancelled), polled for with a deadline; then closed. */
-  async collect(count: number): Promise<Watched> {
-    const deadline = Date.now() + 30_000;
-    while (this.events.length < count && this.canceled === undefined) {
-      if (Date.now() > deadline) {
-        this.stream.cancel();
-        throw new Error(`live watch ${describeSpec(this.spec)}: ${this.events.length} of ${count} events`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
+  /** The events once `enough` holds for them or the server cancelled the watch (polled, with a deadline). */
+  async until(enough: (events: Watched["events"]) => boolean): Promise<Watched> {
+    try {
+      await until(
+        () => this.canceled !== undefined || enough(this.events),
+        () => `watch ${describeSpec(this.spec)}: ${this.events.length} event(s) so far`,
+        30_000,
+      );
+    } finally {
+      this.stream.cancel();
     }
-    this.stream.cancel();
-    const events = this.events.slice(0, count);
+    const events = [...this.events];
     return this.canceled === undefined ? { events } : { canceled: true, ...this.canceled, events };
   }
 }
@@ -571,15 +533,6 @@ async function etcdMetric(metricsPort: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   const m = new RegExp(`^${name} (\\d+)$`, "m").exec(text);
   return m === null ? 0 : Number(m[1]);
-}
-
-/** Polls `check` every 20 ms until it holds, for at most 10 s. */
-async function pollUntil(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /**
@@ -593,7 +546,11 @@ async function pollUntil(check: () => Promise<boolean>, what: string): Promise<v
 async function etcdCompactionsSettled(side: Side, compactions: number): Promise<void> {
   const finished = "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds_count";
   const metricsPort = side.cluster.members[0]!.metricsPort;
-  await pollUntil(async () => (await etcdMetric(metricsPort, finished)) >= compactions, "etcd's compactions");
+  await until(
+    async () => (await etcdMetric(metricsPort, finished)) >= compactions,
+    "etcd's compactions",
+    10_000,
+  );
   await new Promise<void>((resolve, reject) =>
     side.clients[0]!.maintenance.defragment({}, (err) => (err ? reject(err) : resolve())),
   );
@@ -618,154 +575,156 @@ interface Side {
   clients: ChainfireClients[];
 }
 
-describe.skipIf(!hasEtcd)(
-  "randomised KV, Txn, Compact and Lease requests: chainfire answers as etcd 3.4",
-  () => {
-    let dir: string;
-    const sides: Side[] = [];
+describe("randomised KV, Txn, Compact and Lease requests: chainfire answers as etcd 3.4", () => {
+  let dir: string;
+  const sides: Side[] = [];
 
-    beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), "kv-random-diff-"));
-      // chainfire with three members, each request sent to any of them: what a follower forwards
-      // (writes, linearizable reads, lease calls, compactions) must come back as etcd answers.
-      for (const [kind, size] of [
-        ["etcd", 1],
-        ["chainfire", 3],
-      ] as const) {
-        // A long election timeout: a leader change under a loaded machine would fail a request
-        // that etcd's single member answers.
-        const cluster = await Cluster.start({ kind, dir: join(dir, kind), size, electionMs: 2000 });
-        sides.push({ cluster, clients: cluster.members.map((m) => createClients(m.endpoint)) });
+  beforeAll(async () => {
+    // Not skipped without etcd: the test command's set-up (scripts/setup.mjs) installs it.
+    if (!hasEtcd) throw new Error("etcd is not on PATH: run `node scripts/setup.mjs` (Debian's etcd-server)");
+    dir = mkdtempSync(join(tmpdir(), "kv-random-diff-"));
+    // chainfire with three members, each request sent to any of them: what a follower forwards
+    // (writes, linearizable reads, lease calls, compactions) must come back as etcd answers.
+    for (const [kind, size] of [
+      ["etcd", 1],
+      ["chainfire", 3],
+    ] as const) {
+      // A long election timeout: a leader change under a loaded machine would fail a request
+      // that etcd's single member answers.
+      const cluster = await Cluster.start({ kind, dir: join(dir, kind), size, electionMs: 2000 });
+      sides.push({ cluster, clients: cluster.members.map((m) => createClients(m.endpoint)) });
+    }
+  }, 120_000);
+
+  afterAll(() => {
+    for (const s of sides) {
+      for (const c of s.clients) c.close();
+      s.cluster.stop();
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`${SEEDS.length} seed(s) of ${OPS} requests each`, async () => {
+    const [etcdSide, chainfireSide] = sides as [Side, Side];
+    // One generator runs across the seeds on the same two servers: each seed starts where the
+    // previous left both (the same state, or the test has already failed).
+    let revision = 1n;
+    let compacted = 0n;
+    let etcdCompactions = 0;
+    let etcdCompactionsWaited = 0;
+    for (const seed of SEEDS) {
+      const gen = new Generator(new SeededRandom(BigInt(seed)));
+      // Which chainfire member serves each request, drawn apart from the requests.
+      const members = new SeededRandom(BigInt(seed) ^ 0xc0ffeen);
+      const anyMember = () => members.intBelow(chainfireSide.clients.length);
+      /** A member that has applied everything acknowledged so far (see caughtUp). */
+      const currentMember = async () => {
+        const clients = chainfireSide.clients[anyMember()]!;
+        await caughtUp(clients);
+        return clients;
+      };
+      // Some requests go through the JSON gateway instead, to both servers alike.
+      const transports = new SeededRandom(BigInt(seed) ^ 0x6a7en);
+      gen.revision = revision;
+      gen.compacted = compacted;
+      // Live watches, opened before the requests on a caught-up member, so both start after the
+      // same revision. Without prev_kv: etcd reads a live event's prev_kv when it sends the event,
+      // and a compaction applied meanwhile would take it away (the history watches check prev_kv).
+      const live: RecordedWatch[][] = [];
+      for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x11fen), revision, 3)) {
+        const from = { ...spec, startRevision: 0n, prevKv: false };
+        live.push([
+          new RecordedWatch(etcdSide.clients[0]!, from),
+          new RecordedWatch(await currentMember(), from),
+        ]);
       }
-    }, 120_000);
-
-    afterAll(() => {
-      for (const s of sides) {
-        for (const c of s.clients) c.close();
-        s.cluster.stop();
+      const liveStart: bigint[] = [];
+      for (const [e, c] of live) {
+        const [fromEtcd, fromChainfire] = await Promise.all([e!.created, c!.created]);
+        expect(fromChainfire, `seed ${seed}: live watch ${describeSpec(e!.spec)} created at`).toBe(fromEtcd);
+        liveStart.push(fromEtcd);
       }
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    });
-
-    it(`${SEEDS.length} seed(s) of ${OPS} requests each`, async () => {
-      const [etcdSide, chainfireSide] = sides as [Side, Side];
-      // One generator runs across the seeds on the same two servers: each seed starts where the
-      // previous left both (the same state, or the test has already failed).
-      let revision = 1n;
-      let compacted = 0n;
-      let etcdCompactions = 0;
-      let etcdCompactionsWaited = 0;
-      for (const seed of SEEDS) {
-        const gen = new Generator(new SeededRandom(BigInt(seed)));
-        // Which chainfire member serves each request, drawn apart from the requests.
-        const members = new SeededRandom(BigInt(seed) ^ 0xc0ffeen);
-        const anyMember = () => members.intBelow(chainfireSide.clients.length);
-        /** A member that has applied everything acknowledged so far (see caughtUp). */
-        const currentMember = async () => {
-          const clients = chainfireSide.clients[anyMember()]!;
-          await caughtUp(clients);
-          return clients;
-        };
-        // Some requests go through the JSON gateway instead, to both servers alike.
-        const transports = new SeededRandom(BigInt(seed) ^ 0x6a7en);
-        gen.revision = revision;
-        gen.compacted = compacted;
-        // Live watches, opened before the requests on a caught-up member, so both start after the
-        // same revision. Without prev_kv: etcd reads a live event's prev_kv when it sends the event,
-        // and a compaction applied meanwhile would take it away (the history watches check prev_kv).
-        const live: LiveWatch[][] = [];
-        for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x11fen), revision, 3)) {
-          const from = { ...spec, startRevision: 0n, prevKv: false };
-          live.push([new LiveWatch(etcdSide.clients[0]!, from), new LiveWatch(await currentMember(), from)]);
-        }
-        const liveStart: bigint[] = [];
-        for (const [e, c] of live) {
-          const [fromEtcd, fromChainfire] = await Promise.all([e!.created, c!.created]);
-          expect(fromChainfire, `seed ${seed}: live watch ${describeSpec(e!.spec)} created at`).toBe(
-            fromEtcd,
-          );
-          liveStart.push(fromEtcd);
-        }
-        for (let i = 0; i < OPS; i++) {
-          const r = gen.next();
-          const member = anyMember();
-          if (servedLocally(r) || r.rpc === "hashKv") await caughtUp(chainfireSide.clients[member]!);
-          const what = `seed ${seed}, request ${i}`;
-          let etcdRevision: bigint | undefined;
-          let ok: boolean;
-          if (transports.chance(0.25) && plainAnswer(r)) {
-            const fromEtcd = await post(etcdSide.cluster.members[0]!.endpoint, r);
-            const fromChainfire = await post(chainfireSide.cluster.members[member]!.endpoint, r);
-            expect(fromChainfire, `${what} (JSON gateway): ${describeRequest(r)}`).toStrictEqual(fromEtcd);
-            const revisionText = (fromEtcd.body as { header?: { revision?: string } }).header?.revision;
-            if (revisionText !== undefined) etcdRevision = BigInt(revisionText);
-            ok = fromEtcd.status === 200;
-          } else {
-            if (r.rpc === "hashKv" && etcdCompactionsWaited < etcdCompactions) {
-              await etcdCompactionsSettled(etcdSide, etcdCompactions);
-              etcdCompactionsWaited = etcdCompactions;
-            }
-            const fromEtcd = await send(etcdSide.clients[0]!, r);
-            const etcdProcess = etcdSide.cluster.members[0]!.process;
-            if (etcdProcess?.exitCode !== null || etcdProcess?.signalCode !== null) {
-              throw new Error(
-                `etcd exited on ${what}: ${describeRequest(r)}\n${etcdSide.cluster.members[0]!.log.slice(-3000)}`,
-              );
-            }
-            const fromChainfire = await send(chainfireSide.clients[member]!, r);
-            expect(
-              canonical(r, fromChainfire),
-              `${what}: ${describeRequest(r)}\netcd answered ${JSON.stringify(canonical(r, fromEtcd), (_k, v) => (typeof v === "bigint" ? `${v}n` : v))}`,
-            ).toStrictEqual(canonical(r, fromEtcd));
-            ok = "ok" in fromEtcd;
-            if (ok) etcdRevision = (fromEtcd as { ok: { header?: etcd.ResponseHeader } }).ok.header?.revision;
+      for (let i = 0; i < OPS; i++) {
+        const r = gen.next();
+        const member = anyMember();
+        if (servedLocally(r) || r.rpc === "hashKv") await caughtUp(chainfireSide.clients[member]!);
+        const what = `seed ${seed}, request ${i}`;
+        let etcdRevision: bigint | undefined;
+        let ok: boolean;
+        if (transports.chance(0.25) && plainAnswer(r)) {
+          const fromEtcd = await post(etcdSide.cluster.members[0]!.endpoint, r);
+          const fromChainfire = await post(chainfireSide.cluster.members[member]!.endpoint, r);
+          expect(fromChainfire, `${what} (JSON gateway): ${describeRequest(r)}`).toStrictEqual(fromEtcd);
+          const revisionText = (fromEtcd.body as { header?: { revision?: string } }).header?.revision;
+          if (revisionText !== undefined) etcdRevision = BigInt(revisionText);
+          ok = fromEtcd.status === 200;
+        } else {
+          if (r.rpc === "hashKv" && etcdCompactionsWaited < etcdCompactions) {
+            await etcdCompactionsSettled(etcdSide, etcdCompactions);
+            etcdCompactionsWaited = etcdCompactions;
           }
-          if (etcdRevision !== undefined && etcdRevision > gen.revision) gen.revision = etcdRevision;
-          if (r.rpc === "compact" && ok) {
-            gen.compacted = r.req.revision;
-            etcdCompactions++;
+          const fromEtcd = await send(etcdSide.clients[0]!, r);
+          const etcdProcess = etcdSide.cluster.members[0]!.process;
+          if (etcdProcess?.exitCode !== null || etcdProcess?.signalCode !== null) {
+            throw new Error(
+              `etcd exited on ${what}: ${describeRequest(r)}\n${etcdSide.cluster.members[0]!.log.slice(-3000)}`,
+            );
           }
+          const fromChainfire = await send(chainfireSide.clients[member]!, r);
+          expect(
+            canonical(r, fromChainfire),
+            `${what}: ${describeRequest(r)}\netcd answered ${JSON.stringify(canonical(r, fromEtcd), (_k, v) => (typeof v === "bigint" ? `${v}n` : v))}`,
+          ).toStrictEqual(canonical(r, fromEtcd));
+          ok = "ok" in fromEtcd;
+          if (ok) etcdRevision = (fromEtcd as { ok: { header?: etcd.ResponseHeader } }).ok.header?.revision;
         }
-        revision = gen.revision;
-        compacted = gen.compacted;
-        // The history both still hold, replayed by a watch with previous values; then watches over
-        // parts of it with filters, each until it has delivered what the full history holds for it
-        // or is cancelled for starting below the compaction.
-        const everything: WatchSpec = {
-          key: Buffer.from([0]),
-          rangeEnd: Buffer.from([0]),
-          startRevision: compacted + 1n,
-          filters: [],
-          prevKv: true,
-        };
-        const reached = (events: Watched["events"]) => events[events.length - 1]!.kv.modRevision === revision;
-        let w1: Watched = { events: [] };
-        if (everything.startRevision <= revision) {
-          let w2: Watched;
-          [w1, w2] = await Promise.all([
-            watchEvents(etcdSide.clients[0]!, everything, reached),
-            watchEvents(await currentMember(), everything, reached),
-          ]);
-          expect(w2, `seed ${seed}: watch ${describeSpec(everything)}`).toStrictEqual(w1);
-        }
-        // What the live watches saw: as many events as the history still held has for each (all of
-        // them unless the seed compacted past the watch's start; then the first that many).
-        for (const [k, [e, c]] of live.entries()) {
-          const count = expectedCount({ ...e!.spec, startRevision: liveStart[k]! + 1n }, w1.events);
-          const [l1, l2] = await Promise.all([e!.collect(count), c!.collect(count)]);
-          expect(l2, `seed ${seed}: live watch ${describeSpec(e!.spec)}`).toStrictEqual(l1);
-        }
-        for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x5eedn), revision, 6)) {
-          const count = expectedCount(spec, w1.events);
-          if (count === 0 && spec.startRevision >= compacted) continue;
-          const enough = (events: Watched["events"]) => events.length >= count;
-          const [s1, s2] = await Promise.all([
-            watchEvents(etcdSide.clients[0]!, spec, enough),
-            watchEvents(await currentMember(), spec, enough),
-          ]);
-          expect(s2, `seed ${seed}: watch ${describeSpec(spec)}`).toStrictEqual(s1);
+        if (etcdRevision !== undefined && etcdRevision > gen.revision) gen.revision = etcdRevision;
+        if (r.rpc === "compact" && ok) {
+          gen.compacted = r.req.revision;
+          etcdCompactions++;
         }
       }
-    }, 600_000);
-  },
-);
+      revision = gen.revision;
+      compacted = gen.compacted;
+      // The history both still hold, replayed by a watch with previous values; then watches over
+      // parts of it with filters, each until it has delivered what the full history holds for it
+      // or is cancelled for starting below the compaction.
+      const everything: WatchSpec = {
+        key: Buffer.from([0]),
+        rangeEnd: Buffer.from([0]),
+        startRevision: compacted + 1n,
+        filters: [],
+        prevKv: true,
+      };
+      const reached = (events: Watched["events"]) => events.at(-1)?.kv.modRevision === revision;
+      let w1: Watched = { events: [] };
+      if (everything.startRevision <= revision) {
+        let w2: Watched;
+        [w1, w2] = await Promise.all([
+          new RecordedWatch(etcdSide.clients[0]!, everything).until(reached),
+          new RecordedWatch(await currentMember(), everything).until(reached),
+        ]);
+        expect(w2, `seed ${seed}: watch ${describeSpec(everything)}`).toStrictEqual(w1);
+      }
+      // What the live watches saw: as many events as the history still held has for each (all of
+      // them unless the seed compacted past the watch's start; then the first that many).
+      for (const [k, [e, c]] of live.entries()) {
+        const count = expectedCount({ ...e!.spec, startRevision: liveStart[k]! + 1n }, w1.events);
+        const first = (w: Watched): Watched => ({ ...w, events: w.events.slice(0, count) });
+        const enough = (events: Watched["events"]) => events.length >= count;
+        const [l1, l2] = (await Promise.all([e!.until(enough), c!.until(enough)])).map(first);
+        expect(l2, `seed ${seed}: live watch ${describeSpec(e!.spec)}`).toStrictEqual(l1);
+      }
+      for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x5eedn), revision, 6)) {
+        const count = expectedCount(spec, w1.events);
+        if (count === 0 && spec.startRevision >= compacted) continue;
+        const enough = (events: Watched["events"]) => events.length >= count;
+        const [s1, s2] = await Promise.all([
+          new RecordedWatch(etcdSide.clients[0]!, spec).until(enough),
+          new RecordedWatch(await currentMember(), spec).until(enough),
+        ]);
+        expect(s2, `seed ${seed}: watch ${describeSpec(spec)}`).toStrictEqual(s1);
+      }
+    }
+  }, 600_000);
+});
