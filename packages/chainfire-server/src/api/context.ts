@@ -36,7 +36,10 @@ export interface EtcdApiContext {
   readonly member: MemberFacts;
   /** The version reported by Status; etcd clients gate features on it, so it names the etcd API level. */
   readonly version: string;
-  /** Largest watch response before it is split into fragments (when the watcher asked for fragments). */
+  /**
+   * A watch response this large or larger is split into fragments when its watcher asked for them
+   * (etcd: --max-request-bytes plus the 512 KiB a gRPC message may carry beyond it).
+   */
   readonly watchFragmentBytesMax: number;
   /** Largest encoded command accepted for proposal (etcd's --max-request-bytes). */
   readonly maxRequestBytes: number;

@@ -478,6 +478,15 @@ describe("etcd Watch over gRPC", () => {
     const parts = w.responses.filter((r) => r.events.length > 0);
     expect(parts.length).toBeGreaterThan(1);
     expect(parts.map((p) => p.fragment)).toEqual([...parts.slice(1).map(() => true), false]);
+    // Cut as etcd cuts: each response under the limit with its flag set, and filled as far as that allows.
+    const size = (r: etcd.WatchResponse) =>
+      etcd.WatchResponse.encode({ ...r, fragment: true }).finish().length;
+    for (const [i, part] of parts.entries()) {
+      expect(size(part)).toBeLessThan(200);
+      const next = parts[i + 1]?.events[0];
+      if (next !== undefined)
+        expect(size({ ...part, events: [...part.events, next] })).toBeGreaterThanOrEqual(200);
+    }
     w.stream.end();
   });
 

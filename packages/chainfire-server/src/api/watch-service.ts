@@ -158,7 +158,11 @@ class WatchStream {
       return true;
     }
     const parts = this.fragment.has(watcher.id)
-      ? splitEvents(delivery.events, this.ctx.watchFragmentBytesMax)
+      ? fragments(
+          this.response(watcher.id, delivery.revision, {}),
+          delivery.events,
+          this.ctx.watchFragmentBytesMax,
+        )
       : [delivery.events];
     parts.forEach((events, i) => {
       this.write(this.response(watcher.id, delivery.revision, { events, fragment: i < parts.length - 1 }));
@@ -221,23 +225,43 @@ class WatchStream {
   }
 }
 
-/** Splits events into groups of at most `bytesMax` encoded bytes (at least one event each). */
-function splitEvents(events: mvccpb.Event[], bytesMax: number): mvccpb.Event[][] {
-  const parts: mvccpb.Event[][] = [];
-  let current: mvccpb.Event[] = [];
-  let size = 0;
-  for (const event of events) {
+/**
+ * How a fragmented watcher's response is cut, as etcd cuts it: whole unless it is `bytesMax` or more
+ * encoded and has more than one event; otherwise into responses each under `bytesMax` (measured
+ * with the fragment flag set), filled in order, an event larger than that alone in its own.
+ */
+function fragments(empty: etcd.WatchResponse, events: mvccpb.Event[], bytesMax: number): mvccpb.Event[][] {
+  if (events.length < 2) return [events];
+  // Each event adds its encoding and the field's tag and length to the response.
+  const sizes = events.map((event) => {
     const bytes = mvccpb.Event.encode(event).finish().length;
-    if (current.length > 0 && size + bytes > bytesMax) {
-      parts.push(current);
-      current = [];
-      size = 0;
+    return 1 + varintLength(bytes) + bytes;
+  });
+  const base = etcd.WatchResponse.encode({ ...empty, fragment: true }).finish().length;
+  // The whole response carries no fragment flag: its field (two bytes) is left out.
+  if (base - 2 + sizes.reduce((n, size) => n + size, 0) < bytesMax) return [events];
+  const parts: mvccpb.Event[][] = [];
+  let i = 0;
+  while (i < events.length) {
+    const part = [events[i]!];
+    let size = base + sizes[i++]!;
+    while (i < events.length && size + sizes[i]! < bytesMax) {
+      part.push(events[i]!);
+      size += sizes[i++]!;
     }
-    current.push(event);
-    size += bytes;
+    parts.push(part);
   }
-  parts.push(current);
   return parts;
+}
+
+/** The bytes of a length's varint encoding. */
+function varintLength(n: number): number {
+  let bytes = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    bytes++;
+  }
+  return bytes;
 }
 
 /** A range end at or before the key (other than "\0", every key from it): a range nothing can match. */

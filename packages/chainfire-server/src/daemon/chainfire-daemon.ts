@@ -169,7 +169,8 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     hub,
     member: memberFacts(member),
     version: ETCD_API_VERSION,
-    watchFragmentBytesMax: config.maxRequestBytes,
+    // As etcd: a watch response is cut only past what a gRPC message may carry beyond the request limit.
+    watchFragmentBytesMax: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     maxRequestBytes: config.maxRequestBytes,
     nowMs: () => Date.now(),
     forwarding: leaderClients,
