@@ -12,34 +12,29 @@
 // KV_DIFF_SEEDS (e.g. "1-200" or "7,9") and KV_DIFF_OPS (requests per seed) widen the search. A
 // failure names the seed and the request. Each seed starts where the previous ones left the stores,
 // so the same list of seeds up to that one replays it.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { ServiceError } from "@grpc/grpc-js";
-import { type ChainfireClients, createClients, etcd, mvccpb } from "@photoncloud/chainfire-api";
+import { type ChainfireClients, etcd, type mvccpb } from "@photoncloud/chainfire-api";
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Cluster, hasBinary } from "../bench/cluster.js";
-import { inRange, keyRange, prefixEnd } from "../src/mvcc/key-range.js";
+import { prefixEnd } from "../src/mvcc/key-range.js";
 import { deleteRangeRequest, putRequest, rangeRequest } from "../src/mvcc/messages.js";
 import { call, until } from "./support/daemon-cluster.js";
+import {
+  allOps,
+  caughtUp,
+  countFromEnv,
+  refusedOnPurpose,
+  type Side,
+  type Sides,
+  seedsFromEnv,
+  selectEvents,
+  startSides,
+  type WatchedEvent,
+  watchedEvent,
+} from "./support/random-diff.js";
 
-const hasEtcd = hasBinary("etcd");
-
-function parseSeeds(text: string): number[] {
-  const seeds: number[] = [];
-  for (const part of text.split(",")) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (m === null) throw new Error(`KV_DIFF_SEEDS: "${part}" is not a seed or a range such as 1-50`);
-    for (let s = Number(m[1]); s <= Number(m[2] ?? m[1]); s++) seeds.push(s);
-  }
-  return seeds;
-}
-
-const SEEDS = parseSeeds(process.env.KV_DIFF_SEEDS ?? "1-8");
-const OPS = Number(process.env.KV_DIFF_OPS ?? 300);
-if (!Number.isInteger(OPS) || OPS < 1)
-  throw new Error(`KV_DIFF_OPS: "${process.env.KV_DIFF_OPS}" is not a positive integer`);
+const SEEDS = seedsFromEnv("KV_DIFF_SEEDS", "1-8");
+const OPS = countFromEnv("KV_DIFF_OPS", 300);
 
 /** The keys the requests touch: nested prefixes, a key below and above them, and a 0xff key. */
 const KEYS = ["a", "a/", "a/1", "a/2", "a/2/x", "b", "b0", "c", "\xff", "\xff\xff"].map((k) =>
@@ -228,29 +223,6 @@ class Generator {
   }
 }
 
-/** Every operation of a txn, in both branches and in the txns nested in them. */
-function allOps(txn: etcd.TxnRequest): etcd.RequestOp[] {
-  return [...txn.success, ...txn.failure].flatMap((op) =>
-    op.requestTxn ? [op, ...allOps(op.requestTxn)] : [op],
-  );
-}
-
-/**
- * Whether the txn may be one chainfire refuses on purpose where etcd 3.4 applies it (README, "Two
- * txns"): a delete from a key on (range_end "\0") and a put of a key in that range. Such txns are
- * drawn again, since the two stores would part there; store and API tests cover the refusal.
- */
-function refusedOnPurpose(txn: etcd.TxnRequest): boolean {
-  const all = allOps(txn);
-  const fromKeys = all.flatMap((op) => {
-    const d = op.requestDeleteRange;
-    return d !== undefined && d.rangeEnd.length === 1 && d.rangeEnd[0] === 0 ? [d.key] : [];
-  });
-  return all.some(
-    (op) => op.requestPut && fromKeys.some((from) => Buffer.compare(op.requestPut!.key, from) >= 0),
-  );
-}
-
 /**
  * Whether the serving member answers from its own state (etcd's serializable reads): a serializable
  * range, and a txn whose every operation is one, a txn with none included (etcd's isTxnSerializable).
@@ -437,18 +409,8 @@ interface WatchSpec {
 interface Watched {
   canceled?: boolean;
   compactRevision?: bigint;
-  events: {
-    type: number;
-    kv: ReturnType<typeof latin1Kv>;
-    prevKv: ReturnType<typeof latin1Kv> | undefined;
-  }[];
+  events: WatchedEvent[];
 }
-
-const latin1Kv = (kv: mvccpb.KeyValue) => ({
-  ...kv,
-  key: kv.key.toString("latin1"),
-  value: kv.value.toString("latin1"),
-});
 
 function describeSpec(spec: WatchSpec): string {
   const shown = { ...spec, key: spec.key.toString("latin1"), rangeEnd: spec.rangeEnd.toString("latin1") };
@@ -474,17 +436,7 @@ function drawWatchSpecs(rnd: SeededRandom, revision: bigint, count: number): Wat
 }
 
 /** How many of the full history's events a watch must deliver. */
-function expectedCount(spec: WatchSpec, all: Watched["events"]): number {
-  const range = keyRange(spec.key, spec.rangeEnd);
-  const dropped = (type: number) =>
-    (type === mvccpb.Event_EventType.PUT &&
-      spec.filters.includes(etcd.WatchCreateRequest_FilterType.NOPUT)) ||
-    (type === mvccpb.Event_EventType.DELETE &&
-      spec.filters.includes(etcd.WatchCreateRequest_FilterType.NODELETE));
-  return all.filter(
-    (ev) => ev.kv.modRevision >= spec.startRevision && inRange(range, ev.kv.key) && !dropped(ev.type),
-  ).length;
-}
+const expectedCount = (spec: WatchSpec, all: readonly WatchedEvent[]) => selectEvents(spec, all).length;
 
 /** A watch whose events are kept as they come, until `until` has what it waits for and closes it. */
 class RecordedWatch {
@@ -505,7 +457,7 @@ class RecordedWatch {
         if (res.created) resolve(res.header!.revision);
         if (res.canceled) this.canceled = { compactRevision: res.compactRevision };
         for (const ev of res.events) {
-          this.events.push({ type: ev.type, kv: latin1Kv(ev.kv!), prevKv: ev.prevKv && latin1Kv(ev.prevKv) });
+          this.events.push(watchedEvent(ev));
         }
       });
     });
@@ -556,56 +508,17 @@ async function etcdCompactionsSettled(side: Side, compactions: number): Promise<
   );
 }
 
-/**
- * A linearizable read on one chainfire member: once it answers, the member has applied every
- * request acknowledged before it. Run before what a member answers from its own state (serializable
- * reads, HashKV) and before opening a watch there, where etcd's single member is always current.
- */
-async function caughtUp(clients: ChainfireClients): Promise<void> {
-  const r = await send(clients, {
-    rpc: "range",
-    req: rangeRequest({ key: Buffer.from("~"), countOnly: true }),
-  });
-  if (!("ok" in r)) throw new Error(`linearizable read before a local one failed: ${r.details}`);
-}
-
-interface Side {
-  cluster: Cluster;
-  /** One per member. */
-  clients: ChainfireClients[];
-}
-
 describe("randomised KV, Txn, Compact and Lease requests: chainfire answers as etcd 3.4", () => {
-  let dir: string;
-  const sides: Side[] = [];
+  let sides: Sides | undefined;
 
   beforeAll(async () => {
-    // Not skipped without etcd: the test command's set-up (scripts/setup.mjs) installs it.
-    if (!hasEtcd) throw new Error("etcd is not on PATH: run `node scripts/setup.mjs` (Debian's etcd-server)");
-    dir = mkdtempSync(join(tmpdir(), "kv-random-diff-"));
-    // chainfire with three members, each request sent to any of them: what a follower forwards
-    // (writes, linearizable reads, lease calls, compactions) must come back as etcd answers.
-    for (const [kind, size] of [
-      ["etcd", 1],
-      ["chainfire", 3],
-    ] as const) {
-      // A long election timeout: a leader change under a loaded machine would fail a request
-      // that etcd's single member answers.
-      const cluster = await Cluster.start({ kind, dir: join(dir, kind), size, electionMs: 2000 });
-      sides.push({ cluster, clients: cluster.members.map((m) => createClients(m.endpoint)) });
-    }
+    sides = await startSides("kv-random-diff");
   }, 120_000);
 
-  afterAll(() => {
-    for (const s of sides) {
-      for (const c of s.clients) c.close();
-      s.cluster.stop();
-    }
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => sides?.stop());
 
   it(`${SEEDS.length} seed(s) of ${OPS} requests each`, async () => {
-    const [etcdSide, chainfireSide] = sides as [Side, Side];
+    const { etcd: etcdSide, chainfire: chainfireSide } = sides!;
     // One generator runs across the seeds on the same two servers: each seed starts where the
     // previous left both (the same state, or the test has already failed).
     let revision = 1n;
