@@ -1,15 +1,16 @@
 // Proves the cluster-wide APIs on 3 members: leases (keep-alive and time-to-live sent to a follower
 // reach the leader's countdown; the remaining TTL survives a leader change; leader-decided expiry
 // deletes keys everywhere) and etcd's Cluster API (MemberAdd by peer URL with the joiner finding its
-// ID, Promote, Update, Remove; a learner refusing MemberList as etcd 3.4 does), and etcd's metrics
-// under etcd's names.
-import { etcd } from "@photoncloud/chainfire-api";
+// ID, Promote, Update, Remove; a learner refusing MemberList as etcd 3.4 does), etcd's metrics
+// under etcd's names, and answers past gRPC's default 4 MiB sent whole, as etcd sends them.
+import { createClients, etcd } from "@photoncloud/chainfire-api";
 import { memberIdForPeerUrls } from "../src/daemon/etcd-cluster-service.js";
 import { rangeRequest } from "../src/mvcc/messages.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
   DaemonCluster,
+  GiveUp,
   type Member,
   put,
   putRequest,
@@ -344,6 +345,80 @@ describe("etcd's metrics", { timeout: 150_000 }, () => {
       expect((await scrape(leader)).get(failuresTo(f2!)) ?? 0).toBe(toRunning);
     } finally {
       await cluster.start(stopped.name, { initialCluster: cluster.initialCluster(["l1", "l2", "l3"]) });
+    }
+  });
+});
+
+describe("answers larger than gRPC's default 4 MiB", { timeout: 150_000 }, () => {
+  it("sends a 6-MB Range answer (over gRPC and the gateway) and a watch's 6-MB history whole, as etcd does (it sets no limit)", async () => {
+    // etcd's Go client accepts any size; the generated client here is told to as well.
+    const m = members[1]!;
+    const big = createClients(`127.0.0.1:${m.ports.client}`, undefined, {
+      "grpc.max_receive_message_length": -1,
+    });
+    const stream = big.watch.watch();
+    let failure: Error | undefined;
+    stream.on("error", (err: Error) => {
+      failure = err;
+    });
+    try {
+      const value = Buffer.alloc(1_000_000, 0x61);
+      const revisions: bigint[] = [];
+      for (let i = 0; i < 6; i++) {
+        const res = await call<etcd.PutResponse>(big.kv, "put", {
+          key: b(`big/${i}`),
+          value,
+          lease: 0n,
+          prevKv: false,
+          ignoreValue: false,
+          ignoreLease: false,
+        });
+        revisions.push(res.header!.revision);
+      }
+      const range = await call<etcd.RangeResponse>(
+        big.kv,
+        "range",
+        rangeRequest({ key: b("big/"), rangeEnd: b("big0") }),
+        30_000,
+      );
+      expect(range.kvs.map((kv) => [kv.key.toString(), kv.value.length])).toEqual(
+        [0, 1, 2, 3, 4, 5].map((i) => [`big/${i}`, 1_000_000]),
+      );
+      // The same through the JSON gateway.
+      const viaGateway = await fetch(`http://127.0.0.1:${m.ports.client}/v3/kv/range`, {
+        method: "POST",
+        body: JSON.stringify({ key: b("big/").toString("base64"), range_end: b("big0").toString("base64") }),
+      });
+      const body = (await viaGateway.json()) as { kvs?: { value: string }[] };
+      expect([viaGateway.status, body.kvs?.map((kv) => Buffer.from(kv.value, "base64").length)]).toEqual([
+        200,
+        [0, 1, 2, 3, 4, 5].map(() => 1_000_000),
+      ]);
+      // A watch from the first put replays all six.
+      const events: bigint[] = [];
+      stream.on("data", (res: etcd.WatchResponse) =>
+        events.push(...res.events.map((e) => e.kv!.modRevision)),
+      );
+      stream.write({
+        createRequest: {
+          key: b("big/"),
+          rangeEnd: b("big0"),
+          startRevision: revisions[0]!,
+          progressNotify: false,
+          filters: [],
+          prevKv: false,
+          watchId: 0n,
+          fragment: false,
+        },
+      });
+      await until(() => {
+        if (failure !== undefined) throw new GiveUp(`the watch failed: ${failure.message}`);
+        return events.length >= 6;
+      }, "the watch's six events");
+      expect(events).toEqual(revisions);
+    } finally {
+      stream.cancel();
+      big.close();
     }
   });
 });

@@ -430,6 +430,8 @@ async function startServers(
     protoFiles: ["etcd/etcdserverpb/rpc.proto", "chainfire/v1/cluster.proto"],
     includeDirs: [PROTO_ROOT],
     maxReceiveMessageBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    // As etcd (math.MaxInt32): no answer is refused for its size, a large Range or watch history included.
+    maxSendMessageBytes: 2 ** 31 - 1,
     maxConcurrentStreams: config.maxConcurrentStreams,
     // As etcd: 0 for either leaves grpc-go's defaults (2h, 20s).
     keepalive:
