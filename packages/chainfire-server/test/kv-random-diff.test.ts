@@ -214,7 +214,11 @@ class Generator {
           : this.compacted + BigInt(this.rnd.intBelow(Number(this.revision - this.compacted) + 1));
       return { rpc: "compact", req: { revision, physical: this.rnd.chance(0.5) } };
     }
-    if (p < 90) return { rpc: "leaseGrant", req: { ID: this.pick(LEASES.slice(1)), TTL: 3600n } };
+    if (p < 90) {
+      // Long enough not to expire during the test; now and then etcd's largest, or one past it.
+      const TTL = this.rnd.chance(0.8) ? 3600n : this.pick([9_000_000_000n, 9_000_000_001n]);
+      return { rpc: "leaseGrant", req: { ID: this.pick(LEASES.slice(1)), TTL } };
+    }
     if (p < 94) return { rpc: "leaseRevoke", req: { ID: this.pick(LEASES) } };
     if (p < 97) return { rpc: "leaseTimeToLive", req: { ID: this.pick(LEASES), keys: this.rnd.chance(0.7) } };
     if (p < 98) return { rpc: "leaseLeases", req: {} };
@@ -517,127 +521,133 @@ describe("randomised KV, Txn, Compact and Lease requests: chainfire answers as e
 
   afterAll(() => sides?.stop());
 
-  it(`${SEEDS.length} seed(s) of ${OPS} requests each`, async () => {
-    const { etcd: etcdSide, chainfire: chainfireSide } = sides!;
-    // One generator runs across the seeds on the same two servers: each seed starts where the
-    // previous left both (the same state, or the test has already failed).
-    let revision = 1n;
-    let compacted = 0n;
-    let etcdCompactions = 0;
-    let etcdCompactionsWaited = 0;
-    for (const seed of SEEDS) {
-      const gen = new Generator(new SeededRandom(BigInt(seed)));
-      // Which chainfire member serves each request, drawn apart from the requests.
-      const members = new SeededRandom(BigInt(seed) ^ 0xc0ffeen);
-      const anyMember = () => members.intBelow(chainfireSide.clients.length);
-      /** A member that has applied everything acknowledged so far (see caughtUp). */
-      const currentMember = async () => {
-        const clients = chainfireSide.clients[anyMember()]!;
-        await caughtUp(clients);
-        return clients;
-      };
-      // Some requests go through the JSON gateway instead, to both servers alike.
-      const transports = new SeededRandom(BigInt(seed) ^ 0x6a7en);
-      gen.revision = revision;
-      gen.compacted = compacted;
-      // Live watches, opened before the requests on a caught-up member, so both start after the
-      // same revision. Without prev_kv: etcd reads a live event's prev_kv when it sends the event,
-      // and a compaction applied meanwhile would take it away (the history watches check prev_kv).
-      const live: RecordedWatch[][] = [];
-      for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x11fen), revision, 3)) {
-        const from = { ...spec, startRevision: 0n, prevKv: false };
-        live.push([
-          new RecordedWatch(etcdSide.clients[0]!, from),
-          new RecordedWatch(await currentMember(), from),
-        ]);
-      }
-      const liveStart: bigint[] = [];
-      for (const [e, c] of live) {
-        const [fromEtcd, fromChainfire] = await Promise.all([e!.created, c!.created]);
-        expect(fromChainfire, `seed ${seed}: live watch ${describeSpec(e!.spec)} created at`).toBe(fromEtcd);
-        liveStart.push(fromEtcd);
-      }
-      for (let i = 0; i < OPS; i++) {
-        const r = gen.next();
-        const member = anyMember();
-        if (servedLocally(r) || r.rpc === "hashKv") await caughtUp(chainfireSide.clients[member]!);
-        const what = `seed ${seed}, request ${i}`;
-        let etcdRevision: bigint | undefined;
-        let ok: boolean;
-        if (transports.chance(0.25) && plainAnswer(r)) {
-          const fromEtcd = await post(etcdSide.cluster.members[0]!.endpoint, r);
-          const fromChainfire = await post(chainfireSide.cluster.members[member]!.endpoint, r);
-          expect(fromChainfire, `${what} (JSON gateway): ${describeRequest(r)}`).toStrictEqual(fromEtcd);
-          const revisionText = (fromEtcd.body as { header?: { revision?: string } }).header?.revision;
-          if (revisionText !== undefined) etcdRevision = BigInt(revisionText);
-          ok = fromEtcd.status === 200;
-        } else {
-          if (r.rpc === "hashKv" && etcdCompactionsWaited < etcdCompactions) {
-            await etcdCompactionsSettled(etcdSide, etcdCompactions);
-            etcdCompactionsWaited = etcdCompactions;
-          }
-          const fromEtcd = await send(etcdSide.clients[0]!, r);
-          const etcdProcess = etcdSide.cluster.members[0]!.process;
-          if (etcdProcess?.exitCode !== null || etcdProcess?.signalCode !== null) {
-            throw new Error(
-              `etcd exited on ${what}: ${describeRequest(r)}\n${etcdSide.cluster.members[0]!.log.slice(-3000)}`,
-            );
-          }
-          const fromChainfire = await send(chainfireSide.clients[member]!, r);
-          expect(
-            canonical(r, fromChainfire),
-            `${what}: ${describeRequest(r)}\netcd answered ${JSON.stringify(canonical(r, fromEtcd), (_k, v) => (typeof v === "bigint" ? `${v}n` : v))}`,
-          ).toStrictEqual(canonical(r, fromEtcd));
-          ok = "ok" in fromEtcd;
-          if (ok) etcdRevision = (fromEtcd as { ok: { header?: etcd.ResponseHeader } }).ok.header?.revision;
+  it(
+    `${SEEDS.length} seed(s) of ${OPS} requests each`,
+    async () => {
+      const { etcd: etcdSide, chainfire: chainfireSide } = sides!;
+      // One generator runs across the seeds on the same two servers: each seed starts where the
+      // previous left both (the same state, or the test has already failed).
+      let revision = 1n;
+      let compacted = 0n;
+      let etcdCompactions = 0;
+      let etcdCompactionsWaited = 0;
+      for (const seed of SEEDS) {
+        const gen = new Generator(new SeededRandom(BigInt(seed)));
+        // Which chainfire member serves each request, drawn apart from the requests.
+        const members = new SeededRandom(BigInt(seed) ^ 0xc0ffeen);
+        const anyMember = () => members.intBelow(chainfireSide.clients.length);
+        /** A member that has applied everything acknowledged so far (see caughtUp). */
+        const currentMember = async () => {
+          const clients = chainfireSide.clients[anyMember()]!;
+          await caughtUp(clients);
+          return clients;
+        };
+        // Some requests go through the JSON gateway instead, to both servers alike.
+        const transports = new SeededRandom(BigInt(seed) ^ 0x6a7en);
+        gen.revision = revision;
+        gen.compacted = compacted;
+        // Live watches, opened before the requests on a caught-up member, so both start after the
+        // same revision. Without prev_kv: etcd reads a live event's prev_kv when it sends the event,
+        // and a compaction applied meanwhile would take it away (the history watches check prev_kv).
+        const live: RecordedWatch[][] = [];
+        for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x11fen), revision, 3)) {
+          const from = { ...spec, startRevision: 0n, prevKv: false };
+          live.push([
+            new RecordedWatch(etcdSide.clients[0]!, from),
+            new RecordedWatch(await currentMember(), from),
+          ]);
         }
-        if (etcdRevision !== undefined && etcdRevision > gen.revision) gen.revision = etcdRevision;
-        if (r.rpc === "compact" && ok) {
-          gen.compacted = r.req.revision;
-          etcdCompactions++;
+        const liveStart: bigint[] = [];
+        for (const [e, c] of live) {
+          const [fromEtcd, fromChainfire] = await Promise.all([e!.created, c!.created]);
+          expect(fromChainfire, `seed ${seed}: live watch ${describeSpec(e!.spec)} created at`).toBe(
+            fromEtcd,
+          );
+          liveStart.push(fromEtcd);
+        }
+        for (let i = 0; i < OPS; i++) {
+          const r = gen.next();
+          const member = anyMember();
+          if (servedLocally(r) || r.rpc === "hashKv") await caughtUp(chainfireSide.clients[member]!);
+          const what = `seed ${seed}, request ${i}`;
+          let etcdRevision: bigint | undefined;
+          let ok: boolean;
+          if (transports.chance(0.25) && plainAnswer(r)) {
+            const fromEtcd = await post(etcdSide.cluster.members[0]!.endpoint, r);
+            const fromChainfire = await post(chainfireSide.cluster.members[member]!.endpoint, r);
+            expect(fromChainfire, `${what} (JSON gateway): ${describeRequest(r)}`).toStrictEqual(fromEtcd);
+            const revisionText = (fromEtcd.body as { header?: { revision?: string } }).header?.revision;
+            if (revisionText !== undefined) etcdRevision = BigInt(revisionText);
+            ok = fromEtcd.status === 200;
+          } else {
+            if (r.rpc === "hashKv" && etcdCompactionsWaited < etcdCompactions) {
+              await etcdCompactionsSettled(etcdSide, etcdCompactions);
+              etcdCompactionsWaited = etcdCompactions;
+            }
+            const fromEtcd = await send(etcdSide.clients[0]!, r);
+            const etcdProcess = etcdSide.cluster.members[0]!.process;
+            if (etcdProcess?.exitCode !== null || etcdProcess?.signalCode !== null) {
+              throw new Error(
+                `etcd exited on ${what}: ${describeRequest(r)}\n${etcdSide.cluster.members[0]!.log.slice(-3000)}`,
+              );
+            }
+            const fromChainfire = await send(chainfireSide.clients[member]!, r);
+            expect(
+              canonical(r, fromChainfire),
+              `${what}: ${describeRequest(r)}\netcd answered ${JSON.stringify(canonical(r, fromEtcd), (_k, v) => (typeof v === "bigint" ? `${v}n` : v))}`,
+            ).toStrictEqual(canonical(r, fromEtcd));
+            ok = "ok" in fromEtcd;
+            if (ok) etcdRevision = (fromEtcd as { ok: { header?: etcd.ResponseHeader } }).ok.header?.revision;
+          }
+          if (etcdRevision !== undefined && etcdRevision > gen.revision) gen.revision = etcdRevision;
+          if (r.rpc === "compact" && ok) {
+            gen.compacted = r.req.revision;
+            etcdCompactions++;
+          }
+        }
+        revision = gen.revision;
+        compacted = gen.compacted;
+        // The history both still hold, replayed by a watch with previous values; then watches over
+        // parts of it with filters, each until it has delivered what the full history holds for it
+        // or is cancelled for starting below the compaction.
+        const everything: WatchSpec = {
+          key: Buffer.from([0]),
+          rangeEnd: Buffer.from([0]),
+          startRevision: compacted + 1n,
+          filters: [],
+          prevKv: true,
+        };
+        const reached = (events: Watched["events"]) => events.at(-1)?.kv.modRevision === revision;
+        let w1: Watched = { events: [] };
+        if (everything.startRevision <= revision) {
+          let w2: Watched;
+          [w1, w2] = await Promise.all([
+            new RecordedWatch(etcdSide.clients[0]!, everything).until(reached),
+            new RecordedWatch(await currentMember(), everything).until(reached),
+          ]);
+          expect(w2, `seed ${seed}: watch ${describeSpec(everything)}`).toStrictEqual(w1);
+        }
+        // What the live watches saw: as many events as the history still held has for each (all of
+        // them unless the seed compacted past the watch's start; then the first that many).
+        for (const [k, [e, c]] of live.entries()) {
+          const count = expectedCount({ ...e!.spec, startRevision: liveStart[k]! + 1n }, w1.events);
+          const first = (w: Watched): Watched => ({ ...w, events: w.events.slice(0, count) });
+          const enough = (events: Watched["events"]) => events.length >= count;
+          const [l1, l2] = (await Promise.all([e!.until(enough), c!.until(enough)])).map(first);
+          expect(l2, `seed ${seed}: live watch ${describeSpec(e!.spec)}`).toStrictEqual(l1);
+        }
+        for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x5eedn), revision, 6)) {
+          const count = expectedCount(spec, w1.events);
+          if (count === 0 && spec.startRevision >= compacted) continue;
+          const enough = (events: Watched["events"]) => events.length >= count;
+          const [s1, s2] = await Promise.all([
+            new RecordedWatch(etcdSide.clients[0]!, spec).until(enough),
+            new RecordedWatch(await currentMember(), spec).until(enough),
+          ]);
+          expect(s2, `seed ${seed}: watch ${describeSpec(spec)}`).toStrictEqual(s1);
         }
       }
-      revision = gen.revision;
-      compacted = gen.compacted;
-      // The history both still hold, replayed by a watch with previous values; then watches over
-      // parts of it with filters, each until it has delivered what the full history holds for it
-      // or is cancelled for starting below the compaction.
-      const everything: WatchSpec = {
-        key: Buffer.from([0]),
-        rangeEnd: Buffer.from([0]),
-        startRevision: compacted + 1n,
-        filters: [],
-        prevKv: true,
-      };
-      const reached = (events: Watched["events"]) => events.at(-1)?.kv.modRevision === revision;
-      let w1: Watched = { events: [] };
-      if (everything.startRevision <= revision) {
-        let w2: Watched;
-        [w1, w2] = await Promise.all([
-          new RecordedWatch(etcdSide.clients[0]!, everything).until(reached),
-          new RecordedWatch(await currentMember(), everything).until(reached),
-        ]);
-        expect(w2, `seed ${seed}: watch ${describeSpec(everything)}`).toStrictEqual(w1);
-      }
-      // What the live watches saw: as many events as the history still held has for each (all of
-      // them unless the seed compacted past the watch's start; then the first that many).
-      for (const [k, [e, c]] of live.entries()) {
-        const count = expectedCount({ ...e!.spec, startRevision: liveStart[k]! + 1n }, w1.events);
-        const first = (w: Watched): Watched => ({ ...w, events: w.events.slice(0, count) });
-        const enough = (events: Watched["events"]) => events.length >= count;
-        const [l1, l2] = (await Promise.all([e!.until(enough), c!.until(enough)])).map(first);
-        expect(l2, `seed ${seed}: live watch ${describeSpec(e!.spec)}`).toStrictEqual(l1);
-      }
-      for (const spec of drawWatchSpecs(new SeededRandom(BigInt(seed) ^ 0x5eedn), revision, 6)) {
-        const count = expectedCount(spec, w1.events);
-        if (count === 0 && spec.startRevision >= compacted) continue;
-        const enough = (events: Watched["events"]) => events.length >= count;
-        const [s1, s2] = await Promise.all([
-          new RecordedWatch(etcdSide.clients[0]!, spec).until(enough),
-          new RecordedWatch(await currentMember(), spec).until(enough),
-        ]);
-        expect(s2, `seed ${seed}: watch ${describeSpec(spec)}`).toStrictEqual(s1);
-      }
-    }
-  }, 600_000);
+    },
+    600_000 + SEEDS.length * 60_000,
+  );
 });

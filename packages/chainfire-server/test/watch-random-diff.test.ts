@@ -260,196 +260,200 @@ describe("randomised Watch streams: chainfire answers as etcd 3.4", () => {
 
   afterAll(() => sides?.stop());
 
-  it(`${SEEDS.length} seed(s) of ${STEPS} steps each`, async () => {
-    const { etcd: etcdSide, chainfire: chainfireSide } = sides!;
-    // Every event etcd makes, from the first write on: what each watch must deliver is read here.
-    const reference = new Stream(etcdSide.clients[0]!);
-    reference.send({
-      createRequest: createRequest({ key: Buffer.from([0]), rangeEnd: Buffer.from([0]), prevKv: true }),
-    });
-    await reference.answer(0, "the reference watch");
-    let revision = 1n;
-    let compacted = 0n;
-    try {
-      for (const seed of SEEDS) {
-        const rnd = new SeededRandom(BigInt(seed));
-        const pick = <T>(items: readonly T[]): T => items[rnd.intBelow(items.length)]!;
-        const member = () => rnd.intBelow(chainfireSide.clients.length);
-        const streams: [Stream, Stream][] = Array.from({ length: STREAMS }, () => [
-          new Stream(etcdSide.clients[0]!),
-          new Stream(chainfireSide.clients[member()]!),
-        ]);
-        const drawn: Drawn[] = [];
-        /** Per stream, the IDs its created answers gave (cancellations are drawn among them). */
-        const ids: bigint[][] = streams.map(() => []);
-        const referenceEvents = () => delivered(reference)[0]!.events;
+  it(
+    `${SEEDS.length} seed(s) of ${STEPS} steps each`,
+    async () => {
+      const { etcd: etcdSide, chainfire: chainfireSide } = sides!;
+      // Every event etcd makes, from the first write on: what each watch must deliver is read here.
+      const reference = new Stream(etcdSide.clients[0]!);
+      reference.send({
+        createRequest: createRequest({ key: Buffer.from([0]), rangeEnd: Buffer.from([0]), prevKv: true }),
+      });
+      await reference.answer(0, "the reference watch");
+      let revision = 1n;
+      let compacted = 0n;
+      try {
+        for (const seed of SEEDS) {
+          const rnd = new SeededRandom(BigInt(seed));
+          const pick = <T>(items: readonly T[]): T => items[rnd.intBelow(items.length)]!;
+          const member = () => rnd.intBelow(chainfireSide.clients.length);
+          const streams: [Stream, Stream][] = Array.from({ length: STREAMS }, () => [
+            new Stream(etcdSide.clients[0]!),
+            new Stream(chainfireSide.clients[member()]!),
+          ]);
+          const drawn: Drawn[] = [];
+          /** Per stream, the IDs its created answers gave (cancellations are drawn among them). */
+          const ids: bigint[][] = streams.map(() => []);
+          const referenceEvents = () => delivered(reference)[0]!.events;
 
-        /** Both servers' streams, once every watch has delivered what it must by now; then compared. */
-        const settle = async (what: string) => {
-          await until(
-            () => revision === 1n || referenceEvents().at(-1)?.kv.modRevision === revision,
-            `${what}: the reference watch to reach revision ${revision}`,
-            30_000,
-          );
-          const all = referenceEvents();
-          for (const [s, pair] of streams.entries()) {
-            const mine = drawn.filter((d) => d.stream === s);
-            for (const [side, stream] of pair.entries()) {
-              await until(
-                () => lagging(stream, mine, all).length === 0,
-                () =>
-                  `${what}: ${side === 0 ? "etcd" : "chainfire"}'s watches on stream ${s} to deliver every event up to revision ${revision}: ${lagging(stream, mine, all).join("; ")}`,
-                30_000,
-              );
+          /** Both servers' streams, once every watch has delivered what it must by now; then compared. */
+          const settle = async (what: string) => {
+            await until(
+              () => revision === 1n || referenceEvents().at(-1)?.kv.modRevision === revision,
+              `${what}: the reference watch to reach revision ${revision}`,
+              30_000,
+            );
+            const all = referenceEvents();
+            for (const [s, pair] of streams.entries()) {
+              const mine = drawn.filter((d) => d.stream === s);
+              for (const [side, stream] of pair.entries()) {
+                await until(
+                  () => lagging(stream, mine, all).length === 0,
+                  () =>
+                    `${what}: ${side === 0 ? "etcd" : "chainfire"}'s watches on stream ${s} to deliver every event up to revision ${revision}: ${lagging(stream, mine, all).join("; ")}`,
+                  30_000,
+                );
+              }
+              const fromEtcd = delivered(pair[0]);
+              const fromChainfire = delivered(pair[1]);
+              for (const d of mine) {
+                expect(
+                  fromChainfire[d.index],
+                  `${what}: stream ${s}, watch ${d.id} ${show(d.selector)}`,
+                ).toStrictEqual(fromEtcd[d.index]);
+              }
             }
-            const fromEtcd = delivered(pair[0]);
-            const fromChainfire = delivered(pair[1]);
-            for (const d of mine) {
-              expect(
-                fromChainfire[d.index],
-                `${what}: stream ${s}, watch ${d.id} ${show(d.selector)}`,
-              ).toStrictEqual(fromEtcd[d.index]);
-            }
-          }
-        };
+          };
 
-        /** A write to etcd and to any chainfire member, both outcomes compared; etcd's returned. */
-        const writeBoth = async (what: string, w: WriteRequest) => {
-          const fromEtcd = await write(etcdSide.clients[0]!, w);
-          const fromChainfire = await write(chainfireSide.clients[member()]!, w);
-          expect(fromChainfire, `${what}: ${w.rpc} ${show(w.req)}`).toStrictEqual(fromEtcd);
-          return fromEtcd;
-        };
+          /** A write to etcd and to any chainfire member, both outcomes compared; etcd's returned. */
+          const writeBoth = async (what: string, w: WriteRequest) => {
+            const fromEtcd = await write(etcdSide.clients[0]!, w);
+            const fromChainfire = await write(chainfireSide.clients[member()]!, w);
+            expect(fromChainfire, `${what}: ${w.rpc} ${show(w.req)}`).toStrictEqual(fromEtcd);
+            return fromEtcd;
+          };
 
-        /** Sends a request on stream `s` of both servers (then a progress request, if asked) and compares the answers. */
-        const ask = async (
-          what: string,
-          s: number,
-          req: Partial<etcd.WatchRequest>,
-          thenProgress: boolean,
-        ) => {
-          const [e, c] = streams[s]!;
-          await caughtUp(c.clients);
-          const answers = await Promise.all(
-            [e, c].map(async (stream) => {
-              const from = stream.responses.length;
-              stream.send(req);
-              if (thenProgress) stream.send({ progressRequest: {} });
-              let end = await stream.answer(from, what);
-              // Up to the progress request's answer (ID -1, not a create's refusal).
-              while (
-                thenProgress &&
-                !(stream.responses[end]!.watchId === -1n && !stream.responses[end]!.created)
-              )
-                end = await stream.answer(end + 1, what);
-              return stream.responses
-                .slice(from, end + 1)
-                .filter(isAnswer)
-                .map(answerFields);
-            }),
-          );
-          expect(answers[1], `${what}: ${show(req)}`).toStrictEqual(answers[0]);
-          return answers[0]!;
-        };
+          /** Sends a request on stream `s` of both servers (then a progress request, if asked) and compares the answers. */
+          const ask = async (
+            what: string,
+            s: number,
+            req: Partial<etcd.WatchRequest>,
+            thenProgress: boolean,
+          ) => {
+            const [e, c] = streams[s]!;
+            await caughtUp(c.clients);
+            const answers = await Promise.all(
+              [e, c].map(async (stream) => {
+                const from = stream.responses.length;
+                stream.send(req);
+                if (thenProgress) stream.send({ progressRequest: {} });
+                let end = await stream.answer(from, what);
+                // Up to the progress request's answer (ID -1, not a create's refusal).
+                while (
+                  thenProgress &&
+                  !(stream.responses[end]!.watchId === -1n && !stream.responses[end]!.created)
+                )
+                  end = await stream.answer(end + 1, what);
+                return stream.responses
+                  .slice(from, end + 1)
+                  .filter(isAnswer)
+                  .map(answerFields);
+              }),
+            );
+            expect(answers[1], `${what}: ${show(req)}`).toStrictEqual(answers[0]);
+            return answers[0]!;
+          };
 
-        for (let step = 0; step < STEPS; step++) {
-          const what = `seed ${seed}, step ${step}`;
-          const p = rnd.intBelow(100);
-          if (p < 45) {
-            const made = await writeBoth(what, drawWrite(rnd, step));
-            if (typeof made !== "string") revision = made.revision;
-          } else if (p < 67) {
-            const s = rnd.intBelow(STREAMS);
-            const key = rnd.chance(0.1) ? Buffer.alloc(0) : pick(KEYS);
-            const ends = [
-              Buffer.alloc(0),
-              Buffer.from([0]),
-              prefixEnd(key.length === 0 ? Buffer.from([0]) : key),
-              pick(KEYS),
-            ];
-            const history = () => {
-              const from = compacted > 1n ? compacted : 1n;
-              return from + BigInt(rnd.intBelow(Number(revision - from) + 1));
-            };
-            const startRevision = pick([
-              0n,
-              0n,
-              revision,
-              revision + 1n,
-              revision + 2n,
-              // History still held, often of many events.
-              history(),
-              history(),
-              compacted > 1n ? compacted - 1n : compacted,
-            ]);
-            const filters: etcd.WatchCreateRequest_FilterType[] = [];
-            if (rnd.chance(0.2)) filters.push(etcd.WatchCreateRequest_FilterType.NOPUT);
-            if (rnd.chance(0.2)) filters.push(etcd.WatchCreateRequest_FilterType.NODELETE);
-            const req = createRequest({
-              key,
-              rangeEnd: pick(ends),
-              startRevision,
-              filters,
-              prevKv: rnd.chance(0.5),
-              fragment: rnd.chance(0.7),
-              watchId: rnd.chance(0.7) ? 0n : BigInt(rnd.intBelow(6)),
-            });
-            const [created] = await ask(what, s, { createRequest: req }, false);
-            if (created!.watchId >= 0n) ids[s]!.push(created!.watchId);
-            if (!created!.canceled) {
-              drawn.push({
-                stream: s,
-                index: drawn.filter((d) => d.stream === s).length,
-                id: created!.watchId,
-                selector: {
-                  ...req,
-                  startRevision: startRevision === 0n ? created!.revision! + 1n : startRevision,
-                },
-                compacted: startRevision !== 0n && startRevision < compacted,
-                compactedAt: compacted,
+          for (let step = 0; step < STEPS; step++) {
+            const what = `seed ${seed}, step ${step}`;
+            const p = rnd.intBelow(100);
+            if (p < 45) {
+              const made = await writeBoth(what, drawWrite(rnd, step));
+              if (typeof made !== "string") revision = made.revision;
+            } else if (p < 67) {
+              const s = rnd.intBelow(STREAMS);
+              const key = rnd.chance(0.1) ? Buffer.alloc(0) : pick(KEYS);
+              const ends = [
+                Buffer.alloc(0),
+                Buffer.from([0]),
+                prefixEnd(key.length === 0 ? Buffer.from([0]) : key),
+                pick(KEYS),
+              ];
+              const history = () => {
+                const from = compacted > 1n ? compacted : 1n;
+                return from + BigInt(rnd.intBelow(Number(revision - from) + 1));
+              };
+              const startRevision = pick([
+                0n,
+                0n,
+                revision,
+                revision + 1n,
+                revision + 2n,
+                // History still held, often of many events.
+                history(),
+                history(),
+                compacted > 1n ? compacted - 1n : compacted,
+              ]);
+              const filters: etcd.WatchCreateRequest_FilterType[] = [];
+              if (rnd.chance(0.2)) filters.push(etcd.WatchCreateRequest_FilterType.NOPUT);
+              if (rnd.chance(0.2)) filters.push(etcd.WatchCreateRequest_FilterType.NODELETE);
+              const req = createRequest({
+                key,
+                rangeEnd: pick(ends),
+                startRevision,
+                filters,
+                prevKv: rnd.chance(0.5),
+                fragment: rnd.chance(0.7),
+                watchId: rnd.chance(0.7) ? 0n : BigInt(rnd.intBelow(6)),
               });
+              const [created] = await ask(what, s, { createRequest: req }, false);
+              if (created!.watchId >= 0n) ids[s]!.push(created!.watchId);
+              if (!created!.canceled) {
+                drawn.push({
+                  stream: s,
+                  index: drawn.filter((d) => d.stream === s).length,
+                  id: created!.watchId,
+                  selector: {
+                    ...req,
+                    startRevision: startRevision === 0n ? created!.revision! + 1n : startRevision,
+                  },
+                  compacted: startRevision !== 0n && startRevision < compacted,
+                  compactedAt: compacted,
+                });
+              }
+            } else if (p < 79) {
+              await settle(what);
+              const s = rnd.intBelow(STREAMS);
+              const known = ids[s]!;
+              const id = known.length > 0 && rnd.chance(0.8) ? pick(known) : BigInt(rnd.intBelow(8));
+              await ask(what, s, { cancelRequest: { watchId: id } }, true);
+            } else if (p < 89) {
+              await ask(what, rnd.intBelow(STREAMS), { progressRequest: {} }, false);
+            } else if (p < 95) {
+              await settle(what);
+              // Not past the start of a watch still running (see the header).
+              const etcdDelivered = streams.map(([e]) => delivered(e));
+              let upTo = revision;
+              for (const d of drawn) {
+                const w = etcdDelivered[d.stream]?.[d.index];
+                if (
+                  w !== undefined &&
+                  !w.ended &&
+                  w.compactRevision === undefined &&
+                  d.selector.startRevision < upTo
+                )
+                  upTo = d.selector.startRevision;
+              }
+              const target =
+                upTo > compacted ? compacted + BigInt(rnd.intBelow(Number(upTo - compacted) + 1)) : compacted;
+              const made = await writeBoth(what, {
+                rpc: "compact",
+                req: { revision: target, physical: rnd.chance(0.5) },
+              });
+              if (typeof made !== "string") compacted = target;
+            } else {
+              await settle(what);
             }
-          } else if (p < 79) {
-            await settle(what);
-            const s = rnd.intBelow(STREAMS);
-            const known = ids[s]!;
-            const id = known.length > 0 && rnd.chance(0.8) ? pick(known) : BigInt(rnd.intBelow(8));
-            await ask(what, s, { cancelRequest: { watchId: id } }, true);
-          } else if (p < 89) {
-            await ask(what, rnd.intBelow(STREAMS), { progressRequest: {} }, false);
-          } else if (p < 95) {
-            await settle(what);
-            // Not past the start of a watch still running (see the header).
-            const etcdDelivered = streams.map(([e]) => delivered(e));
-            let upTo = revision;
-            for (const d of drawn) {
-              const w = etcdDelivered[d.stream]?.[d.index];
-              if (
-                w !== undefined &&
-                !w.ended &&
-                w.compactRevision === undefined &&
-                d.selector.startRevision < upTo
-              )
-                upTo = d.selector.startRevision;
-            }
-            const target =
-              upTo > compacted ? compacted + BigInt(rnd.intBelow(Number(upTo - compacted) + 1)) : compacted;
-            const made = await writeBoth(what, {
-              rpc: "compact",
-              req: { revision: target, physical: rnd.chance(0.5) },
-            });
-            if (typeof made !== "string") compacted = target;
-          } else {
-            await settle(what);
           }
+          await settle(`seed ${seed}, end`);
+          for (const pair of streams) for (const stream of pair) stream.close();
         }
-        await settle(`seed ${seed}, end`);
-        for (const pair of streams) for (const stream of pair) stream.close();
+      } finally {
+        reference.close();
       }
-    } finally {
-      reference.close();
-    }
-  }, 600_000);
+    },
+    600_000 + SEEDS.length * 60_000,
+  );
 });
 
 function createRequest(fields: Partial<etcd.WatchCreateRequest>): etcd.WatchCreateRequest {
