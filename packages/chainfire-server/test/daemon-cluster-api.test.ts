@@ -421,4 +421,42 @@ describe("answers larger than gRPC's default 4 MiB", { timeout: 150_000 }, () =>
       big.close();
     }
   });
+
+  it("relays a follower's TimeToLive of a lease holding 5 MB of keys, as etcd does", async () => {
+    const {
+      followers: [follower],
+    } = await followers();
+    const big = createClients(`127.0.0.1:${follower!.ports.client}`, undefined, {
+      "grpc.max_receive_message_length": -1,
+    });
+    try {
+      const lease = await grant(follower!, 3600n);
+      // 40 txns of 128 puts (etcd's op limit), each key about 1 KB.
+      const key = (i: number) => b(`lk/${String(i).padStart(5, "0")}/`.padEnd(1000, "k"));
+      for (let t = 0; t < 40; t++) {
+        const success = Array.from({ length: 128 }, (_, i) => ({
+          requestPut: {
+            key: key(t * 128 + i),
+            value: b("v"),
+            lease,
+            prevKv: false,
+            ignoreValue: false,
+            ignoreLease: false,
+          },
+        }));
+        await call(big.kv, "txn", { compare: [], success, failure: [] }, 30_000);
+      }
+      const res = await call<etcd.LeaseTimeToLiveResponse>(
+        big.lease,
+        "leaseTimeToLive",
+        { ID: lease, keys: true },
+        30_000,
+      );
+      expect(res.keys.length).toBe(5120);
+      expect(res.keys.reduce((n, k) => n + k.length, 0)).toBeGreaterThan(5_000_000);
+      await call(big.lease, "leaseRevoke", { ID: lease });
+    } finally {
+      big.close();
+    }
+  });
 });

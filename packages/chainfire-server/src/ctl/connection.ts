@@ -125,7 +125,8 @@ export class Connection {
     this.dialTimeoutMs = parseDurationMs(options.dialTimeout, "--dial-timeout");
     this.user = credentialsOf(options);
     this.channelOptions = {
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      // As etcdctl (math.MaxInt32): an answer of any size is taken.
+      "grpc.max_receive_message_length": -1,
       // A member that restarts is dialled again within a second (a watch waits for it).
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1000,

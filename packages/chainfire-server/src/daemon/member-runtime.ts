@@ -114,5 +114,6 @@ export function memberClients(clientUrl: string, files: ClientTls): ChainfireCli
   const creds = url.tls
     ? credentials.createSsl(read(files.trustedCaFile), read(files.keyFile), read(files.certFile))
     : credentials.createInsecure();
-  return createClients(hostPort(url.host, url.port), creds);
+  // What the leader answers is relayed whatever its size (a lease's keys), as etcd relays it.
+  return createClients(hostPort(url.host, url.port), creds, { "grpc.max_receive_message_length": -1 });
 }
