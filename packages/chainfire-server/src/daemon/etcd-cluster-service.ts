@@ -33,7 +33,10 @@ export function etcdClusterHandlers(withRevision: EtcdClusterDeps): etcd.Cluster
     }),
     memberPromote: unary(async (req: etcd.MemberPromoteRequest) => {
       const member = await requireMember(deps, req.ID);
-      if (!member.isLearner) throw chainfireError("MEMBER_NOT_LEARNER");
+      // etcd asks whether the member is in sync with the leader before whether it is a learner: a
+      // voter that never started (no name published) holds none of the log.
+      if (!member.isLearner)
+        throw chainfireError(member.name === "" ? "LEARNER_NOT_READY" : "MEMBER_NOT_LEARNER");
       const res = await deps.membership.memberAdd({ ...member, isLearner: false });
       return { header: deps.header(), members: res.members.map(toEtcdMember) };
     }),
@@ -48,6 +51,8 @@ export function memberIdForPeerUrls(clusterToken: string, peerUrls: readonly str
 async function memberAdd(deps: EtcdClusterDeps, req: etcd.MemberAddRequest): Promise<etcd.MemberAddResponse> {
   const peerUrls = checkUrls(req.peerURLs);
   const current = (await deps.membership.memberList()).members;
+  // etcd's strict reconfiguration check comes before what the request itself has wrong.
+  checkStartedVoters(current, req.isLearner);
   if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u))))
     throw chainfireError("PEER_URL_EXIST");
   const id = memberIdForPeerUrls(deps.clusterToken, peerUrls);
@@ -68,12 +73,29 @@ async function memberAdd(deps: EtcdClusterDeps, req: etcd.MemberAddRequest): Pro
   };
 }
 
+/**
+ * etcd's strict reconfiguration check on what the member list shows: a new voter needs a quorum of
+ * the voters, itself included, to have started (published their names); and no member is added
+ * while a voter has never started, since etcd wants every voter connected. A voter that started and
+ * is down now is refused by the membership layer's own check, which sees the peers.
+ */
+function checkStartedVoters(current: readonly chainfirev1.Member[], isLearner: boolean): void {
+  const voters = current.filter((m) => !m.isLearner);
+  const started = voters.filter((m) => m.name !== "").length;
+  // As etcd, a lone started voter may take a second voter (how a one-member cluster grows).
+  const growingFromOne = voters.length === 1 && started === 1;
+  if (!isLearner && !growingFromOne && started < Math.floor((voters.length + 1) / 2) + 1)
+    throw chainfireError("NOT_ENOUGH_STARTED");
+  if (started < voters.length) throw chainfireError("UNHEALTHY");
+}
+
 async function memberUpdate(
   deps: EtcdClusterDeps,
   req: etcd.MemberUpdateRequest,
 ): Promise<etcd.MemberUpdateResponse> {
-  const peerUrls = checkUrls(req.peerURLs);
+  // As etcd, an unknown member first.
   const member = await requireMember(deps, req.ID);
+  const peerUrls = checkUrls(req.peerURLs);
   const current = (await deps.membership.memberList()).members;
   const taken = current.some((m) => m.id !== req.ID && m.peerUrls.some((u) => peerUrls.includes(u)));
   if (taken) throw chainfireError("PEER_URL_EXIST");

@@ -42,10 +42,10 @@ export interface Sides {
 }
 
 /**
- * A 1-member etcd and a 3-member chainfire, with the same extra flags. Not skipped without etcd:
- * the test command's set-up (scripts/setup.mjs) installs it.
+ * An etcd (one member unless told) and a 3-member chainfire, with the same extra flags. Not skipped
+ * without etcd: the test command's set-up (scripts/setup.mjs) installs it.
  */
-export async function startSides(name: string, extraArgs: string[] = []): Promise<Sides> {
+export async function startSides(name: string, extraArgs: string[] = [], etcdSize = 1): Promise<Sides> {
   if (!hasBinary("etcd"))
     throw new Error("etcd is not on PATH: run `node scripts/setup.mjs` (Debian's etcd-server)");
   const dir = mkdtempSync(join(tmpdir(), `${name}-`));
@@ -62,7 +62,7 @@ export async function startSides(name: string, extraArgs: string[] = []): Promis
     // come back as etcd answers. A long election timeout: a leader change under a loaded machine
     // would fail a request that etcd's single member answers.
     for (const [kind, size] of [
-      ["etcd", 1],
+      ["etcd", etcdSize],
       ["chainfire", 3],
     ] as const) {
       const cluster = await Cluster.start({ kind, dir: join(dir, kind), size, electionMs: 2000, extraArgs });
