@@ -396,9 +396,11 @@ describe("answers larger than gRPC's default 4 MiB", { timeout: 150_000 }, () =>
       ]);
       // A watch from the first put replays all six.
       const events: bigint[] = [];
-      stream.on("data", (res: etcd.WatchResponse) =>
-        events.push(...res.events.map((e) => e.kv!.modRevision)),
-      );
+      let largest = 0;
+      stream.on("data", (res: etcd.WatchResponse) => {
+        events.push(...res.events.map((e) => e.kv!.modRevision));
+        largest = Math.max(largest, res.events.length);
+      });
       stream.write({
         createRequest: {
           key: b("big/"),
@@ -416,6 +418,8 @@ describe("answers larger than gRPC's default 4 MiB", { timeout: 150_000 }, () =>
         return events.length >= 6;
       }, "the watch's six events");
       expect(events).toEqual(revisions);
+      // The six in one response, as etcd replays them: a message of 6 MB.
+      expect(largest).toBe(6);
     } finally {
       stream.cancel();
       big.close();
@@ -423,6 +427,24 @@ describe("answers larger than gRPC's default 4 MiB", { timeout: 150_000 }, () =>
   });
 
   it("relays a follower's TimeToLive of a lease holding 5 MB of keys, as etcd does", async () => {
+    const writer = members[0]!;
+    const lease = await grant(writer, 3600n);
+    // 40 txns of 128 puts (etcd's op limit), each key about 1 KB.
+    const key = (i: number) => b(`lk/${String(i).padStart(5, "0")}/`.padEnd(1000, "k"));
+    for (let t = 0; t < 40; t++) {
+      const success = Array.from({ length: 128 }, (_, i) => ({
+        requestPut: {
+          key: key(t * 128 + i),
+          value: b("v"),
+          lease,
+          prevKv: false,
+          ignoreValue: false,
+          ignoreLease: false,
+        },
+      }));
+      await call(writer.clients.kv, "txn", { compare: [], success, failure: [] }, 30_000);
+    }
+    // A follower as of now, so the answer is relayed from the leader.
     const {
       followers: [follower],
     } = await followers();
@@ -430,22 +452,6 @@ describe("answers larger than gRPC's default 4 MiB", { timeout: 150_000 }, () =>
       "grpc.max_receive_message_length": -1,
     });
     try {
-      const lease = await grant(follower!, 3600n);
-      // 40 txns of 128 puts (etcd's op limit), each key about 1 KB.
-      const key = (i: number) => b(`lk/${String(i).padStart(5, "0")}/`.padEnd(1000, "k"));
-      for (let t = 0; t < 40; t++) {
-        const success = Array.from({ length: 128 }, (_, i) => ({
-          requestPut: {
-            key: key(t * 128 + i),
-            value: b("v"),
-            lease,
-            prevKv: false,
-            ignoreValue: false,
-            ignoreLease: false,
-          },
-        }));
-        await call(big.kv, "txn", { compare: [], success, failure: [] }, 30_000);
-      }
       const res = await call<etcd.LeaseTimeToLiveResponse>(
         big.lease,
         "leaseTimeToLive",

@@ -14,7 +14,14 @@ import type { ChainfireClients, etcd } from "@photoncloud/chainfire-api";
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, until } from "./support/daemon-cluster.js";
-import { countFromEnv, type Side, type Sides, seedsFromEnv, startSides } from "./support/random-diff.js";
+import {
+  countFromEnv,
+  type Side,
+  type Sides,
+  seedsFromEnv,
+  show,
+  startSides,
+} from "./support/random-diff.js";
 
 const SEEDS = seedsFromEnv("MEMBER_DIFF_SEEDS", "1-4");
 const STEPS = countFromEnv("MEMBER_DIFF_STEPS", 30);
@@ -236,5 +243,3 @@ async function memberIds(side: Side): Promise<{ all: bigint[]; running: bigint[]
   const running = side.cluster.members.map((m) => res.members.find((x) => x.name === m.name)!.ID);
   return { all: res.members.map((m) => m.ID), running };
 }
-
-const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x));

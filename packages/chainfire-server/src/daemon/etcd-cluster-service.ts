@@ -75,9 +75,10 @@ async function memberAdd(deps: EtcdClusterDeps, req: etcd.MemberAddRequest): Pro
 
 /**
  * etcd's strict reconfiguration check on what the member list shows: a new voter needs a quorum of
- * the voters, itself included, to have started (published their names); and no member is added
- * while a voter has never started, since etcd wants every voter connected. A voter that started and
- * is down now is refused by the membership layer's own check, which sees the peers.
+ * the voters it joins (itself counted among them, not as started) to have started, that is
+ * published their names; and no member is added while a voter has never started, since etcd wants
+ * every voter connected. A voter that started and is down now is refused by the membership layer's
+ * own check, which sees the peers.
  */
 function checkStartedVoters(current: readonly chainfirev1.Member[], isLearner: boolean): void {
   const voters = current.filter((m) => !m.isLearner);

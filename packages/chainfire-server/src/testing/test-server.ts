@@ -57,7 +57,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       isLearner: () => false,
     },
     version: "3.4.0",
-    watchFragmentBytesMax: options.watchFragmentBytesMax ?? 1536 * 1024,
+    // The daemon's at its default --max-request-bytes (1.5 MiB, plus etcd's 512 KiB gRPC allowance).
+    watchFragmentBytesMax: options.watchFragmentBytesMax ?? 2048 * 1024,
     maxRequestBytes: options.maxRequestBytes ?? 1536 * 1024,
     nowMs: options.nowMs ?? (() => Date.now()),
     ...(options.leaderCheckMs === undefined ? {} : { leaderCheckMs: options.leaderCheckMs }),

@@ -116,6 +116,12 @@ export function refusedOnPurpose(txn: etcd.TxnRequest): boolean {
   );
 }
 
+/** A request or answer as failure text: 64-bit integers marked, bytes as latin1 text. */
+export const show = (v: unknown) =>
+  JSON.stringify(v, (_k, x) =>
+    typeof x === "bigint" ? `${x}n` : x?.type === "Buffer" ? Buffer.from(x.data).toString("latin1") : x,
+  );
+
 /** A key-value as compared: key and value as latin1 text, so a failure shows them. */
 export const latin1Kv = (kv: mvccpb.KeyValue) => ({
   ...kv,
