@@ -5,7 +5,7 @@
 // under etcd's names, and answers past gRPC's default 4 MiB sent whole, as etcd sends them.
 import { createClients, etcd } from "@photoncloud/chainfire-api";
 import { memberIdForPeerUrls } from "../src/daemon/etcd-cluster-service.js";
-import { rangeRequest } from "../src/mvcc/messages.js";
+import { rangeRequest, watchCreateRequest } from "../src/mvcc/messages.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
@@ -402,16 +402,11 @@ describe("answers larger than gRPC's default 4 MiB", { timeout: 150_000 }, () =>
         largest = Math.max(largest, res.events.length);
       });
       stream.write({
-        createRequest: {
+        createRequest: watchCreateRequest({
           key: b("big/"),
           rangeEnd: b("big0"),
           startRevision: revisions[0]!,
-          progressNotify: false,
-          filters: [],
-          prevKv: false,
-          watchId: 0n,
-          fragment: false,
-        },
+        }),
       });
       await until(() => {
         if (failure !== undefined) throw new GiveUp(`the watch failed: ${failure.message}`);

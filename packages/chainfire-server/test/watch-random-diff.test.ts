@@ -24,7 +24,7 @@ import { type ChainfireClients, etcd, mvccpb } from "@photoncloud/chainfire-api"
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prefixEnd } from "../src/mvcc/key-range.js";
-import { deleteRangeRequest, putRequest } from "../src/mvcc/messages.js";
+import { deleteRangeRequest, putRequest, watchCreateRequest } from "../src/mvcc/messages.js";
 import { call, GiveUp, until } from "./support/daemon-cluster.js";
 import {
   caughtUp,
@@ -297,7 +297,11 @@ describe("randomised Watch streams: chainfire answers as etcd 3.4", () => {
       // Every event etcd makes, from the first write on: what each watch must deliver is read here.
       const reference = new Stream(etcdSide.clients[0]!);
       reference.send({
-        createRequest: createRequest({ key: Buffer.from([0]), rangeEnd: Buffer.from([0]), prevKv: true }),
+        createRequest: watchCreateRequest({
+          key: Buffer.from([0]),
+          rangeEnd: Buffer.from([0]),
+          prevKv: true,
+        }),
       });
       await reference.answer(0, "the reference watch");
       let revision = 1n;
@@ -419,7 +423,7 @@ describe("randomised Watch streams: chainfire answers as etcd 3.4", () => {
               const filters: etcd.WatchCreateRequest_FilterType[] = [];
               if (rnd.chance(0.2)) filters.push(etcd.WatchCreateRequest_FilterType.NOPUT);
               if (rnd.chance(0.2)) filters.push(etcd.WatchCreateRequest_FilterType.NODELETE);
-              const req = createRequest({
+              const req = watchCreateRequest({
                 key,
                 rangeEnd: pick(ends),
                 startRevision,
@@ -498,20 +502,6 @@ describe("randomised Watch streams: chainfire answers as etcd 3.4", () => {
     600_000 + SEEDS.length * 60_000,
   );
 });
-
-function createRequest(fields: Partial<etcd.WatchCreateRequest>): etcd.WatchCreateRequest {
-  return {
-    key: Buffer.alloc(0),
-    rangeEnd: Buffer.alloc(0),
-    startRevision: 0n,
-    progressNotify: false,
-    filters: [],
-    prevKv: false,
-    watchId: 0n,
-    fragment: false,
-    ...fields,
-  };
-}
 
 /** A value of one of the sizes, marked with the step so that every write's value differs. */
 function value(rnd: SeededRandom, step: number): Buffer {

@@ -8,7 +8,7 @@ import {
 } from "@photoncloud/chainfire-api";
 import { Metadata, status } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { deleteRangeRequest, putRequest, rangeRequest } from "../mvcc/messages.js";
+import { deleteRangeRequest, putRequest, rangeRequest, watchCreateRequest } from "../mvcc/messages.js";
 import { putCost, txnCost } from "./kv-service.js";
 import { startTestServer, type TestServer } from "../testing/test-server.js";
 
@@ -54,19 +54,7 @@ function watchStream(on: ChainfireClients = clients, metadata = new Metadata()) 
     failure.error = err;
   });
   const create = (fields: Partial<etcd.WatchCreateRequest>) =>
-    stream.write({
-      createRequest: {
-        key: b(""),
-        rangeEnd: b(""),
-        startRevision: 0n,
-        progressNotify: false,
-        filters: [],
-        prevKv: false,
-        watchId: 0n,
-        fragment: false,
-        ...fields,
-      },
-    });
+    stream.write({ createRequest: watchCreateRequest(fields) });
   const events = (id: bigint): mvccpb.Event[] =>
     responses.filter((r) => r.watchId === id).flatMap((r) => r.events);
   return { stream, responses, create, events, failure };

@@ -46,6 +46,20 @@ export function deleteRangeRequest(fields: Partial<etcd.DeleteRangeRequest>): et
   return { key: EMPTY, rangeEnd: EMPTY, prevKv: false, ...fields };
 }
 
+export function watchCreateRequest(fields: Partial<etcd.WatchCreateRequest>): etcd.WatchCreateRequest {
+  return {
+    key: EMPTY,
+    rangeEnd: EMPTY,
+    startRevision: 0n,
+    progressNotify: false,
+    filters: [],
+    prevKv: false,
+    watchId: 0n,
+    fragment: false,
+    ...fields,
+  };
+}
+
 export function tombstone(key: Buffer, revision: bigint): mvccpb.KeyValue {
   return { key, createRevision: 0n, modRevision: revision, version: 0n, value: EMPTY, lease: 0n };
 }
