@@ -23,7 +23,7 @@ import {
   startSides,
 } from "./support/random-diff.js";
 
-const SEEDS = seedsFromEnv("MEMBER_DIFF_SEEDS", "1-4");
+const SEEDS = seedsFromEnv("MEMBER_DIFF_SEEDS", "1-8");
 const STEPS = countFromEnv("MEMBER_DIFF_STEPS", 30);
 
 /** Peer URLs nothing listens on (ports far below the ones the clusters use). */

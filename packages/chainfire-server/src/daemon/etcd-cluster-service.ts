@@ -33,10 +33,11 @@ export function etcdClusterHandlers(withRevision: EtcdClusterDeps): etcd.Cluster
     }),
     memberPromote: unary(async (req: etcd.MemberPromoteRequest) => {
       const member = await requireMember(deps, req.ID);
-      // etcd asks whether the member is in sync with the leader before whether it is a learner: a
-      // voter that never started (no name published) holds none of the log.
-      if (!member.isLearner)
-        throw chainfireError(member.name === "" ? "LEARNER_NOT_READY" : "MEMBER_NOT_LEARNER");
+      // etcd asks whether the member is in sync with the leader before whether it is a learner. A
+      // member that has never started (no name published) holds none of the log: refused at once,
+      // as etcd refuses it, where a learner that has started is given time to catch up.
+      if (member.name === "") throw chainfireError("LEARNER_NOT_READY");
+      if (!member.isLearner) throw chainfireError("MEMBER_NOT_LEARNER");
       const res = await deps.membership.memberAdd({ ...member, isLearner: false });
       return { header: deps.header(), members: res.members.map(toEtcdMember) };
     }),
