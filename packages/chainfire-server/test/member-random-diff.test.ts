@@ -183,21 +183,21 @@ describe("randomised Cluster API requests: chainfire answers as etcd 3.4", () =>
           if (op.rpc === "memberAdd") await nextSecondFor(op.req.peerURLs);
           const outcomes: Outcome[] = [];
           for (const [i, side] of [etcdSide, chainfireSide].entries()) {
-            const ids = await memberIds(side);
-            const idOf = (t: Target): bigint =>
-              "unknown" in t
-                ? t.unknown
-                : "running" in t
-                  ? ids.running[t.running]!
-                  : ([...ids.all].find((id) => names[i]!.of(id) === t.added) ?? 0xdeadn);
+            // The IDs a request names are looked up on its side, only for requests that name one.
+            const idOf = async (t: Target): Promise<bigint> => {
+              if ("unknown" in t) return t.unknown;
+              const ids = await memberIds(side);
+              if ("running" in t) return ids.running[t.running]!;
+              return ids.all.find((id) => names[i]!.of(id) === t.added) ?? 0xdeadn;
+            };
             const req =
               op.rpc === "memberAdd"
                 ? op.req
                 : op.rpc === "memberList"
                   ? {}
                   : op.rpc === "memberUpdate"
-                    ? { ID: idOf(op.target), peerURLs: op.peerURLs }
-                    : { ID: idOf(op.target) };
+                    ? { ID: await idOf(op.target), peerURLs: op.peerURLs }
+                    : { ID: await idOf(op.target) };
             const outcome = await send(side.clients[rnd.intBelow(side.clients.length)]!, op.rpc, req);
             if (op.rpc === "memberAdd" && "ok" in outcome)
               names[i]!.add((outcome.ok as etcd.MemberAddResponse).member!.ID, `added-${nextName}`);

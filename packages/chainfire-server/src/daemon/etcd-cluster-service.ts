@@ -95,10 +95,10 @@ async function memberUpdate(
   deps: EtcdClusterDeps,
   req: etcd.MemberUpdateRequest,
 ): Promise<etcd.MemberUpdateResponse> {
-  // As etcd, an unknown member first.
-  const member = await requireMember(deps, req.ID);
-  const peerUrls = checkUrls(req.peerURLs);
   const current = (await deps.membership.memberList()).members;
+  // As etcd, an unknown member first.
+  const member = memberIn(current, req.ID);
+  const peerUrls = checkUrls(req.peerURLs);
   const taken = current.some((m) => m.id !== req.ID && m.peerUrls.some((u) => peerUrls.includes(u)));
   if (taken) throw chainfireError("PEER_URL_EXIST");
   const res = await deps.membership.memberAdd({ ...member, peerUrls });
@@ -106,7 +106,11 @@ async function memberUpdate(
 }
 
 async function requireMember(deps: EtcdClusterDeps, id: bigint): Promise<chainfirev1.Member> {
-  const member = (await deps.membership.memberList()).members.find((m) => m.id === id);
+  return memberIn((await deps.membership.memberList()).members, id);
+}
+
+function memberIn(members: readonly chainfirev1.Member[], id: bigint): chainfirev1.Member {
+  const member = members.find((m) => m.id === id);
   if (member === undefined) throw chainfireError("MEMBER_NOT_FOUND");
   return member;
 }
