@@ -1,0 +1,133 @@
+// The linearizability check the fault test relies on (support/linearizability.ts), on histories
+// written by hand: it accepts the linearizable ones and names what is wrong in each of the others.
+import { describe, expect, it } from "vitest";
+import { type Answer, type Change, check, type Op } from "./support/linearizability.js";
+
+let nextId = 0;
+const op = (
+  kind: Op["kind"],
+  key: string,
+  invokedAt: number,
+  answer: (Omit<Answer, "revision" | "returnedAt"> & { revision: number; at: number }) | undefined,
+  extra: { value?: string; expect?: number } = {},
+): Op => ({
+  id: nextId++,
+  by: "w0 on m1",
+  kind,
+  key,
+  invokedAt,
+  ...(extra.value === undefined ? {} : { value: extra.value }),
+  ...(extra.expect === undefined ? {} : { expectModRevision: BigInt(extra.expect) }),
+  ...(answer === undefined
+    ? {}
+    : { answer: { ...answer, revision: BigInt(answer.revision), returnedAt: answer.at } }),
+});
+const put = (key: string, value: string, t0: number, rev?: number, t1 = t0 + 1) =>
+  op("put", key, t0, rev === undefined ? undefined : { revision: rev, at: t1 }, { value });
+const get = (key: string, t0: number, t1: number, rev: number, read: [string, number] | null) =>
+  op("get", key, t0, {
+    revision: rev,
+    at: t1,
+    read: read === null ? null : { value: read[0], modRevision: BigInt(read[1]) },
+  });
+const change = (revision: number, key: string, value: string | null): Change => ({
+  revision: BigInt(revision),
+  key,
+  type: value === null ? "delete" : "put",
+  value: value ?? "",
+});
+
+describe("the linearizability check", () => {
+  it("accepts overlapping writes in either order, reads of either, and a failed write that took effect", () => {
+    const ops = [
+      put("a", "1", 0, 2, 10),
+      put("a", "2", 1, 3, 9), // overlaps the first: its later revision is allowed
+      get("a", 2, 8, 2, ["1", 2]), // concurrent with both
+      get("a", 11, 12, 3, ["2", 3]),
+      put("a", "3", 13), // failed, but made revision 4
+      get("a", 14, 15, 4, ["3", 4]),
+      op("del", "a", 16, { revision: 5, at: 17, deleted: 1 }),
+      op("del", "a", 18, { revision: 5, at: 19, deleted: 0 }),
+      op("cas", "a", 20, { revision: 6, at: 21, succeeded: true }, { value: "4", expect: 0 }),
+      op(
+        "cas",
+        "a",
+        22,
+        { revision: 6, at: 23, succeeded: false, read: { value: "4", modRevision: 6n } },
+        { value: "5", expect: 2 },
+      ),
+      put("a", "6", 24), // failed, and never took effect
+    ];
+    const changes = [change(2, "a", "1"), change(3, "a", "2"), change(4, "a", "3"), change(5, "a", null)];
+    changes.push(change(6, "a", "4"));
+    expect(check(ops, changes)).toEqual([]);
+  });
+
+  it("refuses a stale read: a read that began after a write returned misses it", () => {
+    const ops = [put("a", "1", 0, 2, 1), put("a", "2", 2, 3, 3), get("a", 4, 5, 2, ["1", 2])];
+    expect(check(ops, [change(2, "a", "1"), change(3, "a", "2")])).toEqual([
+      expect.stringMatching(/^op \d+ \(get a.*began after op \d+ \(put a="2".*returned, but sits before it/),
+    ]);
+  });
+
+  it("refuses a read whose answer is not the state at its revision", () => {
+    const ops = [put("a", "1", 0, 2), get("a", 2, 3, 2, ["x", 2])];
+    expect(check(ops, [change(2, "a", "1")])).toEqual([
+      expect.stringMatching(/read "x" \(mod revision 2\) at revision 2, where the key held "1"/),
+    ]);
+  });
+
+  it("refuses writes ordered against real time", () => {
+    const ops = [put("a", "1", 0, 3, 1), put("a", "2", 2, 2, 3)];
+    expect(check(ops, [change(2, "a", "2"), change(3, "a", "1")])).toEqual([
+      expect.stringMatching(
+        /put a="2".*began after op \d+ \(put a="1".*sits before it \(revision 2 < revision 3\)/,
+      ),
+    ]);
+  });
+
+  it("refuses a lost acknowledged write, one applied twice, and one nobody asked for", () => {
+    expect(check([put("a", "1", 0, 2)], [])).toEqual([
+      expect.stringMatching(/put a="1".*acknowledged at revision 2 but is not in the change list/),
+    ]);
+    expect(check([put("a", "1", 0)], [change(2, "a", "1"), change(3, "a", "1")])).toEqual([
+      '"1" was written twice: at revisions 2 and 3',
+    ]);
+    expect(check([], [change(2, "a", "9"), change(3, "a", null)])).toEqual([
+      'revision 2 put "9" on a, which no client wrote',
+      "revision 3 deleted a, which no client asked for",
+    ]);
+  });
+
+  it("refuses a compare-and-swap that succeeded when its compare did not hold, or failed when it did", () => {
+    const wrong = [
+      put("a", "1", 0, 2),
+      op("cas", "a", 2, { revision: 3, at: 3, succeeded: true }, { value: "2", expect: 0 }),
+    ];
+    expect(check(wrong, [change(2, "a", "1"), change(3, "a", "2")])).toEqual([
+      expect.stringMatching(
+        /cas a="2" if mod revision 0.*wrote at revision 3, where its compare did not hold/,
+      ),
+    ]);
+    const refused = [
+      put("a", "1", 0, 2),
+      op(
+        "cas",
+        "a",
+        2,
+        { revision: 2, at: 3, succeeded: false, read: { value: "1", modRevision: 2n } },
+        { value: "2", expect: 2 },
+      ),
+    ];
+    expect(check(refused, [change(2, "a", "1")])).toEqual([
+      expect.stringMatching(/answered failed at revision 2, where its compare held/),
+    ]);
+  });
+
+  it("refuses a delete answered for a key that was absent", () => {
+    const ops = [op("del", "a", 0, { revision: 2, at: 1, deleted: 1 })];
+    expect(check(ops, [change(2, "a", null)])).toEqual([
+      expect.stringMatching(/deleted at revision 2 a key that was absent/),
+    ]);
+  });
+});

@@ -1,0 +1,238 @@
+// A linearizability check of a history of KV operations on a few keys. What makes it cheap is the
+// revision: the cluster numbers every change it makes, so the order of the writes is not searched
+// for, it is read back (a watch from revision 1 lists every change with its revision). The check then
+// places each operation at a point of that order:
+// - a write (put, successful compare-and-swap, delete of a present key) at the revision it made;
+// - a read (range, failed compare-and-swap, delete of an absent key) just after the revision its
+//   answer's header names.
+// The history is linearizable exactly when:
+// 1. every answer agrees with the state at its point (a read returns what the last change before it
+//    left; a compare-and-swap succeeded only when its compare held; an acknowledged write is in the
+//    change list at the revision it was answered with);
+// 2. every change in the list was asked for, once (values are unique, so a value names its write);
+// 3. the points respect real time: an operation that began after another one returned sits at or
+//    after it (reads may share a point).
+// An operation that failed (timeout, member killed) may or may not have taken effect: it has no
+// return time, and it is placed only if its change is in the list.
+
+/** One client operation, as the client saw it. Times are the client's clock (ms). */
+export interface Op {
+  readonly id: number;
+  /** Who ran it, for failure text: the worker and the member it was sent to. */
+  readonly by: string;
+  readonly kind: "put" | "get" | "cas" | "del";
+  readonly key: string;
+  /** put and cas: the value written, unique in the history. */
+  readonly value?: string;
+  /** cas: the mod revision its compare asks for (0: the key is absent). */
+  readonly expectModRevision?: bigint;
+  readonly invokedAt: number;
+  /** The answer, or undefined when the operation failed. */
+  readonly answer?: Answer;
+}
+
+export interface Answer {
+  readonly returnedAt: number;
+  /** The answer header's revision. */
+  readonly revision: bigint;
+  /** get, and cas when its compare failed: the key as read (null: absent). */
+  readonly read?: KeyState | null;
+  /** cas: whether the compare held. */
+  readonly succeeded?: boolean;
+  /** del: keys deleted. */
+  readonly deleted?: number;
+}
+
+export interface KeyState {
+  readonly value: string;
+  readonly modRevision: bigint;
+}
+
+/** One change the cluster made, as a watch from revision 1 lists it. */
+export interface Change {
+  readonly revision: bigint;
+  readonly key: string;
+  readonly type: "put" | "delete";
+  /** The value a put wrote ("" for a delete). */
+  readonly value: string;
+}
+
+/** What `check` found wrong, as sentences naming the operations and revisions; empty when linearizable. */
+export function check(ops: readonly Op[], changes: readonly Change[]): string[] {
+  const problems: string[] = [];
+  const say = (text: string) => {
+    if (problems.length < 20) problems.push(text);
+  };
+
+  // The change list itself: revisions rise, one change each.
+  for (let i = 1; i < changes.length; i++) {
+    if (changes[i]!.revision <= changes[i - 1]!.revision)
+      say(`the change list is out of order at revision ${changes[i]!.revision}`);
+  }
+  const byKey = new Map<string, Change[]>();
+  for (const c of changes) byKey.set(c.key, [...(byKey.get(c.key) ?? []), c]);
+  /** The key's state once every change up to `revision` is made. */
+  const stateAt = (key: string, revision: bigint): KeyState | null => {
+    const list = byKey.get(key) ?? [];
+    // The first change past `revision`; the one before it is the last made by then.
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid]!.revision <= revision) lo = mid + 1;
+      else hi = mid;
+    }
+    const last = list[lo - 1];
+    return last === undefined || last.type === "delete"
+      ? null
+      : { value: last.value, modRevision: last.revision };
+  };
+  const lastRevision = changes.at(-1)?.revision ?? 0n;
+
+  const writes = new Map<string, Op>();
+  for (const op of ops) {
+    if (op.value === undefined) continue;
+    if (writes.has(op.value)) throw new Error(`the test wrote "${op.value}" twice`);
+    writes.set(op.value, op);
+  }
+  const putChanges = new Map<string, Change>();
+  for (const c of changes) {
+    if (c.type !== "put") continue;
+    if (putChanges.has(c.value))
+      say(
+        `"${c.value}" was written twice: at revisions ${putChanges.get(c.value)!.revision} and ${c.revision}`,
+      );
+    else putChanges.set(c.value, c);
+    const op = writes.get(c.value);
+    if (op === undefined) say(`revision ${c.revision} put "${c.value}" on ${c.key}, which no client wrote`);
+    else if (op.key !== c.key) say(`revision ${c.revision} put ${describe(op)}'s value on ${c.key}`);
+  }
+
+  const show = (s: KeyState | null | undefined) =>
+    s == null ? "nothing" : `"${s.value}" (mod revision ${s.modRevision})`;
+  const same = (a: KeyState | null | undefined, b: KeyState | null) =>
+    (a ?? null) === null
+      ? b === null
+      : b !== null && a!.value === b.value && a!.modRevision === b.modRevision;
+
+  /** Each placed operation's point in the order: a revision, or a revision and a half for a read. */
+  const points = new Map<Op, number>();
+  const claimedDeletes = new Set<Change>();
+  const readAt = (op: Op, revision: bigint, read: KeyState | null | undefined) => {
+    if (revision > lastRevision && revision > 1n)
+      say(`${describe(op)} answered at revision ${revision}, past the last change (${lastRevision})`);
+    const want = stateAt(op.key, revision);
+    if (!same(read, want))
+      say(`${describe(op)} read ${show(read)} at revision ${revision}, where the key held ${show(want)}`);
+    points.set(op, Number(revision) + 0.5);
+  };
+  const casHeld = (op: Op, revision: bigint): boolean =>
+    (stateAt(op.key, revision - 1n)?.modRevision ?? 0n) === op.expectModRevision;
+
+  for (const op of ops) {
+    const a = op.answer;
+    switch (op.kind) {
+      case "get":
+        if (a !== undefined) readAt(op, a.revision, a.read);
+        break;
+      case "put":
+      case "cas": {
+        const change = putChanges.get(op.value!);
+        if (a !== undefined && (op.kind === "put" || a.succeeded)) {
+          if (change === undefined) {
+            say(`${describe(op)} was acknowledged at revision ${a.revision} but is not in the change list`);
+            break;
+          }
+          if (change.revision !== a.revision)
+            say(
+              `${describe(op)} was acknowledged at revision ${a.revision} but made revision ${change.revision}`,
+            );
+        } else if (a !== undefined) {
+          // A compare-and-swap answered "failed": its compare did not hold, and its else branch read.
+          if (change !== undefined)
+            say(`${describe(op)} answered failed, but its value is at revision ${change.revision}`);
+          if ((stateAt(op.key, a.revision)?.modRevision ?? 0n) === op.expectModRevision)
+            say(`${describe(op)} answered failed at revision ${a.revision}, where its compare held`);
+          readAt(op, a.revision, a.read);
+          break;
+        }
+        if (change === undefined) break; // failed, and never took effect
+        if (op.kind === "cas" && !casHeld(op, change.revision))
+          say(`${describe(op)} wrote at revision ${change.revision}, where its compare did not hold`);
+        points.set(op, Number(change.revision));
+        break;
+      }
+      case "del": {
+        if (a === undefined) break; // may have taken effect: counted against unclaimed deletes below
+        if (a.deleted === 0) {
+          readAt(op, a.revision, null);
+          break;
+        }
+        const change = (byKey.get(op.key) ?? []).find((c) => c.revision === a.revision);
+        if (change?.type !== "delete") {
+          say(`${describe(op)} deleted at revision ${a.revision}, which is not a delete of ${op.key}`);
+          break;
+        }
+        if (claimedDeletes.has(change))
+          say(`${describe(op)} claims the delete at revision ${a.revision}, as another did`);
+        claimedDeletes.add(change);
+        if (stateAt(op.key, a.revision - 1n) === null)
+          say(`${describe(op)} deleted at revision ${a.revision} a key that was absent`);
+        points.set(op, Number(a.revision));
+        break;
+      }
+    }
+  }
+  // A delete nobody was answered for needs a failed delete of that key to account for it.
+  const failedDeletes = new Map<string, number>();
+  for (const op of ops)
+    if (op.kind === "del" && op.answer === undefined)
+      failedDeletes.set(op.key, (failedDeletes.get(op.key) ?? 0) + 1);
+  for (const c of changes) {
+    if (c.type !== "delete" || claimedDeletes.has(c)) continue;
+    const left = failedDeletes.get(c.key) ?? 0;
+    if (left === 0) say(`revision ${c.revision} deleted ${c.key}, which no client asked for`);
+    failedDeletes.set(c.key, left - 1);
+  }
+
+  // Real time: sweep the placed operations by start time, keeping the latest point among those that
+  // returned before each start.
+  const placed = [...points.keys()];
+  const byStart = [...placed].sort((x, y) => x.invokedAt - y.invokedAt);
+  const byReturn = placed
+    .filter((op) => op.answer !== undefined)
+    .sort((x, y) => x.answer!.returnedAt - y.answer!.returnedAt);
+  let j = 0;
+  let latest: Op | undefined;
+  for (const op of byStart) {
+    while (j < byReturn.length && byReturn[j]!.answer!.returnedAt < op.invokedAt) {
+      const done = byReturn[j++]!;
+      if (latest === undefined || points.get(done)! > points.get(latest)!) latest = done;
+    }
+    if (latest !== undefined && points.get(latest)! > points.get(op)!)
+      say(
+        `${describe(op)} began after ${describe(latest)} returned, but sits before it ` +
+          `(${pointText(points.get(op)!)} < ${pointText(points.get(latest)!)})`,
+      );
+  }
+  return problems;
+}
+
+const pointText = (p: number) => (Number.isInteger(p) ? `revision ${p}` : `a read at revision ${p - 0.5}`);
+
+/** An operation as failure text. */
+export function describe(op: Op): string {
+  const what =
+    op.kind === "get"
+      ? `get ${op.key}`
+      : op.kind === "del"
+        ? `delete ${op.key}`
+        : op.kind === "put"
+          ? `put ${op.key}="${op.value}"`
+          : `cas ${op.key}="${op.value}" if mod revision ${op.expectModRevision}`;
+  const when =
+    op.answer === undefined
+      ? `from ${op.invokedAt.toFixed(1)} ms, failed`
+      : `${op.invokedAt.toFixed(1)}–${op.answer.returnedAt.toFixed(1)} ms`;
+  return `op ${op.id} (${what}, ${op.by}, ${when})`;
+}
