@@ -16,8 +16,17 @@ export type ClusterKind = "etcd" | "chainfire";
 export const PACKAGE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const CHAINFIRE_BIN = join(PACKAGE_DIR, "dist/bin/chainfire.js");
 
+/** Where a member runs: its address, and how its command is started there (e.g. in a network namespace). */
+export interface Placement {
+  readonly host: string;
+  wrap(command: string, args: readonly string[]): { command: string; args: string[] };
+}
+
 export interface ClusterMember {
   readonly name: string;
+  /** The address its URLs name (127.0.0.1 unless placed elsewhere). */
+  readonly host: string;
+  readonly placement: Placement | undefined;
   readonly clientPort: number;
   readonly peerPort: number;
   readonly metricsPort: number;
@@ -41,6 +50,8 @@ export interface ClusterOptions {
   extraArgs?: string[];
   /** Extra Node.js arguments for chainfire daemons (e.g. `--cpu-prof`); ignored for etcd. */
   nodeArgs?: string[];
+  /** Where each member (by name) runs; on loopback unless given. */
+  place?: (name: string) => Placement;
 }
 
 export function hasBinary(name: string): boolean {
@@ -68,13 +79,17 @@ export class Cluster {
     const members: ClusterMember[] = [];
     for (let i = 1; i <= (options.size ?? 3); i++) {
       const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+      const placement = options.place?.(`m${i}`);
+      const host = placement?.host ?? "127.0.0.1";
       members.push({
         name: `m${i}`,
+        host,
+        placement,
         clientPort,
         peerPort,
         metricsPort,
         dataDir: join(options.dir, `m${i}`),
-        endpoint: `127.0.0.1:${clientPort}`,
+        endpoint: `${host}:${clientPort}`,
         process: null,
         log: "",
       });
@@ -107,19 +122,23 @@ export class Cluster {
   }
 
   get initialCluster(): string {
-    return this.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
+    return this.members.map((m) => `${m.name}=http://${m.host}:${m.peerPort}`).join(",");
   }
 
   /** Plans one more member (ports, data dir) outside the initial cluster, for membership tests. */
   async planExtra(name: string): Promise<ClusterMember> {
     const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+    const placement = this.options.place?.(name);
+    const host = placement?.host ?? "127.0.0.1";
     const member: ClusterMember = {
       name,
+      host,
+      placement,
       clientPort,
       peerPort,
       metricsPort,
       dataDir: join(this.options.dir, name),
-      endpoint: `127.0.0.1:${clientPort}`,
+      endpoint: `${host}:${clientPort}`,
       process: null,
       log: "",
     };
@@ -133,11 +152,11 @@ export class Cluster {
     return [
       `--name=${m.name}`,
       `--data-dir=${m.dataDir}`,
-      `--listen-client-urls=http://127.0.0.1:${m.clientPort}`,
-      `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
-      `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`,
-      `--listen-metrics-urls=http://127.0.0.1:${m.metricsPort}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      `--listen-client-urls=http://${m.host}:${m.clientPort}`,
+      `--advertise-client-urls=http://${m.host}:${m.clientPort}`,
+      `--listen-peer-urls=http://${m.host}:${m.peerPort}`,
+      `--listen-metrics-urls=http://${m.host}:${m.metricsPort}`,
+      `--initial-advertise-peer-urls=http://${m.host}:${m.peerPort}`,
       `--initial-cluster=${joining?.initialCluster ?? this.initialCluster}`,
       `--initial-cluster-state=${joining ? "existing" : "new"}`,
       `--initial-cluster-token=${o.token ?? `bench-${o.kind}`}`,
@@ -163,7 +182,9 @@ export class Cluster {
       this.options.kind === "etcd"
         ? ["etcd", ["--log-level=error"]]
         : [process.execPath, [...(this.options.nodeArgs ?? []), CHAINFIRE_BIN]];
-    const child = spawn(command, [...prefix, ...this.args(m, joining)], {
+    const started = { command, args: [...prefix, ...this.args(m, joining)] };
+    const { command: run, args } = m.placement?.wrap(started.command, started.args) ?? started;
+    const child = spawn(run, args, {
       stdio: ["ignore", "pipe", "pipe"],
       // chainfire runs with the environment it is deployed with (see chainfireEnv).
       env: this.options.kind === "chainfire" ? { ...process.env, ...chainfireEnv() } : process.env,
