@@ -2,7 +2,8 @@
 // and deletes on three keys to any member of a 3-member cluster, while a nemesis kills members with
 // SIGKILL and restarts them, freezes one (often the leader) with SIGSTOP for longer than an election
 // timeout, cuts one off from the others (each member in its own network namespace; clients still
-// reach it), and moves the leadership. While a member is frozen or cut off, puts go through the
+// reach it), moves the leadership, and replaces a member (etcd's MemberRemove, then MemberAdd and a
+// start on an empty data directory). While a member is frozen or cut off, puts go through the
 // others and gets of their keys go to it: a leader that has not yet noticed it lost the others
 // must not answer them from its own state. Afterwards every member must list the same changes (a
 // watch from revision 1), and the history must be linearizable against them
@@ -54,7 +55,7 @@ function netnsAvailable(): boolean {
   }
 }
 
-type Fault = "kill" | "freeze" | "partition" | "frozenPartition" | "moveLeader";
+type Fault = "kill" | "freeze" | "partition" | "frozenPartition" | "moveLeader" | "replace";
 
 /**
  * A cluster under test, with clients that reconnect quickly to a restarted member. With a network
@@ -72,6 +73,7 @@ class Subject {
     partition: 0,
     frozenPartition: 0,
     moveLeader: 0,
+    replace: 0,
     probesSent: 0,
     probesAnswered: 0,
   };
@@ -123,7 +125,7 @@ class Subject {
 
   get faultKinds(): Fault[] {
     const cuts: Fault[] = ["partition", "frozenPartition"];
-    return ["kill", "freeze", "moveLeader", ...(this.network === undefined ? [] : cuts)];
+    return ["kill", "freeze", "moveLeader", "replace", ...(this.network === undefined ? [] : cuts)];
   }
 
   stop(): void {
@@ -194,6 +196,50 @@ class Subject {
     return gets;
   }
 
+  /**
+   * Removes a member (the leader, often) with etcd's MemberRemove and adds it back as a new member
+   * on an empty data directory, as an operator replaces a machine. The removed member must stop by
+   * itself. etcd refuses a removal until the other members have been connected for 5 s (after a
+   * restart), and a leader change can lose an answer: both requests are repeated until the member
+   * list shows them done.
+   */
+  private async replace(target: number, rnd: SeededRandom): Promise<void> {
+    const m = this.cluster.members[target]!;
+    const others = this.cluster.members.map((_, i) => i).filter((i) => i !== target);
+    const via = this.clients[others[rnd.intBelow(others.length)]!]!;
+    const members = async () =>
+      (await call<etcd.MemberListResponse>(via.cluster, "memberList", {}, 5000)).members;
+    const id = this.ids[target]!;
+    await until(
+      async () => {
+        await call(via.cluster, "memberRemove", { ID: id }, 10_000).catch(() => {});
+        return !(await members()).some((x) => x.ID === id);
+      },
+      `${m.name}'s removal`,
+      60_000,
+    );
+    this.faults.replace++;
+    const child = m.process!;
+    await until(
+      () => child.exitCode !== null || child.signalCode !== null,
+      () => `${m.name} to stop once removed\n${m.log.slice(-2000)}`,
+      30_000,
+    );
+    m.process = null;
+    rmSync(m.dataDir, { recursive: true, force: true });
+    const url = `http://${m.host}:${m.peerPort}`;
+    const added = await until(
+      async () => {
+        await call(via.cluster, "memberAdd", { peerURLs: [url], isLearner: false }, 10_000).catch(() => {});
+        return (await members()).find((x) => x.peerURLs.includes(url));
+      },
+      `${m.name}'s addition`,
+      60_000,
+    );
+    this.ids[target] = added.ID;
+    this.cluster.startMember(m, { initialCluster: this.cluster.initialCluster });
+  }
+
   /** One fault, undone before it returns (at most one member is ever down, frozen or cut off). */
   async fault(kind: Fault, rnd: SeededRandom, history: History): Promise<void> {
     const members = this.cluster.members;
@@ -238,6 +284,8 @@ class Subject {
       if (kind !== "freeze") this.network!.healAll();
       this.faults.probesSent += probes.length;
       this.faults.probesAnswered += (await Promise.all(probes)).filter((a) => a !== undefined).length;
+    } else if (kind === "replace") {
+      await this.replace(target, rnd);
     } else if (leader !== undefined) {
       const followers = members.map((_, i) => i).filter((i) => i !== leader);
       const to = followers[rnd.intBelow(followers.length)]!;
@@ -462,6 +510,7 @@ describe.each(KINDS)("linearizability under faults: %s", (kind) => {
         // Not vacuous: the faults happened, leadership changed, and every kind of operation was answered.
         expect(s.faults.kill).toBeGreaterThan(0);
         expect(s.faults.freeze).toBeGreaterThan(0);
+        expect(s.faults.replace).toBeGreaterThan(0);
         if (s.network !== undefined) {
           expect(s.faults.partition).toBeGreaterThan(0);
           expect(s.faults.frozenPartition).toBeGreaterThan(0);
