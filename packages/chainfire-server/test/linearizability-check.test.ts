@@ -95,7 +95,7 @@ describe("the linearizability check", () => {
     ]);
     expect(check([], [change(2, "a", "9"), change(3, "a", null)])).toEqual([
       'revision 2 put "9" on a, which no client wrote',
-      "revision 3 deleted a, which no client asked for",
+      "revision 3 deleted a, which no client asked for by then",
     ]);
   });
 
@@ -121,6 +121,32 @@ describe("the linearizability check", () => {
     ];
     expect(check(refused, [change(2, "a", "1")])).toEqual([
       expect.stringMatching(/answered failed at revision 2, where its compare held/),
+    ]);
+  });
+
+  it("matches a delete nobody was answered for only to a failed delete that could have made it", () => {
+    const changes = [change(2, "a", "1"), change(3, "a", null), change(4, "a", "2")];
+    const base = () => [put("a", "1", 0, 2, 1), put("a", "2", 5, 4, 6)];
+    const failedDelete = (at: number) => op("del", "a", at, undefined);
+    // Begun before revision 3 could have been passed: it may have made it.
+    expect(check([...base(), failedDelete(2)], changes)).toEqual([]);
+    // Begun after revision 4 had returned: it cannot have made revision 3.
+    expect(check([...base(), failedDelete(10)], changes)).toEqual([
+      "revision 3 deleted a, which no client asked for by then",
+    ]);
+    // One failed delete accounts for one change only.
+    const twice = [...changes, change(5, "a", null)];
+    expect(check([...base(), failedDelete(2)], twice)).toEqual([
+      "revision 5 deleted a, which no client asked for by then",
+    ]);
+  });
+
+  it("refuses a change list with a gap when every revision is the test's", () => {
+    const ops = [put("a", "1", 0, 2), put("a", "2", 2, 4)];
+    const changes = [change(2, "a", "1"), change(4, "a", "2")];
+    expect(check(ops, changes)).toEqual([]);
+    expect(check(ops, changes, { everyRevisionFrom: 2n })).toEqual([
+      "the change list skips from revision 3 to 4",
     ]);
   });
 

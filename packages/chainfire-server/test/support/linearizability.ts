@@ -5,15 +5,20 @@
 // - a write (put, successful compare-and-swap, delete of a present key) at the revision it made;
 // - a read (range, failed compare-and-swap, delete of an absent key) just after the revision its
 //   answer's header names.
-// The history is linearizable exactly when:
+// It accepts a history when:
 // 1. every answer agrees with the state at its point (a read returns what the last change before it
 //    left; a compare-and-swap succeeded only when its compare held; an acknowledged write is in the
 //    change list at the revision it was answered with);
 // 2. every change in the list was asked for, once (values are unique, so a value names its write);
 // 3. the points respect real time: an operation that began after another one returned sits at or
 //    after it (reads may share a point).
+// That is linearizability with the header revision counted as part of each answer, as an etcd
+// client may rely on it (a read with the right value but an old header revision is refused), and with
+// the order of the writes taken as the cluster reports it.
 // An operation that failed (timeout, member killed) may or may not have taken effect: it has no
-// return time, and it is placed only if its change is in the list.
+// return time. A failed put or compare-and-swap is placed only if its value is in the list. A delete
+// change that no answered delete claims must be matched to a failed delete of its key that could
+// have made it: one that began before anything past that revision had returned.
 
 /** One client operation, as the client saw it. Times are the client's clock (ms). */
 export interface Op {
@@ -58,16 +63,30 @@ export interface Change {
 }
 
 /** What `check` found wrong, as sentences naming the operations and revisions; empty when linearizable. */
-export function check(ops: readonly Op[], changes: readonly Change[]): string[] {
+export function check(
+  ops: readonly Op[],
+  changes: readonly Change[],
+  options: { everyRevisionFrom?: bigint } = {},
+): string[] {
   const problems: string[] = [];
+  let untold = 0;
   const say = (text: string) => {
     if (problems.length < 20) problems.push(text);
+    else untold++;
   };
 
-  // The change list itself: revisions rise, one change each.
+  // The change list itself: revisions rise, one change each; with `everyRevisionFrom`, with no gap
+  // (when nothing else writes, a missing revision is a change the list lost).
   for (let i = 1; i < changes.length; i++) {
     if (changes[i]!.revision <= changes[i - 1]!.revision)
       say(`the change list is out of order at revision ${changes[i]!.revision}`);
+  }
+  if (options.everyRevisionFrom !== undefined) {
+    const gap = changes.findIndex((c, i) => c.revision !== options.everyRevisionFrom! + BigInt(i));
+    if (gap >= 0)
+      say(
+        `the change list skips from revision ${options.everyRevisionFrom + BigInt(gap)} to ${changes[gap]!.revision}`,
+      );
   }
   const byKey = new Map<string, Change[]>();
   for (const c of changes) byKey.set(c.key, [...(byKey.get(c.key) ?? []), c]);
@@ -119,6 +138,7 @@ export function check(ops: readonly Op[], changes: readonly Change[]): string[] 
   const points = new Map<Op, number>();
   const claimedDeletes = new Set<Change>();
   const readAt = (op: Op, revision: bigint, read: KeyState | null | undefined) => {
+    if (revision < 1n) say(`${describe(op)} answered with header revision ${revision}`);
     if (revision > lastRevision && revision > 1n)
       say(`${describe(op)} answered at revision ${revision}, past the last change (${lastRevision})`);
     const want = stateAt(op.key, revision);
@@ -183,16 +203,42 @@ export function check(ops: readonly Op[], changes: readonly Change[]): string[] 
       }
     }
   }
-  // A delete nobody was answered for needs a failed delete of that key to account for it.
-  const failedDeletes = new Map<string, number>();
-  for (const op of ops)
-    if (op.kind === "del" && op.answer === undefined)
-      failedDeletes.set(op.key, (failedDeletes.get(op.key) ?? 0) + 1);
+  // A delete change no answered delete claims needs a failed delete of its key that could have made
+  // it: one whose floor (the latest point among the operations that returned before it began) is
+  // below the change's revision. Whoever qualifies for a revision qualifies for every later one, so
+  // matching the changes in rising order, each to any unused candidate, finds a match when one exists.
+  const answeredByReturn = ops
+    .filter((op) => op.answer !== undefined && points.has(op))
+    .sort((x, y) => x.answer!.returnedAt - y.answer!.returnedAt);
+  const floorsBefore: number[] = [];
+  for (const op of answeredByReturn) floorsBefore.push(Math.max(floorsBefore.at(-1) ?? 0, points.get(op)!));
+  const floorAt = (t: number): number => {
+    let lo = 0;
+    let hi = answeredByReturn.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (answeredByReturn[mid]!.answer!.returnedAt < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === 0 ? 0 : floorsBefore[lo - 1]!;
+  };
+  const failedDeletes = new Map<string, { op: Op; floor: number }[]>();
+  for (const op of ops) {
+    if (op.kind !== "del" || op.answer !== undefined) continue;
+    failedDeletes.set(op.key, [...(failedDeletes.get(op.key) ?? []), { op, floor: floorAt(op.invokedAt) }]);
+  }
+  for (const list of failedDeletes.values()) list.sort((x, y) => x.floor - y.floor);
+  const used = new Map<string, number>();
   for (const c of changes) {
     if (c.type !== "delete" || claimedDeletes.has(c)) continue;
-    const left = failedDeletes.get(c.key) ?? 0;
-    if (left === 0) say(`revision ${c.revision} deleted ${c.key}, which no client asked for`);
-    failedDeletes.set(c.key, left - 1);
+    const next = used.get(c.key) ?? 0;
+    const candidate = failedDeletes.get(c.key)?.[next];
+    if (candidate === undefined || candidate.floor >= Number(c.revision)) {
+      say(`revision ${c.revision} deleted ${c.key}, which no client asked for by then`);
+      continue;
+    }
+    used.set(c.key, next + 1);
+    points.set(candidate.op, Number(c.revision));
   }
 
   // Real time: sweep the placed operations by start time, keeping the latest point among those that
@@ -215,6 +261,7 @@ export function check(ops: readonly Op[], changes: readonly Change[]): string[] 
           `(${pointText(points.get(op)!)} < ${pointText(points.get(latest)!)})`,
       );
   }
+  if (untold > 0) problems.push(`and ${untold} more`);
   return problems;
 }
 
