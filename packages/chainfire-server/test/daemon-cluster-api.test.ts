@@ -180,6 +180,56 @@ describe("etcd's Cluster API on a 3-member cluster", { timeout: 150_000 }, () =>
     expect(await cluster.exited("e4")).toBe(0);
     expect((await readPrefix(f1!, "etcd-api/", false)).get("etcd-api/after-promote")).toBe("v");
   });
+
+  it("lets a member join under a leader that was itself added by peer URL (an ID no name derives)", async () => {
+    // etcd's MemberAdd gives an ID derived from the peer URLs, not from the --name a joiner's
+    // --initial-cluster lists: a joiner must take the other members' IDs from the cluster, or it
+    // cannot answer such a leader and never catches up.
+    const { leader } = await followers();
+    const e5 = await cluster.allocate("e5");
+    const e5Url = cluster.peerUrl(e5);
+    const e5Id = (
+      await call<etcd.MemberAddResponse>(leader.clients.cluster, "memberAdd", {
+        peerURLs: [e5Url],
+        isLearner: false,
+      })
+    ).member!.ID;
+    const four = `${cluster.initialCluster(["l1", "l2", "l3"])},e5=${e5Url}`;
+    await cluster.start("e5", { state: "existing", initialCluster: four });
+    await until(() => put(e5, "join/e5", "v").then(() => true), "e5 to take writes");
+    await until(
+      () => call(leader.clients.maintenance, "moveLeader", { targetID: e5Id }).then(() => true),
+      "the leadership to move to e5",
+    );
+    expect(await cluster.leaderId()).toBe(e5Id);
+    await put(members[0]!, "join/before-e6", "v");
+    const e6 = await cluster.allocate("e6");
+    const e6Url = cluster.peerUrl(e6);
+    const e6Id = (
+      await call<etcd.MemberAddResponse>(e5.clients.cluster, "memberAdd", {
+        peerURLs: [e6Url],
+        isLearner: true,
+      })
+    ).member!.ID;
+    await cluster.start("e6", { state: "existing", initialCluster: `${four},e6=${e6Url}` });
+    await until(
+      async () => (await readPrefix(e6, "join/", true)).get("join/before-e6") === "v",
+      () => `e6 to catch up under leader e5\n${e6.output.join("").slice(-3000)}`,
+      30_000,
+    );
+    // Back to three members: the joined ones removed (e5, the leader, last), each stopping itself.
+    for (const [m, id] of [
+      [e6, e6Id],
+      [e5, e5Id],
+    ] as const) {
+      await until(
+        () => call(members[0]!.clients.cluster, "memberRemove", { ID: id }).then(() => true),
+        `the removal of ${m.name}`,
+      );
+      expect(await cluster.exited(m.name)).toBe(0);
+    }
+    await cluster.leaderId(members);
+  });
 });
 
 /** A /metrics page as `name{labels}` → value (the labels as printed, sorted by the registry). */

@@ -3,9 +3,9 @@
 // SIGKILL and restarts them, freezes one (often the leader) with SIGSTOP for longer than an election
 // timeout, cuts one off from the others (each member in its own network namespace; clients still
 // reach it), moves the leadership, and replaces a member (etcd's MemberRemove, then MemberAdd and a
-// start on an empty data directory). While a member is frozen or cut off, puts go through the
-// others and gets of their keys go to it: a leader that has not yet noticed it lost the others
-// must not answer them from its own state. Afterwards every member must list the same changes (a
+// start on an empty data directory, as a voter or as a learner then promoted). While a member is
+// frozen or cut off, puts go through the others and gets of their keys go to it: a leader that has
+// not yet noticed it lost the others must not answer them from its own state. Afterwards every member must list the same changes (a
 // watch from revision 1), and the history must be linearizable against them
 // (support/linearizability.ts): no acknowledged write lost or applied twice, no stale or invented
 // read, no compare-and-swap decided on an old value, no answer out of real-time order.
@@ -59,7 +59,14 @@ function netnsAvailable(): boolean {
   }
 }
 
-type Fault = "kill" | "freeze" | "partition" | "frozenPartition" | "moveLeader" | "replace";
+type Fault =
+  | "kill"
+  | "freeze"
+  | "partition"
+  | "frozenPartition"
+  | "moveLeader"
+  | "replace"
+  | "replaceAsLearner";
 
 /**
  * A cluster under test, with clients that reconnect quickly to a restarted member. With a network
@@ -78,6 +85,7 @@ class Subject {
     frozenPartition: 0,
     moveLeader: 0,
     replace: 0,
+    promote: 0,
     probesSent: 0,
     staleLeaderSeen: 0,
     probesAnswered: 0,
@@ -139,7 +147,8 @@ class Subject {
 
   get faultKinds(): Fault[] {
     const cuts: Fault[] = ["partition", "frozenPartition"];
-    return ["kill", "freeze", "moveLeader", "replace", ...(this.network === undefined ? [] : cuts)];
+    const always: Fault[] = ["kill", "freeze", "moveLeader", "replace", "replaceAsLearner"];
+    return [...always, ...(this.network === undefined ? [] : cuts)];
   }
 
   stop(): void {
@@ -219,12 +228,12 @@ class Subject {
 
   /**
    * Removes a member (the leader, often) with etcd's MemberRemove and adds it back as a new member
-   * on an empty data directory, as an operator replaces a machine. The removed member must stop by
-   * itself. etcd refuses a removal until the other members have been connected for 5 s (after a
-   * restart), and a leader change can lose an answer: both requests are repeated until the member
-   * list shows them done.
+   * on an empty data directory, as an operator replaces a machine: as a voter at once, or as a
+   * learner promoted once it has caught up. The removed member must stop by itself. etcd refuses a
+   * removal until the other members have been connected for 5 s (after a restart), and a leader
+   * change can lose an answer: the requests are repeated until the member list shows them done.
    */
-  private async replace(target: number, rnd: SeededRandom): Promise<void> {
+  private async replace(target: number, rnd: SeededRandom, asLearner: boolean): Promise<void> {
     const m = this.cluster.members[target]!;
     const others = this.cluster.members.map((_, i) => i).filter((i) => i !== target);
     const via = this.clients[others[rnd.intBelow(others.length)]!]!;
@@ -251,7 +260,9 @@ class Subject {
     const url = `http://${m.host}:${m.peerPort}`;
     const added = await until(
       async () => {
-        await call(via.cluster, "memberAdd", { peerURLs: [url], isLearner: false }, 10_000).catch(() => {});
+        await call(via.cluster, "memberAdd", { peerURLs: [url], isLearner: asLearner }, 10_000).catch(
+          () => {},
+        );
         return (await members()).find((x) => x.peerURLs.includes(url));
       },
       `${m.name}'s addition`,
@@ -260,6 +271,18 @@ class Subject {
     this.ids[target] = added.ID;
     if (this.stopped) return;
     this.cluster.startMember(m, { initialCluster: this.cluster.initialCluster });
+    if (!asLearner) return;
+    // Promotion is refused until the learner has caught up (etcd's "not in sync with leader"): the
+    // request is repeated until the member list shows a voter.
+    await until(
+      async () => {
+        await call(via.cluster, "memberPromote", { ID: added.ID }, 10_000).catch(() => {});
+        return (await members()).some((x) => x.ID === added.ID && !x.isLearner);
+      },
+      () => `${m.name}'s promotion\n${m.log.slice(-2000)}`,
+      60_000,
+    );
+    this.faults.promote++;
   }
 
   /** One fault, undone before it returns (at most one member is ever down, frozen or cut off). */
@@ -323,8 +346,8 @@ class Subject {
       }
       this.faults.probesSent += probes.length;
       this.faults.probesAnswered += (await Promise.all(probes)).filter((a) => a !== undefined).length;
-    } else if (kind === "replace") {
-      await this.replace(target, rnd);
+    } else if (kind === "replace" || kind === "replaceAsLearner") {
+      await this.replace(target, rnd, kind === "replaceAsLearner");
     } else if (leader !== undefined) {
       const followers = members.map((_, i) => i).filter((i) => i !== leader);
       const to = followers[rnd.intBelow(followers.length)]!;
@@ -534,6 +557,86 @@ async function changeList(c: ChainfireClients, lastRevision: bigint): Promise<Ch
   return changes;
 }
 
+/** One seed's run on a started cluster: load and faults, then the checks. */
+async function run(s: Subject, seed: number, history: History, termBefore: bigint): Promise<void> {
+  // The workers run until the nemesis is done: at least DURATION_MS, and through the first
+  // round of faults however long it takes.
+  const end = Date.now() + DURATION_MS;
+  let nemesisDone = false;
+  const workers = Array.from({ length: WORKERS }, (_, w) =>
+    runWorker(s, history, seed, w, () => !nemesisDone),
+  );
+  // The nemesis: the first faults are one of each kind, in a seeded order.
+  const rnd = new SeededRandom(BigInt(seed) ^ 0xfa17n);
+  const kinds = s.faultKinds;
+  const first = [...kinds];
+  for (let i = first.length - 1; i > 0; i--) {
+    const j = rnd.intBelow(i + 1);
+    [first[i], first[j]] = [first[j]!, first[i]!];
+  }
+  try {
+    for (let f = 0; (f < first.length || Date.now() < end - 1000) && !s.stopped; f++) {
+      await pause(200 + rnd.intBelow(600));
+      await s.fault(first[f] ?? kinds[rnd.intBelow(kinds.length)]!, rnd, history);
+    }
+  } finally {
+    nemesisDone = true;
+    await Promise.all(workers);
+  }
+  await s.settled("after the run");
+
+  const lastRevision = await linearizableRevision(s.clients[0]!);
+  const lists = await Promise.all(s.clients.map((c) => changeList(c, lastRevision)));
+  const ops = history.ops;
+  const problems: string[] = [];
+  for (const [i, list] of lists.entries()) {
+    const at = list.findIndex((c, j) => JSON.stringify(c, bigints) !== JSON.stringify(lists[0]![j], bigints));
+    const differs =
+      at >= 0 ? at : list.length !== lists[0]!.length ? Math.min(list.length, lists[0]!.length) : -1;
+    if (differs >= 0)
+      problems.push(
+        `${s.cluster.members[i]!.name}'s change ${differs} is ${JSON.stringify(list[differs], bigints)}, ` +
+          `m1's ${JSON.stringify(lists[0]![differs], bigints)}`,
+      );
+  }
+  // Only the test writes, one key per operation, from the first revision after the empty store's.
+  problems.push(...check(ops, lists[0]!, { everyRevisionFrom: 2n }));
+  const answered = (k: Op["kind"]) => history.answered(k);
+  const placedFailures = ops.filter(
+    (o) => o.answer === undefined && o.value !== undefined && lists[0]!.some((c) => c.value === o.value),
+  ).length;
+  const summary =
+    `${s.kind} seed ${seed}: ${ops.length} operations (${answered("put")} puts, ${answered("get")} gets, ` +
+    `${answered("cas")} compare-and-swaps, ${answered("del")} deletes answered; ` +
+    `${ops.filter((o) => o.answer === undefined).length} writes failed, ${placedFailures} of them made), ` +
+    `${lists[0]!.length} changes, faults ${JSON.stringify(s.faults)}, ` +
+    `term ${termBefore} → ${(await status(s.clients[0]!)).raftTerm}`;
+  console.log(summary);
+  if (problems.length > 0) {
+    const file = keepFailure(s, seed, { summary, problems, events: s.events, ops, changes: lists[0] });
+    throw new KeptFailure(`${summary}\n(the run is kept in ${file})\n${problems.join("\n")}`);
+  }
+  // Not vacuous: the faults happened, leadership changed, and every kind of operation was answered.
+  expect(s.faults.kill).toBeGreaterThan(0);
+  expect(s.faults.freeze).toBeGreaterThan(0);
+  expect(s.faults.replace).toBeGreaterThan(1);
+  expect(s.faults.promote).toBeGreaterThan(0);
+  if (s.network !== undefined) {
+    expect(s.faults.partition).toBeGreaterThan(0);
+    // The old leader went on believing it led, cut off, with gets waiting for it.
+    expect(s.faults.staleLeaderSeen).toBeGreaterThan(0);
+  }
+  // Members cut off got gets after a put they had not seen, and answered some of them (once
+  // back in touch; failing such a read is also allowed).
+  expect(s.faults.probesAnswered).toBeGreaterThan(0);
+  expect((await status(s.clients[0]!)).raftTerm).toBeGreaterThan(termBefore);
+  for (const k of ["put", "get", "cas", "del"] as const) expect(answered(k), k).toBeGreaterThan(10);
+  expect(ops.some((o) => o.kind === "cas" && o.answer?.succeeded)).toBe(true);
+}
+
+/** A failed check whose run was already kept. */
+class KeptFailure extends Error {}
+
 describe.each(KINDS)("linearizability under faults: %s", (kind) => {
   let subject: Subject | undefined;
   afterAll(() => subject?.stop());
@@ -547,81 +650,16 @@ describe.each(KINDS)("linearizability under faults: %s", (kind) => {
         const s = subject;
         const termBefore = (await status(s.clients[0]!)).raftTerm;
         const history = new History();
-        // The workers run until the nemesis is done: at least DURATION_MS, and through the first
-        // round of faults however long it takes.
-        const end = Date.now() + DURATION_MS;
-        let nemesisDone = false;
-        const workers = Array.from({ length: WORKERS }, (_, w) =>
-          runWorker(s, history, seed, w, () => !nemesisDone),
-        );
-        // The nemesis: the first faults are one of each kind, in a seeded order.
-        const rnd = new SeededRandom(BigInt(seed) ^ 0xfa17n);
-        const kinds = s.faultKinds;
-        const first = [...kinds];
-        for (let i = first.length - 1; i > 0; i--) {
-          const j = rnd.intBelow(i + 1);
-          [first[i], first[j]] = [first[j]!, first[i]!];
-        }
         try {
-          for (let f = 0; (f < first.length || Date.now() < end - 1000) && !s.stopped; f++) {
-            await pause(200 + rnd.intBelow(600));
-            await s.fault(first[f] ?? kinds[rnd.intBelow(kinds.length)]!, rnd, history);
+          await run(s, seed, history, termBefore);
+        } catch (err) {
+          // A wait that timed out or a check that failed: the run is kept for reading.
+          if (!(err instanceof KeptFailure)) {
+            const file = keepFailure(s, seed, { error: String(err), events: s.events, ops: history.ops });
+            (err as Error).message += `\n(the run is kept in ${file})`;
           }
-        } finally {
-          nemesisDone = true;
-          await Promise.all(workers);
+          throw err;
         }
-        await s.settled("after the run");
-
-        const lastRevision = await linearizableRevision(s.clients[0]!);
-        const lists = await Promise.all(s.clients.map((c) => changeList(c, lastRevision)));
-        const ops = history.ops;
-        const problems: string[] = [];
-        for (const [i, list] of lists.entries()) {
-          const at = list.findIndex(
-            (c, j) => JSON.stringify(c, bigints) !== JSON.stringify(lists[0]![j], bigints),
-          );
-          const differs =
-            at >= 0 ? at : list.length !== lists[0]!.length ? Math.min(list.length, lists[0]!.length) : -1;
-          if (differs >= 0)
-            problems.push(
-              `${s.cluster.members[i]!.name}'s change ${differs} is ${JSON.stringify(list[differs], bigints)}, ` +
-                `m1's ${JSON.stringify(lists[0]![differs], bigints)}`,
-            );
-        }
-        // Only the test writes, one key per operation, from the first revision after the empty store's.
-        problems.push(...check(ops, lists[0]!, { everyRevisionFrom: 2n }));
-        const answered = (k: Op["kind"]) => history.answered(k);
-        const placedFailures = ops.filter(
-          (o) =>
-            o.answer === undefined && o.value !== undefined && lists[0]!.some((c) => c.value === o.value),
-        ).length;
-        const summary =
-          `${kind} seed ${seed}: ${ops.length} operations (${answered("put")} puts, ${answered("get")} gets, ` +
-          `${answered("cas")} compare-and-swaps, ${answered("del")} deletes answered; ` +
-          `${ops.filter((o) => o.answer === undefined).length} writes failed, ${placedFailures} of them made), ` +
-          `${lists[0]!.length} changes, faults ${JSON.stringify(s.faults)}, ` +
-          `term ${termBefore} → ${(await status(s.clients[0]!)).raftTerm}`;
-        console.log(summary);
-        if (problems.length > 0) {
-          const file = keepFailure(s, seed, { summary, problems, events: s.events, ops, changes: lists[0] });
-          expect(problems, `${summary}\n(the run is kept in ${file})`).toEqual([]);
-        }
-        // Not vacuous: the faults happened, leadership changed, and every kind of operation was answered.
-        expect(s.faults.kill).toBeGreaterThan(0);
-        expect(s.faults.freeze).toBeGreaterThan(0);
-        expect(s.faults.replace).toBeGreaterThan(0);
-        if (s.network !== undefined) {
-          expect(s.faults.partition).toBeGreaterThan(0);
-          // The old leader went on believing it led, cut off, with gets waiting for it.
-          expect(s.faults.staleLeaderSeen).toBeGreaterThan(0);
-        }
-        // Members cut off got gets after a put they had not seen, and answered some of them (once
-        // back in touch; failing such a read is also allowed).
-        expect(s.faults.probesAnswered).toBeGreaterThan(0);
-        expect((await status(s.clients[0]!)).raftTerm).toBeGreaterThan(termBefore);
-        for (const k of ["put", "get", "cas", "del"] as const) expect(answered(k), k).toBeGreaterThan(10);
-        expect(ops.some((o) => o.kind === "cas" && o.answer?.succeeded)).toBe(true);
         subject = undefined;
         s.stop();
       },

@@ -17,6 +17,7 @@ import {
 } from "@photoncloud/daemon";
 import {
   formatId,
+  type MemberInfo,
   membershipHandlers,
   parseInitialCluster,
   peerClientTls,
@@ -43,7 +44,7 @@ import { etcdGatewayRoutes } from "./etcd-gateway.js";
 import { type EtcdMetrics, registerEtcdMetrics } from "./etcd-metrics.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
-import { discoverJoinId } from "./join-discovery.js";
+import { discoverCluster } from "./join-discovery.js";
 import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
 import { type ChainfireOptions, chainfireOptions } from "./options.js";
@@ -232,11 +233,12 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
 async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMember> {
   const { config, logger } = ctx;
   let memberId = config.memberId;
-  if (memberId === undefined && config.initialClusterState === "existing" && !hasRaftLog(config.dataDir)) {
+  let knownMembers: MemberInfo[] | undefined;
+  if (config.initialClusterState === "existing" && !hasRaftLog(config.dataDir)) {
     const urls = resolveMemberUrls(config);
     const own = urls.initialAdvertisePeerUrls.map((u) => u.href);
     const cluster = parseInitialCluster(urls.initialCluster, config.initialClusterToken);
-    memberId = await discoverJoinId(
+    const found = await discoverCluster(
       {
         ownPeerUrls: own,
         otherPeerUrls: cluster.flatMap((m) => m.peerUrls).filter((u) => !own.includes(u)),
@@ -245,6 +247,8 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
       },
       logger,
     );
+    memberId ??= found?.own?.id;
+    knownMembers = found?.members;
   }
   return startMember({
     daemon: "chainfire",
@@ -258,6 +262,7 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
       config.snapshotCatchupEntries === undefined
         ? {}
         : { snapshotTailEntries: config.snapshotCatchupEntries },
+    ...(knownMembers === undefined ? {} : { knownMembers }),
   });
 }
 

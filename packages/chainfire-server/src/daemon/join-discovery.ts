@@ -1,8 +1,9 @@
-// How a member added through etcd's MemberAdd (which carries peer URLs, not a name) learns its ID
-// before its first start: it asks the members listed in --initial-cluster for the member list and
-// picks the entry with its own peer URL, as etcd's joining members do. Members started with
-// --member-id, or added by name through chainfire.v1.Cluster (ID derived from token + name), and
-// members restarting from their own log skip this.
+// How a member joining a running cluster for the first time learns the membership: it asks the
+// members listed in --initial-cluster for the member list, as etcd's joining members do. From it, a
+// member added through etcd's MemberAdd (which carries peer URLs, not a name) takes its own ID (the
+// entry with its peer URL), and every joiner takes the others' IDs: --initial-cluster gives names,
+// whose derived IDs are wrong for members added by peer URL or with --member-id. Members restarting
+// from their own log skip this.
 import { type ChannelCredentials, Metadata } from "@grpc/grpc-js";
 import { chainfirev1 } from "@photoncloud/chainfire-api";
 import { type Logger, parseUrl } from "@photoncloud/daemon";
@@ -15,17 +16,26 @@ export interface JoinLookup {
   readonly deadlineMs: number;
 }
 
-export async function discoverJoinId(lookup: JoinLookup, logger: Logger): Promise<bigint | undefined> {
+export interface DiscoveredCluster {
+  /** The cluster's members as the first peer to answer listed them. */
+  readonly members: chainfirev1.Member[];
+  /** The entry with this member's peer URL, if the cluster has one. */
+  readonly own: chainfirev1.Member | undefined;
+}
+
+/** The member list from the first listed peer that answers; undefined when none does. */
+export async function discoverCluster(
+  lookup: JoinLookup,
+  logger: Logger,
+): Promise<DiscoveredCluster | undefined> {
   const own = new Set(lookup.ownPeerUrls.map((u) => parseUrl(u).href));
   for (const url of lookup.otherPeerUrls) {
     try {
       const members = await listMembers(url, lookup);
       const mine = members.find((m) => m.peerUrls.some((u) => own.has(parseUrl(u).href)));
-      if (mine !== undefined) {
+      if (mine !== undefined)
         logger.info({ memberId: mine.id.toString(16), via: url }, "found this member's ID by its peer URL");
-        return mine.id;
-      }
-      return undefined;
+      return { members, own: mine };
     } catch (err) {
       logger.debug({ err, url }, "peer did not answer the member list");
     }

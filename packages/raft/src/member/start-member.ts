@@ -24,6 +24,7 @@ import type { RaftLogger } from "../core/types.js";
 import { GrpcTransport } from "../transport/grpc-transport.js";
 import { ConfChangePendingError, MemberNotFoundError } from "../service/errors.js";
 import { RaftService, type RaftServiceConfig } from "../service/raft-service.js";
+import type { MemberInfo } from "../service/members.js";
 import type { StateMachine } from "../service/state-machine.js";
 import { formatId } from "./ids.js";
 import { type MemberPlan, planMember, readIdentity, writeIdentity } from "./member-config.js";
@@ -43,6 +44,14 @@ export interface StartMemberArgs {
   version: string;
   /** Tests: shorter timeouts, small snapshot intervals. */
   raftOverrides?: Partial<RaftServiceConfig>;
+  /**
+   * A joining member's first start: the cluster's member list as a running member gave it. It
+   * replaces the --initial-cluster guess, whose IDs derive from the names, for the peers this
+   * member dials: a member added by peer URL or with --member-id has an ID no name derives, and a
+   * joiner that cannot dial its leader cannot answer it, so never catches up. Ignored unless it
+   * lists this member.
+   */
+  knownMembers?: readonly MemberInfo[];
 }
 
 export interface MemberHeader {
@@ -184,7 +193,12 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
   const { config, logger } = args;
   const raftDir = join(config.dataDir, "raft");
   const stored = readIdentity(raftDir);
-  const plan = planMember(config, stored);
+  const planned = planMember(config, stored);
+  const known = args.knownMembers;
+  const plan =
+    planned.join && !planned.restart && known?.some((m) => m.id === planned.memberId)
+      ? { ...planned, initialMembers: [...known] }
+      : planned;
   mkdirSync(raftDir, { recursive: true, mode: 0o700 });
   const raft = new RaftService(raftConfig(args, plan, raftDir), args.stateMachine);
   if (stored === undefined) writeIdentity(raftDir, plan);
