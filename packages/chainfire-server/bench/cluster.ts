@@ -68,6 +68,25 @@ export class MemberExitedError extends Error {
   readonly code = "MEMBER_EXITED";
 }
 
+/** A member's ports, address and data dir, picked without starting it. */
+async function planMember(options: ClusterOptions, name: string): Promise<ClusterMember> {
+  const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+  const placement = options.place?.(name);
+  const host = placement?.host ?? "127.0.0.1";
+  return {
+    name,
+    host,
+    placement,
+    clientPort,
+    peerPort,
+    metricsPort,
+    dataDir: join(options.dir, name),
+    endpoint: `${host}:${clientPort}`,
+    process: null,
+    log: "",
+  };
+}
+
 export class Cluster {
   private constructor(
     readonly options: ClusterOptions,
@@ -77,23 +96,7 @@ export class Cluster {
   /** Picks ports and names (m1, m2, ...) without starting anything. */
   static async plan(options: ClusterOptions): Promise<Cluster> {
     const members: ClusterMember[] = [];
-    for (let i = 1; i <= (options.size ?? 3); i++) {
-      const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-      const placement = options.place?.(`m${i}`);
-      const host = placement?.host ?? "127.0.0.1";
-      members.push({
-        name: `m${i}`,
-        host,
-        placement,
-        clientPort,
-        peerPort,
-        metricsPort,
-        dataDir: join(options.dir, `m${i}`),
-        endpoint: `${host}:${clientPort}`,
-        process: null,
-        log: "",
-      });
-    }
+    for (let i = 1; i <= (options.size ?? 3); i++) members.push(await planMember(options, `m${i}`));
     return new Cluster(options, members);
   }
 
@@ -127,21 +130,7 @@ export class Cluster {
 
   /** Plans one more member (ports, data dir) outside the initial cluster, for membership tests. */
   async planExtra(name: string): Promise<ClusterMember> {
-    const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-    const placement = this.options.place?.(name);
-    const host = placement?.host ?? "127.0.0.1";
-    const member: ClusterMember = {
-      name,
-      host,
-      placement,
-      clientPort,
-      peerPort,
-      metricsPort,
-      dataDir: join(this.options.dir, name),
-      endpoint: `${host}:${clientPort}`,
-      process: null,
-      log: "",
-    };
+    const member = await planMember(this.options, name);
     rmSync(member.dataDir, { recursive: true, force: true });
     return member;
   }

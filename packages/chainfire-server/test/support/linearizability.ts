@@ -89,19 +89,15 @@ export function check(
       );
   }
   const byKey = new Map<string, Change[]>();
-  for (const c of changes) byKey.set(c.key, [...(byKey.get(c.key) ?? []), c]);
+  for (const c of changes) {
+    const list = byKey.get(c.key);
+    if (list === undefined) byKey.set(c.key, [c]);
+    else list.push(c);
+  }
   /** The key's state once every change up to `revision` is made. */
   const stateAt = (key: string, revision: bigint): KeyState | null => {
     const list = byKey.get(key) ?? [];
-    // The first change past `revision`; the one before it is the last made by then.
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (list[mid]!.revision <= revision) lo = mid + 1;
-      else hi = mid;
-    }
-    const last = list[lo - 1];
+    const last = list[leading(list, (c) => c.revision <= revision) - 1];
     return last === undefined || last.type === "delete"
       ? null
       : { value: last.value, modRevision: last.revision };
@@ -203,29 +199,30 @@ export function check(
       }
     }
   }
+  // The answered operations by return time, each with the latest point returned by then (and whose):
+  // what an operation that began at a given time must not sit before.
+  const byReturn = [...points.keys()]
+    .filter((op) => op.answer !== undefined)
+    .sort((x, y) => x.answer!.returnedAt - y.answer!.returnedAt);
+  const latestSoFar: { point: number; op: Op }[] = [];
+  for (const op of byReturn) {
+    const point = points.get(op)!;
+    const prev = latestSoFar.at(-1);
+    latestSoFar.push(prev !== undefined && prev.point >= point ? prev : { point, op });
+  }
+  const latestBefore = (t: number) => latestSoFar[leading(byReturn, (op) => op.answer!.returnedAt < t) - 1];
+
   // A delete change no answered delete claims needs a failed delete of its key that could have made
   // it: one whose floor (the latest point among the operations that returned before it began) is
   // below the change's revision. Whoever qualifies for a revision qualifies for every later one, so
   // matching the changes in rising order, each to any unused candidate, finds a match when one exists.
-  const answeredByReturn = ops
-    .filter((op) => op.answer !== undefined && points.has(op))
-    .sort((x, y) => x.answer!.returnedAt - y.answer!.returnedAt);
-  const floorsBefore: number[] = [];
-  for (const op of answeredByReturn) floorsBefore.push(Math.max(floorsBefore.at(-1) ?? 0, points.get(op)!));
-  const floorAt = (t: number): number => {
-    let lo = 0;
-    let hi = answeredByReturn.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (answeredByReturn[mid]!.answer!.returnedAt < t) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo === 0 ? 0 : floorsBefore[lo - 1]!;
-  };
   const failedDeletes = new Map<string, { op: Op; floor: number }[]>();
   for (const op of ops) {
     if (op.kind !== "del" || op.answer !== undefined) continue;
-    failedDeletes.set(op.key, [...(failedDeletes.get(op.key) ?? []), { op, floor: floorAt(op.invokedAt) }]);
+    const candidate = { op, floor: latestBefore(op.invokedAt)?.point ?? 0 };
+    const list = failedDeletes.get(op.key);
+    if (list === undefined) failedDeletes.set(op.key, [candidate]);
+    else list.push(candidate);
   }
   for (const list of failedDeletes.values()) list.sort((x, y) => x.floor - y.floor);
   const used = new Map<string, number>();
@@ -241,28 +238,29 @@ export function check(
     points.set(candidate.op, Number(c.revision));
   }
 
-  // Real time: sweep the placed operations by start time, keeping the latest point among those that
-  // returned before each start.
-  const placed = [...points.keys()];
-  const byStart = [...placed].sort((x, y) => x.invokedAt - y.invokedAt);
-  const byReturn = placed
-    .filter((op) => op.answer !== undefined)
-    .sort((x, y) => x.answer!.returnedAt - y.answer!.returnedAt);
-  let j = 0;
-  let latest: Op | undefined;
-  for (const op of byStart) {
-    while (j < byReturn.length && byReturn[j]!.answer!.returnedAt < op.invokedAt) {
-      const done = byReturn[j++]!;
-      if (latest === undefined || points.get(done)! > points.get(latest)!) latest = done;
-    }
-    if (latest !== undefined && points.get(latest)! > points.get(op)!)
+  // Real time: no placed operation sits before one that returned before it began.
+  for (const op of [...points.keys()].sort((x, y) => x.invokedAt - y.invokedAt)) {
+    const latest = latestBefore(op.invokedAt);
+    if (latest !== undefined && latest.point > points.get(op)!)
       say(
-        `${describe(op)} began after ${describe(latest)} returned, but sits before it ` +
-          `(${pointText(points.get(op)!)} < ${pointText(points.get(latest)!)})`,
+        `${describe(op)} began after ${describe(latest.op)} returned, but sits before it ` +
+          `(${pointText(points.get(op)!)} < ${pointText(latest.point)})`,
       );
   }
   if (untold > 0) problems.push(`and ${untold} more`);
   return problems;
+}
+
+/** How many leading elements of `list` satisfy `holds` (true for a prefix, false after it). */
+function leading<T>(list: readonly T[], holds: (x: T) => boolean): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (holds(list[mid]!)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 const pointText = (p: number) => (Number.isInteger(p) ? `revision ${p}` : `a read at revision ${p - 0.5}`);

@@ -184,6 +184,15 @@ describe("planMember", () => {
     expect(plan.join).toBe(true);
     expect(plan.memberId).toBe(0x44n);
     expect(plan.initialMembers.find((m) => m.name === "n4")?.id).toBe(0x44n);
+    // The cluster's own list, read from a running member, replaces the guess when it lists this
+    // member: n2 there has an ID no name derives (added by peer URL).
+    const known = [
+      { id: 0x11n, name: "n1", peerUrls: ["http://127.0.0.1:2380"], clientUrls: [], isLearner: false },
+      { id: 0x2222n, name: "n2", peerUrls: ["http://127.0.0.2:2380"], clientUrls: [], isLearner: false },
+      { id: 0x44n, name: "", peerUrls: ["http://127.0.0.4:2380"], clientUrls: [], isLearner: true },
+    ];
+    expect(planMember(c, undefined, known).initialMembers).toEqual(known);
+    expect(planMember(c, undefined, known.slice(0, 2)).initialMembers).toEqual(plan.initialMembers);
     const alone = configError(() => planMember(config(["--initial-cluster-state", "existing"]), undefined));
     expect(alone.message).toMatch(
       /--initial-cluster: lists only this member, but --initial-cluster-state existing/,

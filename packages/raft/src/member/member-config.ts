@@ -135,8 +135,11 @@ function initialMembersOf(config: MemberConfig, advertisePeer: string[], cluster
   return members;
 }
 
-/** The plan for a first start (no identity file yet). */
-function firstStartPlan(config: MemberConfig): MemberPlan {
+/**
+ * The plan for a first start (no identity file yet). A joiner's `knownMembers` (the cluster's list,
+ * from a running member) replaces the --initial-cluster guess when it lists this member.
+ */
+function firstStartPlan(config: MemberConfig, knownMembers: readonly MemberInfo[] | undefined): MemberPlan {
   const urls = resolveMemberUrls(config);
   const advertisePeerUrls = urls.initialAdvertisePeerUrls.map((u) => u.href);
   const advertiseClientUrls = urls.advertiseClientUrls.map((u) => u.href);
@@ -162,8 +165,9 @@ function firstStartPlan(config: MemberConfig): MemberPlan {
   if (memberId === 0n) throw new ConfigError(issue("--member-id", "must not be 0; give a non-zero uint64"));
   // Client URLs are left empty here (every member must bootstrap identical metadata); each member
   // publishes its own through the log once it runs.
-  const initialMembers = listed.map((m) => (m.id === derived ? { ...m, id: memberId } : m));
-  if (join && initialMembers.length < 2) {
+  const guessed = listed.map((m) => (m.id === derived ? { ...m, id: memberId } : m));
+  const initialMembers = join && knownMembers?.some((m) => m.id === memberId) ? [...knownMembers] : guessed;
+  if (join && guessed.length < 2) {
     throw new ConfigError(
       issue(
         "--initial-cluster",
@@ -228,6 +232,10 @@ function restartPlan(config: MemberConfig, stored: StoredIdentity): MemberPlan {
 }
 
 /** Validates `config` and decides how to start; throws ConfigError listing every problem found. */
-export function planMember(config: MemberConfig, stored: StoredIdentity | undefined): MemberPlan {
-  return stored === undefined ? firstStartPlan(config) : restartPlan(config, stored);
+export function planMember(
+  config: MemberConfig,
+  stored: StoredIdentity | undefined,
+  knownMembers?: readonly MemberInfo[],
+): MemberPlan {
+  return stored === undefined ? firstStartPlan(config, knownMembers) : restartPlan(config, stored);
 }

@@ -193,12 +193,7 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
   const { config, logger } = args;
   const raftDir = join(config.dataDir, "raft");
   const stored = readIdentity(raftDir);
-  const planned = planMember(config, stored);
-  const known = args.knownMembers;
-  const plan =
-    planned.join && !planned.restart && known?.some((m) => m.id === planned.memberId)
-      ? { ...planned, initialMembers: [...known] }
-      : planned;
+  const plan = planMember(config, stored, args.knownMembers);
   mkdirSync(raftDir, { recursive: true, mode: 0o700 });
   const raft = new RaftService(raftConfig(args, plan, raftDir), args.stateMachine);
   if (stored === undefined) writeIdentity(raftDir, plan);
