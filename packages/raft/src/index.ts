@@ -32,6 +32,7 @@ export {
   GrpcTransport,
   type GrpcTransportConfig,
   type PeerStats,
+  type SnapshotTransfers,
   type TransportHandler,
 } from "./transport/grpc-transport.js";
 export { AppendLogMachine } from "./service/sqlite-test-machine.js";

@@ -84,6 +84,60 @@ describe("GrpcTransport", () => {
     expect(stranger.transport.bytesSent.get(2n)).toBeGreaterThan(0);
   });
 
+  it("counts snapshots sent and received per peer, with their durations, and failed sends", async () => {
+    // Proves etcd's etcd_network_snapshot_* sources: a delivered snapshot counts as a success on
+    // both sides (none left in flight), a send to a peer that is down as a failure, and a snapshot
+    // from a sender this member does not know adds nothing.
+    const receiver = endpoint(2n);
+    const { url } = await serve(receiver);
+    receiver.transport.setPeer(1n, "http://127.0.0.1:1");
+    const sender = endpoint(1n, { snapshotChunkBytes: 1000 });
+    sender.transport.setPeer(2n, url);
+    const [downPort] = await freePorts(1);
+    sender.transport.setPeer(3n, `http://127.0.0.1:${downPort}`);
+    const transferred: string[] = [];
+    for (const e of [sender, receiver])
+      e.transport.onSnapshotTransferred = (direction, peer, seconds) => {
+        expect(seconds).toBeGreaterThanOrEqual(0);
+        transferred.push(`${e.transport.selfId} ${direction} ${peer}`);
+      };
+    const snap = (from: bigint, to: bigint) =>
+      makeMessage({
+        type: MessageType.Snap,
+        from,
+        to,
+        term: 1n,
+        snapshot: {
+          metadata: { index: 5n, term: 1n, confState: { voters: [1n, 2n], learners: [] } },
+          data: new Uint8Array(4500).fill(7),
+        },
+      });
+    sender.transport.send([snap(1n, 2n), snap(1n, 3n)]);
+    expect(sender.transport.snapshotsSent.inflight.get(2n)).toBe(1);
+    await until(
+      "both sends finished",
+      () =>
+        sender.transport.snapshotsSent.inflight.get(3n) === 0 &&
+        sender.transport.snapshotsSent.inflight.get(2n) === 0,
+    );
+    expect(receiver.received.map((m) => m.snapshot?.data.length)).toEqual([4500]);
+    const sent = sender.transport.snapshotsSent;
+    expect([...sent.success]).toEqual([[2n, 1]]);
+    expect([...sent.failures]).toEqual([[3n, 1]]);
+    const got = receiver.transport.snapshotsReceived;
+    expect([...got.success]).toEqual([[1n, 1]]);
+    expect([...got.failures]).toEqual([]);
+    expect(got.inflight.get(1n)).toBe(0);
+    expect(transferred.sort()).toEqual(["1 sent 2", "2 received 1"]);
+
+    const stranger = endpoint(9n);
+    stranger.transport.setPeer(2n, url);
+    stranger.transport.send([snap(9n, 2n)]);
+    await until("the stranger's snapshot delivered", () => receiver.received.length === 2);
+    expect(got.success.has(9n)).toBe(false);
+    expect(got.inflight.has(9n)).toBe(false);
+  });
+
   it("holds at most peerQueueMsgsMax messages per peer and reports the overflow", async () => {
     // Proves the bound: messages beyond it in one turn are dropped and reported, the rest arrive in order.
     const receiver = endpoint(2n);

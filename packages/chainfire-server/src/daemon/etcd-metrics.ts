@@ -4,7 +4,7 @@
 // quota, peers not reached) work on chainfire unchanged. Read when scraped; the hot paths only add to plain numbers, and the two latency histograms take one
 // observation per fsync of the Raft log and per COMMIT of the store's batched writes.
 import type { DaemonMetrics, MessageByteCounts } from "@photoncloud/daemon";
-import { memberGauges, type RunningMember } from "@photoncloud/raft";
+import { memberGauges, type RunningMember, type SnapshotTransfers } from "@photoncloud/raft";
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { MvccStore } from "../mvcc/store.js";
 import type { WatchHub } from "../watch/watch-hub.js";
@@ -247,6 +247,50 @@ export function registerEtcdMetrics(metrics: DaemonMetrics, sources: EtcdMetrics
     "From",
     raft.transport.bytesReceived,
   );
+  // Snapshots to and from each peer, as etcd's rafthttp counts them.
+  const snapshotMetrics = (direction: "send" | "receive", label: "To" | "From", t: SnapshotTransfers) => {
+    const many = direction === "send" ? "sends" : "receives";
+    perPeer(
+      `etcd_network_snapshot_${direction}_success`,
+      `Total number of successful snapshot ${many}`,
+      label,
+      t.success,
+    );
+    perPeer(
+      `etcd_network_snapshot_${direction}_failures`,
+      `Total number of snapshot ${direction} failures`,
+      label,
+      t.failures,
+    );
+    new Gauge({
+      name: `etcd_network_snapshot_${direction}_inflights_total`,
+      help: `Total number of inflight snapshot ${many}`,
+      labelNames: [label],
+      registers,
+      collect() {
+        this.reset();
+        for (const [peer, n] of t.inflight) this.set({ [label]: peer.toString(16) }, n);
+      },
+    });
+    return new Histogram({
+      name: `etcd_network_snapshot_${direction}_total_duration_seconds`,
+      help: `Total latency distributions of v3 snapshot ${many}`,
+      labelNames: [label],
+      // etcd's: 0.1 s to 51.2 s, doubling.
+      buckets: Array.from({ length: 10 }, (_, i) => 0.1 * 2 ** i),
+      registers,
+    });
+  };
+  const snapshotSeconds = {
+    sent: snapshotMetrics("send", "To", raft.transport.snapshotsSent),
+    received: snapshotMetrics("receive", "From", raft.transport.snapshotsReceived),
+  };
+  raft.transport.onSnapshotTransferred = (direction, peer, seconds) =>
+    snapshotSeconds[direction].observe(
+      { [direction === "sent" ? "To" : "From"]: peer.toString(16) },
+      seconds,
+    );
+
   const self = member.memberId.toString(16);
   /** Each peer this member has a connection state for (members of the cluster but itself). */
   const peers = function* () {

@@ -364,6 +364,22 @@ class Peer {
 /** A batch as the peer service decodes it, with the size it had on the wire. */
 type ReceivedBatch = pb.MessageBatch & { wireBytes?: number };
 
+/** Snapshot transfers in one direction, per peer: finished well, failed, under way. */
+export interface SnapshotTransfers {
+  readonly success: Map<NodeId, number>;
+  readonly failures: Map<NodeId, number>;
+  readonly inflight: Map<NodeId, number>;
+}
+
+const snapshotTransfers = (): SnapshotTransfers => ({
+  success: new Map(),
+  failures: new Map(),
+  inflight: new Map(),
+});
+
+const bump = (counts: Map<NodeId, number>, peer: NodeId, by = 1) =>
+  counts.set(peer, (counts.get(peer) ?? 0) + by);
+
 export class GrpcTransport {
   readonly config: GrpcTransportConfig;
   private readonly peers = new Map<NodeId, Peer>();
@@ -374,6 +390,11 @@ export class GrpcTransport {
    */
   readonly bytesSent = new Map<NodeId, number>();
   readonly bytesReceived = new Map<NodeId, number>();
+  /** Snapshots sent to each peer and received from each, as etcd counts them (etcd_network_snapshot_*). */
+  readonly snapshotsSent = snapshotTransfers();
+  readonly snapshotsReceived = snapshotTransfers();
+  /** Called with each snapshot transfer that went well and how long it took, in seconds. */
+  onSnapshotTransferred?: (direction: "sent" | "received", peer: NodeId, seconds: number) => void;
 
   constructor(
     readonly selfId: NodeId,
@@ -453,9 +474,17 @@ export class GrpcTransport {
 
   private sendSnapshot(p: Peer, m: Message): void {
     const data = m.snapshot?.data ?? new Uint8Array();
+    const started = performance.now();
+    const sent = this.snapshotsSent;
+    bump(sent.inflight, p.id);
     const call = p.client.installSnapshot((err, ack) => {
       const ok = err === null && ack?.ok === true;
-      if (ok) p.markHealthy();
+      bump(sent.inflight, p.id, -1);
+      bump(ok ? sent.success : sent.failures, p.id);
+      if (ok) {
+        p.markHealthy();
+        this.onSnapshotTransferred?.("sent", p.id, (performance.now() - started) / 1000);
+      }
       this.handler.onSnapshotStatus(p.id, ok);
     });
     call.on("error", () => {
@@ -643,25 +672,40 @@ export class GrpcTransport {
     let head: pb.Message | undefined;
     let total = 0n;
     const parts: Buffer[] = [];
+    const started = performance.now();
+    const received = this.snapshotsReceived;
+    // Counted from the first message on, for a known peer only (a claimed ID must not add labels).
+    let from: NodeId | undefined;
+    const finish = (ok: boolean) => {
+      if (from === undefined) return;
+      bump(received.inflight, from, -1);
+      bump(ok ? received.success : received.failures, from);
+      if (ok) this.onSnapshotTransferred?.("received", from, (performance.now() - started) / 1000);
+      from = undefined;
+    };
     call.on("data", (c: pb.SnapshotChunk) => {
       if (c.message !== undefined) {
         head = c.message;
         total = c.totalBytes;
+        if (from === undefined && this.peers.has(head.from)) {
+          from = head.from;
+          bump(received.inflight, from);
+        }
       } else parts.push(c.data);
     });
     call.on("end", () => {
       const data = Buffer.concat(parts);
       if (head === undefined || BigInt(data.length) !== total || this.stopped) {
+        finish(false);
         callback(null, { ok: false });
         return;
       }
       this.countReceived(head.from, data.length);
       this.handler.onMessage(messageFromProto(head, data));
+      finish(true);
       callback(null, { ok: true });
     });
-    call.on("error", () => {
-      /* the sender reports the failure */
-    });
+    call.on("error", () => finish(false)); // the sender reports the failure to its side
   }
 
   register(server: grpc.Server): void {
