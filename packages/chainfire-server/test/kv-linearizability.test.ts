@@ -8,7 +8,10 @@
 // not yet noticed it lost the others must not answer them from its own state. Afterwards every member must list the same changes (a
 // watch from revision 1), and the history must be linearizable against them
 // (support/linearizability.ts): no acknowledged write lost or applied twice, no stale or invented
-// read, no compare-and-swap decided on an old value, no answer out of real-time order.
+// read, no compare-and-swap decided on an old value, no answer out of real-time order. Meanwhile
+// watchers follow the keys with prev_kv, resuming on any member whenever a stream ends, and must
+// have seen exactly those changes in order, each with the right key-value and prev_kv
+// (support/watch-check.ts).
 //
 // LIN_SEEDS (e.g. "1-20") and LIN_DURATION_MS (how long the workers run at least) widen the search.
 // A seed fixes what each worker draws and the order of the first round of faults (one of each kind);
@@ -21,7 +24,7 @@ import { once } from "node:events";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ChainfireClients, createClients, etcd } from "@photoncloud/chainfire-api";
+import { type ChainfireClients, createClients, etcd, type mvccpb } from "@photoncloud/chainfire-api";
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, describe, expect, it } from "vitest";
 import { NetnsNetwork, netnsPreflight } from "@photoncloud/test-cluster/netns";
@@ -29,6 +32,7 @@ import { Cluster, type ClusterKind, type ClusterMember, type Placement } from ".
 import { deleteRangeRequest, putRequest, rangeRequest, watchCreateRequest } from "../src/mvcc/messages.js";
 import { call, GiveUp, until } from "./support/daemon-cluster.js";
 import { type Answer, type Change, check, type KeyState, type Op } from "./support/linearizability.js";
+import { checkWatches, type WatchedEvent, type WatchedKv, type WatchSession } from "./support/watch-check.js";
 import { countFromEnv, seedsFromEnv } from "./support/random-diff.js";
 
 const SEEDS = seedsFromEnv("LIN_SEEDS", "1-2");
@@ -45,6 +49,8 @@ const NETNS = process.env.LIN_NETNS !== "0" && netnsAvailable();
 const KEYS = ["lin/a", "lin/b", "lin/c"];
 const REPORT_DIR = join(import.meta.dirname, "..", "..", "..", "work", "test-report");
 const WORKERS = 6;
+/** Clients that watch the keys throughout: one on each member, and one moving from member to member. */
+const WATCHERS = 4;
 /** A request's deadline: one sent to a frozen member fails at it, and counts as "may have happened". */
 const OP_DEADLINE_MS = 2000;
 const enc = (s: string) => Buffer.from(s);
@@ -89,6 +95,8 @@ class Subject {
     probesSent: 0,
     staleLeaderSeen: 0,
     probesAnswered: 0,
+    /** Partitions the cut member came back from through a snapshot (under its pinned watcher). */
+    snapshotsAfterCut: 0,
   };
   private probeValues = 0;
   /** What the nemesis did, on the clock the operations' times use. */
@@ -294,6 +302,7 @@ class Subject {
     const target = pickLeader ? leader : rnd.intBelow(members.length);
     const m = members[target]!;
     this.note(`${kind} ${m.name}${pickLeader ? " (the leader)" : ""}`);
+    let snapshotsBefore: number | undefined;
     if (kind === "kill") {
       const child = m.process!;
       if (child.exitCode === null && child.signalCode === null) {
@@ -312,7 +321,15 @@ class Subject {
       // serves the requests queued to it when it goes on; a partitioned one is reachable all along.
       // A frozen partition cuts a frozen leader off before the others elect a new one, so nothing
       // of the new term reaches it: it goes on believing it leads, cut off, with the gets queued.
+      // A partition also lasts until the others have made 600 changes one at a time: more appends
+      // than a chainfire leader keeps in flight to a follower (256 messages, which TCP delivers
+      // after the cut), and more entries than it keeps in its log (a snapshot every 100–150
+      // entries, up to twice that while an image for a follower is unsent, 20 kept behind it).
+      // The member comes back through a snapshot, under its watcher.
       const endsAt = Date.now() + 600 + rnd.intBelow(1400);
+      const other = this.clients[(target + 1) % members.length]!;
+      const revisionAtCut = kind === "partition" ? await linearizableRevision(other) : 0n;
+      if (kind === "partition") snapshotsBefore = await snapshotsReceived(m);
       const freeze = kind !== "partition";
       if (freeze) {
         m.process!.kill("SIGSTOP");
@@ -326,6 +343,18 @@ class Subject {
       this.faults[kind]++;
       const probes = await this.probe(target, endsAt, rnd, history);
       if (Date.now() < endsAt) await pause(endsAt - Date.now());
+      if (kind === "partition") {
+        // The workers mostly wait on the cut member meanwhile: the nemesis writes, one at a time.
+        const via = `nemesis on ${members[(target + 1) % members.length]!.name}`;
+        const giveUpAt = Date.now() + 60_000;
+        while ((await linearizableRevision(other).catch(() => 0n)) < revisionAtCut + 600n) {
+          if (Date.now() > giveUpAt) throw new Error("no 600 changes in 60 s while a member was cut off");
+          for (let n = 0; n < 50; n++) {
+            const key = KEYS[rnd.intBelow(KEYS.length)]!;
+            await history.run(other, via, "put", key, `nemesis.${this.probeValues++}`);
+          }
+        }
+      }
       if (freeze) {
         const rest = members.map((_, i) => i).filter((i) => i !== target);
         const term = kind === "frozenPartition" ? await this.termOf(rest) : 0n;
@@ -359,6 +388,8 @@ class Subject {
     if (this.stopped) return;
     await this.settled(`after a ${kind}`);
     this.note(`settled after ${kind} ${m.name}`);
+    if (snapshotsBefore !== undefined && (await snapshotsReceived(m)) > snapshotsBefore)
+      this.faults.snapshotsAfterCut++;
   }
 
   /** The highest term the listed members report (0 when none answers). */
@@ -370,6 +401,15 @@ class Subject {
     }
     return term;
   }
+}
+
+/** Snapshots a member has received from its peers since it started (etcd_network_snapshot_receive_success). */
+async function snapshotsReceived(m: ClusterMember): Promise<number> {
+  const res = await fetch(`http://${m.host}:${m.metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+  return (await res.text())
+    .split("\n")
+    .filter((l) => l.startsWith("etcd_network_snapshot_receive_success{"))
+    .reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
 }
 
 /** The fault's own length (how long a member stays down or frozen): a duration, not a wait for state. */
@@ -390,9 +430,10 @@ async function linearizableRevision(c: ChainfireClients): Promise<bigint> {
 const keyState = (kvs: readonly { value: Buffer; modRevision: bigint }[]): KeyState | null =>
   kvs[0] === undefined ? null : { value: kvs[0].value.toString(), modRevision: kvs[0].modRevision };
 
-/** The operations run so far, as the check wants them. */
+/** The operations run so far, and the watchers' streams, as the checks want them. */
 class History {
   readonly ops: Op[] = [];
+  readonly sessions: OpenSession[] = [];
 
   /** Runs one operation on a member and records it (a failed get is left out: it read nothing). */
   async run(
@@ -557,34 +598,171 @@ async function changeList(c: ChainfireClients, lastRevision: bigint): Promise<Ch
   return changes;
 }
 
-/** One seed's run on a started cluster: load and faults, then the checks. */
+const watchedKv = (kv: mvccpb.KeyValue): WatchedKv => ({
+  key: kv.key.toString(),
+  value: kv.value.toString(),
+  modRevision: kv.modRevision,
+  createRevision: kv.createRevision,
+  version: kv.version,
+});
+
+type OpenSession = WatchSession & {
+  responses: { headerRevision: bigint; events: WatchedEvent[] }[];
+  end: string;
+};
+
+/**
+ * Watchers of the keys (prefix `lin/`, with prev_kv) during the whole run, from revision 1. The
+ * first ones stay each on one member: when its stream ends (the member killed, or removed and
+ * replaced) they open a new one there once it runs again, from the revision after the last event
+ * they got, as etcd's clients resume, so every fault happens under a watch. The last one moves on
+ * to a member of its drawing whenever its stream ends, and after 0.5–3 s on most members. Any
+ * watcher opens a new stream after hearing nothing for 3 s (a member frozen, or cut off). Every
+ * stream is kept as a session for the check (support/watch-check.ts).
+ */
+class Watchers {
+  private readonly next: bigint[] = Array.from({ length: WATCHERS }, () => 1n);
+  private readonly open = new Set<() => void>();
+  private stopping = false;
+  private readonly runs: Promise<void>[];
+
+  constructor(
+    private readonly s: Subject,
+    private readonly history: History,
+    seed: number,
+  ) {
+    this.runs = this.next.map((_, w) =>
+      this.run(w, new SeededRandom(BigInt(seed) * 1000n + 500n + BigInt(w))),
+    );
+  }
+
+  /** Whether every watcher has had the events up to `revision`. */
+  reached(revision: bigint): boolean {
+    return this.next.every((n) => n > revision);
+  }
+
+  /** Ends every stream and waits for the watchers to stop. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const cancel of [...this.open]) cancel();
+    await Promise.all(this.runs);
+  }
+
+  private async run(w: number, rnd: SeededRandom): Promise<void> {
+    const members = this.s.cluster.members.length;
+    const pinned = w < members;
+    while (!this.stopping && !this.s.stopped) {
+      const i = pinned ? w : rnd.intBelow(members);
+      const m = this.s.cluster.members[i]!;
+      if (m.process === null) {
+        await pause(50); // killed or being replaced: try again after a breath
+        continue;
+      }
+      const session: OpenSession = {
+        watcher: w,
+        member: m.name,
+        startRevision: this.next[w]!,
+        responses: [],
+        end: "still open",
+      };
+      const moveOnMs = pinned ? undefined : 500 + rnd.intBelow(2500);
+      // Kept once the member has taken the watch (a stream refused at once saw nothing).
+      if (await this.session(w, this.s.clients[i]!, session, moveOnMs)) this.history.sessions.push(session);
+      else await pause(50);
+    }
+  }
+
+  /** Runs one stream to its end; whether the member took the watch. */
+  private session(w: number, c: ChainfireClients, session: OpenSession, moveOnMs?: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const stream = c.watch.watch();
+      let done = false;
+      let created = false;
+      let silentSince = Date.now();
+      const finish = (why: string) => {
+        if (done) return;
+        done = true;
+        session.end = why;
+        clearInterval(timer);
+        this.open.delete(stopped);
+        stream.cancel();
+        resolve(created);
+      };
+      const stopped = () => finish("stopped by the test");
+      this.open.add(stopped);
+      const started = Date.now();
+      const timer = setInterval(() => {
+        if (moveOnMs !== undefined && Date.now() - started > moveOnMs) finish("moved on");
+        else if (Date.now() - silentSince > 3000) finish("moved on from a silent member");
+      }, 100);
+      stream.on("error", (err: Error) => finish(`error: ${err.message}`));
+      stream.on("end", () => finish("the member ended the stream"));
+      stream.on("data", (res: etcd.WatchResponse) => {
+        if (done) return;
+        silentSince = Date.now();
+        if (res.created) created = true;
+        if (res.events.length > 0) {
+          session.responses.push({
+            headerRevision: res.header!.revision,
+            events: res.events.map((ev) => ({
+              type: ev.type === 0 ? "put" : "delete",
+              kv: watchedKv(ev.kv!),
+              prev: ev.prevKv === undefined ? null : watchedKv(ev.prevKv),
+            })),
+          });
+          this.next[w] = res.events.at(-1)!.kv!.modRevision + 1n;
+        }
+        if (res.canceled) finish(`cancelled: ${res.cancelReason}`);
+      });
+      stream.write({
+        createRequest: watchCreateRequest({
+          key: enc("lin/"),
+          rangeEnd: enc("lin0"),
+          startRevision: session.startRevision,
+          prevKv: true,
+        }),
+      });
+    });
+  }
+}
+
+/** One seed's run on a started cluster: load, watches and faults, then the checks. */
 async function run(s: Subject, seed: number, history: History, termBefore: bigint): Promise<void> {
   // The workers run until the nemesis is done: at least DURATION_MS, and through the first
-  // round of faults however long it takes.
+  // round of faults however long it takes. The watchers run until they have seen every change.
   const end = Date.now() + DURATION_MS;
   let nemesisDone = false;
   const workers = Array.from({ length: WORKERS }, (_, w) =>
     runWorker(s, history, seed, w, () => !nemesisDone),
   );
-  // The nemesis: the first faults are one of each kind, in a seeded order.
-  const rnd = new SeededRandom(BigInt(seed) ^ 0xfa17n);
-  const kinds = s.faultKinds;
-  const first = [...kinds];
-  for (let i = first.length - 1; i > 0; i--) {
-    const j = rnd.intBelow(i + 1);
-    [first[i], first[j]] = [first[j]!, first[i]!];
-  }
+  const watchers = new Watchers(s, history, seed);
   try {
-    for (let f = 0; (f < first.length || Date.now() < end - 1000) && !s.stopped; f++) {
-      await pause(200 + rnd.intBelow(600));
-      await s.fault(first[f] ?? kinds[rnd.intBelow(kinds.length)]!, rnd, history);
+    // The nemesis: the first faults are one of each kind, in a seeded order.
+    const rnd = new SeededRandom(BigInt(seed) ^ 0xfa17n);
+    const kinds = s.faultKinds;
+    const first = [...kinds];
+    for (let i = first.length - 1; i > 0; i--) {
+      const j = rnd.intBelow(i + 1);
+      [first[i], first[j]] = [first[j]!, first[i]!];
     }
+    try {
+      for (let f = 0; (f < first.length || Date.now() < end - 1000) && !s.stopped; f++) {
+        await pause(200 + rnd.intBelow(600));
+        await s.fault(first[f] ?? kinds[rnd.intBelow(kinds.length)]!, rnd, history);
+      }
+    } finally {
+      nemesisDone = true;
+      await Promise.all(workers);
+    }
+    await s.settled("after the run");
+    await checkRun(s, seed, history, termBefore, watchers);
   } finally {
-    nemesisDone = true;
-    await Promise.all(workers);
+    await watchers.stop();
   }
-  await s.settled("after the run");
+}
 
+/** The checks of one seed's run, once the load has stopped and every member serves. */
+async function checkRun(s: Subject, seed: number, history: History, termBefore: bigint, watchers: Watchers) {
   const lastRevision = await linearizableRevision(s.clients[0]!);
   const lists = await Promise.all(s.clients.map((c) => changeList(c, lastRevision)));
   const ops = history.ops;
@@ -601,6 +779,14 @@ async function run(s: Subject, seed: number, history: History, termBefore: bigin
   }
   // Only the test writes, one key per operation, from the first revision after the empty store's.
   problems.push(...check(ops, lists[0]!, { everyRevisionFrom: 2n }));
+  // Every watcher catches up with the last change (a stalled watch is named by the check).
+  const lastChange = lists[0]!.at(-1)?.revision ?? 1n;
+  await until(() => watchers.reached(lastChange), "the watchers to catch up", 30_000).catch(() => {});
+  await watchers.stop();
+  const sessions = history.sessions;
+  problems.push(...checkWatches(sessions, lists[0]!, { catchUpTo: lastChange }));
+  const ended = (what: string) => sessions.filter((x) => x.end.startsWith(what)).length;
+  const events = sessions.reduce((n, x) => n + x.responses.reduce((e, r) => e + r.events.length, 0), 0);
   const answered = (k: Op["kind"]) => history.answered(k);
   const placedFailures = ops.filter(
     (o) => o.answer === undefined && o.value !== undefined && lists[0]!.some((c) => c.value === o.value),
@@ -610,10 +796,19 @@ async function run(s: Subject, seed: number, history: History, termBefore: bigin
     `${answered("cas")} compare-and-swaps, ${answered("del")} deletes answered; ` +
     `${ops.filter((o) => o.answer === undefined).length} writes failed, ${placedFailures} of them made), ` +
     `${lists[0]!.length} changes, faults ${JSON.stringify(s.faults)}, ` +
+    `${sessions.length} watch sessions (${ended("error")} ended by an error, ${ended("moved on")} moved on) ` +
+    `with ${events} events, ` +
     `term ${termBefore} → ${(await status(s.clients[0]!)).raftTerm}`;
   console.log(summary);
   if (problems.length > 0) {
-    const file = keepFailure(s, seed, { summary, problems, events: s.events, ops, changes: lists[0] });
+    const file = keepFailure(s, seed, {
+      summary,
+      problems,
+      events: s.events,
+      ops,
+      changes: lists[0],
+      sessions,
+    });
     throw new KeptFailure(`${summary}\n(the run is kept in ${file})\n${problems.join("\n")}`);
   }
   // Not vacuous: the faults happened, leadership changed, and every kind of operation was answered.
@@ -629,9 +824,18 @@ async function run(s: Subject, seed: number, history: History, termBefore: bigin
   // Members cut off got gets after a put they had not seen, and answered some of them (once
   // back in touch; failing such a read is also allowed).
   expect(s.faults.probesAnswered).toBeGreaterThan(0);
+  // A member came back from a partition through a snapshot, with a watcher on it (etcd keeps
+  // 5,000 entries for a follower and sends them instead).
+  if (s.network !== undefined && s.kind === "chainfire")
+    expect(s.faults.snapshotsAfterCut).toBeGreaterThan(0);
   expect((await status(s.clients[0]!)).raftTerm).toBeGreaterThan(termBefore);
   for (const k of ["put", "get", "cas", "del"] as const) expect(answered(k), k).toBeGreaterThan(10);
   expect(ops.some((o) => o.kind === "cas" && o.answer?.succeeded)).toBe(true);
+  // Watchers lost their members to the faults (killed, removed) and resumed.
+  expect(ended("error") + ended("the member ended")).toBeGreaterThan(0);
+  expect(sessions.filter((x) => x.startRevision > 1n && x.responses.length > 0).length).toBeGreaterThan(
+    WATCHERS,
+  );
 }
 
 /** A failed check whose run was already kept. */
@@ -655,7 +859,12 @@ describe.each(KINDS)("linearizability under faults: %s", (kind) => {
         } catch (err) {
           // A wait that timed out or a check that failed: the run is kept for reading.
           if (!(err instanceof KeptFailure)) {
-            const file = keepFailure(s, seed, { error: String(err), events: s.events, ops: history.ops });
+            const file = keepFailure(s, seed, {
+              error: String(err),
+              events: s.events,
+              ops: history.ops,
+              sessions: history.sessions,
+            });
             (err as Error).message += `\n(the run is kept in ${file})`;
           }
           throw err;

@@ -1,0 +1,180 @@
+// A check of what watchers saw against the cluster's list of changes (support/linearizability.ts's
+// Change list, read back with a watch from revision 1). A watcher here is a client that watches a
+// prefix with prev_kv, and whenever its stream ends (its member killed, removed or replaced, or the
+// client moving on) opens a new one, on any member, from the revision after the last event it got,
+// as etcd's clients resume. Each stream is a session. The check accepts the sessions when:
+// 1. each session's events are exactly the changes from its start revision on, in order, up to
+//    where it ended: none missing, repeated, invented or out of order;
+// 2. each event's key-value is the state the change made (create revision, version; a deletion's
+//    is empty), and its prev_kv is the key as it stood just before (absent for a new key);
+// 3. the events of one revision come in one response, and a response's header revision is not
+//    below its events';
+// 4. each watcher's next start revision is the one after the last event it got, and, when
+//    `catchUpTo` is given, its last session reached that revision (a watch that stalls fails).
+// These are the guarantees etcd documents for watches (ordered, unique, reliable, atomic,
+// resumable), checked against the changes the members agree on.
+import type { Change } from "./linearizability.js";
+
+/** A key-value as a watch event carries it. */
+export interface WatchedKv {
+  readonly key: string;
+  readonly value: string;
+  readonly modRevision: bigint;
+  readonly createRevision: bigint;
+  readonly version: bigint;
+}
+
+export interface WatchedEvent {
+  readonly type: "put" | "delete";
+  readonly kv: WatchedKv;
+  /** prev_kv; null when the event carried none. */
+  readonly prev: WatchedKv | null;
+}
+
+/** One stream of one watcher, from its create request to its end. */
+export interface WatchSession {
+  readonly watcher: number;
+  /** The member it was opened on, for failure text. */
+  readonly member: string;
+  readonly startRevision: bigint;
+  /** Each response's header revision and events, in the order received. */
+  readonly responses: readonly {
+    readonly headerRevision: bigint;
+    readonly events: readonly WatchedEvent[];
+  }[];
+  /** Why it ended ("still open" for the last one). */
+  readonly end: string;
+}
+
+const show = (kv: WatchedKv | null | undefined) =>
+  kv === undefined
+    ? "nothing"
+    : kv === null
+      ? "none"
+      : `${kv.key}=${JSON.stringify(kv.value)} (mod ${kv.modRevision}, create ${kv.createRevision}, version ${kv.version})`;
+
+/** What `checkWatches` found wrong, as sentences naming the session and revision; empty when right. */
+export function checkWatches(
+  sessions: readonly WatchSession[],
+  changes: readonly Change[],
+  options: { catchUpTo?: bigint } = {},
+): string[] {
+  const problems: string[] = [];
+  let untold = 0;
+  const say = (text: string) => {
+    if (problems.length < 20) problems.push(text);
+    else untold++;
+  };
+
+  // Each change's key-value and the key's state before it, from the list alone.
+  const made: WatchedKv[] = [];
+  const before: (WatchedKv | null)[] = [];
+  const state = new Map<string, WatchedKv>();
+  for (const c of changes) {
+    const prev = state.get(c.key) ?? null;
+    before.push(prev);
+    if (c.type === "delete") {
+      made.push({ key: c.key, value: "", modRevision: c.revision, createRevision: 0n, version: 0n });
+      state.delete(c.key);
+    } else {
+      const kv = {
+        key: c.key,
+        value: c.value,
+        modRevision: c.revision,
+        createRevision: prev?.createRevision ?? c.revision,
+        version: (prev?.version ?? 0n) + 1n,
+      };
+      made.push(kv);
+      state.set(c.key, kv);
+    }
+  }
+  const firstAtOrAfter = (revision: bigint) => {
+    let lo = 0;
+    let hi = changes.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (changes[mid]!.revision < revision) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const same = (a: WatchedKv | null, b: WatchedKv | null) =>
+    a === b ||
+    (a !== null &&
+      b !== null &&
+      a.key === b.key &&
+      a.value === b.value &&
+      a.modRevision === b.modRevision &&
+      a.createRevision === b.createRevision &&
+      a.version === b.version);
+
+  const last = new Map<number, { session: WatchSession; next: bigint }>();
+  for (const s of sessions) {
+    const name = `watcher ${s.watcher}'s session on ${s.member} from revision ${s.startRevision} (ended: ${s.end})`;
+    const before_ = last.get(s.watcher);
+    if (before_ !== undefined && s.startRevision !== before_.next)
+      say(`${name} started at ${s.startRevision}, not at ${before_.next}, the revision after its last event`);
+    let at = firstAtOrAfter(s.startRevision);
+    let next = s.startRevision;
+    const responseOf = new Map<bigint, number>();
+    for (const [r, res] of s.responses.entries()) {
+      for (const ev of res.events) {
+        const rev = ev.kv.modRevision;
+        if (rev > res.headerRevision)
+          say(
+            `${name}: an event at revision ${rev} came in a response whose header says ${res.headerRevision}`,
+          );
+        let want = changes[at];
+        if (want === undefined || rev !== want.revision || ev.kv.key !== want.key) {
+          const what =
+            want === undefined
+              ? "no change is there"
+              : rev > want.revision
+                ? `the change at ${want.revision} (${want.type} ${want.key}) is missing`
+                : rev < next
+                  ? "it is a repeat or out of order"
+                  : `the change there is ${want.type} ${want.key} at ${want.revision}`;
+          say(`${name}: got ${ev.type} ${ev.kv.key} at revision ${rev}, but ${what}`);
+          // After a gap the session goes on from the change this event is; a repeated or
+          // invented event is passed over.
+          let found = rev >= next ? firstAtOrAfter(rev) : changes.length;
+          while (
+            found < changes.length &&
+            changes[found]!.revision === rev &&
+            changes[found]!.key !== ev.kv.key
+          )
+            found++;
+          if (found >= changes.length || changes[found]!.revision !== rev) continue;
+          at = found;
+          want = changes[at]!;
+        }
+        const seenIn = responseOf.get(rev);
+        if (seenIn !== undefined && seenIn !== r)
+          say(`${name}: the events of revision ${rev} came in two responses (${seenIn} and ${r})`);
+        responseOf.set(rev, r);
+        if (ev.type !== want.type || !same(ev.kv, made[at]!))
+          say(
+            `${name}: ${ev.type} at revision ${rev} carried ${show(ev.kv)}; the change made ${want.type} ${show(made[at]!)}`,
+          );
+        if (!same(ev.prev, before[at]!))
+          say(
+            `${name}: ${ev.type} ${ev.kv.key} at revision ${rev} carried prev_kv ${show(ev.prev)}; before it the key was ${show(before[at]!)}`,
+          );
+        at++;
+        next = rev + 1n;
+      }
+    }
+    last.set(s.watcher, { session: s, next });
+  }
+  if (options.catchUpTo !== undefined) {
+    for (const [w, { session, next }] of last) {
+      if (next <= options.catchUpTo)
+        say(
+          `watcher ${w} stopped short: its last session (on ${session.member}, ended: ${session.end}) ` +
+            `got events up to revision ${next - 1n}, the last change is at ${options.catchUpTo}`,
+        );
+    }
+  }
+  if (untold > 0) problems.push(`and ${untold} more`);
+  return problems;
+}
