@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatId, formatId16, renderTable } from "./format.js";
+import { formatId, formatId16, humanBytes, renderTable } from "./format.js";
 
 describe("member IDs as etcdctl prints them", () => {
   it("uses %x in lists and %16x in the member add/remove/update lines", () => {
@@ -8,6 +8,22 @@ describe("member IDs as etcdctl prints them", () => {
     expect(formatId(0xffffffffffffffffn)).toBe("ffffffffffffffff");
     expect(formatId16(0x0abcdef012345678n)).toBe(" abcdef012345678");
     expect(formatId16(0x8e9e05c52164694dn)).toBe("8e9e05c52164694d");
+  });
+});
+
+describe("sizes as etcdctl prints them (go-humanize)", () => {
+  it("rounds to one decimal, then an exact half to the even whole number, as Go's %.0f", () => {
+    // Proves the case an etcd snapshot of 106,480 bytes showed: etcdctl prints "106 kB".
+    expect(humanBytes(106_480)).toBe("106 kB");
+    expect(humanBytes(106_550)).toBe("107 kB");
+    expect(humanBytes(107_480)).toBe("108 kB");
+    expect(humanBytes(106_449)).toBe("106 kB");
+    expect(humanBytes(20_480)).toBe("20 kB");
+    expect(humanBytes(9_940)).toBe("9.9 kB");
+    expect(humanBytes(9_960)).toBe("10 kB");
+    expect(humanBytes(2_500_000)).toBe("2.5 MB");
+    expect(humanBytes(9)).toBe("9 B");
+    expect(humanBytes(999)).toBe("999 B");
   });
 });
 

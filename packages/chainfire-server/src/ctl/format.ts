@@ -24,14 +24,21 @@ export function parseHexId(text: string, what: string): bigint {
   return BigInt(`0x${digits}`);
 }
 
-/** Decimal-SI sizes like etcd's (go-humanize): 20480 → "20 kB". */
+/**
+ * Decimal-SI sizes like etcd's (go-humanize): 20480 → "20 kB". go-humanize rounds to one decimal
+ * first, then prints 10 and above with Go's %.0f, which takes an exact half to the even neighbour
+ * (106.5 → "106", 107.5 → "108"), where toFixed rounds it up.
+ */
 export function humanBytes(bytes: bigint | number): string {
   const value = Number(bytes);
   if (value < 10) return `${value} B`;
   const units = ["B", "kB", "MB", "GB", "TB", "PB"];
   const exponent = Math.min(Math.floor(Math.log(value) / Math.log(1000)), units.length - 1);
   const scaled = Math.floor((value / 1000 ** exponent) * 10 + 0.5) / 10;
-  return `${scaled < 10 ? scaled.toFixed(1) : scaled.toFixed(0)} ${units[exponent]}`;
+  if (scaled < 10) return `${scaled.toFixed(1)} ${units[exponent]}`;
+  const whole = Math.floor(scaled);
+  const up = scaled - whole > 0.5 || (scaled - whole === 0.5 && whole % 2 === 1);
+  return `${up ? whole + 1 : whole} ${units[exponent]}`;
 }
 
 function snakeCase(name: string): string {
