@@ -2,6 +2,7 @@
 // chainfire (both started with the same etcd flags), outputs compared after normalising what
 // legitimately differs: member and cluster IDs, ports, lease IDs, terms, Raft indexes, sizes, timings.
 import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -763,10 +764,25 @@ const ETCD_METRICS = [
 ];
 
 async function metricsSession(s: Session): Promise<void> {
-  const res = await fetch(`http://${s.cluster.members[0]!.endpoint}/metrics`, {
-    signal: AbortSignal.timeout(30_000),
-  });
-  const lines = (await res.text()).split("\n");
+  // etcd lists etcd_network_disconnected_peers_total only once a peer it was connected to went
+  // away, which the sessions before may or may not have caused: the third member is killed and
+  // restarted first, so that the first has counted a disconnection in both clusters.
+  const third = s.cluster.members[2]!;
+  const exited = once(third.process!, "exit");
+  s.cluster.stopMember(third);
+  await exited;
+  s.cluster.startMember(third);
+  await s.cluster.waitReady();
+  const scrape = async () => {
+    const res = await fetch(`http://${s.cluster.members[0]!.endpoint}/metrics`, {
+      signal: AbortSignal.timeout(30_000),
+    });
+    return (await res.text()).split("\n");
+  };
+  const lines = await until(async () => {
+    const got = await scrape();
+    return got.includes("# TYPE etcd_network_disconnected_peers_total counter") ? got : undefined;
+  }, "the first member to count the third's disconnection").catch(scrape);
   for (const name of ETCD_METRICS) {
     const described = lines.filter(
       (l) => l === `# TYPE ${name} ${l.split(" ")[3]}` || l.startsWith(`# HELP ${name} `),
