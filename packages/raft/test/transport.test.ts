@@ -4,11 +4,14 @@
 // backoff reset; forwarded proposals travel in one ProposeBatch call, or one Propose call each
 // against a member that does not serve ProposeBatch.
 import type * as grpc from "@grpc/grpc-js";
+import { credentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeMessage } from "../src/core/messages.js";
 import { type Message, MessageType } from "../src/core/types.js";
 import { bindServer } from "../src/demo/local-cluster.js";
 import type * as pb from "../src/gen/raft/v1/raft.js";
+import { RaftPeerClient } from "../src/gen/raft/v1/raft.js";
+import { messageToProto } from "../src/transport/codec.js";
 import {
   GrpcTransport,
   type GrpcTransportConfig,
@@ -129,6 +132,19 @@ describe("GrpcTransport", () => {
     expect([...got.failures]).toEqual([]);
     expect(got.inflight.get(1n)).toBe(0);
     expect(transferred.sort()).toEqual(["1 sent 2", "2 received 1"]);
+
+    // A sender that goes away after the first message: a failure, nothing left in flight.
+    const client = new RaftPeerClient(url.replace(/^http:\/\//, ""), credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const torn = client.installSnapshot(() => {});
+    torn.on("error", () => {});
+    const head = snap(1n, 2n);
+    torn.write({ message: messageToProto(head), data: Buffer.alloc(0), totalBytes: 4500n });
+    await until("the torn transfer under way", () => got.inflight.get(1n) === 1);
+    torn.cancel();
+    await until("the torn transfer counted as failed", () => got.failures.get(1n) === 1);
+    expect(got.inflight.get(1n)).toBe(0);
+    expect(got.success.get(1n)).toBe(1);
 
     const stranger = endpoint(9n);
     stranger.transport.setPeer(2n, url);

@@ -701,11 +701,20 @@ export class GrpcTransport {
         return;
       }
       this.countReceived(head.from, data.length);
-      this.handler.onMessage(messageFromProto(head, data));
+      try {
+        this.handler.onMessage(messageFromProto(head, data));
+      } catch (err) {
+        finish(false);
+        throw err;
+      }
       finish(true);
       callback(null, { ok: true });
     });
-    call.on("error", () => finish(false)); // the sender reports the failure to its side
+    // A sender that goes away mid-transfer cancels the call, which grpc-js reports as "cancelled"
+    // (and, in the cases seen, after an "end" too; it also reports it after a call that went
+    // well, which `finish` has already counted). The sender reports the failure on its side.
+    call.on("cancelled", () => finish(false));
+    call.on("error", () => finish(false));
   }
 
   register(server: grpc.Server): void {
