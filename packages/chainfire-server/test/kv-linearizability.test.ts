@@ -51,6 +51,8 @@ const REPORT_DIR = join(import.meta.dirname, "..", "..", "..", "work", "test-rep
 const WORKERS = 6;
 /** Clients that watch the keys throughout: one on each member, and one moving from member to member. */
 const WATCHERS = 4;
+/** Pads the values the nemesis writes while a member is cut off (see the partition fault). */
+const PADDING = "p".repeat(16 << 10);
 /** A request's deadline: one sent to a frozen member fails at it, and counts as "may have happened". */
 const OP_DEADLINE_MS = 2000;
 const enc = (s: string) => Buffer.from(s);
@@ -114,6 +116,9 @@ class Subject {
       createClients(m.endpoint, undefined, {
         "grpc.initial_reconnect_backoff_ms": 50,
         "grpc.max_reconnect_backoff_ms": 300,
+        // As etcd's client (no limit): a watch catching up sends up to 1,000 revisions at once,
+        // and the nemesis writes 16-KB values.
+        "grpc.max_receive_message_length": -1,
       }),
     );
   }
@@ -321,11 +326,11 @@ class Subject {
       // serves the requests queued to it when it goes on; a partitioned one is reachable all along.
       // A frozen partition cuts a frozen leader off before the others elect a new one, so nothing
       // of the new term reaches it: it goes on believing it leads, cut off, with the gets queued.
-      // A partition also lasts until the others have made 600 changes one at a time: more appends
-      // than a chainfire leader keeps in flight to a follower (256 messages, which TCP delivers
-      // after the cut), and more entries than it keeps in its log (a snapshot every 100–150
-      // entries, up to twice that while an image for a follower is unsent, 20 kept behind it).
-      // The member comes back through a snapshot, under its watcher.
+      // A partition also lasts until the others have made 600 changes, each at least 16 KB: more
+      // than a chainfire leader keeps in flight to a follower (4 MB, which TCP delivers after the
+      // cut), and more entries than it keeps in its log (a snapshot every 100–150 entries, up to
+      // twice that while an image for a follower is unsent, 20 kept behind it). The member comes
+      // back through a snapshot, under its watcher.
       const endsAt = Date.now() + 600 + rnd.intBelow(1400);
       const other = this.clients[(target + 1) % members.length]!;
       const revisionAtCut = kind === "partition" ? await linearizableRevision(other) : 0n;
@@ -344,15 +349,16 @@ class Subject {
       const probes = await this.probe(target, endsAt, rnd, history);
       if (Date.now() < endsAt) await pause(endsAt - Date.now());
       if (kind === "partition") {
-        // The workers mostly wait on the cut member meanwhile: the nemesis writes, one at a time.
+        // The workers mostly wait on the cut member meanwhile: the nemesis writes 16-KB values.
         const via = `nemesis on ${members[(target + 1) % members.length]!.name}`;
         const giveUpAt = Date.now() + 60_000;
         while ((await linearizableRevision(other).catch(() => 0n)) < revisionAtCut + 600n) {
-          if (Date.now() > giveUpAt) throw new Error("no 600 changes in 60 s while a member was cut off");
-          for (let n = 0; n < 50; n++) {
+          for (let n = 0; n < 50 && !this.stopped; n++) {
+            if (Date.now() > giveUpAt) throw new Error("no 600 changes in 60 s while a member was cut off");
             const key = KEYS[rnd.intBelow(KEYS.length)]!;
-            await history.run(other, via, "put", key, `nemesis.${this.probeValues++}`);
+            await history.run(other, via, "put", key, `nemesis.${this.probeValues++}.${PADDING}`);
           }
+          if (this.stopped) break;
         }
       }
       if (freeze) {
@@ -388,7 +394,7 @@ class Subject {
     if (this.stopped) return;
     await this.settled(`after a ${kind}`);
     this.note(`settled after ${kind} ${m.name}`);
-    if (snapshotsBefore !== undefined && (await snapshotsReceived(m)) > snapshotsBefore)
+    if (snapshotsBefore !== undefined && ((await snapshotsReceived(m)) ?? 0) > snapshotsBefore)
       this.faults.snapshotsAfterCut++;
   }
 
@@ -403,19 +409,37 @@ class Subject {
   }
 }
 
-/** Snapshots a member has received from its peers since it started (etcd_network_snapshot_receive_success). */
-async function snapshotsReceived(m: ClusterMember): Promise<number> {
-  const res = await fetch(`http://${m.host}:${m.metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) });
-  return (await res.text())
-    .split("\n")
-    .filter((l) => l.startsWith("etcd_network_snapshot_receive_success{"))
-    .reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
+/**
+ * Snapshots a member has received from its peers since it started
+ * (etcd_network_snapshot_receive_success); undefined when its metrics do not answer.
+ */
+async function snapshotsReceived(m: ClusterMember): Promise<number | undefined> {
+  try {
+    const res = await fetch(`http://${m.host}:${m.metricsPort}/metrics`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    return (await res.text())
+      .split("\n")
+      .filter((l) => l.startsWith("etcd_network_snapshot_receive_success{"))
+      .reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The fault's own length (how long a member stays down or frozen): a duration, not a wait for state. */
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const status = (c: ChainfireClients) => call<etcd.StatusResponse>(c.maintenance, "status", {}, 2000);
+
+/** The revision a member has applied, as it says itself (undefined when it does not answer in 2 s). */
+async function serializableRevision(c: ChainfireClients): Promise<bigint | undefined> {
+  const req = rangeRequest({ key: enc("lin/"), rangeEnd: enc("lin0"), countOnly: true, serializable: true });
+  return call<etcd.RangeResponse>(c.kv, "range", req, 2000).then(
+    (res) => res.header!.revision,
+    () => undefined,
+  );
+}
 
 async function linearizableRevision(c: ChainfireClients): Promise<bigint> {
   const res = await call<etcd.RangeResponse>(
@@ -666,19 +690,27 @@ class Watchers {
         end: "still open",
       };
       const moveOnMs = pinned ? undefined : 500 + rnd.intBelow(2500);
-      // Kept once the member has taken the watch (a stream refused at once saw nothing).
+      // Kept once the member has taken the watch or sent events (a stream refused at once saw nothing).
       if (await this.session(w, this.s.clients[i]!, session, moveOnMs)) this.history.sessions.push(session);
       else await pause(50);
     }
   }
 
-  /** Runs one stream to its end; whether the member took the watch. */
+  /**
+   * Runs one stream to its end; whether the member took the watch or sent events. After 3 s
+   * without a word it asks the member its revision: one behind the watch (frozen, cut off, or
+   * catching up) is left; one that already holds changes the watch has not delivered has 5 s
+   * more to send something, or the session ends as stalled.
+   */
   private session(w: number, c: ChainfireClients, session: OpenSession, moveOnMs?: number): Promise<boolean> {
     return new Promise((resolve) => {
       const stream = c.watch.watch();
       let done = false;
       let created = false;
       let silentSince = Date.now();
+      let asking = false;
+      let heldSince: number | undefined;
+      let held = 0n;
       const finish = (why: string) => {
         if (done) return;
         done = true;
@@ -686,20 +718,32 @@ class Watchers {
         clearInterval(timer);
         this.open.delete(stopped);
         stream.cancel();
-        resolve(created);
+        resolve(created || session.responses.length > 0);
       };
       const stopped = () => finish("stopped by the test");
       this.open.add(stopped);
       const started = Date.now();
       const timer = setInterval(() => {
         if (moveOnMs !== undefined && Date.now() - started > moveOnMs) finish("moved on");
-        else if (Date.now() - silentSince > 3000) finish("moved on from a silent member");
+        else if (heldSince !== undefined && Date.now() - heldSince > 5000)
+          finish(`stalled: the member held revision ${held}, the watch waited for ${this.next[w]}`);
+        else if (heldSince === undefined && !asking && Date.now() - silentSince > 3000) {
+          asking = true;
+          serializableRevision(c).then((revision) => {
+            asking = false;
+            if (revision !== undefined && revision >= this.next[w]!) {
+              heldSince = Date.now();
+              held = revision;
+            } else finish("moved on from a silent member");
+          });
+        }
       }, 100);
       stream.on("error", (err: Error) => finish(`error: ${err.message}`));
       stream.on("end", () => finish("the member ended the stream"));
       stream.on("data", (res: etcd.WatchResponse) => {
         if (done) return;
         silentSince = Date.now();
+        heldSince = undefined;
         if (res.created) created = true;
         if (res.events.length > 0) {
           session.responses.push({
@@ -784,7 +828,10 @@ async function checkRun(s: Subject, seed: number, history: History, termBefore: 
   await until(() => watchers.reached(lastChange), "the watchers to catch up", 30_000).catch(() => {});
   await watchers.stop();
   const sessions = history.sessions;
-  problems.push(...checkWatches(sessions, lists[0]!, { catchUpTo: lastChange }));
+  problems.push(...checkWatches(sessions, lists[0]!, { catchUpTo: lastChange, watchers: WATCHERS }));
+  // Nothing is compacted here: a member never has a reason to cancel a watch, or to hold it back.
+  for (const x of sessions.filter((x) => x.end.startsWith("cancelled") || x.end.startsWith("stalled")))
+    problems.push(`watcher ${x.watcher}'s session on ${x.member} from revision ${x.startRevision}: ${x.end}`);
   const ended = (what: string) => sessions.filter((x) => x.end.startsWith(what)).length;
   const events = sessions.reduce((n, x) => n + x.responses.reduce((e, r) => e + r.events.length, 0), 0);
   const answered = (k: Op["kind"]) => history.answered(k);
@@ -831,8 +878,12 @@ async function checkRun(s: Subject, seed: number, history: History, termBefore: 
   expect((await status(s.clients[0]!)).raftTerm).toBeGreaterThan(termBefore);
   for (const k of ["put", "get", "cas", "del"] as const) expect(answered(k), k).toBeGreaterThan(10);
   expect(ops.some((o) => o.kind === "cas" && o.answer?.succeeded)).toBe(true);
-  // Watchers lost their members to the faults (killed, removed) and resumed.
-  expect(ended("error") + ended("the member ended")).toBeGreaterThan(0);
+  // Watchers lost their members to the faults (killed, removed) and resumed with events.
+  const lost = (x: WatchSession) => x.end.startsWith("error") || x.end.startsWith("the member ended");
+  const resumed = sessions.filter(
+    (x, i) => lost(x) && sessions.slice(i + 1).some((y) => y.watcher === x.watcher && y.responses.length > 0),
+  );
+  expect(resumed.length).toBeGreaterThan(0);
   expect(sessions.filter((x) => x.startRevision > 1n && x.responses.length > 0).length).toBeGreaterThan(
     WATCHERS,
   );

@@ -123,7 +123,18 @@ describe("the watch check", () => {
     const b: WatchedEvent = { type: "put", kv: kv("b", "1", 2, 2, 1), prev: null };
     expect(checkWatches([session(1, [[a, b]])], txn)).toEqual([]);
     expect(checkWatches([session(1, [[a], [b]])], txn)).toEqual([
-      expect.stringMatching(/the events of revision 2 came in two responses \(0 and 1\)/),
+      expect.stringMatching(/response 0 ended inside revision 2, before b's event/),
+    ]);
+    // Cut at the end of a session, and resumed after it: the rest of the revision is lost.
+    const cut = [session(1, [[a]]), session(3, [])];
+    expect(checkWatches(cut, txn, { catchUpTo: 2n })).toEqual([
+      expect.stringMatching(/response 0 ended inside revision 2, before b's event/),
+    ]);
+  });
+
+  it("names a watcher that never had a session", () => {
+    expect(checkWatches([session(1, [[2, 3, 4, 5, 6]])], changes, { catchUpTo: 6n, watchers: 2 })).toEqual([
+      "watcher 1 has no session: no member ever took its watch",
     ]);
   });
 
