@@ -62,18 +62,26 @@ export interface Change {
   readonly value: string;
 }
 
+/** Collects problems: the first 20 in full, then a count of the rest. */
+export function problemList(): { say: (text: string) => void; found: () => string[] } {
+  const problems: string[] = [];
+  let untold = 0;
+  return {
+    say: (text) => {
+      if (problems.length < 20) problems.push(text);
+      else untold++;
+    },
+    found: () => (untold > 0 ? [...problems, `and ${untold} more`] : problems),
+  };
+}
+
 /** What `check` found wrong, as sentences naming the operations and revisions; empty when linearizable. */
 export function check(
   ops: readonly Op[],
   changes: readonly Change[],
   options: { everyRevisionFrom?: bigint } = {},
 ): string[] {
-  const problems: string[] = [];
-  let untold = 0;
-  const say = (text: string) => {
-    if (problems.length < 20) problems.push(text);
-    else untold++;
-  };
+  const { say, found } = problemList();
 
   // The change list itself: revisions rise, one change each; with `everyRevisionFrom`, with no gap
   // (when nothing else writes, a missing revision is a change the list lost).
@@ -247,8 +255,7 @@ export function check(
           `(${pointText(points.get(op)!)} < ${pointText(latest.point)})`,
       );
   }
-  if (untold > 0) problems.push(`and ${untold} more`);
-  return problems;
+  return found();
 }
 
 /** How many leading elements of `list` satisfy `holds` (true for a prefix, false after it). */

@@ -14,7 +14,7 @@
 //    with `watchers`, every watcher from 0 on must have sessions.
 // These are the guarantees etcd documents for watches (ordered, unique, reliable, atomic,
 // resumable), checked against the changes the members agree on.
-import type { Change } from "./linearizability.js";
+import { type Change, problemList } from "./linearizability.js";
 
 /** A key-value as a watch event carries it. */
 export interface WatchedKv {
@@ -60,12 +60,7 @@ export function checkWatches(
   changes: readonly Change[],
   options: { catchUpTo?: bigint; watchers?: number } = {},
 ): string[] {
-  const problems: string[] = [];
-  let untold = 0;
-  const say = (text: string) => {
-    if (problems.length < 20) problems.push(text);
-    else untold++;
-  };
+  const { say, found } = problemList();
 
   // Each change's key-value and the key's state before it, from the list alone.
   const made: WatchedKv[] = [];
@@ -180,6 +175,5 @@ export function checkWatches(
         );
     }
   }
-  if (untold > 0) problems.push(`and ${untold} more`);
-  return problems;
+  return found();
 }
