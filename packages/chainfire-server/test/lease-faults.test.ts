@@ -1,0 +1,224 @@
+// Leases under faults. A client keeps a lease alive through any member, every 200 ms, while the
+// leader is killed and restarted, frozen for longer than an election timeout, and moved; readers
+// keep reading the key attached to it from any member. The lease's TTL (5 s) is twice the longest
+// these faults leave the cluster without a leader, and a new leader continues each countdown from
+// its last recorded remaining TTL (chainfire records one after every keep-alive; etcd 3.4 restarts
+// it in full), so the lease must never be lost: every keep-alive is answered with its TTL and
+// every read finds the key. A second lease, never kept alive, must expire and take its key from
+// every member. LEASE_KINDS=etcd,chainfire also runs it against a 3-member etcd 3.4 (etcd passes).
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type ChainfireClients, createClients, type etcd } from "@photoncloud/chainfire-api";
+import { afterAll, describe, expect, it } from "vitest";
+import { Cluster, type ClusterKind } from "../bench/cluster.js";
+import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
+import { call, until } from "./support/daemon-cluster.js";
+
+const KINDS = (process.env.LEASE_KINDS ?? "chainfire").split(",").map((k) => {
+  if (k !== "chainfire" && k !== "etcd") throw new Error(`LEASE_KINDS: "${k}" is not chainfire or etcd`);
+  return k as ClusterKind;
+});
+/** The kept lease's TTL: twice the longest the faults below leave the cluster without a leader. */
+const KEPT_TTL = 5n;
+const LEFT_TTL = 2n;
+const enc = (s: string) => Buffer.from(s);
+/** The fault's own length (how long a member stays frozen or down): a duration, not a wait for state. */
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface KeepAlive {
+  sentAt: number;
+  /** The TTL the answer gave (0 or less: the lease is gone). */
+  ttl: bigint;
+}
+interface Read {
+  by: string;
+  invokedAt: number;
+  returnedAt: number;
+  present: boolean;
+}
+
+/** One keep-alive on a stream of its own: the answer's TTL, or undefined without one in time. */
+function keepAliveOnce(c: ChainfireClients, id: bigint, deadlineMs: number): Promise<bigint | undefined> {
+  return new Promise((resolve) => {
+    const stream = c.lease.leaseKeepAlive();
+    const done = (ttl: bigint | undefined) => {
+      clearTimeout(timer);
+      stream.cancel();
+      resolve(ttl);
+    };
+    const timer = setTimeout(() => done(undefined), deadlineMs);
+    stream.on("data", (res: etcd.LeaseKeepAliveResponse) => done(res.TTL));
+    stream.on("error", () => done(undefined));
+    stream.write({ ID: id });
+  });
+}
+
+describe.each(KINDS)("leases under faults: %s", (kind) => {
+  let cluster: Cluster | undefined;
+  let dir: string | undefined;
+  afterAll(() => {
+    for (const m of cluster?.members ?? []) m.process?.kill("SIGCONT");
+    cluster?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("keeps a kept-alive lease's key through leader kills, freezes and moves, and expires one left alone", async () => {
+    dir = mkdtempSync(join(tmpdir(), `lease-${kind}-`));
+    cluster = await Cluster.start({ kind, dir, size: 3, heartbeatMs: 50, electionMs: 500 });
+    const c = cluster;
+    const clients = c.members.map((m) =>
+      createClients(m.endpoint, undefined, {
+        "grpc.initial_reconnect_backoff_ms": 50,
+        "grpc.max_reconnect_backoff_ms": 300,
+      }),
+    );
+    const frozen = new Set<number>();
+    const usable = () =>
+      c.members.map((_, i) => i).filter((i) => c.members[i]!.process !== null && !frozen.has(i));
+    const ids = await Promise.all(
+      clients.map(
+        async (cl) => (await call<etcd.StatusResponse>(cl.maintenance, "status", {})).header!.memberId,
+      ),
+    );
+    const leader = async (): Promise<number> =>
+      until(async () => {
+        for (const i of usable()) {
+          const st = await call<etcd.StatusResponse>(clients[i]!.maintenance, "status", {}, 2000).catch(
+            () => undefined,
+          );
+          const at = st === undefined ? -1 : ids.indexOf(st.leader);
+          if (at >= 0) return at;
+        }
+        return undefined;
+      }, "a leader");
+
+    const kept = await call<etcd.LeaseGrantResponse>(clients[0]!.lease, "leaseGrant", {
+      TTL: KEPT_TTL,
+      ID: 0n,
+    });
+    await call(
+      clients[0]!.kv,
+      "put",
+      putRequest({ key: enc("lease/kept"), value: enc("v"), lease: kept.ID }),
+    );
+    const left = await call<etcd.LeaseGrantResponse>(clients[1]!.lease, "leaseGrant", {
+      TTL: LEFT_TTL,
+      ID: 0n,
+    });
+    await call(
+      clients[1]!.kv,
+      "put",
+      putRequest({ key: enc("lease/left"), value: enc("v"), lease: left.ID }),
+    );
+
+    let running = true;
+    const keepAlives: KeepAlive[] = [];
+    const reads: Read[] = [];
+    const keeper = (async () => {
+      for (let n = 0; running; n++) {
+        const members = usable();
+        const i = members[n % members.length]!;
+        const sentAt = performance.now();
+        const ttl = await keepAliveOnce(clients[i]!, kept.ID, 1000);
+        if (ttl !== undefined) keepAlives.push({ sentAt, ttl });
+        await pause(200); // etcd's clients send one every TTL/3; this one, more often
+      }
+    })();
+    const readers = [0, 1].map(async (r) => {
+      for (let n = r; running; n++) {
+        const members = usable();
+        const i = members[n % members.length]!;
+        const invokedAt = performance.now();
+        const res = await call<etcd.RangeResponse>(
+          clients[i]!.kv,
+          "range",
+          rangeRequest({ key: enc("lease/kept") }),
+          2000,
+        ).catch(() => undefined);
+        if (res !== undefined)
+          reads.push({
+            by: c.members[i]!.name,
+            invokedAt,
+            returnedAt: performance.now(),
+            present: res.kvs.length > 0,
+          });
+      }
+    });
+
+    // The nemesis: each fault on the leader of the moment, undone before the next.
+    const faults: string[] = [];
+    try {
+      for (const fault of ["kill", "freeze", "move", "kill", "freeze", "move"] as const) {
+        await pause(700);
+        const l = await leader();
+        const m = c.members[l]!;
+        faults.push(`${fault} ${m.name} at ${Math.round(performance.now())}`);
+        if (fault === "kill") {
+          const exited = once(m.process!, "exit");
+          c.stopMember(m);
+          await exited;
+          await pause(800);
+          c.startMember(m);
+        } else if (fault === "freeze") {
+          m.process!.kill("SIGSTOP");
+          frozen.add(l);
+          await pause(1500);
+          m.process!.kill("SIGCONT");
+          frozen.delete(l);
+        } else {
+          const to = ids[(l + 1) % ids.length]!;
+          await call(clients[l]!.maintenance, "moveLeader", { targetID: to }, 5000).catch(() => {});
+        }
+        await c.waitReady();
+      }
+    } finally {
+      running = false;
+      await keeper;
+      await Promise.all(readers);
+    }
+
+    const promised = keepAlives.filter((k) => k.ttl > 0n);
+    const longestGap = promised.reduce(
+      (g, k, i) => (i === 0 ? 0 : Math.max(g, k.sentAt - promised[i - 1]!.sentAt)),
+      0,
+    );
+    const summary =
+      `${kind}: ${keepAlives.length} keep-alives answered (${promised.length} with a TTL, ` +
+      `at most ${Math.round(longestGap)} ms apart), ` +
+      `${reads.length} reads (${reads.filter((r) => !r.present).length} without the key), faults ${faults.join(", ")}`;
+    console.log(summary);
+    // Kept alive through every fault: never lost, and the key is on every member now.
+    expect(
+      keepAlives.every((k) => k.ttl > 0n),
+      summary,
+    ).toBe(true);
+    expect(
+      reads.filter((r) => !r.present),
+      summary,
+    ).toEqual([]);
+    for (const cl of clients) {
+      const res = await call<etcd.RangeResponse>(cl.kv, "range", rangeRequest({ key: enc("lease/kept") }));
+      expect(res.kvs.map((kv) => kv.lease)).toEqual([kept.ID]);
+    }
+    // Not vacuous: keep-alives were answered and reads made between the faults.
+    expect(promised.length).toBeGreaterThan(15);
+    expect(reads.length).toBeGreaterThan(50);
+
+    // The lease left alone expired (on the leader's clock, through the log) and took its key
+    // from every member.
+    for (const cl of clients) {
+      await until(async () => {
+        const res = await call<etcd.RangeResponse>(cl.kv, "range", rangeRequest({ key: enc("lease/left") }));
+        return res.kvs.length === 0 ? true : undefined;
+      }, "the lease left alone to expire and take its key");
+      const ttl = await call<etcd.LeaseTimeToLiveResponse>(cl.lease, "leaseTimeToLive", {
+        ID: left.ID,
+        keys: false,
+      });
+      expect(ttl.TTL).toBe(-1n);
+    }
+    for (const cl of clients) cl.close();
+  }, 240_000);
+});
