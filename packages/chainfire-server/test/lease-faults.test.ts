@@ -94,24 +94,17 @@ describe.each(KINDS)("leases under faults: %s", (kind) => {
         return undefined;
       }, "a leader");
 
-    const kept = await call<etcd.LeaseGrantResponse>(clients[0]!.lease, "leaseGrant", {
-      TTL: KEPT_TTL,
-      ID: 0n,
-    });
-    await call(
-      clients[0]!.kv,
-      "put",
-      putRequest({ key: enc("lease/kept"), value: enc("v"), lease: kept.ID }),
-    );
-    const left = await call<etcd.LeaseGrantResponse>(clients[1]!.lease, "leaseGrant", {
-      TTL: LEFT_TTL,
-      ID: 0n,
-    });
-    await call(
-      clients[1]!.kv,
-      "put",
-      putRequest({ key: enc("lease/left"), value: enc("v"), lease: left.ID }),
-    );
+    /** A lease granted through member `i`, with key `key` attached to it. */
+    const leasedKey = async (i: number, ttl: bigint, key: string) => {
+      const lease = await call<etcd.LeaseGrantResponse>(clients[i]!.lease, "leaseGrant", {
+        TTL: ttl,
+        ID: 0n,
+      });
+      await call(clients[i]!.kv, "put", putRequest({ key: enc(key), value: enc("v"), lease: lease.ID }));
+      return lease;
+    };
+    const kept = await leasedKey(0, KEPT_TTL, "lease/kept");
+    const left = await leasedKey(1, LEFT_TTL, "lease/left");
 
     let running = true;
     const keepAlives: KeepAlive[] = [];
