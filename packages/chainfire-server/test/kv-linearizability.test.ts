@@ -332,7 +332,8 @@ class Subject {
       // twice that while an image for a follower is unsent, 20 kept behind it). The member comes
       // back through a snapshot, under its watcher.
       const endsAt = Date.now() + 600 + rnd.intBelow(1400);
-      const other = this.clients[(target + 1) % members.length]!;
+      const otherAt = (target + 1) % members.length;
+      const other = this.clients[otherAt]!;
       const revisionAtCut = kind === "partition" ? await linearizableRevision(other) : 0n;
       if (kind === "partition") snapshotsBefore = await snapshotsReceived(m);
       const freeze = kind !== "partition";
@@ -350,15 +351,14 @@ class Subject {
       if (Date.now() < endsAt) await pause(endsAt - Date.now());
       if (kind === "partition") {
         // The workers mostly wait on the cut member meanwhile: the nemesis writes 16-KB values.
-        const via = `nemesis on ${members[(target + 1) % members.length]!.name}`;
+        const via = `nemesis on ${members[otherAt]!.name}`;
         const giveUpAt = Date.now() + 60_000;
-        while ((await linearizableRevision(other).catch(() => 0n)) < revisionAtCut + 600n) {
+        while (!this.stopped && (await linearizableRevision(other).catch(() => 0n)) < revisionAtCut + 600n) {
           for (let n = 0; n < 50 && !this.stopped; n++) {
             if (Date.now() > giveUpAt) throw new Error("no 600 changes in 60 s while a member was cut off");
             const key = KEYS[rnd.intBelow(KEYS.length)]!;
             await history.run(other, via, "put", key, `nemesis.${this.probeValues++}.${PADDING}`);
           }
-          if (this.stopped) break;
         }
       }
       if (freeze) {
