@@ -24,7 +24,7 @@ import { once } from "node:events";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ChainfireClients, createClients, etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { type ChainfireClients, createClients, etcd } from "@photoncloud/chainfire-api";
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, describe, expect, it } from "vitest";
 import { NetnsNetwork, netnsPreflight } from "@photoncloud/test-cluster/netns";
@@ -32,7 +32,9 @@ import { Cluster, type ClusterKind, type ClusterMember, type Placement } from ".
 import { deleteRangeRequest, putRequest, rangeRequest, watchCreateRequest } from "../src/mvcc/messages.js";
 import { call, GiveUp, until } from "./support/daemon-cluster.js";
 import { type Answer, type Change, check, type KeyState, type Op } from "./support/linearizability.js";
-import { checkWatches, type WatchedEvent, type WatchedKv, type WatchSession } from "./support/watch-check.js";
+import { checkWatches, type WatchSession } from "./support/watch-check.js";
+import { snapshotsReceived } from "./support/member-metrics.js";
+import { Watchers } from "./support/watchers.js";
 import { countFromEnv, seedsFromEnv } from "./support/random-diff.js";
 
 const SEEDS = seedsFromEnv("LIN_SEEDS", "1-2");
@@ -409,37 +411,10 @@ class Subject {
   }
 }
 
-/**
- * Snapshots a member has received from its peers since it started
- * (etcd_network_snapshot_receive_success); undefined when its metrics do not answer.
- */
-async function snapshotsReceived(m: ClusterMember): Promise<number | undefined> {
-  try {
-    const res = await fetch(`http://${m.host}:${m.metricsPort}/metrics`, {
-      signal: AbortSignal.timeout(10_000),
-    });
-    return (await res.text())
-      .split("\n")
-      .filter((l) => l.startsWith("etcd_network_snapshot_receive_success{"))
-      .reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The fault's own length (how long a member stays down or frozen): a duration, not a wait for state. */
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const status = (c: ChainfireClients) => call<etcd.StatusResponse>(c.maintenance, "status", {}, 2000);
-
-/** The revision a member has applied, as it says itself (undefined when it does not answer in 2 s). */
-async function serializableRevision(c: ChainfireClients): Promise<bigint | undefined> {
-  const req = rangeRequest({ key: enc("lin/"), rangeEnd: enc("lin0"), countOnly: true, serializable: true });
-  return call<etcd.RangeResponse>(c.kv, "range", req, 2000).then(
-    (res) => res.header!.revision,
-    () => undefined,
-  );
-}
 
 async function linearizableRevision(c: ChainfireClients): Promise<bigint> {
   const res = await call<etcd.RangeResponse>(
@@ -457,7 +432,7 @@ const keyState = (kvs: readonly { value: Buffer; modRevision: bigint }[]): KeySt
 /** The operations run so far, and the watchers' streams, as the checks want them. */
 class History {
   readonly ops: Op[] = [];
-  readonly sessions: OpenSession[] = [];
+  readonly sessions: WatchSession[] = [];
 
   /** Runs one operation on a member and records it (a failed get is left out: it read nothing). */
   async run(
@@ -622,154 +597,6 @@ async function changeList(c: ChainfireClients, lastRevision: bigint): Promise<Ch
   return changes;
 }
 
-const watchedKv = (kv: mvccpb.KeyValue): WatchedKv => ({
-  key: kv.key.toString(),
-  value: kv.value.toString(),
-  modRevision: kv.modRevision,
-  createRevision: kv.createRevision,
-  version: kv.version,
-});
-
-type OpenSession = WatchSession & {
-  responses: { headerRevision: bigint; events: WatchedEvent[] }[];
-  end: string;
-};
-
-/**
- * Watchers of the keys (prefix `lin/`, with prev_kv) during the whole run, from revision 1. The
- * first ones stay each on one member: when its stream ends (the member killed, or removed and
- * replaced) they open a new one there once it runs again, from the revision after the last event
- * they got, as etcd's clients resume, so every fault happens under a watch. The last one moves on
- * to a member of its drawing whenever its stream ends, and after 0.5–3 s on most members. Any
- * watcher opens a new stream after hearing nothing for 3 s (a member frozen, or cut off). Every
- * stream is kept as a session for the check (support/watch-check.ts).
- */
-class Watchers {
-  private readonly next: bigint[] = Array.from({ length: WATCHERS }, () => 1n);
-  private readonly open = new Set<() => void>();
-  private stopping = false;
-  private readonly runs: Promise<void>[];
-
-  constructor(
-    private readonly s: Subject,
-    private readonly history: History,
-    seed: number,
-  ) {
-    this.runs = this.next.map((_, w) =>
-      this.run(w, new SeededRandom(BigInt(seed) * 1000n + 500n + BigInt(w))),
-    );
-  }
-
-  /** Whether every watcher has had the events up to `revision`. */
-  reached(revision: bigint): boolean {
-    return this.next.every((n) => n > revision);
-  }
-
-  /** Ends every stream and waits for the watchers to stop. */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    for (const cancel of [...this.open]) cancel();
-    await Promise.all(this.runs);
-  }
-
-  private async run(w: number, rnd: SeededRandom): Promise<void> {
-    const members = this.s.cluster.members.length;
-    const pinned = w < members;
-    while (!this.stopping && !this.s.stopped) {
-      const i = pinned ? w : rnd.intBelow(members);
-      const m = this.s.cluster.members[i]!;
-      if (m.process === null) {
-        await pause(50); // killed or being replaced: try again after a breath
-        continue;
-      }
-      const session: OpenSession = {
-        watcher: w,
-        member: m.name,
-        startRevision: this.next[w]!,
-        responses: [],
-        end: "still open",
-      };
-      const moveOnMs = pinned ? undefined : 500 + rnd.intBelow(2500);
-      // Kept once the member has taken the watch or sent events (a stream refused at once saw nothing).
-      if (await this.session(w, this.s.clients[i]!, session, moveOnMs)) this.history.sessions.push(session);
-      else await pause(50);
-    }
-  }
-
-  /**
-   * Runs one stream to its end; whether the member took the watch or sent events. After 3 s
-   * without a word it asks the member its revision: one behind the watch (frozen, cut off, or
-   * catching up) is left; one that already holds changes the watch has not delivered has 5 s
-   * more to send something, or the session ends as stalled.
-   */
-  private session(w: number, c: ChainfireClients, session: OpenSession, moveOnMs?: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const stream = c.watch.watch();
-      let done = false;
-      let created = false;
-      let silentSince = Date.now();
-      let asking = false;
-      let heldSince: number | undefined;
-      let held = 0n;
-      const finish = (why: string) => {
-        if (done) return;
-        done = true;
-        session.end = why;
-        clearInterval(timer);
-        this.open.delete(stopped);
-        stream.cancel();
-        resolve(created || session.responses.length > 0);
-      };
-      const stopped = () => finish("stopped by the test");
-      this.open.add(stopped);
-      const started = Date.now();
-      const timer = setInterval(() => {
-        if (moveOnMs !== undefined && Date.now() - started > moveOnMs) finish("moved on");
-        else if (heldSince !== undefined && Date.now() - heldSince > 5000)
-          finish(`stalled: the member held revision ${held}, the watch waited for ${this.next[w]}`);
-        else if (heldSince === undefined && !asking && Date.now() - silentSince > 3000) {
-          asking = true;
-          serializableRevision(c).then((revision) => {
-            asking = false;
-            if (revision !== undefined && revision >= this.next[w]!) {
-              heldSince = Date.now();
-              held = revision;
-            } else finish("moved on from a silent member");
-          });
-        }
-      }, 100);
-      stream.on("error", (err: Error) => finish(`error: ${err.message}`));
-      stream.on("end", () => finish("the member ended the stream"));
-      stream.on("data", (res: etcd.WatchResponse) => {
-        if (done) return;
-        silentSince = Date.now();
-        heldSince = undefined;
-        if (res.created) created = true;
-        if (res.events.length > 0) {
-          session.responses.push({
-            headerRevision: res.header!.revision,
-            events: res.events.map((ev) => ({
-              type: ev.type === 0 ? "put" : "delete",
-              kv: watchedKv(ev.kv!),
-              prev: ev.prevKv === undefined ? null : watchedKv(ev.prevKv),
-            })),
-          });
-          this.next[w] = res.events.at(-1)!.kv!.modRevision + 1n;
-        }
-        if (res.canceled) finish(`cancelled: ${res.cancelReason}`);
-      });
-      stream.write({
-        createRequest: watchCreateRequest({
-          key: enc("lin/"),
-          rangeEnd: enc("lin0"),
-          startRevision: session.startRevision,
-          prevKv: true,
-        }),
-      });
-    });
-  }
-}
-
 /** One seed's run on a started cluster: load, watches and faults, then the checks. */
 async function run(s: Subject, seed: number, history: History, termBefore: bigint): Promise<void> {
   // The workers run until the nemesis is done: at least DURATION_MS, and through the first
@@ -779,7 +606,13 @@ async function run(s: Subject, seed: number, history: History, termBefore: bigin
   const workers = Array.from({ length: WORKERS }, (_, w) =>
     runWorker(s, history, seed, w, () => !nemesisDone),
   );
-  const watchers = new Watchers(s, history, seed);
+  const watchers = new Watchers(s, {
+    count: WATCHERS,
+    pinned: s.cluster.members.length,
+    prefix: "lin/",
+    seed,
+    sessions: history.sessions,
+  });
   try {
     // The nemesis: the first faults are one of each kind, in a seeded order.
     const rnd = new SeededRandom(BigInt(seed) ^ 0xfa17n);

@@ -149,4 +149,43 @@ describe("the watch check", () => {
       ),
     ]);
   });
+
+  it("accepts a watch cancelled as compacted above its next revision, resumed from the compact revision", () => {
+    const compactions = [{ revision: 5n, invokedAt: 0 }];
+    const sessions = [
+      session(1, [[2]], { compactRevision: 5n }),
+      session(5, [[5], [6]], { member: "m2", end: "still open" }),
+    ];
+    expect(checkWatches(sessions, changes, { catchUpTo: 6n, compactions })).toEqual([]);
+  });
+
+  it("names a cancellation at a revision nobody compacted to, or one the watch had not passed, and a wrong resumption", () => {
+    const compactions = [{ revision: 3n, invokedAt: 0 }];
+    expect(checkWatches([session(1, [[2]], { compactRevision: 4n })], changes, { compactions })).toEqual([
+      expect.stringMatching(/cancelled as compacted at 4, a revision no compaction asked for/),
+    ]);
+    expect(checkWatches([session(1, [[2, 3]], { compactRevision: 3n })], changes, { compactions })).toEqual([
+      expect.stringMatching(/cancelled as compacted at 3, but its next revision 4 is still there/),
+    ]);
+    const resumedAfterIt = [session(1, [], { compactRevision: 3n }), session(4, [[4]])];
+    expect(checkWatches(resumedAfterIt, changes, { compactions })).toEqual([
+      expect.stringMatching(/started at 4, not at 3/),
+    ]);
+  });
+
+  it("accepts a missing prev_kv only where a compaction at or above the event was asked for before it came", () => {
+    const noPrev: WatchedEvent = { ...right[4]!, prev: null };
+    const at = (receivedAt: number): WatchSession => ({
+      ...session(4, [[noPrev]]),
+      responses: [{ headerRevision: 9n, events: [noPrev], receivedAt }],
+    });
+    const compactions = [{ revision: 4n, invokedAt: 10 }];
+    expect(checkWatches([at(11)], changes, { compactions })).toEqual([]);
+    expect(checkWatches([at(9)], changes, { compactions })).toEqual([
+      expect.stringMatching(/put a at revision 4 carried prev_kv none; before it the key was a="1"/),
+    ]);
+    expect(checkWatches([at(11)], changes, { compactions: [{ revision: 3n, invokedAt: 0 }] })).toEqual([
+      expect.stringMatching(/put a at revision 4 carried prev_kv none/),
+    ]);
+  });
 });

@@ -12,6 +12,12 @@
 // 4. each watcher's next start revision is the one after the last event it got, and, when
 //    `catchUpTo` is given, its last session reached that revision (a watch that stalls fails);
 //    with `watchers`, every watcher from 0 on must have sessions.
+// With `compactions` (the compaction requests the servers did not refuse), a session may end
+// cancelled with a compact revision, as etcd cancels a watch whose next revision has been compacted:
+// the revision must be one that was asked for and above the watch's next one, and the watcher resumes
+// from it. An event's prev_kv may then be missing where etcd leaves it out: when a compaction at or
+// above the event's revision was asked for before the response arrived (the key's earlier version is
+// gone by the time the server looks it up).
 // These are the guarantees etcd documents for watches (ordered, unique, reliable, atomic,
 // resumable), checked against the changes the members agree on.
 import { type Change, problemList } from "./linearizability.js";
@@ -42,9 +48,19 @@ export interface WatchSession {
   readonly responses: readonly {
     readonly headerRevision: bigint;
     readonly events: readonly WatchedEvent[];
+    /** When it arrived (performance.now()), for `compactions`. */
+    readonly receivedAt?: number;
   }[];
   /** Why it ended ("still open" for the last one). */
   readonly end: string;
+  /** The compact revision a cancellation gave, when the server cancelled the watch as compacted. */
+  readonly compactRevision?: bigint;
+}
+
+/** A compaction request: its revision, and when it was sent (performance.now()). */
+export interface CompactionAsked {
+  readonly revision: bigint;
+  readonly invokedAt: number;
 }
 
 const show = (kv: WatchedKv | null | undefined) =>
@@ -58,9 +74,13 @@ const show = (kv: WatchedKv | null | undefined) =>
 export function checkWatches(
   sessions: readonly WatchSession[],
   changes: readonly Change[],
-  options: { catchUpTo?: bigint; watchers?: number } = {},
+  options: { catchUpTo?: bigint; watchers?: number; compactions?: readonly CompactionAsked[] } = {},
 ): string[] {
   const { say, found } = problemList();
+  const compactions = options.compactions ?? [];
+  /** Whether etcd may have left out the prev_kv of an event at `revision` sent at `at`. */
+  const prevCompacted = (revision: bigint, at: number | undefined) =>
+    compactions.some((c) => c.revision >= revision && (at === undefined || c.invokedAt < at));
 
   // Each change's key-value and the key's state before it, from the list alone.
   const made: WatchedKv[] = [];
@@ -147,7 +167,7 @@ export function checkWatches(
           say(
             `${name}: ${ev.type} at revision ${rev} carried ${show(ev.kv)}; the change made ${want.type} ${show(made[at]!)}`,
           );
-        if (!same(ev.prev, before[at]!))
+        if (!same(ev.prev, before[at]!) && !(ev.prev === null && prevCompacted(rev, res.receivedAt)))
           say(
             `${name}: ${ev.type} ${ev.kv.key} at revision ${rev} carried prev_kv ${show(ev.prev)}; before it the key was ${show(before[at]!)}`,
           );
@@ -161,6 +181,16 @@ export function checkWatches(
         say(
           `${name}: response ${r} ended inside revision ${lastRevision}, before ${changes[at]!.key}'s event`,
         );
+    }
+    if (s.compactRevision !== undefined) {
+      if (!compactions.some((c) => c.revision === s.compactRevision))
+        say(`${name}: cancelled as compacted at ${s.compactRevision}, a revision no compaction asked for`);
+      else if (s.compactRevision <= next)
+        say(
+          `${name}: cancelled as compacted at ${s.compactRevision}, but its next revision ${next} is still there`,
+        );
+      // A watcher resumes from the compact revision (what is before it is gone).
+      next = s.compactRevision;
     }
     last.set(s.watcher, { session: s, next });
   }
