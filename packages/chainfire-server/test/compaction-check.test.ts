@@ -34,6 +34,7 @@ const put = (
 ): PutRecord => ({
   key,
   value,
+  by: "m1",
   invokedAt: at,
   ...(revision === undefined ? {} : { answer: { returnedAt: at + 1, revision: BigInt(revision), prev } }),
 });
@@ -41,6 +42,7 @@ const puts = [put("a", "x", 0, 2), put("b", "y", 2, 3), put("a", "z", 4, 4, kv("
 const compaction = (revision: number, at: number, outcome: CompactRecord["outcome"]): CompactRecord => ({
   revision: BigInt(revision),
   physical: false,
+  by: "m1",
   invokedAt: at,
   returnedAt: at + 1,
   outcome,
@@ -51,8 +53,9 @@ const read = (
   outcome: ReadRecord["outcome"],
   serializable = false,
   key = "a",
+  by = "m1",
 ): ReadRecord => ({
-  by: "m1",
+  by,
   key,
   revision: BigInt(revision),
   serializable,
@@ -111,7 +114,8 @@ describe("the compaction checks", () => {
       read(4, 20, { kv: kv("a", "z", 4, 2, 2), headerRevision: 4n }),
       read(3, 5, { kv: null, headerRevision: 3n }, false, "c"),
       read(3, 10, "compacted"),
-      read(3, 20, { kv: kv("a", "x", 2, 2, 1), headerRevision: 4n }, true), // a member behind
+      read(3, 20, { kv: kv("a", "x", 2, 2, 1), headerRevision: 4n }, true, "a", "m2"), // a member behind
+      read(4, 20, "future", true, "a", "m2"),
       read(9, 20, "future", true),
       read(9, 20, "future"),
     ];
@@ -134,6 +138,22 @@ describe("the compaction checks", () => {
       ),
       expect.stringMatching(
         /read of a at revision 3 .* was refused as a future revision, though a put had been acknowledged at 3/,
+      ),
+    ]);
+  });
+
+  it("hold a serializable read to what the member serving it had acknowledged before", () => {
+    const compactions = [compaction(4, 10, "ok")];
+    const reads = [
+      read(3, 20, { kv: kv("a", "x", 2, 2, 1), headerRevision: 4n }, true),
+      read(4, 20, "future", true),
+    ];
+    expect(checkReads(reads, changes, compactions, puts)).toEqual([
+      expect.stringMatching(
+        /serializable read of a at revision 3 by m1 .* was answered, though the compaction at 4 had been acknowledged before it by the same member/,
+      ),
+      expect.stringMatching(
+        /serializable read of a at revision 4 by m1 .* was refused as a future revision, though a put had been acknowledged at 4 by the same member/,
       ),
     ]);
   });

@@ -162,10 +162,14 @@ describe("the watch check", () => {
   it("names a cancellation at a revision nobody compacted to, or one the watch had not passed, and a wrong resumption", () => {
     const compactions = [{ revision: 3n, invokedAt: 0 }];
     expect(checkWatches([session(1, [[2]], { compactRevision: 4n })], changes, { compactions })).toEqual([
-      expect.stringMatching(/cancelled as compacted at 4, a revision no compaction asked for/),
+      expect.stringMatching(/cancelled as compacted at 4, a revision no compaction had asked for/),
     ]);
     expect(checkWatches([session(1, [[2, 3]], { compactRevision: 3n })], changes, { compactions })).toEqual([
       expect.stringMatching(/cancelled as compacted at 3, but its next revision 4 is still there/),
+    ]);
+    const tooEarly = [session(1, [[2]], { compactRevision: 3n, cancelledAt: -1 })];
+    expect(checkWatches(tooEarly, changes, { compactions })).toEqual([
+      expect.stringMatching(/cancelled as compacted at 3, a revision no compaction had asked for/),
     ]);
     const resumedAfterIt = [session(1, [], { compactRevision: 3n }), session(4, [[4]])];
     expect(checkWatches(resumedAfterIt, changes, { compactions })).toEqual([

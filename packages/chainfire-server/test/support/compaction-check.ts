@@ -10,6 +10,8 @@ import type { WatchedKv, WatchSession } from "./watch-check.js";
 export interface PutRecord {
   readonly key: string;
   readonly value: string;
+  /** The member it was sent to. */
+  readonly by: string;
   readonly invokedAt: number;
   /** With an answer: when it came, the revision it made and the key's version before it. */
   readonly answer?: {
@@ -25,6 +27,8 @@ export type Outcome = "ok" | "compacted" | "future" | "unknown";
 export interface CompactRecord {
   readonly revision: bigint;
   readonly physical: boolean;
+  /** The member it was sent to. */
+  readonly by: string;
   readonly invokedAt: number;
   readonly returnedAt: number;
   readonly outcome: Outcome;
@@ -178,10 +182,30 @@ export function checkCompactions(compactions: readonly CompactRecord[]): string[
 }
 
 /**
+ * The acknowledged compaction above a read's revision that obliges the read to be refused, if any:
+ * one acknowledged before the read was sent, by any member for a linearizable read (the serving
+ * member confirms with the leader first), by the member serving it for a serializable one (a member
+ * acknowledges a compaction once it has applied it).
+ */
+export function refusingCompaction(
+  r: ReadRecord,
+  compactions: readonly CompactRecord[],
+): CompactRecord | undefined {
+  return compactions.find(
+    (c) =>
+      c.outcome === "ok" &&
+      c.revision > r.revision &&
+      c.returnedAt < r.invokedAt &&
+      (!r.serializable || c.by === r.by),
+  );
+}
+
+/**
  * Reads at past revisions: an answer is the key as it stood at the revision, under a header at or
  * above it; a refusal as compacted needs a compaction above the revision asked for before the
- * refusal, and a linearizable read must be refused once one was acknowledged before it was sent; a
- * linearizable read is never refused as future for a revision a put had been acknowledged at.
+ * refusal, and a read must be refused where `refusingCompaction` finds one; a read is not refused
+ * as future for a revision a put had been acknowledged at before it was sent (by any member for a
+ * linearizable read, by the member serving it for a serializable one).
  */
 export function checkReads(
   reads: readonly ReadRecord[],
@@ -192,27 +216,29 @@ export function checkReads(
   const { say, found } = problemList();
   const history = new KeyHistory(changes);
   const asked = compactions.filter((c) => c.outcome === "ok" || c.outcome === "unknown");
-  const acknowledged = compactions.filter((c) => c.outcome === "ok");
-  const acked = puts.flatMap((p) => (p.answer === undefined ? [] : [p.answer]));
+  const acked = puts.flatMap((p) => (p.answer === undefined ? [] : [{ ...p.answer, by: p.by }]));
   for (const r of reads) {
     const what = `${r.serializable ? "a serializable" : "a linearizable"} read of ${r.key} at revision ${r.revision} by ${r.by} (sent at ${Math.round(r.invokedAt)} ms)`;
-    const mustRefuse = acknowledged.find((c) => c.revision > r.revision && c.returnedAt < r.invokedAt);
+    const sameMember = r.serializable ? " by the same member" : "";
     if (r.outcome === "compacted") {
       if (!asked.some((c) => c.revision > r.revision && c.invokedAt < r.returnedAt))
         say(`${what} was refused as compacted, and no compaction above ${r.revision} had been asked for`);
       continue;
     }
     if (r.outcome === "future") {
-      const reached = acked.find((a) => a.revision >= r.revision && a.returnedAt < r.invokedAt);
-      if (!r.serializable && reached !== undefined)
+      const reached = acked.find(
+        (a) => a.revision >= r.revision && a.returnedAt < r.invokedAt && (!r.serializable || a.by === r.by),
+      );
+      if (reached !== undefined)
         say(
-          `${what} was refused as a future revision, though a put had been acknowledged at ${reached.revision}`,
+          `${what} was refused as a future revision, though a put had been acknowledged at ${reached.revision}${sameMember}`,
         );
       continue;
     }
-    if (!r.serializable && mustRefuse !== undefined)
+    const mustRefuse = refusingCompaction(r, compactions);
+    if (mustRefuse !== undefined)
       say(
-        `${what} was answered, though the compaction at ${mustRefuse.revision} had been acknowledged before it`,
+        `${what} was answered, though the compaction at ${mustRefuse.revision} had been acknowledged before it${sameMember}`,
       );
     if (r.outcome.headerRevision < r.revision)
       say(`${what} was answered under header revision ${r.outcome.headerRevision}`);

@@ -14,8 +14,8 @@
 //    with `watchers`, every watcher from 0 on must have sessions.
 // With `compactions` (the compaction requests the servers did not refuse), a session may end
 // cancelled with a compact revision, as etcd cancels a watch whose next revision has been compacted:
-// the revision must be one that was asked for and above the watch's next one, and the watcher resumes
-// from it. An event's prev_kv may then be missing where etcd leaves it out: when a compaction at or
+// the revision must be one a compaction had asked for before the cancellation came, above the watch's
+// next one; the watcher's next session must start there. An event's prev_kv may then be missing where etcd leaves it out: when a compaction at or
 // above the event's revision was asked for before the response arrived (the key's earlier version is
 // gone by the time the server looks it up).
 // These are the guarantees etcd documents for watches (ordered, unique, reliable, atomic,
@@ -55,6 +55,8 @@ export interface WatchSession {
   readonly end: string;
   /** The compact revision a cancellation gave, when the server cancelled the watch as compacted. */
   readonly compactRevision?: bigint;
+  /** When that cancellation arrived (performance.now()). */
+  readonly cancelledAt?: number;
 }
 
 /** A compaction request: its revision, and when it was sent (performance.now()). */
@@ -183,8 +185,13 @@ export function checkWatches(
         );
     }
     if (s.compactRevision !== undefined) {
-      if (!compactions.some((c) => c.revision === s.compactRevision))
-        say(`${name}: cancelled as compacted at ${s.compactRevision}, a revision no compaction asked for`);
+      const at = s.cancelledAt;
+      if (
+        !compactions.some((c) => c.revision === s.compactRevision && (at === undefined || c.invokedAt < at))
+      )
+        say(
+          `${name}: cancelled as compacted at ${s.compactRevision}, a revision no compaction had asked for`,
+        );
       else if (s.compactRevision <= next)
         say(
           `${name}: cancelled as compacted at ${s.compactRevision}, but its next revision ${next} is still there`,

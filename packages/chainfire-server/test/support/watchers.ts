@@ -20,6 +20,7 @@ export type OpenSession = WatchSession & {
   responses: { headerRevision: bigint; events: WatchedEvent[]; receivedAt: number }[];
   end: string;
   compactRevision?: bigint;
+  cancelledAt?: number;
 };
 
 export interface WatchersOptions {
@@ -177,6 +178,7 @@ export class Watchers {
         }
         if (res.canceled && res.compactRevision !== 0n) {
           session.compactRevision = res.compactRevision;
+          session.cancelledAt = performance.now();
           this.next[w] = res.compactRevision;
           finish(`cancelled: compacted at ${res.compactRevision}`);
         } else if (res.canceled) finish(`cancelled: ${res.cancelReason}`);
