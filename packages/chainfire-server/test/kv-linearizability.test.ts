@@ -31,7 +31,15 @@ import { NetnsNetwork, netnsPreflight } from "@photoncloud/test-cluster/netns";
 import { Cluster, type ClusterKind, type ClusterMember, type Placement } from "../bench/cluster.js";
 import { deleteRangeRequest, putRequest, rangeRequest, watchCreateRequest } from "../src/mvcc/messages.js";
 import { call, GiveUp, until } from "./support/daemon-cluster.js";
-import { type Answer, type Change, check, type KeyState, type Op } from "./support/linearizability.js";
+import {
+  type Answer,
+  type Change,
+  check,
+  checkSerializableReads,
+  type KeyState,
+  type Op,
+  type SerializableRead,
+} from "./support/linearizability.js";
 import { checkWatches, type WatchSession } from "./support/watch-check.js";
 import { snapshotsReceived } from "./support/member-metrics.js";
 import { Watchers } from "./support/watchers.js";
@@ -432,6 +440,7 @@ const keyState = (kvs: readonly { value: Buffer; modRevision: bigint }[]): KeySt
 /** The operations run so far, and the watchers' streams, as the checks want them. */
 class History {
   readonly ops: Op[] = [];
+  readonly serializableReads: SerializableRead[] = [];
   readonly sessions: WatchSession[] = [];
 
   /** Runs one operation on a member and records it (a failed get is left out: it read nothing). */
@@ -463,6 +472,27 @@ class History {
       ...(answer === undefined ? {} : { answer }),
     });
     return answer;
+  }
+
+  /** A serializable get on a member, recorded when answered (support/linearizability.ts checks them). */
+  async serializableGet(c: ChainfireClients, by: string, m: ClusterMember, key: string): Promise<void> {
+    const pid = m.process?.pid;
+    const invokedAt = performance.now();
+    const req = rangeRequest({ key: enc(key), serializable: true });
+    const res = await call<etcd.RangeResponse>(c.kv, "range", req, OP_DEADLINE_MS).catch(() => undefined);
+    if (res === undefined || pid === undefined) return;
+    const returnedAt = performance.now();
+    const read = keyState(res.kvs);
+    this.serializableReads.push({
+      by,
+      member: m.name,
+      pid,
+      key,
+      invokedAt,
+      returnedAt,
+      revision: res.header!.revision,
+      read,
+    });
   }
 
   answered(kind: Op["kind"]): number {
@@ -538,9 +568,13 @@ async function runWorker(s: Subject, history: History, seed: number, w: number, 
     const p = rnd.intBelow(100);
     const key = KEYS[rnd.intBelow(KEYS.length)]!;
     if (s.cluster.members[i]!.process === null) continue; // killed: no connection to try
-    const kind: Op["kind"] = p < 40 ? "get" : p < 70 ? "put" : p < 90 ? "cas" : "del";
-    const expect = seen.get(key) ?? 0n;
     const by = `w${w} on ${s.cluster.members[i]!.name}`;
+    if (p < 10) {
+      await history.serializableGet(s.clients[i]!, by, s.cluster.members[i]!, key);
+      continue;
+    }
+    const kind: Op["kind"] = p < 45 ? "get" : p < 72 ? "put" : p < 90 ? "cas" : "del";
+    const expect = seen.get(key) ?? 0n;
     const answer = await history.run(s.clients[i]!, by, kind, key, `${seed}.${w}.${n++}`, expect);
     if (answer === undefined) continue;
     if (kind === "get") seen.set(key, answer.read?.modRevision ?? 0n);
@@ -656,6 +690,7 @@ async function checkRun(s: Subject, seed: number, history: History, termBefore: 
   }
   // Only the test writes, one key per operation, from the first revision after the empty store's.
   problems.push(...check(ops, lists[0]!, { everyRevisionFrom: 2n }));
+  problems.push(...checkSerializableReads(history.serializableReads, lists[0]!));
   // Every watcher catches up with the last change (a stalled watch is named by the check).
   const lastChange = lists[0]!.at(-1)?.revision ?? 1n;
   await until(() => watchers.reached(lastChange), "the watchers to catch up", 30_000).catch(() => {});
@@ -673,6 +708,7 @@ async function checkRun(s: Subject, seed: number, history: History, termBefore: 
   ).length;
   const summary =
     `${s.kind} seed ${seed}: ${ops.length} operations (${answered("put")} puts, ${answered("get")} gets, ` +
+    `${history.serializableReads.length} serializable gets, ` +
     `${answered("cas")} compare-and-swaps, ${answered("del")} deletes answered; ` +
     `${ops.filter((o) => o.answer === undefined).length} writes failed, ${placedFailures} of them made), ` +
     `${lists[0]!.length} changes, faults ${JSON.stringify(s.faults)}, ` +
@@ -686,6 +722,7 @@ async function checkRun(s: Subject, seed: number, history: History, termBefore: 
       problems,
       events: s.events,
       ops,
+      serializableReads: history.serializableReads,
       changes: lists[0],
       sessions,
     });
@@ -710,6 +747,7 @@ async function checkRun(s: Subject, seed: number, history: History, termBefore: 
     expect(s.faults.snapshotsAfterCut).toBeGreaterThan(0);
   expect((await status(s.clients[0]!)).raftTerm).toBeGreaterThan(termBefore);
   for (const k of ["put", "get", "cas", "del"] as const) expect(answered(k), k).toBeGreaterThan(10);
+  expect(history.serializableReads.length).toBeGreaterThan(10);
   expect(ops.some((o) => o.kind === "cas" && o.answer?.succeeded)).toBe(true);
   // Watchers lost their members to the faults (killed, removed) and resumed with events.
   const lost = (x: WatchSession) => x.end.startsWith("error") || x.end.startsWith("the member ended");

@@ -1,7 +1,14 @@
 // The linearizability check the fault test relies on (support/linearizability.ts), on histories
 // written by hand: it accepts the linearizable ones and names what is wrong in each of the others.
 import { describe, expect, it } from "vitest";
-import { type Answer, type Change, check, type Op } from "./support/linearizability.js";
+import {
+  type Answer,
+  type Change,
+  check,
+  checkSerializableReads,
+  type Op,
+  type SerializableRead,
+} from "./support/linearizability.js";
 
 let nextId = 0;
 const op = (
@@ -154,6 +161,54 @@ describe("the linearizability check", () => {
     const ops = [op("del", "a", 0, { revision: 2, at: 1, deleted: 1 })];
     expect(check(ops, [change(2, "a", null)])).toEqual([
       expect.stringMatching(/deleted at revision 2 a key that was absent/),
+    ]);
+  });
+});
+
+describe("the serializable-read check", () => {
+  // a=1 at 2, a deleted at 3, a=2 at 4.
+  const changes: Change[] = [
+    { revision: 2n, key: "a", type: "put", value: "1" },
+    { revision: 3n, key: "a", type: "delete", value: "" },
+    { revision: 4n, key: "a", type: "put", value: "2" },
+  ];
+  const read = (
+    revision: number,
+    value: string | null,
+    at: number,
+    pid = 1,
+    mod = revision,
+  ): SerializableRead => ({
+    by: "w0 on m1",
+    member: "m1",
+    pid,
+    key: "a",
+    invokedAt: at,
+    returnedAt: at + 1,
+    revision: BigInt(revision),
+    read: value === null ? null : { value, modRevision: BigInt(mod) },
+  });
+
+  it("accepts stale reads of a state that existed, and a restarted member behind what it served before", () => {
+    const reads = [
+      read(2, "1", 0),
+      read(3, null, 2),
+      read(4, "2", 4),
+      read(1, null, 6, 2),
+      read(2, "1", 8, 2),
+    ];
+    expect(checkSerializableReads(reads, changes)).toEqual([]);
+  });
+
+  it("names a read that does not match its header revision, one past the last change, and one going back", () => {
+    const reads = [read(3, "1", 0, 1, 2), read(5, "2", 2, 1, 4), read(4, "2", 4), read(2, "1", 6)];
+    expect(checkSerializableReads(reads, changes)).toEqual([
+      expect.stringMatching(
+        /serializable get a .* read "1" \(mod revision 2\) at revision 3, where the key held nothing/,
+      ),
+      expect.stringMatching(/answered at revision 5, past the last change \(4\)/),
+      expect.stringMatching(/answered at revision 4, after .* on the same process had answered at 5/),
+      expect.stringMatching(/answered at revision 2, after .* on the same process had answered at 5/),
     ]);
   });
 });

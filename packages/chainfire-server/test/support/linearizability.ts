@@ -96,19 +96,12 @@ export function check(
         `the change list skips from revision ${options.everyRevisionFrom + BigInt(gap)} to ${changes[gap]!.revision}`,
       );
   }
-  const byKey = new Map<string, Change[]>();
-  for (const c of changes) {
-    const list = byKey.get(c.key);
-    if (list === undefined) byKey.set(c.key, [c]);
-    else list.push(c);
-  }
-  /** The key's state once every change up to `revision` is made. */
-  const stateAt = (key: string, revision: bigint): KeyState | null => {
-    const list = byKey.get(key) ?? [];
-    const last = list[leading(list, (c) => c.revision <= revision) - 1];
-    return last === undefined || last.type === "delete"
-      ? null
-      : { value: last.value, modRevision: last.revision };
+  const stateAt = keyStates(changes);
+  /** The change to `key` at `revision`, if any (the list is in revision order). */
+  const changeAt = (key: string, revision: bigint): Change | undefined => {
+    for (let i = leading(changes, (c) => c.revision < revision); changes[i]?.revision === revision; i++)
+      if (changes[i]!.key === key) return changes[i];
+    return undefined;
   };
   const lastRevision = changes.at(-1)?.revision ?? 0n;
 
@@ -192,7 +185,7 @@ export function check(
           readAt(op, a.revision, null);
           break;
         }
-        const change = (byKey.get(op.key) ?? []).find((c) => c.revision === a.revision);
+        const change = changeAt(op.key, a.revision);
         if (change?.type !== "delete") {
           say(`${describe(op)} deleted at revision ${a.revision}, which is not a delete of ${op.key}`);
           break;
@@ -254,6 +247,91 @@ export function check(
         `${describe(op)} began after ${describe(latest.op)} returned, but sits before it ` +
           `(${pointText(points.get(op)!)} < ${pointText(latest.point)})`,
       );
+  }
+  return found();
+}
+
+/** A lookup of a key's state once every change up to a revision is made (null: absent). */
+function keyStates(changes: readonly Change[]): (key: string, revision: bigint) => KeyState | null {
+  const byKey = new Map<string, Change[]>();
+  for (const c of changes) {
+    const list = byKey.get(c.key);
+    if (list === undefined) byKey.set(c.key, [c]);
+    else list.push(c);
+  }
+  return (key, revision) => {
+    const list = byKey.get(key) ?? [];
+    const last = list[leading(list, (c) => c.revision <= revision) - 1];
+    return last === undefined || last.type === "delete"
+      ? null
+      : { value: last.value, modRevision: last.revision };
+  };
+}
+
+/** A serializable get: served from the state of the member asked, which may be behind. */
+export interface SerializableRead {
+  /** The worker and member, for failure text. */
+  readonly by: string;
+  /** The member's process: its state only moves forward while the process lives. */
+  readonly member: string;
+  readonly pid: number;
+  readonly key: string;
+  readonly invokedAt: number;
+  readonly returnedAt: number;
+  /** The answer header's revision, and the key as read (null: absent). */
+  readonly revision: bigint;
+  readonly read: KeyState | null;
+}
+
+/**
+ * Serializable gets against the change list: each reads the key as it stood at its header
+ * revision, which no change list passed; and on one member process, a get begun after another
+ * returned is not answered from an older revision (a member's state moves only forward: a member
+ * restarted may be behind what it served before its crash, not one that lives on).
+ */
+export function checkSerializableReads(
+  reads: readonly SerializableRead[],
+  changes: readonly Change[],
+): string[] {
+  const { say, found } = problemList();
+  const stateAt = keyStates(changes);
+  const lastRevision = changes.at(-1)?.revision ?? 1n;
+  const show = (s: KeyState | null) =>
+    s === null ? "nothing" : `"${s.value}" (mod revision ${s.modRevision})`;
+  const describeRead = (r: SerializableRead) =>
+    `serializable get ${r.key} (${r.by}, ${r.invokedAt.toFixed(1)}–${r.returnedAt.toFixed(1)} ms)`;
+  const latest = new Map<string, SerializableRead[]>();
+  for (const r of reads) {
+    if (r.revision > lastRevision)
+      say(`${describeRead(r)} answered at revision ${r.revision}, past the last change (${lastRevision})`);
+    const want = stateAt(r.key, r.revision);
+    if (
+      (r.read === null) !== (want === null) ||
+      (r.read !== null && (r.read.value !== want!.value || r.read.modRevision !== want!.modRevision))
+    )
+      say(
+        `${describeRead(r)} read ${show(r.read)} at revision ${r.revision}, where the key held ${show(want)}`,
+      );
+    const process = `${r.member}/${r.pid}`;
+    const list = latest.get(process) ?? [];
+    list.push(r);
+    latest.set(process, list);
+  }
+  for (const list of latest.values()) {
+    const byReturn = [...list].sort((a, b) => a.returnedAt - b.returnedAt);
+    // The highest-revision answer among the first i + 1 to return.
+    const newestSoFar: SerializableRead[] = [];
+    for (const [i, x] of byReturn.entries()) {
+      const before = newestSoFar[i - 1];
+      newestSoFar.push(before !== undefined && before.revision >= x.revision ? before : x);
+    }
+    for (const r of list) {
+      const newest = newestSoFar[leading(byReturn, (x) => x.returnedAt < r.invokedAt) - 1];
+      if (newest !== undefined && newest.revision > r.revision)
+        say(
+          `${describeRead(r)} answered at revision ${r.revision}, after ${describeRead(newest)} on the same process had answered at ${newest.revision}`,
+        );
+    }
   }
   return found();
 }
