@@ -13,7 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
-import { CHAINFIRE_NODE_ARGS } from "@photoncloud/daemon";
 import { closedLoop, percentile } from "@photoncloud/daemon/bench";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
 import { Cluster, type ClusterKind, hasBinary, PACKAGE_DIR } from "./cluster.js";
@@ -46,11 +45,7 @@ async function status(c: ChainfireClients): Promise<{ id: bigint; leader: bigint
 
 async function run(kind: ClusterKind): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), `catch-up-${kind}-`));
-  const cluster = await Cluster.start({
-    kind,
-    dir,
-    ...(kind === "chainfire" ? { nodeArgs: [...CHAINFIRE_NODE_ARGS] } : {}),
-  });
+  const cluster = await Cluster.start({ kind, dir });
   const opened: ChainfireClients[] = [];
   const open = (endpoint: string) => {
     const c = createClients(endpoint);

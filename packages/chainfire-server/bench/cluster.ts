@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata } from "@grpc/grpc-js";
 import { createClients } from "@photoncloud/chainfire-api";
-import { chainfireEnv } from "@photoncloud/daemon";
+import { CHAINFIRE_NODE_ARGS, chainfireEnv } from "@photoncloud/daemon";
 import { rangeRequest } from "../src/mvcc/messages.js";
 
 export type ClusterKind = "etcd" | "chainfire";
@@ -48,8 +48,11 @@ export interface ClusterOptions {
   /** Data dirs already prepared (e.g. by `snapshot restore`): keep them instead of wiping. */
   keepDataDirs?: boolean;
   extraArgs?: string[];
-  /** Extra Node.js arguments for chainfire daemons (e.g. `--cpu-prof`); ignored for etcd. */
-  nodeArgs?: string[];
+  /**
+   * Node.js arguments for chainfire daemons (e.g. `--cpu-prof`); ignored for etcd. Unset, the ones
+   * chainfire is deployed with (CHAINFIRE_NODE_ARGS), so tests run the daemon as operators do.
+   */
+  nodeArgs?: readonly string[];
   /** Where each member (by name) runs; on loopback unless given. */
   place?: (name: string) => Placement;
 }
@@ -170,7 +173,7 @@ export class Cluster {
     const [command, prefix] =
       this.options.kind === "etcd"
         ? ["etcd", ["--log-level=error"]]
-        : [process.execPath, [...(this.options.nodeArgs ?? []), CHAINFIRE_BIN]];
+        : [process.execPath, [...(this.options.nodeArgs ?? CHAINFIRE_NODE_ARGS), CHAINFIRE_BIN]];
     const started = { command, args: [...prefix, ...this.args(m, joining)] };
     const { command: run, args } = m.placement?.wrap(started.command, started.args) ?? started;
     const child = spawn(run, args, {
