@@ -10,7 +10,7 @@ import {
   type ReadRecord,
 } from "./support/compaction-check.js";
 import type { Change } from "./support/linearizability.js";
-import type { WatchedKv } from "./support/watch-check.js";
+import { kvOf, type WatchedKv } from "./support/watch-check.js";
 
 // a=x at 2, b=y at 3, a=z at 4.
 const changes: Change[] = [
@@ -18,13 +18,7 @@ const changes: Change[] = [
   { revision: 3n, key: "b", type: "put", value: "y" },
   { revision: 4n, key: "a", type: "put", value: "z" },
 ];
-const kv = (key: string, value: string, mod: number, create: number, version: number): WatchedKv => ({
-  key,
-  value,
-  modRevision: BigInt(mod),
-  createRevision: BigInt(create),
-  version: BigInt(version),
-});
+const kv = kvOf;
 const put = (
   key: string,
   value: string,

@@ -47,17 +47,14 @@ import {
   showKv,
 } from "./support/compaction-check.js";
 import { call, until } from "./support/daemon-cluster.js";
-import { countFromEnv, seedsFromEnv } from "./support/random-diff.js";
+import { countFromEnv, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
 import { checkWatches, type WatchSession } from "./support/watch-check.js";
 import { snapshotsReceived } from "./support/member-metrics.js";
 import { Watchers, watchedKv } from "./support/watchers.js";
 
 const SEEDS = seedsFromEnv("COMPACT_SEEDS", "1");
 const DURATION_MS = countFromEnv("COMPACT_DURATION_MS", 10_000);
-const KINDS = (process.env.COMPACT_KINDS ?? "chainfire").split(",").map((k) => {
-  if (k !== "chainfire" && k !== "etcd") throw new Error(`COMPACT_KINDS: "${k}" is not chainfire or etcd`);
-  return k as ClusterKind;
-});
+const KINDS = kindsFromEnv("COMPACT_KINDS");
 const PREFIX = "cmp/";
 const KEYS = Array.from({ length: 5 }, (_, i) => `${PREFIX}${i}`);
 /** One watcher on each member, one moving, and the recorder (moving too), last. */

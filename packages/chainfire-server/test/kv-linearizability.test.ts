@@ -43,14 +43,11 @@ import {
 import { checkWatches, type WatchSession } from "./support/watch-check.js";
 import { snapshotsReceived } from "./support/member-metrics.js";
 import { Watchers } from "./support/watchers.js";
-import { countFromEnv, seedsFromEnv } from "./support/random-diff.js";
+import { countFromEnv, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
 
 const SEEDS = seedsFromEnv("LIN_SEEDS", "1-2");
 const DURATION_MS = countFromEnv("LIN_DURATION_MS", 12_000);
-const KINDS = (process.env.LIN_KINDS ?? "chainfire").split(",").map((k) => {
-  if (k !== "chainfire" && k !== "etcd") throw new Error(`LIN_KINDS: "${k}" is not chainfire or etcd`);
-  return k as ClusterKind;
-});
+const KINDS = kindsFromEnv("LIN_KINDS");
 /**
  * Partitions need every member in a network namespace of its own: root and iproute2, as in CI.
  * LIN_NETNS=0 leaves them out; elsewhere they are left out with a note.

@@ -12,14 +12,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ChainfireClients, createClients, type etcd } from "@photoncloud/chainfire-api";
 import { afterAll, describe, expect, it } from "vitest";
-import { Cluster, type ClusterKind } from "../bench/cluster.js";
+import { Cluster } from "../bench/cluster.js";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
 import { call, until } from "./support/daemon-cluster.js";
+import { kindsFromEnv } from "./support/random-diff.js";
 
-const KINDS = (process.env.LEASE_KINDS ?? "chainfire").split(",").map((k) => {
-  if (k !== "chainfire" && k !== "etcd") throw new Error(`LEASE_KINDS: "${k}" is not chainfire or etcd`);
-  return k as ClusterKind;
-});
+const KINDS = kindsFromEnv("LEASE_KINDS");
 /** The kept lease's TTL: twice the longest the faults below leave the cluster without a leader. */
 const KEPT_TTL = 5n;
 const LEFT_TTL = 2n;

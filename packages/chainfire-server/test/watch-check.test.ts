@@ -2,7 +2,7 @@
 // accepts what a correct server sends and names what is wrong in each of the others.
 import { describe, expect, it } from "vitest";
 import type { Change } from "./support/linearizability.js";
-import { checkWatches, type WatchedEvent, type WatchedKv, type WatchSession } from "./support/watch-check.js";
+import { checkWatches, kvOf, type WatchedEvent, type WatchSession } from "./support/watch-check.js";
 
 // a=1 at 2, b=1 at 3, a=2 at 4, a deleted at 5, a=3 at 6.
 const changes: Change[] = [
@@ -12,13 +12,7 @@ const changes: Change[] = [
   { revision: 5n, key: "a", type: "delete", value: "" },
   { revision: 6n, key: "a", type: "put", value: "3" },
 ];
-const kv = (key: string, value: string, mod: number, create: number, version: number): WatchedKv => ({
-  key,
-  value,
-  modRevision: BigInt(mod),
-  createRevision: BigInt(create),
-  version: BigInt(version),
-});
+const kv = kvOf;
 // What a correct server sends for each change, prev_kv included.
 const right: Record<number, WatchedEvent> = {
   2: { type: "put", kv: kv("a", "1", 2, 2, 1), prev: null },

@@ -5,7 +5,9 @@
 // compacted when r is below the compact revision, as a future revision when r is above the current
 // one; a compaction at or below the compact revision is refused as compacted.
 import { type Change, problemList } from "./linearizability.js";
-import type { WatchedKv, WatchSession } from "./watch-check.js";
+import { sameKv, showKv, type WatchedKv, type WatchSession } from "./watch-check.js";
+
+export { sameKv, showKv };
 
 export interface PutRecord {
   readonly key: string;
@@ -94,21 +96,6 @@ export class KeyHistory {
     return [...this.versions.keys()].sort();
   }
 }
-
-export const showKv = (kv: WatchedKv | null) =>
-  kv === null
-    ? "none"
-    : `${kv.key}=${JSON.stringify(kv.value)} (mod ${kv.modRevision}, create ${kv.createRevision}, version ${kv.version})`;
-
-export const sameKv = (a: WatchedKv | null, b: WatchedKv | null) =>
-  a === b ||
-  (a !== null &&
-    b !== null &&
-    a.key === b.key &&
-    a.value === b.value &&
-    a.modRevision === b.modRevision &&
-    a.createRevision === b.createRevision &&
-    a.version === b.version);
 
 /**
  * The recorded changes against the puts: one put per revision from 2 on (only the writers write),

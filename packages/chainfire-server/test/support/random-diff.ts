@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ChainfireClients, createClients, etcd, mvccpb } from "@photoncloud/chainfire-api";
-import { Cluster, hasBinary } from "../../bench/cluster.js";
+import { Cluster, type ClusterKind, hasBinary } from "../../bench/cluster.js";
 import { inRange, keyRange } from "../../src/mvcc/key-range.js";
 import { rangeRequest } from "../../src/mvcc/messages.js";
 import { call } from "./daemon-cluster.js";
@@ -18,6 +18,14 @@ export function seedsFromEnv(name: string, fallback: string): number[] {
     for (let s = Number(m[1]); s <= Number(m[2] ?? m[1]); s++) seeds.push(s);
   }
   return seeds;
+}
+
+/** The servers a fault test runs against, from an environment variable such as "etcd,chainfire". */
+export function kindsFromEnv(name: string): ClusterKind[] {
+  return (process.env[name] ?? "chainfire").split(",").map((k) => {
+    if (k !== "chainfire" && k !== "etcd") throw new Error(`${name}: "${k}" is not chainfire or etcd`);
+    return k;
+  });
 }
 
 /** A positive whole number from an environment variable, else `fallback`. */

@@ -65,12 +65,39 @@ export interface CompactionAsked {
   readonly invokedAt: number;
 }
 
-const show = (kv: WatchedKv | null | undefined) =>
+/** A key-value as failure text ("none": absent; "nothing": no event there). */
+export const showKv = (kv: WatchedKv | null | undefined) =>
   kv === undefined
     ? "nothing"
     : kv === null
       ? "none"
       : `${kv.key}=${JSON.stringify(kv.value)} (mod ${kv.modRevision}, create ${kv.createRevision}, version ${kv.version})`;
+
+/** Whether two key-values agree in every field (both null: both absent). */
+export const sameKv = (a: WatchedKv | null, b: WatchedKv | null) =>
+  a === b ||
+  (a !== null &&
+    b !== null &&
+    a.key === b.key &&
+    a.value === b.value &&
+    a.modRevision === b.modRevision &&
+    a.createRevision === b.createRevision &&
+    a.version === b.version);
+
+/** A key-value for hand-written sessions and records in the checks' unit tests. */
+export const kvOf = (
+  key: string,
+  value: string,
+  mod: number,
+  create: number,
+  version: number,
+): WatchedKv => ({
+  key,
+  value,
+  modRevision: BigInt(mod),
+  createRevision: BigInt(create),
+  version: BigInt(version),
+});
 
 /** What `checkWatches` found wrong, as sentences naming the session and revision; empty when right. */
 export function checkWatches(
@@ -116,15 +143,6 @@ export function checkWatches(
     }
     return lo;
   };
-  const same = (a: WatchedKv | null, b: WatchedKv | null) =>
-    a === b ||
-    (a !== null &&
-      b !== null &&
-      a.key === b.key &&
-      a.value === b.value &&
-      a.modRevision === b.modRevision &&
-      a.createRevision === b.createRevision &&
-      a.version === b.version);
 
   const last = new Map<number, { session: WatchSession; next: bigint }>();
   for (const s of sessions) {
@@ -165,13 +183,13 @@ export function checkWatches(
           at = found;
           want = changes[at]!;
         }
-        if (ev.type !== want.type || !same(ev.kv, made[at]!))
+        if (ev.type !== want.type || !sameKv(ev.kv, made[at]!))
           say(
-            `${name}: ${ev.type} at revision ${rev} carried ${show(ev.kv)}; the change made ${want.type} ${show(made[at]!)}`,
+            `${name}: ${ev.type} at revision ${rev} carried ${showKv(ev.kv)}; the change made ${want.type} ${showKv(made[at]!)}`,
           );
-        if (!same(ev.prev, before[at]!) && !(ev.prev === null && prevCompacted(rev, res.receivedAt)))
+        if (!sameKv(ev.prev, before[at]!) && !(ev.prev === null && prevCompacted(rev, res.receivedAt)))
           say(
-            `${name}: ${ev.type} ${ev.kv.key} at revision ${rev} carried prev_kv ${show(ev.prev)}; before it the key was ${show(before[at]!)}`,
+            `${name}: ${ev.type} ${ev.kv.key} at revision ${rev} carried prev_kv ${showKv(ev.prev)}; before it the key was ${showKv(before[at]!)}`,
           );
         at++;
         next = rev + 1n;
