@@ -477,7 +477,8 @@ class History {
     const invokedAt = performance.now();
     const req = rangeRequest({ key: enc(key), serializable: true });
     const res = await call<etcd.RangeResponse>(c.kv, "range", req, OP_DEADLINE_MS).catch(() => undefined);
-    if (res === undefined || pid === undefined) return;
+    // Kept only when the process asked is the one still running (not one restarted meanwhile).
+    if (res === undefined || pid === undefined || m.process?.pid !== pid) return;
     const returnedAt = performance.now();
     const read = keyState(res.kvs);
     this.serializableReads.push({

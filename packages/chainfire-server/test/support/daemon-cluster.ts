@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients, type etcd, type mvccpb } from "@photoncloud/chainfire-api";
+import { CHAINFIRE_NODE_ARGS, chainfireEnv } from "@photoncloud/daemon";
 import { freePort } from "@photoncloud/daemon/testing";
 import { rangeRequest } from "../../src/mvcc/messages.js";
 
@@ -315,12 +316,13 @@ export class DaemonCluster {
   }
 }
 
+/** Starts the chainfire daemon as it is deployed (CHAINFIRE_NODE_ARGS, chainfireEnv), with `args`. */
 export function spawnDaemon(args: readonly string[], env: Record<string, string> = {}): ChildProcess {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: compile first (pnpm exec tsc -b tsconfig.json)`);
-  return spawn(process.execPath, [BIN, ...args], {
+  return spawn(process.execPath, [...CHAINFIRE_NODE_ARGS, BIN, ...args], {
     cwd: PACKAGE_DIR,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...chainfireEnv(), ...env },
   });
 }
 

@@ -97,7 +97,10 @@ export function check(
       );
   }
   const stateAt = keyStates(changes);
-  /** The change to `key` at `revision`, if any (the list is in revision order). */
+  /**
+   * The change to `key` at `revision`, if any. The list must be in revision order (reported above
+   * when it is not; the checks below then may name more).
+   */
   const changeAt = (key: string, revision: bigint): Change | undefined => {
     for (let i = leading(changes, (c) => c.revision < revision); changes[i]?.revision === revision; i++)
       if (changes[i]!.key === key) return changes[i];
