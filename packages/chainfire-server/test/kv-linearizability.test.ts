@@ -24,7 +24,7 @@ import { once } from "node:events";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ChainfireClients, createClients, etcd } from "@photoncloud/chainfire-api";
+import { type ChainfireClients, type chainfirev1, createClients, etcd } from "@photoncloud/chainfire-api";
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, describe, expect, it } from "vitest";
 import { NetnsNetwork, netnsPreflight } from "@photoncloud/test-cluster/netns";
@@ -100,6 +100,10 @@ class Subject {
     frozenPartition: 0,
     moveLeader: 0,
     replace: 0,
+    /** Replacements through chainfire.v1.Cluster (the operator contract). */
+    operatorReplace: 0,
+    /** Learners promoted by re-adding their ID with is_learner false (chainfire.v1.Cluster). */
+    operatorPromote: 0,
     promote: 0,
     probesSent: 0,
     staleLeaderSeen: 0,
@@ -118,6 +122,7 @@ class Subject {
     readonly cluster: Cluster,
     readonly dir: string,
     readonly network: NetnsNetwork | undefined,
+    readonly seed: number,
   ) {
     this.clients = cluster.members.map((m) =>
       createClients(m.endpoint, undefined, {
@@ -150,7 +155,7 @@ class Subject {
         extraArgs,
         ...(network === undefined ? {} : { place }),
       });
-      const s = new Subject(kind, cluster, dir, network);
+      const s = new Subject(kind, cluster, dir, network, seed);
       try {
         for (const c of s.clients) s.ids.push((await status(c)).header!.memberId);
       } catch (err) {
@@ -247,28 +252,31 @@ class Subject {
   }
 
   /**
-   * Removes a member (the leader, often) with etcd's MemberRemove and adds it back as a new member
-   * on an empty data directory, as an operator replaces a machine: as a voter at once, or as a
-   * learner promoted once it has caught up. The removed member must stop by itself. etcd refuses a
-   * removal until the other members have been connected for 5 s (after a restart), and a leader
-   * change can lose an answer: the requests are repeated until the member list shows them done.
+   * Removes a member (the leader, often) and adds it back on an empty data directory, as an
+   * operator replaces a machine: as a voter at once, or as a learner promoted once it has caught up.
+   * The removed member must stop by itself. On chainfire, the learner replacements of odd seeds and
+   * the voter replacements of even ones go through chainfire.v1.Cluster, the operator contract (see
+   * `membershipApi`), so that the two seeds of the test command draw both; the others, through
+   * etcd's Cluster API. etcd refuses a removal until the other members have been connected for 5 s
+   * (after a restart), and a leader change can lose an answer: the requests are repeated until the
+   * member list shows them done.
    */
   private async replace(target: number, rnd: SeededRandom, asLearner: boolean): Promise<void> {
     const m = this.cluster.members[target]!;
     const others = this.cluster.members.map((_, i) => i).filter((i) => i !== target);
-    const via = this.clients[others[rnd.intBelow(others.length)]!]!;
-    const members = async () =>
-      (await call<etcd.MemberListResponse>(via.cluster, "memberList", {}, 5000)).members;
+    const operator = this.kind === "chainfire" && asLearner === (this.seed % 2 === 1);
+    const api = membershipApi(this.clients[others[rnd.intBelow(others.length)]!]!, m, operator);
     const id = this.ids[target]!;
     await until(
       async () => {
-        await call(via.cluster, "memberRemove", { ID: id }, 10_000).catch(() => {});
-        return !(await members()).some((x) => x.ID === id);
+        await api.remove(id).catch(() => {});
+        return !(await api.list()).some((x) => x.id === id);
       },
       `${m.name}'s removal`,
       60_000,
     );
     this.faults.replace++;
+    if (operator) this.faults.operatorReplace++;
     const child = m.process!;
     await until(
       () => child.exitCode !== null || child.signalCode !== null,
@@ -277,18 +285,20 @@ class Subject {
     );
     m.process = null;
     rmSync(m.dataDir, { recursive: true, force: true });
-    const url = `http://${m.host}:${m.peerPort}`;
     const added = await until(
       async () => {
-        await call(via.cluster, "memberAdd", { peerURLs: [url], isLearner: asLearner }, 10_000).catch(
-          () => {},
-        );
-        return (await members()).find((x) => x.peerURLs.includes(url));
+        await api.add(id, asLearner).catch(() => {});
+        return (await api.list()).find((x) => x.peerUrls.includes(api.peerUrl));
       },
       `${m.name}'s addition`,
       60_000,
     );
-    this.ids[target] = added.ID;
+    // The operator contract: a removed ID can be added again.
+    if (operator && added.id !== id)
+      throw new Error(
+        `${m.name} re-added as ${added.id.toString(16)}, not as its removed ID ${id.toString(16)}`,
+      );
+    this.ids[target] = added.id;
     if (this.stopped) return;
     this.cluster.startMember(m, { initialCluster: this.cluster.initialCluster });
     if (!asLearner) return;
@@ -296,13 +306,14 @@ class Subject {
     // request is repeated until the member list shows a voter.
     await until(
       async () => {
-        await call(via.cluster, "memberPromote", { ID: added.ID }, 10_000).catch(() => {});
-        return (await members()).some((x) => x.ID === added.ID && !x.isLearner);
+        await api.promote(added.id).catch(() => {});
+        return (await api.list()).some((x) => x.id === added.id && !x.isLearner);
       },
       () => `${m.name}'s promotion\n${m.log.slice(-2000)}`,
       60_000,
     );
     this.faults.promote++;
+    if (operator) this.faults.operatorPromote++;
   }
 
   /** One fault, undone before it returns (at most one member is ever down, frozen or cut off). */
@@ -414,6 +425,53 @@ class Subject {
     }
     return term;
   }
+}
+
+/** A member as the membership APIs list it. */
+interface Listed {
+  readonly id: bigint;
+  readonly peerUrls: readonly string[];
+  readonly isLearner: boolean;
+}
+
+/**
+ * Membership requests for replacing member `m`, sent to `via`: etcd's Cluster API (MemberAdd makes
+ * a new ID, MemberPromote promotes), or chainfire.v1.Cluster, the operator contract (MemberAdd of
+ * the removed ID adds it again; MemberAdd of an existing learner's ID with is_learner false
+ * promotes it).
+ */
+function membershipApi(via: ChainfireClients, m: ClusterMember, operator: boolean) {
+  const peerUrl = `http://${m.host}:${m.peerPort}`;
+  if (!operator) {
+    return {
+      peerUrl,
+      list: async (): Promise<Listed[]> =>
+        (await call<etcd.MemberListResponse>(via.cluster, "memberList", {}, 5000)).members.map((x) => ({
+          id: x.ID,
+          peerUrls: x.peerURLs,
+          isLearner: x.isLearner,
+        })),
+      remove: (id: bigint) => call(via.cluster, "memberRemove", { ID: id }, 10_000),
+      add: (_id: bigint, isLearner: boolean) =>
+        call(via.cluster, "memberAdd", { peerURLs: [peerUrl], isLearner }, 10_000),
+      promote: (id: bigint) => call(via.cluster, "memberPromote", { ID: id }, 10_000),
+    };
+  }
+  const add = (id: bigint, isLearner: boolean) =>
+    call(
+      via.operator,
+      "memberAdd",
+      { id, name: m.name, peerUrls: [peerUrl], clientUrls: [`http://${m.host}:${m.clientPort}`], isLearner },
+      10_000,
+    );
+  return {
+    peerUrl,
+    list: async (): Promise<Listed[]> =>
+      (await call<chainfirev1.MemberListResponse>(via.operator, "memberList", {}, 5000)).members,
+    remove: (id: bigint) => call(via.operator, "memberRemove", { id }, 10_000),
+    add,
+    promote: (id: bigint) => add(id, false),
+  };
 }
 
 /** The fault's own length (how long a member stays down or frozen): a duration, not a wait for state. */
@@ -731,6 +789,10 @@ async function checkRun(s: Subject, seed: number, history: History, termBefore: 
   expect(s.faults.freeze).toBeGreaterThan(0);
   expect(s.faults.replace).toBeGreaterThan(1);
   expect(s.faults.promote).toBeGreaterThan(0);
+  // The operator contract's removal and re-addition of the removed ID, and (odd seeds) promotion by
+  // re-adding a learner's ID as a voter.
+  if (s.kind === "chainfire") expect(s.faults.operatorReplace).toBeGreaterThan(0);
+  if (s.kind === "chainfire" && seed % 2 === 1) expect(s.faults.operatorPromote).toBeGreaterThan(0);
   if (s.network !== undefined) {
     expect(s.faults.partition).toBeGreaterThan(0);
     // The old leader went on believing it led, cut off, with gets waiting for it.
