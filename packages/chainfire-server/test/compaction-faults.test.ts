@@ -26,7 +26,7 @@ import { once } from "node:events";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ChainfireClients, createClients, type etcd } from "@photoncloud/chainfire-api";
+import type { ChainfireClients, etcd } from "@photoncloud/chainfire-api";
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster, type ClusterKind } from "../bench/cluster.js";
@@ -47,7 +47,7 @@ import {
   showKv,
 } from "./support/compaction-check.js";
 import { call, until } from "./support/daemon-cluster.js";
-import { countFromEnv, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
+import { countFromEnv, faultTestClients, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
 import { checkWatches, type WatchSession } from "./support/watch-check.js";
 import { snapshotsReceived } from "./support/member-metrics.js";
 import { Watchers, watchedKv } from "./support/watchers.js";
@@ -94,13 +94,7 @@ class Run {
     readonly kind: ClusterKind,
     readonly cluster: Cluster,
   ) {
-    this.clients = cluster.members.map((m) =>
-      createClients(m.endpoint, undefined, {
-        "grpc.initial_reconnect_backoff_ms": 50,
-        "grpc.max_reconnect_backoff_ms": 300,
-        "grpc.max_receive_message_length": -1,
-      }),
-    );
+    this.clients = faultTestClients(cluster.members);
   }
 
   async start(): Promise<void> {

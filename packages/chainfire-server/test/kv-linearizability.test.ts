@@ -24,7 +24,7 @@ import { once } from "node:events";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ChainfireClients, type chainfirev1, createClients, etcd } from "@photoncloud/chainfire-api";
+import { type ChainfireClients, type chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import { SeededRandom } from "@photoncloud/raft";
 import { afterAll, describe, expect, it } from "vitest";
 import { NetnsNetwork, netnsPreflight } from "@photoncloud/test-cluster/netns";
@@ -43,7 +43,7 @@ import {
 import { checkWatches, type WatchSession } from "./support/watch-check.js";
 import { snapshotsReceived } from "./support/member-metrics.js";
 import { Watchers } from "./support/watchers.js";
-import { countFromEnv, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
+import { countFromEnv, faultTestClients, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
 
 const SEEDS = seedsFromEnv("LIN_SEEDS", "1-2");
 const DURATION_MS = countFromEnv("LIN_DURATION_MS", 12_000);
@@ -124,15 +124,7 @@ class Subject {
     readonly network: NetnsNetwork | undefined,
     readonly seed: number,
   ) {
-    this.clients = cluster.members.map((m) =>
-      createClients(m.endpoint, undefined, {
-        "grpc.initial_reconnect_backoff_ms": 50,
-        "grpc.max_reconnect_backoff_ms": 300,
-        // As etcd's client (no limit): a watch catching up sends up to 1,000 revisions at once,
-        // and the nemesis writes 16-KB values.
-        "grpc.max_receive_message_length": -1,
-      }),
-    );
+    this.clients = faultTestClients(cluster.members);
   }
 
   static async start(kind: ClusterKind, seed: number): Promise<Subject> {

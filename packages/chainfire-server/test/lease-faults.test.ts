@@ -10,12 +10,12 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ChainfireClients, createClients, type etcd } from "@photoncloud/chainfire-api";
+import type { ChainfireClients, etcd } from "@photoncloud/chainfire-api";
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../bench/cluster.js";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
 import { call, until } from "./support/daemon-cluster.js";
-import { kindsFromEnv } from "./support/random-diff.js";
+import { faultTestClients, kindsFromEnv } from "./support/random-diff.js";
 
 const KINDS = kindsFromEnv("LEASE_KINDS");
 /** The kept lease's TTL: twice the longest the faults below leave the cluster without a leader. */
@@ -66,12 +66,7 @@ describe.each(KINDS)("leases under faults: %s", (kind) => {
     dir = mkdtempSync(join(tmpdir(), `lease-${kind}-`));
     cluster = await Cluster.start({ kind, dir, size: 3, heartbeatMs: 50, electionMs: 500 });
     const c = cluster;
-    const clients = c.members.map((m) =>
-      createClients(m.endpoint, undefined, {
-        "grpc.initial_reconnect_backoff_ms": 50,
-        "grpc.max_reconnect_backoff_ms": 300,
-      }),
-    );
+    const clients = faultTestClients(c.members);
     const frozen = new Set<number>();
     const usable = () =>
       c.members.map((_, i) => i).filter((i) => c.members[i]!.process !== null && !frozen.has(i));
