@@ -1,6 +1,6 @@
 // Compaction under faults. Three writers put to five keys through any member (with prev_kv), a
 // compactor compacts close behind the newest revision (physical or not at random, and now and then
-// at a revision already asked for), two readers read the keys at past revisions through any member,
+// at a revision already compacted), two readers read the keys at past revisions through any member,
 // and watchers follow the keys from revision 1, while a nemesis kills members and restarts them,
 // freezes one for longer than an election timeout, moves the leadership, and keeps a follower down
 // while the others write and compact past the entries the leader keeps for it, so that it comes
@@ -159,20 +159,22 @@ class Run {
 
   /**
    * Compacts every 150–400 ms, up to 40 revisions behind the newest the recorder has had (never
-   * past it: its events are the list of changes), physical or not at random; one time in ten at a
-   * revision already asked for, which is refused once that compaction is applied.
+   * past it: its events are the list of changes), physical or not at random. One time in ten, and
+   * every eighth time, it asks again for a revision at or below the highest compaction already
+   * acknowledged, which must be refused.
    */
   async compactor(seed: number, recorderNext: () => bigint): Promise<void> {
     const rnd = new SeededRandom(BigInt(seed) * 1000n + 900n);
     let asked = 1n;
-    while (this.loadRunning) {
+    let acknowledged = 0n;
+    for (let round = 0; this.loadRunning; round++) {
       await pause(150 + rnd.intBelow(250));
       const i = this.pick(rnd);
       // Not after the load: the last revision must stay above the compactions for HashKV.
       if (i === undefined || !this.loadRunning) continue;
-      const again = asked > 1n && rnd.chance(0.1);
+      const again = acknowledged > 0n && (round % 8 === 7 || rnd.chance(0.1));
       const revision = again
-        ? 1n + BigInt(rnd.intBelow(Number(asked)))
+        ? 1n + BigInt(rnd.intBelow(Number(acknowledged)))
         : recorderNext() - 1n - BigInt(rnd.intBelow(40));
       if (!again && revision <= asked) continue;
       if (!again) asked = revision;
@@ -184,6 +186,7 @@ class Run {
       );
       const by = this.cluster.members[i]!.name;
       this.compactions.push({ revision, physical, by, invokedAt, returnedAt: performance.now(), outcome });
+      if (outcome === "ok" && revision > acknowledged) acknowledged = revision;
     }
   }
 
@@ -409,66 +412,68 @@ async function runSeed(run: Run, seed: number): Promise<void> {
     const last = await linearizableRevision(run.clients[0]!);
     await until(() => watchers.reached(last), "the watchers to catch up", 30_000).catch(() => {});
     await watchers.stop();
-
-    const recorded = run.sessions.filter((s) => s.watcher === RECORDER);
-    const changes = recordedChanges(recorded);
-    const asked = run.compactions.filter((c) => c.outcome === "ok" || c.outcome === "unknown");
-    const problems = [
-      ...checkChanges(changes, run.puts),
-      ...checkCompactions(run.compactions),
-      ...checkReads(run.reads, changes, run.compactions, run.puts),
-      ...checkWatches(run.sessions, changes, { catchUpTo: last, watchers: WATCHERS, compactions: asked }),
-      ...run.sessions
-        .filter(
-          (s) =>
-            s.end.startsWith("stalled") || (s.end.startsWith("cancelled") && s.compactRevision === undefined),
-        )
-        .map(
-          (s) => `watcher ${s.watcher}'s session on ${s.member} from revision ${s.startRevision}: ${s.end}`,
-        ),
-      ...(await checkMembers(run, changes, last)),
-    ];
-    const count = <T>(list: readonly T[], f: (x: T) => boolean) => list.filter(f).length;
-    const cancelled = count(run.sessions, (s) => s.compactRevision !== undefined);
-    const summary =
-      `${run.kind} seed ${seed}: ${run.puts.length} puts (${count(run.puts, (p) => p.answer !== undefined)} acknowledged), ` +
-      `${changes.length} changes, compactions ${JSON.stringify(tally(run.compactions.map((c) => c.outcome)))}, ` +
-      `reads ${JSON.stringify(tally(run.reads.map((r) => (typeof r.outcome === "string" ? r.outcome : "answered"))))}, ` +
-      `${run.sessions.length} watch sessions (${cancelled} cancelled as compacted), ` +
-      `${run.snapshotsAfterBehind} snapshots after being left behind, faults: ${run.faults.join(", ")}`;
-    console.log(summary);
-    if (problems.length > 0) {
-      mkdirSync(REPORT_DIR, { recursive: true });
-      const file = join(REPORT_DIR, `${run.kind}-seed-${seed}.json`);
-      const logs = Object.fromEntries(run.cluster.members.map((m) => [m.name, m.log.slice(-8000)]));
-      const kept = {
-        summary,
-        problems,
-        puts: run.puts,
-        compactions: run.compactions,
-        reads: run.reads,
-        sessions: run.sessions,
-        logs,
-      };
-      writeFileSync(file, JSON.stringify(kept, bigints, 1));
-      throw new Error(`${summary}\n(the run is kept in ${file})\n${problems.join("\n")}`);
-    }
-    // Not vacuous: compactions were made and refused, reads answered and refused, watches
-    // cancelled as compacted and resumed, leadership changed.
-    expect(count(run.compactions, (c) => c.outcome === "ok")).toBeGreaterThan(5);
-    expect(count(run.compactions, (c) => c.outcome === "compacted")).toBeGreaterThan(0);
-    expect(count(run.reads, (r) => typeof r.outcome !== "string")).toBeGreaterThan(20);
-    expect(count(run.reads, (r) => r.outcome === "compacted")).toBeGreaterThan(5);
-    // Some reads had to be refused: a compaction above them acknowledged before they were sent.
-    expect(count(run.reads, (r) => refusingCompaction(r, run.compactions) !== undefined)).toBeGreaterThan(0);
-    expect(cancelled).toBeGreaterThan(0);
-    if (run.kind === "chainfire") expect(run.snapshotsAfterBehind).toBeGreaterThan(0);
-    expect(
-      (await call<etcd.StatusResponse>(run.clients[0]!.maintenance, "status", {})).raftTerm,
-    ).toBeGreaterThan(termBefore);
+    await checkSeed(run, seed, last, termBefore);
   } finally {
     await watchers.stop();
   }
+}
+
+/** The checks of one seed's run, once the load has stopped, every member serves and the watchers stopped. */
+async function checkSeed(run: Run, seed: number, last: bigint, termBefore: bigint): Promise<void> {
+  const recorded = run.sessions.filter((s) => s.watcher === RECORDER);
+  const changes = recordedChanges(recorded);
+  const asked = run.compactions.filter((c) => c.outcome === "ok" || c.outcome === "unknown");
+  const problems = [
+    ...checkChanges(changes, run.puts),
+    ...checkCompactions(run.compactions),
+    ...checkReads(run.reads, changes, run.compactions, run.puts),
+    ...checkWatches(run.sessions, changes, { catchUpTo: last, watchers: WATCHERS, compactions: asked }),
+    ...run.sessions
+      .filter(
+        (s) =>
+          s.end.startsWith("stalled") || (s.end.startsWith("cancelled") && s.compactRevision === undefined),
+      )
+      .map((s) => `watcher ${s.watcher}'s session on ${s.member} from revision ${s.startRevision}: ${s.end}`),
+    ...(await checkMembers(run, changes, last)),
+  ];
+  const count = <T>(list: readonly T[], f: (x: T) => boolean) => list.filter(f).length;
+  const cancelled = count(run.sessions, (s) => s.compactRevision !== undefined);
+  const summary =
+    `${run.kind} seed ${seed}: ${run.puts.length} puts (${count(run.puts, (p) => p.answer !== undefined)} acknowledged), ` +
+    `${changes.length} changes, compactions ${JSON.stringify(tally(run.compactions.map((c) => c.outcome)))}, ` +
+    `reads ${JSON.stringify(tally(run.reads.map((r) => (typeof r.outcome === "string" ? r.outcome : "answered"))))}, ` +
+    `${run.sessions.length} watch sessions (${cancelled} cancelled as compacted), ` +
+    `${run.snapshotsAfterBehind} snapshots after being left behind, faults: ${run.faults.join(", ")}`;
+  console.log(summary);
+  if (problems.length > 0) {
+    mkdirSync(REPORT_DIR, { recursive: true });
+    const file = join(REPORT_DIR, `${run.kind}-seed-${seed}.json`);
+    const logs = Object.fromEntries(run.cluster.members.map((m) => [m.name, m.log.slice(-8000)]));
+    const kept = {
+      summary,
+      problems,
+      puts: run.puts,
+      compactions: run.compactions,
+      reads: run.reads,
+      sessions: run.sessions,
+      logs,
+    };
+    writeFileSync(file, JSON.stringify(kept, bigints, 1));
+    throw new Error(`${summary}\n(the run is kept in ${file})\n${problems.join("\n")}`);
+  }
+  // Not vacuous: compactions were made and refused, reads answered and refused, watches
+  // cancelled as compacted and resumed, leadership changed.
+  expect(count(run.compactions, (c) => c.outcome === "ok")).toBeGreaterThan(5);
+  expect(count(run.compactions, (c) => c.outcome === "compacted")).toBeGreaterThan(0);
+  expect(count(run.reads, (r) => typeof r.outcome !== "string")).toBeGreaterThan(20);
+  expect(count(run.reads, (r) => r.outcome === "compacted")).toBeGreaterThan(5);
+  // Some reads had to be refused: a compaction above them acknowledged before they were sent.
+  expect(count(run.reads, (r) => refusingCompaction(r, run.compactions) !== undefined)).toBeGreaterThan(0);
+  expect(cancelled).toBeGreaterThan(0);
+  if (run.kind === "chainfire") expect(run.snapshotsAfterBehind).toBeGreaterThan(0);
+  expect(
+    (await call<etcd.StatusResponse>(run.clients[0]!.maintenance, "status", {})).raftTerm,
+  ).toBeGreaterThan(termBefore);
 }
 
 function tally(items: readonly string[]): Record<string, number> {
