@@ -263,6 +263,10 @@ async function leaseSession(s: Session): Promise<void> {
   await run(s, ["put", "x", "y", "--lease=1234"]);
   // Both wrong (no such key, a revoked lease): a put is refused for its lease first.
   await run(s, ["put", "missing", "--ignore-value", `--lease=${id}`]);
+  // etcdctl's lock recipe: a lease, a key under the lock's name, a wait on any key created before it
+  // (a range by create revision, then a watch); the command runs holding it, and the key goes after.
+  await run(s, ["lock", "difflock", "echo", "held"]);
+  await run(s, ["get", "difflock", "--prefix", "--keys-only"]);
   // A client given a user connects to a cluster without authentication and carries on.
   await run(s, ["put", "authless", "v", "--user=ops:secret"]);
   await run(s, ["get", "authless", "--user=ops:secret", "--print-value-only"]);
