@@ -47,8 +47,9 @@ import {
   showKv,
 } from "./support/compaction-check.js";
 import { call, until } from "./support/daemon-cluster.js";
-import { countFromEnv, faultTestClients, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
+import { countFromEnv, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
 import { checkWatches, type WatchSession } from "./support/watch-check.js";
+import { FaultedCluster, faultClusterOptions } from "./support/fault-cluster.js";
 import { snapshotsReceived } from "./support/member-metrics.js";
 import { Watchers, watchedKv } from "./support/watchers.js";
 
@@ -76,9 +77,7 @@ function outcomeOf(err: ServiceError): Exclude<Outcome, "ok"> {
 }
 
 /** A 3-member cluster under load and faults, and what its clients recorded. */
-class Run {
-  readonly clients: ChainfireClients[];
-  readonly frozen = new Set<number>();
+class Run extends FaultedCluster {
   readonly puts: PutRecord[] = [];
   readonly compactions: CompactRecord[] = [];
   readonly reads: ReadRecord[] = [];
@@ -88,41 +87,27 @@ class Run {
   snapshotsAfterBehind = 0;
   stopped = false;
   private loadRunning = true;
-  private readonly ids: bigint[] = [];
+  /** The highest revision a put has been acknowledged at so far. */
+  private newestAcknowledged = 1n;
 
   constructor(
     readonly kind: ClusterKind,
-    readonly cluster: Cluster,
+    cluster: Cluster,
   ) {
-    this.clients = faultTestClients(cluster.members);
-  }
-
-  async start(): Promise<void> {
-    for (const c of this.clients)
-      this.ids.push((await call<etcd.StatusResponse>(c.maintenance, "status", {}, 5000)).header!.memberId);
+    super(cluster);
   }
 
   stop(): void {
     this.stopped = true;
     this.loadRunning = false;
     for (const m of this.cluster.members) m.process?.kill("SIGCONT");
-    for (const c of this.clients) c.close();
-  }
-
-  /** Members running and not frozen: the ones a client request can go to. */
-  usable(): number[] {
-    return this.cluster.members
-      .map((_, i) => i)
-      .filter((i) => this.cluster.members[i]!.process !== null && !this.frozen.has(i));
+    this.close();
   }
 
   private pick(rnd: SeededRandom): number | undefined {
     const members = this.usable();
     return members.length === 0 ? undefined : members[rnd.intBelow(members.length)];
   }
-
-  /** The highest revision a put has been acknowledged at so far. */
-  private newestAcknowledged = 1n;
 
   async writer(seed: number, w: number): Promise<void> {
     const rnd = new SeededRandom(BigInt(seed) * 1000n + BigInt(w));
@@ -230,20 +215,6 @@ class Run {
     }
   }
 
-  /** The leader's index, as a usable member reports it. */
-  async leader(): Promise<number> {
-    return until(async () => {
-      for (const i of this.usable()) {
-        const st = await call<etcd.StatusResponse>(this.clients[i]!.maintenance, "status", {}, 2000).catch(
-          () => undefined,
-        );
-        const at = st === undefined ? -1 : this.ids.indexOf(st.leader);
-        if (at >= 0) return at;
-      }
-      return undefined;
-    }, "a leader");
-  }
-
   /** One fault, on the leader half the time, undone before it returns. */
   async fault(kind: Fault, rnd: SeededRandom, recorderNext: () => bigint): Promise<void> {
     const leader = await this.leader();
@@ -293,7 +264,7 @@ class Run {
     );
   }
 
-  /** Ends the load and waits for its clients. */
+  /** Ends the load: the writers, compactor and readers stop after their request under way. */
   endLoad(): void {
     this.loadRunning = false;
   }
@@ -501,18 +472,8 @@ describe.each(KINDS)("compaction under faults: %s", (kind) => {
         cleanUp(); // a failed seed's cluster
         dir = mkdtempSync(join(tmpdir(), `compact-${kind}-${seed}-`));
         // Raft snapshots often, and few entries kept after one, so a member left behind needs one.
-        const extraArgs = ["--snapshot-count", "100"];
-        if (kind === "chainfire") extraArgs.push("--experimental-snapshot-catchup-entries", "20");
-        const cluster = await Cluster.start({
-          kind,
-          dir,
-          size: 3,
-          heartbeatMs: 50,
-          electionMs: 500,
-          extraArgs,
-        });
-        run = new Run(kind, cluster);
-        await run.start();
+        run = new Run(kind, await Cluster.start(faultClusterOptions(kind, dir, true)));
+        await run.readIds();
         await runSeed(run, seed);
         cleanUp();
       },

@@ -41,9 +41,10 @@ import {
   type SerializableRead,
 } from "./support/linearizability.js";
 import { checkWatches, type WatchSession } from "./support/watch-check.js";
+import { faultClusterOptions, faultTestClients } from "./support/fault-cluster.js";
 import { snapshotsReceived } from "./support/member-metrics.js";
 import { Watchers } from "./support/watchers.js";
-import { countFromEnv, faultTestClients, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
+import { countFromEnv, kindsFromEnv, seedsFromEnv } from "./support/random-diff.js";
 
 const SEEDS = seedsFromEnv("LIN_SEEDS", "1-2");
 const DURATION_MS = countFromEnv("LIN_DURATION_MS", 12_000);
@@ -130,8 +131,6 @@ class Subject {
   static async start(kind: ClusterKind, seed: number): Promise<Subject> {
     const dir = mkdtempSync(join(tmpdir(), `lin-${kind}-${seed}-`));
     // Raft snapshots often, so a restarted member sometimes catches up from one.
-    const extraArgs = ["--snapshot-count", "100"];
-    if (kind === "chainfire") extraArgs.push("--experimental-snapshot-catchup-entries", "20");
     const network = NETNS ? NetnsNetwork.create() : undefined;
     const place = (name: string): Placement => {
       const at = network!.ensureMember(name);
@@ -139,12 +138,7 @@ class Subject {
     };
     try {
       const cluster = await Cluster.start({
-        kind,
-        dir,
-        size: 3,
-        heartbeatMs: 50,
-        electionMs: 500,
-        extraArgs,
+        ...faultClusterOptions(kind, dir, true),
         ...(network === undefined ? {} : { place }),
       });
       const s = new Subject(kind, cluster, dir, network, seed);

@@ -15,7 +15,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../bench/cluster.js";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
 import { call, until } from "./support/daemon-cluster.js";
-import { faultTestClients, kindsFromEnv } from "./support/random-diff.js";
+import { FaultedCluster, faultClusterOptions } from "./support/fault-cluster.js";
+import { kindsFromEnv } from "./support/random-diff.js";
 
 const KINDS = kindsFromEnv("LEASE_KINDS");
 /** The kept lease's TTL: twice the longest the faults below leave the cluster without a leader. */
@@ -64,28 +65,12 @@ describe.each(KINDS)("leases under faults: %s", (kind) => {
 
   it("keeps a kept-alive lease's key through leader kills, freezes and moves, and expires one left alone", async () => {
     dir = mkdtempSync(join(tmpdir(), `lease-${kind}-`));
-    cluster = await Cluster.start({ kind, dir, size: 3, heartbeatMs: 50, electionMs: 500 });
+    cluster = await Cluster.start(faultClusterOptions(kind, dir, false));
     const c = cluster;
-    const clients = faultTestClients(c.members);
-    const frozen = new Set<number>();
-    const usable = () =>
-      c.members.map((_, i) => i).filter((i) => c.members[i]!.process !== null && !frozen.has(i));
-    const ids = await Promise.all(
-      clients.map(
-        async (cl) => (await call<etcd.StatusResponse>(cl.maintenance, "status", {})).header!.memberId,
-      ),
-    );
-    const leader = async (): Promise<number> =>
-      until(async () => {
-        for (const i of usable()) {
-          const st = await call<etcd.StatusResponse>(clients[i]!.maintenance, "status", {}, 2000).catch(
-            () => undefined,
-          );
-          const at = st === undefined ? -1 : ids.indexOf(st.leader);
-          if (at >= 0) return at;
-        }
-        return undefined;
-      }, "a leader");
+    const f = new FaultedCluster(c);
+    await f.readIds();
+    const { clients, frozen, ids } = f;
+    const usable = () => f.usable();
 
     /** A lease granted through member `i`, with key `key` attached to it. */
     const leasedKey = async (i: number, ttl: bigint, key: string) => {
@@ -138,7 +123,7 @@ describe.each(KINDS)("leases under faults: %s", (kind) => {
     try {
       for (const fault of ["kill", "freeze", "move", "kill", "freeze", "move"] as const) {
         await pause(700);
-        const l = await leader();
+        const l = await f.leader();
         const m = c.members[l]!;
         faults.push(`${fault} ${m.name} at ${Math.round(performance.now())}`);
         if (fault === "kill") {
@@ -205,6 +190,6 @@ describe.each(KINDS)("leases under faults: %s", (kind) => {
       });
       expect(ttl.TTL).toBe(-1n);
     }
-    for (const cl of clients) cl.close();
+    f.close();
   }, 240_000);
 });

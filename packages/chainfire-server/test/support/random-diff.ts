@@ -28,21 +28,6 @@ export function kindsFromEnv(name: string): ClusterKind[] {
   });
 }
 
-/**
- * Clients for each member of a cluster under faults: they reconnect within 300 ms to a member
- * restarted, and take any message size, as etcd's client does (a watch catching up sends up to
- * 1,000 revisions at once, and the fault tests write values of up to 16 KB).
- */
-export function faultTestClients(members: readonly { readonly endpoint: string }[]): ChainfireClients[] {
-  return members.map((m) =>
-    createClients(m.endpoint, undefined, {
-      "grpc.initial_reconnect_backoff_ms": 50,
-      "grpc.max_reconnect_backoff_ms": 300,
-      "grpc.max_receive_message_length": -1,
-    }),
-  );
-}
-
 /** A positive whole number from an environment variable, else `fallback`. */
 export function countFromEnv(name: string, fallback: number): number {
   const n = Number(process.env[name] ?? fallback);
