@@ -13,7 +13,11 @@ export {
   type RaftServiceStatus,
 } from "./service/raft-service.js";
 export type { ApplyEntry, Replicated, SnapshotJob, StateMachine } from "./service/state-machine.js";
-export { SnapshotWorker, type SnapshotWorkerOptions } from "./service/snapshot-worker.js";
+export {
+  type SnapshotFileJob,
+  SnapshotWorker,
+  type SnapshotWorkerOptions,
+} from "./service/snapshot-worker.js";
 export { type PersistBatch, SqliteLogStore, type SqliteLogStoreOptions } from "./storage/sqlite-log-store.js";
 export {
   DatabaseStillOpenError,

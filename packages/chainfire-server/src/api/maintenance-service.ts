@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { type ServerWritableStream, status } from "@grpc/grpc-js";
 import { etcd } from "@photoncloud/chainfire-api";
 import { errorSpecs } from "../errors.js";
+import type { ClientImage } from "../mvcc/client-image.js";
 import { type EtcdApiContext, proposeCommand, responseHeader } from "./context.js";
 import { grpcError, unary } from "./grpc-util.js";
 
@@ -40,29 +41,50 @@ export function maintenanceHandlers(ctx: EtcdApiContext): etcd.MaintenanceServer
 }
 
 /**
- * Like etcd: the database image in chunks, then its sha256 as the last 32 bytes. The image is made
- * off the event loop, as a Raft snapshot's is: a large store serialized here would stall this
- * member long enough for its followers to start an election.
+ * Like etcd: the database image in 32-KiB chunks, each with the bytes still to come, then the
+ * sha256 of the image as a last message of its own. The image is made off the event loop into a
+ * file, as a Raft snapshot's is (a large store serialized here would stall this member long
+ * enough for its followers to start an election), and read from that file as the client takes
+ * it: a chunk is read only once the stream has room for it.
  */
 async function streamSnapshot(
   ctx: EtcdApiContext,
   call: ServerWritableStream<etcd.SnapshotRequest, etcd.SnapshotResponse>,
 ): Promise<void> {
+  let image: ClientImage | undefined;
   try {
-    const { image: made, revision } = await ctx.store.imageOffLoop();
+    image = await ctx.store.clientImage();
     if (call.cancelled) return;
-    const header = responseHeader(ctx, revision);
-    const image = Buffer.from(made.buffer, made.byteOffset, made.byteLength);
-    const whole = Buffer.concat([image, createHash("sha256").update(image).digest()]);
-    for (let offset = 0; offset < whole.length; offset += SNAPSHOT_CHUNK_BYTES) {
-      const blob = whole.subarray(offset, offset + SNAPSHOT_CHUNK_BYTES);
-      const remainingBytes = BigInt(whole.length - offset - blob.length);
-      call.write({ header, remainingBytes, blob });
+    const header = responseHeader(ctx, image.revision);
+    const hash = createHash("sha256");
+    let sent = 0;
+    for (const blob of image.pieces(SNAPSHOT_CHUNK_BYTES)) {
+      hash.update(blob);
+      sent += blob.length;
+      const room = call.write({ header, remainingBytes: BigInt(image.sizeBytes - sent), blob });
+      if (!room) await drainedOrGone(call);
+      if (call.cancelled) return;
     }
+    call.write({ header, remainingBytes: 0n, blob: hash.digest() });
     call.end();
   } catch (err) {
     if (!call.cancelled) call.emit("error", grpcError(err));
+  } finally {
+    image?.release();
   }
+}
+
+/** Resolves once the stream has room again, or the client has gone. */
+function drainedOrGone(
+  call: ServerWritableStream<etcd.SnapshotRequest, etcd.SnapshotResponse>,
+): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const event of ["drain", "cancelled", "close", "error"]) call.off(event, done);
+      resolve();
+    };
+    for (const event of ["drain", "cancelled", "close", "error"]) call.once(event, done);
+  });
 }
 
 function statusOf(ctx: EtcdApiContext): etcd.StatusResponse {

@@ -1,6 +1,7 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import { type command, etcd, mvccpb } from "@photoncloud/chainfire-api";
 import { status } from "@grpc/grpc-js";
 import Database from "better-sqlite3";
@@ -24,6 +25,8 @@ function apply(...cmds: command.MvccCommand[]): command.MvccResult[] {
 const put = (key: string, value: string, extra: Partial<etcd.PutRequest> = {}) =>
   apply({ put: putRequest({ key: b(key), value: b(value), ...extra }) })[0]!;
 const keysOf = (r: etcd.RangeResponse) => r.kvs.map((kv) => kv.key.toString());
+/** The client images beside the store file `name`. */
+const imageFiles = (name: string) => readdirSync(dir).filter((f) => f.startsWith(`${name}.client-image-`));
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "chainfire-mvcc-"));
@@ -779,24 +782,48 @@ describe("MvccStore", () => {
   it("makes client images one after another on the worker, each of the state when it was pinned", async () => {
     // Proves Maintenance Snapshot and Hash requests arriving together are served off the event
     // loop without waiting on each other's pin: the second waits for the worker to be free, then
-    // pins the state of that moment (with the put applied in between).
+    // pins the state of that moment (with the put applied in between). Each image is a file beside
+    // the store that its release removes.
     store.close();
     store = new MvccStore({ path: join(dir, "images.db"), backendBatchIntervalMs: 60_000 });
     await store.startSnapshotWorker();
     for (let i = 0; i < 200; i++) put(`k${i}`, "v".repeat(200));
-    const first = store.imageOffLoop();
+    const first = store.clientImage();
     await new Promise((resolve) => setImmediate(resolve));
-    const second = store.imageOffLoop();
+    const second = store.clientImage();
     put("late", "x");
     const [one, two, hash] = await Promise.all([first, second, store.hash()]);
     expect(hash.revision).toBe(202n);
-    for (const [i, { image, revision }] of [one, two].entries()) {
+    expect(imageFiles("images.db")).toHaveLength(2);
+    for (const [i, image] of [one, two].entries()) {
+      const bytes = Buffer.concat([...image.pieces(1000)]);
+      expect(bytes.length).toBe(image.sizeBytes);
+      if (image.revision === 202n) expect(crc32(bytes) >>> 0).toBe(hash.hash);
       const copy = new MvccStore({ path: join(dir, `copy${i}.db`) });
-      copy.restore(image, 1n);
-      expect(copy.currentRevision()).toBe(revision);
-      expect(copy.range(rangeRequest({ key: b("late") })).kvs.length).toBe(revision === 202n ? 1 : 0);
+      copy.restore(bytes, 1n);
+      expect(copy.currentRevision()).toBe(image.revision);
+      expect(copy.range(rangeRequest({ key: b("late") })).kvs.length).toBe(image.revision === 202n ? 1 : 0);
       copy.close();
+      image.release();
     }
+    expect(imageFiles("images.db")).toEqual([]);
+  });
+
+  it("removes the client image a stopped process left, and leaves none for a request the close stopped", async () => {
+    // Proves a member's data dir does not keep images: one left by a killed process goes when the
+    // store opens, and a request the store's close stopped leaves no file. (The worker's own
+    // tests stop a copy half made.)
+    store.close();
+    const path = join(dir, "left.db");
+    writeFileSync(`${path}.client-image-1-0`, "left by a killed process");
+    store = new MvccStore({ path, backendBatchIntervalMs: 60_000 });
+    expect(imageFiles("left.db")).toEqual([]);
+    await store.startSnapshotWorker();
+    for (let i = 0; i < 100; i++) put(`k${i}`, "v".repeat(4000));
+    const making = store.clientImage();
+    store.close();
+    await expect(making).rejects.toThrow(/stopped/);
+    expect(imageFiles("left.db")).toEqual([]);
   });
 
   it("defragments off the event loop, keeping every write applied while the copy was made", async () => {

@@ -15,12 +15,21 @@ import {
   renameOverDatabase,
   replaceDatabaseFile,
   rollbackJournalCopy,
+  type SnapshotFileJob,
   type SnapshotJob,
   SnapshotWorker,
   type StateMachine,
 } from "@photoncloud/raft";
 import { ChainfireError, chainfireError } from "../errors.js";
 import { Backend, removeDefragCopy, type Row } from "./backend.js";
+import {
+  type ClientImage,
+  clientImagePath,
+  fileImage,
+  memoryImage,
+  removeClientImage,
+  removeLeftClientImages,
+} from "./client-image.js";
 import { KeyIndex, KeyRecord } from "./key-index.js";
 import { type KeyRange, keyRange, keyString } from "./key-range.js";
 import { Lessor, MAX_LEASE_TTL_SECONDS } from "./lessor.js";
@@ -150,6 +159,7 @@ export class MvccStore implements StateMachine {
       discardInterruptedReplace(options.path);
       // A defragmented copy a crash left unfinished: the file itself was never replaced by it.
       removeDefragCopy(`${options.path}${DEFRAG_SUFFIX}`);
+      removeLeftClientImages(options.path);
     }
     this.backend = this.openBackend(options.path);
     const worker = () =>
@@ -600,24 +610,37 @@ export class MvccStore implements StateMachine {
   /**
    * CRC-32 over the whole store image (etcd's Hash covers the whole backend), with the image made
    * off the event loop as a Raft snapshot's is (see `beginSnapshot`), and the revision it holds.
+   * The image is read a piece per turn of the event loop.
    */
   async hash(): Promise<{ hash: number; revision: bigint }> {
-    const { image, revision } = await this.imageOffLoop();
-    return { hash: crc32(image) >>> 0, revision };
+    const image = await this.clientImage();
+    try {
+      let hash = 0;
+      for (const piece of image.pieces(HASH_PIECE_BYTES)) {
+        hash = crc32(piece, hash);
+        await setImmediate();
+      }
+      return { hash: hash >>> 0, revision: image.revision };
+    } finally {
+      image.release();
+    }
   }
 
   /**
-   * An image of the store for a client (Maintenance Snapshot and Hash), made off the event loop by
-   * a worker of its own: it waits for that worker to finish the client images it is making, so
-   * that pinning this one never blocks the event loop behind them, and reports the revision the
-   * image holds. Failures are etcd's "server stopped" (the store closed) or "request timed out".
+   * An image of the store for a client (Maintenance Snapshot and Hash), written to a file beside
+   * the store by a worker of its own (SQLite's online backup of a view pinned at the applied
+   * index), so that neither the event loop nor the member's memory carries it. It waits for that
+   * worker to finish the client images it is making, so that pinning this one never blocks the
+   * event loop behind them, and reports the revision the image holds. The caller releases the
+   * image. Failures are etcd's "server stopped" (the store closed) or "request timed out".
    */
-  async imageOffLoop(): Promise<{ image: Uint8Array; revision: bigint }> {
+  async clientImage(): Promise<ClientImage> {
     const worker = this.clientImages;
-    if (worker === null) return { image: this.snapshot(), revision: this.revision };
-    let job: SnapshotJob | undefined;
+    if (worker === null) return memoryImage(this.snapshot(), this.revision);
+    let job: SnapshotFileJob | undefined;
     let revision = this.revision;
-    // `begin` answers undefined while the worker starts: again if a restore replaced the file
+    const file = clientImagePath(this.options.path);
+    // `beginFile` answers undefined while the worker starts: again if a restore replaced the file
     // while this call waited.
     for (let attempt = 0; job === undefined; attempt++) {
       try {
@@ -630,14 +653,17 @@ export class MvccStore implements StateMachine {
       if (attempt === 3) throw chainfireError("TIMEOUT");
       revision = this.revision;
       this.backend.commit();
-      job = worker.begin(this.applied);
+      job = worker.beginFile(this.applied, file);
     }
     try {
-      return { image: await job.image, revision };
+      await job.written;
     } catch {
-      // The worker was closed under it (the store closed, or a restore), or did not pin in time.
+      // The worker was closed under it (the store closed, a restore or a defragment), or did not
+      // pin in time. A copy the worker finished as it was closed is removed here.
+      removeClientImage(file);
       throw chainfireError(this.closed ? "STOPPED" : "TIMEOUT");
     }
+    return fileImage(file, revision);
   }
 
   // ---- apply --------------------------------------------------------------------------------------
@@ -1077,6 +1103,9 @@ function kvFromRow(row: Row): mvccpb.KeyValue {
 
 /** The defragmented copy of `<path>`, written beside it and renamed over it when complete. */
 const DEFRAG_SUFFIX = ".defrag";
+
+/** How much of a client image Hash reads per turn of the event loop. */
+const HASH_PIECE_BYTES = 4 * 1024 * 1024;
 
 /** Where the last compaction's revision is stored: -1 until the first compaction. */
 const COMPACTED_META = "compacted_revision";

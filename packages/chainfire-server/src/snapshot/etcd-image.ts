@@ -10,22 +10,18 @@ import { mvccpb } from "@photoncloud/chainfire-api";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import crc32c from "crc-32/crc32c.js";
 import { Backend } from "../mvcc/backend.js";
-import { BoltImage, isBoltImage } from "./bolt.js";
+import { BoltImage } from "./bolt.js";
 import {
-  type SnapshotImage,
+  readImage,
+  type SnapshotFile,
   SnapshotFileError,
   type SnapshotStatus,
   snapshotStatus,
 } from "./snapshot-file.js";
 
 /** The status of a snapshot file of either kind: chainfire's, or etcd's as etcdctl reports it. */
-export function anySnapshotStatus(snapshot: SnapshotImage, path: string): SnapshotStatus {
-  return isBoltImage(snapshot.image) ? etcdImageStatus(snapshot.image, path) : snapshotStatus(snapshot, path);
-}
-
-/** The store image a member starts from: chainfire's own, or one made from etcd's. */
-export function storeImageOf(snapshot: SnapshotImage, path: string, dropEtcdAuth = false): Buffer {
-  return isBoltImage(snapshot.image) ? etcdImageToStore(snapshot.image, path, dropEtcdAuth) : snapshot.image;
+export function anySnapshotStatus(file: SnapshotFile): SnapshotStatus {
+  return file.bolt ? etcdImageStatus(readImage(file), file.path) : snapshotStatus(file);
 }
 
 /** etcd's revision key: 8 bytes main, "_", 8 bytes sub (big-endian), and "t" for a deletion. */
@@ -74,7 +70,7 @@ function etcdAuthEnabled(bolt: BoltImage): boolean {
 }
 
 /** What `etcdctl snapshot status` prints for the image: its hash, revision, entries and size. */
-function etcdImageStatus(image: Buffer, path: string): SnapshotStatus {
+export function etcdImageStatus(image: Buffer, path: string): SnapshotStatus {
   const bolt = new BoltImage(image, path);
   // etcd's hash: CRC-32C over each bucket's name and then its keys and values, in key order.
   let hash = 0;
@@ -134,7 +130,7 @@ function decodeLease(
  * the leases, the current revision and the compaction. Throws SnapshotFileError for an image that
  * is not sound.
  */
-function etcdImageToStore(image: Buffer, path: string, dropAuth = false): Buffer {
+export function etcdImageToStore(image: Buffer, path: string, dropAuth = false): Buffer {
   const bolt = new BoltImage(image, path);
   // chainfire has no etcd authentication: restored, the data would answer every client.
   if (etcdAuthEnabled(bolt) && !dropAuth)

@@ -18,8 +18,17 @@ import {
 import { basename, dirname, join, resolve } from "node:path";
 import { rollbackJournalCopy, syncFolder } from "@photoncloud/raft";
 import Database from "better-sqlite3";
-import { type ProgressListener, readSnapshotFile, type SnapshotStatus } from "./snapshot-file.js";
-import { anySnapshotStatus, storeImageOf } from "./etcd-image.js";
+import { etcdImageStatus, etcdImageToStore } from "./etcd-image.js";
+import {
+  checkSnapshotFile,
+  copyImage,
+  databaseStatus,
+  type ProgressListener,
+  readImage,
+  type SnapshotFile,
+  type SnapshotStatus,
+  withImageDatabase,
+} from "./snapshot-file.js";
 
 export const MVCC_DB_FILE = "mvcc.db";
 /**
@@ -106,17 +115,59 @@ function checkArguments(opts: RestoreOptions): Map<string, string[]> {
   return cluster;
 }
 
-/** The image as the new cluster's store must start: Raft position 0, the old members' alarms gone. */
+/** Makes a store's database the start of a new cluster: Raft position 0, the old members' alarms gone. */
+function freshen(db: Database.Database): void {
+  db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('applied_index', 0)").run();
+  db.prepare("DELETE FROM meta WHERE name LIKE 'alarm:%'").run();
+}
+
+/** An image in memory (one made from etcd's), made fresh. */
 function freshImage(image: Buffer): Buffer {
   const db = new Database(rollbackJournalCopy(image));
   try {
-    db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('applied_index', 0)").run();
-    db.prepare("DELETE FROM meta WHERE name LIKE 'alarm:%'").run();
+    freshen(db);
     // A rollback-journal image: the daemon switches it to WAL when it opens it.
     return db.serialize();
   } finally {
     db.close();
   }
+}
+
+/**
+ * Writes the store's database for the new member at `target`: a chainfire image is copied there
+ * a piece at a time, checked and made fresh in place; an etcd image is converted in memory.
+ * Returns the snapshot's status.
+ */
+function writeStore(
+  file: SnapshotFile,
+  target: string,
+  opts: RestoreOptions,
+  onProgress: ProgressListener,
+): SnapshotStatus {
+  if (file.bolt) {
+    const image = readImage(file);
+    const status = etcdImageStatus(image, file.path);
+    writeImage(
+      target,
+      freshImage(etcdImageToStore(image, file.path, opts.dropEtcdAuth === true)),
+      onProgress,
+    );
+    return status;
+  }
+  const hash = copyImage(file, target, onProgress);
+  const status = withImageDatabase(target, file.path, false, (db) => {
+    const before = databaseStatus(db, hash, file.imageBytes);
+    freshen(db);
+    return before;
+  });
+  // What closing the database wrote (the rollback journal's commit) is made durable too.
+  const fd = openSync(target, "r+");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return status;
 }
 
 const WRITE_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -144,19 +195,19 @@ export interface RestoreResult {
 export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResult {
   const members = checkArguments(opts);
   const progress = opts.onProgress;
-  const snapshot = readSnapshotFile(file, opts.skipHashCheck === true, (done, total) =>
+  const snapshot = checkSnapshotFile(file, opts.skipHashCheck === true, (done, total) =>
     progress?.(done, total * 2),
   );
-  // An etcd snapshot file is taken too: its keys, revisions and leases become the store's.
-  const status = anySnapshotStatus(snapshot, file);
-  const image = freshImage(storeImageOf(snapshot, file, opts.dropEtcdAuth === true));
   const target = resolve(opts.dataDir);
   // Build beside the target and rename, so an interrupted restore never leaves a half data dir.
   const staging = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true, mode: 0o700 });
+  let status: SnapshotStatus;
   try {
-    writeImage(join(staging, MVCC_DB_FILE), image, (done, total) => progress?.(total + done, total * 2));
+    status = writeStore(snapshot, join(staging, MVCC_DB_FILE), opts, (done, total) =>
+      progress?.(total + done, total * 2),
+    );
     const restoredFor: RestoredFor = {
       name: opts.name,
       initialCluster: opts.initialCluster,

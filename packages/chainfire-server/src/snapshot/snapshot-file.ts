@@ -1,13 +1,17 @@
 // The snapshot file as `snapshot save` writes it and etcd's tools expect it: the state machine image
-// (a SQLite database, the MVCC store's `snapshot()`) followed by the sha256 of the image, 32 bytes.
-// Everything that reads a snapshot file goes through `readSnapshotFile`, which refuses a corrupt or
-// truncated file before any caller acts on it.
-import { createHash } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+// (a SQLite database, the MVCC store's image; or etcd's bbolt database) followed by the sha256 of the
+// image, 32 bytes. Everything that reads a snapshot file goes through `checkSnapshotFile`, which
+// refuses a corrupt or truncated file before any caller acts on it. Files are read in pieces, never
+// whole: a chainfire image is copied into a database file of its own (`copyImage`) to be opened.
+import { createHash, type Hash } from "node:crypto";
+import { closeSync, fstatSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { constants } from "node:buffer";
 import { crc32 } from "node:zlib";
-import { rollbackJournalCopy } from "@photoncloud/raft";
 import Database from "better-sqlite3";
 import { storedCompaction } from "../mvcc/store.js";
+import { isBoltImage } from "./bolt.js";
 
 export const SHA256_BYTES = 32;
 /** SQLite images are whole pages (multiples of 512), so a trailing hash leaves exactly 32 over. */
@@ -29,79 +33,224 @@ export class SnapshotFileError extends Error {
   }
 }
 
-export interface SnapshotImage {
-  /** The SQLite image without the trailer. */
-  readonly image: Buffer;
-  /** True when a trailing sha256 was present and matched. */
-  readonly hashChecked: boolean;
-}
-
-/** Splits image and trailer and checks the sha256; `skipHashCheck` accepts a bare database copy. */
 /** Reports how far a long step (hashing, writing) has gone; drives the CLI's progress bar. */
 export type ProgressListener = (doneBytes: number, totalBytes: number) => void;
 
-const HASH_CHUNK_BYTES = 4 * 1024 * 1024;
-
-function sha256(image: Buffer, onProgress?: ProgressListener): Buffer {
-  const hash = createHash("sha256");
-  for (let offset = 0; offset < image.length; offset += HASH_CHUNK_BYTES) {
-    hash.update(image.subarray(offset, offset + HASH_CHUNK_BYTES));
-    onProgress?.(Math.min(offset + HASH_CHUNK_BYTES, image.length), image.length);
-  }
-  return hash.digest();
+/** A snapshot file `checkSnapshotFile` accepted. */
+export interface SnapshotFile {
+  readonly path: string;
+  /** Bytes of the image: the file without its trailing sha256. */
+  readonly imageBytes: number;
+  /** True when a trailing sha256 was present and matched. */
+  readonly hashChecked: boolean;
+  /** etcd's bbolt database rather than a chainfire image. */
+  readonly bolt: boolean;
 }
 
-export function verifySnapshotBytes(
-  bytes: Buffer,
-  path: string,
-  skipHashCheck = false,
-  onProgress?: ProgressListener,
-): SnapshotImage {
-  const remainder = bytes.length % PAGE_GRANULE_BYTES;
-  const hasTrailer = remainder === SHA256_BYTES;
-  if (!hasTrailer && !skipHashCheck) {
+const PIECE_BYTES = 4 * 1024 * 1024;
+
+/** Reads bytes [0, `length`) of the open file `fd` a piece at a time, in order. */
+function* piecesOf(fd: number, length: number): Generator<Buffer> {
+  const piece = Buffer.allocUnsafe(Math.min(PIECE_BYTES, Math.max(length, 1)));
+  for (let position = 0; position < length; ) {
+    const n = readSync(fd, piece, 0, Math.min(piece.length, length - position), position);
+    if (n === 0) throw new Error(`the file ended at ${position} bytes, before ${length}`);
+    position += n;
+    yield piece.subarray(0, n);
+  }
+}
+
+/** Whether `totalBytes` is an image plus its trailer, and how many of them are the image. */
+function imageBytesOf(
+  totalBytes: number,
+  what: string,
+  skipHashCheck: boolean,
+): { image: number; trailer: boolean } {
+  const remainder = totalBytes % PAGE_GRANULE_BYTES;
+  const trailer = remainder === SHA256_BYTES;
+  if (!trailer && !skipHashCheck) {
     throw new SnapshotFileError(
       "SNAPSHOT_TRUNCATED",
-      `${path}: ${bytes.length} bytes is not an image plus its 32-byte sha256 (truncated or not a snapshot file); ` +
+      `${what}: ${totalBytes} bytes is not an image plus its 32-byte sha256 (truncated or not a snapshot file); ` +
         "a database copied without a hash needs --skip-hash-check",
     );
   }
-  if (!hasTrailer && remainder !== 0) {
+  if (!trailer && remainder !== 0) {
     throw new SnapshotFileError(
       "SNAPSHOT_TRUNCATED",
-      `${path}: ${bytes.length} bytes is not a whole database image (truncated)`,
+      `${what}: ${totalBytes} bytes is not a whole database image (truncated)`,
     );
   }
-  const image = hasTrailer ? bytes.subarray(0, bytes.length - SHA256_BYTES) : bytes;
-  if (hasTrailer && !skipHashCheck) {
-    const expected = bytes.subarray(bytes.length - SHA256_BYTES);
-    const actual = sha256(image, onProgress);
-    if (!actual.equals(expected)) {
-      throw new SnapshotFileError(
-        "SNAPSHOT_CORRUPT",
-        `${path}: sha256 mismatch (file says ${expected.toString("hex").slice(0, 16)}…, content is ${actual.toString("hex").slice(0, 16)}…): the snapshot is corrupt`,
-      );
-    }
-  }
-  return { image, hashChecked: hasTrailer && !skipHashCheck };
+  return { image: trailer ? totalBytes - SHA256_BYTES : totalBytes, trailer };
 }
 
-export function readSnapshotFile(
+function hashMismatch(what: string, expected: Buffer, actual: Buffer): SnapshotFileError {
+  return new SnapshotFileError(
+    "SNAPSHOT_CORRUPT",
+    `${what}: sha256 mismatch (file says ${expected.toString("hex").slice(0, 16)}…, content is ${actual.toString("hex").slice(0, 16)}…): the snapshot is corrupt`,
+  );
+}
+
+function unreadable(path: string, err: unknown): SnapshotFileError {
+  return new SnapshotFileError(
+    "SNAPSHOT_UNREADABLE",
+    `cannot read snapshot ${path}: ${(err as Error).message}`,
+  );
+}
+
+/**
+ * Checks the file at `path` is an image and its sha256 (the hash read through in pieces);
+ * `skipHashCheck` accepts a bare database copy.
+ */
+export function checkSnapshotFile(
   path: string,
   skipHashCheck = false,
   onProgress?: ProgressListener,
-): SnapshotImage {
-  let bytes: Buffer;
+): SnapshotFile {
+  let fd: number;
   try {
-    if (!statSync(path).isFile()) throw new Error("not a regular file");
-    bytes = readFileSync(path);
+    fd = openSync(path, "r");
   } catch (err) {
+    throw unreadable(path, err);
+  }
+  try {
+    let size: number;
+    const head = Buffer.alloc(24);
+    try {
+      const stat = fstatSync(fd);
+      if (!stat.isFile()) throw new Error("not a regular file");
+      size = stat.size;
+      readSync(fd, head, 0, head.length, 0);
+    } catch (err) {
+      throw unreadable(path, err);
+    }
+    const { image, trailer } = imageBytesOf(size, path, skipHashCheck);
+    if (trailer && !skipHashCheck) {
+      const hash = createHash("sha256");
+      let done = 0;
+      try {
+        for (const piece of piecesOf(fd, image)) {
+          hash.update(piece);
+          done += piece.length;
+          onProgress?.(done, image);
+        }
+      } catch (err) {
+        throw unreadable(path, err);
+      }
+      const expected = Buffer.alloc(SHA256_BYTES);
+      readSync(fd, expected, 0, SHA256_BYTES, image);
+      const actual = hash.digest();
+      if (!actual.equals(expected)) throw hashMismatch(path, expected, actual);
+    }
+    return { path, imageBytes: image, hashChecked: trailer && !skipHashCheck, bolt: isBoltImage(head) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The image of a checked file, in memory: etcd's images, which are read whole. */
+export function readImage(file: SnapshotFile): Buffer {
+  if (file.imageBytes > constants.MAX_LENGTH) {
     throw new SnapshotFileError(
       "SNAPSHOT_UNREADABLE",
-      `cannot read snapshot ${path}: ${(err as Error).message}`,
+      `${file.path}: an etcd image of ${file.imageBytes} bytes is more than the ${constants.MAX_LENGTH} this reads at once; compact and defragment etcd, then save again`,
     );
   }
-  return verifySnapshotBytes(bytes, path, skipHashCheck, onProgress);
+  const image = Buffer.allocUnsafe(file.imageBytes);
+  const fd = openSync(file.path, "r");
+  try {
+    let at = 0;
+    for (const piece of piecesOf(fd, file.imageBytes)) {
+      piece.copy(image, at);
+      at += piece.length;
+    }
+  } catch (err) {
+    throw unreadable(file.path, err);
+  } finally {
+    closeSync(fd);
+  }
+  return image;
+}
+
+/**
+ * Copies a checked file's image into `target`, a new file (mode 0600; made durable unless
+ * `durable` is false), as a rollback-journal database (the store switches it to WAL when it opens
+ * it), and returns the CRC-32 of the image as it is in the file (what Maintenance.Hash answered
+ * when it was taken).
+ */
+export function copyImage(
+  file: SnapshotFile,
+  target: string,
+  onProgress?: ProgressListener,
+  durable = true,
+): number {
+  let source: number;
+  try {
+    source = openSync(file.path, "r");
+  } catch (err) {
+    throw unreadable(file.path, err);
+  }
+  let crc = 0;
+  try {
+    const out = openSync(target, "wx", 0o600);
+    try {
+      let at = 0;
+      for (const piece of piecesOf(source, file.imageBytes)) {
+        crc = crc32(piece, crc);
+        if (at === 0 && isSqliteHeader(piece)) {
+          piece[18] = 1;
+          piece[19] = 1;
+        }
+        for (let written = 0; written < piece.length; ) {
+          written += writeSync(out, piece, written, piece.length - written, at + written);
+        }
+        at += piece.length;
+        onProgress?.(at, file.imageBytes);
+      }
+      if (durable) fsyncSync(out);
+    } finally {
+      closeSync(out);
+    }
+  } catch (err) {
+    rmSync(target, { force: true });
+    if (err instanceof SnapshotFileError) throw err;
+    throw unreadable(file.path, err);
+  } finally {
+    closeSync(source);
+  }
+  return crc >>> 0;
+}
+
+function isSqliteHeader(bytes: Buffer): boolean {
+  return bytes.length >= 100 && bytes.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000";
+}
+
+/**
+ * Checks what a client sends as a snapshot: its length, and its sha256 over everything but the
+ * last 32 bytes, fed a piece at a time as the pieces arrive (`update`), then `finish`.
+ */
+export class StreamedSnapshotCheck {
+  private readonly hash: Hash = createHash("sha256");
+  /** The last bytes seen, which may be the trailer: hashed once more bytes follow them. */
+  private held = Buffer.alloc(0);
+  private total = 0;
+
+  constructor(private readonly what: string) {}
+
+  update(piece: Buffer): void {
+    this.total += piece.length;
+    const joined = this.held.length === 0 ? piece : Buffer.concat([this.held, piece]);
+    const cut = Math.max(0, joined.length - SHA256_BYTES);
+    if (cut > 0) this.hash.update(joined.subarray(0, cut));
+    this.held = Buffer.from(joined.subarray(cut));
+  }
+
+  /** Throws SnapshotFileError unless what was fed is an image and its sha256. */
+  finish(): void {
+    imageBytesOf(this.total, this.what, false);
+    const actual = this.hash.digest();
+    if (!actual.equals(this.held)) throw hashMismatch(this.what, this.held, actual);
+  }
 }
 
 export interface SnapshotStatus {
@@ -113,15 +262,23 @@ export interface SnapshotStatus {
   totalSizeBytes: bigint;
 }
 
-/** Opens the image read-only in memory, checks it is a whole, sane MVCC database, and runs `fn`. */
-export function withImageDatabase<T>(image: Buffer, path: string, fn: (db: Database.Database) => T): T {
+/**
+ * Opens the database file `dbPath` (a copied image), checks it is a whole, sane MVCC database,
+ * and runs `fn`; `what` names the snapshot in errors.
+ */
+export function withImageDatabase<T>(
+  dbPath: string,
+  what: string,
+  readonly: boolean,
+  fn: (db: Database.Database) => T,
+): T {
   let db: Database.Database;
   try {
-    db = new Database(rollbackJournalCopy(image));
+    db = new Database(dbPath, { readonly, fileMustExist: true });
   } catch (err) {
     throw new SnapshotFileError(
       "SNAPSHOT_CORRUPT",
-      `${path}: not a chainfire snapshot (${(err as Error).message})`,
+      `${what}: not a chainfire snapshot (${(err as Error).message})`,
     );
   }
   try {
@@ -133,33 +290,44 @@ export function withImageDatabase<T>(image: Buffer, path: string, fn: (db: Datab
     if (check !== "ok" || !["kv", "meta", "lease"].every((t) => tables.includes(t))) {
       throw new SnapshotFileError(
         "SNAPSHOT_CORRUPT",
-        `${path}: not a chainfire MVCC image (integrity: ${String(check)})`,
+        `${what}: not a chainfire MVCC image (integrity: ${String(check)})`,
       );
     }
     return fn(db);
   } catch (err) {
     if (err instanceof SnapshotFileError) throw err;
-    throw new SnapshotFileError("SNAPSHOT_CORRUPT", `${path}: unreadable image (${(err as Error).message})`);
+    throw new SnapshotFileError("SNAPSHOT_CORRUPT", `${what}: unreadable image (${(err as Error).message})`);
   } finally {
     db.close();
   }
 }
 
-export function snapshotStatus(snapshot: SnapshotImage, path: string): SnapshotStatus {
-  return withImageDatabase(snapshot.image, path, (db) => {
-    const meta = db.prepare("SELECT value FROM meta WHERE name = ?").safeIntegers().pluck();
-    // A key is live when its newest row is not a tombstone (one row per key per revision).
-    const liveKeys = db
-      .prepare("SELECT COUNT(*) FROM (SELECT tombstone, MAX(main) FROM kv GROUP BY key) WHERE tombstone = 0")
-      .safeIntegers()
-      .pluck()
-      .get() as bigint;
-    return {
-      hash: crc32(snapshot.image) >>> 0,
-      revision: (meta.get("current_revision") as bigint | undefined) ?? 0n,
-      compactRevision: storedCompaction((name) => meta.get(name) as bigint | undefined),
-      totalKeys: liveKeys,
-      totalSizeBytes: BigInt(snapshot.image.length),
-    };
-  });
+/** The status of a chainfire image, from its database `db`; `hash` is the image's CRC-32. */
+export function databaseStatus(db: Database.Database, hash: number, imageBytes: number): SnapshotStatus {
+  const meta = db.prepare("SELECT value FROM meta WHERE name = ?").safeIntegers().pluck();
+  // A key is live when its newest row is not a tombstone (one row per key per revision).
+  const liveKeys = db
+    .prepare("SELECT COUNT(*) FROM (SELECT tombstone, MAX(main) FROM kv GROUP BY key) WHERE tombstone = 0")
+    .safeIntegers()
+    .pluck()
+    .get() as bigint;
+  return {
+    hash,
+    revision: (meta.get("current_revision") as bigint | undefined) ?? 0n,
+    compactRevision: storedCompaction((name) => meta.get(name) as bigint | undefined),
+    totalKeys: liveKeys,
+    totalSizeBytes: BigInt(imageBytes),
+  };
+}
+
+/** The status of a chainfire image: read from a copy of it in the system's temporary folder. */
+export function snapshotStatus(file: SnapshotFile): SnapshotStatus {
+  const dir = mkdtempSync(join(tmpdir(), "chainfire-snapshot-status-"));
+  try {
+    const copy = join(dir, "image.db");
+    const hash = copyImage(file, copy, undefined, false);
+    return withImageDatabase(copy, file.path, true, (db) => databaseStatus(db, hash, file.imageBytes));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -87,5 +87,69 @@ describe("SnapshotWorker", () => {
     void missing.start().catch(() => {});
     expect(missing.close()).toBe(true);
     db.close();
+  });
+});
+
+describe("SnapshotWorker file images", () => {
+  /** Rows of 1 KB, `count` of them: about 1 KB a row in the file. */
+  function fill(db: Database.Database, count: number): void {
+    db.exec("CREATE TABLE IF NOT EXISTS rows (v BLOB)");
+    const insert = db.prepare("INSERT INTO rows VALUES (?)");
+    db.transaction(() => {
+      for (let i = 0; i < count; i++) insert.run(Buffer.alloc(1000, i % 256));
+    })();
+  }
+
+  it("writes the view pinned at the index, while the writer goes on between the steps", async () => {
+    // Proves a file image is the state at the index it was begun at: the copy takes several steps
+    // (12 MB is three steps of 1,024 pages), and rows the writer adds meanwhile are not in it.
+    const { path, db } = database("file-a.db", 5);
+    fill(db, 12_000);
+    const worker = new SnapshotWorker({ path, appliedSql });
+    await worker.start();
+    const file = join(dir, "file-a.image");
+    const job = worker.beginFile(5n, file);
+    expect(job?.index).toBe(5n);
+    let written = false;
+    void job?.written.then(() => {
+      written = true;
+    });
+    let added = 0;
+    while (!written) {
+      fill(db, 50);
+      db.prepare("UPDATE applied SET idx = idx + 1").run();
+      added += 50;
+      await new Promise((r) => setImmediate(r));
+    }
+    await job?.written;
+    expect(added).toBeGreaterThan(50); // the writer wrote between steps
+    const image = new Database(file, { readonly: true });
+    expect(image.prepare("SELECT COUNT(*) FROM rows").pluck().get()).toBe(12_000);
+    expect(image.prepare(appliedSql).pluck().get()).toBe(5);
+    expect(image.pragma("integrity_check", { simple: true })).toBe("ok");
+    image.close();
+    expect(worker.close()).toBe(true);
+    db.close();
+  });
+
+  it("fails a file job at another index, and one the worker is closed under, leaving no file", async () => {
+    // Proves a file job's failures leave nothing behind, and that a close does not wait for a
+    // long copy: it stops at the next step.
+    const { path, db } = database("file-b.db", 3);
+    fill(db, 12_000);
+    const worker = new SnapshotWorker({ path, appliedSql });
+    await worker.start();
+    const wrong = join(dir, "file-b-wrong.image");
+    await expect(worker.beginFile(4n, wrong)?.written).rejects.toThrow(/index 3, expected 4/);
+    expect(existsSync(wrong)).toBe(false);
+
+    const file = join(dir, "file-b.image");
+    const job = worker.beginFile(3n, file);
+    const failed = expect(job?.written).rejects.toThrow(/closed/);
+    expect(worker.close()).toBe(true);
+    await failed;
+    await until("the stopped copy's file to be removed", () => !existsSync(file));
+    db.close();
+    expect(openOn(path)).toBe(0);
   });
 });

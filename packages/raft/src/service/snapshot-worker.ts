@@ -2,7 +2,8 @@
 // database: a worker thread with its own connection pins a read transaction at the caller's
 // applied index (the caller blocks only until the view is pinned), then builds the image while
 // the caller keeps applying entries. The view is checked: the applied index read inside it must be
-// the one expected, otherwise the job fails.
+// the one expected, otherwise the job fails. The image comes back in memory (`begin`) or is written
+// to a file (`beginFile`), which bounds neither the caller's memory nor a Buffer's size.
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { SnapshotJob } from "./state-machine.js";
@@ -11,14 +12,20 @@ import type { SnapshotJob } from "./state-machine.js";
  * Runs in the worker (plain CommonJS, so it needs no TypeScript loader). `appliedSql` returns one
  * row with column `idx`. The image is the whole database file as of the pinned view (SQLite's
  * serialization) or, with `imageSql`, its rows turned into JSON `[[idx, base64(cmd)], ...]`, the
- * format of AppendLogMachine.snapshot().
+ * format of AppendLogMachine.snapshot(). A file job copies the pinned view's pages into a new file
+ * with SQLite's online backup, a step of pages per turn of the worker's loop: the read transaction
+ * held across the steps keeps every step on the same view, so writers meanwhile change nothing in
+ * it. Jobs run one at a time; a close asked for during a file job stops that job at its next step.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
+const { rmSync } = require("node:fs");
 const pinned = new Int32Array(workerData.signal);
 const closed = new Int32Array(workerData.closed);
 function signal() { Atomics.store(pinned, 0, 1); Atomics.notify(pinned, 0); }
 function signalClosed() { Atomics.store(closed, 0, 1); Atomics.notify(closed, 0); }
+// Pages a file job copies per turn of the loop (4 MiB of 4-KiB pages): a close waits for one step.
+const FILE_STEP_PAGES = 1024;
 let db;
 try {
   const Database = require(workerData.driver);
@@ -30,23 +37,48 @@ try {
 db.defaultSafeIntegers(true);
 const applied = db.prepare(workerData.appliedSql);
 const rows = workerData.imageSql === undefined ? null : db.prepare(workerData.imageSql);
+const queue = [];
+let running = false;
+let closing = false;
 parentPort.postMessage({ ready: true });
 parentPort.on("message", (job) => {
-  if (job.close === true) {
-    // Jobs are handled one at a time: a snapshot being made is finished before this.
+  if (job.close === true) closing = true;
+  else queue.push(job);
+  if (!running) void drain();
+});
+async function drain() {
+  running = true;
+  while (queue.length > 0 && !closing) await run(queue.shift());
+  running = false;
+  if (closing) {
     db.close();
     signalClosed();
     parentPort.close();
-    return;
   }
-  let image;
+}
+/** Pins the view at the job's index (telling the caller once it is pinned, either way). */
+function pin(job) {
   try {
     db.exec("BEGIN");
     const row = applied.get();
     const at = row === undefined ? 0n : row.idx;
-    signal();
     if (at.toString() !== job.index) throw new Error("pinned view is at index " + at + ", expected " + job.index);
-    if (rows === null) {
+  } finally {
+    signal();
+  }
+}
+async function run(job) {
+  let image;
+  try {
+    pin(job);
+    if (job.file !== undefined) {
+      await db.backup(job.file, {
+        progress() {
+          if (closing) throw new Error("the state machine was closed while the image was made");
+          return FILE_STEP_PAGES;
+        },
+      });
+    } else if (rows === null) {
       image = db.serialize();
     } else {
       const out = [];
@@ -54,20 +86,31 @@ parentPort.on("message", (job) => {
       image = Buffer.from(JSON.stringify(out));
     }
   } catch (err) {
-    signal();
+    if (job.file !== undefined) rmSync(job.file, { force: true });
     parentPort.postMessage({ id: job.id, error: String((err && err.message) || err) });
     return;
   } finally {
     if (db.inTransaction) db.exec("COMMIT");
   }
+  if (job.file !== undefined) {
+    parentPort.postMessage({ id: job.id, file: true });
+    return;
+  }
   const ab = image.buffer.slice(image.byteOffset, image.byteOffset + image.byteLength);
   parentPort.postMessage({ id: job.id, image: ab }, [ab]);
-});
+}
 `;
 
 interface Pending {
-  resolve(image: Uint8Array): void;
+  /** The image of a `begin` job; undefined for a `beginFile` job, whose image is in its file. */
+  resolve(image: Uint8Array | undefined): void;
   reject(err: Error): void;
+}
+
+/** A `beginFile` job: `written` settles once the image is whole in the file (or has failed). */
+export interface SnapshotFileJob {
+  readonly index: bigint;
+  readonly written: Promise<void>;
 }
 
 export interface SnapshotWorkerOptions {
@@ -106,21 +149,38 @@ export class SnapshotWorker {
    * the caller never blocks on a thread start-up and takes this snapshot synchronously instead.
    */
   begin(index: bigint): SnapshotJob | undefined {
+    const job = this.post(index, undefined);
+    return job && { index, image: job as Promise<Uint8Array> };
+  }
+
+  /**
+   * As `begin`, but the worker writes the image to `file` (a new file, in an existing folder)
+   * instead of sending it: the caller reads it from there, in pieces, and removes it. A job that
+   * fails leaves no file.
+   */
+  beginFile(index: bigint, file: string): SnapshotFileJob | undefined {
+    const job = this.post(index, file);
+    return job && { index, written: job.then(() => undefined) };
+  }
+
+  private post(index: bigint, file: string | undefined): Promise<Uint8Array | undefined> | undefined {
     const worker = this.ensureWorker();
     if (!this.ready) return undefined;
     const flag = new Int32Array(this.signal);
     Atomics.store(flag, 0, 0);
     const id = this.nextId++;
-    const image = new Promise<Uint8Array>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const done = new Promise<Uint8Array | undefined>((resolve, reject) =>
+      this.pending.set(id, { resolve, reject }),
+    );
     // Settled to nothing, so the chain keeps no image alive.
-    this.inFlight = Promise.allSettled([this.inFlight, image]).then(() => undefined);
-    worker.postMessage({ id, index: index.toString() });
+    this.inFlight = Promise.allSettled([this.inFlight, done]).then(() => undefined);
+    worker.postMessage({ id, index: index.toString(), file });
     const waited = Atomics.wait(flag, 0, 0, this.options.pinTimeoutMs ?? 500);
     if (waited === "timed-out") {
       // The worker may still pin a later view: its answer no longer matters.
       this.settle(id, new Error("the snapshot worker did not pin its view in time"));
     }
-    return { index, image };
+    return done;
   }
 
   /** Starts the worker (if needed) and resolves once it can pin views. */
@@ -168,10 +228,12 @@ export class SnapshotWorker {
     worker.unref();
     // A worker closed earlier may still answer or exit after a new one started: only the current
     // one's events count (the jobs of a closed one were failed when it was closed).
-    worker.on("message", (m: { id: number; ready?: boolean; image?: ArrayBuffer; error?: string }) => {
+    type Answer = { id: number; ready?: boolean; image?: ArrayBuffer; file?: boolean; error?: string };
+    worker.on("message", (m: Answer) => {
       if (this.worker !== worker) return;
       if (m.ready === true) this.ready = true;
       else if (m.image !== undefined) this.pending.get(m.id)?.resolve(new Uint8Array(m.image));
+      else if (m.file === true) this.pending.get(m.id)?.resolve(undefined);
       else this.settle(m.id, new Error(m.error ?? "snapshot failed"));
       this.pending.delete(m.id);
     });
@@ -222,8 +284,9 @@ export class SnapshotWorker {
 
   /**
    * Fails the pending jobs, asks the worker to close its connection and waits for it (at most
-   * `closeTimeoutMs`: a snapshot the worker is making is finished first). Returns whether the
-   * connection is closed (true when no worker was started).
+   * `closeTimeoutMs`: an image the worker is serializing is finished first, a file job stops at
+   * its next step and removes its file). Returns whether the connection is closed (true when no
+   * worker was started).
    */
   close(): boolean {
     this.failAll(new Error("the state machine was closed"));

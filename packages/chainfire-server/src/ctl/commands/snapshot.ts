@@ -9,9 +9,9 @@ import { syncFolder } from "@photoncloud/raft";
 import cliProgress from "cli-progress";
 import { isBoltImage } from "../../snapshot/bolt.js";
 import { anySnapshotStatus } from "../../snapshot/etcd-image.js";
-import { readSnapshotFile, verifySnapshotBytes } from "../../snapshot/snapshot-file.js";
+import { checkSnapshotFile, SnapshotFileError, StreamedSnapshotCheck } from "../../snapshot/snapshot-file.js";
 import { type Connection, type Endpoint, fromGrpc } from "../connection.js";
-import { badArgument } from "../errors.js";
+import { badArgument, CtlError } from "../errors.js";
 import { type CtlIo, humanBytes, type OutputFormat, renderTable, toJson } from "../format.js";
 
 interface Progress {
@@ -42,26 +42,62 @@ export function progressBar(io: CtlIo, label: string): Progress {
   };
 }
 
-function receive(conn: Connection, io: CtlIo, endpoint: Endpoint): Promise<Buffer> {
+/**
+ * Streams Maintenance.Snapshot from `endpoint` into the new file `partial`, checking the trailing
+ * sha256 as the pieces arrive; the file is durable when this resolves. Nothing is held in memory
+ * but the pieces in flight.
+ */
+function receive(conn: Connection, io: CtlIo, endpoint: Endpoint, partial: string): Promise<void> {
   const progress = progressBar(io, "snapshot");
-  const chunks: Buffer[] = [];
+  const what = `snapshot from ${endpoint.address}`;
+  const check = new StreamedSnapshotCheck(what);
+  let fd: number;
+  try {
+    fd = openSync(partial, "w", 0o600);
+  } catch (err) {
+    throw badArgument(`cannot write snapshot to ${partial}: ${(err as Error).message}`);
+  }
   let receivedBytes = 0;
-  return new Promise<Buffer>((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     const stream = conn.clients(endpoint).maintenance.snapshot({}, conn.metadata());
+    let failed = false;
+    const fail = (err: Error) => {
+      failed = true;
+      progress.stop();
+      stream.cancel();
+      reject(err);
+    };
     stream.on("data", (res: etcd.SnapshotResponse) => {
-      chunks.push(Buffer.from(res.blob));
-      receivedBytes += res.blob.length;
+      if (failed) return;
+      const blob = Buffer.from(res.blob.buffer, res.blob.byteOffset, res.blob.byteLength);
+      try {
+        for (let done = 0; done < blob.length; ) done += writeSync(fd, blob, done);
+      } catch (err) {
+        fail(badArgument(`cannot write snapshot to ${partial}: ${(err as Error).message}`));
+        return;
+      }
+      check.update(blob);
+      receivedBytes += blob.length;
       progress.update(receivedBytes, receivedBytes + Number(res.remainingBytes));
     });
     stream.on("error", (err: ServiceError) => {
+      if (failed) return;
       progress.stop();
       reject(fromGrpc(err, endpoint));
     });
     stream.on("end", () => {
+      if (failed) return;
       progress.stop();
-      resolve(Buffer.concat(chunks));
+      try {
+        // Refuse to leave a bad file behind: the stream's own trailer must match its content.
+        check.finish();
+        fsyncSync(fd);
+        resolve();
+      } catch (err) {
+        reject(err);
+      }
     });
-  });
+  }).finally(() => closeSync(fd));
 }
 
 export async function snapshotSave(conn: Connection, io: CtlIo, file: string): Promise<void> {
@@ -71,30 +107,22 @@ export async function snapshotSave(conn: Connection, io: CtlIo, file: string): P
     );
   }
   const endpoint = await conn.primary();
-  const bytes = await receive(conn, io, endpoint);
-  // Refuse to leave a bad file behind: the stream's own trailer must match its content.
-  verifySnapshotBytes(bytes, `snapshot from ${endpoint.address}`);
   const partial = `${file}.part`;
   try {
-    const fd = openSync(partial, "w", 0o600);
-    try {
-      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    await receive(conn, io, endpoint, partial);
     renameSync(partial, file);
     // The name too: a power loss after "saved" must not take the file away.
     syncFolder(dirname(file));
   } catch (err) {
     rmSync(partial, { force: true });
+    if (err instanceof CtlError || err instanceof SnapshotFileError) throw err;
     throw badArgument(`cannot write snapshot to ${file}: ${(err as Error).message}`);
   }
   io.out(`Snapshot saved at ${file}`);
 }
 
 export function snapshotStatusCommand(io: CtlIo, format: OutputFormat, file: string): void {
-  const s = anySnapshotStatus(readSnapshotFile(file, isRawBoltFile(file)), file);
+  const s = anySnapshotStatus(checkSnapshotFile(file, isRawBoltFile(file)));
   if (format === "json") {
     io.out(
       // etcdctl's own field names for this one.
