@@ -187,7 +187,7 @@ describe("SqliteLogStore", () => {
   it("keeps a local snapshot in its own file, replaced and cleaned up safely", async () => {
     // Proves file-held snapshots: the data is served from the file across a reopen, the file a newer
     // snapshot replaces is deleted only once that change is synced, a snapshot from the leader
-    // (stored in the database) lets go of the file too, and stray files are removed at open.
+    // (in a file of its own) lets go of the file too, and stray files are removed at open.
     const { sub, path, s, cs } = storeInFolder("snapfiles");
     const first = await s.writeSnapshotFile(4n, [Buffer.from("head:"), Buffer.from("image at 4")]);
     expect(first).toBe("snap-4.snap");
@@ -214,6 +214,43 @@ describe("SqliteLogStore", () => {
     await r.sync();
     await vi.waitFor(() => expect(existsSync(join(sub, "snap-8.snap"))).toBe(false), { timeout: 10_000 });
     expect(Buffer.from(r.snapshot().data).toString()).toBe("from the leader");
+    r.close();
+  });
+
+  it("keeps a snapshot from the leader in a file of its own, not in the database", async () => {
+    // Proves a received snapshot is not bounded by SQLite's 1-GB value limit: its data is written
+    // to snap-<index>-received.snap before the transaction that records it, served from there across
+    // a reopen, and let go of when a newer one arrives; a file whose transaction never committed
+    // (a crash in between) is removed at open.
+    const { sub, path, s, cs } = storeInFolder("received");
+    const data = Buffer.alloc(3 * 1024 * 1024, 7);
+    s.persist({
+      hardState: null,
+      entries: [],
+      snapshot: { metadata: { index: 20n, term: 2n, confState: cs }, data },
+    });
+    await s.sync();
+    expect(readdirSync(sub).filter((f) => f.startsWith("snap-"))).toEqual(["snap-20-received.snap"]);
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare("SELECT length(data) FROM snapshot").pluck().get()).toBe(0);
+    db.close();
+    s.close();
+
+    writeFileSync(join(sub, "snap-30-received.snap"), "a crash before its transaction");
+    const r = new SqliteLogStore({ path });
+    expect(readdirSync(sub).filter((f) => f.startsWith("snap-"))).toEqual(["snap-20-received.snap"]);
+    expect(Buffer.from(r.snapshot().data).equals(data)).toBe(true);
+    expect(r.snapshot().metadata).toEqual({ index: 20n, term: 2n, confState: cs });
+    r.persist({
+      hardState: null,
+      entries: [],
+      snapshot: { metadata: { index: 40n, term: 3n, confState: cs }, data: Buffer.from("newer") },
+    });
+    await r.sync();
+    await vi.waitFor(() => expect(existsSync(join(sub, "snap-20-received.snap"))).toBe(false), {
+      timeout: 10_000,
+    });
+    expect(Buffer.from(r.snapshot().data).toString()).toBe("newer");
     r.close();
   });
 

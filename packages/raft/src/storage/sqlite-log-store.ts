@@ -5,7 +5,18 @@
 // (an fdatasync of the WAL file on libuv's thread pool, off the event loop). One `sync()` covers every
 // transaction written before it (group commit), and SQLite's WAL checksums make a crash keep a
 // prefix of the transactions, each whole or absent.
-import { closeSync, fdatasync, fsyncSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  fdatasync,
+  fdatasyncSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
@@ -24,8 +35,11 @@ import { EntryTail } from "./entry-tail.js";
 import { WalCheckpointer } from "./wal-checkpointer.js";
 import { syncFolder } from "./sync-files.js";
 
-/** Locally made snapshots are files named `snap-<index>.snap` beside the database (see `writeSnapshotFile`). */
-const SNAP_FILE = /^snap-(\d+)\.snap(\.tmp)?$/;
+/**
+ * Snapshots are files beside the database: `snap-<index>.snap` for one made locally (see
+ * `writeSnapshotFile`), `snap-<index>-received.snap` for one received from a leader (see `persist`).
+ */
+const SNAP_FILE = /^snap-(\d+)(-received)?\.snap(\.tmp)?$/;
 /** The meta key naming the file that holds the stored snapshot's data, when a file does. */
 const SNAP_FILE_KEY = "snapFile";
 /**
@@ -131,7 +145,7 @@ export class SqliteLogStore implements LogStorage {
   private readonly stmts;
   /** The Ready write, wrapped once (better-sqlite3 builds a new wrapper per `db.transaction`). */
   private readonly persistTx: Database.Transaction<
-    (batch: PersistBatch) => { replacedLog: boolean; fresh: Entry[] }
+    (batch: PersistBatch, received: string | null) => { replacedLog: boolean; fresh: Entry[] }
   >;
 
   constructor(opts: SqliteLogStoreOptions) {
@@ -164,7 +178,9 @@ export class SqliteLogStore implements LogStorage {
         "INSERT OR REPLACE INTO snapshot (id, idx, term, conf, data) VALUES (1, ?, ?, ?, ?)",
       ),
     };
-    this.persistTx = this.db.transaction((batch: PersistBatch) => this.persistInTx(batch));
+    this.persistTx = this.db.transaction((batch: PersistBatch, received: string | null) =>
+      this.persistInTx(batch, received),
+    );
     this.snapDir = this.db.memory ? null : dirname(opts.path);
     this.load(opts);
     this.trimFrom = (this.stmts.firstRow.get() as bigint | null) ?? this.snapIndex + 1n;
@@ -339,7 +355,14 @@ export class SqliteLogStore implements LogStorage {
     }
     const termOrVote = this.hard.term !== this.writtenTerm || this.hard.vote !== this.writtenVote;
     if (batch.snapshot === null && batch.entries.length === 0 && !termOrVote) return false;
-    const written = this.persistTx(batch);
+    const received = this.writeReceivedSnapshot(batch.snapshot);
+    let written: { replacedLog: boolean; fresh: Entry[] };
+    try {
+      written = this.persistTx(batch, received);
+    } catch (err) {
+      if (received !== null) rmSync(join(this.snapDir!, received), { force: true });
+      throw err;
+    }
     this.writeSeq++;
     // The tail follows the transaction only once it has committed.
     if (written.replacedLog) this.tail.clear();
@@ -411,15 +434,42 @@ export class SqliteLogStore implements LogStorage {
     });
   }
 
+  /**
+   * A snapshot from the leader, written to its own file before the transaction that records it
+   * (synced, renamed into place, folder synced), as a local one is: a row can hold at most 1 GB
+   * (SQLite's limit on a value), and stores past that were refused by every follower. Returns the
+   * file's name, or null when the batch stores no such snapshot or the database is in memory.
+   */
+  private writeReceivedSnapshot(snap: Snapshot | null): string | null {
+    const dir = this.snapDir;
+    if (dir === null || snap === null || snap.metadata.index <= this.snapIndex) return null;
+    const name = `snap-${snap.metadata.index}-received.snap`;
+    const tmp = join(dir, `${name}.tmp`);
+    const fd = openSync(tmp, "w");
+    try {
+      const data = toBuffer(snap.data);
+      for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, join(dir, name));
+    syncFolder(dir);
+    return name;
+  }
+
   /** Returns whether a snapshot replaced the log, and the entries appended. */
-  private persistInTx(batch: PersistBatch): { replacedLog: boolean; fresh: Entry[] } {
+  private persistInTx(
+    batch: PersistBatch,
+    received: string | null,
+  ): { replacedLog: boolean; fresh: Entry[] } {
     const snap = batch.snapshot;
     const replacedLog = snap !== null && snap.metadata.index > this.snapIndex;
     if (replacedLog) {
       // A snapshot from the leader replaces the whole log.
       this.stmts.deleteAll.run();
       this.trimFrom = snap.metadata.index + 1n;
-      this.writeSnapshotRow(snap);
+      this.writeSnapshotRow(snap, received);
       this.last = snap.metadata.index;
       this.lastTerm = snap.metadata.term;
       this.conf = snap.metadata.confState;
@@ -452,10 +502,13 @@ export class SqliteLogStore implements LogStorage {
     this.hardDirty = false;
   }
 
-  private writeSnapshotRow(snap: Snapshot): void {
+  /** The snapshot row, its data in the row or, when `file` is given, in that file. */
+  private writeSnapshotRow(snap: Snapshot, file: string | null): void {
     const m = snap.metadata;
-    this.stmts.setSnap.run(m.index, m.term, Buffer.from(encodeConfState(m.confState)), toBuffer(snap.data));
+    const data = file === null ? toBuffer(snap.data) : toBuffer(EMPTY);
+    this.stmts.setSnap.run(m.index, m.term, Buffer.from(encodeConfState(m.confState)), data);
     this.releaseSnapshotFile();
+    if (file !== null) this.setMeta(SNAP_FILE_KEY, Buffer.from(file));
     this.setCompacted(m.index, m.term);
     this.imageSent = true;
   }
