@@ -42,7 +42,8 @@ function rssOf(pid: number | undefined): number {
 function chainfirectl(
   args: string[],
   watched?: ChildProcess,
-): Promise<{ code: number | null; out: string; ctlPeak: number; watchedPeak: number }> {
+): Promise<{ code: number | null; out: string; ctlPeak: number; watchedPeak: number; seconds: number }> {
+  const started = performance.now();
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, [...CHAINFIRE_NODE_ARGS, CTL, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
@@ -58,7 +59,7 @@ function chainfirectl(
     proc.stderr.on("data", (c: Buffer) => (out += c.toString()));
     proc.on("exit", (code) => {
       clearInterval(sample);
-      resolve({ code, out, ctlPeak, watchedPeak });
+      resolve({ code, out, ctlPeak, watchedPeak, seconds: (performance.now() - started) / 1000 });
     });
   });
 }
@@ -131,7 +132,8 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
     const bound = Math.max(imageBytes / 4, 256 * MiB);
     console.log(
       `image ${(imageBytes / MiB).toFixed(0)} MiB: member RSS ${(before / MiB).toFixed(0)} → peak ${(save.watchedPeak / MiB).toFixed(0)} MiB during save; ` +
-        `chainfirectl peaks: save ${(save.ctlPeak / MiB).toFixed(0)}, status ${(status.ctlPeak / MiB).toFixed(0)}, restore ${(restore.ctlPeak / MiB).toFixed(0)} MiB`,
+        `chainfirectl peaks: save ${(save.ctlPeak / MiB).toFixed(0)}, status ${(status.ctlPeak / MiB).toFixed(0)}, restore ${(restore.ctlPeak / MiB).toFixed(0)} MiB; ` +
+        `seconds: save ${save.seconds.toFixed(1)}, status ${status.seconds.toFixed(1)}, restore ${restore.seconds.toFixed(1)}`,
     );
     expect(grown).toBeLessThan(bound);
     for (const run of [save, status, restore]) expect(run.ctlPeak).toBeLessThan(bound);
