@@ -18,12 +18,18 @@ export {
   SnapshotWorker,
   type SnapshotWorkerOptions,
 } from "./service/snapshot-worker.js";
-export { type PersistBatch, SqliteLogStore, type SqliteLogStoreOptions } from "./storage/sqlite-log-store.js";
+export {
+  type PersistBatch,
+  SqliteLogStore,
+  type SqliteLogStoreOptions,
+  snapshotBytes,
+} from "./storage/sqlite-log-store.js";
 export {
   DatabaseStillOpenError,
   discardInterruptedReplace,
   renameOverDatabase,
   replaceDatabaseFile,
+  replaceDatabaseFileFrom,
   rollbackJournalCopy,
   syncFile,
   syncFolder,

@@ -14,7 +14,7 @@ import {
 } from "../src/demo/local-cluster.js";
 import { decodeLayerSnapshot } from "../src/service/members.js";
 import { AppendLogMachine } from "../src/service/sqlite-test-machine.js";
-import { SqliteLogStore } from "../src/storage/sqlite-log-store.js";
+import { SqliteLogStore, snapshotBytes } from "../src/storage/sqlite-log-store.js";
 import { until } from "./helpers.js";
 
 let members: LocalMember[] = [];
@@ -46,7 +46,7 @@ describe("off-loop snapshots", () => {
     );
     for (const m of members) {
       const snap = m.service.node.store.snapshot();
-      const { members: snapMembers, image } = decodeLayerSnapshot(snap.data);
+      const { members: snapMembers, image } = decodeLayerSnapshot(snapshotBytes(snap));
       const check = new AppendLogMachine(join(dir, `check-${m.id}.db`));
       try {
         check.restore(image, snap.metadata.index);
@@ -80,7 +80,7 @@ describe("off-loop snapshots", () => {
     const snap = solo.service.node.store.snapshot();
     const check = new AppendLogMachine(join(dir, "check.db"));
     try {
-      check.restore(decodeLayerSnapshot(snap.data).image, snap.metadata.index);
+      check.restore(decodeLayerSnapshot(snapshotBytes(snap)).image, snap.metadata.index);
       expect(check.commands()).toEqual(solo.machine.commands().filter((c) => c.index <= snap.metadata.index));
     } finally {
       check.close();

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { SnapshotTemporarilyUnavailableError } from "../src/core/errors.js";
-import { SqliteLogStore } from "../src/storage/sqlite-log-store.js";
+import { SqliteLogStore, snapshotBytes } from "../src/storage/sqlite-log-store.js";
 
 const dir = mkdtempSync(join(tmpdir(), "raft-store-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -192,7 +192,7 @@ describe("SqliteLogStore", () => {
     const first = await s.writeSnapshotFile(4n, [Buffer.from("head:"), Buffer.from("image at 4")]);
     expect(first).toBe("snap-4.snap");
     s.createSnapshotFromFile(4n, cs, first!, 1n);
-    expect(Buffer.from(s.snapshot().data).toString()).toBe("head:image at 4");
+    expect(Buffer.from(snapshotBytes(s.snapshot())).toString()).toBe("head:image at 4");
     expect([s.snapshotIndex(), s.firstIndex()]).toEqual([4n, 4n]);
     const second = await s.writeSnapshotFile(8n, [Buffer.from("image at 8")]);
     s.createSnapshotFromFile(8n, cs, second!, 0n);
@@ -204,7 +204,7 @@ describe("SqliteLogStore", () => {
     writeFileSync(join(sub, "snap-9.snap.tmp"), "half written");
     const r = new SqliteLogStore({ path });
     expect(readdirSync(sub).filter((f) => f.startsWith("snap-"))).toEqual(["snap-8.snap"]);
-    expect(Buffer.from(r.snapshot().data).toString()).toBe("image at 8");
+    expect(Buffer.from(snapshotBytes(r.snapshot())).toString()).toBe("image at 8");
     expect(r.snapshot().metadata).toEqual({ index: 8n, term: 1n, confState: cs });
     r.persist({
       hardState: null,
@@ -213,7 +213,7 @@ describe("SqliteLogStore", () => {
     });
     await r.sync();
     await vi.waitFor(() => expect(existsSync(join(sub, "snap-8.snap"))).toBe(false), { timeout: 10_000 });
-    expect(Buffer.from(r.snapshot().data).toString()).toBe("from the leader");
+    expect(Buffer.from(snapshotBytes(r.snapshot())).toString()).toBe("from the leader");
     r.close();
   });
 
@@ -239,7 +239,7 @@ describe("SqliteLogStore", () => {
     writeFileSync(join(sub, "snap-30-received.snap"), "a crash before its transaction");
     const r = new SqliteLogStore({ path });
     expect(readdirSync(sub).filter((f) => f.startsWith("snap-"))).toEqual(["snap-20-received.snap"]);
-    expect(Buffer.from(r.snapshot().data).equals(data)).toBe(true);
+    expect(Buffer.from(snapshotBytes(r.snapshot())).equals(data)).toBe(true);
     expect(r.snapshot().metadata).toEqual({ index: 20n, term: 2n, confState: cs });
     r.persist({
       hardState: null,
@@ -250,7 +250,7 @@ describe("SqliteLogStore", () => {
     await vi.waitFor(() => expect(existsSync(join(sub, "snap-20-received.snap"))).toBe(false), {
       timeout: 10_000,
     });
-    expect(Buffer.from(r.snapshot().data).toString()).toBe("newer");
+    expect(Buffer.from(snapshotBytes(r.snapshot())).toString()).toBe("newer");
     r.close();
   });
 
@@ -278,7 +278,7 @@ describe("SqliteLogStore", () => {
     expect(r.snapshotInMachine()).toBe(false);
     // The image was made for a follower: it is marked unsent until the core reads it to send it.
     expect(r.imageUnsent()).toBe(true);
-    expect(Buffer.from(r.snapshot().data).toString()).toBe("image at 6");
+    expect(Buffer.from(snapshotBytes(r.snapshot())).toString()).toBe("image at 6");
     expect(r.imageUnsent()).toBe(false);
     expect(r.snapshot().metadata).toEqual({ index: 6n, term: 1n, confState: cs });
     r.createSnapshotMarker(9n, cs, 2n);
@@ -291,7 +291,7 @@ describe("SqliteLogStore", () => {
       snapshot: { metadata: { index: 20n, term: 2n, confState: cs }, data: Buffer.from("from the leader") },
     });
     expect(r.snapshotInMachine()).toBe(false);
-    expect(Buffer.from(r.snapshot().data).toString()).toBe("from the leader");
+    expect(Buffer.from(snapshotBytes(r.snapshot())).toString()).toBe("from the leader");
     r.close();
   });
 

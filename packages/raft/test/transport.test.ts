@@ -3,6 +3,9 @@
 // exponential backoff up to the maximum, and a peer that comes back is reached again with the
 // backoff reset; forwarded proposals travel in one ProposeBatch call, or one Propose call each
 // against a member that does not serve ProposeBatch.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import { credentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
@@ -152,6 +155,63 @@ describe("GrpcTransport", () => {
     await until("the stranger's snapshot delivered", () => receiver.received.length === 2);
     expect(got.success.has(9n)).toBe(false);
     expect(got.inflight.has(9n)).toBe(false);
+  });
+
+  it("streams a snapshot held in a file into a file on the receiver, and refuses one cut short", async () => {
+    // Proves snapshots of any size travel with bounded memory: the sender reads the file a chunk at
+    // a time, the receiver writes each chunk to the file it was given and hands that file on (no
+    // data in memory); a transfer that ends short of the bytes announced is refused and its file
+    // removed.
+    const dir = mkdtempSync(join(tmpdir(), "raft-transport-snap-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    let nextFile = 0;
+    const receiver = endpoint(2n, { receiveSnapshotInto: (index) => join(dir, `in-${index}-${nextFile++}`) });
+    const { url } = await serve(receiver);
+    receiver.transport.setPeer(1n, "http://127.0.0.1:1");
+    const outcomes: boolean[] = [];
+    const sender = new GrpcTransport(
+      1n,
+      {
+        onMessage: () => {},
+        onUnreachable: () => {},
+        onSnapshotStatus: (_p, ok) => outcomes.push(ok),
+        onForwardedPropose: () => Promise.reject(new Error("not used")),
+      },
+      { snapshotChunkBytes: 64 * 1024 },
+    );
+    cleanups.push(() => sender.stop());
+    sender.setPeer(2n, url);
+    const content = Buffer.alloc(5 * 1024 * 1024 + 123);
+    for (let i = 0; i + 4 <= content.length; i += 4) content.writeUInt32BE(i, i);
+    const source = join(dir, "snap-7.snap");
+    writeFileSync(source, content);
+    const snap = (bytes: number) =>
+      makeMessage({
+        type: MessageType.Snap,
+        from: 1n,
+        to: 2n,
+        term: 1n,
+        snapshot: {
+          metadata: { index: 7n, term: 1n, confState: { voters: [1n, 2n], learners: [] } },
+          data: new Uint8Array(),
+          file: { path: source, bytes },
+        },
+      });
+    sender.send([snap(content.length)]);
+    await until("the snapshot delivered", () => receiver.received.length === 1);
+    const got = receiver.received[0]!.snapshot!;
+    expect(got.data.length).toBe(0);
+    expect(got.file).toEqual({ path: join(dir, "in-7-0"), bytes: content.length });
+    expect(readFileSync(got.file!.path).equals(content)).toBe(true);
+    await until("the sender told of the outcome", () => outcomes.length === 1);
+    expect(outcomes).toEqual([true]);
+
+    // Announced longer than the file: the receiver gets fewer bytes and refuses.
+    sender.send([snap(content.length + 1)]);
+    await until("the short transfer refused", () => outcomes.length === 2);
+    expect(outcomes[1]).toBe(false);
+    expect(receiver.received).toHaveLength(1);
+    expect(readdirSync(dir).sort()).toEqual(["in-7-0", "snap-7.snap"]);
   });
 
   it("holds at most peerQueueMsgsMax messages per peer and reports the overflow", async () => {

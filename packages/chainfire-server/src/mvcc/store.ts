@@ -2,7 +2,7 @@
 // lease; history until compaction) as a Raft StateMachine. Writes arrive only as encoded MvccCommands
 // through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { setImmediate } from "node:timers/promises";
 import { crc32 } from "node:zlib";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
@@ -14,6 +14,7 @@ import {
   discardInterruptedReplace,
   renameOverDatabase,
   replaceDatabaseFile,
+  replaceDatabaseFileFrom,
   rollbackJournalCopy,
   type SnapshotFileJob,
   type SnapshotJob,
@@ -255,6 +256,22 @@ export class MvccStore implements StateMachine {
       replaceDatabaseFile(this.options.path, image);
       this.reopenFile(this.options.path);
     }
+    this.restored(index);
+  }
+
+  /** `restore` from a snapshot the Raft layer holds in a file: copied a piece at a time. */
+  restoreFromFile(source: string, offset: number, index: bigint): void {
+    if (this.options.path === ":memory:") {
+      this.restore(readFileSync(source).subarray(offset), index);
+      return;
+    }
+    if (!this.closeFile()) throw new DatabaseStillOpenError(this.options.path);
+    replaceDatabaseFileFrom(this.options.path, source, offset);
+    this.reopenFile(this.options.path);
+    this.restored(index);
+  }
+
+  private restored(index: bigint): void {
     this.backend.setMetaValue("applied_index", index);
     this.load();
     for (const listener of this.restoreListeners) listener();

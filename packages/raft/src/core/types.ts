@@ -53,7 +53,18 @@ export interface SnapshotMetadata {
  */
 export interface Snapshot {
   readonly metadata: SnapshotMetadata;
+  /** The data, when it is held in memory; empty when `file` holds it. */
   readonly data: Uint8Array;
+  /**
+   * The file holding the data, when it is too large to hold in memory: the storage's file of a
+   * stored snapshot, or the one the transport received into. The core passes it on untouched.
+   */
+  readonly file?: SnapshotDataFile;
+}
+
+export interface SnapshotDataFile {
+  readonly path: string;
+  readonly bytes: number;
 }
 
 export const ConfChangeType = {

@@ -5,6 +5,7 @@
 // and advances. Nothing that depends on a Ready's writes leaves before its fsync has completed.
 // It also snapshots every `snapshotEntries` applied entries and compacts the log, keeping a tail.
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeConfChange } from "../core/conf-change-codec.js";
 import { ProposalDroppedError } from "../core/errors.js";
@@ -21,6 +22,7 @@ import {
   type NodeId,
   type RaftLogger,
   type Ready,
+  type Snapshot,
   type SoftState,
   StateRole,
 } from "../core/types.js";
@@ -33,6 +35,7 @@ import {
   encodeMembers,
   type MemberInfo,
   memberChangeFromJson,
+  readLayerSnapshotHead,
 } from "../service/members.js";
 import type { ApplyEntry, SnapshotJob, StateMachine } from "../service/state-machine.js";
 import { SqliteLogStore } from "../storage/sqlite-log-store.js";
@@ -196,7 +199,7 @@ export class RaftNode {
           "member's data directory from a backup, or remove the member and add it again",
       );
     }
-    this.installSnapshotData(this.store.snapshot().data, snapIndex);
+    this.installSnapshot(this.store.snapshot(), snapIndex);
   }
 
   attachTransport(t: GrpcTransport): void {
@@ -404,7 +407,9 @@ export class RaftNode {
       this.transport?.flush();
     }
     if (rd.snapshot !== null) {
-      this.installSnapshotData(rd.snapshot.data, rd.snapshot.metadata.index);
+      // The stored snapshot, which `persist` has moved a received file into.
+      const stored = rd.snapshot.file === undefined ? rd.snapshot : this.store.snapshot();
+      this.installSnapshot(stored, rd.snapshot.metadata.index);
       this.confState = rd.snapshot.metadata.confState;
       this.applied = rd.snapshot.metadata.index;
       this.lastSnapshot = rd.snapshot.metadata.index;
@@ -418,9 +423,19 @@ export class RaftNode {
     this.maybeSnapshot();
   }
 
-  private installSnapshotData(data: Uint8Array, index: bigint): void {
-    const { members, image } = decodeLayerSnapshot(data);
-    this.sm.restore(image, index);
+  private installSnapshot(snapshot: Snapshot, index: bigint): void {
+    const file = snapshot.file;
+    if (file === undefined) {
+      const { members, image } = decodeLayerSnapshot(snapshot.data);
+      this.sm.restore(image, index);
+      this.setMembers(members);
+      return;
+    }
+    // In a file: the members from its head, the image from the rest (read by the machine itself
+    // when it can, so an image of any size never has to fit in memory).
+    const { members, imageOffset } = readLayerSnapshotHead(file.path);
+    if (this.sm.restoreFromFile !== undefined) this.sm.restoreFromFile(file.path, imageOffset, index);
+    else this.sm.restore(readFileSync(file.path).subarray(imageOffset), index);
     this.setMembers(members);
   }
 

@@ -1,5 +1,6 @@
 // Membership metadata (name and URLs of each member), replicated in the ConfChange context,
 // persisted next to the log and carried in snapshots.
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import type { NodeId } from "../core/types.js";
 
 export interface MemberInfo {
@@ -87,4 +88,20 @@ export function decodeLayerSnapshot(b: Uint8Array): { members: MemberInfo[]; ima
   if (b.length === 0) return { members: [], image: b };
   const len = new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0);
   return { members: decodeMembers(b.subarray(4, 4 + len)), image: b.subarray(4 + len) };
+}
+
+/** The members at the head of a layer snapshot held in the file `path`, and where its image starts. */
+export function readLayerSnapshotHead(path: string): { members: MemberInfo[]; imageOffset: number } {
+  const fd = openSync(path, "r");
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return { members: [], imageOffset: 0 };
+    const length = Buffer.alloc(4);
+    readSync(fd, length, 0, 4, 0);
+    const head = Buffer.alloc(length.readUInt32BE(0));
+    readSync(fd, head, 0, head.length, 4);
+    return { members: decodeMembers(head), imageOffset: 4 + head.length };
+  } finally {
+    closeSync(fd);
+  }
 }

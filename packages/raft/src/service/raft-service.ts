@@ -196,7 +196,11 @@ export class RaftService implements Replicated, NodeListener {
           };
         },
       },
-      config.transport,
+      {
+        // A snapshot from a leader is received into a file the log store then takes over.
+        receiveSnapshotInto: (index) => this.node.store.receivedSnapshotFile(index),
+        ...config.transport,
+      },
     );
     this.node.attachTransport(this.transport);
   }

@@ -76,6 +76,12 @@ export interface StateMachine {
   persist?(): Promise<void> | null;
   /** Replaces the whole state with `image`, taken at `index`; records `index` as applied. */
   restore(image: Uint8Array, index: bigint): void;
+  /**
+   * Optional: `restore` with the image read from the file `source`, from byte `offset` to its end
+   * (a snapshot too large to hold in memory; the file stays the layer's). Without it, the layer
+   * reads the image into memory and calls `restore`.
+   */
+  restoreFromFile?(source: string, offset: number, index: bigint): void;
   /** Releases resources (closes databases). */
   close(): void;
 }

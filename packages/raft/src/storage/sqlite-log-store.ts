@@ -15,6 +15,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
@@ -37,9 +38,10 @@ import { syncFolder } from "./sync-files.js";
 
 /**
  * Snapshots are files beside the database: `snap-<index>.snap` for one made locally (see
- * `writeSnapshotFile`), `snap-<index>-received.snap` for one received from a leader (see `persist`).
+ * `writeSnapshotFile`), `snap-<index>-received.snap` for one received from a leader (see `persist`;
+ * the transport receives into `snap-<index>-received.snap.<n>.tmp`, see `receivedSnapshotFile`).
  */
-const SNAP_FILE = /^snap-(\d+)(-received)?\.snap(\.tmp)?$/;
+const SNAP_FILE = /^snap-(\d+)(-received)?\.snap(\.\d+)?(\.tmp)?$/;
 /** The meta key naming the file that holds the stored snapshot's data, when a file does. */
 const SNAP_FILE_KEY = "snapFile";
 /**
@@ -49,6 +51,11 @@ const SNAP_FILE_KEY = "snapFile";
 const SNAP_IN_MACHINE_KEY = "snapInMachine";
 
 const EMPTY = new Uint8Array(0);
+
+/** A snapshot's data, read from its file when a file holds it (for tests and small snapshots). */
+export function snapshotBytes(snap: Snapshot): Uint8Array {
+  return snap.file === undefined ? snap.data : readFileSync(snap.file.path);
+}
 /**
  * Compacted entries are deleted this many per transaction, riding along with the next writes: a
  * snapshot compacts ~100k entries at once, and one DELETE of them all held the event loop ~0.2 s.
@@ -128,6 +135,8 @@ export class SqliteLogStore implements LogStorage {
   private checkpointer: WalCheckpointer | null = null;
   /** The folder of snapshot files (null for an in-memory database). */
   private readonly snapDir: string | null;
+  /** Numbers the files snapshots are received into (see `receivedSnapshotFile`). */
+  private nextReceived = 0;
   /** Snapshot files no longer referenced, deleted once the transaction that let go of them is synced. */
   private obsoleteFiles: { seq: number; file: string }[] = [];
   /**
@@ -320,15 +329,12 @@ export class SqliteLogStore implements LogStorage {
       throw new SnapshotTemporarilyUnavailableError();
     }
     const file = this.getMeta(SNAP_FILE_KEY);
-    const data =
-      file !== undefined && this.snapDir !== null
-        ? readFileSync(join(this.snapDir, file.toString()))
-        : row.data;
     this.imageSent = true;
-    return {
-      metadata: { index: row.idx, term: row.term, confState: decodeConfState(row.conf) },
-      data,
-    };
+    const metadata = { index: row.idx, term: row.term, confState: decodeConfState(row.conf) };
+    if (file === undefined || this.snapDir === null) return { metadata, data: row.data };
+    // Handed out as the file: the transport streams it, an install reads it in pieces.
+    const path = join(this.snapDir, file.toString());
+    return { metadata, data: EMPTY, file: { path, bytes: statSync(path).size } };
   }
 
   // ---- Write side -------------------------------------------------------------------------
@@ -444,6 +450,12 @@ export class SqliteLogStore implements LogStorage {
     const dir = this.snapDir;
     if (dir === null || snap === null || snap.metadata.index <= this.snapIndex) return null;
     const name = `snap-${snap.metadata.index}-received.snap`;
+    if (snap.file !== undefined) {
+      // Received into a file of its own by the transport, and synced: only its name changes.
+      renameSync(snap.file.path, join(dir, name));
+      syncFolder(dir);
+      return name;
+    }
     const tmp = join(dir, `${name}.tmp`);
     const fd = openSync(tmp, "w");
     try {
@@ -575,6 +587,15 @@ export class SqliteLogStore implements LogStorage {
       await dirHandle.close();
     }
     return name;
+  }
+
+  /**
+   * Where the transport may receive a snapshot at `index` from a leader (null for an in-memory
+   * database): a file name `persist` takes over, and that a restart removes if it never does.
+   */
+  receivedSnapshotFile(index: bigint): string | null {
+    if (this.snapDir === null) return null;
+    return join(this.snapDir, `snap-${index}-received.snap.${this.nextReceived++}.tmp`);
   }
 
   /** Deletes a snapshot file written by `writeSnapshotFile` that will not be stored after all. */

@@ -15,6 +15,7 @@ import {
   fsync,
   fsyncSync,
   openSync,
+  readSync,
   renameSync,
   rmSync,
   writeSync,
@@ -136,6 +137,37 @@ export function replaceDatabaseFile(path: string, content: Uint8Array): void {
   writeDatabaseFile(staging, content);
   renameOverDatabase(staging, path);
 }
+
+/**
+ * `replaceDatabaseFile` with the content read from the file `source`, from byte `offset` to its
+ * end, a piece at a time: an image of any size, without holding it in memory.
+ */
+export function replaceDatabaseFileFrom(path: string, source: string, offset: number): void {
+  const staging = `${path}.restore`;
+  const from = openSync(source, "r");
+  try {
+    const to = openSync(staging, "w");
+    try {
+      const piece = Buffer.allocUnsafe(COPY_PIECE_BYTES);
+      for (let at = offset, written = 0; ; ) {
+        const n = readSync(from, piece, 0, piece.length, at);
+        if (n === 0) break;
+        for (let done = 0; done < n; ) done += writeSync(to, piece, done, n - done, written + done);
+        at += n;
+        written += n;
+      }
+      fsyncSync(to);
+    } finally {
+      closeSync(to);
+    }
+  } finally {
+    closeSync(from);
+  }
+  syncFolder(dirname(path));
+  renameOverDatabase(staging, path);
+}
+
+const COPY_PIECE_BYTES = 4 * 1024 * 1024;
 
 /**
  * Steps 2 and 3 of `replaceDatabaseFile`: the complete, synced file `staged` (beside `path`)

@@ -1,6 +1,14 @@
 // Conversions between the core's messages and their protobuf form. Every 64-bit field stays a
 // bigint end to end; byte fields are wrapped (not copied) where possible.
-import type { ConfState, Entry, EntryType, Message, MessageType, Snapshot } from "../core/types.js";
+import type {
+  ConfState,
+  Entry,
+  EntryType,
+  Message,
+  MessageType,
+  Snapshot,
+  SnapshotDataFile,
+} from "../core/types.js";
 import type * as pb from "../gen/raft/v1/raft.js";
 
 export function toBuffer(b: Uint8Array): Buffer {
@@ -49,7 +57,11 @@ export function messageToProto(m: Message): pb.Message {
   };
 }
 
-export function messageFromProto(m: pb.Message, snapshotData?: Uint8Array): Message {
+export function messageFromProto(
+  m: pb.Message,
+  snapshotData?: Uint8Array,
+  snapshotFile?: SnapshotDataFile,
+): Message {
   let snapshot: Snapshot | null = null;
   if (m.snapshot !== undefined) {
     snapshot = {
@@ -59,6 +71,7 @@ export function messageFromProto(m: pb.Message, snapshotData?: Uint8Array): Mess
         confState: confStateFromProto(m.snapshot.confState),
       },
       data: snapshotData ?? new Uint8Array(),
+      ...(snapshotFile === undefined ? {} : { file: snapshotFile }),
     };
   }
   return {

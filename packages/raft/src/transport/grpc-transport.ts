@@ -9,10 +9,11 @@
 // them to https:// peers when the TLS options are unknown (custom `credentialsFor` only), and when
 // PHOTON_PEER_LEAN_STREAMS=0 (to compare, or to rule the lean client out). Snapshots, forwarded
 // proposals and membership calls stay on grpc-js.
+import { closeSync, fdatasync, openSync, read, rmSync, writeSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { GrpcClientConnection, type GrpcClientTarget, reusingEncoder } from "@photoncloud/daemon";
-import { type Message, MessageType, type NodeId } from "../core/types.js";
+import { type Message, MessageType, type NodeId, type SnapshotDataFile } from "../core/types.js";
 import * as pb from "../gen/raft/v1/raft.js";
 import { messageFromProto, messageToProto, toBuffer } from "./codec.js";
 
@@ -60,6 +61,12 @@ export interface GrpcTransportConfig {
    * client; they must match `credentialsFor`. Without them, https:// batch streams use grpc-js.
    */
   tlsFor?: (url: string) => ConnectionOptions | undefined;
+  /**
+   * Where to receive a snapshot at an index: a new file the data is written to as it arrives (and
+   * synced), handed on as the snapshot's `file`. Without it, or when it answers null, the data is
+   * gathered in memory.
+   */
+  receiveSnapshotInto?: (index: bigint) => string | null;
 }
 
 export interface PeerStats {
@@ -90,6 +97,23 @@ export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
 };
 
 const SEND_MESSAGES = pb.RaftPeerService.sendMessages;
+
+/** Reads into `buffer` from `position` of the open file `fd`, on libuv's thread pool. */
+function readAt(fd: number, buffer: Buffer, position: number): Promise<{ bytesRead: number }> {
+  return new Promise((resolve, reject) =>
+    read(fd, buffer, 0, buffer.length, position, (err, bytesRead) =>
+      err ? reject(err) : resolve({ bytesRead }),
+    ),
+  );
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
+}
 
 /** How long a replaced or closed peer connection may take to finish its stream. */
 const CONNECTION_CLOSE_MS = 1000;
@@ -473,11 +497,25 @@ export class GrpcTransport {
   }
 
   private sendSnapshot(p: Peer, m: Message): void {
+    const file = m.snapshot?.file;
     const data = m.snapshot?.data ?? new Uint8Array();
+    // Opened now: the storage may let go of the file (delete it) while it is being sent.
+    let fd: number | null = null;
+    if (file !== undefined) {
+      try {
+        fd = openSync(file.path, "r");
+      } catch {
+        this.handler.onSnapshotStatus(p.id, false);
+        return;
+      }
+    }
+    const totalBytes = file?.bytes ?? data.length;
     const started = performance.now();
     const sent = this.snapshotsSent;
     bump(sent.inflight, p.id);
+    let ended = false;
     const call = p.client.installSnapshot((err, ack) => {
+      ended = true;
       const ok = err === null && ack?.ok === true;
       bump(sent.inflight, p.id, -1);
       bump(ok ? sent.success : sent.failures, p.id);
@@ -490,13 +528,37 @@ export class GrpcTransport {
     call.on("error", () => {
       /* reported through the callback */
     });
-    call.write({ message: messageToProto(m), data: Buffer.alloc(0), totalBytes: BigInt(data.length) });
-    this.countSent(p.id, data.length);
+    call.write({ message: messageToProto(m), data: Buffer.alloc(0), totalBytes: BigInt(totalBytes) });
+    this.countSent(p.id, totalBytes);
     const chunk = this.config.snapshotChunkBytes;
-    for (let off = 0; off < data.length; off += chunk) {
-      call.write({ message: undefined, data: toBuffer(data.subarray(off, off + chunk)), totalBytes: 0n });
+    if (fd === null) {
+      for (let off = 0; off < data.length; off += chunk) {
+        call.write({ message: undefined, data: toBuffer(data.subarray(off, off + chunk)), totalBytes: 0n });
+      }
+      call.end();
+      return;
     }
-    call.end();
+    // From the file, a chunk at a time off the event loop, each once the call has room for it.
+    const from = fd;
+    void (async () => {
+      try {
+        for (let position = 0; position < totalBytes && !ended; ) {
+          const piece = Buffer.allocUnsafe(Math.min(chunk, totalBytes - position));
+          const { bytesRead } = await readAt(from, piece, position);
+          if (bytesRead === 0) throw new Error(`${file!.path} ended at ${position} of ${totalBytes} bytes`);
+          position += bytesRead;
+          const room = call.write({ message: undefined, data: piece.subarray(0, bytesRead), totalBytes: 0n });
+          if (!room && !ended)
+            await new Promise((resolve) => call.once("drain", resolve).once("error", resolve));
+        }
+        call.end();
+      } catch {
+        // A short file: the receiver sees fewer bytes than announced and refuses it.
+        call.cancel();
+      } finally {
+        closeSync(from);
+      }
+    })();
   }
 
   /** Forwards a proposal to `leader`; rejects with the gRPC error when it cannot be reached. */
@@ -672,11 +734,22 @@ export class GrpcTransport {
     let head: pb.Message | undefined;
     let total = 0n;
     const parts: Buffer[] = [];
+    // With `receiveSnapshotInto`, the data goes to a file as it arrives instead of to `parts`.
+    let into: { path: string; fd: number } | null = null;
+    let receivedBytes = 0;
+    let refused = false;
+    // From "end" on, the outcome is decided there (a cancellation reported after it changes nothing).
+    let ending = false;
     const started = performance.now();
     const received = this.snapshotsReceived;
     // Counted from the first message on, for a known peer only (a claimed ID must not add labels).
     let from: NodeId | undefined;
     const finish = (ok: boolean) => {
+      if (into !== null && !ok) {
+        closeQuietly(into.fd);
+        rmSync(into.path, { force: true });
+        into = null;
+      }
       if (from === undefined) return;
       bump(received.inflight, from, -1);
       bump(ok ? received.success : received.failures, from);
@@ -684,37 +757,82 @@ export class GrpcTransport {
       from = undefined;
     };
     call.on("data", (c: pb.SnapshotChunk) => {
-      if (c.message !== undefined) {
-        head = c.message;
-        total = c.totalBytes;
-        if (from === undefined && this.peers.has(head.from)) {
-          from = head.from;
-          bump(received.inflight, from);
+      if (refused) return;
+      try {
+        if (c.message !== undefined) {
+          head = c.message;
+          total = c.totalBytes;
+          if (from === undefined && this.peers.has(head.from)) {
+            from = head.from;
+            bump(received.inflight, from);
+          }
+          const path = this.config.receiveSnapshotInto?.(head.snapshot?.index ?? 0n) ?? null;
+          if (path !== null && into === null) into = { path, fd: openSync(path, "wx") };
+        } else if (into !== null) {
+          for (let done = 0; done < c.data.length; ) done += writeSync(into.fd, c.data, done);
+          receivedBytes += c.data.length;
+        } else {
+          parts.push(c.data);
+          receivedBytes += c.data.length;
         }
-      } else parts.push(c.data);
+      } catch {
+        // The file could not be written (a full disk): the transfer fails, the leader tries again.
+        refused = true;
+        finish(false);
+      }
     });
     call.on("end", () => {
-      const data = Buffer.concat(parts);
-      if (head === undefined || BigInt(data.length) !== total || this.stopped) {
+      ending = true;
+      if (refused || head === undefined || BigInt(receivedBytes) !== total || this.stopped) {
         finish(false);
         callback(null, { ok: false });
         return;
       }
-      this.countReceived(head.from, data.length);
-      try {
-        this.handler.onMessage(messageFromProto(head, data));
-      } catch (err) {
-        finish(false);
-        throw err;
+      const message = head;
+      this.countReceived(message.from, receivedBytes);
+      const deliver = (file: SnapshotDataFile | undefined) => {
+        if (this.stopped) {
+          finish(false);
+          callback(null, { ok: false });
+          return;
+        }
+        try {
+          this.handler.onMessage(
+            messageFromProto(message, file === undefined ? Buffer.concat(parts) : undefined, file),
+          );
+        } catch (err) {
+          finish(false);
+          throw err;
+        }
+        into = null; // the storage takes the file over (or removes it at its next start)
+        finish(true);
+        callback(null, { ok: true });
+      };
+      const file = into;
+      if (file === null) {
+        deliver(undefined);
+        return;
       }
-      finish(true);
-      callback(null, { ok: true });
+      // Durable before it is handed on: the storage records it as the snapshot without copying it.
+      fdatasync(file.fd, (err) => {
+        closeQuietly(file.fd);
+        if (err !== null) {
+          finish(false);
+          callback(null, { ok: false });
+          return;
+        }
+        deliver({ path: file.path, bytes: receivedBytes });
+      });
     });
     // A sender that goes away mid-transfer cancels the call, which grpc-js reports as "cancelled"
     // (and, in the cases seen, after an "end" too; it also reports it after a call that went
     // well, which `finish` has already counted). The sender reports the failure on its side.
-    call.on("cancelled", () => finish(false));
-    call.on("error", () => finish(false));
+    call.on("cancelled", () => {
+      if (!ending) finish(false);
+    });
+    call.on("error", () => {
+      if (!ending) finish(false);
+    });
   }
 
   register(server: grpc.Server): void {
