@@ -12,9 +12,14 @@ export {
   type RaftServiceConfig,
   type RaftServiceStatus,
 } from "./service/raft-service.js";
-export type { ApplyEntry, Replicated, SnapshotJob, StateMachine } from "./service/state-machine.js";
+export type {
+  ApplyEntry,
+  Replicated,
+  SnapshotFileJob,
+  SnapshotJob,
+  StateMachine,
+} from "./service/state-machine.js";
 export {
-  type SnapshotFileJob,
   SnapshotWorker,
   type SnapshotWorkerOptions,
 } from "./service/snapshot-worker.js";

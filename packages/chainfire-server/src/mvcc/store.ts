@@ -238,6 +238,16 @@ export class MvccStore implements StateMachine {
   }
 
   /**
+   * `beginSnapshot` with the image written to the new file `file` by the worker (SQLite's online
+   * backup of the pinned view), for a store of any size; undefined while the worker is not running.
+   */
+  beginSnapshotFile(file: string): SnapshotFileJob | undefined {
+    if (!this.snapshotsOffLoop) return undefined;
+    this.backend.commit();
+    return this.snapshots?.beginFile(this.applied, file);
+  }
+
+  /**
    * The store's file is the snapshot the Raft layer records every interval, as etcd's backend is
    * (see StateMachine.persist): the open write transaction is committed and the file synced off the
    * event loop. An image (`beginSnapshot`) is made only for a follower that needs one.

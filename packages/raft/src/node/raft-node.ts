@@ -5,7 +5,7 @@
 // and advances. Nothing that depends on a Ready's writes leaves before its fsync has completed.
 // It also snapshots every `snapshotEntries` applied entries and compacts the log, keeping a tail.
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { decodeConfChange } from "../core/conf-change-codec.js";
 import { ProposalDroppedError } from "../core/errors.js";
@@ -31,6 +31,7 @@ import {
   decodeLayerSnapshot,
   decodeMembers,
   concatBytes,
+  encodeLayerSnapshotHead,
   encodeLayerSnapshotParts,
   encodeMembers,
   type MemberInfo,
@@ -556,6 +557,7 @@ export class RaftNode {
 
   /** Makes an image of the state at the applied index and stores it (off the loop when the machine can). */
   private takeImage(): void {
+    if (this.beginSnapshotFileJob()) return;
     if (this.sm.beginSnapshot !== undefined) {
       this.beginSnapshotJob(this.sm.beginSnapshot.bind(this.sm));
       return;
@@ -652,6 +654,48 @@ export class RaftNode {
       index,
       job.image.then((image) => this.finishSnapshot(index, members, confState, image)),
     );
+  }
+
+  /**
+   * `beginSnapshotJob` for a machine that writes its image to a file (StateMachine
+   * `beginSnapshotFile`): the stored snapshot file is then made from that file, a piece at a time,
+   * so no image is held in memory. Returns false when the machine cannot (the caller falls back).
+   */
+  private beginSnapshotFileJob(): boolean {
+    if (this.sm.beginSnapshotFile === undefined) return false;
+    const index = this.applied;
+    const scratch = this.store.scratchSnapshotFile(index);
+    if (scratch === null) return false;
+    const members = [...this.members.values()];
+    const confState = this.confState;
+    const smIndex = this.sm.appliedIndex();
+    const job = this.sm.beginSnapshotFile(scratch);
+    if (job === undefined) return false;
+    if (job.index !== smIndex) {
+      rmSync(scratch, { force: true });
+      throw new Error(
+        `state machine pinned its snapshot at ${job.index}, not at its applied index ${smIndex} (a bug)`,
+      );
+    }
+    const work = job.written
+      .then(() => this.finishSnapshotFromFile(index, members, confState, scratch))
+      .finally(() => rmSync(scratch, { force: true }));
+    this.trackSnapshotJob(index, work);
+    return true;
+  }
+
+  /** `finishSnapshot` for an image the machine wrote to the file `image`. */
+  private async finishSnapshotFromFile(
+    index: bigint,
+    members: readonly MemberInfo[],
+    confState: ConfState,
+    image: string,
+  ): Promise<void> {
+    if (!this.snapshotStillWanted(index)) return;
+    const tail = BigInt(this.config.snapshotTailEntries);
+    const file = await this.store.writeSnapshotFileFrom(index, encodeLayerSnapshotHead(members), image);
+    if (this.snapshotStillWanted(index)) this.store.createSnapshotFromFile(index, confState, file, tail);
+    else if (!this.stopped) this.store.discardSnapshotFile(file);
   }
 
   /**

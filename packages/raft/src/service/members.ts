@@ -67,11 +67,16 @@ export function encodeLayerSnapshot(members: Iterable<MemberInfo>, image: Uint8A
 
 /** The same bytes as `encodeLayerSnapshot`, as [header, image]: written out without copying the image. */
 export function encodeLayerSnapshotParts(members: Iterable<MemberInfo>, image: Uint8Array): Uint8Array[] {
+  return [encodeLayerSnapshotHead(members), image];
+}
+
+/** The bytes of a layer snapshot before its image: the members' length, then the members. */
+export function encodeLayerSnapshotHead(members: Iterable<MemberInfo>): Uint8Array {
   const m = encodeMembers(members);
   const head = new Uint8Array(4 + m.length);
   new DataView(head.buffer).setUint32(0, m.length);
   head.set(m, 4);
-  return [head, image];
+  return head;
 }
 
 export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {

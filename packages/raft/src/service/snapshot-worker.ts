@@ -6,7 +6,7 @@
 // to a file (`beginFile`), which bounds neither the caller's memory nor a Buffer's size.
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
-import type { SnapshotJob } from "./state-machine.js";
+import type { SnapshotFileJob, SnapshotJob } from "./state-machine.js";
 
 /**
  * Runs in the worker (plain CommonJS, so it needs no TypeScript loader). `appliedSql` returns one
@@ -107,11 +107,7 @@ interface Pending {
   reject(err: Error): void;
 }
 
-/** A `beginFile` job: `written` settles once the image is whole in the file (or has failed). */
-export interface SnapshotFileJob {
-  readonly index: bigint;
-  readonly written: Promise<void>;
-}
+export type { SnapshotFileJob };
 
 export interface SnapshotWorkerOptions {
   /** The database file (WAL mode, so a reader's view is not disturbed by the writer). */

@@ -24,6 +24,12 @@ export interface ApplyEntry {
 }
 
 /** A snapshot being produced off the event loop (see `StateMachine.beginSnapshot`). */
+/** A `beginSnapshotFile` job: `written` settles once the image is whole in its file (or has failed). */
+export interface SnapshotFileJob {
+  readonly index: bigint;
+  readonly written: Promise<void>;
+}
+
 export interface SnapshotJob {
   /**
    * The index the image is pinned at: `appliedIndex()` when the job began. (The layer stores the
@@ -64,6 +70,12 @@ export interface StateMachine {
    * promise rejects when the view cannot be kept; the layer then tries again at the next interval.
    */
   beginSnapshot?(): SnapshotJob;
+  /**
+   * Optional, like `beginSnapshot`: the image is written to the new file `file` instead of being
+   * handed over in memory, so an image of any size costs disk, not memory. Undefined when it
+   * cannot be done off the loop right now (the layer uses `beginSnapshot` or `snapshot` then).
+   */
+  beginSnapshotFile?(file: string): SnapshotFileJob | undefined;
   /**
    * Optional, for a machine that keeps its state in files of its own: commits everything applied so
    * far and resolves once those files are durable at `appliedIndex()` (synced to disk); returns null

@@ -18,7 +18,7 @@ import {
   statSync,
   writeSync,
 } from "node:fs";
-import { open, rename, unlink } from "node:fs/promises";
+import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { CompactedError, SnapshotTemporarilyUnavailableError, UnavailableError } from "../core/errors.js";
@@ -51,6 +51,8 @@ const SNAP_FILE_KEY = "snapFile";
 const SNAP_IN_MACHINE_KEY = "snapInMachine";
 
 const EMPTY = new Uint8Array(0);
+/** How much of an image file `writeSnapshotFileFrom` copies at a time. */
+const COPY_PIECE_BYTES = 4 * 1024 * 1024;
 
 /** A snapshot's data, read from its file when a file holds it (for tests and small snapshots). */
 export function snapshotBytes(snap: Snapshot): Uint8Array {
@@ -137,6 +139,8 @@ export class SqliteLogStore implements LogStorage {
   private readonly snapDir: string | null;
   /** Numbers the files snapshots are received into (see `receivedSnapshotFile`). */
   private nextReceived = 0;
+  /** Numbers the files images are made in (see `scratchSnapshotFile`). */
+  private nextScratch = 0;
   /** Snapshot files no longer referenced, deleted once the transaction that let go of them is synced. */
   private obsoleteFiles: { seq: number; file: string }[] = [];
   /**
@@ -568,13 +572,44 @@ export class SqliteLogStore implements LogStorage {
    * (store the data with `createSnapshot` then).
    */
   async writeSnapshotFile(index: bigint, parts: readonly Uint8Array[]): Promise<string | null> {
+    if (this.snapDir === null) return null;
+    return this.writeSnapshotFileWith(index, (fh) => fh.writev(parts.map(toBuffer)).then(() => undefined));
+  }
+
+  /**
+   * `writeSnapshotFile` for a snapshot whose image a state machine wrote to the file `image` (see
+   * `scratchSnapshotFile`): `head`, then the image copied a piece at a time, off the event loop.
+   * The image's file is left to the caller.
+   */
+  async writeSnapshotFileFrom(index: bigint, head: Uint8Array, image: string): Promise<string> {
+    return this.writeSnapshotFileWith(index, async (fh) => {
+      await fh.write(toBuffer(head));
+      const from = await open(image, "r");
+      try {
+        const piece = Buffer.allocUnsafe(COPY_PIECE_BYTES);
+        for (;;) {
+          const { bytesRead } = await from.read(piece, 0, piece.length, null);
+          if (bytesRead === 0) break;
+          await fh.write(piece, 0, bytesRead);
+        }
+      } finally {
+        await from.close();
+      }
+    });
+  }
+
+  /** Writes `snap-<index>.snap` with `fill`: synced, renamed into place, the folder synced. */
+  private async writeSnapshotFileWith(
+    index: bigint,
+    fill: (fh: FileHandle) => Promise<void>,
+  ): Promise<string> {
     const dir = this.snapDir;
-    if (dir === null) return null;
+    if (dir === null) throw new Error("an in-memory log store keeps no snapshot files");
     const name = `snap-${index}.snap`;
     const tmp = join(dir, `${name}.tmp`);
     const fh = await open(tmp, "w");
     try {
-      await fh.writev(parts.map(toBuffer));
+      await fill(fh);
       await fh.datasync();
     } finally {
       await fh.close();
@@ -587,6 +622,15 @@ export class SqliteLogStore implements LogStorage {
       await dirHandle.close();
     }
     return name;
+  }
+
+  /**
+   * A file a state machine may write an image of its state at `index` to (null for an in-memory
+   * database), for `writeSnapshotFileFrom`; the caller removes it, and a restart removes one left.
+   */
+  scratchSnapshotFile(index: bigint): string | null {
+    if (this.snapDir === null) return null;
+    return join(this.snapDir, `snap-${index}.snap.${this.nextScratch++}.tmp`);
   }
 
   /**
