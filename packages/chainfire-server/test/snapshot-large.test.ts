@@ -21,7 +21,7 @@ const CTL = join(import.meta.dirname, "..", "dist", "bin", "chainfirectl.js");
 const MiB = 1024 * 1024;
 
 /** Key i's value: 1 MB, its first bytes the key's number, so a misplaced value shows. */
-function valueOf(i: number): string {
+function valueFor(i: number): string {
   const head = `value-${i}-`;
   return head + String.fromCharCode(97 + (i % 26)).repeat(VALUE_BYTES - head.length);
 }
@@ -87,7 +87,7 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
     await cluster.leaderId([n1]);
     for (let next = 0; next < KEYS; ) {
       const batch = Array.from({ length: Math.min(4, KEYS - next) }, (_, j) => next + j);
-      await Promise.all(batch.map((i) => put(n1, keyOf(i), valueOf(i), 60_000)));
+      await Promise.all(batch.map((i) => put(n1, keyOf(i), valueFor(i), 60_000)));
       next += batch.length;
     }
 
@@ -123,7 +123,7 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
     expect(restore.code, restore.out).toBe(0);
     await cluster.start("r1", { initialCluster: undefined, extraFlags: quota });
     await cluster.leaderId([restored]);
-    for (const i of [0, Math.floor(KEYS / 2), KEYS - 1]) expect(await valueAt(restored, i)).toBe(valueOf(i));
+    for (const i of [0, Math.floor(KEYS / 2), KEYS - 1]) expect(await valueAt(restored, i)).toBe(valueFor(i));
     const count = await call<{ count: bigint }>(
       restored.clients.kv,
       "range",
@@ -177,13 +177,17 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
         .filter((l) => l.startsWith("etcd_network_snapshot_receive_success{"))
         .reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
       expect(received).toBeGreaterThanOrEqual(1);
+      // Received into a file of its own, which it keeps as its stored snapshot; nothing half done.
+      const raftFiles = readdirSync(join(n2.dataDir, "raft"));
+      expect(raftFiles.filter((f) => /^snap-\d+-received\.snap$/.test(f))).toHaveLength(1);
+      expect(raftFiles.filter((f) => f.endsWith(".tmp"))).toEqual([]);
       const serializable = (i: number) =>
         call<{ kvs: { value: Buffer }[] }>(
           n2.clients.kv,
           "range",
           rangeRequest({ key: Buffer.from(keyOf(i)), serializable: true }),
         ).then((res) => res.kvs[0]?.value.toString() ?? "(missing)");
-      for (const i of [0, Math.floor(KEYS / 2), KEYS - 1]) expect(await serializable(i)).toBe(valueOf(i));
+      for (const i of [0, Math.floor(KEYS / 2), KEYS - 1]) expect(await serializable(i)).toBe(valueFor(i));
       console.log(
         `learner caught up in ${seconds.toFixed(1)} s; leader RSS ${(before / MiB).toFixed(0)} → peak ${(leaderPeak / MiB).toFixed(0)} MiB`,
       );

@@ -236,20 +236,33 @@ describe("SqliteLogStore", () => {
     db.close();
     s.close();
 
+    // Left by a crash: a received file whose transaction never committed, one half received, and
+    // a scratch image with the journal its copy left.
     writeFileSync(join(sub, "snap-30-received.snap"), "a crash before its transaction");
+    writeFileSync(join(sub, "snap-31-received.snap.4.tmp"), "half received");
+    writeFileSync(join(sub, "snap-32.snap.2.tmp-journal"), "journal");
     const r = new SqliteLogStore({ path });
     expect(readdirSync(sub).filter((f) => f.startsWith("snap-"))).toEqual(["snap-20-received.snap"]);
     expect(Buffer.from(snapshotBytes(r.snapshot())).equals(data)).toBe(true);
     expect(r.snapshot().metadata).toEqual({ index: 20n, term: 2n, confState: cs });
+    // As the transport hands one on: already in a file of its own, which is renamed, not copied.
+    const into = r.receivedSnapshotFile(40n)!;
+    writeFileSync(into, "newer");
     r.persist({
       hardState: null,
       entries: [],
-      snapshot: { metadata: { index: 40n, term: 3n, confState: cs }, data: Buffer.from("newer") },
+      snapshot: {
+        metadata: { index: 40n, term: 3n, confState: cs },
+        data: new Uint8Array(),
+        file: { path: into, bytes: 5 },
+      },
     });
+    expect(existsSync(into)).toBe(false);
     await r.sync();
     await vi.waitFor(() => expect(existsSync(join(sub, "snap-20-received.snap"))).toBe(false), {
       timeout: 10_000,
     });
+    expect(readdirSync(sub).filter((f) => f.startsWith("snap-"))).toEqual(["snap-40-received.snap"]);
     expect(Buffer.from(snapshotBytes(r.snapshot())).toString()).toBe("newer");
     r.close();
   });

@@ -206,11 +206,23 @@ describe("GrpcTransport", () => {
     await until("the sender told of the outcome", () => outcomes.length === 1);
     expect(outcomes).toEqual([true]);
 
-    // Announced longer than the file: the receiver gets fewer bytes and refuses.
+    // Announced longer than the file: the sender gives up at the file's end.
     sender.send([snap(content.length + 1)]);
     await until("the short transfer refused", () => outcomes.length === 2);
     expect(outcomes[1]).toBe(false);
+
+    // A sender that ends its stream with fewer bytes than it announced: refused by the receiver.
+    const client = new RaftPeerClient(url.replace(/^http:\/\//, ""), credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const answer = new Promise<pb.SnapshotAck | undefined>((resolve) => {
+      const short = client.installSnapshot((err, ack) => resolve(err === null ? ack : undefined));
+      short.write({ message: messageToProto(snap(100)), data: Buffer.alloc(0), totalBytes: 100n });
+      short.write({ message: undefined, data: Buffer.alloc(50, 1), totalBytes: 0n });
+      short.end();
+    });
+    expect((await answer)?.ok).toBe(false);
     expect(receiver.received).toHaveLength(1);
+    await until("the refused transfers' files removed", () => readdirSync(dir).length === 2);
     expect(readdirSync(dir).sort()).toEqual(["in-7-0", "snap-7.snap"]);
   });
 

@@ -2,7 +2,7 @@
 // lease; history until compaction) as a Raft StateMachine. Writes arrive only as encoded MvccCommands
 // through applyBatch (one SQLite transaction per batch, applied index in the same transaction); reads
 // are served from the in-memory key index, touching SQLite only for values of older revisions.
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { setImmediate } from "node:timers/promises";
 import { crc32 } from "node:zlib";
 import { command, etcd, mvccpb } from "@photoncloud/chainfire-api";
@@ -239,12 +239,17 @@ export class MvccStore implements StateMachine {
 
   /**
    * `beginSnapshot` with the image written to the new file `file` by the worker (SQLite's online
-   * backup of the pinned view), for a store of any size; undefined while the worker is not running.
+   * backup of the pinned view), for a store of any size; undefined while the worker starts (the
+   * first call starts it), so that no image is ever made on the event loop. A store in memory
+   * writes its serialization there and then.
    */
   beginSnapshotFile(file: string): SnapshotFileJob | undefined {
-    if (!this.snapshotsOffLoop) return undefined;
+    if (this.snapshots === null) {
+      writeFileSync(file, this.snapshot());
+      return { index: this.applied, written: Promise.resolve() };
+    }
     this.backend.commit();
-    return this.snapshots?.beginFile(this.applied, file);
+    return this.snapshots.beginFile(this.applied, file);
   }
 
   /**

@@ -5,7 +5,7 @@
 // and overflow pages. Every offset is checked against the image, and a page reached twice in one
 // walk is refused as bbolt's check refuses it, so a damaged or crafted file is refused with
 // SnapshotFileError instead of misread or walked without end.
-import { SnapshotFileError } from "./snapshot-file.js";
+import { SnapshotFileError } from "./snapshot-error.js";
 
 const MAGIC = 0xed0cdaed;
 const VERSION = 2;

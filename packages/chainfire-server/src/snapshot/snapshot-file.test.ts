@@ -72,6 +72,24 @@ describe("snapshot files read in pieces", () => {
     expect(status.hash).toBe(crc32(image) >>> 0);
   });
 
+  it("copies a member's WAL-mode image into a rollback-journal database, reporting the image's CRC-32", () => {
+    // Proves the header patch: a member's image says WAL (bytes 18 and 19 are 2), which a copy
+    // opened without its -wal would not be; the copy says rollback journal, and the CRC reported
+    // is that of the image as saved, which Maintenance.Hash answered.
+    const wal = Buffer.from(image);
+    wal[18] = 2;
+    wal[19] = 2;
+    const path = join(dir, "wal.snapshot");
+    writeFileSync(path, Buffer.concat([wal, sha256(wal)]));
+    const copy = join(dir, "wal-copy.db");
+    expect(copyImage(checkSnapshotFile(path), copy)).toBe(crc32(wal) >>> 0);
+    const head = readFileSync(copy).subarray(0, 20);
+    expect([head[18], head[19]]).toEqual([1, 1]);
+    const db = new Database(copy, { readonly: true });
+    expect(db.prepare("SELECT COUNT(*) FROM kv").pluck().get()).toBe(5000);
+    db.close();
+  });
+
   it("refuses a file with one byte changed, one cut short, and one with no hash unless told", () => {
     // Proves a damaged file is refused before anything acts on it, each with its own code.
     const damaged = Buffer.concat([image, sha256(image)]);

@@ -12,26 +12,13 @@ import { crc32 } from "node:zlib";
 import Database from "better-sqlite3";
 import { storedCompaction } from "../mvcc/store.js";
 import { isBoltImage } from "./bolt.js";
+import { type SnapshotErrorCode, SnapshotFileError } from "./snapshot-error.js";
 
 export const SHA256_BYTES = 32;
 /** SQLite images are whole pages (multiples of 512), so a trailing hash leaves exactly 32 over. */
 const PAGE_GRANULE_BYTES = 512;
 
-export type SnapshotErrorCode =
-  | "SNAPSHOT_CORRUPT"
-  | "SNAPSHOT_TRUNCATED"
-  | "SNAPSHOT_UNREADABLE"
-  | "SNAPSHOT_AUTH";
-
-export class SnapshotFileError extends Error {
-  constructor(
-    readonly code: SnapshotErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = "SnapshotFileError";
-  }
-}
+export { type SnapshotErrorCode, SnapshotFileError };
 
 /** Reports how far a long step (hashing, writing) has gone; drives the CLI's progress bar. */
 export type ProgressListener = (doneBytes: number, totalBytes: number) => void;

@@ -424,6 +424,15 @@ export class RaftNode {
     this.maybeSnapshot();
   }
 
+  /**
+   * Removes the file a snapshot was received into unless the core still holds that snapshot to
+   * store (once stored, the log store has moved the file: nothing is left at `path`).
+   */
+  releaseReceivedSnapshot(path: string): void {
+    if (this.stopped || this.core.log.unstable.snapshot?.file?.path === path) return;
+    rmSync(path, { force: true });
+  }
+
   private installSnapshot(snapshot: Snapshot, index: bigint): void {
     const file = snapshot.file;
     if (file === undefined) {
@@ -659,7 +668,9 @@ export class RaftNode {
   /**
    * `beginSnapshotJob` for a machine that writes its image to a file (StateMachine
    * `beginSnapshotFile`): the stored snapshot file is then made from that file, a piece at a time,
-   * so no image is held in memory. Returns false when the machine cannot (the caller falls back).
+   * so no image is held in memory. Returns false when the machine cannot (the caller takes the
+   * image in memory). A machine that cannot yet (its worker is starting) makes none now: the
+   * next interval, or the follower's next ask, tries again.
    */
   private beginSnapshotFileJob(): boolean {
     if (this.sm.beginSnapshotFile === undefined) return false;
@@ -670,7 +681,7 @@ export class RaftNode {
     const confState = this.confState;
     const smIndex = this.sm.appliedIndex();
     const job = this.sm.beginSnapshotFile(scratch);
-    if (job === undefined) return false;
+    if (job === undefined) return true;
     if (job.index !== smIndex) {
       rmSync(scratch, { force: true });
       throw new Error(

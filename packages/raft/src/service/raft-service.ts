@@ -315,6 +315,12 @@ export class RaftService implements Replicated, NodeListener {
   private stepFromPeer(m: Message): void {
     // Addressed to another member: its sender dials a peer URL that is now this member's (etcd's
     // peer handler refuses such a message too). Taking it would answer for that member.
+    const received = m.snapshot?.file;
+    if (received !== undefined) {
+      // A snapshot received into a file that the core does not take (stale, or from an old term)
+      // is removed once the Ready that would have stored it has run: a snapshot can be large.
+      setImmediate(() => this.node.releaseReceivedSnapshot(received.path));
+    }
     if (m.to !== this.node.id) return;
     if (m.type === MessageType.Prop && this.node.role === StateRole.Leader) {
       const now = Date.now();

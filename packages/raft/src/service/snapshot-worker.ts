@@ -4,6 +4,7 @@
 // the caller keeps applying entries. The view is checked: the applied index read inside it must be
 // the one expected, otherwise the job fails. The image comes back in memory (`begin`) or is written
 // to a file (`beginFile`), which bounds neither the caller's memory nor a Buffer's size.
+import { rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { SnapshotFileJob, SnapshotJob } from "./state-machine.js";
@@ -41,14 +42,21 @@ const queue = [];
 let running = false;
 let closing = false;
 parentPort.postMessage({ ready: true });
+const cancelled = new Set();
 parentPort.on("message", (job) => {
   if (job.close === true) closing = true;
+  else if (job.cancel !== undefined) cancelled.add(job.cancel);
   else queue.push(job);
   if (!running) void drain();
 });
 async function drain() {
   running = true;
-  while (queue.length > 0 && !closing) await run(queue.shift());
+  while (queue.length > 0 && !closing) {
+    const job = queue.shift();
+    // Given up by the caller (its pin timed out) before it started: not made at all.
+    if (cancelled.delete(job.id)) continue;
+    await run(job);
+  }
   running = false;
   if (closing) {
     db.close();
@@ -132,6 +140,8 @@ export class SnapshotWorker {
   /** `suspend` closed a started worker: `resume` starts one again. */
   private suspended = false;
   private readonly pending = new Map<number, Pending>();
+  /** The file of each file job not answered yet. */
+  private readonly files = new Map<number, string>();
   /** Settles once every job begun so far has (see `whenIdle`). */
   private inFlight: Promise<void> = Promise.resolve();
   private nextId = 1;
@@ -170,10 +180,13 @@ export class SnapshotWorker {
     );
     // Settled to nothing, so the chain keeps no image alive.
     this.inFlight = Promise.allSettled([this.inFlight, done]).then(() => undefined);
+    if (file !== undefined) this.files.set(id, file);
     worker.postMessage({ id, index: index.toString(), file });
     const waited = Atomics.wait(flag, 0, 0, this.options.pinTimeoutMs ?? 500);
     if (waited === "timed-out") {
-      // The worker may still pin a later view: its answer no longer matters.
+      // The worker skips the job if it has not started it; if it has, its answer no longer
+      // matters (and a file it writes is removed when that answer comes).
+      worker.postMessage({ cancel: id });
       this.settle(id, new Error("the snapshot worker did not pin its view in time"));
     }
     return done;
@@ -229,9 +242,15 @@ export class SnapshotWorker {
       if (this.worker !== worker) return;
       if (m.ready === true) this.ready = true;
       else if (m.image !== undefined) this.pending.get(m.id)?.resolve(new Uint8Array(m.image));
-      else if (m.file === true) this.pending.get(m.id)?.resolve(undefined);
-      else this.settle(m.id, new Error(m.error ?? "snapshot failed"));
+      else if (m.file === true) {
+        const pending = this.pending.get(m.id);
+        // A file written for a job already given up (pin timed out, closed): nobody will read it.
+        const file = this.files.get(m.id);
+        if (pending !== undefined) pending.resolve(undefined);
+        else if (file !== undefined) rmSync(file, { force: true });
+      } else this.settle(m.id, new Error(m.error ?? "snapshot failed"));
       this.pending.delete(m.id);
+      this.files.delete(m.id);
     });
     worker.on("error", (err) => {
       if (this.worker === worker) this.failAll(err);

@@ -41,7 +41,7 @@ import { syncFolder } from "./sync-files.js";
  * `writeSnapshotFile`), `snap-<index>-received.snap` for one received from a leader (see `persist`;
  * the transport receives into `snap-<index>-received.snap.<n>.tmp`, see `receivedSnapshotFile`).
  */
-const SNAP_FILE = /^snap-(\d+)(-received)?\.snap(\.\d+)?(\.tmp)?$/;
+const SNAP_FILE = /^snap-(\d+)(-received)?\.snap(\.\d+)?(\.tmp)?(-journal)?$/;
 /** The meta key naming the file that holds the stored snapshot's data, when a file does. */
 const SNAP_FILE_KEY = "snapFile";
 /**
@@ -583,15 +583,21 @@ export class SqliteLogStore implements LogStorage {
    */
   async writeSnapshotFileFrom(index: bigint, head: Uint8Array, image: string): Promise<string> {
     return this.writeSnapshotFileWith(index, async (fh) => {
-      await fh.write(toBuffer(head));
+      const writeAll = async (bytes: Buffer) => {
+        for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done)).bytesWritten;
+      };
+      await writeAll(toBuffer(head));
       const from = await open(image, "r");
       try {
+        const expected = head.length + (await from.stat()).size;
         const piece = Buffer.allocUnsafe(COPY_PIECE_BYTES);
         for (;;) {
           const { bytesRead } = await from.read(piece, 0, piece.length, null);
           if (bytesRead === 0) break;
-          await fh.write(piece, 0, bytesRead);
+          await writeAll(piece.subarray(0, bytesRead));
         }
+        const written = (await fh.stat()).size;
+        if (written !== expected) throw new Error(`snapshot file is ${written} bytes, not ${expected}`);
       } finally {
         await from.close();
       }

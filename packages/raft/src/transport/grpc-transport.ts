@@ -514,8 +514,12 @@ export class GrpcTransport {
     const sent = this.snapshotsSent;
     bump(sent.inflight, p.id);
     let ended = false;
+    // Wakes the file loop below when it waits for room and the call ends instead (grpc-js reports
+    // a failed client stream only to this callback).
+    let wake: (() => void) | null = null;
     const call = p.client.installSnapshot((err, ack) => {
       ended = true;
+      wake?.();
       const ok = err === null && ack?.ok === true;
       bump(sent.inflight, p.id, -1);
       bump(ok ? sent.success : sent.failures, p.id);
@@ -548,8 +552,17 @@ export class GrpcTransport {
           if (bytesRead === 0) throw new Error(`${file!.path} ended at ${position} of ${totalBytes} bytes`);
           position += bytesRead;
           const room = call.write({ message: undefined, data: piece.subarray(0, bytesRead), totalBytes: 0n });
-          if (!room && !ended)
-            await new Promise((resolve) => call.once("drain", resolve).once("error", resolve));
+          if (!room && !ended) {
+            await new Promise<void>((resolve) => {
+              const done = () => {
+                call.off("drain", done);
+                wake = null;
+                resolve();
+              };
+              wake = done;
+              call.on("drain", done);
+            });
+          }
         }
         call.end();
       } catch {
@@ -746,7 +759,7 @@ export class GrpcTransport {
     let from: NodeId | undefined;
     const finish = (ok: boolean) => {
       if (into !== null && !ok) {
-        closeQuietly(into.fd);
+        if (into.fd >= 0) closeQuietly(into.fd);
         rmSync(into.path, { force: true });
         into = null;
       }
@@ -816,6 +829,7 @@ export class GrpcTransport {
       // Durable before it is handed on: the storage records it as the snapshot without copying it.
       fdatasync(file.fd, (err) => {
         closeQuietly(file.fd);
+        file.fd = -1; // closed: `finish` must not close the number again (it may be reused)
         if (err !== null) {
           finish(false);
           callback(null, { ok: false });

@@ -1,0 +1,17 @@
+// The error every reader of snapshot files throws for a file it refuses (its own module, so that the
+// readers of both formats can use it without importing each other).
+export type SnapshotErrorCode =
+  | "SNAPSHOT_CORRUPT"
+  | "SNAPSHOT_TRUNCATED"
+  | "SNAPSHOT_UNREADABLE"
+  | "SNAPSHOT_AUTH";
+
+export class SnapshotFileError extends Error {
+  constructor(
+    readonly code: SnapshotErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "SnapshotFileError";
+  }
+}
