@@ -226,6 +226,47 @@ describe("GrpcTransport", () => {
     expect(readdirSync(dir).sort()).toEqual(["in-7-0", "snap-7.snap"]);
   });
 
+  it("gives up a snapshot whose sender goes silent, removing what it received", async () => {
+    // Proves a half-open transfer (a sender gone without closing its stream) does not hold the call
+    // and a partial file for good: with no chunk for snapshotIdleTimeoutMs the receiver answers
+    // with an error, counts a failure and removes the file.
+    const dir = mkdtempSync(join(tmpdir(), "raft-transport-idle-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const receiver = endpoint(2n, {
+      receiveSnapshotInto: (index) => join(dir, `in-${index}`),
+      snapshotIdleTimeoutMs: 300,
+    });
+    const { url } = await serve(receiver);
+    receiver.transport.setPeer(1n, "http://127.0.0.1:1");
+    const client = new RaftPeerClient(url.replace(/^http:\/\//, ""), credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const head = makeMessage({
+      type: MessageType.Snap,
+      from: 1n,
+      to: 2n,
+      term: 1n,
+      snapshot: {
+        metadata: { index: 9n, term: 1n, confState: { voters: [1n, 2n], learners: [] } },
+        data: new Uint8Array(),
+      },
+    });
+    let stream: grpc.ClientWritableStream<pb.SnapshotChunk> | undefined;
+    const answer = new Promise<grpc.ServiceError | null>((resolve) => {
+      stream = client.installSnapshot((err) => resolve(err));
+      stream.write({ message: messageToProto(head), data: Buffer.alloc(0), totalBytes: 1000n });
+      stream.write({ message: undefined, data: Buffer.alloc(400, 1), totalBytes: 0n });
+      // ...and nothing more: neither the rest nor the end of the stream.
+    });
+    await until("the partial file", () => readdirSync(dir).length === 1);
+    const err = await answer;
+    expect(err?.code).toBe(4); // DEADLINE_EXCEEDED
+    expect(err?.details).toMatch(/no snapshot chunk for 300 ms/);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(receiver.transport.snapshotsReceived.failures.get(1n)).toBe(1);
+    expect(receiver.received).toEqual([]);
+    stream?.end();
+  });
+
   it("holds at most peerQueueMsgsMax messages per peer and reports the overflow", async () => {
     // Proves the bound: messages beyond it in one turn are dropped and reported, the rest arrive in order.
     const receiver = endpoint(2n);

@@ -67,6 +67,13 @@ export interface GrpcTransportConfig {
    * gathered in memory.
    */
   receiveSnapshotInto?: (index: bigint) => string | null;
+  /**
+   * A snapshot being received with no chunk for this long is given up (the call cancelled, its
+   * file removed): a sender gone without closing its stream (a half-open connection) would
+   * otherwise hold the call and a partial file until the connection is found dead. etcd bounds a
+   * peer request's whole read at 5 minutes.
+   */
+  snapshotIdleTimeoutMs: number;
 }
 
 export interface PeerStats {
@@ -94,6 +101,7 @@ export const DEFAULT_TRANSPORT_CONFIG: GrpcTransportConfig = {
   reconnectBackoffMinMs: 50,
   reconnectBackoffMaxMs: 200,
   forwardTimeoutMs: 10_000,
+  snapshotIdleTimeoutMs: 60_000,
 };
 
 const SEND_MESSAGES = pb.RaftPeerService.sendMessages;
@@ -757,7 +765,27 @@ export class GrpcTransport {
     const received = this.snapshotsReceived;
     // Counted from the first message on, for a known peer only (a claimed ID must not add labels).
     let from: NodeId | undefined;
+    // Reset by every chunk; fires when none has come for snapshotIdleTimeoutMs.
+    let idle: NodeJS.Timeout | null = null;
+    let timedOut = false;
+    const stillAlive = () => {
+      if (idle !== null) clearTimeout(idle);
+      idle = setTimeout(() => {
+        if (ending) return;
+        refused = true;
+        timedOut = true;
+        finish(false);
+        callback({
+          code: grpc.status.DEADLINE_EXCEEDED,
+          details: `no snapshot chunk for ${this.config.snapshotIdleTimeoutMs} ms`,
+        });
+      }, this.config.snapshotIdleTimeoutMs);
+      idle.unref();
+    };
+    stillAlive();
     const finish = (ok: boolean) => {
+      if (idle !== null) clearTimeout(idle);
+      idle = null;
       if (into !== null && !ok) {
         if (into.fd >= 0) closeQuietly(into.fd);
         rmSync(into.path, { force: true });
@@ -771,6 +799,7 @@ export class GrpcTransport {
     };
     call.on("data", (c: pb.SnapshotChunk) => {
       if (refused) return;
+      stillAlive();
       try {
         if (c.message !== undefined) {
           head = c.message;
@@ -795,6 +824,7 @@ export class GrpcTransport {
       }
     });
     call.on("end", () => {
+      if (timedOut) return; // answered already
       ending = true;
       if (refused || head === undefined || BigInt(receivedBytes) !== total || this.stopped) {
         finish(false);
