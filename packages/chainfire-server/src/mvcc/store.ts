@@ -240,11 +240,12 @@ export class MvccStore implements StateMachine {
   /**
    * `beginSnapshot` with the image written to the new file `file` by the worker (SQLite's online
    * backup of the pinned view), for a store of any size; undefined while the worker starts (the
-   * first call starts it), so that no image is ever made on the event loop. A store in memory
-   * writes its serialization there and then.
+   * first call starts it), so that no image is made on the event loop while a worker can make it.
    */
   beginSnapshotFile(file: string): SnapshotFileJob | undefined {
-    if (this.snapshots === null) {
+    // Without a worker that can run (a store in memory, or one whose worker could not open the
+    // file: the daemon then logs that snapshots are taken on the event loop), the image is made here.
+    if (this.snapshots === null || this.snapshots.startFailed) {
       writeFileSync(file, this.snapshot());
       return { index: this.applied, written: Promise.resolve() };
     }

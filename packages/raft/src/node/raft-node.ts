@@ -430,7 +430,14 @@ export class RaftNode {
    */
   releaseReceivedSnapshot(path: string): void {
     if (this.stopped || this.core.log.unstable.snapshot?.file?.path === path) return;
-    rmSync(path, { force: true });
+    try {
+      rmSync(path, { force: true });
+    } catch (err) {
+      this.config.logger.warn(
+        { path, err: String(err) },
+        "could not remove a snapshot file received in vain",
+      );
+    }
   }
 
   private installSnapshot(snapshot: Snapshot, index: bigint): void {

@@ -88,6 +88,17 @@ describe("SnapshotWorker", () => {
     expect(missing.close()).toBe(true);
     db.close();
   });
+
+  it("says when its worker could not start, so that the caller makes images itself", async () => {
+    // Proves a store whose worker cannot open the file learns it (and stops waiting for images a
+    // worker would make): the worker exits before it is ready.
+    const worker = new SnapshotWorker({ path: join(dir, "never-there.db"), appliedSql });
+    expect(worker.startFailed).toBe(false);
+    await expect(worker.start()).rejects.toThrow();
+    await until("the failed start to be known", () => worker.startFailed);
+    expect(worker.beginFile(1n, join(dir, "never.image"))).toBeUndefined();
+    expect(worker.close()).toBe(true);
+  });
 });
 
 describe("SnapshotWorker file images", () => {

@@ -54,8 +54,12 @@ async function drain() {
   while (queue.length > 0 && !closing) {
     const job = queue.shift();
     // Given up by the caller (its pin timed out) before it started: not made at all.
-    if (cancelled.delete(job.id)) continue;
+    if (cancelled.delete(job.id)) {
+      parentPort.postMessage({ id: job.id, skipped: true });
+      continue;
+    }
     await run(job);
+    cancelled.delete(job.id);
   }
   running = false;
   if (closing) {
@@ -146,6 +150,8 @@ export class SnapshotWorker {
   private inFlight: Promise<void> = Promise.resolve();
   private nextId = 1;
   private ready = false;
+  /** The last worker started could not open its connection (it exited before it was ready). */
+  private failedToStart = false;
 
   constructor(private readonly options: SnapshotWorkerOptions) {}
 
@@ -212,6 +218,11 @@ export class SnapshotWorker {
     return this.ready;
   }
 
+  /** Whether the last worker started exited before it was ready (it could not open the file). */
+  get startFailed(): boolean {
+    return this.failedToStart;
+  }
+
   /**
    * Whether a job is in flight. The worker makes one image at a time: `begin` while it is busy
    * blocks until the worker is free to pin (at most `pinTimeoutMs`). A caller that can wait for
@@ -237,17 +248,28 @@ export class SnapshotWorker {
     worker.unref();
     // A worker closed earlier may still answer or exit after a new one started: only the current
     // one's events count (the jobs of a closed one were failed when it was closed).
-    type Answer = { id: number; ready?: boolean; image?: ArrayBuffer; file?: boolean; error?: string };
+    type Answer = {
+      id: number;
+      ready?: boolean;
+      image?: ArrayBuffer;
+      file?: boolean;
+      skipped?: boolean;
+      error?: string;
+    };
     worker.on("message", (m: Answer) => {
       if (this.worker !== worker) return;
-      if (m.ready === true) this.ready = true;
-      else if (m.image !== undefined) this.pending.get(m.id)?.resolve(new Uint8Array(m.image));
+      if (m.ready === true) {
+        this.ready = true;
+        this.failedToStart = false;
+      } else if (m.image !== undefined) this.pending.get(m.id)?.resolve(new Uint8Array(m.image));
       else if (m.file === true) {
         const pending = this.pending.get(m.id);
-        // A file written for a job already given up (pin timed out, closed): nobody will read it.
+        // A file written for a job already given up (its pin timed out): nobody will read it.
         const file = this.files.get(m.id);
         if (pending !== undefined) pending.resolve(undefined);
         else if (file !== undefined) rmSync(file, { force: true });
+      } else if (m.skipped === true) {
+        // A job given up before it started: already settled, nothing was written.
       } else this.settle(m.id, new Error(m.error ?? "snapshot failed"));
       this.pending.delete(m.id);
       this.files.delete(m.id);
@@ -258,6 +280,7 @@ export class SnapshotWorker {
     worker.on("exit", () => {
       Atomics.store(closed, 0, 1); // the thread is gone, its connection with it
       if (this.worker !== worker) return;
+      if (!this.ready) this.failedToStart = true;
       this.worker = null;
       this.ready = false;
       this.failAll(new Error("the snapshot worker exited"));

@@ -562,7 +562,10 @@ export class GrpcTransport {
           const room = call.write({ message: undefined, data: piece.subarray(0, bytesRead), totalBytes: 0n });
           if (!room && !ended) {
             await new Promise<void>((resolve) => {
+              // A receiver that takes nothing for as long as it would wait for a chunk is gone.
+              const stalled = setTimeout(() => call.cancel(), this.config.snapshotIdleTimeoutMs);
               const done = () => {
+                clearTimeout(stalled);
                 call.off("drain", done);
                 wake = null;
                 resolve();
@@ -821,6 +824,7 @@ export class GrpcTransport {
         // The file could not be written (a full disk): the transfer fails, the leader tries again.
         refused = true;
         finish(false);
+        stillAlive(); // answered at the stream's end, or when the sender goes silent
       }
     });
     call.on("end", () => {
