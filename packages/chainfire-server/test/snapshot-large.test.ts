@@ -70,13 +70,26 @@ const cluster = new DaemonCluster({
 });
 afterAll(() => cluster.close());
 
-async function valueAt(m: Member, i: number): Promise<string> {
+/** The value of `key` on `m` (serializable: as `m` itself holds it, for a learner). */
+async function valueAt(m: Member, key: string, serializable = false): Promise<string> {
   const res = await call<{ kvs: { value: Buffer }[] }>(
     m.clients.kv,
     "range",
-    rangeRequest({ key: Buffer.from(keyOf(i)) }),
+    rangeRequest({ key: Buffer.from(key), serializable }),
   );
   return res.kvs[0]?.value.toString() ?? "(missing)";
+}
+
+/** Resolves once `m` has applied everything `leader` has. */
+function caughtUp(leader: Member, m: Member, what: string): Promise<unknown> {
+  return until(
+    async () => {
+      const [a, b] = await Promise.all([cluster.status(leader), cluster.status(m)]);
+      return b.raftAppliedIndex >= a.raftAppliedIndex ? true : undefined;
+    },
+    what,
+    1_200_000,
+  );
 }
 
 describe(`snapshot of a ${KEYS}-MB store`, () => {
@@ -123,7 +136,8 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
     expect(restore.code, restore.out).toBe(0);
     await cluster.start("r1", { initialCluster: undefined, extraFlags: quota });
     await cluster.leaderId([restored]);
-    for (const i of [0, Math.floor(KEYS / 2), KEYS - 1]) expect(await valueAt(restored, i)).toBe(valueFor(i));
+    for (const i of [0, Math.floor(KEYS / 2), KEYS - 1])
+      expect(await valueAt(restored, keyOf(i))).toBe(valueFor(i));
     const count = await call<{ count: bigint }>(
       restored.clients.kv,
       "range",
@@ -162,14 +176,7 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
         initialCluster: cluster.initialCluster(["n1", "n2"]),
         extraFlags: ["--quota-backend-bytes", String(8 * 1024 * MiB)],
       });
-      await until(
-        async () => {
-          const [a, b] = await Promise.all([cluster.status(n1), cluster.status(n2)]);
-          return b.raftAppliedIndex >= a.raftAppliedIndex ? true : undefined;
-        },
-        "the learner to catch up",
-        1_200_000,
-      );
+      await caughtUp(n1, n2, "the learner to catch up");
       const seconds = (performance.now() - started) / 1000;
       const metrics = await (await fetch(`http://127.0.0.1:${n2.ports.metrics}/metrics`)).text();
       const received = metrics
@@ -181,13 +188,8 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
       const raftFiles = readdirSync(join(n2.dataDir, "raft"));
       expect(raftFiles.filter((f) => /^snap-\d+-received\.snap$/.test(f))).toHaveLength(1);
       expect(raftFiles.filter((f) => f.endsWith(".tmp"))).toEqual([]);
-      const serializable = (i: number) =>
-        call<{ kvs: { value: Buffer }[] }>(
-          n2.clients.kv,
-          "range",
-          rangeRequest({ key: Buffer.from(keyOf(i)), serializable: true }),
-        ).then((res) => res.kvs[0]?.value.toString() ?? "(missing)");
-      for (const i of [0, Math.floor(KEYS / 2), KEYS - 1]) expect(await serializable(i)).toBe(valueFor(i));
+      for (const i of [0, Math.floor(KEYS / 2), KEYS - 1])
+        expect(await valueAt(n2, keyOf(i), true)).toBe(valueFor(i));
       console.log(
         `learner caught up in ${seconds.toFixed(1)} s; leader RSS ${(before / MiB).toFixed(0)} → peak ${(leaderPeak / MiB).toFixed(0)} MiB`,
       );
@@ -251,26 +253,13 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
     await startAndKillAt(/^snap-\d+-received\.snap$/, "a stored snapshot");
     await put(n1, "after-second-kill", "2", 60_000);
     await start();
-    await until(
-      async () => {
-        const [a, b] = await Promise.all([cluster.status(n1), cluster.status(n3)]);
-        return b.raftAppliedIndex >= a.raftAppliedIndex ? true : undefined;
-      },
-      "n3 to catch up after its kills",
-      600_000,
-    );
-    const serializable = (key: string) =>
-      call<{ kvs: { value: Buffer }[] }>(
-        n3.clients.kv,
-        "range",
-        rangeRequest({ key: Buffer.from(key), serializable: true }),
-      ).then((res) => res.kvs[0]?.value.toString() ?? "(missing)");
+    await caughtUp(n1, n3, "n3 to catch up after its kills");
     for (const i of [0, Math.floor(KEYS / 2), KEYS - 1])
-      expect(await serializable(keyOf(i))).toBe(valueFor(i));
-    expect([await serializable("after-first-kill"), await serializable("after-second-kill")]).toEqual([
-      "1",
-      "2",
-    ]);
+      expect(await valueAt(n3, keyOf(i), true)).toBe(valueFor(i));
+    expect([
+      await valueAt(n3, "after-first-kill", true),
+      await valueAt(n3, "after-second-kill", true),
+    ]).toEqual(["1", "2"]);
     expect(files().filter((f) => f.endsWith(".tmp"))).toEqual([]);
   }, 1_800_000);
 });
