@@ -11,6 +11,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { CHAINFIRE_NODE_ARGS } from "@photoncloud/daemon";
+import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { rangeRequest } from "../src/mvcc/messages.js";
 import { call, DaemonCluster, type Member, put, until } from "./support/daemon-cluster.js";
@@ -231,16 +232,16 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
       }
     };
     /**
-     * Starts n3 and kills it (SIGKILL) as soon as a file in its raft folder matches `pattern`,
-     * without waiting for it to serve (a member may hold its clients until it has caught up).
+     * Starts n3 and kills it (SIGKILL) as soon as `reached` says so, without waiting for it to
+     * serve (a member may hold its clients until it has caught up).
      */
-    const startAndKillAt = async (pattern: RegExp, what: string) => {
+    const startAndKillWhen = async (reached: () => boolean, what: string) => {
       const starting = start().then(
         () => undefined,
         () => undefined, // it exits under the kill
       );
       const deadline = Date.now() + 300_000;
-      while (!files().some((f) => pattern.test(f))) {
+      while (!reached()) {
         if (Date.now() > deadline || n3.proc === null)
           throw new Error(`n3 never had ${what}: ${files().join(" ")}`);
         await new Promise((resolve) => setTimeout(resolve, 2));
@@ -248,9 +249,27 @@ describe(`snapshot of a ${KEYS}-MB store`, () => {
       await cluster.stop("n3", "SIGKILL");
       await starting;
     };
-    await startAndKillAt(/^snap-\d+-received\.snap\.\d+\.tmp$/, "a snapshot being received");
+    const receiving = /^snap-\d+-received\.snap\.\d+\.tmp$/;
+    await startAndKillWhen(() => files().some((f) => receiving.test(f)), "a snapshot being received");
     await put(n1, "after-first-kill", "1", 60_000);
-    await startAndKillAt(/^snap-\d+-received\.snap$/, "a stored snapshot");
+    // The second kill once the log store has recorded the received file as its snapshot (read from
+    // its database, as it runs): the machine may not have installed it yet, which the restart does.
+    let log: Database.Database | null = null;
+    const recorded = () => {
+      if (log === null) {
+        if (!files().includes("raft.db")) return false;
+        log = new Database(join(raftDir, "raft.db"), { readonly: true, fileMustExist: true });
+      }
+      const row = log.prepare("SELECT value FROM meta WHERE key = 'snapFile'").pluck().get() as
+        | Buffer
+        | undefined;
+      return row !== undefined && /-received\.snap$/.test(row.toString());
+    };
+    try {
+      await startAndKillWhen(recorded, "a stored snapshot");
+    } finally {
+      (log as Database.Database | null)?.close();
+    }
     await put(n1, "after-second-kill", "2", 60_000);
     await start();
     await caughtUp(n1, n3, "n3 to catch up after its kills");
