@@ -27,7 +27,6 @@ export {
   type PersistBatch,
   SqliteLogStore,
   type SqliteLogStoreOptions,
-  snapshotBytes,
 } from "./storage/sqlite-log-store.js";
 export {
   DatabaseStillOpenError,

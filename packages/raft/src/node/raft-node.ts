@@ -38,7 +38,7 @@ import {
   memberChangeFromJson,
   readLayerSnapshotHead,
 } from "../service/members.js";
-import type { ApplyEntry, SnapshotJob, StateMachine } from "../service/state-machine.js";
+import type { ApplyEntry, SnapshotFileJob, SnapshotJob, StateMachine } from "../service/state-machine.js";
 import { SqliteLogStore } from "../storage/sqlite-log-store.js";
 import type { GrpcTransport } from "../transport/grpc-transport.js";
 
@@ -93,6 +93,17 @@ export const DEFAULT_NODE_CONFIG = {
   committedBytesPerReadyMax: 256 << 10,
   uncommittedBytesMax: 64 << 20,
 } as const;
+
+/** A snapshot job begun, with the node's state captured as the machine pinned its view. */
+interface PinnedSnapshot<J> {
+  readonly job: J;
+  readonly index: bigint;
+  readonly members: readonly MemberInfo[];
+  readonly confState: ConfState;
+}
+
+/** Where a snapshot is taken: the node's applied index, members and ConfState there. */
+type SnapshotAt = Omit<PinnedSnapshot<unknown>, "job">;
 
 /** Events the service layer listens to. */
 export interface NodeListener {
@@ -579,10 +590,12 @@ export class RaftNode {
       return;
     }
     // The image is taken here, on the loop; storing it (tens of megabytes) is not.
-    const index = this.applied;
-    const members = [...this.members.values()];
-    const confState = this.confState;
-    this.trackSnapshotJob(index, this.finishSnapshot(index, members, confState, this.sm.snapshot()));
+    const at: SnapshotAt = {
+      index: this.applied,
+      members: [...this.members.values()],
+      confState: this.confState,
+    };
+    this.trackSnapshotJob(at.index, this.finishSnapshot(at, this.sm.snapshot()));
   }
 
   /** Whether the machine keeps files that `persist` makes durable (known once it is first asked). */
@@ -654,21 +667,10 @@ export class RaftNode {
    * the state at that index (see README, "Snapshots off the event loop").
    */
   private beginSnapshotJob(begin: () => SnapshotJob): void {
-    // The machine's own index may trail ours: entries it never sees (ConfChange, a new leader's
-    // empty entry) advance only the node's. Its state at its index is the state at ours.
-    const index = this.applied;
-    const members = [...this.members.values()];
-    const confState = this.confState;
-    const smIndex = this.sm.appliedIndex();
-    const job = begin();
-    if (job.index !== smIndex) {
-      throw new Error(
-        `state machine pinned its snapshot at ${job.index}, not at its applied index ${smIndex} (a bug)`,
-      );
-    }
+    const pinned = this.pinSnapshot(begin)!;
     this.trackSnapshotJob(
-      index,
-      job.image.then((image) => this.finishSnapshot(index, members, confState, image)),
+      pinned.index,
+      pinned.job.image.then((image) => this.finishSnapshot(pinned, image)),
     );
   }
 
@@ -680,40 +682,52 @@ export class RaftNode {
    * next interval, or the follower's next ask, tries again.
    */
   private beginSnapshotFileJob(): boolean {
-    if (this.sm.beginSnapshotFile === undefined) return false;
-    const index = this.applied;
-    const scratch = this.store.scratchSnapshotFile(index);
+    const beginFile = this.sm.beginSnapshotFile?.bind(this.sm);
+    if (beginFile === undefined) return false;
+    const scratch = this.store.scratchSnapshotFile(this.applied);
     if (scratch === null) return false;
-    const members = [...this.members.values()];
-    const confState = this.confState;
-    const smIndex = this.sm.appliedIndex();
-    const job = this.sm.beginSnapshotFile(scratch);
-    if (job === undefined) return true;
-    if (job.index !== smIndex) {
+    let pinned: PinnedSnapshot<SnapshotFileJob> | undefined;
+    try {
+      pinned = this.pinSnapshot(() => beginFile(scratch));
+    } catch (err) {
       rmSync(scratch, { force: true });
-      throw new Error(
-        `state machine pinned its snapshot at ${job.index}, not at its applied index ${smIndex} (a bug)`,
-      );
+      throw err;
     }
-    const work = job.written
-      .then(() => this.finishSnapshotFromFile(index, members, confState, scratch))
+    if (pinned === undefined) return true;
+    const { index, members } = pinned;
+    const work = pinned.job.written
+      .then(async () => {
+        if (!this.snapshotStillWanted(index)) return;
+        const head = encodeLayerSnapshotHead(members);
+        this.recordSnapshotFile(pinned, await this.store.writeSnapshotFileFrom(index, head, scratch));
+      })
       .finally(() => rmSync(scratch, { force: true }));
     this.trackSnapshotJob(index, work);
     return true;
   }
 
-  /** `finishSnapshot` for an image the machine wrote to the file `image`. */
-  private async finishSnapshotFromFile(
-    index: bigint,
-    members: readonly MemberInfo[],
-    confState: ConfState,
-    image: string,
-  ): Promise<void> {
-    if (!this.snapshotStillWanted(index)) return;
-    const tail = BigInt(this.config.snapshotTailEntries);
-    const file = await this.store.writeSnapshotFileFrom(index, encodeLayerSnapshotHead(members), image);
-    if (this.snapshotStillWanted(index)) this.store.createSnapshotFromFile(index, confState, file, tail);
-    else if (!this.stopped) this.store.discardSnapshotFile(file);
+  /**
+   * Begins a job with `begin` while capturing the node's applied index, members and ConfState in
+   * the same call stack as the machine pins its view, so the stored snapshot is exactly the state
+   * at that index (see README, "Snapshots off the event loop"). Undefined when `begin` began none.
+   */
+  private pinSnapshot<J extends { readonly index: bigint }>(
+    begin: () => J | undefined,
+  ): PinnedSnapshot<J> | undefined {
+    // The machine's own index may trail ours: entries it never sees (ConfChange, a new leader's
+    // empty entry) advance only the node's. Its state at its index is the state at ours.
+    const index = this.applied;
+    const members = [...this.members.values()];
+    const confState = this.confState;
+    const smIndex = this.sm.appliedIndex();
+    const job = begin();
+    if (job === undefined) return undefined;
+    if (job.index !== smIndex) {
+      throw new Error(
+        `state machine pinned its snapshot at ${job.index}, not at its applied index ${smIndex} (a bug)`,
+      );
+    }
+    return { job, index, members, confState };
   }
 
   /**
@@ -736,20 +750,23 @@ export class RaftNode {
   }
 
   /** Stores a snapshot image taken at `index`: written to its own file off the loop, then recorded. */
-  private async finishSnapshot(
-    index: bigint,
-    members: readonly MemberInfo[],
-    confState: ConfState,
-    image: Uint8Array,
-  ): Promise<void> {
-    if (!this.snapshotStillWanted(index)) return;
-    const parts = encodeLayerSnapshotParts(members, image);
-    const tail = BigInt(this.config.snapshotTailEntries);
-    const file = await this.store.writeSnapshotFile(index, parts);
+  private async finishSnapshot(at: SnapshotAt, image: Uint8Array): Promise<void> {
+    if (!this.snapshotStillWanted(at.index)) return;
+    const parts = encodeLayerSnapshotParts(at.members, image);
+    const file = await this.store.writeSnapshotFile(at.index, parts);
     if (file === null) {
-      this.store.createSnapshot(index, confState, concatBytes(parts), tail);
-    } else if (this.snapshotStillWanted(index)) {
-      this.store.createSnapshotFromFile(index, confState, file, tail);
+      const tail = BigInt(this.config.snapshotTailEntries);
+      this.store.createSnapshot(at.index, at.confState, concatBytes(parts), tail);
+    } else {
+      this.recordSnapshotFile(at, file);
+    }
+  }
+
+  /** Records the snapshot file `file` made for `at`, unless a newer snapshot came meanwhile. */
+  private recordSnapshotFile(at: SnapshotAt, file: string): void {
+    if (this.snapshotStillWanted(at.index)) {
+      const tail = BigInt(this.config.snapshotTailEntries);
+      this.store.createSnapshotFromFile(at.index, at.confState, file, tail);
     } else if (!this.stopped) {
       this.store.discardSnapshotFile(file);
     }

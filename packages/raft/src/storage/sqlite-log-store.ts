@@ -137,10 +137,8 @@ export class SqliteLogStore implements LogStorage {
   private checkpointer: WalCheckpointer | null = null;
   /** The folder of snapshot files (null for an in-memory database). */
   private readonly snapDir: string | null;
-  /** Numbers the files snapshots are received into (see `receivedSnapshotFile`). */
-  private nextReceived = 0;
-  /** Numbers the files images are made in (see `scratchSnapshotFile`). */
-  private nextScratch = 0;
+  /** Numbers the temporary snapshot files handed out (see `scratchSnapshotFile`, `receivedSnapshotFile`). */
+  private nextTemporary = 0;
   /** Snapshot files no longer referenced, deleted once the transaction that let go of them is synced. */
   private obsoleteFiles: { seq: number; file: string }[] = [];
   /**
@@ -636,7 +634,7 @@ export class SqliteLogStore implements LogStorage {
    */
   scratchSnapshotFile(index: bigint): string | null {
     if (this.snapDir === null) return null;
-    return join(this.snapDir, `snap-${index}.snap.${this.nextScratch++}.tmp`);
+    return join(this.snapDir, `snap-${index}.snap.${this.nextTemporary++}.tmp`);
   }
 
   /**
@@ -645,7 +643,7 @@ export class SqliteLogStore implements LogStorage {
    */
   receivedSnapshotFile(index: bigint): string | null {
     if (this.snapDir === null) return null;
-    return join(this.snapDir, `snap-${index}-received.snap.${this.nextReceived++}.tmp`);
+    return join(this.snapDir, `snap-${index}-received.snap.${this.nextTemporary++}.tmp`);
   }
 
   /** Deletes a snapshot file written by `writeSnapshotFile` that will not be stored after all. */
