@@ -9,13 +9,14 @@ import { grpcError, unary } from "./grpc-util.js";
 import { requiresLeader, watchForLeaderLoss } from "./require-leader.js";
 
 export function leaseHandlers(ctx: EtcdApiContext): etcd.LeaseServer {
+  const renewals = new RenewalLog(ctx);
   return {
     leaseGrant: unary((req: etcd.LeaseGrantRequest) => grant(ctx, req)),
     leaseRevoke: unary(async (req: etcd.LeaseRevokeRequest) => {
       const result = (await proposeCommand(ctx, { leaseRevoke: req })).leaseRevoke!;
       return { header: responseHeader(ctx, result.header!.revision) };
     }),
-    leaseKeepAlive: (call) => keepAlive(ctx, call),
+    leaseKeepAlive: (call) => keepAlive(ctx, renewals, call),
     leaseTimeToLive: unary((req: etcd.LeaseTimeToLiveRequest) => timeToLive(ctx, req)),
     leaseLeases: unary(async () => {
       const ids = await ctx.replicated.linearizableRead(() => ctx.store.lessor.ids());
@@ -75,12 +76,51 @@ async function timeToLive(
 
 type KeepAliveCall = ServerDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse>;
 
+/** Most renewals recorded by one proposal. */
+const RENEWALS_PER_PROPOSAL_MAX = 1000;
+
 /**
- * Keep-alives renew the leader's expiry clock. On the leader they are answered here; on a follower
- * the stream is relayed to the leader, and ends with an error if the leader goes away (etcd clients
- * then open a new stream, which reaches the new leader).
+ * Records renewals through the log before they are answered: a lease checkpoint with remaining TTL
+ * 0, which tells whichever member leads next to count the lease down from its full TTL. Only then
+ * may a client count on it. A leader cut off from the others cannot record one, so it cannot promise
+ * a lease the others have already counted down (they elect a leader, which starts from what the log
+ * says, while the cut-off one still believes it leads). The renewals of one event-loop turn share
+ * a proposal.
  */
-function keepAlive(ctx: EtcdApiContext, call: KeepAliveCall): void {
+class RenewalLog {
+  private pending: { ids: Set<bigint>; recorded: Promise<void> } | null = null;
+
+  constructor(private readonly ctx: EtcdApiContext) {}
+
+  record(id: bigint): Promise<void> {
+    if (this.pending === null) {
+      const ids = new Set<bigint>();
+      const recorded = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        this.pending = null;
+        const all = [...ids];
+        const proposals: Promise<unknown>[] = [];
+        for (let at = 0; at < all.length; at += RENEWALS_PER_PROPOSAL_MAX) {
+          const checkpoints = all
+            .slice(at, at + RENEWALS_PER_PROPOSAL_MAX)
+            .map((ID) => ({ ID, remainingTTL: 0n }));
+          proposals.push(proposeCommand(this.ctx, { leaseCheckpoint: { checkpoints } }));
+        }
+        await Promise.all(proposals);
+      });
+      this.pending = { ids, recorded };
+    }
+    this.pending.ids.add(id);
+    return this.pending.recorded;
+  }
+}
+
+/**
+ * Keep-alives renew the leader's expiry clock. On the leader they are answered here, once the
+ * renewal is recorded through the log; on a follower the stream is relayed to the leader, and ends
+ * with an error if the leader goes away (etcd clients then open a new stream, which reaches the new
+ * leader).
+ */
+function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCall): void {
   let upstream: ClientDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse> | null = null;
   let ended = false;
   // A client that requires a leader hears "no leader" once this member has lost it (as etcd ends it).
@@ -125,8 +165,15 @@ function keepAlive(ctx: EtcdApiContext, call: KeepAliveCall): void {
       });
       return;
     }
-    const TTL = renewal === "not-found" ? 0n : renewal;
-    call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: id, TTL });
+    const answer = (TTL: bigint) => {
+      if (!ended) call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: id, TTL });
+    };
+    if (renewal === "not-found") return answer(0n);
+    // Answered in order: the renewals of a stream are recorded by proposals applied in order.
+    renewals.record(id).then(
+      () => answer(renewal),
+      (err: unknown) => finish(grpcError(err)),
+    );
   };
   call.on("end", () => finish());
   call.on("error", () => finish());

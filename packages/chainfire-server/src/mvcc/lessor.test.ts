@@ -56,3 +56,32 @@ describe("Lessor.renew", () => {
     await lessor.whenSettled(2n);
   });
 });
+
+describe("Lessor.checkpointsDue", () => {
+  it("records remaining TTLs rounded up, after a renewal's own record, and none for a lease whose time is up", () => {
+    // Proves a new leader, which counts a recorded TTL down from its election, never expires a
+    // lease sooner than the old leader's clock would have.
+    const lessor = new Lessor({ minTtlSeconds: 2n, checkpointIntervalMs: 1_000 });
+    lessor.promote(0);
+    lessor.add(1n, 10n, 0n, 0);
+    lessor.add(2n, 3n, 0n, 0);
+    expect(lessor.checkpointsDue(100)).toEqual([
+      { ID: 1n, remainingTTL: 10n },
+      { ID: 2n, remainingTTL: 3n },
+    ]);
+    // 8.9 s left of lease 1 is recorded as 9, never 8; within the interval nothing is due.
+    expect(lessor.checkpointsDue(600)).toEqual([]);
+    expect(lessor.checkpointsDue(1_100)).toEqual([
+      { ID: 1n, remainingTTL: 9n },
+      { ID: 2n, remainingTTL: 2n },
+    ]);
+    // A keep-alive's answer waits for its own record (remaining 0: the full TTL), which counts as
+    // the interval's checkpoint.
+    expect(lessor.renew(1n, 1_500)).toBe(10n);
+    expect(lessor.checkpointsDue(2_200)).toEqual([{ ID: 2n, remainingTTL: 1n }]);
+    expect(lessor.checkpointsDue(2_600)).toEqual([{ ID: 1n, remainingTTL: 9n }]);
+    // Lease 2's time is up at 3 s: its expiry is proposed, not a remaining TTL of 0.
+    expect(lessor.checkpointsDue(3_300)).toEqual([]);
+    expect(lessor.expiredLeases(3_300)).toEqual([2n]);
+  });
+});

@@ -8,7 +8,7 @@ export interface Lease {
   readonly id: bigint;
   /** Granted TTL in seconds. */
   readonly ttlSeconds: bigint;
-  /** Remaining TTL recorded by the last checkpoint; 0n when none was taken. */
+  /** Remaining TTL recorded by the last checkpoint; 0n when none was taken or since a renewal (the full TTL). */
   remainingTtlSeconds: bigint;
   /** Attached keys (index strings). */
   readonly keys: Set<string>;
@@ -121,9 +121,9 @@ export class Lessor {
     if (this.primary) {
       if (lease.expiryMs !== null && lease.expiryMs <= nowMs) return "expired";
       lease.expiryMs = nowMs + Number(lease.ttlSeconds) * 1000;
-      // The recorded remaining TTL is now too short: record the renewal at the next round, so a
-      // leader change right after a keep-alive does not expire the lease early.
-      this.lastCheckpointMs.delete(id);
+      // The keep-alive's answer waits for the renewal to be recorded through the log (see the lease
+      // service), which counts as this interval's checkpoint.
+      this.lastCheckpointMs.set(id, nowMs);
     }
     return lease.ttlSeconds;
   }
@@ -172,16 +172,21 @@ export class Lessor {
     return expired.slice(0, max).map((lease) => lease.id);
   }
 
-  /** Leader: the remaining TTLs worth recording now (one per lease per checkpoint interval). */
+  /**
+   * Leader: the remaining TTLs worth recording now (one per lease per checkpoint interval), rounded
+   * up to whole seconds: a new leader counts a recorded TTL down from its own election, so a lease
+   * never expires sooner than this leader would have let it. A lease whose time is up is left to its
+   * expiry (a recorded 0 would read as "renewed").
+   */
   checkpointsDue(nowMs: number, max = 1000): { ID: bigint; remainingTTL: bigint }[] {
     if (!this.primary) return [];
     const due: { ID: bigint; remainingTTL: bigint }[] = [];
     for (const lease of this.leases.values()) {
-      if (due.length >= max || lease.expiryMs === null) continue;
+      if (due.length >= max || lease.expiryMs === null || lease.expiryMs <= nowMs) continue;
       const last = this.lastCheckpointMs.get(lease.id) ?? Number.NEGATIVE_INFINITY;
       if (nowMs - last < this.options.checkpointIntervalMs) continue;
       this.lastCheckpointMs.set(lease.id, nowMs);
-      due.push({ ID: lease.id, remainingTTL: this.remainingSeconds(lease, nowMs) });
+      due.push({ ID: lease.id, remainingTTL: BigInt(Math.ceil((lease.expiryMs - nowMs) / 1000)) });
     }
     return due;
   }
