@@ -281,7 +281,7 @@ describe("keep-alive of a lease whose time is up", () => {
     // clock runs two minutes ahead of the lease driver's, so the 60-s lease is expired for the
     // keep-alive while its revocation is not proposed; a LeaseRevoke then plays the revocation.
     // Before, the keep-alive renewed it and answered TTL 60.
-    const ahead = await startTestServer({ nowMs: () => Date.now() + 120_000 });
+    const ahead = await startTestServer({ apiClockAheadMs: 120_000 });
     const c = createClients(ahead.endpoint);
     try {
       const grant = await call<etcd.LeaseGrantRequest, etcd.LeaseGrantResponse>(c.lease, "leaseGrant", {
@@ -315,6 +315,56 @@ describe("keep-alive of a lease whose time is up", () => {
     } finally {
       c.close();
       await ahead.stop();
+    }
+  });
+});
+
+describe("the lease clock", () => {
+  it("counts leases down in real time whatever the wall clock does: a step neither expires nor keeps them", async () => {
+    // Proves that an NTP correction or an operator setting the leader's clock does not move lease
+    // expiry: etcd compares monotonic readings. Before, a step forward expired every lease with less
+    // time left than the step at the driver's next round, and a step back kept them that much longer.
+    const s = await startTestServer();
+    const c = createClients(s.endpoint);
+    const realNow = Date.now.bind(Date);
+    try {
+      const grant = (TTL: bigint) =>
+        call<etcd.LeaseGrantRequest, etcd.LeaseGrantResponse>(c.lease, "leaseGrant", { TTL, ID: 0n });
+      const has = async (key: string) =>
+        (await call<etcd.RangeRequest, etcd.RangeResponse>(c.kv, "range", rangeRequest({ key: b(key) })))
+          .count === 1n;
+      const long = await grant(30n);
+      await call(c.kv, "put", putRequest({ key: b("clock/long"), value: b("v"), lease: long.ID }));
+
+      // An hour forward: the 30-s lease still has its time, for TimeToLive, keep-alives and the driver.
+      vi.spyOn(Date, "now").mockImplementation(() => realNow() + 3_600_000);
+      const ttl = await call<etcd.LeaseTimeToLiveRequest, etcd.LeaseTimeToLiveResponse>(
+        c.lease,
+        "leaseTimeToLive",
+        {
+          ID: long.ID,
+          keys: false,
+        },
+      );
+      expect(ttl.TTL).toBeGreaterThanOrEqual(28n);
+      await s.leaseDriver.tick();
+      expect(await has("clock/long")).toBe(true);
+
+      // An hour back: a 2-s lease granted now still expires in about 2 s and takes its key.
+      vi.spyOn(Date, "now").mockImplementation(() => realNow() - 3_600_000);
+      const short = await grant(2n);
+      await call(c.kv, "put", putRequest({ key: b("clock/short"), value: b("v"), lease: short.ID }));
+      const granted = performance.now();
+      while (await has("clock/short")) {
+        if (performance.now() - granted > 20_000) throw new Error("the 2-s lease did not expire in 20 s");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(performance.now() - granted).toBeGreaterThanOrEqual(1_900);
+      expect(await has("clock/long")).toBe(true);
+    } finally {
+      vi.restoreAllMocks();
+      c.close();
+      await s.stop();
     }
   });
 });

@@ -173,7 +173,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
     // As etcd: a watch response is cut only past what a gRPC message may carry beyond the request limit.
     watchFragmentBytesMax: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     maxRequestBytes: config.maxRequestBytes,
-    nowMs: () => Date.now(),
+    nowMs: () => store.lessor.nowMs(),
     forwarding: leaderClients,
     shuttingDown: ctx.shuttingDown,
     leaderCheckMs: config.electionTimeoutMs,
@@ -334,7 +334,7 @@ function startLeaseMachinery(ctx: Ctx, member: RunningMember, store: MvccStore):
   );
   watcher.start(ctx.config.heartbeatIntervalMs);
   ctx.onShutdown("lessor", () => watcher.stop());
-  const driver = new LeaseDriver(member.raft, store, Date.now, {
+  const driver = new LeaseDriver(member.raft, store, () => store.lessor.nowMs(), {
     intervalMs: Math.max(50, ctx.config.heartbeatIntervalMs * 5),
     leasesPerProposalMax: 1000,
   });

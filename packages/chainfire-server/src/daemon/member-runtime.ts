@@ -59,7 +59,7 @@ export class LeadershipWatcher {
     const leading = this.member.raft.node.role === StateRole.Leader;
     if (leading === this.leading) return;
     this.leading = leading;
-    if (leading) this.store.lessor.promote(Date.now());
+    if (leading) this.store.lessor.promote(this.store.lessor.nowMs());
     else this.store.lessor.demote();
     this.onChange(leading);
   }

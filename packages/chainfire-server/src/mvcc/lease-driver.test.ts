@@ -11,6 +11,8 @@ import { MvccStore } from "./store.js";
 let dir: string;
 let store: MvccStore;
 let nextIndex = 1n;
+/** The lease clock of the store and of the driver. */
+let now = 1_000_000;
 const apply = (cmd: command.MvccCommand) => {
   store.applyBatch(entriesFor([cmd], nextIndex, 1_000_000));
   nextIndex++;
@@ -18,8 +20,9 @@ const apply = (cmd: command.MvccCommand) => {
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "lease-driver-"));
-  store = new MvccStore({ path: join(dir, "mvcc.db") });
+  store = new MvccStore({ path: join(dir, "mvcc.db"), leaseClockMs: () => now });
   nextIndex = 1n;
+  now = 1_000_000;
 });
 afterEach(() => {
   store.close();
@@ -37,7 +40,6 @@ describe("LeaseDriver", () => {
         return { result: new Uint8Array(), index: 0n };
       },
     } as unknown as Replicated;
-    let now = 1_000_000;
     const driver = new LeaseDriver(replicated, store, () => now, {
       intervalMs: 60_000,
       leasesPerProposalMax: 10,

@@ -20,7 +20,7 @@ export class LeaseDriver {
   constructor(
     private readonly replicated: Replicated,
     private readonly store: MvccStore,
-    private readonly nowMs: () => number = Date.now,
+    private readonly nowMs: () => number = () => store.lessor.nowMs(),
     private readonly options: LeaseDriverOptions = { intervalMs: 500, leasesPerProposalMax: 1000 },
   ) {}
 

@@ -21,6 +21,18 @@ export interface LessorOptions {
   minTtlSeconds: bigint;
   /** How often (ms) a lease's remaining TTL is checkpointed through the log. */
   checkpointIntervalMs: number;
+  /** The clock expiry is counted on (see `monotonicMs`, the default). */
+  clockMs?: () => number;
+}
+
+/**
+ * The lessor's clock: milliseconds that move only forward, at the rate of real time (the process's
+ * monotonic clock, counted from its wall-clock start). A step of the wall clock (NTP correcting it,
+ * an operator setting it) neither expires a leader's leases early nor keeps them past their time; etcd
+ * compares Go's monotonic readings the same way.
+ */
+export function monotonicMs(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 export const MAX_LEASE_TTL_SECONDS = 9_000_000_000n;
@@ -52,6 +64,11 @@ export class Lessor {
     return this.primary;
   }
 
+  /** Now, on the clock expiry is counted on: what the callers' `nowMs` arguments are read from. */
+  nowMs(): number {
+    return (this.options.clockMs ?? monotonicMs)();
+  }
+
   get(id: bigint): Lease | undefined {
     return this.leases.get(id);
   }
@@ -65,7 +82,7 @@ export class Lessor {
     return [...this.leases.values()].sort((a, b) => expiry(a) - expiry(b) || 0).map((l) => l.id);
   }
 
-  /** Apply path: records a granted lease. `nowMs` is the entry's leader timestamp. */
+  /** Apply path: records a granted lease, counted down from `nowMs` on the leader. */
   add(id: bigint, ttlSeconds: bigint, remainingTtlSeconds: bigint, nowMs: number | null): Lease {
     const lease: Lease = { id, ttlSeconds, remainingTtlSeconds, keys: new Set(), expiryMs: null };
     if (this.primary && nowMs !== null) lease.expiryMs = nowMs + Number(ttlSeconds) * 1000;

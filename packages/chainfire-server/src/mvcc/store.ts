@@ -50,6 +50,8 @@ export interface MvccStoreOptions {
   /** Shorter TTLs are raised to it (see minLeaseTtlSeconds in lessor.ts); 2 s, etcd's at its default timing. */
   minLeaseTtlSeconds?: bigint;
   leaseCheckpointIntervalMs?: number;
+  /** The clock lease expiry is counted on (default: the monotonic one, see lessor.ts). */
+  leaseClockMs?: () => number;
   /** How long applied writes may wait in the backend's open transaction (see Backend). */
   backendBatchIntervalMs?: number;
   /** How many row writes the backend's open transaction may hold (see Backend). */
@@ -153,6 +155,7 @@ export class MvccStore implements StateMachine {
     this.lessor = new Lessor({
       minTtlSeconds: options.minLeaseTtlSeconds ?? 2n,
       checkpointIntervalMs: options.leaseCheckpointIntervalMs ?? 5 * 60_000,
+      ...(options.leaseClockMs === undefined ? {} : { clockMs: options.leaseClockMs }),
     });
     // A restore a crash interrupted leaves no trustworthy file: the store starts empty and the Raft
     // layer installs its stored snapshot again (see discardInterruptedReplace).
@@ -1009,7 +1012,9 @@ export class MvccStore implements StateMachine {
     // biome-ignore lint/complexity/useMathMinMax: Math.max does not accept bigint.
     const ttl = req.TTL >= minTtl ? req.TTL : minTtl;
     this.backend.putLease(id, ttl, 0n);
-    this.lessor.add(id, ttl, 0n, entry.timestampMs);
+    // Counted from its apply, as etcd's leader does, on the lessor's clock (not the entry's
+    // timestamp: another member's wall clock).
+    this.lessor.add(id, ttl, 0n, this.lessor.nowMs());
     return { header: header(this.revision), ID: id, TTL: ttl, error: "" };
   }
 

@@ -16,6 +16,8 @@ export interface TestServer {
   readonly endpoint: string;
   readonly store: MvccStore;
   readonly hub: WatchHub;
+  /** Proposes expiries and checkpoints every 50 ms; `tick()` runs a round now. */
+  readonly leaseDriver: LeaseDriver;
   stop(): Promise<void>;
 }
 
@@ -29,17 +31,17 @@ export interface TestServerOptions {
   leaderId?: () => bigint;
   /** See EtcdApiContext.leaderCheckMs. */
   leaderCheckMs?: number;
-  /** The clock the API reads (keep-alives, time-to-live); the lease driver keeps `Date.now`. */
-  nowMs?: () => number;
+  /** How far the API's lease clock (keep-alives, time-to-live) runs ahead of the lease driver's. */
+  apiClockAheadMs?: number;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "chainfire-test-"));
   const store = new MvccStore({ path: join(dir, "mvcc.db"), ...options.store });
-  store.lessor.promote(Date.now());
+  store.lessor.promote(store.lessor.nowMs());
   const hub = new WatchHub(store, options.hub);
   const replicated = new LocalReplicated(store);
-  const leaseDriver = new LeaseDriver(replicated, store, Date.now, {
+  const leaseDriver = new LeaseDriver(replicated, store, () => store.lessor.nowMs(), {
     intervalMs: 50,
     leasesPerProposalMax: 1000,
   });
@@ -60,7 +62,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     // The daemon's at its default --max-request-bytes (1.5 MiB, plus etcd's 512 KiB gRPC allowance).
     watchFragmentBytesMax: options.watchFragmentBytesMax ?? 2048 * 1024,
     maxRequestBytes: options.maxRequestBytes ?? 1536 * 1024,
-    nowMs: options.nowMs ?? (() => Date.now()),
+    nowMs: () => store.lessor.nowMs() + (options.apiClockAheadMs ?? 0),
     ...(options.leaderCheckMs === undefined ? {} : { leaderCheckMs: options.leaderCheckMs }),
   };
   const server = new Server();
@@ -74,6 +76,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     endpoint: `127.0.0.1:${port}`,
     store,
     hub,
+    leaseDriver,
     stop: async () => {
       // Open watch streams would hold a graceful shutdown forever; tests end them by force.
       server.forceShutdown();
