@@ -8,6 +8,7 @@
 // quorum) is simply tried again at the next round.
 import { command } from "@photoncloud/chainfire-api";
 import type { Replicated } from "@photoncloud/raft";
+import { monotonicMs } from "./lessor.js";
 import { encodeCommand } from "./messages.js";
 import type { MvccStore } from "./store.js";
 
@@ -41,7 +42,8 @@ export class AutoCompactor {
     private readonly store: MvccStore,
     private readonly isLeader: () => boolean,
     private readonly log: AutoCompactorLog,
-    private readonly nowMs: () => number = Date.now,
+    /** Monotonic: a step of the wall clock does not bring a compaction forward or put it off. */
+    private readonly nowMs: () => number = monotonicMs,
   ) {
     this.lastSuccessMs = nowMs();
     this.dueAfterMs = policy.mode === "periodic" ? policy.retentionMs : 0;
