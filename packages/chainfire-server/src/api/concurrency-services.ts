@@ -22,6 +22,8 @@ const SESSION_TTL_S = 60n;
 class ElectionError extends Error {}
 const NO_LEADER = "election: no leader";
 const NOT_LEADER = "election: not leader";
+/** clientv3's ErrSessionExpired: a Lock's own key went (its lease ended) before the lock was its. */
+const SESSION_EXPIRED = "session expired";
 const MISSING_LEADER_KEY = '"leader" field must be provided';
 
 function unknown(err: unknown) {
@@ -142,30 +144,57 @@ function watchUntil(
   });
 }
 
+/** A waiter's own key under the prefix, and what it is told when the key goes while it waits. */
+interface OwnKey {
+  readonly key: Buffer;
+  readonly createRevision: bigint;
+  readonly lost: string;
+}
+
 /**
- * clientv3's waitDeletes: returns once no key under `prefix` created at or before
- * `maxCreateRevision` is left, waiting for the deletion of the newest such key each time.
+ * clientv3's waitDeletes: returns once no key under `prefix` created before the waiter's own is
+ * left, waiting for the deletion of the newest such key each time. A waiter whose own key goes
+ * meanwhile (its lease expired or was revoked) fails at once with `own.lost`, and so does one whose
+ * key is not the one it created when the wait ends: it must not be told it holds the lock, or leads,
+ * while the waiter after it takes its place. (etcd 3.4 answered such a Lock as held once the keys
+ * before it went; its client checks its own key at the end since 3.5.)
  */
 async function waitDeletes(
   ctx: EtcdApiContext,
   prefix: Buffer,
-  maxCreateRevision: bigint,
+  own: OwnKey,
   signal: AbortSignal,
 ): Promise<etcd.ResponseHeader> {
+  const isOwn = (key: Uint8Array) => Buffer.compare(key, own.key) === 0;
   for (;;) {
-    const older = await range(ctx, byCreate(prefix, etcd.RangeRequest_SortOrder.DESCEND, maxCreateRevision));
+    const older = await range(
+      ctx,
+      byCreate(prefix, etcd.RangeRequest_SortOrder.DESCEND, own.createRevision - 1n),
+    );
     // A client gone meanwhile does not get the lock or leadership (its caller undoes its key).
     signal.throwIfAborted();
+    // Read after `older`: a deletion of the waiter's key before this read shows here, one after it
+    // in the watch below, which starts at `older`'s revision.
+    const mine = await range(ctx, rangeRequest({ key: own.key }));
+    signal.throwIfAborted();
+    if (mine.kvs[0]?.createRevision !== own.createRevision) throw new ElectionError(own.lost);
     const last = older.kvs[0];
     if (last === undefined) return older.header!;
+    let lost = false;
     await watchUntil(
       ctx,
-      last.key,
-      EMPTY,
+      prefix,
+      prefixEnd(prefix),
       older.header!.revision,
-      (events) => events.some((e) => e.type === mvccpb.Event_EventType.DELETE),
+      (events) =>
+        events.some((e) => {
+          if (e.type !== mvccpb.Event_EventType.DELETE) return false;
+          if (isOwn(e.kv!.key)) lost = true;
+          return lost || Buffer.compare(e.kv!.key, last.key) === 0;
+        }),
       signal,
     );
+    if (lost) throw new ElectionError(own.lost);
   }
 }
 
@@ -203,10 +232,14 @@ async function lock(
   const first = res.responses[1]!.responseRange!.kvs[0];
   if (first === undefined || first.createRevision === mine) return { header: res.header, key };
   try {
-    return { header: await waitDeletes(ctx, prefix, mine - 1n, signal), key };
+    return {
+      header: await waitDeletes(ctx, prefix, { key, createRevision: mine, lost: SESSION_EXPIRED }, signal),
+      key,
+    };
   } catch (err) {
-    // As etcd's Mutex: a wait that failed gives its place in the queue back.
-    void deleteRange(ctx, deleteRangeRequest({ key })).catch(() => undefined);
+    // As etcd's Mutex: a wait that failed gives its place in the queue back (the key it created
+    // only: the same session may have queued again meanwhile).
+    void resign(ctx, key, mine).catch(() => undefined);
     throw err;
   }
 }
@@ -264,7 +297,7 @@ async function campaign(
     }
   }
   try {
-    await waitDeletes(ctx, prefix, rev - 1n, signal);
+    await waitDeletes(ctx, prefix, { key, createRevision: rev, lost: NOT_LEADER }, signal);
   } catch (err) {
     // A candidate whose client went away withdraws; one that failed otherwise keeps its key.
     if (signal.aborted) void resign(ctx, key, rev).catch(() => undefined);

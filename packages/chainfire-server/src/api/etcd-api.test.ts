@@ -689,6 +689,51 @@ describe("etcd Lock and Election over gRPC", () => {
     expect(got!.key.toString()).toBe(`q/${c.toString(16)}`);
   });
 
+  it("fails a Lock or Campaign whose own lease ends while it waits, at once, and passes the place on", async () => {
+    // Proves a waiter is never told it holds a lock, or leads, once its key has gone with its lease:
+    // etcd 3.4 answered such a Lock as held when the holder let go, while the waiter after it took
+    // the lock too. Here the waiter fails as soon as its key goes, with clientv3's texts.
+    const [holder, waiter, next] = [await grant(60n), await grant(60n), await grant(60n)];
+    await call(clients.lock, "lock", { name: b("gone"), lease: holder });
+    const failure = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (err: Error & { code?: number; details?: string }) => ({ code: err.code, details: err.details }),
+      );
+    const waiting = failure(call(clients.lock, "lock", { name: b("gone"), lease: waiter }));
+    await queued("gone/", 2n);
+    let nextGot: v3lock.LockResponse | undefined;
+    void call<v3lock.LockRequest, v3lock.LockResponse>(clients.lock, "lock", {
+      name: b("gone"),
+      lease: next,
+    }).then((r) => (nextGot = r));
+    await queued("gone/", 3n);
+    await call(clients.lease, "leaseRevoke", { ID: waiter });
+    // Told while the holder still holds the lock, not when it lets go.
+    expect(await waiting).toEqual({ code: status.UNKNOWN, details: "session expired" });
+    expect(nextGot).toBeUndefined();
+    await call(clients.lock, "unlock", { key: b(`gone/${holder.toString(16)}`) });
+    await until(() => nextGot !== undefined, "the next waiter to get the lock");
+    expect(nextGot!.key.toString()).toBe(`gone/${next.toString(16)}`);
+
+    const [leader, candidate] = [await grant(60n), await grant(60n)];
+    await call(clients.election, "campaign", { name: b("gone-e"), lease: leader, value: b("l") });
+    const campaigning = failure(
+      call(clients.election, "campaign", { name: b("gone-e"), lease: candidate, value: b("c") }),
+    );
+    await queued("gone-e/", 2n);
+    await call(clients.lease, "leaseRevoke", { ID: candidate });
+    expect(await campaigning).toEqual({ code: status.UNKNOWN, details: "election: not leader" });
+    const { kv } = await call<v3election.LeaderRequest, v3election.LeaderResponse>(
+      clients.election,
+      "leader",
+      {
+        name: b("gone-e"),
+      },
+    );
+    expect(kv!.value.toString()).toBe("l");
+  });
+
   it("holds an Observe whose client stops reading, then delivers every value in order", async () => {
     // Proves backpressure on Observe: while the client reads nothing, its changes wait in storage
     // (the observer's watch is unsynced) instead of in the stream's buffer, and none is lost.
