@@ -14,6 +14,7 @@ export {
 } from "./service/raft-service.js";
 export type {
   ApplyEntry,
+  ProposeOptions,
   Replicated,
   SnapshotFileJob,
   SnapshotJob,

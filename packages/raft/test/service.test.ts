@@ -181,6 +181,36 @@ describe("RaftService", () => {
     expect(lastIndex()).toBe(last + 1n);
   }, 60_000);
 
+  it("appends a proposal for a leader's term only while this member leads in it, and never forwards it", async () => {
+    // Proves the fence for decisions a leader takes from its own clock (lease expiry): a member
+    // that no longer leads in the term, or never did, has it refused instead of forwarded, so the
+    // next leader never commits it.
+    dir = mkdtempSync(join(tmpdir(), "raft-svc-"));
+    members = await startLocalCluster(3, dir, opts);
+    const leader = await until("leader", () => leaderOf(members));
+    const follower = members.find((m) => m !== leader) as LocalMember;
+    await proposeRetry(leader, "first");
+    const term = leader.service.node.core.term;
+    const fenced = await leader.service.propose(enc("as leader"), { leaderTerm: term });
+    expect(leader.machine.commands().map((c) => c.command.toString())).toContain("as leader");
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => "applied",
+        (err: unknown) => (err as { code?: string }).code ?? String(err),
+      );
+    expect(await outcome(leader.service.propose(enc("old term"), { leaderTerm: term - 1n }))).toBe(
+      "RAFT_NOT_LEADER",
+    );
+    expect(await outcome(follower.service.propose(enc("from a follower"), { leaderTerm: term }))).toBe(
+      "RAFT_NOT_LEADER",
+    );
+    // An unfenced proposal after them is applied after the fenced one, and the refused ones never.
+    await proposeRetry(follower, "last");
+    const cmds = leader.machine.commands().map((c) => c.command.toString());
+    expect(cmds).toEqual(["first", "as leader", "last"]);
+    expect(fenced.index).toBeGreaterThan(0n);
+  }, 60_000);
+
   it("fails a proposal sent to a leader that stopped once another leads, well before its deadline", async () => {
     // Proves a follower's proposal lost with its leader ends in LeaderChangedError (outcome unknown,
     // not "not leader", which clients take as never proposed) about an election timeout after the

@@ -169,9 +169,10 @@ function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCal
       if (!ended) call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: id, TTL });
     };
     if (renewal === "not-found") return answer(0n);
-    // Answered in order: the renewals of a stream are recorded by proposals applied in order.
+    // Answered in order: the renewals of a stream are recorded by proposals applied in order. A
+    // lease revoked or expired by an entry before the record is gone: TTL 0.
     renewals.record(id).then(
-      () => answer(renewal),
+      () => answer(lessor.get(id) === undefined ? 0n : renewal),
       (err: unknown) => finish(grpcError(err)),
     );
   };

@@ -30,11 +30,14 @@ export function memberFacts(member: RunningMember): MemberFacts {
 /**
  * Promotes the lessor when this member becomes leader and demotes it when it stops being one. The
  * new leader restarts each countdown from the last checkpointed remaining TTL, so leases survive a
- * leader change without being cut short or made eternal.
+ * leader change without being cut short or made eternal. The lessor learns the term it leads in:
+ * what it decides from its clock is proposed for that term only (see LeaseDriver), and a member that
+ * lost the leadership and won it back between two looks starts its countdowns again from the log.
  */
 export class LeadershipWatcher {
   private timer: NodeJS.Timeout | null = null;
   private leading = false;
+  private term = 0n;
 
   constructor(
     private readonly member: RunningMember,
@@ -55,13 +58,17 @@ export class LeadershipWatcher {
     this.leading = false;
   }
 
-  private check(): void {
-    const leading = this.member.raft.node.role === StateRole.Leader;
-    if (leading === this.leading) return;
+  /** Looks at the member's role and term now (`start` does so on an interval). */
+  check(): void {
+    const term = this.member.raft.node.withCore((c) => (c.role === StateRole.Leader ? c.term : 0n));
+    const leading = term !== 0n;
+    if (leading === this.leading && term === this.term) return;
+    const changed = leading !== this.leading;
+    if (this.leading) this.store.lessor.demote();
     this.leading = leading;
-    if (leading) this.store.lessor.promote(this.store.lessor.nowMs());
-    else this.store.lessor.demote();
-    this.onChange(leading);
+    this.term = term;
+    if (leading) this.store.lessor.promote(this.store.lessor.nowMs(), term);
+    if (changed) this.onChange(leading);
   }
 }
 

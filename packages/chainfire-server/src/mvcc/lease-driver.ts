@@ -38,6 +38,10 @@ export class LeaseDriver {
   /**
    * One round; does nothing on a follower (its lessor is not primary). A failed proposal (leadership
    * lost) is retried by the next leader's driver, which restarts the countdown from the checkpoints.
+   * Expiries and checkpoints come from this leader's clock: they are proposed for the term it leads
+   * in, so one that has lost the leadership without its lessor knowing yet cannot have the next
+   * leader commit them (an expiry would revoke a lease the new leader has just renewed, a
+   * checkpoint would shorten one).
    */
   async tick(): Promise<void> {
     if (this.running || !this.store.lessor.isPrimary) return;
@@ -50,7 +54,8 @@ export class LeaseDriver {
       const frozen = this.store.alarms(etcd.AlarmType.CORRUPT).length > 0;
       const expired = frozen ? [] : this.store.lessor.expiredLeases(now, max);
       if (expired.length > 0) await this.propose({ leaseExpire: { ids: expired } });
-      const checkpoints = this.store.lessor.checkpointsDue(now, max);
+      if (!this.store.lessor.isPrimary) return;
+      const checkpoints = this.store.lessor.checkpointsDue(this.nowMs(), max);
       if (checkpoints.length > 0) await this.propose({ leaseCheckpoint: { checkpoints } });
     } finally {
       this.running = false;
@@ -58,6 +63,7 @@ export class LeaseDriver {
   }
 
   private async propose(cmd: command.MvccCommand): Promise<void> {
-    await this.replicated.propose(encodeCommand(cmd));
+    const term = this.store.lessor.term;
+    await this.replicated.propose(encodeCommand(cmd), term === 0n ? {} : { leaderTerm: term });
   }
 }

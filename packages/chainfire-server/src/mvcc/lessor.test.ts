@@ -85,3 +85,32 @@ describe("Lessor.checkpointsDue", () => {
     expect(lessor.expiredLeases(3_300)).toEqual([2n]);
   });
 });
+
+describe("Lessor.checkpointed", () => {
+  it("restarts the leader's countdown from a renewal's record when it would end sooner", () => {
+    // Proves a keep-alive answered once its record is applied is honoured by a leader that began
+    // counting from an older record (elected after the renewal was proposed elsewhere).
+    let now = 0;
+    const lessor = new Lessor({ minTtlSeconds: 2n, checkpointIntervalMs: 1_000, clockMs: () => now });
+    const lease = lessor.add(1n, 10n, 4n, null);
+    now = 1_000;
+    lessor.promote(now, 7n);
+    expect(lessor.term).toBe(7n);
+    expect(lease.expiryMs).toBe(5_000);
+    // A periodic checkpoint (from this leader or the one before) leaves the countdown alone.
+    now = 2_000;
+    lessor.checkpointed(1n, 3n);
+    expect(lease.expiryMs).toBe(5_000);
+    // The renewal's record: the full TTL from now.
+    lessor.checkpointed(1n, 0n);
+    expect(lease.expiryMs).toBe(12_000);
+    expect(lease.remainingTtlSeconds).toBe(0n);
+    // Never shortened by a record applied later.
+    now = 1_500;
+    lessor.checkpointed(1n, 0n);
+    expect(lease.expiryMs).toBe(12_000);
+    expect(lessor.checkpointed(9n, 0n)).toBeUndefined();
+    lessor.demote();
+    expect(lessor.term).toBe(0n);
+  });
+});

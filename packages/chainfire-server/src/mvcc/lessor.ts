@@ -54,6 +54,8 @@ export type Renewal = bigint | "not-found" | "expired";
 export class Lessor {
   private readonly leases = new Map<bigint, Lease>();
   private primary = false;
+  /** The Raft term this member leads in while primary (0n: not given, as in single-member tests). */
+  private primaryTerm = 0n;
   private readonly lastCheckpointMs = new Map<bigint, number>();
   /** Callers of `whenSettled`, woken when the lease goes away or this member stops leading. */
   private readonly settledWaiters = new Map<bigint, (() => void)[]>();
@@ -62,6 +64,11 @@ export class Lessor {
 
   get isPrimary(): boolean {
     return this.primary;
+  }
+
+  /** The term given to `promote`: what the leader decides from its clock is proposed for it alone. */
+  get term(): bigint {
+    return this.primaryTerm;
   }
 
   /** Now, on the clock expiry is counted on: what the callers' `nowMs` arguments are read from. */
@@ -103,6 +110,22 @@ export class Lessor {
     this.wakeAll();
   }
 
+  /**
+   * Apply path: a checkpoint recorded `remainingTtlSeconds` for lease `id`. A renewal's record (0:
+   * the full TTL) also restarts the leader's countdown from now if it would end sooner: the leader
+   * may have begun counting from an older record (it was elected after the renewal was proposed, by
+   * another member or in another term), and the keep-alive is answered once this record is applied.
+   */
+  checkpointed(id: bigint, remainingTtlSeconds: bigint): Lease | undefined {
+    const lease = this.leases.get(id);
+    if (lease === undefined) return undefined;
+    lease.remainingTtlSeconds = remainingTtlSeconds;
+    if (this.primary && remainingTtlSeconds === 0n && lease.expiryMs !== null) {
+      lease.expiryMs = Math.max(lease.expiryMs, this.nowMs() + Number(lease.ttlSeconds) * 1000);
+    }
+    return lease;
+  }
+
   attach(id: bigint, key: string): void {
     this.leases.get(id)?.keys.add(key);
   }
@@ -112,8 +135,9 @@ export class Lessor {
   }
 
   /** This member became leader: start every lease's countdown from its remaining (or granted) TTL. */
-  promote(nowMs: number): void {
+  promote(nowMs: number, term = 0n): void {
     this.primary = true;
+    this.primaryTerm = term;
     for (const lease of this.leases.values()) {
       const seconds = lease.remainingTtlSeconds > 0n ? lease.remainingTtlSeconds : lease.ttlSeconds;
       lease.expiryMs = nowMs + Number(seconds) * 1000;
@@ -123,6 +147,7 @@ export class Lessor {
   /** This member lost leadership: only the leader tracks expiry. */
   demote(): void {
     this.primary = false;
+    this.primaryTerm = 0n;
     for (const lease of this.leases.values()) lease.expiryMs = null;
     this.wakeAll();
   }

@@ -1037,10 +1037,8 @@ export class MvccStore implements StateMachine {
 
   private applyLeaseCheckpoint(req: etcd.LeaseCheckpointRequest): etcd.LeaseCheckpointResponse {
     for (const checkpoint of req.checkpoints) {
-      const lease = this.lessor.get(checkpoint.ID);
-      if (lease === undefined) continue;
-      lease.remainingTtlSeconds = checkpoint.remainingTTL;
-      this.backend.putLease(lease.id, lease.ttlSeconds, checkpoint.remainingTTL);
+      const lease = this.lessor.checkpointed(checkpoint.ID, checkpoint.remainingTTL);
+      if (lease !== undefined) this.backend.putLease(lease.id, lease.ttlSeconds, checkpoint.remainingTTL);
     }
     return { header: header(this.revision) };
   }

@@ -44,7 +44,7 @@ import {
   membershipRefusal,
   memberToRecord,
 } from "./membership-wire.js";
-import type { ApplyEntry, Replicated, StateMachine } from "./state-machine.js";
+import type { ApplyEntry, ProposeOptions, Replicated, StateMachine } from "./state-machine.js";
 
 export interface RaftServiceConfig
   extends Partial<Omit<RaftNodeConfig, "id" | "dataDir" | "initialMembers" | "logger">> {
@@ -144,7 +144,7 @@ export class RaftService implements Replicated, NodeListener {
    * it stopped may still be applied, and must not match a new caller's request.
    */
   private nextRequest = randomBytes(8).readBigUInt64BE(0) >> 2n;
-  private propBatch: { requestId: bigint; data: Uint8Array }[] = [];
+  private propBatch: { requestId: bigint; data: Uint8Array; leaderTerm?: bigint }[] = [];
   /** Pending proposals by request number, in the order made: deadlines ascend (see sweepProposals). */
   private readonly proposals = new Map<bigint, ProposalWaiter>();
   private proposalSweep: NodeJS.Timeout | null = null;
@@ -247,14 +247,18 @@ export class RaftService implements Replicated, NodeListener {
    * caller gets LeaderChangedError (see scheduleSentCheck), otherwise (a transfer in progress, too
    * much uncommitted data) the TimeoutError at the deadline, as etcd's callers do.
    */
-  propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
+  propose(command: Uint8Array, options: ProposeOptions = {}): Promise<{ result: Uint8Array; index: bigint }> {
     if (this.node.isStopped) return Promise.reject(new StoppedError());
     // With a leader known (the usual case) no promise turn is spent waiting for one.
-    if (this.node.leader !== 0n) return this.proposeLocal(command);
-    return this.waitForLeader().then(() => this.proposeLocal(command));
+    if (this.node.leader !== 0n || options.leaderTerm !== undefined)
+      return this.proposeLocal(command, options);
+    return this.waitForLeader().then(() => this.proposeLocal(command, options));
   }
 
-  private proposeLocal(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }> {
+  private proposeLocal(
+    command: Uint8Array,
+    { leaderTerm }: ProposeOptions,
+  ): Promise<{ result: Uint8Array; index: bigint }> {
     if (this.proposals.size >= this.queueMax) return Promise.reject(new TooManyRequestsError(this.queueMax));
     const requestId = this.nextRequest++;
     const data = encodeEnvelope({
@@ -267,7 +271,7 @@ export class RaftService implements Replicated, NodeListener {
     return new Promise((resolve, reject) => {
       this.proposals.set(requestId, { resolve, reject, deadline: Date.now() + this.timeoutMs });
       this.proposalSweep ??= setTimeout(() => this.sweepProposals(), this.timeoutMs);
-      this.propBatch.push({ requestId, data });
+      this.propBatch.push(leaderTerm === undefined ? { requestId, data } : { requestId, data, leaderTerm });
       if (this.propBatch.length === 1) setImmediate(() => this.flushProposals());
     });
   }
@@ -278,8 +282,22 @@ export class RaftService implements Replicated, NodeListener {
    * Ready loop, which may be waiting for an fsync).
    */
   private flushProposals(): void {
-    const batch = this.propBatch;
+    let batch = this.propBatch;
     this.propBatch = [];
+    // Proposals for one leader's term only: checked in the same turn as they enter the core.
+    if (batch.some((b) => b.leaderTerm !== undefined)) {
+      const leading = this.node.withCore((c) => (c.role === StateRole.Leader ? c.term : -1n));
+      batch = batch.filter((b) => {
+        if (b.leaderTerm === undefined || b.leaderTerm === leading) return true;
+        const w = this.proposals.get(b.requestId);
+        this.proposals.delete(b.requestId);
+        if (w !== undefined) {
+          this.stats.proposalsFailed++;
+          this.fail(w, new NotLeaderError(this.node.leader === this.node.id ? 0n : this.node.leader));
+        }
+        return false;
+      });
+    }
     if (batch.length === 0) return;
     const entries = batch.map((b) => ({ term: 0n, index: 0n, type: EntryType.Normal, data: b.data }));
     const leader = this.node.leader;
@@ -367,7 +385,7 @@ export class RaftService implements Replicated, NodeListener {
       };
     }
     try {
-      const r = await this.proposeLocal(command);
+      const r = await this.proposeLocal(command, {});
       return {
         result: Buffer.from(r.result),
         index: r.index,

@@ -102,13 +102,22 @@ export interface StateMachine {
  * What a replicated service's API handlers need from the Raft layer. Implemented by the layer's
  * facade; test doubles may apply commands directly for handler unit tests.
  */
+export interface ProposeOptions {
+  /**
+   * Appended only by this member while it leads in this term, or not at all (NotLeaderError): never
+   * forwarded. For decisions only the leader of that term may take (e.g. from its own clock), so a
+   * member that has lost the leadership without noticing yet cannot have one committed by the next.
+   */
+  readonly leaderTerm?: bigint;
+}
+
 export interface Replicated {
   /**
    * Replicates `command` through the log (forwarded to the leader when this member is a follower)
    * and resolves with the state machine's result once the entry is applied on THIS member, so a
    * read served here afterwards sees the write.
    */
-  propose(command: Uint8Array): Promise<{ result: Uint8Array; index: bigint }>;
+  propose(command: Uint8Array, options?: ProposeOptions): Promise<{ result: Uint8Array; index: bigint }>;
   /** Runs `read` against local state once it reflects every write committed before the call (ReadIndex). */
   linearizableRead<T>(read: () => T): Promise<T>;
   /** Runs `read` against local state immediately (may be stale). */
