@@ -70,15 +70,19 @@ describe("leases on a 3-member cluster", { timeout: 150_000 }, () => {
     } = await followers();
     const id = await grant(f1!, 30n);
     await putLeased(f1!, "lease/kept", id);
+    // Half-closed right after the request (as python-etcd3's refresh does): the relayed answer
+    // still comes, then the end of the stream.
     const keepAlive = f2!.clients.lease.leaseKeepAlive();
     const renewed = new Promise<etcd.LeaseKeepAliveResponse>((resolve, reject) => {
       keepAlive.once("data", resolve);
       keepAlive.once("error", reject);
     });
+    const closed = new Promise((resolve) => keepAlive.on("status", resolve));
     keepAlive.write({ ID: id });
+    keepAlive.end();
     const renewal = await renewed;
     expect(renewal.TTL).toBe(30n);
-    keepAlive.end();
+    expect(await closed).toMatchObject({ code: 0 });
     // Relayed answers carry the header of the member asked, as etcd's followers fill it.
     const target = (await cluster.status(f2!)).header!.memberId;
     expect(renewal.header!.memberId).toBe(target);

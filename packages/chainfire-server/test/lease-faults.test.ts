@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ChainfireClients, etcd } from "@photoncloud/chainfire-api";
-import { NetnsNetwork } from "@photoncloud/test-cluster/netns";
+import { NetnsNetwork, netnsPreflight } from "@photoncloud/test-cluster/netns";
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster, type Placement } from "../bench/cluster.js";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
@@ -28,8 +28,21 @@ import { FaultedCluster, faultClusterOptions } from "./support/fault-cluster.js"
 import { kindsFromEnv } from "./support/random-diff.js";
 
 const KINDS = kindsFromEnv("LEASE_KINDS");
-/** The cut-off leader's case needs network namespaces: root and iproute2, as in CI. */
-const NETNS = process.env.LEASE_NETNS !== "0";
+/**
+ * The cut-off leader's case needs network namespaces: root and iproute2, as in CI. LEASE_NETNS=0
+ * leaves it out; elsewhere it is left out with a note.
+ */
+const NETNS = process.env.LEASE_NETNS !== "0" && netnsAvailable();
+
+function netnsAvailable(): boolean {
+  try {
+    netnsPreflight();
+    return true;
+  } catch (err) {
+    console.log(`lease fault test without the cut-off leader's case: ${(err as Error).message}`);
+    return false;
+  }
+}
 /** The kept lease's TTL: twice the longest the faults below leave the cluster without a leader. */
 const KEPT_TTL = 5n;
 const LEFT_TTL = 2n;
@@ -256,6 +269,9 @@ describe.each(KINDS)("leases under faults: %s", (kind) => {
       const names = c.members.map((m) => m.name);
       network.isolate(names[leader]!, names);
       const cutAt = performance.now();
+      // Not vacuous: the member cut off is the leader (it believes so for an election timeout yet).
+      const cutStatus = await call<etcd.StatusResponse>(clients[leader]!.maintenance, "status", {}, 2000);
+      expect(cutStatus.leader).toBe(f.ids[leader]);
       const answeredAfterCut: bigint[] = [];
       while (performance.now() < cutAt + 1500) {
         const ttl = await keepAlive(leader, 500);
@@ -264,26 +280,33 @@ describe.each(KINDS)("leases under faults: %s", (kind) => {
       }
 
       // The others elect a leader and, nobody keeping the lease alive on their side, expire it. Each
-      // reads the key until it is gone; a read that returns without it shows the expiry applied.
-      const goneAt = await Promise.all(
-        others.map((i) =>
-          until(async () => {
+      // reads the key until it is gone. A read started at a time that still finds the key shows it
+      // was there then: the last such read must have started no sooner than the promise ran out.
+      const promisedUntil = Math.max(...promised.map((k) => k.sentAt + Number(k.ttl) * 1000));
+      const lastSeen = await Promise.all(
+        others.map(async (i) => {
+          let seenAt = Number.NEGATIVE_INFINITY;
+          await until(async () => {
+            const startedAt = performance.now();
             const res = await call<etcd.RangeResponse>(
               clients[i]!.kv,
               "range",
               rangeRequest({ key: enc("lease/cut"), serializable: true }),
               2000,
             ).catch(() => undefined);
-            return res !== undefined && res.kvs.length === 0 ? performance.now() : undefined;
-          }, "the lease to expire on the majority side"),
-        ),
+            if (res === undefined) return undefined;
+            if (res.kvs.length === 0) return true;
+            seenAt = startedAt;
+            return undefined;
+          }, "the lease to expire on the majority side");
+          return seenAt;
+        }),
       );
-      const promisedUntil = Math.max(...promised.map((k) => k.sentAt + Number(k.ttl) * 1000));
       const summary =
         `${kind}: cut at ${Math.round(cutAt)}, keep-alives answered after the cut: ${answeredAfterCut.join(", ") || "none"}; ` +
-        `TTL promised until ${Math.round(promisedUntil)}; key gone on the others at ${goneAt.map(Math.round).join(", ")}`;
+        `TTL promised until ${Math.round(promisedUntil)}; key last seen on the others by reads started at ${lastSeen.map(Math.round).join(", ")}`;
       console.log(summary);
-      for (const at of goneAt) expect(at, summary).toBeGreaterThanOrEqual(promisedUntil);
+      for (const at of lastSeen) expect(at, summary).toBeGreaterThanOrEqual(promisedUntil);
 
       // Healed, the old leader follows the others: the lease is gone there too.
       network.healAll();

@@ -165,7 +165,6 @@ async function waitDeletes(
   own: OwnKey,
   signal: AbortSignal,
 ): Promise<etcd.ResponseHeader> {
-  const isOwn = (key: Uint8Array) => Buffer.compare(key, own.key) === 0;
   for (;;) {
     const older = await range(
       ctx,
@@ -179,22 +178,43 @@ async function waitDeletes(
     signal.throwIfAborted();
     if (mine.kvs[0]?.createRevision !== own.createRevision) throw new ElectionError(own.lost);
     const last = older.kvs[0];
-    if (last === undefined) return older.header!;
-    let lost = false;
-    await watchUntil(
+    // As clientv3's Mutex, the header of the read of its own key.
+    if (last === undefined) return mine.header!;
+    if (await deletedFirst(ctx, own.key, last.key, older.header!.revision, signal)) {
+      throw new ElectionError(own.lost);
+    }
+  }
+}
+
+/**
+ * Watches `mine` and `other` from `startRevision` until one is deleted: true when it is `mine`. Two
+ * single-key watches, so a waiter wakes for the deletion it waits for only, not for every waiter
+ * joining or leaving the queue.
+ */
+async function deletedFirst(
+  ctx: EtcdApiContext,
+  mine: Buffer,
+  other: Uint8Array,
+  startRevision: bigint,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const both = new AbortController();
+  const stop = () => both.abort(signal.reason);
+  signal.addEventListener("abort", stop, { once: true });
+  const deleted = (key: Buffer) =>
+    watchUntil(
       ctx,
-      prefix,
-      prefixEnd(prefix),
-      older.header!.revision,
-      (events) =>
-        events.some((e) => {
-          if (e.type !== mvccpb.Event_EventType.DELETE) return false;
-          if (isOwn(e.kv!.key)) lost = true;
-          return lost || Buffer.compare(e.kv!.key, last.key) === 0;
-        }),
-      signal,
-    );
-    if (lost) throw new ElectionError(own.lost);
+      key,
+      EMPTY,
+      startRevision,
+      (events) => events.some((e) => e.type === mvccpb.Event_EventType.DELETE),
+      both.signal,
+    ).then(() => key === mine);
+  try {
+    return await Promise.race([deleted(mine), deleted(Buffer.from(other))]);
+  } finally {
+    signal.removeEventListener("abort", stop);
+    both.abort(new Error("the other deletion came first"));
   }
 }
 

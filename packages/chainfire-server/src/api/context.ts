@@ -2,7 +2,7 @@
 // facts about this member that the Raft layer knows (term, leader). The daemon supplies the real ones.
 import { randomBytes } from "node:crypto";
 import { command, type etcd } from "@photoncloud/chainfire-api";
-import type { Replicated } from "@photoncloud/raft";
+import type { ProposeOptions, Replicated } from "@photoncloud/raft";
 import { chainfireError, errorFromResult } from "../errors.js";
 import { encodeCommand } from "../mvcc/messages.js";
 import type { MvccStore } from "../mvcc/store.js";
@@ -66,11 +66,15 @@ export function responseHeader(ctx: EtcdApiContext, revision: bigint): etcd.Resp
 }
 
 /** Proposes a command and returns its result, turning a replicated error result into a throw. */
-export function proposeCommand(ctx: EtcdApiContext, cmd: command.MvccCommand): Promise<command.MvccResult> {
+export function proposeCommand(
+  ctx: EtcdApiContext,
+  cmd: command.MvccCommand,
+  options: ProposeOptions = {},
+): Promise<command.MvccResult> {
   const encoded = encodeCommand(cmd);
   // Checked before the log, as etcd does, so an oversize request changes nothing anywhere.
   if (encoded.length > ctx.maxRequestBytes) return Promise.reject(chainfireError("REQUEST_TOO_LARGE"));
-  return ctx.replicated.propose(encoded).then(({ result }) => {
+  return ctx.replicated.propose(encoded, options).then(({ result }) => {
     const decoded = command.MvccResult.decode(result);
     if (decoded.error) throw errorFromResult(decoded.error.code, decoded.error.message);
     return decoded;

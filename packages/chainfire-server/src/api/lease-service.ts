@@ -76,6 +76,22 @@ async function timeToLive(
 
 type KeepAliveCall = ServerDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse>;
 
+interface Deferred {
+  readonly promise: Promise<void>;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
 /** Most renewals recorded by one proposal. */
 const RENEWALS_PER_PROPOSAL_MAX = 1000;
 
@@ -84,33 +100,57 @@ const RENEWALS_PER_PROPOSAL_MAX = 1000;
  * 0, which tells whichever member leads next to count the lease down from its full TTL. Only then
  * may a client count on it. A leader cut off from the others cannot record one, so it cannot promise
  * a lease the others have already counted down (they elect a leader, which starts from what the log
- * says, while the cut-off one still believes it leads). The renewals of one event-loop turn share
- * a proposal.
+ * says, while the cut-off one still believes it leads). A renewal made as the leader of a term is
+ * proposed for that term only (Replicated.propose's leaderTerm): one that lost the leadership
+ * meanwhile does not have it forwarded. One proposal is in flight at a time; the renewals that come
+ * meanwhile share the next.
  */
 class RenewalLog {
-  private pending: { ids: Set<bigint>; recorded: Promise<void> } | null = null;
+  /** Renewals waiting for the next proposal, by the term they were made in (0n: none known). */
+  private next = new Map<bigint, { ids: Set<bigint>; done: Deferred }>();
+  private busy = false;
 
   constructor(private readonly ctx: EtcdApiContext) {}
 
-  record(id: bigint): Promise<void> {
-    if (this.pending === null) {
-      const ids = new Set<bigint>();
-      const recorded = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-        this.pending = null;
-        const all = [...ids];
-        const proposals: Promise<unknown>[] = [];
-        for (let at = 0; at < all.length; at += RENEWALS_PER_PROPOSAL_MAX) {
-          const checkpoints = all
-            .slice(at, at + RENEWALS_PER_PROPOSAL_MAX)
-            .map((ID) => ({ ID, remainingTTL: 0n }));
-          proposals.push(proposeCommand(this.ctx, { leaseCheckpoint: { checkpoints } }));
-        }
-        await Promise.all(proposals);
-      });
-      this.pending = { ids, recorded };
+  record(id: bigint, term: bigint): Promise<void> {
+    let batch = this.next.get(term);
+    if (batch === undefined) {
+      batch = { ids: new Set(), done: deferred() };
+      this.next.set(term, batch);
+      if (this.next.size === 1 && !this.busy) setImmediate(() => void this.flush());
     }
-    this.pending.ids.add(id);
-    return this.pending.recorded;
+    batch.ids.add(id);
+    return batch.done.promise;
+  }
+
+  private async flush(): Promise<void> {
+    const batches = this.next;
+    this.next = new Map();
+    this.busy = true;
+    await Promise.all(
+      [...batches].map(([term, { ids, done }]) =>
+        this.propose(term, [...ids]).then(done.resolve, done.reject),
+      ),
+    );
+    this.busy = false;
+    if (this.next.size > 0) setImmediate(() => void this.flush());
+  }
+
+  private async propose(term: bigint, ids: bigint[]): Promise<void> {
+    const proposals: Promise<unknown>[] = [];
+    for (let at = 0; at < ids.length; at += RENEWALS_PER_PROPOSAL_MAX) {
+      const checkpoints = ids
+        .slice(at, at + RENEWALS_PER_PROPOSAL_MAX)
+        .map((ID) => ({ ID, remainingTTL: 0n }));
+      proposals.push(
+        proposeCommand(
+          this.ctx,
+          { leaseCheckpoint: { checkpoints } },
+          term === 0n ? {} : { leaderTerm: term },
+        ),
+      );
+    }
+    await Promise.all(proposals);
   }
 }
 
@@ -123,6 +163,10 @@ class RenewalLog {
 function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCall): void {
   let upstream: ClientDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse> | null = null;
   let ended = false;
+  // Requests received and not answered yet. A client that half-closes after its last request still
+  // gets every answer, as etcd answers each request before it reads the next.
+  let owed = 0;
+  let halfClosed = false;
   // A client that requires a leader hears "no leader" once this member has lost it (as etcd ends it).
   const stopLeaderCheck = requiresLeader(call)
     ? watchForLeaderLoss(ctx, () => finish(grpcError(chainfireError("NO_LEADER"))))
@@ -135,6 +179,8 @@ function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCal
     if (err) call.emit("error", err);
     else call.end();
   };
+  // Answers go out in the order of the requests, as etcd answers each before it reads the next.
+  let answered: Promise<void> = Promise.resolve();
   call.on("data", (req: etcd.LeaseKeepAliveRequest) => {
     if (ended) return;
     let leader: etcd.LeaseClient | null;
@@ -144,39 +190,53 @@ function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCal
       return finish(grpcError(err));
     }
     if (upstream === null && leader === null) {
-      answerHere(req.ID);
+      owed++;
+      const ttl = renew(req.ID);
+      answered = answered
+        .then(() => ttl)
+        .then(
+          (TTL) => {
+            if (ended) return;
+            call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: req.ID, TTL });
+            if (--owed === 0 && halfClosed) finish();
+          },
+          (err: unknown) => finish(grpcError(err)),
+        )
+        .catch(() => {
+          // The stream could not take the answer: it is gone, and there is no one to tell.
+        });
       return;
     }
     if (upstream === null && leader !== null) upstream = relay(ctx, leader, call, finish);
     upstream!.write(req);
   });
-  // An unknown lease answers TTL 0, which clients read as "expired". A lease whose time is up is
-  // not renewed: as etcd, the answer (TTL 0) waits until its revocation is applied, so a client
-  // told its lease is gone finds its keys gone too. Should this member stop leading first, the
-  // stream ends with "no leader" and the client's next stream reaches the new leader.
-  const answerHere = (id: bigint) => {
+  // The TTL to answer: the granted one once the renewal is recorded (see RenewalLog), or 0 for a
+  // lease that does not exist (clients read it as "expired"), or that an entry before the record
+  // revoked. A lease whose time is up is not renewed: as etcd, the answer (TTL 0) waits until its
+  // revocation is applied, so a client told its lease is gone finds its keys gone too. Should this
+  // member stop leading first, the stream ends with "no leader" and the client's next stream
+  // reaches the new leader.
+  const renew = async (id: bigint): Promise<bigint> => {
     const lessor = ctx.store.lessor;
-    const renewal = lessor.renew(id, ctx.nowMs());
-    if (renewal === "expired") {
-      void lessor.whenSettled(id).then(() => {
-        if (ended) return;
-        if (lessor.get(id) !== undefined && !lessor.isPrimary) finish(grpcError(chainfireError("NO_LEADER")));
-        else answerHere(id);
-      });
-      return;
+    for (;;) {
+      const term = lessor.term;
+      const renewal = lessor.renew(id, ctx.nowMs());
+      if (renewal === "not-found") return 0n;
+      if (renewal !== "expired") {
+        await renewals.record(id, term);
+        return lessor.get(id) === undefined ? 0n : renewal;
+      }
+      await lessor.whenSettled(id);
+      if (ended) return 0n;
+      if (lessor.get(id) !== undefined && !lessor.isPrimary) throw chainfireError("NO_LEADER");
     }
-    const answer = (TTL: bigint) => {
-      if (!ended) call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: id, TTL });
-    };
-    if (renewal === "not-found") return answer(0n);
-    // Answered in order: the renewals of a stream are recorded by proposals applied in order. A
-    // lease revoked or expired by an entry before the record is gone: TTL 0.
-    renewals.record(id).then(
-      () => answer(lessor.get(id) === undefined ? 0n : renewal),
-      (err: unknown) => finish(grpcError(err)),
-    );
   };
-  call.on("end", () => finish());
+  call.on("end", () => {
+    halfClosed = true;
+    // A relayed stream ends when the leader has answered what it was sent and ended its side.
+    if (upstream !== null) upstream.end();
+    else if (owed === 0) finish();
+  });
   call.on("error", () => finish());
   call.on("cancelled", () => finish());
   void ctx.shuttingDown?.then(() => finish());

@@ -183,6 +183,13 @@ export class Lessor {
     });
   }
 
+  /** How many callers of `whenSettled` wait now (keep-alives of leases whose time is up). */
+  get settling(): number {
+    let n = 0;
+    for (const waiters of this.settledWaiters.values()) n += waiters.length;
+    return n;
+  }
+
   private wake(id: bigint): void {
     const waiters = this.settledWaiters.get(id);
     if (waiters === undefined) return;

@@ -117,7 +117,7 @@ type ReadWaiter = (failure: unknown) => void;
 interface ReadBatch {
   readonly ctx: Uint8Array;
   readonly reads: ReadWaiter[];
-  /** When the reads fail with TimeoutError (Date.now() clock). */
+  /** When the reads fail with TimeoutError (performance.now() clock: wall-clock steps do not move it). */
   readonly deadline: number;
   /** When the ReadIndex request was last issued: re-issued each election timeout until served. */
   issuedAt: number;
@@ -126,7 +126,7 @@ interface ReadBatch {
 }
 
 interface ProposalWaiter extends Waiter<{ result: Uint8Array; index: bigint }> {
-  /** When the proposal fails with TimeoutError (Date.now() clock). */
+  /** When the proposal fails with TimeoutError (performance.now() clock: wall-clock steps do not move it). */
   deadline: number;
   /** The leader this member sent the proposal to (unset: stepped into this member's own core). */
   sentTo?: NodeId;
@@ -269,7 +269,7 @@ export class RaftService implements Replicated, NodeListener {
       command,
     });
     return new Promise((resolve, reject) => {
-      this.proposals.set(requestId, { resolve, reject, deadline: Date.now() + this.timeoutMs });
+      this.proposals.set(requestId, { resolve, reject, deadline: performance.now() + this.timeoutMs });
       this.proposalSweep ??= setTimeout(() => this.sweepProposals(), this.timeoutMs);
       this.propBatch.push(leaderTerm === undefined ? { requestId, data } : { requestId, data, leaderTerm });
       if (this.propBatch.length === 1) setImmediate(() => this.flushProposals());
@@ -412,7 +412,7 @@ export class RaftService implements Replicated, NodeListener {
    */
   private sweepProposals(): void {
     this.proposalSweep = null;
-    const now = Date.now();
+    const now = performance.now();
     for (const [id, w] of this.proposals) {
       if (w.deadline > now) {
         this.proposalSweep = setTimeout(() => this.sweepProposals(), w.deadline - now);
@@ -563,9 +563,9 @@ export class RaftService implements Replicated, NodeListener {
   }
 
   private async waitForLeader(): Promise<NodeId> {
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = performance.now() + this.timeoutMs;
     while (this.node.leader === 0n) {
-      if (Date.now() > deadline || this.node.isStopped) throw new NoLeaderError();
+      if (performance.now() > deadline || this.node.isStopped) throw new NoLeaderError();
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, this.node.config.tickMs);
         this.leaderWaits.push(() => {
@@ -612,7 +612,7 @@ export class RaftService implements Replicated, NodeListener {
       return;
     }
     const ctx = randomBytes(8);
-    const now = Date.now();
+    const now = performance.now();
     const batch: ReadBatch = { ctx, reads, deadline: now + this.timeoutMs, issuedAt: now, served: false };
     this.readBatches.set(ctx.toString("hex"), batch);
     this.requestReadIndex(ctx);
@@ -627,7 +627,7 @@ export class RaftService implements Replicated, NodeListener {
   private sweepReads(): void {
     this.readSweep = null;
     if (this.node.isStopped) return;
-    const now = Date.now();
+    const now = performance.now();
     const retryMs = this.electionTimeoutMs();
     let next = retryMs;
     for (const [key, b] of this.readBatches) {
@@ -922,14 +922,14 @@ export class RaftService implements Replicated, NodeListener {
    * promotion is refused and can be asked again.
    */
   private async awaitLearnerInSync(id: NodeId): Promise<void> {
-    const deadline = Date.now() + Math.max(2000, 2 * this.electionTimeoutMs());
+    const deadline = performance.now() + Math.max(2000, 2 * this.electionTimeoutMs());
     for (;;) {
       this.requireLeader();
       const progress = this.node.core.status().progress;
       const leader = progress.get(this.node.id)?.match ?? 0n;
       const learner = progress.get(id)?.match ?? 0n;
       if (learner * 10n >= leader * 9n) return;
-      if (Date.now() >= deadline) {
+      if (performance.now() >= deadline) {
         throw new LearnerNotReadyError(
           `learner ${id.toString(16)} is not in sync with the leader: it holds the log up to index ` +
             `${learner} of ${leader}, and promotion needs 90%; make sure it is running and reachable, ` +
@@ -1058,10 +1058,10 @@ export class RaftService implements Replicated, NodeListener {
 
   /** Resolves once this member sees `target` as leader (polled each tick, up to the request timeout). */
   private async waitLeaderIs(target: NodeId, what: string, eachTick?: () => void): Promise<void> {
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = performance.now() + this.timeoutMs;
     while (this.node.leader !== target) {
       if (this.node.isStopped) throw new StoppedError();
-      if (Date.now() > deadline)
+      if (performance.now() > deadline)
         throw new TimeoutError(`${what} did not complete within ${this.timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, this.node.config.tickMs));
       eachTick?.();

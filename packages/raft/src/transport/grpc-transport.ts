@@ -268,7 +268,7 @@ class Peer {
   /** Sends what is queued now (in one batch); the flush scheduled for the end of the turn finds nothing. */
   flush(): void {
     if (this.queue.length === 0 || this.blocked || this.closed) return;
-    const now = Date.now();
+    const now = performance.now();
     if (now < this.retryAt) {
       // Still backing off: drop what is queued (Raft resends) and report the peer unreachable.
       const dropped = this.queue.length;
@@ -358,7 +358,7 @@ class Peer {
       this.lastFailureMs = performance.now();
       // The peer may come back as a newer version: ask it for ProposeBatch again.
       this.noProposeBatch = false;
-      this.retryAt = Date.now() + this.backoffMs;
+      this.retryAt = performance.now() + this.backoffMs;
       this.backoffMs = Math.min(this.backoffMs * 2, this.t.config.reconnectBackoffMaxMs);
       this.t.handler.onUnreachable(this.id);
     }
@@ -479,7 +479,7 @@ export class GrpcTransport {
       disconnects: p.disconnects,
       queuedMsgs: p.queue.length,
       backoffMs: p.backoffMs,
-      backingOff: Date.now() < p.retryAt,
+      backingOff: performance.now() < p.retryAt,
       streamOpen: p.stream !== null,
       connected: p.connected(),
       lastFailureMs: p.lastFailureMs,
