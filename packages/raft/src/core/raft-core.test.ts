@@ -27,6 +27,34 @@ describe("RaftCore", () => {
     }
   });
 
+  it("answers a lone voter's ReadIndex once an entry of its term commits, not from a commit index a crash left behind", () => {
+    // Proves a single-member cluster restarted after kill -9 (its commit index is not written on its
+    // own, so it restarts below writes it had acknowledged) does not serve a read that misses them.
+    const h = new Harness();
+    h.addNode(1n, { voters: [1n], learners: [] });
+    h.node(1n).core.campaign();
+    h.stabilize();
+    h.node(1n).core.propose(enc("a"));
+    h.stabilize();
+    const n = h.node(1n);
+    const acknowledged = n.storage.lastIndex();
+    const hs = n.storage.hardStateNow();
+    expect(hs.commit).toBe(acknowledged);
+    n.storage.setHardState({ ...hs, commit: acknowledged - 1n });
+    h.restart(1n);
+    const reads: bigint[] = [];
+    h.onReady = (_id, rd) => {
+      for (const rs of rd.readStates) reads.push(rs.index);
+    };
+    h.stabilize(); // applies what it knows committed: up to the entry before "a"
+    h.node(1n).core.campaign();
+    expect(h.node(1n).core.status().softState.role).toBe(StateRole.Leader);
+    h.node(1n).core.readIndex(enc("r"));
+    h.stabilize();
+    expect(reads).toHaveLength(1);
+    expect(reads[0]).toBeGreaterThan(acknowledged);
+  });
+
   it("replicates and commits a proposal on every member", () => {
     // Proves a proposal is appended, committed by a majority and applied everywhere in order.
     const h = threeMembers();

@@ -82,14 +82,16 @@ function handleProposal(r: RaftCore, m: Message): void {
 }
 
 function handleReadIndex(r: RaftCore, m: Message): void {
-  if (r.tracker.voters.size === 1 && r.tracker.voters.has(r.id)) {
-    r.respondToRead(m.from, m.context, r.log.committed);
-    return;
-  }
-  // Until this leader commits an entry of its own term, its commit index may be behind.
+  // Until this leader commits an entry of its own term, its commit index may be behind. A lone
+  // voter waits too (etcd-io/raft answers it at once): its commit index is not written on its own,
+  // so after a crash it restarts below writes it had acknowledged, until its first entry commits.
   if (!r.committedEntryInCurrentTerm()) {
     if (r.pendingReadIndexMessages.length >= READ_REQUESTS_PENDING_MAX) r.drop("too many pending reads");
     r.pendingReadIndexMessages.push(m);
+    return;
+  }
+  if (r.tracker.voters.size === 1 && r.tracker.voters.has(r.id)) {
+    r.respondToRead(m.from, m.context, r.log.committed);
     return;
   }
   if (!r.readOnly.addRequest(r.log.committed, m.from, m.context)) {

@@ -284,9 +284,11 @@ export class RaftService implements Replicated, NodeListener {
   private flushProposals(): void {
     let batch = this.propBatch;
     this.propBatch = [];
+    // The core's own view: the node's `leader` follows it only at the next Ready.
+    const core = this.node.core;
+    const leading = core.role === StateRole.Leader ? core.term : -1n;
     // Proposals for one leader's term only: checked in the same turn as they enter the core.
     if (batch.some((b) => b.leaderTerm !== undefined)) {
-      const leading = this.node.withCore((c) => (c.role === StateRole.Leader ? c.term : -1n));
       batch = batch.filter((b) => {
         if (b.leaderTerm === undefined || b.leaderTerm === leading) return true;
         const w = this.proposals.get(b.requestId);
@@ -301,7 +303,8 @@ export class RaftService implements Replicated, NodeListener {
     if (batch.length === 0) return;
     const entries = batch.map((b) => ({ term: 0n, index: 0n, type: EntryType.Normal, data: b.data }));
     const leader = this.node.leader;
-    if (leader !== this.node.id && leader !== 0n && !this.node.isStopped) {
+    // A core that leads takes them itself (so a fenced proposal is never forwarded).
+    if (leading < 0n && leader !== this.node.id && leader !== 0n && !this.node.isStopped) {
       for (const b of batch) {
         const w = this.proposals.get(b.requestId);
         if (w !== undefined) w.sentTo = leader;
