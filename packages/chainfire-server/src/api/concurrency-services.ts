@@ -131,14 +131,19 @@ function watchUntil(
     const onAbort = () => finish(signal.reason);
     const spec = { key, rangeEnd, startRevision, prevKv: false, noPut: false, noDelete: false };
     // The hub calls the sink from a later turn, never from within watch().
-    const watcher: Watcher = ctx.hub.watch(0n, spec, (_w, delivery) => {
-      if (done) return true;
-      if (congested()) return false;
-      if (delivery.compactRevision !== undefined) {
-        finish(chainfireError("COMPACTED"));
-      } else if (onEvents(delivery.events, delivery.revision)) finish();
-      return true;
-    });
+    const watcher: Watcher = ctx.hub.watch(
+      0n,
+      spec,
+      (_w, delivery) => {
+        if (done) return true;
+        if (congested()) return false;
+        if (delivery.compactRevision !== undefined) {
+          finish(chainfireError("COMPACTED"));
+        } else if (onEvents(delivery.events, delivery.revision)) finish();
+        return true;
+      },
+      { blocked: () => !done && congested() },
+    );
     if (signal.aborted) onAbort();
     else signal.addEventListener("abort", onAbort, { once: true });
   });

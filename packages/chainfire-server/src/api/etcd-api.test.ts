@@ -453,6 +453,33 @@ describe("etcd Watch over gRPC", () => {
     w.stream.end();
   });
 
+  it("answers a progress request only once every watcher of the stream has caught up", async () => {
+    // Proves a progress answer at revision R means the stream's watchers have had every event up
+    // to R (what clients take it for): etcd 3.4.23 answered at once, ahead of the events a watcher
+    // catching up from history still owed (fixed in later 3.4 releases).
+    const slow = await startTestServer({ hub: { catchUpRowsMax: 10, catchUpIntervalMs: 5 } });
+    const c = createClients(slow.endpoint);
+    try {
+      for (let i = 0; i < 100; i++)
+        await call(c.kv, "put", putRequest({ key: b(`prog/${i}`), value: b("v") }));
+      const w = watchStream(c);
+      w.create({ key: b("prog/"), rangeEnd: b("prog0"), startRevision: 1n });
+      w.stream.write({ progressRequest: {} });
+      await until(() => w.responses.some((r) => r.watchId === -1n), "the progress answer");
+      const at = w.responses.findIndex((r) => r.watchId === -1n);
+      const progress = w.responses[at]!.header!.revision;
+      const before = w.responses.slice(0, at).flatMap((r) => r.events);
+      expect(progress).toBe(101n);
+      expect(before.map((e) => e.kv!.modRevision)).toEqual(
+        Array.from({ length: 100 }, (_, i) => BigInt(i + 2)),
+      );
+      w.stream.end();
+    } finally {
+      c.close();
+      await slow.stop();
+    }
+  });
+
   it("keeps watching after the client ends its sending side, as etcd does", async () => {
     // Proves a half-closed stream (grpcurl, grpc-gateway) still gets its events: before, the
     // server ended the stream and canceled its watchers when the client stopped sending.
@@ -498,13 +525,16 @@ describe("etcd Watch over gRPC", () => {
 
   it("skips a progress notification for a watcher sent events since the last one, as etcd does", async () => {
     // Proves progress_notify's elision: at a tick, only watchers without events since the previous
-    // tick are told the current revision. The stream's interval (etcd's 10 minutes) is driven by hand.
+    // tick are told the current revision, and none whose start is still ahead. The stream's interval (etcd's 10 minutes) is driven by hand.
     vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
     try {
       const w = watchStream();
       w.create({ key: b("busy"), watchId: 1n, progressNotify: true });
       w.create({ key: b("quiet"), watchId: 2n, progressNotify: true });
-      await until(() => w.responses.filter((r) => r.created).length === 2, "both watchers created");
+      // A watcher that starts past the current revision gets none: it would go below its start.
+      const future = server.store.currentRevision() + 1000n;
+      w.create({ key: b("later"), watchId: 3n, progressNotify: true, startRevision: future });
+      await until(() => w.responses.filter((r) => r.created).length === 3, "the watchers created");
       const progress = (id: bigint) =>
         w.responses.filter((r) => r.watchId === id && !r.created && !r.canceled && r.events.length === 0);
       await put("busy", "1");
@@ -516,6 +546,7 @@ describe("etcd Watch over gRPC", () => {
       vi.advanceTimersByTime(600_000);
       await until(() => progress(2n).length === 2, "the second tick");
       expect(progress(1n).map((r) => r.header!.revision)).toEqual([server.store.currentRevision()]);
+      expect(progress(3n)).toEqual([]);
       w.stream.end();
     } finally {
       vi.useRealTimers();

@@ -38,6 +38,8 @@ class WatchStream {
   private readonly serverCanceled = new Set<bigint>();
   private nextId = 0n;
   private congested = false;
+  /** A progress request waits until every watcher of the stream has caught up (see onRequest). */
+  private progressWanted = false;
   private closed = false;
   private progressTimer: NodeJS.Timeout | null = null;
   private stopLeaderCheck: (() => void) | null = null;
@@ -75,9 +77,20 @@ class WatchStream {
     if (req.createRequest) this.create(req.createRequest);
     else if (req.cancelRequest) this.cancel(req.cancelRequest.watchId);
     else if (req.progressRequest) {
-      // etcd 3.4 answers a progress request at once, addressed to no watcher (ID -1).
-      this.write(this.response(-1n, this.ctx.store.currentRevision(), {}));
+      // Answered addressed to no watcher (ID -1), as etcd, with a revision every watcher of the
+      // stream has had all events up to: at once when all are synced, else once they are. (etcd
+      // 3.4.23 answers at once, before the events a catching-up watcher still owes; later 3.4
+      // releases wait as here.)
+      this.progressWanted = true;
+      this.answerProgress();
     }
+  }
+
+  private answerProgress(): void {
+    if (!this.progressWanted || this.closed) return;
+    for (const watcher of this.watchers.values()) if (!watcher.synced) return;
+    this.progressWanted = false;
+    this.write(this.response(-1n, this.ctx.store.currentRevision(), {}));
   }
 
   private create(request: etcd.WatchCreateRequest): void {
@@ -118,6 +131,7 @@ class WatchStream {
         noDelete: filters.has(etcd.WatchCreateRequest_FilterType.NODELETE),
       },
       (w, delivery) => this.deliver(w, delivery),
+      { blocked: () => this.congested, synced: () => this.answerProgress() },
     );
     this.watchers.set(id, watcher);
     if (req.progressNotify) this.progressNotify.set(id, true);
@@ -140,6 +154,7 @@ class WatchStream {
     this.watchers.delete(watcher.id);
     this.progressNotify.delete(watcher.id);
     this.fragment.delete(watcher.id);
+    this.answerProgress();
   }
 
   private deliver(watcher: Watcher, delivery: WatchDelivery): boolean {
@@ -174,10 +189,13 @@ class WatchStream {
   }
 
   private sendProgress(): void {
+    const current = this.ctx.store.currentRevision();
     for (const [id, due] of this.progressNotify) {
       const watcher = this.watchers.get(id);
-      if (due && watcher?.synced && !this.congested) {
-        this.write(this.response(id, this.ctx.store.currentRevision(), {}));
+      // Not for a watcher that starts past the current revision: its notification would go
+      // below its own start.
+      if (due && watcher?.synced && watcher.nextRevision <= current + 1n && !this.congested) {
+        this.write(this.response(id, current, {}));
       }
       this.progressNotify.set(id, true);
     }

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { mvccpb } from "@photoncloud/chainfire-api";
-import { afterEach, beforeEach, expect, it } from "vitest";
+import { afterEach, beforeEach, expect, it, vi } from "vitest";
 import { entriesFor } from "../testing/commands.js";
 import { putRequest } from "../mvcc/messages.js";
 import { MvccStore } from "../mvcc/store.js";
@@ -85,6 +85,45 @@ it("moves a refusing watcher to catch-up and later delivers every event once, in
   putMany(10);
   const revisions = received.map((e) => e.kv!.modRevision);
   expect(revisions).toEqual(Array.from({ length: 110 }, (_, i) => BigInt(i + 2)));
+});
+
+it("reads nothing for a watcher whose stream is blocked until it resumes, then says when it is synced", async () => {
+  // Proves a client that stops reading costs no storage reads: before, every catch-up round read a
+  // chunk of history for it only to be refused, every few milliseconds for as long as it stalled.
+  let blocked = true;
+  let looks = 0;
+  let syncedCalls = 0;
+  const received: mvccpb.Event[] = [];
+  const watcher = hub.watch(
+    0n,
+    { ...keysKtoL, startRevision: 1n },
+    (_w, delivery) => {
+      if (blocked) return false;
+      received.push(...delivery.events);
+      return true;
+    },
+    {
+      blocked: () => {
+        looks++;
+        return blocked;
+      },
+      synced: () => syncedCalls++,
+    },
+  );
+  putMany(100);
+  const reads = vi.spyOn(store, "eventsBetween");
+  // A catch-up round looks at the watcher, finds its stream blocked and reads nothing for it.
+  await until(() => looks > 0, "a catch-up round");
+  expect(reads).not.toHaveBeenCalled();
+  expect(watcher.synced).toBe(false);
+  blocked = false;
+  hub.resume();
+  await until(() => watcher.synced, "the watcher to catch up once resumed");
+  expect(reads).toHaveBeenCalled();
+  expect(syncedCalls).toBe(1);
+  expect(received.map((e) => e.kv!.modRevision)).toEqual(
+    Array.from({ length: 100 }, (_, i) => BigInt(i + 2)),
+  );
 });
 
 it("catches up from a past start revision in chunks, then follows live writes", async () => {

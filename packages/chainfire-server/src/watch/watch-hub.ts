@@ -34,6 +34,17 @@ export interface WatchHubOptions {
   catchUpIntervalMs: number;
 }
 
+/** What a watcher's owner tells the hub besides taking deliveries (see `WatchHub.watch`). */
+export interface WatcherOwner {
+  /**
+   * True while the owner's stream cannot take a delivery: the hub then reads nothing for the
+   * watcher until `resume()` (the stream drained), instead of reading history only to be refused.
+   */
+  blocked?(): boolean;
+  /** Called when the watcher has caught up: it has had every event up to the current revision. */
+  synced?(): void;
+}
+
 export class Watcher {
   synced = false;
   canceled = false;
@@ -44,6 +55,7 @@ export class Watcher {
     /** The next revision this watcher has not yet been given. */
     public nextRevision: bigint,
     readonly sink: WatchSink,
+    readonly owner: WatcherOwner = {},
   ) {}
 
   /** Applies the watcher's range and filters, and drops prev_kv unless asked for. */
@@ -103,11 +115,11 @@ export class WatchHub {
     return this.unsynced.size;
   }
 
-  watch(id: bigint, spec: WatchSpec, sink: WatchSink): Watcher {
+  watch(id: bigint, spec: WatchSpec, sink: WatchSink, owner: WatcherOwner = {}): Watcher {
     const current = this.store.currentRevision();
     // 0 is "from now". A negative start is before any history: canceled as compacted, as etcd does.
     const start = spec.startRevision !== 0n ? spec.startRevision : current + 1n;
-    const watcher = new Watcher(id, spec, keyRange(spec.key, spec.rangeEnd), start, sink);
+    const watcher = new Watcher(id, spec, keyRange(spec.key, spec.rangeEnd), start, sink, owner);
     if (watcher.range.single) {
       let set = this.singleKey.get(watcher.range.start);
       if (set === undefined) this.singleKey.set(watcher.range.start, (set = new Set()));
@@ -201,11 +213,18 @@ export class WatchHub {
     }, delayMs);
   }
 
-  /** One round: every unsynced watcher reads one bounded chunk of history and tries to send it. */
+  /**
+   * One round: every unsynced watcher whose stream can take a delivery reads one bounded chunk of
+   * history and sends it. The others wait for `resume()`: a round is scheduled again only while
+   * some watcher can go on.
+   */
   private catchUp(): void {
     const current = this.store.currentRevision();
     const compacted = this.store.compactRevision();
+    let more = false;
     for (const watcher of [...this.unsynced]) {
+      if (watcher.owner.blocked?.() === true) continue;
+      more = true;
       if (watcher.nextRevision < compacted) {
         this.unsynced.delete(watcher);
         if (watcher.sink(watcher, { events: [], revision: current, compactRevision: compacted })) {
@@ -217,13 +236,12 @@ export class WatchHub {
       }
       this.catchUpOne(watcher, current);
     }
-    if (this.unsynced.size > 0) this.scheduleCatchUp(this.options.catchUpIntervalMs);
+    if (more && this.unsynced.size > 0) this.scheduleCatchUp(this.options.catchUpIntervalMs);
   }
 
   private catchUpOne(watcher: Watcher, current: bigint): void {
     if (watcher.nextRevision > current) {
-      watcher.synced = true;
-      this.unsynced.delete(watcher);
+      this.markSynced(watcher);
       return;
     }
     const read = this.store.eventsBetween(
@@ -235,9 +253,12 @@ export class WatchHub {
     const selected = watcher.select(read.events);
     if (selected.length > 0 && !watcher.sink(watcher, { events: selected, revision: current })) return;
     watcher.nextRevision = read.lastRevision + 1n;
-    if (watcher.nextRevision > current) {
-      watcher.synced = true;
-      this.unsynced.delete(watcher);
-    }
+    if (watcher.nextRevision > current) this.markSynced(watcher);
+  }
+
+  private markSynced(watcher: Watcher): void {
+    watcher.synced = true;
+    this.unsynced.delete(watcher);
+    watcher.owner.synced?.();
   }
 }
