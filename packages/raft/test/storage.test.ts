@@ -267,6 +267,39 @@ describe("SqliteLogStore", () => {
     r.close();
   });
 
+  it("writes a received snapshot's member table in the transaction that records its configuration", async () => {
+    // Proves the service layer's member table and the Raft configuration cannot disagree after a
+    // crash that follows the snapshot's transaction: the node used to write the table only after
+    // the state machine had restored the image, so a crash in between kept the old table with the
+    // new configuration (and the conf changes between them compacted away).
+    const { path, s } = storeInFolder("snapshot-members");
+    s.setAppMeta("members", Buffer.from("old table"));
+    const cs = { voters: [1n, 2n, 3n], learners: [4n] };
+    s.persist({
+      hardState: null,
+      entries: [],
+      snapshot: { metadata: { index: 20n, term: 2n, confState: cs }, data: Buffer.from("image") },
+      snapshotAppMeta: { key: "members", value: Buffer.from("the snapshot's table") },
+    });
+    await s.sync();
+    s.close();
+    const r = new SqliteLogStore({ path });
+    expect(r.initialState().confState).toEqual(cs);
+    expect(Buffer.from(r.getAppMeta("members")!).toString()).toBe("the snapshot's table");
+    // A snapshot that does not replace the log (older than the one stored) changes neither.
+    r.persist({
+      hardState: null,
+      entries: [],
+      snapshot: {
+        metadata: { index: 10n, term: 1n, confState: { voters: [1n], learners: [] } },
+        data: Buffer.from("x"),
+      },
+      snapshotAppMeta: { key: "members", value: Buffer.from("stale") },
+    });
+    expect(Buffer.from(r.getAppMeta("members")!).toString()).toBe("the snapshot's table");
+    r.close();
+  });
+
   it("records a snapshot held by the state machine's files and asks for an image when one is wanted", async () => {
     // Proves snapshot markers: the log is compacted behind one, reading its data asks the owner for an
     // image and reports it temporarily unavailable, the mark survives a reopen, and an image stored

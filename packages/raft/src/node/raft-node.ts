@@ -356,7 +356,17 @@ export class RaftNode {
     this.readyMessagesSent = sendFirst;
     if (rd.snapshot !== null) this.snapshotInstalling = true;
     if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
-      this.store.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
+      this.store.persist({
+        hardState: rd.hardState,
+        entries: rd.entries,
+        snapshot: rd.snapshot,
+        // The snapshot's members go with its configuration: a crash after the machine restored the
+        // image but before the members were set (installSnapshot) cannot leave the old table with
+        // the new configuration (the conf changes between them are compacted away).
+        ...(rd.snapshot === null
+          ? {}
+          : { snapshotAppMeta: { key: "members", value: encodeMembers(snapshotMembers(rd.snapshot)) } }),
+      });
     }
     // Every write so far (also conf state and snapshots stored between Readys) is covered.
     return this.store.hasUnsynced();
@@ -781,4 +791,12 @@ export class RaftNode {
     const stored = this.store.snapshotIndex();
     return stored < index || (stored === index && this.store.snapshotInMachine());
   }
+}
+
+/** The members a layered snapshot carries (from its head when it is in a file). */
+function snapshotMembers(snapshot: Snapshot): readonly MemberInfo[] {
+  const file = snapshot.file;
+  return file === undefined
+    ? decodeLayerSnapshot(snapshot.data).members
+    : readLayerSnapshotHead(file.path).members;
 }

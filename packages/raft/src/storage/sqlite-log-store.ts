@@ -72,6 +72,12 @@ export interface PersistBatch {
   readonly hardState: HardState | null;
   readonly entries: readonly Entry[];
   readonly snapshot: Snapshot | null;
+  /**
+   * Application metadata (see `setAppMeta`) written with a snapshot that replaces the log, in the
+   * same transaction as its configuration: the service layer's member table, so the two agree
+   * whatever a crash interrupts after it.
+   */
+  readonly snapshotAppMeta?: { readonly key: string; readonly value: Uint8Array };
 }
 
 export interface SqliteLogStoreOptions {
@@ -490,6 +496,9 @@ export class SqliteLogStore implements LogStorage {
       this.confIdx = snap.metadata.index;
       this.setMeta("confState", encodeConfState(this.conf));
       this.setMeta("confIndex", Buffer.from(String(this.confIdx)));
+      if (batch.snapshotAppMeta !== undefined) {
+        this.setMeta(`app:${batch.snapshotAppMeta.key}`, batch.snapshotAppMeta.value);
+      }
     }
     const fresh = batch.entries.filter((e) => e.index > this.snapIndex);
     const head = fresh[0];
