@@ -192,6 +192,9 @@ function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCal
     if (upstream === null && leader === null) {
       owed++;
       const ttl = renew(req.ID);
+      // Observed below once the answers before it are out; until then a failure must not count as
+      // unhandled (the daemon stops on one).
+      ttl.catch(() => {});
       answered = answered
         .then(() => ttl)
         .then(
