@@ -102,13 +102,18 @@ const RENEWALS_PER_PROPOSAL_MAX = 1000;
  * a lease the others have already counted down (they elect a leader, which starts from what the log
  * says, while the cut-off one still believes it leads). A renewal made as the leader of a term is
  * proposed for that term only (Replicated.propose's leaderTerm): one that lost the leadership
- * meanwhile does not have it forwarded. One proposal is in flight at a time; the renewals that come
- * meanwhile share the next.
+ * meanwhile does not have it forwarded. One proposal per term is in flight at a time; the renewals
+ * that come meanwhile share the next.
  */
 class RenewalLog {
   /** Renewals waiting for the next proposal, by the term they were made in (0n: none known). */
-  private next = new Map<bigint, { ids: Set<bigint>; done: Deferred }>();
-  private busy = false;
+  private readonly next = new Map<bigint, { ids: Set<bigint>; done: Deferred }>();
+  /**
+   * The terms with a record in flight. One per term: a record of an earlier term that may never
+   * be answered (its leader lost the log position) holds up none of a later term's renewals.
+   */
+  private readonly inFlight = new Set<bigint>();
+  private scheduled = false;
 
   constructor(private readonly ctx: EtcdApiContext) {}
 
@@ -117,23 +122,33 @@ class RenewalLog {
     if (batch === undefined) {
       batch = { ids: new Set(), done: deferred() };
       this.next.set(term, batch);
-      if (this.next.size === 1 && !this.busy) setImmediate(() => void this.flush());
+      if (!this.inFlight.has(term)) this.schedule();
     }
     batch.ids.add(id);
     return batch.done.promise;
   }
 
-  private async flush(): Promise<void> {
-    const batches = this.next;
-    this.next = new Map();
-    this.busy = true;
-    await Promise.all(
-      [...batches].map(([term, { ids, done }]) =>
-        this.propose(term, [...ids]).then(done.resolve, done.reject),
-      ),
-    );
-    this.busy = false;
-    if (this.next.size > 0) setImmediate(() => void this.flush());
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    for (const [term, { ids, done }] of [...this.next]) {
+      if (this.inFlight.has(term)) continue;
+      this.next.delete(term);
+      this.inFlight.add(term);
+      void this.propose(term, [...ids])
+        .then(done.resolve, done.reject)
+        .finally(() => {
+          this.inFlight.delete(term);
+          if (this.next.has(term)) this.schedule();
+        });
+    }
   }
 
   private async propose(term: bigint, ids: bigint[]): Promise<void> {
