@@ -30,7 +30,8 @@ export function memberFacts(member: RunningMember): MemberFacts {
 /**
  * Promotes the lessor when this member becomes leader and demotes it when it stops being one. The
  * new leader restarts each countdown from the last checkpointed remaining TTL, so leases survive a
- * leader change without being cut short or made eternal. The lessor learns the term it leads in:
+ * leader change without being cut short or made eternal. A new leader's lessor is promoted once it
+ * has applied an entry of its own term. The lessor learns the term it leads in:
  * what it decides from its clock is proposed for that term only (see LeaseDriver), and a member that
  * lost the leadership and won it back between two looks starts its countdowns again from the log.
  */
@@ -60,7 +61,14 @@ export class LeadershipWatcher {
 
   /** Looks at the member's role and term now (`start` does so on an interval). */
   check(): void {
-    const term = this.member.raft.node.withCore((c) => (c.role === StateRole.Leader ? c.term : 0n));
+    // Leading, and past every entry of earlier terms: a renewal an earlier leader recorded is then
+    // applied before this lessor counts anything down, and its driver proposes no expiry ahead of
+    // such a record (the first entry a leader applies of its own term comes after all of them).
+    const node = this.member.raft.node;
+    const applied = node.appliedIndex();
+    const term = node.withCore((c) =>
+      c.role === StateRole.Leader && c.log.termOrZero(applied) === c.term ? c.term : 0n,
+    );
     const leading = term !== 0n;
     if (leading === this.leading && term === this.term) return;
     const changed = leading !== this.leading;
