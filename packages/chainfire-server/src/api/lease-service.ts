@@ -177,6 +177,9 @@ class RenewalLog {
  */
 function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCall): void {
   let upstream: ClientDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse> | null = null;
+  let upstreamEnded = false;
+  /** Those waiting for the leader's answers to the requests relayed to it, in order. */
+  const relayed: ((res: etcd.LeaseKeepAliveResponse) => void)[] = [];
   let ended = false;
   // Requests received and not answered yet. A client that half-closes after its last request still
   // gets every answer, as etcd answers each request before it reads the next.
@@ -194,7 +197,11 @@ function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCal
     if (err) call.emit("error", err);
     else call.end();
   };
-  // Answers go out in the order of the requests, as etcd answers each before it reads the next.
+  const finishIfDone = () => {
+    if (owed === 0 && halfClosed && (upstream === null || upstreamEnded)) finish();
+  };
+  // Answers go out in the order of the requests, as etcd answers each before it reads the next:
+  // those answered here and those relayed to the leader alike (the leader changed mid-stream).
   let answered: Promise<void> = Promise.resolve();
   call.on("data", (req: etcd.LeaseKeepAliveRequest) => {
     if (ended) return;
@@ -204,30 +211,47 @@ function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCal
     } catch (err) {
       return finish(grpcError(err));
     }
+    let ttl: Promise<bigint>;
     if (upstream === null && leader === null) {
-      owed++;
-      const ttl = renew(req.ID);
-      // Observed below once the answers before it are out; until then a failure must not count as
-      // unhandled (the daemon stops on one).
-      ttl.catch(() => {});
-      answered = answered
-        .then(() => ttl)
-        .then(
-          (TTL) => {
-            if (ended) return;
-            call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: req.ID, TTL });
-            if (--owed === 0 && halfClosed) finish();
-          },
-          (err: unknown) => finish(grpcError(err)),
-        )
-        .catch(() => {
-          // The stream could not take the answer: it is gone, and there is no one to tell.
-        });
-      return;
+      ttl = renew(req.ID);
+    } else {
+      if (upstream === null && leader !== null) upstream = relay(leader);
+      ttl = new Promise((resolve) => relayed.push((res) => resolve(res.TTL)));
+      upstream!.write(req);
     }
-    if (upstream === null && leader !== null) upstream = relay(ctx, leader, call, finish);
-    upstream!.write(req);
+    owed++;
+    // Observed below once the answers before it are out; until then a failure must not count as
+    // unhandled (the daemon stops on one).
+    ttl.catch(() => {});
+    answered = answered
+      .then(() => ttl)
+      .then(
+        (TTL) => {
+          if (ended) return;
+          // A relayed answer, too, carries this member's header, as etcd's follower fills it.
+          call.write({ header: responseHeader(ctx, ctx.store.currentRevision()), ID: req.ID, TTL });
+          owed--;
+          finishIfDone();
+        },
+        (err: unknown) => finish(grpcError(err)),
+      )
+      .catch(() => {
+        // The stream could not take the answer: it is gone, and there is no one to tell.
+      });
   });
+  /** The stream to the leader: its answers, in order, are those of the requests relayed to it. */
+  const relay = (leader: etcd.LeaseClient) => {
+    const up = leader.leaseKeepAlive();
+    up.on("data", (res: etcd.LeaseKeepAliveResponse) => relayed.shift()?.(res));
+    up.on("error", (err: ServiceError) => finish(forwardedError(err)));
+    up.on("end", () => {
+      upstreamEnded = true;
+      // Ended with requests it never answered: as a broken connection to it.
+      if (relayed.length > 0) finish(grpcError(chainfireError("NO_LEADER")));
+      else finishIfDone();
+    });
+    return up;
+  };
   // The TTL to answer: the granted one once the renewal is recorded (see RenewalLog), or 0 for a
   // lease that does not exist (clients read it as "expired"), or that an entry before the record
   // revoked. A lease whose time is up is not renewed: as etcd, the answer (TTL 0) waits until its
@@ -251,29 +275,13 @@ function keepAlive(ctx: EtcdApiContext, renewals: RenewalLog, call: KeepAliveCal
   };
   call.on("end", () => {
     halfClosed = true;
-    // A relayed stream ends when the leader has answered what it was sent and ended its side.
-    if (upstream !== null) upstream.end();
-    else if (owed === 0) finish();
+    // A relayed stream ends once the leader has answered what it was sent and ended its side.
+    upstream?.end();
+    finishIfDone();
   });
   call.on("error", () => finish());
   call.on("cancelled", () => finish());
   void ctx.shuttingDown?.then(() => finish());
-}
-
-function relay(
-  ctx: EtcdApiContext,
-  leader: etcd.LeaseClient,
-  call: KeepAliveCall,
-  finish: (err?: ServiceError) => void,
-): ClientDuplexStream<etcd.LeaseKeepAliveRequest, etcd.LeaseKeepAliveResponse> {
-  const upstream = leader.leaseKeepAlive();
-  // The leader renews; the answer is this member's, as etcd's follower answers a keep-alive itself.
-  upstream.on("data", (res: etcd.LeaseKeepAliveResponse) =>
-    call.write({ ...res, header: responseHeader(ctx, ctx.store.currentRevision()) }),
-  );
-  upstream.on("error", (err: ServiceError) => finish(forwardedError(err)));
-  upstream.on("end", () => finish());
-  return upstream;
 }
 
 /** A leader's answer keeps its status and text; a broken connection to it reads as "no leader". */
