@@ -204,8 +204,7 @@ async function deletedFirst(
   signal: AbortSignal,
 ): Promise<boolean> {
   const both = new AbortController();
-  const stop = () => both.abort(signal.reason);
-  signal.addEventListener("abort", stop, { once: true });
+  const either = AbortSignal.any([signal, both.signal]);
   const deleted = (key: Buffer) =>
     watchUntil(
       ctx,
@@ -213,12 +212,11 @@ async function deletedFirst(
       EMPTY,
       startRevision,
       (events) => events.some((e) => e.type === mvccpb.Event_EventType.DELETE),
-      both.signal,
+      either,
     ).then(() => key === mine);
   try {
     return await Promise.race([deleted(mine), deleted(Buffer.from(other))]);
   } finally {
-    signal.removeEventListener("abort", stop);
     both.abort(new Error("the other deletion came first"));
   }
 }

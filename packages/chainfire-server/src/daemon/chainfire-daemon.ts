@@ -334,7 +334,7 @@ function startLeaseMachinery(ctx: Ctx, member: RunningMember, store: MvccStore):
   );
   watcher.start(ctx.config.heartbeatIntervalMs);
   ctx.onShutdown("lessor", () => watcher.stop());
-  const driver = new LeaseDriver(member.raft, store, () => store.lessor.nowMs(), {
+  const driver = new LeaseDriver(member.raft, store, {
     intervalMs: Math.max(50, ctx.config.heartbeatIntervalMs * 5),
     leasesPerProposalMax: 1000,
   });

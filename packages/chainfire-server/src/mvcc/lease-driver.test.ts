@@ -40,7 +40,7 @@ describe("LeaseDriver", () => {
         return { result: new Uint8Array(), index: 0n };
       },
     } as unknown as Replicated;
-    const driver = new LeaseDriver(replicated, store, () => now, {
+    const driver = new LeaseDriver(replicated, store, {
       intervalMs: 60_000,
       leasesPerProposalMax: 10,
     });

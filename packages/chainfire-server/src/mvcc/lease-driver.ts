@@ -20,7 +20,6 @@ export class LeaseDriver {
   constructor(
     private readonly replicated: Replicated,
     private readonly store: MvccStore,
-    private readonly nowMs: () => number = () => store.lessor.nowMs(),
     private readonly options: LeaseDriverOptions = { intervalMs: 500, leasesPerProposalMax: 1000 },
   ) {}
 
@@ -47,7 +46,7 @@ export class LeaseDriver {
     if (this.running || !this.store.lessor.isPrimary) return;
     this.running = true;
     try {
-      const now = this.nowMs();
+      const now = this.store.lessor.nowMs();
       const max = this.options.leasesPerProposalMax;
       // Under the CORRUPT alarm an expiry would be refused at apply, as etcd refuses the revoke:
       // the leases stay until the alarm is disarmed, and nothing is proposed meanwhile.
@@ -55,7 +54,7 @@ export class LeaseDriver {
       const expired = frozen ? [] : this.store.lessor.expiredLeases(now, max);
       if (expired.length > 0) await this.propose({ leaseExpire: { ids: expired } });
       if (!this.store.lessor.isPrimary) return;
-      const checkpoints = this.store.lessor.checkpointsDue(this.nowMs(), max);
+      const checkpoints = this.store.lessor.checkpointsDue(this.store.lessor.nowMs(), max);
       if (checkpoints.length > 0) await this.propose({ leaseCheckpoint: { checkpoints } });
     } finally {
       this.running = false;

@@ -41,7 +41,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   store.lessor.promote(store.lessor.nowMs());
   const hub = new WatchHub(store, options.hub);
   const replicated = new LocalReplicated(store);
-  const leaseDriver = new LeaseDriver(replicated, store, () => store.lessor.nowMs(), {
+  const leaseDriver = new LeaseDriver(replicated, store, {
     intervalMs: 50,
     leasesPerProposalMax: 1000,
   });
