@@ -21,7 +21,9 @@
 // (the Node.js arguments for the chainfire daemons, split on spaces, in place of CHAINFIRE_NODE_ARGS,
 // the ones the dev cluster uses: e.g. "" for none, or "--cpu-prof --cpu-prof-dir=/tmp/prof"; when
 // set, the members are stopped with SIGTERM so that exit-time output is written), BENCH_H2LOAD ("0"
-// leaves out the h2load table), BENCH_ROUNDS (passes over all the rows, default 3).
+// leaves out the h2load table), BENCH_ROUNDS (passes over all the rows, default 3),
+// BENCH_CLIENT_PROCESSES ("1", the default: the grpc-js load runs in one process per member, each
+// with its share of the requests in flight; "0": all of it from this process, see grpc-load.ts).
 //
 // When h2load (nghttp2's load generator in C) is installed, every workload also runs under it: one
 // h2load per member with a third of the requests in flight each, one fixed request each (puts to one
@@ -45,6 +47,15 @@ import {
 } from "@photoncloud/daemon/bench";
 import { etcd as etcdpb } from "@photoncloud/chainfire-api";
 import { putRequest, rangeRequest } from "../src/mvcc/messages.js";
+import {
+  ALL_WORKLOADS,
+  closedLoop,
+  LoadProcesses,
+  operation,
+  unary,
+  VALUE,
+  type Workload,
+} from "./grpc-load.js";
 import { Cluster, type ClusterKind, hasBinary, type ClusterMember, PACKAGE_DIR } from "./cluster.js";
 import { storeBench } from "./store-bench.js";
 
@@ -64,10 +75,12 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
   throw new Error(`BENCH_ROUNDS: "${process.env.BENCH_ROUNDS}" is not a positive integer`);
 }
-const KEY_COUNT = 10_000;
-const VALUE = Buffer.alloc(256, 7);
-const ALL_WORKLOADS = ["put", "range-linearizable", "range-serializable"] as const;
-type Workload = (typeof ALL_WORKLOADS)[number];
+const CLIENT_PROCESSES = process.env.BENCH_CLIENT_PROCESSES ?? "1";
+if (CLIENT_PROCESSES !== "0" && CLIENT_PROCESSES !== "1") {
+  throw new Error(
+    `BENCH_CLIENT_PROCESSES: "${CLIENT_PROCESSES}" is not "0" (load from this process) or "1" (one load process per member)`,
+  );
+}
 const WORKLOADS = listEnv("BENCH_WORKLOADS", [...ALL_WORKLOADS]).map((w) => {
   if (!(ALL_WORKLOADS as readonly string[]).includes(w)) {
     throw new Error(`BENCH_WORKLOADS: "${w}" is not one of ${ALL_WORKLOADS.join(", ")}`);
@@ -141,63 +154,28 @@ function cpuSeconds(pids: readonly number[]): number {
   return micros / 1e6;
 }
 
-function unary(clients: ChainfireClients, method: "put" | "range", req: unknown): Promise<unknown> {
-  const fn = clients.kv[method] as unknown as (
-    r: unknown,
-    m: Metadata,
-    o: { deadline: number },
-    cb: (e: Error | null, r: unknown) => void,
-  ) => void;
-  return new Promise((resolve, reject) =>
-    fn.call(clients.kv, req, new Metadata(), { deadline: Date.now() + 30_000 }, (err, res) =>
-      err ? reject(err) : resolve(res),
-    ),
-  );
-}
-
-let keyCounter = 0;
-const nextKey = () => Buffer.from(`k${keyCounter++ % KEY_COUNT}`);
-
-function operation(workload: Workload, clients: ChainfireClients): () => Promise<unknown> {
-  if (workload === "put") return () => unary(clients, "put", putRequest({ key: nextKey(), value: VALUE }));
-  const serializable = workload === "range-serializable";
-  return () => unary(clients, "range", rangeRequest({ key: nextKey(), serializable }));
-}
-
-/** Runs `inFlight` closed-loop workers (worker i on member i mod n) for the duration. */
-async function measure(
-  ops: (() => Promise<unknown>)[],
-  inFlight: number,
-  durationMs: number,
-  pids: readonly number[],
-  leaderPid: number | undefined,
-): Promise<Sample> {
-  const cpuBefore = cpuSeconds(pids);
-  const leaderCpuBefore = leaderPid === undefined ? 0 : cpuSeconds([leaderPid]);
-  const latencies: number[] = [];
-  let errors = 0;
-  const end = Date.now() + durationMs;
-  const worker = async (i: number) => {
-    const op = ops[i % ops.length]!;
-    while (Date.now() < end) {
-      const t0 = performance.now();
-      try {
-        await op();
-        latencies.push(performance.now() - t0);
-      } catch {
-        errors++;
-      }
-    }
-  };
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: inFlight }, (_, i) => worker(i)));
+/**
+ * One row's measurement on one cluster: `inFlight` closed-loop workers spread over the members,
+ * in this process or in the suite's load processes (BENCH_CLIENT_PROCESSES).
+ */
+async function measure(s: Suite, workload: Workload, inFlight: number, durationMs: number): Promise<Sample> {
+  const cpuBefore = cpuSeconds(s.pids);
+  const leaderCpuBefore = s.leaderPid === undefined ? 0 : cpuSeconds([s.leaderPid]);
+  const result =
+    s.loaders === undefined
+      ? await closedLoop(
+          s.clients.map((c) => operation(workload, c)),
+          inFlight,
+          Date.now() + durationMs,
+        )
+      : await s.loaders.run(workload, inFlight, durationMs);
   return {
-    ops: latencies.length,
-    seconds: (performance.now() - t0) / 1000,
-    latenciesMs: latencies,
-    errors,
-    serverCpuSeconds: cpuSeconds(pids) - cpuBefore,
-    leaderCpuSeconds: leaderPid === undefined ? 0 : cpuSeconds([leaderPid]) - leaderCpuBefore,
+    ops: result.latenciesMs.length,
+    seconds: result.seconds,
+    latenciesMs: result.latenciesMs,
+    errors: result.errors,
+    serverCpuSeconds: cpuSeconds(s.pids) - cpuBefore,
+    leaderCpuSeconds: s.leaderPid === undefined ? 0 : cpuSeconds([s.leaderPid]) - leaderCpuBefore,
   };
 }
 
@@ -209,6 +187,8 @@ interface Suite {
   readonly pids: number[];
   readonly leaderPid: number | undefined;
   readonly dir: string;
+  /** The grpc-js load's processes, one per member (BENCH_CLIENT_PROCESSES=1). */
+  readonly loaders: LoadProcesses | undefined;
   /** Each row's samples, one per round. */
   readonly results: Map<string, Sample[]>;
 }
@@ -219,11 +199,14 @@ async function startSuite(kind: ClusterKind): Promise<Suite> {
   const clients = cluster.members.map((m) => createClients(m.endpoint));
   const pids = cluster.members.map((m) => m.process!.pid!);
   const leaderPid = await findLeaderPid(clients, pids);
-  return { kind, cluster, clients, pids, leaderPid, dir, results: new Map() };
+  const loaders =
+    CLIENT_PROCESSES === "1" ? new LoadProcesses(cluster.members.map((m) => m.endpoint)) : undefined;
+  return { kind, cluster, clients, pids, leaderPid, dir, loaders, results: new Map() };
 }
 
 async function stopSuite(s: Suite): Promise<void> {
   for (const c of s.clients) c.close();
+  s.loaders?.close();
   if (process.env.CHAINFIRE_BENCH_DAEMON_NODE_ARGS && s.kind === "chainfire")
     await s.cluster.stopGracefully();
   else s.cluster.stop();
@@ -238,13 +221,7 @@ async function stopSuite(s: Suite): Promise<void> {
 async function runSuites(suites: readonly Suite[]): Promise<void> {
   // Untimed warm-up that also fills the key space, so reads find values and JITs are warm.
   for (const s of suites) {
-    await measure(
-      s.clients.map((c) => operation("put", c)),
-      16,
-      WARM_UP_MS,
-      s.pids,
-      s.leaderPid,
-    );
+    await measure(s, "put", 16, WARM_UP_MS);
     // h2load's requests take paths of their own through a server (its header encoding, one
     // connection per member): they are warmed up too, a second per workload, so the first h2load row
     // does not measure V8 compiling them.
@@ -259,14 +236,7 @@ async function runSuites(suites: readonly Suite[]): Promise<void> {
     for (const workload of WORKLOADS) {
       rows.push({
         name: `${workload}@${inFlight}`,
-        run: (s) =>
-          measure(
-            s.clients.map((c) => operation(workload, c)),
-            inFlight,
-            DURATION_MS,
-            s.pids,
-            s.leaderPid,
-          ),
+        run: (s) => measure(s, workload, inFlight, DURATION_MS),
       });
     }
   }
@@ -442,6 +412,11 @@ const etcd = suites.find((s) => s.kind === "etcd")?.results ?? null;
 console.log(
   `3 members each, 256-byte values, ${DURATION_MS} ms per measurement, ${ROUNDS} round(s) per row ` +
     "(figures pooled over the rounds), requests spread over the members",
+);
+console.log(
+  CLIENT_PROCESSES === "1"
+    ? "grpc-js load: one client process per member, each with its share of the requests in flight"
+    : "grpc-js load: every request from the benchmark's own process (BENCH_CLIENT_PROCESSES=0)",
 );
 console.log(`chainfire daemons' Node.js arguments: ${DAEMON_NODE_ARGS.join(" ") || "(none)"}`);
 console.log(
