@@ -677,7 +677,14 @@ export class SqliteLogStore implements LogStorage {
     this.snapTerm = term;
   }
 
-  /** Records the configuration after the conf change entry at `index` was applied. */
+  /**
+   * Records the configuration after the conf change entry at `index` was applied, and syncs it
+   * before returning (one fdatasync on the loop; conf changes are rare). The state machine applies
+   * the entries after it next, and may sync its own files at once (flaredb does): had the
+   * configuration waited for the next Ready's sync, a power loss in between would leave the machine
+   * past the change with the old configuration here, and a restart applies nothing at or below the
+   * machine's index again.
+   */
   setConfState(cs: ConfState, index: bigint, extra?: { key: string; value: Uint8Array }): void {
     this.db.transaction(() => {
       this.setMeta("confState", encodeConfState(cs));
@@ -687,6 +694,24 @@ export class SqliteLogStore implements LogStorage {
     this.writeSeq++;
     this.conf = cs;
     this.confIdx = index;
+    this.confSeq = this.writeSeq;
+    this.syncNow();
+  }
+
+  /** The transaction that recorded the current configuration (see `confStateDurable`). */
+  private confSeq = 0;
+
+  /** Whether the configuration recorded last is covered by a completed sync. */
+  confStateDurable(): boolean {
+    return this.walFd === null || this.syncedSeq >= this.confSeq;
+  }
+
+  /** Makes every transaction written so far durable before returning: an fdatasync on the loop. */
+  private syncNow(): void {
+    if (this.walFd === null || this.syncedSeq >= this.writeSeq) return;
+    const covered = this.writeSeq;
+    fdatasyncSync(this.walFd);
+    if (covered > this.syncedSeq) this.syncedSeq = covered;
   }
 
   /** Application metadata kept alongside the log (the service layer's membership table). */
