@@ -101,6 +101,48 @@ describe("leases on a 3-member cluster", { timeout: 150_000 }, () => {
     expect(after.grantedTTL).toBe(30n);
   });
 
+  it("goes on answering a keep-alive stream, in order, once its member stops leading mid-stream", async () => {
+    // The stream is opened on the leader, which answers from its own lessor; a leader transfer
+    // then leaves the same stream on a follower, which relays what comes next to the new leader.
+    // Every request is answered, in the order sent: renewals at the full TTL, and an unknown lease
+    // between them at TTL 0.
+    const {
+      leader,
+      followers: [f1],
+    } = await followers();
+    const id = await grant(leader, 30n);
+    const keepAlive = leader.clients.lease.leaseKeepAlive();
+    const answers: etcd.LeaseKeepAliveResponse[] = [];
+    let failure: unknown = null;
+    keepAlive.on("data", (r: etcd.LeaseKeepAliveResponse) => answers.push(r));
+    keepAlive.on("error", (err: unknown) => {
+      failure = err;
+    });
+    const closed = new Promise((resolve) => keepAlive.on("status", resolve));
+    keepAlive.write({ ID: id });
+    await until(() => answers.length === 1 || failure !== null, "the leader's own answer");
+    const asked = (await cluster.status(leader)).header!.memberId;
+    const target = (await cluster.status(f1!)).header!.memberId;
+    await call(leader.clients.maintenance, "moveLeader", { targetID: target });
+    await cluster.leaderId(members, asked);
+    keepAlive.write({ ID: id });
+    keepAlive.write({ ID: id + 1n });
+    keepAlive.write({ ID: id });
+    keepAlive.end();
+    expect(await closed).toMatchObject({ code: 0 });
+    expect(failure).toBeNull();
+    expect(answers.map((a) => [a.ID, a.TTL])).toEqual([
+      [id, 30n],
+      [id, 30n],
+      [id + 1n, 0n],
+      [id, 30n],
+    ]);
+    // Every answer carries the header of the member asked, relayed or not.
+    expect(answers.every((a) => a.header!.memberId === asked)).toBe(true);
+    // The new leader counts the lease from a renewal made through it.
+    expect((await timeToLive(f1!, id)).TTL).toBeGreaterThanOrEqual(25n);
+  });
+
   it("expires a lease on the leader's clock and deletes its keys everywhere", async () => {
     // Proves leader-driven expiry through the log: every member loses the key, the lease is gone.
     const {
