@@ -199,7 +199,11 @@ export class RaftNode {
     });
   }
 
-  /** A crash between storing a received snapshot and restoring the state machine: finish it now. */
+  /**
+   * The machine is behind the stored snapshot: a crash came between storing a received snapshot
+   * and restoring the machine from it, or a power loss took back the machine's last unsynced
+   * writes after this member made a snapshot past them. Restored from the snapshot now.
+   */
   private recoverInterruptedInstall(): void {
     const snapIndex = this.store.snapshotIndex();
     if (snapIndex === 0n || this.sm.appliedIndex() >= snapIndex) return;
@@ -211,7 +215,12 @@ export class RaftNode {
           "member's data directory from a backup, or remove the member and add it again",
       );
     }
+    // The member table kept here stays: it was written with the snapshot's record (its own, or
+    // the one this member made), and by every conf change applied after it, which the machine's
+    // replay from the snapshot will not apply again (they are at or below confIndex).
+    const members = [...this.members.values()];
     this.installSnapshot(this.store.snapshot(), snapIndex);
+    this.setMembers(members);
   }
 
   attachTransport(t: GrpcTransport): void {
