@@ -92,6 +92,52 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
     expect(await revision(m)).toBe(before);
   });
 
+  it("refuses a first start that joins a cluster which has not added the member, or where no peer answers", async () => {
+    // Proves etcd's check before a member's first start with --initial-cluster-state existing: the
+    // running cluster's member list must have its peer URL, else exit 2 naming the fix, and no data
+    // dir is left. Before, it started under the ID its name derives, was never let in, said it was
+    // removed and exited 0, and its next start served an empty store.
+    const [peer, client] = [await freePort(), await freePort()];
+    const dir = join(cluster.root, "joiner");
+    const own = `http://127.0.0.1:${peer}`;
+    const args = (initialCluster: string) => [
+      "--name",
+      "joiner",
+      "--data-dir",
+      dir,
+      "--initial-cluster-token",
+      "bad-input-test",
+      "--listen-peer-urls",
+      own,
+      "--initial-advertise-peer-urls",
+      own,
+      "--listen-client-urls",
+      `http://127.0.0.1:${client}`,
+      "--advertise-client-urls",
+      `http://127.0.0.1:${client}`,
+      "--initial-cluster-state",
+      "existing",
+      "--initial-cluster",
+      initialCluster,
+    ];
+    const nobody = `http://127.0.0.1:${await freePort()}`;
+    const [notAdded, unanswered] = await Promise.all([
+      runDaemonToExit(args(`solo=${cluster.peerUrl(m)},joiner=${own}`)),
+      runDaemonToExit(args(`gone=${nobody},joiner=${own}`)),
+    ]);
+    expect(notAdded.code).toBe(2);
+    expect(notAdded.stderr).toContain(
+      "--initial-cluster-state: existing joins a running cluster, but its member list has no member " +
+        `with this member's peer URL (${own}): add it first (etcdctl member add joiner --peer-urls=${own}), then start it`,
+    );
+    expect(unanswered.code).toBe(2);
+    expect(unanswered.stderr).toContain(
+      `--initial-cluster: no member at its other peer URLs (${nobody}) answered within 10 s`,
+    );
+    expect(existsSync(dir)).toBe(false);
+    expect((await members()).map((x) => x.name)).toEqual(["solo"]);
+  });
+
   it("refuses a compacted revision with OUT_OF_RANGE", async () => {
     // Proves reads at a compacted revision fail clearly while current reads still work.
     const first = (await put(m, "c", "1")).header!.revision;

@@ -230,6 +230,9 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   );
 }
 
+/** How long a joining member asks the peers in --initial-cluster for a member list with itself in it. */
+const JOIN_DISCOVERY_MS = 10_000;
+
 async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMember> {
   const { config, logger } = ctx;
   let memberId = config.memberId;
@@ -238,17 +241,42 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
     const urls = resolveMemberUrls(config);
     const own = urls.initialAdvertisePeerUrls.map((u) => u.href);
     const cluster = parseInitialCluster(urls.initialCluster, config.initialClusterToken);
+    const others = cluster.flatMap((m) => m.peerUrls).filter((u) => !own.includes(u));
     const found = await discoverCluster(
       {
         ownPeerUrls: own,
-        otherPeerUrls: cluster.flatMap((m) => m.peerUrls).filter((u) => !own.includes(u)),
+        otherPeerUrls: others,
         credentialsFor: peerClientTls(config).credentialsFor,
         deadlineMs: 2000,
       },
       logger,
+      JOIN_DISCOVERY_MS,
     );
-    memberId ??= found?.own?.id;
-    knownMembers = found?.members;
+    // As etcd, a joining member starts only as a member the running cluster lists: with a guessed
+    // ID it would never be let in, and would serve its empty store.
+    if (found === undefined)
+      throw conflict(
+        "--initial-cluster",
+        `no member at its other peer URLs (${others.map((u) => u.replace(/\/$/, "")).join(", ")}) answered within ${JOIN_DISCOVERY_MS / 1000} s; ` +
+          "--initial-cluster-state existing joins a running cluster, whose member list is read first: start " +
+          "this member once those members run, or list their peer URLs",
+      );
+    const shown = own.map((u) => u.replace(/\/$/, "")).join(",");
+    if (found.own === undefined)
+      throw conflict(
+        "--initial-cluster-state",
+        `existing joins a running cluster, but its member list has no member with this member's peer URL ` +
+          `(${shown}): add it first (etcdctl member add ${config.name} --peer-urls=${shown}), ` +
+          "then start it; or check --initial-advertise-peer-urls",
+      );
+    if (memberId !== undefined && memberId !== found.own.id)
+      throw conflict(
+        "--member-id",
+        `${formatId(memberId)} is not the ID the running cluster has for this member's peer URL ` +
+          `(${formatId(found.own.id)}): remove --member-id, or give that ID`,
+      );
+    memberId = found.own.id;
+    knownMembers = found.members;
   }
   return startMember({
     daemon: "chainfire",

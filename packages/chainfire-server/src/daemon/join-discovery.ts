@@ -23,24 +23,36 @@ export interface DiscoveredCluster {
   readonly own: chainfirev1.Member | undefined;
 }
 
-/** The member list from the first listed peer that answers; undefined when none does. */
+/**
+ * The member list from the first listed peer that answers; undefined when none does within
+ * `waitMs`. Asked again (every peer, in turn) until one lists this member's peer URL or `waitMs` has
+ * passed: a peer that has not applied this member's addition yet lists the cluster without it.
+ */
 export async function discoverCluster(
   lookup: JoinLookup,
   logger: Logger,
+  waitMs = 0,
 ): Promise<DiscoveredCluster | undefined> {
   const own = new Set(lookup.ownPeerUrls.map((u) => parseUrl(u).href));
-  for (const url of lookup.otherPeerUrls) {
-    try {
-      const members = await listMembers(url, lookup);
-      const mine = members.find((m) => m.peerUrls.some((u) => own.has(parseUrl(u).href)));
-      if (mine !== undefined)
-        logger.info({ memberId: mine.id.toString(16), via: url }, "found this member's ID by its peer URL");
-      return { members, own: mine };
-    } catch (err) {
-      logger.debug({ err, url }, "peer did not answer the member list");
+  const until = performance.now() + waitMs;
+  let answered: DiscoveredCluster | undefined;
+  for (;;) {
+    for (const url of lookup.otherPeerUrls) {
+      try {
+        const members = await listMembers(url, lookup);
+        const mine = members.find((m) => m.peerUrls.some((u) => own.has(parseUrl(u).href)));
+        answered = { members, own: mine };
+        if (mine !== undefined) {
+          logger.info({ memberId: mine.id.toString(16), via: url }, "found this member's ID by its peer URL");
+          return answered;
+        }
+      } catch (err) {
+        logger.debug({ err, url }, "peer did not answer the member list");
+      }
     }
+    if (performance.now() >= until) return answered;
+    await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  return undefined;
 }
 
 /** A peer's view of the membership: its member list and whether it knows a leader. */
