@@ -4,7 +4,7 @@
 // The limits of the first member come from a --config-file, so its keys are proven to take effect.
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect as http2Connect, constants as http2Constants } from "node:http2";
 import { request as httpRequest } from "node:http";
 import { connect as netConnect } from "node:net";
@@ -698,6 +698,36 @@ describe("bad flags and config", { timeout: 150_000 }, () => {
       expect(existsSync(dir(name))).toBe(false);
     });
   }, 120_000);
+});
+
+describe("a member that lost its data dir", { timeout: 150_000 }, () => {
+  it("is refused a second bootstrap with the flags it first started with, as etcd refuses it", async () => {
+    // Proves etcd's "has already been bootstrapped" check: a member of a running cluster whose
+    // data dir is gone, started again with --initial-cluster-state new, would bootstrap afresh
+    // and forget its term and vote. It exits 2 naming the fix instead, and leaves nothing behind.
+    const three = new DaemonCluster({ token: "rebootstrap-test" });
+    try {
+      const names = ["w1", "w2", "w3"];
+      const ms = await Promise.all(names.map((n) => three.allocate(n)));
+      const initialCluster = three.initialCluster(names);
+      await Promise.all(names.map((n) => three.start(n, { initialCluster })));
+      await three.published(ms);
+      const lost = ms[2]!;
+      await three.stop(lost.name);
+      rmSync(lost.dataDir, { recursive: true, force: true });
+      const r = await runDaemonToExit(three.flags(lost, { initialCluster }));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(
+        /--initial-cluster-state: new, but member [0-9a-f]+ \(w3\) has already been bootstrapped: http:\/\/127\.0\.0\.1:\d+ lists it as a running member/,
+      );
+      expect(existsSync(lost.dataDir)).toBe(false);
+      // The others go on as a cluster of three, one of them down.
+      const listed = await call<chainfirev1.MemberListResponse>(ms[0]!.clients.operator, "memberList", {});
+      expect(listed.members.map((x) => x.name).sort()).toEqual(names);
+    } finally {
+      await three.close();
+    }
+  });
 });
 
 describe("data directory from an offline restore", { timeout: 150_000 }, () => {

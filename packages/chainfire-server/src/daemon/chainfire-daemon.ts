@@ -44,7 +44,7 @@ import { etcdGatewayRoutes } from "./etcd-gateway.js";
 import { type EtcdMetrics, registerEtcdMetrics } from "./etcd-metrics.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
-import { discoverCluster } from "./join-discovery.js";
+import { bootstrappedAt, discoverCluster } from "./join-discovery.js";
 import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
 import { type ChainfireOptions, chainfireOptions } from "./options.js";
@@ -230,6 +230,31 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   );
 }
 
+/**
+ * A first start that would bootstrap a new cluster, refused as etcd refuses it ("member ... has
+ * already been bootstrapped") when a member of that cluster has seen this one run.
+ */
+async function refuseIfBootstrapped(config: Ctx["config"]): Promise<void> {
+  const urls = resolveMemberUrls(config);
+  const cluster = parseInitialCluster(urls.initialCluster, config.initialClusterToken);
+  const self = cluster.find((m) => m.name === config.name);
+  const others = cluster.filter((m) => m !== self).flatMap((m) => m.peerUrls);
+  if (self === undefined || others.length === 0) return;
+  const via = await bootstrappedAt(
+    { otherPeerUrls: others, credentialsFor: peerClientTls(config).credentialsFor, deadlineMs: 1000 },
+    self.id,
+  );
+  if (via === undefined) return;
+  const id = formatId(self.id);
+  throw conflict(
+    "--initial-cluster-state",
+    `new, but member ${id} (${config.name}) has already been bootstrapped: ${via.replace(/\/$/, "")} lists it ` +
+      `as a running member, so it ran in that cluster with a data dir other than ${config.dataDir}. Start it ` +
+      `with that data dir, or remove it (etcdctl member remove ${id}), add it again and start it with ` +
+      "--initial-cluster-state existing",
+  );
+}
+
 /** How long a joining member asks the peers in --initial-cluster for a member list with itself in it. */
 const JOIN_DISCOVERY_MS = 10_000;
 
@@ -277,6 +302,8 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
       );
     memberId = found.own.id;
     knownMembers = found.members;
+  } else if (!hasRaftLog(config.dataDir) && !existsSync(dataDirLayout.restoredFor(config.dataDir))) {
+    await refuseIfBootstrapped(config);
   }
   return startMember({
     daemon: "chainfire",

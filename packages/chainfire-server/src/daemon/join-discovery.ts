@@ -55,6 +55,28 @@ export async function discoverCluster(
   }
 }
 
+/**
+ * etcd's check before a member bootstraps a new cluster: a peer in --initial-cluster that lists this
+ * member's ID with client URLs saw it run (a member publishes them once it runs), so this start is
+ * one that lost the data dir it ran with; bootstrapping again would forget its term and vote. Peers
+ * that do not answer within the deadline count as a cluster not running yet (etcd waits its
+ * bootstrap timeout, 1 s). Returns the first peer URL that lists it so.
+ */
+export async function bootstrappedAt(
+  lookup: Pick<JoinLookup, "credentialsFor" | "deadlineMs" | "otherPeerUrls">,
+  ownId: bigint,
+): Promise<string | undefined> {
+  const seen = await Promise.all(
+    lookup.otherPeerUrls.map((url) =>
+      listMembers(url, lookup).then(
+        (members) => members.some((m) => m.id === ownId && m.clientUrls.length > 0),
+        () => false,
+      ),
+    ),
+  );
+  return lookup.otherPeerUrls[seen.indexOf(true)];
+}
+
 /** A peer's view of the membership: its member list and whether it knows a leader. */
 export function listMembers(
   url: string,
