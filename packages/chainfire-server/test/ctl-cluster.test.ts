@@ -30,22 +30,23 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** etcdctl's JSON for a member (pb.Member's names; Go leaves out empty fields). */
 interface MemberJson {
-  id: number | string;
-  name: string;
-  peer_urls: string[];
-  client_urls: string[];
-  is_learner: boolean;
+  ID: string;
+  name?: string;
+  peerURLs?: string[];
+  clientURLs?: string[];
+  isLearner?: boolean;
 }
 
 async function members(): Promise<MemberJson[]> {
   const run = await ctl([ep, "member", "list", "-w", "json"]);
   expect(run.code, run.err).toBe(0);
-  return (JSON.parse(run.out.replace(/"id":(\d+)/g, '"id":"$1"')) as { members: MemberJson[] }).members;
+  return (JSON.parse(run.out.replace(/"ID":(\d+)/g, '"ID":"$1"')) as { members: MemberJson[] }).members;
 }
 
 // etcdctl's %x: the form `member list` and `endpoint status` print.
-const hexOf = (m: MemberJson) => BigInt(m.id).toString(16);
+const hexOf = (m: MemberJson) => BigInt(m.ID).toString(16);
 
 async function leaderName(): Promise<string> {
   const status = (await ctl([`--endpoints=${cluster.endpoints}`, "endpoint", "status"])).out
@@ -61,6 +62,10 @@ describe("chainfirectl against a 3-member chainfire", () => {
     // Proves member list and the per-endpoint commands see the whole cluster, with one leader.
     const list = await members();
     expect(list.map((m) => m.name).sort()).toEqual(["m1", "m2", "m3"]);
+    // etcdctl's JSON names: pb.Member's, and the header's snake case.
+    expect(Object.keys(list[0]!).sort()).toEqual(["ID", "clientURLs", "name", "peerURLs"]);
+    const listed = JSON.parse((await ctl([ep, "member", "list", "-w", "json"])).out);
+    expect(Object.keys(listed.header).sort()).toEqual(["cluster_id", "member_id", "raft_term"]);
     const simple = (await ctl([ep, "member", "list"])).out.trim().split("\n");
     expect(simple).toHaveLength(3);
     expect(simple[0]).toMatch(
@@ -177,7 +182,7 @@ describe("chainfirectl against a 3-member chainfire", () => {
       let lastAnswer = "";
       await until(
         async () => {
-          if (!(await members()).find((m) => m.name === "m4")!.is_learner) return true;
+          if (!(await members()).find((m) => m.name === "m4")!.isLearner) return true;
           lastAnswer = (await ctl([ep, "member", "promote", id])).err;
           return false;
         },
@@ -186,7 +191,8 @@ describe("chainfirectl against a 3-member chainfire", () => {
       ).catch((err: Error) => {
         throw new Error(`${err.message}; last answer: ${lastAnswer}; m4 output: ${m4.log}`);
       });
-      expect((await members()).find((m) => m.name === "m4")!.is_learner).toBe(false);
+      // A voter: etcd's JSON leaves isLearner out.
+      expect((await members()).find((m) => m.name === "m4")).not.toHaveProperty("isLearner");
       const again = await ctl([ep, "member", "promote", id]);
       expect(again.code).toBe(128);
       expect(again.err).toContain("already a voter");
@@ -203,7 +209,7 @@ describe("chainfirectl against a 3-member chainfire", () => {
             `--client-urls=http://127.0.0.1:${m4.clientPort},http://localhost:${m4.clientPort}`,
           ]);
           expect(update.code, update.err).toBe(0);
-          return (await members()).find((m) => m.name === "m4")!.client_urls.length === 2;
+          return (await members()).find((m) => m.name === "m4")!.clientURLs?.length === 2;
         },
         "m4's client URLs updated in place",
         60_000,

@@ -227,7 +227,12 @@ describe("chainfirectl kv", () => {
     expect(Object.keys(json[0].Status)).toEqual(
       expect.arrayContaining(["header", "dbSize", "raftIndex", "raftTerm"]),
     );
-    expect(Object.keys(json[0].Status.header)).toEqual(expect.arrayContaining(["cluster_id", "member_id"]));
+    expect(Object.keys(json[0].Status.header).sort()).toEqual([
+      "cluster_id",
+      "member_id",
+      "raft_term",
+      "revision",
+    ]);
     const health = await ctl([...ep, "endpoint", "health"]);
     expect(health.code).toBe(0);
     expect(health.out).toMatch(
@@ -284,6 +289,17 @@ describe("chainfirectl errors", () => {
     expect(statusDown.code).toBe(1);
     expect(statusDown.out).toContain(`${server.endpoint} is healthy`);
     expect(statusDown.err).toContain("127.0.0.1:1 is unhealthy");
+    // endpoint status, as etcdctl: the answering endpoint's row, a line for the other, exit 1.
+    const oneDown = await ctl([
+      `--endpoints=${server.endpoint},127.0.0.1:1`,
+      "--command-timeout=3s",
+      "--dial-timeout=3s",
+      "endpoint",
+      "status",
+    ]);
+    expect(oneDown.code).toBe(1);
+    expect(oneDown.out).toMatch(new RegExp(`^${server.endpoint}, [0-9a-f]+, `));
+    expect(oneDown.err.trim()).toMatch(/^Failed to get the status of endpoint 127\.0\.0\.1:1 \([^\n]+\)$/);
     const empty = await ctl([...ep, "put", "", "v"]);
     expect(empty.code).toBe(128);
     const lease = await ctl([...ep, "put", "k", "v", "--lease=zz"]);

@@ -7,7 +7,9 @@ export type CtlErrorCode =
   | "SNAPSHOT_CORRUPT"
   | "SNAPSHOT_TRUNCATED"
   | "DATA_DIR_EXISTS"
-  | "MEMBER_NOT_FOUND";
+  | "MEMBER_NOT_FOUND"
+  /** Failures already written to stderr, one line each (etcdctl's per-endpoint lines): exit 1, nothing more. */
+  | "REPORTED";
 
 export class CtlError extends Error {
   constructor(

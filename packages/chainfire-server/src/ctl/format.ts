@@ -47,6 +47,7 @@ function snakeCase(name: string): string {
 }
 
 const BIGINT_MARK = "\u0000bigint:";
+const NONE_KEPT: ReadonlySet<string> = new Set();
 
 function plain(value: unknown, keep: ReadonlySet<string>): unknown {
   if (typeof value === "bigint") return `${BIGINT_MARK}${value}`;
@@ -56,7 +57,11 @@ function plain(value: unknown, keep: ReadonlySet<string>): unknown {
     return Object.fromEntries(
       Object.entries(value)
         .filter(([, inner]) => inner !== undefined)
-        .map(([k, inner]) => [keep.has(k) ? k : snakeCase(k), plain(inner, keep)]),
+        // A response header's fields are snake_case wherever the message around it spells its own.
+        .map(([k, inner]) => [
+          keep.has(k) ? k : snakeCase(k),
+          plain(inner, k === "header" ? NONE_KEPT : keep),
+        ]),
     );
   }
   return value;

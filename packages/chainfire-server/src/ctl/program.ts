@@ -334,6 +334,7 @@ export async function runCtl(argv: readonly string[], io: CtlIo): Promise<number
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof CtlError && err.code === "REPORTED") return 1;
     if (err instanceof CtlError || err instanceof SnapshotFileError) {
       io.err(`Error: ${err.message}`);
       return err instanceof CtlError ? (EXIT_CODES[err.code] ?? 1) : 1;

@@ -103,11 +103,17 @@ export async function endpointStatus(
   failIfAny(io, outcomes, "get the status of");
 }
 
+/**
+ * etcdctl's way: with no endpoint reachable, its client fails to connect (exit 2); otherwise a line
+ * on stderr for each endpoint that failed, after the others' output, and exit 1.
+ */
 function failIfAny<T>(io: CtlIo, outcomes: Outcome<T>[], what: string): void {
   const failed = outcomes.filter((o) => o.error !== undefined);
-  for (const o of failed) io.err(`Failed to ${what} endpoint ${o.endpoint.address}: ${o.error!.message}`);
+  const unreachable = failed.filter((o) => o.error instanceof CtlError && o.error.code === "UNREACHABLE");
+  if (unreachable.length === outcomes.length) throw unreachable[0]!.error;
+  for (const o of failed) io.err(`Failed to ${what} endpoint ${o.endpoint.address} (${o.error!.message})`);
   if (failed.length > 0) {
-    throw new CtlError("UNREACHABLE", `${failed.length} of ${outcomes.length} endpoints failed`);
+    throw new CtlError("REPORTED", `${failed.length} of ${outcomes.length} endpoints failed`);
   }
 }
 

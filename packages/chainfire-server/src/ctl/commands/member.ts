@@ -15,6 +15,41 @@ import {
 
 type Member = chainfirev1.Member;
 
+/**
+ * etcdctl's JSON for the member commands: etcd's MemberListResponse (and the add, remove, update
+ * and promote responses) as Go encodes them: pb.Member's names (`ID`, `peerURLs`, `clientURLs`,
+ * `isLearner`), and empty or zero fields left out (omitempty).
+ */
+function etcdJson(res: {
+  header?: chainfirev1.Header | undefined;
+  member?: Member | undefined;
+  members: readonly Member[];
+}): string {
+  const h = res.header;
+  const nonZero = (k: string, v: bigint | undefined) => (v === undefined || v === 0n ? {} : { [k]: v });
+  const member = (m: Member) => ({
+    ID: m.id,
+    ...(m.name === "" ? {} : { name: m.name }),
+    ...(m.peerUrls.length === 0 ? {} : { peerURLs: m.peerUrls }),
+    ...(m.clientUrls.length === 0 ? {} : { clientURLs: m.clientUrls }),
+    ...(m.isLearner ? { isLearner: true } : {}),
+  });
+  return toJson(
+    {
+      header: {
+        ...nonZero("cluster_id", h?.clusterId),
+        ...nonZero("member_id", h?.memberId),
+        ...nonZero("raft_term", h?.raftTerm),
+      },
+      ...(res.member === undefined ? {} : { member: member(res.member) }),
+      members: res.members.map(member),
+    },
+    ETCD_MEMBER_FIELDS,
+  );
+}
+
+const ETCD_MEMBER_FIELDS: ReadonlySet<string> = new Set(["peerURLs", "clientURLs", "isLearner"]);
+
 export async function listMembers(conn: Connection): Promise<chainfirev1.MemberListResponse> {
   return callPrimary(conn, (c) => c.operator.memberList.bind(c.operator), {});
 }
@@ -32,7 +67,7 @@ function memberRow(m: Member): string[] {
 
 export function printMembers(io: CtlIo, format: OutputFormat, res: chainfirev1.MemberListResponse): void {
   if (format === "json") {
-    io.out(toJson(res));
+    io.out(etcdJson(res));
     return;
   }
   const rows = res.members.map(memberRow);
@@ -111,7 +146,7 @@ export async function memberAdd(
     isLearner: opts.learner === true,
   };
   const res = await upsert(conn, req);
-  if (format === "json") return io.out(toJson(res));
+  if (format === "json") return io.out(etcdJson(res));
   const id = formatId16(res.member?.id ?? req.id);
   const cluster = formatId16(res.header?.clusterId ?? 0n);
   if (res.updated) return io.out(`Member ${id} (${name}) updated in cluster ${cluster}`);
@@ -136,7 +171,7 @@ export async function memberRemove(
 ): Promise<void> {
   const id = parseHexId(idText, "member ID");
   const res = await callPrimary(conn, (c) => c.operator.memberRemove.bind(c.operator), { id });
-  if (format === "json") return io.out(toJson(res));
+  if (format === "json") return io.out(etcdJson(res));
   io.out(`Member ${formatId16(id)} removed from cluster ${formatId16(res.header?.clusterId ?? 0n)}`);
 }
 
@@ -151,7 +186,7 @@ export async function memberPromote(
   if (!member.isLearner)
     throw badArgument(`member ${formatId(member.id)} is already a voter; only learners can be promoted`);
   const res = await upsert(conn, { ...member, isLearner: false });
-  if (format === "json") return io.out(toJson(res));
+  if (format === "json") return io.out(etcdJson({ header: res.header, members: res.members }));
   io.out(`Member ${formatId16(member.id)} promoted in cluster ${formatId16(res.header?.clusterId ?? 0n)}`);
 }
 
@@ -173,7 +208,7 @@ export async function memberUpdate(
     peerUrls: peerUrls.length > 0 ? peerUrls : member.peerUrls,
     clientUrls: clientUrls.length > 0 ? clientUrls : member.clientUrls,
   });
-  if (format === "json") return io.out(toJson(res));
+  if (format === "json") return io.out(etcdJson({ header: res.header, members: res.members }));
   io.out(`Member ${formatId16(member.id)} updated in cluster ${formatId16(res.header?.clusterId ?? 0n)}`);
 }
 
