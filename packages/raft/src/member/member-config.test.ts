@@ -108,6 +108,14 @@ describe("planMember", () => {
     );
   });
 
+  it("refuses an election timeout over etcd's 50 s, and takes 50 s itself", () => {
+    // Proves etcd's upper bound: a longer timeout leaves a lost leader unnoticed that long.
+    const err = configError(() => planMember(config(["--election-timeout", "50001"]), undefined));
+    expect(err.issues[0]?.key).toBe("--election-timeout");
+    expect(err.message).toMatch(/--election-timeout: 50001 ms is too long: .* set it to at most 50000/);
+    expect(planMember(config(["--election-timeout", "50000"]), undefined).memberId).not.toBe(0n);
+  });
+
   it("refuses an --initial-cluster that does not list this member or lists other URLs for it", () => {
     // Proves a member never bootstraps a cluster that does not contain itself as advertised.
     const missing = configError(() =>

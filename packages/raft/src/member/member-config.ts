@@ -67,8 +67,19 @@ function issue(key: string, message: string): ConfigIssue {
   return { code: ConfigErrorCode.Conflict, key, message: `${key}: ${message}` };
 }
 
+/** etcd's upper bound on --election-timeout (embed.Config's maxElectionMs). */
+const ELECTION_TIMEOUT_MS_MAX = 50_000;
+
 function timingIssues(config: MemberConfig): ConfigIssue[] {
   const min = 5 * config.heartbeatIntervalMs;
+  if (config.electionTimeoutMs > ELECTION_TIMEOUT_MS_MAX)
+    return [
+      issue(
+        "--election-timeout",
+        `${config.electionTimeoutMs} ms is too long: a leader lost would go unnoticed that long; set it to at ` +
+          `most ${ELECTION_TIMEOUT_MS_MAX} (etcd's limit; about 10 heartbeats is usual)`,
+      ),
+    ];
   if (config.electionTimeoutMs >= min) return [];
   return [
     issue(
