@@ -125,6 +125,8 @@ export async function runDaemon<const T extends OptionTable>(
     file: (spec.logFileOption ? config[spec.logFileOption] : undefined) as string | undefined,
     secretKeys: secretKeysOf(spec),
   });
+  // As etcd: a variable with its prefix that names no flag is most likely a typo; its value is not logged.
+  for (const name of parsed.unknownEnv) logger.warn({ variable: name }, "unrecognized environment variable");
   await startDaemon(spec, parsed.config, parsed.configFile, parsed.sources, version, logger, proc);
 }
 
@@ -177,6 +179,7 @@ async function startDaemon<T extends OptionTable>(
   process.on("SIGINT", () => stop("SIGINT"));
 
   logger.info({ version, configFile, config: describeConfig(spec.options, config) }, "starting");
+
   const ctx: DaemonContext<T> = {
     config,
     logger,

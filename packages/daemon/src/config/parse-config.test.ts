@@ -224,6 +224,29 @@ describe("parseConfig errors name the key and the fix", () => {
     expect((err as ConfigError).message).toContain("(example: ETCD_HEARTBEAT_INTERVAL=100)");
   });
 
+  it("reads the config file from the prefix's variable too, and reports variables with the prefix that name no option", () => {
+    // Proves ETCD_CONFIG_FILE works as etcd's does (below the daemon's own variable and the flag),
+    // and that ETCD_* variables naming no flag are listed for a warning (etcd warns of them).
+    const aliased = { ...spec, envAliasPrefix: "ETCD_" };
+    const parse = (argv: string[], e: Record<string, string>) => {
+      const outcome = parseConfig(aliased, argv, e);
+      if (outcome.action !== "run") throw new Error(`unexpected ${outcome.action}`);
+      return outcome;
+    };
+    const fromAlias = tomlFile("snapshot-count = 11\n");
+    const own = tomlFile("snapshot-count = 12\n");
+    const alias = parse([], { ETCD_CONFIG_FILE: fromAlias, ETCD_SNAPSHOT_CUONT: "5", ETCD_NAME: "n" });
+    expect([alias.configFile, alias.config.snapshotCount]).toEqual([fromAlias, 11]);
+    expect(alias.unknownEnv).toEqual(["ETCD_SNAPSHOT_CUONT"]);
+    expect(parse([], { ETCD_CONFIG_FILE: fromAlias, TEST_CONFIG_FILE: own }).config.snapshotCount).toBe(12);
+    expect(parse(["--config-file", own], { ETCD_CONFIG_FILE: fromAlias }).configFile).toBe(own);
+    // Without the prefix nothing is read from it, and nothing is reported.
+    expect(run([], { ETCD_CONFIG_FILE: fromAlias, ETCD_X: "1" })).toMatchObject({
+      configFile: undefined,
+      unknownEnv: [],
+    });
+  });
+
   it("refuses a bad environment value naming the variable", () => {
     // Proves env-sourced errors name the variable and show the env form of the fix.
     const err = errorOf([], { TEST_HEARTBEAT_INTERVAL: "soon" });

@@ -41,6 +41,8 @@ export type ParseOutcome<T extends OptionTable> =
       /** Which source supplied each option. */
       readonly sources: Readonly<Record<keyof T, ValueSource>>;
       readonly configFile: string | undefined;
+      /** Variables with the alias prefix (ETCD_*) that name no option: logged, as etcd warns of them. */
+      readonly unknownEnv: readonly string[];
     }
   | { readonly action: "help"; readonly text: string }
   | { readonly action: "version" };
@@ -225,8 +227,11 @@ export function parseConfig<T extends OptionTable>(
   if ("outcome" in parsed) return parsed.outcome;
   const flags = parsed.line;
   const configFileFlag = flags.program.getOptionValue("configFile") as string | undefined;
-  const configFileEnv = spec.configFileEnv ? env[spec.configFileEnv] : undefined;
-  const configFile = configFileFlag ?? (configFileEnv === "" ? undefined : configFileEnv);
+  // The daemon's own variable, or the alias prefix's (ETCD_CONFIG_FILE), as for every other option.
+  const configFileEnv = [spec.configFileEnv, aliasOf(spec, "CONFIG_FILE")]
+    .map((name) => (name === undefined ? undefined : env[name]))
+    .find((v) => v !== undefined && v !== "");
+  const configFile = configFileFlag ?? configFileEnv;
   const knownKeys = Object.entries(spec.options).map(([name, o]) => tomlKeyOf(o, name));
   const file = configFile === undefined ? new Map<string, unknown>() : loadTomlFile(configFile, knownKeys);
 
@@ -254,12 +259,28 @@ export function parseConfig<T extends OptionTable>(
     issues.push({ code: ConfigErrorCode.InvalidValue, key, message: `${key}: ${problem}${example}` });
   }
   if (issues.length > 0) throw new ConfigError(issues);
+  const prefix = spec.envAliasPrefix;
+  const known = new Set([
+    ...Object.values(spec.options).flatMap((o) => envNamesOf(o, prefix)),
+    ...[spec.configFileEnv, aliasOf(spec, "CONFIG_FILE")].filter((n) => n !== undefined),
+  ]);
+  const unknownEnv =
+    prefix === undefined
+      ? []
+      : Object.keys(env)
+          .filter((name) => name.startsWith(prefix) && !known.has(name))
+          .sort();
   return {
     action: "run",
     config: config as ConfigOf<T>,
     sources: sources as Record<keyof T, ValueSource>,
     configFile,
+    unknownEnv,
   };
+}
+
+function aliasOf(spec: CommandSpec<OptionTable>, name: string): string | undefined {
+  return spec.envAliasPrefix === undefined ? undefined : `${spec.envAliasPrefix}${name}`;
 }
 
 /** The config with secret options masked, for the "effective config" log line. */
