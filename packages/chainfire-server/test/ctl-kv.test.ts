@@ -302,6 +302,15 @@ describe("chainfirectl errors", () => {
     expect(oneDown.err.trim()).toMatch(/^Failed to get the status of endpoint 127\.0\.0\.1:1 \([^\n]+\)$/);
     const empty = await ctl([...ep, "put", "", "v"]);
     expect(empty.code).toBe(128);
+    // Go's durations, as etcdctl takes them: a unit is needed, and units combine.
+    const bare = await ctl([...ep, "--dial-timeout=5", "get", "k"]);
+    expect(bare.code).toBe(128);
+    expect(bare.err).toContain('--dial-timeout: "5" is not a duration with its unit (e.g. 5s, 500ms, 1m30s)');
+    expect((await ctl([...ep, "--command-timeout=1m30s", "get", "k"])).code).toBe(0);
+    // A missing argument is a bad argument (etcdctl's 128), as its commands check their own.
+    const noKey = await ctl([...ep, "get"]);
+    expect(noKey.code).toBe(128);
+    expect(noKey.err).toContain("missing required argument");
     const lease = await ctl([...ep, "put", "k", "v", "--lease=zz"]);
     expect(lease.err).toContain('--lease "zz" is not a hex ID');
     const unknown = await ctl([...ep, "frobnicate"]);

@@ -11,6 +11,7 @@ export {
   type RawValue,
   type ValueSource,
 } from "./config/option-types.js";
+export { parseGoDurationMs } from "./config/option-parsers.js";
 export {
   assertValidOptionTable,
   type CommandSpec,

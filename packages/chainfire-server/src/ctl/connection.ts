@@ -11,6 +11,7 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { type ChainfireClients, createClients } from "@photoncloud/chainfire-api";
+import { parseGoDurationMs } from "@photoncloud/daemon";
 import { rangeRequest } from "../mvcc/messages.js";
 import { badArgument, CtlError } from "./errors.js";
 
@@ -58,12 +59,12 @@ export function parseEndpoints(text: string): Endpoint[] {
   });
 }
 
-/** Durations as etcdctl writes them: "5s", "500ms", "1m"; a bare number means seconds. */
+/** Durations as etcdctl takes them (Go's): "5s", "500ms", "1m30s"; a bare number other than 0 needs its unit. */
 export function parseDurationMs(text: string, flag: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!match) throw badArgument(`${flag}: "${text}" is not a duration (e.g. 5s, 500ms, 1m)`);
-  const factor = match[2] === "ms" ? 1 : match[2] === "m" ? 60_000 : 1000;
-  return Number(match[1]) * factor;
+  const ms = parseGoDurationMs(text);
+  if (ms === undefined)
+    throw badArgument(`${flag}: "${text}" is not a duration with its unit (e.g. 5s, 500ms, 1m30s)`);
+  return ms;
 }
 
 function readPem(path: string, flag: string): Buffer {

@@ -333,7 +333,11 @@ export async function runCtl(argv: readonly string[], io: CtlIo): Promise<number
     await program.parseAsync(normaliseBoolFlags(argv), { from: "user" });
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof CommanderError) {
+      // etcdctl's commands check their own arguments and exit with ExitBadArgs (128).
+      const badArgs = err.code === "commander.missingArgument" || err.code === "commander.excessArguments";
+      return badArgs ? EXIT_CODES.BAD_ARGUMENT! : err.exitCode;
+    }
     if (err instanceof CtlError && err.code === "REPORTED") return 1;
     if (err instanceof CtlError || err instanceof SnapshotFileError) {
       io.err(`Error: ${err.message}`);

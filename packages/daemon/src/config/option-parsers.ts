@@ -59,6 +59,11 @@ function goDuration(raw: unknown): number | undefined {
   return Number.isSafeInteger(rounded) ? rounded : undefined;
 }
 
+/** A duration as Go's time.ParseDuration takes it ("5s", "500ms", "1m30s", "1.5h", or "0"), in ms. */
+export function parseGoDurationMs(text: string): number | undefined {
+  return /^\s*0\s*$/.test(text) ? 0 : goDuration(text);
+}
+
 function asList(raw: unknown): string[] | undefined {
   if (typeof raw === "string")
     return raw
