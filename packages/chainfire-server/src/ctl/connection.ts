@@ -37,9 +37,11 @@ export interface GlobalOptions {
 }
 
 export interface Endpoint {
-  /** host:port as dialled and printed. */
+  /** host:port as dialled. */
   readonly address: string;
   readonly tls: boolean;
+  /** As given (with its scheme, if it had one): how etcdctl prints an endpoint in its reports. */
+  readonly given: string;
 }
 
 export function parseEndpoints(text: string): Endpoint[] {
@@ -55,7 +57,7 @@ export function parseEndpoints(text: string): Endpoint[] {
         `--endpoints: "${part}" is not host:port or http(s)://host:port (e.g. 127.0.0.1:2379)`,
       );
     }
-    return { address: match[2]!, tls: match[1] === "https" };
+    return { address: match[2]!, tls: match[1] === "https", given: part };
   });
 }
 

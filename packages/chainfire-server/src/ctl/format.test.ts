@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { formatId, formatId16, humanBytes, renderTable } from "./format.js";
+import { took } from "./commands/endpoint.js";
 
 describe("member IDs as etcdctl prints them", () => {
   it("uses %x in lists and %16x in the member add/remove/update lines", () => {
@@ -42,5 +43,17 @@ describe("tables as etcdctl draws them", () => {
       "| 4e95e8bf5c055843 | started |    x | http://127.0.0.1:43380 | http://127.0.0.1:43379 |      false |",
       "+------------------+---------+------+------------------------+------------------------+------------+",
     ]);
+  });
+});
+
+describe("durations as etcdctl prints them (Go's time.Duration)", () => {
+  it("uses the largest fitting unit with Go's trimmed decimals", () => {
+    // Proves `endpoint health`'s took = ... reads as etcdctl's: µs and ms below a second, then s, m, h.
+    expect(took(0.8123)).toBe("812.3µs");
+    expect(took(2.003966)).toBe("2.003966ms");
+    expect(took(1500)).toBe("1.5s");
+    expect(took(2003.966648)).toBe("2.003966648s");
+    expect(took(62_500)).toBe("1m2.5s");
+    expect(took(3_723_000)).toBe("1h2m3s");
   });
 });

@@ -45,7 +45,7 @@ async function eachEndpoint<T>(
 
 function statusRow(endpoint: Endpoint, s: etcd.StatusResponse): string[] {
   return [
-    endpoint.address,
+    endpoint.given,
     formatId(s.header?.memberId ?? 0n),
     s.version,
     humanBytes(s.dbSize),
@@ -86,7 +86,7 @@ export async function endpointStatus(
   if (format === "json") {
     io.out(
       toJson(
-        ok.map((o) => ({ Endpoint: o.endpoint.address, Status: o.value })),
+        ok.map((o) => ({ Endpoint: o.endpoint.given, Status: o.value })),
         ETCD_STATUS_FIELDS,
       ),
     );
@@ -111,7 +111,7 @@ function failIfAny<T>(io: CtlIo, outcomes: Outcome<T>[], what: string): void {
   const failed = outcomes.filter((o) => o.error !== undefined);
   const unreachable = failed.filter((o) => o.error instanceof CtlError && o.error.code === "UNREACHABLE");
   if (unreachable.length === outcomes.length) throw unreachable[0]!.error;
-  for (const o of failed) io.err(`Failed to ${what} endpoint ${o.endpoint.address} (${o.error!.message})`);
+  for (const o of failed) io.err(`Failed to ${what} endpoint ${o.endpoint.given} (${o.error!.message})`);
   if (failed.length > 0) {
     throw new CtlError("REPORTED", `${failed.length} of ${outcomes.length} endpoints failed`);
   }
@@ -147,8 +147,16 @@ async function checkHealth(conn: Connection, endpoint: Endpoint): Promise<Health
   }
 }
 
-function took(ms: number): string {
-  return `${Number(ms.toFixed(6))}ms`;
+/** A duration as Go prints one (etcdctl's `took`): "812.345µs", "2.003966ms", "1.5s", "1m2.5s". */
+export function took(ms: number): string {
+  const trim = (n: number, digits: number) => String(Number(n.toFixed(digits)));
+  if (ms < 1) return `${trim(ms * 1000, 3)}µs`;
+  if (ms < 1000) return `${trim(ms, 6)}ms`;
+  const minutes = Math.floor(ms / 60_000);
+  const seconds = `${trim((ms - minutes * 60_000) / 1000, 9)}s`;
+  if (minutes === 0) return seconds;
+  const hours = Math.floor(minutes / 60);
+  return hours === 0 ? `${minutes}m${seconds}` : `${hours}h${minutes % 60}m${seconds}`;
 }
 
 export async function endpointHealth(
@@ -165,7 +173,7 @@ export async function endpointHealth(
     io.out(
       toJson(
         results.map((r) => ({
-          endpoint: r.endpoint.address,
+          endpoint: r.endpoint.given,
           health: r.healthy,
           took: took(r.tookMs),
           error: r.error || undefined,
@@ -173,13 +181,13 @@ export async function endpointHealth(
       ),
     );
   } else if (format === "table") {
-    const rows = results.map((r) => [r.endpoint.address, String(r.healthy), took(r.tookMs), r.error]);
+    const rows = results.map((r) => [r.endpoint.given, String(r.healthy), took(r.tookMs), r.error]);
     io.out(renderTable(["ENDPOINT", "HEALTH", "TOOK", "ERROR"], rows));
   } else {
     for (const r of results) {
       if (r.healthy)
-        io.out(`${r.endpoint.address} is healthy: successfully committed proposal: took = ${took(r.tookMs)}`);
-      else io.err(`${r.endpoint.address} is unhealthy: failed to commit proposal: ${r.error}`);
+        io.out(`${r.endpoint.given} is healthy: successfully committed proposal: took = ${took(r.tookMs)}`);
+      else io.err(`${r.endpoint.given} is unhealthy: failed to commit proposal: ${r.error}`);
     }
   }
   const unhealthy = results.filter((r) => !r.healthy).length;
