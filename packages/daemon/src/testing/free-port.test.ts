@@ -18,4 +18,26 @@ describe("freePort", () => {
     });
     await new Promise((resolve) => server.close(resolve));
   });
+
+  it("draws from a part of the range of its own in each test worker, so parallel workers never share a port", async () => {
+    // Proves the per-worker slices: worker 3 of vitest's pool only hands out ports in the third
+    // eighth of 10000-19999, worker 4 in the fourth.
+    const saved = process.env.VITEST_POOL_ID;
+    try {
+      for (const [pool, low] of [
+        ["3", 12_500],
+        ["4", 13_750],
+      ] as const) {
+        process.env.VITEST_POOL_ID = pool;
+        for (let i = 0; i < 10; i++) {
+          const port = await freePort();
+          expect(port).toBeGreaterThanOrEqual(low);
+          expect(port).toBeLessThan(low + 1_250);
+        }
+      }
+    } finally {
+      if (saved === undefined) delete process.env.VITEST_POOL_ID;
+      else process.env.VITEST_POOL_ID = saved;
+    }
+  });
 });

@@ -27,16 +27,32 @@ function bindable(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * The part of the range this process draws from. Test files run in parallel worker processes, each
+ * with its own record of ports handed out; a port one of them had checked free and not yet bound
+ * could be handed out by another (a rare EADDRINUSE seen in CI). Under vitest each worker
+ * (VITEST_POOL_ID 1, 2, ...) takes its own eighth of the range, so no two hand out the same port.
+ */
+function slice(low: number, high: number): { low: number; high: number } {
+  const pool = Number(process.env.VITEST_POOL_ID);
+  if (!Number.isInteger(pool) || pool < 1) return { low, high };
+  const size = Math.floor((high - low) / SLICES);
+  const start = low + ((pool - 1) % SLICES) * size;
+  return { low: start, high: start + size };
+}
+
+const SLICES = 8;
+
 /** A free loopback port outside the ephemeral range, not handed out before by this process. */
 export async function freePort(): Promise<number> {
-  const high = Math.min(ephemeralLow(), 20_000);
+  const { low, high } = slice(LOW, Math.min(ephemeralLow(), 20_000));
   for (let attempt = 0; attempt < 200; attempt++) {
-    const port = LOW + Math.floor(Math.random() * (high - LOW));
+    const port = low + Math.floor(Math.random() * (high - low));
     if (handedOut.has(port)) continue;
     if (await bindable(port)) {
       handedOut.add(port);
       return port;
     }
   }
-  throw new Error(`no free loopback port found in ${LOW}-${high - 1}`);
+  throw new Error(`no free loopback port found in ${low}-${high - 1}`);
 }
