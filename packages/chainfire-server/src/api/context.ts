@@ -83,12 +83,13 @@ export function proposeCommand(
 
 /**
  * etcd's answer to a write the quota cannot take: the NOSPACE alarm is raised through the log, then
- * the write is refused.
+ * the write is refused with NOSPACE, whether or not raising the alarm worked (etcd ignores that
+ * error too): a client tells "database space exceeded" from errors it retries.
  */
 export async function raiseNoSpace(ctx: EtcdApiContext): Promise<never> {
   await proposeCommand(ctx, {
     alarm: { action: 1, memberID: ctx.member.memberId, alarm: 1 },
-  });
+  }).catch(() => {});
   throw chainfireError("NO_SPACE");
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   type ChainfireClients,
   createClients,
@@ -136,6 +137,51 @@ describe("etcd KV over gRPC", () => {
     expect(read.succeeded).toBe(false);
     expect(read.responses[0]!.responseRange!.kvs[0]!.value.toString()).toBe("new");
     expect(server.store.currentRevision()).toBe(3n);
+  });
+
+  it("streams a Snapshot as etcd does: bytes and what remains, no header, the sha256 last", async () => {
+    // Proves the messages' shape: etcd's Snapshot sends no header (a JSON client through the
+    // gateway sees none either); the last message holds the sha256 of the bytes before it.
+    await put("snap", "v");
+    const stream = clients.maintenance.snapshot({});
+    const messages: etcd.SnapshotResponse[] = [];
+    stream.on("data", (m: etcd.SnapshotResponse) => messages.push(m));
+    await new Promise((resolve, reject) => {
+      stream.on("end", resolve);
+      stream.on("error", reject);
+    });
+    expect(messages.length).toBeGreaterThan(1);
+    expect(messages.every((m) => m.header === undefined)).toBe(true);
+    const last = messages[messages.length - 1]!;
+    expect(last.remainingBytes).toBe(0n);
+    const image = Buffer.concat(messages.slice(0, -1).map((m) => m.blob));
+    expect(Buffer.from(last.blob).toString("hex")).toBe(createHash("sha256").update(image).digest("hex"));
+  });
+
+  it("runs a txn holding a nested txn through the log even when it only reads, as etcd does", async () => {
+    // Proves etcd's isTxnReadonly: only ranges make a read-only txn. Under the CORRUPT alarm,
+    // which refuses what goes through the log, a plain read-only txn is served while one with a
+    // nested txn of reads is refused (DataLoss "corrupt cluster"). Before, it was served as a read.
+    await put("nr", "v");
+    const read = { requestRange: rangeRequest({ key: b("nr") }) };
+    const nested = { requestTxn: { compare: [], success: [read], failure: [] } };
+    const txn = (success: etcd.RequestOp[]) =>
+      call<etcd.TxnRequest, etcd.TxnResponse>(clients.kv, "txn", { compare: [], success, failure: [] });
+    const before = server.store.currentRevision();
+    const answered = await txn([nested]);
+    expect(answered.responses[0]!.responseTxn!.responses[0]!.responseRange!.kvs[0]!.value.toString()).toBe(
+      "v",
+    );
+    expect(server.store.currentRevision()).toBe(before);
+    const alarm = (action: etcd.AlarmRequest_AlarmAction) =>
+      call(clients.maintenance, "alarm", { action, memberID: 1n, alarm: etcd.AlarmType.CORRUPT });
+    await alarm(etcd.AlarmRequest_AlarmAction.ACTIVATE);
+    try {
+      expect((await txn([read])).responses).toHaveLength(1);
+      await expect(txn([nested])).rejects.toMatchObject({ code: 15, details: "etcdserver: corrupt cluster" });
+    } finally {
+      await alarm(etcd.AlarmRequest_AlarmAction.DEACTIVATE);
+    }
   });
 });
 

@@ -55,17 +55,17 @@ async function streamSnapshot(
   try {
     image = await ctx.store.clientImage();
     if (call.cancelled) return;
-    const header = responseHeader(ctx, image.revision);
+    // No header, as etcd's Snapshot sends none: only the bytes and how many remain.
     const hash = createHash("sha256");
     let sent = 0;
     for (const blob of image.pieces(SNAPSHOT_CHUNK_BYTES)) {
       hash.update(blob);
       sent += blob.length;
-      const room = call.write({ header, remainingBytes: BigInt(image.sizeBytes - sent), blob });
+      const room = call.write({ header: undefined, remainingBytes: BigInt(image.sizeBytes - sent), blob });
       if (!room) await drainedOrGone(call);
       if (call.cancelled) return;
     }
-    call.write({ header, remainingBytes: 0n, blob: hash.digest() });
+    call.write({ header: undefined, remainingBytes: 0n, blob: hash.digest() });
     call.end();
   } catch (err) {
     if (!call.cancelled) call.emit("error", grpcError(err));

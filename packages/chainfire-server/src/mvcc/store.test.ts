@@ -1020,6 +1020,11 @@ describe("MvccStore", () => {
     const read = { requestRange: rangeRequest({ key: b("k") }) };
     expect(txn([read], [write]).error!.message).toBe("etcdserver: mvcc: database space exceeded");
     expect(txn([read], [read]).txn!.succeeded).toBe(true);
+    // etcd charges a txn for its top-level puts only: a nested txn's put is made.
+    const before = store.currentRevision();
+    const nestedPut = { requestTxn: { compare: [], success: [write], failure: [] } };
+    expect(txn([nestedPut], []).txn!.succeeded).toBe(true);
+    expect(store.currentRevision()).toBe(before + 1n);
     apply({
       alarm: {
         action: etcd.AlarmRequest_AlarmAction.DEACTIVATE,

@@ -916,10 +916,10 @@ export class MvccStore implements StateMachine {
   }
 
   private checkTxnPreconditions(req: etcd.TxnRequest, path: TxnPath): void {
+    // No NOSPACE check here: etcd charges a txn for its top-level puts only (applyTxn refuses
+    // those), so the puts of a nested txn are made under the alarm.
     for (const op of chosenOps(req, path)) {
-      if (!op.requestPut) continue;
-      if (this.noSpace()) throw chainfireError("NO_SPACE");
-      this.checkPutPreconditions(op.requestPut);
+      if (op.requestPut) this.checkPutPreconditions(op.requestPut);
     }
   }
 
@@ -1115,10 +1115,12 @@ export class MvccStore implements StateMachine {
 }
 
 /** Whether a txn (and every nested txn) only reads. */
+/**
+ * etcd's isTxnReadonly: every operation of both branches is a range. A nested txn makes it a write
+ * even when it only reads, as in etcd: it goes through the log (and is refused under CORRUPT).
+ */
 export function isReadOnlyTxn(req: etcd.TxnRequest): boolean {
-  return [...req.success, ...req.failure].every(
-    (op) => op.requestRange !== undefined || (op.requestTxn !== undefined && isReadOnlyTxn(op.requestTxn)),
-  );
+  return [...req.success, ...req.failure].every((op) => op.requestRange !== undefined);
 }
 
 function rangeHas(range: KeyRange, key: string): boolean {
