@@ -143,6 +143,28 @@ describe("leases on a 3-member cluster", { timeout: 150_000 }, () => {
     expect((await timeToLive(f1!, id)).TTL).toBeGreaterThanOrEqual(25n);
   });
 
+  it("gives up a TimeToLive relayed to a leader that stopped answering, at etcd's request timeout", async () => {
+    // Proves the relay has a deadline: asked of a follower right after the leader froze (SIGSTOP),
+    // the call goes to the frozen leader and ends with etcd's "request timed out" (5 s and two
+    // election timeouts) instead of waiting for it to come back. Before, it waited with it.
+    const {
+      leader,
+      followers: [f1],
+    } = await followers();
+    const id = await grant(f1!, 60n);
+    leader.proc!.kill("SIGSTOP");
+    try {
+      // The client waits 10 s; the relay gives up at 6 s (election timeout 500 ms).
+      await expect(timeToLive(f1!, id)).rejects.toMatchObject({
+        code: 14,
+        details: "etcdserver: request timed out",
+      });
+    } finally {
+      leader.proc!.kill("SIGCONT");
+    }
+    await cluster.leaderId(members);
+  });
+
   it("expires a lease on the leader's clock and deletes its keys everywhere", async () => {
     // Proves leader-driven expiry through the log: every member loses the key, the lease is gone.
     const {

@@ -14,6 +14,7 @@ import type { Watcher } from "../watch/watch-hub.js";
 import { type EtcdApiContext, responseHeader } from "./context.js";
 import { deleteRange, range, txn } from "./kv-service.js";
 import { grant } from "./lease-service.js";
+import { requiresLeader, watchForLeaderLoss } from "./require-leader.js";
 
 /** The TTL of the lease a Lock or Campaign without one is given (etcd's session default). */
 const SESSION_TTL_S = 60n;
@@ -363,7 +364,14 @@ async function observe(
   ctx: EtcdApiContext,
   call: ServerWritableStream<v3election.LeaderRequest, v3election.LeaderResponse>,
 ): Promise<void> {
-  const { signal, done } = callAbort(ctx, call);
+  const called = callAbort(ctx, call);
+  // A client that requires a leader (clientv3.WithRequireLeader) has the stream ended once this
+  // member has gone without one, as etcd's stream interceptor cancels it: "context canceled".
+  const leaderLost = new AbortController();
+  const stopLeaderCheck = requiresLeader(call)
+    ? watchForLeaderLoss(ctx, () => leaderLost.abort(new Error("context canceled")))
+    : null;
+  const signal = AbortSignal.any([called.signal, leaderLost.signal]);
   const prefix = prefixOf(call.request.name);
   // A client that stops reading: its stream's buffer fills, and the watches below wait for it to
   // drain instead of buffering every change (etcd's observer blocks on its stream the same way).
@@ -415,6 +423,9 @@ async function observe(
   } catch {
     // Ends the stream below, as etcd's does on a failed read or watch.
   }
-  done();
-  if (!call.cancelled) call.end();
+  called.done();
+  stopLeaderCheck?.();
+  if (call.cancelled) return;
+  if (leaderLost.signal.aborted) call.emit("error", kitGrpcError(status.CANCELLED, "context canceled"));
+  else call.end();
 }

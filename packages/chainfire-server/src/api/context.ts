@@ -27,6 +27,8 @@ export interface MemberFacts {
  */
 export interface LeaderForwarding {
   leaseClient(): etcd.LeaseClient | null;
+  /** How long a unary call relayed to the leader may take (etcd's request timeout). */
+  readonly relayTimeoutMs: number;
 }
 
 export interface EtcdApiContext {

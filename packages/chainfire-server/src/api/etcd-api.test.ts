@@ -665,7 +665,7 @@ describe("etcd Maintenance over gRPC", () => {
     expect(alarms.alarms).toEqual([]);
   });
 
-  it("ends watch and keep-alive streams that require a leader once the member has none, as etcd does", async () => {
+  it("ends watch, keep-alive and Observe streams that require a leader once the member has none, as etcd does", async () => {
     // Proves clientv3.WithRequireLeader semantics: a cut-off member says so instead of going quiet.
     let leader = 0x8e9e_05c5_2164_694dn;
     const member = await startTestServer({ leaderId: () => leader, leaderCheckMs: 20 });
@@ -693,7 +693,20 @@ describe("etcd Maintenance over gRPC", () => {
       });
       keepAlive.write({ ID: 1n });
       await until(() => keepAliveAnswers === 1, "a keep-alive answer while there is a leader");
+      // An election's Observe too (etcd's interceptor cancels its context); a candidate's key is
+      // there, so it answers at once.
+      await call(c.kv, "put", putRequest({ key: b("e/1"), value: b("candidate") }));
+      const observe = c.election.observe({ name: b("e") }, md);
+      let observeError: unknown = null;
+      let observed = 0;
+      observe.on("data", () => observed++);
+      observe.on("error", (err: Error) => {
+        observeError = err;
+      });
+      await until(() => observed === 1, "the Observe's current leader");
       leader = 0n;
+      await until(() => observeError !== null, "the leader-requiring Observe to end");
+      expect(observeError).toMatchObject({ code: status.CANCELLED, details: "context canceled" });
       await until(() => required.failure.error !== null, "the leader-requiring stream to end");
       expect(required.failure.error).toMatchObject({
         code: status.UNAVAILABLE,

@@ -1,6 +1,12 @@
 // etcdserverpb.Lease. Grant and revoke go through the log; keep-alive and time-to-live are answered
 // from the lessor, whose expiry clock runs on the leader (a follower relays them there).
-import { type ClientDuplexStream, type ServerDuplexStream, type ServiceError, status } from "@grpc/grpc-js";
+import {
+  type ClientDuplexStream,
+  Metadata,
+  type ServerDuplexStream,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
 import type { etcd } from "@photoncloud/chainfire-api";
 import { type GrpcStatus, grpcError as kitGrpcError } from "@photoncloud/daemon";
 import { chainfireError } from "../errors.js";
@@ -48,14 +54,17 @@ async function timeToLive(
   ctx: EtcdApiContext,
   req: etcd.LeaseTimeToLiveRequest,
 ): Promise<etcd.LeaseTimeToLiveResponse> {
-  const leader = ctx.forwarding?.leaseClient() ?? null;
-  if (leader !== null) {
+  const forwarding = ctx.forwarding;
+  const leader = forwarding?.leaseClient() ?? null;
+  if (forwarding !== undefined && leader !== null) {
     // Only the leader's lessor counts the remaining time down.
     // The leader's answer, in this member's header with its revision (etcd's follower fills it so).
+    // Within etcd's request timeout: a leader that stopped answering must not hold the call.
+    const deadline = Date.now() + forwarding.relayTimeoutMs;
     return new Promise((resolve, reject) => {
-      leader.leaseTimeToLive(req, (err, res) =>
+      leader.leaseTimeToLive(req, new Metadata(), { deadline }, (err, res) =>
         err
-          ? reject(forwardedError(err))
+          ? reject(err.code === status.DEADLINE_EXCEEDED ? chainfireError("TIMEOUT") : forwardedError(err))
           : resolve({
               ...res,
               header: responseHeader(ctx, ctx.store.currentRevision()),

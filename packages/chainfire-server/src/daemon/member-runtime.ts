@@ -99,6 +99,11 @@ export class LeaderClients implements LeaderForwarding {
     private readonly tls: ClientTls,
   ) {}
 
+  /** etcd's request timeout: 5 s and two election timeouts (a leader change fits in it). */
+  get relayTimeoutMs(): number {
+    return 5000 + 2 * this.member.config.electionTimeoutMs;
+  }
+
   leaseClient(): etcd.LeaseClient | null {
     const { raft } = this.member;
     const leader = raft.node.leader;
