@@ -613,6 +613,70 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     }
   });
 
+  it("takes a gateway call's deadline from Grpc-Timeout, as etcd's gateway does, and refuses a malformed one", async () => {
+    // Proves grpc-gateway's AnnotateContext: a Lock waiting behind a holder with "Grpc-Timeout: 1S"
+    // ends with 504 and "context deadline exceeded", leaving the queue; a value that is not gRPC's
+    // form is a 400. Before, the header was ignored and the Lock waited as long as the client.
+    const base = `http://127.0.0.1:${m.ports.client}`;
+    const name = Buffer.from("timed-lock").toString("base64");
+    const queued = async () => {
+      const res = await fetch(`${base}/v3/kv/range`, {
+        method: "POST",
+        body: JSON.stringify({
+          key: Buffer.from("timed-lock/").toString("base64"),
+          range_end: Buffer.from("timed-lock0").toString("base64"),
+          count_only: true,
+        }),
+      });
+      return Number(((await res.json()) as { count?: string }).count ?? 0);
+    };
+    const held = await fetch(`${base}/v3/lock/lock`, { method: "POST", body: JSON.stringify({ name }) });
+    expect(held.status).toBe(200);
+    const timed = await fetch(`${base}/v3/lock/lock`, {
+      method: "POST",
+      headers: { "Grpc-Timeout": "1S" },
+      body: JSON.stringify({ name }),
+    });
+    expect(timed.status).toBe(504);
+    expect(await timed.json()).toEqual({
+      error: "context deadline exceeded",
+      message: "context deadline exceeded",
+      code: 4,
+    });
+    await until(async () => (await queued()) === 1, "the timed-out locker's key deleted");
+    const bogus = await fetch(`${base}/v3/kv/range`, {
+      method: "POST",
+      headers: { "Grpc-Timeout": "bogus" },
+      body: JSON.stringify({ key: name }),
+    });
+    expect(bogus.status).toBe(400);
+    expect(((await bogus.json()) as { error: string }).error).toBe("invalid grpc-timeout: bogus");
+  });
+
+  it("reads a streamed body as etcd's gateway: a bad later message half-closes, an empty body sends nothing", async () => {
+    // Proves grpc-gateway's stream handlers: after the first message, one it cannot read ends the
+    // client's side (what came before is still answered, with 200); an empty body only half-closes
+    // (a keep-alive stream then ends with nothing to answer). Before, the bad message failed the
+    // stream and the empty body was answered as one empty request.
+    const base = `http://127.0.0.1:${m.ports.client}`;
+    const granted = await fetch(`${base}/v3/lease/grant`, {
+      method: "POST",
+      body: JSON.stringify({ TTL: "60" }),
+    });
+    const { ID } = (await granted.json()) as { ID: string };
+    const kept = await fetch(`${base}/v3/lease/keepalive`, {
+      method: "POST",
+      body: `{"ID":"${ID}"}{"ID":"abc"}`,
+    });
+    expect(kept.status).toBe(200);
+    const lines = (await kept.text()).trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ result: { ID, TTL: "60" } });
+    const empty = await fetch(`${base}/v3/lease/keepalive`, { method: "POST", body: "" });
+    expect(empty.status).toBe(200);
+    expect(await empty.text()).toBe("");
+  });
+
   it("answers /health, /version and /metrics on the client URL too, in etcd's words, beside gRPC", async () => {
     // Proves what `curl http://<client-url>/health` gives against etcd: the same bodies on the
     // port that serves gRPC, which keeps serving it; a member with an alarm raised is unhealthy.

@@ -211,13 +211,27 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
       if (idleMs !== undefined && !socket.destroyed) socket.setTimeout(idleMs);
     });
   }
+  // grpc-gateway's AnnotateContext: Grpc-Timeout is the call's deadline, Grpc-Metadata-* its metadata.
+  const timeout = req.headers["grpc-timeout"];
+  const timeoutMs = timeout === undefined ? undefined : grpcTimeoutMs(String(timeout));
+  if (timeoutMs === null) return sendError(res, status.INVALID_ARGUMENT, `invalid grpc-timeout: ${timeout}`);
+  const annotate = (call: GatewayCall) => {
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (!name.startsWith(METADATA_HEADER) || value === undefined) continue;
+      for (const v of Array.isArray(value) ? value : [value])
+        call.metadata.add(name.slice(METADATA_HEADER.length), v);
+    }
+    return call;
+  };
   const toRequest = (value: unknown) =>
     grpc.requestDeserialize(mapping.requestSerialize(protoRequest(value, requestType, messages)));
   const toJson = (message: unknown) => mapping.responseDeserialize(grpc.responseSerialize(message) as Buffer);
   if (grpc.requestStream) {
     // As etcd's gateway: each message goes to the stream as soon as the body has it, so a watch
     // starts while a client still sending its body waits.
-    streamRequests(req, res, handler, toRequest, toJson, maxBodyBytes);
+    const side = streamRequests(req, res, handler, toRequest, toJson, maxBodyBytes, annotate);
+    if (timeoutMs !== undefined)
+      deadline(res, timeoutMs, () => side.fail(status.DEADLINE_EXCEEDED, DEADLINE_TEXT));
     return;
   }
   const body = await readBody(req, maxBodyBytes);
@@ -229,7 +243,13 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
     return sendError(res, status.INVALID_ARGUMENT, (err as Error).message);
   }
   if (!grpc.responseStream) {
-    const call = new GatewayCall(request);
+    const call = annotate(new GatewayCall(request));
+    if (timeoutMs !== undefined)
+      deadline(res, timeoutMs, () => {
+        call.cancelled = true;
+        call.emit("cancelled");
+        sendError(res, status.DEADLINE_EXCEEDED, DEADLINE_TEXT);
+      });
     res.once("close", () => {
       // writableEnded, not writableFinished: an HTTP/2 stream the client reset reports finished.
       if (res.writableEnded) return;
@@ -244,7 +264,33 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: Route): P
     });
     return;
   }
-  streamCall(res, handler, request, toJson);
+  const side = streamCall(res, handler, request, toJson, annotate);
+  if (timeoutMs !== undefined)
+    deadline(res, timeoutMs, () => side.fail(status.DEADLINE_EXCEEDED, DEADLINE_TEXT));
+}
+
+const METADATA_HEADER = "grpc-metadata-";
+/** What a Go gRPC call answers when its context's deadline passes. */
+const DEADLINE_TEXT = "context deadline exceeded";
+
+/**
+ * A Grpc-Timeout header's value in ms (gRPC's form: up to 8 digits and a unit, H M S m u n), or
+ * null when it is not one.
+ */
+export function grpcTimeoutMs(text: string): number | null {
+  const match = /^(\d{1,8})([HMSmun])$/.exec(text);
+  if (match === null) return null;
+  const perUnit = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 }[match[2] as "H"];
+  return Number(match[1]) * perUnit;
+}
+
+/** Calls `expire` once `ms` have passed, unless the response ended first. */
+function deadline(res: ServerResponse, ms: number, expire: () => void): void {
+  const timer = setTimeout(() => {
+    if (!res.writableEnded) expire();
+  }, ms);
+  res.once("close", () => clearTimeout(timer));
+  res.once("finish", () => clearTimeout(timer));
 }
 
 /** What a streaming call's HTTP side offers the request reader. */
@@ -265,8 +311,9 @@ function streamRequests(
   toRequest: (value: unknown) => unknown,
   toJson: (message: unknown) => unknown,
   maxBodyBytes: number,
-): void {
-  const side = streamCall(res, handler, undefined, toJson);
+  annotate: (call: GatewayCall) => GatewayCall,
+): StreamSide {
+  const side = streamCall(res, handler, undefined, toJson, annotate);
   const scanner = new JsonScanner();
   let sent = 0;
   let failed = false;
@@ -281,21 +328,28 @@ function streamRequests(
       return fail(status.RESOURCE_EXHAUSTED, "etcdserver: request is too large");
     try {
       scanner.pushEach(chunk, (value) => {
+        const request = toRequest(value);
         sent++;
-        side.send(toRequest(value));
+        side.send(request);
       });
     } catch (err) {
-      // etcd's gateway answers a stream's unreadable message with UNKNOWN (HTTP 500).
-      fail(status.UNKNOWN, (err as Error).message);
+      unreadable((err as Error).message);
     }
   });
+  // etcd's gateway answers an unreadable first message with UNKNOWN (HTTP 500); after the first, it
+  // stops reading and half-closes the stream, so what was sent before is still answered.
+  const unreadable = (message: string) => {
+    if (sent === 0) return fail(status.UNKNOWN, message);
+    failed = true;
+    side.bodyDone();
+  };
   req.on("end", () => {
     if (failed) return;
-    if (scanner.pending) return fail(status.UNKNOWN, scanner.endError());
-    // An empty body is one empty request, as for the other methods.
-    if (sent === 0) side.send(toRequest({}));
+    if (scanner.pending) return unreadable(scanner.endError());
+    // An empty body sends nothing: the stream is half-closed at once, as etcd's gateway does.
     side.bodyDone();
   });
+  return side;
 }
 
 function streamCall(
@@ -303,6 +357,7 @@ function streamCall(
   handler: Handler,
   request: unknown,
   toJson: (message: unknown) => unknown,
+  annotate: (call: GatewayCall) => GatewayCall,
 ): StreamSide {
   let ended = false;
   let received = 0;
@@ -358,7 +413,7 @@ function streamCall(
     call.emit("cancelled");
     call.emit("close");
   });
-  handler(call);
+  handler(annotate(call));
   return {
     fail,
     bodyDone: () => {
