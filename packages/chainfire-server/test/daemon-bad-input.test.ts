@@ -57,6 +57,19 @@ async function members(): Promise<chainfirev1.Member[]> {
   return (await call<chainfirev1.MemberListResponse>(m.clients.operator, "memberList", {})).members;
 }
 
+/** How many keys a lock's queue holds (the holder's and the waiters'), read through the gateway. */
+async function lockersQueued(base: string, lock: string): Promise<number> {
+  const res = await fetch(`${base}/v3/kv/range`, {
+    method: "POST",
+    body: JSON.stringify({
+      key: Buffer.from(`${lock}/`).toString("base64"),
+      range_end: Buffer.from(`${lock}0`).toString("base64"),
+      count_only: true,
+    }),
+  });
+  return Number(((await res.json()) as { count?: string }).count ?? 0);
+}
+
 const putOp = (key: string): etcd.RequestOp => ({
   requestPut: {
     key: b(key),
@@ -587,17 +600,7 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     // for https) leaves the queue, as over HTTP/1 and gRPC, instead of taking the lock later.
     const base = `http://127.0.0.1:${m.ports.client}`;
     const name = Buffer.from("h2-lock").toString("base64");
-    const queued = async () => {
-      const res = await fetch(`${base}/v3/kv/range`, {
-        method: "POST",
-        body: JSON.stringify({
-          key: Buffer.from("h2-lock/").toString("base64"),
-          range_end: Buffer.from("h2-lock0").toString("base64"),
-          count_only: true,
-        }),
-      });
-      return Number(((await res.json()) as { count?: string }).count ?? 0);
-    };
+    const queued = () => lockersQueued(base, "h2-lock");
     const held = await fetch(`${base}/v3/lock/lock`, { method: "POST", body: JSON.stringify({ name }) });
     expect(held.status).toBe(200);
     const session = http2Connect(base);
@@ -619,17 +622,7 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     // form is a 400. Before, the header was ignored and the Lock waited as long as the client.
     const base = `http://127.0.0.1:${m.ports.client}`;
     const name = Buffer.from("timed-lock").toString("base64");
-    const queued = async () => {
-      const res = await fetch(`${base}/v3/kv/range`, {
-        method: "POST",
-        body: JSON.stringify({
-          key: Buffer.from("timed-lock/").toString("base64"),
-          range_end: Buffer.from("timed-lock0").toString("base64"),
-          count_only: true,
-        }),
-      });
-      return Number(((await res.json()) as { count?: string }).count ?? 0);
-    };
+    const queued = () => lockersQueued(base, "timed-lock");
     const held = await fetch(`${base}/v3/lock/lock`, { method: "POST", body: JSON.stringify({ name }) });
     expect(held.status).toBe(200);
     const timed = await fetch(`${base}/v3/lock/lock`, {
