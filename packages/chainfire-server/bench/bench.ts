@@ -400,6 +400,11 @@ const build = spawnSync("pnpm", ["exec", "tsc", "-b"], { cwd: PACKAGE_DIR, stdio
 if (build.status !== 0) throw new Error("build failed: the benchmark needs the compiled daemon");
 for (const line of await storeBench()) console.log(line);
 const suites: Suite[] = [];
+// A crash (an uncaught error skips the finally below) must not leave clusters running: idle
+// members still take CPU from every later measurement on this machine.
+process.on("exit", () => {
+  for (const s of suites) s.cluster.stop();
+});
 try {
   if (kinds.includes("chainfire")) suites.push(await startSuite("chainfire"));
   if (kinds.includes("etcd") && hasBinary("etcd")) suites.push(await startSuite("etcd"));
