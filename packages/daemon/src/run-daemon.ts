@@ -179,7 +179,6 @@ async function startDaemon<T extends OptionTable>(
   process.on("SIGINT", () => stop("SIGINT"));
 
   logger.info({ version, configFile, config: describeConfig(spec.options, config) }, "starting");
-
   const ctx: DaemonContext<T> = {
     config,
     logger,

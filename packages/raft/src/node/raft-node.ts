@@ -163,9 +163,7 @@ export class RaftNode {
     });
     const saved = this.store.getAppMeta("members");
     if (saved === undefined) this.store.setAppMeta("members", encodeMembers(fresh));
-    for (const m of decodeMembers(this.store.getAppMeta("members") ?? new Uint8Array())) {
-      this.members.set(m.id, m);
-    }
+    this.loadMembers();
     this.recoverInterruptedInstall();
     this.store.onSnapshotWanted = () => this.imageWanted();
     // As etcd's WAL: a sync of a second or more is worth an operator's look (a slow or busy disk).
@@ -215,12 +213,7 @@ export class RaftNode {
           "member's data directory from a backup, or remove the member and add it again",
       );
     }
-    // The member table kept here stays: it was written with the snapshot's record (its own, or
-    // the one this member made), and by every conf change applied after it, which the machine's
-    // replay from the snapshot will not apply again (they are at or below confIndex).
-    const members = [...this.members.values()];
     this.installSnapshot(this.store.snapshot(), snapIndex);
-    this.setMembers(members);
   }
 
   attachTransport(t: GrpcTransport): void {
@@ -470,23 +463,29 @@ export class RaftNode {
     }
   }
 
+  /**
+   * Restores the machine from a stored snapshot's image, and the members from the table in
+   * raft.db. That table, not the snapshot's, is the one to follow: it was written in the
+   * transaction that recorded the snapshot (see writeReady), and by every conf change applied
+   * since, which a machine restored at start (recoverInterruptedInstall) does not apply again.
+   */
   private installSnapshot(snapshot: Snapshot, index: bigint): void {
     const file = snapshot.file;
     if (file === undefined) {
-      const { members, image } = decodeLayerSnapshot(snapshot.data);
-      this.sm.restore(image, index);
-      this.setMembers(members);
-      return;
+      this.sm.restore(decodeLayerSnapshot(snapshot.data).image, index);
+    } else {
+      // In a file: the image after its head, read by the machine itself when it can, so an image
+      // of any size never has to fit in memory.
+      const { imageOffset } = readLayerSnapshotHead(file.path);
+      if (this.sm.restoreFromFile !== undefined) this.sm.restoreFromFile(file.path, imageOffset, index);
+      else this.sm.restore(readFileSync(file.path).subarray(imageOffset), index);
     }
-    // In a file: the members from its head, the image from the rest (read by the machine itself
-    // when it can, so an image of any size never has to fit in memory).
-    const { members, imageOffset } = readLayerSnapshotHead(file.path);
-    if (this.sm.restoreFromFile !== undefined) this.sm.restoreFromFile(file.path, imageOffset, index);
-    else this.sm.restore(readFileSync(file.path).subarray(imageOffset), index);
-    this.setMembers(members);
+    this.loadMembers();
   }
 
-  private setMembers(members: readonly MemberInfo[]): void {
+  /** The members, and the transport's peers, as the table in raft.db has them. */
+  private loadMembers(): void {
+    const members = decodeMembers(this.store.getAppMeta("members") ?? new Uint8Array());
     for (const id of this.members.keys()) {
       if (!members.some((m) => m.id === id)) this.transport?.removePeer(id);
     }
@@ -496,7 +495,6 @@ export class RaftNode {
       const url = m.peerUrls[0];
       if (url !== undefined) this.transport?.setPeer(m.id, url);
     }
-    this.store.setAppMeta("members", encodeMembers(members));
   }
 
   private applyCommitted(ents: readonly Entry[]): void {
