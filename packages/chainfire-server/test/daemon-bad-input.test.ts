@@ -4,7 +4,7 @@
 // The limits of the first member come from a --config-file, so its keys are proven to take effect.
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect as http2Connect, constants as http2Constants } from "node:http2";
 import { request as httpRequest } from "node:http";
 import { connect as netConnect } from "node:net";
@@ -103,6 +103,13 @@ describe("bad requests on a running member", { timeout: 150_000 }, () => {
       call(m.clients.kv, "txn", { compare: [], success: [putOp("dup"), putOp("dup")], failure: [] }),
     ).rejects.toMatchObject({ code: 3, details: "etcdserver: duplicate key given in txn request" });
     expect(await revision(m)).toBe(before);
+  });
+
+  it("makes its data dir readable by its own user only, as etcd does", async () => {
+    // Proves the store's file (every key and value) is not left open to other users: the data dir
+    // a first start creates has mode 0700 (it had the umask's 0755, and mvcc.db 0644).
+    expect((statSync(m.dataDir).mode & 0o777).toString(8)).toBe("700");
+    expect((statSync(small.dataDir).mode & 0o777).toString(8)).toBe("700");
   });
 
   it("refuses a first start that joins a cluster which has not added the member, or where no peer answers", async () => {
@@ -703,6 +710,8 @@ describe("bad flags and config", { timeout: 150_000 }, () => {
     const dir = (name: string) => join(cluster.root, `never-${name}`);
     const config = join(cluster.root, "bad.toml");
     writeFileSync(config, 'name = "x"\nlisten-client-url = "http://127.0.0.1:1"\n');
+    const garbage = join(cluster.root, "garbage.pem");
+    writeFileSync(garbage, "not a certificate\n");
     const cases: [string, string[], RegExp, Record<string, string>?][] = [
       [
         "election",
@@ -738,6 +747,38 @@ describe("bad flags and config", { timeout: 150_000 }, () => {
           "1h",
         ],
         /--auto-compaction-retention: in revision mode the retention is a number of revisions/,
+      ],
+      // TLS settings are checked in full before the data dir is made: an https:// URL without a
+      // certificate, and a certificate file that is not one (both used to bootstrap the data dir
+      // first, and the second exited 1 with a bare OpenSSL error).
+      [
+        "https-no-cert",
+        ["--data-dir", dir("https-no-cert"), "--listen-client-urls", "https://127.0.0.1:1"],
+        /--listen-client-urls \(https:\/\/127\.0\.0\.1:1\) uses https:\/\/ but --cert-file is not set/,
+      ],
+      [
+        "peer-https-no-cert",
+        ["--data-dir", dir("peer-https-no-cert"), "--listen-peer-urls", "https://127.0.0.1:1"],
+        /--listen-peer-urls \(https:\/\/127\.0\.0\.1:1\) uses https:\/\/ but --peer-cert-file is not set/,
+      ],
+      [
+        "garbage-cert",
+        [
+          "--data-dir",
+          dir("garbage-cert"),
+          "--listen-client-urls",
+          "https://127.0.0.1:1",
+          "--cert-file",
+          garbage,
+          "--key-file",
+          garbage,
+        ],
+        /--cert-file: .*garbage\.pem: not a PEM certificate/,
+      ],
+      [
+        "missing-peer-ca",
+        ["--data-dir", dir("missing-peer-ca"), "--peer-trusted-ca-file", join(cluster.root, "absent.pem")],
+        /--peer-trusted-ca-file: cannot read .*absent\.pem: ENOENT/,
       ],
       // etcd's environment variables are read too, and a bad one is named.
       [
@@ -886,9 +927,15 @@ describe("data directory from an offline restore", { timeout: 150_000 }, () => {
   it("refuses a data dir whose store applied entries of a log that is missing", async () => {
     // Proves the half-deleted data dir check: exit 2, a message that names the fix, nothing changed.
     const dir = storeOnlyDataDir("orphan", 7n);
+    chmodSync(dir, 0o755);
     const r = await runDaemonToExit(["--data-dir", dir, "--initial-cluster-token", "orphan"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/raft\.db is missing.*snapshot restore/);
+    // An existing data dir others may enter is used as it is, with etcd's advice in the log.
+    expect(r.stdout + r.stderr).toMatch(
+      /--data-dir .*orphan has mode 755: other users may read the data in it \(chmod 700/,
+    );
+    expect(statSync(dir).mode & 0o777).toBe(0o755);
     expect(existsSync(dataDirLayout.raftDir(dir))).toBe(false);
   });
 });

@@ -56,6 +56,7 @@ export {
   unary,
 } from "./grpc/instrument.js";
 export { ListenError } from "./grpc/listen-error.js";
+export { preparePrivateDir } from "./private-dir.js";
 export {
   type ClientStreamDone,
   type GrpcCallStatus,
@@ -68,6 +69,9 @@ export {
   grpcServerCredentials,
   httpsServerOptions,
   loadTlsMaterial,
+  readPem,
+  checkListenerTls,
+  type ListenerTls,
   type TlsFiles,
   type TlsMaterial,
 } from "./grpc/tls.js";

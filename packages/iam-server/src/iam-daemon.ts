@@ -1,8 +1,8 @@
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   type DaemonContext,
+  preparePrivateDir,
   runDaemon,
   sendJson,
   startGrpcServer,
@@ -30,7 +30,7 @@ async function startIam(ctx: Ctx): Promise<void> {
   const { config, logger } = ctx;
   const boot = checkBootstrap(config);
   if (config.dev) warnDevMode(ctx, boot);
-  mkdirSync(config.dataDir, { recursive: true });
+  preparePrivateDir(config.dataDir, "--data-dir", (fields, msg) => logger.warn(fields, msg));
   const store = new IamStore(join(config.dataDir, "iam.db"));
   ctx.onShutdown("store", () => store.close());
   // The TLS listener's CA list follows the trust roots (grpc-js exposes a client certificate to

@@ -2,15 +2,19 @@
 // API and chainfire.v1.Cluster on the client URLs (health, reflection, metrics), and the background
 // parts that follow leadership (lessor, lease expiry proposals).
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { chainfirev1, etcd } from "@photoncloud/chainfire-api";
 import {
   ConfigError,
+  checkListenerTls,
   clientTlsFiles,
   conflict,
   type DaemonContext,
   handedOverHttp,
+  peerTlsFiles,
+  preparePrivateDir,
+  readPem,
   runDaemon,
   startGrpcServer,
   startHttpServer,
@@ -115,13 +119,29 @@ export function main(): Promise<void> {
 
 export async function startChainfire(ctx: Ctx): Promise<void> {
   const { config, logger } = ctx;
+  // Every certificate and key is read and parsed before the data dir is made or touched.
+  checkListenerTls(
+    [
+      { urls: config.listenClientUrls, tls: clientTlsFiles(config), what: "--listen-client-urls" },
+      { urls: config.listenPeerUrls, tls: peerTlsFiles(config), what: "--listen-peer-urls" },
+      // https:// metrics URLs use the client certificate (an http:// one is etcd's usual setting).
+      {
+        urls: (config.listenMetricsUrls ?? []).filter((url) => url.tls),
+        tls: clientTlsFiles(config),
+        what: "--listen-metrics-urls",
+      },
+    ],
+    (fields, msg) => logger.warn(fields, msg),
+  );
+  if (config.peerTrustedCaFile !== undefined) readPem(config.peerTrustedCaFile, "--peer-trusted-ca-file");
   checkOwnClientCertificate(config);
   const autoCompaction = parseAutoCompaction(config.autoCompactionMode, config.autoCompactionRetention);
   if (typeof autoCompaction === "string") {
     throw conflict("--auto-compaction-retention", `${autoCompaction} (0 turns auto-compaction off)`);
   }
-  const createdDir = !existsSync(config.dataDir);
-  mkdirSync(config.dataDir, { recursive: true });
+  const createdDir = preparePrivateDir(config.dataDir, "--data-dir", (fields, msg) =>
+    logger.warn(fields, msg),
+  );
   const store = new MvccStore({
     path: dataDirLayout.mvccDb(config.dataDir),
     quotaBackendBytes: BigInt(config.quotaBackendBytes),
@@ -334,7 +354,7 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
 function checkOwnClientCertificate(config: Ctx["config"]): void {
   const hostname = config.clientCertAllowedHostname;
   if (!hostname || config.certFile === undefined) return;
-  const own = new X509Certificate(readFileSync(config.certFile));
+  const own = new X509Certificate(readPem(config.certFile, "--cert-file"));
   if (own.checkHost(hostname) === undefined)
     throw conflict(
       "--client-cert-allowed-hostname",

@@ -10,6 +10,7 @@ import { startHttpServer } from "../http-server.js";
 import { createLogger } from "../logging.js";
 import { parseUrlList } from "../urls.js";
 import { startGrpcServer } from "./grpc-server.js";
+import { checkListenerTls, loadTlsMaterial } from "./tls.js";
 import { checkHealth } from "./probe-clients.js";
 import { h2OverTlsAnswers } from "../testing/h2-over-tls.js";
 import { createTestCa, type Pem, removePemFiles, type TestCa, writePemFiles } from "./test-pki.js";
@@ -245,5 +246,98 @@ describe("TLS listeners", () => {
     await expect(start({ certFile: "/nonexistent.pem", keyFile: files["server-key.pem"] })).rejects.toThrow(
       "--cert-file: cannot read /nonexistent.pem: ENOENT",
     );
+  });
+
+  it("checks every https:// listener's files up front, and says when an http:// URL leaves TLS settings unused", () => {
+    // Proves the start-up check: etcd serves an http:// URL given certificates as plain HTTP and
+    // warns; so does this, per URL, and an https:// URL's bad files are refused before any listener.
+    const warnings: string[] = [];
+    const warn = (_fields: Record<string, unknown>, msg: string) => warnings.push(msg);
+    const tls = {
+      certFile: files["server.pem"],
+      keyFile: files["server-key.pem"],
+      trustedCaFile: files["ca.pem"],
+      clientCertAuth: true,
+    };
+    checkListenerTls(
+      [
+        {
+          urls: parseUrlList("https://127.0.0.1:2379,http://127.0.0.1:22379"),
+          tls,
+          what: "--listen-client-urls",
+        },
+      ],
+      warn,
+    );
+    expect(warnings).toEqual([
+      "http://127.0.0.1:22379 is http:// while --cert-file or --key-file is set; this URL serves without TLS",
+      "http://127.0.0.1:22379 is http:// while --client-cert-auth or --trusted-ca-file is set; this URL does not check client certificates",
+    ]);
+    warnings.length = 0;
+    checkListenerTls(
+      [{ urls: parseUrlList("http://127.0.0.1:2379"), tls: {}, what: "--listen-client-urls" }],
+      warn,
+    );
+    expect(warnings).toEqual([]);
+    expect(() =>
+      checkListenerTls(
+        [
+          {
+            urls: parseUrlList("https://127.0.0.1:2380"),
+            tls: { flagNames: { certFile: "--peer-cert-file" } },
+            what: "--listen-peer-urls",
+          },
+        ],
+        warn,
+      ),
+    ).toThrow("--listen-peer-urls (https://127.0.0.1:2380) uses https:// but --peer-cert-file is not set");
+  });
+
+  it("refuses a file that is not a certificate or key, or a key of another certificate, naming the flag", async () => {
+    // Proves the PEM files are parsed while the configuration is checked, not when the first
+    // listener is made (which failed with a bare OpenSSL error and no flag named).
+    const bad = writePemFiles({
+      "garbage.pem": "not a certificate\n",
+      "other-key.pem": client.key,
+      "encrypted-key.pem":
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    });
+    const load = (tls: object) => () =>
+      loadTlsMaterial(
+        { certFile: files["server.pem"], keyFile: files["server-key.pem"], ...tls },
+        "--listen-client-urls (https://127.0.0.1:2379)",
+      );
+    const refused = (tls: object) => {
+      try {
+        load(tls)();
+      } catch (err) {
+        return err as ConfigError;
+      }
+      throw new Error("accepted");
+    };
+    expect(refused({ certFile: bad["garbage.pem"] })).toBeInstanceOf(ConfigError);
+    expect(refused({ certFile: bad["garbage.pem"] }).message).toMatch(
+      new RegExp(`^--cert-file: ${bad["garbage.pem"]}: not a PEM certificate \\(`),
+    );
+    expect(refused({ keyFile: bad["garbage.pem"] }).message).toMatch(
+      new RegExp(`^--key-file: ${bad["garbage.pem"]}: not an unencrypted PEM private key \\(`),
+    );
+    expect(refused({ keyFile: bad["encrypted-key.pem"] }).message).toMatch(
+      /^--key-file: .*: not an unencrypted PEM private key \(/,
+    );
+    expect(refused({ keyFile: bad["other-key.pem"] }).message).toMatch(
+      new RegExp(`^--key-file: ${bad["other-key.pem"]}: does not match --cert-file \\(`),
+    );
+    expect(refused({ trustedCaFile: bad["garbage.pem"] }).message).toMatch(
+      /^--trusted-ca-file: .*: not a PEM certificate bundle \(/,
+    );
+    // Peer flags are named as such, and no message carries a byte of the key.
+    const peer = refused({
+      keyFile: bad["other-key.pem"],
+      flagNames: { certFile: "--peer-cert-file", keyFile: "--peer-key-file" },
+    });
+    expect(peer.message).toMatch(/^--peer-key-file: .*: does not match --peer-cert-file/);
+    expect(peer.message).not.toContain(client.key.split("\n")[1]!.slice(0, 20));
+    expect(load({})()).toMatchObject({ clientCertAuth: false });
   });
 });

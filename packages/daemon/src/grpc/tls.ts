@@ -2,7 +2,8 @@
 // into grpc-js server credentials and node:https options.
 
 import { readFileSync, statSync } from "node:fs";
-import { checkServerIdentity, type DetailedPeerCertificate } from "node:tls";
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { checkServerIdentity, createSecureContext, type DetailedPeerCertificate } from "node:tls";
 import forge from "node-forge";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { ConfigError, ConfigErrorCode, configError } from "../config/config-error.js";
@@ -104,7 +105,7 @@ function flagName(tls: TlsFiles, field: TlsField): string {
   return tls.flagNames?.[field] ?? defaults[field];
 }
 
-function readPem(path: string, flag: string): Buffer {
+export function readPem(path: string, flag: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
@@ -113,6 +114,49 @@ function readPem(path: string, flag: string): Buffer {
       flag,
       `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (give a readable PEM file)`,
     );
+  }
+}
+
+/** The part of an OpenSSL error worth showing (never any of the file's bytes). */
+function reason(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.replace(/^error:[0-9A-F]+:/i, "");
+}
+
+/**
+ * Parses what `loadTlsMaterial` read, so that a file that is not a certificate, a key that is
+ * not a key (or is encrypted) and a key that does not belong to the certificate are configuration
+ * errors naming their flag, found before anything is written or listened on. etcd reads and parses
+ * its key pairs as it sets up its listeners, before its data dir is touched.
+ */
+function checkPem(m: { cert: Buffer; key: Buffer; ca: Buffer | undefined }, tls: TlsFiles): void {
+  const bad = (field: TlsField, path: string | undefined, why: string) =>
+    configError(
+      ConfigErrorCode.InvalidValue,
+      flagName(tls, field),
+      `${flagName(tls, field)}: ${path}: ${why}`,
+    );
+  try {
+    new X509Certificate(m.cert);
+  } catch (err) {
+    throw bad("certFile", tls.certFile, `not a PEM certificate (${reason(err)})`);
+  }
+  try {
+    createPrivateKey(m.key);
+  } catch (err) {
+    throw bad("keyFile", tls.keyFile, `not an unencrypted PEM private key (${reason(err)})`);
+  }
+  try {
+    createSecureContext({ cert: m.cert, key: m.key });
+  } catch (err) {
+    throw bad("keyFile", tls.keyFile, `does not match ${flagName(tls, "certFile")} (${reason(err)})`);
+  }
+  if (m.ca === undefined) return;
+  try {
+    new X509Certificate(m.ca);
+    createSecureContext({ ca: m.ca });
+  } catch (err) {
+    throw bad("trustedCaFile", tls.trustedCaFile, `not a PEM certificate bundle (${reason(err)})`);
   }
 }
 
@@ -159,10 +203,14 @@ export function loadTlsMaterial(tls: TlsFiles, forWhat: string): TlsMaterial {
       `${flagName(tls, "allowedCn")} and ${flag} exclude each other, as in etcd (give one)`,
     );
   }
-  return {
+  const material = {
     cert: readPem(tls.certFile, cert),
     key: readPem(tls.keyFile, key),
     ca: tls.trustedCaFile === undefined ? undefined : readPem(tls.trustedCaFile, ca),
+  };
+  checkPem(material, tls);
+  return {
+    ...material,
     // etcd requires and verifies client certificates once a trusted CA is given, with or without
     // --client-cert-auth: a CA on its own never leaves the listener open to any TLS client.
     clientCertAuth: (tls.clientCertAuth ?? false) || tls.trustedCaFile !== undefined,
@@ -309,4 +357,42 @@ export function httpsServerOptions(material: TlsMaterial): {
     requestCert: material.clientCertAuth,
     rejectUnauthorized: material.clientCertAuth,
   };
+}
+
+/** The URLs of one kind of listener and the TLS settings given for them. */
+export interface ListenerTls {
+  readonly urls: readonly { readonly tls: boolean; readonly href: string }[];
+  readonly tls: TlsFiles;
+  /** The flag naming the URLs, e.g. "--listen-client-urls". */
+  readonly what: string;
+}
+
+/**
+ * Checks every listener's TLS settings before a daemon writes anything: the files of each https://
+ * URL are read and parsed (a ConfigError names the flag), as etcd sets up its listeners before it
+ * touches its data dir. An http:// URL given certificates or client-certificate checking does not
+ * use them; etcd serves it as given and says so, and so does this (`warn`, once per URL and setting).
+ */
+export function checkListenerTls(
+  groups: readonly ListenerTls[],
+  warn: (fields: Record<string, unknown>, msg: string) => void,
+): void {
+  for (const { urls, tls, what } of groups) {
+    for (const url of urls) {
+      if (url.tls) {
+        loadTlsMaterial(tls, `${what} (${url.href})`);
+        continue;
+      }
+      if (tls.certFile !== undefined || tls.keyFile !== undefined)
+        warn(
+          { url: url.href, flag: what },
+          `${url.href} is http:// while ${flagName(tls, "certFile")} or ${flagName(tls, "keyFile")} is set; this URL serves without TLS`,
+        );
+      if (tls.clientCertAuth || tls.trustedCaFile !== undefined)
+        warn(
+          { url: url.href, flag: what },
+          `${url.href} is http:// while ${flagName(tls, "clientCertAuth")} or ${flagName(tls, "trustedCaFile")} is set; this URL does not check client certificates`,
+        );
+    }
+  }
 }

@@ -5,13 +5,14 @@
 // Data directory: <data-dir>/raft/ holds the Raft log and snapshots (the member kit's), and
 // <data-dir>/flaredb.sqlite (+ -wal, -shm) is the replicated database.
 
-import { mkdirSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   clientTlsFiles,
   type DaemonContext,
   defineOptions,
+  preparePrivateDir,
   reusingEncoder,
   runDaemon,
   startGrpcServer,
@@ -128,7 +129,7 @@ function registerMetrics(ctx: Ctx, member: RunningMember, dbPath: string): void 
 
 async function startFlareDb(ctx: Ctx): Promise<void> {
   const { config, logger } = ctx;
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  preparePrivateDir(config.dataDir, "--data-dir", (fields, msg) => logger.warn(fields, msg));
   const dbPath = join(config.dataDir, "flaredb.sqlite");
   const sm = new SqlStateMachine({
     path: dbPath,

@@ -1,7 +1,7 @@
 // Starts one Raft member of a daemon from its MemberConfig: the RaftService over <data-dir>/raft/,
 // and the RaftPeer gRPC server on --listen-peer-urls (TLS per the --peer-* flags, which also give
 // the client credentials for connections to https:// peers).
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   type ConnectionOptions,
@@ -16,6 +16,7 @@ import {
   type DaemonMetrics,
   type Logger,
   loadTlsMaterial,
+  readPem,
   peerTlsFiles,
   type RunningGrpcServer,
   startGrpcServer,
@@ -126,7 +127,10 @@ export function peerClientTls(
   const haveCert = files.certFile !== undefined && files.keyFile !== undefined;
   const material = haveCert ? loadTlsMaterial(files, "--initial-advertise-peer-urls") : undefined;
   const ca =
-    material?.ca ?? (config.peerTrustedCaFile !== undefined ? readFileSync(config.peerTrustedCaFile) : null);
+    material?.ca ??
+    (config.peerTrustedCaFile !== undefined
+      ? readPem(config.peerTrustedCaFile, "--peer-trusted-ca-file")
+      : null);
   const allowed = material === undefined ? undefined : clientCertificateCheck(material);
   const warned = new Set<string>();
   const checkServerIdentity = (host: string, cert: PeerCertificate): Error | undefined => {
