@@ -260,6 +260,33 @@ describe("RaftService", () => {
     await expect(queued).rejects.toBeInstanceOf(StoppedError);
   }, 60_000);
 
+  it("fails reads when the node stops on its own, and keeps one leader wait per waiting caller", async () => {
+    // Proves two waits are bounded on a member with no leader. A node stops itself when a sync
+    // fails, without the service's stop(): reads it held used to wait for ever. And each caller
+    // polling for a leader used to leave one callback behind per tick until a leader came.
+    const alone = await aloneOfThree();
+    const waits = (alone.service as unknown as { leaderWaits: Set<unknown> }).leaderWaits;
+    const proposal = alone.service.propose(enc("no leader"));
+    const ticks = async (n: number) => {
+      for (let i = 0; i < n; i++) await new Promise((resolve) => setTimeout(resolve, opts.tickMs));
+    };
+    await ticks(10);
+    expect(waits.size).toBe(1);
+    await expect(proposal).rejects.toBeInstanceOf(NoLeaderError);
+    expect(waits.size).toBe(0);
+    const read = alone.service.linearizableRead(() => "read");
+    await new Promise<void>((resolve) => setImmediate(resolve)); // its ReadIndex is asked for
+    alone.service.node.stop(); // as a failed sync stops it
+    const outcome = await Promise.race([
+      read.then(
+        () => "answered",
+        (err: unknown) => err,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve("still waiting"), 10_000)),
+    ]);
+    expect(outcome).toBeInstanceOf(StoppedError);
+  }, 60_000);
+
   it("counts the heartbeats a stalled leader sends late, as etcd does", async () => {
     // Proves etcd_server_heartbeat_send_failures_total's source: a leader whose event loop stops for
     // longer than two heartbeat intervals (here 100 ms against 2 × 20 ms, under the 200 ms election

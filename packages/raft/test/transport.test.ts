@@ -226,6 +226,52 @@ describe("GrpcTransport", () => {
     expect(readdirSync(dir).sort()).toEqual(["in-7-0", "snap-7.snap"]);
   });
 
+  it("gives up a snapshot whose receiver takes every byte and never answers", async () => {
+    // Proves a follower that dies after the last chunk (its host lost before it sent the
+    // acknowledgement) does not keep the sender waiting for ever: the core sends that follower
+    // nothing until it hears the outcome, so the sender must report a failure.
+    const silent = await bindServer();
+    cleanups.push(() => silent.server.forceShutdown());
+    let bytes = 0;
+    let ended = false;
+    silent.server.addService(GrpcTransport.serviceDefinition(), {
+      installSnapshot: (call: grpc.ServerReadableStream<pb.SnapshotChunk, pb.SnapshotAck>) => {
+        call.on("data", (c: pb.SnapshotChunk) => {
+          bytes += c.data.length;
+        });
+        call.on("end", () => {
+          ended = true; // and no answer
+        });
+      },
+    });
+    const outcomes: boolean[] = [];
+    const sender = new GrpcTransport(
+      1n,
+      {
+        onMessage: () => {},
+        onUnreachable: () => {},
+        onSnapshotStatus: (_p, ok) => outcomes.push(ok),
+        onForwardedPropose: () => Promise.reject(new Error("not used")),
+      },
+      { snapshotIdleTimeoutMs: 300 },
+    );
+    cleanups.push(() => sender.stop());
+    sender.setPeer(2n, silent.url);
+    const data = new Uint8Array(100_000).fill(3);
+    sender.send([
+      makeMessage({
+        type: MessageType.Snap,
+        from: 1n,
+        to: 2n,
+        term: 1n,
+        snapshot: { metadata: { index: 9n, term: 1n, confState: { voters: [1n, 2n], learners: [] } }, data },
+      }),
+    ]);
+    await until("the sender reported the outcome", () => outcomes.length === 1);
+    expect(outcomes).toEqual([false]);
+    expect({ ended, bytes }).toEqual({ ended: true, bytes: data.length });
+  });
+
   it("gives up a snapshot whose sender goes silent, removing what it received", async () => {
     // Proves a half-open transfer (a sender gone without closing its stream) does not hold the call
     // and a partial file for good: with no chunk for snapshotIdleTimeoutMs the receiver answers

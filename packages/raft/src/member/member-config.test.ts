@@ -1,7 +1,10 @@
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, parseConfig } from "@photoncloud/daemon";
 import { describe, expect, it } from "vitest";
 import { deriveClusterId, deriveMemberId } from "./ids.js";
-import { planMember } from "./member-config.js";
+import { commitIdentity, planMember, readIdentity, stageIdentity, writeIdentity } from "./member-config.js";
 import { type MemberConfig, memberOptions } from "./member-options.js";
 
 const options = memberOptions("TESTD_", { client: 2379, peer: 2380, metrics: 2381 });
@@ -217,5 +220,56 @@ describe("planMember", () => {
     expect(err.message).toMatch(
       /--name: this data directory belongs to member "n1" \(0000000000000011\); start it with --name n1/,
     );
+  });
+});
+
+describe("the member's identity file", () => {
+  const id = { name: "n1", memberId: 0xabcn, clusterId: 0x123n };
+  const fresh = () => mkdtempSync(join(tmpdir(), "identity-"));
+
+  it("is staged before the log exists and becomes member.json once it does", () => {
+    // Proves a first start stopped at any point leaves a member that starts again under its ID:
+    // before the log, the start is made again; after it, the staged identity is completed.
+    const dir = fresh();
+    try {
+      expect(readIdentity(dir)).toBeUndefined();
+      stageIdentity(dir, id);
+      // Stopped before raft.db was created: nothing is kept, the next start is a first start.
+      expect(readIdentity(dir)).toBeUndefined();
+      expect(readdirSync(dir)).toEqual([]);
+      stageIdentity(dir, id);
+      writeFileSync(join(dir, "raft.db"), "");
+      // Stopped after the log was created, before member.json: completed at the next start.
+      expect(readIdentity(dir)).toEqual(id);
+      expect(readdirSync(dir).sort()).toEqual(["member.json", "raft.db"]);
+      expect(readIdentity(dir)).toEqual(id);
+      writeIdentity(dir, { ...id, clusterId: 0x456n });
+      expect(readIdentity(dir)).toEqual({ ...id, clusterId: 0x456n });
+      stageIdentity(dir, { ...id, memberId: 0xdefn });
+      commitIdentity(dir);
+      expect(readIdentity(dir)).toEqual({ ...id, memberId: 0xdefn });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("stops the start, naming the file, when a log has no identity or member.json is torn", () => {
+    // Proves a member never goes on under an ID derived again from its flags (wrong for a member
+    // added with a server-chosen ID): the message names the file and what to do.
+    const dir = fresh();
+    try {
+      writeFileSync(join(dir, "raft.db"), "");
+      expect(configError(() => readIdentity(dir)).message).toMatch(
+        /^--data-dir: .*member\.json is missing while raft\.db is there, so this member does not know its ID: remove the member/,
+      );
+      writeFileSync(join(dir, "member.json"), '{"name":"n1","memb');
+      expect(configError(() => readIdentity(dir)).message).toMatch(/member\.json cannot be read \(/);
+      writeFileSync(join(dir, "member.json"), "{}\n");
+      expect(configError(() => readIdentity(dir)).message).toMatch(
+        /member\.json does not hold a name, memberId and clusterId/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

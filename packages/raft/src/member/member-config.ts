@@ -1,10 +1,11 @@
 // Turns a parsed MemberConfig (plus what the data directory already holds) into the plan a member
 // starts from: its ID, the cluster ID, the bootstrap members, join or restart. Pure apart from the
 // identity file helpers; every problem is a ConfigError naming the key and the fix.
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { ConfigError, ConfigErrorCode, type ConfigIssue, type DaemonUrl } from "@photoncloud/daemon";
 import type { MemberInfo } from "../service/members.js";
+import { syncFile, syncFolder } from "../storage/sync-files.js";
 import { deriveClusterId, deriveMemberId, formatId } from "./ids.js";
 import { parseInitialCluster } from "./initial-cluster.js";
 import type { MemberConfig } from "./member-options.js";
@@ -43,24 +44,89 @@ export function resolveMemberUrls(config: MemberConfig): {
 }
 
 const IDENTITY_FILE = "member.json";
+/** The identity of a first start, made durable before its log is created (see `stageIdentity`). */
+const STAGED_IDENTITY_FILE = "member.json.staged";
+const LOG_FILE = "raft.db";
 
+/**
+ * This member's identity from <raft dir>/member.json; undefined before its first start. A first
+ * start interrupted after its log was created completes here: the identity it staged for that log
+ * becomes member.json. A log with no identity, or a file that cannot be read, stops the start
+ * with a ConfigError that names the file: going on under an ID derived again from the flags would
+ * be wrong for a member added with a server-chosen ID.
+ */
 export function readIdentity(raftDir: string): StoredIdentity | undefined {
   const path = join(raftDir, IDENTITY_FILE);
-  if (!existsSync(path)) return undefined;
-  const j = JSON.parse(readFileSync(path, "utf8")) as { name: string; memberId: string; clusterId: string };
+  const staged = join(raftDir, STAGED_IDENTITY_FILE);
+  if (!existsSync(path) && existsSync(staged)) {
+    if (existsSync(join(raftDir, LOG_FILE))) commitIdentity(raftDir);
+    else {
+      // The first start stopped before its log existed: it starts again from the beginning.
+      rmSync(staged);
+      syncFolder(raftDir);
+    }
+  }
+  if (!existsSync(path)) {
+    if (!existsSync(join(raftDir, LOG_FILE))) return undefined;
+    throw identityError(path, "is missing while raft.db is there");
+  }
+  let j: { name?: unknown; memberId?: unknown; clusterId?: unknown };
+  try {
+    j = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw identityError(path, `cannot be read (${(err as Error).message})`);
+  }
+  if (typeof j.name !== "string" || typeof j.memberId !== "string" || typeof j.clusterId !== "string")
+    throw identityError(path, "does not hold a name, memberId and clusterId");
   return { name: j.name, memberId: BigInt(`0x${j.memberId}`), clusterId: BigInt(`0x${j.clusterId}`) };
 }
 
-/** Written atomically (temporary file + rename) before the log is created. */
-export function writeIdentity(raftDir: string, id: StoredIdentity): void {
-  const path = join(raftDir, IDENTITY_FILE);
+function identityError(path: string, what: string): ConfigError {
+  return new ConfigError([
+    {
+      code: ConfigErrorCode.FileUnreadable,
+      key: "--data-dir",
+      message:
+        `--data-dir: ${path} ${what}, so this member does not know its ID: remove the member from its ` +
+        "cluster, empty the data dir and add the member again (or restore it from a snapshot)",
+    },
+  ]);
+}
+
+function identityText(id: StoredIdentity): string {
   const text = JSON.stringify({
     name: id.name,
     memberId: formatId(id.memberId),
     clusterId: formatId(id.clusterId),
   });
-  writeFileSync(`${path}.tmp`, `${text}\n`, { mode: 0o600 });
+  return `${text}\n`;
+}
+
+/** Writes `text` to `path` durably: a synced temporary file renamed over it, and the folder synced. */
+function writeDurably(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text, { mode: 0o600 });
+  syncFile(`${path}.tmp`);
   renameSync(`${path}.tmp`, path);
+  syncFolder(dirname(path));
+}
+
+/** Replaces member.json (a cluster ID learned after the first start). */
+export function writeIdentity(raftDir: string, id: StoredIdentity): void {
+  writeDurably(join(raftDir, IDENTITY_FILE), identityText(id));
+}
+
+/**
+ * A first start's identity, durable before its log is created; `commitIdentity` makes it
+ * member.json once the log exists. A crash in between leaves either no log (the start is made
+ * again) or a log with its identity staged beside it (completed by `readIdentity`).
+ */
+export function stageIdentity(raftDir: string, id: StoredIdentity): void {
+  writeDurably(join(raftDir, STAGED_IDENTITY_FILE), identityText(id));
+}
+
+export function commitIdentity(raftDir: string): void {
+  renameSync(join(raftDir, STAGED_IDENTITY_FILE), join(raftDir, IDENTITY_FILE));
+  syncFolder(raftDir);
 }
 
 function issue(key: string, message: string): ConfigIssue {

@@ -28,7 +28,14 @@ import { RaftService, type RaftServiceConfig } from "../service/raft-service.js"
 import type { MemberInfo } from "../service/members.js";
 import type { StateMachine } from "../service/state-machine.js";
 import { formatId } from "./ids.js";
-import { type MemberPlan, planMember, readIdentity, writeIdentity } from "./member-config.js";
+import {
+  commitIdentity,
+  type MemberPlan,
+  planMember,
+  readIdentity,
+  stageIdentity,
+  writeIdentity,
+} from "./member-config.js";
 import { registerMemberMetrics } from "./member-metrics.js";
 import { RemovalWatcher } from "./removal-watcher.js";
 import type { MemberConfig } from "./member-options.js";
@@ -199,8 +206,9 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
   const stored = readIdentity(raftDir);
   const plan = planMember(config, stored, args.knownMembers);
   mkdirSync(raftDir, { recursive: true, mode: 0o700 });
+  if (stored === undefined) stageIdentity(raftDir, plan);
   const raft = new RaftService(raftConfig(args, plan, raftDir), args.stateMachine);
-  if (stored === undefined) writeIdentity(raftDir, plan);
+  if (stored === undefined) commitIdentity(raftDir);
   let peerServer: RunningGrpcServer;
   try {
     peerServer = await startGrpcServer({

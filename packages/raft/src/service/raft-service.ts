@@ -155,7 +155,8 @@ export class RaftService implements Replicated, NodeListener {
   private pendingReads: ReadWaiter[] = [];
   private readScheduled = false;
   private readSweep: NodeJS.Timeout | null = null;
-  private leaderWaits: (() => void)[] = [];
+  /** Callers of `waitForLeader` between their polls; each removes itself when its poll times out. */
+  private readonly leaderWaits = new Set<() => void>();
 
   constructor(
     config: RaftServiceConfig,
@@ -223,12 +224,17 @@ export class RaftService implements Replicated, NodeListener {
     const err = new StoppedError();
     for (const w of this.proposals.values()) this.fail(w, err);
     for (const w of this.confWaits.values()) this.fail(w, err);
-    for (const b of this.readBatches.values()) for (const r of b.reads) r(err);
-    for (const r of this.pendingReads.splice(0)) r(err);
+    this.failReads(err);
     this.proposals.clear();
     this.confWaits.clear();
-    this.readBatches.clear();
     this.sm.close();
+  }
+
+  private failReads(err: Error): void {
+    const batches = [...this.readBatches.values()];
+    this.readBatches.clear();
+    for (const b of batches) for (const r of b.reads) r(err);
+    for (const r of this.pendingReads.splice(0)) r(err);
   }
 
   private fail<T>(w: Waiter<T>, err: unknown): void {
@@ -478,8 +484,8 @@ export class RaftService implements Replicated, NodeListener {
       this.scheduleSentCheck();
     }
     if (ss.lead === 0n) return;
-    const ws = this.leaderWaits;
-    this.leaderWaits = [];
+    const ws = [...this.leaderWaits];
+    this.leaderWaits.clear();
     for (const f of ws) f();
   }
 
@@ -569,12 +575,16 @@ export class RaftService implements Replicated, NodeListener {
     const deadline = performance.now() + this.timeoutMs;
     while (this.node.leader === 0n) {
       if (performance.now() > deadline || this.node.isStopped) throw new NoLeaderError();
+      // Woken by the leader's arrival or a tick later, whichever is first; either way it leaves
+      // the set (callers waiting through a long election would otherwise pile up one per tick).
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, this.node.config.tickMs);
-        this.leaderWaits.push(() => {
+        const wake = () => {
           clearTimeout(t);
+          this.leaderWaits.delete(wake);
           resolve();
-        });
+        };
+        const t = setTimeout(wake, this.node.config.tickMs);
+        this.leaderWaits.add(wake);
       });
     }
     return this.node.leader;
@@ -629,7 +639,12 @@ export class RaftService implements Replicated, NodeListener {
    */
   private sweepReads(): void {
     this.readSweep = null;
-    if (this.node.isStopped) return;
+    if (this.node.isStopped) {
+      // The node stopped itself (a failed sync) without `stop()`: nothing will serve these reads,
+      // and a read waiting for the applied index would otherwise wait for ever.
+      this.failReads(new StoppedError());
+      return;
+    }
     const now = performance.now();
     const retryMs = this.electionTimeoutMs();
     let next = retryMs;

@@ -71,7 +71,8 @@ export interface GrpcTransportConfig {
    * A snapshot being received with no chunk for this long is given up (the call cancelled, its
    * file removed): a sender gone without closing its stream (a half-open connection) would
    * otherwise hold the call and a partial file until the connection is found dead. etcd bounds a
-   * peer request's whole read at 5 minutes.
+   * peer request's whole read at 5 minutes. A sender waits as long for the receiver's answer
+   * after its last chunk (the receiver syncs the file first), then cancels the call.
    */
   snapshotIdleTimeoutMs: number;
 }
@@ -200,8 +201,11 @@ class Peer {
   stream: BatchStream | null = null;
   /** The kit's HTTP/2 connection for the batch stream (null: grpc-js carries it, or none yet). */
   connection: GrpcClientConnection | null = null;
-  /** A connection is being opened (messages wait in the queue meanwhile). */
-  connecting = false;
+  /**
+   * The generation a connection is being opened for (messages wait in the queue meanwhile), or -1.
+   * A dial for an older URL still in flight does not hold back one for the new URL.
+   */
+  private connectingFor = -1;
   /** Bumped when the URL changes or the peer closes: a connection opened for an older one is dropped. */
   private generation = 0;
   flushScheduled = false;
@@ -329,22 +333,23 @@ class Peer {
   }
 
   private connect(target: GrpcClientTarget): void {
-    if (this.connecting) return;
-    this.connecting = true;
+    if (this.connectingFor === this.generation) return;
     const generation = this.generation;
+    this.connectingFor = generation;
     GrpcClientConnection.connect(target).then(
       (connection) => {
-        this.connecting = false;
         if (generation !== this.generation) {
           connection.destroy();
           return;
         }
+        this.connectingFor = -1;
         this.connection = connection;
         this.scheduleFlush();
       },
       (err: Error) => {
-        this.connecting = false;
-        if (generation === this.generation) this.onStreamError(err);
+        if (generation !== this.generation) return;
+        this.connectingFor = -1;
+        this.onStreamError(err);
       },
     );
   }
@@ -525,8 +530,18 @@ export class GrpcTransport {
     // Wakes the file loop below when it waits for room and the call ends instead (grpc-js reports
     // a failed client stream only to this callback).
     let wake: (() => void) | null = null;
+    // Armed once the last chunk is sent: a receiver that dies after taking every byte never
+    // answers, nothing else is sent on this call, and the core sends the follower nothing until
+    // it hears the outcome. etcd bounds the same wait (its snapResponseReadTimeout).
+    let answerDue: NodeJS.Timeout | null = null;
+    const awaitAnswer = () => {
+      if (ended) return;
+      answerDue = setTimeout(() => call.cancel(), this.config.snapshotIdleTimeoutMs);
+      answerDue.unref();
+    };
     const call = p.client.installSnapshot((err, ack) => {
       ended = true;
+      if (answerDue !== null) clearTimeout(answerDue);
       wake?.();
       const ok = err === null && ack?.ok === true;
       bump(sent.inflight, p.id, -1);
@@ -548,6 +563,7 @@ export class GrpcTransport {
         call.write({ message: undefined, data: toBuffer(data.subarray(off, off + chunk)), totalBytes: 0n });
       }
       call.end();
+      awaitAnswer();
       return;
     }
     // From the file, a chunk at a time off the event loop, each once the call has room for it.
@@ -576,6 +592,7 @@ export class GrpcTransport {
           }
         }
         call.end();
+        awaitAnswer();
       } catch {
         // A short file: the receiver sees fewer bytes than announced and refuses it.
         call.cancel();
@@ -875,11 +892,16 @@ export class GrpcTransport {
     // A sender that goes away mid-transfer cancels the call, which grpc-js reports as "cancelled"
     // (and, in the cases seen, after an "end" too; it also reports it after a call that went
     // well, which `finish` has already counted). The sender reports the failure on its side.
+    // Refused for good: an "end" after these must not deliver what is left (the file is gone).
     call.on("cancelled", () => {
-      if (!ending) finish(false);
+      if (ending) return;
+      refused = true;
+      finish(false);
     });
     call.on("error", () => {
-      if (!ending) finish(false);
+      if (ending) return;
+      refused = true;
+      finish(false);
     });
   }
 
