@@ -16,7 +16,13 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { rollbackJournalCopy, syncFolder } from "@photoncloud/raft";
+import { type DaemonUrl, parseUrlList, processExists } from "@photoncloud/daemon";
+import {
+  type MemberInfo,
+  parseInitialCluster as parseMemberList,
+  rollbackJournalCopy,
+  syncFolder,
+} from "@photoncloud/raft";
 import Database from "better-sqlite3";
 import { etcdImageStatus, etcdImageToStore } from "./etcd-image.js";
 import {
@@ -71,20 +77,39 @@ export class RestoreError extends Error {
   }
 }
 
-/** `name=url[,name=url]` (a name may repeat for several URLs) → name → URLs, validated. */
+/**
+ * `name=url[,name=url]` (a name may repeat for several URLs) → name → URLs, checked as the daemon
+ * checks --initial-cluster at the restored member's first start (a URL listed twice, a port out of
+ * range): a restore the daemon would refuse to start from is refused here, before anything is written.
+ */
 export function parseInitialCluster(text: string): Map<string, string[]> {
-  const members = new Map<string, string[]>();
-  for (const part of text.split(",").map((p) => p.trim())) {
-    const match = /^([^=\s]+)=(https?:\/\/[^\s,]+:\d{1,5})$/.exec(part);
-    if (!match) {
-      throw new RestoreError(
-        "BAD_RESTORE_ARGUMENT",
-        `--initial-cluster: "${part}" is not name=http(s)://host:port (e.g. n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2381)`,
-      );
-    }
-    members.set(match[1]!, [...(members.get(match[1]!) ?? []), match[2]!]);
+  let members: MemberInfo[];
+  try {
+    members = parseMemberList(text, "restore");
+  } catch (err) {
+    throw new RestoreError("BAD_RESTORE_ARGUMENT", (err as Error).message);
   }
-  return members;
+  return new Map(members.map((m) => [m.name, [...m.peerUrls]]));
+}
+
+/** The URLs this member advertises to its peers, as the daemon checks them. */
+function advertisedUrls(text: string): string[] {
+  let urls: DaemonUrl[];
+  try {
+    urls = parseUrlList(text);
+  } catch (err) {
+    throw new RestoreError(
+      "BAD_RESTORE_ARGUMENT",
+      `--initial-advertise-peer-urls: ${(err as Error).message}`,
+    );
+  }
+  const bad = urls.find((u) => u.port === 0 || u.host === "0.0.0.0" || u.host === "::");
+  if (bad !== undefined)
+    throw new RestoreError(
+      "BAD_RESTORE_ARGUMENT",
+      `--initial-advertise-peer-urls: ${bad.href} cannot be reached by peers (port 0 or a wildcard address); give the address and port other members use`,
+    );
+  return urls.map((u) => u.href);
 }
 
 function checkArguments(opts: RestoreOptions): Map<string, string[]> {
@@ -96,7 +121,7 @@ function checkArguments(opts: RestoreOptions): Map<string, string[]> {
       `--name "${opts.name}" is not in --initial-cluster (${[...cluster.keys()].join(", ")})`,
     );
   }
-  const advertised = opts.initialAdvertisePeerUrls.split(",").map((u) => u.trim());
+  const advertised = advertisedUrls(opts.initialAdvertisePeerUrls);
   if ([...advertised].sort().join(",") !== [...own].sort().join(",")) {
     throw new RestoreError(
       "BAD_RESTORE_ARGUMENT",
@@ -192,6 +217,23 @@ export interface RestoreResult {
   members: Map<string, string[]>;
 }
 
+/** Staging dirs of restores into `target` that were interrupted (their process is gone). */
+function removeAbandonedStaging(target: string): void {
+  const prefix = `.${basename(target)}.restoring-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(target));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
+    rmSync(join(dirname(target), name), { recursive: true, force: true });
+  }
+}
+
 export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResult {
   const members = checkArguments(opts);
   const progress = opts.onProgress;
@@ -201,6 +243,7 @@ export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResu
   const target = resolve(opts.dataDir);
   // Build beside the target and rename, so an interrupted restore never leaves a half data dir.
   const staging = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);
+  removeAbandonedStaging(target);
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   let status: SnapshotStatus;
@@ -222,8 +265,22 @@ export function restoreSnapshot(file: string, opts: RestoreOptions): RestoreResu
     // The image's folder entry, then the data dir's name, are made durable: after a power loss the
     // data dir is there whole or not at all.
     syncFolder(staging);
-    if (existsSync(target)) rmSync(target, { recursive: true });
-    renameSync(staging, target);
+    // rename(2) takes the place of an empty directory only: one filled since the check above (a
+    // daemon started on it meanwhile) is refused, never removed.
+    try {
+      renameSync(staging, target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOTEMPTY" || code === "EEXIST")
+        throw new RestoreError(
+          "DATA_DIR_EXISTS",
+          `--data-dir ${opts.dataDir} was filled while the restore ran; restore only into a new directory`,
+        );
+      throw new RestoreError(
+        "BAD_RESTORE_ARGUMENT",
+        `--data-dir ${opts.dataDir}: cannot put the restored data dir in place (${(err as Error).message})`,
+      );
+    }
     syncFolder(dirname(target));
   } catch (err) {
     rmSync(staging, { recursive: true, force: true });

@@ -3,6 +3,8 @@
 export type SnapshotErrorCode =
   | "SNAPSHOT_CORRUPT"
   | "SNAPSHOT_TRUNCATED"
+  /** A bare database whose WAL file beside it still holds committed writes. */
+  | "SNAPSHOT_INCOMPLETE"
   | "SNAPSHOT_UNREADABLE"
   | "SNAPSHOT_AUTH";
 

@@ -4,7 +4,17 @@
 // refuses a corrupt or truncated file before any caller acts on it. Files are read in pieces, never
 // whole: a chainfire image is copied into a database file of its own (`copyImage`) to be opened.
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, fstatSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  fsyncSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { constants } from "node:buffer";
@@ -112,6 +122,7 @@ export function checkSnapshotFile(
       throw unreadable(path, err);
     }
     const { image, trailer } = imageBytesOf(size, path, skipHashCheck);
+    if (!trailer) refuseUncheckpointedWal(path);
     if (trailer && !skipHashCheck) {
       const hash = createHash("sha256");
       let done = 0;
@@ -133,6 +144,27 @@ export function checkSnapshotFile(
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * A bare store file (a member's mvcc.db) may not hold what was last committed to it: in WAL mode,
+ * commits sit in `<file>-wal` until a checkpoint copies them in, and a member stopped by kill -9
+ * or a power loss leaves them there. Restoring the file alone would silently lose them (etcd's
+ * bbolt file has no such side file), so a non-empty WAL beside it is refused.
+ */
+function refuseUncheckpointedWal(path: string): void {
+  let walBytes = 0;
+  try {
+    walBytes = statSync(`${path}-wal`).size;
+  } catch {
+    return;
+  }
+  if (walBytes === 0) return;
+  throw new SnapshotFileError(
+    "SNAPSHOT_INCOMPLETE",
+    `${path}-wal (${walBytes} bytes) holds writes not yet in ${path}: start and stop the member that ` +
+      "wrote it cleanly (or take `chainfirectl snapshot save` from a running member) and use that file",
+  );
 }
 
 /** The image of a checked file, in memory: etcd's images, which are read whole. */
@@ -178,8 +210,16 @@ export function copyImage(
     throw unreadable(file.path, err);
   }
   let crc = 0;
+  // A failure on the copy's side (a full disk, a read-only folder) names the copy, not the snapshot.
+  const onTarget = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      throw new CopyWriteError(`cannot write ${target}: ${(err as Error).message}`);
+    }
+  };
   try {
-    const out = openSync(target, "wx", 0o600);
+    const out = onTarget(() => openSync(target, "wx", 0o600));
     try {
       let at = 0;
       for (const piece of piecesOf(source, file.imageBytes)) {
@@ -189,23 +229,28 @@ export function copyImage(
           piece[19] = 1;
         }
         for (let written = 0; written < piece.length; ) {
-          written += writeSync(out, piece, written, piece.length - written, at + written);
+          written += onTarget(() => writeSync(out, piece, written, piece.length - written, at + written));
         }
         at += piece.length;
         onProgress?.(at, file.imageBytes);
       }
-      if (durable) fsyncSync(out);
+      if (durable) onTarget(() => fsyncSync(out));
     } finally {
       closeSync(out);
     }
   } catch (err) {
     rmSync(target, { force: true });
-    if (err instanceof SnapshotFileError) throw err;
+    if (err instanceof SnapshotFileError || err instanceof CopyWriteError) throw err;
     throw unreadable(file.path, err);
   } finally {
     closeSync(source);
   }
   return crc >>> 0;
+}
+
+/** The copy of a snapshot could not be written (the snapshot itself is fine). */
+export class CopyWriteError extends Error {
+  override readonly name = "CopyWriteError";
 }
 
 function isSqliteHeader(bytes: Buffer): boolean {

@@ -122,7 +122,7 @@ export async function snapshotSave(conn: Connection, io: CtlIo, file: string): P
 }
 
 export function snapshotStatusCommand(io: CtlIo, format: OutputFormat, file: string): void {
-  const s = anySnapshotStatus(checkSnapshotFile(file, isRawBoltFile(file)));
+  const s = anySnapshotStatus(checkSnapshotFile(file, isBareImage(file)));
   if (format === "json") {
     io.out(
       // etcdctl's own field names for this one.
@@ -145,17 +145,18 @@ export function snapshotStatusCommand(io: CtlIo, format: OutputFormat, file: str
 }
 
 /**
- * Whether `file` is a bare bbolt database (etcd's member/snap/db) with no sha256 after it:
- * etcdctl's status reads such a copy, and so does this one (restore still asks for
- * --skip-hash-check).
+ * Whether `file` is a bare database with no sha256 after it: etcd's member/snap/db (bbolt) or a
+ * member's mvcc.db (SQLite). etcdctl's status reads such a copy, and so does this one (restore
+ * still asks for --skip-hash-check).
  */
-function isRawBoltFile(file: string): boolean {
+function isBareImage(file: string): boolean {
   try {
     const fd = openSync(file, "r");
     try {
       const head = Buffer.alloc(24);
       readSync(fd, head, 0, head.length, 0);
-      return isBoltImage(head) && fstatSync(fd).size % 512 === 0;
+      const sqlite = head.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000";
+      return (sqlite || isBoltImage(head)) && fstatSync(fd).size % 512 === 0;
     } finally {
       closeSync(fd);
     }
