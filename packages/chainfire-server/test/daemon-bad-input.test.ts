@@ -466,17 +466,31 @@ describe("operational endpoints", { timeout: 150_000 }, () => {
     // served on the client URL.
     const names = ["bare1", "bare2"];
     await Promise.all(names.map((n) => cluster.allocate(n)));
+    // The second also turns etcd's JSON gateway off (--enable-grpc-gateway=false): /v3/ is not found.
     const started = await Promise.all(
-      names.map((n) => cluster.start(n, { initialCluster: cluster.initialCluster([n]), noMetricsUrl: true })),
+      names.map((n) =>
+        cluster.start(n, {
+          initialCluster: cluster.initialCluster([n]),
+          noMetricsUrl: true,
+          extraFlags: n === "bare2" ? ["--enable-grpc-gateway=false"] : [],
+        }),
+      ),
     );
+    const gateway = [];
     for (const member of started) {
       const metrics = await fetch(`http://127.0.0.1:${member.ports.client}/metrics`);
       expect([metrics.status, (await metrics.text()).includes("grpc_server_handled_total")]).toEqual([
         200,
         true,
       ]);
+      const range = await fetch(`http://127.0.0.1:${member.ports.client}/v3/kv/range`, {
+        method: "POST",
+        body: JSON.stringify({ key: Buffer.from("a").toString("base64"), serializable: true }),
+      });
+      gateway.push(range.status);
       await cluster.stop(member.name, "SIGKILL");
     }
+    expect(gateway).toEqual([200, 404]);
   });
 
   it("honours etcd's keepalive, watch progress, CORS and host whitelist flags", async () => {

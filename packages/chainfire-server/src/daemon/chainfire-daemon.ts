@@ -494,12 +494,17 @@ async function startServers(
         res.end(JSON.stringify({ etcdserver: ETCD_API_VERSION, etcdcluster: ETCD_CLUSTER_VERSION }));
       },
     },
-    anyMethodRoutes: etcdGatewayRoutes({
-      services,
-      protoRoot: PROTO_ROOT,
-      // Base64 makes a JSON body a third larger than the message it carries.
-      maxBodyBytes: 2 * config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-    }),
+    // --enable-grpc-gateway=false leaves /v3/... unanswered (404), as etcd does.
+    ...(config.enableGrpcGateway
+      ? {
+          anyMethodRoutes: etcdGatewayRoutes({
+            services,
+            protoRoot: PROTO_ROOT,
+            // Base64 makes a JSON body a third larger than the message it carries.
+            maxBodyBytes: 2 * config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+          }),
+        }
+      : {}),
   });
   const grpc = await startGrpcServer({
     urls: config.listenClientUrls,

@@ -133,6 +133,14 @@ export const chainfireOptions = defineOptions({
     description: "etcd's v2 API: not served; only false is accepted",
     check: (on: boolean) => (on ? "chainfire serves etcd's v3 API only; leave it false or out" : undefined),
   },
+  enableGrpcGateway: {
+    flag: "enable-grpc-gateway",
+    env: "CHAINFIRE_ENABLE_GRPC_GATEWAY",
+    type: "bool",
+    default: true,
+    description:
+      "serve etcd's JSON gateway (/v3/...) on the client URLs beside gRPC; false turns it off, as in etcd",
+  },
   preVote: {
     flag: "pre-vote",
     env: "CHAINFIRE_PRE_VOTE",

@@ -187,7 +187,7 @@ describe("parseConfig errors name the key and the fix", () => {
 
   it("reads etcd-style aliases of the flags below the option's own variable, when the daemon asks", () => {
     // Proves envAliasPrefix: ETCD_NAME reaches --name, TEST_* wins over the alias, a flag over
-    // both, --help lists both names, and a bad alias value names the alias. Without the prefix
+    // TEST_* (and is refused over an ETCD_* one, as etcd refuses it), --help lists both names, and a bad alias value names the alias. Without the prefix
     // the aliases are not read.
     const aliased = { ...spec, envAliasPrefix: "ETCD_" };
     const env = {
@@ -204,7 +204,14 @@ describe("parseConfig errors name the key and the fix", () => {
     const { config, sources } = parse([], env);
     expect([config.name, sources.name]).toEqual(["from-alias", "env"]);
     expect([config.heartbeatIntervalMs, config.snapshotCount]).toEqual([300, 7]);
-    expect(parse(["--snapshot-count", "9"], env).config.snapshotCount).toBe(9);
+    // A flag wins over the daemon's own variable; one that shadows an etcd variable is refused,
+    // as etcd refuses it.
+    expect(
+      parse(["--heartbeat-interval", "150"], { TEST_HEARTBEAT_INTERVAL: "300" }).config.heartbeatIntervalMs,
+    ).toBe(150);
+    expect(() => parse(["--snapshot-count", "9"], env)).toThrow(
+      "ETCD_SNAPSHOT_COUNT (environment) is shadowed by --snapshot-count on the command line, which etcd refuses too: unset ETCD_SNAPSHOT_COUNT or leave out the flag",
+    );
     expect(parse([], env, spec).config.name).toBe("default");
     const help = parseConfig(aliased, ["--help"], {});
     // commander wraps long help lines.

@@ -240,6 +240,20 @@ export function parseConfig<T extends OptionTable>(
   const sources: Record<string, ValueSource> = {};
   for (const [name, option] of Object.entries(spec.options)) {
     const picked = rawValueOf(name, option, flags, env, file, spec.envAliasPrefix);
+    // etcd refuses a variable its flag shadows (a unit's EnvironmentFile and ExecStart disagreeing
+    // would otherwise go unnoticed); its variables, read through the alias prefix, are refused too.
+    if (picked?.source === "flag" && spec.envAliasPrefix !== undefined) {
+      for (const envName of envNamesOf(option, spec.envAliasPrefix)) {
+        if (!envName.startsWith(spec.envAliasPrefix) || (env[envName] ?? "") === "") continue;
+        issues.push({
+          code: ConfigErrorCode.Conflict,
+          key: envName,
+          message:
+            `${envName} (environment) is shadowed by --${option.flag} on the command line, which etcd ` +
+            `refuses too: unset ${envName} or leave out the flag`,
+        });
+      }
+    }
     if (picked === undefined) {
       if (option.required) issues.push(missingIssue(name, option));
       config[name] = undefined;
