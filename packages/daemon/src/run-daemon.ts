@@ -25,6 +25,11 @@ export interface DaemonContext<T extends OptionTable> {
   onShutdown(name: string, hook: ShutdownHook): void;
   /** Resolves when shutdown starts (e.g. to stop background loops). */
   readonly shuttingDown: Promise<void>;
+  /**
+   * Logs `err` as fatal and exits 1 at once, as etcd exits on a failed fsync: for a fault after
+   * which the daemon must not go on serving (a supervisor restarts it; shutdown hooks do not run).
+   */
+  fatal(err: unknown, what: string): void;
 }
 
 export interface DaemonSpec<T extends OptionTable> extends CommandSpec<T> {
@@ -192,6 +197,7 @@ async function startDaemon<T extends OptionTable>(
       else hooks.push({ name, hook });
     },
     shuttingDown,
+    fatal: fail,
   };
   try {
     await spec.main(ctx);

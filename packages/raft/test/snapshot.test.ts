@@ -261,7 +261,7 @@ describe("snapshots held by the state machine's files", () => {
 
   it("stop a member whose machine cannot sync its files, before its log is compacted behind them", async () => {
     // Proves a failed StateMachine.persist is fatal, as a failed sync of the Raft log is: the file
-    // may have lost writes, so no snapshot may be recorded as held by it.
+    // may have lost writes, so no snapshot may be recorded as held by it, and the daemon is told.
     dir = mkdtempSync(join(tmpdir(), "raft-snap-"));
     const opts = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2_000 };
     members = await startLocalCluster(1, dir, {
@@ -272,6 +272,9 @@ describe("snapshots held by the state machine's files", () => {
     });
     const [solo] = members as [LocalMember];
     await until("leader", () => solo.service.status().role === "leader");
+    // The daemon is told, to exit as etcd does rather than linger answering errors.
+    const fatals: string[] = [];
+    solo.service.node.onFatal = (err) => fatals.push(err.message);
     let calls = 0;
     Object.defineProperty(solo.machine, "persist", {
       value: () => {
@@ -285,6 +288,9 @@ describe("snapshots held by the state machine's files", () => {
       return solo.service.node.isStopped;
     });
     expect(calls).toBe(1);
+    expect(fatals).toEqual([
+      "state machine could not make its files durable (persist failed): Error: EIO: i/o error, fdatasync",
+    ]);
     const store = new SqliteLogStore({ path: join(solo.dataDir, "raft.db") });
     try {
       expect(store.snapshotIndex()).toBe(0n);

@@ -332,6 +332,7 @@ async function startRaftMember(ctx: Ctx, store: MvccStore): Promise<RunningMembe
     logger,
     metrics: ctx.metrics,
     onShutdown: ctx.onShutdown,
+    fatal: ctx.fatal,
     version: CHAINFIRE_VERSION,
     raftOverrides:
       config.snapshotCatchupEntries === undefined

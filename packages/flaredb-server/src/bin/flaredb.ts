@@ -147,6 +147,7 @@ async function startFlareDb(ctx: Ctx): Promise<void> {
     logger,
     metrics: ctx.metrics,
     onShutdown: ctx.onShutdown,
+    fatal: ctx.fatal,
     version: FLAREDB_VERSION,
   });
   const replicated = new RaftReplicatedDb(member.raft);

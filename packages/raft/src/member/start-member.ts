@@ -49,6 +49,8 @@ export interface StartMemberArgs {
   logger: Logger;
   metrics?: DaemonMetrics;
   onShutdown(name: string, fn: () => Promise<void> | void): void;
+  /** Called when the node stops itself on a storage failure (a failed fsync): the daemon exits. */
+  fatal?(err: unknown, what: string): void;
   version: string;
   /** Tests: shorter timeouts, small snapshot intervals. */
   raftOverrides?: Partial<RaftServiceConfig>;
@@ -209,6 +211,11 @@ export async function startMember(args: StartMemberArgs): Promise<RunningMember>
   if (stored === undefined) stageIdentity(raftDir, plan);
   const raft = new RaftService(raftConfig(args, plan, raftDir), args.stateMachine);
   if (stored === undefined) commitIdentity(raftDir);
+  // etcd exits when its log cannot be synced; a member that stopped itself must not linger,
+  // answering every request with an error, where a supervisor would restart it.
+  const fatal = args.fatal;
+  if (fatal !== undefined)
+    raft.node.onFatal = (err) => fatal(err, "this member stopped: its storage failed; exiting");
   let peerServer: RunningGrpcServer;
   try {
     peerServer = await startGrpcServer({

@@ -328,12 +328,16 @@ export class RaftNode {
 
   /**
    * An fsync failed: what was written may not be on disk, so nothing that depends on it may be
-   * sent, applied or acknowledged. The member stops (as etcd does); waiting callers time out.
+   * sent, applied or acknowledged. The member stops (as etcd does) and `onFatal` is told.
    */
   private failStorage(err: unknown, what = "raft log fsync failed"): void {
     this.config.logger.error({ err: String(err) }, `${what}; stopping this member`);
     this.stop();
+    this.onFatal?.(new Error(`${what}: ${String(err)}`));
   }
+
+  /** Told when the node stopped itself because its storage failed (the daemon exits, as etcd does). */
+  onFatal: ((err: Error) => void) | null = null;
 
   /**
    * The first half of a Ready: soft state, the leader's early sends, and the writes. Returns true
