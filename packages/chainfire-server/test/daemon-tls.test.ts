@@ -168,3 +168,50 @@ describe("TLS and mTLS on client and peer URLs", { timeout: 150_000 }, () => {
     }
   });
 });
+
+describe("TLS on client URLs without client certificates", { timeout: 150_000 }, () => {
+  it("relays a follower's lease keep-alive to the leader, trusting the peer CA for members' client URLs", async () => {
+    // Proves a follower reaches the leader's https:// client URL when that URL asks for no client
+    // certificate (no --trusted-ca-file): members' certificates come from the cluster's CA, given
+    // as --peer-trusted-ca-file. The relay used to check them against the system's roots, so every
+    // keep-alive sent to a follower failed and leases held through followers expired.
+    const open = new DaemonCluster({
+      token: "tls-open",
+      tls: {
+        caFile: ca.caFile,
+        member: ca.issue("member"),
+        client: ca.issue("operator"),
+        clientCertAuth: false,
+      },
+    });
+    try {
+      const names = ["o1", "o2"];
+      await Promise.all(names.map((n) => open.allocate(n)));
+      const initial = open.initialCluster(names);
+      const started = await Promise.all(names.map((n) => open.start(n, { initialCluster: initial })));
+      const leaderId = await open.leaderId();
+      const leader = await open.memberNamed(leaderId);
+      const follower = started.find((m) => m !== leader)!;
+      await until(async () => {
+        const list = await call<chainfirev1.MemberListResponse>(follower.clients.operator, "memberList", {});
+        return (
+          list.members.length === 2 && list.members.every((m) => m.clientUrls[0]?.startsWith("https://"))
+        );
+      }, "both members to publish their https:// client URLs");
+      const grant = await call<etcd.LeaseGrantResponse>(leader.clients.lease, "leaseGrant", {
+        TTL: 30n,
+        ID: 0n,
+      });
+      const keepAlive = follower.clients.lease.leaseKeepAlive();
+      const renewed = new Promise<etcd.LeaseKeepAliveResponse>((resolve, reject) => {
+        keepAlive.once("data", resolve);
+        keepAlive.once("error", reject);
+      });
+      keepAlive.write({ ID: grant.ID });
+      expect((await renewed).TTL).toBe(30n);
+      keepAlive.end();
+    } finally {
+      await open.close();
+    }
+  });
+});

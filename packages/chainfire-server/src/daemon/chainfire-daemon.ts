@@ -49,7 +49,7 @@ import { type EtcdMetrics, registerEtcdMetrics } from "./etcd-metrics.js";
 import { clientServices, operatorHandlers } from "./client-services.js";
 import { bootstrapFromRestore, dataDirLayout, hasRaftLog, prepareDataDir } from "./data-dir.js";
 import { bootstrappedAt, discoverCluster } from "./join-discovery.js";
-import { LeaderClients, LeadershipWatcher, memberFacts } from "./member-runtime.js";
+import { LeaderClients, LeadershipWatcher, memberClientTls, memberFacts } from "./member-runtime.js";
 import type { MembershipOps } from "./membership.js";
 import { type ChainfireOptions, chainfireOptions } from "./options.js";
 
@@ -182,7 +182,7 @@ export async function startChainfire(ctx: Ctx): Promise<void> {
   }
   const hub = new WatchHub(store);
   ctx.onShutdown("watch-hub", () => hub.close());
-  const leaderClients = new LeaderClients(member, clientTlsFiles(config));
+  const leaderClients = new LeaderClients(member, memberClientTls(config));
   ctx.onShutdown("leader-clients", () => leaderClients.close());
   const apiCtx: EtcdApiContext = {
     replicated: member.raft,
@@ -366,7 +366,7 @@ function checkOwnClientCertificate(config: Ctx["config"]): void {
 async function startCorruptionChecks(ctx: Ctx, member: RunningMember, store: MvccStore): Promise<void> {
   const { config, logger } = ctx;
   if (!config.initialCorruptCheck && config.corruptCheckTimeMs === 0) return;
-  const tls = clientTlsFiles(config);
+  const tls = memberClientTls(config);
   const deps: CorruptionCheckDeps = {
     peers: () =>
       [...member.raft.node.members.entries()].flatMap(([id, info]) =>

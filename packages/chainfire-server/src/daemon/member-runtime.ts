@@ -87,6 +87,26 @@ export interface ClientTls {
 }
 
 /**
+ * What this member dials other members' client URLs with (lease calls relayed to the leader,
+ * corruption checks): its --cert-file, for members that ask for client certificates, and the CA
+ * that checks their server certificates. That is --trusted-ca-file; without it (TLS that does not
+ * ask clients for certificates) --peer-trusted-ca-file, since members' certificates come from the
+ * cluster's CA, which the system's roots do not hold.
+ */
+export function memberClientTls(config: {
+  readonly trustedCaFile?: string | undefined;
+  readonly peerTrustedCaFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+}): ClientTls {
+  return {
+    trustedCaFile: config.trustedCaFile ?? config.peerTrustedCaFile,
+    certFile: config.certFile,
+    keyFile: config.keyFile,
+  };
+}
+
+/**
  * Clients for the leader's first client URL, kept while the leader and its URL stay the same: lease
  * keep-alive and time-to-live go there, where the lessor counts down. Returns null when this member
  * is the leader; throws when no leader (or no published client URL of it) is known.

@@ -92,6 +92,8 @@ export interface ClusterTls {
   caFile: string;
   member: { cert: string; key: string };
   client: { cert: string; key: string };
+  /** false: the client URLs use TLS but ask for no client certificate (no --trusted-ca-file there). */
+  clientCertAuth?: boolean;
 }
 
 export interface ClusterOptions {
@@ -155,15 +157,8 @@ export class DaemonCluster {
     if (tls === undefined) return [];
     const { caFile, member } = tls;
     return [
-      ...[
-        "--cert-file",
-        member.cert,
-        "--key-file",
-        member.key,
-        "--trusted-ca-file",
-        caFile,
-        "--client-cert-auth",
-      ],
+      ...["--cert-file", member.cert, "--key-file", member.key],
+      ...(tls.clientCertAuth === false ? [] : ["--trusted-ca-file", caFile, "--client-cert-auth"]),
       ...["--peer-cert-file", member.cert, "--peer-key-file", member.key, "--peer-trusted-ca-file", caFile],
       "--peer-client-cert-auth",
     ];
