@@ -106,6 +106,7 @@ export function main(): Promise<void> {
     description: "chainfire: the etcd-compatible Raft key-value store of the PhotonCloud control plane",
     options: chainfireOptions,
     configFileEnv: "CHAINFIRE_CONFIG_FILE",
+    envPrefix: "CHAINFIRE_",
     // An etcd unit's environment (ETCD_NAME, ETCD_INITIAL_CLUSTER, ...) works as it does for etcd.
     envAliasPrefix: "ETCD_",
     logLevelOption: "logLevel",

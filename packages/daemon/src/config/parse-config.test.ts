@@ -252,6 +252,14 @@ describe("parseConfig errors name the key and the fix", () => {
       configFile: undefined,
       unknownEnv: [],
     });
+    // The daemon's own prefix, when it names it: a misspelt variable of its own is reported too.
+    const own2 = parseConfig({ ...aliased, envPrefix: "TEST_" }, [], {
+      TEST_HEARTBEAT_INTERVALL: "200",
+      TEST_HEARTBEAT_INTERVAL: "150",
+      ETCD_NAMEE: "n",
+      OTHER_X: "1",
+    });
+    expect(own2.action === "run" ? own2.unknownEnv : []).toEqual(["ETCD_NAMEE", "TEST_HEARTBEAT_INTERVALL"]);
   });
 
   it("refuses a bad environment value naming the variable", () => {

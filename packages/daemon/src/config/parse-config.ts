@@ -22,6 +22,11 @@ export interface CommandSpec<T extends OptionTable> {
    * The config file is not aliased (etcd's is YAML, with other keys).
    */
   readonly envAliasPrefix?: string;
+  /**
+   * The prefix of the daemon's own variables (`CHAINFIRE_`): one that names no option is reported
+   * in `unknownEnv` too, as are the alias prefix's, so that a misspelt variable is not silently ignored.
+   */
+  readonly envPrefix?: string;
 }
 
 /** The environment variables an option is read from, its own first. */
@@ -278,12 +283,10 @@ export function parseConfig<T extends OptionTable>(
     ...Object.values(spec.options).flatMap((o) => envNamesOf(o, prefix)),
     ...[spec.configFileEnv, aliasOf(spec, "CONFIG_FILE")].filter((n) => n !== undefined),
   ]);
-  const unknownEnv =
-    prefix === undefined
-      ? []
-      : Object.keys(env)
-          .filter((name) => name.startsWith(prefix) && !known.has(name))
-          .sort();
+  const prefixes = [prefix, spec.envPrefix].filter((p): p is string => p !== undefined && p !== "");
+  const unknownEnv = Object.keys(env)
+    .filter((name) => prefixes.some((p) => name.startsWith(p)) && !known.has(name))
+    .sort();
   return {
     action: "run",
     config: config as ConfigOf<T>,
