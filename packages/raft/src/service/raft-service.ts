@@ -481,6 +481,7 @@ export class RaftService implements Replicated, NodeListener {
     if (ss.lead !== this.lastLeader && ss.lead !== 0n) this.stats.leaderChanges++;
     if (ss.lead !== this.lastLeader) {
       this.lastLeader = ss.lead;
+      this.leaderChangedAt = performance.now();
       this.scheduleSentCheck();
     }
     if (ss.lead === 0n) return;
@@ -526,10 +527,17 @@ export class RaftService implements Replicated, NodeListener {
    * applied later still is applied: the error says the outcome is unknown, so that no client takes
    * it for "not proposed" (as NotLeaderError means) and repeats the write blindly.
    */
-  private scheduleSentCheck(): void {
+  private scheduleSentCheck(delayMs = this.electionTimeoutMs()): void {
     if (this.sentCheck !== null || this.node.isStopped) return;
     this.sentCheck = setTimeout(() => {
       this.sentCheck = null;
+      // Every change gets its own election timeout: proposals sent to a leader that itself was
+      // replaced a moment ago get the same grace as those sent to the one before.
+      const wait = this.leaderChangedAt + this.electionTimeoutMs() - performance.now();
+      if (wait > 1) {
+        this.scheduleSentCheck(wait);
+        return;
+      }
       const lead = this.node.leader;
       for (const [id, w] of this.proposals) {
         if (w.sentTo === undefined || w.sentTo === lead) continue;
@@ -537,8 +545,11 @@ export class RaftService implements Replicated, NodeListener {
         this.stats.proposalsFailed++;
         this.fail(w, new LeaderChangedError(lead));
       }
-    }, this.electionTimeoutMs());
+    }, delayMs);
   }
+
+  /** When the leader last changed (`performance.now()`), for the leader change check. */
+  private leaderChangedAt = 0;
 
   // ---- Helpers ----------------------------------------------------------------------------
 
