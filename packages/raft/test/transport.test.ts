@@ -56,6 +56,26 @@ function endpoint(
   return { transport, received, unreachable };
 }
 
+/** Member 1's transport, recording the outcome of each snapshot it sends. */
+function snapshotSender(config: Partial<GrpcTransportConfig>): {
+  sender: GrpcTransport;
+  outcomes: boolean[];
+} {
+  const outcomes: boolean[] = [];
+  const sender = new GrpcTransport(
+    1n,
+    {
+      onMessage: () => {},
+      onUnreachable: () => {},
+      onSnapshotStatus: (_p, ok) => outcomes.push(ok),
+      onForwardedPropose: () => Promise.reject(new Error("not used")),
+    },
+    config,
+  );
+  cleanups.push(() => sender.stop());
+  return { sender, outcomes };
+}
+
 async function serve(e: Endpoint, port = 0): Promise<{ server: grpc.Server; url: string }> {
   const bound = await bindServer(port);
   e.transport.register(bound.server);
@@ -168,18 +188,7 @@ describe("GrpcTransport", () => {
     const receiver = endpoint(2n, { receiveSnapshotInto: (index) => join(dir, `in-${index}-${nextFile++}`) });
     const { url } = await serve(receiver);
     receiver.transport.setPeer(1n, "http://127.0.0.1:1");
-    const outcomes: boolean[] = [];
-    const sender = new GrpcTransport(
-      1n,
-      {
-        onMessage: () => {},
-        onUnreachable: () => {},
-        onSnapshotStatus: (_p, ok) => outcomes.push(ok),
-        onForwardedPropose: () => Promise.reject(new Error("not used")),
-      },
-      { snapshotChunkBytes: 64 * 1024 },
-    );
-    cleanups.push(() => sender.stop());
+    const { sender, outcomes } = snapshotSender({ snapshotChunkBytes: 64 * 1024 });
     sender.setPeer(2n, url);
     const content = Buffer.alloc(5 * 1024 * 1024 + 123);
     for (let i = 0; i + 4 <= content.length; i += 4) content.writeUInt32BE(i, i);
@@ -244,18 +253,7 @@ describe("GrpcTransport", () => {
         });
       },
     });
-    const outcomes: boolean[] = [];
-    const sender = new GrpcTransport(
-      1n,
-      {
-        onMessage: () => {},
-        onUnreachable: () => {},
-        onSnapshotStatus: (_p, ok) => outcomes.push(ok),
-        onForwardedPropose: () => Promise.reject(new Error("not used")),
-      },
-      { snapshotIdleTimeoutMs: 300 },
-    );
-    cleanups.push(() => sender.stop());
+    const { sender, outcomes } = snapshotSender({ snapshotIdleTimeoutMs: 300 });
     sender.setPeer(2n, silent.url);
     const data = new Uint8Array(100_000).fill(3);
     sender.send([
