@@ -367,6 +367,15 @@ class FakeSocket extends EventEmitter {
   }
 }
 
+/** Polls `done` until it holds, failing after 10 s (no sleeps as synchronisation). */
+async function until(done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error("condition not met within 10 s");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** A raw client: sends bytes, collects what comes back until the server closes. */
 async function raw(port: number, bytes: Buffer[]): Promise<{ frames: RawFrame[] }> {
   const socket: Socket = connect(port, "127.0.0.1");
@@ -463,6 +472,62 @@ describe("H2Connection refuses malformed input", () => {
     }
     const { frames: answer } = await raw(port, [Buffer.concat(frames)]);
     expect(goawayCode(answer)).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  it("closes with ENHANCE_YOUR_CALM when its own resets of a client's streams come faster than the allowed rate", async () => {
+    // Proves the rapid-reset allowance also counts streams this side resets because of the
+    // client's frames (here a WINDOW_UPDATE of 0 on each): a client need not reset them itself.
+    const port = await serve(() => {});
+    const frames: Buffer[] = [...opening];
+    for (let id = 1; id <= 2 * 1200; id += 2) {
+      frames.push(frame(FrameType.HEADERS, Flag.END_HEADERS, id, requestBlock));
+      frames.push(frame(FrameType.WINDOW_UPDATE, 0, id, Buffer.from([0, 0, 0, 0])));
+    }
+    const { frames: answer } = await raw(port, [Buffer.concat(frames)]);
+    expect(answer.filter((f) => f.type === FrameType.RST_STREAM).length).toBeGreaterThanOrEqual(1000);
+    expect(goawayCode(answer)).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  it("takes a SETTINGS frame of 100 entries and refuses a longer one (CVE-2020-11080)", async () => {
+    // Proves a client cannot hold the event loop with one frame of thousands of window changes.
+    const port = await serve(echo);
+    const entries = (n: number) =>
+      settingsFrame(Array.from({ length: n }, (_, i) => [4, i % 2 === 0 ? 0 : 65535] as [number, number]));
+    const many = await raw(port, [CLIENT_PREFACE, entries(101)]);
+    expect(goawayCode(many.frames)).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    const socket = connect(port, "127.0.0.1");
+    cleanups.push(() => socket.destroy());
+    await once(socket, "connect");
+    const got: Buffer[] = [];
+    socket.on("data", (c: Buffer) => got.push(c));
+    socket.write(Buffer.concat([CLIENT_PREFACE, entries(100)]));
+    await until(() =>
+      parseFrames(Buffer.concat(got)).some((f) => f.type === FrameType.SETTINGS && f.flags & Flag.ACK),
+    );
+    expect(goawayCode(parseFrames(Buffer.concat(got)))).toBeUndefined();
+  });
+
+  it("destroys the socket of a connection it failed when the client never closes its side", async () => {
+    // Proves a failed connection does not stay half-open for good (a file descriptor each, and a
+    // listener that could not close): after the GOAWAY and its FIN the socket is destroyed.
+    const accepted: Socket[] = [];
+    const server = createServer((socket) => {
+      accepted.push(socket);
+      new H2Connection(socket, { onStream: () => {} });
+    });
+    servers.push(server);
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const socket = connect({
+      port: (server.address() as AddressInfo).port,
+      host: "127.0.0.1",
+      allowHalfOpen: true,
+    });
+    cleanups.push(() => socket.destroy());
+    await once(socket, "connect");
+    socket.on("data", () => {});
+    socket.write(Buffer.alloc(CLIENT_PREFACE.length)); // not the preface
+    await until(() => accepted.length === 1 && accepted[0]!.destroyed);
   });
 
   it("resets a stream with malformed request headers and refuses streams beyond the limit", async () => {

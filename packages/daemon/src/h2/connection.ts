@@ -100,6 +100,10 @@ const HEADER_BLOCK_FRAMES_MAX = 64;
  */
 const RESETS_BURST = 1000;
 const RESETS_PER_SECOND = 33;
+/** Entries one SETTINGS frame may carry (nghttp2 takes 32 at most, Go 100). */
+const SETTINGS_ENTRIES_MAX = 100;
+/** How long a connection failed by this side waits for the peer to close before it is destroyed. */
+const FAILED_CLOSE_MS = 1000;
 /** A client that has not sent its preface and SETTINGS by then is disconnected. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Stop reading the socket while this much is written but not yet taken by the kernel. */
@@ -465,12 +469,25 @@ export class H2Connection {
       clearTimeout(this.handshakeTimer);
       this.handshakeTimer = null;
     }
+    // A frame of thousands of entries, each moving every open stream's window, would hold the
+    // event loop (CVE-2020-11080): entries are capped as nghttp2 caps them, and a window change
+    // takes effect once per frame (the last value counts, as it would applied in order).
+    if (payload.length / 6 > SETTINGS_ENTRIES_MAX)
+      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "too many entries in one SETTINGS frame");
+    let streamWindow: number | undefined;
     for (let i = 0; i < payload.length; i += 6) {
       const id = payload.readUInt16BE(i);
       const value = payload.readUInt32BE(i + 2);
       if (id === Setting.ENABLE_PUSH && value > 1)
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1");
-      if (id === Setting.INITIAL_WINDOW_SIZE) this.setPeerStreamWindow(value);
+      if (id === Setting.INITIAL_WINDOW_SIZE) {
+        if (value > MAX_WINDOW_BYTES)
+          throw new ConnectionError(
+            ErrorCode.FLOW_CONTROL_ERROR,
+            "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1",
+          );
+        streamWindow = value;
+      }
       if (id === Setting.MAX_FRAME_SIZE) {
         if (value < DEFAULT_MAX_FRAME_BYTES || value > MAX_ALLOWED_FRAME_BYTES)
           throw new ConnectionError(
@@ -482,6 +499,7 @@ export class H2Connection {
       // HEADER_TABLE_SIZE bounds the client's decoder table; this side's encoder never inserts into
       // it. MAX_CONCURRENT_STREAMS limits pushes, which this side never sends. The rest are advisory.
     }
+    if (streamWindow !== undefined) this.setPeerStreamWindow(streamWindow);
     this.push(frameWithRoom(FrameType.SETTINGS, Flag.ACK, 0, 0));
   }
 
@@ -824,7 +842,11 @@ export class H2Connection {
   private sendReset(streamId: number, code: number): void {
     this.push(rstStreamFrame(streamId, code));
     const stream = this.streams.get(streamId);
-    if (stream !== undefined && !stream.localEnded) this.closeStream(stream, code);
+    if (stream === undefined || stream.localEnded) return;
+    // A client whose frames make this side reset its open streams costs as much as one resetting
+    // them itself (the rapid-reset attack by another route): it spends the same tokens.
+    if (!this.client) this.spendResetToken();
+    this.closeStream(stream, code);
   }
 
   /** Over on both sides; `onClose` runs with `code` when one is given. */
@@ -880,6 +902,12 @@ export class H2Connection {
     this.push(goawayFrame(this.peerLastStreamId(), code, message));
     this.flush();
     this.socket.end();
+    // A peer that never closes its side would keep the socket half-open for good (a file
+    // descriptor, and a listener that cannot close): it is destroyed once the GOAWAY had time to go.
+    const socket = this.socket;
+    const destroy = setTimeout(() => socket.destroy(), FAILED_CLOSE_MS);
+    destroy.unref();
+    socket.once("close", () => clearTimeout(destroy));
     this.teardown(err instanceof ConnectionError ? undefined : (err as Error));
   }
 

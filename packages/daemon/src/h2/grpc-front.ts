@@ -142,13 +142,14 @@ function serveLean(
     },
   };
   const call = new LeanCall(sink, headers, route, limits, timeoutMs, budget);
-  // The connection's data is a view of the socket's read (each read is a buffer of its own). A unary
-  // call holds such views only until its stream ends and its message is decoded; a client stream's
-  // messages may be held much longer (a peer's batch of log entries), so it keeps its own copy
-  // rather than whole reads.
+  // The connection's data is a view of the socket's read (each read is a buffer of its own). A client
+  // stream's messages may be held long (a peer's batch of log entries), so it keeps its own copy
+  // rather than whole reads. A unary call holds its views until its stream ends, which a client
+  // may put off: a view that is a small part of its read is copied, so the budget, which counts
+  // the view's bytes, also bounds the memory held (a 1-byte view would hold a 64-KB read).
   stream.onData = route.method.requestStream
     ? (chunk) => call.onData(Buffer.from(chunk))
-    : (chunk) => call.onData(chunk);
+    : (chunk) => call.onData(chunk.byteLength * 2 < chunk.buffer.byteLength ? Buffer.from(chunk) : chunk);
   stream.onEnd = () => call.onEnd();
   stream.onClose = () => call.onClose();
 }
