@@ -312,6 +312,48 @@ describe("H2Connection", () => {
     }
   });
 
+  it("holds a stream's data back while the socket's backlog is full, and goes on when it drains", async () => {
+    // Proves the socket backlog acts as a window: a client that grants all the HTTP/2 window it
+    // can but does not read the socket gets nothing more written for it (the writer is told to
+    // wait), so memory does not grow with what the server would send it (CVE-2019-9517).
+    const socket = new FakeSocket();
+    let stream: H2Stream | undefined;
+    new H2Connection(socket as unknown as Socket, {
+      onStream: (s) => {
+        stream = s;
+      },
+    });
+    socket.emit(
+      "data",
+      Buffer.concat([
+        CLIENT_PREFACE,
+        settingsFrame([[4, 0x7fffffff]]),
+        frame(FrameType.WINDOW_UPDATE, 0, 0, Buffer.from([0x7f, 0xff, 0x00, 0x00])),
+        frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, requestBlock),
+      ]),
+    );
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    await turn();
+    const dataBytes = () =>
+      parseFrames(Buffer.concat(socket.written))
+        .filter((f) => f.type === FrameType.DATA)
+        .reduce((n, f) => n + f.payload.length, 0);
+    stream!.respond([[":status", "200"]]);
+    let drained = 0;
+    stream!.onDrain = () => drained++;
+    socket.writableLength = 5 << 20; // the peer has not taken 5 MB
+    const accepted = Array.from({ length: 10 }, () => stream!.write(Buffer.alloc(16 << 10, 7)));
+    await turn();
+    expect(dataBytes()).toBe(0);
+    expect(accepted.at(-1)).toBe(false);
+    socket.writableLength = 0;
+    socket.emit("drain");
+    await turn();
+    await turn();
+    expect(dataBytes()).toBe(10 * (16 << 10));
+    expect(drained).toBe(1);
+  });
+
   it("serves h2load's gRPC-shaped load without a failed request", async () => {
     const reply = Buffer.alloc(205, 1);
     const port = await serve((stream) => {

@@ -312,7 +312,11 @@ export class H2Connection {
     this.handshakeTimer.unref();
     if (this.options.keepaliveIntervalMs > 0) this.armKeepalive(this.options.keepaliveIntervalMs);
     socket.on("data", (chunk: Buffer) => this.onSocketData(chunk));
-    socket.on("drain", () => socket.resume());
+    socket.on("drain", () => {
+      socket.resume();
+      // Streams held back by the socket's backlog (see `pump`) go on now that the peer took it.
+      if (this.blocked.size > 0 && !this.closed) for (const s of [...this.blocked]) this.pump(s);
+    });
     socket.on("error", (err) => this.teardown(err));
     socket.on("close", () => this.teardown());
     socket.on("end", () => socket.end());
@@ -759,7 +763,10 @@ export class H2Connection {
     if (this.closed || stream.localEnded) return;
     while (stream.queue.length > 0) {
       const room = Math.min(stream.sendWindow, this.sendWindow, this.peerMaxFrameBytes);
-      if (room <= 0) {
+      // The socket's backlog is a window too: a client that grants HTTP/2 window but does not read
+      // the socket would otherwise have every byte written for it held in memory. Held back here,
+      // the stream's queue grows, `write` returns false and its writer waits for `onDrain`.
+      if (room <= 0 || this.socket.writableLength + this.outBytes > SOCKET_BACKLOG_BYTES_MAX) {
         this.blocked.add(stream);
         return;
       }
