@@ -54,6 +54,7 @@ export { AppendLogMachine } from "./service/sqlite-test-machine.js";
 export { deriveClusterId, deriveMemberId, formatId, parseId } from "./member/ids.js";
 export { parseInitialCluster } from "./member/initial-cluster.js";
 export {
+  advertiseIssues,
   type MemberPlan,
   planMember,
   readIdentity,

@@ -1,7 +1,7 @@
 // The data directory (see README "Data directory"): <dir>/mvcc.db is the MVCC store, <dir>/raft/
 // belongs to the Raft member (log, hard state, membership, snapshots). An offline snapshot restore
 // writes only mvcc.db with applied_index 0; the daemon then bootstraps a new log from its flags.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { conflict, type DaemonUrl, parseUrlList, type ValueSource } from "@photoncloud/daemon";
 import { parseInitialCluster } from "@photoncloud/raft";
@@ -14,9 +14,8 @@ export const dataDirLayout = {
   raftDb: (dir: string) => join(dir, "raft", "raft.db"),
 } as const;
 
-/** Creates the directory; refuses a store that has applied entries of a log that is gone. */
+/** Refuses a store that has applied entries of a log that is gone (the daemon made the dir). */
 export function prepareDataDir(dir: string, storeAppliedIndex: () => bigint): void {
-  mkdirSync(dir, { recursive: true });
   if (existsSync(dataDirLayout.raftDb(dir))) return;
   const applied = storeAppliedIndex();
   if (applied > 0n) {

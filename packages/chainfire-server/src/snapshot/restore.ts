@@ -18,6 +18,7 @@ import {
 import { basename, dirname, join, resolve } from "node:path";
 import { type DaemonUrl, parseUrlList, processExists } from "@photoncloud/daemon";
 import {
+  advertiseIssues,
   type MemberInfo,
   parseInitialCluster as parseMemberList,
   rollbackJournalCopy,
@@ -103,12 +104,8 @@ function advertisedUrls(text: string): string[] {
       `--initial-advertise-peer-urls: ${(err as Error).message}`,
     );
   }
-  const bad = urls.find((u) => u.port === 0 || u.host === "0.0.0.0" || u.host === "::");
-  if (bad !== undefined)
-    throw new RestoreError(
-      "BAD_RESTORE_ARGUMENT",
-      `--initial-advertise-peer-urls: ${bad.href} cannot be reached by peers (port 0 or a wildcard address); give the address and port other members use`,
-    );
+  const unreachable = advertiseIssues(urls)[0];
+  if (unreachable !== undefined) throw new RestoreError("BAD_RESTORE_ARGUMENT", unreachable.message);
   return urls.map((u) => u.href);
 }
 

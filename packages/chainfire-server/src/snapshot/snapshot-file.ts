@@ -253,7 +253,8 @@ export class CopyWriteError extends Error {
   override readonly name = "CopyWriteError";
 }
 
-function isSqliteHeader(bytes: Buffer): boolean {
+/** Whether `bytes` (at least the first 100 of a file) open an SQLite database. */
+export function isSqliteHeader(bytes: Buffer): boolean {
   return bytes.length >= 100 && bytes.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000";
 }
 

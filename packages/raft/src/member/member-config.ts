@@ -156,7 +156,8 @@ function timingIssues(config: MemberConfig): ConfigIssue[] {
   ];
 }
 
-function advertiseIssues(urls: readonly DaemonUrl[]): ConfigIssue[] {
+/** Advertised peer URLs no peer can reach (port 0, a wildcard address); also checked by offline restores. */
+export function advertiseIssues(urls: readonly DaemonUrl[]): ConfigIssue[] {
   const bad = urls.find((u) => u.port === 0 || u.host === "0.0.0.0" || u.host === "::");
   if (bad === undefined) return [];
   return [

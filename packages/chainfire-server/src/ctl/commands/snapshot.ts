@@ -9,7 +9,12 @@ import { syncFolder } from "@photoncloud/raft";
 import cliProgress from "cli-progress";
 import { isBoltImage } from "../../snapshot/bolt.js";
 import { anySnapshotStatus } from "../../snapshot/etcd-image.js";
-import { checkSnapshotFile, SnapshotFileError, StreamedSnapshotCheck } from "../../snapshot/snapshot-file.js";
+import {
+  checkSnapshotFile,
+  isSqliteHeader,
+  SnapshotFileError,
+  StreamedSnapshotCheck,
+} from "../../snapshot/snapshot-file.js";
 import { type Connection, type Endpoint, fromGrpc } from "../connection.js";
 import { badArgument, CtlError } from "../errors.js";
 import { type CtlIo, humanBytes, type OutputFormat, renderTable, toJson } from "../format.js";
@@ -153,10 +158,9 @@ function isBareImage(file: string): boolean {
   try {
     const fd = openSync(file, "r");
     try {
-      const head = Buffer.alloc(24);
+      const head = Buffer.alloc(100);
       readSync(fd, head, 0, head.length, 0);
-      const sqlite = head.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000";
-      return (sqlite || isBoltImage(head)) && fstatSync(fd).size % 512 === 0;
+      return (isSqliteHeader(head) || isBoltImage(head)) && fstatSync(fd).size % 512 === 0;
     } finally {
       closeSync(fd);
     }
