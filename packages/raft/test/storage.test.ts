@@ -62,8 +62,9 @@ describe("SqliteLogStore", () => {
     r.close();
   });
 
-  it("keeps a commit-only hard state in memory until the next transaction or close", async () => {
-    // Proves commit-only Readys cost no write, term/vote changes always do, and nothing is lost at close.
+  it("writes the hard state only when its term or vote moves, and at close", async () => {
+    // Proves commit-only Readys cost no write, a commit index moving with new entries adds nothing
+    // to their transaction, term/vote changes always are written, and nothing is lost at close.
     const path = join(dir, "lazy.db");
     const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
     const e = (index: bigint, term: bigint) => ({ index, term, type: 0 as const, data: Buffer.from([1]) });
@@ -94,10 +95,18 @@ describe("SqliteLogStore", () => {
     expect(s.persist({ hardState: { term: 2n, vote: 0n, commit: 2n }, entries: [], snapshot: null })).toBe(
       false,
     );
+    // Entries with a moved commit index: the entries are written, the commit index is not.
+    expect(
+      s.persist({ hardState: { term: 2n, vote: 0n, commit: 3n }, entries: [e(3n, 2n)], snapshot: null }),
+    ).toBe(true);
+    const again = new SqliteLogStore({ path });
+    expect(again.initialState().hardState).toEqual({ term: 2n, vote: 0n, commit: 1n });
+    expect(again.lastIndex()).toBe(3n);
+    again.db.close();
     s.close();
     const r = new SqliteLogStore({ path });
-    expect(r.initialState().hardState).toEqual({ term: 2n, vote: 0n, commit: 2n });
-    expect(r.lastIndex()).toBe(2n);
+    expect(r.initialState().hardState).toEqual({ term: 2n, vote: 0n, commit: 3n });
+    expect(r.lastIndex()).toBe(3n);
     r.close();
   });
 

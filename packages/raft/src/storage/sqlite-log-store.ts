@@ -113,9 +113,11 @@ export class SqliteLogStore implements LogStorage {
   private last = 0n;
   private lastTerm = 0n;
   /**
-   * The term and vote last written to the database. A hard state that moves only the commit index
-   * stays in memory (`hard`) until the next transaction or `close`: a lost commit index is
-   * recovered (from the state machine's applied index and from the leader), a lost vote is not.
+   * The term and vote last written to the database. The hard state is written only when its term
+   * or vote moves, and at `close`; a commit index that moves alone stays in memory (`hard`). A lost
+   * commit index is recovered (from the state machine's applied index and from the leader), a lost
+   * vote is not. Writing it every round cost two more WAL pages per transaction (the meta row and
+   * its key's index) on top of the one an appended entry costs.
    */
   private writtenTerm = 0n;
   private writtenVote = 0n;
@@ -358,9 +360,8 @@ export class SqliteLogStore implements LogStorage {
 
   /**
    * Writes one Ready's snapshot, entries and hard state in one transaction; `sync()` then makes it
-   * durable. A hard state that moves only the commit index (no entries, no snapshot, same term and
-   * vote) is kept in memory and written with the next transaction or at `close`. Returns true when
-   * a transaction was written (so `sync()` has work to do).
+   * durable. A hard state that moves only the commit index is kept in memory (see `writtenTerm`).
+   * Returns true when a transaction was written (so `sync()` has work to do).
    */
   persist(batch: PersistBatch): boolean {
     if (batch.hardState !== null) {
@@ -513,7 +514,9 @@ export class SqliteLogStore implements LogStorage {
       this.lastTerm = tail.term;
     }
     this.trimSome();
-    this.writeHardStateIfDirty();
+    if (this.hard.term !== this.writtenTerm || this.hard.vote !== this.writtenVote) {
+      this.writeHardStateIfDirty();
+    }
     return { replacedLog, fresh };
   }
 
