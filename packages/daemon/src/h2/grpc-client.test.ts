@@ -3,7 +3,7 @@
 // the right CA, connection failures, and HTTP CONNECT proxies chosen from the environment.
 import { once } from "node:events";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
-import { type AddressInfo, connect, type Socket } from "node:net";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { Writable } from "node:stream";
 import {
   Server,
@@ -274,5 +274,33 @@ describe("GrpcClientConnection and proxies", () => {
     await expect(GrpcClientConnection.connect({ host: "127.0.0.1", port: 1 })).rejects.toThrow(
       /503 Partitioned/,
     );
+  });
+
+  it("fails at once when the proxy closes without answering, and at its deadline when it never answers", async () => {
+    // Proves a dial through a proxy always settles. A proxy that closed the connection without a
+    // status (as one does when its upstream refuses) left the dial pending for ever: destroying the
+    // socket cleared its idle timer, and a member's peer was never dialled again.
+    const closing = createServer((client) => client.once("data", () => client.end()));
+    const silent = createServer((client) => client.on("error", () => {}));
+    const held: Socket[] = [];
+    silent.on("connection", (client) => held.push(client));
+    for (const server of [closing, silent]) {
+      server.listen(0, "127.0.0.1");
+      await once(server, "listening");
+      cleanups.push(() => {
+        for (const client of held) client.destroy();
+        server.close();
+      });
+    }
+    delete process.env.no_grpc_proxy;
+    process.env.grpc_proxy = `http://127.0.0.1:${(closing.address() as AddressInfo).port}`;
+    // A deadline far beyond the test's own: only the close can end this dial.
+    await expect(
+      GrpcClientConnection.connect({ host: "127.0.0.1", port: 1 }, { timeoutMs: 600_000 }),
+    ).rejects.toThrow(/closed the connection before answering CONNECT 127\.0\.0\.1:1/);
+    process.env.grpc_proxy = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    await expect(
+      GrpcClientConnection.connect({ host: "127.0.0.1", port: 1 }, { timeoutMs: 300 }),
+    ).rejects.toThrow(/timed out after 300 ms/);
   });
 });

@@ -66,7 +66,9 @@ const CONNECT_RESPONSE_BYTES_MAX = 16 << 10;
 /**
  * A TCP connection to host:port, through `proxy` when given (CONNECT). Resolves once it is connected
  * (the tunnel established); bytes the proxy sent after its answer are put back on the socket, which
- * is left paused when a proxy was used (the reader resumes it).
+ * is left paused when a proxy was used (the reader resumes it). Rejects when the connection fails,
+ * when the proxy refuses or closes the connection without answering, and when the whole dial (the
+ * tunnel included) takes longer than `timeoutMs`.
  */
 export function tcpConnect(
   host: string,
@@ -77,17 +79,38 @@ export function tcpConnect(
   return new Promise((resolve, reject) => {
     const socket =
       proxy === null ? netConnect({ host, port }) : netConnect({ host: proxy.host, port: proxy.port });
-    const fail = (err: Error) => {
+    let settled = false;
+    // One deadline for the whole dial, not the socket's idle timer: destroying a socket clears that
+    // timer, so a proxy that closed without answering would have left the dial pending for ever.
+    const timer = setTimeout(
+      () => fail(new Error(`connecting to ${host}:${port} timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const settle = () => {
+      settled = true;
+      clearTimeout(timer);
+      socket.off("error", fail);
+      socket.off("close", onClose);
+    };
+    function fail(err: Error): void {
+      if (settled) return;
+      settle();
       socket.destroy();
       reject(err);
-    };
+    }
+    const onClose = () =>
+      fail(
+        new Error(
+          proxy === null
+            ? `the connection to ${host}:${port} closed while connecting`
+            : `the proxy ${proxy.host}:${proxy.port} closed the connection before answering CONNECT ${host}:${port}`,
+        ),
+      );
     socket.once("error", fail);
-    const onTimeout = () => fail(new Error(`connecting to ${host}:${port} timed out after ${timeoutMs} ms`));
-    socket.setTimeout(timeoutMs, onTimeout);
+    socket.once("close", onClose);
     const done = () => {
-      socket.setTimeout(0);
-      socket.off("timeout", onTimeout);
-      socket.off("error", fail);
+      if (settled) return;
+      settle();
       resolve(socket);
     };
     socket.once("connect", () => {
