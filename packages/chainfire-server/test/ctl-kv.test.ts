@@ -1,9 +1,14 @@
 // chainfirectl's put/get/del/watch and endpoint commands against a single-member chainfire server.
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Server, ServerCredentials, type ServerDuplexStream, status } from "@grpc/grpc-js";
-import { etcd } from "@photoncloud/chainfire-api";
+import { createClients, etcd } from "@photoncloud/chainfire-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "../src/testing/test-server.js";
 import { runCtl } from "../src/ctl/program.js";
+import { goQuote } from "../src/ctl/commands/kv.js";
 import { ctl, until } from "../src/ctl/testing.js";
 
 let server: TestServer;
@@ -204,9 +209,13 @@ describe("chainfirectl kv", () => {
         `watch on 127.0.0.1:${port} failed (etcdserver: rpc not supported for learner); trying the endpoints again`,
       ]);
       // "no leader", the answer to the watch's hasleader, ends it, as it ends etcdctl's watch.
+      // etcdctl's words and its ExitInterrupted (5).
       refusal = "etcdserver: no leader";
       const noLeader = await ctl([`--endpoints=127.0.0.1:${port}`, "watch", "b"]);
-      expect([noLeader.code, noLeader.err]).toEqual([1, "Error: etcdserver: no leader\n"]);
+      expect([noLeader.code, noLeader.err]).toEqual([
+        5,
+        "watch was canceled (etcdserver: no leader)\nError: watch is canceled by the server\n",
+      ]);
     } finally {
       refusing.forceShutdown();
     }
@@ -317,5 +326,174 @@ describe("chainfirectl errors", () => {
     expect(unknown.code).not.toBe(0);
     expect(unknown.err).toContain("unknown command");
     expect((await ctl([...ep, "get", "k"])).out).toBe("");
+  });
+  it("takes pflag's --flag=true and --flag=false on every command's boolean flags", async () => {
+    // Proves scripts written for etcdctl, which spell booleans with a value, run unchanged.
+    expect((await ctl([...ep, "get", "a/", "--prefix=true", "--keys-only=true"])).out).toBe(
+      "a/1\n\na/2\n\na/3\n\n",
+    );
+    // =false turns a flag off, also after it was given: the last one wins, as with pflag.
+    expect((await ctl([...ep, "get", "b", "--prefix", "--prefix=false", "--keys-only=F"])).out).toBe(
+      "b\nw\n",
+    );
+    const bad = await ctl([...ep, "get", "b", "--prefix=maybe"]);
+    expect([bad.code, bad.err]).toEqual([128, 'Error: --prefix: "maybe" is not true or false\n']);
+  });
+
+  it("refuses values past int64, a table and JSON values only, before sending anything", async () => {
+    // Proves a revision or lease that cannot go on the wire is a bad argument (it made watch retry
+    // for ever), and output etcdctl's KV commands do not have is refused with its exit statuses.
+    const rev = await ctl([...ep, "watch", "b", "--rev", "9223372036854775808"]);
+    expect([rev.code, rev.err]).toEqual([
+      128,
+      'Error: --rev: "9223372036854775808" is out of range (at most 9223372036854775807)\n',
+    ]);
+    expect((await ctl([...ep, "get", "b", "--limit=99999999999999999999"])).code).toBe(128);
+    const lease = await ctl([...ep, "put", "int64/k", "v", "--lease=8000000000000000"]);
+    expect([lease.code, lease.err]).toEqual([
+      128,
+      'Error: --lease "8000000000000000" is out of range (at most 7fffffffffffffff)\n',
+    ]);
+    for (const args of [
+      ["put", "int64/k", "v"],
+      ["get", "b"],
+      ["del", "b"],
+      ["watch", "b"],
+    ]) {
+      const table = await ctl([...ep, "-w", "table", ...args]);
+      expect([table.code, table.err]).toEqual([4, "Error: table not supported as output format\n"]);
+    }
+    const valuesJson = await ctl([...ep, "get", "b", "--print-value-only", "-w", "json"]);
+    expect([valuesJson.code, valuesJson.err]).toEqual([
+      128,
+      "Error: --print-value-only is only for --write-out=simple\n",
+    ]);
+    // Nothing was written or deleted.
+    expect((await ctl([...ep, "get", "int64/", "--prefix", "--count-only"])).out).toBe("0\n");
+    expect((await ctl([...ep, "get", "b", "--print-value-only"])).out).toBe("w\n");
+  });
+
+  it("prints JSON as etcdctl does: zero fields left out, and watch responses as its Go struct", async () => {
+    // Proves `-w json` output can be read with the same jq filters as etcdctl's.
+    const missing = JSON.parse((await ctl([...ep, "get", "no/such/key", "-w", "json"])).out);
+    expect(Object.keys(missing)).toEqual(["header"]);
+    expect(Object.keys(missing.header).sort()).toEqual(["cluster_id", "member_id", "raft_term", "revision"]);
+    const put = JSON.parse((await ctl([...ep, "put", "j/k", "v", "-w", "json"])).out);
+    expect(Object.keys(put)).toEqual(["header"]);
+    const got = JSON.parse((await ctl([...ep, "get", "j/k", "-w", "json"])).out);
+    expect(got.count).toBe(1);
+    expect(got.more).toBeUndefined();
+    expect(got.kvs[0].lease).toBeUndefined();
+    expect(got.kvs[0].value).toBe(Buffer.from("v").toString("base64"));
+    const first = put.header.revision as number;
+    await ctl([...ep, "del", "j/k"]);
+    const controller = new AbortController();
+    const lines: string[] = [];
+    const running = runCtl([...ep, "-w", "json", "watch", "j/", "--prefix", `--rev=${first}`], {
+      out: (t) => lines.push(t),
+      err: (t) => lines.push(`ERR ${t}`),
+      stderrIsTty: false,
+      signal: controller.signal,
+    });
+    const responses = () => lines.map((line) => JSON.parse(line));
+    await until(() => responses().flatMap((res) => res.Events ?? []).length >= 2, "the watch's history");
+    controller.abort();
+    expect(await running).toBe(0);
+    const events = responses().flatMap((res) => {
+      expect(Object.keys(res)).toEqual(["Header", "Events", "CompactRevision", "Canceled", "Created"]);
+      expect([res.CompactRevision, res.Canceled, res.Created]).toEqual([0, false, false]);
+      return res.Events;
+    });
+    // A PUT has no "type" (its value is the zero), a DELETE has type 1 and a key-value of its key
+    // and revision only.
+    expect(events[0].type).toBeUndefined();
+    expect(events[0].kv.key).toBe(Buffer.from("j/k").toString("base64"));
+    expect(events[1].type).toBe(1);
+    expect(Object.keys(events[1].kv).sort()).toEqual(["key", "mod_revision"]);
+  });
+
+  it("runs the command after -- for each event with the event in its environment, as etcdctl", async () => {
+    // Proves `watch <key> -- <command>`: one run per event, in order, with ETCD_WATCH_* set; a
+    // failing command ends the watch with exit 1, and a -- with nothing after it is a bad argument.
+    const dir = await mkdtemp(join(tmpdir(), "ctl-watch-exec-"));
+    try {
+      const file = join(dir, "events");
+      const record = `printf '%s|%s|%s|%s\\n' "$ETCD_WATCH_REVISION" "$ETCD_WATCH_EVENT_TYPE" "$ETCD_WATCH_KEY" "$ETCD_WATCH_VALUE" >> ${file}`;
+      const first = JSON.parse((await ctl([...ep, "put", "x/a", "one", "-w", "json"])).out).header
+        .revision as number;
+      await ctl([...ep, "put", "x/a", 'say "hi"\n']);
+      const last = JSON.parse((await ctl([...ep, "del", "x/a", "-w", "json"])).out).header.revision as number;
+      const controller = new AbortController();
+      const out: string[] = [];
+      const running = runCtl([...ep, "watch", "x/", "--prefix", `--rev=${first}`, "--", "sh", "-c", record], {
+        out: (t) => out.push(t),
+        err: (t) => out.push(`ERR ${t}`),
+        stderrIsTty: false,
+        signal: controller.signal,
+      });
+      const recorded = () => {
+        try {
+          return readFileSync(file, "utf8")
+            .split("\n")
+            .filter((l) => l !== "");
+        } catch {
+          return [];
+        }
+      };
+      await until(() => recorded().length >= 3, "three runs of the watch command");
+      controller.abort();
+      expect(await running).toBe(0);
+      const [put1, put2, del] = recorded().map((l) => l.split("|"));
+      // ETCD_WATCH_REVISION is the response's revision, as etcdctl sets it: the store's revision
+      // when these history events were sent.
+      expect(put1).toEqual([String(last), '"PUT"', '"x/a"', '"one"']);
+      expect(put2!.slice(1)).toEqual(['"PUT"', '"x/a"', '"say \\"hi\\"\\n"']);
+      expect(del!.slice(1)).toEqual(['"DELETE"', '"x/a"', '""']);
+      // The watch printed its events as well, and the command words were not taken as a range end.
+      expect(out.slice(0, 3)).toEqual(["PUT", "x/a", "one"]);
+      const failing = await ctl([...ep, "watch", "x/", "--prefix", `--rev=${first}`, "--", "false"]);
+      expect([failing.code, failing.err]).toEqual([1, 'command ["false"] error (exit status 1)\n']);
+      const missing = await ctl([...ep, "watch", "x/", "--"]);
+      expect(missing.code).toBe(128);
+      expect(missing.err).toContain("nothing follows the separator --");
+      // Before the command word, -- keeps its usual meaning: what follows is operands.
+      expect((await ctl([...ep, "get", "--", "-dash"])).code).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("quotes keys and values for a watch command's environment as Go's %q does", () => {
+    // Proves the ETCD_WATCH_KEY/VALUE spelling hooks written for etcdctl parse.
+    expect(goQuote(Buffer.from('a"b\\c\n\t\x00\x7f'))).toBe('"a\\"b\\\\c\\n\\t\\x00\\x7f"');
+    expect(goQuote(Buffer.from("é水😀 \u200b"))).toBe('"é水😀 \\u200b"');
+    expect(goQuote(Buffer.from([0x61, 0xff, 0xc3]))).toBe('"a\\xff\\xc3"');
+  });
+
+  it("ends a watch whose start was compacted as etcdctl does, with exit status 5", async () => {
+    // Proves a server-side cancel is said on stderr with the compact revision, and the exit status
+    // scripts check for etcdctl (ExitInterrupted). Last in this file: it compacts the shared history.
+    const clients = createClients(server.endpoint);
+    try {
+      const revision = JSON.parse((await ctl([...ep, "put", "compact/k", "v", "-w", "json"])).out).header
+        .revision as number;
+      await new Promise<void>((resolve, reject) =>
+        clients.kv.compact({ revision: BigInt(revision), physical: true }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
+      const watched = await ctl([...ep, "watch", "compact/k", "--rev=1"]);
+      expect([watched.code, watched.err]).toEqual([
+        5,
+        `watch was canceled (etcdserver: mvcc: required revision has been compacted (compact revision ${revision}))\n` +
+          "Error: watch is canceled by the server\n",
+      ]);
+      const json = await ctl([...ep, "-w", "json", "watch", "compact/k", "--rev=1"]);
+      expect(json.code).toBe(5);
+      const res = JSON.parse(json.out);
+      expect([res.Events, res.CompactRevision, res.Canceled]).toEqual([null, revision, true]);
+    } finally {
+      clients.close();
+    }
   });
 });

@@ -2,6 +2,10 @@
 // mistake from an unreachable server; the message is what the operator reads on stderr.
 export type CtlErrorCode =
   | "BAD_ARGUMENT"
+  /** A feature the command does not have, e.g. a table for `get` (etcdctl's ExitBadFeature, 4). */
+  | "BAD_FEATURE"
+  /** The server ended a watch (etcdctl's ExitInterrupted, 5). */
+  | "WATCH_CANCELED"
   | "UNREACHABLE"
   | "SERVER_ERROR"
   | "SNAPSHOT_CORRUPT"

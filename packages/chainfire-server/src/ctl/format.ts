@@ -15,13 +15,21 @@ export function formatId16(id: bigint): string {
   return formatId(id).padStart(16, " ");
 }
 
-/** Accepts hex (with or without 0x, as etcdctl prints it); the error names the argument. */
-export function parseHexId(text: string, what: string): bigint {
+/** The largest int64, the wire type of revisions, limits and lease IDs. */
+export const INT64_MAX = (1n << 63n) - 1n;
+
+/**
+ * Accepts hex (with or without 0x, as etcdctl prints it); the error names the argument. `max` bounds
+ * IDs whose wire type is int64 (leases), as etcdctl's parser refuses what overflows it.
+ */
+export function parseHexId(text: string, what: string, max: bigint = (1n << 64n) - 1n): bigint {
   const digits = text.startsWith("0x") || text.startsWith("0X") ? text.slice(2) : text;
   if (!/^[0-9a-fA-F]{1,16}$/.test(digits)) {
     throw badArgument(`${what} "${text}" is not a hex ID (up to 16 hex digits, e.g. 8e9e05c52164694d)`);
   }
-  return BigInt(`0x${digits}`);
+  const id = BigInt(`0x${digits}`);
+  if (id > max) throw badArgument(`${what} "${text}" is out of range (at most ${max.toString(16)})`);
+  return id;
 }
 
 /**
@@ -49,18 +57,25 @@ function snakeCase(name: string): string {
 const BIGINT_MARK = "\u0000bigint:";
 const NONE_KEPT: ReadonlySet<string> = new Set();
 
-function plain(value: unknown, keep: ReadonlySet<string>): unknown {
+/** Go's `omitempty`: the zero values encoding/json leaves out of a message's JSON. */
+function isEmpty(value: unknown): boolean {
+  if (value === undefined || value === null || value === false || value === 0 || value === 0n) return true;
+  if (value === "") return true;
+  return (value instanceof Uint8Array || Array.isArray(value)) && value.length === 0;
+}
+
+function plain(value: unknown, keep: ReadonlySet<string>, omitEmpty: boolean): unknown {
   if (typeof value === "bigint") return `${BIGINT_MARK}${value}`;
   if (value instanceof Uint8Array) return Buffer.from(value).toString("base64");
-  if (Array.isArray(value)) return value.map((inner) => plain(inner, keep));
+  if (Array.isArray(value)) return value.map((inner) => plain(inner, keep, omitEmpty));
   if (value !== null && typeof value === "object") {
     return Object.fromEntries(
       Object.entries(value)
-        .filter(([, inner]) => inner !== undefined)
+        .filter(([, inner]) => inner !== undefined && !(omitEmpty && isEmpty(inner)))
         // A response header's fields are snake_case wherever the message around it spells its own.
         .map(([k, inner]) => [
           keep.has(k) ? k : snakeCase(k),
-          plain(inner, k === "header" ? NONE_KEPT : keep),
+          plain(inner, k === "header" ? NONE_KEPT : keep, omitEmpty),
         ]),
     );
   }
@@ -83,7 +98,16 @@ export const ETCD_STATUS_FIELDS: ReadonlySet<string> = new Set([
  * carries keys and values.
  */
 export function toJson(value: unknown, keep: ReadonlySet<string> = new Set()): string {
-  return JSON.stringify(plain(value, keep)).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+  return JSON.stringify(plain(value, keep, false)).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+}
+
+/**
+ * A KV message as etcdctl prints it with `-w json`: Go's encoding/json over the generated structs,
+ * whose fields are all `omitempty`, so zero values (a `false`, a 0, an empty list or byte string)
+ * are left out; a missing key's answer is its header alone.
+ */
+export function toJsonOmitEmpty(value: unknown): string {
+  return JSON.stringify(plain(value, NONE_KEPT, true)).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
 }
 
 /** A bordered table in etcdctl's style: centred upper-case headers, right-aligned cells. */

@@ -47,7 +47,7 @@ const ETCDCTL_BOOL_ENV: Readonly<Record<string, string>> = {
 };
 
 /** The boolean global flags, which etcdctl also takes as `--flag=true` and `--flag=false`. */
-const BOOL_FLAGS = ["hex", "insecure-skip-tls-verify", "insecure-transport"];
+const BOOL_FLAGS: readonly string[] = ["hex", "insecure-skip-tls-verify", "insecure-transport"];
 
 /** Go's strconv.ParseBool, which etcdctl's flags and variables use. */
 function parseBool(text: string): boolean | undefined {
@@ -57,20 +57,70 @@ function parseBool(text: string): boolean | undefined {
 }
 
 /**
- * `--flag=true` → `--flag`, `--flag=false` → `--no-flag`, for etcdctl's boolean flags; arguments
- * after `--` are left alone.
+ * `--flag=true` → `--flag`, `--flag=false` → `--no-flag`, for etcdctl's boolean flags (`boolFlags`,
+ * each with a `--no-` form; see `boolFlagsOf`); arguments after `--` are left alone.
  */
-export function normaliseBoolFlags(argv: readonly string[]): string[] {
+export function normaliseBoolFlags(
+  argv: readonly string[],
+  boolFlags: readonly string[] = BOOL_FLAGS,
+): string[] {
   const end = argv.indexOf("--");
   const flags = end < 0 ? argv : argv.slice(0, end);
   const normalised = flags.map((arg) => {
     const match = /^--([a-z-]+)=(.*)$/.exec(arg);
-    if (!match || !BOOL_FLAGS.includes(match[1]!)) return arg;
+    if (!match || !boolFlags.includes(match[1]!)) return arg;
     const value = parseBool(match[2]!);
     if (value === undefined) throw badArgument(`--${match[1]}: "${match[2]}" is not true or false`);
     return value ? `--${match[1]}` : `--no-${match[1]}`;
   });
   return end < 0 ? normalised : [...normalised, ...argv.slice(end)];
+}
+
+/** The boolean flags of every command that have a `--no-` form, which `--flag=false` turns into. */
+function boolFlagsOf(program: Command): string[] {
+  const names = new Set<string>();
+  const visit = (command: Command) => {
+    const longs = new Set(command.options.map((o) => o.long));
+    for (const o of command.options) {
+      if (o.negate || o.required || o.optional || o.long === undefined) continue;
+      if (longs.has(`--no-${o.long.slice(2)}`)) names.add(o.long.slice(2));
+    }
+    for (const sub of command.commands) visit(sub);
+  };
+  visit(program);
+  return [...names];
+}
+
+/**
+ * etcdctl's `watch <key> [range_end] -- <command> [args...]`: after the `watch` command word, the
+ * words that follow the first `--` are a command to run for each event, not operands. Returns the
+ * arguments for commander and that command (none for any other command, or without `--`).
+ */
+export function splitWatchCommand(
+  program: Command,
+  argv: readonly string[],
+): { argv: string[]; exec?: string[] } {
+  const takesValue = new Set<string>();
+  for (const o of program.options) {
+    if (!o.required && !o.optional) continue;
+    if (o.long !== undefined) takesValue.add(o.long);
+    if (o.short !== undefined) takesValue.add(o.short);
+  }
+  // The command word: the first argument that is neither a global flag nor a global flag's value.
+  let at = 0;
+  while (at < argv.length && argv[at] !== "--" && argv[at]!.startsWith("-")) {
+    at += takesValue.has(argv[at]!) ? 2 : 1;
+  }
+  if (argv[at] !== "watch") return { argv: [...argv] };
+  const separator = argv.indexOf("--", at + 1);
+  if (separator < 0) return { argv: [...argv] };
+  const exec = argv.slice(separator + 1);
+  if (exec.length === 0) {
+    throw badArgument(
+      "watch: nothing follows the separator --; give the command to run for each event after it",
+    );
+  }
+  return { argv: argv.slice(0, separator), exec };
 }
 
 /** The global options, with etcdctl's variables below the flags and CHAINFIRECTL_ENDPOINTS. */
@@ -109,6 +159,11 @@ function withConnection(action: Action) {
       conn.close();
     }
   };
+}
+
+/** A boolean command flag, with a hidden `--no-` form so that pflag's `--flag=false` turns it off. */
+function boolOption(command: Command, name: string, description: string): Command {
+  return command.option(`--${name}`, description).addOption(new Option(`--no-${name}`).hideHelp());
 }
 
 function globalOptions(program: Command): void {
@@ -161,7 +216,8 @@ function memberCommands(program: Command, io: CtlIo): void {
     .description("add a member, or update one that has this ID/name (upsert)")
     .option("--peer-urls <urls>", "comma-separated peer URLs")
     .option("--client-urls <urls>", "comma-separated client URLs")
-    .option("--learner", "add as a learner (non-voting)")
+    .addOption(new Option("--learner", "add as a learner (non-voting)"))
+    .addOption(new Option("--no-learner").hideHelp())
     .option("--id <hex>", "explicit member ID (default: derived from the name and cluster token)")
     .action(
       withConnection((conn, format, name: string, opts: object) => memberAdd(conn, io, format, name, opts)),
@@ -191,70 +247,75 @@ function memberCommands(program: Command, io: CtlIo): void {
 
 function endpointCommands(program: Command, io: CtlIo): void {
   const endpoint = program.command("endpoint").description("per-endpoint status and health");
-  endpoint
-    .command("status")
-    .option("--cluster", "ask every member listed by `member list`")
-    .action(
-      withConnection((conn, format, opts: { cluster?: boolean }) =>
-        endpointStatus(conn, io, format, opts.cluster === true),
-      ),
-    );
-  endpoint
-    .command("health")
-    .option("--cluster", "ask every member listed by `member list`")
-    .action(
-      withConnection((conn, format, opts: { cluster?: boolean }) =>
-        endpointHealth(conn, io, format, opts.cluster === true),
-      ),
-    );
+  boolOption(endpoint.command("status"), "cluster", "ask every member listed by `member list`").action(
+    withConnection((conn, format, opts: { cluster?: boolean }) =>
+      endpointStatus(conn, io, format, opts.cluster === true),
+    ),
+  );
+  boolOption(endpoint.command("health"), "cluster", "ask every member listed by `member list`").action(
+    withConnection((conn, format, opts: { cluster?: boolean }) =>
+      endpointHealth(conn, io, format, opts.cluster === true),
+    ),
+  );
 }
 
 function rangeOptions(command: Command): Command {
-  return command.option("--prefix", "treat the key as a prefix").option("--from-key", "every key >= the key");
+  boolOption(command, "prefix", "treat the key as a prefix");
+  return boolOption(command, "from-key", "every key >= the key");
 }
 
-function kvCommands(program: Command, io: CtlIo): void {
-  program
+/** Set by `runCtl` before parsing: the command `watch <key> -- <command>...` runs for each event. */
+interface CtlContext {
+  watchExec?: string[];
+}
+
+function kvCommands(program: Command, io: CtlIo, context: CtlContext): void {
+  const putCommand = program
     .command("put <key> [value]")
     .description("put a key (value from stdin when omitted)")
-    .option("--lease <hex>", "attach to this lease")
-    .option("--prev-kv", "print the previous key-value")
-    .option("--ignore-value", "keep the current value")
-    .option("--ignore-lease", "keep the current lease")
-    .action(
-      withConnection((conn, format, key: string, value: string | undefined, opts: object) =>
-        put(conn, io, format, key, value, opts),
-      ),
-    );
-  rangeOptions(program.command("get <key> [range_end]").description("get keys"))
+    .option("--lease <hex>", "attach to this lease");
+  boolOption(putCommand, "prev-kv", "print the previous key-value");
+  boolOption(putCommand, "ignore-value", "keep the current value");
+  boolOption(putCommand, "ignore-lease", "keep the current lease").action(
+    withConnection((conn, format, key: string, value: string | undefined, opts: object) =>
+      put(conn, io, format, key, value, opts),
+    ),
+  );
+  const getCommand = rangeOptions(program.command("get <key> [range_end]").description("get keys"))
     .option("--rev <revision>", "read at this revision")
     .option("--limit <n>", "at most n keys")
     .option("--sort-by <target>", "KEY, VERSION, CREATE, MODIFY or VALUE")
     .option("--order <order>", "ASCEND or DESCEND")
-    .option("--keys-only", "keys without values")
-    .option("--count-only", "only the number of keys")
-    .option("--print-value-only", "values without keys")
-    .option("--consistency <l|s>", "l = linearizable, s = serializable", "l")
-    .action(
-      withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
-        get(conn, io, format, key, end, opts),
-      ),
-    );
-  rangeOptions(program.command("del <key> [range_end]").description("delete keys"))
-    .option("--prev-kv", "print the deleted key-values")
-    .action(
-      withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
-        del(conn, io, format, key, end, opts),
-      ),
-    );
-  rangeOptions(program.command("watch <key> [range_end]").description("print events until interrupted"))
-    .option("--rev <revision>", "start at this revision (history catch-up)")
-    .option("--prev-kv", "print the previous key-value with each event")
-    .action(
-      withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
-        watch(conn, io, format, key, end, opts),
-      ),
-    );
+    .option("--consistency <l|s>", "l = linearizable, s = serializable", "l");
+  boolOption(getCommand, "keys-only", "keys without values");
+  boolOption(getCommand, "count-only", "only the number of keys");
+  boolOption(getCommand, "print-value-only", "values without keys").action(
+    withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
+      get(conn, io, format, key, end, opts),
+    ),
+  );
+  boolOption(
+    rangeOptions(program.command("del <key> [range_end]").description("delete keys")),
+    "prev-kv",
+    "print the deleted key-values",
+  ).action(
+    withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
+      del(conn, io, format, key, end, opts),
+    ),
+  );
+  const watchCommand = rangeOptions(
+    program
+      .command("watch <key> [range_end]")
+      .description("print events until interrupted; `-- <command> [args...]` runs a command for each event"),
+  ).option("--rev <revision>", "start at this revision (history catch-up)");
+  boolOption(watchCommand, "prev-kv", "print the previous key-value with each event").action(
+    withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
+      watch(conn, io, format, key, end, {
+        ...opts,
+        ...(context.watchExec === undefined ? {} : { exec: context.watchExec }),
+      }),
+    ),
+  );
 }
 
 function snapshotCommands(program: Command, io: CtlIo): void {
@@ -283,10 +344,12 @@ function snapshotCommands(program: Command, io: CtlIo): void {
       "photoncloud-cluster",
     )
     .option("--skip-hash-check", "accept a database copy without the trailing sha256")
+    .addOption(new Option("--no-skip-hash-check").hideHelp())
     .option(
       "--drop-etcd-auth",
       "restore an etcd snapshot whose authentication is enabled, without its users and roles (chainfire has no etcd auth)",
     )
+    .addOption(new Option("--no-drop-etcd-auth").hideHelp())
     .action(
       (
         file: string,
@@ -305,7 +368,7 @@ function snapshotCommands(program: Command, io: CtlIo): void {
     );
 }
 
-export function buildProgram(io: CtlIo): Command {
+export function buildProgram(io: CtlIo, context: CtlContext = {}): Command {
   const program = new Command("chainfirectl")
     .description("command-line client for chainfire (etcdctl-compatible flags)")
     .version(CTL_VERSION)
@@ -318,19 +381,27 @@ export function buildProgram(io: CtlIo): Command {
   globalOptions(program);
   memberCommands(program, io);
   endpointCommands(program, io);
-  kvCommands(program, io);
+  kvCommands(program, io, context);
   snapshotCommands(program, io);
   return program;
 }
 
-/** etcdctl's exit statuses (its ExitBadConnection, ExitBadArgs); every other failure is 1. */
-const EXIT_CODES: Partial<Record<CtlError["code"], number>> = { UNREACHABLE: 2, BAD_ARGUMENT: 128 };
+/** etcdctl's exit statuses (ExitBadConnection, ExitBadFeature, ExitInterrupted, ExitBadArgs); others are 1. */
+const EXIT_CODES: Partial<Record<CtlError["code"], number>> = {
+  UNREACHABLE: 2,
+  BAD_FEATURE: 4,
+  WATCH_CANCELED: 5,
+  BAD_ARGUMENT: 128,
+};
 
 /** Runs one invocation; returns the process exit status. */
 export async function runCtl(argv: readonly string[], io: CtlIo): Promise<number> {
-  const program = buildProgram(io);
+  const context: CtlContext = {};
+  const program = buildProgram(io, context);
   try {
-    await program.parseAsync(normaliseBoolFlags(argv), { from: "user" });
+    const split = splitWatchCommand(program, argv);
+    if (split.exec !== undefined) context.watchExec = split.exec;
+    await program.parseAsync(normaliseBoolFlags(split.argv, boolFlagsOf(program)), { from: "user" });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -1,12 +1,13 @@
 // `put|get|del|watch`, shaped like etcdctl's so an etcd user's habits carry over: --prefix,
 // --from-key, --rev, --limit, --sort-by/--order, --keys-only, --prev-kv, simple output of key then value.
+import { spawnSync } from "node:child_process";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { etcd, type mvccpb } from "@photoncloud/chainfire-api";
 import { prefixEnd } from "../../mvcc/key-range.js";
 import { deleteRangeRequest, putRequest, rangeRequest as rangeRequestOf } from "../../mvcc/messages.js";
 import { type Connection, callPrimary, type Endpoint, fromGrpc } from "../connection.js";
 import { badArgument, CtlError } from "../errors.js";
-import { type CtlIo, type OutputFormat, parseHexId, toJson } from "../format.js";
+import { type CtlIo, INT64_MAX, type OutputFormat, parseHexId, toJsonOmitEmpty } from "../format.js";
 
 export interface RangeFlags {
   prefix?: boolean;
@@ -57,7 +58,18 @@ function printKvs(
 function parseBigint(text: string | undefined, flag: string): bigint {
   if (text === undefined) return 0n;
   if (!/^\d+$/.test(text)) throw badArgument(`${flag}: "${text}" is not a non-negative integer`);
-  return BigInt(text);
+  const value = BigInt(text);
+  // The wire type is int64: a larger value could not be sent (etcdctl's parser refuses it too).
+  if (value > INT64_MAX) throw badArgument(`${flag}: "${text}" is out of range (at most ${INT64_MAX})`);
+  return value;
+}
+
+/**
+ * etcdctl's key-value commands print simple lines or JSON; a table it refuses with its
+ * ExitBadFeature. Checked before anything is sent, so the refused command changes nothing.
+ */
+function noTable(format: OutputFormat): void {
+  if (format === "table") throw new CtlError("BAD_FEATURE", "table not supported as output format");
 }
 
 export interface PutFlags {
@@ -75,6 +87,7 @@ export async function put(
   value: string | undefined,
   flags: PutFlags,
 ): Promise<void> {
+  noTable(format);
   if (key === "") throw badArgument("put needs a non-empty key");
   let bytes = value === undefined ? undefined : Buffer.from(value);
   if (bytes === undefined && !flags.ignoreValue) {
@@ -86,13 +99,13 @@ export async function put(
   const req = putRequest({
     key: Buffer.from(key),
     value: bytes ?? Buffer.alloc(0),
-    lease: flags.lease === undefined ? 0n : parseHexId(flags.lease, "--lease"),
+    lease: flags.lease === undefined ? 0n : parseHexId(flags.lease, "--lease", INT64_MAX),
     prevKv: flags.prevKv === true,
     ignoreValue: flags.ignoreValue === true,
     ignoreLease: flags.ignoreLease === true,
   });
   const res = await callPrimary(conn, (c) => c.kv.put.bind(c.kv), req);
-  if (format === "json") return io.out(toJson(res));
+  if (format === "json") return io.out(toJsonOmitEmpty(res));
   io.out("OK");
   if (res.prevKv) printKvs(io, [res.prevKv], { hex: conn.options.hex });
 }
@@ -155,8 +168,12 @@ export async function get(
   rangeEnd: string | undefined,
   flags: GetFlags,
 ): Promise<void> {
+  noTable(format);
+  if (flags.printValueOnly && format !== "simple") {
+    throw badArgument("--print-value-only is only for --write-out=simple");
+  }
   const res = await callPrimary(conn, (c) => c.kv.range.bind(c.kv), rangeRequest(key, rangeEnd, flags));
-  if (format === "json") return io.out(toJson(res));
+  if (format === "json") return io.out(toJsonOmitEmpty(res));
   if (flags.countOnly) return io.out(String(res.count));
   printKvs(io, res.kvs, { valuesOnly: flags.printValueOnly, hex: conn.options.hex });
 }
@@ -169,24 +186,124 @@ export async function del(
   rangeEnd: string | undefined,
   flags: RangeFlags & { prevKv?: boolean },
 ): Promise<void> {
+  noTable(format);
   const req = deleteRangeRequest({
     ...rangeOf(key, rangeEnd, flags),
     prevKv: flags.prevKv === true,
   });
   const res = await callPrimary(conn, (c) => c.kv.deleteRange.bind(c.kv), req);
-  if (format === "json") return io.out(toJson(res));
+  if (format === "json") return io.out(toJsonOmitEmpty(res));
   io.out(String(res.deleted));
   printKvs(io, res.prevKvs, { hex: conn.options.hex });
 }
 
-function printEvent(io: CtlIo, format: OutputFormat, ev: mvccpb.Event, prevKv: boolean, hex: boolean): void {
+/**
+ * One watch response as etcdctl prints it. Simple: each event's type, then its previous key-value
+ * (with --prev-kv) and its key-value. JSON: the Go struct etcdctl prints, one line per response,
+ * with its capitalised field names and `"Events":null` when there is none (a cancellation).
+ */
+function printResponse(
+  io: CtlIo,
+  format: OutputFormat,
+  res: etcd.WatchResponse,
+  prevKv: boolean,
+  hex: boolean,
+): void {
   if (format === "json") {
-    io.out(toJson(ev));
+    const events =
+      res.events.length === 0 ? "null" : `[${res.events.map((ev) => toJsonOmitEmpty(ev)).join(",")}]`;
+    const header = res.header === undefined ? "null" : toJsonOmitEmpty(res.header);
+    io.out(
+      `{"Header":${header},"Events":${events},"CompactRevision":${res.compactRevision},` +
+        `"Canceled":${res.canceled},"Created":${res.created}}`,
+    );
     return;
   }
-  io.out(ev.type === 0 ? "PUT" : "DELETE");
-  if (prevKv && ev.prevKv) printKvs(io, [ev.prevKv], { hex });
-  printKvs(io, ev.kv ? [ev.kv] : [], { hex });
+  for (const ev of res.events) {
+    io.out(ev.type === 0 ? "PUT" : "DELETE");
+    if (prevKv && ev.prevKv) printKvs(io, [ev.prevKv], { hex });
+    printKvs(io, ev.kv ? [ev.kv] : [], { hex });
+  }
+}
+
+const GO_ESCAPES: Readonly<Record<number, string>> = {
+  7: "\\a",
+  8: "\\b",
+  9: "\\t",
+  10: "\\n",
+  11: "\\v",
+  12: "\\f",
+  13: "\\r",
+  34: '\\"',
+  92: "\\\\",
+};
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const hex2 = (b: number) => b.toString(16).padStart(2, "0");
+
+/**
+ * Go's `%q` of a byte string, as etcdctl puts keys and values in a watch command's environment:
+ * double-quoted, printable characters as they are, the rest escaped (`\n`, `\x00`, `\u200b`), and
+ * bytes that are not UTF-8 as `\x..`.
+ */
+export function goQuote(bytes: Uint8Array): string {
+  let out = '"';
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      out += GO_ESCAPES[b] ?? (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${hex2(b)}`);
+      i++;
+      continue;
+    }
+    const width = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    let char: string | null = null;
+    if (width > 1 && i + width <= bytes.length) {
+      try {
+        char = UTF8.decode(bytes.subarray(i, i + width));
+      } catch {
+        char = null;
+      }
+    }
+    if (char === null) {
+      out += `\\x${hex2(b)}`;
+      i++;
+      continue;
+    }
+    const code = char.codePointAt(0)!;
+    if (/[\p{L}\p{M}\p{N}\p{P}\p{S}]/u.test(char)) out += char;
+    else if (code < 0x10000) out += `\\u${code.toString(16).padStart(4, "0")}`;
+    else out += `\\U${code.toString(16).padStart(8, "0")}`;
+    i += width;
+  }
+  return `${out}"`;
+}
+
+/**
+ * Runs a watch's command (`watch <key> -- <command>...`) once for this event, as etcdctl does: in
+ * turn, with this process's stdout and stderr, and the event in ETCD_WATCH_REVISION (the response's
+ * revision), ETCD_WATCH_EVENT_TYPE, ETCD_WATCH_KEY and ETCD_WATCH_VALUE (Go-quoted). A command that
+ * cannot start or fails ends the watch with exit status 1.
+ */
+function runForEvent(io: CtlIo, command: readonly string[], res: etcd.WatchResponse, ev: mvccpb.Event): void {
+  const run = spawnSync(command[0]!, command.slice(1), {
+    stdio: "inherit",
+    env: {
+      ...process.env,
+      ETCD_WATCH_REVISION: String(res.header?.revision ?? 0n),
+      ETCD_WATCH_EVENT_TYPE: `"${ev.type === 0 ? "PUT" : "DELETE"}"`,
+      ETCD_WATCH_KEY: goQuote(ev.kv?.key ?? Buffer.alloc(0)),
+      ETCD_WATCH_VALUE: goQuote(ev.kv?.value ?? Buffer.alloc(0)),
+    },
+  });
+  if (run.error === undefined && run.status === 0) return;
+  const why =
+    run.error !== undefined
+      ? `cannot run it: ${(run.error as NodeJS.ErrnoException).code ?? run.error.message}`
+      : run.signal !== null
+        ? `killed by ${run.signal}`
+        : `exit status ${run.status}`;
+  const shown = `[${command.map((arg) => JSON.stringify(arg)).join(" ")}]`;
+  io.err(`command ${shown} error (${why})`);
+  throw new CtlError("REPORTED", `the watch command failed (${why})`);
 }
 
 /**
@@ -197,10 +314,18 @@ type StreamEnd =
   | "interrupted"
   | { readonly created: boolean; readonly progressed: boolean; readonly why: string };
 
+export interface WatchFlags extends RangeFlags {
+  rev?: string;
+  prevKv?: boolean;
+  /** The command run for each event (`watch <key> -- <command> <args>...`), if any. */
+  exec?: readonly string[];
+}
+
 /**
- * Streams events until interrupted (io.signal) or the server cancels the watch. When the member
- * serving it goes away, the watch moves to the next endpoint that connects and resumes after the
- * last revision it printed, as etcd's client does, so no event is lost or printed twice.
+ * Streams events until interrupted (io.signal) or the server ends the watch: then, as etcdctl, a
+ * "watch was canceled (why)" line and exit status 5. When the member serving it goes away, the
+ * watch moves to the next endpoint that connects and resumes after the last revision it printed,
+ * as etcd's client does, so no event is lost or printed twice.
  */
 export async function watch(
   conn: Connection,
@@ -208,8 +333,9 @@ export async function watch(
   format: OutputFormat,
   key: string,
   rangeEnd: string | undefined,
-  flags: RangeFlags & { rev?: string; prevKv?: boolean },
+  flags: WatchFlags,
 ): Promise<void> {
+  noTable(format);
   const create: etcd.WatchCreateRequest = {
     ...rangeOf(key, rangeEnd, flags),
     startRevision: parseBigint(flags.rev, "--rev"),
@@ -227,9 +353,10 @@ export async function watch(
   let fruitless = 0;
   let refused = 0;
   for (;;) {
-    const end = await watchOnce(conn, io, endpoint, create, (ev) =>
-      printEvent(io, format, ev, create.prevKv, hex),
-    );
+    const end = await watchOnce(conn, io, endpoint, create, (res) => {
+      printResponse(io, format, res, create.prevKv, hex);
+      for (const ev of res.events) if (flags.exec !== undefined) runForEvent(io, flags.exec, res, ev);
+    });
     if (end === "interrupted") return;
     fruitless = end.progressed ? 0 : fruitless + 1;
     refused = end.created ? 0 : refused + 1;
@@ -247,7 +374,7 @@ function watchOnce(
   io: CtlIo,
   endpoint: Endpoint,
   create: etcd.WatchCreateRequest,
-  print: (ev: mvccpb.Event) => void,
+  onResponse: (res: etcd.WatchResponse) => void,
 ): Promise<StreamEnd> {
   // As etcdctl's watch (clientv3.WithRequireLeader): a member cut off from its leader ends the
   // stream, and the watch moves on, instead of staying silent.
@@ -257,35 +384,57 @@ function watchOnce(
   let created = false;
   let progressed = false;
   return new Promise<StreamEnd>((resolve, reject) => {
+    // The first way the stream ends decides; what follows from it (the error a cancel raises, the
+    // end after an error) is not reported again.
+    let settled = false;
     const stop = () => {
+      settled = true;
       stream.cancel();
       resolve("interrupted");
     };
     if (io.signal?.aborted) return stop();
     io.signal?.addEventListener("abort", stop, { once: true });
     const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
       io.signal?.removeEventListener("abort", stop);
       fn();
     };
+    /** Ends the watch as etcdctl's ends when the server closes it: one line on stderr, exit 5. */
+    const canceled = (why: string) => {
+      if (settled) return;
+      stream.cancel();
+      io.err(`watch was canceled (${why})`);
+      settle(() => reject(new CtlError("WATCH_CANCELED", "watch is canceled by the server")));
+    };
     stream.on("data", (res: etcd.WatchResponse) => {
-      if (res.canceled) {
-        const why =
-          res.compactRevision !== 0n
-            ? `required revision has been compacted (compact revision ${res.compactRevision})`
-            : res.cancelReason || "canceled by the server";
+      if (settled) return;
+      try {
+        if (res.canceled) {
+          canceled(
+            res.compactRevision !== 0n
+              ? `etcdserver: mvcc: required revision has been compacted (compact revision ${res.compactRevision})`
+              : res.cancelReason || "etcdserver: watch canceled",
+          );
+          // etcdctl prints the cancelling response too (in JSON; in simple form it has no lines).
+          onResponse(res);
+          return;
+        }
+        if (res.created) {
+          created = true;
+          // A watch from "now" resumes after the revision it was created at.
+          if (create.startRevision === 0n) create.startRevision = (res.header?.revision ?? 0n) + 1n;
+        }
+        if (res.events.length === 0) return;
+        progressed = true;
+        const last = res.events[res.events.length - 1]?.kv?.modRevision;
+        if (last !== undefined) create.startRevision = last + 1n;
+        onResponse(res);
+      } catch (err) {
+        // A watch command that failed: the watch ends with its error.
         stream.cancel();
-        settle(() => reject(new CtlError("SERVER_ERROR", `watch ${why}`)));
-        return;
+        settle(() => reject(err));
       }
-      if (res.created) {
-        created = true;
-        // A watch from "now" resumes after the revision it was created at.
-        if (create.startRevision === 0n) create.startRevision = (res.header?.revision ?? 0n) + 1n;
-      }
-      for (const ev of res.events) print(ev);
-      if (res.events.length > 0) progressed = true;
-      const last = res.events[res.events.length - 1]?.kv?.modRevision;
-      if (last !== undefined) create.startRevision = last + 1n;
     });
     stream.on("error", (err: ServiceError) => {
       if (io.signal?.aborted) return settle(() => resolve("interrupted"));
@@ -295,7 +444,7 @@ function watchOnce(
       if (retried && err.details !== "etcdserver: no leader") {
         return settle(() => resolve({ created, progressed, why: err.details || status[err.code] }));
       }
-      settle(() => reject(fromGrpc(err, endpoint)));
+      canceled(fromGrpc(err, endpoint).message);
     });
     stream.on("end", () =>
       settle(() =>
