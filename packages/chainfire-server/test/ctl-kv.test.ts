@@ -468,6 +468,8 @@ describe("chainfirectl errors", () => {
     expect(goQuote(Buffer.from('a"b\\c\n\t\x00\x7f'))).toBe('"a\\"b\\\\c\\n\\t\\x00\\x7f"');
     expect(goQuote(Buffer.from("é水😀 \u200b"))).toBe('"é水😀 \\u200b"');
     expect(goQuote(Buffer.from([0x61, 0xff, 0xc3]))).toBe('"a\\xff\\xc3"');
+    // U+FEFF anywhere is a character like another (not a byte-order mark to drop).
+    expect(goQuote(Buffer.from([0xef, 0xbb, 0xbf, 0x78]))).toBe('"\\ufeffx"');
   });
 
   it("ends a watch whose start was compacted as etcdctl does, with exit status 5", async () => {

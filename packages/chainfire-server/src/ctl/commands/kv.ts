@@ -168,10 +168,11 @@ export async function get(
   rangeEnd: string | undefined,
   flags: GetFlags,
 ): Promise<void> {
-  noTable(format);
+  // In etcdctl's order: --print-value-only's check comes first.
   if (flags.printValueOnly && format !== "simple") {
     throw badArgument("--print-value-only is only for --write-out=simple");
   }
+  noTable(format);
   const res = await callPrimary(conn, (c) => c.kv.range.bind(c.kv), rangeRequest(key, rangeEnd, flags));
   if (format === "json") return io.out(toJsonOmitEmpty(res));
   if (flags.countOnly) return io.out(String(res.count));
@@ -237,7 +238,8 @@ const GO_ESCAPES: Readonly<Record<number, string>> = {
   34: '\\"',
   92: "\\\\",
 };
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: each character is decoded on its own, and a U+FEFF must not be taken for a BOM and dropped.
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const hex2 = (b: number) => b.toString(16).padStart(2, "0");
 
 /**
@@ -295,6 +297,10 @@ function runForEvent(io: CtlIo, command: readonly string[], res: etcd.WatchRespo
     },
   });
   if (run.error === undefined && run.status === 0) return;
+  // Ctrl-C reached the command too: the watch ends as interrupted (the signal's own exit status).
+  if (run.signal === "SIGINT" || run.signal === "SIGTERM") {
+    throw new CtlError("REPORTED", `the watch command was interrupted (${run.signal})`);
+  }
   const why =
     run.error !== undefined
       ? `cannot run it: ${(run.error as NodeJS.ErrnoException).code ?? run.error.message}`
