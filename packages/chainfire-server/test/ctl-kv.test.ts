@@ -8,7 +8,7 @@ import { createClients, etcd } from "@photoncloud/chainfire-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "../src/testing/test-server.js";
 import { runCtl } from "../src/ctl/program.js";
-import { goQuote } from "../src/ctl/commands/kv.js";
+import { goQuote } from "../src/go-quote.js";
 import { ctl, until } from "../src/ctl/testing.js";
 
 let server: TestServer;

@@ -5,6 +5,7 @@
 // ignored, as there.
 import { randomBytes } from "node:crypto";
 import { loadSync } from "@grpc/proto-loader";
+import { GO_CONTROL_ESCAPES } from "../go-quote.js";
 
 /** A JSON number whose text a double cannot hold exactly: a 64-bit integer, or not an integer. */
 export class JsonNumber {
@@ -239,17 +240,8 @@ function goQuoteChar(c: string): string {
   const code = c.charCodeAt(0);
   // Go reads bytes: a character beyond ASCII is shown as its first UTF-8 byte.
   const byte = code < 0x80 ? code : Buffer.from(c)[0]!;
-  const escapes: Record<number, string> = {
-    7: "\\a",
-    8: "\\b",
-    9: "\\t",
-    10: "\\n",
-    11: "\\v",
-    12: "\\f",
-    13: "\\r",
-    92: "\\\\",
-  };
-  if (escapes[byte] !== undefined) return `'${escapes[byte]}'`;
+  const escaped = GO_CONTROL_ESCAPES[byte];
+  if (escaped !== undefined) return `'${escaped}'`;
   if (byte < 0x20 || byte === 0x7f) return `'\\x${byte.toString(16).padStart(2, "0")}'`;
   return `'${String.fromCharCode(byte)}'`;
 }
