@@ -98,7 +98,12 @@ export const ETCD_STATUS_FIELDS: ReadonlySet<string> = new Set([
  * carries keys and values.
  */
 export function toJson(value: unknown, keep: ReadonlySet<string> = new Set()): string {
-  return JSON.stringify(plain(value, keep, false)).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+  return stringify(plain(value, keep, false));
+}
+
+/** JSON text of a `plain` value: the marked bigints become exact integer literals. */
+function stringify(plain: unknown): string {
+  return JSON.stringify(plain).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
 }
 
 /**
@@ -107,7 +112,7 @@ export function toJson(value: unknown, keep: ReadonlySet<string> = new Set()): s
  * are left out; a missing key's answer is its header alone.
  */
 export function toJsonOmitEmpty(value: unknown): string {
-  return JSON.stringify(plain(value, NONE_KEPT, true)).replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+  return stringify(plain(value, NONE_KEPT, true));
 }
 
 /** A bordered table in etcdctl's style: centred upper-case headers, right-aligned cells. */

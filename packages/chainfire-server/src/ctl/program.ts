@@ -211,13 +211,15 @@ function memberCommands(program: Command, io: CtlIo): void {
     .command("list")
     .description("list members")
     .action(withConnection(async (conn, format) => printMembers(io, format, await listMembers(conn))));
-  member
-    .command("add <name>")
-    .description("add a member, or update one that has this ID/name (upsert)")
-    .option("--peer-urls <urls>", "comma-separated peer URLs")
-    .option("--client-urls <urls>", "comma-separated client URLs")
-    .addOption(new Option("--learner", "add as a learner (non-voting)"))
-    .addOption(new Option("--no-learner").hideHelp())
+  boolOption(
+    member
+      .command("add <name>")
+      .description("add a member, or update one that has this ID/name (upsert)")
+      .option("--peer-urls <urls>", "comma-separated peer URLs")
+      .option("--client-urls <urls>", "comma-separated client URLs"),
+    "learner",
+    "add as a learner (non-voting)",
+  )
     .option("--id <hex>", "explicit member ID (default: derived from the name and cluster token)")
     .action(
       withConnection((conn, format, name: string, opts: object) => memberAdd(conn, io, format, name, opts)),
@@ -330,7 +332,7 @@ function snapshotCommands(program: Command, io: CtlIo): void {
     .action((file: string, _opts: object, command: Command) =>
       snapshotStatusCommand(io, globalsOf(command).writeOut, file),
     );
-  snapshot
+  const restore = snapshot
     .command("restore <file>")
     .description("offline: write a fresh data dir for one member of a NEW cluster from a snapshot file")
     // etcdctl 3.4's defaults: a one-member cluster named "default" on http://localhost:2380.
@@ -342,30 +344,28 @@ function snapshotCommands(program: Command, io: CtlIo): void {
       "--initial-cluster-token <token>",
       "token of the new cluster (gives it a new identity)",
       "photoncloud-cluster",
-    )
-    .option("--skip-hash-check", "accept a database copy without the trailing sha256")
-    .addOption(new Option("--no-skip-hash-check").hideHelp())
-    .option(
-      "--drop-etcd-auth",
-      "restore an etcd snapshot whose authentication is enabled, without its users and roles (chainfire has no etcd auth)",
-    )
-    .addOption(new Option("--no-drop-etcd-auth").hideHelp())
-    .action(
-      (
-        file: string,
-        opts: { name: string; dataDir?: string; initialCluster?: string; initialAdvertisePeerUrls: string },
-      ) =>
-        snapshotRestoreCommand(io, file, {
-          ...(opts as never as RestoreFlags),
-          dataDir: opts.dataDir ?? `${opts.name}.etcd`,
-          initialCluster:
-            opts.initialCluster ??
-            opts.initialAdvertisePeerUrls
-              .split(",")
-              .map((u) => `${opts.name}=${u.trim()}`)
-              .join(","),
-        }),
     );
+  boolOption(restore, "skip-hash-check", "accept a database copy without the trailing sha256");
+  boolOption(
+    restore,
+    "drop-etcd-auth",
+    "restore an etcd snapshot whose authentication is enabled, without its users and roles (chainfire has no etcd auth)",
+  ).action(
+    (
+      file: string,
+      opts: { name: string; dataDir?: string; initialCluster?: string; initialAdvertisePeerUrls: string },
+    ) =>
+      snapshotRestoreCommand(io, file, {
+        ...(opts as never as RestoreFlags),
+        dataDir: opts.dataDir ?? `${opts.name}.etcd`,
+        initialCluster:
+          opts.initialCluster ??
+          opts.initialAdvertisePeerUrls
+            .split(",")
+            .map((u) => `${opts.name}=${u.trim()}`)
+            .join(","),
+      }),
+  );
 }
 
 export function buildProgram(io: CtlIo, context: CtlContext = {}): Command {
