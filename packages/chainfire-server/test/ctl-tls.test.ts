@@ -59,7 +59,7 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
       "get",
       "tls/k",
     ]);
-    expect(noCert.code).toBe(2);
+    expect(noCert.code).toBe(1);
     expect(noCert.out).toBe("");
     expect(noCert.err).toContain(`cannot reach 127.0.0.1:${member.ports.client}`);
     expect(noCert.err).toContain("certificate required");
@@ -73,7 +73,7 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
       "get",
       "tls/k",
     ]);
-    expect(foreign.code).toBe(2);
+    expect(foreign.code).toBe(1);
     const half = await ctl([endpoint, `--cacert=${ca.caFile}`, `--cert=${operator.cert}`, "get", "tls/k"]);
     expect(half.code).toBe(128);
     expect(half.err).toContain("--cert and --key go together");
@@ -87,7 +87,7 @@ describe("chainfirectl over TLS", { timeout: 120_000 }, () => {
     const identity = [endpoint, `--cert=${operator.cert}`, `--key=${operator.key}`];
     const timeouts = ["--command-timeout=5s", "--dial-timeout=5s"];
     const unverified = await ctl([...identity, ...timeouts, "get", "tls/k"]);
-    expect(unverified.code).toBe(2);
+    expect(unverified.code).toBe(1);
     expect(unverified.err).toMatch(/certificate/i);
     const skipped = await ctl([
       ...identity,

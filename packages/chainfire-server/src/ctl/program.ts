@@ -386,9 +386,12 @@ export function buildProgram(io: CtlIo, context: CtlContext = {}): Command {
   return program;
 }
 
-/** etcdctl's exit statuses (ExitBadConnection, ExitBadFeature, ExitInterrupted, ExitBadArgs); others are 1. */
+/**
+ * etcdctl's exit statuses (ExitBadFeature, ExitInterrupted, ExitBadArgs); others are 1. An endpoint
+ * that cannot be reached is 1 too: etcdctl 3.4's client dials without blocking, so its request fails
+ * at the deadline (ExitError), and its ExitBadConnection (2) is never seen for a down member.
+ */
 const EXIT_CODES: Partial<Record<CtlError["code"], number>> = {
-  UNREACHABLE: 2,
   BAD_FEATURE: 4,
   WATCH_CANCELED: 5,
   BAD_ARGUMENT: 128,

@@ -104,13 +104,11 @@ export async function endpointStatus(
 }
 
 /**
- * etcdctl's way: with no endpoint reachable, its client fails to connect (exit 2); otherwise a line
- * on stderr for each endpoint that failed, after the others' output, and exit 1.
+ * etcdctl's way: a line on stderr for each endpoint that failed (reachable or not), after the
+ * others' output, and exit 1.
  */
 function failIfAny<T>(io: CtlIo, outcomes: Outcome<T>[], what: string): void {
   const failed = outcomes.filter((o) => o.error !== undefined);
-  const unreachable = failed.filter((o) => o.error instanceof CtlError && o.error.code === "UNREACHABLE");
-  if (unreachable.length === outcomes.length) throw unreachable[0]!.error;
   for (const o of failed) io.err(`Failed to ${what} endpoint ${o.endpoint.given} (${o.error!.message})`);
   if (failed.length > 0) {
     throw new CtlError("REPORTED", `${failed.length} of ${outcomes.length} endpoints failed`);

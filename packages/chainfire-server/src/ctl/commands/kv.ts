@@ -202,19 +202,26 @@ export async function del(
 /**
  * One watch response as etcdctl prints it. Simple: each event's type, then its previous key-value
  * (with --prev-kv) and its key-value. JSON: the Go struct etcdctl prints, one line per response,
- * with its capitalised field names and `"Events":null` when there is none (a cancellation).
+ * with its capitalised field names. etcd's client hands on every response the server sent with an
+ * event list (`"Events":[]` when empty, as a compacted start's cancellation); a stream that ends
+ * in an error (no leader) becomes its own zero response, cancelled, without one (`null`).
  */
 function printResponse(
   io: CtlIo,
   format: OutputFormat,
-  res: etcd.WatchResponse,
+  res: etcd.WatchResponse | "closed",
   prevKv: boolean,
   hex: boolean,
 ): void {
+  if (res === "closed") {
+    if (format === "json") {
+      io.out('{"Header":{},"Events":null,"CompactRevision":0,"Canceled":true,"Created":false}');
+    }
+    return;
+  }
   if (format === "json") {
-    const events =
-      res.events.length === 0 ? "null" : `[${res.events.map((ev) => toJsonOmitEmpty(ev)).join(",")}]`;
-    const header = res.header === undefined ? "null" : toJsonOmitEmpty(res.header);
+    const events = `[${res.events.map((ev) => toJsonOmitEmpty(ev)).join(",")}]`;
+    const header = res.header === undefined ? "{}" : toJsonOmitEmpty(res.header);
     io.out(
       `{"Header":${header},"Events":${events},"CompactRevision":${res.compactRevision},` +
         `"Canceled":${res.canceled},"Created":${res.created}}`,
@@ -310,6 +317,7 @@ export async function watch(
   for (;;) {
     const end = await watchOnce(conn, io, endpoint, create, (res) => {
       printResponse(io, format, res, create.prevKv, hex);
+      if (res === "closed") return;
       for (const ev of res.events) if (flags.exec !== undefined) runForEvent(io, flags.exec, res, ev);
     });
     if (end === "interrupted") return;
@@ -329,7 +337,7 @@ function watchOnce(
   io: CtlIo,
   endpoint: Endpoint,
   create: etcd.WatchCreateRequest,
-  onResponse: (res: etcd.WatchResponse) => void,
+  onResponse: (res: etcd.WatchResponse | "closed") => void,
 ): Promise<StreamEnd> {
   // As etcdctl's watch (clientv3.WithRequireLeader): a member cut off from its leader ends the
   // stream, and the watch moves on, instead of staying silent.
@@ -368,7 +376,7 @@ function watchOnce(
         if (res.canceled) {
           canceled(
             res.compactRevision !== 0n
-              ? `etcdserver: mvcc: required revision has been compacted (compact revision ${res.compactRevision})`
+              ? "etcdserver: mvcc: required revision has been compacted"
               : res.cancelReason || "etcdserver: watch canceled",
           );
           // etcdctl prints the cancelling response too (in JSON; in simple form it has no lines).
@@ -399,7 +407,9 @@ function watchOnce(
       if (retried && err.details !== "etcdserver: no leader") {
         return settle(() => resolve({ created, progressed, why: err.details || status[err.code] }));
       }
+      const first = !settled;
       canceled(fromGrpc(err, endpoint).message);
+      if (first) onResponse("closed");
     });
     stream.on("end", () =>
       settle(() =>
