@@ -155,6 +155,48 @@ describe("chainfirectl kv", () => {
     expect(lines).toEqual(["PUT", "w/k", "v1", "PUT", "w/k", "v1", "w/k", "v2"]);
   });
 
+  it("takes the watched range from ETCDCTL_WATCH_KEY and ETCDCTL_WATCH_RANGE_END, as etcdctl", async () => {
+    // Proves the variables name the range when no key is given, and etcdctl 3.4.23's refusals
+    // (same words, exit 128) when they conflict with the arguments or the key is missing.
+    const first = JSON.parse((await ctl([...ep, "put", "envw/a", "1", "-w", "json"])).out).header
+      .revision as number;
+    await ctl([...ep, "put", "envw/b", "2"]);
+    await ctl([...ep, "put", "envw/c", "3"]);
+    const controller = new AbortController();
+    const lines: string[] = [];
+    process.env.ETCDCTL_WATCH_KEY = "envw/a";
+    process.env.ETCDCTL_WATCH_RANGE_END = "envw/c";
+    try {
+      const running = runCtl([...ep, "watch", `--rev=${first}`], {
+        out: (t) => lines.push(t),
+        err: (t) => lines.push(`ERR ${t}`),
+        stderrIsTty: false,
+        signal: controller.signal,
+      });
+      await until(() => lines.length >= 6, "the events in [envw/a, envw/c)");
+      controller.abort();
+      expect(await running).toBe(0);
+      expect(lines).toEqual(["PUT", "envw/a", "1", "PUT", "envw/b", "2"]);
+      const conflict = await ctl([...ep, "watch", "envw/a"]);
+      expect([conflict.code, conflict.err]).toEqual([
+        128,
+        "Error: bad number of arguments (found conflicting environment key)\n",
+      ]);
+      delete process.env.ETCDCTL_WATCH_KEY;
+      const endOnly = await ctl([...ep, "watch"]);
+      expect([endOnly.code, endOnly.err]).toEqual([
+        128,
+        'Error: ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END="envw/c"\n',
+      ]);
+      delete process.env.ETCDCTL_WATCH_RANGE_END;
+      const none = await ctl([...ep, "watch"]);
+      expect([none.code, none.err]).toEqual([128, "Error: bad number of arguments\n"]);
+    } finally {
+      delete process.env.ETCDCTL_WATCH_KEY;
+      delete process.env.ETCDCTL_WATCH_RANGE_END;
+    }
+  });
+
   it("moves a watch on from an endpoint that refuses it, saying so once, without asking in a loop", async () => {
     // Proves a watch refused with a code etcd's client retries (here a learner's answer) goes to the
     // next endpoint after a pause, printing one line on stderr, instead of spinning on the first.

@@ -18,6 +18,7 @@ import { snapshotSave, snapshotStatusCommand } from "./commands/snapshot.js";
 import { type RestoreFlags, snapshotRestoreCommand } from "./commands/snapshot-restore.js";
 import { Connection, type GlobalOptions } from "./connection.js";
 import { badArgument, CtlError } from "./errors.js";
+import { goQuote } from "../go-quote.js";
 import type { CtlIo, OutputFormat } from "./format.js";
 
 export const CTL_VERSION = "0.1.0";
@@ -307,17 +308,45 @@ function kvCommands(program: Command, io: CtlIo, context: CtlContext): void {
   );
   const watchCommand = rangeOptions(
     program
-      .command("watch <key> [range_end]")
-      .description("print events until interrupted; `-- <command> [args...]` runs a command for each event"),
+      .command("watch [key] [range_end]")
+      .description(
+        "print events until interrupted; `-- <command> [args...]` runs a command for each event; " +
+          "the key (and range end) may come from ETCDCTL_WATCH_KEY (and ETCDCTL_WATCH_RANGE_END)",
+      ),
   ).option("--rev <revision>", "start at this revision (history catch-up)");
   boolOption(watchCommand, "prev-kv", "print the previous key-value with each event").action(
-    withConnection((conn, format, key: string, end: string | undefined, opts: object) =>
-      watch(conn, io, format, key, end, {
+    withConnection((conn, format, key: string | undefined, end: string | undefined, opts: object) => {
+      const range = watchRange(key, end, process.env);
+      return watch(conn, io, format, range.key, range.end, {
         ...opts,
         ...(context.watchExec === undefined ? {} : { exec: context.watchExec }),
-      }),
-    ),
+      });
+    }),
   );
+}
+
+/**
+ * The watched key and range end: from the arguments, or from etcdctl's ETCDCTL_WATCH_KEY and
+ * ETCDCTL_WATCH_RANGE_END, which may not be combined with a key argument (etcdctl's refusals).
+ */
+export function watchRange(
+  key: string | undefined,
+  end: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { key: string; end: string | undefined } {
+  const envKey = env.ETCDCTL_WATCH_KEY ?? "";
+  const envEnd = env.ETCDCTL_WATCH_RANGE_END ?? "";
+  if (envKey === "" && envEnd !== "") {
+    throw badArgument(
+      `ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END=${goQuote(Buffer.from(envEnd))}`,
+    );
+  }
+  if (envKey === "") {
+    if (key === undefined) throw badArgument("bad number of arguments");
+    return { key, end };
+  }
+  if (key !== undefined) throw badArgument("bad number of arguments (found conflicting environment key)");
+  return { key: envKey, end: envEnd === "" ? undefined : envEnd };
 }
 
 function snapshotCommands(program: Command, io: CtlIo): void {
