@@ -7,6 +7,7 @@ import { Server, ServerCredentials, type ServerDuplexStream, status } from "@grp
 import { createClients, etcd } from "@photoncloud/chainfire-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "../src/testing/test-server.js";
+import { argify } from "../src/ctl/commands/watch-interactive.js";
 import { runCtl } from "../src/ctl/program.js";
 import { goQuote } from "../src/go-quote.js";
 import { ctl, until } from "../src/ctl/testing.js";
@@ -195,6 +196,77 @@ describe("chainfirectl kv", () => {
       delete process.env.ETCDCTL_WATCH_KEY;
       delete process.env.ETCDCTL_WATCH_RANGE_END;
     }
+  });
+
+  it("splits watch -i request lines into words as etcdctl does", () => {
+    // Proves quoted words keep their blanks, double quotes take Go's escapes, single quotes none.
+    expect(argify(`watch "a b\\x62\\u00e9\\t\\"" 'c \\d'  e`)).toEqual(["watch", 'a bbé\t"', "c \\d", "e"]);
+    expect(argify("  ")).toEqual([]);
+    expect(() => argify('watch "a\\q"')).toThrow(/invalid syntax/);
+  });
+
+  it("runs watch -i as etcdctl: watches and progress requests read from standard input", async () => {
+    // Proves each `watch` line starts its own watch with its own flags beside the others, quoted
+    // words are read as etcdctl reads them, `progress` makes every watch print its progress
+    // notification, a bad line is said and skipped, and the end of input ends it with exit 3.
+    const first = JSON.parse((await ctl([...ep, "put", "iw/a", "1", "-w", "json"])).out).header
+      .revision as number;
+    const pending: string[] = [];
+    let wake: (() => void) | null = null;
+    let ended = false;
+    const send = (line: string | null) => {
+      if (line === null) ended = true;
+      else pending.push(line);
+      wake?.();
+    };
+    async function* lines(): AsyncGenerator<string> {
+      for (;;) {
+        if (pending.length > 0) yield pending.shift()!;
+        else if (ended) return;
+        else await new Promise<void>((resolve) => (wake = resolve));
+      }
+    }
+    const out: string[] = [];
+    const err: string[] = [];
+    const running = runCtl([...ep, "watch", "-i"], {
+      out: (t) => out.push(t),
+      err: (t) => err.push(t),
+      stderrIsTty: false,
+      readLines: lines,
+    });
+    send(`watch iw/a --rev=${first}`);
+    await until(() => out.length >= 3, "the first watch's history");
+    send('watch "iw/\\x62" --prev-kv');
+    send("watch 'iw/c' iw/e");
+    send("frobnicate");
+    send("watch --bad-flag iw/a");
+    await until(() => err.length >= 2, "the bad lines said");
+    // Each watch is created before the writes below (a watch from now starts at its creation).
+    await until(async () => {
+      await ctl([...ep, "put", "iw/b", "2"]);
+      return out.includes("iw/b");
+    }, "the second watch's event");
+    await until(async () => {
+      await ctl([...ep, "put", "iw/d", "4"]);
+      return out.includes("iw/d");
+    }, "the third watch's event");
+    const current = JSON.parse((await ctl([...ep, "get", "iw/d", "-w", "json"])).out).header.revision;
+    send("progress");
+    await until(
+      () => out.filter((l) => l.startsWith("progress notify: ")).length >= 3,
+      "three notifications",
+    );
+    expect(out.filter((l) => l.startsWith("progress notify: "))).toEqual(
+      Array(3).fill(`progress notify: ${current}`),
+    );
+    expect(out.slice(0, 3)).toEqual(["PUT", "iw/a", "1"]);
+    expect(err).toEqual([
+      "Invalid command frobnicate (only support watch)",
+      "Invalid command watch --bad-flag iw/a (error: unknown option '--bad-flag')",
+    ]);
+    send(null);
+    expect(await running).toBe(3);
+    expect(err.at(-1)).toBe("Error: Error reading watch request line: EOF");
   });
 
   it("moves a watch on from an endpoint that refuses it, saying so once, without asking in a loop", async () => {

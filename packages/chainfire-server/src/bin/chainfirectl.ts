@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // chainfirectl: the operator's command-line client for chainfire (etcdctl-style flags).
+import { createInterface } from "node:readline";
 import { runCtl } from "../ctl/program.js";
 
 const controller = new AbortController();
@@ -32,5 +33,6 @@ const code = await runCtl(process.argv.slice(2), {
   stderrIsTty: process.stderr.isTTY === true,
   signal: controller.signal,
   readStdin,
+  readLines: () => createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY }),
 });
 process.exitCode = code;

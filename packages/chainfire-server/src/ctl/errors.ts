@@ -6,6 +6,8 @@ export type CtlErrorCode =
   | "BAD_FEATURE"
   /** The server ended a watch (etcdctl's ExitInterrupted, 5). */
   | "WATCH_CANCELED"
+  /** Input ended or could not be read (etcdctl's ExitInvalidInput, 3): `watch -i` at its end. */
+  | "INVALID_INPUT"
   | "UNREACHABLE"
   | "SERVER_ERROR"
   | "SNAPSHOT_CORRUPT"

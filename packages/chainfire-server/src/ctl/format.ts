@@ -140,4 +140,6 @@ export interface CtlIo {
   outBytes?(bytes: Uint8Array): void;
   /** Standard input, as etcdctl reads it for `put` without a value: every byte, none trimmed. */
   readStdin?(): Promise<string | Uint8Array>;
+  /** Standard input a line at a time (without its newline), for `watch -i`. */
+  readLines?(): AsyncIterable<string>;
 }

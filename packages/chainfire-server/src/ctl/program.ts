@@ -15,6 +15,7 @@ import {
   printMembers,
 } from "./commands/member.js";
 import { snapshotSave, snapshotStatusCommand } from "./commands/snapshot.js";
+import { type WatchRequest, watchInteractive } from "./commands/watch-interactive.js";
 import { type RestoreFlags, snapshotRestoreCommand } from "./commands/snapshot-restore.js";
 import { Connection, type GlobalOptions } from "./connection.js";
 import { badArgument, CtlError } from "./errors.js";
@@ -314,8 +315,14 @@ function kvCommands(program: Command, io: CtlIo, context: CtlContext): void {
           "the key (and range end) may come from ETCDCTL_WATCH_KEY (and ETCDCTL_WATCH_RANGE_END)",
       ),
   ).option("--rev <revision>", "start at this revision (history catch-up)");
+  watchCommand
+    .option("-i, --interactive", "read watch requests from standard input, one per line (and `progress`)")
+    .addOption(new Option("--no-interactive").hideHelp());
   boolOption(watchCommand, "prev-kv", "print the previous key-value with each event").action(
     withConnection((conn, format, key: string | undefined, end: string | undefined, opts: object) => {
+      if ((opts as { interactive?: boolean }).interactive === true) {
+        return watchInteractive(conn, io, format, (words) => parseWatchRequest(words, process.env));
+      }
       const range = watchRange(key, end, process.env);
       return watch(conn, io, format, range.key, range.end, {
         ...opts,
@@ -323,6 +330,30 @@ function kvCommands(program: Command, io: CtlIo, context: CtlContext): void {
       });
     }),
   );
+}
+
+/**
+ * One `watch -i` request line after its `watch` word: the flags and arguments the watch command
+ * takes, then an optional `-- <command> [args...]` to run for each event.
+ */
+export function parseWatchRequest(words: readonly string[], env: NodeJS.ProcessEnv): WatchRequest {
+  const separator = words.indexOf("--");
+  const exec = separator < 0 ? undefined : words.slice(separator + 1);
+  if (exec !== undefined && exec.length === 0) {
+    throw badArgument("bad number of arguments (found separator --, but no commands)");
+  }
+  const line = rangeOptions(new Command("watch").argument("[key]").argument("[range_end]"))
+    .option("--rev <revision>")
+    .allowExcessArguments(false)
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {} });
+  boolOption(line, "prev-kv", "");
+  line.parse(normaliseBoolFlags(separator < 0 ? words : words.slice(0, separator), boolFlagsOf(line)), {
+    from: "user",
+  });
+  const [key, end] = line.args as [string | undefined, string | undefined];
+  const range = watchRange(key, end, env);
+  return { ...range, flags: { ...line.opts(), ...(exec === undefined ? {} : { exec }) } };
 }
 
 /**
@@ -421,6 +452,7 @@ export function buildProgram(io: CtlIo, context: CtlContext = {}): Command {
  * at the deadline (ExitError), and its ExitBadConnection (2) is never seen for a down member.
  */
 const EXIT_CODES: Partial<Record<CtlError["code"], number>> = {
+  INVALID_INPUT: 3,
   BAD_FEATURE: 4,
   WATCH_CANCELED: 5,
   BAD_ARGUMENT: 128,

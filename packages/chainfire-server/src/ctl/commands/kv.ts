@@ -281,6 +281,11 @@ export interface WatchFlags extends RangeFlags {
   prevKv?: boolean;
   /** The command run for each event (`watch <key> -- <command> <args>...`), if any. */
   exec?: readonly string[];
+  /**
+   * Each "progress" event on it asks the server for a progress notification, printed as etcdctl
+   * prints one (`progress notify: <revision>`): the interactive watch's `progress` request.
+   */
+  progress?: EventTarget;
 }
 
 /**
@@ -315,7 +320,7 @@ export async function watch(
   let fruitless = 0;
   let refused = 0;
   for (;;) {
-    const end = await watchOnce(conn, io, endpoint, create, (res) => {
+    const end = await watchOnce(conn, io, endpoint, create, flags.progress, (res) => {
       printResponse(io, format, res, create.prevKv, hex);
       if (res === "closed") return;
       for (const ev of res.events) if (flags.exec !== undefined) runForEvent(io, flags.exec, res, ev);
@@ -337,6 +342,7 @@ function watchOnce(
   io: CtlIo,
   endpoint: Endpoint,
   create: etcd.WatchCreateRequest,
+  progress: EventTarget | undefined,
   onResponse: (res: etcd.WatchResponse | "closed") => void,
 ): Promise<StreamEnd> {
   // As etcdctl's watch (clientv3.WithRequireLeader): a member cut off from its leader ends the
@@ -350,17 +356,23 @@ function watchOnce(
     // The first way the stream ends decides; what follows from it (the error a cancel raises, the
     // end after an error) is not reported again.
     let settled = false;
+    const askProgress = () => {
+      if (!settled) stream.write({ progressRequest: {} });
+    };
     const stop = () => {
       settled = true;
+      progress?.removeEventListener("progress", askProgress);
       stream.cancel();
       resolve("interrupted");
     };
     if (io.signal?.aborted) return stop();
     io.signal?.addEventListener("abort", stop, { once: true });
+    progress?.addEventListener("progress", askProgress);
     const settle = (fn: () => void) => {
       if (settled) return;
       settled = true;
       io.signal?.removeEventListener("abort", stop);
+      progress?.removeEventListener("progress", askProgress);
       fn();
     };
     /** Ends the watch as etcdctl's ends when the server closes it: one line on stderr, exit 5. */
@@ -388,7 +400,15 @@ function watchOnce(
           // A watch from "now" resumes after the revision it was created at.
           if (create.startRevision === 0n) create.startRevision = (res.header?.revision ?? 0n) + 1n;
         }
-        if (res.events.length === 0) return;
+        if (res.events.length === 0) {
+          // A progress notification (etcd's client's IsProgressNotify), as etcdctl prints it.
+          const revision = res.header?.revision ?? 0n;
+          if (!res.created && res.compactRevision === 0n && revision !== 0n && progress !== undefined) {
+            io.out(`progress notify: ${revision}`);
+            onResponse(res);
+          }
+          return;
+        }
         progressed = true;
         const last = res.events[res.events.length - 1]?.kv?.modRevision;
         if (last !== undefined) create.startRevision = last + 1n;
