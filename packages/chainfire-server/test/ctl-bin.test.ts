@@ -82,4 +82,38 @@ describe("chainfirectl executable", () => {
     child.kill("SIGINT");
     expect(await exited).toBe(130);
   }, 120_000);
+
+  it("ends watch -i when a watch's command fails, with standard input still open", async () => {
+    // Proves the interactive watch stops reading standard input when it ends, so the process exits
+    // (status 1, as etcdctl) instead of waiting for the input to close; the command itself gets
+    // no standard input (it would take the request lines), so `cat` ends at once and `false` fails.
+    const child = spawn(
+      process.execPath,
+      ["--conditions=source", "--import", "tsx", join(packageDir, "src/bin/chainfirectl.ts")].concat([
+        `--endpoints=${server.endpoint}`,
+        "watch",
+        "-i",
+      ]),
+      { cwd: packageDir },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      child.stdin.write("watch bin/i -- sh -c 'cat; echo ran $ETCD_WATCH_VALUE; exit 1'\nprogress\n");
+      const deadline = Date.now() + 60_000;
+      while (!out.includes("progress notify: ") && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(out).toContain("progress notify: ");
+      await chainfirectl([`--endpoints=${server.endpoint}`, "put", "bin/i", "v"]);
+      expect(await exited).toBe(1);
+      expect(out).toContain('PUT\nbin/i\nv\nran "v"\n');
+      expect(err).toContain("error (exit status 1)");
+    } finally {
+      child.kill();
+    }
+  }, 120_000);
 });

@@ -140,6 +140,9 @@ export interface CtlIo {
   outBytes?(bytes: Uint8Array): void;
   /** Standard input, as etcdctl reads it for `put` without a value: every byte, none trimmed. */
   readStdin?(): Promise<string | Uint8Array>;
-  /** Standard input a line at a time (without its newline), for `watch -i`. */
-  readLines?(): AsyncIterable<string>;
+  /**
+   * Standard input a line at a time (without its newline), for `watch -i`; `close` stops reading
+   * it (so that it keeps the process alive no longer).
+   */
+  readLines?(): AsyncIterable<string> & { close?(): void };
 }

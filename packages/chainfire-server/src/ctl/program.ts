@@ -4,7 +4,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { SnapshotFileError } from "../snapshot/snapshot-file.js";
 import { endpointHealth, endpointStatus } from "./commands/endpoint.js";
-import { del, get, put, watch } from "./commands/kv.js";
+import { del, get, parseBigint, put, rangeOf, type WatchFlags, watch } from "./commands/kv.js";
 import {
   leaderTransfer,
   listMembers,
@@ -321,6 +321,8 @@ function kvCommands(program: Command, io: CtlIo, context: CtlContext): void {
   boolOption(watchCommand, "prev-kv", "print the previous key-value with each event").action(
     withConnection((conn, format, key: string | undefined, end: string | undefined, opts: object) => {
       if ((opts as { interactive?: boolean }).interactive === true) {
+        // The variables are checked before any request is read, as etcdctl checks them.
+        watchEnvRange(process.env);
         return watchInteractive(conn, io, format, (words) => parseWatchRequest(words, process.env));
       }
       const range = watchRange(key, end, process.env);
@@ -353,7 +355,11 @@ export function parseWatchRequest(words: readonly string[], env: NodeJS.ProcessE
   });
   const [key, end] = line.args as [string | undefined, string | undefined];
   const range = watchRange(key, end, env);
-  return { ...range, flags: { ...line.opts(), ...(exec === undefined ? {} : { exec }) } };
+  const flags: WatchFlags = { ...line.opts(), ...(exec === undefined ? {} : { exec }) };
+  // What the watch itself would refuse, refused here: the line is said to be bad, nothing more.
+  rangeOf(range.key, range.end, flags);
+  parseBigint(flags.rev, "--rev");
+  return { ...range, flags };
 }
 
 /**
@@ -365,19 +371,25 @@ export function watchRange(
   end: string | undefined,
   env: NodeJS.ProcessEnv,
 ): { key: string; end: string | undefined } {
-  const envKey = env.ETCDCTL_WATCH_KEY ?? "";
-  const envEnd = env.ETCDCTL_WATCH_RANGE_END ?? "";
-  if (envKey === "" && envEnd !== "") {
-    throw badArgument(
-      `ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END=${goQuote(Buffer.from(envEnd))}`,
-    );
-  }
+  const { key: envKey, end: envEnd } = watchEnvRange(env);
   if (envKey === "") {
     if (key === undefined) throw badArgument("bad number of arguments");
     return { key, end };
   }
   if (key !== undefined) throw badArgument("bad number of arguments (found conflicting environment key)");
   return { key: envKey, end: envEnd === "" ? undefined : envEnd };
+}
+
+/** ETCDCTL_WATCH_KEY and ETCDCTL_WATCH_RANGE_END ("" when unset); a range end alone is refused. */
+function watchEnvRange(env: NodeJS.ProcessEnv): { key: string; end: string } {
+  const key = env.ETCDCTL_WATCH_KEY ?? "";
+  const end = env.ETCDCTL_WATCH_RANGE_END ?? "";
+  if (key === "" && end !== "") {
+    throw badArgument(
+      `ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END=${goQuote(Buffer.from(end))}`,
+    );
+  }
+  return { key, end };
 }
 
 function snapshotCommands(program: Command, io: CtlIo): void {

@@ -56,7 +56,7 @@ function printKvs(
   }
 }
 
-function parseBigint(text: string | undefined, flag: string): bigint {
+export function parseBigint(text: string | undefined, flag: string): bigint {
   if (text === undefined) return 0n;
   if (!/^\d+$/.test(text)) throw badArgument(`${flag}: "${text}" is not a non-negative integer`);
   const value = BigInt(text);
@@ -243,7 +243,8 @@ function printResponse(
  */
 function runForEvent(io: CtlIo, command: readonly string[], res: etcd.WatchResponse, ev: mvccpb.Event): void {
   const run = spawnSync(command[0]!, command.slice(1), {
-    stdio: "inherit",
+    // Not this process's standard input (Go's exec gives /dev/null): `watch -i` reads requests there.
+    stdio: ["ignore", "inherit", "inherit"],
     env: {
       ...process.env,
       ETCD_WATCH_REVISION: String(res.header?.revision ?? 0n),
@@ -286,6 +287,8 @@ export interface WatchFlags extends RangeFlags {
    * prints one (`progress notify: <revision>`): the interactive watch's `progress` request.
    */
   progress?: EventTarget;
+  /** Called once the server has created the watch (its first stream). */
+  onCreated?: () => void;
 }
 
 /**
@@ -320,7 +323,7 @@ export async function watch(
   let fruitless = 0;
   let refused = 0;
   for (;;) {
-    const end = await watchOnce(conn, io, endpoint, create, flags.progress, (res) => {
+    const end = await watchOnce(conn, io, endpoint, create, flags, (res) => {
       printResponse(io, format, res, create.prevKv, hex);
       if (res === "closed") return;
       for (const ev of res.events) if (flags.exec !== undefined) runForEvent(io, flags.exec, res, ev);
@@ -342,7 +345,7 @@ function watchOnce(
   io: CtlIo,
   endpoint: Endpoint,
   create: etcd.WatchCreateRequest,
-  progress: EventTarget | undefined,
+  { progress, onCreated }: Pick<WatchFlags, "progress" | "onCreated">,
   onResponse: (res: etcd.WatchResponse | "closed") => void,
 ): Promise<StreamEnd> {
   // As etcdctl's watch (clientv3.WithRequireLeader): a member cut off from its leader ends the
@@ -396,6 +399,7 @@ function watchOnce(
           return;
         }
         if (res.created) {
+          if (!created) onCreated?.();
           created = true;
           // A watch from "now" resumes after the revision it was created at.
           if (create.startRevision === 0n) create.startRevision = (res.header?.revision ?? 0n) + 1n;

@@ -3,6 +3,7 @@
 // own flags, the same output); `progress` asks every watch for a progress notification. The
 // command ends when input ends (etcdctl's "Error reading watch request line: EOF", exit 3), when a
 // watch's command fails (exit 1), or on Ctrl-C.
+import { setMaxListeners } from "node:events";
 import type { Connection } from "../connection.js";
 import { CtlError } from "../errors.js";
 import type { CtlIo, OutputFormat } from "../format.js";
@@ -72,8 +73,14 @@ function unquote(quoted: string): string {
     }
     at = goEscape.lastIndex;
   }
-  return Buffer.from(bytes).toString();
+  try {
+    return UTF8.decode(Uint8Array.from(bytes));
+  } catch {
+    throw new CtlError("BAD_ARGUMENT", `${quoted} is not UTF-8 text, which a watched key given here must be`);
+  }
 }
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export async function watchInteractive(
   conn: Connection,
@@ -84,11 +91,16 @@ export async function watchInteractive(
   if (io.readLines === undefined) {
     throw new CtlError("BAD_ARGUMENT", "watch -i reads its requests from standard input, which is not open");
   }
+  // The connection first, as etcdctl makes its client before reading: its settings' errors (TLS
+  // files) and an endpoint that cannot be reached end the command here, not as a bad line.
+  await conn.primary();
   // The watches end with this command: on Ctrl-C, and when it ends for any other reason.
   const done = new AbortController();
   const signal = io.signal === undefined ? done.signal : AbortSignal.any([io.signal, done.signal]);
-  const watchIo: CtlIo = { ...io, signal };
   const progress = new EventTarget();
+  // One listener per watch on each: as many watches as the user starts.
+  setMaxListeners(0, signal, progress);
+  const watchIo: CtlIo = { ...io, signal };
   const running: Promise<void>[] = [];
   let failWith: (err: unknown) => void = () => {};
   const failed = new Promise<never>((_, reject) => {
@@ -98,10 +110,11 @@ export async function watchInteractive(
     if (signal.aborted) resolve("interrupted");
     signal.addEventListener("abort", () => resolve("interrupted"), { once: true });
   });
-  const lines = io.readLines()[Symbol.asyncIterator]();
+  const source = io.readLines();
+  const lines = source[Symbol.asyncIterator]();
   try {
     for (;;) {
-      const next = await Promise.race([lines.next(), failed, interrupted]);
+      const next = await Promise.race([failed, interrupted, lines.next()]);
       if (next === "interrupted") return;
       if (next.done) throw new CtlError("INVALID_INPUT", "Error reading watch request line: EOF");
       const line = next.value;
@@ -122,21 +135,23 @@ export async function watchInteractive(
           io.err(`Invalid command ${line} (${(err as Error).message})`);
           continue;
         }
+        // As etcd's client's Watch, the next line is read once this watch exists: a `progress`
+        // right after it reaches it.
+        let onCreated: () => void = () => {};
+        const created = new Promise<void>((resolve) => {
+          onCreated = resolve;
+        });
         const started = watch(conn, watchIo, format, request.key, request.end, {
           ...request.flags,
           progress,
+          onCreated,
+        }).catch((err: unknown) => {
+          // Said on stderr already ("watch was canceled (...)"): the other watches go on.
+          if (err instanceof CtlError && err.code === "WATCH_CANCELED") return;
+          failWith(err);
         });
-        running.push(
-          started.catch((err: unknown) => {
-            // Said on stderr already ("watch was canceled (...)"): the other watches go on.
-            if (err instanceof CtlError && err.code === "WATCH_CANCELED") return;
-            if (err instanceof CtlError && err.code === "BAD_ARGUMENT") {
-              io.err(`Invalid command ${line} (${err.message})`);
-              return;
-            }
-            failWith(err);
-          }),
-        );
+        running.push(started);
+        if ((await Promise.race([failed, interrupted, created])) === "interrupted") return;
       } else if (words[0] === "progress") {
         progress.dispatchEvent(new Event("progress"));
       } else {
@@ -145,6 +160,8 @@ export async function watchInteractive(
     }
   } finally {
     done.abort();
+    // Standard input is not read any more: it must not keep the process alive.
+    source.close?.();
     await Promise.all(running);
   }
 }
