@@ -19,6 +19,14 @@ function chainfirectl(args: string[], stdin?: string): Promise<{ code: number; o
   });
 }
 
+/** The executable as a long-running process (a watch), its pipes open. */
+function spawnChainfirectl(args: string[]) {
+  const bin = join(packageDir, "src/bin/chainfirectl.ts");
+  return spawn(process.execPath, ["--conditions=source", "--import", "tsx", bin, ...args], {
+    cwd: packageDir,
+  });
+}
+
 let server: TestServer;
 
 beforeAll(async () => {
@@ -62,15 +70,7 @@ describe("chainfirectl executable", () => {
 
   it("ends a running command on Ctrl-C with status 130, as etcdctl does", async () => {
     // Proves SIGINT stops the CLI at once whatever it runs (here a watch that has printed an event).
-    const child = spawn(
-      process.execPath,
-      ["--conditions=source", "--import", "tsx", join(packageDir, "src/bin/chainfirectl.ts")].concat([
-        `--endpoints=${server.endpoint}`,
-        "watch",
-        "bin/w",
-      ]),
-      { cwd: packageDir },
-    );
+    const child = spawnChainfirectl([`--endpoints=${server.endpoint}`, "watch", "bin/w"]);
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
@@ -87,15 +87,7 @@ describe("chainfirectl executable", () => {
     // Proves the interactive watch stops reading standard input when it ends, so the process exits
     // (status 1, as etcdctl) instead of waiting for the input to close; the command itself gets
     // no standard input (it would take the request lines), so `cat` ends at once and `false` fails.
-    const child = spawn(
-      process.execPath,
-      ["--conditions=source", "--import", "tsx", join(packageDir, "src/bin/chainfirectl.ts")].concat([
-        `--endpoints=${server.endpoint}`,
-        "watch",
-        "-i",
-      ]),
-      { cwd: packageDir },
-    );
+    const child = spawnChainfirectl([`--endpoints=${server.endpoint}`, "watch", "-i"]);
     let out = "";
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
