@@ -350,42 +350,71 @@ describe("SqliteLogStore", () => {
     r.close();
   });
 
-  it("compacts the log at once and deletes the compacted rows a few at a time with later writes", () => {
-    // Proves a snapshot does not delete ~all of the log in one go (an event-loop stall), while no
-    // compacted entry is served from the moment of the snapshot, also across a reopen.
+  it("compacts the log at once and drops the compacted rows whole, a table at a time", () => {
+    // Proves a snapshot deletes no row one by one (that made every later write slower), no
+    // compacted entry is served from the moment of the snapshot, reads and a truncated suffix span
+    // both tables, and the rows of a whole table go once a later snapshot has compacted them all.
     const path = join(dir, "trim.db");
     const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
-    const e = (index: bigint) => ({ index, term: 1n, type: 0 as const, data: Buffer.from([1]) });
-    const append = (from: number, count: number) =>
-      s.persist({
+    const e = (index: bigint, term = 1n) => ({ index, term, type: 0 as const, data: Buffer.from([1]) });
+    const append = (store: SqliteLogStore, from: number, count: number, term = 1n) =>
+      store.persist({
         hardState: null,
         snapshot: null,
-        entries: Array.from({ length: count }, (_, i) => e(BigInt(from + i))),
+        entries: Array.from({ length: count }, (_, i) => e(BigInt(from + i), term)),
       });
-    append(1, 3000);
+    append(s, 1, 3000);
     const reader = new Database(path, { readonly: true });
-    const rows = () => Number(reader.prepare("SELECT count(*) FROM entries").pluck().get());
-    s.createSnapshot(2900n, { voters: [1n], learners: [] }, Buffer.from("image"), 100n);
+    const rows = (table: string) => Number(reader.prepare(`SELECT count(*) FROM ${table}`).pluck().get());
+    const cs = { voters: [1n], learners: [] };
+    s.createSnapshot(2900n, cs, Buffer.from("image"), 100n);
     expect(s.firstIndex()).toBe(2801n);
     expect(() => s.entries(2800n, 2802n, 1 << 20)).toThrow(/compacted/);
     expect(s.entries(2801n, 2803n, 1 << 20).map((x) => x.index)).toEqual([2801n, 2802n]);
-    expect(rows()).toBeGreaterThan(2000); // most of the compacted rows are still there
-    let next = 3001;
-    append(next++, 1);
-    const afterOne = rows();
-    expect(afterOne).toBeLessThan(3001);
+    // The first snapshot finds the older table empty: the whole log moves to it, nothing deleted.
+    expect([rows("entries_old"), rows("entries")]).toEqual([3000, 0]);
+    append(s, 3001, 1000);
+    expect([rows("entries_old"), rows("entries")]).toEqual([3000, 1000]);
+    // A read across the two tables, in order, and a term from each.
+    expect(s.entries(2999n, 3003n, 1 << 20).map((x) => x.index)).toEqual([2999n, 3000n, 3001n, 3002n]);
+    expect([s.term(2990n), s.term(3500n)]).toEqual([1n, 1n]);
+    // A conflicting suffix from inside the older table replaces the rest of both.
+    append(s, 2990, 20, 2n);
+    expect([s.lastIndex(), rows("entries_old"), rows("entries")]).toEqual([3009n, 2989, 20]);
+    expect(s.entries(2988n, 2992n, 1 << 20).map((x) => [x.index, x.term])).toEqual([
+      [2988n, 1n],
+      [2989n, 1n],
+      [2990n, 2n],
+      [2991n, 2n],
+    ]);
+    append(s, 3010, 1000, 2n);
     s.close();
+    // Reopened, the log is the same; a snapshot whose compaction point passes the older table's
+    // last row drops that table, and the newer one takes its place.
     const r = new SqliteLogStore({ path });
-    expect([r.firstIndex(), r.lastIndex()]).toEqual([2801n, 3001n]);
-    const more = (count: number) =>
-      r.persist({
-        hardState: null,
-        snapshot: null,
-        entries: Array.from({ length: count }, () => e(BigInt(next++))),
-      });
-    for (let i = 0; i < 40 && rows() > Number(r.lastIndex() - r.firstIndex() + 1n); i++) more(1);
-    expect(rows()).toBe(Number(r.lastIndex() - r.firstIndex() + 1n));
-    expect(r.entries(2801n, 2802n, 1 << 20).map((x) => x.index)).toEqual([2801n]);
+    expect([r.firstIndex(), r.lastIndex(), r.term(2995n)]).toEqual([2801n, 4009n, 2n]);
+    r.createSnapshot(3500n, cs, Buffer.from("image 2"), 100n);
+    expect([r.firstIndex(), rows("entries_old"), rows("entries")]).toEqual([3401n, 1020, 0]);
+    expect(r.entries(3401n, 3403n, 1 << 20).map((x) => x.index)).toEqual([3401n, 3402n]);
+    // A snapshot that leaves some of the older table live drops nothing.
+    append(r, 4010, 10, 2n);
+    r.createSnapshot(4000n, cs, Buffer.from("image 3"), 100n);
+    expect([r.firstIndex(), rows("entries_old"), rows("entries")]).toEqual([3901n, 1020, 10]);
+    expect(r.entries(3999n, 4012n, 1 << 20).map((x) => x.index)).toEqual(
+      Array.from({ length: 13 }, (_, i) => BigInt(3999 + i)),
+    );
+    // A snapshot from a leader replaces the log in both tables.
+    r.persist({
+      hardState: null,
+      entries: [],
+      snapshot: { metadata: { index: 5000n, term: 3n, confState: cs }, data: Buffer.from("leader") },
+    });
+    expect([r.firstIndex(), r.lastIndex(), rows("entries_old"), rows("entries")]).toEqual([
+      5001n,
+      5000n,
+      0,
+      0,
+    ]);
     reader.close();
     r.close();
   });

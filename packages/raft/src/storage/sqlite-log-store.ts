@@ -59,10 +59,16 @@ export function snapshotBytes(snap: Snapshot): Uint8Array {
   return snap.file === undefined ? snap.data : readFileSync(snap.file.path);
 }
 /**
- * Compacted entries are deleted this many per transaction, riding along with the next writes: a
- * snapshot compacts ~100k entries at once, and one DELETE of them all held the event loop ~0.2 s.
+ * The entries are kept in two tables, as a log in segments: `entries` takes new ones, and
+ * `entries_old` holds those from before the last rotation, every one of them older than any in
+ * `entries`. Compaction drops `entries_old` whole once all of it is compacted, and renames
+ * `entries` to it (see `storeSnapshot`): 100,000 entries go in ~25 ms and ~45 KB of WAL, where
+ * deleting them row by row took ~0.2 s and ~4 MB of WAL (riding along 256 at a time, it made every
+ * transaction after a snapshot several times slower; chainfire-server/BENCHMARKS.md, run 71).
+ * Compacted rows stay until then: the file holds up to about two snapshot intervals of entries.
  */
-const TRIM_ENTRIES_PER_TX = 256;
+const ENTRIES_COLUMNS =
+  "(idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB NOT NULL)";
 
 /** Bounds of the in-memory tail of newest entries. */
 const TAIL_ENTRIES_MAX = 8192;
@@ -134,13 +140,6 @@ export class SqliteLogStore implements LogStorage {
   /** The lowest `index - 1` rewritten since the running sync started (null: none). */
   private rewrittenSinceSyncStart: bigint | null = null;
   private closed = false;
-  /**
-   * Rows below the log's first index may still be in the table, from `trimFrom` up to `trimTo`
-   * inclusive (none when trimFrom > trimTo): compaction is logical at once (the first index moves)
-   * and physical over the following transactions (see TRIM_ENTRIES_PER_TX).
-   */
-  private trimFrom = 1n;
-  private trimTo = 0n;
   /** Checkpoints the WAL from a worker thread, when asked for (see WalCheckpointer). */
   private checkpointer: WalCheckpointer | null = null;
   /** The folder of snapshot files (null for an in-memory database). */
@@ -172,8 +171,8 @@ export class SqliteLogStore implements LogStorage {
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = NORMAL");
     this.db.exec(`
-      CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL,
-        type INTEGER NOT NULL, data BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS entries ${ENTRIES_COLUMNS};
+      CREATE TABLE IF NOT EXISTS entries_old ${ENTRIES_COLUMNS};
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
       CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL,
         term INTEGER NOT NULL, conf BLOB NOT NULL, data BLOB NOT NULL);
@@ -184,14 +183,20 @@ export class SqliteLogStore implements LogStorage {
       deleteMeta: this.db.prepare("DELETE FROM meta WHERE key = ?"),
       insert: this.db.prepare("INSERT OR REPLACE INTO entries (idx, term, type, data) VALUES (?, ?, ?, ?)"),
       deleteFrom: this.db.prepare("DELETE FROM entries WHERE idx >= ?"),
-      deleteBetween: this.db.prepare("DELETE FROM entries WHERE idx >= ? AND idx < ?"),
-      firstRow: this.db.prepare("SELECT min(idx) FROM entries").pluck().safeIntegers(),
+      deleteFromOld: this.db.prepare("DELETE FROM entries_old WHERE idx >= ?"),
+      // Without a WHERE clause SQLite empties a table whole, not row by row.
       deleteAll: this.db.prepare("DELETE FROM entries"),
+      deleteAllOld: this.db.prepare("DELETE FROM entries_old"),
       range: this.db
         .prepare("SELECT idx, term, type, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
         .safeIntegers(),
+      rangeOld: this.db
+        .prepare("SELECT idx, term, type, data FROM entries_old WHERE idx >= ? AND idx < ? ORDER BY idx")
+        .safeIntegers(),
       term: this.db.prepare("SELECT term FROM entries WHERE idx = ?").safeIntegers(),
+      termOld: this.db.prepare("SELECT term FROM entries_old WHERE idx = ?").safeIntegers(),
       last: this.db.prepare("SELECT idx, term FROM entries ORDER BY idx DESC LIMIT 1").safeIntegers(),
+      lastOld: this.db.prepare("SELECT idx, term FROM entries_old ORDER BY idx DESC LIMIT 1").safeIntegers(),
       getSnap: this.db.prepare("SELECT idx, term, conf, data FROM snapshot WHERE id = 1").safeIntegers(),
       setSnap: this.db.prepare(
         "INSERT OR REPLACE INTO snapshot (id, idx, term, conf, data) VALUES (1, ?, ?, ?, ?)",
@@ -202,8 +207,6 @@ export class SqliteLogStore implements LogStorage {
     );
     this.snapDir = this.db.memory ? null : dirname(opts.path);
     this.load(opts);
-    this.trimFrom = (this.stmts.firstRow.get() as bigint | null) ?? this.snapIndex + 1n;
-    this.trimTo = this.snapIndex;
     this.removeStraySnapshotFiles();
     if (opts.backgroundCheckpoints === true && !this.db.memory)
       this.checkpointer = new WalCheckpointer(this.db);
@@ -249,7 +252,7 @@ export class SqliteLogStore implements LogStorage {
       this.snapIndex = BigInt(i ?? "0");
       this.snapTerm = BigInt(t ?? "0");
     }
-    const last = this.stmts.last.get() as { idx: bigint; term: bigint } | undefined;
+    const last = this.lastRow();
     if (last !== undefined && last.idx > this.snapIndex) {
       this.last = last.idx;
       this.lastTerm = last.term;
@@ -257,6 +260,12 @@ export class SqliteLogStore implements LogStorage {
       this.last = this.snapIndex;
       this.lastTerm = this.snapTerm;
     }
+  }
+
+  /** The newest row in either table (`entries` holds the newer ones when it has any). */
+  private lastRow(): { idx: bigint; term: bigint } | undefined {
+    type IdxTerm = { idx: bigint; term: bigint } | undefined;
+    return (this.stmts.last.get() as IdxTerm) ?? (this.stmts.lastOld.get() as IdxTerm);
   }
 
   private getMeta(key: string): Buffer | undefined {
@@ -288,7 +297,8 @@ export class SqliteLogStore implements LogStorage {
     if (index > this.last) throw new UnavailableError(index);
     if (index === this.last) return this.lastTerm;
     if (this.tail.has(index)) return this.tail.at(index).term;
-    const row = this.stmts.term.get(index) as { term: bigint } | undefined;
+    type Term = { term: bigint } | undefined;
+    const row = (this.stmts.term.get(index) as Term) ?? (this.stmts.termOld.get(index) as Term);
     if (row === undefined) throw new UnavailableError(index);
     return row.term;
   }
@@ -299,7 +309,7 @@ export class SqliteLogStore implements LogStorage {
     if (this.tail.has(lo)) return this.tail.slice(lo, hi, maxBytes);
     const out: Entry[] = [];
     let bytes = 0;
-    for (const r of this.stmts.range.iterate(lo, hi) as Iterable<Row>) {
+    for (const r of this.rows(lo, hi)) {
       bytes += r.data.length;
       if (out.length > 0 && bytes > maxBytes) break;
       out.push({ index: r.idx, term: r.term, type: Number(r.type) as EntryType, data: r.data });
@@ -489,7 +499,7 @@ export class SqliteLogStore implements LogStorage {
     if (replacedLog) {
       // A snapshot from the leader replaces the whole log.
       this.stmts.deleteAll.run();
-      this.trimFrom = snap.metadata.index + 1n;
+      this.stmts.deleteAllOld.run();
       this.writeSnapshotRow(snap, received);
       this.last = snap.metadata.index;
       this.lastTerm = snap.metadata.term;
@@ -507,13 +517,16 @@ export class SqliteLogStore implements LogStorage {
       if (head.index > this.last + 1n) {
         throw new Error(`append at ${head.index} leaves a gap after ${this.last}`);
       }
-      if (head.index <= this.last) this.stmts.deleteFrom.run(head.index);
+      if (head.index <= this.last) {
+        // The suffix may begin in either table; what stays of `entries_old` is still all older.
+        this.stmts.deleteFrom.run(head.index);
+        this.stmts.deleteFromOld.run(head.index);
+      }
       for (const e of fresh) this.stmts.insert.run(e.index, e.term, e.type, toBuffer(e.data));
       const tail = fresh[fresh.length - 1] as Entry;
       this.last = tail.index;
       this.lastTerm = tail.term;
     }
-    this.trimSome();
     if (this.hard.term !== this.writtenTerm || this.hard.vote !== this.writtenVote) {
       this.writeHardStateIfDirty();
     }
@@ -665,13 +678,17 @@ export class SqliteLogStore implements LogStorage {
     }
   }
 
-  /** Inside a transaction: deletes the next few compacted rows still in the table. */
-  private trimSome(): void {
-    if (this.trimFrom > this.trimTo) return;
-    const end = this.trimFrom + BigInt(TRIM_ENTRIES_PER_TX);
-    const stop = end <= this.trimTo + 1n ? end : this.trimTo + 1n;
-    this.stmts.deleteBetween.run(this.trimFrom, stop);
-    this.trimFrom = stop;
+  /**
+   * Inside a transaction, once the log is compacted up to `compactTo`: when every row of
+   * `entries_old` is compacted, it is dropped whole and `entries` becomes it, so the rows compacted
+   * next are dropped at a later snapshot the same way. Otherwise (a kept tail longer than the
+   * interval between snapshots) nothing moves until a later snapshot passes its last row.
+   */
+  private rotateEntries(compactTo: bigint): void {
+    const oldLast = this.stmts.lastOld.get() as { idx: bigint } | undefined;
+    if (oldLast !== undefined && oldLast.idx > compactTo) return;
+    this.db.exec(`DROP TABLE entries_old; ALTER TABLE entries RENAME TO entries_old;
+      CREATE TABLE entries ${ENTRIES_COLUMNS};`);
   }
 
   private setCompacted(index: bigint, term: bigint): void {
@@ -744,6 +761,12 @@ export class SqliteLogStore implements LogStorage {
     this.storeSnapshot(index, confState, EMPTY, name, keepTail);
   }
 
+  /** The rows in [lo, hi) in index order: every row in `entries_old` comes before any in `entries`. */
+  private *rows(lo: bigint, hi: bigint): Generator<Row> {
+    yield* this.stmts.rangeOld.iterate(lo, hi) as Iterable<Row>;
+    yield* this.stmts.range.iterate(lo, hi) as Iterable<Row>;
+  }
+
   /**
    * Records a snapshot at `index` whose data is the state machine's own files, already durable at
    * `index` (StateMachine.persist), and compacts the log behind it as `createSnapshot` does: what
@@ -772,8 +795,6 @@ export class SqliteLogStore implements LogStorage {
     const before = {
       snapIndex: this.snapIndex,
       snapTerm: this.snapTerm,
-      trimFrom: this.trimFrom,
-      trimTo: this.trimTo,
       obsolete: this.obsoleteFiles.length,
     };
     try {
@@ -784,15 +805,12 @@ export class SqliteLogStore implements LogStorage {
         if (inMachine) this.setMeta(SNAP_IN_MACHINE_KEY, Buffer.from([1]));
         if (compactTo > this.snapIndex) {
           this.setCompacted(compactTo, compactTerm);
-          this.trimTo = compactTo;
-          this.trimSome();
+          this.rotateEntries(compactTo);
         }
       })();
     } catch (err) {
       this.snapIndex = before.snapIndex;
       this.snapTerm = before.snapTerm;
-      this.trimFrom = before.trimFrom;
-      this.trimTo = before.trimTo;
       this.obsoleteFiles.length = before.obsolete;
       throw err;
     }
