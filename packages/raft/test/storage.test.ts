@@ -355,7 +355,7 @@ describe("SqliteLogStore", () => {
     // compacted entry is served from the moment of the snapshot, reads and a truncated suffix span
     // both tables, and the rows of a whole table go once a later snapshot has compacted them all.
     const path = join(dir, "trim.db");
-    const s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
+    let s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
     const e = (index: bigint, term = 1n) => ({ index, term, type: 0 as const, data: Buffer.from([1]) });
     const append = (store: SqliteLogStore, from: number, count: number, term = 1n) =>
       store.persist({
@@ -373,6 +373,11 @@ describe("SqliteLogStore", () => {
     expect(s.entries(2801n, 2803n, 1 << 20).map((x) => x.index)).toEqual([2801n, 2802n]);
     // The first snapshot finds the older table empty: the whole log moves to it, nothing deleted.
     expect([rows("entries_old"), rows("entries")]).toEqual([3000, 0]);
+    // Reopened now (no entry in memory, `entries` empty), the log is read from the older table.
+    s.close();
+    s = new SqliteLogStore({ path });
+    expect([s.firstIndex(), s.lastIndex(), s.term(2950n)]).toEqual([2801n, 3000n, 1n]);
+    expect(s.entries(2801n, 2803n, 1 << 20).map((x) => x.index)).toEqual([2801n, 2802n]);
     append(s, 3001, 1000);
     expect([rows("entries_old"), rows("entries")]).toEqual([3000, 1000]);
     // A read across the two tables, in order, and a term from each.
@@ -392,7 +397,13 @@ describe("SqliteLogStore", () => {
     // Reopened, the log is the same; a snapshot whose compaction point passes the older table's
     // last row drops that table, and the newer one takes its place.
     const r = new SqliteLogStore({ path });
-    expect([r.firstIndex(), r.lastIndex(), r.term(2995n)]).toEqual([2801n, 4009n, 2n]);
+    // Reopened, a term and a read from each table come from SQLite.
+    expect([r.firstIndex(), r.lastIndex(), r.term(2850n), r.term(2995n)]).toEqual([2801n, 4009n, 1n, 2n]);
+    expect(r.entries(2988n, 2991n, 1 << 20).map((x) => [x.index, x.term])).toEqual([
+      [2988n, 1n],
+      [2989n, 1n],
+      [2990n, 2n],
+    ]);
     r.createSnapshot(3500n, cs, Buffer.from("image 2"), 100n);
     expect([r.firstIndex(), rows("entries_old"), rows("entries")]).toEqual([3401n, 1020, 0]);
     expect(r.entries(3401n, 3403n, 1 << 20).map((x) => x.index)).toEqual([3401n, 3402n]);
