@@ -307,31 +307,37 @@ function kvCommands(program: Command, io: CtlIo, context: CtlContext): void {
       del(conn, io, format, key, end, opts),
     ),
   );
-  const watchCommand = rangeOptions(
+  const watchCommand = watchOptions(
     program
       .command("watch [key] [range_end]")
       .description(
         "print events until interrupted; `-- <command> [args...]` runs a command for each event; " +
           "the key (and range end) may come from ETCDCTL_WATCH_KEY (and ETCDCTL_WATCH_RANGE_END)",
       ),
-  ).option("--rev <revision>", "start at this revision (history catch-up)");
+  );
   watchCommand
     .option("-i, --interactive", "read watch requests from standard input, one per line (and `progress`)")
-    .addOption(new Option("--no-interactive").hideHelp());
-  boolOption(watchCommand, "prev-kv", "print the previous key-value with each event").action(
-    withConnection((conn, format, key: string | undefined, end: string | undefined, opts: object) => {
-      if ((opts as { interactive?: boolean }).interactive === true) {
-        // The variables are checked before any request is read, as etcdctl checks them.
-        watchEnvRange(process.env);
-        return watchInteractive(conn, io, format, (words) => parseWatchRequest(words, process.env));
-      }
-      const range = watchRange(key, end, process.env);
-      return watch(conn, io, format, range.key, range.end, {
-        ...opts,
-        ...(context.watchExec === undefined ? {} : { exec: context.watchExec }),
-      });
-    }),
-  );
+    .addOption(new Option("--no-interactive").hideHelp())
+    .action(
+      withConnection((conn, format, key: string | undefined, end: string | undefined, opts: object) => {
+        if ((opts as { interactive?: boolean }).interactive === true) {
+          // The variables are checked before any request is read, as etcdctl checks them.
+          watchEnvRange(process.env);
+          return watchInteractive(conn, io, format, (words) => parseWatchRequest(words, process.env));
+        }
+        const range = watchRange(key, end, process.env);
+        return watch(conn, io, format, range.key, range.end, {
+          ...opts,
+          ...(context.watchExec === undefined ? {} : { exec: context.watchExec }),
+        });
+      }),
+    );
+}
+
+/** The flags of a watch, on the command line and on a `watch -i` request line alike. */
+function watchOptions(command: Command): Command {
+  rangeOptions(command).option("--rev <revision>", "start at this revision (history catch-up)");
+  return boolOption(command, "prev-kv", "print the previous key-value with each event");
 }
 
 /**
@@ -344,12 +350,10 @@ export function parseWatchRequest(words: readonly string[], env: NodeJS.ProcessE
   if (exec !== undefined && exec.length === 0) {
     throw badArgument("bad number of arguments (found separator --, but no commands)");
   }
-  const line = rangeOptions(new Command("watch").argument("[key]").argument("[range_end]"))
-    .option("--rev <revision>")
+  const line = watchOptions(new Command("watch").argument("[key]").argument("[range_end]"))
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({ writeOut: () => {}, writeErr: () => {} });
-  boolOption(line, "prev-kv", "");
   line.parse(normaliseBoolFlags(separator < 0 ? words : words.slice(0, separator), boolFlagsOf(line)), {
     from: "user",
   });
