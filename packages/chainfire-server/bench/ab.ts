@@ -4,14 +4,15 @@
 // two are measured in AB_WINDOWS (default 8) alternating 3-s windows of h2load puts (one key,
 // 256-byte values) at AB_IN_FLIGHT (default 16); with AB_HEAVY=1 each window follows 3 s at 256 in
 // flight on the same cluster (what the full bench's earlier rows leave behind: snapshots and log
-// compaction). Prints each cluster's pooled throughput and percentiles and each window's p99.
+// compaction). Prints each cluster's pooled throughput, percentiles and server CPU per put (its
+// three members, all threads, user + system, over the measured windows) and each window's p99.
 // Two identical clusters differ by about 1 ms at p99 this way (BENCHMARKS.md, runs 66 and 71).
 // Run: pnpm bench:ab (compiles first), with nothing else running.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { etcd as etcdpb } from "@photoncloud/chainfire-api";
-import { percentile, runH2Load } from "@photoncloud/daemon/bench";
+import { percentile, processCpuMicros, runH2Load } from "@photoncloud/daemon/bench";
 import { putRequest } from "../src/mvcc/messages.js";
 import { Cluster } from "./cluster.js";
 import { VALUE } from "./grpc-load.js";
@@ -46,6 +47,8 @@ async function start(name: string, env: string[], nodeArgs?: string[]): Promise<
   }
 }
 
+const cpuMicros = (c: Cluster) => c.members.reduce((n, m) => n + processCpuMicros(m.process!.pid!), 0);
+
 async function load(c: Cluster, inFlight: number, ms: number) {
   const runs = await Promise.all(
     c.members.map((m, i) =>
@@ -70,8 +73,8 @@ const b = await start("b", B_ENV, process.env.AB_B_NODE_ARGS?.split(" ").filter(
 try {
   for (const c of [a, b]) await load(c, 64, 8000);
   const pooled = {
-    a: { ops: 0, s: 0, lat: [] as number[], p99s: [] as string[] },
-    b: { ops: 0, s: 0, lat: [] as number[], p99s: [] as string[] },
+    a: { ops: 0, s: 0, cpuUs: 0, lat: [] as number[], p99s: [] as string[] },
+    b: { ops: 0, s: 0, cpuUs: 0, lat: [] as number[], p99s: [] as string[] },
   };
   for (let w = 0; w < WINDOWS; w++) {
     const order: Array<["a" | "b", Cluster]> =
@@ -86,8 +89,10 @@ try {
           ];
     for (const [name, c] of order) {
       if (HEAVY) await load(c, 256, 3000);
+      const cpuBefore = cpuMicros(c);
       const r = await load(c, IN_FLIGHT, 3000);
       const p = pooled[name];
+      p.cpuUs += cpuMicros(c) - cpuBefore;
       p.ops += r.ops;
       p.s += r.s;
       p.lat.push(...r.lat);
@@ -102,7 +107,7 @@ try {
   for (const [name, p] of Object.entries(pooled)) {
     const sorted = p.lat.sort((x, y) => x - y);
     console.log(
-      `${name}: ${(p.ops / p.s).toFixed(0)}/s p50 ${percentile(sorted, 50).toFixed(1)} p99 ${percentile(sorted, 99).toFixed(1)} p999 ${percentile(sorted, 99.9).toFixed(1)} windows ${p.p99s.join(" ")}`,
+      `${name}: ${(p.ops / p.s).toFixed(0)}/s p50 ${percentile(sorted, 50).toFixed(1)} p99 ${percentile(sorted, 99).toFixed(1)} p999 ${percentile(sorted, 99.9).toFixed(1)} cpuµs/op ${(p.cpuUs / p.ops).toFixed(0)} windows ${p.p99s.join(" ")}`,
     );
   }
 } finally {

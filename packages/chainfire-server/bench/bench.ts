@@ -111,6 +111,8 @@ interface Sample {
   serverCpuSeconds: number;
   /** The same for the leader's process alone (0 when the leader is not known). */
   leaderCpuSeconds: number;
+  /** CPU seconds the grpc-js load processes spent (undefined for other clients). */
+  clientCpuSeconds?: number;
 }
 
 interface Result {
@@ -122,6 +124,8 @@ interface Result {
   serverCpuUsPerOp: number;
   /** The same for the leader's process alone (0 when the leader is not known). */
   leaderCpuUsPerOp: number;
+  /** CPU time the grpc-js load processes spent per completed request (undefined when not measured). */
+  clientCpuUsPerOp: number | undefined;
 }
 
 /**
@@ -140,6 +144,9 @@ function summarize(samples: readonly Sample[]): Result {
     errors: samples.reduce((n, s) => n + s.errors, 0),
     serverCpuUsPerOp: perOp(samples.reduce((n, s) => n + s.serverCpuSeconds, 0)),
     leaderCpuUsPerOp: perOp(samples.reduce((n, s) => n + s.leaderCpuSeconds, 0)),
+    clientCpuUsPerOp: samples.every((s) => s.clientCpuSeconds !== undefined)
+      ? perOp(samples.reduce((n, s) => n + (s.clientCpuSeconds ?? 0), 0))
+      : undefined,
   };
 }
 
@@ -161,6 +168,7 @@ function cpuSeconds(pids: readonly number[]): number {
 async function measure(s: Suite, workload: Workload, inFlight: number, durationMs: number): Promise<Sample> {
   const cpuBefore = cpuSeconds(s.pids);
   const leaderCpuBefore = s.leaderPid === undefined ? 0 : cpuSeconds([s.leaderPid]);
+  const clientCpuBefore = s.loaders === undefined ? 0 : cpuSeconds(s.loaders.pids);
   const result =
     s.loaders === undefined
       ? await closedLoop(
@@ -176,6 +184,7 @@ async function measure(s: Suite, workload: Workload, inFlight: number, durationM
     errors: result.errors,
     serverCpuSeconds: cpuSeconds(s.pids) - cpuBefore,
     leaderCpuSeconds: s.leaderPid === undefined ? 0 : cpuSeconds([s.leaderPid]) - leaderCpuBefore,
+    ...(s.loaders === undefined ? {} : { clientCpuSeconds: cpuSeconds(s.loaders.pids) - clientCpuBefore }),
   };
 }
 
@@ -380,6 +389,7 @@ function row(name: string, c: Result | undefined, e: Result | undefined): string
     cell(c, (r) => String(r.errors), 5),
     cell(c, (r) => r.serverCpuUsPerOp.toFixed(0), 8),
     cell(c, (r) => r.leaderCpuUsPerOp.toFixed(0), 8),
+    cell(c, (r) => r.clientCpuUsPerOp?.toFixed(0) ?? "-", 8),
     "|",
     cell(e, (r) => r.opsPerSecond.toFixed(0), 10),
     cell(e, (r) => r.p50Ms.toFixed(1), 7),
@@ -387,6 +397,7 @@ function row(name: string, c: Result | undefined, e: Result | undefined): string
     cell(e, (r) => String(r.errors), 5),
     cell(e, (r) => r.serverCpuUsPerOp.toFixed(0), 8),
     cell(e, (r) => r.leaderCpuUsPerOp.toFixed(0), 8),
+    cell(e, (r) => r.clientCpuUsPerOp?.toFixed(0) ?? "-", 8),
     "|",
     (c && e ? (c.opsPerSecond / e.opsPerSecond).toFixed(2) : "-").padStart(6),
     (c && e ? (c.p99Ms / e.p99Ms).toFixed(2) : "-").padStart(9),
@@ -425,7 +436,7 @@ console.log(
 );
 console.log(`chainfire daemons' Node.js arguments: ${DAEMON_NODE_ARGS.join(" ") || "(none)"}`);
 console.log(
-  `${"workload".padEnd(33)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op | ratio p99 ratio cpu ratio` +
+  `${"workload".padEnd(33)}  chainfire/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op  cliµs/op |     etcd/s  p50 ms  p99 ms  errs cpuµs/op  ldrµs/op  cliµs/op | ratio p99 ratio cpu ratio` +
     (ROUNDS > 1 ? " | per round: ratio/p99 ratio" : ""),
 );
 const summary = (samples: readonly Sample[] | undefined) =>

@@ -128,6 +128,10 @@ export class LoadProcesses {
     };
   }
 
+  get pids(): number[] {
+    return this.children.map((c) => c.pid!);
+  }
+
   close(): void {
     for (const c of this.children) c.kill();
   }
