@@ -3,7 +3,12 @@
 // anything that depends on the batch leaves the member).
 import { SqliteLogStore } from "../src/storage/sqlite-log-store.js";
 
-const store = new SqliteLogStore({ path: process.argv[2] as string, bootstrapVoters: [1n, 2n, 3n] });
+// Small segments, dropped with every write once compacted: a kill lands in sealing and dropping too.
+const store = new SqliteLogStore({
+  path: process.argv[2] as string,
+  bootstrapVoters: [1n, 2n, 3n],
+  segments: { segmentBytes: 16_000, dropIntervalMs: 0 },
+});
 let term = store.hardState().term + 1n;
 for (;;) {
   const last = store.lastIndex();

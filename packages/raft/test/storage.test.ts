@@ -350,12 +350,22 @@ describe("SqliteLogStore", () => {
     r.close();
   });
 
-  it("compacts the log at once and drops the compacted rows whole, a table at a time", () => {
-    // Proves a snapshot deletes no row one by one (that made every later write slower), no
-    // compacted entry is served from the moment of the snapshot, reads and a truncated suffix span
-    // both tables, and the rows of a whole table go once a later snapshot has compacted them all.
-    const path = join(dir, "trim.db");
-    let s = new SqliteLogStore({ path, bootstrapVoters: [1n] });
+  it("keeps the entries in segments sealed by size, and drops compacted ones whole, one at a time", () => {
+    // Proves a snapshot deletes no row one by one (that made every later write slower) and drops
+    // no more than one segment at a time (a DROP's cost grows with the table), no compacted entry is
+    // served from the moment of the snapshot, reads and a truncated suffix span the segments, and
+    // a restart finds the same log.
+    const path = join(dir, "segments.db");
+    // Segments of 1,000 one-byte entries (33 bytes each, with the row). A compacted segment is
+    // dropped by a snapshot, or by a write once the interval since the last drop has passed: never
+    // here, or at every write (`eager`).
+    const open = (eager: boolean) =>
+      new SqliteLogStore({
+        path,
+        bootstrapVoters: [1n],
+        segments: { segmentBytes: 33_000, dropIntervalMs: eager ? 0 : 1e9 },
+      });
+    let s = open(false);
     const e = (index: bigint, term = 1n) => ({ index, term, type: 0 as const, data: Buffer.from([1]) });
     const append = (store: SqliteLogStore, from: number, count: number, term = 1n) =>
       store.persist({
@@ -363,71 +373,109 @@ describe("SqliteLogStore", () => {
         snapshot: null,
         entries: Array.from({ length: count }, (_, i) => e(BigInt(from + i), term)),
       });
-    append(s, 1, 3000);
+    for (let i = 0; i < 6; i++) append(s, 1 + 500 * i, 500);
     const reader = new Database(path, { readonly: true });
-    const rows = (table: string) => Number(reader.prepare(`SELECT count(*) FROM ${table}`).pluck().get());
+    /** Each table holding entries, oldest first: [name, first index, last index, rows]. */
+    const tables = () =>
+      (
+        reader
+          .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'entries%' ORDER BY name",
+          )
+          .pluck()
+          .all() as string[]
+      )
+        .map((t) => {
+          const r = reader.prepare(`SELECT min(idx) AS a, max(idx) AS b, count(*) AS n FROM ${t}`).get() as {
+            a: number | null;
+            b: number | null;
+            n: number;
+          };
+          return [t, r.a, r.b, r.n];
+        })
+        .sort((x, y) => Number(x[1] ?? Infinity) - Number(y[1] ?? Infinity));
+    // Sealed in the transaction that filled each one; `entries` takes what comes next.
+    expect(tables()).toEqual([
+      ["entries_seg_0", 1, 1000, 1000],
+      ["entries_seg_1", 1001, 2000, 1000],
+      ["entries_seg_2", 2001, 3000, 1000],
+      ["entries", null, null, 0],
+    ]);
     const cs = { voters: [1n], learners: [] };
-    s.createSnapshot(2900n, cs, Buffer.from("image"), 100n);
-    expect(s.firstIndex()).toBe(2801n);
-    expect(() => s.entries(2800n, 2802n, 1 << 20)).toThrow(/compacted/);
-    expect(s.entries(2801n, 2803n, 1 << 20).map((x) => x.index)).toEqual([2801n, 2802n]);
-    // The first snapshot finds the older table empty: the whole log moves to it, nothing deleted.
-    expect([rows("entries_old"), rows("entries")]).toEqual([3000, 0]);
-    // Reopened now (no entry in memory, `entries` empty), the log is read from the older table.
+    s.createSnapshot(2500n, cs, Buffer.from("image"), 100n);
+    // Compacted up to 2400: the first segment goes with the snapshot, the second with a later
+    // write (not before the interval), the third holds live entries.
+    expect(tables().map((t) => t[0])).toEqual(["entries_seg_1", "entries_seg_2", "entries"]);
+    expect(s.firstIndex()).toBe(2401n);
+    expect(() => s.entries(2400n, 2402n, 1 << 20)).toThrow(/compacted/);
+    append(s, 3001, 10);
+    expect(tables().map((t) => t[0])).toEqual(["entries_seg_1", "entries_seg_2", "entries"]);
     s.close();
-    s = new SqliteLogStore({ path });
-    expect([s.firstIndex(), s.lastIndex(), s.term(2950n)]).toEqual([2801n, 3000n, 1n]);
-    expect(s.entries(2801n, 2803n, 1 << 20).map((x) => x.index)).toEqual([2801n, 2802n]);
-    append(s, 3001, 1000);
-    expect([rows("entries_old"), rows("entries")]).toEqual([3000, 1000]);
-    // A read across the two tables, in order, and a term from each.
-    expect(s.entries(2999n, 3003n, 1 << 20).map((x) => x.index)).toEqual([2999n, 3000n, 3001n, 3002n]);
-    expect([s.term(2990n), s.term(3500n)]).toEqual([1n, 1n]);
-    // A conflicting suffix from inside the older table replaces the rest of both.
+    // Reopened, a segment compacted before the restart is dropped (the restart does the first
+    // drop), and the log is read from SQLite across the tables: nothing is in memory.
+    s = open(true);
+    expect(tables().map((t) => t[0])).toEqual(["entries_seg_2", "entries"]);
+    expect([s.firstIndex(), s.lastIndex(), s.term(2401n), s.term(3005n)]).toEqual([2401n, 3010n, 1n, 1n]);
+    expect(s.entries(2998n, 3003n, 1 << 20).map((x) => x.index)).toEqual([2998n, 2999n, 3000n, 3001n, 3002n]);
+    // A conflicting suffix from inside a sealed segment replaces the rest of it and all after it.
     append(s, 2990, 20, 2n);
-    expect([s.lastIndex(), rows("entries_old"), rows("entries")]).toEqual([3009n, 2989, 20]);
+    expect(tables()).toEqual([
+      ["entries_seg_2", 2001, 2989, 989],
+      ["entries", 2990, 3009, 20],
+    ]);
     expect(s.entries(2988n, 2992n, 1 << 20).map((x) => [x.index, x.term])).toEqual([
       [2988n, 1n],
       [2989n, 1n],
       [2990n, 2n],
       [2991n, 2n],
     ]);
-    append(s, 3010, 1000, 2n);
-    s.close();
-    // Reopened, the log is the same; a snapshot whose compaction point passes the older table's
-    // last row drops that table, and the newer one takes its place.
-    const r = new SqliteLogStore({ path });
-    // Reopened, a term and a read from each table come from SQLite.
-    expect([r.firstIndex(), r.lastIndex(), r.term(2850n), r.term(2995n)]).toEqual([2801n, 4009n, 1n, 2n]);
-    expect(r.entries(2988n, 2991n, 1 << 20).map((x) => [x.index, x.term])).toEqual([
-      [2988n, 1n],
-      [2989n, 1n],
-      [2990n, 2n],
-    ]);
-    r.createSnapshot(3500n, cs, Buffer.from("image 2"), 100n);
-    expect([r.firstIndex(), rows("entries_old"), rows("entries")]).toEqual([3401n, 1020, 0]);
-    expect(r.entries(3401n, 3403n, 1 << 20).map((x) => x.index)).toEqual([3401n, 3402n]);
-    // A snapshot that leaves some of the older table live drops nothing.
-    append(r, 4010, 10, 2n);
-    r.createSnapshot(4000n, cs, Buffer.from("image 3"), 100n);
-    expect([r.firstIndex(), rows("entries_old"), rows("entries")]).toEqual([3901n, 1020, 10]);
-    expect(r.entries(3999n, 4012n, 1 << 20).map((x) => x.index)).toEqual(
-      Array.from({ length: 13 }, (_, i) => BigInt(3999 + i)),
-    );
-    // A snapshot from a leader replaces the log in both tables.
-    r.persist({
+    // A snapshot from a leader replaces the log: its tables are renamed out of the way at once and
+    // never read again, and dropped one per write.
+    s.persist({
       hardState: null,
       entries: [],
       snapshot: { metadata: { index: 5000n, term: 3n, confState: cs }, data: Buffer.from("leader") },
     });
-    expect([r.firstIndex(), r.lastIndex(), rows("entries_old"), rows("entries")]).toEqual([
-      5001n,
-      5000n,
-      0,
-      0,
-    ]);
+    expect([s.firstIndex(), s.lastIndex()]).toEqual([5001n, 5000n]);
+    expect(tables().map((t) => t[0])).toEqual(["entries_doomed_4", "entries"]);
+    append(s, 5001, 5, 3n);
+    s.close();
+    s = open(true);
+    expect(tables()).toEqual([["entries", 5001, 5005, 5]]);
+    expect(s.entries(5001n, 5006n, 1 << 20).map((x) => [x.index, x.term])).toEqual(
+      Array.from({ length: 5 }, (_, i) => [BigInt(5001 + i), 3n]),
+    );
     reader.close();
-    r.close();
+    s.close();
+  });
+
+  it("opens a log written with two tables (entries and entries_old) and keeps every entry", () => {
+    // Proves a data directory from the previous layout (`entries_old` older than every row of
+    // `entries`) is read as segments, and its older table is dropped once compacted.
+    const path = join(dir, "two-tables.db");
+    const db = new Database(path);
+    db.exec(`CREATE TABLE entries_old (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB NOT NULL);
+      CREATE TABLE entries (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB NOT NULL);`);
+    const ins = (t: string, i: number) =>
+      db.prepare(`INSERT INTO ${t} VALUES (?, 1, 0, ?)`).run(i, Buffer.from([i % 256]));
+    for (let i = 1; i <= 100; i++) ins(i <= 60 ? "entries_old" : "entries", i);
+    db.close();
+    const s = new SqliteLogStore({
+      path,
+      bootstrapVoters: [1n],
+      segments: { segmentBytes: 1 << 20, dropIntervalMs: 0 },
+    });
+    expect([s.firstIndex(), s.lastIndex()]).toEqual([1n, 100n]);
+    expect(s.entries(58n, 63n, 1 << 20).map((x) => [x.index, x.data[0]])).toEqual(
+      [58, 59, 60, 61, 62].map((i) => [BigInt(i), i]),
+    );
+    s.createSnapshot(90n, { voters: [1n], learners: [] }, Buffer.from("image"), 10n);
+    const reader = new Database(path, { readonly: true });
+    const names = reader.prepare("SELECT name FROM sqlite_master WHERE name LIKE 'entries%'").pluck().all();
+    expect(names).toEqual(["entries"]);
+    expect(s.entries(81n, 83n, 1 << 20).map((x) => x.index)).toEqual([81n, 82n]);
+    reader.close();
+    s.close();
   });
 
   it("survives kill -9 of a writer at any point", async () => {
@@ -460,5 +508,12 @@ describe("SqliteLogStore", () => {
       expect(s.lastIndex()).toBeGreaterThanOrEqual(acked - 2n);
       s.close();
     }
+    // The writer sealed segments of 16 KB and dropped the ones its snapshots compacted.
+    const reader = new Database(join(dir, "kill.db"), { readonly: true });
+    const names = reader.prepare("SELECT name FROM sqlite_master WHERE name LIKE 'entries%'").pluck().all();
+    reader.close();
+    const sealed = names.map((n) => Number(/^entries_seg_([0-9]+)$/.exec(String(n))?.[1] ?? -1));
+    expect(Math.max(...sealed)).toBeGreaterThanOrEqual(5);
+    expect(names).not.toContain("entries_seg_0");
   }, 60_000);
 });

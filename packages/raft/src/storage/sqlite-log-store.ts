@@ -32,6 +32,7 @@ import {
   type NodeId,
   type Snapshot,
 } from "../core/types.js";
+import { EntrySegments, type EntrySegmentsOptions } from "./entry-segments.js";
 import { EntryTail } from "./entry-tail.js";
 import { WalCheckpointer } from "./wal-checkpointer.js";
 import { syncFolder } from "./sync-files.js";
@@ -58,17 +59,6 @@ const COPY_PIECE_BYTES = 4 * 1024 * 1024;
 export function snapshotBytes(snap: Snapshot): Uint8Array {
   return snap.file === undefined ? snap.data : readFileSync(snap.file.path);
 }
-/**
- * The entries are kept in two tables, as a log in segments: `entries` takes new ones, and
- * `entries_old` holds those from before the last rotation, every one of them older than any in
- * `entries`. Compaction drops `entries_old` whole once all of it is compacted, and renames
- * `entries` to it (see `storeSnapshot`): 100,000 entries go in ~25 ms and ~45 KB of WAL, where
- * deleting them row by row took ~0.2 s and ~4 MB of WAL (riding along 256 at a time, it made every
- * transaction after a snapshot several times slower; chainfire-server/BENCHMARKS.md, run 71).
- * Compacted rows stay until then: the file holds up to about two snapshot intervals of entries.
- */
-const ENTRIES_COLUMNS =
-  "(idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB NOT NULL)";
 
 /** Bounds of the in-memory tail of newest entries. */
 const TAIL_ENTRIES_MAX = 8192;
@@ -94,9 +84,9 @@ export interface SqliteLogStoreOptions {
   bootstrapLearners?: readonly NodeId[];
   /** Checkpoint the WAL from a worker thread instead of in the committing call (see WalCheckpointer). */
   backgroundCheckpoints?: boolean;
+  /** How the entries' tables are sealed and dropped (see EntrySegments); the defaults otherwise. */
+  segments?: EntrySegmentsOptions;
 }
-
-type Row = { idx: bigint; term: bigint; type: bigint; data: Buffer };
 
 export function encodeConfState(cs: ConfState): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ v: cs.voters.map(String), l: cs.learners.map(String) }));
@@ -160,6 +150,8 @@ export class SqliteLogStore implements LogStorage {
   private imageSent = true;
   /** The newest entries, served without reading SQLite (see entry-tail.ts). */
   private readonly tail = new EntryTail(TAIL_ENTRIES_MAX, TAIL_BYTES_MAX);
+  /** The entries' tables (see EntrySegments). */
+  private readonly segments: EntrySegments;
   private readonly stmts;
   /** The Ready write, wrapped once (better-sqlite3 builds a new wrapper per `db.transaction`). */
   private readonly persistTx: Database.Transaction<
@@ -171,8 +163,6 @@ export class SqliteLogStore implements LogStorage {
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = NORMAL");
     this.db.exec(`
-      CREATE TABLE IF NOT EXISTS entries ${ENTRIES_COLUMNS};
-      CREATE TABLE IF NOT EXISTS entries_old ${ENTRIES_COLUMNS};
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
       CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL,
         term INTEGER NOT NULL, conf BLOB NOT NULL, data BLOB NOT NULL);
@@ -181,22 +171,6 @@ export class SqliteLogStore implements LogStorage {
       getMeta: this.db.prepare("SELECT value FROM meta WHERE key = ?").safeIntegers(),
       setMeta: this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
       deleteMeta: this.db.prepare("DELETE FROM meta WHERE key = ?"),
-      insert: this.db.prepare("INSERT OR REPLACE INTO entries (idx, term, type, data) VALUES (?, ?, ?, ?)"),
-      deleteFrom: this.db.prepare("DELETE FROM entries WHERE idx >= ?"),
-      deleteFromOld: this.db.prepare("DELETE FROM entries_old WHERE idx >= ?"),
-      // Without a WHERE clause SQLite empties a table whole, not row by row.
-      deleteAll: this.db.prepare("DELETE FROM entries"),
-      deleteAllOld: this.db.prepare("DELETE FROM entries_old"),
-      range: this.db
-        .prepare("SELECT idx, term, type, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
-        .safeIntegers(),
-      rangeOld: this.db
-        .prepare("SELECT idx, term, type, data FROM entries_old WHERE idx >= ? AND idx < ? ORDER BY idx")
-        .safeIntegers(),
-      term: this.db.prepare("SELECT term FROM entries WHERE idx = ?").safeIntegers(),
-      termOld: this.db.prepare("SELECT term FROM entries_old WHERE idx = ?").safeIntegers(),
-      last: this.db.prepare("SELECT idx, term FROM entries ORDER BY idx DESC LIMIT 1").safeIntegers(),
-      lastOld: this.db.prepare("SELECT idx, term FROM entries_old ORDER BY idx DESC LIMIT 1").safeIntegers(),
       getSnap: this.db.prepare("SELECT idx, term, conf, data FROM snapshot WHERE id = 1").safeIntegers(),
       setSnap: this.db.prepare(
         "INSERT OR REPLACE INTO snapshot (id, idx, term, conf, data) VALUES (1, ?, ?, ?, ?)",
@@ -206,6 +180,7 @@ export class SqliteLogStore implements LogStorage {
       this.persistInTx(batch, received),
     );
     this.snapDir = this.db.memory ? null : dirname(opts.path);
+    this.segments = new EntrySegments(this.db, opts.segments);
     this.load(opts);
     this.removeStraySnapshotFiles();
     if (opts.backgroundCheckpoints === true && !this.db.memory)
@@ -252,7 +227,9 @@ export class SqliteLogStore implements LogStorage {
       this.snapIndex = BigInt(i ?? "0");
       this.snapTerm = BigInt(t ?? "0");
     }
-    const last = this.lastRow();
+    // Segments left compacted by a restart before they were dropped go as writes come.
+    this.segments.compactTo(this.snapIndex);
+    const last = this.segments.lastRow();
     if (last !== undefined && last.idx > this.snapIndex) {
       this.last = last.idx;
       this.lastTerm = last.term;
@@ -260,12 +237,6 @@ export class SqliteLogStore implements LogStorage {
       this.last = this.snapIndex;
       this.lastTerm = this.snapTerm;
     }
-  }
-
-  /** The newest row in either table (`entries` holds the newer ones when it has any). */
-  private lastRow(): { idx: bigint; term: bigint } | undefined {
-    type IdxTerm = { idx: bigint; term: bigint } | undefined;
-    return (this.stmts.last.get() as IdxTerm) ?? (this.stmts.lastOld.get() as IdxTerm);
   }
 
   private getMeta(key: string): Buffer | undefined {
@@ -297,10 +268,9 @@ export class SqliteLogStore implements LogStorage {
     if (index > this.last) throw new UnavailableError(index);
     if (index === this.last) return this.lastTerm;
     if (this.tail.has(index)) return this.tail.at(index).term;
-    type Term = { term: bigint } | undefined;
-    const row = (this.stmts.term.get(index) as Term) ?? (this.stmts.termOld.get(index) as Term);
-    if (row === undefined) throw new UnavailableError(index);
-    return row.term;
+    const term = this.segments.term(index);
+    if (term === undefined) throw new UnavailableError(index);
+    return term;
   }
 
   entries(lo: bigint, hi: bigint, maxBytes: number): Entry[] {
@@ -309,7 +279,7 @@ export class SqliteLogStore implements LogStorage {
     if (this.tail.has(lo)) return this.tail.slice(lo, hi, maxBytes);
     const out: Entry[] = [];
     let bytes = 0;
-    for (const r of this.rows(lo, hi)) {
+    for (const r of this.segments.rows(lo, hi)) {
       bytes += r.data.length;
       if (out.length > 0 && bytes > maxBytes) break;
       out.push({ index: r.idx, term: r.term, type: Number(r.type) as EntryType, data: r.data });
@@ -498,8 +468,7 @@ export class SqliteLogStore implements LogStorage {
     const replacedLog = snap !== null && snap.metadata.index > this.snapIndex;
     if (replacedLog) {
       // A snapshot from the leader replaces the whole log.
-      this.stmts.deleteAll.run();
-      this.stmts.deleteAllOld.run();
+      this.segments.deleteAll();
       this.writeSnapshotRow(snap, received);
       this.last = snap.metadata.index;
       this.lastTerm = snap.metadata.term;
@@ -518,11 +487,9 @@ export class SqliteLogStore implements LogStorage {
         throw new Error(`append at ${head.index} leaves a gap after ${this.last}`);
       }
       if (head.index <= this.last) {
-        // The suffix may begin in either table; what stays of `entries_old` is still all older.
-        this.stmts.deleteFrom.run(head.index);
-        this.stmts.deleteFromOld.run(head.index);
+        this.segments.deleteFrom(head.index);
       }
-      for (const e of fresh) this.stmts.insert.run(e.index, e.term, e.type, toBuffer(e.data));
+      for (const e of fresh) this.segments.insert(e.index, e.term, e.type, toBuffer(e.data));
       const tail = fresh[fresh.length - 1] as Entry;
       this.last = tail.index;
       this.lastTerm = tail.term;
@@ -530,6 +497,7 @@ export class SqliteLogStore implements LogStorage {
     if (this.hard.term !== this.writtenTerm || this.hard.vote !== this.writtenVote) {
       this.writeHardStateIfDirty();
     }
+    this.segments.afterWrite();
     return { replacedLog, fresh };
   }
 
@@ -678,19 +646,6 @@ export class SqliteLogStore implements LogStorage {
     }
   }
 
-  /**
-   * Inside a transaction, once the log is compacted up to `compactTo`: when every row of
-   * `entries_old` is compacted, it is dropped whole and `entries` becomes it, so the rows compacted
-   * next are dropped at a later snapshot the same way. Otherwise (a kept tail longer than the
-   * interval between snapshots) nothing moves until a later snapshot passes its last row.
-   */
-  private rotateEntries(compactTo: bigint): void {
-    const oldLast = this.stmts.lastOld.get() as { idx: bigint } | undefined;
-    if (oldLast !== undefined && oldLast.idx > compactTo) return;
-    this.db.exec(`DROP TABLE entries_old; ALTER TABLE entries RENAME TO entries_old;
-      CREATE TABLE entries ${ENTRIES_COLUMNS};`);
-  }
-
   private setCompacted(index: bigint, term: bigint): void {
     this.setMeta("compacted", Buffer.from(`${index},${term}`));
     this.snapIndex = index;
@@ -761,12 +716,6 @@ export class SqliteLogStore implements LogStorage {
     this.storeSnapshot(index, confState, EMPTY, name, keepTail);
   }
 
-  /** The rows in [lo, hi) in index order: every row in `entries_old` comes before any in `entries`. */
-  private *rows(lo: bigint, hi: bigint): Generator<Row> {
-    yield* this.stmts.rangeOld.iterate(lo, hi) as Iterable<Row>;
-    yield* this.stmts.range.iterate(lo, hi) as Iterable<Row>;
-  }
-
   /**
    * Records a snapshot at `index` whose data is the state machine's own files, already durable at
    * `index` (StateMachine.persist), and compacts the log behind it as `createSnapshot` does: what
@@ -805,7 +754,7 @@ export class SqliteLogStore implements LogStorage {
         if (inMachine) this.setMeta(SNAP_IN_MACHINE_KEY, Buffer.from([1]));
         if (compactTo > this.snapIndex) {
           this.setCompacted(compactTo, compactTerm);
-          this.rotateEntries(compactTo);
+          this.segments.compactTo(compactTo);
         }
       })();
     } catch (err) {
