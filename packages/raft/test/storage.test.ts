@@ -6,6 +6,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { SnapshotTemporarilyUnavailableError } from "../src/core/errors.js";
+import { EntrySegments } from "../src/storage/entry-segments.js";
 import { SqliteLogStore, snapshotBytes } from "../src/storage/sqlite-log-store.js";
 
 const dir = mkdtempSync(join(tmpdir(), "raft-store-"));
@@ -447,6 +448,34 @@ describe("SqliteLogStore", () => {
     );
     reader.close();
     s.close();
+  });
+
+  it("finds its segments again as the database has them after a transaction that failed", () => {
+    // Proves a drop and a seal taken back by a rollback leave no table missing or invented in
+    // memory: a snapshot whose transaction fails carries on with the log it had.
+    const db = new Database(join(dir, "rollback.db"));
+    const seg = new EntrySegments(db, { segmentBytes: 330, dropIntervalMs: 0 });
+    const put = (from: number, n: number) => {
+      for (let i = from; i < from + n; i++) seg.insert(BigInt(i), 1n, 0, Buffer.from([i % 256]));
+      seg.afterWrite();
+    };
+    db.transaction(() => put(1, 10))();
+    db.transaction(() => put(11, 10))();
+    const indexes = () => [...seg.rows(1n, 100n)].map((r) => Number(r.idx));
+    expect(seg.tables()).toEqual(["entries_seg_0", "entries_seg_1", "entries"]);
+    expect(() =>
+      db.transaction(() => {
+        seg.compactTo(10n);
+        put(21, 10);
+        throw new Error("the transaction fails");
+      })(),
+    ).toThrow(/fails/);
+    // In memory the first segment was dropped and a third sealed; the database has neither.
+    seg.reload(0n);
+    expect(seg.tables()).toEqual(["entries_seg_0", "entries_seg_1", "entries"]);
+    expect(indexes()).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect([seg.term(5n), seg.lastRow()?.idx]).toEqual([1n, 20n]);
+    db.close();
   });
 
   it("opens a log written with two tables (entries and entries_old) and keeps every entry", () => {

@@ -60,8 +60,8 @@ export class EntrySegments {
    * Bytes in `entries`: its entries' data and ROW_BYTES a row (a deleted suffix is not subtracted:
    * the table is sealed a little sooner).
    */
-  private activeBytes: number;
-  private nextSeal: number;
+  private activeBytes = 0;
+  private nextSeal = 0;
   private readonly stmts: {
     insert: Database.Statement;
     deleteFrom: Database.Statement;
@@ -86,7 +86,20 @@ export class EntrySegments {
       term: db.prepare("SELECT term FROM entries WHERE idx = ?").pluck().safeIntegers(),
       last: db.prepare("SELECT idx, term FROM entries ORDER BY idx DESC LIMIT 1").safeIntegers(),
     };
-    let seal = 0;
+    this.reload(0n);
+  }
+
+  /**
+   * Reads the tables and their bounds from the database, forgetting what was kept in memory: at
+   * open, and after a transaction that failed (SQLite took back its renames and drops). `compacted`
+   * is the log's compaction point as the database has it.
+   */
+  reload(compacted: bigint): void {
+    const db = this.db;
+    this.sealed.length = 0;
+    this.doomed.length = 0;
+    this.compacted = compacted;
+    let seal = this.nextSeal;
     const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
     for (const name of names) {
       const n = /^entries_(?:seg|doomed)_([0-9]+)$/.exec(name)?.[1];
@@ -100,7 +113,8 @@ export class EntrySegments {
         first: bigint | null;
         last: bigint | null;
       };
-      if (bounds.first === null || bounds.last === null) db.exec(`DROP TABLE ${name}`);
+      // An empty sealed table (an `entries_old` never filled) holds nothing to read.
+      if (bounds.first === null || bounds.last === null) this.doomed.push(name);
       else this.sealed.push({ name, first: bounds.first, last: bounds.last });
     }
     this.sealed.sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));

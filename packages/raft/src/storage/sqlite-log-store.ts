@@ -761,6 +761,8 @@ export class SqliteLogStore implements LogStorage {
       this.snapIndex = before.snapIndex;
       this.snapTerm = before.snapTerm;
       this.obsoleteFiles.length = before.obsolete;
+      // The segments as the database still has them (a drop in the failed transaction was taken back).
+      this.segments.reload(this.snapIndex);
       throw err;
     }
     this.writeSeq++;
