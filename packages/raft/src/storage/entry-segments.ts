@@ -1,5 +1,5 @@
 // The Raft log's entries in SQLite, as a log in segments. `entries` takes new entries; once it holds
-// `segmentBytes` of entry data it is sealed (renamed `entries_seg_<n>`, n rising) in the
+// `segmentBytes` of entry data it is sealed (renamed `entries_seg_<its first index>`) in the
 // transaction that filled it, and a new `entries` is begun. A sealed segment whose every entry is
 // compacted is dropped whole, so compaction deletes no row one by one.
 //
@@ -61,7 +61,8 @@ export class EntrySegments {
    * the table is sealed a little sooner).
    */
   private activeBytes = 0;
-  private nextSeal = 0;
+  /** Numbers the doomed tables' names. */
+  private nextDoomed = 0;
   private readonly stmts: {
     insert: Database.Statement;
     deleteFrom: Database.Statement;
@@ -99,11 +100,11 @@ export class EntrySegments {
     this.sealed.length = 0;
     this.doomed.length = 0;
     this.compacted = compacted;
-    let seal = this.nextSeal;
+    let doomed = this.nextDoomed;
     const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
     for (const name of names) {
-      const n = /^entries_(?:seg|doomed)_([0-9]+)$/.exec(name)?.[1];
-      if (n !== undefined) seal = Math.max(seal, Number(n) + 1);
+      const n = /^entries_doomed_([0-9]+)$/.exec(name)?.[1];
+      if (n !== undefined) doomed = Math.max(doomed, Number(n) + 1);
       if (DOOMED_NAME.test(name)) this.doomed.push(name);
       if (!SEALED_NAME.test(name)) continue;
       const bounds = db
@@ -118,7 +119,7 @@ export class EntrySegments {
       else this.sealed.push({ name, first: bounds.first, last: bounds.last });
     }
     this.sealed.sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
-    this.nextSeal = seal;
+    this.nextDoomed = doomed;
     this.activeBytes = Number(
       db.prepare(`SELECT coalesce(sum(length(data) + ${ROW_BYTES}), 0) FROM entries`).pluck().get(),
     );
@@ -140,28 +141,48 @@ export class EntrySegments {
   }
 
   private seal(): void {
-    const first = this.db.prepare("SELECT min(idx) FROM entries").pluck().safeIntegers().get() as
-      | bigint
-      | null;
+    const first = this.activeFirst();
     const last = this.stmts.last.get() as IdxTerm | undefined;
-    if (first === null || last === undefined) return;
-    const name = `entries_seg_${this.nextSeal++}`;
+    if (first === null || last === undefined) {
+      this.activeBytes = 0;
+      return;
+    }
+    // Named by its first index: no two segments share one (a doomed one is renamed first).
+    const name = `entries_seg_${first}`;
     this.db.exec(`ALTER TABLE entries RENAME TO ${name}; CREATE TABLE entries ${COLUMNS};`);
     this.sealed.push({ name, first, last: last.idx });
     this.activeBytes = 0;
   }
 
-  /** Deletes every entry at or after `idx` (a conflicting suffix), in whichever tables hold them. */
+  private activeFirst(): bigint | null {
+    return this.db.prepare("SELECT min(idx) FROM entries").pluck().safeIntegers().get() as bigint | null;
+  }
+
+  /** Renames a table out of the way, to be dropped later (see `dropOneCompacted`). */
+  private doom(name: string): void {
+    const doomed = `entries_doomed_${this.nextDoomed++}`;
+    this.db.exec(`ALTER TABLE ${name} RENAME TO ${doomed}`);
+    this.doomed.push(doomed);
+  }
+
+  /**
+   * Deletes every entry at or after `idx` (a conflicting suffix), in whichever tables hold them:
+   * a table cut whole is renamed out of the way; only a table cut partway loses rows one by one.
+   */
   deleteFrom(idx: bigint): void {
-    this.stmts.deleteFrom.run(idx);
+    const first = this.activeFirst();
+    if (first !== null && first >= idx) {
+      this.doom("entries");
+      this.db.exec(`CREATE TABLE entries ${COLUMNS}`);
+      this.activeBytes = 0;
+    } else if (first !== null) {
+      this.stmts.deleteFrom.run(idx);
+    }
     while (this.sealed.length > 0) {
       const s = this.sealed[this.sealed.length - 1] as Sealed;
       if (s.last < idx) break;
       if (s.first >= idx) {
-        // Out of the way at once, dropped later as a compacted segment is.
-        const doomed = `entries_doomed_${this.nextSeal++}`;
-        this.db.exec(`ALTER TABLE ${s.name} RENAME TO ${doomed}`);
-        this.doomed.push(doomed);
+        this.doom(s.name);
         this.sealed.pop();
         continue;
       }
@@ -179,11 +200,7 @@ export class EntrySegments {
   deleteAll(): void {
     const active = this.stmts.last.get() !== undefined ? ["entries"] : [];
     const tables = [...this.sealed.map((s) => s.name), ...active];
-    for (const name of tables) {
-      const doomed = `entries_doomed_${this.nextSeal++}`;
-      this.db.exec(`ALTER TABLE ${name} RENAME TO ${doomed}`);
-      this.doomed.push(doomed);
-    }
+    for (const name of tables) this.doom(name);
     if (tables.includes("entries")) this.db.exec(`CREATE TABLE entries ${COLUMNS}`);
     this.sealed.length = 0;
     this.activeBytes = 0;
@@ -198,11 +215,6 @@ export class EntrySegments {
     this.dropOneCompacted(true);
   }
 
-  /** Tables waiting to be dropped: replaced by a leader's snapshot, or compacted. */
-  pendingDrops(): number {
-    return this.doomed.length + this.sealed.filter((s) => s.last <= this.compacted).length;
-  }
-
   private dropOneCompacted(now: boolean): void {
     const oldest = this.sealed[0];
     const compacted = oldest !== undefined && oldest.last <= this.compacted;
@@ -210,7 +222,8 @@ export class EntrySegments {
     const t = performance.now();
     if (!now && t - this.lastDropAt < this.dropIntervalMs) return;
     if (this.doomed.length > 0) {
-      this.db.exec(`DROP TABLE ${this.doomed.shift()}`);
+      this.db.exec(`DROP TABLE ${this.doomed[0]}`);
+      this.doomed.shift();
     } else {
       this.db.exec(`DROP TABLE ${(oldest as Sealed).name}`);
       this.sealed.shift();

@@ -352,10 +352,14 @@ export class SqliteLogStore implements LogStorage {
     if (batch.snapshot === null && batch.entries.length === 0 && !termOrVote) return false;
     const received = this.writeReceivedSnapshot(batch.snapshot);
     let written: { replacedLog: boolean; fresh: Entry[] };
+    const snapIndexBefore = this.snapIndex;
     try {
       written = this.persistTx(batch, received);
     } catch (err) {
       if (received !== null) rmSync(join(this.snapDir!, received), { force: true });
+      // The segments as the database still has them. (The node stops on a failed write; the
+      // other fields kept in memory are not taken back.)
+      this.segments.reload(snapIndexBefore);
       throw err;
     }
     this.writeSeq++;
