@@ -1,6 +1,7 @@
 // A/B of two chainfire clusters side by side, for changes too small for the full bench to show:
-// cluster B is started with extra environment variables (AB_ENV, "NAME=value NAME2=value2") and/or
-// its own Node.js arguments (AB_B_NODE_ARGS). After 8 s of h2load puts at 64 in flight on each, the
+// cluster B is started with extra environment variables (AB_ENV, "NAME=value NAME2=value2"), its
+// own Node.js arguments (AB_B_NODE_ARGS) and/or another build of the daemon (AB_B_BIN, the path of
+// its dist/bin/chainfire.js: a copy of the repository at another commit, built). After 8 s of h2load puts at 64 in flight on each, the
 // two are measured in AB_WINDOWS (default 8) alternating 3-s windows of h2load puts (one key,
 // 256-byte values) at AB_IN_FLIGHT (default 16); with AB_HEAVY=1 each window follows 3 s at 256 in
 // flight on the same cluster (what the full bench's earlier rows leave behind: snapshots and log
@@ -25,7 +26,7 @@ const path = "/etcdserverpb.KV/Put";
 const bytes = etcdpb.PutRequest.encode(putRequest({ key: Buffer.from("h2load"), value: VALUE })).finish();
 const dir = mkdtempSync(join(tmpdir(), "ab-"));
 
-async function start(name: string, env: string[], nodeArgs?: string[]): Promise<Cluster> {
+async function start(name: string, env: string[], nodeArgs?: string[], bin?: string): Promise<Cluster> {
   const saved: Record<string, string | undefined> = {};
   for (const kv of env) {
     const [k, v] = kv.split("=");
@@ -38,6 +39,7 @@ async function start(name: string, env: string[], nodeArgs?: string[]): Promise<
       dir: join(dir, name),
       token: `ab-${name}`,
       ...(nodeArgs ? { nodeArgs } : {}),
+      ...(bin ? { bin } : {}),
     });
   } finally {
     for (const [k, v] of Object.entries(saved)) {
@@ -69,7 +71,12 @@ async function load(c: Cluster, inFlight: number, ms: number) {
 }
 
 const a = await start("a", []);
-const b = await start("b", B_ENV, process.env.AB_B_NODE_ARGS?.split(" ").filter(Boolean));
+const b = await start(
+  "b",
+  B_ENV,
+  process.env.AB_B_NODE_ARGS?.split(" ").filter(Boolean),
+  process.env.AB_B_BIN || undefined,
+);
 try {
   for (const c of [a, b]) await load(c, 64, 8000);
   const pooled = {

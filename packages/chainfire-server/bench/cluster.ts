@@ -53,6 +53,8 @@ export interface ClusterOptions {
    * chainfire is deployed with (CHAINFIRE_NODE_ARGS), so tests run the daemon as operators do.
    */
   nodeArgs?: readonly string[];
+  /** The chainfire daemon's script: this package's build unless given (an A/B against another build). */
+  bin?: string;
   /** Where each member (by name) runs; on loopback unless given. */
   place?: (name: string) => Placement;
 }
@@ -167,13 +169,14 @@ export class Cluster {
   }
 
   startMember(m: ClusterMember, joining?: { initialCluster: string }): void {
-    if (this.options.kind === "chainfire" && !existsSync(CHAINFIRE_BIN)) {
-      throw new Error(`${CHAINFIRE_BIN} is missing: build first (pnpm exec tsc -b)`);
+    const bin = this.options.bin ?? CHAINFIRE_BIN;
+    if (this.options.kind === "chainfire" && !existsSync(bin)) {
+      throw new Error(`${bin} is missing: build first (pnpm exec tsc -b)`);
     }
     const [command, prefix] =
       this.options.kind === "etcd"
         ? ["etcd", ["--log-level=error"]]
-        : [process.execPath, [...(this.options.nodeArgs ?? CHAINFIRE_NODE_ARGS), CHAINFIRE_BIN]];
+        : [process.execPath, [...(this.options.nodeArgs ?? CHAINFIRE_NODE_ARGS), bin]];
     const started = { command, args: [...prefix, ...this.args(m, joining)] };
     const { command: run, args } = m.placement?.wrap(started.command, started.args) ?? started;
     const child = spawn(run, args, {
