@@ -6,7 +6,7 @@
 // Why segments of bounded size: DROP TABLE frees every page of the table, on the event loop, in one
 // go (about 0.6 ms per MB of entries here). Deleting compacted rows one by one made every write
 // after a snapshot several times slower (chainfire-server/BENCHMARKS.md, run 71); dropping all of
-// a snapshot interval at once stalls the member for as long as that interval is large (145-215 ms
+// a snapshot interval at once stalls the member for as long as that interval is large (144-215 ms
 // for 313 MB), which an interval of large entries could stretch past an election timeout. So
 // segments are dropped one at a time, at most one per `dropIntervalMs`, riding along with the
 // log's own transactions.
@@ -25,7 +25,7 @@ export const DROP_INTERVAL_MS = 100;
 const COLUMNS = "(idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB NOT NULL)";
 /** The names of sealed segments: `entries_old` is the one older table of the previous layout. */
 const SEALED_NAME = /^entries_(old|seg_[0-9]+)$/;
-/** The names of tables whose entries a snapshot from the leader replaced: dropped, never read. */
+/** The names of tables whose entries were replaced (a leader's snapshot, a cut): dropped, never read. */
 const DOOMED_NAME = /^entries_doomed_[0-9]+$/;
 
 export type Row = { idx: bigint; term: bigint; type: bigint; data: Buffer };
@@ -50,7 +50,7 @@ export class EntrySegments {
   private readonly dropIntervalMs: number;
   /** Sealed segments in index order. */
   private readonly sealed: Sealed[] = [];
-  /** Tables replaced by a snapshot from the leader, to drop (see `deleteAll`). */
+  /** Tables whose entries were replaced, to drop (see `deleteAll`, `deleteFrom`). */
   private readonly doomed: string[] = [];
   /** The highest compacted index: sealed segments ending at or before it may be dropped. */
   private compacted = 0n;
