@@ -1,11 +1,11 @@
 // A/B of two chainfire clusters side by side, for changes too small for the full bench to show:
 // cluster B is started with extra environment variables (AB_ENV, "NAME=value NAME2=value2"), its
 // own Node.js arguments (AB_B_NODE_ARGS) and/or another build of the daemon (AB_B_BIN, the path of
-// its dist/bin/chainfire.js: a copy of the repository at another commit, built). After 8 s of h2load puts at 64 in flight on each, the
-// two are measured in AB_WINDOWS (default 8) alternating 3-s windows of h2load puts (one key,
-// 256-byte values) at AB_IN_FLIGHT (default 16); with AB_HEAVY=1 each window follows 3 s at 256 in
-// flight on the same cluster (what the full bench's earlier rows leave behind: snapshots and log
-// compaction). Prints each cluster's pooled throughput, percentiles and server CPU per put (its
+// its dist/bin/chainfire.js: a copy of the repository at another commit, built). After 8 s of
+// h2load puts at 64 in flight on each, the two are measured in AB_WINDOWS (default 8) alternating
+// 3-s windows of h2load puts (one key, 256-byte values) at AB_IN_FLIGHT (default 16); with
+// AB_HEAVY=1 each window follows 3 s at 256 in flight on the same cluster (what the full bench's
+// earlier rows leave behind: snapshots and log compaction). Prints each cluster's pooled throughput, percentiles and server CPU per put (its
 // three members, all threads, user + system, over the measured windows) and each window's p99.
 // Two identical clusters differ by about 1 ms at p99 this way (BENCHMARKS.md, runs 66 and 71).
 // Run: pnpm bench:ab (compiles first), with nothing else running.

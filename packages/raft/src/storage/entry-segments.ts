@@ -26,7 +26,7 @@ const COLUMNS = "(idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER N
 /** The names of sealed segments: `entries_old` is the one older table of the previous layout. */
 const SEALED_NAME = /^entries_(old|seg_[0-9]+)$/;
 /** The names of tables whose entries were replaced (a leader's snapshot, a cut): dropped, never read. */
-const DOOMED_NAME = /^entries_doomed_[0-9]+$/;
+const DOOMED_NAME = /^entries_doomed_([0-9]+)$/;
 
 export type Row = { idx: bigint; term: bigint; type: bigint; data: Buffer };
 type IdxTerm = { idx: bigint; term: bigint };
@@ -66,6 +66,7 @@ export class EntrySegments {
   private readonly stmts: {
     insert: Database.Statement;
     deleteFrom: Database.Statement;
+    first: Database.Statement;
     range: Database.Statement;
     term: Database.Statement;
     last: Database.Statement;
@@ -81,6 +82,7 @@ export class EntrySegments {
     this.stmts = {
       insert: db.prepare("INSERT OR REPLACE INTO entries (idx, term, type, data) VALUES (?, ?, ?, ?)"),
       deleteFrom: db.prepare("DELETE FROM entries WHERE idx >= ?"),
+      first: db.prepare("SELECT min(idx) FROM entries").pluck().safeIntegers(),
       range: db
         .prepare("SELECT idx, term, type, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx")
         .safeIntegers(),
@@ -103,9 +105,11 @@ export class EntrySegments {
     let doomed = this.nextDoomed;
     const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
     for (const name of names) {
-      const n = /^entries_doomed_([0-9]+)$/.exec(name)?.[1];
-      if (n !== undefined) doomed = Math.max(doomed, Number(n) + 1);
-      if (DOOMED_NAME.test(name)) this.doomed.push(name);
+      const n = DOOMED_NAME.exec(name)?.[1];
+      if (n !== undefined) {
+        doomed = Math.max(doomed, Number(n) + 1);
+        this.doomed.push(name);
+      }
       if (!SEALED_NAME.test(name)) continue;
       const bounds = db
         .prepare(`SELECT min(idx) AS first, max(idx) AS last FROM ${name}`)
@@ -155,7 +159,7 @@ export class EntrySegments {
   }
 
   private activeFirst(): bigint | null {
-    return this.db.prepare("SELECT min(idx) FROM entries").pluck().safeIntegers().get() as bigint | null;
+    return this.stmts.first.get() as bigint | null;
   }
 
   /** Renames a table out of the way, to be dropped later (see `dropOneCompacted`). */
@@ -198,10 +202,11 @@ export class EntrySegments {
    * what dropping them does, in one stall.
    */
   deleteAll(): void {
-    const active = this.stmts.last.get() !== undefined ? ["entries"] : [];
-    const tables = [...this.sealed.map((s) => s.name), ...active];
-    for (const name of tables) this.doom(name);
-    if (tables.includes("entries")) this.db.exec(`CREATE TABLE entries ${COLUMNS}`);
+    for (const s of this.sealed) this.doom(s.name);
+    if (this.stmts.last.get() !== undefined) {
+      this.doom("entries");
+      this.db.exec(`CREATE TABLE entries ${COLUMNS}`);
+    }
     this.sealed.length = 0;
     this.activeBytes = 0;
   }
@@ -261,7 +266,7 @@ export class EntrySegments {
     return term === undefined ? undefined : { idx: s.last, term };
   }
 
-  /** The tables, oldest first, with their rows (for tests and diagnostics). */
+  /** The names of the tables read, oldest first (for tests and diagnostics). */
   tables(): string[] {
     return [...this.sealed.map((s) => s.name), "entries"];
   }
